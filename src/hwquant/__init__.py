@@ -1,0 +1,28 @@
+"""hwquant: from a float PyTorch network to a bit-exact, integer-only accelerator model.
+
+The pipeline (see ``docs/`` and DESIGN): ``prepare`` makes the QAT model, any training loop
+trains it, ``lower`` turns it into an :class:`IntModel`, whose integer engine reproduces the
+QAT model's eval outputs bit for bit (``verify`` checks it).
+"""
+
+from hwquant.errors import HwquantError
+from hwquant.intmodel import IntModel, load
+from hwquant.lower import lower
+from hwquant.prepare import freeze_bn, prepare
+from hwquant.recipe import Recipe
+from hwquant.verify import VerifyReport, verify
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HwquantError",
+    "IntModel",
+    "Recipe",
+    "VerifyReport",
+    "__version__",
+    "freeze_bn",
+    "load",
+    "lower",
+    "prepare",
+    "verify",
+]

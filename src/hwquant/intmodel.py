@@ -1,0 +1,310 @@
+"""The IntModel: an integer-only network as plain data.
+
+An :class:`IntModel` is an input quantizer spec, a list of nodes in execution order and the
+scale of the output. Nodes hold integer tensors (NumPy int64) and exact integer parameters:
+
+* :class:`ConvNode` / :class:`LinearNode`: ``acc = W_int ⋆ x + b_int`` in an accumulator of
+  ``acc_bits`` with an overflow policy, then ``code = clamp((acc·M + 2^(s−1)) >> s, lo, hi)``
+  (no requantization on the last layer, whose output value is ``acc_scale · acc``);
+* :class:`AddNode`: ``code = clamp((a·M_a + b·M_b + 2^(s−1)) >> s, lo, hi)``;
+* :class:`AvgPoolNode`: window sum, then requantization;
+* :class:`MaxPoolNode`, :class:`ReshapeNode`: codes pass through.
+
+``save``/``load`` write one ``.npz`` holding the arrays and a JSON header with the format
+version and a SHA-256 of every array, so truncated or corrupted files are named, not misread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from hwquant.errors import FileFormatError, HwquantError
+from hwquant.intmath import Accumulator, OverflowPolicy, bits_needed, qrange, to_codes
+
+FORMAT_VERSION = 1
+FORMAT_NAME = "hwquant.IntModel"
+
+
+@dataclass
+class IntNode:
+    """A node: its name (the QAT layer's name) and the names of the nodes it reads."""
+
+    name: str
+    inputs: list[str]
+    op: ClassVar[str] = ""
+
+
+@dataclass
+class WeightNode(IntNode):
+    """Common part of convolution and fully connected nodes."""
+
+    weight: np.ndarray = field(repr=False)  # int64 codes
+    bias: np.ndarray | None = field(repr=False)  # int64 at accumulator scale, or None
+    acc_scale: np.ndarray = field(repr=False)  # float64 [C_out]: value of one accumulator unit
+    weight_bits: int = 8
+    in_bits: int = 8
+    in_signed: bool = False
+    mult: np.ndarray | None = field(default=None, repr=False)  # int64 [C_out], None: last layer
+    shift: np.ndarray | None = field(default=None, repr=False)
+    lo: int = 0
+    hi: int = 0
+    out_scale: float | None = None
+    acc_bits: int = 32
+    overflow: OverflowPolicy = "wrap"
+
+    @property
+    def accumulator(self) -> Accumulator:
+        """The accumulator this node runs with."""
+        return Accumulator(self.acc_bits, self.overflow)
+
+    def worst_case_bits(self) -> int:
+        """Signed accumulator bits that no input in range can overflow."""
+        lo, hi = qrange(self.in_bits, self.in_signed)
+        x_max = max(abs(lo), abs(hi))
+        per_channel = np.abs(self.weight).reshape(self.weight.shape[0], -1).sum(axis=1) * x_max
+        if self.bias is not None:
+            per_channel = per_channel + np.abs(self.bias)
+        return bits_needed(int(per_channel.max()))
+
+    def fan_in(self) -> int:
+        """Multiply-accumulates per output element."""
+        return int(np.prod(self.weight.shape[1:]))
+
+
+@dataclass
+class ConvNode(WeightNode):
+    """Integer 2-D convolution."""
+
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    op: ClassVar[str] = "conv2d"
+
+
+@dataclass
+class LinearNode(WeightNode):
+    """Integer fully connected layer."""
+
+    op: ClassVar[str] = "linear"
+
+
+@dataclass
+class AddNode(IntNode):
+    """Residual add of two code tensors with aligned scales."""
+
+    mults: tuple[int, int] = (1, 1)
+    shift: int = 0
+    lo: int = 0
+    hi: int = 0
+    out_scale: float = 1.0
+    op: ClassVar[str] = "add"
+
+
+@dataclass
+class AvgPoolNode(IntNode):
+    """Average pooling: exact window sum, then requantization by ``mult >> shift``."""
+
+    kernel_size: int | None = None  # None: global
+    window: int = 1
+    mult: int = 1
+    shift: int = 0
+    lo: int = 0
+    hi: int = 0
+    out_scale: float = 1.0
+    op: ClassVar[str] = "avgpool"
+
+
+@dataclass
+class MaxPoolNode(IntNode):
+    """Max pooling on codes (monotone, so the scale is unchanged)."""
+
+    kernel_size: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] = (2, 2)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    ceil_mode: bool = False
+    op: ClassVar[str] = "maxpool"
+
+
+@dataclass
+class ReshapeNode(IntNode):
+    """Reshape to ``[batch, *shape]`` (flatten, view, reshape)."""
+
+    shape: tuple[int, ...] = ()
+    op: ClassVar[str] = "reshape"
+
+
+NODE_TYPES: dict[str, type[IntNode]] = {
+    cls.op: cls for cls in (ConvNode, LinearNode, AddNode, AvgPoolNode, MaxPoolNode, ReshapeNode)
+}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The network input quantizer: ``code = clamp(round_half_up(x / scale), lo, hi)``."""
+
+    name: str
+    scale: float
+    bits: int
+    signed: bool
+
+
+@dataclass
+class IntModel:
+    """An integer-only network: run it with :meth:`run`, save it with :meth:`save`."""
+
+    input: InputSpec
+    nodes: list[IntNode]
+    output: str
+    output_scale: np.ndarray  # float64: value of one output unit, per output channel
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+    # -- execution ---------------------------------------------------------------------------
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer codes of a float input batch, exactly as the QAT model computes them."""
+        from hwquant.errors import check_finite
+
+        check_finite("input batch", x)
+        lo, hi = qrange(self.input.bits, self.input.signed)
+        return to_codes(x, torch.tensor(self.input.scale, dtype=x.dtype), lo, hi)
+
+    def run(self, x_int: torch.Tensor, *, four_bit: bool = False) -> torch.Tensor:
+        """Integer output (int64) for integer input codes ``x_int``."""
+        from hwquant.engine import run
+
+        return run(self, x_int, four_bit=four_bit).output
+
+    def dequantize(self, out: torch.Tensor) -> torch.Tensor:
+        """Float value of integer outputs: ``output_scale · out`` (float64)."""
+        scale = torch.from_numpy(self.output_scale).to(out.device)
+        return out.double() * scale.view(1, -1, *([1] * (out.dim() - 2)))
+
+    # -- accumulators ------------------------------------------------------------------------
+    def weight_nodes(self) -> list[WeightNode]:
+        """The convolution and fully connected nodes, in order."""
+        return [n for n in self.nodes if isinstance(n, WeightNode)]
+
+    def set_accumulator(
+        self, bits: int, policy: OverflowPolicy = "wrap", layers: list[str] | None = None
+    ) -> None:
+        """Set the accumulator width and overflow policy of ``layers`` (default: all)."""
+        Accumulator(bits, policy)  # validates
+        names = {n.name for n in self.weight_nodes()}
+        unknown = sorted(set(layers or []) - names)
+        if unknown:
+            raise HwquantError(
+                f"no weight layer named {', '.join(unknown)}. Fix: use one of {', '.join(names)}."
+            )
+        for node in self.weight_nodes():
+            if layers is None or node.name in layers:
+                node.acc_bits, node.overflow = bits, policy
+
+    # -- figures -----------------------------------------------------------------------------
+    def size_bits(self) -> int:
+        """Bits of all weights (at their widths) and biases (at accumulator width)."""
+        total = 0
+        for node in self.weight_nodes():
+            total += node.weight.size * node.weight_bits
+            if node.bias is not None:
+                total += node.bias.size * node.acc_bits
+        return total
+
+    # -- files -------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the model to ``path`` (.npz with a JSON header), atomically."""
+        path = Path(path)
+        arrays: dict[str, np.ndarray] = {"output_scale": self.output_scale}
+        nodes = []
+        for node in self.nodes:
+            entry: dict[str, Any] = {"op": node.op}
+            for f in dataclasses.fields(node):
+                value = getattr(node, f.name)
+                if isinstance(value, np.ndarray):
+                    arrays[f"{node.name}/{f.name}"] = value
+                    entry[f.name] = {"array": f"{node.name}/{f.name}"}
+                else:
+                    entry[f.name] = list(value) if isinstance(value, tuple) else value
+            nodes.append(entry)
+        header = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "input": dataclasses.asdict(self.input),
+            "output": self.output,
+            "recipe": self.recipe,
+            "nodes": nodes,
+            "sha256": {k: _digest(v) for k, v in arrays.items()},
+        }
+        buffer = io.BytesIO()
+        np.savez(buffer, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+                 **arrays)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(buffer.getvalue())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def load(path: str | Path) -> IntModel:
+    """Read an IntModel written by :meth:`IntModel.save`, checking version and checksums."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"IntModel file '{path}' does not exist. Fix: check the path.")
+    fix = "Fix: write it again with IntModel.save() (hwquant.lower the QAT model)."
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(bytes(data["__header__"]).decode())
+            arrays = {k: data[k] for k in data.files if k != "__header__"}
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as exc:
+        raise FileFormatError(
+            f"'{path}' is not a readable IntModel file (truncated or corrupted: {exc}). {fix}"
+        ) from exc
+    if header.get("format") != FORMAT_NAME:
+        raise FileFormatError(f"'{path}' is not an IntModel file. {fix}")
+    if header.get("version") != FORMAT_VERSION:
+        raise FileFormatError(
+            f"'{path}' has IntModel format version {header.get('version')!r}; this hwquant reads "
+            f"version {FORMAT_VERSION}. Fix: upgrade hwquant, or lower and save the model again."
+        )
+    for key, digest in header["sha256"].items():
+        if key not in arrays or _digest(arrays[key]) != digest:
+            raise FileFormatError(f"'{path}': array '{key}' fails its checksum. {fix}")
+    nodes = [_node_from_json(entry, arrays) for entry in header["nodes"]]
+    return IntModel(InputSpec(**header["input"]), nodes, header["output"],
+                    arrays["output_scale"], header.get("recipe", {}))
+
+
+def _node_from_json(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> IntNode:
+    cls = NODE_TYPES[entry["op"]]
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        value = entry[f.name]
+        if isinstance(value, dict) and "array" in value:
+            value = arrays[value["array"]]
+        elif isinstance(value, list) and f.name != "inputs":
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)

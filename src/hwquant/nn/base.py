@@ -1,0 +1,122 @@
+"""Common machinery of the QAT layers.
+
+A QAT layer that produces a quantized tensor owns the quantizer of its *output*; the layers
+that consume that tensor hold references to it (set by :func:`hwquant.prepare`), so that every
+layer knows the scale of each of its inputs. Tensors between layers are plain float tensors
+``α · code``; a consumer recovers the exact integer codes as ``round_half_up(x / α)``.
+
+In eval mode every layer runs its integer form, the same arithmetic as the integer engine
+(:mod:`hwquant.intmath`), and returns ``α_out · code``. :func:`hwquant.verify` reads those
+codes through :func:`capture_codes`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from hwquant.intmath import requantize, round_half_up, to_codes
+from hwquant.quantizers.llsq import LinearQuantizer
+
+Activation = Literal["relu", "relu6"] | None
+RELU6_CEILING = 6.0
+
+
+@dataclass(frozen=True)
+class Requant:
+    """Requantization of an accumulator: ``clamp((acc·mult + 2^(shift-1)) >> shift, lo, hi)``."""
+
+    mult: torch.Tensor  # int64, one per output channel (or one)
+    shift: torch.Tensor  # int64, same shape
+    lo: int
+    hi: int
+
+    def apply(self, acc: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
+        """Requantize ``acc`` with the multipliers laid along ``channel_dim``."""
+        shape = [1] * acc.dim()
+        if self.mult.numel() > 1:
+            shape[channel_dim] = -1
+        mult = self.mult.to(acc.device).view(shape)
+        shift = self.shift.to(acc.device).view(shape)
+        return requantize(acc, mult, shift, self.lo, self.hi)
+
+
+class QuantModule(nn.Module):
+    """Base of the QAT layers: input-scale references, output range and code capture."""
+
+    out_quant: LinearQuantizer | None
+
+    def __init__(self, act: Activation = None) -> None:
+        super().__init__()
+        self.act = act
+        self.qname = ""
+        # Plain attributes (not submodules): the quantizers belong to the producing layers.
+        object.__setattr__(self, "_input_quants", ())
+        object.__setattr__(self, "_sink", None)
+
+    def bind_inputs(self, quants: Sequence[LinearQuantizer]) -> None:
+        """Record the quantizers that produced this layer's inputs (done by ``prepare``)."""
+        object.__setattr__(self, "_input_quants", tuple(quants))
+
+    @property
+    def input_quants(self) -> tuple[LinearQuantizer, ...]:
+        """Quantizers of the inputs, in argument order."""
+        return self._input_quants
+
+    def input_codes(self, x: torch.Tensor, index: int = 0) -> torch.Tensor:
+        """Exact integer codes of input ``index`` (int64)."""
+        quant = self._input_quants[index]
+        return to_codes(x, quant.scale_value(), quant.qmin, quant.qmax)
+
+    def activation(self, y: torch.Tensor) -> torch.Tensor:
+        """The fused activation on float values (training path)."""
+        if self.act == "relu":
+            return torch.relu(y)
+        if self.act == "relu6":
+            return y.clamp(0.0, RELU6_CEILING)
+        return y
+
+    @torch.no_grad()
+    def out_range(self) -> tuple[int, int]:
+        """Code range of the output: the quantizer's range, cut at 6/α for ReLU6."""
+        assert self.out_quant is not None
+        lo, hi = self.out_quant.qmin, self.out_quant.qmax
+        if self.act == "relu6":
+            ceiling = round_half_up(RELU6_CEILING / self.out_quant.scale_value().double())
+            hi = min(hi, int(ceiling))
+        return lo, hi
+
+    def emit(self, codes: torch.Tensor) -> None:
+        """Hand the integer output to an active :func:`capture_codes`."""
+        if self._sink is not None:
+            self._sink[self.qname] = codes
+
+    def finish(self, codes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Emit the output codes and return their float value ``α_out · code``."""
+        self.emit(codes)
+        assert self.out_quant is not None
+        return codes.to(dtype) * self.out_quant.scale_value().to(dtype)
+
+
+def quant_modules(model: nn.Module) -> Iterator[QuantModule]:
+    """Every QAT layer of ``model``, in module order."""
+    return (m for m in model.modules() if isinstance(m, QuantModule))
+
+
+@contextlib.contextmanager
+def capture_codes(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """Collect the integer outputs of every QAT layer while ``model`` runs in eval mode."""
+    sink: dict[str, torch.Tensor] = {}
+    modules = list(quant_modules(model))
+    for m in modules:
+        object.__setattr__(m, "_sink", sink)
+    try:
+        yield sink
+    finally:
+        for m in modules:
+            object.__setattr__(m, "_sink", None)

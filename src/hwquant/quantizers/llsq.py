@@ -1,0 +1,257 @@
+"""LLSQ: learned linear symmetric quantizer (Zhao et al., ICLR 2020; methods.md §4).
+
+Forward (methods.md §4.1), with a scale α > 0 and no zero point::
+
+    x_int = clamp(round_half_up(x / α), Q_n, Q_p),    x_q = α · x_int
+
+signed: ``Q_n = -2^(b-1), Q_p = 2^(b-1) - 1``; unsigned (after ReLU): ``Q_n = 0, Q_p = 2^b - 1``.
+
+Gradients (methods.md §4.2):
+
+* ∂x_q/∂x is the straight-through estimator; for activations it is zero outside
+  ``[Q_n·α, Q_p·α]``, for weights it passes everywhere.
+* ∂L/∂α is LLSQ's *simulated* gradient, not the task loss's: with the Lp quantization error
+  ``E(a) = mean |x − Q_a(x)|^p`` compared at α/2, α and 2α (a1 = E(α) − E(α/2),
+  a2 = E(2α) − E(α), g1 = [a1 ≥ 0], g2 = [a2 > 0], g3 = [a1 + a2 ≥ 0]) the scale should grow
+  when ``(¬g1 ∧ ¬g2) ∨ (g1 ∧ ¬g2 ∧ ¬g3)`` and shrink when ``(g1 ∧ g2) ∨ (g1 ∧ ¬g2 ∧ g3)``;
+  the gradient is ``−α²`` or ``+α²`` accordingly, 0 otherwise.
+* LSQ's gradient (Esser et al. 2020) is an option: ``∂x_q/∂α = round(x/α) − x/α`` inside the
+  range and ``Q_n`` or ``Q_p`` outside, scaled by ``g = 1/√(N·Q_p)``.
+
+Initialisation as in the LLSQ code (methods.md §4.1): weights per channel ``max|W_c| / Q_p``,
+per tensor ``max|W| / (Q_p + 1)``; activations ``max|x| / (Q_p + 1)`` for b ≥ 4 and
+``max|x| / (2·Q_p)`` for b ≤ 3, from the first batch seen.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwquant.errors import ConfigError
+from hwquant.intmath import qrange, round_half_up, to_codes
+from hwquant.quantizers.scale import constrain_scale
+from hwquant.recipe import check_bits
+
+_TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class LinearQuantSpec:
+    """Integer export of a linear quantizer: value = scale · code, code in [qmin, qmax]."""
+
+    bits: int
+    signed: bool
+    scale: np.ndarray  # float64, one entry per tensor or per output channel
+
+    @property
+    def qmin(self) -> int:
+        """Smallest code."""
+        return qrange(self.bits, self.signed)[0]
+
+    @property
+    def qmax(self) -> int:
+        """Largest code."""
+        return qrange(self.bits, self.signed)[1]
+
+
+class _FakeQuant(torch.autograd.Function):
+    """``α · clamp(round_half_up(x/α), lo, hi)`` with the STE and a chosen α gradient."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        alpha: torch.Tensor,
+        lo: int,
+        hi: int,
+        clip_grad: bool,
+        alpha_grad: torch.Tensor | None,
+        lsq_scale: float,
+    ) -> torch.Tensor:
+        v = x / alpha
+        codes = round_half_up(v).clamp_(lo, hi)
+        if alpha_grad is None:  # LSQ: keep what the α gradient needs
+            ctx.save_for_backward(v, codes, alpha)
+        else:
+            inside = (v >= lo) & (v <= hi) if clip_grad else None
+            ctx.save_for_backward(inside, alpha_grad, alpha)
+        ctx.lsq = alpha_grad is None
+        ctx.clip_grad, ctx.lo, ctx.hi, ctx.lsq_scale = clip_grad, lo, hi, lsq_scale
+        return codes * alpha
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]  # noqa: ANN001, ANN205
+        if ctx.lsq:
+            v, codes, alpha = ctx.saved_tensors
+            inside = (v >= ctx.lo) & (v <= ctx.hi)
+            grad_x = grad * inside if ctx.clip_grad else grad
+            dq_dalpha = torch.where(inside, codes - v, codes)  # codes hold lo/hi outside
+            grad_alpha = _sum_to_shape(grad * dq_dalpha, alpha.shape) * ctx.lsq_scale
+        else:
+            inside, alpha_grad, alpha = ctx.saved_tensors
+            grad_x = grad * inside if ctx.clip_grad else grad
+            grad_alpha = alpha_grad
+        return grad_x, grad_alpha, None, None, None, None, None
+
+
+def _sum_to_shape(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sum ``t`` over the dimensions where ``shape`` broadcasts (size 1)."""
+    dims = [d for d, n in enumerate(shape) if n == 1 and t.shape[d] != 1]
+    return t.sum(dim=dims, keepdim=True) if dims else t
+
+
+def _lp_error(x: torch.Tensor, alpha: torch.Tensor, lo: int, hi: int, p: int, dims: list[int]):
+    """``mean |x − Q_α(x)|^p`` over ``dims`` (LLSQ's quantization error)."""
+    err = (x - round_half_up(x / alpha).clamp(lo, hi) * alpha).abs()
+    return (err if p == 1 else err * err).mean(dim=dims, keepdim=True)
+
+
+def llsq_scale_gradient(
+    x: torch.Tensor, alpha: torch.Tensor, lo: int, hi: int, p: int
+) -> torch.Tensor:
+    """LLSQ's simulated ∂L/∂α: −α² (grow), +α² (shrink) or 0, per scale (methods.md §4.2).
+
+    ``alpha`` broadcasts against ``x``; the errors are averaged over the broadcast dimensions.
+    """
+    if alpha.numel() == 1:
+        dims = list(range(x.dim()))
+    else:
+        dims = [d for d, n in enumerate(alpha.shape) if n == 1]
+    e_mid = _lp_error(x, alpha, lo, hi, p, dims)
+    a1 = e_mid - _lp_error(x, alpha / 2, lo, hi, p, dims)
+    a2 = _lp_error(x, alpha * 2, lo, hi, p, dims) - e_mid
+    g1, g2, g3 = a1 >= 0, a2 > 0, (a1 + a2) >= 0
+    grow = (~g1 & ~g2) | (g1 & ~g2 & ~g3)
+    shrink = (g1 & g2) | (g1 & ~g2 & g3)
+    direction = shrink.to(alpha.dtype) - grow.to(alpha.dtype)
+    return (direction * alpha * alpha).reshape(alpha.shape)
+
+
+class LinearQuantizer(nn.Module):
+    """Symmetric linear quantizer with a learned scale (LLSQ; LSQ gradient as an option).
+
+    Args:
+        bits: code width, 1..16.
+        signed: signed codes (weights, pre-add activations) or unsigned (after ReLU).
+        channels: number of scales: 1 (per tensor) or the output-channel count (per channel,
+            along dimension 0 of the quantized tensor).
+        is_activation: activations clip the gradient outside the range and initialise from the
+            first batch with the activation rule; weights use the weight rule.
+        gradient: "llsq" (simulated ±α²) or "lsq".
+        norm: p of LLSQ's Lp error (1 or 2).
+        error_samples: activation elements sampled for LLSQ's error comparison (0 = all).
+        constraint: "free", "pow2" or "fixed" scales (:mod:`hwquant.quantizers.scale`).
+        mantissa_bits: mantissa width of "fixed" scales.
+    """
+
+    def __init__(
+        self,
+        bits: int,
+        signed: bool,
+        *,
+        channels: int = 1,
+        is_activation: bool,
+        gradient: str = "llsq",
+        norm: int = 2,
+        error_samples: int = 0,
+        constraint: str = "free",
+        mantissa_bits: int = 8,
+    ) -> None:
+        super().__init__()
+        check_bits("bits", bits)
+        if gradient not in ("llsq", "lsq"):
+            raise ConfigError(f"gradient {gradient!r} is not allowed. Fix: use llsq or lsq.")
+        self.bits, self.signed = bits, signed
+        self.qmin, self.qmax = qrange(bits, signed)
+        self.is_activation = is_activation
+        self.gradient, self.norm, self.error_samples = gradient, norm, error_samples
+        self.constraint, self.mantissa_bits = constraint, mantissa_bits
+        self.scale = nn.Parameter(torch.ones(channels))
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def per_channel(self) -> bool:
+        """True when there is one scale per output channel."""
+        return self.scale.numel() > 1
+
+    def extra_repr(self) -> str:
+        kind = "act" if self.is_activation else "weight"
+        sign = "signed" if self.signed else "unsigned"
+        return f"{kind}, bits={self.bits}, {sign}, scales={self.scale.numel()}, {self.gradient}"
+
+    def scale_value(self) -> torch.Tensor:
+        """The scale in use: |parameter| projected onto the scale constraint."""
+        alpha = self.scale.abs().clamp_min(_TINY)
+        return constrain_scale(alpha, self.constraint, self.mantissa_bits)
+
+    def _broadcast(self, alpha: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.per_channel:
+            return alpha.view(-1, *([1] * (x.dim() - 1)))
+        return alpha.reshape(())
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor) -> None:
+        """Set the scale from ``x`` with LLSQ's initialisation rule (methods.md §4.1)."""
+        q_p = max(self.qmax, 1)
+        if self.per_channel:
+            peak = x.detach().abs().reshape(x.shape[0], -1).amax(dim=1)
+            alpha = peak / q_p
+        else:
+            peak = x.detach().abs().max()
+            divisor = 2 * q_p if self.is_activation and self.bits <= 3 else q_p + 1
+            alpha = (peak / divisor).reshape(1)
+        alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
+        self.scale.copy_(alpha.to(self.scale.dtype))
+        self.initialized.fill_(True)
+
+    def _error_sample(self, x: torch.Tensor) -> torch.Tensor:
+        """The activation elements LLSQ compares errors on: an even stride through ``x``."""
+        flat = x.detach().reshape(-1)
+        if self.error_samples and flat.numel() > self.error_samples:
+            step = flat.numel() // self.error_samples
+            flat = flat[:: step][: self.error_samples]
+        return flat
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Fake-quantize ``x`` (initialising the scale on the first call)."""
+        if not bool(self.initialized):
+            self.initialize(x)
+        alpha = self._broadcast(self.scale_value(), x)
+        if not (self.training and torch.is_grad_enabled()):
+            return round_half_up(x / alpha).clamp(self.qmin, self.qmax) * alpha
+        if self.gradient == "lsq":
+            per_scale = x.numel() // self.scale.numel()
+            lsq_scale = 1.0 / math.sqrt(per_scale * max(self.qmax, 1))
+            return _FakeQuant.apply(x, alpha, self.qmin, self.qmax, self.is_activation, None,
+                                    lsq_scale)
+        with torch.no_grad():
+            if self.per_channel:
+                sample, a = x.detach(), alpha.detach()
+            else:
+                sample, a = self._error_sample(x), alpha.detach()
+            alpha_grad = llsq_scale_gradient(sample, a, self.qmin, self.qmax, self.norm)
+            alpha_grad = alpha_grad.reshape(alpha.shape)
+        return _FakeQuant.apply(x, alpha, self.qmin, self.qmax, self.is_activation, alpha_grad,
+                                0.0)
+
+    @torch.no_grad()
+    def codes(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer codes of ``x`` (int64), as deployed."""
+        alpha = self._broadcast(self.scale_value(), x)
+        return to_codes(x, alpha, self.qmin, self.qmax)
+
+    @torch.no_grad()
+    def levels(self) -> torch.Tensor:
+        """The representable values: ``[channels, 2^bits]`` rows of α·{Q_n..Q_p}."""
+        grid = torch.arange(self.qmin, self.qmax + 1, dtype=torch.float64)
+        return self.scale_value().double().view(-1, 1) * grid.view(1, -1)
+
+    @torch.no_grad()
+    def export(self) -> LinearQuantSpec:
+        """The integer export: bits, signedness and the scale(s) as float64."""
+        return LinearQuantSpec(self.bits, self.signed, self.scale_value().double().cpu().numpy())
