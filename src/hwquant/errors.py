@@ -35,7 +35,7 @@ class DataError(HwquantError, FileNotFoundError):
     """A data set directory or file is missing or malformed."""
 
 
-def check_finite(name: str, tensor) -> None:  # noqa: ANN001 - torch.Tensor or np.ndarray
+def check_finite(name: str, tensor) -> None:
     """Raise :class:`NonFiniteError` if ``tensor`` holds NaN or Inf.
 
     ``name`` says where the tensor came from (a parameter name, "input batch", ...).
@@ -50,6 +50,7 @@ def check_finite(name: str, tensor) -> None:  # noqa: ANN001 - torch.Tensor or n
         bad = int((~np.isfinite(arr)).sum()) if np.issubdtype(arr.dtype, np.floating) else 0
     if bad:
         raise NonFiniteError(
-            f"{name} holds {bad} NaN/Inf value(s). Fix: check the data pipeline or the learning rate "
-            "(a diverged run produces NaN weights), then restart from the last good checkpoint."
+            f"{name} holds {bad} NaN/Inf value(s). Fix: check the data pipeline or the learning "
+            "rate (a diverged run produces NaN weights), then restart from the last good "
+            "checkpoint."
         )

@@ -161,7 +161,7 @@ def _int64_conv2d(
     groups: int,
 ) -> torch.Tensor:
     """Reference convolution in int64: unfold the patches, one integer matmul per group."""
-    n, c_in, h, w = x.shape
+    n, _, h, w = x.shape
     c_out, c_per_group, kh, kw = weight.shape
     h_out = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     w_out = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
@@ -201,7 +201,8 @@ class Accumulator:
     policy: OverflowPolicy = "wrap"
 
     def __post_init__(self) -> None:
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 2 <= self.bits <= 62:
+        valid = isinstance(self.bits, int) and not isinstance(self.bits, bool)
+        if not valid or not 2 <= self.bits <= 62:
             raise ConfigError(f"accumulator bits={self.bits!r}: use an integer in 2..62.")
         if self.policy not in OVERFLOW_POLICIES:
             raise ConfigError(

@@ -248,8 +248,9 @@ class IntModel:
             "sha256": {k: _digest(v) for k, v in arrays.items()},
         }
         buffer = io.BytesIO()
-        np.savez(buffer, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
-                 **arrays)
+        np.savez(
+            buffer, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
@@ -293,8 +294,13 @@ def load(path: str | Path) -> IntModel:
         if key not in arrays or _digest(arrays[key]) != digest:
             raise FileFormatError(f"'{path}': array '{key}' fails its checksum. {fix}")
     nodes = [_node_from_json(entry, arrays) for entry in header["nodes"]]
-    return IntModel(InputSpec(**header["input"]), nodes, header["output"],
-                    arrays["output_scale"], header.get("recipe", {}))
+    return IntModel(
+        InputSpec(**header["input"]),
+        nodes,
+        header["output"],
+        arrays["output_scale"],
+        header.get("recipe", {}),
+    )
 
 
 def _node_from_json(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> IntNode:

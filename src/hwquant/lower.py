@@ -86,8 +86,9 @@ def _build(gm: fx.GraphModule) -> IntModel:
         nodes.append(int_node)
         alias[node.name] = int_node.name
         if isinstance(int_node, WeightNode):
-            output_scale = (int_node.acc_scale if int_node.mult is None
-                            else np.array([int_node.out_scale]))
+            output_scale = (
+                int_node.acc_scale if int_node.mult is None else np.array([int_node.out_scale])
+            )
         elif hasattr(int_node, "out_scale"):
             output_scale = np.array([int_node.out_scale])
     assert input_spec is not None, "prepare() always inserts an input quantizer"
@@ -106,20 +107,40 @@ def _int_node(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> IntNod
         shape = node.args[0].meta["tensor_meta"].shape
         window = shape[-1] * shape[-2] if mod.kernel_size is None else mod.kernel_size**2
         r = mod.integer_params(window)
-        return AvgPoolNode(mod.qname, inputs, mod.kernel_size, window, int(r.mult[0]),
-                           int(r.shift[0]), r.lo, r.hi, _out_scale(mod))
+        return AvgPoolNode(
+            mod.qname,
+            inputs,
+            mod.kernel_size,
+            window,
+            int(r.mult[0]),
+            int(r.shift[0]),
+            r.lo,
+            r.hi,
+            _out_scale(mod),
+        )
     if isinstance(mod, nn.MaxPool2d):
-        return MaxPoolNode(node.name, inputs, _pair(mod.kernel_size),
-                           _pair(mod.stride or mod.kernel_size), _pair(mod.padding),
-                           _pair(mod.dilation), mod.ceil_mode)
-    if isinstance(mod, nn.Flatten) or (
-        node.op == "call_function" and node.target is torch.flatten
-    ) or (node.op == "call_method" and node.target in _RESHAPE_METHODS):
+        return MaxPoolNode(
+            node.name,
+            inputs,
+            _pair(mod.kernel_size),
+            _pair(mod.stride or mod.kernel_size),
+            _pair(mod.padding),
+            _pair(mod.dilation),
+            mod.ceil_mode,
+        )
+    if (
+        isinstance(mod, nn.Flatten)
+        or (node.op == "call_function" and node.target is torch.flatten)
+        or (node.op == "call_method" and node.target in _RESHAPE_METHODS)
+    ):
         shape = tuple(int(d) for d in node.meta["tensor_meta"].shape[1:])
         return ReshapeNode(node.name, inputs, shape)
     if isinstance(mod, _ALIAS_MODULES) or mod is None:
         return None
-    raise UnsupportedLayerError(f"lower() cannot express node '{node.name}' ({type(mod).__name__}).")
+    raise UnsupportedLayerError(
+        f"lower() cannot express node '{node.name}' ({type(mod).__name__}). Fix: prepare() the "
+        "model again with this hwquant version."
+    )
 
 
 def _weight_node(mod: QuantWeightLayer, inputs: list[str]) -> WeightNode:
@@ -131,17 +152,31 @@ def _weight_node(mod: QuantWeightLayer, inputs: list[str]) -> WeightNode:
     p = mod.integer_params()
     in_quant = mod.input_quants[0]
     common = dict(
-        name=mod.qname, inputs=inputs, weight=p.weight.cpu().numpy(),
+        name=mod.qname,
+        inputs=inputs,
+        weight=p.weight.cpu().numpy(),
         bias=None if p.bias is None else p.bias.cpu().numpy(),
-        acc_scale=p.acc_scale.cpu().numpy(), weight_bits=mod.weight_quant.bits,
-        in_bits=in_quant.bits, in_signed=in_quant.signed,
+        acc_scale=p.acc_scale.cpu().numpy(),
+        weight_bits=mod.weight_quant.bits,
+        in_bits=in_quant.bits,
+        in_signed=in_quant.signed,
     )
     if p.requant is not None:
-        common.update(mult=p.requant.mult.numpy(), shift=p.requant.shift.numpy(),
-                      lo=p.requant.lo, hi=p.requant.hi, out_scale=_out_scale(mod))
+        common.update(
+            mult=p.requant.mult.numpy(),
+            shift=p.requant.shift.numpy(),
+            lo=p.requant.lo,
+            hi=p.requant.hi,
+            out_scale=_out_scale(mod),
+        )
     if isinstance(mod, QConv2d):
-        return ConvNode(**common, stride=mod.stride, padding=mod.padding, dilation=mod.dilation,
-                        groups=mod.groups)
+        return ConvNode(
+            **common,
+            stride=mod.stride,
+            padding=mod.padding,
+            dilation=mod.dilation,
+            groups=mod.groups,
+        )
     assert isinstance(mod, QLinear)
     return LinearNode(**common)
 
@@ -152,4 +187,3 @@ def _out_scale(mod: nn.Module) -> float:
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
-

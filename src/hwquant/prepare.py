@@ -100,9 +100,11 @@ def _activation(gm: fx.GraphModule, node: fx.Node) -> Activation:
     mod = _module(gm, node)
     if isinstance(mod, nn.ReLU6) or (node.op == "call_function" and node.target is F.relu6):
         return "relu6"
-    if isinstance(mod, nn.ReLU) or (
-        node.op == "call_function" and node.target in (F.relu, torch.relu)
-    ) or (node.op == "call_method" and node.target == "relu"):
+    if (
+        isinstance(mod, nn.ReLU)
+        or (node.op == "call_function" and node.target in (F.relu, torch.relu))
+        or (node.op == "call_method" and node.target == "relu")
+    ):
         return "relu"
     return None
 
@@ -205,7 +207,7 @@ def _is_add(node: fx.Node) -> bool:
     return is_call and len(node.args) == 2 and all(isinstance(a, fx.Node) for a in node.args)
 
 
-def _avgpool_kernel(gm: fx.GraphModule, node: fx.Node) -> int | None | bool:
+def _avgpool_kernel(gm: fx.GraphModule, node: fx.Node) -> int | bool | None:
     """None for a global average pool, k for AvgPool2d(k, stride k), False otherwise."""
     mod = _module(gm, node)
     if isinstance(mod, nn.AdaptiveAvgPool2d) and mod.output_size in (1, (1, 1)):
@@ -229,8 +231,8 @@ def _is_passthrough(gm: fx.GraphModule, node: fx.Node) -> bool:
         if node.target is operator.getitem:
             src = node.args[0]
             return isinstance(src, fx.Node) and (
-                src.op == "call_method" and src.target in _SHAPE_METHODS
-                or src.op == "call_function" and src.target is getattr
+                (src.op == "call_method" and src.target in _SHAPE_METHODS)
+                or (src.op == "call_function" and src.target is getattr)
             )
         if node.target is getattr:
             return node.args[1] == "shape"
@@ -240,6 +242,11 @@ def _is_passthrough(gm: fx.GraphModule, node: fx.Node) -> bool:
 
 def _insert_input(gm: fx.GraphModule) -> None:
     placeholder = next(n for n in gm.graph.nodes if n.op == "placeholder")
+    # torch 2.13 cannot pickle a GraphModule whose signature is annotated `torch.Tensor` (the
+    # annotation becomes a string global); the annotations carry nothing we need.
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "output"):
+            node.type = None
     gm.add_submodule(INPUT_NAME, nn.Identity())
     with gm.graph.inserting_after(placeholder):
         qin = gm.graph.call_module(INPUT_NAME, (placeholder,))
@@ -255,7 +262,7 @@ def _producers(gm: fx.GraphModule, specs: dict[fx.Node, _Spec]) -> dict[fx.Node,
     """For every tensor node, the quantizing node whose codes it carries."""
     producer: dict[fx.Node, fx.Node] = {}
     for node in gm.graph.nodes:
-        if node.op == "call_module" and node.target == INPUT_NAME or node in specs:
+        if (node.op == "call_module" and node.target == INPUT_NAME) or node in specs:
             producer[node] = node
         elif node.op in ("call_module", "call_function", "call_method"):
             args = [a for a in node.args if isinstance(a, fx.Node) and a in producer]
@@ -284,14 +291,26 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, _Spec], recipe: Reci
         if node in feeds_last and recipe.last_layer_bits is not None:
             bits = recipe.last_layer_bits
         return LinearQuantizer(
-            bits, is_signed, is_activation=True, gradient=recipe.scale_gradient,
-            norm=recipe.llsq_norm, error_samples=recipe.act_error_samples,
-            constraint=recipe.scale_constraint, mantissa_bits=recipe.scale_mantissa_bits)
+            bits,
+            is_signed,
+            is_activation=True,
+            gradient=recipe.scale_gradient,
+            norm=recipe.llsq_norm,
+            error_samples=recipe.act_error_samples,
+            constraint=recipe.scale_constraint,
+            mantissa_bits=recipe.scale_mantissa_bits,
+        )
 
     quant_of[input_node] = LinearQuantizer(
-        recipe.input_bits, True, is_activation=True, gradient=recipe.scale_gradient,
-        norm=recipe.llsq_norm, error_samples=recipe.act_error_samples,
-        constraint=recipe.scale_constraint, mantissa_bits=recipe.scale_mantissa_bits)
+        recipe.input_bits,
+        True,
+        is_activation=True,
+        gradient=recipe.scale_gradient,
+        norm=recipe.llsq_norm,
+        error_samples=recipe.act_error_samples,
+        constraint=recipe.scale_constraint,
+        mantissa_bits=recipe.scale_mantissa_bits,
+    )
     _install(gm, INPUT_NAME, QuantInput(quant_of[input_node]))
     gm.get_submodule(INPUT_NAME).qname = INPUT_NAME
 
@@ -320,20 +339,34 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, _Spec], recipe: Reci
             quant_of[node], signed[node] = out_q, out_q.signed
 
 
-def _weight_layer(spec: _Spec, bits: int | None, out_q: LinearQuantizer | None,
-                  recipe: Recipe) -> QuantModule:
+def _weight_layer(
+    spec: _Spec, bits: int | None, out_q: LinearQuantizer | None, recipe: Recipe
+) -> QuantModule:
     source = spec.source
     w_quant = None
     if bits is not None:
         channels = source.weight.shape[0] if recipe.weight_granularity == "channel" else 1
         w_quant = LinearQuantizer(
-            bits, True, channels=channels, is_activation=False, gradient=recipe.scale_gradient,
-            norm=recipe.llsq_norm, constraint=recipe.scale_constraint,
-            mantissa_bits=recipe.scale_mantissa_bits)
+            bits,
+            True,
+            channels=channels,
+            is_activation=False,
+            gradient=recipe.scale_gradient,
+            norm=recipe.llsq_norm,
+            constraint=recipe.scale_constraint,
+            mantissa_bits=recipe.scale_mantissa_bits,
+        )
     cls = QConv2d if spec.kind == "conv" else QLinear
-    return cls(source, bn=spec.bn, act=spec.act, weight_quant=w_quant, out_quant=out_q,
-               bias_bits=recipe.bias_bits, requant_bits=recipe.requant_bits,
-               bn_freeze_step=recipe.bn_freeze_step)
+    return cls(
+        source,
+        bn=spec.bn,
+        act=spec.act,
+        weight_quant=w_quant,
+        out_quant=out_q,
+        bias_bits=recipe.bias_bits,
+        requant_bits=recipe.requant_bits,
+        bn_freeze_step=recipe.bn_freeze_step,
+    )
 
 
 def _install(gm: fx.GraphModule, target: str, module: nn.Module) -> None:

@@ -45,8 +45,10 @@ class VerifyReport:
         if self.exact:
             return f"bit-exact: {self.compared} integers in {len(self.per_layer)} layers match"
         f = self.first
-        return (f"{self.mismatches} of {self.compared} integers differ; first in layer "
-                f"'{f.layer}' at {f.index}: QAT {f.qat}, engine {f.engine}")
+        return (
+            f"{self.mismatches} of {self.compared} integers differ; first in layer "
+            f"'{f.layer}' at {f.index}: QAT {f.qat}, engine {f.engine}"
+        )
 
 
 @torch.no_grad()

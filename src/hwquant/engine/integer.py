@@ -148,8 +148,14 @@ def _avgpool(node: AvgPoolNode, x: torch.Tensor) -> torch.Tensor:
 
 def _maxpool(node: MaxPoolNode, x: torch.Tensor) -> torch.Tensor:
     # Max pooling only compares; float64 holds every code exactly.
-    out = F.max_pool2d(x.to(torch.float64), node.kernel_size, node.stride, node.padding,
-                       node.dilation, node.ceil_mode)
+    out = F.max_pool2d(
+        x.to(torch.float64),
+        node.kernel_size,
+        node.stride,
+        node.padding,
+        node.dilation,
+        node.ceil_mode,
+    )
     return out.to(torch.int64)
 
 

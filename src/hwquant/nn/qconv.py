@@ -13,7 +13,7 @@ from hwquant.nn.weight_layer import QuantWeightLayer
 class QConv2d(QuantWeightLayer):
     """Quantized 2-D convolution; see :mod:`hwquant.nn.weight_layer` for the maths."""
 
-    def __init__(self, conv: nn.Conv2d, **kwargs) -> None:  # noqa: ANN003 - forwarded
+    def __init__(self, conv: nn.Conv2d, **kwargs) -> None:
         super().__init__(conv.weight, conv.bias, **kwargs)
         self.stride = tuple(conv.stride)
         self.padding = tuple(conv.padding)
@@ -22,8 +22,10 @@ class QConv2d(QuantWeightLayer):
 
     def extra_repr(self) -> str:
         c_out, c_in, kh, kw = self.weight.shape
-        return (f"{c_in * self.groups}->{c_out}, kernel=({kh}, {kw}), stride={self.stride}, "
-                f"padding={self.padding}, groups={self.groups}, act={self.act}")
+        return (
+            f"{c_in * self.groups}->{c_out}, kernel=({kh}, {kw}), stride={self.stride}, "
+            f"padding={self.padding}, groups={self.groups}, act={self.act}"
+        )
 
     def float_op(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, self.groups)

@@ -13,7 +13,7 @@ from hwquant.nn.weight_layer import QuantWeightLayer
 class QLinear(QuantWeightLayer):
     """Quantized fully connected layer; see :mod:`hwquant.nn.weight_layer` for the maths."""
 
-    def __init__(self, linear: nn.Linear, **kwargs) -> None:  # noqa: ANN003 - forwarded
+    def __init__(self, linear: nn.Linear, **kwargs) -> None:
         super().__init__(linear.weight, linear.bias, **kwargs)
 
     def extra_repr(self) -> str:

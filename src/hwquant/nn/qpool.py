@@ -17,8 +17,9 @@ from hwquant.quantizers.llsq import LinearQuantizer
 class QAvgPool(QuantModule):
     """Quantized average pooling; ``kernel_size=None`` pools globally to 1×1."""
 
-    def __init__(self, out_quant: LinearQuantizer, kernel_size: int | None,
-                 requant_bits: int) -> None:
+    def __init__(
+        self, out_quant: LinearQuantizer, kernel_size: int | None, requant_bits: int
+    ) -> None:
         super().__init__()
         self.out_quant = out_quant
         self.kernel_size = kernel_size
@@ -43,7 +44,8 @@ class QAvgPool(QuantModule):
     def integer_params(self, window: int) -> Requant:
         """Requantization of a window sum of ``window`` codes."""
         ratio = float(self._input_quants[0].scale_value()) / (
-            window * float(self.out_quant.scale_value()))
+            window * float(self.out_quant.scale_value())
+        )
         mult, shift = requant_params([ratio], self.requant_bits)
         lo, hi = self.out_range()
         return Requant(torch.from_numpy(mult), torch.from_numpy(shift), lo, hi)

@@ -152,6 +152,7 @@ class QuantWeightLayer(QuantModule):
         """
         bn = self.bn
         s = bn_multiplier(bn)
+        sigma_run = torch.sqrt(bn.running_var + bn.eps)  # the σ the weights were folded with
         w = self.weight * s.view(-1, *([1] * (self.weight.dim() - 1)))
         y = self.float_op(x, self._quantized_weight(w))
         s_safe = torch.where(s.abs() < _TINY, torch.full_like(s, _TINY), s)
@@ -162,10 +163,10 @@ class QuantWeightLayer(QuantModule):
         with torch.no_grad():
             n = y.numel() // y.shape[1]
             momentum = bn.momentum if bn.momentum is not None else 0.1
-            bn.running_mean.lerp_(mean.detach(), momentum)
+            layer_mean = mean if self.bias is None else mean + self.bias  # BN sees conv + bias
+            bn.running_mean.lerp_(layer_mean.detach(), momentum)
             bn.running_var.lerp_(var.detach() * n / max(n - 1, 1), momentum)
             bn.num_batches_tracked += 1
-        sigma_run = torch.sqrt(bn.running_var + bn.eps)
         sigma_b = torch.sqrt(var + bn.eps)
         gamma = bn.weight if bn.weight is not None else torch.ones_like(s)
         beta = bn.bias if bn.bias is not None else torch.zeros_like(s)

@@ -85,7 +85,7 @@ class _FakeQuant(torch.autograd.Function):
         return codes * alpha
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]  # noqa: ANN001, ANN205
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         if ctx.lsq:
             v, codes, alpha = ctx.saved_tensors
             inside = (v >= ctx.lo) & (v <= ctx.hi)
@@ -214,7 +214,7 @@ class LinearQuantizer(nn.Module):
         flat = x.detach().reshape(-1)
         if self.error_samples and flat.numel() > self.error_samples:
             step = flat.numel() // self.error_samples
-            flat = flat[:: step][: self.error_samples]
+            flat = flat[::step][: self.error_samples]
         return flat
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -227,8 +227,9 @@ class LinearQuantizer(nn.Module):
         if self.gradient == "lsq":
             per_scale = x.numel() // self.scale.numel()
             lsq_scale = 1.0 / math.sqrt(per_scale * max(self.qmax, 1))
-            return _FakeQuant.apply(x, alpha, self.qmin, self.qmax, self.is_activation, None,
-                                    lsq_scale)
+            return _FakeQuant.apply(
+                x, alpha, self.qmin, self.qmax, self.is_activation, None, lsq_scale
+            )
         with torch.no_grad():
             if self.per_channel:
                 sample, a = x.detach(), alpha.detach()
@@ -236,8 +237,7 @@ class LinearQuantizer(nn.Module):
                 sample, a = self._error_sample(x), alpha.detach()
             alpha_grad = llsq_scale_gradient(sample, a, self.qmin, self.qmax, self.norm)
             alpha_grad = alpha_grad.reshape(alpha.shape)
-        return _FakeQuant.apply(x, alpha, self.qmin, self.qmax, self.is_activation, alpha_grad,
-                                0.0)
+        return _FakeQuant.apply(x, alpha, self.qmin, self.qmax, self.is_activation, alpha_grad, 0.0)
 
     @torch.no_grad()
     def codes(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,14 @@
+"""Shared test settings: deterministic torch, few threads, a hypothesis profile for CI."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from hypothesis import HealthCheck, settings
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+settings.register_profile(
+    "hwquant", deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+settings.load_profile("hwquant")
