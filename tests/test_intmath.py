@@ -15,6 +15,7 @@ from hwquant.intmath import (
     Accumulator,
     aligned_requant_params,
     bits_needed,
+    float_requant_exact,
     int_conv2d,
     int_linear,
     qrange,
@@ -67,6 +68,19 @@ def test_requantize_is_round_half_up_of_exact_product(acc: list[int], ratio: flo
     assert got.tolist() == expected
 
 
+@given(
+    acc=st.lists(st.integers(-(2**23), 2**23), min_size=1, max_size=20),
+    ratio=ratios,
+    bits=st.integers(2, 16),
+)
+def test_float_requantize_equals_integer_requantize(acc: list[int], ratio: float, bits: int):
+    mult, shift = (torch.from_numpy(a) for a in requant_params(np.array([ratio]), bits))
+    assert float_requant_exact(2**23, mult)
+    exact = requantize(torch.tensor(acc), mult, shift, -(2**15), 2**15 - 1)
+    fast = requantize(torch.tensor(acc, dtype=torch.float32), mult, shift, -(2**15), 2**15 - 1)
+    assert fast.dtype == torch.float32 and torch.equal(fast.to(torch.int64), exact)
+
+
 def test_requantize_clamps():
     out = requantize(torch.tensor([-100, 5, 100]), torch.tensor(1), torch.tensor(0), 0, 15)
     assert out.tolist() == [0, 5, 15]
@@ -86,16 +100,24 @@ def test_int_conv2d_backends_agree(groups: int, magnitude: int):
     x = torch.randint(-magnitude, magnitude, (2, 4, 6, 6), generator=g)
     w = torch.randint(-magnitude, magnitude, (8, 4 // groups, 3, 3), generator=g)
     b = torch.randint(-magnitude, magnitude, (8,), generator=g)
-    args = ((2, 1), (1, 1), (1, 1), groups)
+    args = ((2, 1), (1, 1), (1, 1), groups, magnitude)
     fast = int_conv2d(x, w, b, *args)
     reference = int_conv2d(x, w, b, *args, backend="int64")
-    assert fast.dtype == torch.int64 and torch.equal(fast, reference)
+    assert reference.dtype == torch.int64
+    assert fast.dtype == (
+        torch.float32
+        if magnitude == 7
+        else reference.dtype
+        if magnitude == 2**27
+        else torch.float64
+    )
+    assert torch.equal(fast.to(torch.int64), reference)
 
 
 def test_int_conv2d_matches_python_sum():
     x = torch.tensor([[[[1, 2], [3, 4]]]])
     w = torch.tensor([[[[5, -6], [7, 8]]]])
-    out = int_conv2d(x, w, torch.tensor([10]), (1, 1), (0, 0), (1, 1), 1)
+    out = int_conv2d(x, w, torch.tensor([10]), (1, 1), (0, 0), (1, 1), 1, x_max=4)
     assert out.item() == 1 * 5 - 2 * 6 + 3 * 7 + 4 * 8 + 10
 
 
@@ -104,8 +126,8 @@ def test_int_linear_backends_agree(magnitude: int):
     g = torch.Generator().manual_seed(0)
     x = torch.randint(-magnitude, magnitude, (3, 17), generator=g)
     w = torch.randint(-magnitude, magnitude, (5, 17), generator=g)
-    assert torch.equal(int_linear(x, w, None), x @ w.t())
-    assert torch.equal(int_linear(x, w, None, backend="int64"), x @ w.t())
+    assert torch.equal(int_linear(x, w, None, magnitude).to(torch.int64), x @ w.t())
+    assert torch.equal(int_linear(x, w, None, magnitude, backend="int64"), x @ w.t())
 
 
 @given(

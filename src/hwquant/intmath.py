@@ -11,7 +11,10 @@ and :mod:`hwquant.engine` cannot drift apart:
 * exact integer convolution and matrix products (see :func:`int_conv2d`);
 * accumulator width and overflow policy (wrap, saturate, raise).
 
-Integer tensors are ``torch.int64``; every function is exact for the ranges it checks.
+Integer values live in ``torch.int64`` tensors, or in float tensors wherever a bound proves
+that every value, partial sum and product is an exactly representable integer (float32 below
+2^24, float64 below 2^53). The float form is the fast one on CPUs and GPUs; the int64 form is
+the reference, and the tests hold the two equal.
 """
 
 from __future__ import annotations
@@ -44,6 +47,12 @@ def qrange(bits: int, signed: bool) -> tuple[int, int]:
     if signed:
         return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     return 0, 2**bits - 1
+
+
+def max_magnitude(bits: int, signed: bool) -> int:
+    """Largest |code| of a ``bits``-bit code."""
+    lo, hi = qrange(bits, signed)
+    return max(-lo, hi)
 
 
 def requant_params(ratio: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,13 +97,27 @@ def aligned_requant_params(ratios: list[float], bits: int) -> tuple[np.ndarray, 
 def requantize(
     acc: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor, lo: int, hi: int
 ) -> torch.Tensor:
-    """``clamp(floor((acc·M + 2^(s-1)) / 2^s), lo, hi)`` on int64 tensors (s may be 0).
+    """``clamp(floor((acc·M + 2^(s-1)) / 2^s), lo, hi)`` (s may be 0); ``mult`` and ``shift``
+    broadcast against ``acc`` (per-channel requantization).
 
-    ``mult`` and ``shift`` broadcast against ``acc`` (per-channel requantization).
+    An int64 ``acc`` is requantized with integer multiply, add and arithmetic shift. A float
+    ``acc`` (exact integers) is requantized as ``floor(acc·(M·2^-s) + 1/2)`` in float64, which
+    is the same number when ``|acc|·M < 2^53`` (every product exact; the caller checks it with
+    :func:`float_requant_exact`); the result is then float32 codes.
     """
+    if acc.is_floating_point():
+        ratio = mult.to(torch.float64) * torch.exp2(-shift.to(torch.float64))
+        half = torch.full((), 0.5, dtype=torch.float64, device=acc.device)
+        out = torch.addcmul(half, acc, ratio).floor_()
+        return out.to(torch.float32).clamp_(lo, hi)
     half = torch.bitwise_right_shift(torch.bitwise_left_shift(torch.ones_like(shift), shift), 1)
     out = torch.bitwise_right_shift(acc * mult + half, shift)
     return out.clamp_(lo, hi)
+
+
+def float_requant_exact(acc_bound: int, mult: torch.Tensor) -> bool:
+    """True when :func:`requantize` on float accumulators bounded by ``acc_bound`` is exact."""
+    return acc_bound * int(mult.max()) < _FLOAT64_EXACT
 
 
 def to_codes(x: torch.Tensor, scale: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
@@ -102,7 +125,7 @@ def to_codes(x: torch.Tensor, scale: torch.Tensor, lo: int, hi: int) -> torch.Te
     return round_half_up(x / scale).clamp_(lo, hi).to(torch.int64)
 
 
-def _exact_dtype(bound: int, backend: Backend) -> torch.dtype | None:
+def exact_dtype(bound: int, backend: Backend) -> torch.dtype | None:
     """Float dtype that computes a sum of integers bounded by ``bound`` exactly, else None."""
     if backend == "int64":
         return None
@@ -133,21 +156,23 @@ def int_conv2d(
     padding: tuple[int, int],
     dilation: tuple[int, int],
     groups: int,
+    x_max: int,
     backend: Backend = "auto",
 ) -> torch.Tensor:
-    """Exact integer 2-D convolution of int64 tensors; returns the int64 accumulator.
+    """Exact integer 2-D convolution; returns the accumulator.
 
-    With ``backend="auto"`` the sum runs on the float units when the worst-case bound of every
+    ``x`` holds integer codes (int64, or float holding integers) bounded by ``x_max``. With
+    ``backend="auto"`` the sum runs on the float units when the worst-case bound of every
     partial sum (:func:`worst_case_bound`) proves it exact (float32 below 2^24, float64 below
-    2^53); otherwise, and with ``backend="int64"``, it runs as an int64 matrix product over
-    unfolded patches (the reference path).
+    2^53), and the accumulator comes back in that float dtype; otherwise, and with
+    ``backend="int64"``, it runs as an int64 matrix product over unfolded patches (the
+    reference path) and comes back as int64.
     """
-    x_max = int(x.abs().max()) if x.numel() else 0
-    dtype = _exact_dtype(worst_case_bound(weight, x_max, bias), backend)
+    dtype = exact_dtype(worst_case_bound(weight, x_max, bias), backend)
     if dtype is not None:
         b = None if bias is None else bias.to(dtype)
-        out = F.conv2d(x.to(dtype), weight.to(dtype), b, stride, padding, dilation, groups)
-        return out.to(torch.int64)
+        return F.conv2d(x.to(dtype), weight.to(dtype), b, stride, padding, dilation, groups)
+    x = x.to(torch.int64)
     return _int64_conv2d(x, weight, bias, stride, padding, dilation, groups)
 
 
@@ -176,15 +201,19 @@ def _int64_conv2d(
 
 
 def int_linear(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, backend: Backend = "auto"
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    x_max: int,
+    backend: Backend = "auto",
 ) -> torch.Tensor:
-    """Exact integer ``x @ weightᵀ + bias`` of int64 tensors (same backends as conv)."""
-    x_max = int(x.abs().max()) if x.numel() else 0
-    dtype = _exact_dtype(worst_case_bound(weight, x_max, bias), backend)
+    """Exact integer ``x @ weightᵀ + bias`` of int64 tensors (``x_max`` bounds |x|; the same
+    backends and result types as :func:`int_conv2d`)."""
+    dtype = exact_dtype(worst_case_bound(weight, x_max, bias), backend)
     if dtype is not None:
         b = None if bias is None else bias.to(dtype)
-        return F.linear(x.to(dtype), weight.to(dtype), b).to(torch.int64)
-    out = x @ weight.t()
+        return F.linear(x.to(dtype), weight.to(dtype), b)
+    out = x.to(torch.int64) @ weight.t()
     return out if bias is None else out + bias
 
 
@@ -215,15 +244,23 @@ class Accumulator:
         """Smallest and largest value the accumulator holds."""
         return qrange(self.bits, signed=True)
 
-    def apply(self, acc: torch.Tensor, layer: str) -> tuple[torch.Tensor, int]:
-        """Fit ``acc`` to this accumulator; return the result and the overflow count."""
+    def apply(
+        self, acc: torch.Tensor, layer: str, extremes: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, int]:
+        """Fit ``acc`` to this accumulator; return the result and the overflow count.
+
+        ``extremes`` is ``(min, max)`` of ``acc`` when the caller already has it.
+        """
         lo, hi = self.range
-        outside = (acc < lo) | (acc > hi)
-        count = int(outside.sum())
-        if count == 0:
+        if acc.numel() == 0:
             return acc, 0
+        low, high = extremes if extremes is not None else (int(v) for v in torch.aminmax(acc))
+        if lo <= low and high <= hi:
+            return acc, 0
+        acc = acc.to(torch.int64)  # overflow handling is integer arithmetic
+        count = int(((acc < lo) | (acc > hi)).sum())
         if self.policy == "raise":
-            peak = int(acc.abs().max())
+            peak = max(-low, high)
             raise AccumulatorOverflowError(
                 f"layer '{layer}': {count} accumulator value(s) exceed {self.bits} bits "
                 f"(largest |acc| = {peak}, needs {bits_needed(peak)} bits). Fix: widen the "

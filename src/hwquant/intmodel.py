@@ -31,7 +31,15 @@ import numpy as np
 import torch
 
 from hwquant.errors import FileFormatError, HwquantError
-from hwquant.intmath import Accumulator, OverflowPolicy, bits_needed, qrange, to_codes
+from hwquant.intmath import (
+    Accumulator,
+    OverflowPolicy,
+    bits_needed,
+    max_magnitude,
+    qrange,
+    to_codes,
+    worst_case_bound,
+)
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "hwquant.IntModel"
@@ -71,12 +79,9 @@ class WeightNode(IntNode):
 
     def worst_case_bits(self) -> int:
         """Signed accumulator bits that no input in range can overflow."""
-        lo, hi = qrange(self.in_bits, self.in_signed)
-        x_max = max(abs(lo), abs(hi))
-        per_channel = np.abs(self.weight).reshape(self.weight.shape[0], -1).sum(axis=1) * x_max
-        if self.bias is not None:
-            per_channel = per_channel + np.abs(self.bias)
-        return bits_needed(int(per_channel.max()))
+        bias = None if self.bias is None else torch.from_numpy(self.bias)
+        x_max = max_magnitude(self.in_bits, self.in_signed)
+        return bits_needed(worst_case_bound(torch.from_numpy(self.weight), x_max, bias))
 
     def fan_in(self) -> int:
         """Multiply-accumulates per output element."""
@@ -182,10 +187,13 @@ class IntModel:
         return to_codes(x, torch.tensor(self.input.scale, dtype=x.dtype), lo, hi)
 
     def run(self, x_int: torch.Tensor, *, four_bit: bool = False) -> torch.Tensor:
-        """Integer output (int64) for integer input codes ``x_int``."""
+        """Integer output (int64) for integer input codes ``x_int``.
+
+        Accumulator statistics are not collected; ``hwquant.engine.run`` returns them.
+        """
         from hwquant.engine import run
 
-        return run(self, x_int, four_bit=four_bit).output
+        return run(self, x_int, four_bit=four_bit, stats=False).output
 
     def dequantize(self, out: torch.Tensor) -> torch.Tensor:
         """Float value of integer outputs: ``output_scale · out`` (float64)."""

@@ -74,3 +74,12 @@ def test_sixteen_bit_accumulators_suffice_for_w4a4_inner_layers():
     inner = [n for n in int_model.weight_nodes() if n.weight_bits == 4]
     observed = run(int_model, int_model.quantize_input(x)).stats
     assert all(observed[n.name].bits_used <= 16 for n in inner)
+
+
+def test_skipping_the_range_scan_changes_no_result(lowered):
+    int_model, x_int = lowered
+    full = run(int_model, x_int, trace=True)
+    fast = run(int_model, x_int, trace=True, stats=False)
+    assert all(torch.equal(fast.values[k], v) for k, v in full.values.items())
+    assert all(s.max_abs_acc == 0 for s in fast.stats.values())
+    assert all(s.max_abs_acc > 0 for s in full.stats.values())

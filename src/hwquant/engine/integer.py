@@ -1,10 +1,11 @@
 """The integer engine: runs an :class:`~hwquant.intmodel.IntModel` with integer arithmetic.
 
-Every tensor is int64 and every operation is exact: accumulation by :func:`int_conv2d` /
-:func:`int_linear` (float units used only where a proven bound makes them exact, see
-:mod:`hwquant.intmath`), requantization by integer multiply and shift, max pooling by
-comparison. Each weight layer's accumulator is fitted to its width and overflow policy, and the
-overflows are counted.
+Every value is an integer and every operation is exact: accumulation by :func:`int_conv2d` /
+:func:`int_linear`, requantization by integer multiply and shift, max pooling by comparison.
+With ``backend="auto"`` codes travel in float32 registers and the float units do the work
+wherever a bound proves it exact (see :mod:`hwquant.intmath`); ``backend="int64"`` does every
+step in int64 arithmetic, the reference. Each weight layer's accumulator is fitted to its width
+and overflow policy, and the overflows are counted.
 
 With ``four_bit=True`` each multiplication is done by 4-bit multipliers: both operands are split
 into 4-bit digits (``x = Σ 16^i x_i``, ``w = Σ 16^j w_j``) and ``acc = Σ_ij 16^(i+j) (x_i ⋆ w_j)
@@ -19,7 +20,17 @@ import torch
 import torch.nn.functional as F
 
 from hwquant.errors import HwquantError
-from hwquant.intmath import Backend, bits_needed, int_conv2d, int_linear, requantize, split_nibbles
+from hwquant.intmath import (
+    Backend,
+    bits_needed,
+    float_requant_exact,
+    int_conv2d,
+    int_linear,
+    max_magnitude,
+    requantize,
+    split_nibbles,
+    worst_case_bound,
+)
 from hwquant.intmodel import (
     AddNode,
     AvgPoolNode,
@@ -62,61 +73,89 @@ def run(
     four_bit: bool = False,
     backend: Backend = "auto",
     trace: bool = False,
+    stats: bool = True,
 ) -> RunResult:
-    """Execute ``model`` on integer input codes ``x_int``; see the module docstring."""
+    """Execute ``model`` on integer input codes ``x_int``; see the module docstring.
+
+    ``stats=False`` skips the scan of each accumulator's range wherever the layer's worst-case
+    bound already proves that it cannot overflow (the results are the same; only the
+    ``max_abs_acc`` figures stay 0).
+    """
     if x_int.is_floating_point():
         raise HwquantError(
             "the integer engine takes integer codes, got a float tensor. Fix: pass "
             "int_model.quantize_input(x)."
         )
-    values: dict[str, torch.Tensor] = {model.input.name: x_int.to(torch.int64)}
-    stats: dict[str, LayerStats] = {}
+    code_dtype = torch.int64 if backend == "int64" else torch.float32
+    values: dict[str, torch.Tensor] = {model.input.name: x_int.to(code_dtype)}
+    layer_stats: dict[str, LayerStats] = {}
     for node in model.nodes:
         args = [values[name] for name in node.inputs]
         if isinstance(node, WeightNode):
-            stats[node.name] = LayerStats()
-            values[node.name] = _weight_node(node, args[0], four_bit, backend, stats[node.name])
+            layer_stats[node.name] = LayerStats()
+            values[node.name] = _weight_node(
+                node, args[0], four_bit, backend, layer_stats[node.name], scan=stats
+            )
         else:
             values[node.name] = _EXECUTORS[type(node)](node, *args)
-    output = values[model.output]
-    return RunResult(output, stats, values if trace else {})
+    traced = {name: v.to(torch.int64) for name, v in values.items()} if trace else {}
+    return RunResult(values[model.output].to(torch.int64), layer_stats, traced)
 
 
 def _weight_node(
-    node: WeightNode, x: torch.Tensor, four_bit: bool, backend: Backend, stats: LayerStats
+    node: WeightNode,
+    x: torch.Tensor,
+    four_bit: bool,
+    backend: Backend,
+    stats: LayerStats,
+    scan: bool,
 ) -> torch.Tensor:
     weight = torch.from_numpy(node.weight).to(x.device)
     bias = None if node.bias is None else torch.from_numpy(node.bias).to(x.device)
+    x_max = max_magnitude(node.in_bits, node.in_signed)
     if four_bit:
-        x_digits = split_nibbles(x, node.in_bits)
+        x_digits = split_nibbles(x.to(torch.int64), node.in_bits)
         w_digits = split_nibbles(weight, node.weight_bits)
         acc = torch.zeros((), dtype=torch.int64, device=x.device)
         for i, xd in enumerate(x_digits):
             for j, wd in enumerate(w_digits):
-                acc = acc + (_accumulate(node, xd, wd, None, backend) << (4 * (i + j)))
+                partial = _accumulate(node, xd, wd, None, 15, backend).to(torch.int64)
+                acc = acc + (partial << (4 * (i + j)))
         if bias is not None:
             acc = acc + _channel_view(bias, acc.dim())
         multiplies_per_mac = len(x_digits) * len(w_digits)
     else:
-        acc = _accumulate(node, x, weight, bias, backend)
+        acc = _accumulate(node, x, weight, bias, x_max, backend)
         multiplies_per_mac = 1
     stats.macs = acc.numel() * node.fan_in()
     stats.four_bit_multiplies = stats.macs * multiplies_per_mac if four_bit else 0
-    stats.max_abs_acc = int(acc.abs().max()) if acc.numel() else 0
-    acc, stats.overflows = node.accumulator.apply(acc, node.name)
+    peak = worst_case_bound(weight, x_max, bias)
+    if acc.numel() and (scan or bits_needed(peak) > node.acc_bits):
+        extremes = tuple(int(v) for v in torch.aminmax(acc))
+        stats.max_abs_acc = peak = max(-extremes[0], extremes[1])
+        acc, stats.overflows = node.accumulator.apply(acc, node.name, extremes)
     if node.mult is None:
         return acc
     mult = _channel_view(torch.from_numpy(node.mult).to(x.device), acc.dim())
     shift = _channel_view(torch.from_numpy(node.shift).to(x.device), acc.dim())
+    if acc.is_floating_point() and not float_requant_exact(peak, mult):
+        acc = acc.to(torch.int64)
     return requantize(acc, mult, shift, node.lo, node.hi)
 
 
 def _accumulate(
-    node: WeightNode, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, backend: Backend
+    node: WeightNode,
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor | None,
+    x_max: int,
+    backend: Backend,
 ) -> torch.Tensor:
     if isinstance(node, ConvNode):
-        return int_conv2d(x, w, b, node.stride, node.padding, node.dilation, node.groups, backend)
-    return int_linear(x, w, b, backend)
+        return int_conv2d(
+            x, w, b, node.stride, node.padding, node.dilation, node.groups, x_max, backend
+        )
+    return int_linear(x, w, b, x_max, backend)
 
 
 def _channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -124,6 +163,14 @@ def _channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
 
 
 def _add(node: AddNode, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if a.is_floating_point():
+        # floor(a·M_a/2^s + b·M_b/2^s + 1/2) in float64: codes below 2^16 times 16-bit
+        # multipliers, so every product and sum is exact
+        ra, rb = (m * 2.0**-node.shift for m in node.mults)
+        half = torch.full((), 0.5, dtype=torch.float64, device=a.device)
+        ratio = torch.full((), ra, dtype=torch.float64, device=a.device)
+        total = torch.addcmul(half, a, ratio).add_(b, alpha=rb).floor_()
+        return total.to(torch.float32).clamp_(node.lo, node.hi)
     acc = a * node.mults[0] + b * node.mults[1]
     one = torch.ones((), dtype=torch.int64, device=acc.device)
     return requantize(acc, one, one * node.shift, node.lo, node.hi)
@@ -137,26 +184,28 @@ def _avgpool(node: AvgPoolNode, x: torch.Tensor) -> torch.Tensor:
                 f"{x.shape[-2]}x{x.shape[-1]}. Fix: lower the model with an example input of the "
                 "size you run it on."
             )
-        total = x.sum(dim=(-2, -1), keepdim=True)
+        total = x.sum(dim=(-2, -1), keepdim=True, dtype=_sum_dtype(x))
     else:
         k = node.kernel_size
         n, c, h, w = x.shape
-        total = x[..., : h - h % k, : w - w % k].reshape(n, c, h // k, k, w // k, k).sum((3, 5))
+        windows = x[..., : h - h % k, : w - w % k].reshape(n, c, h // k, k, w // k, k)
+        total = windows.sum((3, 5), dtype=_sum_dtype(x))
     one = torch.ones((), dtype=torch.int64, device=x.device)
     return requantize(total, one * node.mult, one * node.shift, node.lo, node.hi)
 
 
+def _sum_dtype(x: torch.Tensor) -> torch.dtype:
+    """float64 for float codes (window sums stay exact), int64 otherwise."""
+    return torch.float64 if x.is_floating_point() else torch.int64
+
+
 def _maxpool(node: MaxPoolNode, x: torch.Tensor) -> torch.Tensor:
-    # Max pooling only compares; float64 holds every code exactly.
+    # Max pooling only compares; float64 holds every int64 code exactly.
+    work = x if x.is_floating_point() else x.to(torch.float64)
     out = F.max_pool2d(
-        x.to(torch.float64),
-        node.kernel_size,
-        node.stride,
-        node.padding,
-        node.dilation,
-        node.ceil_mode,
+        work, node.kernel_size, node.stride, node.padding, node.dilation, node.ceil_mode
     )
-    return out.to(torch.int64)
+    return out.to(x.dtype)
 
 
 def _reshape(node: ReshapeNode, x: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from hwquant.intmath import requantize, round_half_up, to_codes
+from hwquant.intmath import max_magnitude, requantize, round_half_up, to_codes
 from hwquant.quantizers.llsq import LinearQuantizer
 
 Activation = Literal["relu", "relu6"] | None
@@ -68,15 +68,25 @@ class QuantModule(nn.Module):
         """Quantizers of the inputs, in argument order."""
         return self._input_quants
 
+    def input_magnitude(self, index: int = 0) -> int:
+        """Largest |code| input ``index`` can hold."""
+        quant = self._input_quants[index]
+        return max_magnitude(quant.bits, quant.signed)
+
     def input_codes(self, x: torch.Tensor, index: int = 0) -> torch.Tensor:
         """Exact integer codes of input ``index`` (int64)."""
         quant = self._input_quants[index]
         return to_codes(x, quant.scale_value(), quant.qmin, quant.qmax)
 
     def activation(self, y: torch.Tensor) -> torch.Tensor:
-        """The fused activation on float values (training path)."""
+        """The fused activation on float values (training path).
+
+        An unsigned output quantizer clips at zero with a zero gradient below it, which is ReLU
+        already, so ReLU is applied only where no such quantizer follows.
+        """
         if self.act == "relu":
-            return torch.relu(y)
+            unsigned_next = self.out_quant is not None and not self.out_quant.signed
+            return y if unsigned_next else torch.relu(y)
         if self.act == "relu6":
             return y.clamp(0.0, RELU6_CEILING)
         return y

@@ -33,4 +33,13 @@ class QConv2d(QuantWeightLayer):
     def int_op(
         self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     ) -> torch.Tensor:
-        return int_conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+        return int_conv2d(
+            x,
+            weight,
+            bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            x_max=self.input_magnitude(),
+        )

@@ -21,6 +21,6 @@ class QuantInput(QuantModule):
         if self.training:
             return self.out_quant(x)
         check_finite("input batch", x)
-        if not bool(self.out_quant.initialized):
+        if not self.out_quant.is_initialized():
             self.out_quant.initialize(x)
         return self.finish(self.out_quant.codes(x), x.dtype)

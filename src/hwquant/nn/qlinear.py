@@ -26,4 +26,4 @@ class QLinear(QuantWeightLayer):
     def int_op(
         self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     ) -> torch.Tensor:
-        return int_linear(x, weight, bias)
+        return int_linear(x, weight, bias, x_max=self.input_magnitude())

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hwquant.intmath import qrange, requant_params, round_half_up
@@ -74,6 +75,17 @@ class QuantWeightLayer(QuantModule):
         self.register_buffer("bn_step", torch.zeros((), dtype=torch.int64))
         never = -1 if bn_freeze_step is None else bn_freeze_step
         self.register_buffer("bn_freeze_at", torch.tensor(never, dtype=torch.int64))
+        self._steps: tuple[int, int] | None = None  # (bn_step, bn_freeze_at) mirrored on the host
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._steps = None
+
+    def _host_steps(self) -> tuple[int, int]:
+        """``(bn_step, bn_freeze_at)``, read from the device once, then tracked on the host."""
+        if self._steps is None:
+            self._steps = (int(self.bn_step), int(self.bn_freeze_at))
+        return self._steps
 
     # -- the operation ---------------------------------------------------------------------
     def float_op(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -83,7 +95,8 @@ class QuantWeightLayer(QuantModule):
     def int_op(
         self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     ) -> torch.Tensor:
-        """The layer's exact integer operation (int64 in, int64 accumulator out)."""
+        """The layer's exact integer operation (int64 codes in; the accumulator out as exact
+        integers, see :func:`hwquant.intmath.int_conv2d`)."""
         raise NotImplementedError
 
     def channel_view(self, t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -96,13 +109,15 @@ class QuantWeightLayer(QuantModule):
         """True once the BN statistics are frozen (or when there is no BN)."""
         if self.bn is None:
             return True
-        freeze_at = int(self.bn_freeze_at)
-        return freeze_at >= 0 and int(self.bn_step) >= freeze_at
+        step, freeze_at = self._host_steps()
+        return freeze_at >= 0 and step >= freeze_at
 
     def freeze_bn(self) -> None:
         """Freeze the BN statistics from the next step on (kept in the state dict)."""
         if not self.bn_frozen:
-            self.bn_freeze_at.fill_(int(self.bn_step))
+            step, _ = self._host_steps()
+            self.bn_freeze_at.fill_(step)
+            self._steps = (step, step)
 
     def _quant_bias(self, bias: torch.Tensor) -> torch.Tensor:
         """Fake-quantize the bias at accumulator scale α_w·α_in (straight-through)."""
@@ -135,7 +150,9 @@ class QuantWeightLayer(QuantModule):
                 y = y + self.channel_view(bias, y.dim())
             return y
         frozen = self.bn_frozen
+        step, freeze_at = self._host_steps()
         self.bn_step += 1
+        self._steps = (step + 1, freeze_at)
         if frozen:
             w, b = fold_bn(self.weight, self.bias, self.bn)
             y = self.float_op(x, self._quantized_weight(w))
@@ -146,32 +163,32 @@ class QuantWeightLayer(QuantModule):
     def _forward_batch_stats(self, x: torch.Tensor) -> torch.Tensor:
         """Folded, quantized weights with the output corrected to batch statistics.
 
-        The batch mean and variance of the unfolded output ``conv(x, W)`` are read from the
-        folded output divided by ``s`` (no second convolution), and the running statistics are
-        updated from them as BatchNorm would.
+        With ``y = op(x, Q(s·W))`` and ``z = y / s`` (≈ the unfolded ``op(x, W)``), Jacob et
+        al.'s corrected output ``y·σ_run/σ_B + β − γ·μ_B/σ_B`` is exactly batch norm of ``z`` in
+        training mode, with μ_B and σ_B the batch statistics of ``z``. So it runs as PyTorch's
+        fused batch norm, which also updates the running statistics as BatchNorm does; no
+        second convolution is needed.
         """
         bn = self.bn
         s = bn_multiplier(bn)
-        sigma_run = torch.sqrt(bn.running_var + bn.eps)  # the σ the weights were folded with
         w = self.weight * s.view(-1, *([1] * (self.weight.dim() - 1)))
         y = self.float_op(x, self._quantized_weight(w))
         s_safe = torch.where(s.abs() < _TINY, torch.full_like(s, _TINY), s)
         z = y / self.channel_view(s_safe, y.dim())
-        dims = [d for d in range(y.dim()) if d != 1]
-        mean = z.mean(dim=dims)
-        var = z.var(dim=dims, unbiased=False)
-        with torch.no_grad():
-            n = y.numel() // y.shape[1]
-            momentum = bn.momentum if bn.momentum is not None else 0.1
-            layer_mean = mean if self.bias is None else mean + self.bias  # BN sees conv + bias
-            bn.running_mean.lerp_(layer_mean.detach(), momentum)
-            bn.running_var.lerp_(var.detach() * n / max(n - 1, 1), momentum)
-            bn.num_batches_tracked += 1
-        sigma_b = torch.sqrt(var + bn.eps)
-        gamma = bn.weight if bn.weight is not None else torch.ones_like(s)
-        beta = bn.bias if bn.bias is not None else torch.zeros_like(s)
-        y = y * self.channel_view(sigma_run.detach() / sigma_b, y.dim())
-        return y + self.channel_view(beta - gamma * mean / sigma_b, y.dim())
+        if self.bias is not None:  # BN sees conv + bias (the bias cancels in the output)
+            z = z + self.channel_view(self.bias, z.dim())
+        momentum = bn.momentum if bn.momentum is not None else 0.1
+        bn.num_batches_tracked += 1
+        return F.batch_norm(
+            z,
+            bn.running_mean,
+            bn.running_var,
+            bn.weight,
+            bn.bias,
+            training=True,
+            momentum=momentum,
+            eps=bn.eps,
+        )
 
     # -- integer form ------------------------------------------------------------------------
     @torch.no_grad()
@@ -197,7 +214,7 @@ class QuantWeightLayer(QuantModule):
 
     def _forward_integer(self, x: torch.Tensor) -> torch.Tensor:
         p = self.integer_params()
-        acc = self.int_op(self.input_codes(x), p.weight, p.bias)
+        acc = self.int_op(self.input_codes(x), p.weight, p.bias).to(torch.int64)
         if p.requant is None:
             self.emit(acc)
             scale = self.channel_view(p.acc_scale.to(acc.device), acc.dim())

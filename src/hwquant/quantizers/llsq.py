@@ -74,11 +74,14 @@ class _FakeQuant(torch.autograd.Function):
         lsq_scale: float,
     ) -> torch.Tensor:
         v = x / alpha
-        codes = round_half_up(v).clamp_(lo, hi)
+        # clamp first, then round: the same codes (the bounds are integers) in fewer passes
+        clipped = v.clamp(lo, hi)
         if alpha_grad is None:  # LSQ: keep what the α gradient needs
+            codes = torch.floor(clipped + 0.5)
             ctx.save_for_backward(v, codes, alpha)
         else:
-            inside = (v >= lo) & (v <= hi) if clip_grad else None
+            inside = clipped == v if clip_grad else None
+            codes = clipped.add_(0.5).floor_()
             ctx.save_for_backward(inside, alpha_grad, alpha)
         ctx.lsq = alpha_grad is None
         ctx.clip_grad, ctx.lo, ctx.hi, ctx.lsq_scale = clip_grad, lo, hi, lsq_scale
@@ -173,6 +176,17 @@ class LinearQuantizer(nn.Module):
         self.constraint, self.mantissa_bits = constraint, mantissa_bits
         self.scale = nn.Parameter(torch.ones(channels))
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+        self._ready = False  # mirrors `initialized` so that forward() never waits on a device
+
+    def is_initialized(self) -> bool:
+        """True once the scale has been set from data (read from the device at most once)."""
+        if not self._ready:
+            self._ready = bool(self.initialized)
+        return self._ready
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._ready = False
 
     @property
     def per_channel(self) -> bool:
@@ -208,6 +222,7 @@ class LinearQuantizer(nn.Module):
         alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
         self.scale.copy_(alpha.to(self.scale.dtype))
         self.initialized.fill_(True)
+        self._ready = True
 
     def _error_sample(self, x: torch.Tensor) -> torch.Tensor:
         """The activation elements LLSQ compares errors on: an even stride through ``x``."""
@@ -219,7 +234,7 @@ class LinearQuantizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fake-quantize ``x`` (initialising the scale on the first call)."""
-        if not bool(self.initialized):
+        if not self.is_initialized():
             self.initialize(x)
         alpha = self._broadcast(self.scale_value(), x)
         if not (self.training and torch.is_grad_enabled()):
