@@ -29,10 +29,13 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
 bench: $(VENV)/.installed-test
-	$(PY) benchmarks/qat_step_time.py
-	$(PY) benchmarks/engine_throughput.py
-	$(PY) benchmarks/fashion_mnist_llsq.py
+	$(PY) -m benchmarks.qat_step_time
+	$(PY) -m benchmarks.engine_throughput
+	test -d $(FASHION_MNIST) || (apt-get update && apt-get install -y dataset-fashion-mnist)
+	$(PY) -m benchmarks.fashion_mnist_llsq
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
