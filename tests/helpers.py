@@ -36,6 +36,17 @@ def trained_qat_model(model: nn.Module, recipe: Recipe, x: torch.Tensor, steps: 
     return qat.eval()
 
 
+def lowered_small_cnn(batch: int = 8) -> tuple[hwquant.IntModel, torch.Tensor]:
+    """An 8x8 small CNN, trained two QAT steps and lowered, with its input batch."""
+    from hwquant.models import build
+
+    torch.manual_seed(0)
+    x = torch.randn(batch, 1, 8, 8)
+    model = build("small_cnn", in_channels=1, input_size=8)
+    qat = trained_qat_model(model, Recipe(bn_freeze_step=1), x)
+    return hwquant.lower(qat, x), x
+
+
 class Residual(nn.Module):
     """``act(body(x) + x)``, the body keeping the shape."""
 

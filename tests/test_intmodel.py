@@ -11,19 +11,12 @@ import torch
 
 import hwquant
 from hwquant.errors import ConfigError, FileFormatError, HwquantError
-from hwquant.models import build
-from hwquant.recipe import Recipe
-from tests.helpers import trained_qat_model
+from tests.helpers import lowered_small_cnn
 
 
 @pytest.fixture(scope="module")
 def lowered():
-    torch.manual_seed(0)
-    x = torch.randn(4, 1, 8, 8)
-    qat = trained_qat_model(
-        build("small_cnn", in_channels=1, input_size=8), Recipe(bn_freeze_step=1), x
-    )
-    return hwquant.lower(qat, x), x
+    return lowered_small_cnn()
 
 
 def test_save_load_round_trip(lowered, tmp_path):

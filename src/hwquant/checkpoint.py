@@ -15,17 +15,15 @@ previous one. The state may hold tensors and Python primitives only: it is read 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
-import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from hwquant.atomic import write_atomic
 from hwquant.errors import FileFormatError, HwquantError
 
 MAGIC = b"HWQCKPT\0"
@@ -56,7 +54,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     payload = buffer.getvalue()
     header = _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), hashlib.sha256(payload).digest())
     try:
-        _write_atomically(path, header + payload)
+        write_atomic(path, header + payload, keep_previous=previous_path(path))
     except OSError as exc:
         raise CheckpointWriteError(
             f"cannot write checkpoint '{path}': {exc.strerror or exc}. Fix: make "
@@ -125,30 +123,3 @@ def _fallback(path: Path) -> str:
             "run falls back to it)."
         )
     return " Fix: delete it and start the run again."
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a synced temporary file, then rotate ``path`` and rename into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        if path.exists():
-            os.replace(path, previous_path(path))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _sync_directory(path.parent)
-
-
-def _sync_directory(directory: Path) -> None:
-    """Persist the renames in ``directory`` (POSIX; a no-op where directories cannot be opened)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -20,8 +20,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from hwquant.atomic import write_atomic
 from hwquant.errors import FileFormatError, HwquantError
 from hwquant.intmath import (
     Accumulator,
@@ -260,17 +259,7 @@ class IntModel:
             buffer, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(buffer.getvalue())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_atomic(path, buffer.getvalue())
 
 
 def _digest(array: np.ndarray) -> str:

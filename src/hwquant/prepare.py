@@ -290,27 +290,9 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, _Spec], recipe: Reci
         bits = recipe.act_bits
         if node in feeds_last and recipe.last_layer_bits is not None:
             bits = recipe.last_layer_bits
-        return LinearQuantizer(
-            bits,
-            is_signed,
-            is_activation=True,
-            gradient=recipe.scale_gradient,
-            norm=recipe.llsq_norm,
-            error_samples=recipe.act_error_samples,
-            constraint=recipe.scale_constraint,
-            mantissa_bits=recipe.scale_mantissa_bits,
-        )
+        return _act_quantizer(recipe, bits, is_signed)
 
-    quant_of[input_node] = LinearQuantizer(
-        recipe.input_bits,
-        True,
-        is_activation=True,
-        gradient=recipe.scale_gradient,
-        norm=recipe.llsq_norm,
-        error_samples=recipe.act_error_samples,
-        constraint=recipe.scale_constraint,
-        mantissa_bits=recipe.scale_mantissa_bits,
-    )
+    quant_of[input_node] = _act_quantizer(recipe, recipe.input_bits, signed=True)
     _install(gm, INPUT_NAME, QuantInput(quant_of[input_node]))
     gm.get_submodule(INPUT_NAME).qname = INPUT_NAME
 
@@ -337,6 +319,20 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, _Spec], recipe: Reci
         _install(gm, str(node.target), module)
         if out_q is not None:
             quant_of[node], signed[node] = out_q, out_q.signed
+
+
+def _act_quantizer(recipe: Recipe, bits: int, signed: bool) -> LinearQuantizer:
+    """An activation quantizer of ``bits`` under ``recipe``."""
+    return LinearQuantizer(
+        bits,
+        signed,
+        is_activation=True,
+        gradient=recipe.scale_gradient,
+        norm=recipe.llsq_norm,
+        error_samples=recipe.act_error_samples,
+        constraint=recipe.scale_constraint,
+        mantissa_bits=recipe.scale_mantissa_bits,
+    )
 
 
 def _weight_layer(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.helpers import trained_qat_model
+from tests.helpers import lowered_small_cnn, trained_qat_model
 
 import hwquant
 from hwquant.engine import run
@@ -15,12 +15,7 @@ from hwquant.recipe import Recipe
 
 @pytest.fixture(scope="module")
 def lowered():
-    torch.manual_seed(0)
-    x = torch.randn(8, 1, 8, 8)
-    qat = trained_qat_model(
-        build("small_cnn", in_channels=1, input_size=8), Recipe(bn_freeze_step=1), x
-    )
-    int_model = hwquant.lower(qat, x)
+    int_model, x = lowered_small_cnn()
     return int_model, int_model.quantize_input(x)
 
 

@@ -11,14 +11,15 @@ place with :func:`os.replace`, so a crash or a concurrent reader never sees half
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from hwquant.atomic import write_atomic
 from hwquant.errors import DataError
 
 CACHE_ENV = "HWQUANT_CACHE"
@@ -81,18 +82,12 @@ def _read(entry: Path, fingerprint: str) -> Arrays | None:
 
 def _write_atomic(entry: Path, fingerprint: str, arrays: Arrays) -> None:
     """Save ``arrays`` and ``fingerprint`` to ``entry`` via a temporary file and a rename."""
-    tmp_name = None
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays, **{_FINGERPRINT_KEY: np.array(fingerprint)})
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            dir=entry.parent, prefix=f".{entry.stem}-", suffix=".tmp", delete=False
-        ) as tmp:
-            tmp_name = tmp.name
-            np.savez(tmp, **arrays, **{_FINGERPRINT_KEY: np.array(fingerprint)})
-        os.replace(tmp_name, entry)
+        write_atomic(entry, buffer.getvalue())
     except OSError as err:
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
         raise DataError(
             f"cannot write the data cache {entry}: {err}. Fix: set {CACHE_ENV} or pass "
             "cache_dir= to a writable directory with enough free space."
