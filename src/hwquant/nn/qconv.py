@@ -27,8 +27,10 @@ class QConv2d(QuantWeightLayer):
             f"padding={self.padding}, groups={self.groups}, act={self.act}"
         )
 
-    def float_op(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
+    def float_op(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def int_op(
         self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None

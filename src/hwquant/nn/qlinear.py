@@ -20,8 +20,10 @@ class QLinear(QuantWeightLayer):
         c_out, c_in = self.weight.shape
         return f"{c_in}->{c_out}, act={self.act}"
 
-    def float_op(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, weight)
+    def float_op(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return F.linear(x, weight, bias)
 
     def int_op(
         self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None

@@ -88,8 +88,10 @@ class QuantWeightLayer(QuantModule):
         return self._steps
 
     # -- the operation ---------------------------------------------------------------------
-    def float_op(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """The layer's float operation without bias."""
+    def float_op(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The layer's float operation (the bias added inside the convolution or matmul)."""
         raise NotImplementedError
 
     def int_op(
@@ -139,25 +141,24 @@ class QuantWeightLayer(QuantModule):
     def _forward_float(self, x: torch.Tensor) -> torch.Tensor:
         """Float-weight layer in eval mode (first/last layer kept float)."""
         w, b = fold_bn(self.weight, self.bias, self.bn)
-        y = self.float_op(x, w)
-        return y if b is None else y + self.channel_view(b, y.dim())
+        return self.float_op(x, w, b)
 
     def _forward_train(self, x: torch.Tensor) -> torch.Tensor:
+        # the weight is quantized first: that initialises the scale the bias is quantized with
         if self.bn is None:
-            y = self.float_op(x, self._quantized_weight(self.weight))
-            if self.bias is not None:
-                bias = self._quant_bias(self.bias) if self.weight_quant is not None else self.bias
-                y = y + self.channel_view(bias, y.dim())
-            return y
+            weight, bias = self._quantized_weight(self.weight), self.bias
+            if bias is not None and self.weight_quant is not None:
+                bias = self._quant_bias(bias)
+            return self.float_op(x, weight, bias)
         frozen = self.bn_frozen
         step, freeze_at = self._host_steps()
         self.bn_step += 1
         self._steps = (step + 1, freeze_at)
         if frozen:
             w, b = fold_bn(self.weight, self.bias, self.bn)
-            y = self.float_op(x, self._quantized_weight(w))
+            weight = self._quantized_weight(w)
             bias = self._quant_bias(b) if self.weight_quant is not None else b
-            return y + self.channel_view(bias, y.dim())
+            return self.float_op(x, weight, bias)
         return self._forward_batch_stats(x)
 
     def _forward_batch_stats(self, x: torch.Tensor) -> torch.Tensor:

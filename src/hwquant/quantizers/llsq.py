@@ -9,14 +9,15 @@ signed: ``Q_n = -2^(b-1), Q_p = 2^(b-1) - 1``; unsigned (after ReLU): ``Q_n = 0,
 Gradients (methods.md §4.2):
 
 * ∂x_q/∂x is the straight-through estimator; for activations it is zero outside
-  ``[Q_n·α, Q_p·α]``, for weights it passes everywhere.
+  ``(Q_n·α, Q_p·α)``, for weights it passes everywhere.
 * ∂L/∂α is LLSQ's *simulated* gradient, not the task loss's: with the Lp quantization error
   ``E(a) = mean |x − Q_a(x)|^p`` compared at α/2, α and 2α (a1 = E(α) − E(α/2),
   a2 = E(2α) − E(α), g1 = [a1 ≥ 0], g2 = [a2 > 0], g3 = [a1 + a2 ≥ 0]) the scale should grow
   when ``(¬g1 ∧ ¬g2) ∨ (g1 ∧ ¬g2 ∧ ¬g3)`` and shrink when ``(g1 ∧ g2) ∨ (g1 ∧ ¬g2 ∧ g3)``;
   the gradient is ``−α²`` or ``+α²`` accordingly, 0 otherwise.
 * LSQ's gradient (Esser et al. 2020) is an option: ``∂x_q/∂α = round(x/α) − x/α`` inside the
-  range and ``Q_n`` or ``Q_p`` outside, scaled by ``g = 1/√(N·Q_p)``.
+  range and ``Q_n`` or ``Q_p`` outside, scaled by ``g = 1/√(N·Q_p)``; ``x`` gets the STE
+  masked outside the range (weights too, as in LSQ).
 
 Initialisation as in the LLSQ code (methods.md §4.1): weights per channel ``max|W_c| / Q_p``,
 per tensor ``max|W| / (Q_p + 1)``; activations ``max|x| / (Q_p + 1)`` for b ≥ 4 and
@@ -59,8 +60,14 @@ class LinearQuantSpec:
         return qrange(self.bits, self.signed)[1]
 
 
-class _FakeQuant(torch.autograd.Function):
-    """``α · clamp(round_half_up(x/α), lo, hi)`` with the STE and a chosen α gradient."""
+class _LLSQFakeQuant(torch.autograd.Function):
+    """Fake quantization with the STE for ``x`` and LLSQ's precomputed ±α² for ``α``.
+
+    Written for few passes over the data: ``v = x/α`` is clamped, rounded and scaled in place
+    (clamping first gives the same codes, the bounds being integers). The activation mask,
+    ``Q_n·α < x < Q_p·α``, comes from one fused ``hardtanh_backward`` pass on the CPU; on other
+    devices it is computed in the forward pass, which needs no host read of α.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -70,42 +77,57 @@ class _FakeQuant(torch.autograd.Function):
         lo: int,
         hi: int,
         clip_grad: bool,
-        alpha_grad: torch.Tensor | None,
-        lsq_scale: float,
+        alpha_grad: torch.Tensor,
     ) -> torch.Tensor:
         v = x / alpha
-        # clamp first, then round: the same codes (the bounds are integers) in fewer passes
-        clipped = v.clamp(lo, hi)
-        if alpha_grad is None:  # LSQ: keep what the α gradient needs
-            codes = torch.floor(clipped + 0.5)
-            ctx.save_for_backward(v, codes, alpha)
+        ctx.bounds = None
+        if clip_grad and x.device.type == "cpu":
+            step = float(alpha)
+            ctx.bounds = (lo * step, hi * step)
+            ctx.save_for_backward(x, alpha_grad)
+        elif clip_grad:
+            ctx.save_for_backward((v > lo) & (v < hi), alpha_grad)
         else:
-            inside = clipped == v if clip_grad else None
-            codes = clipped.add_(0.5).floor_()
-            ctx.save_for_backward(inside, alpha_grad, alpha)
-        ctx.lsq = alpha_grad is None
-        ctx.clip_grad, ctx.lo, ctx.hi, ctx.lsq_scale = clip_grad, lo, hi, lsq_scale
+            ctx.save_for_backward(None, alpha_grad)
+        return v.clamp_(lo, hi).add_(0.5).floor_().mul_(alpha)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        saved, alpha_grad = ctx.saved_tensors
+        if ctx.bounds is not None:
+            grad_x = torch.ops.aten.hardtanh_backward(grad, saved, *ctx.bounds)
+        else:
+            grad_x = grad if saved is None else grad * saved
+        return grad_x, alpha_grad, None, None, None, None
+
+
+class _LSQFakeQuant(torch.autograd.Function):
+    """LSQ (Esser et al. 2020, eq. 3): masked STE for ``x``; for ``α`` the sum of
+    ``round(v) − v`` inside the range and ``Q_n``/``Q_p`` outside (``v = x/α``), times
+    ``grad_factor``."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        alpha: torch.Tensor,
+        lo: int,
+        hi: int,
+        grad_factor: float,
+    ) -> torch.Tensor:
+        v = x / alpha
+        codes = round_half_up(v).clamp_(lo, hi)
+        ctx.save_for_backward(v, codes)
+        ctx.shape, ctx.lo, ctx.hi, ctx.grad_factor = alpha.shape, lo, hi, grad_factor
         return codes * alpha
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        if ctx.lsq:
-            v, codes, alpha = ctx.saved_tensors
-            inside = (v >= ctx.lo) & (v <= ctx.hi)
-            grad_x = grad * inside if ctx.clip_grad else grad
-            dq_dalpha = torch.where(inside, codes - v, codes)  # codes hold lo/hi outside
-            grad_alpha = _sum_to_shape(grad * dq_dalpha, alpha.shape) * ctx.lsq_scale
-        else:
-            inside, alpha_grad, alpha = ctx.saved_tensors
-            grad_x = grad * inside if ctx.clip_grad else grad
-            grad_alpha = alpha_grad
-        return grad_x, grad_alpha, None, None, None, None, None
-
-
-def _sum_to_shape(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """Sum ``t`` over the dimensions where ``shape`` broadcasts (size 1)."""
-    dims = [d for d, n in enumerate(shape) if n == 1 and t.shape[d] != 1]
-    return t.sum(dim=dims, keepdim=True) if dims else t
+        v, codes = ctx.saved_tensors
+        inside = (v >= ctx.lo) & (v <= ctx.hi)
+        slope = torch.where(inside, codes - v, codes)  # codes hold lo/hi outside the range
+        grad_alpha = (grad * slope).sum_to_size(ctx.shape) * ctx.grad_factor
+        return grad * inside, grad_alpha, None, None, None
 
 
 def _lp_error(x: torch.Tensor, alpha: torch.Tensor, lo: int, hi: int, p: int, dims: list[int]):
@@ -236,15 +258,13 @@ class LinearQuantizer(nn.Module):
         """Fake-quantize ``x`` (initialising the scale on the first call)."""
         if not self.is_initialized():
             self.initialize(x)
-        alpha = self._broadcast(self.scale_value(), x)
         if not (self.training and torch.is_grad_enabled()):
+            alpha = self._broadcast(self.scale_value(), x)
             return round_half_up(x / alpha).clamp(self.qmin, self.qmax) * alpha
+        alpha = self._broadcast(self.scale_value(), x)
         if self.gradient == "lsq":
-            per_scale = x.numel() // self.scale.numel()
-            lsq_scale = 1.0 / math.sqrt(per_scale * max(self.qmax, 1))
-            return _FakeQuant.apply(
-                x, alpha, self.qmin, self.qmax, self.is_activation, None, lsq_scale
-            )
+            grad_factor = 1.0 / math.sqrt(x.numel() // self.scale.numel() * max(self.qmax, 1))
+            return _LSQFakeQuant.apply(x, alpha, self.qmin, self.qmax, grad_factor)
         with torch.no_grad():
             if self.per_channel:
                 sample, a = x.detach(), alpha.detach()
@@ -252,7 +272,7 @@ class LinearQuantizer(nn.Module):
                 sample, a = self._error_sample(x), alpha.detach()
             alpha_grad = llsq_scale_gradient(sample, a, self.qmin, self.qmax, self.norm)
             alpha_grad = alpha_grad.reshape(alpha.shape)
-        return _FakeQuant.apply(x, alpha, self.qmin, self.qmax, self.is_activation, alpha_grad, 0.0)
+        return _LLSQFakeQuant.apply(x, alpha, self.qmin, self.qmax, self.is_activation, alpha_grad)
 
     @torch.no_grad()
     def codes(self, x: torch.Tensor) -> torch.Tensor:
