@@ -4,6 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
+# Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads
+# slow torch down several-fold.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: demo test lint bench clean
 
@@ -11,7 +14,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e .
+	$(PIP) install -q -e ".[mnist5k]"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed

@@ -142,3 +142,14 @@ def test_global_pool_size_is_checked_by_the_engine():
     int_model = hwquant.lower(qat, torch.randn(1, 3, 32, 32))
     with pytest.raises(HwquantError, match="example input of the size"):
         int_model.run(int_model.quantize_input(torch.randn(1, 3, 16, 16)))
+
+
+def test_integer_logits_rank_like_float_logits():
+    """The last layer has one output scale, so argmax of the integer output is the prediction."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 3, 32, 32)
+    qat = trained_qat_model(build("resnet20"), RECIPES["w4a4"], x)
+    int_model = hwquant.lower(qat, x)
+    assert len(set(int_model.output_scale.tolist())) == 1
+    out = int_model.run(int_model.quantize_input(x))
+    assert torch.equal(out.argmax(1), qat(x).argmax(1))

@@ -20,6 +20,7 @@ def write_atomic(path: str | Path, data: bytes, *, keep_previous: Path | None = 
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()
@@ -32,6 +33,13 @@ def write_atomic(path: str | Path, data: bytes, *, keep_previous: Path | None = 
         raise
     _sync_directory(path.parent)
     return path
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _sync_directory(directory: Path) -> None:

@@ -318,7 +318,7 @@ def weight_histograms(qat: nn.Module) -> list[dict[str, Any]]:
 
 
 def environment() -> dict[str, Any]:
-    """Versions and platform the demo ran on."""
+    """Versions and platform the demo ran on (OpenMP's wait policy sways shared-CPU timings)."""
     return {
         "hwquant": hwquant.__version__,
         "python": platform.python_version(),
@@ -328,6 +328,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
     }
 
 

@@ -6,7 +6,9 @@ quantized layers of :mod:`hwquant.nn`, an input quantizer is put after the input
 layer is bound to the quantizers of its inputs. Max pooling, flatten/view/reshape, Dropout and
 Identity pass codes through unchanged. The first layer (fed by the input) and the last layer
 (feeding the output) take the recipe's ``first_layer_bits`` / ``last_layer_bits``; the last
-layer has no output quantizer, so the network returns its accumulator scaled to float.
+layer has no output quantizer, so the network returns its accumulator scaled to float; its
+weights take one scale for the whole tensor, so that all outputs share one scale and the integer
+outputs rank exactly as the float ones (argmax of the integer logits is the prediction).
 """
 
 from __future__ import annotations
@@ -307,7 +309,8 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, _Spec], recipe: Reci
             if node is last:
                 bits = recipe.last_layer_bits if not is_first else bits
             out_q = None if node is last else act_quant(node, spec.act is None)
-            module = _weight_layer(spec, bits, out_q, recipe)
+            # the last layer's outputs share one scale, so integer logits rank like float ones
+            module = _weight_layer(spec, bits, out_q, recipe, per_channel=node is not last)
         elif spec.kind == "add":
             out_q = act_quant(node, spec.act is None)
             module = QAdd(out_q, spec.act, recipe.requant_bits)
@@ -336,12 +339,17 @@ def _act_quantizer(recipe: Recipe, bits: int, signed: bool) -> LinearQuantizer:
 
 
 def _weight_layer(
-    spec: _Spec, bits: int | None, out_q: LinearQuantizer | None, recipe: Recipe
+    spec: _Spec,
+    bits: int | None,
+    out_q: LinearQuantizer | None,
+    recipe: Recipe,
+    per_channel: bool,
 ) -> QuantModule:
     source = spec.source
     w_quant = None
     if bits is not None:
-        channels = source.weight.shape[0] if recipe.weight_granularity == "channel" else 1
+        channel_scales = per_channel and recipe.weight_granularity == "channel"
+        channels = source.weight.shape[0] if channel_scales else 1
         w_quant = LinearQuantizer(
             bits,
             True,

@@ -27,9 +27,10 @@ MACHINE_KEYS = {
 def test_machine_record_has_the_keys():
     record = common.machine_record()
     assert set(record) >= MACHINE_KEYS
-    assert set(record["git"]) == {"commit", "dirty", "diff_sha256"}
+    assert set(record["git"]) == {"commit", "dirty", "diff_sha256", "untracked"}
     assert re.fullmatch(r"[0-9a-f]{40}", record["git"]["commit"])  # run inside the repository
     assert isinstance(record["git"]["dirty"], bool)
+    assert isinstance(record["git"]["untracked"], list)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", record["date_utc"])
     assert isinstance(record["cpu_count"], int) and record["cpu_count"] >= 1
     assert record["cpu_model"]
@@ -39,7 +40,12 @@ def test_machine_record_has_the_keys():
 
 
 def test_git_state_outside_a_repository(tmp_path: Path):
-    assert common.git_state(tmp_path) == {"commit": None, "dirty": None, "diff_sha256": None}
+    assert common.git_state(tmp_path) == {
+        "commit": None,
+        "dirty": None,
+        "diff_sha256": None,
+        "untracked": None,
+    }
 
 
 def test_write_result_round_trips(tmp_path: Path):

@@ -16,7 +16,7 @@ def rich_table(table: Table) -> RichTable:
         title=table.title, title_justify="left", caption=table.note or None, caption_justify="left"
     )
     for index, header in enumerate(table.headers):
-        out.add_column(header, no_wrap=index == 0)
+        out.add_column(header, no_wrap=index == 0, overflow="fold")
     for row in table.rows:
         out.add_row(*row)
     return out

@@ -70,7 +70,7 @@ def accuracy_table(results: dict[str, Any]) -> Table:
         "Test accuracy and model size",
         (
             "Model",
-            "First/last bits",
+            "First/last",
             "Float",
             "Fake-quant",
             "Integer",
