@@ -78,6 +78,10 @@ def _version(module: str) -> str | None:
         return None
 
 
+_THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
+"""Environment variables that change timings, recorded when set."""
+
+
 def machine_record(repo: Path = REPO_ROOT) -> dict[str, Any]:
     """What ran the benchmark: platform (no host name), CPU, cores, library versions, the
     repository's commit and the UTC date."""
@@ -99,6 +103,7 @@ def machine_record(repo: Path = REPO_ROOT) -> dict[str, Any]:
     torch = sys.modules.get("torch")
     if torch is not None:
         record["torch_threads"] = torch.get_num_threads()
+    record["env"] = {k: os.environ[k] for k in _THREAD_ENV if k in os.environ}
     return record
 
 

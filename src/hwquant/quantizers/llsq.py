@@ -130,26 +130,24 @@ class _LSQFakeQuant(torch.autograd.Function):
         return grad * inside, grad_alpha, None, None, None
 
 
-def _lp_error(x: torch.Tensor, alpha: torch.Tensor, lo: int, hi: int, p: int, dims: list[int]):
-    """``mean |x − Q_α(x)|^p`` over ``dims`` (LLSQ's quantization error)."""
-    err = (x - round_half_up(x / alpha).clamp(lo, hi) * alpha).abs()
-    return (err if p == 1 else err * err).mean(dim=dims, keepdim=True)
-
-
 def llsq_scale_gradient(
     x: torch.Tensor, alpha: torch.Tensor, lo: int, hi: int, p: int
 ) -> torch.Tensor:
     """LLSQ's simulated ∂L/∂α: −α² (grow), +α² (shrink) or 0, per scale (methods.md §4.2).
 
-    ``alpha`` broadcasts against ``x``; the errors are averaged over the broadcast dimensions.
+    ``alpha`` broadcasts against ``x``; the errors ``mean |x − Q_a(x)|^p`` at a = α/2, α, 2α
+    are averaged over the broadcast dimensions, all three in one batched computation.
     """
     if alpha.numel() == 1:
-        dims = list(range(x.dim()))
+        dims = list(range(1, x.dim() + 1))
     else:
-        dims = [d for d, n in enumerate(alpha.shape) if n == 1]
-    e_mid = _lp_error(x, alpha, lo, hi, p, dims)
-    a1 = e_mid - _lp_error(x, alpha / 2, lo, hi, p, dims)
-    a2 = _lp_error(x, alpha * 2, lo, hi, p, dims) - e_mid
+        dims = [d + 1 for d, n in enumerate(alpha.shape) if n == 1]
+    pad = [1] * (x.dim() - alpha.dim())
+    scales = torch.stack([alpha / 2, alpha, alpha * 2]).reshape(3, *pad, *alpha.shape)
+    err = x.unsqueeze(0) - round_half_up(x.unsqueeze(0) / scales).clamp_(lo, hi).mul_(scales)
+    err = err.abs_() if p == 1 else err.square_()
+    e_small, e_mid, e_big = err.mean(dim=dims, keepdim=True)
+    a1, a2 = e_mid - e_small, e_big - e_mid
     g1, g2, g3 = a1 >= 0, a2 > 0, (a1 + a2) >= 0
     grow = (~g1 & ~g2) | (g1 & ~g2 & ~g3)
     shrink = (g1 & g2) | (g1 & ~g2 & g3)
