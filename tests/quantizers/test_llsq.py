@@ -154,3 +154,11 @@ def test_export_matches_scale():
     spec = q.export()
     assert (spec.bits, spec.signed, spec.qmin, spec.qmax) == (3, False, 0, 7)
     assert spec.scale.tolist() == [0.125]
+
+
+def test_llsq_implements_the_quantizer_protocol():
+    from hwquant.quantizers import Quantizer
+
+    q = _quantizer(4, True, 0.5)
+    assert isinstance(q, Quantizer)
+    assert not isinstance(torch.nn.ReLU(), Quantizer)

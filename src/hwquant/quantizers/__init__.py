@@ -2,12 +2,14 @@
 gradient rule, its level set and a small frozen dataclass for its integer export."""
 
 from hwquant.quantizers.llsq import LinearQuantizer, LinearQuantSpec, llsq_scale_gradient
+from hwquant.quantizers.protocol import Quantizer
 from hwquant.quantizers.scale import SCALE_CONSTRAINTS, constrain_scale
 
 __all__ = [
     "SCALE_CONSTRAINTS",
     "LinearQuantSpec",
     "LinearQuantizer",
+    "Quantizer",
     "constrain_scale",
     "llsq_scale_gradient",
 ]
