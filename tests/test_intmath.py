@@ -91,6 +91,13 @@ def test_aligned_requant_share_a_shift(ra: float, rb: float):
     mults, shift = aligned_requant_params([ra, rb], 16)
     for m, r in zip(mults, (ra, rb), strict=True):
         assert abs(Fraction(int(m), 2**shift) - Fraction(r)) <= Fraction(1, 2 ** (shift + 1))
+    # the larger ratio keeps all its bits, also when it is a power of two
+    assert int(max(mults)) >= 2**15
+
+
+def test_aligned_requant_power_of_two_keeps_the_small_operand():
+    mults, shift = aligned_requant_params([1.0, 0.3], 16)
+    assert shift == 15 and abs(int(mults[1]) / 2**shift - 0.3) <= 2.0 ** -(shift + 1)
 
 
 @pytest.mark.parametrize("groups", [1, 2, 4])

@@ -71,14 +71,15 @@ block = st.one_of(
 )
 
 
-@settings(max_examples=25)
+@settings(max_examples=40)
 @given(
     in_channels=st.integers(1, 3),
     size=st.integers(4, 9),
     blocks=st.lists(block, min_size=1, max_size=5),
     global_pool=st.booleans(),
     weight_bits=st.integers(2, 8),
-    act_bits=st.integers(2, 8),
+    act_bits=st.integers(2, 16),
+    requant_bits=st.sampled_from([16, 24, 31]),
     edge_bits=st.sampled_from([4, 8]),
     granularity=st.sampled_from(["tensor", "channel"]),
     constraint=st.sampled_from(["free", "pow2", "fixed"]),
@@ -97,6 +98,7 @@ def test_random_models_are_bit_exact(
     constraint,
     gradient,
     seed,
+    requant_bits,
 ):
     torch.manual_seed(seed)
     model = RandomNet(in_channels, blocks, 5, global_pool, size)
@@ -108,6 +110,7 @@ def test_random_models_are_bit_exact(
         weight_granularity=granularity,
         scale_constraint=constraint,
         scale_gradient=gradient,
+        requant_bits=requant_bits,
         bn_freeze_step=1,
     )
     x = torch.randn(3, in_channels, size, size)
@@ -116,7 +119,9 @@ def test_random_models_are_bit_exact(
     report = hwquant.verify(qat, int_model, x)
     assert report.exact, str(report)
     x_int = int_model.quantize_input(x)
-    assert torch.equal(int_model.run(x_int, four_bit=True), int_model.run(x_int))
+    out = int_model.run(x_int)
+    assert torch.equal(int_model.run(x_int, four_bit=True), out)
+    assert torch.equal(run(int_model, x_int, backend="int64").output, out)
 
 
 def test_lower_rejects_a_float_model():

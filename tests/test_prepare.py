@@ -147,3 +147,23 @@ def test_freeze_bn_stops_statistics():
     qat(x + 1)
     assert conv.bn_frozen and torch.equal(conv.bn.running_mean, mean)
     assert int(conv.bn_freeze_at) >= 0  # kept in the state dict
+
+
+class _FunctionalPool(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        return torch.nn.functional.max_pool2d(self.conv(x), 2)
+
+
+def test_functional_pooling_is_refused_with_the_module_named():
+    with pytest.raises(UnsupportedLayerError, match=r"max_pool2d.*MaxPool2d"):
+        hwquant.prepare(_FunctionalPool())
+
+
+def test_batchnorm_without_running_statistics_is_refused():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, track_running_stats=False))
+    with pytest.raises(UnsupportedLayerError, match="track_running_stats=True"):
+        hwquant.prepare(model)

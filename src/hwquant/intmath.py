@@ -58,9 +58,10 @@ def max_magnitude(bits: int, signed: bool) -> int:
 def requant_params(ratio: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Integer multiplier ``M`` and shift ``s`` with ``ratio ≈ M / 2^s`` (element-wise).
 
-    ``M`` has ``bits`` significant bits (``2^(bits-1) ≤ M < 2^bits``), so the relative error is at
-    most ``2^-bits``. An exact power of two ``2^k`` gives ``M = 1, s = -k``: requantization by a
-    pure shift. A negative ``s`` (ratio ≥ 2^bits) is folded into ``M`` so that ``s ≥ 0`` always.
+    ``M`` has ``bits`` significant bits (``2^(bits-1) ≤ M ≤ 2^bits``), so the relative error is
+    at most ``2^-bits``. An exact power of two ``2^k`` gives ``M = 1, s = -k``: requantization
+    by a pure shift. A negative ``s`` (ratio ≥ 2^bits) is folded into ``M`` (then larger than
+    ``2^bits``) so that ``s ≥ 0`` always.
     """
     r = np.asarray(ratio, dtype=np.float64)
     if not np.all(np.isfinite(r)) or np.any(r <= 0):
@@ -88,8 +89,8 @@ def aligned_requant_params(ratios: list[float], bits: int) -> tuple[np.ndarray, 
     (the scales are aligned before the add). The shift is set by the largest ratio.
     """
     r = np.asarray(ratios, dtype=np.float64)
-    _, shift = requant_params(np.array([r.max()]), bits)
-    s = int(shift[0])
+    requant_params(r, bits)  # validates the ratios
+    s = max(0, bits - int(np.frexp(r.max())[1]))  # the largest ratio gets `bits` bits
     mult = np.floor(r * 2.0**s + 0.5).astype(np.int64)
     return mult, s
 
@@ -107,6 +108,8 @@ def requantize(
     """
     if acc.is_floating_point():
         ratio = mult.to(torch.float64) * torch.exp2(-shift.to(torch.float64))
+        # at least one dimension: a 0-dim float64 tensor would not promote a float32 `acc`
+        ratio = ratio.reshape(ratio.shape or (1,))
         half = torch.full((), 0.5, dtype=torch.float64, device=acc.device)
         out = torch.addcmul(half, acc, ratio).floor_()
         return out.to(torch.float32).clamp_(lo, hi)
@@ -171,7 +174,9 @@ def int_conv2d(
     dtype = exact_dtype(worst_case_bound(weight, x_max, bias), backend)
     if dtype is not None:
         b = None if bias is None else bias.to(dtype)
-        return F.conv2d(x.to(dtype), weight.to(dtype), b, stride, padding, dilation, groups)
+        # TF32 would round the operands: exactness needs true float32 products on GPUs
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            return F.conv2d(x.to(dtype), weight.to(dtype), b, stride, padding, dilation, groups)
     x = x.to(torch.int64)
     return _int64_conv2d(x, weight, bias, stride, padding, dilation, groups)
 
@@ -207,7 +212,7 @@ def int_linear(
     x_max: int,
     backend: Backend = "auto",
 ) -> torch.Tensor:
-    """Exact integer ``x @ weightᵀ + bias`` of int64 tensors (``x_max`` bounds |x|; the same
+    """Exact integer ``x @ weightᵀ + bias`` of integer codes (``x_max`` bounds |x|; the same
     backends and result types as :func:`int_conv2d`)."""
     dtype = exact_dtype(worst_case_bound(weight, x_max, bias), backend)
     if dtype is not None:
@@ -275,7 +280,7 @@ class Accumulator:
 
 def bits_needed(peak: int) -> int:
     """Signed bits that hold every value of magnitude ≤ ``peak``."""
-    return max(1, math.ceil(math.log2(peak + 1))) + 1 if peak > 0 else 1
+    return int(peak).bit_length() + 1 if peak > 0 else 1
 
 
 def split_nibbles(v: torch.Tensor, bits: int) -> list[torch.Tensor]:

@@ -290,14 +290,17 @@ def load(path: str | Path) -> IntModel:
     for key, digest in header["sha256"].items():
         if key not in arrays or _digest(arrays[key]) != digest:
             raise FileFormatError(f"'{path}': array '{key}' fails its checksum. {fix}")
-    nodes = [_node_from_json(entry, arrays) for entry in header["nodes"]]
-    return IntModel(
-        InputSpec(**header["input"]),
-        nodes,
-        header["output"],
-        arrays["output_scale"],
-        header.get("recipe", {}),
-    )
+    try:
+        nodes = [_node_from_json(entry, arrays) for entry in header["nodes"]]
+        return IntModel(
+            InputSpec(**header["input"]),
+            nodes,
+            header["output"],
+            arrays["output_scale"],
+            header.get("recipe", {}),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FileFormatError(f"'{path}' has a malformed header ({exc!r}). {fix}") from exc
 
 
 def _node_from_json(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> IntNode:

@@ -62,7 +62,8 @@ def _build(gm: fx.GraphModule) -> IntModel:
     nodes: list[IntNode] = []
     alias: dict[str, str] = {}  # fx node name -> IntModel node name carrying its codes
     input_spec: InputSpec | None = None
-    output_name, output_scale = "", np.ones(1)
+    scale_of: dict[str, np.ndarray] = {}  # IntModel node -> value of one unit of its output
+    output_name = ""
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             continue
@@ -77,6 +78,7 @@ def _build(gm: fx.GraphModule) -> IntModel:
             spec = mod.out_quant.export()
             input_spec = InputSpec(mod.qname, float(spec.scale[0]), spec.bits, spec.signed)
             alias[node.name] = mod.qname
+            scale_of[mod.qname] = np.array([input_spec.scale])
             continue
         int_node = _int_node(node, mod, inputs)
         if int_node is None:  # alias or a shape query
@@ -85,15 +87,20 @@ def _build(gm: fx.GraphModule) -> IntModel:
             continue
         nodes.append(int_node)
         alias[node.name] = int_node.name
-        if isinstance(int_node, WeightNode):
-            output_scale = (
-                int_node.acc_scale if int_node.mult is None else np.array([int_node.out_scale])
-            )
-        elif hasattr(int_node, "out_scale"):
-            output_scale = np.array([int_node.out_scale])
+        scale_of[int_node.name] = _output_scale(int_node, scale_of)
     assert input_spec is not None, "prepare() always inserts an input quantizer"
     recipe = gm.hwquant_recipe.to_dict()
-    return IntModel(input_spec, nodes, output_name, np.asarray(output_scale, np.float64), recipe)
+    return IntModel(input_spec, nodes, output_name, scale_of[output_name], recipe)
+
+
+def _output_scale(node: IntNode, scale_of: dict[str, np.ndarray]) -> np.ndarray:
+    """Value of one unit of ``node``'s output: its own scale, or its input's for max pooling
+    and reshapes (per channel for a last layer without requantization)."""
+    if isinstance(node, WeightNode) and node.mult is None:
+        return np.asarray(node.acc_scale, np.float64)
+    if isinstance(node, WeightNode | AddNode | AvgPoolNode):
+        return np.array([node.out_scale], np.float64)
+    return scale_of[node.inputs[0]]
 
 
 def _int_node(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> IntNode | None:

@@ -30,12 +30,12 @@ from hwquant.recipe import Recipe
 SUPPORTED = (
     "Conv2d (+BatchNorm2d, +ReLU/ReLU6), Linear (+ReLU/ReLU6), residual add (+ReLU/ReLU6), "
     "MaxPool2d, AdaptiveAvgPool2d(1), AvgPool2d(k) with stride k, flatten/view/reshape, "
-    "Dropout, Identity"
+    "Dropout, Identity (as modules; BatchNorm with running statistics)"
 )
 INPUT_NAME = "quant_input"
 
 _PASS_MODULES = (nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity)
-_PASS_FUNCTIONS = (torch.flatten, F.max_pool2d, F.dropout)
+_PASS_FUNCTIONS = (torch.flatten,)
 _PASS_METHODS = ("flatten", "view", "reshape", "contiguous")
 _SHAPE_METHODS = ("size", "dim")
 _ADD_FUNCTIONS = (operator.add, torch.add, operator.iadd)
@@ -124,6 +124,11 @@ def _absorb(
     nxt = _single_user(tail)
     if bn_type is not None and nxt is not None and isinstance(_module(gm, nxt), bn_type):
         tail, bn = nxt, _module(gm, nxt)
+        if bn.running_var is None:
+            raise UnsupportedLayerError(
+                f"BatchNorm '{nxt.target}' keeps no running statistics, so it cannot be folded "
+                "into the weights. Fix: build it with track_running_stats=True."
+            )
         nxt = _single_user(tail)
     act = _activation(gm, nxt) if nxt is not None else None
     if act is not None:

@@ -35,6 +35,7 @@ class VerifyReport:
     mismatches: int
     per_layer: dict[str, int] = field(default_factory=dict)  # layer -> mismatching integers
     first: Mismatch | None = None
+    overflows: dict[str, int] = field(default_factory=dict)  # layer -> engine overflows
 
     @property
     def exact(self) -> bool:
@@ -45,10 +46,17 @@ class VerifyReport:
         if self.exact:
             return f"bit-exact: {self.compared} integers in {len(self.per_layer)} layers match"
         f = self.first
-        return (
+        text = (
             f"{self.mismatches} of {self.compared} integers differ; first in layer "
             f"'{f.layer}' at {f.index}: QAT {f.qat}, engine {f.engine}"
         )
+        overflowing = {k: v for k, v in self.overflows.items() if v}
+        if overflowing:
+            text += (
+                f". The engine's accumulators overflowed in {overflowing} (the QAT model has no "
+                "accumulator width): widen them with set_accumulator()"
+            )
+        return text
 
 
 @torch.no_grad()
@@ -69,15 +77,17 @@ def verify(qat_model: nn.Module, int_model: IntModel, x: torch.Tensor) -> Verify
         got = result.values[name].to(expected.device)
         if got.shape != expected.shape:
             bad = expected.numel()
+            if first is None:
+                shapes = f"shape QAT {tuple(expected.shape)}, engine {tuple(got.shape)}"
+                first = Mismatch(f"{name} ({shapes})", (), 0, 0)
         else:
             diff = got != expected
             bad = int(diff.sum())
             if bad and first is None:
                 index = tuple(int(i) for i in diff.nonzero()[0])
                 first = Mismatch(name, index, int(expected[index]), int(got[index]))
-        if bad and first is None:
-            first = Mismatch(name, (), 0, 0)
         per_layer[name] = bad
         compared += expected.numel()
         mismatches += bad
-    return VerifyReport(compared, mismatches, per_layer, first)
+    overflows = {name: stats.overflows for name, stats in result.stats.items()}
+    return VerifyReport(compared, mismatches, per_layer, first, overflows)

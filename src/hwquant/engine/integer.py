@@ -159,20 +159,18 @@ def _accumulate(
 
 
 def _channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
-    return t.view(1, -1, *([1] * (ndim - 2))) if t.numel() > 1 else t.reshape(())
+    return t.view(1, -1, *([1] * (ndim - 2)))
 
 
 def _add(node: AddNode, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.is_floating_point():
-        # floor(a·M_a/2^s + b·M_b/2^s + 1/2) in float64: codes below 2^16 times 16-bit
-        # multipliers, so every product and sum is exact
+        # floor((a·M_a + b·M_b)/2^s + 1/2) in float64: codes below 2^16 times multipliers below
+        # 2^31 and their sum stay below 2^53, so every step is exact
         ra, rb = (m * 2.0**-node.shift for m in node.mults)
-        half = torch.full((), 0.5, dtype=torch.float64, device=a.device)
-        ratio = torch.full((), ra, dtype=torch.float64, device=a.device)
-        total = torch.addcmul(half, a, ratio).add_(b, alpha=rb).floor_()
+        total = a.to(torch.float64).mul_(ra).add_(b, alpha=rb).add_(0.5).floor_()
         return total.to(torch.float32).clamp_(node.lo, node.hi)
     acc = a * node.mults[0] + b * node.mults[1]
-    one = torch.ones((), dtype=torch.int64, device=acc.device)
+    one = torch.ones(1, dtype=torch.int64, device=acc.device)
     return requantize(acc, one, one * node.shift, node.lo, node.hi)
 
 
@@ -190,8 +188,11 @@ def _avgpool(node: AvgPoolNode, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         windows = x[..., : h - h % k, : w - w % k].reshape(n, c, h // k, k, w // k, k)
         total = windows.sum((3, 5), dtype=_sum_dtype(x))
-    one = torch.ones((), dtype=torch.int64, device=x.device)
-    return requantize(total, one * node.mult, one * node.shift, node.lo, node.hi)
+    one = torch.ones(1, dtype=torch.int64, device=x.device)
+    mult = one * node.mult
+    if total.is_floating_point() and not float_requant_exact(int(total.abs().max()), mult):
+        total = total.to(torch.int64)
+    return requantize(total, mult, one * node.shift, node.lo, node.hi)
 
 
 def _sum_dtype(x: torch.Tensor) -> torch.dtype:

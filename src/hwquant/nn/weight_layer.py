@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hwquant.errors import UnsupportedLayerError
 from hwquant.intmath import qrange, requant_params, round_half_up
 from hwquant.nn.base import Activation, QuantModule, Requant
 from hwquant.nn.bn_fold import bn_multiplier, fold_bn
@@ -165,44 +166,41 @@ class QuantWeightLayer(QuantModule):
         """Folded, quantized weights with the output corrected to batch statistics.
 
         With ``y = op(x, Q(s·W))`` and ``z = y/s`` (≈ the unfolded ``op(x, W)``), Jacob et al.'s
-        corrected output ``y·σ_run/σ_B + β − γ·μ_B/σ_B`` is batch norm of ``z`` in training mode.
-        Batch norm is invariant to the scale of its input, so this is batch norm of ``y`` itself
-        with weight ``γ·sign(s)`` (the only difference: ε acts on ``y``'s scale, not ``z``'s),
-        which PyTorch runs as one fused kernel. The running statistics stay those of ``z``, as
-        a float model's BatchNorm keeps them: they are scaled to ``y`` for the call and back.
+        corrected output ``y·σ_run/σ_B + β − γ·μ_B/σ_B`` is exactly batch norm of ``z`` in
+        training mode, with μ_B and σ_B the batch statistics of ``z``. So it runs as PyTorch's
+        fused batch norm, which also updates the running statistics as BatchNorm does; no
+        second convolution is needed.
         """
         bn = self.bn
         s = bn_multiplier(bn)
         w = self.weight * s.view(-1, *([1] * (self.weight.dim() - 1)))
-        with torch.no_grad():
-            s_safe = torch.where(s.abs() < _TINY, torch.full_like(s, _TINY), s).detach()
-            mean_y, var_y = bn.running_mean * s_safe, bn.running_var * s_safe**2
-        bias = None if self.bias is None else self.bias * s  # BN sees conv + bias
-        y = self.float_op(x, self._quantized_weight(w), bias)
-        gamma = bn.weight if bn.weight is not None else torch.ones_like(s)
+        y = self.float_op(x, self._quantized_weight(w))
+        s_safe = torch.where(s.abs() < _TINY, torch.full_like(s, _TINY), s)
+        z = y / self.channel_view(s_safe, y.dim())
+        if self.bias is not None:  # BN sees conv + bias (the bias cancels in the output)
+            z = z + self.channel_view(self.bias, z.dim())
         momentum = bn.momentum if bn.momentum is not None else 0.1
-        out = F.batch_norm(
-            y,
-            mean_y,
-            var_y,
-            gamma * torch.sign(s_safe),
+        bn.num_batches_tracked += 1
+        return F.batch_norm(
+            z,
+            bn.running_mean,
+            bn.running_var,
+            bn.weight,
             bn.bias,
             training=True,
             momentum=momentum,
             eps=bn.eps,
         )
-        with torch.no_grad():
-            bn.running_mean.copy_(mean_y / s_safe)
-            bn.running_var.copy_(var_y / s_safe**2)
-            bn.num_batches_tracked += 1
-        return out
 
     # -- integer form ------------------------------------------------------------------------
     @torch.no_grad()
     def integer_params(self) -> WeightLayerInts:
         """Integer weights, bias and requantization of the layer as deployed."""
         if self.weight_quant is None:
-            raise RuntimeError(f"layer '{self.qname}' keeps float weights and has no integer form")
+            raise UnsupportedLayerError(
+                f"layer '{self.qname}' keeps float weights and has no integer form. Fix: set "
+                "first_layer_bits / last_layer_bits in the recipe (8 by default)."
+            )
         w, b = fold_bn(self.weight, self.bias, self.bn)
         w_int = self.weight_quant.codes(w)
         alpha_in = self._input_quants[0].scale_value().double()
