@@ -16,8 +16,8 @@ trainer's per-epoch ``monitor_acc`` is measured on the first 1,000 test images, 
 
 Run from the repository root::
 
-    PYTHONPATH=src:. python benchmarks/fashion_mnist_llsq.py            # full run, ~25 min
-    PYTHONPATH=src:. python benchmarks/fashion_mnist_llsq.py --quick    # smoke run, ~1 min
+    python -m benchmarks.fashion_mnist_llsq            # full run, ~20 min (from the repo root)
+    python -m benchmarks.fashion_mnist_llsq --quick    # smoke run, ~1 min
 """
 
 from __future__ import annotations
