@@ -158,3 +158,15 @@ def test_integer_logits_rank_like_float_logits():
     assert len(set(int_model.output_scale.tolist())) == 1
     out = int_model.run(int_model.quantize_input(x))
     assert torch.equal(out.argmax(1), qat(x).argmax(1))
+
+
+def test_eval_under_bf16_autocast_stays_bit_exact():
+    """Trainers evaluate under autocast on GPUs; the integer eval path must not be rounded."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 32, 32)
+    qat = trained_qat_model(build("resnet20"), RECIPES["w4a4"], x)
+    int_model = hwquant.lower(qat, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16), capture_codes(qat) as codes:
+        qat(x)
+    engine = run(int_model, int_model.quantize_input(x), trace=True).values
+    assert all(torch.equal(engine[name], value) for name, value in codes.items())

@@ -174,8 +174,11 @@ def int_conv2d(
     dtype = exact_dtype(worst_case_bound(weight, x_max, bias), backend)
     if dtype is not None:
         b = None if bias is None else bias.to(dtype)
-        # TF32 would round the operands: exactness needs true float32 products on GPUs
-        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        # neither autocast nor TF32 may round the operands: exactness needs true float products
+        with (
+            torch.autocast(x.device.type, enabled=False),
+            torch.backends.cudnn.flags(enabled=True, allow_tf32=False),
+        ):
             return F.conv2d(x.to(dtype), weight.to(dtype), b, stride, padding, dilation, groups)
     x = x.to(torch.int64)
     return _int64_conv2d(x, weight, bias, stride, padding, dilation, groups)
@@ -217,7 +220,8 @@ def int_linear(
     dtype = exact_dtype(worst_case_bound(weight, x_max, bias), backend)
     if dtype is not None:
         b = None if bias is None else bias.to(dtype)
-        return F.linear(x.to(dtype), weight.to(dtype), b)
+        with torch.autocast(x.device.type, enabled=False):
+            return F.linear(x.to(dtype), weight.to(dtype), b)
     out = x.to(torch.int64) @ weight.t()
     return out if bias is None else out + bias
 

@@ -76,7 +76,7 @@ class QuantModule(nn.Module):
     def input_codes(self, x: torch.Tensor, index: int = 0) -> torch.Tensor:
         """Exact integer codes of input ``index`` (int64)."""
         quant = self._input_quants[index]
-        return to_codes(x, quant.scale_value(), quant.qmin, quant.qmax)
+        return to_codes(x.float(), quant.scale_value(), quant.qmin, quant.qmax)
 
     def activation(self, y: torch.Tensor) -> torch.Tensor:
         """The fused activation on float values (training path).
@@ -107,9 +107,11 @@ class QuantModule(nn.Module):
             self._sink[self.qname] = codes
 
     def finish(self, codes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """Emit the output codes and return their float value ``α_out · code``."""
+        """Emit the output codes and return their float value ``α_out · code``, in at least
+        float32 (a bf16 value could not carry a code exactly to the next layer)."""
         self.emit(codes)
         assert self.out_quant is not None
+        dtype = torch.promote_types(dtype, torch.float32)
         return codes.to(dtype) * self.out_quant.scale_value().to(dtype)
 
 

@@ -23,4 +23,4 @@ class QuantInput(QuantModule):
         check_finite("input batch", x)
         if not self.out_quant.is_initialized():
             self.out_quant.initialize(x)
-        return self.finish(self.out_quant.codes(x), x.dtype)
+        return self.finish(self.out_quant.codes(x.float()), x.dtype)

@@ -223,5 +223,5 @@ class QuantWeightLayer(QuantModule):
         if p.requant is None:
             self.emit(acc)
             scale = self.channel_view(p.acc_scale.to(acc.device), acc.dim())
-            return (acc.double() * scale).to(x.dtype)
+            return (acc.double() * scale).to(torch.promote_types(x.dtype, torch.float32))
         return self.finish(p.requant.apply(acc), x.dtype)
