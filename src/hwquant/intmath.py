@@ -123,6 +123,26 @@ def float_requant_exact(acc_bound: int, mult: torch.Tensor) -> bool:
     return acc_bound * int(mult.max()) < _FLOAT64_EXACT
 
 
+def channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Lay a per-channel vector (or a single value) along dimension 1 of an ``ndim`` tensor."""
+    return t.view(1, -1, *([1] * (ndim - 2)))
+
+
+def window_sum(x: torch.Tensor, kernel_size: int | None) -> torch.Tensor:
+    """Exact sum of integer codes over each pooling window: the whole plane (``None``) or
+    non-overlapping ``k×k`` windows (a remainder row or column is dropped, as in pooling).
+
+    Float codes are summed in float64 (exact below 2^53), integer codes in int64.
+    """
+    dtype = torch.float64 if x.is_floating_point() else torch.int64
+    if kernel_size is None:
+        return x.sum(dim=(-2, -1), keepdim=True, dtype=dtype)
+    k = kernel_size
+    n, c, h, w = x.shape
+    windows = x[..., : h - h % k, : w - w % k].reshape(n, c, h // k, k, w // k, k)
+    return windows.sum((3, 5), dtype=dtype)
+
+
 def to_codes(x: torch.Tensor, scale: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     """Integer codes ``clamp(round_half_up(x / scale), lo, hi)`` as int64."""
     return round_half_up(x / scale).clamp_(lo, hi).to(torch.int64)
@@ -204,7 +224,7 @@ def _int64_conv2d(
     wg = weight.reshape(groups, c_out // groups, c_per_group * kh * kw)
     out = torch.einsum("gok,ngkl->ngol", wg, cols).reshape(n, c_out, h_out, w_out)
     if bias is not None:
-        out = out + bias.view(1, -1, 1, 1)
+        out = out + channel_view(bias, 4)
     return out
 
 

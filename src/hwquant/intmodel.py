@@ -34,6 +34,7 @@ from hwquant.intmath import (
     Accumulator,
     OverflowPolicy,
     bits_needed,
+    channel_view,
     max_magnitude,
     qrange,
     to_codes,
@@ -197,7 +198,7 @@ class IntModel:
     def dequantize(self, out: torch.Tensor) -> torch.Tensor:
         """Float value of integer outputs: ``output_scale · out`` (float64)."""
         scale = torch.from_numpy(self.output_scale).to(out.device)
-        return out.double() * scale.view(1, -1, *([1] * (out.dim() - 2)))
+        return out.double() * channel_view(scale, out.dim())
 
     # -- accumulators ------------------------------------------------------------------------
     def weight_nodes(self) -> list[WeightNode]:

@@ -23,12 +23,14 @@ from hwquant.errors import HwquantError
 from hwquant.intmath import (
     Backend,
     bits_needed,
+    channel_view,
     float_requant_exact,
     int_conv2d,
     int_linear,
     max_magnitude,
     requantize,
     split_nibbles,
+    window_sum,
     worst_case_bound,
 )
 from hwquant.intmodel import (
@@ -122,7 +124,7 @@ def _weight_node(
                 partial = _accumulate(node, xd, wd, None, 15, backend).to(torch.int64)
                 acc = acc + (partial << (4 * (i + j)))
         if bias is not None:
-            acc = acc + _channel_view(bias, acc.dim())
+            acc = acc + channel_view(bias, acc.dim())
         multiplies_per_mac = len(x_digits) * len(w_digits)
     else:
         acc = _accumulate(node, x, weight, bias, x_max, backend)
@@ -136,8 +138,8 @@ def _weight_node(
         acc, stats.overflows = node.accumulator.apply(acc, node.name, extremes)
     if node.mult is None:
         return acc
-    mult = _channel_view(torch.from_numpy(node.mult).to(x.device), acc.dim())
-    shift = _channel_view(torch.from_numpy(node.shift).to(x.device), acc.dim())
+    mult = channel_view(torch.from_numpy(node.mult).to(x.device), acc.dim())
+    shift = channel_view(torch.from_numpy(node.shift).to(x.device), acc.dim())
     if acc.is_floating_point() and not float_requant_exact(peak, mult):
         acc = acc.to(torch.int64)
     return requantize(acc, mult, shift, node.lo, node.hi)
@@ -158,10 +160,6 @@ def _accumulate(
     return int_linear(x, w, b, x_max, backend)
 
 
-def _channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
-    return t.view(1, -1, *([1] * (ndim - 2)))
-
-
 def _add(node: AddNode, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.is_floating_point():
         # floor((a·M_a + b·M_b)/2^s + 1/2) in float64: codes below 2^16 times multipliers below
@@ -175,29 +173,18 @@ def _add(node: AddNode, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _avgpool(node: AvgPoolNode, x: torch.Tensor) -> torch.Tensor:
-    if node.kernel_size is None:
-        if x.shape[-1] * x.shape[-2] != node.window:
-            raise HwquantError(
-                f"layer '{node.name}' was lowered for a {node.window}-element global pool, got "
-                f"{x.shape[-2]}x{x.shape[-1]}. Fix: lower the model with an example input of the "
-                "size you run it on."
-            )
-        total = x.sum(dim=(-2, -1), keepdim=True, dtype=_sum_dtype(x))
-    else:
-        k = node.kernel_size
-        n, c, h, w = x.shape
-        windows = x[..., : h - h % k, : w - w % k].reshape(n, c, h // k, k, w // k, k)
-        total = windows.sum((3, 5), dtype=_sum_dtype(x))
+    if node.kernel_size is None and x.shape[-1] * x.shape[-2] != node.window:
+        raise HwquantError(
+            f"layer '{node.name}' was lowered for a {node.window}-element global pool, got "
+            f"{x.shape[-2]}x{x.shape[-1]}. Fix: lower the model with an example input of the "
+            "size you run it on."
+        )
+    total = window_sum(x, node.kernel_size)
     one = torch.ones(1, dtype=torch.int64, device=x.device)
     mult = one * node.mult
     if total.is_floating_point() and not float_requant_exact(int(total.abs().max()), mult):
         total = total.to(torch.int64)
     return requantize(total, mult, one * node.shift, node.lo, node.hi)
-
-
-def _sum_dtype(x: torch.Tensor) -> torch.dtype:
-    """float64 for float codes (window sums stay exact), int64 otherwise."""
-    return torch.float64 if x.is_floating_point() else torch.int64
 
 
 def _maxpool(node: MaxPoolNode, x: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from hwquant.intmath import max_magnitude, requantize, round_half_up, to_codes
+from hwquant.intmath import channel_view, max_magnitude, requantize, round_half_up, to_codes
 from hwquant.quantizers.llsq import LinearQuantizer
 
 Activation = Literal["relu", "relu6"] | None
@@ -36,13 +36,10 @@ class Requant:
     lo: int
     hi: int
 
-    def apply(self, acc: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
-        """Requantize ``acc`` with the multipliers laid along ``channel_dim``."""
-        shape = [1] * acc.dim()
-        if self.mult.numel() > 1:
-            shape[channel_dim] = -1
-        mult = self.mult.to(acc.device).view(shape)
-        shift = self.shift.to(acc.device).view(shape)
+    def apply(self, acc: torch.Tensor) -> torch.Tensor:
+        """Requantize ``acc`` with the multipliers laid along its channel dimension (1)."""
+        mult = channel_view(self.mult.to(acc.device), acc.dim())
+        shift = channel_view(self.shift.to(acc.device), acc.dim())
         return requantize(acc, mult, shift, self.lo, self.hi)
 
 

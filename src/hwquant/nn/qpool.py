@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hwquant.intmath import requant_params
+from hwquant.intmath import requant_params, window_sum
 from hwquant.nn.base import QuantModule, Requant
 from hwquant.quantizers.llsq import LinearQuantizer
 
@@ -32,14 +32,6 @@ class QAvgPool(QuantModule):
         """Number of elements averaged per output for input ``x``."""
         return x.shape[-1] * x.shape[-2] if self.kernel_size is None else self.kernel_size**2
 
-    def window_sum(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact sum of each window of an int64 code tensor."""
-        if self.kernel_size is None:
-            return x.sum(dim=(-2, -1), keepdim=True)
-        k = self.kernel_size
-        n, c, h, w = x.shape
-        return x[..., : h - h % k, : w - w % k].reshape(n, c, h // k, k, w // k, k).sum((3, 5))
-
     @torch.no_grad()
     def integer_params(self, window: int) -> Requant:
         """Requantization of a window sum of ``window`` codes."""
@@ -57,4 +49,6 @@ class QAvgPool(QuantModule):
                 return self.out_quant(F.adaptive_avg_pool2d(x, 1))
             return self.out_quant(F.avg_pool2d(x, self.kernel_size))
         requant = self.integer_params(self.window(x))
-        return self.finish(requant.apply(self.window_sum(self.input_codes(x))), x.dtype)
+        return self.finish(
+            requant.apply(window_sum(self.input_codes(x), self.kernel_size)), x.dtype
+        )

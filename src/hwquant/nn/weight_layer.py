@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwquant.errors import UnsupportedLayerError
-from hwquant.intmath import qrange, requant_params, round_half_up
+from hwquant.intmath import channel_view, qrange, requant_params, round_half_up
 from hwquant.nn.base import Activation, QuantModule, Requant
 from hwquant.nn.bn_fold import bn_multiplier, fold_bn
 from hwquant.quantizers.llsq import LinearQuantizer
@@ -102,10 +102,6 @@ class QuantWeightLayer(QuantModule):
         integers, see :func:`hwquant.intmath.int_conv2d`)."""
         raise NotImplementedError
 
-    def channel_view(self, t: torch.Tensor, ndim: int) -> torch.Tensor:
-        """Lay a per-output-channel vector along dimension 1 of an ``ndim`` output."""
-        return t.view(1, -1, *([1] * (ndim - 2)))
-
     # -- training ----------------------------------------------------------------------------
     @property
     def bn_frozen(self) -> bool:
@@ -176,9 +172,9 @@ class QuantWeightLayer(QuantModule):
         w = self.weight * s.view(-1, *([1] * (self.weight.dim() - 1)))
         y = self.float_op(x, self._quantized_weight(w))
         s_safe = torch.where(s.abs() < _TINY, torch.full_like(s, _TINY), s)
-        z = y / self.channel_view(s_safe, y.dim())
+        z = y / channel_view(s_safe, y.dim())
         if self.bias is not None:  # BN sees conv + bias (the bias cancels in the output)
-            z = z + self.channel_view(self.bias, z.dim())
+            z = z + channel_view(self.bias, z.dim())
         momentum = bn.momentum if bn.momentum is not None else 0.1
         bn.num_batches_tracked += 1
         return F.batch_norm(
@@ -222,6 +218,6 @@ class QuantWeightLayer(QuantModule):
         acc = self.int_op(self.input_codes(x), p.weight, p.bias).to(torch.int64)
         if p.requant is None:
             self.emit(acc)
-            scale = self.channel_view(p.acc_scale.to(acc.device), acc.dim())
+            scale = channel_view(p.acc_scale.to(acc.device), acc.dim())
             return (acc.double() * scale).to(torch.promote_types(x.dtype, torch.float32))
         return self.finish(p.requant.apply(acc), x.dtype)
