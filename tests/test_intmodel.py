@@ -60,8 +60,22 @@ def test_unknown_version_is_rejected(lowered, tmp_path):
     header["version"] = 99
     arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     np.savez(path, **arrays)
-    with pytest.raises(FileFormatError, match=r"version 99.*reads version 1"):
+    with pytest.raises(FileFormatError, match=r"version 99.*reads versions 1, 2"):
         hwquant.load(path)
+
+
+def test_version_1_file_loads_without_encodings(lowered, tmp_path):
+    path = lowered[0].save(tmp_path / "model.npz")
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    header = json.loads(bytes(arrays["__header__"]).decode())
+    header["version"] = 1
+    for node in header["nodes"]:
+        node.pop("encoding", None)
+    arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+    loaded = hwquant.load(path)
+    assert all(node.encoding is None for node in loaded.weight_nodes())
 
 
 def test_missing_file(tmp_path):

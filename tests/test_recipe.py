@@ -30,10 +30,36 @@ def test_bad_fields(fields, message):
 
 
 def test_from_dict_rejects_unknown_fields_by_name():
-    with pytest.raises(ConfigError, match=r"unknown recipe field\(s\) wieght_bits.*weight_bits"):
+    with pytest.raises(ConfigError, match=r"unknown field 'recipe.wieght_bits'.*weight_bits"):
         Recipe.from_dict({"wieght_bits": 4})
 
 
 def test_round_trip():
     recipe = Recipe(weight_bits=3, act_bits=3, first_layer_bits=None)
     assert Recipe.from_dict(recipe.to_dict()) == recipe
+
+
+def test_scheme_options_round_trip_through_toml(tmp_path):
+    from hwquant.config import load_config
+
+    text = """
+[model]
+name = "small_cnn"
+[data]
+name = "digits"
+[recipe]
+scheme = "msq"
+[recipe.msq]
+sp2_share = 0.25
+"""
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    config = load_config(path)
+    assert config.recipe.scheme == "msq" and config.recipe.msq.sp2_share == 0.25
+    path.write_text(config.to_toml())
+    assert load_config(path) == config
+
+
+def test_unknown_scheme_names_the_choices():
+    with pytest.raises(ConfigError, match="scheme='sp3'.*llsq, msq, nonuniform, tables"):
+        Recipe(scheme="sp3")

@@ -174,7 +174,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, table: dict[str, Any]) -> RunConfig:
         """Build a run config from a parsed TOML document, checking every field."""
-        return _build(cls, table, "")
+        return build_dataclass(cls, table, "")
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain nested dicts (None stays None)."""
@@ -182,14 +182,7 @@ class RunConfig:
 
     def to_toml(self) -> str:
         """The config as TOML text that :func:`load_config` reads back to an equal config."""
-        config = self.to_dict()
-        lines = [
-            f"{k} = {_toml_value(v)}" for k, v in config.items() if not isinstance(v, dict | None)
-        ]
-        for name, table in config.items():
-            if isinstance(table, dict):
-                lines += ["", f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
-        return "\n".join(lines) + "\n"
+        return "\n".join(_toml_lines(self.to_dict(), "")).strip() + "\n"
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -219,7 +212,7 @@ def _check(ok: bool, name: str, value: object, expected: str) -> None:
         raise ConfigError(f"{name}={value!r} is out of range. Fix: use {expected}.")
 
 
-def _build(cls: type[T], table: object, where: str) -> T:
+def build_dataclass(cls: type[T], table: object, where: str) -> T:
     """Make dataclass ``cls`` from the TOML table ``table`` found at ``where`` (a dotted path)."""
     if not isinstance(table, dict):
         raise ConfigError(
@@ -258,11 +251,11 @@ def _convert(name: str, annotation: Any, value: object) -> Any:
     """Check ``value`` against ``annotation`` and return it as that type."""
     optional = typing.get_origin(annotation) in (typing.Union, types.UnionType)
     if optional:
-        if value == NONE:
+        if value is None or value == NONE:  # None from to_dict(), "none" from TOML
             return None
         (annotation,) = (a for a in typing.get_args(annotation) if a is not type(None))
     if dataclasses.is_dataclass(annotation):
-        return _build(annotation, value, name)
+        return build_dataclass(annotation, value, name)
     if typing.get_origin(annotation) is Literal:
         choices = typing.get_args(annotation)
         ok, expected = value in choices, "one of " + ", ".join(repr(c) for c in choices)
@@ -302,6 +295,16 @@ def _is_required(f: dataclasses.Field[Any]) -> bool:
 
 def _join(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
+
+
+def _toml_lines(table: dict[str, Any], where: str) -> list[str]:
+    """``table`` as TOML: its values, then each sub-table under its dotted header."""
+    lines = [f"[{where}]"] if where else []
+    lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    for name, sub in table.items():
+        if isinstance(sub, dict):
+            lines += ["", *_toml_lines(sub, _join(where, name))]
+    return lines
 
 
 def _toml_value(value: object) -> str:

@@ -5,7 +5,10 @@ scale of the output. Nodes hold integer tensors (NumPy int64) and exact integer 
 
 * :class:`ConvNode` / :class:`LinearNode`: ``acc = W_int ⋆ x + b_int`` in an accumulator of
   ``acc_bits`` with an overflow policy, then ``code = clamp((acc·M + 2^(s−1)) >> s, lo, hi)``
-  (no requantization on the last layer, whose output value is ``acc_scale · acc``);
+  (no requantization on the last layer, whose output value is ``acc_scale · acc``). ``W_int``
+  is always held decoded; a scheme that stores its weights otherwise adds a
+  :class:`WeightEncoding` (:class:`MSQEncoding`: SP2 shift pairs per row; :class:`CodebookEncoding`:
+  indices into an integer codebook), which decodes to ``W_int`` exactly;
 * :class:`AddNode`: ``code = clamp((a·M_a + b·M_b + 2^(s−1)) >> s, lo, hi)``;
 * :class:`AvgPoolNode`: window sum, then requantization;
 * :class:`MaxPoolNode`, :class:`ReshapeNode`: codes pass through.
@@ -41,8 +44,89 @@ from hwquant.intmath import (
     worst_case_bound,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: no weight encodings
 FORMAT_NAME = "hwquant.IntModel"
+
+
+@dataclass
+class WeightEncoding:
+    """The stored form of a weight layer's integer weights, when they are not plain codes."""
+
+    kind: ClassVar[str] = ""
+
+    def decode(self) -> np.ndarray:
+        """The integer weights ``W_int`` (int64) this encoding stands for."""
+        raise NotImplementedError
+
+    def storage_bits(self) -> int:
+        """Bits needed to store the encoded weights (and any per-layer table)."""
+        raise NotImplementedError
+
+
+@dataclass
+class MSQEncoding(WeightEncoding):
+    """Row-wise mixed SP2 / fixed-point weights (Mix and Match, methods.md §2).
+
+    Row ``r`` (output channel) is SP2 where ``sp2_rows[r]``: its weights are
+    ``sign · (2^shift1 + 2^shift2)`` with a shift of −1 marking an absent term, so the integer
+    multiplies by shifts and adds. Other rows hold fixed-point integer codes in ``fixed``.
+    ``m1``/``m2`` are the bits of the two SP2 terms (``bits = m1 + m2 + 1`` with the sign).
+    """
+
+    sp2_rows: np.ndarray = field(repr=False)  # bool [C_out]
+    sign: np.ndarray = field(repr=False)  # int8, weight shape: −1, 0, +1 (0 on fixed rows)
+    shift1: np.ndarray = field(repr=False)  # int8, weight shape: −1 = no term
+    shift2: np.ndarray = field(repr=False)  # int8, weight shape: −1 = no term
+    fixed: np.ndarray = field(repr=False)  # int64, weight shape: codes of fixed rows, 0 on SP2
+    bits: int = 4
+    m1: int = 2
+    m2: int = 1
+    kind: ClassVar[str] = "msq"
+
+    def decode(self) -> np.ndarray:
+        """``sign·(2^shift1 + 2^shift2)`` on SP2 rows, the fixed-point codes elsewhere."""
+        term1 = np.where(self.shift1 >= 0, np.left_shift(1, np.maximum(self.shift1, 0)), 0)
+        term2 = np.where(self.shift2 >= 0, np.left_shift(1, np.maximum(self.shift2, 0)), 0)
+        sp2 = self.sign.astype(np.int64) * (term1 + term2).astype(np.int64)
+        rows = self.sp2_rows.reshape(-1, *([1] * (self.fixed.ndim - 1)))
+        return np.where(rows, sp2, self.fixed).astype(np.int64)
+
+    def storage_bits(self) -> int:
+        """``bits`` per weight and one scheme bit per row."""
+        return int(self.fixed.size * self.bits + self.sp2_rows.size)
+
+
+@dataclass
+class CodebookEncoding(WeightEncoding):
+    """Weights as ``index_bits``-bit indices into a per-layer integer codebook (methods.md §1).
+
+    ``W_int[r, ...] = codebook[row, indices[r, ...]]`` with ``row = r`` when the codebook has one
+    row per output channel and 0 when it has one row for the layer; the levels are integers on
+    a ``grid_bits``-bit grid with one power-of-two scale.
+    """
+
+    indices: np.ndarray = field(repr=False)  # int64, weight shape
+    codebook: np.ndarray = field(repr=False)  # int64 [1 or C_out, k]
+    index_bits: int = 2
+    grid_bits: int = 8
+    kind: ClassVar[str] = "codebook"
+
+    def decode(self) -> np.ndarray:
+        """Look every index up in its row's codebook."""
+        rows = self.codebook.shape[0]
+        flat = self.indices.reshape(self.indices.shape[0], -1)
+        which = np.arange(flat.shape[0]) if rows > 1 else np.zeros(flat.shape[0], np.int64)
+        return self.codebook[which[:, None], flat].reshape(self.indices.shape).astype(np.int64)
+
+    def storage_bits(self) -> int:
+        """Indices at ``index_bits`` plus the codebook at ``grid_bits``."""
+        return int(self.indices.size * self.index_bits + self.codebook.size * self.grid_bits)
+
+
+ENCODING_TYPES: dict[str, type[WeightEncoding]] = {
+    cls.kind: cls for cls in (MSQEncoding, CodebookEncoding)
+}
 
 
 @dataclass
@@ -71,6 +155,7 @@ class WeightNode(IntNode):
     out_scale: float | None = None
     acc_bits: int = 32
     overflow: OverflowPolicy = "wrap"
+    encoding: WeightEncoding | None = None  # the stored form of `weight`, when not plain codes
 
     @property
     def accumulator(self) -> Accumulator:
@@ -225,7 +310,10 @@ class IntModel:
         """Bits of all weights (at their widths) and biases (at accumulator width)."""
         total = 0
         for node in self.weight_nodes():
-            total += node.weight.size * node.weight_bits
+            if node.encoding is not None:
+                total += node.encoding.storage_bits()
+            else:
+                total += node.weight.size * node.weight_bits
             if node.bias is not None:
                 total += node.bias.size * node.acc_bits
         return total
@@ -237,15 +325,7 @@ class IntModel:
         arrays: dict[str, np.ndarray] = {"output_scale": self.output_scale}
         nodes = []
         for node in self.nodes:
-            entry: dict[str, Any] = {"op": node.op}
-            for f in dataclasses.fields(node):
-                value = getattr(node, f.name)
-                if isinstance(value, np.ndarray):
-                    arrays[f"{node.name}/{f.name}"] = value
-                    entry[f.name] = {"array": f"{node.name}/{f.name}"}
-                else:
-                    entry[f.name] = list(value) if isinstance(value, tuple) else value
-            nodes.append(entry)
+            nodes.append(_to_json(node, node.name, arrays))
         header = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -261,6 +341,21 @@ class IntModel:
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         return write_atomic(path, buffer.getvalue())
+
+
+def _to_json(obj: IntNode | WeightEncoding, prefix: str, arrays: dict[str, np.ndarray]) -> dict:
+    """A node or encoding as a JSON entry; its arrays go to ``arrays`` under ``prefix/field``."""
+    entry: dict[str, Any] = {"op": obj.op} if isinstance(obj, IntNode) else {"kind": obj.kind}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, np.ndarray):
+            arrays[f"{prefix}/{f.name}"] = value
+            entry[f.name] = {"array": f"{prefix}/{f.name}"}
+        elif isinstance(value, WeightEncoding):
+            entry[f.name] = _to_json(value, f"{prefix}/{f.name}", arrays)
+        else:
+            entry[f.name] = list(value) if isinstance(value, tuple) else value
+    return entry
 
 
 def _digest(array: np.ndarray) -> str:
@@ -283,16 +378,24 @@ def load(path: str | Path) -> IntModel:
         ) from exc
     if header.get("format") != FORMAT_NAME:
         raise FileFormatError(f"'{path}' is not an IntModel file. {fix}")
-    if header.get("version") != FORMAT_VERSION:
+    if header.get("version") not in READABLE_VERSIONS:
         raise FileFormatError(
             f"'{path}' has IntModel format version {header.get('version')!r}; this hwquant reads "
-            f"version {FORMAT_VERSION}. Fix: upgrade hwquant, or lower and save the model again."
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}. Fix: upgrade hwquant, or lower "
+            "and save the model again."
         )
     for key, digest in header["sha256"].items():
         if key not in arrays or _digest(arrays[key]) != digest:
             raise FileFormatError(f"'{path}': array '{key}' fails its checksum. {fix}")
     try:
         nodes = [_node_from_json(entry, arrays) for entry in header["nodes"]]
+        for node in nodes:
+            encoding = node.encoding if isinstance(node, WeightNode) else None
+            if encoding is not None and not np.array_equal(encoding.decode(), node.weight):
+                raise FileFormatError(
+                    f"'{path}': the {encoding.kind} encoding of layer '{node.name}' does not "
+                    f"decode to its weights. {fix}"
+                )
         return IntModel(
             InputSpec(**header["input"]),
             nodes,
@@ -305,12 +408,20 @@ def load(path: str | Path) -> IntModel:
 
 
 def _node_from_json(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> IntNode:
-    cls = NODE_TYPES[entry["op"]]
+    return _from_json(NODE_TYPES[entry["op"]], entry, arrays)
+
+
+def _from_json(cls: type, entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+    """Rebuild a node or encoding of type ``cls`` (fields absent in version 1 take defaults)."""
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
+        if f.name not in entry and f.default is not dataclasses.MISSING:
+            continue
         value = entry[f.name]
         if isinstance(value, dict) and "array" in value:
             value = arrays[value["array"]]
+        elif isinstance(value, dict) and "kind" in value:
+            value = _from_json(ENCODING_TYPES[value["kind"]], value, arrays)
         elif isinstance(value, list) and f.name != "inputs":
             value = tuple(value)
         kwargs[f.name] = value

@@ -156,7 +156,7 @@ def _weight_node(mod: QuantWeightLayer, inputs: list[str]) -> WeightNode:
             f"layer '{mod.qname}' keeps float weights, so the model has no integer-only form. "
             "Fix: prepare the model with first_layer_bits/last_layer_bits set (8 by default)."
         )
-    p = mod.integer_params()
+    p = mod.integer_params(encode=True)
     in_quant = mod.input_quants[0]
     common = dict(
         name=mod.qname,
@@ -164,7 +164,8 @@ def _weight_node(mod: QuantWeightLayer, inputs: list[str]) -> WeightNode:
         weight=p.weight.cpu().numpy(),
         bias=None if p.bias is None else p.bias.cpu().numpy(),
         acc_scale=p.acc_scale.cpu().numpy(),
-        weight_bits=mod.weight_quant.bits,
+        weight_bits=mod.weight_quant.int_bits,
+        encoding=p.encoding,
         in_bits=in_quant.bits,
         in_signed=in_quant.signed,
     )

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import copy
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from hwquant.errors import UnsupportedLayerError, check_finite
+from hwquant.errors import ConfigError, UnsupportedLayerError, check_finite
 from hwquant.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantModule
 from hwquant.nn.base import Activation
 from hwquant.quantizers.llsq import LinearQuantizer
+from hwquant.quantizers.protocol import WeightQuantizer
 from hwquant.recipe import Recipe
 
 SUPPORTED = (
@@ -315,7 +317,14 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, _Spec], recipe: Reci
                 bits = recipe.last_layer_bits if not is_first else bits
             out_q = None if node is last else act_quant(node, spec.act is None)
             # the last layer's outputs share one scale, so integer logits rank like float ones
-            module = _weight_layer(spec, bits, out_q, recipe, per_channel=node is not last)
+            module = _weight_layer(
+                spec,
+                bits,
+                out_q,
+                recipe,
+                per_channel=node is not last,
+                inner=not is_first and node is not last,
+            )
         elif spec.kind == "add":
             out_q = act_quant(node, spec.act is None)
             module = QAdd(out_q, spec.act, recipe.requant_bits)
@@ -343,28 +352,56 @@ def _act_quantizer(recipe: Recipe, bits: int, signed: bool) -> LinearQuantizer:
     )
 
 
+def llsq_weight_quantizer(
+    recipe: Recipe, bits: int, weight: torch.Tensor, per_channel: bool
+) -> LinearQuantizer:
+    """LLSQ's signed weight quantizer: one scale per output channel or per tensor."""
+    channel_scales = per_channel and recipe.weight_granularity == "channel"
+    return LinearQuantizer(
+        bits,
+        True,
+        channels=weight.shape[0] if channel_scales else 1,
+        is_activation=False,
+        gradient=recipe.scale_gradient,
+        norm=recipe.llsq_norm,
+        constraint=recipe.scale_constraint,
+        mantissa_bits=recipe.scale_mantissa_bits,
+    )
+
+
+WeightQuantizerFactory = Callable[[Recipe, int, torch.Tensor, bool], WeightQuantizer]
+"""``(recipe, bits, float weight, per_channel) -> weight quantizer`` of an inner layer."""
+
+WEIGHT_SCHEMES: dict[str, WeightQuantizerFactory] = {"llsq": llsq_weight_quantizer}
+"""The weight quantizer of each ``Recipe.scheme`` for the inner layers (the first and last
+layers are linear, LLSQ, in every scheme)."""
+
+
+def _weight_quantizer(
+    recipe: Recipe, bits: int, weight: torch.Tensor, per_channel: bool, inner: bool
+) -> WeightQuantizer:
+    if not inner:
+        return llsq_weight_quantizer(recipe, bits, weight, per_channel)
+    if recipe.scheme not in WEIGHT_SCHEMES:
+        raise ConfigError(
+            f"scheme {recipe.scheme!r} has no weight quantizer in prepare(). Fix: use one of "
+            f"{', '.join(WEIGHT_SCHEMES)}."
+        )
+    return WEIGHT_SCHEMES[recipe.scheme](recipe, bits, weight, per_channel)
+
+
 def _weight_layer(
     spec: _Spec,
     bits: int | None,
     out_q: LinearQuantizer | None,
     recipe: Recipe,
     per_channel: bool,
+    inner: bool,
 ) -> QuantModule:
     source = spec.source
     w_quant = None
     if bits is not None:
-        channel_scales = per_channel and recipe.weight_granularity == "channel"
-        channels = source.weight.shape[0] if channel_scales else 1
-        w_quant = LinearQuantizer(
-            bits,
-            True,
-            channels=channels,
-            is_activation=False,
-            gradient=recipe.scale_gradient,
-            norm=recipe.llsq_norm,
-            constraint=recipe.scale_constraint,
-            mantissa_bits=recipe.scale_mantissa_bits,
-        )
+        w_quant = _weight_quantizer(recipe, bits, source.weight.detach(), per_channel, inner)
     cls = QConv2d if spec.kind == "conv" else QLinear
     return cls(
         source,

@@ -16,6 +16,8 @@ from hwquant.errors import ConfigError
 ScaleGradient = Literal["llsq", "lsq"]
 ScaleConstraint = Literal["free", "pow2", "fixed"]
 Granularity = Literal["tensor", "channel"]
+Scheme = Literal["llsq", "msq", "nonuniform", "tables"]
+SCHEMES: tuple[str, ...] = ("llsq", "msq", "nonuniform", "tables")
 
 MIN_BITS, MAX_BITS = 1, 16
 
@@ -38,9 +40,56 @@ def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """LLSQ quantization-aware-training recipe (methods.md §4)."""
+class MSQOptions:
+    """Mix and Match (Chang et al., HPCA 2021; methods.md §2): SP2 or fixed-point per weight row.
 
+    Used when ``Recipe.scheme == "msq"``; the ``[recipe.msq]`` table of a run config.
+    """
+
+    sp2_share: float | None = 0.5
+    """Fraction of each layer's rows quantized with SP2 (0: fixed-point only, 1: SP2 only);
+    None solves it from ``device``'s LUT and DSP budget (:mod:`hwquant.hw`)."""
+    device: str | None = None
+    """FPGA profile whose LUT:DSP balance sets the SP2 share when ``sp2_share`` is None."""
+
+
+@dataclass(frozen=True)
+class NonUniformOptions:
+    """k-quantile levels on a single-scale integer grid (Liss et al. 2018, UNIQ; methods.md §1).
+
+    Used when ``Recipe.scheme == "nonuniform"``; the ``[recipe.nonuniform]`` table.
+    """
+
+    grid_bits: int = 8
+    """B: bits of the integer grid (one power-of-two scale per tensor) the levels snap onto."""
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    """Table-based neural units (Covell et al. 2019; methods.md §3).
+
+    Used when ``Recipe.scheme == "tables"``; the ``[recipe.tables]`` table.
+    """
+
+    act_entries: int = 8
+    """|A|: activation codebook size of each layer."""
+    weight_entries: int = 5
+    """|W|: weight codebook size of each layer (a table has |A|·|W| entries)."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Quantization-aware-training recipe: the scheme, its bit-widths and LLSQ's scale rules.
+
+    ``scheme`` chooses how the weights of the inner layers are quantized: "llsq" (linear,
+    learned scale; methods.md §4), "msq" (row-wise SP2/fixed-point, :class:`MSQOptions`),
+    "nonuniform" (k-quantile integer codebooks, :class:`NonUniformOptions`) or "tables"
+    (table-based units, :class:`TableOptions`). The first and last layers are linear at
+    ``first_layer_bits`` / ``last_layer_bits`` in every scheme but "tables".
+    """
+
+    scheme: Scheme = "llsq"
+    """Weight quantization scheme of the inner layers: llsq, msq, nonuniform or tables."""
     weight_bits: int = 4
     """Bits of the weights of every inner Conv2d/Linear (signed, symmetric)."""
     act_bits: int = 4
@@ -70,8 +119,15 @@ class Recipe:
     bn_freeze_step: int | None = 500
     """Training steps after which the BN statistics folded into the weights freeze (Jacob et al.
     2018 §3.2); None never freezes them. BN is always folded, so what trains is what deploys."""
+    msq: MSQOptions = dataclasses.field(default_factory=MSQOptions)
+    """Options of the "msq" scheme (the ``[recipe.msq]`` table)."""
+    nonuniform: NonUniformOptions = dataclasses.field(default_factory=NonUniformOptions)
+    """Options of the "nonuniform" scheme (the ``[recipe.nonuniform]`` table)."""
+    tables: TableOptions = dataclasses.field(default_factory=TableOptions)
+    """Options of the "tables" scheme (the ``[recipe.tables]`` table)."""
 
     def __post_init__(self) -> None:
+        _check_choice("scheme", self.scheme, SCHEMES)
         check_bits("weight_bits", self.weight_bits)
         check_bits("act_bits", self.act_bits)
         check_bits("first_layer_bits", self.first_layer_bits, allow_none=True)
@@ -101,14 +157,11 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, table: dict[str, Any]) -> Recipe:
-        """Build a recipe from a mapping (a TOML table), rejecting unknown keys by name."""
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(table) - set(allowed))
-        if unknown:
-            raise ConfigError(
-                f"unknown recipe field(s) {', '.join(unknown)}. Fix: use only {', '.join(allowed)}."
-            )
-        return cls(**table)
+        """Build a recipe from a mapping (a TOML table or :meth:`to_dict`), checking every field
+        and rejecting unknown keys by name."""
+        from hwquant.config import build_dataclass
+
+        return build_dataclass(cls, table, "recipe")
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as a plain dict (JSON/TOML friendly)."""

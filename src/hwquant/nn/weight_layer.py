@@ -27,9 +27,11 @@ from torch import nn
 
 from hwquant.errors import UnsupportedLayerError
 from hwquant.intmath import channel_view, qrange, requant_params, round_half_up
+from hwquant.intmodel import WeightEncoding
 from hwquant.nn.base import Activation, QuantModule, Requant
 from hwquant.nn.bn_fold import bn_multiplier, fold_bn
 from hwquant.quantizers.llsq import LinearQuantizer
+from hwquant.quantizers.protocol import WeightQuantizer
 from hwquant.quantizers.ste import replace_forward
 
 _TINY = 1e-12
@@ -43,6 +45,7 @@ class WeightLayerInts:
     bias: torch.Tensor | None  # int64, at accumulator scale α_w·α_in
     acc_scale: torch.Tensor  # float64 [C_out]: value of one accumulator unit
     requant: Requant | None  # None for the last layer
+    encoding: WeightEncoding | None = None  # the stored form of `weight` (SP2, codebook)
 
 
 class QuantWeightLayer(QuantModule):
@@ -58,7 +61,7 @@ class QuantWeightLayer(QuantModule):
         bias: nn.Parameter | None,
         bn: nn.modules.batchnorm._BatchNorm | None,
         act: Activation,
-        weight_quant: LinearQuantizer | None,
+        weight_quant: WeightQuantizer | None,
         out_quant: LinearQuantizer | None,
         *,
         bias_bits: int,
@@ -190,8 +193,9 @@ class QuantWeightLayer(QuantModule):
 
     # -- integer form ------------------------------------------------------------------------
     @torch.no_grad()
-    def integer_params(self) -> WeightLayerInts:
-        """Integer weights, bias and requantization of the layer as deployed."""
+    def integer_params(self, encode: bool = False) -> WeightLayerInts:
+        """Integer weights, bias and requantization of the layer as deployed; with ``encode``
+        also the weights' stored form (the weight quantizer's ``encode``)."""
         if self.weight_quant is None:
             raise UnsupportedLayerError(
                 f"layer '{self.qname}' keeps float weights and has no integer form. Fix: set "
@@ -211,7 +215,8 @@ class QuantWeightLayer(QuantModule):
             mult, shift = requant_params(ratio.cpu().numpy(), self.requant_bits)
             lo, hi = self.out_range()
             requant = Requant(torch.from_numpy(mult), torch.from_numpy(shift), lo, hi)
-        return WeightLayerInts(w_int, b_int, acc_scale.contiguous(), requant)
+        encoding = self.weight_quant.encode(w) if encode else None
+        return WeightLayerInts(w_int, b_int, acc_scale.contiguous(), requant, encoding)
 
     def _forward_integer(self, x: torch.Tensor) -> torch.Tensor:
         p = self.integer_params()

@@ -2,7 +2,7 @@
 gradient rule, its level set and a small frozen dataclass for its integer export."""
 
 from hwquant.quantizers.llsq import LinearQuantizer, LinearQuantSpec, llsq_scale_gradient
-from hwquant.quantizers.protocol import Quantizer
+from hwquant.quantizers.protocol import Quantizer, WeightQuantizer
 from hwquant.quantizers.scale import SCALE_CONSTRAINTS, constrain_scale
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "LinearQuantSpec",
     "LinearQuantizer",
     "Quantizer",
+    "WeightQuantizer",
     "constrain_scale",
     "llsq_scale_gradient",
 ]

@@ -278,6 +278,15 @@ class LinearQuantizer(nn.Module):
         alpha = self._broadcast(self.scale_value(), x)
         return to_codes(x, alpha, self.qmin, self.qmax)
 
+    @property
+    def int_bits(self) -> int:
+        """Signed bits of the codes: ``bits`` (plus one for unsigned codes)."""
+        return self.bits if self.signed else self.bits + 1
+
+    def encode(self, w: torch.Tensor) -> None:
+        """Linear codes are stored as they are: no separate encoding."""
+        return None
+
     @torch.no_grad()
     def levels(self) -> torch.Tensor:
         """The representable values: ``[channels, 2^bits]`` rows of α·{Q_n..Q_p}."""

@@ -9,9 +9,12 @@ implementing these members.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
+
+if TYPE_CHECKING:
+    from hwquant.intmodel import WeightEncoding
 
 
 @runtime_checkable
@@ -37,4 +40,27 @@ class Quantizer(Protocol):
 
     def export(self) -> Any:
         """The integer export: a frozen dataclass of codes' meaning (bits, scales, codebook)."""
+        ...
+
+
+@runtime_checkable
+class WeightQuantizer(Quantizer, Protocol):
+    """What :class:`hwquant.nn.QuantWeightLayer` needs of a weight scheme.
+
+    The deployed weight of row ``r`` is ``scale_value()[r] · codes(w)[r]`` with integer codes:
+    a linear code (LLSQ), an SP2 or fixed-point integer on the row's grid (MSQ) or a codebook
+    level on the layer's integer grid (non-uniform). The engine multiplies activations by these
+    integers (or shifts and adds, or looks them up); ``encode`` gives the form they are stored in.
+    """
+
+    int_bits: int
+    """Signed bits of the integer weights ``codes(w)`` (what a multiplier sees)."""
+
+    def scale_value(self) -> torch.Tensor:
+        """Value of one integer unit: one entry, or one per output channel (row)."""
+        ...
+
+    def encode(self, w: torch.Tensor) -> WeightEncoding | None:
+        """The stored form of ``codes(w)`` (shift pairs, codebook indices), or None when the
+        integer codes are stored as they are."""
         ...
