@@ -8,7 +8,7 @@ TORCH  := torch==2.13.0
 # slow torch down several-fold.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench reliability clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/hwquant demo --out runs/demo
 
 test: $(VENV)/.installed-test
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest
 
@@ -37,8 +38,13 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 bench: $(VENV)/.installed-test
 	$(PY) -m benchmarks.qat_step_time
 	$(PY) -m benchmarks.engine_throughput
+	$(PY) -m benchmarks.hw_throughput
 	test -d $(FASHION_MNIST) || (apt-get update && apt-get install -y dataset-fashion-mnist)
 	$(PY) -m benchmarks.fashion_mnist_llsq
+
+# Faults injected on purpose and fuzzed inputs (~10-15 min on 2 cores; not part of `make test`).
+reliability: $(VENV)/.installed-test
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.reliability
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -20,7 +20,7 @@ def test_there_are_example_configs():
 def test_example_config_loads(path: Path):
     config = load_config(path)
     assert config.model.name in MODEL_NAMES
-    quantized = "llsq" in path.name
+    quantized = "fp32" not in path.name
     assert (config.recipe is not None) == quantized
     if quantized:
         assert config.model.init is not None and config.model.init.endswith("last.pt")

@@ -3,7 +3,7 @@
 The bytes go to a temporary file in the target's directory, are flushed and fsynced, and the
 file is renamed over the target (``os.replace`` is atomic on POSIX and Windows); the directory
 is then synced so that the rename survives a power cut. A failure leaves the target untouched
-and removes the temporary file.
+(a file already moved to ``keep_previous`` is moved back) and removes the temporary file.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ def write_atomic(path: str | Path, data: bytes, *, keep_previous: Path | None = 
     ``keep_previous`` when given (one earlier version kept as a fallback)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    rotated = False
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as file:
@@ -27,9 +28,12 @@ def write_atomic(path: str | Path, data: bytes, *, keep_previous: Path | None = 
             os.fsync(file.fileno())
         if keep_previous is not None and path.exists():
             os.replace(path, keep_previous)
+            rotated = True
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        if rotated and not path.exists():  # the final rename failed: put the old file back
+            os.replace(keep_previous, path)
         raise
     _sync_directory(path.parent)
     return path

@@ -1,13 +1,16 @@
-"""The ``hwquant`` command: train from a config file, show a config, run the demo.
+"""The ``hwquant`` command: train (one process or under torchrun), show a config, run the demo,
+export (QONNX/QDQ), report a run, and the subcommands other modules add (``hw``, ...).
 
-Exit codes: 0 success, 2 usage or config error, 1 any other hwquant error, 130 interrupted.
-Errors print their message (which names the fix) without a traceback.
+Exit codes: 0 success, 2 usage or config error, 1 any other hwquant error (and a failed
+exactness check), 130 interrupted. Errors print their message (which names the fix) without a
+traceback. Commands that print figures take ``--json``; every ``--help`` ends with examples.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
@@ -15,6 +18,10 @@ from pathlib import Path
 
 from hwquant.config import load_config
 from hwquant.errors import ConfigError, HwquantError
+from hwquant.export import command as export_command
+from hwquant.hw import cli as hw_cli
+from hwquant.report import run as report_run
+from hwquant.tables import cli as tables_cli
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -73,12 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
             "hwquant train --config mnist.toml",
             "hwquant train --config mnist.toml --resume   # continue after an interruption",
             "hwquant train --config mnist.toml --out runs/try2",
+            "torchrun --nproc_per_node=2 -m hwquant train --config mnist.toml   # DDP",
         ],
     )
     train.add_argument("--config", required=True, type=Path, metavar="FILE.toml", help="run config")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.add_argument("--out", type=Path, metavar="DIR", help="override the config's out_dir")
     train.add_argument("--no-progress", action="store_true", help="no progress output")
+    train.add_argument("--json", action="store_true", help="print the result as JSON")
     train.set_defaults(run=_train)
 
     config = _parser(
@@ -110,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="DIR")
     demo.add_argument("--quick", action="store_true", help="a fast, smaller run")
     demo.set_defaults(run=_demo)
+    hw_cli.add_command(commands)
+    export_command.add_command(commands)
+    report_run.add_command(commands)
+    tables_cli.add_command(commands)
     return parser
 
 
@@ -132,6 +145,18 @@ def _train(args: argparse.Namespace) -> int:
     if args.out is not None:
         config = replace(config, out_dir=str(args.out))
     result = train_from_config(config, progress=not args.no_progress, resume=args.resume)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return EXIT_OK
+    if args.json:
+        figures = {
+            "best_accuracy": result.best_accuracy,
+            "best_epoch": result.best_epoch,
+            "final_accuracy": result.final_accuracy,
+            "checkpoint": str(result.checkpoint),
+            "history": result.history,
+        }
+        print(json.dumps(figures, indent=2))
+        return EXIT_OK
     print(
         f"best test accuracy {result.best_accuracy:.2%} (epoch {result.best_epoch}), "
         f"final {result.final_accuracy:.2%}; weights in {result.checkpoint}"

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -104,7 +105,7 @@ class TrainConfig:
             self.label_smoothing,
             "a float in [0, 1)",
         )
-        _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        _check(0 <= self.seed < 2**32, "seed", self.seed, "an integer in 0..2^32-1 (NumPy's range)")
         _check(
             self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, "an integer >= 0"
         )
@@ -261,6 +262,8 @@ def _convert(name: str, annotation: Any, value: object) -> Any:
         ok, expected = value in choices, "one of " + ", ".join(repr(c) for c in choices)
     elif annotation is float:
         ok, expected = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+        if ok and not math.isfinite(value):
+            ok, expected = False, "a finite number"
         value = float(value) if ok else value
     else:
         ok = isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))
@@ -313,5 +316,6 @@ def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return json.dumps(value)
+        # raw UTF-8 (JSON's surrogate-pair escapes are not TOML); DEL must be escaped in TOML
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     return repr(value)

@@ -278,6 +278,7 @@ def layer_stats(int_model: IntModel, wide: RunResult, narrow: RunResult) -> list
         {
             "name": node.name,
             "op": node.op,
+            "scheme": node.encoding.kind if node.encoding is not None else "linear",
             "weight_bits": node.weight_bits,
             "in_bits": node.in_bits,
             "weights": int(node.weight.size),
@@ -299,17 +300,21 @@ def weight_histograms(qat: nn.Module) -> list[dict[str, Any]]:
             continue
         quant = layer.weight_quant
         weight, _ = fold_bn(layer.weight, layer.bias, layer.bn)
-        alpha = quant.scale_value().view(-1, *([1] * (weight.dim() - 1)))
-        ratio = (weight / alpha).flatten().double().numpy()
-        low = min(ratio.min(), quant.qmin - 0.5)
-        high = max(ratio.max(), quant.qmax + 0.5)
+        unit = quant.scale_value()
+        ratio = (weight / unit.view(-1, *([1] * (weight.dim() - 1)))).flatten().double().numpy()
+        # the integer levels of every row (levels() holds α·integers, NaN-padded per scheme)
+        ints = (quant.levels() / unit.double().cpu().view(-1, 1)).flatten().numpy()
+        levels = np.unique(np.round(ints[np.isfinite(ints)])).astype(int)
+        low = min(ratio.min(), levels.min() - 0.5)
+        high = max(ratio.max(), levels.max() + 0.5)
         counts, edges = np.histogram(ratio, bins=HISTOGRAM_BINS, range=(low, high))
         histograms.append(
             {
                 "layer": layer.qname,
                 "bits": quant.bits,
-                "qmin": quant.qmin,
-                "qmax": quant.qmax,
+                "qmin": int(levels.min()),
+                "qmax": int(levels.max()),
+                "levels": levels.tolist(),
                 "counts": counts.tolist(),
                 "edges": edges.tolist(),
             }

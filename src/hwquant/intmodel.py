@@ -23,7 +23,8 @@ import dataclasses
 import hashlib
 import io
 import json
-import zipfile
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -63,6 +64,10 @@ class WeightEncoding:
         """Bits needed to store the encoded weights (and any per-layer table)."""
         raise NotImplementedError
 
+    def multiply_free_rows(self) -> int:
+        """Output channels whose products the scheme forms without a multiplier (none here)."""
+        return 0
+
 
 @dataclass
 class MSQEncoding(WeightEncoding):
@@ -86,15 +91,20 @@ class MSQEncoding(WeightEncoding):
 
     def decode(self) -> np.ndarray:
         """``sign·(2^shift1 + 2^shift2)`` on SP2 rows, the fixed-point codes elsewhere."""
-        term1 = np.where(self.shift1 >= 0, np.left_shift(1, np.maximum(self.shift1, 0)), 0)
-        term2 = np.where(self.shift2 >= 0, np.left_shift(1, np.maximum(self.shift2, 0)), 0)
-        sp2 = self.sign.astype(np.int64) * (term1 + term2).astype(np.int64)
+        shift1, shift2 = self.shift1.astype(np.int64), self.shift2.astype(np.int64)  # no int8 wrap
+        term1 = np.where(shift1 >= 0, np.left_shift(1, np.maximum(shift1, 0)), 0)
+        term2 = np.where(shift2 >= 0, np.left_shift(1, np.maximum(shift2, 0)), 0)
+        sp2 = self.sign.astype(np.int64) * (term1 + term2)
         rows = self.sp2_rows.reshape(-1, *([1] * (self.fixed.ndim - 1)))
         return np.where(rows, sp2, self.fixed).astype(np.int64)
 
     def storage_bits(self) -> int:
         """``bits`` per weight and one scheme bit per row."""
         return int(self.fixed.size * self.bits + self.sp2_rows.size)
+
+    def multiply_free_rows(self) -> int:
+        """The SP2 rows: their products are shifts and adds."""
+        return int(self.sp2_rows.sum())
 
 
 @dataclass
@@ -372,11 +382,12 @@ def load(path: str | Path) -> IntModel:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(bytes(data["__header__"]).decode())
             arrays = {k: data[k] for k in data.files if k != "__header__"}
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as exc:
+    except Exception as exc:  # damaged bytes raise many types: BadZipFile, ValueError, EOFError,
+        # tokenize.TokenError (a damaged .npy header), NotImplementedError (compression id), ...
         raise FileFormatError(
             f"'{path}' is not a readable IntModel file (truncated or corrupted: {exc}). {fix}"
         ) from exc
-    if header.get("format") != FORMAT_NAME:
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise FileFormatError(f"'{path}' is not an IntModel file. {fix}")
     if header.get("version") not in READABLE_VERSIONS:
         raise FileFormatError(
@@ -384,10 +395,10 @@ def load(path: str | Path) -> IntModel:
             f"versions {', '.join(map(str, READABLE_VERSIONS))}. Fix: upgrade hwquant, or lower "
             "and save the model again."
         )
-    for key, digest in header["sha256"].items():
-        if key not in arrays or _digest(arrays[key]) != digest:
-            raise FileFormatError(f"'{path}': array '{key}' fails its checksum. {fix}")
     try:
+        for key, digest in header["sha256"].items():
+            if key not in arrays or _digest(arrays[key]) != digest:
+                raise FileFormatError(f"'{path}': array '{key}' fails its checksum. {fix}")
         nodes = [_node_from_json(entry, arrays) for entry in header["nodes"]]
         for node in nodes:
             encoding = node.encoding if isinstance(node, WeightNode) else None
@@ -396,14 +407,20 @@ def load(path: str | Path) -> IntModel:
                     f"'{path}': the {encoding.kind} encoding of layer '{node.name}' does not "
                     f"decode to its weights. {fix}"
                 )
-        return IntModel(
+        model = IntModel(
             InputSpec(**header["input"]),
             nodes,
             header["output"],
             arrays["output_scale"],
             header.get("recipe", {}),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+        problem = _structure_problem(model)
+        if problem:
+            raise FileFormatError(f"'{path}' has a malformed header: {problem}. {fix}")
+        return model
+    except FileFormatError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise FileFormatError(f"'{path}' has a malformed header ({exc!r}). {fix}") from exc
 
 
@@ -426,3 +443,51 @@ def _from_json(cls: type, entry: dict[str, Any], arrays: dict[str, np.ndarray]) 
             value = tuple(value)
         kwargs[f.name] = value
     return cls(**kwargs)
+
+
+def _structure_problem(model: IntModel) -> str | None:
+    """The first field of ``model`` whose type does not match its annotation (arrays: numeric;
+    integer weights, biases and requantization parameters: integer), or the first node that
+    reads a node not computed before it; None when there is none."""
+    known = {model.input.name}
+    for obj in (model.input, *model.nodes):
+        hints = typing.get_type_hints(type(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if not _conforms(value, hints[f.name]):
+                return f"field '{f.name}' of '{getattr(obj, 'name', '')}' is {value!r:.40}"
+            integer_array = f.name in ("weight", "bias", "mult", "shift")
+            if integer_array and isinstance(value, np.ndarray) and value.dtype.kind not in "iu":
+                return f"array '{f.name}' of '{obj.name}' holds {value.dtype}, not integers"
+        if isinstance(obj, IntNode):
+            missing = [name for name in obj.inputs if name not in known]
+            if missing or obj.name in known:
+                return f"node '{obj.name}' reads unknown {missing} or repeats a name"
+            known.add(obj.name)
+    return None if model.output in known else f"output '{model.output}' is no node"
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    """Whether a value read from a file has the type ``hint`` (an annotation) describes."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_conforms(v, args[0]) for v in value)
+        return len(value) == len(args) and all(map(_conforms, value, args))
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is np.ndarray:
+        return isinstance(value, np.ndarray) and value.dtype.kind in "biuf"
+    if hint is Any:
+        return True
+    return isinstance(value, typing.get_origin(hint) or hint)

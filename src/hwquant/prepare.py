@@ -26,6 +26,8 @@ from hwquant.errors import ConfigError, UnsupportedLayerError, check_finite
 from hwquant.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantModule
 from hwquant.nn.base import Activation
 from hwquant.quantizers.llsq import LinearQuantizer
+from hwquant.quantizers.msq import msq_weight_quantizer
+from hwquant.quantizers.nonuniform import nonuniform_weight_quantizer, setup_schedule
 from hwquant.quantizers.protocol import WeightQuantizer
 from hwquant.recipe import Recipe
 
@@ -63,6 +65,10 @@ def prepare(model: nn.Module, recipe: Recipe | None = None) -> fx.GraphModule:
         NonFiniteError: a weight holds NaN or Inf.
     """
     recipe = recipe or Recipe()
+    if recipe.scheme == "tables":  # activations change too: a path of its own
+        from hwquant.tables.prepare import prepare_tables
+
+        return prepare_tables(model, recipe)
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
         check_finite(f"model tensor '{name}'", tensor)
     gm = _trace(copy.deepcopy(model))
@@ -72,6 +78,8 @@ def prepare(model: nn.Module, recipe: Recipe | None = None) -> fx.GraphModule:
     gm.graph.lint()
     gm.recompile()
     gm.delete_all_unused_submodules()
+    if recipe.scheme in SCHEME_SETUP:
+        SCHEME_SETUP[recipe.scheme](gm, recipe)
     gm.hwquant_recipe = recipe
     return gm.train(model.training)
 
@@ -372,9 +380,17 @@ def llsq_weight_quantizer(
 WeightQuantizerFactory = Callable[[Recipe, int, torch.Tensor, bool], WeightQuantizer]
 """``(recipe, bits, float weight, per_channel) -> weight quantizer`` of an inner layer."""
 
-WEIGHT_SCHEMES: dict[str, WeightQuantizerFactory] = {"llsq": llsq_weight_quantizer}
+WEIGHT_SCHEMES: dict[str, WeightQuantizerFactory] = {
+    "llsq": llsq_weight_quantizer,
+    "msq": msq_weight_quantizer,
+    "nonuniform": nonuniform_weight_quantizer,
+}
 """The weight quantizer of each ``Recipe.scheme`` for the inner layers (the first and last
 layers are linear, LLSQ, in every scheme)."""
+
+SCHEME_SETUP: dict[str, Callable[[fx.GraphModule, Recipe], None]] = {"nonuniform": setup_schedule}
+"""Called as ``setup(qat_model, recipe)`` once the QAT layers of a scheme are built (to check
+the recipe against the layers and bind per-layer settings such as a training schedule)."""
 
 
 def _weight_quantizer(

@@ -17,7 +17,19 @@ ScaleGradient = Literal["llsq", "lsq"]
 ScaleConstraint = Literal["free", "pow2", "fixed"]
 Granularity = Literal["tensor", "channel"]
 Scheme = Literal["llsq", "msq", "nonuniform", "tables"]
+MSQAssignment = Literal["variance", "kurtosis"]
+CDFKind = Literal["gaussian", "empirical"]
+QuantSchedule = Literal["gradual", "all_at_once"]
 SCHEMES: tuple[str, ...] = ("llsq", "msq", "nonuniform", "tables")
+CODEBOOK_FAMILIES: tuple[str, ...] = (
+    "fixed-uniform",
+    "fixed-pow2",
+    "gaussian",
+    "laplacian",
+    "lloyd-max",
+    "empirical",
+    "kmeans",
+)  # the estimators of hwquant.tables.codebooks (methods.md §3.1)
 
 MIN_BITS, MAX_BITS = 1, 16
 
@@ -47,10 +59,42 @@ class MSQOptions:
     """
 
     sp2_share: float | None = 0.5
-    """Fraction of each layer's rows quantized with SP2 (0: fixed-point only, 1: SP2 only);
-    None solves it from ``device``'s LUT and DSP budget (:mod:`hwquant.hw`)."""
+    """Fraction of each layer's rows quantized with SP2 (0: fixed-point only, 1: SP2 only),
+    rounded half up to whole rows; None solves it from ``device``'s LUT and DSP budget
+    (:func:`hwquant.hw.sp2_share_for`)."""
     device: str | None = None
     """FPGA profile whose LUT:DSP balance sets the SP2 share when ``sp2_share`` is None."""
+    assignment: MSQAssignment = "variance"
+    """Row test: "variance" of the max-normalised row (smallest → SP2) or "kurtosis" (largest,
+    most peaked → SP2)."""
+    refresh_steps: int = 100
+    """Training steps between re-assignments of the rows while the assignment is not frozen."""
+    freeze_step: int = 500
+    """Training step from which the assignment is frozen (0: fixed from the initial weights)."""
+    sp2_m1: int | None = None
+    """Bits m1 of the SP2 q1 term (m2 = weight_bits - 1 - m1, m1 ≥ m2); None: ceil((m-1)/2)."""
+
+    def __post_init__(self) -> None:
+        share = self.sp2_share
+        if share is None:
+            if self.device is None:
+                raise ConfigError(
+                    "sp2_share=None needs a device to solve the share from. Fix: set device "
+                    "(e.g. 'xc7z020') or give sp2_share as a number in [0, 1]."
+                )
+        elif isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise ConfigError(
+                f"sp2_share={share!r} is outside [0, 1]. Fix: use a number in [0, 1] "
+                "(0: fixed-point only, 1: SP2 only), or None with a device."
+            )
+        _check_choice("assignment", self.assignment, ("variance", "kurtosis"))
+        for name, least in (("refresh_steps", 1), ("freeze_step", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"{name}={value!r}: use an integer >= {least}.")
+        m1 = self.sp2_m1
+        if m1 is not None and (isinstance(m1, bool) or not isinstance(m1, int) or m1 < 1):
+            raise ConfigError(f"sp2_m1={m1!r}: use an integer >= 1, or None (default split).")
 
 
 @dataclass(frozen=True)
@@ -61,7 +105,36 @@ class NonUniformOptions:
     """
 
     grid_bits: int = 8
-    """B: bits of the integer grid (one power-of-two scale per tensor) the levels snap onto."""
+    """B: bits of the signed integer grid (one power-of-two scale per tensor) the levels snap
+    onto; it must hold the k = 2^weight_bits levels apart (B > weight_bits)."""
+    cdf: CDFKind = "gaussian"
+    """F of the k-quantile levels: a Gaussian fitted per layer (UNIQ) or the empirical CDF."""
+    schedule: QuantSchedule = "gradual"
+    """"gradual": blocks of layers pass float → noisy → quantized one stage after another;
+    "all_at_once": every inner layer is noisy for ``steps_per_stage`` steps, then quantized."""
+    stages: int | None = None
+    """Blocks of the gradual schedule when ``blocks`` is empty: the inner layers in graph order
+    split into this many contiguous blocks; None: one block per inner layer."""
+    blocks: str = ""
+    """Explicit blocks, in the order they are quantized: layer names joined by "," and blocks by
+    ";" (e.g. "conv2; conv3,fc1"); every inner layer must be in exactly one block."""
+    steps_per_stage: int = 200
+    """Training steps of each noisy stage; after the last stage every layer is hard-quantized
+    (the final fine-tune). 0: hard quantization from the first step."""
+    freeze_quantized: bool = False
+    """Stop the gradient of layers once hard-quantized (else they train on with the STE)."""
+
+    def __post_init__(self) -> None:
+        check_bits("grid_bits", self.grid_bits)
+        _check_choice("cdf", self.cdf, ("gaussian", "empirical"))
+        _check_choice("schedule", self.schedule, ("gradual", "all_at_once"))
+        if self.stages is not None and (
+            isinstance(self.stages, bool) or not isinstance(self.stages, int) or self.stages < 1
+        ):
+            raise ConfigError(f"stages={self.stages!r}: use an integer >= 1, or None.")
+        steps = self.steps_per_stage
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ConfigError(f"steps_per_stage={steps!r}: use an integer >= 0.")
 
 
 @dataclass(frozen=True)
@@ -75,6 +148,44 @@ class TableOptions:
     """|A|: activation codebook size of each layer."""
     weight_entries: int = 5
     """|W|: weight codebook size of each layer (a table has |A|·|W| entries)."""
+    input_entries: int = 256
+    """Levels of the network input's codebook (256: the 8-bit pixel values; first table)."""
+    weight_family: str = "kmeans"
+    """Weight codebook family (:data:`hwquant.tables.codebooks.FAMILIES`)."""
+    act_family: str = "empirical"
+    """Activation codebook family (:data:`hwquant.tables.codebooks.FAMILIES`)."""
+    entry_bits: int = 16
+    """Signed width of the fixed-point table entries ``round(a_i·w_j / s_T)``."""
+    max_entries: int | None = None
+    """Entry budget of one inner table; |A|·|W| above it is refused. None: no budget."""
+    reestimate_every: int = 100
+    """Training steps between re-estimations of the codebooks from running statistics."""
+    weight_start: int = 0
+    """Training step from which the weights are quantized (staged enabling: weights first)."""
+    act_start: int = 200
+    """Training step from which the activations are quantized (after the weights)."""
+
+    def __post_init__(self) -> None:
+        _check_choice("weight_family", self.weight_family, CODEBOOK_FAMILIES)
+        _check_choice("act_family", self.act_family, CODEBOOK_FAMILIES)
+        for name in ("act_entries", "weight_entries", "input_entries"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 4096:
+                raise ConfigError(f"tables.{name}={value!r}: use an integer in 2..4096.")
+        check_bits("tables.entry_bits", self.entry_bits)
+        entries = self.act_entries * self.weight_entries
+        if self.max_entries is not None and entries > self.max_entries:
+            raise ConfigError(
+                f"tables: |A|·|W| = {self.act_entries}·{self.weight_entries} = {entries} entries "
+                f"exceed the budget max_entries={self.max_entries}. Fix: lower act_entries or "
+                "weight_entries, or raise max_entries."
+            )
+        for name in ("reestimate_every", "weight_start", "act_start"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (1 if name == "reestimate_every" else 0):
+                raise ConfigError(
+                    f"tables.{name}={value!r}: use an integer >= 0 (>= 1 for reestimate_every)."
+                )
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from hwquant.checkpoint import load_checkpoint, resume_path, save_checkpoint
 from hwquant.config import RunConfig, Schedule, TrainConfig
+from hwquant.distributed import DistContext, all_reduce_sum, broadcast_state, wrap
 from hwquant.errors import ConfigError, DataError, FileFormatError, NonFiniteError
 
 StepHook = Callable[[nn.Module, int], None]
@@ -200,6 +201,8 @@ class Trainer:
         progress: show progress bars (on a terminal, outside CI) and per-epoch lines.
         resume: continue from ``out_dir/last.pt`` (or its previous copy) if there is one.
         run_config: the whole run's config, stored in checkpoints for reference.
+        dist: this process's place in a data-parallel run (see :mod:`hwquant.distributed`):
+            the model is wrapped in DDP, the loaders must be sharded, only rank 0 writes.
     """
 
     def __init__(
@@ -215,11 +218,15 @@ class Trainer:
         progress: bool = True,
         resume: bool = False,
         run_config: RunConfig | None = None,
+        dist: DistContext | None = None,
     ) -> None:
         if len(train_loader) == 0:
             raise DataError("the training loader yields no batches. Fix: use a smaller batch_size.")
         self.device = torch.device(device)
-        self.model = model.to(self.device)
+        self.dist = dist or DistContext()
+        self.module = model.to(self.device)  # the model itself; `model` may be its DDP wrapper
+        self.model = wrap(self.module, self.dist, hasattr(model, "hwquant_recipe"))
+        self._ranks_synced = not self.dist.enabled
         self.train_loader, self.test_loader = train_loader, test_loader
         self.config = config
         self.out_dir = Path(out_dir)
@@ -232,7 +239,7 @@ class Trainer:
         self._stats = _EpochStats()
         self._rng_state: dict[str, Any] | None = None
         self._tick = 0.0  # time.perf_counter() at the end of the last step
-        self._console = Console(stderr=True, quiet=not progress)
+        self._console = Console(stderr=True, quiet=not (progress and self.dist.is_main))
         self._bars = progress and sys.stderr.isatty() and not os.environ.get("CI")
         self._amp = config.amp and self.device.type == "cuda"
         if resume:
@@ -258,16 +265,16 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, loader: BatchSource) -> float:
         """Top-1 accuracy of the model on the batches of ``loader.iter_from(0)``."""
-        was_training = self.model.training
-        self.model.eval()
+        was_training = self.module.training
+        self.module.eval()
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         total = 0
         for x, y in loader.iter_from(0):
             x, y = x.to(self.device), y.to(self.device)
             with self._autocast():
-                correct += (self.model(x).argmax(1) == y).sum()
+                correct += (self.module(x).argmax(1) == y).sum()
             total += y.numel()
-        self.model.train(was_training)
+        self.module.train(was_training)
         if total == 0:
             raise DataError("the evaluation loader yields no examples. Fix: check the test set.")
         return int(correct) / total
@@ -281,6 +288,7 @@ class Trainer:
             info="",
         )
         self._train_steps(bars, task)
+        broadcast_state(self.module)  # ranks evaluate and keep rank 0's buffers (BN statistics)
         test_acc = self.evaluate(self.test_loader)
         bars.remove_task(task)
         stats = self._stats
@@ -311,12 +319,15 @@ class Trainer:
         every = self.config.checkpoint_every
         for x, y in self.train_loader.iter_from(self.step_in_epoch):
             for hook in self.recipe_hooks:
-                hook(self.model, self.global_step)
-            loss, correct = self._step(x.to(self.device), y.to(self.device))
+                hook(self.module, self.global_step)
+            loss, correct, seen = self._step(x.to(self.device), y.to(self.device))
+            if not self._ranks_synced:  # quantizers initialised from each rank's own shard
+                broadcast_state(self.module)
+                self._ranks_synced = True
             now = time.perf_counter()
-            self._stats.loss_sum += loss * y.numel()
+            self._stats.loss_sum += loss * seen
             self._stats.correct += correct
-            self._stats.seen += y.numel()
+            self._stats.seen += seen
             self._stats.seconds += now - self._tick
             self._tick = now
             self.step_in_epoch += 1
@@ -325,14 +336,17 @@ class Trainer:
                 self._save()
             bars.update(task, advance=1, info=f"loss {loss:.4f}")
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
-        """One optimizer step; returns the batch's mean loss and number of correct predictions."""
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int, int]:
+        """One optimizer step; returns the (global) batch's mean loss, number of correct
+        predictions and number of examples."""
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             logits = self.model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
         correct = (logits.argmax(1) == y).sum()
-        loss_value, correct_value = torch.stack([loss.detach(), correct.float()]).tolist()
+        sums = torch.stack([loss.detach() * y.numel(), correct.float(), loss.new_tensor(y.numel())])
+        loss_sum, correct_value, seen = all_reduce_sum(sums).tolist()
+        loss_value = loss_sum / seen
         if not math.isfinite(loss_value):
             raise self._non_finite_error(loss_value)
         loss.backward()
@@ -340,7 +354,7 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        return loss_value, int(correct_value)
+        return loss_value, int(correct_value), int(seen)
 
     def _non_finite_error(self, loss: float) -> NonFiniteError:
         lr = self.optimizer.param_groups[0]["lr"]
@@ -377,9 +391,12 @@ class Trainer:
         )
 
     def _save(self) -> None:
-        """Write everything the next step depends on to ``last.pt``."""
+        """Write everything the next step depends on to ``last.pt`` (rank 0 only)."""
+        if not self.dist.is_main:
+            return
         state = {
-            "model": self.model.state_dict(),
+            "world_size": self.dist.world_size,
+            "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
@@ -401,7 +418,14 @@ class Trainer:
             return
         state = load_checkpoint(path)
         _check_same_config(path, state["train_config"], dataclasses.asdict(self.config))
-        load_weights(self.model, state["model"], path)
+        if state.get("world_size", 1) != self.dist.world_size:
+            raise ConfigError(
+                f"'{path}' was written by a run of {state.get('world_size', 1)} processes; this "
+                f"one has {self.dist.world_size}. Fix: resume with torchrun --nproc_per_node="
+                f"{state.get('world_size', 1)} (or 1: plain `hwquant train`), or train into a "
+                "new out_dir."
+            )
+        load_weights(self.module, state["model"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
@@ -441,13 +465,26 @@ def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: Path)
 def train_from_config(
     config: RunConfig, *, progress: bool = True, resume: bool = False
 ) -> TrainResult:
-    """Build data, model (and its QAT twin when ``config.recipe`` is set) and train them."""
+    """Build data, model (and its QAT twin when ``config.recipe`` is set) and train them.
+
+    Under ``torchrun`` every process trains its shard of each global batch with DDP
+    (:mod:`hwquant.distributed`); only rank 0 writes files.
+    """
+    from hwquant.distributed import process_group
+
+    with process_group() as dist:
+        return _train_from_config(config, dist, progress=progress, resume=resume)
+
+
+def _train_from_config(
+    config: RunConfig, dist: DistContext, *, progress: bool, resume: bool
+) -> TrainResult:
     from hwquant.data import BatchLoader, load_dataset
     from hwquant.models import build
 
     seed_everything(config.train.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    splits = load_dataset(config.data.name, config.data.root, progress=progress)
+    device = dist.device()
+    splits = load_dataset(config.data.name, config.data.root, progress=progress and dist.is_main)
     _, height, _, channels = splits.train.images.shape
     model = build(
         config.model.name,
@@ -477,14 +514,16 @@ def train_from_config(
         augment=config.data.augment,
         seed=config.train.seed,
         drop_last=True,
+        shard=(dist.rank, dist.world_size),
         **norm,
     )
     test_loader = BatchLoader(
         splits.test, config.data.batch_size_eval, shuffle=False, augment=False, **norm
     )
     out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.toml").write_text(config.to_toml(), encoding="utf-8")
+    if dist.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.toml").write_text(config.to_toml(), encoding="utf-8")
     trainer = Trainer(
         model,
         train_loader,
@@ -495,5 +534,6 @@ def train_from_config(
         progress=progress,
         resume=resume,
         run_config=config,
+        dist=dist,
     )
     return trainer.fit()

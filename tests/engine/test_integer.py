@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.helpers import lowered_small_cnn, trained_qat_model
 
 import hwquant
 from hwquant.engine import run
 from hwquant.errors import AccumulatorOverflowError, HwquantError
 from hwquant.models import build
 from hwquant.recipe import Recipe
+from tests.helpers import lowered_small_cnn, trained_qat_model
 
 
 @pytest.fixture(scope="module")

@@ -103,7 +103,7 @@ def test_verify_table_flags_a_mismatch(results: dict[str, Any]) -> None:
 def test_layer_table_lists_bits_and_overflows(results: dict[str, Any]) -> None:
     table = layer_table(results["variants"][0], 16)
     assert table.title.startswith("W4A4")
-    assert table.rows[2] == ("classifier", "linear", "8", "8", "24", "21", "900 of 1,000")
+    assert table.rows[2] == ("classifier", "linear", "linear", "8", "8", "24", "21", "900 of 1,000")
     assert "16 bits" in table.headers[-1]
 
 

@@ -13,6 +13,9 @@ Determinism contract, relied on by the trainer for exact mid-epoch resume:
   ``(seed, e, i)`` alone (mixed by :class:`numpy.random.SeedSequence`).
 
 So ``iter_from(k)`` yields exactly the batches ``k, k+1, ...`` of a full pass, on any device.
+With ``shard=(r, W)`` (data-parallel rank ``r`` of ``W``) ``batch_size`` is the global batch and
+the loader yields rows ``[r·B/W, (r+1)·B/W)`` of each global batch, augmented exactly as those
+rows are in a one-process run; the ``W`` shards of a step together are its global batch.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class BatchLoader:
         device: str | torch.device = "cpu",
         seed: int = 0,
         drop_last: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         """Validate the arguments and move ``data`` to ``device``."""
         channels = data.images.shape[3]
@@ -92,7 +96,14 @@ class BatchLoader:
                 f"{len(data)} examples make no full batch of {batch_size} with drop_last=True. "
                 "Fix: lower batch_size or set drop_last=False."
             )
+        rank, world = shard
+        if not 0 <= rank < world or batch_size % world:
+            raise ConfigError(
+                f"shard={shard} must be (rank, world) with 0 <= rank < world and world dividing "
+                f"batch_size={batch_size}. Fix: use a global batch that is a multiple of world."
+            )
         self.batch_size = batch_size
+        self.shard = shard
         self.shuffle = shuffle
         self.augment = augment
         self.seed = seed
@@ -141,21 +152,36 @@ class BatchLoader:
             order = torch.arange(num_examples, device=self.device)
         for step in range(start, len(self)):
             index = order[step * self.batch_size : (step + 1) * self.batch_size]
-            images = self._images[index]
+            rows = self._shard_rows(len(index))
+            images = self._images[index[rows]]
             if self.augment:
-                images = self._crop_and_flip(images, batch_generator(self.seed, epoch, step))
+                generator = batch_generator(self.seed, epoch, step)
+                images = self._crop_and_flip(images, generator, len(index), rows)
             images = images.float().div_(PIXEL_MAX).sub_(self._mean).div_(self._std)
-            yield images, self._labels[index]
+            yield images, self._labels[index[rows]]
 
-    def _crop_and_flip(self, images: Tensor, generator: torch.Generator) -> Tensor:
-        """Random crop from the zero-padded images and, for colour images, random mirroring."""
+    def _shard_rows(self, batch: int) -> slice:
+        """This rank's rows of a global batch of ``batch`` examples."""
+        rank, world = self.shard
+        per = -(-batch // world)
+        return slice(rank * per, (rank + 1) * per)
+
+    def _crop_and_flip(
+        self, images: Tensor, generator: torch.Generator, drawn: int, mine: slice
+    ) -> Tensor:
+        """Random crop from the zero-padded images and, for colour images, random mirroring.
+
+        The offsets and flips are drawn for all ``drawn`` examples of the global batch; these
+        ``images`` are its rows ``mine``.
+        """
         batch, channels, height, width = images.shape
         pad = self._pad
-        offsets = torch.randint(0, 2 * pad + 1, (2, batch), generator=generator).to(self.device)
+        offsets = torch.randint(0, 2 * pad + 1, (2, drawn), generator=generator)[:, mine]
+        offsets = offsets.to(self.device)
         rows = offsets[0, :, None] + torch.arange(height, device=self.device)  # [B, H]
         cols = offsets[1, :, None] + torch.arange(width, device=self.device)  # [B, W]
         if self._flip:
-            mirror = (torch.rand(batch, generator=generator) < 0.5).to(self.device)
+            mirror = (torch.rand(drawn, generator=generator)[mine] < 0.5).to(self.device)
             cols = torch.where(mirror[:, None], cols.flip(1), cols)
         padded = F.pad(images, (pad, pad, pad, pad))
         # One gather over flattened planes: several times faster than advanced indexing.

@@ -76,6 +76,7 @@ class LayerStats:
     max_abs_acc: int = 0
     macs: int = 0
     four_bit_multiplies: int = 0
+    multiply_free_macs: int = 0  # MACs of rows the encoding runs by shifts and adds (SP2)
 
     @property
     def bits_used(self) -> int:
@@ -139,6 +140,7 @@ def _weight_node(
     weight = torch.from_numpy(node.weight).to(x.device)
     bias = None if node.bias is None else torch.from_numpy(node.bias).to(x.device)
     x_max = max_magnitude(node.in_bits, node.in_signed)
+    free_rows = 0  # output channels accumulated without multiplies (shift-add SP2 rows)
     if four_bit:
         x_digits = split_nibbles(x.to(torch.int64), node.in_bits)
         w_digits = split_nibbles(weight, node.weight_bits)
@@ -153,10 +155,12 @@ def _weight_node(
     elif type(node.encoding) in ENCODED_ACCUMULATORS:
         acc = ENCODED_ACCUMULATORS[type(node.encoding)](node, x, bias, backend)
         multiplies_per_mac = 1
+        free_rows = node.encoding.multiply_free_rows()
     else:
         acc = _accumulate(node, x, weight, bias, x_max, backend)
         multiplies_per_mac = 1
     stats.macs = acc.numel() * node.fan_in()
+    stats.multiply_free_macs = stats.macs // max(node.weight.shape[0], 1) * free_rows
     stats.four_bit_multiplies = stats.macs * multiplies_per_mac if four_bit else 0
     peak = worst_case_bound(weight, x_max, bias)
     if acc.numel() and (scan or bits_needed(peak) > node.acc_bits):

@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from hwquant.distributed import batch_norm_train
 from hwquant.errors import UnsupportedLayerError
 from hwquant.intmath import channel_view, qrange, requant_params, round_half_up
 from hwquant.intmodel import WeightEncoding
@@ -178,18 +178,8 @@ class QuantWeightLayer(QuantModule):
         z = y / channel_view(s_safe, y.dim())
         if self.bias is not None:  # BN sees conv + bias (the bias cancels in the output)
             z = z + channel_view(self.bias, z.dim())
-        momentum = bn.momentum if bn.momentum is not None else 0.1
         bn.num_batches_tracked += 1
-        return F.batch_norm(
-            z,
-            bn.running_mean,
-            bn.running_var,
-            bn.weight,
-            bn.bias,
-            training=True,
-            momentum=momentum,
-            eps=bn.eps,
-        )
+        return batch_norm_train(z, bn)  # global-batch statistics under DDP (SyncBN)
 
     # -- integer form ------------------------------------------------------------------------
     @torch.no_grad()

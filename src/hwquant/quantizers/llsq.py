@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwquant.errors import ConfigError
+from hwquant.errors import ConfigError, check_finite
 from hwquant.intmath import qrange, round_half_up, to_codes
 from hwquant.quantizers.scale import constrain_scale
 from hwquant.recipe import check_bits
@@ -230,7 +230,14 @@ class LinearQuantizer(nn.Module):
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> None:
-        """Set the scale from ``x`` with LLSQ's initialisation rule (methods.md §4.1)."""
+        """Set the scale from ``x`` with LLSQ's initialisation rule (methods.md §4.1).
+
+        An empty ``x`` sets nothing (the first non-empty batch does); NaN or Inf in ``x``
+        raises :class:`~hwquant.errors.NonFiniteError`.
+        """
+        if x.numel() == 0:
+            return
+        check_finite("the tensor a quantizer scale is initialised from", x)
         q_p = max(self.qmax, 1)
         if self.per_channel:
             peak = x.detach().abs().reshape(x.shape[0], -1).amax(dim=1)
@@ -274,7 +281,10 @@ class LinearQuantizer(nn.Module):
 
     @torch.no_grad()
     def codes(self, x: torch.Tensor) -> torch.Tensor:
-        """Integer codes of ``x`` (int64), as deployed."""
+        """Integer codes of ``x`` (int64), as deployed; finite values beyond the range
+        saturate, NaN or Inf in ``x`` or in the scale raise :class:`NonFiniteError`."""
+        check_finite("quantizer input", x)
+        check_finite("quantizer scale", self.scale_value())
         alpha = self._broadcast(self.scale_value(), x)
         return to_codes(x, alpha, self.qmin, self.qmax)
 

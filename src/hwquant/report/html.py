@@ -55,8 +55,9 @@ def html_figure(plot: Plot, root: Path) -> str:
 
 def render_html(results: dict[str, Any], plots: list[Plot], root: Path) -> str:
     """The whole report as HTML, with the PNGs of ``plots`` (under ``root``) embedded."""
+    title = escape(results.get("title", TITLE))
     parts = [
-        f"<h1>{TITLE}</h1>",
+        f"<h1>{title}</h1>",
         f"<p>{escape(summary(results))}</p>",
         "<h2>Tables</h2>",
         *(html_table(table) for table in report_tables(results)),
@@ -66,6 +67,6 @@ def render_html(results: dict[str, Any], plots: list[Plot], root: Path) -> str:
     body = "\n".join(parts)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{TITLE}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n"
+        f"<title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n"
         "</html>\n"
     )

@@ -8,6 +8,7 @@ from hwquant.report.plots import Plot
 from hwquant.report.tables import Table, report_tables, summary
 
 TITLE = "hwquant demo report"
+"""The report's title unless the results name their own (``results["title"]``)."""
 
 
 def markdown_table(table: Table) -> str:
@@ -30,7 +31,7 @@ def _row(cells: tuple[str, ...]) -> str:
 
 def render_markdown(results: dict[str, Any], plots: list[Plot]) -> str:
     """The whole report: summary, tables, then figures."""
-    parts = [f"# {TITLE}", summary(results), "## Tables"]
+    parts = [f"# {results.get('title', TITLE)}", summary(results), "## Tables"]
     parts += [markdown_table(table) for table in report_tables(results)]
     parts.append("## Figures")
     parts += [f"### {plot.title}\n\n![{plot.title}]({plot.path})" for plot in plots]

@@ -3,6 +3,7 @@
 * accuracy vs bits: grouped bars per model (float, fake-quant, integer, integer with a narrow
   accumulator), with chance level;
 * accumulator bits: worst-case and observed accumulator width per layer, with the narrow width;
+* resources per layer (when the results hold an FPGA estimate): MACs and cycles per design;
 * weight histograms, one figure per quantized model: the folded float weights over their
   per-channel scale, ``w / α``, with the integer quantization levels as vertical lines.
 """
@@ -42,6 +43,9 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Plot]:
         ("accuracy", "Test accuracy vs bits", accuracy_figure(results)),
         ("accumulator_bits", "Accumulator width per layer", accumulator_figure(results)),
     ]
+    resources = results.get("resources", {})
+    if "layers" in resources:
+        figures.append(("resources", "Resources per layer", resources_figure(resources)))
     for variant in results["variants"]:
         label = variant_label(variant)
         title = f"{label}: folded weights over their scale (w/α) and the integer levels"
@@ -58,7 +62,8 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Plot]:
 def accuracy_figure(results: dict[str, Any]) -> Figure:
     """Bars per model: FP32 in float; each variant fake-quant, integer and narrow integer."""
     narrow = f"integer, {results['acc16_bits']}-bit acc."
-    groups = [("FP32", {"float": results["fp32"]["accuracy"]})]
+    fp32 = results["fp32"]["accuracy"]
+    groups = [("FP32", {"float": fp32})] if fp32 is not None else []
     for v in results["variants"]:
         acc = v["accuracy"]
         values = {
@@ -114,6 +119,25 @@ def accumulator_figure(results: dict[str, Any]) -> Figure:
     return figure
 
 
+def resources_figure(resources: dict[str, Any]) -> Figure:
+    """Per layer: MACs and the cycles of each FPGA design (log scale)."""
+    layers = resources["layers"]
+    names = list(resources["designs"])
+    figure = Figure(figsize=(7, 3.5), dpi=DPI, layout="constrained")
+    ax = figure.add_subplot()
+    x = np.arange(len(layers))
+    width = 0.8 / (len(names) + 1)
+    ax.bar(x - 0.4 + width / 2, [la["macs"] for la in layers], width, label="MACs")
+    for i, name in enumerate(names, start=1):
+        cycles = [la["cycles"][name] for la in layers]
+        ax.bar(x - 0.4 + width * (i + 0.5), cycles, width, label=f"{name} cycles")
+    ax.set_yscale("log")
+    ax.set_xticks(x, [la["name"] for la in layers], rotation=30, ha="right", fontsize=7)
+    ax.set_title(f"Resources per layer on {resources['device']}")
+    ax.legend(fontsize=7)
+    return figure
+
+
 def weight_histogram_figure(variant: dict[str, Any]) -> Figure:
     """One panel per layer: histogram of ``w / α`` with a line at every integer level."""
     histograms = variant["histograms"]
@@ -129,7 +153,7 @@ def weight_histogram_figure(variant: dict[str, Any]) -> Figure:
 def _draw_histogram(ax: Axes, histogram: dict[str, Any]) -> None:
     edges = np.asarray(histogram["edges"])
     ax.stairs(histogram["counts"], edges, fill=True, alpha=0.7)
-    levels = np.arange(histogram["qmin"], histogram["qmax"] + 1)
+    levels = histogram.get("levels", np.arange(histogram["qmin"], histogram["qmax"] + 1))
     alpha = 1.0 if len(levels) <= DENSE_LEVELS else DENSE_ALPHA
     ax.vlines(
         levels,

@@ -24,6 +24,11 @@ def percent(fraction: float) -> str:
     return f"{fraction:.2%}"
 
 
+def optional_percent(fraction: float | None) -> str:
+    """:func:`percent`, or a dash when the figure was not measured."""
+    return NONE if fraction is None else percent(fraction)
+
+
 def kib(bits: int) -> str:
     """A size in bits as KiB."""
     return f"{bits / BITS_PER_KIB:.1f} KiB"
@@ -49,7 +54,16 @@ def accuracy_table(results: dict[str, Any]) -> Table:
     """Test accuracy and size of the FP32 model and of every quantized variant."""
     fp32 = results["fp32"]
     rows = [
-        ("FP32", NONE, percent(fp32["accuracy"]), NONE, NONE, NONE, kib(fp32["size_bits"]), "1.0x")
+        (
+            "FP32",
+            NONE,
+            optional_percent(fp32["accuracy"]),
+            NONE,
+            NONE,
+            NONE,
+            kib(fp32["size_bits"]),
+            "1.0x",
+        )
     ]
     for v in results["variants"]:
         acc = v["accuracy"]
@@ -120,6 +134,7 @@ def layer_table(variant: dict[str, Any], acc16_bits: int) -> Table:
         (
             layer["name"],
             layer["op"],
+            layer.get("scheme", "linear"),
             str(layer["weight_bits"]),
             str(layer["in_bits"]),
             str(layer["worst_case_bits"]),
@@ -133,6 +148,7 @@ def layer_table(variant: dict[str, Any], acc16_bits: int) -> Table:
         (
             "Layer",
             "Op",
+            "Scheme",
             "Weight bits",
             "Input bits",
             "Worst-case acc. bits",
@@ -157,13 +173,41 @@ def environment_table(results: dict[str, Any]) -> Table:
     return Table("Environment", ("Component", "Version"), rows)
 
 
+def resource_tables(resources: dict[str, Any]) -> list[Table]:
+    """FPGA estimate per design and per layer (:mod:`hwquant.hw`), or a table holding its note."""
+    if "note" in resources:
+        return [Table("FPGA resource estimate", ("Note",), ((resources["note"],),))]
+    keys = ("luts", "ffs", "dsps", "bram36")
+    available = resources["available"]
+    designs = tuple(
+        (name, *(f"{d[k]:,} ({d[k] / available[k]:.0%})" for k in keys), f"{d['cycles']:,}")
+        for name, d in resources["designs"].items()
+    )
+    names = tuple(resources["designs"])
+    layers = tuple(
+        (la["name"], f"{la['macs']:,}", *(f"{la['cycles'][n]:,}" for n in names))
+        for la in resources["layers"]
+    )
+    return [
+        Table(
+            f"FPGA resource estimate on {resources['device']} (analytic, hwquant.hw)",
+            ("Design", "LUT", "FF", "DSP", "BRAM36", "Cycles"),
+            designs,
+            "Used (share of the device); cycles per image. See docs/hw.md for the model.",
+        ),
+        Table("Resources per layer", ("Layer", "MACs", *(f"{n} cycles" for n in names)), layers),
+    ]
+
+
 def report_tables(results: dict[str, Any]) -> list[Table]:
     """Every table of the report, in order."""
     layers = [layer_table(v, results["acc16_bits"]) for v in results["variants"]]
+    resources = resource_tables(results["resources"]) if "resources" in results else []
     return [
         accuracy_table(results),
         verify_table(results),
         *layers,
+        *resources,
         timing_table(results),
         environment_table(results),
     ]

@@ -1,0 +1,98 @@
+"""hwquant's custom ONNX ops: weight decoders for encodings QONNX has no node for.
+
+Two ops in domain :data:`DOMAIN` (specified in ``docs/export/custom_ops.md``) turn the stored
+form of a weight layer into its integer weights ``W_int``; a standard ``Conv``/``Gemm`` then
+uses them, so the rest of the graph stays plain QONNX:
+
+* ``MSQWeight`` (Mix and Match, methods.md §2): row ``r`` is SP2 where ``sp2_rows[r]``, with
+  ``W = sign·(2^shift1 + 2^shift2)`` (a shift of −1 is an absent term), else fixed-point codes;
+* ``CodebookWeight`` (k-quantile codebooks, methods.md §1): ``W[r, …] = codebook[row, idx[r, …]]``
+  with ``row = r`` for a per-channel codebook and 0 for a per-layer one.
+
+The functions here are the numpy reference executors of the two ops; ``qonnx_ops`` makes them
+runnable by qonnx's executor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hwquant.errors import UnsupportedLayerError
+from hwquant.export.graph import Graph
+from hwquant.intmodel import CodebookEncoding, MSQEncoding, WeightEncoding, WeightNode
+
+DOMAIN = "hwquant.export.qonnx_ops"
+"""Custom-op domain; qonnx imports it as the Python module that executes the ops."""
+
+
+def msq_weight(
+    sp2_rows: np.ndarray,
+    sign: np.ndarray,
+    shift1: np.ndarray,
+    shift2: np.ndarray,
+    fixed: np.ndarray,
+) -> np.ndarray:
+    """``MSQWeight``: float32 ``W_int`` from the SP2/fixed-point row encoding."""
+    for name, shift in (("shift1", shift1), ("shift2", shift2)):
+        if shift.min(initial=0) < -1:
+            raise UnsupportedLayerError(
+                f"MSQWeight: {name} holds values below -1 (-1 = no term). Fix: re-export the model."
+            )
+    terms = sum(
+        (np.where(s >= 0, np.exp2(s.astype(np.float64)), 0.0) for s in (shift1, shift2)),
+        start=np.zeros(sign.shape),
+    )
+    sp2 = np.sign(sign).astype(np.float64) * terms
+    rows = sp2_rows.astype(bool).reshape(-1, *([1] * (fixed.ndim - 1)))
+    return np.where(rows, sp2, fixed.astype(np.float64)).astype(np.float32)
+
+
+def codebook_weight(indices: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+    """``CodebookWeight``: float32 ``W_int`` by looking every index up in its row's codebook."""
+    if indices.min(initial=0) < 0 or indices.max(initial=0) >= codebook.shape[1]:
+        raise UnsupportedLayerError(
+            f"CodebookWeight: indices must lie in 0..{codebook.shape[1] - 1}. Fix: re-export."
+        )
+    rows = np.arange(indices.shape[0]) if codebook.shape[0] > 1 else np.zeros(indices.shape[0], int)
+    rows = rows.reshape(-1, *([1] * (indices.ndim - 1)))
+    return codebook[rows, indices].astype(np.float32)
+
+
+def emit_encoded_weight(g: Graph, node: WeightNode) -> str:
+    """Add the custom op that decodes ``node.encoding`` and return the weight tensor's name."""
+    enc: WeightEncoding | None = node.encoding
+    name, shape = f"{node.name}/weight", (tuple(node.weight.shape), np.float32)
+    if isinstance(enc, MSQEncoding):
+        inputs = [
+            g.const(f"{name}/{f}", getattr(enc, f))
+            for f in ("sp2_rows", "sign", "shift1", "shift2", "fixed")
+        ]
+        return g.op("MSQWeight", inputs, name, shape, DOMAIN, bits=enc.bits, m1=enc.m1, m2=enc.m2)
+    if isinstance(enc, CodebookEncoding):
+        inputs = [
+            g.const(f"{name}/indices", enc.indices),
+            g.const(f"{name}/codebook", enc.codebook),
+        ]
+        return g.op(
+            "CodebookWeight",
+            inputs,
+            name,
+            shape,
+            DOMAIN,
+            index_bits=enc.index_bits,
+            grid_bits=enc.grid_bits,
+        )
+    raise UnsupportedLayerError(
+        f"layer '{node.name}' has a {type(enc).__name__} encoding, which has no custom op. Fix: "
+        "export a model whose layers are linear, MSQ or codebook."
+    )
+
+
+def require_custom_ops(node: WeightNode, custom_ops: bool, form: str) -> None:
+    """Refuse an encoded layer unless the export may write hwquant's custom ops."""
+    if node.encoding is not None and not custom_ops:
+        raise UnsupportedLayerError(
+            f"layer '{node.name}' stores its weights as a {node.encoding.kind} encoding, which "
+            f"{form} cannot express without hwquant's custom ops. Fix: export with "
+            "custom_ops=True (CLI: --custom-ops); see docs/export/custom_ops.md."
+        )

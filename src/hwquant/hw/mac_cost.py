@@ -1,0 +1,256 @@
+"""Cost of one multiply-accumulate unit (MAC) per scheme, in LUTs, flip-flops and DSP slices.
+
+Every processing element (PE) of the model does one MAC per clock cycle. Three kinds exist
+(methods.md §2 and §6):
+
+* **Fixed-point on a DSP slice** (:meth:`CostTable.dsp_mac`): the slice's multiplier and its
+  48-bit accumulator do ``acc += w·x`` (UG479/UG579), so the MAC takes no LUTs. With
+  ``packing=2`` one slice does two MACs that share the activation, ``x·(w1 + 2^k·w2)``, the
+  technique of Xilinx WP486 (*Deep Learning with INT8 Optimization on Xilinx Devices*: two
+  8-bit products per DSP48E2). On a DSP48E1 (25x18) the two products only fit below 4 bits,
+  the packing methods.md §6 assumes [D]; FINN's RTL MVU goes further, four 4-bit MACs per
+  DSP48E2 (``mvu_4sx4u``, Xilinx/finn ``dsp_estimation``).
+* **SP2 shift-add in LUTs** (:func:`sp2_mac_luts`): ``acc ± ((x << s1) + (x << s2))``: two
+  shifters (multiplexers), one adder and the accumulator adder.
+* **Fixed-point multiplier in LUTs** (:func:`lut_mac_luts`): FINN's LUT multiplier estimate plus
+  the accumulator adder (for completeness: a fixed-point design that also fills its LUTs).
+
+The LUT counts are analytic, from the 7-series slice structure (UG474, 7 Series FPGAs CLB User
+Guide): a slice has four LUT6 feeding a CARRY4 chain, so an adder costs one LUT per bit; a LUT6
+is a 4:1 multiplexer (4 data, 2 select inputs). They are estimates until issue 6 measures the
+units with Yosys: :meth:`CostTable.from_json` reads such measurements, which then replace the
+formulas for the widths they cover.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from hwquant.errors import ConfigError, FileFormatError
+from hwquant.hw.devices import Device
+
+Unit = Literal["dsp_mac", "sp2_mac", "lut_mac"]
+UNITS: tuple[str, ...] = ("dsp_mac", "sp2_mac", "lut_mac")
+
+LUTS_PER_ADDER_BIT = 1
+"""One LUT6 per adder bit on the CARRY4 chain (UG474: 4 LUTs + CARRY4 per slice); the same LUT
+also absorbs add/subtract selection, so an accumulator ``acc ± t`` is one LUT per bit."""
+MUX_INPUTS_PER_LUT6 = 4
+"""A LUT6 is a 4:1 multiplexer (4 data + 2 select inputs, UG474); wider muxes are trees of them."""
+PACKED_MAX_BITS: dict[str, int] = {"DSP48E1": 4, "DSP48E2": 8}
+"""Largest weight and activation bits for which ``packing=2`` puts two MACs in one slice:
+4 bits on a DSP48E1 (methods.md §6 [D]), 8 bits on a DSP48E2 (WP486)."""
+PACKINGS: tuple[int, ...] = (1, 2)
+
+
+@dataclass(frozen=True)
+class UnitCost:
+    """Resources of one MAC unit: LUTs, flip-flops, DSP slices (a fraction when packed)."""
+
+    luts: int
+    ffs: int
+    dsps: float
+    source: str
+
+
+def sp2_split(bits: int) -> tuple[int, int]:
+    """``(m1, m2)`` of an m-bit SP2 code, ``m = m1 + m2 + 1``, ``m1 ≥ m2`` as even as possible
+    (4 bits: (2, 1); 3 bits: (1, 1); methods.md §2.1)."""
+    if bits < 2:
+        raise ConfigError(
+            f"SP2 needs at least 2 bits (sign and one term), got {bits}. Fix: use 2..16."
+        )
+    return math.ceil((bits - 1) / 2), (bits - 1) // 2
+
+
+def sp2_shift_ranges(m1: int, m2: int) -> tuple[tuple[int, int], tuple[int, int] | None]:
+    """Shift ranges ``(lo, hi)`` of the two SP2 terms of the integer form.
+
+    ``q1 ∈ {2^-1 .. 2^-(2^m1-1)}`` and ``q2 ∈ {2^-1 .. 2^-(2^m2-1)}`` (plus 0) become integers in
+    units of the finest level ``2^-(2^m1-1)``: term 1 shifts by ``0 .. 2^m1 − 2``, term 2 by
+    ``2^m1 − 2^m2 .. 2^m1 − 2``; ``m2 = 0`` has no second term (plain power of two).
+    """
+    if m1 < 1 or m2 < 0 or m1 < m2:
+        raise ConfigError(
+            f"SP2 split m1={m1}, m2={m2} is invalid. Fix: use m1 >= m2 >= 0, m1 >= 1."
+        )
+    top = 2**m1 - 2
+    return (0, top), ((2**m1 - 2**m2, top) if m2 else None)
+
+
+def sp2_int_bits(m1: int, m2: int) -> int:
+    """Signed bits of the integer SP2 weights ``±(2^s1 + 2^s2)``."""
+    (_, top1), second = sp2_shift_ranges(m1, m2)
+    largest = 2**top1 + (2 ** second[1] if second else 0)
+    return largest.bit_length() + 1
+
+
+def accumulator_bits(weight_bits: int, act_bits: int, fan_in: int, act_signed: bool = False) -> int:
+    """Worst-case accumulator width (methods.md §6): ``w + a + ⌈log2 fan_in⌉`` for signed
+    ``w``-bit weights and unsigned ``a``-bit activations (one bit less for signed ones)."""
+    if fan_in < 1:
+        raise ConfigError(f"fan_in must be >= 1, got {fan_in}.")
+    return weight_bits + act_bits - int(act_signed) + math.ceil(math.log2(fan_in))
+
+
+def mux_luts(sources: int) -> int:
+    """LUT6s of one output bit of a ``sources``:1 multiplexer (a tree of 4:1 muxes)."""
+    return math.ceil((sources - 1) / (MUX_INPUTS_PER_LUT6 - 1)) if sources > 1 else 0
+
+
+def sp2_mac_luts(act_bits: int, m1: int, m2: int, acc_bits: int) -> int:
+    """LUTs of one SP2 shift-add MAC: ``acc ± ((x << s1) + (x << s2))``.
+
+    With ``a`` activation bits, term 1 shifting by ``0..S1`` and term 2 by ``S2lo..S1``
+    (:func:`sp2_shift_ranges`), each shifter output bit is a mux over its shifts plus "absent"::
+
+        shifter 1: (a + S1)        bits × mux_luts(2^m1)
+        shifter 2: (a + S1 − S2lo) bits × mux_luts(2^m2)     (bits below S2lo are always 0)
+        term adder: a + S1 + 1 − S2lo LUTs                   (bits below S2lo pass through)
+        accumulator: acc_bits LUTs                           (add/subtract by the sign bit)
+
+    Assumptions: one LUT per adder bit (UG474), unsigned activations, the sign folded into the
+    accumulator's add/subtract, no LUT sharing between PEs, no routing or control logic.
+    """
+    (_, top1), second = sp2_shift_ranges(m1, m2)
+    luts = (act_bits + top1) * mux_luts(2**m1) + acc_bits * LUTS_PER_ADDER_BIT
+    if second is not None:
+        low = second[0]
+        luts += (act_bits + top1 - low) * mux_luts(2**m2)
+        luts += (act_bits + top1 + 1 - low) * LUTS_PER_ADDER_BIT
+    return luts
+
+
+def sp2_mac_ffs(act_bits: int, m1: int, m2: int, acc_bits: int) -> int:
+    """Flip-flops of one SP2 MAC: the accumulator register and one pipeline register on the
+    shifted-term sum (``a + S1 + 1`` bits)."""
+    (_, top1), _second = sp2_shift_ranges(m1, m2)
+    return acc_bits + act_bits + top1 + 1
+
+
+def lut_mac_luts(weight_bits: int, act_bits: int, acc_bits: int) -> int:
+    """LUTs of one fixed-point MAC without DSP: FINN's LUT multiplier estimate
+    ``(2·⌈(w+a)/6⌉ − 1)·(w+a)`` (Xilinx/finn, MVAU ``lut_estimation``, resType "lut") plus the
+    accumulator adder, one LUT per bit."""
+    width = weight_bits + act_bits
+    return (2 * math.ceil(width / 6) - 1) * width + acc_bits * LUTS_PER_ADDER_BIT
+
+
+def lut_mac_ffs(weight_bits: int, act_bits: int, acc_bits: int) -> int:
+    """Flip-flops of one LUT fixed-point MAC: product register and accumulator register."""
+    return weight_bits + act_bits + acc_bits
+
+
+def macs_per_dsp(device: Device, weight_bits: int, act_bits: int, packing: int = 1) -> int:
+    """MACs one DSP slice of ``device`` does per cycle: ``packing`` where the operands are
+    narrow enough (:data:`PACKED_MAX_BITS`), else 1.
+
+    Raises:
+        ConfigError: ``packing`` is not 1 or 2, or the operands exceed the slice's multiplier.
+    """
+    if packing not in PACKINGS:
+        raise ConfigError(f"dsp packing {packing!r} is not allowed. Fix: use one of 1, 2.")
+    if weight_bits > device.dsp.b_bits or act_bits + 1 > device.dsp.a_bits:
+        raise ConfigError(
+            f"a {weight_bits}x{act_bits}-bit product does not fit one {device.dsp.name} "
+            f"({device.dsp.a_bits}x{device.dsp.b_bits}). Fix: use at most {device.dsp.b_bits}-bit "
+            f"weights and {device.dsp.a_bits - 1}-bit activations."
+        )
+    narrow = max(weight_bits, act_bits) <= PACKED_MAX_BITS[device.dsp.name]
+    return packing if narrow else 1
+
+
+def _key(unit: str, weight_bits: int, act_bits: int, acc_bits: int) -> tuple[str, int, int, int]:
+    return (unit, weight_bits, act_bits, acc_bits)
+
+
+@dataclass(frozen=True)
+class CostTable:
+    """Per-MAC costs: the analytic formulas of this module, replaced by ``measured`` entries
+    (keyed by unit, weight bits, activation bits, accumulator bits) where they exist."""
+
+    measured: Mapping[tuple[str, int, int, int], tuple[int, int]] = field(default_factory=dict)
+    source: str = "analytic (hwquant.hw.mac_cost)"
+
+    def _lookup(
+        self, unit: str, w: int, a: int, acc: int, luts: int, ffs: int
+    ) -> tuple[int, int, str]:
+        hit = self.measured.get(_key(unit, w, a, acc))
+        return (*hit, self.source) if hit is not None else (luts, ffs, "analytic")
+
+    def dsp_mac(
+        self, device: Device, weight_bits: int, act_bits: int, packing: int = 1
+    ) -> UnitCost:
+        """A fixed-point MAC on a DSP slice: no LUTs (the slice accumulates), 1/packing slice."""
+        share = 1 / macs_per_dsp(device, weight_bits, act_bits, packing)
+        luts, ffs, source = self._lookup("dsp_mac", weight_bits, act_bits, 48, 0, 0)
+        return UnitCost(luts, ffs, share, f"{source}; {device.dsp.source}")
+
+    def sp2_mac(self, weight_bits: int, act_bits: int, acc_bits: int) -> UnitCost:
+        """An SP2 shift-add MAC in LUTs (:func:`sp2_mac_luts`) at the default m1/m2 split."""
+        m1, m2 = sp2_split(weight_bits)
+        luts, ffs, source = self._lookup(
+            "sp2_mac",
+            weight_bits,
+            act_bits,
+            acc_bits,
+            sp2_mac_luts(act_bits, m1, m2, acc_bits),
+            sp2_mac_ffs(act_bits, m1, m2, acc_bits),
+        )
+        return UnitCost(luts, ffs, 0.0, source)
+
+    def lut_mac(self, weight_bits: int, act_bits: int, acc_bits: int) -> UnitCost:
+        """A fixed-point MAC with a LUT multiplier (:func:`lut_mac_luts`)."""
+        luts, ffs, source = self._lookup(
+            "lut_mac",
+            weight_bits,
+            act_bits,
+            acc_bits,
+            lut_mac_luts(weight_bits, act_bits, acc_bits),
+            lut_mac_ffs(weight_bits, act_bits, acc_bits),
+        )
+        return UnitCost(luts, ffs, 0.0, source)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> CostTable:
+        """Measured unit costs from a JSON file::
+
+            {"source": "yosys synth_xilinx sweep", "units": [
+              {"unit": "sp2_mac", "weight_bits": 4, "act_bits": 4, "acc_bits": 22,
+               "luts": 35, "ffs": 29}, ...]}
+
+        ``dsp_mac`` entries (``acc_bits`` 48) give the LUT/FF glue of a DSP MAC.
+
+        Raises:
+            FileFormatError: the file is missing, not JSON, or an entry is malformed.
+        """
+        path = Path(path)
+        fix = (
+            'Fix: write {"source": ..., "units": [{"unit", "weight_bits", "act_bits", '
+            f'"acc_bits", "luts", "ffs"}}, ...]}} with unit one of {", ".join(UNITS)}.'
+        )
+        try:
+            doc = json.loads(path.read_text())
+            measured = {}
+            for entry in doc["units"]:
+                if entry["unit"] not in UNITS:
+                    raise ValueError(f"unknown unit {entry['unit']!r}")
+                key = _key(
+                    entry["unit"],
+                    int(entry["weight_bits"]),
+                    int(entry["act_bits"]),
+                    int(entry["acc_bits"]),
+                )
+                measured[key] = (int(entry["luts"]), int(entry["ffs"]))
+            return cls(measured, str(doc.get("source", path.name)))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise FileFormatError(f"cost table '{path}' is not usable ({exc}). {fix}") from exc
+
+
+DEFAULT_COSTS = CostTable()
+"""The analytic cost table."""

@@ -1,0 +1,44 @@
+"""Codebook quantizer: staged enabling, straight-through gradient, re-estimation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hwquant.errors import HwquantError
+from hwquant.tables.quantizer import CodebookQuantizer
+
+
+def _quant(start: int = 0, every: int = 2) -> CodebookQuantizer:
+    return CodebookQuantizer(
+        "fixed-uniform", 3, False, reestimate_every=every, start_step=start, track_samples=True
+    )
+
+
+def test_unestimated_codebook_is_refused():
+    with pytest.raises(HwquantError, match="Fix: run at least one training step"):
+        _quant().eval()(torch.zeros(2))
+
+
+def test_passes_through_until_its_start_step():
+    q = _quant(start=1).train()
+    x = torch.tensor([0.3, -1.0, 0.9])
+    assert torch.equal(q(x), x)  # step 0: statistics only
+    assert q(x).tolist() == [0.0, -1.0, 1.0]  # levels -1, 0, 1
+
+
+def test_straight_through_gradient_is_clipped_to_the_range():
+    q = _quant().train()
+    q(torch.tensor([-1.0, 1.0]))  # levels -1, 0, 1
+    x = torch.tensor([-2.0, 0.4, 3.0], requires_grad=True)
+    q(x).sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_levels_are_reestimated_every_n_steps():
+    q = _quant(every=2).train()
+    q(torch.tensor([-1.0, 1.0]))
+    q(torch.tensor([-8.0, 8.0]))  # step 1: kept
+    assert q.levels.tolist() == [-1.0, 0.0, 1.0]
+    q(torch.tensor([0.0]))  # step 2: the ring holds every sample so far
+    assert q.levels.tolist() == [-8.0, 0.0, 8.0]
