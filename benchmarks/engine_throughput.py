@@ -9,15 +9,18 @@ run. Run from the repository root: ``python -m benchmarks.engine_throughput``.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 import hwquant
-from benchmarks.common import command_line, write_result
+from benchmarks.common import (
+    command_line,
+    interleaved_median_seconds,
+    print_results,
+    write_result,
+)
 from hwquant.models import build
 
 
@@ -49,24 +52,15 @@ def main() -> None:
         "int_engine": lambda: int_model.run(x_int),
         "int_engine_4bit_multipliers": lambda: int_model.run(x_int, four_bit=True),
     }
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    with torch.inference_mode():
-        for fn in variants.values():
-            fn()  # warm-up
-        for _ in range(args.rounds):
-            for name, fn in variants.items():
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-    throughput = {name: args.batch / statistics.median(t) for name, t in times.items()}
+    median = interleaved_median_seconds(variants, args.rounds)
+    throughput = {name: args.batch / seconds for name, seconds in median.items()}
     results = {f"{name}_images_per_s": value for name, value in throughput.items()} | {
         "ratio_int_over_fp32": throughput["int_engine"] / throughput["fp32_eval"],
         "ratio_4bit_over_fp32": throughput["int_engine_4bit_multipliers"] / throughput["fp32_eval"],
         "target_ratio": 0.5,
     }
     results["target_met"] = results["ratio_int_over_fp32"] >= 0.5
-    for key, value in results.items():
-        print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
+    print_results(results)
     write_result(
         "engine_throughput",
         command=command_line(),

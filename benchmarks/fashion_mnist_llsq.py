@@ -29,7 +29,7 @@ import itertools
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks.common` impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hwquant
-from benchmarks.common import command_line, machine_record, write_result
+from benchmarks.common import ResultRecorder, command_line
 from hwquant.config import TrainConfig
 from hwquant.data import ArrayDataset, BatchLoader, DataSplits, load_dataset
 from hwquant.engine import run as engine_run
@@ -142,14 +142,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "QAT row (same epochs, optimizer and schedule)",
     )
     args = p.parse_args(argv)
-    names = [r.name for r in ROWS]
-    unknown = sorted(set(args.rows.split(",")) - set(names))
-    if unknown:
-        p.error(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    args.selected = selected_rows(p, args.rows, [r.name for r in ROWS])
     if args.quick:
         args.epochs_fp32 = min(args.epochs_fp32, 1)
         args.epochs_qat = min(args.epochs_qat, 1)
     return args
+
+
+def selected_rows(p: argparse.ArgumentParser, rows: str, names: Sequence[str]) -> list[str]:
+    """The row names in the comma-separated ``rows`` (every one of ``names`` when empty); an
+    unknown name is a usage error that lists ``names``."""
+    selected = rows.split(",") if rows else list(names)
+    unknown = sorted(set(selected) - set(names))
+    if unknown:
+        p.error(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    return selected
+
+
+def shared_settings(epochs_qat: int, seed: int, quick: bool) -> argparse.Namespace:
+    """This benchmark's settings (optimizer, learning rate, BN freeze, batch size, data subset)
+    with the given QAT epochs, seed and quick mode and no FP32 control: what another
+    Fashion-MNIST benchmark passes to :func:`quantize_row` so that its rows train alike."""
+    base = ["--epochs-qat", str(epochs_qat), "--seed", str(seed), "--no-fp32-control"]
+    return parse_args(base + (["--quick"] if quick else []))
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -185,6 +200,19 @@ def loaders(
     )
     test = BatchLoader(splits.test, EVAL_BATCH, shuffle=False, augment=False, **norm)
     return train, monitor, test
+
+
+def start(
+    name: str, argv: Sequence[str] | None, args: argparse.Namespace, base: argparse.Namespace
+) -> tuple[ResultRecorder, DataSplits, tuple[BatchLoader, BatchLoader, BatchLoader]]:
+    """Start benchmark ``name``: set ``args.threads`` torch threads, make the recorder of its
+    result file ``args.out`` (command line, seed, machine, clock) and load the data and loaders
+    that this benchmark's settings ``base`` name (``base`` is ``args`` here)."""
+    torch.set_num_threads(args.threads)
+    command = command_line([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+    recorder = ResultRecorder(name, command, args.seed, args.out)
+    splits = load_splits(base)
+    return recorder, splits, loaders(splits, base)
 
 
 # -- timing -------------------------------------------------------------------------------------
@@ -401,7 +429,13 @@ def layer_table(int_model: IntModel, peak: dict[str, int], overflows: dict[str, 
 
 
 def size_record(int_model: IntModel, fp32_model: nn.Module) -> dict[str, Any]:
-    weight_bits = sum(n.weight.size * n.weight_bits for n in int_model.weight_nodes())
+    """Model bits as :meth:`IntModel.size_bits` counts them (an encoded weight at its
+    ``encoding.storage_bits()``, any other weight element at its integer width, biases at the
+    accumulator width) against the FP32 parameters."""
+    weight_bits = sum(
+        n.weight.size * n.weight_bits if n.encoding is None else n.encoding.storage_bits()
+        for n in int_model.weight_nodes()
+    )
     bias_bits = sum(
         n.bias.size * n.acc_bits for n in int_model.weight_nodes() if n.bias is not None
     )
@@ -422,13 +456,72 @@ def size_record(int_model: IntModel, fp32_model: nn.Module) -> dict[str, Any]:
     }
 
 
+def dataset_config(splits: DataSplits, quick: bool, threads: int) -> dict[str, Any]:
+    """The head of a Fashion-MNIST benchmark's ``config``: data, model and run mode."""
+    return {
+        "dataset": "fashion-mnist",
+        "train_examples": len(splits.train),
+        "test_examples": len(splits.test),
+        "model": "small_cnn (conv32-conv32-pool-conv64-pool-linear, BN+ReLU, 28x28x1)",
+        "quick": quick,
+        "threads": threads,
+    }
+
+
+def comparison_config(
+    splits: DataSplits, args: argparse.Namespace, base: argparse.Namespace
+) -> dict[str, Any]:
+    """The head of the ``config`` of a benchmark run by :func:`compare_rows`: data, model, run
+    mode and the QAT settings ``base`` that every row trains with."""
+    return {
+        **dataset_config(splits, args.quick, args.threads),
+        "qat_train": dataclasses.asdict(qat_config(base)),
+        "bn_freeze_step": base.bn_freeze_step,
+    }
+
+
+@dataclasses.dataclass
+class FP32Baseline:
+    """The FP32 ``small_cnn`` every QAT row starts from, how it got its weights and its
+    accuracy on the full test loader."""
+
+    model: nn.Module
+    training: dict[str, Any] | str
+    test_acc: float
+
+
+def fp32_baseline(
+    init: Path | None,
+    args: argparse.Namespace,
+    splits: DataSplits,
+    loaders_: tuple[BatchLoader, BatchLoader, BatchLoader],
+) -> FP32Baseline:
+    """``small_cnn`` (seeded with ``args.seed``) with its weights loaded from the state_dict
+    ``init`` or, when ``init`` is None, trained here with :func:`fp32_config`; then tested."""
+    seed_everything(args.seed)
+    model = build("small_cnn", num_classes=splits.num_classes, in_channels=1, input_size=28)
+    training: dict[str, Any] | str
+    if init is not None:
+        model.load_state_dict(torch.load(init, weights_only=True))
+        training = "loaded from --init-fp32 (tuning run)"
+    else:
+        print(f"[FP32] {args.epochs_fp32} epoch(s)", file=sys.stderr)
+        training = train(model, fp32_config(args), *loaders_[:2])
+    test_acc = fp32_accuracy(model, loaders_[2])
+    print(f"[FP32] test accuracy {test_acc:.4f}", file=sys.stderr)
+    return FP32Baseline(model, training, test_acc)
+
+
 def quantize_row(
     row: Row,
     fp32_model: nn.Module,
     args: argparse.Namespace,
     loaders_: tuple[BatchLoader, BatchLoader, BatchLoader],
     fp32_acc: float,
+    size_extras: Callable[[IntModel], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """QAT-train ``row`` from ``fp32_model``, lower it and evaluate it; ``size_extras`` adds
+    scheme-specific figures of the lowered model to the record's ``size``."""
     train_loader, monitor, test = loaders_
     recipe = row.recipe(args.bn_freeze_step)
     seed_everything(args.seed)
@@ -466,7 +559,8 @@ def quantize_row(
             "summary": str(report),
         },
         "accumulators": layer_table(int_model, evaluation["peak_abs_acc"], evaluation["overflows"]),
-        "size": size_record(int_model, fp32_model),
+        "size": size_record(int_model, fp32_model)
+        | ({} if size_extras is None else size_extras(int_model)),
         "training": training,
     }
     del evaluation["peak_abs_acc"], evaluation["overflows"]
@@ -478,21 +572,55 @@ def quantize_row(
     return record
 
 
+def quantize_rows(
+    rows: Iterable[Any],
+    selected: Sequence[str],
+    baseline: FP32Baseline,
+    args: argparse.Namespace,
+    loaders_: tuple[BatchLoader, BatchLoader, BatchLoader],
+    size_extras: Callable[[IntModel], dict[str, Any]] | None = None,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(name, record)`` of :func:`quantize_row` for every row of ``rows`` named in
+    ``selected``, in the order of ``rows``, each from ``baseline``'s weights."""
+    for row in rows:
+        if row.name in selected:
+            yield (
+                row.name,
+                quantize_row(row, baseline.model, args, loaders_, baseline.test_acc, size_extras),
+            )
+
+
+def compare_rows(
+    rows: Iterable[Any],
+    args: argparse.Namespace,
+    base: argparse.Namespace,
+    data: tuple[DataSplits, tuple[BatchLoader, BatchLoader, BatchLoader]],
+    size_extras: Callable[[IntModel], dict[str, Any]],
+    summarise: Callable[[dict[str, Any], float], dict[str, Any]],
+    save: Callable[[dict[str, Any]], object],
+) -> dict[str, Any]:
+    """The run of a benchmark that compares ``rows`` trained alike (settings ``base``) from one
+    FP32 baseline (``args.init_fp32``, else trained here): ``{"complete", "rows",
+    "fp32_test_acc", "summary"}``, where ``summary`` is ``summarise(row records, FP32
+    accuracy)``. ``save(results)`` runs after every row of ``args.selected`` and at the end."""
+    splits, loaders_ = data
+    results: dict[str, Any] = {"complete": False, "rows": {}}
+    baseline = fp32_baseline(args.init_fp32, base, splits, loaders_)
+    results["fp32_test_acc"] = baseline.test_acc
+    for name, record in quantize_rows(rows, args.selected, baseline, base, loaders_, size_extras):
+        results["rows"][name] = record
+        save(results)
+    results["summary"] = summarise(results["rows"], baseline.test_acc)
+    results["complete"] = True
+    save(results)
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    command = command_line([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
-    machine = machine_record()
-    started = time.perf_counter()
-    splits = load_splits(args)
-    loaders_ = loaders(splits, args)
+    recorder, splits, loaders_ = start(NAME, argv, args, args)
     config = {
-        "dataset": "fashion-mnist",
-        "train_examples": len(splits.train),
-        "test_examples": len(splits.test),
-        "model": "small_cnn (conv32-conv32-pool-conv64-pool-linear, BN+ReLU, 28x28x1)",
-        "quick": args.quick,
-        "threads": args.threads,
+        **dataset_config(splits, args.quick, args.threads),
         "batch_size": args.batch_size,
         "augment": args.augment,
         "normalisation": {"mean": splits.mean, "std": splits.std},
@@ -523,40 +651,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ],
     }
     results: dict[str, Any] = {"complete": False}
-
-    def save() -> None:
-        results["total_wall_seconds"] = round(time.perf_counter() - started, 1)
-        write_result(
-            NAME,
-            command=command,
-            seed=args.seed,
-            config=config,
-            results=results,
-            machine=machine,
-            path=args.out,
-        )
-
-    seed_everything(args.seed)
-    fp32 = build("small_cnn", num_classes=splits.num_classes, in_channels=1, input_size=28)
-    if args.init_fp32 is not None:
-        fp32.load_state_dict(torch.load(args.init_fp32, weights_only=True))
-        results["fp32"] = {"training": "loaded from --init-fp32 (tuning run)"}
-    else:
-        print(f"[FP32] {args.epochs_fp32} epoch(s)", file=sys.stderr)
-        results["fp32"] = {"training": train(fp32, fp32_config(args), *loaders_[:2])}
+    baseline = fp32_baseline(args.init_fp32, args, splits, loaders_)
+    fp32, fp32_acc = baseline.model, baseline.test_acc
     if args.save_fp32 is not None:
         torch.save(fp32.state_dict(), args.save_fp32)
-    fp32_acc = fp32_accuracy(fp32, loaders_[2])
-    results["fp32"]["test_acc"] = fp32_acc
-    results["fp32"]["parameters"] = sum(p.numel() for p in fp32.parameters())
-    print(f"[FP32] test accuracy {fp32_acc:.4f}", file=sys.stderr)
+    results["fp32"] = {
+        "training": baseline.training,
+        "test_acc": fp32_acc,
+        "parameters": sum(p.numel() for p in fp32.parameters()),
+    }
     results["rows"] = {}
-    save()
-    selected = args.rows.split(",")
-    for row in ROWS:
-        if row.name in selected:
-            results["rows"][row.name] = quantize_row(row, fp32, args, loaders_, fp32_acc)
-            save()
+    recorder.save(config, results)
+    for name, record in quantize_rows(ROWS, args.selected, baseline, args, loaders_):
+        results["rows"][name] = record
+        recorder.save(config, results)
     if args.fp32_control:
         seed_everything(args.seed)
         control = copy.deepcopy(fp32)
@@ -571,7 +679,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "test_acc": control_acc,
             "training": training,
         }
-        save()
+        recorder.save(config, results)
     seed_everything(args.seed)
     results["step_time_interleaved"] = interleaved_step_times(fp32, loaders_[0], args)
     print(f"[step time] {results['step_time_interleaved']}", file=sys.stderr)
@@ -593,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 100 * (control_acc - w4["integer_acc"]), 2
             )
     results["complete"] = True
-    save()
+    recorder.save(config, results)
     print(f"wrote {args.out} in {results['total_wall_seconds']:.0f} s", file=sys.stderr)
     return results
 

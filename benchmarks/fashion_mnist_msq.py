@@ -22,27 +22,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hwquant
 from benchmarks import fashion_mnist_llsq as llsq_bench
-from benchmarks.common import command_line, machine_record, write_result
 from hwquant.engine import run as engine_run
 from hwquant.intmodel import IntModel, MSQEncoding
-from hwquant.models import build
 from hwquant.quantizers.msq import resolve_sp2_share
 from hwquant.recipe import MSQOptions
-from hwquant.train import seed_everything
 
 NAME = "fashion_mnist_msq"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / f"{NAME}.json"
@@ -99,23 +95,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     share = None if args.msq_device else args.msq_share
     args.msq = MSQOptions(sp2_share=share, device=args.msq_device)
     names = [r.name for r in rows(args.msq)]
-    args.selected = args.rows.split(",") if args.rows else names
-    unknown = sorted(set(args.selected) - set(names))
-    if unknown:
-        p.error(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(names)}")
-    # the LLSQ benchmark's settings (optimizer, lr, BN freeze, batch size) drive every row
-    base = ["--epochs-qat", str(args.epochs_qat), "--seed", str(args.seed), "--no-fp32-control"]
-    args.base = llsq_bench.parse_args(base + (["--quick"] if args.quick else []))
+    args.selected = llsq_bench.selected_rows(p, args.rows, names)
+    args.base = llsq_bench.shared_settings(args.epochs_qat, args.seed, args.quick)
     return args
 
 
-def size_and_shift_add(int_model: IntModel, fp32_model: nn.Module) -> dict[str, Any]:
-    """Model bits (MSQ layers at their ``storage_bits``) and, per MSQ layer, its rows, SP2 rows
-    and the MACs per image the engine ran without a multiply.
-
-    Stands in for the LLSQ script's ``size_record``, which counts every weight at its integer
-    width and so cannot describe encoded layers.
-    """
+def shift_add_layers(int_model: IntModel) -> dict[str, Any]:
+    """Per MSQ layer: its rows, SP2 rows, SP2 split and the MACs per image the engine ran
+    without a multiply (added to ``size_record``'s figures by ``quantize_row``)."""
     one_image = int_model.quantize_input(torch.zeros(1, 1, 28, 28))
     stats = engine_run(int_model, one_image).stats
     layers = {}
@@ -129,11 +116,7 @@ def size_and_shift_add(int_model: IntModel, fp32_model: nn.Module) -> dict[str, 
                 "macs_per_image": stats[node.name].macs,
                 "multiply_free_macs_per_image": stats[node.name].multiply_free_macs,
             }
-    return {
-        "int_model_bits": int_model.size_bits(),
-        "fp32_bits_parameters": 32 * sum(p.numel() for p in fp32_model.parameters()),
-        "msq_layers": layers,
-    }
+    return {"msq_layers": layers}
 
 
 def summary(records: dict[str, Any]) -> dict[str, Any]:
@@ -162,22 +145,9 @@ def summary(records: dict[str, Any]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     base = args.base
-    torch.set_num_threads(args.threads)
-    command = command_line([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
-    machine = machine_record()
-    started = time.perf_counter()
-    splits = llsq_bench.load_splits(base)
-    loaders_ = llsq_bench.loaders(splits, base)
-    msq_rows = rows(args.msq)
+    recorder, splits, loaders_ = llsq_bench.start(NAME, argv, args, base)
     config = {
-        "dataset": "fashion-mnist",
-        "train_examples": len(splits.train),
-        "test_examples": len(splits.test),
-        "model": "small_cnn (conv32-conv32-pool-conv64-pool-linear, BN+ReLU, 28x28x1)",
-        "quick": args.quick,
-        "threads": args.threads,
-        "qat_train": dataclasses.asdict(llsq_bench.qat_config(base)),
-        "bn_freeze_step": base.bn_freeze_step,
+        **llsq_bench.comparison_config(splits, args, base),
         "msq_options": dataclasses.asdict(args.msq),
         "msq_sp2_share_used": {f"W{b}": resolve_sp2_share(args.msq, b) for b in BITS},
         "init_fp32": None if args.init_fp32 is None else str(args.init_fp32),
@@ -194,38 +164,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "MSQ setting was tuned on the test set.",
         ],
     }
-    results: dict[str, Any] = {"complete": False, "rows": {}}
-
-    def save() -> None:
-        results["total_wall_seconds"] = round(time.perf_counter() - started, 1)
-        write_result(
-            NAME,
-            command=command,
-            seed=args.seed,
-            config=config,
-            results=results,
-            machine=machine,
-            path=args.out,
-        )
-
-    seed_everything(args.seed)
-    fp32 = build("small_cnn", num_classes=splits.num_classes, in_channels=1, input_size=28)
-    if args.init_fp32 is not None:
-        fp32.load_state_dict(torch.load(args.init_fp32, weights_only=True))
-    else:
-        llsq_bench.train(fp32, llsq_bench.fp32_config(base), *loaders_[:2])
-    fp32_acc = llsq_bench.fp32_accuracy(fp32, loaders_[2])
-    results["fp32_test_acc"] = fp32_acc
-    print(f"[FP32] test accuracy {fp32_acc:.4f}", file=sys.stderr)
-    llsq_bench.size_record = size_and_shift_add  # see size_and_shift_add
-    for row in msq_rows:
-        if row.name in args.selected:
-            record = llsq_bench.quantize_row(row, fp32, base, loaders_, fp32_acc)
-            results["rows"][row.name] = record
-            save()
-    results["summary"] = summary(results["rows"])
-    results["complete"] = True
-    save()
+    results = llsq_bench.compare_rows(
+        rows(args.msq),
+        args,
+        base,
+        (splits, loaders_),
+        shift_add_layers,
+        lambda records, _fp32_acc: summary(records),
+        functools.partial(recorder.save, config),
+    )
     print(f"wrote {args.out}: {results['summary']}", file=sys.stderr)
     return results
 

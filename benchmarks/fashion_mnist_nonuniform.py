@@ -24,26 +24,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hwquant
 from benchmarks import fashion_mnist_llsq as llsq_bench
-from benchmarks.common import command_line, machine_record, write_result
 from hwquant.bops import model_costs
 from hwquant.intmodel import IntModel
-from hwquant.models import build
 from hwquant.recipe import NonUniformOptions
-from hwquant.train import seed_everything
 
 NAME = "fashion_mnist_nonuniform"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / f"{NAME}.json"
@@ -105,50 +101,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         grid_bits=args.grid_bits, cdf=args.cdf, steps_per_stage=args.steps_per_stage
     )
     names = [r.name for r in rows(args.options)]
-    args.selected = args.rows.split(",") if args.rows else names
-    unknown = sorted(set(args.selected) - set(names))
-    if unknown:
-        p.error(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(names)}")
-    # the LLSQ benchmark's settings (optimizer, lr, BN freeze, batch size) drive every row
-    base = ["--epochs-qat", str(args.epochs_qat), "--seed", str(args.seed), "--no-fp32-control"]
-    args.base = llsq_bench.parse_args(base + (["--quick"] if args.quick else []))
+    args.selected = llsq_bench.selected_rows(p, args.rows, names)
+    args.base = llsq_bench.shared_settings(args.epochs_qat, args.seed, args.quick)
     return args
 
 
-def size_and_costs(int_model: IntModel, fp32_model: nn.Module) -> dict[str, Any]:
-    """Weight and bias bits (encoded weights at their ``storage_bits``: indices plus codebooks)
-    and the cost figures of :func:`hwquant.bops.model_costs` on a 28x28 input.
-
-    Stands in for the LLSQ script's ``size_record``, which counts every weight at its integer
-    width and so cannot describe codebook-encoded layers.
-    """
-    total = int_model.size_bits()
+def costs(int_model: IntModel) -> dict[str, Any]:
+    """The cost figures of :func:`hwquant.bops.model_costs` on one 28x28 input (added to
+    ``size_record``'s figures by ``quantize_row``)."""
     example = int_model.quantize_input(torch.zeros(1, 1, 28, 28))
-    return {
-        "int_model_bits": total,
-        "fp32_bits_parameters": 32 * sum(p.numel() for p in fp32_model.parameters()),
-        "costs": model_costs(int_model, example),
-    }
+    return {"costs": model_costs(int_model, example)}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     base = args.base
-    torch.set_num_threads(args.threads)
-    command = command_line([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
-    machine = machine_record()
-    started = time.perf_counter()
-    splits = llsq_bench.load_splits(base)
-    loaders_ = llsq_bench.loaders(splits, base)
+    recorder, splits, loaders_ = llsq_bench.start(NAME, argv, args, base)
     config = {
-        "dataset": "fashion-mnist",
-        "train_examples": len(splits.train),
-        "test_examples": len(splits.test),
-        "model": "small_cnn (conv32-conv32-pool-conv64-pool-linear, BN+ReLU, 28x28x1)",
-        "quick": args.quick,
-        "threads": args.threads,
-        "qat_train": dataclasses.asdict(llsq_bench.qat_config(base)),
-        "bn_freeze_step": base.bn_freeze_step,
+        **llsq_bench.comparison_config(splits, args, base),
         "nonuniform_options": dataclasses.asdict(args.options),
         "init_fp32": None if args.init_fp32 is None else str(args.init_fp32),
         "notes": [
@@ -164,38 +134,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "selection); the training recipe is fashion_mnist_llsq.py's, unchanged.",
         ],
     }
-    results: dict[str, Any] = {"complete": False, "rows": {}}
-
-    def save() -> None:
-        results["total_wall_seconds"] = round(time.perf_counter() - started, 1)
-        write_result(
-            NAME,
-            command=command,
-            seed=args.seed,
-            config=config,
-            results=results,
-            machine=machine,
-            path=args.out,
-        )
-
-    seed_everything(args.seed)
-    fp32 = build("small_cnn", num_classes=splits.num_classes, in_channels=1, input_size=28)
-    if args.init_fp32 is not None:
-        fp32.load_state_dict(torch.load(args.init_fp32, weights_only=True))
-    else:
-        llsq_bench.train(fp32, llsq_bench.fp32_config(base), *loaders_[:2])
-    fp32_acc = llsq_bench.fp32_accuracy(fp32, loaders_[2])
-    results["fp32_test_acc"] = fp32_acc
-    print(f"[FP32] test accuracy {fp32_acc:.4f}", file=sys.stderr)
-    llsq_bench.size_record = size_and_costs  # see size_and_costs
-    for row in rows(args.options):
-        if row.name in args.selected:
-            record = llsq_bench.quantize_row(row, fp32, base, loaders_, fp32_acc)
-            results["rows"][row.name] = record
-            save()
-    results["summary"] = summary(results["rows"], fp32_acc)
-    results["complete"] = True
-    save()
+    results = llsq_bench.compare_rows(
+        rows(args.options),
+        args,
+        base,
+        (splits, loaders_),
+        costs,
+        summary,
+        functools.partial(recorder.save, config),
+    )
     print(f"wrote {args.out} in {results['total_wall_seconds']:.0f} s", file=sys.stderr)
     return results
 

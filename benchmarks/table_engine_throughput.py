@@ -11,15 +11,18 @@ audit. Run from the repository root: ``python -m benchmarks.table_engine_through
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 import hwquant
-from benchmarks.common import command_line, write_result
+from benchmarks.common import (
+    command_line,
+    interleaved_median_seconds,
+    print_results,
+    write_result,
+)
 from benchmarks.engine_throughput import _calibrated_qat
 from hwquant.models import build
 from hwquant.recipe import TableOptions
@@ -67,16 +70,8 @@ def main() -> None:
         "int_engine": lambda: int_model.run(x_int),
         "table_engine": lambda: run_tables(table_model, x_idx),
     }
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    with torch.inference_mode():
-        for fn in variants.values():
-            fn()  # warm-up
-        for _ in range(args.rounds):
-            for name, fn in variants.items():
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-    speed = {name: args.batch / statistics.median(t) for name, t in times.items()}
+    median = interleaved_median_seconds(variants, args.rounds)
+    speed = {name: args.batch / seconds for name, seconds in median.items()}
     ratio = speed["table_engine"] / speed["fp32_eval"]
     results = {f"{name}_images_per_s": value for name, value in speed.items()} | {
         "ratio_table_over_fp32": ratio,
@@ -88,8 +83,7 @@ def main() -> None:
         "audit_ops": sorted(set(audit.ops)),
         "audit_violations": audit.violations,
     }
-    for key, value in results.items():
-        print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
+    print_results(results)
     write_result(
         "table_engine_throughput",
         command=command_line(),

@@ -20,9 +20,6 @@ version and a SHA-256 of every array, so truncated or corrupted files are named,
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
-import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -32,7 +29,6 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from hwquant.atomic import write_atomic
 from hwquant.errors import FileFormatError, HwquantError
 from hwquant.intmath import (
     Accumulator,
@@ -44,6 +40,7 @@ from hwquant.intmath import (
     to_codes,
     worst_case_bound,
 )
+from hwquant.npzfile import read_npz_with_header, write_npz_with_header
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1: no weight encodings
@@ -331,29 +328,17 @@ class IntModel:
     # -- files -------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write the model to ``path`` (.npz with a JSON header), atomically."""
-        path = Path(path)
         arrays: dict[str, np.ndarray] = {"output_scale": self.output_scale}
-        nodes = []
-        for node in self.nodes:
-            nodes.append(_to_json(node, node.name, arrays))
         header = {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
             "input": dataclasses.asdict(self.input),
             "output": self.output,
             "recipe": self.recipe,
-            "nodes": nodes,
-            "sha256": {k: _digest(v) for k, v in arrays.items()},
+            "nodes": [to_json(node, node.name, arrays) for node in self.nodes],
         }
-        buffer = io.BytesIO()
-        np.savez(
-            buffer, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return write_atomic(path, buffer.getvalue())
+        return write_npz_with_header(path, FORMAT_NAME, FORMAT_VERSION, header, arrays)
 
 
-def _to_json(obj: IntNode | WeightEncoding, prefix: str, arrays: dict[str, np.ndarray]) -> dict:
+def to_json(obj: IntNode | WeightEncoding, prefix: str, arrays: dict[str, np.ndarray]) -> dict:
     """A node or encoding as a JSON entry; its arrays go to ``arrays`` under ``prefix/field``."""
     entry: dict[str, Any] = {"op": obj.op} if isinstance(obj, IntNode) else {"kind": obj.kind}
     for f in dataclasses.fields(obj):
@@ -362,43 +347,18 @@ def _to_json(obj: IntNode | WeightEncoding, prefix: str, arrays: dict[str, np.nd
             arrays[f"{prefix}/{f.name}"] = value
             entry[f.name] = {"array": f"{prefix}/{f.name}"}
         elif isinstance(value, WeightEncoding):
-            entry[f.name] = _to_json(value, f"{prefix}/{f.name}", arrays)
+            entry[f.name] = to_json(value, f"{prefix}/{f.name}", arrays)
         else:
             entry[f.name] = list(value) if isinstance(value, tuple) else value
     return entry
 
 
-def _digest(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
-
-
 def load(path: str | Path) -> IntModel:
     """Read an IntModel written by :meth:`IntModel.save`, checking version and checksums."""
     path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(f"IntModel file '{path}' does not exist. Fix: check the path.")
     fix = "Fix: write it again with IntModel.save() (hwquant.lower the QAT model)."
+    header, arrays = read_npz_with_header(path, FORMAT_NAME, READABLE_VERSIONS, fix)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            header = json.loads(bytes(data["__header__"]).decode())
-            arrays = {k: data[k] for k in data.files if k != "__header__"}
-    except Exception as exc:  # damaged bytes raise many types: BadZipFile, ValueError, EOFError,
-        # tokenize.TokenError (a damaged .npy header), NotImplementedError (compression id), ...
-        raise FileFormatError(
-            f"'{path}' is not a readable IntModel file (truncated or corrupted: {exc}). {fix}"
-        ) from exc
-    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-        raise FileFormatError(f"'{path}' is not an IntModel file. {fix}")
-    if header.get("version") not in READABLE_VERSIONS:
-        raise FileFormatError(
-            f"'{path}' has IntModel format version {header.get('version')!r}; this hwquant reads "
-            f"versions {', '.join(map(str, READABLE_VERSIONS))}. Fix: upgrade hwquant, or lower "
-            "and save the model again."
-        )
-    try:
-        for key, digest in header["sha256"].items():
-            if key not in arrays or _digest(arrays[key]) != digest:
-                raise FileFormatError(f"'{path}': array '{key}' fails its checksum. {fix}")
         nodes = [_node_from_json(entry, arrays) for entry in header["nodes"]]
         for node in nodes:
             encoding = node.encoding if isinstance(node, WeightNode) else None
@@ -425,10 +385,10 @@ def load(path: str | Path) -> IntModel:
 
 
 def _node_from_json(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> IntNode:
-    return _from_json(NODE_TYPES[entry["op"]], entry, arrays)
+    return from_json(NODE_TYPES[entry["op"]], entry, arrays)
 
 
-def _from_json(cls: type, entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+def from_json(cls: type, entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
     """Rebuild a node or encoding of type ``cls`` (fields absent in version 1 take defaults)."""
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
@@ -438,7 +398,7 @@ def _from_json(cls: type, entry: dict[str, Any], arrays: dict[str, np.ndarray]) 
         if isinstance(value, dict) and "array" in value:
             value = arrays[value["array"]]
         elif isinstance(value, dict) and "kind" in value:
-            value = _from_json(ENCODING_TYPES[value["kind"]], value, arrays)
+            value = from_json(ENCODING_TYPES[value["kind"]], value, arrays)
         elif isinstance(value, list) and f.name != "inputs":
             value = tuple(value)
         kwargs[f.name] = value

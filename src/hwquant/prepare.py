@@ -46,7 +46,7 @@ _ADD_FUNCTIONS = (operator.add, torch.add, operator.iadd)
 
 
 @dataclass
-class _Spec:
+class FusedSpec:
     """What a rewritten node will become: its kind and the float parts it absorbs."""
 
     kind: str  # "conv", "linear", "add", "avgpool"
@@ -71,9 +71,9 @@ def prepare(model: nn.Module, recipe: Recipe | None = None) -> fx.GraphModule:
         return prepare_tables(model, recipe)
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
         check_finite(f"model tensor '{name}'", tensor)
-    gm = _trace(copy.deepcopy(model))
-    specs = _fuse(gm)
-    _insert_input(gm)
+    gm = trace(copy.deepcopy(model))
+    specs = fuse(gm)
+    insert_input(gm)
     _build_modules(gm, specs, recipe)
     gm.graph.lint()
     gm.recompile()
@@ -92,7 +92,7 @@ def freeze_bn(model: nn.Module) -> None:
 
 
 # -- tracing and fusion -----------------------------------------------------------------------
-def _trace(model: nn.Module) -> fx.GraphModule:
+def trace(model: nn.Module) -> fx.GraphModule:
     try:
         return fx.symbolic_trace(model)
     except Exception as exc:  # fx raises many types for untraceable code
@@ -162,9 +162,9 @@ def _unsupported(node: fx.Node, what: str) -> UnsupportedLayerError:
     )
 
 
-def _fuse(gm: fx.GraphModule) -> dict[fx.Node, _Spec]:
+def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
     """Rewrite the graph into quantizable nodes; return what each new node becomes."""
-    specs: dict[fx.Node, _Spec] = {}
+    specs: dict[fx.Node, FusedSpec] = {}
     counter = {"add": 0, "avgpool": 0}
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
@@ -181,20 +181,20 @@ def _fuse(gm: fx.GraphModule) -> dict[fx.Node, _Spec]:
             bn_type = nn.BatchNorm2d if isinstance(mod, nn.Conv2d) else nn.BatchNorm1d
             tail, bn, act = _absorb(gm, node, bn_type)
             kind = "conv" if isinstance(mod, nn.Conv2d) else "linear"
-            specs[node] = _Spec(kind, source=mod, bn=bn, act=act)
+            specs[node] = FusedSpec(kind, source=mod, bn=bn, act=act)
             fused.update(_chain_nodes(node, tail))
             _collapse(gm, node, tail, node)
         elif _is_add(node):
             tail, _, act = _absorb(gm, node, None)
             counter["add"] += 1
             new = _new_module_node(gm, node, f"add_{counter['add']}", tuple(node.args[:2]))
-            specs[new] = _Spec("add", act=act)
+            specs[new] = FusedSpec("add", act=act)
             fused.update(_chain_nodes(node, tail))
             _collapse(gm, node, tail, new)
         elif (kernel := _avgpool_kernel(gm, node)) is not False:
             counter["avgpool"] += 1
             new = _new_module_node(gm, node, f"avgpool_{counter['avgpool']}", (node.args[0],))
-            specs[new] = _Spec("avgpool", kernel_size=kernel)
+            specs[new] = FusedSpec("avgpool", kernel_size=kernel)
             node.replace_all_uses_with(new)
             gm.graph.erase_node(node)
         elif not _is_passthrough(gm, node):
@@ -257,7 +257,7 @@ def _is_passthrough(gm: fx.GraphModule, node: fx.Node) -> bool:
     return node.op == "call_method" and node.target in _PASS_METHODS + _SHAPE_METHODS
 
 
-def _insert_input(gm: fx.GraphModule) -> None:
+def insert_input(gm: fx.GraphModule) -> None:
     placeholder = next(n for n in gm.graph.nodes if n.op == "placeholder")
     # torch 2.13 cannot pickle a GraphModule whose signature is annotated `torch.Tensor` (the
     # annotation becomes a string global); the annotations carry nothing we need.
@@ -271,11 +271,11 @@ def _insert_input(gm: fx.GraphModule) -> None:
 
 
 # -- quantizers and bits ----------------------------------------------------------------------
-def _tensor_args(node: fx.Node) -> list[fx.Node]:
+def tensor_args(node: fx.Node) -> list[fx.Node]:
     return [a for a in node.args if isinstance(a, fx.Node)]
 
 
-def _producers(gm: fx.GraphModule, specs: dict[fx.Node, _Spec]) -> dict[fx.Node, fx.Node]:
+def producers(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec]) -> dict[fx.Node, fx.Node]:
     """For every tensor node, the quantizing node whose codes it carries."""
     producer: dict[fx.Node, fx.Node] = {}
     for node in gm.graph.nodes:
@@ -288,8 +288,8 @@ def _producers(gm: fx.GraphModule, specs: dict[fx.Node, _Spec]) -> dict[fx.Node,
     return producer
 
 
-def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, _Spec], recipe: Recipe) -> None:
-    producer = _producers(gm, specs)
+def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: Recipe) -> None:
+    producer = producers(gm, specs)
     output = next(n for n in gm.graph.nodes if n.op == "output")
     out_arg = output.args[0]
     if not isinstance(out_arg, fx.Node):
@@ -298,7 +298,7 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, _Spec], recipe: Reci
         )
     last = producer.get(out_arg)
     last_is_weight = last in specs and specs[last].kind in ("conv", "linear")
-    feeds_last = {producer[a] for a in _tensor_args(last)} if last_is_weight else set()
+    feeds_last = {producer[a] for a in tensor_args(last)} if last_is_weight else set()
     input_node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == INPUT_NAME)
     signed: dict[fx.Node, bool] = {input_node: True}
     quant_of: dict[fx.Node, LinearQuantizer] = {}
@@ -310,14 +310,14 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, _Spec], recipe: Reci
         return _act_quantizer(recipe, bits, is_signed)
 
     quant_of[input_node] = _act_quantizer(recipe, recipe.input_bits, signed=True)
-    _install(gm, INPUT_NAME, QuantInput(quant_of[input_node]))
+    install(gm, INPUT_NAME, QuantInput(quant_of[input_node]))
     gm.get_submodule(INPUT_NAME).qname = INPUT_NAME
 
     for node in gm.graph.nodes:
         spec = specs.get(node)
         if spec is None:
             continue
-        inputs = [producer[a] for a in _tensor_args(node)]
+        inputs = [producer[a] for a in tensor_args(node)]
         if spec.kind in ("conv", "linear"):
             is_first = inputs[0] is input_node
             bits = recipe.first_layer_bits if is_first else recipe.weight_bits
@@ -341,7 +341,7 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, _Spec], recipe: Reci
             module = QAvgPool(out_q, spec.kernel_size, recipe.requant_bits)
         module.bind_inputs([quant_of[p] for p in inputs])
         module.qname = str(node.target)
-        _install(gm, str(node.target), module)
+        install(gm, str(node.target), module)
         if out_q is not None:
             quant_of[node], signed[node] = out_q, out_q.signed
 
@@ -407,7 +407,7 @@ def _weight_quantizer(
 
 
 def _weight_layer(
-    spec: _Spec,
+    spec: FusedSpec,
     bits: int | None,
     out_q: LinearQuantizer | None,
     recipe: Recipe,
@@ -431,7 +431,7 @@ def _weight_layer(
     )
 
 
-def _install(gm: fx.GraphModule, target: str, module: nn.Module) -> None:
+def install(gm: fx.GraphModule, target: str, module: nn.Module) -> None:
     """Put ``module`` at the dotted path ``target`` (replacing what is there)."""
     parent_name, _, leaf = target.rpartition(".")
     parent = gm.get_submodule(parent_name) if parent_name else gm

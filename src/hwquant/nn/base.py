@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import torch
 from torch import nn
@@ -43,7 +43,39 @@ class Requant:
         return requantize(acc, mult, shift, self.lo, self.hi)
 
 
-class QuantModule(nn.Module):
+QuantT = TypeVar("QuantT", bound=nn.Module)
+
+
+class BoundModule(nn.Module, Generic[QuantT]):
+    """A layer bound to the quantizers of its inputs, whose eval output can be captured.
+
+    Base of the QAT layers (:class:`QuantModule`) and of the table layers
+    (:class:`hwquant.tables.layers.TableModule`); ``QuantT`` is their quantizer type.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qname = ""
+        # Plain attributes (not submodules): the quantizers belong to the producing layers.
+        object.__setattr__(self, "_input_quants", ())
+        object.__setattr__(self, "_sink", None)
+
+    def bind_inputs(self, quants: Sequence[QuantT]) -> None:
+        """Record the quantizers that produced this layer's inputs (done by ``prepare``)."""
+        object.__setattr__(self, "_input_quants", tuple(quants))
+
+    @property
+    def input_quants(self) -> tuple[QuantT, ...]:
+        """Quantizers of the inputs, in argument order."""
+        return self._input_quants
+
+    def emit(self, output: torch.Tensor) -> None:
+        """Hand the integer output to an active :func:`capture_outputs`."""
+        if self._sink is not None:
+            self._sink[self.qname] = output
+
+
+class QuantModule(BoundModule[LinearQuantizer]):
     """Base of the QAT layers: input-scale references, output range and code capture."""
 
     out_quant: LinearQuantizer | None
@@ -51,19 +83,6 @@ class QuantModule(nn.Module):
     def __init__(self, act: Activation = None) -> None:
         super().__init__()
         self.act = act
-        self.qname = ""
-        # Plain attributes (not submodules): the quantizers belong to the producing layers.
-        object.__setattr__(self, "_input_quants", ())
-        object.__setattr__(self, "_sink", None)
-
-    def bind_inputs(self, quants: Sequence[LinearQuantizer]) -> None:
-        """Record the quantizers that produced this layer's inputs (done by ``prepare``)."""
-        object.__setattr__(self, "_input_quants", tuple(quants))
-
-    @property
-    def input_quants(self) -> tuple[LinearQuantizer, ...]:
-        """Quantizers of the inputs, in argument order."""
-        return self._input_quants
 
     def input_magnitude(self, index: int = 0) -> int:
         """Largest |code| input ``index`` can hold."""
@@ -98,11 +117,6 @@ class QuantModule(nn.Module):
             hi = min(hi, int(ceiling))
         return lo, hi
 
-    def emit(self, codes: torch.Tensor) -> None:
-        """Hand the integer output to an active :func:`capture_codes`."""
-        if self._sink is not None:
-            self._sink[self.qname] = codes
-
     def finish(self, codes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Emit the output codes and return their float value ``α_out · code``, in at least
         float32 (a bf16 value could not carry a code exactly to the next layer)."""
@@ -118,10 +132,13 @@ def quant_modules(model: nn.Module) -> Iterator[QuantModule]:
 
 
 @contextlib.contextmanager
-def capture_codes(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
-    """Collect the integer outputs of every QAT layer while ``model`` runs in eval mode."""
+def capture_outputs(
+    model: nn.Module, layer_type: type[BoundModule]
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Collect the eval outputs of every ``layer_type`` layer of ``model`` while it runs,
+    by layer name."""
     sink: dict[str, torch.Tensor] = {}
-    modules = list(quant_modules(model))
+    modules = [m for m in model.modules() if isinstance(m, layer_type)]
     for m in modules:
         object.__setattr__(m, "_sink", sink)
     try:
@@ -129,3 +146,8 @@ def capture_codes(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
     finally:
         for m in modules:
             object.__setattr__(m, "_sink", None)
+
+
+def capture_codes(model: nn.Module) -> contextlib.AbstractContextManager[dict[str, torch.Tensor]]:
+    """Collect the integer outputs of every QAT layer while ``model`` runs in eval mode."""
+    return capture_outputs(model, QuantModule)

@@ -13,7 +13,6 @@ returns the output levels ``c[index]`` (float64), or ``s_T·(acc + bias)`` on th
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +21,7 @@ from torch import nn
 
 from hwquant.errors import UnsupportedLayerError
 from hwquant.intmath import round_half_up
+from hwquant.nn.base import BoundModule, capture_outputs
 from hwquant.nn.bn_fold import bn_multiplier
 from hwquant.tables import engine, fold
 from hwquant.tables.codebooks import nearest_index
@@ -33,26 +33,15 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
-class TableModule(nn.Module):
-    """Base: references to the input quantizers, the eval cache and index capture."""
+class TableModule(BoundModule[CodebookQuantizer]):
+    """Base: references to the input quantizers (whose codebooks the inputs are on), the eval
+    cache and index capture."""
 
     out_quant: CodebookQuantizer | None
 
     def __init__(self) -> None:
         super().__init__()
-        self.qname = ""
-        object.__setattr__(self, "_input_quants", ())
-        object.__setattr__(self, "_sink", None)
         object.__setattr__(self, "_compiled", None)
-
-    def bind_inputs(self, quants: Sequence[CodebookQuantizer]) -> None:
-        """Record the quantizers whose codebooks this layer's inputs are on (``prepare``)."""
-        object.__setattr__(self, "_input_quants", tuple(quants))
-
-    @property
-    def input_quants(self) -> tuple[CodebookQuantizer, ...]:
-        """Quantizers of the inputs, in argument order."""
-        return self._input_quants
 
     def train(self, mode: bool = True) -> TableModule:
         object.__setattr__(self, "_compiled", None)  # codebooks may change: lower again
@@ -70,8 +59,7 @@ class TableModule(nn.Module):
 
     def finish(self, indices: torch.Tensor) -> torch.Tensor:
         """Emit the output indices and return their levels (float64)."""
-        if self._sink is not None:
-            self._sink[self.qname] = indices
+        self.emit(indices)
         assert self.out_quant is not None
         return self.out_quant.codebook()[indices]
 
@@ -181,8 +169,7 @@ class TableUnit(TableModule):
         out = engine.run_unit(unit, self.input_quants[0].index(x))
         if self.out_quant is not None:
             return self.finish(out)
-        if self._sink is not None:
-            self._sink[self.qname] = out
+        self.emit(out)
         scale = unit.node.entry_scale
         return out.double() * scale
 
@@ -243,15 +230,6 @@ class TableAvgPool(TableModule):
         return engine.compile_pool(self.to_node(self.qname, ["x"]))
 
 
-@contextlib.contextmanager
-def capture_indices(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+def capture_indices(model: nn.Module) -> contextlib.AbstractContextManager[dict[str, torch.Tensor]]:
     """Collect every table layer's eval output (indices; ``acc + bias`` of the last unit)."""
-    sink: dict[str, torch.Tensor] = {}
-    modules = [m for m in model.modules() if isinstance(m, TableModule)]
-    for m in modules:
-        object.__setattr__(m, "_sink", sink)
-    try:
-        yield sink
-    finally:
-        for m in modules:
-            object.__setattr__(m, "_sink", None)
+    return capture_outputs(model, TableModule)

@@ -15,15 +15,12 @@ in its producer's codebook. Nodes:
 The float codebooks are kept for reports only; :mod:`hwquant.tables.engine` never reads them.
 
 File format: one ``.npz`` with every array, plus a JSON header (format name, version, nodes,
-SHA-256 of every array), written atomically; the serialisation of nodes and the checksums are
-those of :mod:`hwquant.intmodel`, under the format name ``hwquant.TableModel``.
+SHA-256 of every array), written atomically by :mod:`hwquant.npzfile`; nodes are serialised as
+in :mod:`hwquant.intmodel`, under the format name ``hwquant.TableModel``.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,9 +28,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from hwquant.atomic import write_atomic
 from hwquant.errors import FileFormatError
-from hwquant.intmodel import _digest, _from_json, _to_json
+from hwquant.intmodel import from_json, to_json
+from hwquant.npzfile import read_npz_with_header, write_npz_with_header
 from hwquant.tables.codebooks import check_codebook, nearest_index
 
 FORMAT_NAME = "hwquant.TableModel"
@@ -143,20 +140,12 @@ class TableModel:
         """Write the model to ``path`` (.npz with a JSON header), atomically."""
         arrays: dict[str, np.ndarray] = {"input_levels": self.input_levels}
         header = {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
             "output": self.output,
             "output_scale": self.output_scale,
             "recipe": self.recipe,
-            "nodes": [_to_json(node, node.name, arrays) for node in self.nodes],
+            "nodes": [to_json(node, node.name, arrays) for node in self.nodes],
         }
-        header["sha256"] = {key: _digest(value) for key, value in arrays.items()}
-        buffer = io.BytesIO()
-        blob = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        np.savez(buffer, __header__=blob, **arrays)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return write_atomic(path, buffer.getvalue())
+        return write_npz_with_header(path, FORMAT_NAME, FORMAT_VERSION, header, arrays)
 
 
 def load_tables(path: str | Path) -> TableModel:
@@ -164,25 +153,9 @@ def load_tables(path: str | Path) -> TableModel:
     name, version and the checksum of every array."""
     path = Path(path)
     fix = "Fix: lower the QAT model again (hwquant.tables.lower_tables) and save it."
+    header, arrays = read_npz_with_header(path, FORMAT_NAME, (FORMAT_VERSION,), fix)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            header = json.loads(bytes(data["__header__"]).decode())
-            arrays = {key: data[key] for key in data.files if key != "__header__"}
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as exc:
-        raise FileFormatError(
-            f"'{path}' is not a readable TableModel file (missing, truncated or corrupted: "
-            f"{exc}). {fix}"
-        ) from exc
-    if header.get("format") != FORMAT_NAME or header.get("version") != FORMAT_VERSION:
-        raise FileFormatError(
-            f"'{path}' is {header.get('format')!r} version {header.get('version')!r}; this "
-            f"hwquant reads {FORMAT_NAME} version {FORMAT_VERSION}. {fix}"
-        )
-    for key, digest in header["sha256"].items():
-        if key not in arrays or _digest(arrays[key]) != digest:
-            raise FileFormatError(f"'{path}': array '{key}' fails its checksum. {fix}")
-    try:
-        nodes = [_from_json(NODE_TYPES[e["kind"]], e, arrays) for e in header["nodes"]]
+        nodes = [from_json(NODE_TYPES[e["kind"]], e, arrays) for e in header["nodes"]]
         return TableModel(
             arrays["input_levels"],
             nodes,

@@ -18,13 +18,13 @@ from torch import fx, nn
 from hwquant.errors import UnsupportedLayerError, check_finite
 from hwquant.prepare import (
     INPUT_NAME,
-    _fuse,
-    _insert_input,
-    _install,
-    _producers,
-    _Spec,
-    _tensor_args,
-    _trace,
+    FusedSpec,
+    fuse,
+    insert_input,
+    install,
+    producers,
+    tensor_args,
+    trace,
 )
 from hwquant.recipe import Recipe, TableOptions
 from hwquant.tables.layers import TableAdd, TableAvgPool, TableModule, TableUnit
@@ -51,9 +51,9 @@ def prepare_tables(model: nn.Module, recipe: Recipe) -> fx.GraphModule:
     """
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
         check_finite(f"model tensor '{name}'", tensor)
-    gm = _trace(copy.deepcopy(model))
-    specs = _fuse(gm)
-    _insert_input(gm)
+    gm = trace(copy.deepcopy(model))
+    specs = fuse(gm)
+    insert_input(gm)
     _build(gm, specs, recipe.tables)
     gm.graph.lint()
     gm.recompile()
@@ -79,8 +79,8 @@ def _quantizer(opts: TableOptions, role: str, unsigned: bool = False) -> Codeboo
     )
 
 
-def _build(gm: fx.GraphModule, specs: dict[fx.Node, _Spec], opts: TableOptions) -> None:
-    producer = _producers(gm, specs)
+def _build(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], opts: TableOptions) -> None:
+    producer = producers(gm, specs)
     output = next(n for n in gm.graph.nodes if n.op == "output")
     last = producer.get(output.args[0]) if isinstance(output.args[0], fx.Node) else None
     if last is None or last not in specs or specs[last].kind not in ("conv", "linear"):
@@ -90,7 +90,7 @@ def _build(gm: fx.GraphModule, specs: dict[fx.Node, _Spec], opts: TableOptions) 
         )
     input_node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == INPUT_NAME)
     input_quant = _quantizer(opts, "input")
-    _install(gm, INPUT_NAME, TableInput(input_quant))
+    install(gm, INPUT_NAME, TableInput(input_quant))
     quant_of = {input_node: input_quant}
     for node in gm.graph.nodes:
         spec = specs.get(node)
@@ -101,7 +101,7 @@ def _build(gm: fx.GraphModule, specs: dict[fx.Node, _Spec], opts: TableOptions) 
                 f"layer '{node.target}' uses ReLU6; table units fold ReLU only. Fix: use ReLU."
             )
         relu = spec.act == "relu"
-        inputs = [producer[a] for a in _tensor_args(node)]
+        inputs = [producer[a] for a in tensor_args(node)]
         module: TableModule
         if spec.kind in ("conv", "linear"):
             out_q = None if node is last else _quantizer(opts, "act", relu)
@@ -115,6 +115,6 @@ def _build(gm: fx.GraphModule, specs: dict[fx.Node, _Spec], opts: TableOptions) 
             module = TableAvgPool(out_q, spec.kernel_size, opts.entry_bits)
         module.bind_inputs([quant_of[p] for p in inputs])
         module.qname = str(node.target)
-        _install(gm, str(node.target), module)
+        install(gm, str(node.target), module)
         if module.out_quant is not None:
             quant_of[node] = module.out_quant
