@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = {
         **llsq_bench.comparison_config(splits, args, base),
         "msq_options": dataclasses.asdict(args.msq),
-        "msq_sp2_share_used": {f"W{b}": resolve_sp2_share(args.msq, b) for b in BITS},
+        "msq_sp2_share_used": {f"W{b}": resolve_sp2_share(args.msq, b, b) for b in BITS},
         "init_fp32": None if args.init_fp32 is None else str(args.init_fp32),
         "notes": [
             "Inner layers (conv2: 32 rows, conv3: 64 rows) take the row's scheme and bits; "

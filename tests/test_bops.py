@@ -8,7 +8,8 @@ import torch
 
 import hwquant
 from hwquant.bops import accumulator_bits, bops, layer_cost, model_costs
-from hwquant.intmodel import CodebookEncoding
+from hwquant.intmodel import CodebookEncoding, MSQEncoding
+from hwquant.recipe import MSQOptions
 from tests.quantizers.test_nonuniform import nonuniform_recipe, prepared
 
 
@@ -46,3 +47,25 @@ def test_costs_of_a_lowered_codebook_model():
     assert costs["bops_stored_per_image"] == total
     # without an example input each layer counts one output position
     assert layer_cost(node).positions == 1
+
+
+def test_msq_layers_store_their_code_bits():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 8, 3),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 2 * 2, 3),
+    )
+    recipe = hwquant.Recipe(scheme="msq", weight_bits=4, act_bits=4, msq=MSQOptions(sp2_share=1.0))
+    x = torch.randn(4, 1, 6, 6)
+    qat = hwquant.prepare(model, recipe)
+    qat.train()(x)
+    int_model = hwquant.lower(qat.eval(), x)
+    node = int_model.weight_nodes()[1]
+    assert isinstance(node.encoding, MSQEncoding) and node.weight_bits == 5  # SP2 integer 8
+    c = layer_cost(node)
+    assert c.stored_weight_bits == 4 and c.multiplier_bits == 5
+    assert c.weight_memory_bits == node.encoding.storage_bits()

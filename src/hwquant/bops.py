@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from hwquant.engine import run
-from hwquant.intmodel import CodebookEncoding, ConvNode, IntModel, WeightNode
+from hwquant.intmodel import CodebookEncoding, ConvNode, IntModel, MSQEncoding, WeightNode
 
 
 def bops(m: int, n: int, kernel_area: int, act_bits: int, weight_bits: int) -> float:
@@ -68,7 +68,12 @@ def layer_cost(node: WeightNode, positions: int = 1) -> LayerCost:
     kernel_area = int(math.prod(node.weight.shape[2:])) if isinstance(node, ConvNode) else 1
     n = node.fan_in() // kernel_area
     encoding = node.encoding
-    stored = encoding.index_bits if isinstance(encoding, CodebookEncoding) else node.weight_bits
+    if isinstance(encoding, CodebookEncoding):
+        stored = encoding.index_bits
+    elif isinstance(encoding, MSQEncoding):
+        stored = encoding.bits
+    else:
+        stored = node.weight_bits
     memory = node.weight.size * node.weight_bits if encoding is None else encoding.storage_bits()
     b_a = node.in_bits
     return LayerCost(

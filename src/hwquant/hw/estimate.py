@@ -329,7 +329,7 @@ def estimate_layers(
         device,
         tuple(layers),
         {d: build(d, overrides) for d in designs},
-        build("fixed", {}),
+        build("fixed", {}),  # speed-ups are always against the whole device's fixed design
     )
 
 

@@ -321,14 +321,15 @@ class MixedSchemeQuantizer(nn.Module):
         )
 
 
-def resolve_sp2_share(options: MSQOptions, bits: int) -> float:
+def resolve_sp2_share(options: MSQOptions, bits: int, act_bits: int = 4) -> float:
     """``options.sp2_share``, or with None the share solved from ``options.device``'s LUT and
-    DSP budget at ``bits``-bit weights (:func:`hwquant.hw.sp2_share_for`)."""
+    DSP budget at ``bits``-bit weights and ``act_bits``-bit activations
+    (:func:`hwquant.hw.sp2_share_for`; the cost model uses the default SP2 split)."""
     if options.sp2_share is not None:
         return float(options.sp2_share)
     from hwquant.hw import sp2_share_for  # the cost model is needed only for this
 
-    return float(sp2_share_for(options.device, bits))
+    return float(sp2_share_for(options.device, bits, act_bits))
 
 
 def msq_weight_quantizer(
@@ -340,7 +341,7 @@ def msq_weight_quantizer(
     return MixedSchemeQuantizer(
         bits,
         rows,
-        sp2_share=resolve_sp2_share(options, bits),
+        sp2_share=resolve_sp2_share(options, bits, recipe.act_bits),
         channels=rows if per_channel and recipe.weight_granularity == "channel" else 1,
         assignment=options.assignment,
         refresh_steps=options.refresh_steps,

@@ -152,9 +152,9 @@ class NonUniformQuantizer(nn.Module):
         if self.training:
             self.step += 1
             self._host_step = self.training_step() + 1
-        cdf, thresholds = self._fit(w)
-        if stage == "float":
+        if stage == "float":  # not fitted yet: a float layer cannot fail on its codebook
             return w
+        cdf, thresholds = self._fit(w)
         if stage == "noisy":
             return uniformized_noise(w, cdf, self.k)
         hard = self.codebook[assign_bins(w, thresholds)].to(w.dtype) * self.grid_scale.to(w.dtype)
