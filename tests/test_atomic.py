@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from hwquant.atomic import write_atomic
+from hwquant.atomic import remove_stale_temporaries, write_atomic
 
 
 def test_writes_with_umask_permissions(tmp_path):
@@ -36,3 +36,15 @@ def test_failure_leaves_target_and_no_temporary(tmp_path, monkeypatch):
         write_atomic(path, b"new")
     assert path.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+
+
+def test_stale_temporaries_of_killed_writes_are_removed(tmp_path):
+    target = write_atomic(tmp_path / "last.pt", b"new")
+    killed = [tmp_path / ".last.pt.abc123.tmp", tmp_path / ".last.pt.def456.tmp"]
+    for tmp in killed:
+        tmp.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".model.npz.xyz.tmp"  # another file's write is not touched
+    other.write_bytes(b"x")
+    assert remove_stale_temporaries(target) == 2
+    assert not any(tmp.exists() for tmp in killed) and other.exists()
+    assert target.read_bytes() == b"new"

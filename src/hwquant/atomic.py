@@ -39,6 +39,16 @@ def write_atomic(path: str | Path, data: bytes, *, keep_previous: Path | None = 
     return path
 
 
+def remove_stale_temporaries(path: str | Path) -> int:
+    """Delete the temporary files that writes of ``path`` killed mid-way left behind (they are
+    never read); return how many. Call it only where no other process is writing ``path``."""
+    path = Path(path)
+    stale = list(path.parent.glob(f".{path.name}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return len(stale)
+
+
 def _umask() -> int:
     """The process umask (read by setting it and putting it back)."""
     mask = os.umask(0)

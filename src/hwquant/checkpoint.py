@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from hwquant.atomic import write_atomic
+from hwquant.atomic import remove_stale_temporaries, write_atomic
 from hwquant.errors import FileFormatError, HwquantError
 
 MAGIC = b"HWQCKPT\0"
@@ -47,13 +47,15 @@ def resume_path(path: str | Path) -> Path | None:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically, keeping the replaced file as the previous one."""
+    """Write ``state`` to ``path`` atomically, keeping the replaced file as the previous one
+    (and clearing the temporary files of earlier writes that were killed: one writer per run)."""
     path = Path(path)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getvalue()
     header = _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), hashlib.sha256(payload).digest())
     try:
+        remove_stale_temporaries(path)
         write_atomic(path, header + payload, keep_previous=previous_path(path))
     except OSError as exc:
         raise CheckpointWriteError(

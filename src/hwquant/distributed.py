@@ -124,8 +124,10 @@ def batch_norm_train(z: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> to
     """Training-mode batch norm of ``z`` with the statistics of the global batch.
 
     In one process this is :func:`torch.nn.functional.batch_norm`. Across processes the
-    per-channel ``Σz``, ``Σz²`` and counts are all-reduced (differentiably, so the gradient is
-    that of the global batch), ``μ = Σz/n``, ``σ² = Σz²/n − μ²``, and the running statistics
+    per-channel ``Σz`` and counts are all-reduced (differentiably, so the gradient is that of
+    the global batch), ``μ = Σz/n``, then the centred ``Σ(z − μ)²`` is all-reduced for
+    ``σ² = Σ(z − μ)²/n`` (two passes: ``Σz²/n − μ²`` cancels catastrophically in float32 for
+    nearly constant channels and can go negative), and the running statistics
     move by ``momentum`` towards ``μ`` and the unbiased ``σ²·n/(n−1)``, as BatchNorm does.
     """
     momentum = bn.momentum if bn.momentum is not None else 0.1
@@ -136,16 +138,17 @@ def batch_norm_train(z: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> to
     from torch.distributed.nn.functional import all_reduce
 
     dims = [d for d in range(z.dim()) if d != 1]
-    count = torch.full_like(z[0].reshape(z.shape[1], -1)[:, 0], z.numel() / z.shape[1])
-    sums = all_reduce(torch.stack([z.sum(dims), (z * z).sum(dims), count]))
-    n = sums[2]
+    count = torch.full((z.shape[1],), z.numel() / z.shape[1], dtype=z.dtype, device=z.device)
+    sums = all_reduce(torch.stack([z.sum(dims), count]))
+    n = sums[1]
     mean = sums[0] / n
-    var = sums[1] / n - mean * mean
+    centred = z - mean.view(1, -1, *([1] * (z.dim() - 2)))
+    var = all_reduce((centred * centred).sum(dims)) / n
     with torch.no_grad():
         bn.running_mean.lerp_(mean.detach(), momentum)
         bn.running_var.lerp_((var * n / (n - 1)).detach(), momentum)
     shape = [1, -1, *([1] * (z.dim() - 2))]
-    out = (z - mean.view(shape)) * torch.rsqrt(var.view(shape) + bn.eps)
+    out = centred * torch.rsqrt(var.view(shape) + bn.eps)
     if bn.weight is not None:
         out = out * bn.weight.view(shape) + bn.bias.view(shape)
     return out

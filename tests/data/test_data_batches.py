@@ -140,3 +140,8 @@ def test_invalid_arguments_are_rejected() -> None:
     loader = BatchLoader(data, 4, mean=MEAN, std=STD, shuffle=False, augment=False)
     with pytest.raises(ConfigError, match=r"step=4 is outside 0\.\.3"):
         loader.iter_from(4)
+
+
+def test_sharding_needs_whole_batches() -> None:
+    with pytest.raises(ConfigError, match=r"needs drop_last=True.*Fix: pass drop_last=True"):
+        BatchLoader(make_data(), 4, mean=MEAN, std=STD, shuffle=False, augment=False, shard=(0, 2))

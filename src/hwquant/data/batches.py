@@ -102,6 +102,11 @@ class BatchLoader:
                 f"shard={shard} must be (rank, world) with 0 <= rank < world and world dividing "
                 f"batch_size={batch_size}. Fix: use a global batch that is a multiple of world."
             )
+        if world > 1 and not drop_last:
+            raise ConfigError(
+                f"shard={shard} needs drop_last=True: a last partial batch could leave a rank "
+                "without rows while the others wait for it. Fix: pass drop_last=True."
+            )
         self.batch_size = batch_size
         self.shard = shard
         self.shuffle = shuffle

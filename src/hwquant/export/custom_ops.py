@@ -49,6 +49,11 @@ def msq_weight(
 
 def codebook_weight(indices: np.ndarray, codebook: np.ndarray) -> np.ndarray:
     """``CodebookWeight``: float32 ``W_int`` by looking every index up in its row's codebook."""
+    if codebook.shape[0] not in (1, indices.shape[0]):
+        raise UnsupportedLayerError(
+            f"CodebookWeight: the codebook has {codebook.shape[0]} rows; allowed: 1 (per layer) "
+            f"or {indices.shape[0]} (one per output channel). Fix: re-export the model."
+        )
     if indices.min(initial=0) < 0 or indices.max(initial=0) >= codebook.shape[1]:
         raise UnsupportedLayerError(
             f"CodebookWeight: indices must lie in 0..{codebook.shape[1] - 1}. Fix: re-export."

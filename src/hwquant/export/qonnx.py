@@ -18,6 +18,7 @@ import onnx
 from hwquant.errors import UnsupportedLayerError
 from hwquant.export.custom_ops import emit_encoded_weight, require_custom_ops
 from hwquant.export.graph import INPUT_NAME, OUTPUT_NAME, Graph, build
+from hwquant.intmath import qrange
 from hwquant.intmodel import IntModel, WeightNode
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
@@ -32,22 +33,35 @@ class QONNXStyle:
     def quantize(
         self, g: Graph, value: str, shape: tuple[int, ...], bits: int, signed: bool, out: str
     ) -> str:
-        """``Quant(value, scale=1, zeropt=0, bitwidth=bits)`` with floor rounding."""
-        return g.op(
+        """``Quant(value, scale=1, zeropt=0, bitwidth=bits)`` with floor rounding.
+
+        qonnx reads a 1-bit signed ``Quant`` as bipolar (±1), but hwquant's 1-bit signed range
+        is ``qrange(1, True) = [−1, 0]``: that step is a 2-bit ``Quant`` (range [−2, 1]) followed
+        by ``Clip`` to [−1, 0], which is ``clamp(floor(value), −1, 0)`` exactly.
+        """
+        one_bit_signed = bits == 1 and signed
+        quant_bits = 2 if one_bit_signed else bits
+        quant = f"{out}/quant" if one_bit_signed else out
+        codes = g.op(
             "Quant",
             [
                 value,
-                g.const(f"{out}/q_scale", np.float32(1.0)),
-                g.const(f"{out}/q_zeropt", np.float32(0.0)),
-                g.const(f"{out}/q_bits", np.float32(bits)),
+                g.const(f"{quant}/q_scale", np.float32(1.0)),
+                g.const(f"{quant}/q_zeropt", np.float32(0.0)),
+                g.const(f"{quant}/q_bits", np.float32(quant_bits)),
             ],
-            out,
+            quant,
             (shape, np.float32),
             QONNX_DOMAIN,
             signed=int(signed),
             narrow=0,
             rounding_mode="FLOOR",
         )
+        if not one_bit_signed:
+            return codes
+        lo, hi = qrange(1, True)
+        bounds = [g.const(f"{out}/{k}", np.float32(v)) for k, v in (("lo", lo), ("hi", hi))]
+        return g.op("Clip", [codes, *bounds], out, (shape, np.float32))
 
     def weight(self, g: Graph, node: WeightNode) -> str:
         """Integer weights through a ``Quant`` of their bit-width, or a custom decoder."""
