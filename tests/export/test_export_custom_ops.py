@@ -117,3 +117,43 @@ def test_trained_scheme_models_export_exactly(recipe):
     assert any(n.encoding is not None for n in model.weight_nodes())
     out = run_qonnx(export_qonnx(model, tuple(x.shape), custom_ops=True), x.numpy())
     assert np.array_equal(out, model.dequantize(run(model, model.quantize_input(x)).output))
+
+
+def test_qonnx_infers_shapes_and_integer_types_of_custom_ops():
+    pytest.importorskip("qonnx")
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    model, x = encoded_model()
+    wrapper = ModelWrapper(export_qonnx(model, tuple(x.shape), custom_ops=True))
+    wrapper = wrapper.transform(InferShapes()).transform(InferDataTypes())
+    convs = [n for n in model.weight_nodes() if n.encoding is not None]
+    for node in convs:
+        name = f"{node.name}/weight"
+        assert tuple(wrapper.get_tensor_shape(name)) == node.weight.shape
+        peak = int(np.abs(node.weight).max())
+        assert wrapper.get_tensor_datatype(name).name == f"INT{peak.bit_length() + 1}"
+
+
+def test_verify_node_reports_inconsistent_attributes():
+    pytest.importorskip("qonnx")
+    from onnx import helper
+
+    from hwquant.export.qonnx_ops import CodebookWeight, MSQWeight
+
+    inputs = ["sp2_rows", "sign", "shift1", "shift2", "fixed"]
+    good = helper.make_node("MSQWeight", inputs, ["w"], domain=DOMAIN, bits=4, m1=2, m2=1)
+    assert MSQWeight(good).verify_node() == []
+    bad = helper.make_node("MSQWeight", inputs[:4], ["w"], domain=DOMAIN, bits=5, m1=2, m2=1)
+    assert MSQWeight(bad).verify_node() == [
+        "expects 5 inputs, has 4",
+        "bits=5 is not m1 + m2 + 1 = 4",
+    ]
+    book = helper.make_node("CodebookWeight", ["i", "c"], ["w"], index_bits=0, grid_bits=4)
+    assert CodebookWeight(book).verify_node() == ["index_bits=0 is below 1"]
+
+
+def test_codebook_rows_must_be_one_or_per_channel():
+    with pytest.raises(UnsupportedLayerError, match=r"3 rows; allowed: 1.*or 6.*Fix"):
+        codebook_weight(np.zeros((6, 2), np.int64), np.zeros((3, 4), np.int64))

@@ -6,12 +6,15 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from onnx import TensorProto
 
 import hwquant
 from hwquant.engine import run
 from hwquant.errors import UnsupportedLayerError
 from hwquant.export import export_qonnx, run_qonnx
-from hwquant.export.qonnx import QONNX_DOMAIN
+from hwquant.export.graph import INPUT_NAME, OPSET, OUTPUT_NAME, Graph
+from hwquant.export.qonnx import QONNX_DOMAIN, QONNXStyle
+from hwquant.intmodel import AddNode, AvgPoolNode
 from hwquant.recipe import Recipe
 from tests.helpers import RandomNet, lowered_small_cnn, trained_qat_model
 
@@ -91,3 +94,44 @@ def test_large_accumulators_are_split_and_stay_exact():
     proto = export_qonnx(model, tuple(x.shape))
     assert any(n.name.endswith("/acc_hi") for n in proto.graph.node)
     assert np.array_equal(run_qonnx(proto, x.numpy()), engine_value(model, x))
+
+
+def test_one_bit_signed_step_keeps_hwquant_range():
+    """qonnx's 1-bit signed Quant is bipolar (±1); the export gives clamp(floor(v), −1, 0)."""
+    x = np.array([[-3.5, -1.0, -0.5, 0.0, 0.7, 3.0]], np.float32)
+    g = Graph()
+    QONNXStyle(custom_ops=False).quantize(g, INPUT_NAME, x.shape, 1, True, OUTPUT_NAME)
+    info = [onnx.helper.make_tensor_value_info(n, TensorProto.FLOAT, x.shape) for n in "xy"]
+    opsets = [onnx.helper.make_opsetid("", OPSET), onnx.helper.make_opsetid(QONNX_DOMAIN, 1)]
+    inner = [v for name, v in g.infos.items() if name != OUTPUT_NAME]
+    graph = onnx.helper.make_graph(g.nodes, "q", info[:1], info[1:], g.initializers, None, inner)
+    out = run_qonnx(onnx.helper.make_model(graph, opset_imports=opsets), x)
+    assert np.array_equal(out, [[-1, -1, -1, 0, 0, 0]])
+
+
+def break_avgpool(model: hwquant.IntModel) -> str:
+    """Input codes so wide (24 bits) that a pool's window sums pass float32's exact 2^24."""
+    node = next(n for n in model.nodes if isinstance(n, AvgPoolNode))
+    next(n for n in model.nodes if n.name == node.inputs[0]).hi = 2**24 - 1
+    return rf"'{node.name}'.*window sums.*2\^24.*Fix"
+
+
+def break_add(model: hwquant.IntModel) -> str:
+    """Multipliers that push |a·M_a| + |b·M_b| past double's exact 2^53."""
+    node = next(n for n in model.nodes if isinstance(n, AddNode))
+    node.mults = (2**50, 2**50)
+    return rf"'{node.name}'.*\|a·M_a\| \+ \|b·M_b\|.*Fix"
+
+
+def break_requant_half(model: hwquant.IntModel) -> str:
+    """A shift whose rounding term 2^(s−1) alone passes 2^53."""
+    node = model.weight_nodes()[0]
+    node.shift = np.full_like(node.shift, 60)
+    return rf"'{node.name}'.*2\^\(s−1\).*Fix"
+
+
+@pytest.mark.parametrize("breaks", [break_avgpool, break_add, break_requant_half])
+def test_inexact_float_steps_are_refused(breaks):
+    model, x = residual_net()
+    with pytest.raises(UnsupportedLayerError, match=breaks(model)):
+        export_qonnx(model, tuple(x.shape))

@@ -56,16 +56,19 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Export; with ``--check`` the file is written only once the graph proved exact (exit 1,
+    no file, otherwise). The write is atomic, so ``--out`` never holds half a graph."""
     import hwquant
+    from hwquant.atomic import write_atomic
     from hwquant.engine import run
     from hwquant.export import export_qdq, export_qonnx, run_onnxruntime, run_qonnx
 
     model = hwquant.load(args.model)
     shape = _shape(args.input_shape)
     if args.format == "qonnx":
-        proto = export_qonnx(model, shape, args.out, custom_ops=args.custom_ops)
+        proto = export_qonnx(model, shape, custom_ops=args.custom_ops)
     else:
-        proto = export_qdq(model, shape, args.out)
+        proto = export_qdq(model, shape)
     figures: dict[str, object] = {
         "file": str(args.out),
         "format": args.format,
@@ -77,5 +80,8 @@ def _run(args: argparse.Namespace) -> int:
         out = execute(proto, x.numpy())
         expected = model.dequantize(run(model, model.quantize_input(x)).output).numpy()
         figures["exact"] = bool(np.array_equal(out, expected))
+    figures["written"] = figures.get("exact") is not False
+    if figures["written"]:
+        write_atomic(args.out, proto.SerializeToString())
     print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
     return 1 if figures.get("exact") is False else 0

@@ -8,10 +8,12 @@ integer codes in float containers (the *integer domain*, as FINN's streamlined g
 * weight layer: ``acc = W_int ⋆ x + b_int`` by ``Conv``/``Gemm`` in float32 (exact: the export
   checks that every partial sum stays below 2^24), then ``Cast`` to double and
   ``code = clamp(floor(acc·(M·2^-s) + 1/2), lo, hi)`` — ``Mul``, ``Add``, quantize step (exact:
-  ``|acc|·M < 2^53`` is checked);
-* add: ``clamp(floor(a·M_a·2^-s + b·M_b·2^-s + 1/2), lo, hi)`` in double;
+  ``|acc|·M + 2^(s−1) < 2^53`` is checked);
+* add: ``clamp(floor(a·M_a·2^-s + b·M_b·2^-s + 1/2), lo, hi)`` in double (exact:
+  ``|a·M_a| + |b·M_b| + 2^(s−1) < 2^53`` is checked);
 * average pool: window sums by an all-ones depthwise ``Conv`` (or ``ReduceSum`` for a global
-  pool), then the requantization above; max pool and reshape as they are;
+  pool) in float32 (exact: sums below 2^24 are checked), then the requantization above; max
+  pool and reshape as they are;
 * output: the last layer's accumulator times ``output_scale`` (double), the value
   :meth:`IntModel.dequantize` gives.
 
@@ -31,6 +33,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from hwquant.atomic import write_atomic
 from hwquant.engine import run
 from hwquant.errors import UnsupportedLayerError
 from hwquant.intmath import max_magnitude, qrange, worst_case_bound
@@ -60,6 +63,8 @@ class Graph:
     initializers: list[onnx.TensorProto] = field(default_factory=list)
     infos: dict[str, onnx.ValueInfoProto] = field(default_factory=dict)
     domains: set[str] = field(default_factory=set)
+    peaks: dict[str, int] = field(default_factory=dict)
+    """Largest |code| of each code tensor (filled by :func:`build`, read by the guards)."""
 
     def const(self, name: str, value: np.ndarray) -> str:
         """Add an initializer and return its name."""
@@ -136,11 +141,12 @@ def build(
 
     Raises:
         UnsupportedLayerError: a layer whose float accumulation or requantization would not be
-            exact (accumulators over 2^24 or ``|acc|·M`` over 2^53), or one that can overflow its
-            accumulator (the graph has no wrap-around).
+            exact (accumulators or pooling window sums over 2^24, ``|acc|·M + 2^(s−1)`` or a
+            residual add's ``|a·M_a| + |b·M_b| + 2^(s−1)`` over 2^53), or one that can overflow
+            its accumulator (the graph has no wrap-around).
     """
     shapes = _shapes(model, input_shape)
-    g = Graph()
+    g = Graph(peaks=_code_peaks(model))
     spec = model.input
     scaled = g.op(
         "Div",
@@ -172,7 +178,7 @@ def build(
     )
     proto = g.model(name, input_shape, shapes[last], doc)
     if path is not None:
-        onnx.save(proto, str(path))
+        write_atomic(path, proto.SerializeToString())
     return proto
 
 
@@ -181,6 +187,36 @@ def _shapes(model: IntModel, input_shape: tuple[int, ...]) -> dict[str, tuple[in
     x = torch.zeros(input_shape, dtype=torch.int64)
     values = run(model, x, trace=True, stats=False).values
     return {name: tuple(v.shape) for name, v in values.items()}
+
+
+def _code_peaks(model: IntModel) -> dict[str, int]:
+    """Largest |code| of the input and of every node's output (pooling/reshape pass it on)."""
+    peaks = {model.input.name: max_magnitude(model.input.bits, model.input.signed)}
+    for node in model.nodes:
+        if isinstance(node, (MaxPoolNode, ReshapeNode)):
+            peaks[node.name] = peaks[node.inputs[0]]
+        else:
+            peaks[node.name] = max(abs(node.lo), abs(node.hi))
+    return peaks
+
+
+def _requant_exact(peak: int, shift: int) -> bool:
+    """Whether ``v·2^-s + 1/2`` is exact in double for every integer ``|v| <= peak``.
+
+    In units of ``2^-u`` (``u = max(s, 1)``, so 1/2 is a whole unit) the sum is the integer
+    ``v·2^(u−s) + 2^(u−1)``; double holds it exactly while ``peak·2^(u−s) + 2^(u−1) < 2^53``
+    (for ``s >= 1`` that is ``|acc·M| + 2^(s−1) < 2^53``).
+    """
+    unit = max(shift, 1)
+    return peak * 2 ** (unit - shift) + 2 ** (unit - 1) < FLOAT64_EXACT
+
+
+def _refuse(name: str, problems: list[str], fix: str) -> None:
+    """Raise the export's error for layer ``name`` when ``problems`` is not empty."""
+    if problems:
+        raise UnsupportedLayerError(
+            f"layer '{name}' cannot be exported exactly: {'; '.join(problems)}. Fix: {fix}."
+        )
 
 
 def _weight(
@@ -281,14 +317,17 @@ def _check_exact(node: WeightNode) -> int:
         problems.append(f"its accumulator can reach {bound}, beyond double's exact 2^53")
     if node.worst_case_bits() > node.acc_bits:
         problems.append(f"it can overflow its {node.acc_bits}-bit accumulator")
-    if node.mult is not None and bound * int(node.mult.max()) >= FLOAT64_EXACT:
-        problems.append("|acc|·M can exceed 2^53")
-    if problems:
-        raise UnsupportedLayerError(
-            f"layer '{node.name}' cannot be exported exactly: {'; '.join(problems)}. Fix: "
-            "lower the layer's weight/activation bits or requant_bits, or widen acc_bits to "
-            f"{node.worst_case_bits()} (IntModel.set_accumulator)."
-        )
+    if node.mult is not None and not all(
+        _requant_exact(bound * int(m), int(s))
+        for m, s in zip(*np.broadcast_arrays(node.mult, node.shift), strict=True)
+    ):
+        problems.append("|acc|·M + 2^(s−1) can reach 2^53")
+    _refuse(
+        node.name,
+        problems,
+        "lower the layer's weight/activation bits or requant_bits, or widen acc_bits to "
+        f"{node.worst_case_bits()} (IntModel.set_accumulator)",
+    )
     return bound
 
 
@@ -331,6 +370,13 @@ def _bits_of(lo: int, hi: int) -> tuple[int, bool]:
 
 def _add(g: Graph, node: AddNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle) -> None:
     shape = shapes[node.name]
+    peak = sum(g.peaks[name] * abs(m) for name, m in zip(node.inputs, node.mults, strict=True))
+    if not _requant_exact(peak, node.shift):
+        _refuse(
+            node.name,
+            [f"|a·M_a| + |b·M_b| + 2^(s−1) can reach 2^53 (M = {node.mults}, s = {node.shift})"],
+            "lower the add's requant_bits or its inputs' activation bits",
+        )
     terms = []
     for i, (name, mult) in enumerate(zip(node.inputs, node.mults, strict=True)):
         double = g.op(
@@ -353,6 +399,13 @@ def _avgpool(
 ) -> None:
     shape = shapes[node.name]
     x = node.inputs[0]
+    window_peak = node.window * g.peaks[x]
+    problems = []
+    if window_peak >= FLOAT32_EXACT:
+        problems.append(f"its window sums can reach {window_peak}, beyond float32's exact 2^24")
+    if not _requant_exact(window_peak * abs(node.mult), node.shift):
+        problems.append("|sum·M| + 2^(s−1) can reach 2^53")
+    _refuse(node.name, problems, "use a smaller pooling window or lower the input's bits")
     if node.kernel_size is None:
         total = g.op(
             "ReduceSum",
