@@ -98,11 +98,6 @@ def wrap(model: nn.Module, ctx: DistContext, quantized: bool) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=True)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel wrapper (or ``model`` itself)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 @torch.no_grad()
 def broadcast_state(model: nn.Module) -> None:
     """Copy rank 0's parameters and buffers to every rank (no-op in one process)."""

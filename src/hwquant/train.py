@@ -34,7 +34,13 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from hwquant.checkpoint import load_checkpoint, resume_path, save_checkpoint
 from hwquant.config import RunConfig, Schedule, TrainConfig
-from hwquant.distributed import DistContext, all_reduce_sum, broadcast_state, wrap
+from hwquant.distributed import (
+    DistContext,
+    all_reduce_sum,
+    broadcast_state,
+    process_group,
+    wrap,
+)
 from hwquant.errors import ConfigError, DataError, FileFormatError, NonFiniteError
 
 StepHook = Callable[[nn.Module, int], None]
@@ -470,8 +476,6 @@ def train_from_config(
     Under ``torchrun`` every process trains its shard of each global batch with DDP
     (:mod:`hwquant.distributed`); only rank 0 writes files.
     """
-    from hwquant.distributed import process_group
-
     with process_group() as dist:
         return _train_from_config(config, dist, progress=progress, resume=resume)
 

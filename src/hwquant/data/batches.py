@@ -158,12 +158,13 @@ class BatchLoader:
         for step in range(start, len(self)):
             index = order[step * self.batch_size : (step + 1) * self.batch_size]
             rows = self._shard_rows(len(index))
-            images = self._images[index[rows]]
+            mine = index[rows]
+            images = self._images[mine]
             if self.augment:
                 generator = batch_generator(self.seed, epoch, step)
                 images = self._crop_and_flip(images, generator, len(index), rows)
             images = images.float().div_(PIXEL_MAX).sub_(self._mean).div_(self._std)
-            yield images, self._labels[index[rows]]
+            yield images, self._labels[mine]
 
     def _shard_rows(self, batch: int) -> slice:
         """This rank's rows of a global batch of ``batch`` examples."""

@@ -33,6 +33,8 @@ from typing import Literal
 
 from hwquant.errors import ConfigError, FileFormatError
 from hwquant.hw.devices import Device
+from hwquant.intmath import bits_needed
+from hwquant.quantizers.sp2 import default_split
 
 Unit = Literal["dsp_mac", "sp2_mac", "lut_mac"]
 UNITS: tuple[str, ...] = ("dsp_mac", "sp2_mac", "lut_mac")
@@ -65,7 +67,7 @@ def sp2_split(bits: int) -> tuple[int, int]:
         raise ConfigError(
             f"SP2 needs at least 2 bits (sign and one term), got {bits}. Fix: use 2..16."
         )
-    return math.ceil((bits - 1) / 2), (bits - 1) // 2
+    return default_split(bits)
 
 
 def sp2_shift_ranges(m1: int, m2: int) -> tuple[tuple[int, int], tuple[int, int] | None]:
@@ -86,8 +88,7 @@ def sp2_shift_ranges(m1: int, m2: int) -> tuple[tuple[int, int], tuple[int, int]
 def sp2_int_bits(m1: int, m2: int) -> int:
     """Signed bits of the integer SP2 weights ``±(2^s1 + 2^s2)``."""
     (_, top1), second = sp2_shift_ranges(m1, m2)
-    largest = 2**top1 + (2 ** second[1] if second else 0)
-    return largest.bit_length() + 1
+    return bits_needed(2**top1 + (2 ** second[1] if second else 0))
 
 
 def accumulator_bits(weight_bits: int, act_bits: int, fan_in: int, act_signed: bool = False) -> int:

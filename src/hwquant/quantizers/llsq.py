@@ -263,10 +263,9 @@ class LinearQuantizer(nn.Module):
         """Fake-quantize ``x`` (initialising the scale on the first call)."""
         if not self.is_initialized():
             self.initialize(x)
-        if not (self.training and torch.is_grad_enabled()):
-            alpha = self._broadcast(self.scale_value(), x)
-            return round_half_up(x / alpha).clamp(self.qmin, self.qmax) * alpha
         alpha = self._broadcast(self.scale_value(), x)
+        if not (self.training and torch.is_grad_enabled()):
+            return round_half_up(x / alpha).clamp(self.qmin, self.qmax) * alpha
         if self.gradient == "lsq":
             grad_factor = 1.0 / math.sqrt(x.numel() // self.scale.numel() * max(self.qmax, 1))
             return _LSQFakeQuant.apply(x, alpha, self.qmin, self.qmax, grad_factor)
@@ -284,9 +283,9 @@ class LinearQuantizer(nn.Module):
         """Integer codes of ``x`` (int64), as deployed; finite values beyond the range
         saturate, NaN or Inf in ``x`` or in the scale raise :class:`NonFiniteError`."""
         check_finite("quantizer input", x)
-        check_finite("quantizer scale", self.scale_value())
-        alpha = self._broadcast(self.scale_value(), x)
-        return to_codes(x, alpha, self.qmin, self.qmax)
+        scale = self.scale_value()
+        check_finite("quantizer scale", scale)
+        return to_codes(x, self._broadcast(scale, x), self.qmin, self.qmax)
 
     @property
     def int_bits(self) -> int:

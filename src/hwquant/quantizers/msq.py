@@ -271,8 +271,9 @@ class MixedSchemeQuantizer(nn.Module):
         if not self._host_state()[0]:
             self.initialize(w)
         check_finite("quantizer input", w)
-        check_finite("quantizer scale", self.scale_value())
-        return self._project(w, self.scale_value()).to(torch.int64)
+        unit = self.scale_value()
+        check_finite("quantizer scale", unit)
+        return self._project(w, unit).to(torch.int64)
 
     @property
     def int_bits(self) -> int:

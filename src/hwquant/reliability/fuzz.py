@@ -41,6 +41,7 @@ from torch import nn
 from hwquant.config import RunConfig, load_config
 from hwquant.errors import ConfigError, FileFormatError, HwquantError, NonFiniteError
 from hwquant.intmodel import IntModel, load
+from hwquant.npzfile import HEADER_KEY
 from hwquant.quantizers.llsq import LinearQuantizer
 from hwquant.recipe import MAX_BITS, MIN_BITS
 from hwquant.reliability.faults import MUTATIONS, SilentWrongResult, mutate, same_int_model
@@ -204,12 +205,12 @@ def rewrite_header(data: bytes, edit: Callable[[dict[str, Any]], None]) -> bytes
     """An IntModel file whose JSON header was changed by ``edit``, repacked with valid CRCs and
     array checksums (a consistent rewrite, not damage)."""
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        header = json.loads(bytes(npz["__header__"]).decode())
-        arrays = {k: npz[k] for k in npz.files if k != "__header__"}
+        header = json.loads(bytes(npz[HEADER_KEY]).decode())
+        arrays = {k: npz[k] for k in npz.files if k != HEADER_KEY}
     edit(header)
     buffer = io.BytesIO()
     encoded = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    np.savez(buffer, __header__=encoded, **arrays)
+    np.savez(buffer, **{HEADER_KEY: encoded}, **arrays)
     return buffer.getvalue()
 
 

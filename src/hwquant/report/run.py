@@ -163,12 +163,11 @@ def _float_model(config: RunConfig, data: Any) -> torch.nn.Module:
 
 def report_run(run_dir: str | Path, device: str = HW_DEVICE) -> tuple[dict[str, Any], Path]:
     """Collect the results of ``run_dir``, write ``results.json`` and the report; return both."""
-    from hwquant.report.writer import write_report
+    from hwquant.report.writer import save_results, write_report
 
     run_dir = Path(run_dir)
     results = collect_run(run_dir, device)
-    text = json.dumps(results, indent=2) + "\n"
-    (run_dir / RESULTS_FILE).write_text(text, encoding="utf-8")
+    save_results(results, run_dir, RESULTS_FILE)
     return results, write_report(results, run_dir).html
 
 

@@ -37,9 +37,9 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> ReportFiles:
     return ReportFiles(markdown, html, [out_dir / plot.path for plot in plots])
 
 
-def save_results(results: dict[str, Any], out_dir: str | Path) -> Path:
-    """Write ``results`` to ``out_dir/demo.json``."""
-    path = Path(out_dir) / RESULTS_FILE
+def save_results(results: dict[str, Any], out_dir: str | Path, name: str = RESULTS_FILE) -> Path:
+    """Write ``results`` as indented JSON to ``out_dir/name`` (default ``demo.json``)."""
+    path = Path(out_dir) / name
     path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return path
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from hwquant.intmath import window_sum
 from hwquant.tables import kernels
 from hwquant.tables.model import (
     AddNode,
@@ -111,7 +112,7 @@ def run_add(add: CompiledAdd, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def run_pool(pool: CompiledPool, x_idx: torch.Tensor) -> torch.Tensor:
     """Output indices of average pooling."""
-    sums = kernels.window_sum(pool.values[x_idx], pool.node.kernel_size)
+    sums = window_sum(pool.values[x_idx], pool.node.kernel_size)
     return (sums.unsqueeze(-1) >= pool.thresholds).sum(-1)
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 
 from hwquant.errors import AccumulatorOverflowError, ConfigError
-from hwquant.intmath import round_half_up
+from hwquant.intmath import qrange, round_half_up
 from hwquant.tables.codebooks import check_codebook, nearest_index
 
 SENTINEL = 2**40  # beyond every accumulator (|acc| < 2^31 is checked)
@@ -54,8 +54,8 @@ class Affine:
 
 
 def entry_limit(entry_bits: int) -> int:
-    """Largest magnitude of a signed ``entry_bits`` table entry."""
-    return 2 ** (entry_bits - 1) - 1
+    """Largest magnitude of a signed ``entry_bits`` table entry (symmetric: ``2^(E−1) − 1``)."""
+    return qrange(entry_bits, signed=True)[1]
 
 
 def product_table(

@@ -145,12 +145,3 @@ def window_max(x: torch.Tensor, kernel: int, stride: int, padding: int) -> torch
     for part in shifts[1:]:
         result = torch.maximum(result, part)
     return result
-
-
-def window_sum(values: torch.Tensor, kernel: int | None) -> torch.Tensor:
-    """Sum over each ``kernel``×``kernel`` window (stride kernel), or the whole map (None)."""
-    if kernel is None:
-        return values.sum((2, 3), keepdim=True)
-    n, c, h, w = values.shape
-    blocks = values.reshape(n, c, h // kernel, kernel, w // kernel, kernel)
-    return blocks.sum((3, 5))
