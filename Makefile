@@ -8,7 +8,7 @@ TORCH  := torch==2.13.0
 # slow torch down several-fold.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test lint bench reliability clean
+.PHONY: demo test lint bench reliability synth-costs clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+	command -v iverilog >/dev/null && command -v yosys >/dev/null || (apt-get update && apt-get install -y --no-install-recommends iverilog yosys)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest
 
@@ -45,6 +46,11 @@ bench: $(VENV)/.installed-test
 # Faults injected on purpose and fuzzed inputs (~10-15 min on 2 cores; not part of `make test`).
 reliability: $(VENV)/.installed-test
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.reliability
+
+# Re-synthesize every unit of the cost sweep with Yosys and refit src/hwquant/hw/data/synth_costs.json.
+synth-costs: $(VENV)/.installed
+	command -v yosys >/dev/null || (apt-get update && apt-get install -y --no-install-recommends yosys)
+	$(VENV)/bin/hwquant synth sweep --jobs 2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

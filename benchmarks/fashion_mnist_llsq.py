@@ -43,6 +43,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks.common` impor
 
 import hwquant
 from benchmarks.common import ResultRecorder, command_line
+from hwquant.bench.evaluate import fp32_accuracy
 from hwquant.config import TrainConfig
 from hwquant.data import ArrayDataset, BatchLoader, DataSplits, load_dataset
 from hwquant.engine import run as engine_run
@@ -346,16 +347,6 @@ def qat_config(args: argparse.Namespace) -> TrainConfig:
 
 
 # -- evaluation ---------------------------------------------------------------------------------
-@torch.no_grad()
-def fp32_accuracy(model: nn.Module, test: BatchLoader) -> float:
-    model.eval()
-    correct = total = 0
-    for x, y in test.iter_from(0):
-        correct += int((model(x).argmax(1) == y).sum())
-        total += y.numel()
-    return correct / total
-
-
 @torch.no_grad()
 def qat_and_integer(qat: nn.Module, int_model: IntModel, test: BatchLoader) -> dict[str, Any]:
     """One pass over the test set with the QAT model (eval) and the integer engine side by side."""

@@ -5,9 +5,11 @@ at a split ``|A| x |W|`` of its table entries (40 and 320, several splits each),
 and evaluated twice on the full test set: the QAT model in eval mode and the multiply-free
 table engine on the lowered model (saved and loaded again). The two must agree exactly: the
 benchmark checks that the integer outputs are equal on every test image. Reported: both
-accuracies, the gap to FP32, and the compactness measures.
+accuracies, the gap to FP32, and the compactness measures. ``--freeze-epochs F`` keeps the
+codebooks fixed for the last F epochs (``TableOptions.freeze_step``).
 
-    python -m benchmarks.fashion_mnist_tables --init-fp32 /work/fp32/fashion_small_cnn_seed0.pt
+    python -m benchmarks.fashion_mnist_tables --init-fp32 /work/fp32/fashion_small_cnn_seed0.pt \
+        --epochs-qat 1 --freeze-epochs 0.25 --splits 16x20
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks.common` impor
 
 import hwquant
 from benchmarks.common import command_line, write_result
-from benchmarks.fashion_mnist_llsq import fp32_accuracy, load_splits, loaders, qat_config, train
+from benchmarks.fashion_mnist_llsq import load_splits, loaders, qat_config, train
+from hwquant.bench.evaluate import fp32_accuracy
 from hwquant.models import build
 from hwquant.recipe import TableOptions
 from hwquant.tables import capture_indices, compactness, load_tables, lower_tables, run_tables
@@ -54,6 +57,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--act-family", default="empirical")
     p.add_argument("--reestimate-every", type=int, default=50)
     p.add_argument("--act-start", type=int, default=100)
+    p.add_argument(
+        "--freeze-epochs",
+        type=float,
+        default=0.0,
+        help="final QAT epochs with frozen codebooks (TableOptions.freeze_step); 0: none",
+    )
     p.add_argument("--splits", default="all", help="comma list like 8x5,16x20 (default: all)")
     args = p.parse_args(argv)
     # the settings fashion_mnist_llsq's loaders/qat_config read
@@ -74,28 +83,41 @@ def _rows(args: argparse.Namespace) -> list[tuple[int, int, int]]:
     return rows
 
 
-@torch.no_grad()
-def evaluate(qat: torch.nn.Module, table_model, test) -> dict[str, Any]:
-    """QAT-eval and engine accuracy over the test set, and whether their outputs are equal."""
-    qat.eval()
-    n = qat_correct = engine_correct = mismatched = 0
-    qat_seconds = engine_seconds = 0.0
+def _timed_outputs(run, test) -> tuple[list[torch.Tensor], list[torch.Tensor], float]:
+    """``run(x)`` on every test batch: the outputs, the labels and the seconds it took."""
+    outputs, labels, seconds = [], [], 0.0
     for x, y in test.iter_from(0):
         start = time.perf_counter()
+        outputs.append(run(x))
+        seconds += time.perf_counter() - start
+        labels.append(y)
+    return outputs, labels, seconds
+
+
+@torch.no_grad()
+def evaluate(qat: torch.nn.Module, table_model, test) -> dict[str, Any]:
+    """QAT-eval and engine accuracy over the test set, and whether their outputs are equal.
+
+    One pass each (QAT eval first, then its compiled lookup plans are dropped), so that the two
+    engines' plans are never in memory together: at 320 entries a plan takes gigabytes."""
+    qat.eval()
+
+    def qat_run(x: torch.Tensor) -> torch.Tensor:
         with capture_indices(qat) as sink:
             qat(x)
-        qat_seconds += time.perf_counter() - start
-        qat_out = sink[table_model.output]
-        start = time.perf_counter()
-        engine_out = run_tables(table_model, table_model.quantize_input(x))
-        engine_seconds += time.perf_counter() - start
-        mismatched += int((qat_out != engine_out).any(1).sum())
-        qat_correct += int((qat_out.argmax(1) == y).sum())
-        engine_correct += int((engine_out.argmax(1) == y).sum())
-        n += y.numel()
+        return sink[table_model.output]
+
+    qat_outs, labels, qat_seconds = _timed_outputs(qat_run, test)
+    qat.eval()  # train(False) drops the layers' compiled plans
+    engine_outs, _, engine_seconds = _timed_outputs(
+        lambda x: run_tables(table_model, table_model.quantize_input(x)), test
+    )
+    qat_out, engine_out, y = (torch.cat(t) for t in (qat_outs, engine_outs, labels))
+    mismatched = int((qat_out != engine_out).any(1).sum())
+    n = y.numel()
     return {
-        "qat_eval_acc": qat_correct / n,
-        "engine_acc": engine_correct / n,
+        "qat_eval_acc": int((qat_out.argmax(1) == y).sum()) / n,
+        "engine_acc": int((engine_out.argmax(1) == y).sum()) / n,
         "images": n,
         "images_with_unequal_outputs": mismatched,
         "bit_exact": mismatched == 0,
@@ -104,7 +126,15 @@ def evaluate(qat: torch.nn.Module, table_model, test) -> dict[str, Any]:
     }
 
 
+def freeze_step(args: argparse.Namespace, steps_per_epoch: int) -> int | None:
+    """The step from which the codebooks stay fixed: the last ``--freeze-epochs`` epochs."""
+    if args.freeze_epochs <= 0:
+        return None
+    return max(1, round((args.epochs_qat - args.freeze_epochs) * steps_per_epoch))
+
+
 def run_row(args, splits, fp32_state, total: int, acts: int, weights: int, fp32: float):
+    train_loader, monitor, test = loaders(splits, args)
     opts = TableOptions(
         act_entries=acts,
         weight_entries=weights,
@@ -113,12 +143,12 @@ def run_row(args, splits, fp32_state, total: int, acts: int, weights: int, fp32:
         reestimate_every=args.reestimate_every,
         act_start=args.act_start,
         max_entries=total,
+        freeze_step=freeze_step(args, len(train_loader)),
     )
     seed_everything(args.seed)
     model = build("small_cnn", num_classes=10, in_channels=1, input_size=28)
     model.load_state_dict(fp32_state)
     qat = hwquant.prepare(model, hwquant.Recipe(scheme="tables", tables=opts))
-    train_loader, monitor, test = loaders(splits, args)
     training = train(qat, qat_config(args), train_loader, monitor)
     with tempfile.TemporaryDirectory() as tmp:
         table_model = load_tables(lower_tables(qat).save(Path(tmp) / "tables.npz"))
@@ -130,6 +160,7 @@ def run_row(args, splits, fp32_state, total: int, acts: int, weights: int, fp32:
         "entries": total,
         "act_entries": acts,
         "weight_entries": weights,
+        "freeze_step": opts.freeze_step,
         **result,
         "gap_points": gap,
         "target_gap_points": TARGET_GAP[total],

@@ -10,34 +10,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 import hwquant
 from benchmarks.common import command_line, write_result
+from hwquant.bench.steptime import timed_step
 from hwquant.models import build
-
-
-def _step_fn(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, amp: bool):
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    model.train()
-
-    def step() -> float:
-        sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
-        sync()
-        start = time.perf_counter()
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sync()
-        return time.perf_counter() - start
-
-    return step
 
 
 def measure(
@@ -56,7 +36,7 @@ def measure(
     qat = hwquant.prepare(fp32, recipe).to(device)
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
-    runs = {"fp32": _step_fn(fp32, x, y, amp), "qat": _step_fn(qat, x, y, amp)}
+    runs = {"fp32": timed_step(fp32, x, y, amp), "qat": timed_step(qat, x, y, amp)}
     for step in runs.values():  # warm-up: allocator, kernels, quantizer initialisation
         for _ in range(3):
             step()

@@ -16,11 +16,14 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 
+from hwquant.bench import cli as bench_cli
 from hwquant.config import load_config
 from hwquant.errors import ConfigError, HwquantError
 from hwquant.export import command as export_command
 from hwquant.hw import cli as hw_cli
+from hwquant.hw import synth_cli
 from hwquant.report import run as report_run
+from hwquant.rtl import cli as rtl_cli
 from hwquant.tables import cli as tables_cli
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -123,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     export_command.add_command(commands)
     report_run.add_command(commands)
     tables_cli.add_command(commands)
+    bench_cli.add_command(commands)
+    rtl_cli.add_command(commands)
+    synth_cli.add_command(commands)
     return parser
 
 

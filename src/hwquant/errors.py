@@ -35,6 +35,11 @@ class DataError(HwquantError, FileNotFoundError):
     """A data set directory or file is missing or malformed."""
 
 
+class ToolError(HwquantError, RuntimeError):
+    """An external tool (Yosys, a simulator) is missing or its run failed; the message carries
+    the tool's own error text."""
+
+
 def check_finite(name: str, tensor) -> None:
     """Raise :class:`NonFiniteError` if ``tensor`` holds NaN or Inf.
 

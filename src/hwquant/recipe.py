@@ -164,6 +164,9 @@ class TableOptions:
     """Training step from which the weights are quantized (staged enabling: weights first)."""
     act_start: int = 200
     """Training step from which the activations are quantized (after the weights)."""
+    freeze_step: int | None = None
+    """Training step from which the codebooks are frozen (no more re-estimation), so that the
+    last steps fine-tune the network to its final tables. None: re-estimate to the end."""
 
     def __post_init__(self) -> None:
         _check_choice("weight_family", self.weight_family, CODEBOOK_FAMILIES)
@@ -184,8 +187,18 @@ class TableOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or value < (1 if name == "reestimate_every" else 0):
                 raise ConfigError(
-                    f"tables.{name}={value!r}: use an integer >= 0 (>= 1 for reestimate_every)."
+                    f"tables.{name}={value!r} is out of range. Fix: use an integer >= 0 (>= 1 for "
+                    "reestimate_every)."
                 )
+        if self.freeze_step is not None and (
+            isinstance(self.freeze_step, bool)
+            or not isinstance(self.freeze_step, int)
+            or self.freeze_step < 1
+        ):
+            raise ConfigError(
+                f"tables.freeze_step={self.freeze_step!r} is out of range. Fix: use an integer "
+                ">= 1 (step 0 estimates the codebooks) or none."
+            )
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hwquant.errors import ConfigError, FileFormatError
 from hwquant.hw.devices import get_device
 from hwquant.hw.mac_cost import (
+    ANALYTIC_COSTS,
     DEFAULT_COSTS,
     CostTable,
     accumulator_bits,
@@ -107,8 +108,10 @@ def test_measured_costs_replace_the_formula(tmp_path: Path) -> None:
     costs = CostTable.from_json(path)
     assert costs.sp2_mac(4, 4, 22).luts == 50 and costs.sp2_mac(4, 4, 22).ffs == 40
     assert costs.sp2_mac(4, 4, 22).source == "synth"
-    assert costs.sp2_mac(4, 4, 21).luts == sp2_mac_luts(4, 2, 1, 21)  # not measured: formula
-    assert costs.lut_mac(4, 4, 21).source == "analytic"
+    assert costs.sp2_mac(4, 4, 21) == DEFAULT_COSTS.sp2_mac(4, 4, 21)  # not measured: default
+    assert costs.lut_mac(4, 4, 21).source == DEFAULT_COSTS.source
+    assert ANALYTIC_COSTS.sp2_mac(4, 4, 21).luts == sp2_mac_luts(4, 2, 1, 21)
+    assert ANALYTIC_COSTS.lut_mac(4, 4, 21).source == "analytic"
 
 
 @pytest.mark.parametrize(
@@ -119,3 +122,19 @@ def test_malformed_cost_file_is_named(tmp_path: Path, text: str) -> None:
     path.write_text(text)
     with pytest.raises(FileFormatError, match="Fix:"):
         CostTable.from_json(path)
+
+
+def test_a_stale_sweep_file_falls_back_to_analytic_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hwquant.hw import mac_cost
+
+    def stale():
+        raise FileFormatError("synthesized cost file 'x' is not usable. Fix: regenerate it.")
+
+    monkeypatch.setattr(mac_cost, "load_packaged", stale)
+    with pytest.warns(UserWarning, match="analytic unit costs"):
+        assert mac_cost._default_costs() is ANALYTIC_COSTS
+    monkeypatch.setattr(mac_cost, "load_packaged", lambda: None)
+    with pytest.warns(UserWarning, match="make synth-costs"):
+        assert mac_cost._default_costs() is ANALYTIC_COSTS

@@ -22,15 +22,18 @@ def test_engine_equals_qat_eval_layer_by_layer(fixture, request):
     assert torch.equal(qat_out, trace[table_model.output].double() * table_model.output_scale)
 
 
+@pytest.mark.parametrize(
+    ("engine", "kernel_op"), [("torch", "aten.index_select"), ("native", "hwquant.table_unit")]
+)
 @pytest.mark.parametrize("fixture", ["small_cnn_tables", "residual_tables"])
-def test_engine_runs_no_multiply_and_no_float(fixture, request):
+def test_engine_runs_no_multiply_and_no_float(fixture, engine, kernel_op, request):
     _, table_model, x = request.getfixturevalue(fixture)
     x_idx = table_model.quantize_input(x)
     object.__setattr__(table_model, "_compiled", None)  # audit the table compilation too
     with MultiplyFreeAudit() as audit:
-        out = run_tables(table_model, x_idx)
+        out = run_tables(table_model, x_idx, engine=engine)
     assert audit.violations == []
-    assert "aten.index_select" in audit.ops and "aten.add" in audit.ops
+    assert kernel_op in audit.ops and "aten.arange" in audit.ops
     assert out.dtype == torch.int64
 
 

@@ -61,3 +61,5 @@ def test_lookup_add_reads_the_table():
 def test_choose_group_respects_the_budget():
     assert kernels.choose_group(9, 288, 32) == 3
     assert kernels.choose_group(257, 9, 32) == 1
+    assert kernels.choose_group(9, 144, 16, block_budget=2**13) == 2  # 9^3·16 > 2^13
+    assert kernels.choose_group(9, 144, 16, block_budget=2**14) == 3

@@ -11,6 +11,7 @@ from hwquant.errors import ConfigError, UnsupportedLayerError
 from hwquant.recipe import Recipe, TableOptions
 from hwquant.tables.layers import TableUnit
 from hwquant.tables.prepare import TableInput
+from hwquant.tables.quantizer import CodebookQuantizer
 
 
 def test_prepare_dispatches_to_table_units():
@@ -53,6 +54,8 @@ def test_unsupported_layers(layer, match):
         ({"weight_family": "median"}, "fixed-uniform"),
         ({"entry_bits": 40}, "entry_bits"),
         ({"act_entries": 1}, "2..4096"),
+        ({"freeze_step": 0}, "freeze_step=0 is out of range. Fix"),
+        ({"act_start": -1}, "act_start=-1 is out of range. Fix"),
     ],
 )
 def test_bad_table_options(options, match):
@@ -63,3 +66,12 @@ def test_bad_table_options(options, match):
 def test_options_from_a_recipe_table():
     recipe = Recipe.from_dict({"scheme": "tables", "tables": {"act_entries": 4}})
     assert recipe.tables.act_entries == 4 and recipe.tables.weight_entries == 5
+
+
+def test_freeze_step_round_trips_and_reaches_every_quantizer():
+    recipe = Recipe.from_dict({"scheme": "tables", "tables": {"freeze_step": 7}})
+    assert recipe.tables.freeze_step == 7 and Recipe.from_dict(recipe.to_dict()) == recipe
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    qat = hwquant.prepare(model, recipe)
+    quants = [m for m in qat.modules() if isinstance(m, CodebookQuantizer)]
+    assert len(quants) == 4 and {q.freeze_step for q in quants} == {7}

@@ -42,3 +42,28 @@ def test_levels_are_reestimated_every_n_steps():
     assert q.levels.tolist() == [-1.0, 0.0, 1.0]
     q(torch.tensor([0.0]))  # step 2: the ring holds every sample so far
     assert q.levels.tolist() == [-8.0, 0.0, 8.0]
+
+
+def test_levels_stay_fixed_from_the_freeze_step():
+    q = CodebookQuantizer(
+        "fixed-uniform", 3, False, reestimate_every=1, start_step=0, track_samples=True,
+        freeze_step=2,
+    ).train()  # fmt: skip
+    q(torch.tensor([-1.0, 1.0]))
+    assert not q.frozen
+    q(torch.tensor([-2.0, 2.0]))  # step 1: re-estimated
+    assert q.levels.tolist() == [-2.0, 0.0, 2.0] and q.frozen
+    q(torch.tensor([-8.0, 8.0]))  # step 2: frozen
+    assert q.levels.tolist() == [-2.0, 0.0, 2.0]
+
+
+def test_activation_samples_cover_every_position():
+    # (N, C, H, W) with N·C = 4096: a fixed stride numel // 4096 = H·W would see one position
+    torch.manual_seed(0)
+    q = CodebookQuantizer(
+        "empirical", 4, False, reestimate_every=1, start_step=0, track_samples=True
+    ).train()
+    x = torch.arange(16.0).view(1, 1, 4, 4).expand(128, 32, 4, 4)
+    q(x)
+    seen = q.ring[: int(q.filled)]
+    assert int(q.filled) == 4096 and set(seen.tolist()) == set(range(16))

@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from hwquant.hw.folding import Fold, FoldedDesign
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable
 from hwquant.intmodel import ConvNode, IntModel
 
@@ -29,12 +30,13 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "hw",
         help="estimate FPGA resources, cycles and throughput of a model",
         description="Estimate LUT/FF/DSP/BRAM use, cycles and images/s of MODEL on an FPGA for "
-        "the fixed-only, SP2-only, MSQ (Mix and Match) and fixed+LUT designs (analytic model, "
-        "docs/hw.md).",
+        "the fixed-only, SP2-only, MSQ (Mix and Match) and fixed+LUT designs, with per-unit costs "
+        "fitted to Yosys syntheses of the emitted Verilog (docs/hw.md, docs/rtl.md).",
         examples=[
             "hwquant hw resnet18 --device xc7z020",
             "hwquant hw resnet18 --device xc7z045 --bits 3 --design msq",
             "hwquant hw model.npz --device xczu9eg --input-size 28 --json",
+            "hwquant hw resnet18 --device xc7z020 --fold --plot resnet18.png",
         ],
     )
     hw.add_argument("model", metavar="MODEL", help="zoo model name or IntModel file (.npz)")
@@ -57,6 +59,18 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     hw.add_argument("--in-channels", type=int, help="input channels (zoo: 3; file: inferred)")
     hw.add_argument("--num-classes", type=int, default=10, help="classes of a zoo model (10)")
     hw.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    hw.add_argument(
+        "--fold",
+        action="store_true",
+        help="also estimate one PE x SIMD array per layer (dataflow, FINN-style folding)",
+    )
+    hw.add_argument(
+        "--folding",
+        type=Path,
+        metavar="FILE.json",
+        help='PE and SIMD per layer, {"layer": [pe, simd], ...} (others: solved); implies --fold',
+    )
+    hw.add_argument("--plot", type=Path, metavar="FILE.png", help="write a plot of the estimate")
     hw.set_defaults(run=run)
 
 
@@ -112,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     """Handler of ``hwquant hw``."""
     from hwquant.hw.devices import get_device
     from hwquant.hw.estimate import DESIGNS, estimate
-    from hwquant.hw.render import print_estimate
+    from hwquant.hw.render import print_estimate, print_folded
 
     device = get_device(args.device)  # fail fast, before building a model
     costs = CostTable.from_json(args.costs) if args.costs else DEFAULT_COSTS
@@ -129,8 +143,56 @@ def run(args: argparse.Namespace) -> int:
         lut_pes=args.lut_pes,
         dsp_slices=args.dsp_slices,
     )
+    folded = None
+    if args.fold or args.folding:
+        folded = _folded(args, result, costs)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        doc = result.to_dict()
+        if folded:
+            doc["folded"] = {name: fd.to_dict() for name, fd in folded.items()}
+        print(json.dumps(doc, indent=2))
     else:
         print_estimate(result)
+        if folded:
+            print_folded(folded)
+    if args.plot:
+        from hwquant.hw.plot import plot_estimate
+
+        print(f"plot: {plot_estimate(result, args.plot, folded)}")
     return 0
+
+
+def read_folding(path: Path) -> dict[str, Fold]:
+    """A ``{"layer": [pe, simd], ...}`` JSON file as folds.
+
+    Raises:
+        FileFormatError: the file is missing, not JSON, or an entry is not two integers.
+    """
+    from hwquant.errors import FileFormatError
+
+    try:
+        doc = json.loads(path.read_text())
+        return {str(k): Fold(int(v[0]), int(v[1])) for k, v in doc.items() if len(v) == 2}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise FileFormatError(
+            f"folding file '{path}' is not usable ({exc}). Fix: write "
+            '{"layer name": [PE, SIMD], ...} with the names of the per-layer table.'
+        ) from exc
+
+
+def _folded(args: argparse.Namespace, result, costs: CostTable) -> dict[str, FoldedDesign]:
+    from hwquant.hw.folding import fold_network
+
+    folding = read_folding(args.folding) if args.folding else None
+    return {
+        name: fold_network(
+            result.layers,
+            result.device,
+            name,
+            folding=folding,
+            clock_mhz=args.clock_mhz,
+            lut_fraction=args.lut_fraction,
+            costs=costs,
+        )
+        for name in result.designs
+    }

@@ -33,7 +33,14 @@ from hwquant.errors import ConfigError
 from hwquant.hw.devices import BRAM36_BITS, Device, get_device
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable
 from hwquant.hw.network import LayerWork, layer_work
-from hwquant.hw.solver import DEFAULT_LUT_FRACTION, PEArrays, check_fraction, solve, split_rows
+from hwquant.hw.solver import (
+    DEFAULT_LUT_FRACTION,
+    PEArrays,
+    check_fraction,
+    dsp_pe_cost,
+    solve,
+    split_rows,
+)
 from hwquant.intmodel import IntModel
 
 DESIGNS: tuple[str, ...] = ("fixed", "sp2", "msq", "fixed_lut")
@@ -146,6 +153,9 @@ class DesignEstimate:
                 "ffs_per_pe": a.lut_cost.ffs if a.lut_cost else 0,
                 "lut_pe_acc_bits": a.acc_bits if a.lut_cost else None,
                 "lut_cost_source": a.lut_cost.source if a.lut_cost else None,
+                "luts_per_dsp_mac": a.dsp_cost.luts if a.dsp_cost else 0,
+                "ffs_per_dsp_mac": a.dsp_cost.ffs if a.dsp_cost else 0,
+                "dsp_mac_fabric_luts": a.dsp_luts,
                 "solver_share": float(a.share),
             },
             "inner_rows": {
@@ -230,7 +240,8 @@ def design_arrays(
     widths = _inner_widths(layers) or (8, 8, 1)
     unit = LUT_UNIT[design]
     if unit is None:
-        arrays = PEArrays(device, device.dsps, 0, None, None, *widths[:2], 0, packing)
+        dsp = dsp_pe_cost(costs, device, *widths, packing)
+        arrays = PEArrays(device, device.dsps, 0, None, None, *widths[:2], 0, packing, dsp)
     else:
         arrays = solve(
             device,

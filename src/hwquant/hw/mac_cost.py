@@ -15,17 +15,19 @@ Every processing element (PE) of the model does one MAC per clock cycle. Three k
 * **Fixed-point multiplier in LUTs** (:func:`lut_mac_luts`): FINN's LUT multiplier estimate plus
   the accumulator adder (for completeness: a fixed-point design that also fills its LUTs).
 
-The LUT counts are analytic, from the 7-series slice structure (UG474, 7 Series FPGAs CLB User
-Guide): a slice has four LUT6 feeding a CARRY4 chain, so an adder costs one LUT per bit; a LUT6
-is a 4:1 multiplexer (4 data, 2 select inputs). They are estimates until issue 6 measures the
-units with Yosys: :meth:`CostTable.from_json` reads such measurements, which then replace the
-formulas for the widths they cover.
+The default costs (:data:`DEFAULT_COSTS`) are the formulas fitted to Yosys syntheses of the
+emitted units (:mod:`hwquant.hw.synthesized`, issue 6). The analytic formulas of this module
+(:data:`ANALYTIC_COSTS`) are kept as a documented comparison: they follow the 7-series slice
+structure (UG474, 7 Series FPGAs CLB User Guide: four LUT6 feeding a CARRY4 chain, so an adder
+costs one LUT per bit; a LUT6 is a 4:1 multiplexer) and assume an ideal datapath.
+:meth:`CostTable.from_json` reads measured entries or another sweep file.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from typing import Literal
 
 from hwquant.errors import ConfigError, FileFormatError
 from hwquant.hw.devices import Device
+from hwquant.hw.synthesized import SynthesizedCosts, load_packaged
 from hwquant.intmath import bits_needed
 from hwquant.quantizers.sp2 import default_split
 
@@ -170,62 +173,116 @@ def _key(unit: str, weight_bits: int, act_bits: int, acc_bits: int) -> tuple[str
     return (unit, weight_bits, act_bits, acc_bits)
 
 
+DSP_GLUE_WIDTHS = (8, 8)
+"""Activation and weight bits at which a DSP MAC's fabric cost is read from the synthesized
+``fixed_mac_dsp`` formula. Yosys maps the product and the gated accumulator into the
+DSP48E1 (its P register), so once the product is on the slice the fabric cost is the
+gating glue alone and does not depend on the operand widths; products under 9 bits, which
+Yosys would put in LUTs (:data:`hwquant.hw.synthesized.DSP_MIN_PRODUCT_BITS`), are placed on
+the slice by design here."""
+
+
 @dataclass(frozen=True)
 class CostTable:
-    """Per-MAC costs: the analytic formulas of this module, replaced by ``measured`` entries
-    (keyed by unit, weight bits, activation bits, accumulator bits) where they exist."""
+    """Per-unit costs. In order of precedence: ``measured`` entries (keyed by unit, weight
+    bits, activation bits, accumulator bits; from a ``--costs`` file), the formulas ``fitted``
+    to a Yosys synthesis sweep (:mod:`hwquant.hw.synthesized`), and the analytic formulas of
+    this module (a documented comparison: :data:`ANALYTIC_COSTS` has only those)."""
 
     measured: Mapping[tuple[str, int, int, int], tuple[int, int]] = field(default_factory=dict)
     source: str = "analytic (hwquant.hw.mac_cost)"
+    fitted: SynthesizedCosts | None = None
 
     def _lookup(
-        self, unit: str, w: int, a: int, acc: int, luts: int, ffs: int
+        self, unit: str, key: tuple[int, int, int], analytic: tuple[int, int], fit: Fitted
     ) -> tuple[int, int, str]:
-        hit = self.measured.get(_key(unit, w, a, acc))
-        return (*hit, self.source) if hit is not None else (luts, ffs, "analytic")
+        hit = self.measured.get(_key(unit, *key))
+        if hit is not None:
+            return (*hit, self.source)
+        if self.fitted is not None:
+            kind, widths = fit
+            counts = self.fitted.cost(kind, **widths)
+            return counts["luts"], counts["ffs"], self.fitted.source
+        return (*analytic, "analytic")
 
     def dsp_mac(
-        self, device: Device, weight_bits: int, act_bits: int, packing: int = 1
+        self,
+        device: Device,
+        weight_bits: int,
+        act_bits: int,
+        packing: int = 1,
+        *,
+        acc_bits: int = 48,
     ) -> UnitCost:
-        """A fixed-point MAC on a DSP slice: no LUTs (the slice accumulates), 1/packing slice."""
+        """A fixed-point MAC on a DSP slice: 1/packing slice, and the fabric the synthesized
+        unit needs besides the slice (:data:`DSP_GLUE_WIDTHS`; analytic: none, the slice
+        accumulates)."""
         share = 1 / macs_per_dsp(device, weight_bits, act_bits, packing)
-        luts, ffs, source = self._lookup("dsp_mac", weight_bits, act_bits, 48, 0, 0)
+        a, w = DSP_GLUE_WIDTHS
+        luts, ffs, source = self._lookup(
+            "dsp_mac",
+            (weight_bits, act_bits, acc_bits),
+            (0, 0),
+            ("fixed_mac_dsp", {"act_bits": a, "weight_bits": w, "acc_bits": acc_bits}),
+        )
         return UnitCost(luts, ffs, share, f"{source}; {device.dsp.source}")
 
     def sp2_mac(self, weight_bits: int, act_bits: int, acc_bits: int) -> UnitCost:
-        """An SP2 shift-add MAC in LUTs (:func:`sp2_mac_luts`) at the default m1/m2 split."""
+        """An SP2 shift-add MAC in LUTs at the default m1/m2 split (analytic:
+        :func:`sp2_mac_luts`)."""
         m1, m2 = sp2_split(weight_bits)
         luts, ffs, source = self._lookup(
             "sp2_mac",
-            weight_bits,
-            act_bits,
-            acc_bits,
-            sp2_mac_luts(act_bits, m1, m2, acc_bits),
-            sp2_mac_ffs(act_bits, m1, m2, acc_bits),
+            (weight_bits, act_bits, acc_bits),
+            (sp2_mac_luts(act_bits, m1, m2, acc_bits), sp2_mac_ffs(act_bits, m1, m2, acc_bits)),
+            ("sp2_mac", {"act_bits": act_bits, "m1": m1, "m2": m2, "acc_bits": acc_bits}),
         )
         return UnitCost(luts, ffs, 0.0, source)
 
     def lut_mac(self, weight_bits: int, act_bits: int, acc_bits: int) -> UnitCost:
-        """A fixed-point MAC with a LUT multiplier (:func:`lut_mac_luts`)."""
+        """A fixed-point MAC with a LUT multiplier (analytic: :func:`lut_mac_luts`)."""
         luts, ffs, source = self._lookup(
             "lut_mac",
-            weight_bits,
-            act_bits,
-            acc_bits,
-            lut_mac_luts(weight_bits, act_bits, acc_bits),
-            lut_mac_ffs(weight_bits, act_bits, acc_bits),
+            (weight_bits, act_bits, acc_bits),
+            (
+                lut_mac_luts(weight_bits, act_bits, acc_bits),
+                lut_mac_ffs(weight_bits, act_bits, acc_bits),
+            ),
+            (
+                "fixed_mac_lut",
+                {"act_bits": act_bits, "weight_bits": weight_bits, "acc_bits": acc_bits},
+            ),
         )
         return UnitCost(luts, ffs, 0.0, source)
 
+    def unit(self, kind: str, **params: int) -> UnitCost:
+        """Any synthesized unit kind (:data:`hwquant.hw.synthesized.PARAMS`: codebook MACs, the
+        table accumulator, the threshold unit, the requantizer, ...), from the fitted formulas.
+
+        Raises:
+            ConfigError: the table has no synthesized formulas (an analytic-only table), or
+            the kind or its widths are unknown.
+        """
+        if self.fitted is None:
+            raise ConfigError(
+                f"unit {kind} has no analytic formula and this cost table has no synthesized "
+                "costs. Fix: use hwquant.hw.DEFAULT_COSTS or a sweep file from "
+                "'hwquant synth sweep'."
+            )
+        counts = self.fitted.cost(kind, **params)
+        return UnitCost(counts["luts"], counts["ffs"], counts["dsps"], self.fitted.source)
+
     @classmethod
     def from_json(cls, path: str | Path) -> CostTable:
-        """Measured unit costs from a JSON file::
+        """Unit costs from a JSON file: either a synthesis sweep written by ``hwquant synth
+        sweep`` (its fitted formulas replace the shipped ones), or measured entries::
 
-            {"source": "yosys synth_xilinx sweep", "units": [
+            {"source": "my measurements", "units": [
               {"unit": "sp2_mac", "weight_bits": 4, "act_bits": 4, "acc_bits": 22,
                "luts": 35, "ffs": 29}, ...]}
 
-        ``dsp_mac`` entries (``acc_bits`` 48) give the LUT/FF glue of a DSP MAC.
+        which replace the shipped synthesized formulas at exactly those widths (``dsp_mac``
+        entries give the LUT/FF glue of a DSP MAC).
 
         Raises:
             FileFormatError: the file is missing, not JSON, or an entry is malformed.
@@ -233,10 +290,16 @@ class CostTable:
         path = Path(path)
         fix = (
             'Fix: write {"source": ..., "units": [{"unit", "weight_bits", "act_bits", '
-            f'"acc_bits", "luts", "ffs"}}, ...]}} with unit one of {", ".join(UNITS)}.'
+            f'"acc_bits", "luts", "ffs"}}, ...]}} with unit one of {", ".join(UNITS)}, or a '
+            "sweep file from 'hwquant synth sweep --out FILE'."
         )
         try:
             doc = json.loads(path.read_text())
+            if "fits" in doc:
+                return cls(
+                    source=f"synthesized ({path.name})",
+                    fitted=SynthesizedCosts.from_doc(doc, path.name),
+                )
             measured = {}
             for entry in doc["units"]:
                 if entry["unit"] not in UNITS:
@@ -248,10 +311,37 @@ class CostTable:
                     int(entry["acc_bits"]),
                 )
                 measured[key] = (int(entry["luts"]), int(entry["ffs"]))
-            return cls(measured, str(doc.get("source", path.name)))
+            return cls(measured, str(doc.get("source", path.name)), DEFAULT_COSTS.fitted)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise FileFormatError(f"cost table '{path}' is not usable ({exc}). {fix}") from exc
 
 
-DEFAULT_COSTS = CostTable()
-"""The analytic cost table."""
+Fitted = tuple[str, Mapping[str, int]]
+"""A synthesized unit kind and the widths its fitted formula is evaluated at."""
+
+ANALYTIC_COSTS = CostTable()
+"""The analytic cost table (the formulas of this module only): a comparison, not the default."""
+
+
+def _default_costs() -> CostTable:
+    """The shipped sweep's table; the analytic one, with a warning, when the file is missing or
+    does not match this version of the feature functions (so that ``hwquant synth sweep`` can
+    still run and regenerate it)."""
+    try:
+        shipped = load_packaged()
+    except FileFormatError as exc:
+        warnings.warn(f"{exc} Using the analytic unit costs until then.", stacklevel=2)
+        return ANALYTIC_COSTS
+    if shipped is None:
+        warnings.warn(
+            "the synthesized cost file hwquant/hw/data/synth_costs.json is missing; using the "
+            "analytic unit costs. Fix: run 'make synth-costs' (or 'hwquant synth sweep').",
+            stacklevel=2,
+        )
+        return ANALYTIC_COSTS
+    return CostTable(source=shipped.source, fitted=shipped)
+
+
+DEFAULT_COSTS = _default_costs()
+"""The default cost table: the formulas fitted to the shipped Yosys sweep
+(``hwquant/hw/data/synth_costs.json``)."""

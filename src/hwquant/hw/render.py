@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hwquant.hw.estimate import DesignEstimate, NetworkEstimate
+from hwquant.hw.folding import FoldedDesign
 
 WIDE = 170
 """Console width when the output is not a terminal (a file or a pipe)."""
@@ -34,7 +35,7 @@ def layer_table(est: NetworkEstimate) -> Table:
     return table
 
 
-def _used(design: DesignEstimate, key: str) -> str:
+def _used(design: DesignEstimate | FoldedDesign, key: str) -> str:
     used, have = design.usage[key]
     return f"{used:,} ({used / have:.0%})"
 
@@ -93,3 +94,60 @@ def print_estimate(est: NetworkEstimate, console: Console | None = None) -> None
     console.print(totals_table(est))
     for line in fit_lines(est):
         console.print(line, style="bold red" if "NOT" in line else "yellow", highlight=False)
+
+
+def folded_table(fd: FoldedDesign) -> Table:
+    """Per layer of a folded design: PE, SIMD, LUT lanes, resources and cycles."""
+    table = Table(
+        title=f"Folded {fd.design} on {fd.device.name} (one PE x SIMD array per layer)",
+        title_justify="left",
+    )
+    for header in ("layer", "PE", "SIMD", "LUT lanes", "LUT", "FF", "DSP", "RAMB18", "cycles"):
+        table.add_column(header, justify="left" if header == "layer" else "right")
+    for x in fd.layers:
+        numbers = (x.fold.pe, x.fold.simd, x.lut_lanes, x.luts, x.ffs, x.dsps, x.bram18, x.cycles)
+        table.add_row(x.work.name, *(f"{n:,}" for n in numbers))
+    return table
+
+
+def folded_totals_table(folded: dict[str, FoldedDesign]) -> Table:
+    """Per folded design: resources, II, latency, images/s and speed-up over fixed."""
+    table = Table(title="Folded designs (dataflow: II = slowest layer)", title_justify="left")
+    headers = ("design", "LUT", "FF", "DSP", "RAMB18", "II cycles", "latency cycles")
+    for header in (*headers, "images/s", "vs fixed", "fits"):
+        table.add_column(header, justify="left" if header == "design" else "right")
+    base = folded.get("fixed")
+    for name, fd in folded.items():
+        table.add_row(
+            name,
+            *(_used(fd, key) for key in ("luts", "ffs", "dsps", "bram18")),
+            f"{fd.ii_cycles:,}",
+            f"{fd.latency_cycles:,}",
+            f"{fd.images_per_s:,.1f}",
+            f"{base.ii_cycles / fd.ii_cycles:.2f}x" if base else "-",
+            "yes" if fd.fits else "NO",
+        )
+    return table
+
+
+def print_folded(folded: dict[str, FoldedDesign], console: Console | None = None) -> None:
+    """Print each folded design's layer table, the totals and the fit lines."""
+    console = console or Console()
+    if not console.is_terminal:
+        console.width = max(console.width, WIDE)
+    for fd in folded.values():
+        console.print(folded_table(fd))
+    console.print(folded_totals_table(folded))
+    for name, fd in folded.items():
+        if not fd.fits:
+            line = f"folded design {name} does NOT fit {fd.device.name}: " + "; ".join(
+                p for p in fd.problems() if not p.startswith("RAMB18")
+            )
+            console.print(line, style="bold red", highlight=False)
+        if not fd.weights_on_chip:
+            console.print(
+                f"folded design {name}: weights need more RAMB18 than {fd.device.name} has; "
+                "they must stream from DRAM, whose bandwidth this model does not include",
+                style="yellow",
+                highlight=False,
+            )

@@ -4,8 +4,10 @@ A design has two groups of processing elements (PEs), each doing one MAC per cyc
 ``P_dsp = DSP slices × MACs per slice`` fixed-point PEs on the DSPs, and ``P_lut`` PEs built
 from LUTs (SP2 shift-add MACs for MSQ), as many as the LUT and flip-flop budget allows:
 
-    P_lut = min(⌊f·LUTs / LUTs_per_PE⌋, ⌊f·FFs / FFs_per_PE⌋)
+    P_lut = min(⌊(f·LUTs − P_dsp·LUTs_per_DSP_MAC) / LUTs_per_PE⌋, same for FFs)
 
+(whatever fabric a synthesized DSP MAC needs besides its slice comes first; with the
+accumulator in the slice's P register that is about one LUT),
 where ``f`` is the utilisation ceiling (default 0.7: the remaining 30% is left to control,
 buffers, the requantizers and routing slack, none of which this model counts). A layer with
 ``R`` rows of ``M`` MACs each gives ``r·R`` rows to the LUT PEs and ``(1 − r)·R`` to the DSP
@@ -19,6 +21,7 @@ independent of the layer, and the layer then takes ``R·M / (P_lut + P_dsp)`` cy
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -49,7 +52,8 @@ class PEArrays:
     """The PE groups of one design: DSP slices used as MACs and LUT-based PEs of ``lut_unit``.
 
     ``weight_bits``/``act_bits``/``acc_bits`` are the widths the LUT PEs are built for;
-    ``lut_cost`` is the cost of one LUT PE (None when there are none).
+    ``lut_cost`` is the cost of one LUT PE (None when there are none); ``dsp_cost`` that of one
+    DSP MAC (the fabric the synthesized unit needs besides the slice; None: not counted).
     """
 
     device: Device
@@ -61,6 +65,7 @@ class PEArrays:
     act_bits: int
     acc_bits: int
     packing: int = 1
+    dsp_cost: UnitCost | None = None
 
     def dsp_rate(self, weight_bits: int, act_bits: int) -> int:
         """MACs per cycle of the DSP group on ``weight_bits`` x ``act_bits`` operands."""
@@ -83,14 +88,20 @@ class PEArrays:
         return Fraction(self.p_lut, total) if total else Fraction(0)
 
     @property
+    def dsp_luts(self) -> int:
+        """LUTs of the DSP MACs' fabric (``P_dsp`` MACs)."""
+        return self.p_dsp * self.dsp_cost.luts if self.dsp_cost else 0
+
+    @property
     def luts(self) -> int:
-        """LUTs of the LUT PEs."""
-        return self.lut_pes * self.lut_cost.luts if self.lut_cost else 0
+        """LUTs of the LUT PEs and of the DSP MACs' fabric."""
+        return (self.lut_pes * self.lut_cost.luts if self.lut_cost else 0) + self.dsp_luts
 
     @property
     def ffs(self) -> int:
-        """Flip-flops of the LUT PEs."""
-        return self.lut_pes * self.lut_cost.ffs if self.lut_cost else 0
+        """Flip-flops of the LUT PEs and of the DSP MACs' fabric."""
+        lut_ffs = self.lut_pes * self.lut_cost.ffs if self.lut_cost else 0
+        return lut_ffs + (self.p_dsp * self.dsp_cost.ffs if self.dsp_cost else 0)
 
 
 def check_fraction(lut_fraction: float) -> None:
@@ -115,6 +126,19 @@ def lut_pe_cost(
     raise ConfigError(f"LUT unit {lut_unit!r} is unknown. Fix: use one of {', '.join(LUT_UNITS)}.")
 
 
+def dsp_pe_cost(
+    costs: CostTable,
+    device: Device,
+    weight_bits: int,
+    act_bits: int,
+    fan_in: int,
+    packing: int = 1,
+) -> UnitCost:
+    """Cost of one DSP MAC with the accumulator width ``fan_in`` needs."""
+    acc = accumulator_bits(weight_bits, act_bits, fan_in)
+    return costs.dsp_mac(device, weight_bits, act_bits, packing, acc_bits=acc)
+
+
 def solve(
     device: str | Device,
     weight_bits: int,
@@ -127,7 +151,7 @@ def solve(
     costs: CostTable = DEFAULT_COSTS,
 ) -> PEArrays:
     """Size both PE groups on ``device``: every DSP slice, and as many ``lut_unit`` PEs as the
-    LUT/FF budget ``lut_fraction`` allows (module docstring).
+    LUT/FF budget ``lut_fraction`` allows after the DSP MACs' own fabric (module docstring).
 
     Raises:
         ConfigError: unknown device or unit, a ceiling outside (0, 1], bad bits or packing.
@@ -135,21 +159,13 @@ def solve(
     device = get_device(device)
     check_fraction(lut_fraction)
     cost, acc = lut_pe_cost(costs, lut_unit, weight_bits, act_bits, fan_in)
-    by_luts = math.floor(device.luts * lut_fraction) // max(cost.luts, 1)
-    by_ffs = math.floor(device.ffs * lut_fraction) // max(cost.ffs, 1)
+    dsp = dsp_pe_cost(costs, device, weight_bits, act_bits, fan_in, packing)
     arrays = PEArrays(
-        device,
-        device.dsps,
-        min(by_luts, by_ffs),
-        lut_unit,
-        cost,
-        weight_bits,
-        act_bits,
-        acc,
-        packing,
+        device, device.dsps, 0, lut_unit, cost, weight_bits, act_bits, acc, packing, dsp
     )
-    arrays.dsp_rate(weight_bits, act_bits)  # validates packing and widths
-    return arrays
+    by_luts = (math.floor(device.luts * lut_fraction) - arrays.luts) // max(cost.luts, 1)
+    by_ffs = (math.floor(device.ffs * lut_fraction) - arrays.ffs) // max(cost.ffs, 1)
+    return dataclasses.replace(arrays, lut_pes=max(min(by_luts, by_ffs), 0))
 
 
 def sp2_share_for(

@@ -38,11 +38,16 @@ class LookupPlan:
     pad_index: int
 
 
-def choose_group(entries_per_row: int, fan_in: int, outputs: int) -> int:
-    """Largest group g ≤ MAX_GROUP whose table ``B^g·⌈K/g⌉·O`` fits :data:`ROW_BUDGET`."""
+def choose_group(
+    entries_per_row: int, fan_in: int, outputs: int, block_budget: int | None = None
+) -> int:
+    """Largest group g ≤ MAX_GROUP whose table ``B^g·⌈K/g⌉·O`` fits :data:`ROW_BUDGET` and,
+    given ``block_budget``, whose block of one group ``B^g·O`` fits it (a tighter, cache-sized
+    bound: :func:`hwquant.tables.native.choose_group`)."""
     group = 1
     for g in range(2, MAX_GROUP + 1):
-        if entries_per_row**g * -(-fan_in // g) * outputs <= ROW_BUDGET:
+        block = entries_per_row**g * outputs
+        if block * -(-fan_in // g) <= ROW_BUDGET and block <= (block_budget or block):
             group = g
     return group
 

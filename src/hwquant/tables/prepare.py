@@ -76,6 +76,7 @@ def _quantizer(opts: TableOptions, role: str, unsigned: bool = False) -> Codeboo
         reestimate_every=opts.reestimate_every,
         start_step=start,
         track_samples=role != "weight",
+        freeze_step=opts.freeze_step,
     )
 
 

@@ -4,8 +4,10 @@ Forward in training: ``q(x) = c[nearest_index(x)]`` with the straight-through gr
 clipped identity (1 inside ``[c_0, c_{k-1}]``, 0 outside), so only the forward changes; the
 levels are not learned but re-estimated every ``reestimate_every`` steps by a codebook family
 (:mod:`hwquant.tables.codebooks`) from running statistics: for weights the current weights, for
-activations a ring buffer of recent samples. Staged enabling: before ``start_step`` the
-quantizer passes its input through (it still collects statistics).
+activations a ring buffer of recent samples (``SAMPLES_PER_STEP`` elements drawn uniformly at
+random from each training batch). Staged enabling: before ``start_step`` the quantizer passes
+its input through (it still collects statistics). From ``freeze_step`` on the levels stay fixed,
+so that the last steps fine-tune the network to the tables it will be deployed with.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class CodebookQuantizer(nn.Module):
         reestimate_every: int,
         start_step: int,
         track_samples: bool,
+        freeze_step: int | None = None,
     ) -> None:
         super().__init__()
         self.family = family
@@ -40,6 +43,7 @@ class CodebookQuantizer(nn.Module):
         self.reestimate_every = reestimate_every
         self.start_step = start_step
         self.track_samples = track_samples
+        self.freeze_step = freeze_step
         self.register_buffer("levels", torch.zeros(entries, dtype=torch.float64))
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.register_buffer("ring", torch.zeros(RING_SAMPLES if track_samples else 0))
@@ -49,6 +53,11 @@ class CodebookQuantizer(nn.Module):
     def estimated(self) -> bool:
         """True once the levels have been estimated (after the first training forward)."""
         return int(self.step) > 0
+
+    @property
+    def frozen(self) -> bool:
+        """True from ``freeze_step`` on: the levels are no longer re-estimated."""
+        return self.freeze_step is not None and int(self.step) >= self.freeze_step
 
     def codebook(self) -> torch.Tensor:
         """The levels (float64, strictly increasing); refuses an unestimated quantizer."""
@@ -69,8 +78,11 @@ class CodebookQuantizer(nn.Module):
         flat = x.detach().flatten().float()
         if not self.track_samples:
             return flat
-        stride = max(1, flat.numel() // SAMPLES_PER_STEP)
-        picked = flat[::stride][:SAMPLES_PER_STEP]
+        picked = flat
+        if flat.numel() > SAMPLES_PER_STEP:
+            # uniform random positions: a fixed stride over a (N, C, H, W) tensor would alias
+            # with H·W and pick one pixel position of every image (a biased codebook)
+            picked = flat[torch.randint(flat.numel(), (SAMPLES_PER_STEP,), device=flat.device)]
         start = int(self.filled) % RING_SAMPLES
         end = min(start + picked.numel(), RING_SAMPLES)
         self.ring[start:end] = picked[: end - start]
@@ -88,7 +100,7 @@ class CodebookQuantizer(nn.Module):
         if self.training:
             samples = self._observe(x)
             step = int(self.step)
-            if step == 0 or step % self.reestimate_every == 0:
+            if step == 0 or (step % self.reestimate_every == 0 and not self.frozen):
                 self._reestimate(samples)
             self.step += 1
             if step < self.start_step:
@@ -96,4 +108,4 @@ class CodebookQuantizer(nn.Module):
         levels = self.codebook().to(x.dtype)
         q = levels[nearest_index(x, levels)]
         clipped = x.clamp(float(levels[0]), float(levels[-1]))
-        return clipped + (q - clipped).detach()
+        return q + (clipped - clipped.detach())  # value exactly q, gradient of clipped
