@@ -5,20 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from hwquant.report.tables import Table, report_tables, summary
 
 
 def rich_table(table: Table) -> RichTable:
-    """``table`` as a rich table."""
+    """``table`` as a rich table; its text is plain (``[...]`` is not rich markup)."""
     out = RichTable(
-        title=table.title, title_justify="left", caption=table.note or None, caption_justify="left"
+        title=escape(table.title),
+        title_justify="left",
+        caption=escape(table.note) or None,
+        caption_justify="left",
     )
     for index, header in enumerate(table.headers):
-        out.add_column(header, no_wrap=index == 0, overflow="fold")
+        out.add_column(escape(header), no_wrap=index == 0, overflow="fold")
     for row in table.rows:
-        out.add_row(*row)
+        out.add_row(*map(escape, row))
     return out
 
 

@@ -2,7 +2,8 @@
 
 * accuracy vs bits: grouped bars per model (float, fake-quant, integer, integer with a narrow
   accumulator), with chance level;
-* accumulator bits: worst-case and observed accumulator width per layer, with the narrow width;
+* accumulator bits (when the results hold IntModel variants): worst-case and observed
+  accumulator width per layer, with the narrow width;
 * resources per layer (when the results hold an FPGA estimate): MACs and cycles per design;
 * weight histograms, one figure per quantized model: the folded float weights over their
   per-channel scale, ``w / α``, with the integer quantization levels as vertical lines.
@@ -19,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from hwquant.report.tables import variant_label
+from hwquant.report.tables import tables_label, variant_label
 
 PLOT_DIR = "plots"
 DPI = 110
@@ -39,10 +40,10 @@ class Plot:
 
 def write_plots(results: dict[str, Any], out_dir: Path) -> list[Plot]:
     """Draw every figure of ``results`` into ``out_dir/plots``; return them in report order."""
-    figures = [
-        ("accuracy", "Test accuracy vs bits", accuracy_figure(results)),
-        ("accumulator_bits", "Accumulator width per layer", accumulator_figure(results)),
-    ]
+    figures = [("accuracy", "Test accuracy vs bits", accuracy_figure(results))]
+    if results["variants"]:
+        accumulators = accumulator_figure(results)
+        figures.append(("accumulator_bits", "Accumulator width per layer", accumulators))
     resources = results.get("resources", {})
     if "layers" in resources:
         figures.append(("resources", "Resources per layer", resources_figure(resources)))
@@ -60,7 +61,8 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Plot]:
 
 
 def accuracy_figure(results: dict[str, Any]) -> Figure:
-    """Bars per model: FP32 in float; each variant fake-quant, integer and narrow integer."""
+    """Bars per model: FP32 in float; each variant fake-quant, integer and narrow integer; table
+    units (a ``"tables"`` section) fake-quant and table engine."""
     narrow = f"integer, {results['acc16_bits']}-bit acc."
     fp32 = results["fp32"]["accuracy"]
     groups = [("FP32", {"float": fp32})] if fp32 is not None else []
@@ -72,6 +74,13 @@ def accuracy_figure(results: dict[str, Any]) -> Figure:
             narrow: acc["integer_acc16"],
         }
         groups.append((variant_label(v), values))
+    if "tables" in results:
+        compared = results["tables"]["compare"]
+        values = {
+            "fake-quant (QAT eval)": compared["fake_quant_acc"],
+            "table engine": compared["engine_acc"],
+        }
+        groups.append((tables_label(results["tables"]), values))
     colors: dict[str, str] = {}
     figure = Figure(figsize=(7, 4), dpi=DPI, layout="constrained")
     ax = figure.add_subplot()

@@ -7,6 +7,10 @@ an IntModel (saved as ``RUN_DIR/model.npz``), verifies it against the QAT model,
 fake-quant and integer accuracy, accumulator widths and overflows, and, when
 :mod:`hwquant.hw` is installed, FPGA resource estimates. The results use the schema of the demo's
 ``demo.json`` (one variant), so the demo's tables, plots and HTML render them.
+
+A table-unit run (``recipe.scheme = "tables"``) lowers to a TableModel instead: its results hold
+no variant and a ``"tables"`` section (:mod:`hwquant.report.table_units`: engine against
+fake-quant on the test set, the multiply-free audit and the compactness measures).
 """
 
 from __future__ import annotations
@@ -30,10 +34,15 @@ RESULTS_FILE = "results.json"
 MODEL_FILE = "model.npz"
 HW_DEVICE = "xc7z020"
 """FPGA part of the resource estimate (the smallest profile of :mod:`hwquant.hw`)."""
+TABLES_NOTE = {
+    "note": "no resource estimate for table units: hwquant.hw models multiply-accumulate "
+    "designs; see the table compactness for the ROM sizes."
+}
 
 
 def collect_run(run_dir: str | Path, device: str = HW_DEVICE) -> dict[str, Any]:
-    """Measure the QAT run in ``run_dir``; return its results (demo.json schema + resources)."""
+    """Measure the QAT run in ``run_dir``; return its results (demo.json schema + resources;
+    a table-unit run: no variant, a ``"tables"`` section and a resources note)."""
     from hwquant.data import BatchLoader, load_dataset
     from hwquant.demo import (
         ACC16_BITS,
@@ -44,6 +53,7 @@ def collect_run(run_dir: str | Path, device: str = HW_DEVICE) -> dict[str, Any]:
         evaluate,
         measure_variant,
     )
+    from hwquant.report.table_units import measure_table_units
 
     start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -69,8 +79,14 @@ def collect_run(run_dir: str | Path, device: str = HW_DEVICE) -> dict[str, Any]:
     }
     qat = hwquant.prepare(fp32, config.recipe)
     load_weights(qat, _weights(run_dir / CHECKPOINT_NAME, "the run"), run_dir / CHECKPOINT_NAME)
-    variant = Variant(MODEL_FILE.removesuffix(".npz"), config.recipe, config.train)
-    measured = measure_variant(qat, variant, data, run_dir)
+    if config.recipe.scheme == "tables":
+        variants = []
+        sections = {"tables": measure_table_units(qat, test, run_dir), "resources": TABLES_NOTE}
+    else:
+        variant = Variant(MODEL_FILE.removesuffix(".npz"), config.recipe, config.train)
+        variants = [measure_variant(qat, variant, data, run_dir)]
+        resources = resource_estimate(run_dir / variants[0]["model_file"], data, device)
+        sections = {"resources": resources}
     return {
         "title": f"hwquant run report: {run_dir.name}",
         "quick": False,
@@ -85,9 +101,9 @@ def collect_run(run_dir: str | Path, device: str = HW_DEVICE) -> dict[str, Any]:
         },
         "model": config.model.name,
         "fp32": fp32_results,
-        "variants": [measured],
+        "variants": variants,
         "acc16_bits": ACC16_BITS,
-        "resources": resource_estimate(run_dir / measured["model_file"], data, device),
+        **sections,
         "timings": {"total": time.perf_counter() - start},
         "environment": environment(),
     }
@@ -128,12 +144,6 @@ def _run_config(run_dir: Path) -> RunConfig:
             "of a finished `hwquant train` run."
         )
     config = load_config(path)
-    if config.recipe is not None and config.recipe.scheme == "tables":
-        raise FileFormatError(
-            f"'{run_dir}' trained table-based units, which lower to a TableModel, not an "
-            "IntModel. Fix: run reports cover the llsq, msq and nonuniform schemes; use "
-            "hwquant.tables to inspect a tables run."
-        )
     if config.recipe is None:
         raise FileFormatError(
             f"'{run_dir}' holds a float run; the report describes a quantized one. Fix: train "
@@ -181,8 +191,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help="measure a trained QAT run and write its HTML report",
         description=(
             "Rebuild the run in RUN_DIR (the out_dir of `hwquant train`: config.toml, last.pt), "
-            "lower it, verify it and write RUN_DIR/model.npz, results.json, report.html, "
-            "report.md and plots/."
+            "lower it, verify it and write RUN_DIR/model.npz (model_tables.npz for a tables "
+            "run), results.json, report.html, report.md and plots/."
         ),
         examples=["hwquant report runs/digits_llsq_w4a4", "hwquant report runs/q --json"],
     )
@@ -194,15 +204,35 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     results, html = report_run(args.run_dir, args.device)
-    variant = results["variants"][0]
     figures = {
         "report": str(html),
         "float_accuracy": results["fp32"]["accuracy"],
-        **{f"{k}_accuracy": v for k, v in variant["accuracy"].items()},
-        "bit_exact": variant["verify"]["exact"],
+        **(_table_figures(results["tables"]) if "tables" in results else _figures(results)),
     }
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
         print("\n".join(f"{k}: {v}" for k, v in figures.items()))
-    return 0 if variant["verify"]["exact"] else 1
+    return 0 if figures["bit_exact"] and not figures.get("audit_violations") else 1
+
+
+def _figures(results: dict[str, Any]) -> dict[str, Any]:
+    """Accuracies and bit-exactness of the run's IntModel."""
+    variant = results["variants"][0]
+    accuracy = {f"{k}_accuracy": v for k, v in variant["accuracy"].items()}
+    return accuracy | {"bit_exact": variant["verify"]["exact"]}
+
+
+def _table_figures(tables: dict[str, Any]) -> dict[str, Any]:
+    """Accuracies, exactness (no image's engine output differs from the QAT model's), audit
+    violations and network compactness of a TableModel."""
+    measures = {k: v for k, v in tables["compactness"].items() if k != "layers"}
+    violations = len(tables["audit"]["violations"])
+    return {
+        "fake_quant_accuracy": tables["compare"]["fake_quant_acc"],
+        "table_engine_accuracy": tables["compare"]["engine_acc"],
+        "images_with_unequal_outputs": tables["compare"]["images_with_unequal_outputs"],
+        "audit_violations": violations,
+        **measures,
+        "bit_exact": tables["compare"]["exact"],
+    }

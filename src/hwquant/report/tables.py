@@ -161,6 +161,111 @@ def layer_table(variant: dict[str, Any], acc16_bits: int) -> Table:
     )
 
 
+def tables_label(tables: dict[str, Any]) -> str:
+    """``Tables 8x5`` for table units with 8 activation and 5 weight codebook entries."""
+    options = tables["recipe"]["tables"]
+    return f"Tables {options['act_entries']}x{options['weight_entries']}"
+
+
+def table_units_table(results: dict[str, Any]) -> Table:
+    """Float, fake-quant and table-engine accuracy, and engine == fake-quant on the test set."""
+    tables = results["tables"]
+    compared = tables["compare"]
+    row = (
+        tables_label(tables),
+        optional_percent(results["fp32"]["accuracy"]),
+        percent(compared["fake_quant_acc"]),
+        percent(compared["engine_acc"]),
+        f"{compared['test_images']:,}",
+        f"{compared['images_with_unequal_outputs']:,}",
+        "yes" if compared["exact"] else "NO",
+        tables["model_file"],
+    )
+    return Table(
+        "Table units: test accuracy and exactness (hwquant.tables)",
+        (
+            "Model",
+            "Float",
+            "Fake-quant",
+            "Table engine",
+            "Images",
+            "Unequal outputs",
+            "Exact",
+            "File",
+        ),
+        (row,),
+        "Float: the FP32 model. Fake-quant: the QAT model in eval mode. Table engine: the "
+        "TableModel on the table engine (lookups, adds and compares only). Unequal outputs: "
+        "test images whose output integers differ between the two.",
+    )
+
+
+def audit_table(tables: dict[str, Any]) -> Table:
+    """Ops and violations of one batch through the table engine under the multiply-free audit."""
+    audit = tables["audit"]
+    violations = audit["violations"]
+    row = (
+        tables["engine"],
+        f"{audit['images']:,}",
+        f"{audit['ops']:,}",
+        str(len(audit["op_counts"])),
+        f"{len(violations):,}" + (f" (first: {violations[0]})" if violations else ""),
+    )
+    return Table(
+        "Multiply-free audit (hwquant.tables.audit, one test batch)",
+        ("Kernel", "Images", "Ops", "Distinct ops", "Violations"),
+        (row,),
+        "Every op the table engine dispatched, its table compilation included; a violation is "
+        "a multiply/divide-class op, a floating-point tensor or an op outside the allow-list.",
+    )
+
+
+def compactness_tables(tables: dict[str, Any]) -> list[Table]:
+    """Per table layer and for the network: entries, distinct entries, bits (Covell et al.)."""
+    measures = tables["compactness"]
+    widths = tables["compare"]["accumulators"]["layers"]
+    keys = ("act_entries", "weight_entries", "entries", "distinct", "distinct_magnitudes",
+            "entry_bits", "bits", "bits_sign_symmetric")  # fmt: skip
+    layers = tuple(
+        (
+            row["layer"],
+            row["kind"],
+            *(f"{row[key]:,}" for key in keys),
+            str(widths[row["layer"]]["worst_case_bits"]) if row["layer"] in widths else NONE,
+        )
+        for row in measures["layers"]
+    )
+    network = tuple((key, f"{value:,}") for key, value in measures.items() if key != "layers")
+    return [
+        Table(
+            "Table compactness per layer",
+            (
+                "Layer",
+                "Kind",
+                "|A|",
+                "|W|",
+                "Entries |A|·|W|",
+                "Distinct",
+                "Distinct |T|",
+                "Entry bits",
+                "Bits",
+                "Bits sign-symmetric",
+                "Worst-case acc. bits",
+            ),
+            layers,
+            "Product units store |A|·|W| integer entries T[i, j] = round(a_i·w_j / s_T); with "
+            "sign symmetry only the distinct magnitudes |T| and a sign bit. Add tables store "
+            "output indices. The same figures as `hwquant tables`.",
+        ),
+        Table(
+            "Table compactness of the network",
+            ("Measure", "Value"),
+            network,
+            "max_inner_entries leaves out the first unit, which reads the input pixel levels.",
+        ),
+    ]
+
+
 def timing_table(results: dict[str, Any]) -> Table:
     """Wall time of each step of the run."""
     rows = tuple((step, f"{seconds:.1f}") for step, seconds in results["timings"].items())
@@ -199,14 +304,28 @@ def resource_tables(resources: dict[str, Any]) -> list[Table]:
     ]
 
 
+def integer_tables(results: dict[str, Any]) -> list[Table]:
+    """Accuracy, bit-exactness and per-layer tables of the IntModel variants (none without)."""
+    if not results["variants"]:
+        return []
+    layers = [layer_table(v, results["acc16_bits"]) for v in results["variants"]]
+    return [accuracy_table(results), verify_table(results), *layers]
+
+
+def table_unit_tables(results: dict[str, Any]) -> list[Table]:
+    """The tables of the results' ``"tables"`` section (a table-unit run; none without)."""
+    if "tables" not in results:
+        return []
+    tables = results["tables"]
+    return [table_units_table(results), audit_table(tables), *compactness_tables(tables)]
+
+
 def report_tables(results: dict[str, Any]) -> list[Table]:
     """Every table of the report, in order."""
-    layers = [layer_table(v, results["acc16_bits"]) for v in results["variants"]]
     resources = resource_tables(results["resources"]) if "resources" in results else []
     return [
-        accuracy_table(results),
-        verify_table(results),
-        *layers,
+        *integer_tables(results),
+        *table_unit_tables(results),
         *resources,
         timing_table(results),
         environment_table(results),
