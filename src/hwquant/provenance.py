@@ -7,6 +7,7 @@ Every benchmark and ``hwquant bench`` run writes one JSON document through :func
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -50,20 +51,25 @@ def _git(args: Sequence[str], repo: Path) -> str | None:
 
 
 def git_state(repo: Path) -> dict[str, Any]:
-    """Commit of ``repo`` (``git rev-parse HEAD``), whether tracked files differ from it, a
-    SHA-256 of ``git diff HEAD`` (so that a run on a dirty tree still names what it ran) and the
-    untracked files (not ignored) that the commit does not hold."""
+    """Commit of ``repo`` (``git rev-parse HEAD``); whether the tree differs from it (tracked
+    changes or untracked files that are not ignored); a SHA-256 of ``git diff HEAD`` and of the
+    untracked files' names and contents, so that a run on a dirty tree still names what it ran;
+    and the untracked files (the first :data:`MAX_UNTRACKED`)."""
     head = _git(["rev-parse", "HEAD"], repo)
     if head is None:
         return {"commit": None, "dirty": None, "diff_sha256": None, "untracked": None}
     diff = _git(["diff", "HEAD", "--no-ext-diff"], repo) or ""
-    untracked = (_git(["ls-files", "--others", "--exclude-standard"], repo) or "").split()
-    if len(untracked) > MAX_UNTRACKED:
-        untracked = [*untracked[:MAX_UNTRACKED], "..."]
+    untracked = (_git(["ls-files", "--others", "--exclude-standard"], repo) or "").splitlines()
+    digest = hashlib.sha256(diff.encode())
+    for name in untracked:
+        digest.update(name.encode())
+        with contextlib.suppress(OSError):
+            digest.update((repo / name).read_bytes())
+    dirty = bool(diff or untracked)
     return {
         "commit": head.strip(),
-        "dirty": bool(diff),
-        "diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None,
+        "dirty": dirty,
+        "diff_sha256": digest.hexdigest() if dirty else None,
         "untracked": untracked[:MAX_UNTRACKED]
         + (["..."] if len(untracked) > MAX_UNTRACKED else []),
     }

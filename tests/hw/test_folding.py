@@ -46,8 +46,10 @@ def test_msq_splits_lanes_by_its_sp2_rows() -> None:
     x = fold_layer(INNER, Fold(4, 8), "msq", Z020, DEFAULT_COSTS, last=False)
     assert x.lut_lanes == 3  # 4 lanes x 12/16 SP2 rows
     assert x.cycles == max(-(-12 // 3), -(-4 // 1)) * 9 * 64
-    one = fold_layer(INNER, Fold(1, 8), "msq", Z020, DEFAULT_COSTS, last=False)
-    assert one.lut_lanes == 1 and one.cycles == 12 * 9 * 64  # one lane of each kind
+    two = fold_layer(INNER, Fold(2, 8), "msq", Z020, DEFAULT_COSTS, last=False)
+    assert two.lut_lanes == 1 and two.cycles == 12 * 9 * 64  # one lane of each kind
+    with pytest.raises(ConfigError, match="PE >= 2"):
+        fold_layer(INNER, Fold(1, 8), "msq", Z020, DEFAULT_COSTS, last=False)
 
 
 def test_solved_folding_fits_and_beats_no_folding() -> None:
@@ -57,7 +59,8 @@ def test_solved_folding_fits_and_beats_no_folding() -> None:
         assert fd.fits and fd.weights_on_chip
         for x in fd.layers:
             assert x.work.rows % x.fold.pe == 0 and x.work.fan_in % x.fold.simd == 0
-        ones = fold_network(layers, "xc7z020", design, folding={w.name: Fold(1, 1) for w in layers})
+        least = {w.name: Fold(2 if design == "msq" and w is INNER else 1, 1) for w in layers}
+        ones = fold_network(layers, "xc7z020", design, folding=least)
         assert fd.ii_cycles < ones.ii_cycles
         assert fd.ii_cycles == max(x.cycles for x in fd.layers)
         assert fd.latency_cycles == sum(x.cycles for x in fd.layers)
@@ -98,7 +101,7 @@ def test_cli_fold_json_plot_and_folding_file(
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     name = folded["layers"][1]["name"]
     folding = tmp_path / "folding.json"
-    folding.write_text(json.dumps({name: [1, 1]}))
+    folding.write_text(json.dumps({name: [2, 1]}))  # an MSQ layer needs a lane of each kind
     assert main(["hw", *SMALL, "--device", "xc7z020", "--folding", str(folding)]) == 0
     out = capsys.readouterr().out
     assert "Folded msq on xc7z020" in out and "Folded designs" in out

@@ -9,6 +9,7 @@ import pytest
 
 from hwquant.errors import ToolError
 from hwquant.rtl import fixed_mac, mac_stimulus, simulate
+from hwquant.rtl.simulate import parse_log
 from tests.rtl.conftest import requires_iverilog
 
 
@@ -35,3 +36,10 @@ def test_mismatches_are_counted():
     assert result.outputs["acc"].tolist() == [3, -1]
     assert result.errors == 1 and result.checks == 2
     assert "MISMATCH" in result.log
+
+
+def test_unknown_outputs_are_a_tool_error():
+    unit = fixed_mac(4, 4, 16)
+    stimulus = mac_stimulus({"x": [[1]], "w": [[1]]}, [1])
+    with pytest.raises(ToolError, match="unknown \\(X/Z\\) output"):
+        parse_log("OUT 0 x\nDONE 1 0\n", unit, stimulus)

@@ -3,7 +3,9 @@ kernels, the build cache and the fallback."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import threading
 
 import numpy as np
@@ -27,6 +29,11 @@ from hwquant.tables.model import UnitNode
 C_TYPE_WORDS = {"const", "restrict", "void", "char", "int", "int32_t", "int64_t", "geometry",
                 "lanes16"}  # fmt: skip
 FLOAT_WORDS = {"float", "double", "_Float16", "_Float32", "_Float64", "__fp16", "__bf16"}
+
+NEEDS_COMPILER = pytest.mark.skipif(
+    shutil.which(os.environ.get("CC", "gcc")) is None,
+    reason="no C compiler: apt-get install gcc (the native table kernel is built with it)",
+)
 
 
 def c_code() -> str:
@@ -102,6 +109,7 @@ def random_unit(data, op: str) -> tuple[UnitNode, torch.Tensor]:
     return node, x
 
 
+@NEEDS_COMPILER
 @settings(max_examples=40, deadline=None)
 @given(st.sampled_from(["conv", "linear"]), st.integers(1, 4), st.data())
 def test_native_unit_equals_the_pytorch_kernel(op, group, data):
@@ -119,6 +127,7 @@ def test_native_group_follows_the_measured_rule():
     assert native.choose_group(3, 576, 64) == 2  # never 3, though 3³·64 fits
 
 
+@NEEDS_COMPILER
 def test_native_thresholds_are_exact_at_the_32_bit_accumulator_limit():
     """acc = ±(2^31 − 1), the largest that fold.check_table admits, against thresholds at that
     value, one past it and the sentinels, on ascending and descending channels."""
@@ -135,6 +144,7 @@ def test_native_thresholds_are_exact_at_the_32_bit_accumulator_limit():
     assert torch.equal(engine.run_unit(engine.compile_unit(node, engine="native"), x), reference)
 
 
+@NEEDS_COMPILER
 @pytest.mark.parametrize("fixture", ["small_cnn_tables", "residual_tables"])
 def test_native_engine_equals_the_pytorch_engine_node_by_node(fixture, request):
     _, table_model, x = request.getfixturevalue(fixture)
@@ -153,6 +163,7 @@ def test_out_of_range_input_indices_are_refused(small_cnn_tables):
         run_tables(table_model, x_idx + 256, engine="native")
 
 
+@NEEDS_COMPILER
 def test_qat_eval_runs_the_native_kernels(residual_tables):
     qat, _, x = residual_tables
     with torch.no_grad():
@@ -161,6 +172,7 @@ def test_qat_eval_runs_the_native_kernels(residual_tables):
     assert kernels == {"native"}
 
 
+@NEEDS_COMPILER
 def test_native_engine_equals_the_pytorch_engine_on_resnet20():
     torch.manual_seed(0)
     x = torch.randn(8, 3, 32, 32)
@@ -215,6 +227,7 @@ def test_missing_compiler_fails_native_and_auto_falls_back(fresh_native):
         engine.resolve_kernel("fast")
 
 
+@NEEDS_COMPILER
 def test_failed_build_carries_the_compiler_error(fresh_native, tmp_path):
     broken = tmp_path / "broken.c"
     broken.write_text("int broken( {\n")
@@ -224,6 +237,7 @@ def test_failed_build_carries_the_compiler_error(fresh_native, tmp_path):
     assert engine.resolve_kernel("auto") == "torch"
 
 
+@NEEDS_COMPILER
 def test_build_is_cached_by_source_and_safe_when_concurrent(fresh_native, tmp_path):
     path = native.library_path()
     assert path.is_relative_to(tmp_path) and not path.exists()
@@ -249,6 +263,7 @@ def test_build_is_cached_by_source_and_safe_when_concurrent(fresh_native, tmp_pa
     assert native.library_path() != path
 
 
+@NEEDS_COMPILER
 def test_unwritable_cache_is_a_tool_error(fresh_native, tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
@@ -256,3 +271,18 @@ def test_unwritable_cache_is_a_tool_error(fresh_native, tmp_path):
     with pytest.raises(ToolError, match=r"Fix: set \$HWQUANT_CACHE to a writable directory"):
         native.load()
     assert engine.resolve_kernel("auto") == "torch"
+
+
+@NEEDS_COMPILER
+def test_native_refuses_groups_and_operands_the_kernel_cannot_address():
+    node = UnitNode(
+        "u", ["x"], "linear", np.array([[0], [1]]), np.array([[1, -1]]), np.array([[0]] * 2),
+        np.array([False, False]), np.zeros(2, dtype=np.int64), np.zeros(1), np.zeros(2),
+        np.zeros(2),
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"outside 1\.\.4"):
+        engine.compile_unit(node, 5, engine="native")
+    unit = engine.compile_unit(node, engine="native")
+    x = torch.zeros(1, 1, dtype=torch.int32)
+    with pytest.raises(ConfigError, match=r"operand 'x' is torch\.int32"):
+        native.run(unit.native, x.view(1, 1, 1, 1), 1, 1, 0)

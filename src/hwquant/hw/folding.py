@@ -95,18 +95,28 @@ def _sp2_rows(work: LayerWork) -> int:
     return work.sp2_rows if work.sp2_rows is not None else work.rows // 2
 
 
+def _mixed(work: LayerWork, design: str) -> bool:
+    """Whether ``work`` is an inner MSQ layer with both SP2 and fixed-point rows."""
+    return design == "msq" and work.role == "inner" and 0 < _sp2_rows(work) < work.rows
+
+
 def _lanes(work: LayerWork, design: str, pe: int) -> tuple[int, int]:
-    """``(LUT lanes, DSP lanes)``: an inner layer of sp2/fixed_lut is all LUT lanes; one of msq
-    splits ``pe`` by its SP2 share, with at least one lane of each kind it has rows for."""
+    """``(LUT lanes, DSP lanes)``, summing to ``pe``: an inner layer of sp2/fixed_lut is all LUT
+    lanes; a mixed MSQ layer splits ``pe`` by its SP2 share with at least one lane of each kind,
+    so it needs ``pe >= 2``."""
     if work.role != "inner" or LUT_UNIT[design] is None:
         return 0, pe
     if design != "msq":
         return pe, 0
-    sp2 = _sp2_rows(work)
-    lut = math.floor(pe * sp2 / work.rows + 0.5) if work.rows else 0
-    lut = max(lut, 1) if sp2 else 0
-    dsp = max(pe - lut, 1) if sp2 < work.rows else 0
-    return lut, dsp
+    if not _mixed(work, design):
+        return (pe, 0) if _sp2_rows(work) else (0, pe)
+    if pe < 2:
+        raise ConfigError(
+            f"MSQ layer {work.name} has SP2 and fixed-point rows, so its array needs a lane of "
+            f"each kind; PE = {pe} is too few. Fix: use PE >= 2 (a divisor of {work.rows})."
+        )
+    lut = min(max(math.floor(pe * _sp2_rows(work) / work.rows + 0.5), 1), pe - 1)
+    return lut, pe - lut
 
 
 def fold_layer(
@@ -268,7 +278,10 @@ def solve_folding(
     last = len(layers) - 1
     options = []
     for index, work in enumerate(layers):
-        folds = [Fold(p, s) for p in divisors(work.rows) for s in divisors(work.fan_in)]
+        least = 2 if _mixed(work, design) else 1
+        folds = [
+            Fold(p, s) for p in divisors(work.rows) if p >= least for s in divisors(work.fan_in)
+        ]
         costed = [fold_layer(work, f, design, device, costs, index == last) for f in folds]
         costed.sort(key=lambda x: (x.fold.pe * x.fold.simd, x.luts + 100 * x.dsps))
         options.append(costed)

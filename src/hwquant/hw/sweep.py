@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import itertools
-import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ from hwquant.hw.synthesized import (
     features,
 )
 from hwquant.intmath import qrange
+from hwquant.provenance import git_state
 
 TOLERANCE = 0.15
 """Issue 6's target: every fitted count within 15% of Yosys's on every swept point."""
@@ -206,16 +206,6 @@ def fit(points: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _git_commit() -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=30
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip()
-
-
 def run_sweep(
     kinds: Iterable[str] | None = None,
     *,
@@ -267,6 +257,7 @@ def run_sweep(
         for kind in chosen
         if kind.kind not in skipped
     }
+    git = git_state(Path.cwd())
     return {
         "format": "hwquant synth sweep",
         "format_version": SWEEP_FORMAT,
@@ -276,7 +267,8 @@ def run_sweep(
         "lut_style_script": synth_script("TOP", family, nodsp=True),
         "command": "hwquant synth sweep",
         "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "git_commit": _git_commit(),
+        "git_commit": git["commit"],
+        "git_dirty": git["dirty"],
         "tolerance": {"relative": TOLERANCE, "slack_cells": SLACK_CELLS},
         "skipped": skipped,
         "fits": fits,

@@ -74,9 +74,15 @@ def parse_log(log: str, unit: Unit, stimulus: Stimulus) -> SimResult:
     """The ``OUT`` values of each checked output port and the ``DONE`` counts of a run."""
     ports = [p.name for p in unit.ports if p.direction == "output" and p.name in stimulus.expected]
     widths = [stimulus.lanes.get(name, 1) for name in ports]
-    rows = [
-        [int(v) for v in line.split()[2:]] for line in log.splitlines() if line.startswith("OUT ")
-    ]
+    lines = [line for line in log.splitlines() if line.startswith("OUT ")]
+    try:
+        rows = [[int(v) for v in line.split()[2:]] for line in lines]
+    except ValueError as err:
+        unknown = next((line for line in lines if any(c in line for c in "xXzZ")), lines[-1])
+        raise ToolError(
+            f"the simulation of {unit.top} produced an unknown (X/Z) output: {unknown!r}. Fix: "
+            "check that every register of the unit is reset and every input is driven."
+        ) from err
     done = [line.split() for line in log.splitlines() if line.startswith("DONE ")]
     if not done:
         raise ToolError(f"the simulation of {unit.top} did not finish:\n{log[-2000:]}")

@@ -28,6 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from hwquant.atomic import write_atomic
 from hwquant.errors import ConfigError, FileFormatError, ToolError
 
 FAMILIES: tuple[str, ...] = ("xc7", "xcu", "xcup")
@@ -235,11 +236,8 @@ def synthesize_verilog(
         resources = parse_stat(Path(tmp, "stat.json").read_text())
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.write_text(
-            json.dumps(
-                {"top": top, "family": family, "yosys": version} | {"cells": dict(resources.cells)}
-            )
-        )
+        record = {"top": top, "family": family, "yosys": version, "cells": dict(resources.cells)}
+        write_atomic(cached, json.dumps(record).encode())
     return resources
 
 

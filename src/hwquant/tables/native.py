@@ -36,7 +36,7 @@ import torch
 
 from hwquant.atomic import write_atomic
 from hwquant.data.cache import default_cache_dir
-from hwquant.errors import ToolError
+from hwquant.errors import ConfigError, ToolError
 from hwquant.tables import kernels
 from hwquant.tables.kernels import LookupPlan
 
@@ -167,7 +167,23 @@ class NativeUnit:
 def prepare(
     plan: LookupPlan, tau: torch.Tensor, descending: torch.Tensor, bias: torch.Tensor
 ) -> NativeUnit:
-    """The kernel's form of a compiled unit: offsets in units of int32 row entries."""
+    """The kernel's form of a compiled unit: offsets in units of int32 row entries.
+
+    Raises:
+        ConfigError: a group outside 1..MAX_GROUP, or rows too many for the kernel's int32
+            offsets.
+    """
+    if not 1 <= plan.group <= kernels.MAX_GROUP:
+        raise ConfigError(
+            f"lookup group {plan.group} is outside 1..{kernels.MAX_GROUP}, the native kernel's "
+            "address buffers. Fix: compile the unit with a smaller group (or group=None)."
+        )
+    if plan.rows.numel() > torch.iinfo(torch.int32).max:
+        raise ConfigError(
+            f"the unit's lookup rows hold {plan.rows.numel():,} entries, more than the native "
+            "kernel's int32 offsets address. Fix: use engine='torch' for this model, or smaller "
+            "codebooks."
+        )
     outputs = plan.rows.shape[1]
     entries = plan.pad_index + 1
     steps = [entries**j * outputs for j in range(plan.group)]
@@ -188,6 +204,37 @@ def prepare(
     )
 
 
+def _check_operands(
+    x: torch.Tensor,
+    rows: torch.Tensor,
+    digits: torch.Tensor,
+    base: torch.Tensor,
+    tau: torch.Tensor,
+    flip: torch.Tensor,
+    bias: torch.Tensor,
+    fan_in: int,
+) -> None:
+    """Refuse operands the C kernel would misread: wrong dtypes, non-contiguous tables, or an
+    address plan shorter than the unit's window (``C·k·k`` positions)."""
+    expected = {
+        "x": (x, torch.int64), "rows": (rows, torch.int32), "digits": (digits, torch.int32),
+        "base": (base, torch.int32), "tau": (tau, torch.int32), "flip": (flip, torch.int32),
+        "bias": (bias, torch.int64),
+    }  # fmt: skip
+    for name, (tensor, dtype) in expected.items():
+        if tensor.dtype != dtype or (name != "x" and not tensor.is_contiguous()):
+            raise ConfigError(
+                f"native table_unit operand '{name}' is {tensor.dtype} "
+                f"{'contiguous' if tensor.is_contiguous() else 'strided'}; the kernel reads "
+                f"contiguous {dtype}. Fix: build operands with hwquant.tables.native.prepare."
+            )
+    if base.numel() * digits.shape[0] < fan_in:
+        raise ConfigError(
+            f"the lookup plan covers {base.numel() * digits.shape[0]} window positions, the unit "
+            f"has {fan_in}. Fix: compile the plan for this unit's kernel and channels."
+        )
+
+
 @torch.library.custom_op("hwquant::table_unit", mutates_args=())
 def table_unit(
     x: torch.Tensor,
@@ -204,6 +251,7 @@ def table_unit(
     ``[kernel, stride, padding, pad_index]``."""
     kernel, stride, padding, pad_index = window
     n, channels, height, width = x.shape
+    _check_operands(x, rows, digits, base, tau, flip, bias, channels * kernel * kernel)
     outputs = rows.shape[1]
     group, entries = digits.shape
     padded_h, padded_w = height + 2 * padding, width + 2 * padding
@@ -238,8 +286,8 @@ def lookup_add(
     table: torch.Tensor, row_start: torch.Tensor, a: torch.Tensor, b: torch.Tensor
 ) -> torch.Tensor:
     """A residual add's output indices ``table[row_start[a] + b]`` (int64, ``a``'s shape)."""
-    a, b = a.to(torch.int64).contiguous(), b.to(torch.int64).contiguous()
+    table, row_start, a, b = (t.to(torch.int64).contiguous() for t in (table, row_start, a, b))
     out = torch.empty_like(a)
-    tensors = (table.contiguous(), row_start, a, b, out)
+    tensors = (table, row_start, a, b, out)
     load().hwquant_lookup_add(a.numel(), *(t.data_ptr() for t in tensors), torch.get_num_threads())
     return out
