@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -74,13 +72,7 @@ def _timings(variants: dict[str, Callable[[], object]], batch: int, rounds: int)
 
 def _median_ms(fn: Callable[[], object], rounds: int) -> float:
     """Median wall time of ``fn`` in milliseconds (after one warm-up run)."""
-    fn()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return 1000 * interleaved_median_seconds({"fn": fn}, rounds)["fn"]
 
 
 def _group_profile(table_model, x_idx: torch.Tensor, rounds: int) -> dict:

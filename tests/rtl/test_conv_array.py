@@ -39,8 +39,8 @@ def test_fixed_layer_equals_the_engine(llsq_goldens, pe, simd, pixels):
 
 @requires_iverilog
 def test_signed_input_layer_and_last_layer(llsq_goldens):
-    simulate_layer(llsq_goldens["features.0.0"], 4, 3, slice(0, 16))  # 8-bit signed input
-    simulate_layer(llsq_goldens["classifier"], 2, 32, slice(0, 1))  # accumulators, no requant
+    assert simulate_layer(llsq_goldens["features.0.0"], 4, 3, slice(0, 16)) == ["fixed"]  # signed
+    assert simulate_layer(llsq_goldens["classifier"], 2, 32, slice(0, 1)) == ["fixed"]  # acc out
 
 
 @requires_iverilog
