@@ -76,7 +76,11 @@ class TrainConfig:
     label_smoothing: float = 0.0
     """Label smoothing of the cross-entropy loss, in [0, 1)."""
     amp: bool = True
-    """bfloat16 autocast on CUDA (ignored on CPU)."""
+    """bfloat16 autocast on CUDA (on the CPU only with ``cpu_amp``)."""
+    cpu_amp: bool = False
+    """Also autocast to bfloat16 when training on the CPU (with ``amp``). Off by default: it
+    changes the trained weights. The CPU must have native bf16 kernels (oneDNN, e.g.
+    avx512_bf16 or AMX); the Trainer refuses the option on one that has none."""
     seed: int = 0
     """Seed of Python, NumPy and torch generators and of the data order."""
     deterministic: bool = True

@@ -27,6 +27,11 @@ RESULT_KEYS = ("benchmark", "command", "seed", "machine", "config", "results")
 MAX_UNTRACKED = 20
 
 
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of the bytes of ``path``."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def cpu_model() -> str:
     """The CPU model name from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
     try:

@@ -202,7 +202,8 @@ class Trainer:
         train_loader, test_loader: batch sources (see :class:`BatchSource`).
         config: optimizer, schedule and checkpoint settings.
         out_dir: directory of ``last.pt`` (made if missing).
-        device: where to train; bf16 autocast runs only on CUDA with ``config.amp``.
+        device: where to train; bf16 autocast runs on CUDA with ``config.amp``, on the CPU with
+            ``config.amp`` and ``config.cpu_amp``.
         recipe_hooks: called as ``hook(model, global_step)`` before every step.
         progress: show progress bars (on a terminal, outside CI) and per-epoch lines.
         resume: continue from ``out_dir/last.pt`` (or its previous copy) if there is one.
@@ -247,7 +248,7 @@ class Trainer:
         self._tick = 0.0  # time.perf_counter() at the end of the last step
         self._console = Console(stderr=True, quiet=not (progress and self.dist.is_main))
         self._bars = progress and sys.stderr.isatty() and not os.environ.get("CI")
-        self._amp = config.amp and self.device.type == "cuda"
+        self._amp = _autocast_enabled(config, self.device)
         if resume:
             self._resume()
 
@@ -466,6 +467,24 @@ def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: Path)
             f"the weights in '{path}' do not fit the model: {exc}. Fix: use the [model] (and "
             "[recipe]) of the run that wrote the checkpoint."
         ) from None
+
+
+def _autocast_enabled(config: TrainConfig, device: torch.device) -> bool:
+    """Whether training on ``device`` runs under bf16 autocast (see ``TrainConfig.amp``).
+
+    Raises:
+        ConfigError: ``cpu_amp`` on a CPU without native bf16 kernels.
+    """
+    if device.type == "cuda":
+        return config.amp
+    if not (config.amp and config.cpu_amp):
+        return False
+    if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        raise ConfigError(
+            "train.cpu_amp: this CPU has no native bf16 kernels (oneDNN reports none), so bf16 "
+            "autocast would be emulated and slow. Fix: set train.cpu_amp = false."
+        )
+    return device.type == "cpu"
 
 
 def train_from_config(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from hwquant.bench.rows import ROW_KINDS, all_rows, select_rows
 from hwquant.bench.tiers import TIERS, get_tier
 from hwquant.cli import main
 from hwquant.errors import ConfigError, DataError
+from hwquant.provenance import file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +97,7 @@ def test_bad_arguments_are_config_errors(argv, allowed, capsys):
 
 
 def test_unknown_names_raise_config_error_listing_allowed_values():
-    with pytest.raises(ConfigError, match="gpu, cpu, smoke"):
+    with pytest.raises(ConfigError, match="gpu, cpu, cpu-full, smoke"):
         get_tier("tpu")
     with pytest.raises(ConfigError, match="mobilenetv2"):
         select_models(["resnet50"], TIERS["gpu"])
@@ -130,3 +132,29 @@ def test_a_spent_time_budget_starts_nothing_and_leaves_the_run_incomplete(tmp_pa
     assert outcome["stopped"] and outcome["ran"] == []
     assert not outcome["results"]["complete"] and outcome["results"]["rows"] == []
     assert not (tmp_path / "fp32").exists()
+
+
+def test_resume_with_other_settings_is_refused_naming_the_difference(tmp_path):
+    args = ["bench", "reproduce", "--tier", "smoke", "--out", str(tmp_path), "--rows", "llsq_W4A4"]
+    assert main([*args, "--no-step-time"]) == 0
+    assert main([*args, "--no-step-time"]) == 2  # a finished run is not overwritten
+    with pytest.raises(ConfigError, match=r"seed: stored 0, now 1"):
+        reproduce(replace(_options(tmp_path), seed=1, resume=True))
+    with pytest.raises(ConfigError, match=r"tier\.epochs_qat: stored 1, now 2"):
+        reproduce(replace(_options(tmp_path), tier=get_tier("smoke", epochs_qat=2), resume=True))
+
+
+def test_fp32_checkpoint_with_another_sha256_is_refused(tmp_path):
+    assert main(["bench", "reproduce", "--tier", "smoke", "--out", str(tmp_path),
+                 "--rows", "llsq_W4A4", "--no-step-time"]) == 0  # fmt: skip
+    ckpt = tmp_path / "fp32" / "resnet20.ckpt"
+    record = json.loads(ckpt.with_suffix(".json").read_text())
+    assert record["checkpoint_sha256"] == file_sha256(ckpt)
+    (tmp_path / "rows" / "resnet20" / "llsq_W4A4.json").unlink()  # a row still to run
+    ckpt.write_bytes(ckpt.read_bytes() + b"\0")
+    with pytest.raises(ConfigError, match="sha256"):
+        reproduce(replace(_options(tmp_path), resume=True))
+
+
+def _options(out: Path) -> Options:
+    return Options(TIERS["smoke"], out, ("resnet20",), select_rows(["llsq_W4A4"]), step_time=False)

@@ -41,7 +41,7 @@ from hwquant.data.arrays import make_splits
 from hwquant.data.cifar_folder import CIFAR10_CLASSES
 from hwquant.errors import ConfigError, UnsupportedLayerError
 from hwquant.models import build
-from hwquant.provenance import machine_record, write_result
+from hwquant.provenance import file_sha256, machine_record, write_result
 from hwquant.tables import lower_tables
 from hwquant.train import Trainer, seed_everything
 
@@ -106,6 +106,7 @@ def reproduce(options: Options) -> dict[str, Any]:
     with ``stopped`` true, and ``resume`` continues it."""
     tier = options.tier
     _check_device(tier)
+    _check_settings(options)
     started = time.perf_counter()
     data = _load(options)
     machine = machine_record()
@@ -140,6 +141,52 @@ def reproduce(options: Options) -> dict[str, Any]:
         "skipped": skipped,
         "stopped": stopped,
     }
+
+
+def settings_of(options: Options) -> dict[str, Any]:
+    """What every stored row and FP32 record of ``options.out`` depends on: the tier (schedule,
+    data, epochs) and the seed."""
+    return {"tier": dataclasses.asdict(options.tier), "seed": options.seed}
+
+
+def _check_settings(options: Options) -> None:
+    """Record :func:`settings_of` in ``OUT/settings.json`` on the first run; refuse to resume
+    with other settings, and refuse a fresh run into a directory that holds one.
+
+    Raises:
+        ConfigError: names every setting that differs, or the existing run.
+    """
+    path = options.out / "settings.json"
+    settings = settings_of(options)
+    if path.exists():
+        if not options.resume:
+            raise ConfigError(
+                f"{options.out} already holds a reproduce run ({path.name}); running again would "
+                "overwrite its rows. Fix: add --resume to continue it, or choose a new --out."
+            )
+        stored = json.loads(path.read_text())
+        differ = _differences(stored, settings)
+        if differ:
+            raise ConfigError(
+                f"--resume into {options.out} with other settings than its stored rows: "
+                + "; ".join(differ)
+                + ". Fix: resume with the stored settings, or choose a new --out."
+            )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, (json.dumps(settings, indent=2) + "\n").encode())
+
+
+def _differences(stored: Any, now: Any, where: str = "") -> list[str]:
+    """``key: stored -> now`` for every leaf of two JSON-like dicts that differs."""
+    if isinstance(stored, dict) and isinstance(now, dict):
+        return [
+            line
+            for key in sorted(set(stored) | set(now))
+            for line in _differences(stored.get(key), now.get(key), f"{where}{key}.")
+        ]
+    now = list(now) if isinstance(now, tuple) else now
+    return [] if stored == now else [f"{where.rstrip('.')}: stored {stored!r}, now {now!r}"]
 
 
 def _out_of_time(options: Options, started: float) -> bool:
@@ -234,6 +281,7 @@ def _train_config(options: Options, fp32: bool) -> TrainConfig:
         schedule="onecycle" if fp32 else "cosine",
         label_smoothing=tier.label_smoothing if fp32 else 0.0,
         amp=tier.amp,
+        cpu_amp=tier.amp and tier.device == "cpu",
         seed=options.seed,
         deterministic=tier.device == "cpu",
     )
@@ -264,8 +312,15 @@ def _fp32(model_name: str, data: _Data, options: Options) -> _Baseline:
     path = options.out / "fp32" / f"{model_name}.ckpt"
     record_path = path.with_suffix(".json")
     if options.resume and record_path.exists():
-        state = load_checkpoint(path)["state_dict"]
-        return _Baseline(state, json.loads(record_path.read_text()))
+        record = json.loads(record_path.read_text())
+        digest = file_sha256(path)
+        if digest != record["checkpoint_sha256"]:
+            raise ConfigError(
+                f"{path} has sha256 {digest}, but {record_path.name} recorded "
+                f"{record['checkpoint_sha256']}: the FP32 checkpoint is not the one its rows "
+                "were trained from. Fix: restore that checkpoint, or start a new --out."
+            )
+        return _Baseline(load_checkpoint(path)["state_dict"], record)
     model = _build(model_name, options)
     work = options.out / "work" / model_name / "fp32"
     training = _fit(
@@ -281,6 +336,8 @@ def _fp32(model_name: str, data: _Data, options: Options) -> _Baseline:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, {"state_dict": state})
+    record["checkpoint"] = path.name
+    record["checkpoint_sha256"] = file_sha256(path)
     write_atomic(record_path, (json.dumps(record, indent=2) + "\n").encode())
     return _Baseline(state, record)
 
