@@ -1,7 +1,7 @@
 """Shared helpers of the benchmark scripts: result paths, timing and printing.
 
 Every benchmark writes ``benchmarks/results/<name>.json`` through :func:`write_result` (the
-document and machine record of :mod:`hwquant.provenance`).
+document and machine record of :mod:`hwquant.core.provenance`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hwquant import provenance
-from hwquant.provenance import RESULT_KEYS, command_line, git_state, machine_record
+from hwquant.core import provenance
+from hwquant.core.provenance import RESULT_KEYS, command_line, git_state, machine_record
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -23,7 +23,7 @@ __all__ = ["RESULT_KEYS", "command_line", "git_state", "machine_record"]
 
 
 def write_result(name: str, *, path: str | Path | None = None, **fields: Any) -> Path:
-    """:func:`hwquant.provenance.write_result` to ``path`` (default
+    """:func:`hwquant.core.provenance.write_result` to ``path`` (default
     ``benchmarks/results/<name>.json``)."""
     return provenance.write_result(
         name, path=RESULTS_DIR / f"{name}.json" if path is None else path, **fields

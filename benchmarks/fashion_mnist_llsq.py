@@ -43,15 +43,15 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks.common` impor
 
 import hwquant
 from benchmarks.common import ResultRecorder, command_line
-from hwquant.bench.evaluate import fp32_accuracy
-from hwquant.config import TrainConfig
+from hwquant.app.bench.evaluate import fp32_accuracy
+from hwquant.app.config import TrainConfig
+from hwquant.app.train import Trainer, build_optimizer, seed_everything
+from hwquant.core.intmath import bits_needed
 from hwquant.data import ArrayDataset, BatchLoader, DataSplits, load_dataset
 from hwquant.engine import run as engine_run
-from hwquant.intmath import bits_needed
-from hwquant.intmodel import IntModel
+from hwquant.ir.intmodel import IntModel
 from hwquant.models import build
-from hwquant.nn import capture_codes
-from hwquant.train import Trainer, build_optimizer, seed_everything
+from hwquant.qat.nn import capture_codes
 
 NAME = "fashion_mnist_llsq"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / f"{NAME}.json"

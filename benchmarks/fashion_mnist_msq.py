@@ -36,9 +36,9 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 import hwquant
 from benchmarks import fashion_mnist_llsq as llsq_bench
 from hwquant.engine import run as engine_run
-from hwquant.intmodel import IntModel, MSQEncoding
-from hwquant.quantizers.msq import resolve_sp2_share
-from hwquant.recipe import MSQOptions
+from hwquant.ir.intmodel import IntModel, MSQEncoding
+from hwquant.qat.recipe import MSQOptions
+from hwquant.schemes.msq.quantizer import resolve_sp2_share
 
 NAME = "fashion_mnist_msq"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / f"{NAME}.json"

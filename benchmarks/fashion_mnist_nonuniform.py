@@ -37,9 +37,9 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 import hwquant
 from benchmarks import fashion_mnist_llsq as llsq_bench
-from hwquant.bops import model_costs
-from hwquant.intmodel import IntModel
-from hwquant.recipe import NonUniformOptions
+from hwquant.hw.bops import model_costs
+from hwquant.ir.intmodel import IntModel
+from hwquant.qat.recipe import NonUniformOptions
 
 NAME = "fashion_mnist_nonuniform"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / f"{NAME}.json"
@@ -107,7 +107,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def costs(int_model: IntModel) -> dict[str, Any]:
-    """The cost figures of :func:`hwquant.bops.model_costs` on one 28x28 input (added to
+    """The cost figures of :func:`hwquant.hw.bops.model_costs` on one 28x28 input (added to
     ``size_record``'s figures by ``quantize_row``)."""
     example = int_model.quantize_input(torch.zeros(1, 1, 28, 28))
     return {"costs": model_costs(int_model, example)}

@@ -30,11 +30,17 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks.common` impor
 import hwquant
 from benchmarks.common import command_line, write_result
 from benchmarks.fashion_mnist_llsq import load_splits, loaders, qat_config, train
-from hwquant.bench.evaluate import fp32_accuracy
+from hwquant.app.bench.evaluate import fp32_accuracy
+from hwquant.app.train import seed_everything
 from hwquant.models import build
-from hwquant.recipe import TableOptions
-from hwquant.tables import capture_indices, compactness, load_tables, lower_tables, run_tables
-from hwquant.train import seed_everything
+from hwquant.qat.recipe import TableOptions
+from hwquant.schemes.tables import (
+    capture_indices,
+    compactness,
+    load_tables,
+    lower_tables,
+    run_tables,
+)
 
 NAME = "fashion_mnist_tables"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / f"{NAME}.json"

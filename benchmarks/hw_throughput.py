@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from benchmarks.common import command_line, write_result
-from hwquant.hw import estimate_layers, layer_work, lower_zoo_model, sp2_share_for
+from hwquant.app.zoo import lower_zoo_model
+from hwquant.hw import estimate_layers, layer_work, sp2_share_for
 from hwquant.hw.estimate import NetworkEstimate
 from hwquant.hw.folding import fold_network
 from hwquant.hw.mac_cost import ANALYTIC_COSTS, DEFAULT_COSTS

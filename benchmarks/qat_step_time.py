@@ -16,7 +16,7 @@ import torch
 
 import hwquant
 from benchmarks.common import command_line, write_result
-from hwquant.bench.steptime import timed_step
+from hwquant.app.bench.steptime import timed_step
 from hwquant.models import build
 
 

@@ -7,7 +7,8 @@
 * failed writes: checkpoint writes failing as on a read-only or full disk, with I/O errors;
 * damaged files: checkpoints and IntModel files truncated, bit-flipped, overwritten, extended;
 * fuzzing (hypothesis): the config loader (documents and TOML text), the IntModel loader (damaged
-  bytes, rewritten headers) and every quantizer of :data:`hwquant.reliability.fuzz.QUANTIZER_CASES`;
+  bytes, rewritten headers) and every quantizer of
+  :data:`hwquant.app.reliability.fuzz.QUANTIZER_CASES`;
 * accumulators: the smallest width with no overflow per layer, on the digits test set, next to
   the worst-case bound.
 
@@ -32,11 +33,11 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from benchmarks.common import command_line, write_result
-from hwquant.accumulators import accumulator_widths
-from hwquant.checkpoint import load_checkpoint, save_checkpoint
-from hwquant.config import RunConfig
-from hwquant.intmodel import load
-from hwquant.reliability import faults, fuzz
+from hwquant.app.config import RunConfig
+from hwquant.app.reliability import faults, fuzz
+from hwquant.core.checkpoint import load_checkpoint, save_checkpoint
+from hwquant.engine.accumulators import accumulator_widths
+from hwquant.ir.intmodel import load
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "fp32": {

@@ -27,13 +27,13 @@ import torch
 
 import hwquant
 from benchmarks.common import command_line, write_result
+from hwquant.app.train import seed_everything
 from hwquant.data import BatchLoader, load_dataset
 from hwquant.models import build
-from hwquant.recipe import Recipe
+from hwquant.qat.recipe import Recipe
 from hwquant.rtl.golden import export_golden
 from hwquant.rtl.simulate import run_directory
 from hwquant.rtl.testbench import TESTBENCH_TOP
-from hwquant.train import seed_everything
 
 CHECKPOINT = Path("/work/fp32/fashion_small_cnn_seed0.pt")
 SCHEMES = {

@@ -29,13 +29,13 @@ from benchmarks.common import (
 )
 from benchmarks.engine_throughput import _calibrated_qat
 from hwquant.models import build
-from hwquant.recipe import TableOptions
-from hwquant.tables import capture_indices, engine, lower_tables, native, run_tables
-from hwquant.tables.audit import MultiplyFreeAudit
-from hwquant.tables.engine import resolve_kernel
-from hwquant.tables.kernels import ROW_BUDGET
-from hwquant.tables.model import AddNode, UnitNode
-from hwquant.tables.native import FLAGS, GROUP_BUDGET
+from hwquant.qat.recipe import TableOptions
+from hwquant.schemes.tables import capture_indices, engine, lower_tables, native, run_tables
+from hwquant.schemes.tables.audit import MultiplyFreeAudit
+from hwquant.schemes.tables.engine import resolve_kernel
+from hwquant.schemes.tables.kernels import ROW_BUDGET
+from hwquant.schemes.tables.model import AddNode, UnitNode
+from hwquant.schemes.tables.native import FLAGS, GROUP_BUDGET
 
 TARGET = 0.25
 

@@ -12,3 +12,11 @@ settings.register_profile(
     "hwquant", deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
 settings.load_profile("hwquant")
+
+# Session fixtures shared by the RTL tests of every scheme (computed only when a test asks).
+from tests.goldens import (  # noqa: E402, F401
+    llsq_goldens,
+    msq_goldens,
+    nonuniform_goldens,
+    table_goldens,
+)

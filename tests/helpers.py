@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import hwquant
-from hwquant.recipe import Recipe
+from hwquant.qat.recipe import Recipe
 
 
 @torch.no_grad()

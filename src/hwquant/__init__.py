@@ -5,12 +5,12 @@ trains it, ``lower`` turns it into an :class:`IntModel`, whose integer engine re
 QAT model's eval outputs bit for bit (``verify`` checks it).
 """
 
-from hwquant.errors import HwquantError
-from hwquant.intmodel import IntModel, load
-from hwquant.lower import lower
-from hwquant.prepare import freeze_bn, prepare
-from hwquant.recipe import Recipe
-from hwquant.verify import VerifyReport, verify
+from hwquant.core.errors import HwquantError
+from hwquant.ir.intmodel import IntModel, load
+from hwquant.qat.lower import lower
+from hwquant.qat.prepare import freeze_bn, prepare
+from hwquant.qat.recipe import Recipe
+from hwquant.qat.verify import VerifyReport, verify
 
 __version__ = "0.1.0"
 

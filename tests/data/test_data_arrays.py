@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hwquant.core.errors import DataError
 from hwquant.data import ArrayDataset, DataSplits
 from hwquant.data.arrays import channel_stats, make_splits
-from hwquant.errors import DataError
 
 
 def _dataset(n: int = 4, labels: list[int] | None = None, side: int = 2) -> ArrayDataset:

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hwquant.core.errors import ConfigError
 from hwquant.data import ArrayDataset, BatchLoader
 from hwquant.data.batches import crop_padding
-from hwquant.errors import ConfigError
 
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hwquant.core.errors import DataError
 from hwquant.data import load_dataset
-from hwquant.errors import DataError
 
 
 def test_digits_split_scale_and_determinism() -> None:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hwquant.core.errors import DataError
 from hwquant.data import cifar_folder, load_dataset
-from hwquant.errors import DataError
 
 SIDE = 8
 # split -> class -> file number -> grey level. File numbers are deliberately not zero-padded,

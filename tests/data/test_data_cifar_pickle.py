@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hwquant.core.errors import DataError
 from hwquant.data import load_dataset
-from hwquant.errors import DataError
 
 ROW = 3 * 32 * 32
 

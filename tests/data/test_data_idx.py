@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hwquant.core.errors import DataError
 from hwquant.data import load_dataset, mnist
 from hwquant.data.idx import IDX_TYPES, read_idx
-from hwquant.errors import DataError
 
 CODES = {dtype.newbyteorder("="): code for code, dtype in IDX_TYPES.items()}
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from hwquant.core.errors import DataError
 from hwquant.data import load_dataset
 from hwquant.data.registry import DATASET_NAMES
-from hwquant.errors import DataError
 
 
 def test_unknown_name_lists_allowed_names() -> None:

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import hwquant
+from hwquant.core.errors import AccumulatorOverflowError, HwquantError
 from hwquant.engine import run
-from hwquant.errors import AccumulatorOverflowError, HwquantError
 from hwquant.models import build
-from hwquant.recipe import Recipe
+from hwquant.qat.recipe import Recipe
 from tests.helpers import lowered_small_cnn, trained_qat_model
 
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 import hwquant
+from hwquant.core.errors import UnsupportedLayerError
 from hwquant.engine import run
-from hwquant.errors import UnsupportedLayerError
 from hwquant.export import export_qdq, export_qonnx, run_qonnx
 from hwquant.export.custom_ops import DOMAIN, codebook_weight, msq_weight
-from hwquant.intmodel import CodebookEncoding, MSQEncoding
-from hwquant.recipe import Recipe
+from hwquant.ir.intmodel import CodebookEncoding, MSQEncoding
+from hwquant.qat.recipe import Recipe
 from tests.helpers import lowered_small_cnn, trained_qat_model
 
 

@@ -9,13 +9,13 @@ import torch
 from onnx import TensorProto
 
 import hwquant
+from hwquant.core.errors import UnsupportedLayerError
 from hwquant.engine import run
-from hwquant.errors import UnsupportedLayerError
 from hwquant.export import export_qonnx, run_qonnx
 from hwquant.export.graph import INPUT_NAME, OPSET, OUTPUT_NAME, Graph
 from hwquant.export.qonnx import QONNX_DOMAIN, QONNXStyle
-from hwquant.intmodel import AddNode, AvgPoolNode
-from hwquant.recipe import Recipe
+from hwquant.ir.intmodel import AddNode, AvgPoolNode
+from hwquant.qat.recipe import Recipe
 from tests.helpers import RandomNet, lowered_small_cnn, trained_qat_model
 
 pytest.importorskip("qonnx")

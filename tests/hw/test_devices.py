@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hwquant.errors import ConfigError
+from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import BRAM36_BITS, DEVICES, DSP48E1, DSP48E2, get_device
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hwquant.errors import ConfigError
+from hwquant.core.errors import ConfigError
 from hwquant.hw import estimate_layers as _estimate_layers
 from hwquant.hw.estimate import DESIGNS
 from hwquant.hw.mac_cost import ANALYTIC_COSTS

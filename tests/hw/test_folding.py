@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from hwquant.cli import main
-from hwquant.errors import ConfigError
+from hwquant.app.cli import main
+from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import get_device
 from hwquant.hw.folding import Fold, divisors, fold_layer, fold_network, weight_memory
 from hwquant.hw.mac_cost import DEFAULT_COSTS, accumulator_bits
 from hwquant.hw.network import LayerWork
-from tests.hw.test_cli import SMALL
+from tests.app.test_hw_cli import SMALL
 
 Z020 = get_device("xc7z020")
 FIRST = LayerWork("conv1", "conv2d", "first", 8, 27, 64, 8, 8, True, 8 * 27 * 8)

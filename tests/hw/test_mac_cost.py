@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hwquant.errors import ConfigError, FileFormatError
+from hwquant.core.errors import ConfigError, FileFormatError
 from hwquant.hw.devices import get_device
 from hwquant.hw.mac_cost import (
     ANALYTIC_COSTS,

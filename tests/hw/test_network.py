@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from hwquant.core.errors import ConfigError
 from hwquant.engine import run
-from hwquant.errors import ConfigError
 from hwquant.hw import estimate, layer_work
-from hwquant.intmodel import MSQEncoding
+from hwquant.ir.intmodel import MSQEncoding
 from tests.helpers import lowered_small_cnn
 
 

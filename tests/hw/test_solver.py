@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hwquant.errors import ConfigError
+from hwquant.core.errors import ConfigError
 from hwquant.hw import sp2_share_for
 from hwquant.hw.devices import DEVICES
 from hwquant.hw.mac_cost import ANALYTIC_COSTS

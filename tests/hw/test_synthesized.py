@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from hwquant.errors import ConfigError, FileFormatError
+from hwquant.core.errors import ConfigError, FileFormatError
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable
 from hwquant.hw.sweep import SLACK_CELLS, SWEEP, TOLERANCE, build
 from hwquant.hw.synthesized import SynthesizedCosts, packaged_path

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from torch import nn
 
-from hwquant.errors import ConfigError
+from hwquant.core.errors import ConfigError
 from hwquant.models import (
     MODEL_NAMES,
     MobileNetV2,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from hwquant.errors import ConfigError
+from hwquant.core.errors import ConfigError
 from hwquant.models import VGGSmall
 
 

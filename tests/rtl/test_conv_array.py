@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hwquant.errors import ConfigError
+from hwquant.core.errors import ConfigError
 from hwquant.rtl import fixed_product, simulate
 from hwquant.rtl.conv_array import array_stimulus, conv_array
 from hwquant.rtl.golden import array_expected, node_arrays
-from tests.rtl.conftest import requires_iverilog
+from tests.goldens import requires_iverilog
 
 
 def simulate_layer(golden, pe: int, simd: int, pixels: slice) -> list[str]:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from hwquant.intmath import requantize
+from hwquant.core.intmath import requantize
 from hwquant.rtl import from_words
 from hwquant.rtl.golden import export_golden, layer_goldens, output_format
 from hwquant.rtl.simulate import run_directory
-from tests.rtl.conftest import lowered, requires_iverilog
+from tests.goldens import lowered, requires_iverilog
 
 
 def test_vectors_are_consistent_with_the_engine(llsq_goldens):

@@ -8,11 +8,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwquant.errors import ConfigError
-from hwquant.intmath import qrange, requant_params, requantize
+from hwquant.core.errors import ConfigError
+from hwquant.core.intmath import qrange, requant_params, requantize
 from hwquant.rtl import requantizer, simulate, stream_stimulus
 from hwquant.rtl.golden import output_format
-from tests.rtl.conftest import requires_iverilog
+from tests.goldens import requires_iverilog
 
 
 @requires_iverilog

@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hwquant.errors import ToolError
+from hwquant.core.errors import ToolError
 from hwquant.rtl import fixed_mac, mac_stimulus, simulate
 from hwquant.rtl.simulate import parse_log
-from tests.rtl.conftest import requires_iverilog
+from tests.goldens import requires_iverilog
 
 
 def test_missing_simulator_is_named(monkeypatch):

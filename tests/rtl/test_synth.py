@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hwquant.errors import ConfigError, FileFormatError, ToolError
+from hwquant.core.errors import ConfigError, FileFormatError, ToolError
 from hwquant.rtl import synth
 from hwquant.rtl.synth import Resources, parse_stat, synth_script, synthesize_verilog
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from hwquant.errors import ConfigError
+from hwquant.core.errors import ConfigError
 from hwquant.rtl import simulate, stream_stimulus, threshold_unit
-from hwquant.tables.kernels import count_passed
-from tests.rtl.conftest import requires_iverilog
+from hwquant.schemes.tables.kernels import count_passed
+from tests.goldens import requires_iverilog
 
 
 @requires_iverilog

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hwquant.errors import ConfigError
-from hwquant.intmath import qrange
+from hwquant.core.errors import ConfigError
+from hwquant.core.intmath import qrange
 from hwquant.rtl import fixed_mac, from_words, to_words
 from hwquant.rtl.testbench import mem_text, pack_words
 from hwquant.rtl.unit import Port, index_bits, literal

@@ -2,7 +2,7 @@
 
 Every loader in :mod:`hwquant.data` returns a :class:`DataSplits`; both classes validate
 shapes and dtypes when they are made, so a malformed source fails at load time with a
-:class:`~hwquant.errors.DataError` rather than deep inside training.
+:class:`~hwquant.core.errors.DataError` rather than deep inside training.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwquant.errors import DataError
+from hwquant.core.errors import DataError
 
 PIXEL_MAX = 255
 _STATS_CHUNK = 1 << 20  # pixels per histogram update: bounds the int64 temporaries to 8 MB

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hwquant.core.errors import ConfigError
 from hwquant.data.arrays import PIXEL_MAX, ArrayDataset
-from hwquant.errors import ConfigError
 
 EPOCH_SEED_STRIDE = 1_000_003
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hwquant.core.errors import DataError
 from hwquant.data.arrays import PIXEL_MAX, ArrayDataset, DataSplits, make_splits
 from hwquant.data.paths import require_dir, require_file
-from hwquant.errors import DataError
 
 SPLIT_SEED = 0
 DIGIT_CLASSES = tuple(str(digit) for digit in range(10))

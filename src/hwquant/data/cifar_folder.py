@@ -5,7 +5,7 @@ nothing is extracted) or an already-extracted directory. The label of an image i
 of its class directory in :data:`CIFAR10_CLASSES`, and within a class the images are ordered by
 the number in their file name, so the k-th file of a class is the k-th image of that class in
 the official order. Decoding tens of thousands of JPEGs takes a while, so the result is cached
-(see :mod:`hwquant.data.cache`).
+(see :mod:`hwquant.core.cache`).
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from PIL import Image, UnidentifiedImageError
 from rich.console import Console
 from rich.progress import Progress
 
-from hwquant.data.arrays import ArrayDataset, DataSplits, make_splits
-from hwquant.data.cache import (
+from hwquant.core.cache import (
     Arrays,
     cache_path,
     default_cache_dir,
     load_or_build,
     source_fingerprint,
 )
-from hwquant.errors import DataError
+from hwquant.core.errors import DataError
+from hwquant.data.arrays import ArrayDataset, DataSplits, make_splits
 
 NAME = "cifar10-folder"
 CIFAR10_CLASSES = (

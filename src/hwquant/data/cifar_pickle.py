@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from hwquant.core.errors import DataError
 from hwquant.data.arrays import ArrayDataset, DataSplits, make_splits
 from hwquant.data.paths import require_dir, require_file
-from hwquant.errors import DataError
 
 CIFAR_SIDE = 32
 CIFAR_CHANNELS = 3

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwquant.errors import DataError
+from hwquant.core.errors import DataError
 
 IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype("u1"),

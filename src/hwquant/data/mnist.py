@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hwquant.core.errors import DataError
 from hwquant.data.arrays import ArrayDataset, DataSplits, make_splits
 from hwquant.data.idx import read_idx
 from hwquant.data.paths import require_dir
-from hwquant.errors import DataError
 
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
 FASHION_MNIST_CLASSES = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hwquant.errors import DataError
+from hwquant.core.errors import DataError
 
 
 def require_dir(path: str | Path, what: str, fix: str) -> Path:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hwquant.core.errors import DataError
 from hwquant.data.arrays import DataSplits
 from hwquant.data.bundled import load_digits, load_mnist5k
 from hwquant.data.cifar_folder import load_cifar10_folder
 from hwquant.data.cifar_pickle import load_cifar10, load_cifar100
 from hwquant.data.mnist import load_fashion_mnist, load_mnist
-from hwquant.errors import DataError
 
 DATASET_NAMES = (
     "cifar10-folder",

@@ -1,13 +1,13 @@
-"""The integer engine: runs an :class:`~hwquant.intmodel.IntModel` with integer arithmetic.
+"""The integer engine: runs an :class:`~hwquant.ir.intmodel.IntModel` with integer arithmetic.
 
 Every value is an integer and every operation is exact: accumulation by :func:`int_conv2d` /
 :func:`int_linear`, requantization by integer multiply and shift, max pooling by comparison.
 With ``backend="auto"`` codes travel in float32 registers and the float units do the work
-wherever a bound proves it exact (see :mod:`hwquant.intmath`); ``backend="int64"`` does every
+wherever a bound proves it exact (see :mod:`hwquant.core.intmath`); ``backend="int64"`` does every
 step in int64 arithmetic, the reference. Each weight layer's accumulator is fitted to its width
 and overflow policy, and the overflows are counted.
 
-A weight node whose :class:`~hwquant.intmodel.WeightEncoding` has a registered accumulator
+A weight node whose :class:`~hwquant.ir.intmodel.WeightEncoding` has a registered accumulator
 (:func:`register_accumulator`) is accumulated the way its scheme's hardware does it: SP2 rows
 by shifts and adds, codebook weights by lookup. The result is the same integer.
 
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from hwquant.errors import HwquantError
-from hwquant.intmath import (
+from hwquant.core.errors import HwquantError
+from hwquant.core.intmath import (
     Backend,
     bits_needed,
     channel_view,
@@ -38,7 +38,7 @@ from hwquant.intmath import (
     window_sum,
     worst_case_bound,
 )
-from hwquant.intmodel import (
+from hwquant.ir.intmodel import (
     AddNode,
     AvgPoolNode,
     ConvNode,

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwquant.errors import UnsupportedLayerError
+from hwquant.core.errors import UnsupportedLayerError
 from hwquant.export.graph import Graph
-from hwquant.intmodel import CodebookEncoding, MSQEncoding, WeightEncoding, WeightNode
+from hwquant.ir.intmodel import CodebookEncoding, MSQEncoding, WeightEncoding, WeightNode
 
 DOMAIN = "hwquant.export.qonnx_ops"
 """Custom-op domain; qonnx imports it as the Python module that executes the ops."""

@@ -33,11 +33,11 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from hwquant.atomic import write_atomic
+from hwquant.core.atomic import write_atomic
+from hwquant.core.errors import UnsupportedLayerError
+from hwquant.core.intmath import max_magnitude, qrange, worst_case_bound
 from hwquant.engine import run
-from hwquant.errors import UnsupportedLayerError
-from hwquant.intmath import max_magnitude, qrange, worst_case_bound
-from hwquant.intmodel import (
+from hwquant.ir.intmodel import (
     AddNode,
     AvgPoolNode,
     ConvNode,

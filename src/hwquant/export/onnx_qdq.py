@@ -15,11 +15,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from hwquant.errors import UnsupportedLayerError
+from hwquant.core.errors import UnsupportedLayerError
+from hwquant.core.intmath import qrange
 from hwquant.export.custom_ops import require_custom_ops
 from hwquant.export.graph import INPUT_NAME, OUTPUT_NAME, Graph, build
-from hwquant.intmath import qrange
-from hwquant.intmodel import IntModel, WeightNode
+from hwquant.ir.intmodel import IntModel, WeightNode
 
 QDQ_BITS = 8
 

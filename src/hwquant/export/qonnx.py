@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from hwquant.errors import UnsupportedLayerError
+from hwquant.core.errors import UnsupportedLayerError
+from hwquant.core.intmath import qrange
 from hwquant.export.custom_ops import emit_encoded_weight, require_custom_ops
 from hwquant.export.graph import INPUT_NAME, OUTPUT_NAME, Graph, build
-from hwquant.intmath import qrange
-from hwquant.intmodel import IntModel, WeightNode
+from hwquant.ir.intmodel import IntModel, WeightNode
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 

@@ -13,8 +13,8 @@ import numpy as np
 from qonnx.core.datatype import DataType
 from qonnx.custom_op.base import CustomOp
 
+from hwquant.core.intmath import bits_needed
 from hwquant.export.custom_ops import codebook_weight, msq_weight
-from hwquant.intmath import bits_needed
 
 __all__ = ["CodebookWeight", "MSQWeight"]
 

@@ -12,7 +12,7 @@ from hwquant.hw.devices import DEVICES, Device, get_device
 from hwquant.hw.estimate import DESIGNS, DesignEstimate, NetworkEstimate, estimate, estimate_layers
 from hwquant.hw.folding import Fold, FoldedDesign, fold_network
 from hwquant.hw.mac_cost import ANALYTIC_COSTS, DEFAULT_COSTS, CostTable, UnitCost
-from hwquant.hw.network import LayerWork, layer_work, lower_zoo_model
+from hwquant.hw.network import LayerWork, layer_work
 from hwquant.hw.solver import PEArrays, solve, sp2_share_for
 from hwquant.hw.synthesized import SynthesizedCosts
 
@@ -36,7 +36,6 @@ __all__ = [
     "fold_network",
     "get_device",
     "layer_work",
-    "lower_zoo_model",
     "solve",
     "sp2_share_for",
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwquant.errors import ConfigError
+from hwquant.core.errors import ConfigError
 
 BRAM36_BITS = 36 * 1024
 """Bits of one 36 Kb block RAM, data plus parity bits (UG473, 7 Series FPGAs Memory Resources:

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hwquant.errors import ConfigError
+from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import BRAM36_BITS, Device, get_device
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable
 from hwquant.hw.network import LayerWork, layer_work
@@ -41,7 +41,7 @@ from hwquant.hw.solver import (
     solve,
     split_rows,
 )
-from hwquant.intmodel import IntModel
+from hwquant.ir.intmodel import IntModel
 
 DESIGNS: tuple[str, ...] = ("fixed", "sp2", "msq", "fixed_lut")
 LUT_UNIT: dict[str, str | None] = {

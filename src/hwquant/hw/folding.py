@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hwquant.errors import ConfigError
+from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import Device, get_device
 from hwquant.hw.estimate import LUT_UNIT
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable, UnitCost, accumulator_bits
@@ -47,7 +47,7 @@ RAMB18_SHAPES: tuple[tuple[int, int], ...] = (
 LUTRAM_DEPTH = 64
 """Memories at most this deep go to distributed RAM: one LUT per bit of width (RAM64X1S) [D]."""
 REQUANT_MULTIPLIER_BITS = 16
-"""Width of a requantizer's integer multiplier M [D] (hwquant.intmath.requant_params)."""
+"""Width of a requantizer's integer multiplier M [D] (hwquant.core.intmath.requant_params)."""
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from hwquant.errors import ConfigError, FileFormatError
+from hwquant.core.errors import ConfigError, FileFormatError
+from hwquant.core.intmath import bits_needed
 from hwquant.hw.devices import Device
 from hwquant.hw.synthesized import SynthesizedCosts, load_packaged
-from hwquant.intmath import bits_needed
-from hwquant.quantizers.sp2 import default_split
+from hwquant.schemes.msq.sp2 import default_split
 
 Unit = Literal["dsp_mac", "sp2_mac", "lut_mac"]
 UNITS: tuple[str, ...] = ("dsp_mac", "sp2_mac", "lut_mac")

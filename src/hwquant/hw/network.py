@@ -1,12 +1,12 @@
-"""The work of each weight layer of an :class:`~hwquant.intmodel.IntModel`, as the cost model
+"""The work of each weight layer of an :class:`~hwquant.ir.intmodel.IntModel`, as the cost model
 sees it: rows, fan-in, output positions, operand widths and the stored weight bits.
 
 In the GEMM view of a layer (methods.md §2.2) row ``r`` is output channel ``r``; it holds
 ``fan_in`` weights and is applied at every output position, so it costs
 ``fan_in · positions`` MACs per image, and the layer ``rows · fan_in · positions``. The output
 positions come from running the model's integer engine once on a zero input of the given
-shape. Models come from an IntModel file (:func:`hwquant.load`) or from a zoo model name, which
-is prepared (MSQ when that scheme is registered, else LLSQ) and lowered with a random example.
+shape. Models come from an IntModel file (:func:`hwquant.load`) or from a zoo model lowered by
+:func:`hwquant.app.zoo.lower_zoo_model`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from hwquant.errors import ConfigError
-from hwquant.intmodel import IntModel, MSQEncoding, WeightNode
+from hwquant.core.errors import ConfigError
+from hwquant.ir.intmodel import IntModel, MSQEncoding, WeightNode
 
 Role = Literal["first", "inner", "last"]
 
@@ -101,40 +101,3 @@ def layer_work(model: IntModel, input_shape: tuple[int, ...]) -> list[LayerWork]
             "give the input shape the model was built for (--input-size/--in-channels)."
         ) from exc
     return [_layer_work(model, n, tuple(values[n.name].shape)) for n in model.weight_nodes()]
-
-
-def lower_zoo_model(
-    name: str,
-    weight_bits: int,
-    act_bits: int,
-    *,
-    sp2_share: float,
-    num_classes: int = 10,
-    in_channels: int = 3,
-    input_size: int = 32,
-    seed: int = 0,
-) -> IntModel:
-    """The zoo model ``name`` (``hwquant.models.build``), prepared at ``weight_bits``/``act_bits``
-    (first and last layers 8-bit) and lowered with a random example: an untrained model, whose
-    shapes and widths are all the cost model needs. With the "msq" scheme registered the inner
-    layers are MSQ with ``sp2_share`` of their rows SP2 (give the solver's share,
-    :func:`hwquant.hw.sp2_share_for`), and their encodings fix the rows of the MSQ design.
-    """
-    from hwquant import lower, prepare
-    from hwquant.models import build
-    from hwquant.prepare import WEIGHT_SCHEMES
-    from hwquant.recipe import MSQOptions, Recipe
-
-    torch.manual_seed(seed)
-    model = build(name, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
-    if "msq" in WEIGHT_SCHEMES:
-        recipe = Recipe(
-            scheme="msq",
-            weight_bits=weight_bits,
-            act_bits=act_bits,
-            msq=MSQOptions(sp2_share=sp2_share),
-        )
-    else:
-        recipe = Recipe(weight_bits=weight_bits, act_bits=act_bits)
-    example = torch.randn(2, in_channels, input_size, input_size)
-    return lower(prepare(model.eval(), recipe), example)

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-from hwquant.errors import ConfigError
+from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import Device, get_device
 from hwquant.hw.mac_cost import (
     DEFAULT_COSTS,

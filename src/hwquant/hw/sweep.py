@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from hwquant.core.intmath import qrange
+from hwquant.core.provenance import git_state
 from hwquant.hw.synthesized import (
     FEATURES,
     FORMULA_FEATURES,
@@ -29,8 +31,6 @@ from hwquant.hw.synthesized import (
     SP2_SPLITS,
     features,
 )
-from hwquant.intmath import qrange
-from hwquant.provenance import git_state
 
 TOLERANCE = 0.15
 """Issue 6's target: every fitted count within 15% of Yosys's on every swept point."""

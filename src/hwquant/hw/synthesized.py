@@ -30,7 +30,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from hwquant.errors import ConfigError, FileFormatError
+from hwquant.core.errors import ConfigError, FileFormatError
 
 RESOURCES: tuple[str, ...] = ("luts", "ffs", "carry4", "dsps")
 """The counts each unit's formula predicts (:class:`hwquant.rtl.synth.Resources` fields)."""

@@ -10,7 +10,7 @@ import math
 
 from torch import nn
 
-from hwquant.errors import ConfigError
+from hwquant.core.errors import ConfigError
 
 #: The activation modules a conv-BN stack may end with.
 Activation = type[nn.ReLU] | type[nn.ReLU6]
@@ -98,7 +98,8 @@ def _check_positive_int(name: str, value: object, minimum: int = 1) -> None:
 
 
 def check_model_args(*, num_classes: int, in_channels: int, width: float) -> None:
-    """Raise :class:`~hwquant.errors.ConfigError` unless the arguments all models take are valid."""
+    """Raise :class:`~hwquant.core.errors.ConfigError` unless the arguments all models take are
+    valid."""
     _check_positive_int("num_classes", num_classes)
     _check_positive_int("in_channels", in_channels)
     if (
@@ -114,7 +115,8 @@ def check_model_args(*, num_classes: int, in_channels: int, width: float) -> Non
 
 
 def check_input_size(input_size: int, minimum: int, model: str) -> None:
-    """Raise :class:`~hwquant.errors.ConfigError` unless ``input_size`` is an int >= ``minimum``."""
+    """Raise :class:`~hwquant.core.errors.ConfigError` unless ``input_size`` is an int >=
+    ``minimum``."""
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < minimum:
         raise ConfigError(
             f"input_size={input_size!r} is not valid for {model}: it needs an integer of at least "

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from hwquant.errors import ConfigError
+from hwquant.core.errors import ConfigError
 from hwquant.models.layers import check_input_size
 from hwquant.models.mobilenet import MobileNetV2
 from hwquant.models.resnet import ResNet18, ResNet20

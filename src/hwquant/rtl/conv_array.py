@@ -2,7 +2,7 @@
 
 The layer is a matrix–vector product per output pixel: ``acc[c] = b[c] + Σ_k W[c, k]·x[k]``
 over the ``K = C_in·kh·kw`` elements of the pixel's input window (the engine's unfold order,
-:func:`hwquant.intmath.int_conv2d`). The array has ``pe`` processing elements (output channels
+:func:`hwquant.core.intmath.int_conv2d`). The array has ``pe`` processing elements (output channels
 in parallel), each taking ``simd`` input elements per cycle (Umuroglu et al. 2017, FINN §4.2):
 ``NF = C_out/pe`` neuron folds times ``SF = K/simd`` synapse folds, so one output pixel takes
 ``fold = NF·SF`` cycles. For each neuron fold ``nf`` the window streams in ``SF`` chunks of
@@ -14,7 +14,7 @@ two arrays, one over its SP2 rows and one over its fixed-point rows (:func:`node
 Pipeline: cycle ``t`` (``en`` high) registers the input chunk ``x`` and reads the weight ROM
 (``weights[nf·SF + sf]``, one word of ``pe·simd`` weight fields); cycle ``t+1`` adds the lanes'
 ``simd`` products to the accumulators (the bias on a fold's first chunk), wrapping at
-``acc_bits`` as :class:`hwquant.intmath.Accumulator` "wrap"; after a fold's last chunk the sums
+``acc_bits`` as :class:`hwquant.core.intmath.Accumulator` "wrap"; after a fold's last chunk the sums
 are registered on ``acc`` with ``valid`` high two cycles after that chunk went in. With a
 requantizer (:class:`ArrayRequant`) a third stage turns them into output codes on ``out``
 (:mod:`hwquant.rtl.requantizer`), ``valid`` then high three cycles after the last chunk.
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwquant.errors import ConfigError
-from hwquant.intmath import qrange
+from hwquant.core.errors import ConfigError
+from hwquant.core.intmath import qrange
 from hwquant.rtl.requantizer import clamp_statement, scale_and_shift
 from hwquant.rtl.testbench import Stimulus
 from hwquant.rtl.unit import (
@@ -93,7 +93,7 @@ def conv_array(
     requant: ArrayRequant | None = None,
 ) -> Unit:
     """A PE x SIMD array (module docstring) computing ``weights`` [C_out, K] (port words of
-    ``product``'s ``w`` port, e.g. :func:`~hwquant.rtl.fixed_mac.encode_fixed_weights`) with an
+    ``product``'s ``w`` port, e.g. :func:`~hwquant.schemes.llsq.rtl.encode_fixed_weights`) with an
     optional integer ``bias`` [C_out] and requantizer."""
     words = np.asarray(weights, dtype=np.int64)
     if words.ndim != 2 or words.size == 0:

@@ -1,6 +1,6 @@
 """Golden vectors: what the integer engine computes for each weight layer of a lowered model.
 
-For an :class:`~hwquant.intmodel.IntModel` and an input batch, :func:`layer_goldens` traces
+For an :class:`~hwquant.ir.intmodel.IntModel` and an input batch, :func:`layer_goldens` traces
 the engine (:func:`hwquant.engine.integer.run` with ``trace=True``) for every layer's input
 codes and output codes, and runs the engine once more on each weight node alone with its
 requantization removed, which yields the exact accumulator the hardware must hold
@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hwquant.core.errors import UnsupportedLayerError
 from hwquant.engine.integer import run
-from hwquant.errors import UnsupportedLayerError
-from hwquant.intmodel import (
+from hwquant.ir.intmodel import (
     CodebookEncoding,
     ConvNode,
     InputSpec,
@@ -35,12 +35,12 @@ from hwquant.intmodel import (
     MSQEncoding,
     WeightNode,
 )
-from hwquant.rtl.codebook_mac import codebook_product
 from hwquant.rtl.conv_array import ArrayRequant, array_stimulus, conv_array
-from hwquant.rtl.fixed_mac import encode_fixed_weights, fixed_product
-from hwquant.rtl.sp2_mac import encode_sp2_weights, sp2_product
 from hwquant.rtl.testbench import mem_text, write_testbench
 from hwquant.rtl.unit import Product, Unit, check_width, to_words
+from hwquant.schemes.llsq.rtl import encode_fixed_weights, fixed_product
+from hwquant.schemes.msq.rtl import encode_sp2_weights, sp2_product
+from hwquant.schemes.nonuniform.rtl import codebook_product
 
 
 @dataclass

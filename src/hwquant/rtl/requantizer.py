@@ -1,7 +1,7 @@
 """Requantizer: integer multiply, rounding shift and clamp (LLSQ §4.3; Jacob et al. 2018 eq. 5-6).
 
-Exactly :func:`hwquant.intmath.requantize` with the integer ``M`` and shift ``s`` of
-:func:`hwquant.intmath.requant_params`::
+Exactly :func:`hwquant.core.intmath.requantize` with the integer ``M`` and shift ``s`` of
+:func:`hwquant.core.intmath.requant_params`::
 
     out = clamp(floor((acc·M + 2^(s−1)) / 2^s), lo, hi)      (no rounding term when s = 0)
 
@@ -15,8 +15,8 @@ Ports: ``clk, rst``; ``en`` (register a new result); ``acc`` [acc_bits] signed; 
 
 from __future__ import annotations
 
-from hwquant.errors import ConfigError
-from hwquant.intmath import qrange
+from hwquant.core.errors import ConfigError
+from hwquant.core.intmath import qrange
 from hwquant.rtl.unit import Unit, check_width, literal, module, stream_ports
 
 

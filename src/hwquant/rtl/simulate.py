@@ -4,7 +4,7 @@
 its ``.mem`` files into a temporary directory, compiles them with ``iverilog -g2005`` and runs
 ``vvp``. Many vectors go through one run. The observed outputs come back as integers, so
 callers assert exact equality with the integer engine; the testbench's own mismatch count comes
-back too. A missing or failing simulator raises :class:`~hwquant.errors.ToolError` carrying
+back too. A missing or failing simulator raises :class:`~hwquant.core.errors.ToolError` carrying
 the tool's message.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwquant.errors import ToolError
+from hwquant.core.errors import ToolError
 from hwquant.rtl.testbench import TESTBENCH_TOP, Stimulus, write_testbench
 from hwquant.rtl.unit import Unit
 

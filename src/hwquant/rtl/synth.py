@@ -28,8 +28,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from hwquant.atomic import write_atomic
-from hwquant.errors import ConfigError, FileFormatError, ToolError
+from hwquant.core.atomic import write_atomic
+from hwquant.core.errors import ConfigError, FileFormatError, ToolError
 
 FAMILIES: tuple[str, ...] = ("xc7", "xcu", "xcup")
 """``synth_xilinx -family`` values whose primitives :func:`parse_stat` knows (7-series,

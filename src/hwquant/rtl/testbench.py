@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwquant.errors import ConfigError
+from hwquant.core.errors import ConfigError
 from hwquant.rtl.unit import Port, Unit, to_words
 
 TESTBENCH_TOP = "tb"

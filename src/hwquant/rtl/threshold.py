@@ -1,9 +1,9 @@
-"""Threshold activation unit of a table layer (methods.md §3.1; :mod:`hwquant.tables.fold`).
+"""Threshold activation unit of a table layer (methods.md §3.1; :mod:`hwquant.schemes.tables.fold`).
 
 BN, ReLU and the next layer's quantization fold into integer thresholds ``τ_0 … τ_(n−1)`` per
 output channel; the next activation index is the number passed,
 ``#{k : acc ≥ τ_k}`` (or ``#{k : acc ≤ τ_k}`` on a channel with a negative BN scale,
-``descending``), exactly :func:`hwquant.tables.kernels.count_passed`. The unit compares the
+``descending``), exactly :func:`hwquant.schemes.tables.kernels.count_passed`. The unit compares the
 accumulator with every threshold in parallel and adds the comparison bits; thresholds beyond
 the accumulator's range (the ``±SENTINEL`` of always/never) are compared at their own width.
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hwquant.errors import ConfigError
+from hwquant.core.errors import ConfigError
 from hwquant.rtl.unit import (
     Unit,
     check_width,
@@ -42,7 +42,7 @@ def _check_thresholds(thresholds: Sequence[int], descending: bool) -> np.ndarray
     if np.any(steps > 0 if descending else steps < 0):
         raise ConfigError(
             f"thresholds {arr.tolist()} are not {order}. Fix: sort them ({order} for "
-            f"descending={descending}), as hwquant.tables.fold produces them."
+            f"descending={descending}), as hwquant.schemes.tables.fold produces them."
         )
     return arr.astype(np.int64)
 

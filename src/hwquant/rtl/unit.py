@@ -9,7 +9,7 @@ complement of its value (:func:`to_words`, :func:`from_words`).
 The MAC-like units share one port protocol and one accumulator (:func:`mac_unit`): ``clk``,
 ``rst`` (synchronous, active high), ``clear`` (start a new sum: ``acc <= product``), ``en``
 (``acc <= acc + product``), the operand ports and ``acc``, a registered signed accumulator of
-``acc_bits`` that wraps modulo ``2^acc_bits`` (:class:`hwquant.intmath.Accumulator`, policy
+``acc_bits`` that wraps modulo ``2^acc_bits`` (:class:`hwquant.core.intmath.Accumulator`, policy
 "wrap"). One multiply-accumulate per cycle.
 """
 
@@ -23,8 +23,8 @@ from typing import Literal
 
 import numpy as np
 
-from hwquant.errors import ConfigError
-from hwquant.intmath import bits_needed, qrange
+from hwquant.core.errors import ConfigError
+from hwquant.core.intmath import bits_needed, qrange
 
 Direction = Literal["input", "output"]
 MacStyle = Literal["dsp", "lut"]

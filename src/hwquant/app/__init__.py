@@ -1,0 +1,2 @@
+"""The applications on top of the pipeline: command line, training, demo, benchmarks, reports,
+reliability."""

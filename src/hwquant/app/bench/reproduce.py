@@ -1,0 +1,465 @@
+"""``hwquant bench reproduce``: the four methods' table on CIFAR-10 in one command.
+
+For each model: train the FP32 baseline (or load it from ``OUT/fp32/<model>.ckpt``), then for
+each row of :mod:`hwquant.app.bench.rows` start from that checkpoint, QAT-train with the row's
+recipe, lower (integer engine, or table engine for ``tables``) and evaluate both the fake-quant
+model and the engine on the whole test set (:func:`hwquant.app.bench.evaluate.compare`). Every
+finished row is written atomically to ``OUT/rows/<model>/<row>.json``; with ``resume`` a row
+whose file exists is not run again, a model with no pending row needs neither its FP32
+checkpoint nor training (its FP32 record is ``OUT/fp32/<model>.json``), and an interrupted
+FP32 run continues from its trainer checkpoint. After every row ``OUT/results.json`` (machine,
+command, seed, config, results; :func:`hwquant.core.provenance.write_result`) and ``OUT/results.md``
+are rewritten from those files. Finally the FP32 and W4A4 QAT training steps are timed side by
+side (:func:`hwquant.app.bench.steptime.measure_step_times`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import hwquant
+from hwquant.app.bench.evaluate import compare, fp32_accuracy
+from hwquant.app.bench.markdown import render
+from hwquant.app.bench.rows import RowSpec
+from hwquant.app.bench.steptime import measure_step_times
+from hwquant.app.bench.tiers import Tier
+from hwquant.app.config import TrainConfig
+from hwquant.app.train import Trainer, seed_everything
+from hwquant.core.atomic import write_atomic
+from hwquant.core.checkpoint import load_checkpoint, save_checkpoint
+from hwquant.core.errors import ConfigError, UnsupportedLayerError
+from hwquant.core.provenance import file_sha256, machine_record, write_result
+from hwquant.data import ArrayDataset, BatchLoader, DataSplits, load_dataset
+from hwquant.data.arrays import make_splits
+from hwquant.data.cifar_folder import CIFAR10_CLASSES
+from hwquant.models import build
+from hwquant.schemes.tables import lower_tables
+
+NAME = "cifar10_reproduce"
+BENCH_MODELS: tuple[str, ...] = ("resnet20", "resnet18", "vgg_small", "mobilenetv2")
+SYNTHETIC_TRAIN, SYNTHETIC_TEST = 64, 32
+LOWER_EXAMPLES = 8
+WEIGHT_DECAY = 5e-4
+
+
+@dataclass(frozen=True)
+class Options:
+    """One run of the command."""
+
+    tier: Tier
+    out: Path
+    models: tuple[str, ...]
+    rows: tuple[RowSpec, ...]
+    resume: bool = False
+    compile: bool = False
+    seed: int = 0
+    data_root: Path | None = None
+    progress: bool = False
+    step_time: bool = True
+    stop_after: float | None = None
+    """Seconds after which no further model or row starts (None: no budget)."""
+    command: str = "hwquant bench reproduce"
+
+
+@dataclass
+class _Data:
+    """Loaders on the tier's device: FP32 and QAT training, per-epoch monitor, whole test set."""
+
+    splits: DataSplits
+    train: BatchLoader
+    qat_train: BatchLoader
+    monitor: BatchLoader
+    test: BatchLoader
+
+
+def select_models(names: Sequence[str] | None, tier: Tier) -> tuple[str, ...]:
+    """``names`` checked against :data:`BENCH_MODELS` (None: the tier's models).
+
+    Raises:
+        ConfigError: an unknown model; the message lists the allowed ones.
+    """
+    if names is None:
+        return tier.models
+    unknown = [n for n in names if n not in BENCH_MODELS]
+    if unknown:
+        raise ConfigError(
+            f"unknown model(s) {', '.join(unknown)}. Fix: use one or more of "
+            f"{', '.join(BENCH_MODELS)}."
+        )
+    return tuple(names)
+
+
+def reproduce(options: Options) -> dict[str, Any]:
+    """Run the table of ``options`` and return ``{"results", "ran", "skipped", "stopped"}``; the
+    results are also in ``options.out``/results.json and results.md. With a time budget
+    (``options.stop_after`` seconds) no model or row starts once it is spent: the run stops
+    with ``stopped`` true, and ``resume`` continues it."""
+    tier = options.tier
+    _check_device(tier)
+    _check_settings(options)
+    started = time.perf_counter()
+    data = _load(options)
+    machine = machine_record()
+    ran, skipped, stopped = [], [], False
+    for model_name in options.models:
+        paths = {
+            row: options.out / "rows" / model_name / f"{row.name}.json" for row in options.rows
+        }
+        pending = [row for row, path in paths.items() if not (options.resume and path.exists())]
+        skipped += [f"{model_name}/{row.name}" for row in options.rows if row not in pending]
+        if not pending:
+            continue
+        if stopped := _out_of_time(options, started):
+            break
+        baseline = _fp32(model_name, data, options)
+        for row in pending:
+            if stopped := _out_of_time(options, started):
+                break
+            record = _quantized_row(model_name, row, baseline, data, options)
+            paths[row].parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(paths[row], (json.dumps(record, indent=2) + "\n").encode())
+            ran.append(f"{model_name}/{row.name}")
+            _write(options, data, machine, started)
+        if stopped:
+            break
+    step_time = None
+    if not stopped:
+        step_time = _step_time(options) if options.step_time else {}
+    return {
+        "results": _write(options, data, machine, started, step_time),
+        "ran": ran,
+        "skipped": skipped,
+        "stopped": stopped,
+    }
+
+
+def settings_of(options: Options) -> dict[str, Any]:
+    """What every stored row and FP32 record of ``options.out`` depends on: the tier (schedule,
+    data, epochs) and the seed."""
+    return {"tier": dataclasses.asdict(options.tier), "seed": options.seed}
+
+
+def _check_settings(options: Options) -> None:
+    """Record :func:`settings_of` in ``OUT/settings.json`` on the first run; refuse to resume
+    with other settings, and refuse a fresh run into a directory that holds one.
+
+    Raises:
+        ConfigError: names every setting that differs, or the existing run.
+    """
+    path = options.out / "settings.json"
+    settings = settings_of(options)
+    if path.exists():
+        if not options.resume:
+            raise ConfigError(
+                f"{options.out} already holds a reproduce run ({path.name}); running again would "
+                "overwrite its rows. Fix: add --resume to continue it, or choose a new --out."
+            )
+        stored = json.loads(path.read_text())
+        differ = _differences(stored, settings)
+        if differ:
+            raise ConfigError(
+                f"--resume into {options.out} with other settings than its stored rows: "
+                + "; ".join(differ)
+                + ". Fix: resume with the stored settings, or choose a new --out."
+            )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, (json.dumps(settings, indent=2) + "\n").encode())
+
+
+def _differences(stored: Any, now: Any, where: str = "") -> list[str]:
+    """``key: stored -> now`` for every leaf of two JSON-like dicts that differs."""
+    if isinstance(stored, dict) and isinstance(now, dict):
+        return [
+            line
+            for key in sorted(set(stored) | set(now))
+            for line in _differences(stored.get(key), now.get(key), f"{where}{key}.")
+        ]
+    now = list(now) if isinstance(now, tuple) else now
+    return [] if stored == now else [f"{where.rstrip('.')}: stored {stored!r}, now {now!r}"]
+
+
+def _out_of_time(options: Options, started: float) -> bool:
+    return options.stop_after is not None and time.perf_counter() - started >= options.stop_after
+
+
+def _check_device(tier: Tier) -> None:
+    if tier.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "tier 'gpu' needs a CUDA device and torch sees none. Fix: run it on a machine with "
+            "a GPU, or use --tier cpu (ResNet-20, reduced schedule) or --tier smoke."
+        )
+
+
+# -- data ---------------------------------------------------------------------------------------
+def _load(options: Options) -> _Data:
+    """The tier's data set (CIFAR-10 JPEG copy or synthetic) and its loaders."""
+    tier, seed = options.tier, options.seed
+    if tier.data == "synthetic":
+        splits = synthetic_splits(tier.input_size, seed)
+    else:
+        splits = load_dataset("cifar10-folder", options.data_root, progress=options.progress)
+    if tier.train_examples is not None:
+        splits = dataclasses.replace(splits, train=_subset(splits.train, tier.train_examples, seed))
+    norm = {"mean": splits.mean, "std": splits.std, "device": tier.device}
+    train = {"shuffle": True, "augment": tier.data != "synthetic", "seed": seed, "drop_last": True}
+    qat_train = splits.train
+    if tier.qat_train_examples is not None:
+        qat_train = _subset(qat_train, tier.qat_train_examples, seed)
+    return _Data(
+        splits,
+        BatchLoader(splits.train, tier.batch_size, **train, **norm),
+        BatchLoader(qat_train, tier.batch_size, **train, **norm),
+        BatchLoader(
+            _subset(splits.test, tier.monitor_examples, seed), tier.eval_batch, shuffle=False,
+            augment=False, **norm,
+        ),
+        BatchLoader(splits.test, tier.eval_batch, shuffle=False, augment=False, **norm),
+    )  # fmt: skip
+
+
+def _subset(data: ArrayDataset, n: int, seed: int) -> ArrayDataset:
+    """``n`` examples drawn without replacement by a generator seeded with ``seed`` (the splits
+    are stored class by class, so a head would hold few classes)."""
+    if n >= len(data.labels):
+        return data
+    index = np.sort(np.random.default_rng(seed).permutation(len(data.labels))[:n])
+    return ArrayDataset(data.images[index], data.labels[index])
+
+
+def synthetic_splits(size: int, seed: int) -> DataSplits:
+    """A tiny learnable 10-class set of ``size`` x ``size`` RGB images: each class has its own
+    mean colour, plus uniform noise."""
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(40, 216, size=(len(CIFAR10_CLASSES), 3))
+
+    def split(n: int) -> ArrayDataset:
+        labels = np.arange(n, dtype=np.int64) % len(CIFAR10_CLASSES)
+        noise = rng.integers(-40, 41, size=(n, size, size, 3))
+        images = np.clip(colours[labels][:, None, None, :] + noise, 0, 255).astype(np.uint8)
+        return ArrayDataset(images, labels)
+
+    return make_splits("synthetic", split(SYNTHETIC_TRAIN), split(SYNTHETIC_TEST), CIFAR10_CLASSES)
+
+
+# -- FP32 ---------------------------------------------------------------------------------------
+@dataclass
+class _Baseline:
+    state: dict[str, torch.Tensor]
+    record: dict[str, Any]
+
+
+def _build(model_name: str, options: Options) -> nn.Module:
+    tier = options.tier
+    seed_everything(options.seed)
+    model = build(model_name, num_classes=10, input_size=tier.input_size, width=tier.width)
+    return model.to(device=tier.device, memory_format=_memory_format(tier))
+
+
+def _memory_format(tier: Tier) -> torch.memory_format:
+    return torch.channels_last if tier.channels_last else torch.preserve_format
+
+
+def _train_config(options: Options, fp32: bool) -> TrainConfig:
+    tier = options.tier
+    return TrainConfig(
+        epochs=tier.epochs_fp32 if fp32 else tier.epochs_qat,
+        batch_size=tier.batch_size,
+        optimizer="sgd",
+        lr=tier.fp32_lr if fp32 else tier.qat_lr,
+        weight_decay=WEIGHT_DECAY,
+        schedule="onecycle" if fp32 else "cosine",
+        label_smoothing=tier.label_smoothing if fp32 else 0.0,
+        amp=tier.amp,
+        cpu_amp=tier.amp and tier.device == "cpu",
+        seed=options.seed,
+        deterministic=tier.device == "cpu",
+    )
+
+
+def _fit(model: nn.Module, config: TrainConfig, train: BatchLoader, data: _Data, work: Path,
+         options: Options, resume: bool) -> dict[str, Any]:  # fmt: skip
+    """Train ``model`` on ``train`` in ``work``; return its per-epoch history and wall time."""
+    start = time.perf_counter()
+    result = Trainer(
+        model, train, data.monitor, config, work, options.tier.device,
+        progress=options.progress, resume=resume,
+    ).fit()  # fmt: skip
+    history = [
+        {k: round(v, 5) if isinstance(v, float) else v for k, v in h.items()}
+        for h in result.history
+    ]
+    return {
+        "config": dataclasses.asdict(config),
+        "history": history,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def _fp32(model_name: str, data: _Data, options: Options) -> _Baseline:
+    """The FP32 weights (``OUT/fp32/<model>.ckpt``) and record (``<model>.json``, written after
+    the weights) of ``model_name``: loaded when resuming and present, else trained."""
+    path = options.out / "fp32" / f"{model_name}.ckpt"
+    record_path = path.with_suffix(".json")
+    if options.resume and record_path.exists():
+        record = json.loads(record_path.read_text())
+        digest = file_sha256(path)
+        if digest != record["checkpoint_sha256"]:
+            raise ConfigError(
+                f"{path} has sha256 {digest}, but {record_path.name} recorded "
+                f"{record['checkpoint_sha256']}: the FP32 checkpoint is not the one its rows "
+                "were trained from. Fix: restore that checkpoint, or start a new --out."
+            )
+        return _Baseline(load_checkpoint(path)["state_dict"], record)
+    model = _build(model_name, options)
+    work = options.out / "work" / model_name / "fp32"
+    training = _fit(
+        model, _train_config(options, True), data.train, data, work, options, options.resume
+    )
+    record = {
+        "model": model_name,
+        "test_acc": fp32_accuracy(model, data.test),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seed": options.seed,
+        "training": training,
+    }
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, {"state_dict": state})
+    record["checkpoint"] = path.name
+    record["checkpoint_sha256"] = file_sha256(path)
+    write_atomic(record_path, (json.dumps(record, indent=2) + "\n").encode())
+    return _Baseline(state, record)
+
+
+# -- quantized rows -----------------------------------------------------------------------------
+def _quantized_row(
+    model_name: str, row: RowSpec, baseline: _Baseline, data: _Data, options: Options
+) -> dict[str, Any]:
+    """QAT-train ``row`` from the FP32 weights, lower it and compare fake-quant with engine."""
+    start = time.perf_counter()
+    config = _train_config(options, False)
+    recipe = row.recipe(config.epochs * len(data.qat_train))
+    record: dict[str, Any] = {
+        "model": model_name,
+        "row": row.name,
+        "kind": row.kind,
+        "size": row.size,
+        "recipe": recipe.to_dict(),
+        "seed": options.seed,
+        "command": options.command,
+    }
+    model = _build(model_name, options)
+    model.load_state_dict(baseline.state)
+    try:
+        qat = hwquant.prepare(model.train(), recipe)
+    except UnsupportedLayerError as err:
+        return {**record, "status": "refused", "reason": str(err)}
+    qat = qat.to(device=options.tier.device, memory_format=_memory_format(options.tier))
+    work = options.out / "work" / model_name / row.name
+    training = _fit(qat, config, data.qat_train, data, work, options, resume=False)
+    qat.eval()
+    qat.cpu()  # lowering reads parameters into NumPy arrays
+    if row.kind == "tables":
+        deployed = lower_tables(qat)
+    else:
+        deployed = hwquant.lower(qat, next(data.test.iter_from(0))[0][:LOWER_EXAMPLES].cpu())
+    qat.to(options.tier.device)
+    evaluation = compare(qat, deployed, data.test.iter_from(0))
+    fp32_acc = baseline.record["test_acc"]
+    return {
+        **record,
+        "status": "done",
+        **evaluation,
+        "fp32_acc": fp32_acc,
+        "gap_to_fp32_points": round(100 * (fp32_acc - evaluation["engine_acc"]), 2),
+        "training": training,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+# -- step time and results ----------------------------------------------------------------------
+def _step_time(options: Options) -> dict[str, Any]:
+    """FP32-vs-QAT step times of every model of the run (see :mod:`hwquant.app.bench.steptime`)."""
+    tier = options.tier
+    size = tier.input_size
+    return {
+        name: measure_step_times(
+            _build(name, options),
+            (3, size, size),
+            batch=tier.batch_size,
+            device=tier.device,
+            amp=tier.amp,
+            channels_last=tier.channels_last,
+            compile_=options.compile,
+            rounds=tier.step_time_rounds,
+            steps=tier.step_time_steps,
+            seed=options.seed,
+        )
+        for name in options.models
+    }
+
+
+def _write(
+    options: Options,
+    data: _Data,
+    machine: dict[str, Any],
+    started: float,
+    step_time: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Gather every finished row and FP32 record under ``options.out`` into results.json and
+    results.md; return the results."""
+    out = options.out
+    fp32 = {
+        name: json.loads(path.read_text())
+        for name in options.models
+        if (path := out / "fp32" / f"{name}.json").exists()
+    }
+    rows = [
+        json.loads(path.read_text())
+        for name in options.models
+        for row in options.rows
+        if (path := out / "rows" / name / f"{row.name}.json").exists()
+    ]
+    done = [r for r in rows if r["status"] == "done"]
+    results = {
+        "complete": step_time is not None,
+        "fp32": fp32,
+        "rows": rows,
+        "all_exact": bool(done) and all(r["exact"] for r in done),
+        "step_time": step_time,
+        "wall_seconds_this_invocation": round(time.perf_counter() - started, 1),
+    }
+    tier = options.tier
+    config = {
+        "tier": dataclasses.asdict(tier),
+        "data": data.splits.name,
+        "train_examples": len(data.splits.train.labels),
+        "qat_train_batches_per_epoch": len(data.qat_train),
+        "test_examples": len(data.splits.test.labels),
+        "models": list(options.models),
+        "rows": [r.name for r in options.rows],
+        "compile": options.compile,
+        "threads": torch.get_num_threads(),
+    }
+    write_result(
+        NAME,
+        command=options.command,
+        seed=options.seed,
+        config=config,
+        results=results,
+        machine=machine,
+        path=out / "results.json",
+    )
+    write_atomic(out / "results.md", render(config, results, machine).encode())
+    return results

@@ -1,0 +1,129 @@
+"""The rows of the reproduction table: which scheme, at which bit-width, with which recipe.
+
+Each quantized row starts from its model's FP32 checkpoint and is trained by QAT with one
+:class:`hwquant.Recipe`. The row kinds and the bit-widths each method defines:
+
+* ``llsq``: linear quantization with learned scales (LLSQ; methods.md §4) at W4A4, W3A3, W2A2.
+* ``nonuniform``: k-quantile levels on a single power-of-two-scale integer grid, trained by the
+  gradual noisy schedule (Liss et al. / UNIQ; methods.md §1) at W4A4, W3A3, W2A2.
+* ``msq``, ``msq_fixed_only``, ``msq_sp2_only``: Mix and Match row-wise SP2 / fixed-point
+  (methods.md §2) with an SP2 share of 0.5, 0 and 1, at W4A4 and W3A3 (an SP2 weight of m bits
+  is the sum of two powers of two with m1 + m2 = m − 1 exponent bits, m1 ≥ m2 ≥ 1, so W2 has no
+  SP2 form).
+* ``tables``: table-based units (Covell et al.; methods.md §3) with ``|A|·|W|`` = 40 and 320
+  entries, the two table sizes of the paper's MobileNet figures.
+
+The first and last weight layers stay 8-bit linear in every scheme but ``tables`` (the papers'
+practice). The recipe steps that the schemes count (BN freeze, MSQ assignment freeze, noisy
+stages, table re-estimation) are set as fractions of the row's QAT steps, so that one table
+serves a 60-step smoke run and a several-thousand-step GPU run alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import hwquant
+from hwquant.core.errors import ConfigError
+from hwquant.qat.recipe import MSQOptions, NonUniformOptions, TableOptions
+
+ROW_KINDS: tuple[str, ...] = (
+    "llsq",
+    "nonuniform",
+    "msq",
+    "msq_fixed_only",
+    "msq_sp2_only",
+    "tables",
+)
+LINEAR_BITS = (4, 3, 2)
+MSQ_BITS = (4, 3)
+TABLE_ENTRIES = (40, 320)
+TABLE_SPLITS = {40: (8, 5), 320: (16, 20)}
+"""|A| x |W| of each table size: activation levels x weight levels."""
+MSQ_SHARES = {"msq": 0.5, "msq_fixed_only": 0.0, "msq_sp2_only": 1.0}
+NONUNIFORM_STAGES = 4
+"""Blocks of the gradual schedule: one per residual stage of a CIFAR ResNet-18 (methods.md §1)."""
+BN_FREEZE_FRACTION = 0.2
+MSQ_FREEZE_FRACTION = 0.5
+TABLE_ACT_START_FRACTION = 0.2
+REFRESH_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One quantized row: a kind of :data:`ROW_KINDS` and its bits (table entries for tables)."""
+
+    kind: str
+    size: int
+    """W = A bits, or the table entries |A|·|W| for ``tables``."""
+
+    @property
+    def name(self) -> str:
+        """``llsq_W4A4``, ``msq_sp2_only_W3A3``, ``tables_40``, ..."""
+        if self.kind == "tables":
+            return f"tables_{self.size}"
+        return f"{self.kind}_W{self.size}A{self.size}"
+
+    def recipe(self, qat_steps: int) -> hwquant.Recipe:
+        """The recipe of this row for a QAT run of ``qat_steps`` optimizer steps."""
+        every = max(1, round(REFRESH_FRACTION * qat_steps))
+        bn_freeze = round(BN_FREEZE_FRACTION * qat_steps)
+        if self.kind == "tables":
+            acts, weights = TABLE_SPLITS[self.size]
+            options = TableOptions(
+                act_entries=acts,
+                weight_entries=weights,
+                max_entries=self.size,
+                reestimate_every=every,
+                act_start=round(TABLE_ACT_START_FRACTION * qat_steps),
+            )
+            return hwquant.Recipe(scheme="tables", tables=options, bn_freeze_step=bn_freeze)
+        common = {
+            "weight_bits": self.size,
+            "act_bits": self.size,
+            "input_bits": 8,
+            "bn_freeze_step": bn_freeze,
+        }
+        if self.kind == "llsq":
+            return hwquant.Recipe(**common)
+        if self.kind == "nonuniform":
+            options = NonUniformOptions(
+                stages=NONUNIFORM_STAGES,
+                steps_per_stage=qat_steps // (NONUNIFORM_STAGES + 1),
+            )
+            return hwquant.Recipe(
+                scheme="nonuniform", scale_constraint="pow2", nonuniform=options, **common
+            )
+        msq = MSQOptions(
+            sp2_share=MSQ_SHARES[self.kind],
+            refresh_steps=every,
+            freeze_step=round(MSQ_FREEZE_FRACTION * qat_steps),
+        )
+        return hwquant.Recipe(scheme="msq", msq=msq, **common)
+
+
+def all_rows() -> tuple[RowSpec, ...]:
+    """Every row of the table, in the order they run."""
+    sizes = {"llsq": LINEAR_BITS, "nonuniform": LINEAR_BITS, "tables": TABLE_ENTRIES}
+    return tuple(RowSpec(kind, size) for kind in ROW_KINDS for size in sizes.get(kind, MSQ_BITS))
+
+
+ROW_NAMES: tuple[str, ...] = tuple(row.name for row in all_rows())
+
+
+def select_rows(names: list[str] | None) -> tuple[RowSpec, ...]:
+    """The rows named in ``names`` (row names or kinds; None: all), in table order.
+
+    Raises:
+        ConfigError: a name is neither a row nor a kind; the message lists both.
+    """
+    rows = all_rows()
+    if names is None:
+        return rows
+    unknown = [n for n in names if n not in ROW_NAMES and n not in ROW_KINDS]
+    if unknown:
+        raise ConfigError(
+            f"unknown row(s) {', '.join(unknown)}. Fix: use row names "
+            f"({', '.join(ROW_NAMES)}) or row kinds ({', '.join(ROW_KINDS)})."
+        )
+    return tuple(r for r in rows if r.name in names or r.kind in names)

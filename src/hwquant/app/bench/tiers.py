@@ -1,0 +1,155 @@
+"""The three tiers of ``hwquant bench reproduce``: one table of rows, three schedules.
+
+* ``gpu``: the issue's full table on one H100: four models, CIFAR-10 (the shared JPEG copy), data
+  held on the device, bf16 autocast, channels-last, batch 512. FP32: SGD-Nesterov one-cycle
+  (peak lr 0.2), label smoothing 0.1, random crop and flip, the recipe of the data README's anchor
+  (a CIFAR ResNet-18 reached 90.2 % in 30 epochs, 35 s). QAT: 5 epochs per row from the FP32
+  checkpoint, cosine from lr 0.01. Sized for the 25-minute budget: about 4 x 30 FP32 epochs and
+  52 rows x 5 QAT epochs (a ResNet-18 FP32 epoch is about 1.1 s; a QAT epoch costs up to 1.5x).
+* ``cpu``: ResNet-20 only, a seeded 8,000-image training subset for 4 FP32 epochs, and 1 QAT
+  epoch per row on a seeded 4,000-image subset of it, batch 64, every row evaluated on the full
+  10,000-image test set. About 40-70 minutes on one shared core; far from convergence, it shows
+  the pipeline and the exactness, not the accuracy.
+* ``cpu-full``: the papers' scale on a CPU: ResNet-20 on the whole training set, FP32 for 50
+  epochs (SGD-Nesterov one-cycle, peak lr 0.2, batch 256, label smoothing 0.1, random crop and
+  flip), bf16 autocast where the CPU has native bf16 kernels (avx512_bf16: 1.8x the FP32 step
+  rate on a 2-core Xeon, channels-last), then 3 QAT epochs per row on the whole training set,
+  every row evaluated on the full 10,000-image test set. Several CPU hours: run it with
+  ``--resume`` and ``--stop-after`` across sessions; rows are written as they finish.
+* ``smoke``: synthetic 16x16 images and a quarter-width ResNet-20: every row kind in seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from hwquant.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A schedule for the whole table."""
+
+    name: str
+    models: tuple[str, ...]
+    """Models run when ``--models`` is not given."""
+    device: str
+    """"cuda" or "cpu"."""
+    data: str
+    """"cifar10" (the shared JPEG copy) or "synthetic"."""
+    train_examples: int | None
+    """Size of the seeded training subset; None: the whole training set."""
+    qat_train_examples: int | None
+    """Size of the seeded subset of that which each QAT row trains on; None: all of it."""
+    monitor_examples: int
+    """Test images evaluated after every epoch (log only; results use the full test set)."""
+    epochs_fp32: int
+    epochs_qat: int
+    batch_size: int
+    eval_batch: int
+    fp32_lr: float
+    qat_lr: float
+    label_smoothing: float
+    amp: bool
+    """bf16 autocast while training (on a CPU tier: where the CPU has native bf16 kernels)."""
+    channels_last: bool
+    width: float = 1.0
+    """Channel multiplier of the models."""
+    input_size: int = 32
+    step_time_steps: int = 5
+    """Steps per variant per round of the FP32-vs-QAT step-time comparison."""
+    step_time_rounds: int = 5
+
+
+GPU = Tier(
+    name="gpu",
+    models=("resnet20", "resnet18", "vgg_small", "mobilenetv2"),
+    device="cuda",
+    data="cifar10",
+    train_examples=None,
+    qat_train_examples=None,
+    monitor_examples=10_000,
+    epochs_fp32=30,
+    epochs_qat=5,
+    batch_size=512,
+    eval_batch=1000,
+    fp32_lr=0.2,
+    qat_lr=0.01,
+    label_smoothing=0.1,
+    amp=True,
+    channels_last=True,
+    step_time_steps=10,
+    step_time_rounds=10,
+)
+CPU = replace(
+    GPU,
+    name="cpu",
+    models=("resnet20",),
+    device="cpu",
+    train_examples=8_000,
+    qat_train_examples=4_000,
+    monitor_examples=1_000,
+    epochs_fp32=4,
+    epochs_qat=1,
+    batch_size=64,
+    eval_batch=500,
+    fp32_lr=0.1,
+    qat_lr=0.005,
+    label_smoothing=0.0,
+    amp=False,
+    channels_last=False,
+    step_time_steps=3,
+    step_time_rounds=4,
+)
+CPU_FULL = replace(
+    GPU,
+    name="cpu-full",
+    models=("resnet20",),
+    device="cpu",
+    monitor_examples=1_000,
+    epochs_fp32=50,
+    epochs_qat=3,
+    batch_size=256,
+    eval_batch=1000,
+    fp32_lr=0.2,
+    qat_lr=0.01,
+    step_time_steps=3,
+    step_time_rounds=4,
+)
+SMOKE = replace(
+    CPU,
+    name="smoke",
+    data="synthetic",
+    train_examples=None,
+    qat_train_examples=None,
+    monitor_examples=32,
+    epochs_fp32=2,
+    batch_size=32,
+    eval_batch=32,
+    fp32_lr=0.05,
+    width=0.25,
+    input_size=16,
+    step_time_steps=1,
+    step_time_rounds=2,
+)
+TIERS: dict[str, Tier] = {tier.name: tier for tier in (GPU, CPU, CPU_FULL, SMOKE)}
+
+
+def get_tier(name: str, epochs_fp32: int | None = None, epochs_qat: int | None = None) -> Tier:
+    """The tier ``name`` of :data:`TIERS`, with its epochs overridden where given.
+
+    Raises:
+        ConfigError: unknown tier (the message lists them) or an epoch count below 1.
+    """
+    if name not in TIERS:
+        raise ConfigError(f"unknown tier {name!r}. Fix: use one of {', '.join(TIERS)}.")
+    tier = TIERS[name]
+    for field, value in (("epochs_fp32", epochs_fp32), ("epochs_qat", epochs_qat)):
+        if value is not None:
+            if value < 1:
+                raise ConfigError(
+                    f"--{field.replace('_', '-')}={value} is not a number of epochs. "
+                    "Fix: use an integer >= 1."
+                )
+            tier = replace(tier, **{field: value})
+    return tier

@@ -1,0 +1,562 @@
+"""Training loop for float and quantization-aware models, with exact resume.
+
+:class:`Trainer` runs SGD or Adam under a per-batch learning-rate schedule, evaluates after every
+epoch and writes ``out_dir/last.pt`` atomically (every ``checkpoint_every`` steps and at each epoch
+end). The checkpoint holds everything the next step depends on: weights and buffers, optimizer
+and scheduler state, the position in the epoch, the running epoch statistics and the Python,
+NumPy and torch generator states. With a loader whose ``iter_from(step)`` replays the epoch from
+any step, a run stopped anywhere and resumed ends with weights bit-identical to a run that never
+stopped. :func:`train_from_config` builds model, data and recipe from a :class:`RunConfig`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from hwquant.app.config import RunConfig, Schedule, TrainConfig
+from hwquant.core.checkpoint import load_checkpoint, resume_path, save_checkpoint
+from hwquant.core.distributed import (
+    DistContext,
+    all_reduce_sum,
+    broadcast_state,
+    process_group,
+    wrap,
+)
+from hwquant.core.errors import ConfigError, DataError, FileFormatError, NonFiniteError
+
+StepHook = Callable[[nn.Module, int], None]
+"""Called as ``hook(model, global_step)`` before every training step (must be stateless)."""
+
+CHECKPOINT_NAME = "last.pt"
+ONECYCLE_RISE = 0.3
+"""Fraction of the run one-cycle spends rising when ``warmup_epochs`` is 0 (torch's default)."""
+ONECYCLE_START, ONECYCLE_END = 1 / 25, 1 / 25e4
+"""One-cycle's first and last learning rate, as fractions of the peak (torch's defaults)."""
+
+
+class BatchSource(Protocol):
+    """What the trainer needs of a loader (:class:`hwquant.data.BatchLoader` is one)."""
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        ...
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the order and augmentation of epoch ``epoch``."""
+        ...
+
+    def iter_from(self, step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(inputs, labels)`` batches of the current epoch from batch ``step`` on."""
+        ...
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    history: list[dict[str, float]]
+    """Per epoch: epoch, train_loss, train_acc, test_acc, lr (at its end), seconds."""
+    best_accuracy: float
+    """Highest test accuracy of any epoch."""
+    best_epoch: int
+    """Epoch (from 1) of the highest test accuracy."""
+    final_accuracy: float
+    """Test accuracy after the last epoch."""
+    checkpoint: Path
+    """The last checkpoint (the final weights)."""
+
+
+@dataclass
+class _EpochStats:
+    """Running sums over the steps of the current epoch (checkpointed with it)."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the Python, NumPy and torch (all devices) generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """Within the block, use only deterministic kernels (warning where none exists)."""
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark = before[2]
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The state of every generator, as tensors and primitives (``weights_only`` loadable)."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put every generator back into a state from :func:`capture_rng_state`."""
+    random.setstate(state["python"])
+    numpy_state = copy.deepcopy(state["numpy"])
+    numpy_state["state"]["key"] = np.asarray(numpy_state["state"]["key"], dtype=np.uint32)
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def lr_factor(schedule: Schedule, step: int, total: int, warmup: int) -> float:
+    """Learning rate of optimizer step ``step`` (of ``total``) as a fraction of the peak.
+
+    "cosine" and "constant" rise linearly over ``warmup`` steps, then follow a half cosine to 0
+    or stay at the peak. "onecycle" rises along a half cosine from 1/25 of the peak over
+    ``warmup`` steps, then falls along another to 1/25e4 of it (``OneCycleLR``'s shape).
+    """
+    step = min(step, total)
+    if schedule == "onecycle":
+        if step < warmup:
+            return _cosine(ONECYCLE_START, 1.0, step / warmup)
+        return _cosine(1.0, ONECYCLE_END, (step - warmup) / (total - warmup))
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    return _cosine(1.0, 0.0, (step - warmup) / (total - warmup))
+
+
+def _cosine(start: float, end: float, fraction: float) -> float:
+    return end + (start - end) * (1 + math.cos(math.pi * fraction)) / 2
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or Adam; weight decay applies to the weight matrices and kernels only."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            is_kernel = name.rsplit(".", 1)[-1] == "weight" and param.ndim > 1
+            (decay if is_kernel else no_decay).append(param)
+    groups = [
+        {"params": params, "weight_decay": wd}
+        for params, wd in ((decay, config.weight_decay), (no_decay, 0.0))
+        if params
+    ]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, betas=(config.momentum, 0.999))
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> LambdaLR:
+    """The per-batch schedule of ``config`` (see :func:`lr_factor`); step it after every batch."""
+    total = config.epochs * steps_per_epoch
+    rise = config.warmup_epochs
+    if config.schedule == "onecycle" and rise == 0:
+        rise = ONECYCLE_RISE * config.epochs
+    warmup = min(round(rise * steps_per_epoch), total - 1)
+    return LambdaLR(optimizer, lambda step: lr_factor(config.schedule, step, total, warmup))
+
+
+class Trainer:
+    """Train ``model`` on ``train_loader``, evaluating on ``test_loader`` after every epoch.
+
+    Args:
+        model: float or prepared (QAT) network; moved to ``device``.
+        train_loader, test_loader: batch sources (see :class:`BatchSource`).
+        config: optimizer, schedule and checkpoint settings.
+        out_dir: directory of ``last.pt`` (made if missing).
+        device: where to train; bf16 autocast runs on CUDA with ``config.amp``, on the CPU with
+            ``config.amp`` and ``config.cpu_amp``.
+        recipe_hooks: called as ``hook(model, global_step)`` before every step.
+        progress: show progress bars (on a terminal, outside CI) and per-epoch lines.
+        resume: continue from ``out_dir/last.pt`` (or its previous copy) if there is one.
+        run_config: the whole run's config, stored in checkpoints for reference.
+        dist: this process's place in a data-parallel run (see :mod:`hwquant.core.distributed`):
+            the model is wrapped in DDP, the loaders must be sharded, only rank 0 writes.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_loader: BatchSource,
+        test_loader: BatchSource,
+        config: TrainConfig,
+        out_dir: str | Path,
+        device: str | torch.device = "cpu",
+        *,
+        recipe_hooks: Sequence[StepHook] = (),
+        progress: bool = True,
+        resume: bool = False,
+        run_config: RunConfig | None = None,
+        dist: DistContext | None = None,
+    ) -> None:
+        if len(train_loader) == 0:
+            raise DataError("the training loader yields no batches. Fix: use a smaller batch_size.")
+        self.device = torch.device(device)
+        self.dist = dist or DistContext()
+        self.module = model.to(self.device)  # the model itself; `model` may be its DDP wrapper
+        self.model = wrap(self.module, self.dist, hasattr(model, "hwquant_recipe"))
+        self._ranks_synced = not self.dist.enabled
+        self.train_loader, self.test_loader = train_loader, test_loader
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.recipe_hooks = tuple(recipe_hooks)
+        self.run_config = run_config
+        self.optimizer = build_optimizer(model, config)
+        self.scheduler = build_scheduler(self.optimizer, config, len(train_loader))
+        self.epoch = self.step_in_epoch = self.global_step = 0
+        self.history: list[dict[str, float]] = []
+        self._stats = _EpochStats()
+        self._rng_state: dict[str, Any] | None = None
+        self._tick = 0.0  # time.perf_counter() at the end of the last step
+        self._console = Console(stderr=True, quiet=not (progress and self.dist.is_main))
+        self._bars = progress and sys.stderr.isatty() and not os.environ.get("CI")
+        self._amp = _autocast_enabled(config, self.device)
+        if resume:
+            self._resume()
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """``out_dir/last.pt``."""
+        return self.out_dir / CHECKPOINT_NAME
+
+    def fit(self) -> TrainResult:
+        """Train the remaining epochs and return the per-epoch history."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self._rng_state is None:
+            seed_everything(self.config.seed)
+        else:
+            restore_rng_state(self._rng_state)
+        with deterministic_algorithms(self.config.deterministic), self._progress() as bars:
+            while self.epoch < self.config.epochs:
+                self._run_epoch(bars)
+        return self._result()
+
+    @torch.no_grad()
+    def evaluate(self, loader: BatchSource) -> float:
+        """Top-1 accuracy of the model on the batches of ``loader.iter_from(0)``."""
+        was_training = self.module.training
+        self.module.eval()
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        total = 0
+        for x, y in loader.iter_from(0):
+            x, y = x.to(self.device), y.to(self.device)
+            with self._autocast():
+                correct += (self.module(x).argmax(1) == y).sum()
+            total += y.numel()
+        self.module.train(was_training)
+        if total == 0:
+            raise DataError("the evaluation loader yields no examples. Fix: check the test set.")
+        return int(correct) / total
+
+    def _run_epoch(self, bars: Progress) -> None:
+        """Train the rest of the current epoch, evaluate, record it and checkpoint."""
+        task = bars.add_task(
+            f"epoch {self.epoch + 1}/{self.config.epochs}",
+            total=len(self.train_loader),
+            completed=self.step_in_epoch,
+            info="",
+        )
+        self._train_steps(bars, task)
+        broadcast_state(self.module)  # ranks evaluate and keep rank 0's buffers (BN statistics)
+        test_acc = self.evaluate(self.test_loader)
+        bars.remove_task(task)
+        stats = self._stats
+        record = {
+            "epoch": self.epoch + 1,
+            "train_loss": stats.loss_sum / stats.seen if stats.seen else math.nan,
+            "train_acc": stats.correct / stats.seen if stats.seen else math.nan,
+            "test_acc": test_acc,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": stats.seconds + time.perf_counter() - self._tick,
+        }
+        self.history.append(record)
+        self._console.print(
+            f"epoch {record['epoch']}/{self.config.epochs}  loss {record['train_loss']:.4f}  "
+            f"train {record['train_acc']:.2%}  test {test_acc:.2%}  lr {record['lr']:.3g}  "
+            f"{record['seconds']:.1f}s"
+        )
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self._stats = _EpochStats()
+        self._save()
+
+    def _train_steps(self, bars: Progress, task: Any) -> None:
+        """Run the steps of the current epoch from ``step_in_epoch`` on."""
+        self.model.train()
+        self.train_loader.set_epoch(self.epoch)
+        self._tick = time.perf_counter()
+        every = self.config.checkpoint_every
+        for x, y in self.train_loader.iter_from(self.step_in_epoch):
+            for hook in self.recipe_hooks:
+                hook(self.module, self.global_step)
+            loss, correct, seen = self._step(x.to(self.device), y.to(self.device))
+            if not self._ranks_synced:  # quantizers initialised from each rank's own shard
+                broadcast_state(self.module)
+                self._ranks_synced = True
+            now = time.perf_counter()
+            self._stats.loss_sum += loss * seen
+            self._stats.correct += correct
+            self._stats.seen += seen
+            self._stats.seconds += now - self._tick
+            self._tick = now
+            self.step_in_epoch += 1
+            self.global_step += 1
+            if every and self.global_step % every == 0:
+                self._save()
+            bars.update(task, advance=1, info=f"loss {loss:.4f}")
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int, int]:
+        """One optimizer step; returns the (global) batch's mean loss, number of correct
+        predictions and number of examples."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            logits = self.model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
+        correct = (logits.argmax(1) == y).sum()
+        sums = torch.stack([loss.detach() * y.numel(), correct.float(), loss.new_tensor(y.numel())])
+        loss_sum, correct_value, seen = all_reduce_sum(sums).tolist()
+        loss_value = loss_sum / seen
+        if not math.isfinite(loss_value):
+            raise self._non_finite_error(loss_value)
+        loss.backward()
+        if self.config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss_value, int(correct_value), int(seen)
+
+    def _non_finite_error(self, loss: float) -> NonFiniteError:
+        lr = self.optimizer.param_groups[0]["lr"]
+        return NonFiniteError(
+            f"the training loss is {loss} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}"
+            f" (global step {self.global_step + 1}); the weights were not updated. Fix: lower "
+            f"train.lr (now {lr:.3g}), set train.grad_clip, or check the input data, then resume "
+            f"from '{self.checkpoint_path}' or start again."
+        )
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._amp)
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=self._console,
+            transient=True,
+            disable=not self._bars,
+        )
+
+    def _result(self) -> TrainResult:
+        best = max(self.history, key=lambda record: record["test_acc"])
+        return TrainResult(
+            history=list(self.history),
+            best_accuracy=best["test_acc"],
+            best_epoch=int(best["epoch"]),
+            final_accuracy=self.history[-1]["test_acc"],
+            checkpoint=self.checkpoint_path,
+        )
+
+    def _save(self) -> None:
+        """Write everything the next step depends on to ``last.pt`` (rank 0 only)."""
+        if not self.dist.is_main:
+            return
+        state = {
+            "world_size": self.dist.world_size,
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "epoch_stats": dataclasses.asdict(self._stats),
+            "history": self.history,
+            "rng": capture_rng_state(),
+            "train_config": dataclasses.asdict(self.config),
+            "run_config": self.run_config.to_dict() if self.run_config else None,
+        }
+        save_checkpoint(self.checkpoint_path, state)
+
+    def _resume(self) -> None:
+        """Load the latest checkpoint in ``out_dir``, if any."""
+        path = resume_path(self.checkpoint_path)
+        if path is None:
+            self._console.print(f"no checkpoint in '{self.out_dir}': starting from scratch")
+            return
+        state = load_checkpoint(path)
+        _check_same_config(path, state["train_config"], dataclasses.asdict(self.config))
+        if state.get("world_size", 1) != self.dist.world_size:
+            raise ConfigError(
+                f"'{path}' was written by a run of {state.get('world_size', 1)} processes; this "
+                f"one has {self.dist.world_size}. Fix: resume with torchrun --nproc_per_node="
+                f"{state.get('world_size', 1)} (or 1: plain `hwquant train`), or train into a "
+                "new out_dir."
+            )
+        load_weights(self.module, state["model"], path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
+        self.global_step = state["global_step"]
+        self.history = state["history"]
+        self._stats = _EpochStats(**state["epoch_stats"])
+        self._rng_state = state["rng"]
+        if self.epoch == self.config.epochs:
+            self._console.print(f"'{path}' holds the finished run: nothing left to train")
+        else:
+            self._console.print(
+                f"resuming from '{path}' at epoch {self.epoch + 1}, step {self.step_in_epoch}"
+            )
+
+
+def _check_same_config(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """An exact resume needs the training config that wrote the checkpoint."""
+    changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]
+    if changed:
+        raise ConfigError(
+            f"the [train] config differs from the one that wrote '{path}' ({'; '.join(changed)}). "
+            "Fix: resume with the original config, or train into a new out_dir."
+        )
+
+
+def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Load a state dict read from checkpoint ``path``, explaining a mismatch."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"the weights in '{path}' do not fit the model: {exc}. Fix: use the [model] (and "
+            "[recipe]) of the run that wrote the checkpoint."
+        ) from None
+
+
+def _autocast_enabled(config: TrainConfig, device: torch.device) -> bool:
+    """Whether training on ``device`` runs under bf16 autocast (see ``TrainConfig.amp``).
+
+    Raises:
+        ConfigError: ``cpu_amp`` on a CPU without native bf16 kernels.
+    """
+    if device.type == "cuda":
+        return config.amp
+    if not (config.amp and config.cpu_amp):
+        return False
+    if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        raise ConfigError(
+            "train.cpu_amp: this CPU has no native bf16 kernels (oneDNN reports none), so bf16 "
+            "autocast would be emulated and slow. Fix: set train.cpu_amp = false."
+        )
+    return device.type == "cpu"
+
+
+def train_from_config(
+    config: RunConfig, *, progress: bool = True, resume: bool = False
+) -> TrainResult:
+    """Build data, model (and its QAT twin when ``config.recipe`` is set) and train them.
+
+    Under ``torchrun`` every process trains its shard of each global batch with DDP
+    (:mod:`hwquant.core.distributed`); only rank 0 writes files.
+    """
+    with process_group() as dist:
+        return _train_from_config(config, dist, progress=progress, resume=resume)
+
+
+def _train_from_config(
+    config: RunConfig, dist: DistContext, *, progress: bool, resume: bool
+) -> TrainResult:
+    from hwquant.data import BatchLoader, load_dataset
+    from hwquant.models import build
+
+    seed_everything(config.train.seed)
+    device = dist.device()
+    splits = load_dataset(config.data.name, config.data.root, progress=progress and dist.is_main)
+    _, height, _, channels = splits.train.images.shape
+    model = build(
+        config.model.name,
+        num_classes=splits.num_classes,
+        in_channels=channels,
+        input_size=height,
+        width=config.model.width,
+    )
+    if config.model.init is not None:
+        init = Path(config.model.init)
+        state = load_checkpoint(init)
+        if "model" not in state:
+            raise FileFormatError(
+                f"'{init}' holds no model weights. Fix: set model.init to a last.pt written by "
+                "`hwquant train`."
+            )
+        load_weights(model, state["model"], init)
+    if config.recipe is not None:
+        from hwquant.qat.prepare import prepare
+
+        model = prepare(model, config.recipe)
+    norm = {"mean": splits.mean, "std": splits.std, "device": device}
+    train_loader = BatchLoader(
+        splits.train,
+        config.train.batch_size,
+        shuffle=True,
+        augment=config.data.augment,
+        seed=config.train.seed,
+        drop_last=True,
+        shard=(dist.rank, dist.world_size),
+        **norm,
+    )
+    test_loader = BatchLoader(
+        splits.test, config.data.batch_size_eval, shuffle=False, augment=False, **norm
+    )
+    out_dir = Path(config.out_dir)
+    if dist.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.toml").write_text(config.to_toml(), encoding="utf-8")
+    trainer = Trainer(
+        model,
+        train_loader,
+        test_loader,
+        config.train,
+        out_dir,
+        device,
+        progress=progress,
+        resume=resume,
+        run_config=config,
+        dist=dist,
+    )
+    return trainer.fit()

@@ -1,0 +1,1 @@
+"""The integer intermediate representation: IntModel, its nodes and its weight encodings."""

@@ -1,0 +1,453 @@
+"""The IntModel: an integer-only network as plain data.
+
+An :class:`IntModel` is an input quantizer spec, a list of nodes in execution order and the
+scale of the output. Nodes hold integer tensors (NumPy int64) and exact integer parameters:
+
+* :class:`ConvNode` / :class:`LinearNode`: ``acc = W_int ⋆ x + b_int`` in an accumulator of
+  ``acc_bits`` with an overflow policy, then ``code = clamp((acc·M + 2^(s−1)) >> s, lo, hi)``
+  (no requantization on the last layer, whose output value is ``acc_scale · acc``). ``W_int``
+  is always held decoded; a scheme that stores its weights otherwise adds a
+  :class:`WeightEncoding` (:class:`MSQEncoding`: SP2 shift pairs per row; :class:`CodebookEncoding`:
+  indices into an integer codebook), which decodes to ``W_int`` exactly;
+* :class:`AddNode`: ``code = clamp((a·M_a + b·M_b + 2^(s−1)) >> s, lo, hi)``;
+* :class:`AvgPoolNode`: window sum, then requantization;
+* :class:`MaxPoolNode`, :class:`ReshapeNode`: codes pass through.
+
+``save``/``load`` write one ``.npz`` holding the arrays and a JSON header with the format
+version and a SHA-256 of every array, so truncated or corrupted files are named, not misread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from hwquant.core.errors import FileFormatError, HwquantError
+from hwquant.core.intmath import (
+    Accumulator,
+    OverflowPolicy,
+    bits_needed,
+    channel_view,
+    max_magnitude,
+    qrange,
+    to_codes,
+    worst_case_bound,
+)
+from hwquant.core.npzfile import read_npz_with_header, write_npz_with_header
+
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: no weight encodings
+FORMAT_NAME = "hwquant.IntModel"
+
+
+@dataclass
+class WeightEncoding:
+    """The stored form of a weight layer's integer weights, when they are not plain codes."""
+
+    kind: ClassVar[str] = ""
+
+    def decode(self) -> np.ndarray:
+        """The integer weights ``W_int`` (int64) this encoding stands for."""
+        raise NotImplementedError
+
+    def storage_bits(self) -> int:
+        """Bits needed to store the encoded weights (and any per-layer table)."""
+        raise NotImplementedError
+
+    def multiply_free_rows(self) -> int:
+        """Output channels whose products the scheme forms without a multiplier (none here)."""
+        return 0
+
+
+@dataclass
+class MSQEncoding(WeightEncoding):
+    """Row-wise mixed SP2 / fixed-point weights (Mix and Match, methods.md §2).
+
+    Row ``r`` (output channel) is SP2 where ``sp2_rows[r]``: its weights are
+    ``sign · (2^shift1 + 2^shift2)`` with a shift of −1 marking an absent term, so the integer
+    multiplies by shifts and adds. Other rows hold fixed-point integer codes in ``fixed``.
+    ``m1``/``m2`` are the bits of the two SP2 terms (``bits = m1 + m2 + 1`` with the sign).
+    """
+
+    sp2_rows: np.ndarray = field(repr=False)  # bool [C_out]
+    sign: np.ndarray = field(repr=False)  # int8, weight shape: −1, 0, +1 (0 on fixed rows)
+    shift1: np.ndarray = field(repr=False)  # int8, weight shape: −1 = no term
+    shift2: np.ndarray = field(repr=False)  # int8, weight shape: −1 = no term
+    fixed: np.ndarray = field(repr=False)  # int64, weight shape: codes of fixed rows, 0 on SP2
+    bits: int = 4
+    m1: int = 2
+    m2: int = 1
+    kind: ClassVar[str] = "msq"
+
+    def decode(self) -> np.ndarray:
+        """``sign·(2^shift1 + 2^shift2)`` on SP2 rows, the fixed-point codes elsewhere."""
+        shift1, shift2 = self.shift1.astype(np.int64), self.shift2.astype(np.int64)  # no int8 wrap
+        term1 = np.where(shift1 >= 0, np.left_shift(1, np.maximum(shift1, 0)), 0)
+        term2 = np.where(shift2 >= 0, np.left_shift(1, np.maximum(shift2, 0)), 0)
+        sp2 = self.sign.astype(np.int64) * (term1 + term2)
+        rows = self.sp2_rows.reshape(-1, *([1] * (self.fixed.ndim - 1)))
+        return np.where(rows, sp2, self.fixed).astype(np.int64)
+
+    def storage_bits(self) -> int:
+        """``bits`` per weight and one scheme bit per row."""
+        return int(self.fixed.size * self.bits + self.sp2_rows.size)
+
+    def multiply_free_rows(self) -> int:
+        """The SP2 rows: their products are shifts and adds."""
+        return int(self.sp2_rows.sum())
+
+
+@dataclass
+class CodebookEncoding(WeightEncoding):
+    """Weights as ``index_bits``-bit indices into a per-layer integer codebook (methods.md §1).
+
+    ``W_int[r, ...] = codebook[row, indices[r, ...]]`` with ``row = r`` when the codebook has one
+    row per output channel and 0 when it has one row for the layer; the levels are integers on
+    a ``grid_bits``-bit grid with one power-of-two scale.
+    """
+
+    indices: np.ndarray = field(repr=False)  # int64, weight shape
+    codebook: np.ndarray = field(repr=False)  # int64 [1 or C_out, k]
+    index_bits: int = 2
+    grid_bits: int = 8
+    kind: ClassVar[str] = "codebook"
+
+    def decode(self) -> np.ndarray:
+        """Look every index up in its row's codebook."""
+        rows = self.codebook.shape[0]
+        flat = self.indices.reshape(self.indices.shape[0], -1)
+        which = np.arange(flat.shape[0]) if rows > 1 else np.zeros(flat.shape[0], np.int64)
+        return self.codebook[which[:, None], flat].reshape(self.indices.shape).astype(np.int64)
+
+    def storage_bits(self) -> int:
+        """Indices at ``index_bits`` plus the codebook at ``grid_bits``."""
+        return int(self.indices.size * self.index_bits + self.codebook.size * self.grid_bits)
+
+
+ENCODING_TYPES: dict[str, type[WeightEncoding]] = {
+    cls.kind: cls for cls in (MSQEncoding, CodebookEncoding)
+}
+
+
+@dataclass
+class IntNode:
+    """A node: its name (the QAT layer's name) and the names of the nodes it reads."""
+
+    name: str
+    inputs: list[str]
+    op: ClassVar[str] = ""
+
+
+@dataclass
+class WeightNode(IntNode):
+    """Common part of convolution and fully connected nodes."""
+
+    weight: np.ndarray = field(repr=False)  # int64 codes
+    bias: np.ndarray | None = field(repr=False)  # int64 at accumulator scale, or None
+    acc_scale: np.ndarray = field(repr=False)  # float64 [C_out]: value of one accumulator unit
+    weight_bits: int = 8
+    in_bits: int = 8
+    in_signed: bool = False
+    mult: np.ndarray | None = field(default=None, repr=False)  # int64 [C_out], None: last layer
+    shift: np.ndarray | None = field(default=None, repr=False)
+    lo: int = 0
+    hi: int = 0
+    out_scale: float | None = None
+    acc_bits: int = 32
+    overflow: OverflowPolicy = "wrap"
+    encoding: WeightEncoding | None = None  # the stored form of `weight`, when not plain codes
+
+    @property
+    def accumulator(self) -> Accumulator:
+        """The accumulator this node runs with."""
+        return Accumulator(self.acc_bits, self.overflow)
+
+    def worst_case_bits(self) -> int:
+        """Signed accumulator bits that no input in range can overflow."""
+        bias = None if self.bias is None else torch.from_numpy(self.bias)
+        x_max = max_magnitude(self.in_bits, self.in_signed)
+        return bits_needed(worst_case_bound(torch.from_numpy(self.weight), x_max, bias))
+
+    def fan_in(self) -> int:
+        """Multiply-accumulates per output element."""
+        return int(np.prod(self.weight.shape[1:]))
+
+
+@dataclass
+class ConvNode(WeightNode):
+    """Integer 2-D convolution."""
+
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    op: ClassVar[str] = "conv2d"
+
+
+@dataclass
+class LinearNode(WeightNode):
+    """Integer fully connected layer."""
+
+    op: ClassVar[str] = "linear"
+
+
+@dataclass
+class AddNode(IntNode):
+    """Residual add of two code tensors with aligned scales."""
+
+    mults: tuple[int, int] = (1, 1)
+    shift: int = 0
+    lo: int = 0
+    hi: int = 0
+    out_scale: float = 1.0
+    op: ClassVar[str] = "add"
+
+
+@dataclass
+class AvgPoolNode(IntNode):
+    """Average pooling: exact window sum, then requantization by ``mult >> shift``."""
+
+    kernel_size: int | None = None  # None: global
+    window: int = 1
+    mult: int = 1
+    shift: int = 0
+    lo: int = 0
+    hi: int = 0
+    out_scale: float = 1.0
+    op: ClassVar[str] = "avgpool"
+
+
+@dataclass
+class MaxPoolNode(IntNode):
+    """Max pooling on codes (monotone, so the scale is unchanged)."""
+
+    kernel_size: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] = (2, 2)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    ceil_mode: bool = False
+    op: ClassVar[str] = "maxpool"
+
+
+@dataclass
+class ReshapeNode(IntNode):
+    """Reshape to ``[batch, *shape]`` (flatten, view, reshape)."""
+
+    shape: tuple[int, ...] = ()
+    op: ClassVar[str] = "reshape"
+
+
+NODE_TYPES: dict[str, type[IntNode]] = {
+    cls.op: cls for cls in (ConvNode, LinearNode, AddNode, AvgPoolNode, MaxPoolNode, ReshapeNode)
+}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The network input quantizer: ``code = clamp(round_half_up(x / scale), lo, hi)``."""
+
+    name: str
+    scale: float
+    bits: int
+    signed: bool
+
+
+@dataclass
+class IntModel:
+    """An integer-only network: run it with :meth:`run`, save it with :meth:`save`."""
+
+    input: InputSpec
+    nodes: list[IntNode]
+    output: str
+    output_scale: np.ndarray  # float64: value of one output unit, per output channel
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+    # -- execution ---------------------------------------------------------------------------
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer codes of a float input batch, exactly as the QAT model computes them."""
+        from hwquant.core.errors import check_finite
+
+        check_finite("input batch", x)
+        lo, hi = qrange(self.input.bits, self.input.signed)
+        return to_codes(x, torch.tensor(self.input.scale, dtype=x.dtype), lo, hi)
+
+    def run(self, x_int: torch.Tensor, *, four_bit: bool = False) -> torch.Tensor:
+        """Integer output (int64) for integer input codes ``x_int``.
+
+        Accumulator statistics are not collected; ``hwquant.engine.run`` returns them.
+        """
+        from hwquant.engine import run
+
+        return run(self, x_int, four_bit=four_bit, stats=False).output
+
+    def dequantize(self, out: torch.Tensor) -> torch.Tensor:
+        """Float value of integer outputs: ``output_scale · out`` (float64)."""
+        scale = torch.from_numpy(self.output_scale).to(out.device)
+        return out.double() * channel_view(scale, out.dim())
+
+    # -- accumulators ------------------------------------------------------------------------
+    def weight_nodes(self) -> list[WeightNode]:
+        """The convolution and fully connected nodes, in order."""
+        return [n for n in self.nodes if isinstance(n, WeightNode)]
+
+    def set_accumulator(
+        self, bits: int, policy: OverflowPolicy = "wrap", layers: list[str] | None = None
+    ) -> None:
+        """Set the accumulator width and overflow policy of ``layers`` (default: all)."""
+        Accumulator(bits, policy)  # validates
+        names = {n.name for n in self.weight_nodes()}
+        unknown = sorted(set(layers or []) - names)
+        if unknown:
+            raise HwquantError(
+                f"no weight layer named {', '.join(unknown)}. Fix: use one of {', '.join(names)}."
+            )
+        for node in self.weight_nodes():
+            if layers is None or node.name in layers:
+                node.acc_bits, node.overflow = bits, policy
+
+    # -- figures -----------------------------------------------------------------------------
+    def size_bits(self) -> int:
+        """Bits of all weights (at their widths) and biases (at accumulator width)."""
+        total = 0
+        for node in self.weight_nodes():
+            if node.encoding is not None:
+                total += node.encoding.storage_bits()
+            else:
+                total += node.weight.size * node.weight_bits
+            if node.bias is not None:
+                total += node.bias.size * node.acc_bits
+        return total
+
+    # -- files -------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the model to ``path`` (.npz with a JSON header), atomically."""
+        arrays: dict[str, np.ndarray] = {"output_scale": self.output_scale}
+        header = {
+            "input": dataclasses.asdict(self.input),
+            "output": self.output,
+            "recipe": self.recipe,
+            "nodes": [to_json(node, node.name, arrays) for node in self.nodes],
+        }
+        return write_npz_with_header(path, FORMAT_NAME, FORMAT_VERSION, header, arrays)
+
+
+def to_json(obj: IntNode | WeightEncoding, prefix: str, arrays: dict[str, np.ndarray]) -> dict:
+    """A node or encoding as a JSON entry; its arrays go to ``arrays`` under ``prefix/field``."""
+    entry: dict[str, Any] = {"op": obj.op} if isinstance(obj, IntNode) else {"kind": obj.kind}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, np.ndarray):
+            arrays[f"{prefix}/{f.name}"] = value
+            entry[f.name] = {"array": f"{prefix}/{f.name}"}
+        elif isinstance(value, WeightEncoding):
+            entry[f.name] = to_json(value, f"{prefix}/{f.name}", arrays)
+        else:
+            entry[f.name] = list(value) if isinstance(value, tuple) else value
+    return entry
+
+
+def load(path: str | Path) -> IntModel:
+    """Read an IntModel written by :meth:`IntModel.save`, checking version and checksums."""
+    path = Path(path)
+    fix = "Fix: write it again with IntModel.save() (hwquant.qat.lower the QAT model)."
+    header, arrays = read_npz_with_header(path, FORMAT_NAME, READABLE_VERSIONS, fix)
+    try:
+        nodes = [_node_from_json(entry, arrays) for entry in header["nodes"]]
+        for node in nodes:
+            encoding = node.encoding if isinstance(node, WeightNode) else None
+            if encoding is not None and not np.array_equal(encoding.decode(), node.weight):
+                raise FileFormatError(
+                    f"'{path}': the {encoding.kind} encoding of layer '{node.name}' does not "
+                    f"decode to its weights. {fix}"
+                )
+        model = IntModel(
+            InputSpec(**header["input"]),
+            nodes,
+            header["output"],
+            arrays["output_scale"],
+            header.get("recipe", {}),
+        )
+        problem = _structure_problem(model)
+        if problem:
+            raise FileFormatError(f"'{path}' has a malformed header: {problem}. {fix}")
+        return model
+    except FileFormatError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise FileFormatError(f"'{path}' has a malformed header ({exc!r}). {fix}") from exc
+
+
+def _node_from_json(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> IntNode:
+    return from_json(NODE_TYPES[entry["op"]], entry, arrays)
+
+
+def from_json(cls: type, entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+    """Rebuild a node or encoding of type ``cls`` (fields absent in version 1 take defaults)."""
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in entry and f.default is not dataclasses.MISSING:
+            continue
+        value = entry[f.name]
+        if isinstance(value, dict) and "array" in value:
+            value = arrays[value["array"]]
+        elif isinstance(value, dict) and "kind" in value:
+            value = from_json(ENCODING_TYPES[value["kind"]], value, arrays)
+        elif isinstance(value, list) and f.name != "inputs":
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _structure_problem(model: IntModel) -> str | None:
+    """The first field of ``model`` whose type does not match its annotation (arrays: numeric;
+    integer weights, biases and requantization parameters: integer), or the first node that
+    reads a node not computed before it; None when there is none."""
+    known = {model.input.name}
+    for obj in (model.input, *model.nodes):
+        hints = typing.get_type_hints(type(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if not _conforms(value, hints[f.name]):
+                return f"field '{f.name}' of '{getattr(obj, 'name', '')}' is {value!r:.40}"
+            integer_array = f.name in ("weight", "bias", "mult", "shift")
+            if integer_array and isinstance(value, np.ndarray) and value.dtype.kind not in "iu":
+                return f"array '{f.name}' of '{obj.name}' holds {value.dtype}, not integers"
+        if isinstance(obj, IntNode):
+            missing = [name for name in obj.inputs if name not in known]
+            if missing or obj.name in known:
+                return f"node '{obj.name}' reads unknown {missing} or repeats a name"
+            known.add(obj.name)
+    return None if model.output in known else f"output '{model.output}' is no node"
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    """Whether a value read from a file has the type ``hint`` (an annotation) describes."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_conforms(v, args[0]) for v in value)
+        return len(value) == len(args) and all(map(_conforms, value, args))
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is np.ndarray:
+        return isinstance(value, np.ndarray) and value.dtype.kind in "biuf"
+    if hint is Any:
+        return True
+    return isinstance(value, typing.get_origin(hint) or hint)

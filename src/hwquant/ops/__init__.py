@@ -1,0 +1,1 @@
+"""The supported operations, one module each."""

@@ -1,0 +1,308 @@
+"""LLSQ: learned linear symmetric quantizer (Zhao et al., ICLR 2020; methods.md §4).
+
+Forward (methods.md §4.1), with a scale α > 0 and no zero point::
+
+    x_int = clamp(round_half_up(x / α), Q_n, Q_p),    x_q = α · x_int
+
+signed: ``Q_n = -2^(b-1), Q_p = 2^(b-1) - 1``; unsigned (after ReLU): ``Q_n = 0, Q_p = 2^b - 1``.
+
+Gradients (methods.md §4.2):
+
+* ∂x_q/∂x is the straight-through estimator; for activations it is zero outside
+  ``(Q_n·α, Q_p·α)``, for weights it passes everywhere.
+* ∂L/∂α is LLSQ's *simulated* gradient, not the task loss's: with the Lp quantization error
+  ``E(a) = mean |x − Q_a(x)|^p`` compared at α/2, α and 2α (a1 = E(α) − E(α/2),
+  a2 = E(2α) − E(α), g1 = [a1 ≥ 0], g2 = [a2 > 0], g3 = [a1 + a2 ≥ 0]) the scale should grow
+  when ``(¬g1 ∧ ¬g2) ∨ (g1 ∧ ¬g2 ∧ ¬g3)`` and shrink when ``(g1 ∧ g2) ∨ (g1 ∧ ¬g2 ∧ g3)``;
+  the gradient is ``−α²`` or ``+α²`` accordingly, 0 otherwise.
+* LSQ's gradient (Esser et al. 2020) is an option: ``∂x_q/∂α = round(x/α) − x/α`` inside the
+  range and ``Q_n`` or ``Q_p`` outside, scaled by ``g = 1/√(N·Q_p)``; ``x`` gets the STE
+  masked outside the range (weights too, as in LSQ).
+
+Initialisation as in the LLSQ code (methods.md §4.1): weights per channel ``max|W_c| / Q_p``,
+per tensor ``max|W| / (Q_p + 1)``; activations ``max|x| / (Q_p + 1)`` for b ≥ 4 and
+``max|x| / (2·Q_p)`` for b ≤ 3, from the first batch seen.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwquant.core.errors import ConfigError, check_finite
+from hwquant.core.intmath import qrange, round_half_up, to_codes
+from hwquant.qat.recipe import check_bits
+from hwquant.qat.scale import constrain_scale
+
+_TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class LinearQuantSpec:
+    """Integer export of a linear quantizer: value = scale · code, code in [qmin, qmax]."""
+
+    bits: int
+    signed: bool
+    scale: np.ndarray  # float64, one entry per tensor or per output channel
+
+    @property
+    def qmin(self) -> int:
+        """Smallest code."""
+        return qrange(self.bits, self.signed)[0]
+
+    @property
+    def qmax(self) -> int:
+        """Largest code."""
+        return qrange(self.bits, self.signed)[1]
+
+
+class _LLSQFakeQuant(torch.autograd.Function):
+    """Fake quantization with the STE for ``x`` and LLSQ's precomputed ±α² for ``α``.
+
+    Written for few passes over the data: ``v = x/α`` is clamped, rounded and scaled in place
+    (clamping first gives the same codes, the bounds being integers). The activation mask,
+    ``Q_n·α < x < Q_p·α``, comes from one fused ``hardtanh_backward`` pass on the CPU; on other
+    devices it is computed in the forward pass, which needs no host read of α.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        alpha: torch.Tensor,
+        lo: int,
+        hi: int,
+        clip_grad: bool,
+        alpha_grad: torch.Tensor,
+    ) -> torch.Tensor:
+        v = x / alpha
+        ctx.bounds = None
+        if clip_grad and x.device.type == "cpu":
+            step = float(alpha)
+            ctx.bounds = (lo * step, hi * step)
+            ctx.save_for_backward(x, alpha_grad)
+        elif clip_grad:
+            ctx.save_for_backward((v > lo) & (v < hi), alpha_grad)
+        else:
+            ctx.save_for_backward(None, alpha_grad)
+        return v.clamp_(lo, hi).add_(0.5).floor_().mul_(alpha)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        saved, alpha_grad = ctx.saved_tensors
+        if ctx.bounds is not None:
+            grad_x = torch.ops.aten.hardtanh_backward(grad, saved, *ctx.bounds)
+        else:
+            grad_x = grad if saved is None else grad * saved
+        return grad_x, alpha_grad, None, None, None, None
+
+
+class _LSQFakeQuant(torch.autograd.Function):
+    """LSQ (Esser et al. 2020, eq. 3): masked STE for ``x``; for ``α`` the sum of
+    ``round(v) − v`` inside the range and ``Q_n``/``Q_p`` outside (``v = x/α``), times
+    ``grad_factor``."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        alpha: torch.Tensor,
+        lo: int,
+        hi: int,
+        grad_factor: float,
+    ) -> torch.Tensor:
+        v = x / alpha
+        codes = round_half_up(v).clamp_(lo, hi)
+        ctx.save_for_backward(v, codes)
+        ctx.shape, ctx.lo, ctx.hi, ctx.grad_factor = alpha.shape, lo, hi, grad_factor
+        return codes * alpha
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        v, codes = ctx.saved_tensors
+        inside = (v >= ctx.lo) & (v <= ctx.hi)
+        slope = torch.where(inside, codes - v, codes)  # codes hold lo/hi outside the range
+        grad_alpha = (grad * slope).sum_to_size(ctx.shape) * ctx.grad_factor
+        return grad * inside, grad_alpha, None, None, None
+
+
+def llsq_scale_gradient(
+    x: torch.Tensor, alpha: torch.Tensor, lo: int, hi: int, p: int
+) -> torch.Tensor:
+    """LLSQ's simulated ∂L/∂α: −α² (grow), +α² (shrink) or 0, per scale (methods.md §4.2).
+
+    ``alpha`` broadcasts against ``x``; the errors ``mean |x − Q_a(x)|^p`` at a = α/2, α, 2α
+    are averaged over the broadcast dimensions, all three in one batched computation.
+    """
+    if alpha.numel() == 1:
+        dims = list(range(1, x.dim() + 1))
+    else:
+        dims = [d + 1 for d, n in enumerate(alpha.shape) if n == 1]
+    pad = [1] * (x.dim() - alpha.dim())
+    scales = torch.stack([alpha / 2, alpha, alpha * 2]).reshape(3, *pad, *alpha.shape)
+    err = x.unsqueeze(0) - round_half_up(x.unsqueeze(0) / scales).clamp_(lo, hi).mul_(scales)
+    err = err.abs_() if p == 1 else err.square_()
+    e_small, e_mid, e_big = err.mean(dim=dims, keepdim=True)
+    a1, a2 = e_mid - e_small, e_big - e_mid
+    g1, g2, g3 = a1 >= 0, a2 > 0, (a1 + a2) >= 0
+    grow = (~g1 & ~g2) | (g1 & ~g2 & ~g3)
+    shrink = (g1 & g2) | (g1 & ~g2 & g3)
+    direction = shrink.to(alpha.dtype) - grow.to(alpha.dtype)
+    return (direction * alpha * alpha).reshape(alpha.shape)
+
+
+class LinearQuantizer(nn.Module):
+    """Symmetric linear quantizer with a learned scale (LLSQ; LSQ gradient as an option).
+
+    Args:
+        bits: code width, 1..16.
+        signed: signed codes (weights, pre-add activations) or unsigned (after ReLU).
+        channels: number of scales: 1 (per tensor) or the output-channel count (per channel,
+            along dimension 0 of the quantized tensor).
+        is_activation: activations clip the gradient outside the range and initialise from the
+            first batch with the activation rule; weights use the weight rule.
+        gradient: "llsq" (simulated ±α²) or "lsq".
+        norm: p of LLSQ's Lp error (1 or 2).
+        error_samples: activation elements sampled for LLSQ's error comparison (0 = all).
+        constraint: "free", "pow2" or "fixed" scales (:mod:`hwquant.qat.scale`).
+        mantissa_bits: mantissa width of "fixed" scales.
+    """
+
+    def __init__(
+        self,
+        bits: int,
+        signed: bool,
+        *,
+        channels: int = 1,
+        is_activation: bool,
+        gradient: str = "llsq",
+        norm: int = 2,
+        error_samples: int = 0,
+        constraint: str = "free",
+        mantissa_bits: int = 8,
+    ) -> None:
+        super().__init__()
+        check_bits("bits", bits)
+        if gradient not in ("llsq", "lsq"):
+            raise ConfigError(f"gradient {gradient!r} is not allowed. Fix: use llsq or lsq.")
+        self.bits, self.signed = bits, signed
+        self.qmin, self.qmax = qrange(bits, signed)
+        self.is_activation = is_activation
+        self.gradient, self.norm, self.error_samples = gradient, norm, error_samples
+        self.constraint, self.mantissa_bits = constraint, mantissa_bits
+        self.scale = nn.Parameter(torch.ones(channels))
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+        self._ready = False  # mirrors `initialized` so that forward() never waits on a device
+
+    def is_initialized(self) -> bool:
+        """True once the scale has been set from data (read from the device at most once)."""
+        if not self._ready:
+            self._ready = bool(self.initialized)
+        return self._ready
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._ready = False
+
+    @property
+    def per_channel(self) -> bool:
+        """True when there is one scale per output channel."""
+        return self.scale.numel() > 1
+
+    def extra_repr(self) -> str:
+        kind = "act" if self.is_activation else "weight"
+        sign = "signed" if self.signed else "unsigned"
+        return f"{kind}, bits={self.bits}, {sign}, scales={self.scale.numel()}, {self.gradient}"
+
+    def scale_value(self) -> torch.Tensor:
+        """The scale in use: |parameter| projected onto the scale constraint."""
+        alpha = self.scale.abs().clamp_min(_TINY)
+        return constrain_scale(alpha, self.constraint, self.mantissa_bits)
+
+    def _broadcast(self, alpha: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.per_channel:
+            return alpha.view(-1, *([1] * (x.dim() - 1)))
+        return alpha.reshape(())
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor) -> None:
+        """Set the scale from ``x`` with LLSQ's initialisation rule (methods.md §4.1).
+
+        An empty ``x`` sets nothing (the first non-empty batch does); NaN or Inf in ``x``
+        raises :class:`~hwquant.core.errors.NonFiniteError`.
+        """
+        if x.numel() == 0:
+            return
+        check_finite("the tensor a quantizer scale is initialised from", x)
+        q_p = max(self.qmax, 1)
+        if self.per_channel:
+            peak = x.detach().abs().reshape(x.shape[0], -1).amax(dim=1)
+            alpha = peak / q_p
+        else:
+            peak = x.detach().abs().max()
+            divisor = 2 * q_p if self.is_activation and self.bits <= 3 else q_p + 1
+            alpha = (peak / divisor).reshape(1)
+        alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
+        self.scale.copy_(alpha.to(self.scale.dtype))
+        self.initialized.fill_(True)
+        self._ready = True
+
+    def _error_sample(self, x: torch.Tensor) -> torch.Tensor:
+        """The activation elements LLSQ compares errors on: an even stride through ``x``."""
+        flat = x.detach().reshape(-1)
+        if self.error_samples and flat.numel() > self.error_samples:
+            step = flat.numel() // self.error_samples
+            flat = flat[::step][: self.error_samples]
+        return flat
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Fake-quantize ``x`` (initialising the scale on the first call)."""
+        if not self.is_initialized():
+            self.initialize(x)
+        alpha = self._broadcast(self.scale_value(), x)
+        if not (self.training and torch.is_grad_enabled()):
+            return round_half_up(x / alpha).clamp(self.qmin, self.qmax) * alpha
+        if self.gradient == "lsq":
+            grad_factor = 1.0 / math.sqrt(x.numel() // self.scale.numel() * max(self.qmax, 1))
+            return _LSQFakeQuant.apply(x, alpha, self.qmin, self.qmax, grad_factor)
+        with torch.no_grad():
+            if self.per_channel:
+                sample, a = x.detach(), alpha.detach()
+            else:
+                sample, a = self._error_sample(x), alpha.detach()
+            alpha_grad = llsq_scale_gradient(sample, a, self.qmin, self.qmax, self.norm)
+            alpha_grad = alpha_grad.reshape(alpha.shape)
+        return _LLSQFakeQuant.apply(x, alpha, self.qmin, self.qmax, self.is_activation, alpha_grad)
+
+    @torch.no_grad()
+    def codes(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer codes of ``x`` (int64), as deployed; finite values beyond the range
+        saturate, NaN or Inf in ``x`` or in the scale raise :class:`NonFiniteError`."""
+        check_finite("quantizer input", x)
+        scale = self.scale_value()
+        check_finite("quantizer scale", scale)
+        return to_codes(x, self._broadcast(scale, x), self.qmin, self.qmax)
+
+    @property
+    def int_bits(self) -> int:
+        """Signed bits of the codes: ``bits`` (plus one for unsigned codes)."""
+        return self.bits if self.signed else self.bits + 1
+
+    def encode(self, w: torch.Tensor) -> None:
+        """Linear codes are stored as they are: no separate encoding."""
+        return None
+
+    @torch.no_grad()
+    def levels(self) -> torch.Tensor:
+        """The representable values: ``[channels, 2^bits]`` rows of α·{Q_n..Q_p}."""
+        grid = torch.arange(self.qmin, self.qmax + 1, dtype=torch.float64)
+        return self.scale_value().double().view(-1, 1) * grid.view(1, -1)
+
+    @torch.no_grad()
+    def export(self) -> LinearQuantSpec:
+        """The integer export: bits, signedness and the scale(s) as float64."""
+        return LinearQuantSpec(self.bits, self.signed, self.scale_value().double().cpu().numpy())

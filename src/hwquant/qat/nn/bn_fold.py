@@ -1,0 +1,37 @@
+"""Batch-norm folding (LLSQ §4.3; Jacob et al. 2018 §3.2).
+
+A BatchNorm after a convolution, ``BN(y) = γ (y − μ) / √(σ² + ε) + β``, folds into it:
+
+    s  = γ / √(σ² + ε)
+    W' = s · W                      (per output channel)
+    b' = β + s · (b − μ)
+
+so the deployed layer is one convolution with weights W' and bias b'. During QAT the weights
+are folded with the running σ and quantized; until the statistics freeze, the output is
+corrected to batch statistics (Jacob et al. 2018, fig. C.8), see
+:meth:`hwquant.qat.nn.weight_layer.QuantWeightLayer.forward`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def bn_multiplier(bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
+    """``s = γ / √(σ²_running + ε)`` per channel."""
+    gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
+    return gamma / torch.sqrt(bn.running_var + bn.eps)
+
+
+def fold_bn(
+    weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.modules.batchnorm._BatchNorm | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Weights and bias of the layer with ``bn`` (running statistics) folded in."""
+    if bn is None:
+        return weight, bias
+    s = bn_multiplier(bn)
+    w = weight * s.view(-1, *([1] * (weight.dim() - 1)))
+    beta = bn.bias if bn.bias is not None else torch.zeros_like(s)
+    b0 = bias if bias is not None else torch.zeros_like(s)
+    return w, beta + s * (b0 - bn.running_mean)

@@ -1,0 +1,218 @@
+"""The shared QAT form of layers with weights (Conv2d, Linear): LLSQ with BN folded in.
+
+Training forward (methods.md §4; Jacob et al. 2018 §3.2 for the BN fold)::
+
+    s   = γ / σ_run                       W' = s · W        (BN folded, running σ)
+    y   = op(x_q, Q_w(W'))                                  (x_q arrives fake-quantized)
+    before the freeze:  y ← y · σ_run/σ_B + (β − γ μ_B/σ_B)  (batch statistics, taken from y/s)
+    after the freeze:   y ← y + Q_b(b')    with Q_b at scale α_w·α_in and ``bias_bits``
+    out = Q_out(act(y))
+
+Integer form (eval mode and :func:`hwquant.lower`)::
+
+    acc  = op_int(x_int, W_int) + b_int          (exact integer accumulation)
+    code = clamp((acc·M + 2^(s−1)) >> s, lo, hi)   with M/2^s ≈ α_w·α_in/α_out
+
+so the eval output is ``α_out · code``, and the last layer (no output quantizer) returns
+``α_w·α_in · acc``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hwquant.core.distributed import batch_norm_train
+from hwquant.core.errors import UnsupportedLayerError
+from hwquant.core.intmath import channel_view, qrange, requant_params, round_half_up
+from hwquant.ir.intmodel import WeightEncoding
+from hwquant.qat.llsq import LinearQuantizer
+from hwquant.qat.nn.base import Activation, QuantModule, Requant
+from hwquant.qat.nn.bn_fold import bn_multiplier, fold_bn
+from hwquant.qat.quantizer import WeightQuantizer
+from hwquant.qat.ste import replace_forward
+
+_TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class WeightLayerInts:
+    """Integer form of a weight layer, as deployed."""
+
+    weight: torch.Tensor  # int64 codes
+    bias: torch.Tensor | None  # int64, at accumulator scale α_w·α_in
+    acc_scale: torch.Tensor  # float64 [C_out]: value of one accumulator unit
+    requant: Requant | None  # None for the last layer
+    encoding: WeightEncoding | None = None  # the stored form of `weight` (SP2, codebook)
+
+
+class QuantWeightLayer(QuantModule):
+    """Base class of :class:`QConv2d` and :class:`QLinear`.
+
+    Subclasses define :meth:`float_op` and :meth:`int_op`; this class does the BN fold, the
+    weight, bias and output quantization, and the integer form.
+    """
+
+    def __init__(
+        self,
+        weight: nn.Parameter,
+        bias: nn.Parameter | None,
+        bn: nn.modules.batchnorm._BatchNorm | None,
+        act: Activation,
+        weight_quant: WeightQuantizer | None,
+        out_quant: LinearQuantizer | None,
+        *,
+        bias_bits: int,
+        requant_bits: int,
+        bn_freeze_step: int | None,
+    ) -> None:
+        super().__init__(act)
+        self.weight = weight
+        self.bias = bias
+        self.bn = bn
+        self.weight_quant = weight_quant
+        self.out_quant = out_quant
+        self.bias_bits = bias_bits
+        self.requant_bits = requant_bits
+        self.register_buffer("bn_step", torch.zeros((), dtype=torch.int64))
+        never = -1 if bn_freeze_step is None else bn_freeze_step
+        self.register_buffer("bn_freeze_at", torch.tensor(never, dtype=torch.int64))
+        self._steps: tuple[int, int] | None = None  # (bn_step, bn_freeze_at) mirrored on the host
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._steps = None
+
+    def _host_steps(self) -> tuple[int, int]:
+        """``(bn_step, bn_freeze_at)``, read from the device once, then tracked on the host."""
+        if self._steps is None:
+            self._steps = (int(self.bn_step), int(self.bn_freeze_at))
+        return self._steps
+
+    # -- the operation ---------------------------------------------------------------------
+    def float_op(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The layer's float operation (the bias added inside the convolution or matmul)."""
+        raise NotImplementedError
+
+    def int_op(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The layer's exact integer operation (int64 codes in; the accumulator out as exact
+        integers, see :func:`hwquant.core.intmath.int_conv2d`)."""
+        raise NotImplementedError
+
+    # -- training ----------------------------------------------------------------------------
+    @property
+    def bn_frozen(self) -> bool:
+        """True once the BN statistics are frozen (or when there is no BN)."""
+        if self.bn is None:
+            return True
+        step, freeze_at = self._host_steps()
+        return freeze_at >= 0 and step >= freeze_at
+
+    def freeze_bn(self) -> None:
+        """Freeze the BN statistics from the next step on (kept in the state dict)."""
+        if not self.bn_frozen:
+            step, _ = self._host_steps()
+            self.bn_freeze_at.fill_(step)
+            self._steps = (step, step)
+
+    def _quant_bias(self, bias: torch.Tensor) -> torch.Tensor:
+        """Fake-quantize the bias at accumulator scale α_w·α_in (straight-through)."""
+        scale = (self.weight_quant.scale_value() * self._input_quants[0].scale_value()).detach()
+        lo, hi = qrange(self.bias_bits, signed=True)
+        return replace_forward(bias, round_half_up(bias / scale).clamp(lo, hi) * scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """QAT forward in training mode, the integer form in eval mode."""
+        if not self.training and self.weight_quant is not None:
+            return self._forward_integer(x)
+        y = self._forward_train(x) if self.training else self._forward_float(x)
+        y = self.activation(y)
+        return self.out_quant(y) if self.out_quant is not None else y
+
+    def _quantized_weight(self, w: torch.Tensor) -> torch.Tensor:
+        return self.weight_quant(w) if self.weight_quant is not None else w
+
+    def _forward_float(self, x: torch.Tensor) -> torch.Tensor:
+        """Float-weight layer in eval mode (first/last layer kept float)."""
+        w, b = fold_bn(self.weight, self.bias, self.bn)
+        return self.float_op(x, w, b)
+
+    def _forward_train(self, x: torch.Tensor) -> torch.Tensor:
+        # the weight is quantized first: that initialises the scale the bias is quantized with
+        if self.bn is None:
+            weight, bias = self._quantized_weight(self.weight), self.bias
+            if bias is not None and self.weight_quant is not None:
+                bias = self._quant_bias(bias)
+            return self.float_op(x, weight, bias)
+        frozen = self.bn_frozen
+        step, freeze_at = self._host_steps()
+        self.bn_step += 1
+        self._steps = (step + 1, freeze_at)
+        if frozen:
+            w, b = fold_bn(self.weight, self.bias, self.bn)
+            weight = self._quantized_weight(w)
+            bias = self._quant_bias(b) if self.weight_quant is not None else b
+            return self.float_op(x, weight, bias)
+        return self._forward_batch_stats(x)
+
+    def _forward_batch_stats(self, x: torch.Tensor) -> torch.Tensor:
+        """Folded, quantized weights with the output corrected to batch statistics.
+
+        With ``y = op(x, Q(s·W))`` and ``z = y/s`` (≈ the unfolded ``op(x, W)``), Jacob et al.'s
+        corrected output ``y·σ_run/σ_B + β − γ·μ_B/σ_B`` is exactly batch norm of ``z`` in
+        training mode, with μ_B and σ_B the batch statistics of ``z``. So it runs as PyTorch's
+        fused batch norm, which also updates the running statistics as BatchNorm does; no
+        second convolution is needed.
+        """
+        bn = self.bn
+        s = bn_multiplier(bn)
+        w = self.weight * s.view(-1, *([1] * (self.weight.dim() - 1)))
+        y = self.float_op(x, self._quantized_weight(w))
+        s_safe = torch.where(s.abs() < _TINY, torch.full_like(s, _TINY), s)
+        z = y / channel_view(s_safe, y.dim())
+        if self.bias is not None:  # BN sees conv + bias (the bias cancels in the output)
+            z = z + channel_view(self.bias, z.dim())
+        bn.num_batches_tracked += 1
+        return batch_norm_train(z, bn)  # global-batch statistics under DDP (SyncBN)
+
+    # -- integer form ------------------------------------------------------------------------
+    @torch.no_grad()
+    def integer_params(self, encode: bool = False) -> WeightLayerInts:
+        """Integer weights, bias and requantization of the layer as deployed; with ``encode``
+        also the weights' stored form (the weight quantizer's ``encode``)."""
+        if self.weight_quant is None:
+            raise UnsupportedLayerError(
+                f"layer '{self.qname}' keeps float weights and has no integer form. Fix: set "
+                "first_layer_bits / last_layer_bits in the recipe (8 by default)."
+            )
+        w, b = fold_bn(self.weight, self.bias, self.bn)
+        w_int = self.weight_quant.codes(w)
+        alpha_in = self._input_quants[0].scale_value().double()
+        acc_scale = (self.weight_quant.scale_value().double() * alpha_in).expand(w.shape[0])
+        b_int = None
+        if b is not None:
+            lo, hi = qrange(self.bias_bits, signed=True)
+            b_int = round_half_up(b.double() / acc_scale).clamp(lo, hi).to(torch.int64)
+        requant = None
+        if self.out_quant is not None:
+            ratio = acc_scale / self.out_quant.scale_value().double()
+            mult, shift = requant_params(ratio.cpu().numpy(), self.requant_bits)
+            lo, hi = self.out_range()
+            requant = Requant(torch.from_numpy(mult), torch.from_numpy(shift), lo, hi)
+        encoding = self.weight_quant.encode(w) if encode else None
+        return WeightLayerInts(w_int, b_int, acc_scale.contiguous(), requant, encoding)
+
+    def _forward_integer(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.integer_params()
+        acc = self.int_op(self.input_codes(x), p.weight, p.bias).to(torch.int64)
+        if p.requant is None:
+            self.emit(acc)
+            scale = channel_view(p.acc_scale.to(acc.device), acc.dim())
+            return (acc.double() * scale).to(torch.promote_types(x.dtype, torch.float32))
+        return self.finish(p.requant.apply(acc), x.dtype)

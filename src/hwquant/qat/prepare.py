@@ -1,0 +1,438 @@
+"""``prepare(model, recipe)``: a float model becomes its QAT twin.
+
+The model is traced with ``torch.fx``; chains ``Conv2d → [BatchNorm2d] → [ReLU|ReLU6]``,
+``Linear → [ReLU|ReLU6]``, ``add → [ReLU|ReLU6]`` and average pooling are replaced by the
+quantized layers of :mod:`hwquant.qat.nn`, an input quantizer is put after the input, and every
+layer is bound to the quantizers of its inputs. Max pooling, flatten/view/reshape, Dropout and
+Identity pass codes through unchanged. The first layer (fed by the input) and the last layer
+(feeding the output) take the recipe's ``first_layer_bits`` / ``last_layer_bits``; the last
+layer has no output quantizer, so the network returns its accumulator scaled to float; its
+weights take one scale for the whole tensor, so that all outputs share one scale and the integer
+outputs rank exactly as the float ones (argmax of the integer logits is the prediction).
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from hwquant.core.errors import ConfigError, UnsupportedLayerError, check_finite
+from hwquant.qat.llsq import LinearQuantizer
+from hwquant.qat.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantModule
+from hwquant.qat.nn.base import Activation
+from hwquant.qat.quantizer import WeightQuantizer
+from hwquant.qat.recipe import Recipe
+from hwquant.schemes.msq.quantizer import msq_weight_quantizer
+from hwquant.schemes.nonuniform.quantizer import nonuniform_weight_quantizer, setup_schedule
+
+SUPPORTED = (
+    "Conv2d (+BatchNorm2d, +ReLU/ReLU6), Linear (+ReLU/ReLU6), residual add (+ReLU/ReLU6), "
+    "MaxPool2d, AdaptiveAvgPool2d(1), AvgPool2d(k) with stride k, flatten/view/reshape, "
+    "Dropout, Identity (as modules; BatchNorm with running statistics)"
+)
+INPUT_NAME = "quant_input"
+
+_PASS_MODULES = (nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity)
+_PASS_FUNCTIONS = (torch.flatten,)
+_PASS_METHODS = ("flatten", "view", "reshape", "contiguous")
+_SHAPE_METHODS = ("size", "dim")
+_ADD_FUNCTIONS = (operator.add, torch.add, operator.iadd)
+
+
+@dataclass
+class FusedSpec:
+    """What a rewritten node will become: its kind and the float parts it absorbs."""
+
+    kind: str  # "conv", "linear", "add", "avgpool"
+    source: nn.Module | None = None
+    bn: nn.Module | None = None
+    act: Activation = None
+    kernel_size: int | None = None
+
+
+def prepare(model: nn.Module, recipe: Recipe | None = None) -> fx.GraphModule:
+    """Return the QAT twin of ``model`` under ``recipe`` (the model itself is not changed).
+
+    Raises:
+        UnsupportedLayerError: a module or operation cannot be quantized; the message names
+            it and lists what is supported.
+        NonFiniteError: a weight holds NaN or Inf.
+    """
+    recipe = recipe or Recipe()
+    if recipe.scheme == "tables":  # activations change too: a path of its own
+        from hwquant.schemes.tables.prepare import prepare_tables
+
+        return prepare_tables(model, recipe)
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        check_finite(f"model tensor '{name}'", tensor)
+    gm = trace(copy.deepcopy(model))
+    specs = fuse(gm)
+    insert_input(gm)
+    _build_modules(gm, specs, recipe)
+    gm.graph.lint()
+    gm.recompile()
+    gm.delete_all_unused_submodules()
+    if recipe.scheme in SCHEME_SETUP:
+        SCHEME_SETUP[recipe.scheme](gm, recipe)
+    gm.hwquant_recipe = recipe
+    return gm.train(model.training)
+
+
+def freeze_bn(model: nn.Module) -> None:
+    """Freeze the folded BN statistics of every layer of a prepared model from now on."""
+    for m in model.modules():
+        if isinstance(m, QConv2d | QLinear):
+            m.freeze_bn()
+
+
+# -- tracing and fusion -----------------------------------------------------------------------
+def trace(model: nn.Module) -> fx.GraphModule:
+    try:
+        return fx.symbolic_trace(model)
+    except Exception as exc:  # fx raises many types for untraceable code
+        raise UnsupportedLayerError(
+            f"torch.fx could not trace {type(model).__name__}: {exc}. Fix: remove data-dependent "
+            "control flow from forward(), or wrap such code in a module of the supported kinds: "
+            f"{SUPPORTED}."
+        ) from exc
+
+
+def _module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
+    return gm.get_submodule(node.target) if node.op == "call_module" else None
+
+
+def _activation(gm: fx.GraphModule, node: fx.Node) -> Activation:
+    """'relu' / 'relu6' if ``node`` applies that activation, else None."""
+    mod = _module(gm, node)
+    if isinstance(mod, nn.ReLU6) or (node.op == "call_function" and node.target is F.relu6):
+        return "relu6"
+    if (
+        isinstance(mod, nn.ReLU)
+        or (node.op == "call_function" and node.target in (F.relu, torch.relu))
+        or (node.op == "call_method" and node.target == "relu")
+    ):
+        return "relu"
+    return None
+
+
+def _single_user(node: fx.Node) -> fx.Node | None:
+    users = list(node.users)
+    return users[0] if len(users) == 1 else None
+
+
+def _absorb(
+    gm: fx.GraphModule, head: fx.Node, bn_type: type | None
+) -> tuple[fx.Node, nn.Module | None, Activation]:
+    """Follow ``head`` through an optional BN and activation; return the chain's tail."""
+    tail, bn = head, None
+    nxt = _single_user(tail)
+    if bn_type is not None and nxt is not None and isinstance(_module(gm, nxt), bn_type):
+        tail, bn = nxt, _module(gm, nxt)
+        if bn.running_var is None:
+            raise UnsupportedLayerError(
+                f"BatchNorm '{nxt.target}' keeps no running statistics, so it cannot be folded "
+                "into the weights. Fix: build it with track_running_stats=True."
+            )
+        nxt = _single_user(tail)
+    act = _activation(gm, nxt) if nxt is not None else None
+    if act is not None:
+        tail = nxt
+    return tail, bn, act
+
+
+def _collapse(gm: fx.GraphModule, head: fx.Node, tail: fx.Node, replacement: fx.Node) -> None:
+    """Route the users of ``tail`` to ``replacement`` and erase ``head..tail``."""
+    chain = _chain_nodes(head, tail)
+    tail.replace_all_uses_with(replacement)
+    for node in chain:
+        if node is not replacement:
+            gm.graph.erase_node(node)
+
+
+def _unsupported(node: fx.Node, what: str) -> UnsupportedLayerError:
+    return UnsupportedLayerError(
+        f"cannot quantize node '{node.name}' ({what}). Supported: {SUPPORTED}. Fix: replace it "
+        "with a supported layer, or keep it outside the part of the model given to prepare()."
+    )
+
+
+def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
+    """Rewrite the graph into quantizable nodes; return what each new node becomes."""
+    specs: dict[fx.Node, FusedSpec] = {}
+    counter = {"add": 0, "avgpool": 0}
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise UnsupportedLayerError(
+            f"prepare() supports models with exactly one input, this one has {len(placeholders)}. "
+            "Fix: wrap the model so that forward() takes one tensor."
+        )
+    fused: set[fx.Node] = set()
+    for node in list(gm.graph.nodes):
+        if node in fused or node.op in ("placeholder", "output", "get_attr"):
+            continue
+        mod = _module(gm, node)
+        if isinstance(mod, nn.Conv2d | nn.Linear):
+            bn_type = nn.BatchNorm2d if isinstance(mod, nn.Conv2d) else nn.BatchNorm1d
+            tail, bn, act = _absorb(gm, node, bn_type)
+            kind = "conv" if isinstance(mod, nn.Conv2d) else "linear"
+            specs[node] = FusedSpec(kind, source=mod, bn=bn, act=act)
+            fused.update(_chain_nodes(node, tail))
+            _collapse(gm, node, tail, node)
+        elif _is_add(node):
+            tail, _, act = _absorb(gm, node, None)
+            counter["add"] += 1
+            new = _new_module_node(gm, node, f"add_{counter['add']}", tuple(node.args[:2]))
+            specs[new] = FusedSpec("add", act=act)
+            fused.update(_chain_nodes(node, tail))
+            _collapse(gm, node, tail, new)
+        elif (kernel := _avgpool_kernel(gm, node)) is not False:
+            counter["avgpool"] += 1
+            new = _new_module_node(gm, node, f"avgpool_{counter['avgpool']}", (node.args[0],))
+            specs[new] = FusedSpec("avgpool", kernel_size=kernel)
+            node.replace_all_uses_with(new)
+            gm.graph.erase_node(node)
+        elif not _is_passthrough(gm, node):
+            what = type(mod).__name__ if mod is not None else f"{node.op} {node.target}"
+            raise _unsupported(node, what)
+    return specs
+
+
+def _new_module_node(gm: fx.GraphModule, before: fx.Node, name: str, args: tuple) -> fx.Node:
+    """A call of a new submodule ``name`` (a stand-in until the QAT layer is installed)."""
+    gm.add_submodule(name, nn.Identity())
+    with gm.graph.inserting_before(before):
+        return gm.graph.call_module(name, args)
+
+
+def _chain_nodes(head: fx.Node, tail: fx.Node) -> list[fx.Node]:
+    chain = [tail]
+    while chain[-1] is not head:
+        chain.append(chain[-1].args[0])
+    return chain
+
+
+def _is_add(node: fx.Node) -> bool:
+    is_call = (node.op == "call_function" and node.target in _ADD_FUNCTIONS) or (
+        node.op == "call_method" and node.target in ("add", "__add__")
+    )
+    return is_call and len(node.args) == 2 and all(isinstance(a, fx.Node) for a in node.args)
+
+
+def _avgpool_kernel(gm: fx.GraphModule, node: fx.Node) -> int | bool | None:
+    """None for a global average pool, k for AvgPool2d(k, stride k), False otherwise."""
+    mod = _module(gm, node)
+    if isinstance(mod, nn.AdaptiveAvgPool2d) and mod.output_size in (1, (1, 1)):
+        return None
+    if node.op == "call_function" and node.target is F.adaptive_avg_pool2d:
+        size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
+        if size in (1, (1, 1)):
+            return None
+    if isinstance(mod, nn.AvgPool2d):
+        k, s = mod.kernel_size, mod.stride
+        if isinstance(k, int) and s in (k, None) and mod.padding == 0 and not mod.ceil_mode:
+            return k
+    return False
+
+
+def _is_passthrough(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """True for operations that leave integer codes and their scale unchanged."""
+    if node.op == "call_module":
+        return isinstance(_module(gm, node), _PASS_MODULES)
+    if node.op == "call_function":
+        if node.target is operator.getitem:
+            src = node.args[0]
+            return isinstance(src, fx.Node) and (
+                (src.op == "call_method" and src.target in _SHAPE_METHODS)
+                or (src.op == "call_function" and src.target is getattr)
+            )
+        if node.target is getattr:
+            return node.args[1] == "shape"
+        return node.target in _PASS_FUNCTIONS
+    return node.op == "call_method" and node.target in _PASS_METHODS + _SHAPE_METHODS
+
+
+def insert_input(gm: fx.GraphModule) -> None:
+    placeholder = next(n for n in gm.graph.nodes if n.op == "placeholder")
+    # torch 2.13 cannot pickle a GraphModule whose signature is annotated `torch.Tensor` (the
+    # annotation becomes a string global); the annotations carry nothing we need.
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "output"):
+            node.type = None
+    gm.add_submodule(INPUT_NAME, nn.Identity())
+    with gm.graph.inserting_after(placeholder):
+        qin = gm.graph.call_module(INPUT_NAME, (placeholder,))
+    placeholder.replace_all_uses_with(qin, delete_user_cb=lambda user: user is not qin)
+
+
+# -- quantizers and bits ----------------------------------------------------------------------
+def tensor_args(node: fx.Node) -> list[fx.Node]:
+    return [a for a in node.args if isinstance(a, fx.Node)]
+
+
+def producers(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec]) -> dict[fx.Node, fx.Node]:
+    """For every tensor node, the quantizing node whose codes it carries."""
+    producer: dict[fx.Node, fx.Node] = {}
+    for node in gm.graph.nodes:
+        if (node.op == "call_module" and node.target == INPUT_NAME) or node in specs:
+            producer[node] = node
+        elif node.op in ("call_module", "call_function", "call_method"):
+            args = [a for a in node.args if isinstance(a, fx.Node) and a in producer]
+            if args:
+                producer[node] = producer[args[0]]
+    return producer
+
+
+def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: Recipe) -> None:
+    producer = producers(gm, specs)
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    out_arg = output.args[0]
+    if not isinstance(out_arg, fx.Node):
+        raise UnsupportedLayerError(
+            "prepare() supports models with one tensor output. Fix: return a single tensor."
+        )
+    last = producer.get(out_arg)
+    last_is_weight = last in specs and specs[last].kind in ("conv", "linear")
+    feeds_last = {producer[a] for a in tensor_args(last)} if last_is_weight else set()
+    input_node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == INPUT_NAME)
+    signed: dict[fx.Node, bool] = {input_node: True}
+    quant_of: dict[fx.Node, LinearQuantizer] = {}
+
+    def act_quant(node: fx.Node, is_signed: bool) -> LinearQuantizer:
+        bits = recipe.act_bits
+        if node in feeds_last and recipe.last_layer_bits is not None:
+            bits = recipe.last_layer_bits
+        return _act_quantizer(recipe, bits, is_signed)
+
+    quant_of[input_node] = _act_quantizer(recipe, recipe.input_bits, signed=True)
+    install(gm, INPUT_NAME, QuantInput(quant_of[input_node]))
+    gm.get_submodule(INPUT_NAME).qname = INPUT_NAME
+
+    for node in gm.graph.nodes:
+        spec = specs.get(node)
+        if spec is None:
+            continue
+        inputs = [producer[a] for a in tensor_args(node)]
+        if spec.kind in ("conv", "linear"):
+            is_first = inputs[0] is input_node
+            bits = recipe.first_layer_bits if is_first else recipe.weight_bits
+            if node is last:
+                bits = recipe.last_layer_bits if not is_first else bits
+            out_q = None if node is last else act_quant(node, spec.act is None)
+            # the last layer's outputs share one scale, so integer logits rank like float ones
+            module = _weight_layer(
+                spec,
+                bits,
+                out_q,
+                recipe,
+                per_channel=node is not last,
+                inner=not is_first and node is not last,
+            )
+        elif spec.kind == "add":
+            out_q = act_quant(node, spec.act is None)
+            module = QAdd(out_q, spec.act, recipe.requant_bits)
+        else:
+            out_q = act_quant(node, signed[inputs[0]])
+            module = QAvgPool(out_q, spec.kernel_size, recipe.requant_bits)
+        module.bind_inputs([quant_of[p] for p in inputs])
+        module.qname = str(node.target)
+        install(gm, str(node.target), module)
+        if out_q is not None:
+            quant_of[node], signed[node] = out_q, out_q.signed
+
+
+def _act_quantizer(recipe: Recipe, bits: int, signed: bool) -> LinearQuantizer:
+    """An activation quantizer of ``bits`` under ``recipe``."""
+    return LinearQuantizer(
+        bits,
+        signed,
+        is_activation=True,
+        gradient=recipe.scale_gradient,
+        norm=recipe.llsq_norm,
+        error_samples=recipe.act_error_samples,
+        constraint=recipe.scale_constraint,
+        mantissa_bits=recipe.scale_mantissa_bits,
+    )
+
+
+def llsq_weight_quantizer(
+    recipe: Recipe, bits: int, weight: torch.Tensor, per_channel: bool
+) -> LinearQuantizer:
+    """LLSQ's signed weight quantizer: one scale per output channel or per tensor."""
+    channel_scales = per_channel and recipe.weight_granularity == "channel"
+    return LinearQuantizer(
+        bits,
+        True,
+        channels=weight.shape[0] if channel_scales else 1,
+        is_activation=False,
+        gradient=recipe.scale_gradient,
+        norm=recipe.llsq_norm,
+        constraint=recipe.scale_constraint,
+        mantissa_bits=recipe.scale_mantissa_bits,
+    )
+
+
+WeightQuantizerFactory = Callable[[Recipe, int, torch.Tensor, bool], WeightQuantizer]
+"""``(recipe, bits, float weight, per_channel) -> weight quantizer`` of an inner layer."""
+
+WEIGHT_SCHEMES: dict[str, WeightQuantizerFactory] = {
+    "llsq": llsq_weight_quantizer,
+    "msq": msq_weight_quantizer,
+    "nonuniform": nonuniform_weight_quantizer,
+}
+"""The weight quantizer of each ``Recipe.scheme`` for the inner layers (the first and last
+layers are linear, LLSQ, in every scheme)."""
+
+SCHEME_SETUP: dict[str, Callable[[fx.GraphModule, Recipe], None]] = {"nonuniform": setup_schedule}
+"""Called as ``setup(qat_model, recipe)`` once the QAT layers of a scheme are built (to check
+the recipe against the layers and bind per-layer settings such as a training schedule)."""
+
+
+def _weight_quantizer(
+    recipe: Recipe, bits: int, weight: torch.Tensor, per_channel: bool, inner: bool
+) -> WeightQuantizer:
+    if not inner:
+        return llsq_weight_quantizer(recipe, bits, weight, per_channel)
+    if recipe.scheme not in WEIGHT_SCHEMES:
+        raise ConfigError(
+            f"scheme {recipe.scheme!r} has no weight quantizer in prepare(). Fix: use one of "
+            f"{', '.join(WEIGHT_SCHEMES)}."
+        )
+    return WEIGHT_SCHEMES[recipe.scheme](recipe, bits, weight, per_channel)
+
+
+def _weight_layer(
+    spec: FusedSpec,
+    bits: int | None,
+    out_q: LinearQuantizer | None,
+    recipe: Recipe,
+    per_channel: bool,
+    inner: bool,
+) -> QuantModule:
+    source = spec.source
+    w_quant = None
+    if bits is not None:
+        w_quant = _weight_quantizer(recipe, bits, source.weight.detach(), per_channel, inner)
+    cls = QConv2d if spec.kind == "conv" else QLinear
+    return cls(
+        source,
+        bn=spec.bn,
+        act=spec.act,
+        weight_quant=w_quant,
+        out_quant=out_q,
+        bias_bits=recipe.bias_bits,
+        requant_bits=recipe.requant_bits,
+        bn_freeze_step=recipe.bn_freeze_step,
+    )
+
+
+def install(gm: fx.GraphModule, target: str, module: nn.Module) -> None:
+    """Put ``module`` at the dotted path ``target`` (replacing what is there)."""
+    parent_name, _, leaf = target.rpartition(".")
+    parent = gm.get_submodule(parent_name) if parent_name else gm
+    setattr(parent, leaf, module)

@@ -1,0 +1,1 @@
+"""LLSQ: learned linear symmetric quantization; its fixed-point multiply-accumulate unit."""

@@ -1,0 +1,1 @@
+"""Non-uniform codebook weights: quantizer, codebook engine kernel and lookup-MAC unit."""

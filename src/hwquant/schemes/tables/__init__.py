@@ -1,0 +1,19 @@
+"""Table-based neural units (Covell et al. 2019; methods.md §3, §7.3): codebooks for weights
+and activations, QAT, lowering to a :class:`TableModel` and the multiply-free table engine."""
+
+from hwquant.schemes.tables.compactness import compactness
+from hwquant.schemes.tables.engine import run_tables
+from hwquant.schemes.tables.layers import capture_indices
+from hwquant.schemes.tables.lower import lower_tables
+from hwquant.schemes.tables.model import TableModel, load_tables
+from hwquant.schemes.tables.prepare import prepare_tables
+
+__all__ = [
+    "TableModel",
+    "capture_indices",
+    "compactness",
+    "load_tables",
+    "lower_tables",
+    "prepare_tables",
+    "run_tables",
+]

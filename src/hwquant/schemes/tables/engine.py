@@ -1,0 +1,205 @@
+"""The multiply-free table engine: ``run_tables(model, x_idx)`` (methods.md §3.1, §7.3 item 4).
+
+Activations and weights are index tensors. A unit gathers precomputed table rows and adds
+them, and the next index is the number of per-channel integer thresholds the accumulator
+passes; a residual add is one lookup in its add table; average pooling sums integer values
+and counts thresholds; max pooling and flatten move indices. Nothing multiplies and no tensor
+is floating point, which :class:`hwquant.schemes.tables.audit.MultiplyFreeAudit` checks op by op.
+The QAT layers of :mod:`hwquant.schemes.tables.layers` run these same functions in eval mode.
+
+**Kernels.** ``engine="native"`` runs each unit as one fused C call
+(:mod:`hwquant.schemes.tables.native`, the op ``hwquant::table_unit``); ``engine="torch"`` runs the
+PyTorch kernels of :mod:`hwquant.schemes.tables.kernels` (the reference); ``engine="auto"``
+(default) takes the native kernel when it builds here and the PyTorch one otherwise
+(:func:`resolve_kernel`). Both give the same integers (tests/schemes/tables/test_native.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from hwquant.core.errors import ConfigError
+from hwquant.core.intmath import window_sum
+from hwquant.schemes.tables import kernels, native
+from hwquant.schemes.tables.model import (
+    AddNode,
+    FlattenNode,
+    MaxPoolNode,
+    PoolNode,
+    TableModel,
+    TableNode,
+    UnitNode,
+)
+
+ENGINES = ("auto", "native", "torch")
+
+
+def resolve_kernel(engine: str = "auto") -> str:
+    """The kernel that ``engine`` runs here: ``"native"`` or ``"torch"``. ``"native"`` raises
+    :class:`~hwquant.core.errors.ToolError` (with the compiler's message) when the C kernel cannot
+    be built; ``"auto"`` falls back to ``"torch"`` then."""
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown table engine {engine!r}. Fix: use one of {', '.join(ENGINES)}.")
+    if engine == "native":
+        native.load()
+        return "native"
+    if engine == "auto" and native.unavailable_reason() is None:
+        return "native"
+    return "torch"
+
+
+@dataclass(frozen=True)
+class CompiledUnit:
+    """A unit ready to run: its lookup plan and thresholds as tensors, and (``kernel ==
+    "native"``) the C kernel's form of them."""
+
+    node: UnitNode
+    plan: kernels.LookupPlan
+    thresholds: torch.Tensor
+    descending: torch.Tensor
+    bias: torch.Tensor
+    kernel: str = "torch"
+    native: native.NativeUnit | None = None
+
+
+@dataclass(frozen=True)
+class CompiledAdd:
+    """An add table with its row starts ``i·|A2|`` (an ``arange`` step, no multiply), read by
+    the ``kernel`` ("native" or "torch")."""
+
+    table: torch.Tensor
+    row_start: torch.Tensor
+    kernel: str = "torch"
+
+
+@dataclass(frozen=True)
+class CompiledPool:
+    """Average pooling's integer values and thresholds as tensors."""
+
+    node: PoolNode
+    values: torch.Tensor
+    thresholds: torch.Tensor
+
+
+def compile_unit(node: UnitNode, group: int | None = None, engine: str = "auto") -> CompiledUnit:
+    """Precompute ``node``'s grouped lookup rows for the kernel ``engine`` resolves to
+    (``group=None`` picks that kernel's group: :func:`hwquant.schemes.tables.kernels.choose_group`,
+    :func:`hwquant.schemes.tables.native.choose_group`)."""
+    kernel = resolve_kernel(engine)
+    weight_index = torch.from_numpy(node.weight_index).reshape(node.weight_index.shape[0], -1)
+    table = torch.from_numpy(node.table)
+    if group is None:
+        choose = native.choose_group if kernel == "native" else kernels.choose_group
+        group = choose(table.shape[0] + 1, *weight_index.shape[::-1])
+    plan = kernels.compile_lookup(table, weight_index, group)
+    tau, descending = torch.from_numpy(node.thresholds), torch.from_numpy(node.descending)
+    bias = torch.from_numpy(node.bias)
+    if kernel == "torch":
+        return CompiledUnit(node, plan, tau, descending, bias)
+    return CompiledUnit(
+        node, plan, tau, descending, bias, kernel, native.prepare(plan, tau, descending, bias)
+    )
+
+
+def compile_add(node: AddNode, engine: str = "auto") -> CompiledAdd:
+    """The flattened add table's row starts."""
+    rows, cols = node.table.shape
+    start = torch.arange(0, rows * cols, cols, dtype=torch.int64)
+    return CompiledAdd(torch.from_numpy(node.table), start, resolve_kernel(engine))
+
+
+def compile_pool(node: PoolNode) -> CompiledPool:
+    """Average pooling's tensors."""
+    return CompiledPool(node, torch.from_numpy(node.values), torch.from_numpy(node.thresholds))
+
+
+def run_unit(unit: CompiledUnit, x_idx: torch.Tensor) -> torch.Tensor:
+    """Output indices of a unit, ``[N, O, H, W]`` or ``[N, O]`` (the last unit: ``acc + bias``)."""
+    node = unit.node
+    conv = node.op == "conv"
+    kernel = node.weight_index.shape[-1] if conv else 1
+    if unit.native is not None:
+        x = x_idx if conv else x_idx[:, :, None, None]
+        out = native.run(unit.native, x.to(torch.int64), kernel, node.stride, node.padding)
+        return out if conv else out.flatten(1)
+    if conv:
+        cols, out_h, out_w = kernels.patches(
+            x_idx, kernel, node.stride, node.padding, unit.plan.pad_index
+        )
+    else:
+        cols = x_idx.unsqueeze(1)
+    acc = kernels.accumulate(unit.plan, cols)  # [N, P, O]
+    if unit.thresholds.shape[1] == 0:
+        out = acc + unit.bias
+    else:
+        out = kernels.count_passed(acc, unit.thresholds, unit.descending)
+    if conv:
+        return out.transpose(1, 2).reshape(out.shape[0], -1, out_h, out_w)
+    return out.squeeze(1)
+
+
+def run_add(add: CompiledAdd, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Output indices of a residual add."""
+    if add.kernel == "native":
+        return torch.ops.hwquant.lookup_add(add.table, add.row_start, a, b)
+    return kernels.lookup_add(add.table, add.row_start, a, b)
+
+
+def run_pool(pool: CompiledPool, x_idx: torch.Tensor) -> torch.Tensor:
+    """Output indices of average pooling."""
+    sums = window_sum(pool.values[x_idx], pool.node.kernel_size)
+    return (sums.unsqueeze(-1) >= pool.thresholds).sum(-1)
+
+
+Step = Callable[..., torch.Tensor]
+
+
+def compile_node(node: TableNode, engine: str = "auto") -> Step:
+    """A function of the node's input index tensors that computes its output indices."""
+    if isinstance(node, UnitNode):
+        unit = compile_unit(node, engine=engine)
+        return lambda x: run_unit(unit, x)
+    if isinstance(node, AddNode):
+        add = compile_add(node, engine)
+        return lambda a, b: run_add(add, a, b)
+    if isinstance(node, PoolNode):
+        pool = compile_pool(node)
+        return lambda x: run_pool(pool, x)
+    if isinstance(node, MaxPoolNode):
+        return lambda x: kernels.window_max(x, node.kernel_size, node.stride, node.padding)
+    if isinstance(node, FlattenNode):
+        return lambda x: x.flatten(1)
+    raise TypeError(f"no executor for table node {type(node).__name__}")
+
+
+def compile_tables(model: TableModel, engine: str = "auto") -> list[tuple[TableNode, Step]]:
+    """Every node with its executor (cached on the model by :func:`run_tables`)."""
+    return [(node, compile_node(node, engine)) for node in model.nodes]
+
+
+def run_tables(
+    model: TableModel, x_idx: torch.Tensor, trace: bool = False, engine: str = "auto"
+) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Run ``model`` on input indices ``x_idx`` (int64, :meth:`TableModel.quantize_input`) with
+    the kernel ``engine`` resolves to (one of :data:`ENGINES`; :func:`resolve_kernel`); return
+    the integer outputs (``acc + bias`` of the last unit, value ``output_scale``), or with
+    ``trace`` every node's output by name."""
+    kernel = resolve_kernel(engine)
+    levels = len(model.input_levels)
+    if x_idx.numel() and (x_idx.min() < 0 or x_idx.max() >= levels):
+        raise ConfigError(
+            f"input indices must lie in [0, {levels}) (the input codebook); got "
+            f"[{int(x_idx.min())}, {int(x_idx.max())}]. Fix: make them with "
+            "TableModel.quantize_input."
+        )
+    cache = getattr(model, "_compiled", None) or {}
+    if kernel not in cache:
+        cache[kernel] = compile_tables(model, kernel)
+        object.__setattr__(model, "_compiled", cache)
+    values = {"input": x_idx.to(torch.int64)}
+    for node, step in cache[kernel]:
+        values[node.name] = step(*(values[name] for name in node.inputs))
+    return values if trace else values[model.output]

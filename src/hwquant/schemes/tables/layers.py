@@ -1,0 +1,235 @@
+"""QAT layers of table-based units (Covell et al. 2019; methods.md §3.1, §7.3).
+
+Training forward (float, straight-through): ``out = Q_out(act(BN(op(x, Q_W(W)) + b)))`` with
+codebook quantizers :class:`~hwquant.schemes.tables.quantizer.CodebookQuantizer` on the weights and
+on every output; ``x`` arrives as levels of its producer's codebook.
+
+Eval forward: the layer lowers itself (:meth:`TableUnit.to_node`, cached until the next
+``train()``), turns its input into indices of the input codebook and runs the table engine's
+functions (:mod:`hwquant.schemes.tables.engine`), so eval output == engine output, bit for bit. It
+returns the output levels ``c[index]`` (float64), or ``s_T·(acc + bias)`` on the last layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hwquant.core.errors import UnsupportedLayerError
+from hwquant.core.intmath import round_half_up
+from hwquant.qat.nn.base import BoundModule, capture_outputs
+from hwquant.qat.nn.bn_fold import bn_multiplier
+from hwquant.schemes.tables import engine, fold
+from hwquant.schemes.tables.codebooks import nearest_index
+from hwquant.schemes.tables.model import AddNode, PoolNode, UnitNode
+from hwquant.schemes.tables.quantizer import CodebookQuantizer
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+class TableModule(BoundModule[CodebookQuantizer]):
+    """Base: references to the input quantizers (whose codebooks the inputs are on), the eval
+    cache and index capture."""
+
+    out_quant: CodebookQuantizer | None
+
+    def __init__(self) -> None:
+        super().__init__()
+        object.__setattr__(self, "_compiled", None)
+
+    def train(self, mode: bool = True) -> TableModule:
+        object.__setattr__(self, "_compiled", None)  # codebooks may change: lower again
+        return super().train(mode)
+
+    def compiled(self):
+        """The engine form of this layer, built once per eval phase."""
+        if self._compiled is None:
+            object.__setattr__(self, "_compiled", self.compile())
+        return self._compiled
+
+    def compile(self):
+        """The engine form of this layer."""
+        raise NotImplementedError
+
+    def finish(self, indices: torch.Tensor) -> torch.Tensor:
+        """Emit the output indices and return their levels (float64)."""
+        self.emit(indices)
+        assert self.out_quant is not None
+        return self.out_quant.codebook()[indices]
+
+
+class TableUnit(TableModule):
+    """Conv2d (square kernel, groups 1) or Linear, with optional BN and ReLU, as a table unit."""
+
+    def __init__(
+        self,
+        source: nn.Conv2d | nn.Linear,
+        bn: nn.modules.batchnorm._BatchNorm | None,
+        relu: bool,
+        weight_quant: CodebookQuantizer,
+        out_quant: CodebookQuantizer | None,
+        entry_bits: int,
+    ) -> None:
+        super().__init__()
+        self.is_conv = isinstance(source, nn.Conv2d)
+        if self.is_conv:
+            k, s, p = source.kernel_size, source.stride, source.padding
+            if (
+                source.groups != 1
+                or k[0] != k[1]
+                or s[0] != s[1]
+                or isinstance(p, str)
+                or (p[0] != p[1] or source.dilation != (1, 1))
+            ):
+                raise UnsupportedLayerError(
+                    f"table units take square, undilated, ungrouped convolutions with numeric "
+                    f"padding; got {source}. Fix: use such a Conv2d, or the llsq scheme."
+                )
+            self.stride, self.padding = s[0], p[0]
+        if out_quant is None and (bn is not None or relu):
+            raise UnsupportedLayerError(
+                "the output layer of a table network must be a plain Conv2d/Linear (no BN, no "
+                "ReLU after it). Fix: move BN/ReLU before the classifier."
+            )
+        self.weight = source.weight
+        self.bias = source.bias
+        self.bn = bn
+        self.relu = relu
+        self.weight_quant = weight_quant
+        self.out_quant = out_quant
+        self.entry_bits = entry_bits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return self._forward_tables(x)
+        w = self.weight_quant(self.weight)
+        if self.is_conv:
+            y = F.conv2d(x, w, self.bias, self.stride, self.padding)
+        else:
+            y = F.linear(x, w, self.bias)
+        if self.bn is not None:
+            y = self.bn(y)
+        if self.relu:
+            y = torch.relu(y)
+        return self.out_quant(y) if self.out_quant is not None else y
+
+    @torch.no_grad()
+    def to_node(self, name: str, inputs: list[str]) -> UnitNode:
+        """The unit lowered: weight indices, integer table and folded thresholds."""
+        act_levels = self.input_quants[0].codebook()
+        weight_levels = self.weight_quant.codebook()
+        table, scale = fold.product_table(act_levels, weight_levels, self.entry_bits)
+        fan_in = self.weight[0].numel()
+        fold.check_table(table, self.entry_bits, fan_in, name)
+        channels = self.weight.shape[0]
+        bias = self.bias.double() if self.bias is not None else torch.zeros(channels).double()
+        bias_int = torch.zeros(channels, dtype=torch.int64)
+        out_levels = torch.zeros(0, dtype=torch.float64)
+        tau = torch.zeros(channels, 0, dtype=torch.int64)
+        descending = torch.zeros(channels, dtype=torch.bool)
+        if self.out_quant is None:
+            bias_int = round_half_up(bias / scale).to(torch.int64)
+        else:
+            out_levels = self.out_quant.codebook()
+            gain, offset = torch.full_like(bias, scale), bias
+            if self.bn is not None:
+                g_hat = bn_multiplier(self.bn).double()
+                gain = g_hat * scale
+                offset = g_hat * (bias - self.bn.running_mean.double()) + self.bn.bias.double()
+            tau, descending = fold.thresholds(fold.Affine(gain, offset, self.relu), out_levels)
+        return UnitNode(
+            name,
+            inputs,
+            "conv" if self.is_conv else "linear",
+            _np(nearest_index(self.weight.double(), weight_levels)),
+            _np(table),
+            _np(tau),
+            _np(descending),
+            _np(bias_int),
+            _np(act_levels),
+            _np(weight_levels),
+            _np(out_levels),
+            float(scale),
+            self.entry_bits,
+            self.stride if self.is_conv else 1,
+            self.padding if self.is_conv else 0,
+        )
+
+    def compile(self) -> engine.CompiledUnit:
+        return engine.compile_unit(self.to_node(self.qname, ["x"]))
+
+    def _forward_tables(self, x: torch.Tensor) -> torch.Tensor:
+        unit = self.compiled()
+        out = engine.run_unit(unit, self.input_quants[0].index(x))
+        if self.out_quant is not None:
+            return self.finish(out)
+        self.emit(out)
+        scale = unit.node.entry_scale
+        return out.double() * scale
+
+
+class TableAdd(TableModule):
+    """Residual add (+ReLU) onto a shared output codebook, a table in eval mode."""
+
+    def __init__(self, out_quant: CodebookQuantizer, relu: bool) -> None:
+        super().__init__()
+        self.out_quant = out_quant
+        self.relu = relu
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            index = [q.index(v) for q, v in zip(self.input_quants, (a, b), strict=True)]
+            return self.finish(engine.run_add(self.compiled(), *index))
+        y = a + b
+        return self.out_quant(torch.relu(y) if self.relu else y)
+
+    @torch.no_grad()
+    def to_node(self, name: str, inputs: list[str]) -> AddNode:
+        """The add table ``S[i, j]``."""
+        left, right = (q.codebook() for q in self.input_quants)
+        out_levels = self.out_quant.codebook()
+        table = fold.add_table(left, right, out_levels, self.relu)
+        return AddNode(name, inputs, _np(table), _np(out_levels))
+
+    def compile(self) -> engine.CompiledAdd:
+        return engine.compile_add(self.to_node(self.qname, ["a", "b"]))
+
+
+class TableAvgPool(TableModule):
+    """Average pooling (global, or k×k with stride k) onto its own codebook."""
+
+    def __init__(self, out_quant: CodebookQuantizer, kernel_size: int | None, entry_bits: int):
+        super().__init__()
+        self.out_quant = out_quant
+        self.kernel_size = kernel_size
+        self.entry_bits = entry_bits
+        self.register_buffer("window", torch.zeros((), dtype=torch.int64))  # seen in training
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return self.finish(engine.run_pool(self.compiled(), self.input_quants[0].index(x)))
+        k = self.kernel_size
+        self.window.fill_(x.shape[2] * x.shape[3] if k is None else k * k)
+        y = F.adaptive_avg_pool2d(x, 1) if k is None else F.avg_pool2d(x, k)
+        return self.out_quant(y)
+
+    @torch.no_grad()
+    def to_node(self, name: str, inputs: list[str]) -> PoolNode:
+        """Integer values and thresholds of the pooling (window size seen in training)."""
+        levels, out_levels = self.input_quants[0].codebook(), self.out_quant.codebook()
+        values, tau = fold.pool_form(levels, out_levels, int(self.window), self.entry_bits)
+        return PoolNode(name, inputs, _np(values), _np(tau), _np(out_levels), self.kernel_size)
+
+    def compile(self) -> engine.CompiledPool:
+        return engine.compile_pool(self.to_node(self.qname, ["x"]))
+
+
+def capture_indices(model: nn.Module) -> contextlib.AbstractContextManager[dict[str, torch.Tensor]]:
+    """Collect every table layer's eval output (indices; ``acc + bias`` of the last unit)."""
+    return capture_outputs(model, TableModule)

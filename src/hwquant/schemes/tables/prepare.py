@@ -1,0 +1,121 @@
+"""``prepare_tables(model, recipe)``: a float model becomes its table-unit QAT twin.
+
+Called by :func:`hwquant.prepare` when ``recipe.scheme == "tables"``. Tracing and fusion are
+those of :mod:`hwquant.prepare` (Conv2d+BN+ReLU, Linear+ReLU, add+ReLU, average pooling; max
+pooling, flatten, Dropout and Identity pass through); the fused nodes become the layers of
+:mod:`hwquant.schemes.tables.layers`. Every producer owns the codebook quantizer of its output
+(unsigned, with a level at 0, after ReLU); the network input is quantized onto
+``input_entries`` evenly spaced levels over its range: the 256 pixel values of 8-bit images.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import fx, nn
+
+from hwquant.core.errors import UnsupportedLayerError, check_finite
+from hwquant.qat.prepare import (
+    INPUT_NAME,
+    FusedSpec,
+    fuse,
+    insert_input,
+    install,
+    producers,
+    tensor_args,
+    trace,
+)
+from hwquant.qat.recipe import Recipe, TableOptions
+from hwquant.schemes.tables.layers import TableAdd, TableAvgPool, TableModule, TableUnit
+from hwquant.schemes.tables.quantizer import CodebookQuantizer
+
+
+class TableInput(nn.Module):
+    """The network input quantizer: evenly spaced levels over the input range."""
+
+    def __init__(self, quant: CodebookQuantizer) -> None:
+        super().__init__()
+        self.quant = quant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.quant(x)
+
+
+def prepare_tables(model: nn.Module, recipe: Recipe) -> fx.GraphModule:
+    """Return the table-unit QAT twin of ``model`` (the model itself is not changed).
+
+    Raises:
+        UnsupportedLayerError: a layer cannot become a table unit (ReLU6, grouped conv, ...).
+        NonFiniteError: a weight holds NaN or Inf.
+    """
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        check_finite(f"model tensor '{name}'", tensor)
+    gm = trace(copy.deepcopy(model))
+    specs = fuse(gm)
+    insert_input(gm)
+    _build(gm, specs, recipe.tables)
+    gm.graph.lint()
+    gm.recompile()
+    gm.delete_all_unused_submodules()
+    gm.hwquant_recipe = recipe
+    return gm.train(model.training)
+
+
+def _quantizer(opts: TableOptions, role: str, unsigned: bool = False) -> CodebookQuantizer:
+    """The codebook quantizer of an "input", "act" (a layer output) or "weight" tensor."""
+    family, entries, start = {
+        "input": ("pixels", opts.input_entries, 0),
+        "act": (opts.act_family, opts.act_entries, opts.act_start),
+        "weight": (opts.weight_family, opts.weight_entries, opts.weight_start),
+    }[role]
+    return CodebookQuantizer(
+        family,
+        entries,
+        unsigned,
+        reestimate_every=opts.reestimate_every,
+        start_step=start,
+        track_samples=role != "weight",
+        freeze_step=opts.freeze_step,
+    )
+
+
+def _build(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], opts: TableOptions) -> None:
+    producer = producers(gm, specs)
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    last = producer.get(output.args[0]) if isinstance(output.args[0], fx.Node) else None
+    if last is None or last not in specs or specs[last].kind not in ("conv", "linear"):
+        raise UnsupportedLayerError(
+            "a table network must end in a Conv2d/Linear layer returning one tensor. Fix: "
+            "return the classifier's output."
+        )
+    input_node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == INPUT_NAME)
+    input_quant = _quantizer(opts, "input")
+    install(gm, INPUT_NAME, TableInput(input_quant))
+    quant_of = {input_node: input_quant}
+    for node in gm.graph.nodes:
+        spec = specs.get(node)
+        if spec is None:
+            continue
+        if spec.act == "relu6":
+            raise UnsupportedLayerError(
+                f"layer '{node.target}' uses ReLU6; table units fold ReLU only. Fix: use ReLU."
+            )
+        relu = spec.act == "relu"
+        inputs = [producer[a] for a in tensor_args(node)]
+        module: TableModule
+        if spec.kind in ("conv", "linear"):
+            out_q = None if node is last else _quantizer(opts, "act", relu)
+            weight_q = _quantizer(opts, "weight")
+            module = TableUnit(spec.source, spec.bn, relu, weight_q, out_q, opts.entry_bits)
+        elif spec.kind == "add":
+            module = TableAdd(_quantizer(opts, "act", relu), relu)
+        else:
+            unsigned = quant_of[inputs[0]].unsigned
+            out_q = _quantizer(opts, "act", unsigned)
+            module = TableAvgPool(out_q, spec.kernel_size, opts.entry_bits)
+        module.bind_inputs([quant_of[p] for p in inputs])
+        module.qname = str(node.target)
+        install(gm, str(node.target), module)
+        if module.out_quant is not None:
+            quant_of[node] = module.out_quant

@@ -1,0 +1,81 @@
+"""Table-lookup accumulator of a table unit (Covell et al. 2019; methods.md §3.1).
+
+A table layer multiplies nothing: with activation index ``x`` and weight index ``w`` it reads
+the precomputed product ``T[x, w]`` (a signed ``entry_bits`` integer,
+:mod:`hwquant.schemes.tables.fold`) and adds it, ``acc <= clear ? T[x][w] : acc + T[x][w]`` — the
+per-tap step of
+:func:`hwquant.schemes.tables.kernels.accumulate`. The table is a ROM addressed by ``{x, w}``, baked
+into the logic (LUTs, or a block RAM where the synthesizer infers one).
+
+Ports: ``clk, rst, clear, en``; ``x`` [ceil(log2(|A|+1))] unsigned activation index, where the
+index ``|A|`` (the engine's padding index, ``LookupPlan.pad_index``) and any larger one read 0,
+the zero row that stands for a convolution's zero padding; ``w`` [ceil(log2(|W|))] unsigned
+weight index; ``acc`` [acc_bits] signed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from hwquant.core.errors import ConfigError
+from hwquant.core.intmath import qrange
+from hwquant.rtl.unit import (
+    Port,
+    Product,
+    Unit,
+    check_range,
+    check_width,
+    index_bits,
+    mac_unit,
+    top_suffix,
+)
+from hwquant.schemes.nonuniform.rtl import rom_case
+
+
+def _check_table(table: Sequence[Sequence[int]], entry_bits: int) -> np.ndarray:
+    arr = np.asarray(table)
+    if arr.ndim != 2 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+        raise ConfigError(
+            f"table must be a non-empty 2-D integer array [|A|, |W|], got shape "
+            f"{arr.shape} of {arr.dtype}. Fix: pass UnitNode.table of a lowered TableModel."
+        )
+    lo, hi = qrange(entry_bits, signed=True)
+    fix = f"use entries in {lo}..{hi} or raise entry_bits (TableOptions.entry_bits)."
+    return check_range(f"table at entry_bits={entry_bits}", arr, lo, hi, fix)
+
+
+def table_product(table: Sequence[Sequence[int]], entry_bits: int) -> Product:
+    """The lookup ``T[x][w]`` (0 for the padding index and beyond; module docstring)."""
+    check_width("entry_bits", entry_bits, 2)
+    entries = _check_table(table, entry_bits)
+    rows, cols = entries.shape
+    x_bits, w_bits = index_bits(rows + 1), index_bits(cols)
+    rom = [0] * (rows << w_bits)
+    for i in range(rows):
+        rom[i << w_bits : (i << w_bits) + cols] = entries[i].tolist()
+    body = f"    reg signed [{entry_bits - 1}:0] product;\n" + rom_case(
+        "{x, w}", "product", rom, entry_bits
+    )
+    params = {
+        "rows": rows,
+        "cols": cols,
+        "entry_bits": entry_bits,
+        "table": ";".join(",".join(str(int(v)) for v in row) for row in entries),
+    }
+    return Product(
+        "table",
+        f"{rows}x{cols}_e{entry_bits}_{top_suffix(rom)}",
+        params,
+        Port("x", "input", x_bits, False),
+        Port("w", "input", w_bits, False),
+        entry_bits,
+        int(np.abs(entries).max()),
+        body,
+    )
+
+
+def table_accumulator(table: Sequence[Sequence[int]], entry_bits: int, acc_bits: int) -> Unit:
+    """A table-lookup accumulator (module docstring). ``acc_bits`` must hold one entry."""
+    return mac_unit("table_accumulator", table_product(table, entry_bits), acc_bits)

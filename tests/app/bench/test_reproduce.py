@@ -1,0 +1,160 @@
+"""``hwquant bench reproduce``: the smoke tier end to end, resume, refusals and bad input."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from hwquant.app.bench.reproduce import Options, reproduce, select_models
+from hwquant.app.bench.rows import ROW_KINDS, all_rows, select_rows
+from hwquant.app.bench.tiers import TIERS, get_tier
+from hwquant.app.cli import main
+from hwquant.core.errors import ConfigError, DataError
+from hwquant.core.provenance import file_sha256
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The output directory of one smoke run of the whole table through the CLI."""
+    out = tmp_path_factory.mktemp("smoke")
+    assert main(["bench", "reproduce", "--tier", "smoke", "--out", str(out)]) == 0
+    return out
+
+
+def test_smoke_run_has_every_row_kind_and_engine_equals_fake_quant(smoke: Path):
+    document = json.loads((smoke / "results.json").read_text())
+    results = document["results"]
+    assert results["complete"] and results["all_exact"]
+    rows = results["rows"]
+    assert [r["row"] for r in rows] == [r.name for r in all_rows()]
+    assert {r["kind"] for r in rows} == set(ROW_KINDS)
+    for row in rows:
+        assert row["status"] == "done"
+        assert row["test_images"] == 32
+        assert row["images_with_unequal_outputs"] == 0
+        assert row["fake_quant_acc"] == row["engine_acc"]
+        widths = row["accumulators"]["max"]
+        assert 2 <= widths["worst_case_bits"] <= 62
+        if row["kind"] != "tables":  # observed never exceeds the worst case
+            assert widths["observed_bits"] <= widths["worst_case_bits"]
+        assert row["seed"] == 0 and row["command"].startswith("python -m hwquant bench")
+        assert row["wall_seconds"] > 0
+    assert set(results["fp32"]) == {"resnet20"}
+    ratios = results["step_time"]["resnet20"]["qat_over_fp32"]
+    assert set(ratios) == {"llsq", "nonuniform", "msq", "tables"}
+    assert all(r > 0 for r in ratios.values())
+    assert document["machine"]["torch"] and document["command"] == rows[0]["command"]
+    markdown = (smoke / "results.md").read_text()
+    assert all(f"| resnet20 | {row.name} |" in markdown for row in all_rows())
+
+
+def test_resume_skips_finished_rows_without_needing_the_fp32_weights(smoke: Path):
+    before = (smoke / "rows" / "resnet20" / "llsq_W4A4.json").read_bytes()
+    (smoke / "fp32" / "resnet20.ckpt").unlink()  # no pending row: the weights are not read
+    outcome = reproduce(
+        Options(
+            TIERS["smoke"],
+            smoke,
+            ("resnet20",),
+            select_rows(["llsq"]),
+            resume=True,
+            step_time=False,
+        )
+    )
+    assert outcome["ran"] == []
+    assert outcome["skipped"] == ["resnet20/llsq_W4A4", "resnet20/llsq_W3A3", "resnet20/llsq_W2A2"]
+    assert (smoke / "rows" / "resnet20" / "llsq_W4A4.json").read_bytes() == before
+    assert outcome["results"]["fp32"]["resnet20"]["test_acc"] > 0
+
+
+def test_mobilenetv2_tables_row_is_recorded_as_refused(tmp_path: Path):
+    outcome = reproduce(
+        Options(
+            TIERS["smoke"], tmp_path, ("mobilenetv2",), select_rows(["tables_40"]), step_time=False
+        )
+    )
+    (row,) = outcome["results"]["rows"]
+    assert row["status"] == "refused"
+    assert "ReLU6" in row["reason"] or "depthwise" in row["reason"] or "group" in row["reason"]
+    assert "refused" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "allowed"),
+    [
+        (["--models", "alexnet"], "resnet20, resnet18, vgg_small, mobilenetv2"),
+        (["--rows", "llsq_W8A8"], "llsq_W4A4"),
+        (["--epochs-qat", "0"], ">= 1"),
+    ],
+)
+def test_bad_arguments_are_config_errors(argv, allowed, capsys):
+    assert main(["bench", "reproduce", "--tier", "smoke", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "Fix:" in err and allowed in err
+
+
+def test_unknown_names_raise_config_error_listing_allowed_values():
+    with pytest.raises(ConfigError, match="gpu, cpu, cpu-full, smoke"):
+        get_tier("tpu")
+    with pytest.raises(ConfigError, match="mobilenetv2"):
+        select_models(["resnet50"], TIERS["gpu"])
+    with pytest.raises(ConfigError, match="tables_320"):
+        select_rows(["tables_80"])
+
+
+def test_unknown_tier_is_a_usage_error(capsys):
+    assert main(["bench", "reproduce", "--tier", "tpu"]) == 2
+    assert "gpu" in capsys.readouterr().err
+
+
+def test_missing_cifar_data_names_the_fix(tmp_path: Path):
+    options = Options(
+        TIERS["cpu"], tmp_path, ("resnet20",), select_rows(["llsq_W4A4"]),
+        data_root=tmp_path / "missing.tar.gz",
+    )  # fmt: skip
+    with pytest.raises(DataError, match=r"does not exist\. Fix: .*cifar10-jpeg-q75\.tar\.gz"):
+        reproduce(options)
+
+
+def test_gpu_tier_without_cuda_names_the_fix(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    options = Options(TIERS["gpu"], tmp_path, ("resnet18",), select_rows(None))
+    with pytest.raises(ConfigError, match=r"Fix: .*--tier cpu"):
+        reproduce(options)
+
+
+def test_a_spent_time_budget_starts_nothing_and_leaves_the_run_incomplete(tmp_path: Path):
+    options = Options(TIERS["smoke"], tmp_path, ("resnet20",), select_rows(None), stop_after=0)
+    outcome = reproduce(options)
+    assert outcome["stopped"] and outcome["ran"] == []
+    assert not outcome["results"]["complete"] and outcome["results"]["rows"] == []
+    assert not (tmp_path / "fp32").exists()
+
+
+def test_resume_with_other_settings_is_refused_naming_the_difference(tmp_path):
+    args = ["bench", "reproduce", "--tier", "smoke", "--out", str(tmp_path), "--rows", "llsq_W4A4"]
+    assert main([*args, "--no-step-time"]) == 0
+    assert main([*args, "--no-step-time"]) == 2  # a finished run is not overwritten
+    with pytest.raises(ConfigError, match=r"seed: stored 0, now 1"):
+        reproduce(replace(_options(tmp_path), seed=1, resume=True))
+    with pytest.raises(ConfigError, match=r"tier\.epochs_qat: stored 1, now 2"):
+        reproduce(replace(_options(tmp_path), tier=get_tier("smoke", epochs_qat=2), resume=True))
+
+
+def test_fp32_checkpoint_with_another_sha256_is_refused(tmp_path):
+    assert main(["bench", "reproduce", "--tier", "smoke", "--out", str(tmp_path),
+                 "--rows", "llsq_W4A4", "--no-step-time"]) == 0  # fmt: skip
+    ckpt = tmp_path / "fp32" / "resnet20.ckpt"
+    record = json.loads(ckpt.with_suffix(".json").read_text())
+    assert record["checkpoint_sha256"] == file_sha256(ckpt)
+    (tmp_path / "rows" / "resnet20" / "llsq_W4A4.json").unlink()  # a row still to run
+    ckpt.write_bytes(ckpt.read_bytes() + b"\0")
+    with pytest.raises(ConfigError, match="sha256"):
+        reproduce(replace(_options(tmp_path), resume=True))
+
+
+def _options(out: Path) -> Options:
+    return Options(TIERS["smoke"], out, ("resnet20",), select_rows(["llsq_W4A4"]), step_time=False)

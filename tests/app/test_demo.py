@@ -1,0 +1,100 @@
+"""The quick demo, run once: exit code, demo.json, reports, plots and the saved IntModels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hwquant
+from hwquant.app.demo import accuracy, demo_settings, load_data, run_demo
+from hwquant.app.report import HTML_FILE, MARKDOWN_FILE, load_results
+from hwquant.app.report.html import data_uri
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    assert run_demo(out, quick=True) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def results(run_dir: Path) -> dict[str, Any]:
+    return load_results(run_dir)
+
+
+def _plots(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "plots").glob("*.png"))
+
+
+def test_results_have_every_section(results: dict[str, Any]) -> None:
+    expected = {"seed", "quick", "dataset", "model", "fp32", "variants", "acc16_bits", "timings"}
+    assert expected | {"environment"} <= results.keys()
+    assert results["quick"] is True
+    assert results["dataset"]["name"] == "digits"
+    assert [v["name"] for v in results["variants"]] == ["w4a4", "w2a2"]
+    assert {"torch", "python", "platform"} <= results["environment"].keys()
+    assert results["timings"]["total"] > 0
+
+
+def test_accuracies_are_fractions_well_above_chance(results: dict[str, Any]) -> None:
+    assert 0.5 < results["fp32"]["accuracy"] <= 1
+    for variant in results["variants"]:
+        acc = variant["accuracy"]
+        assert 0.5 < acc["fake_quant"] <= 1
+        assert 0.5 < acc["integer"] <= 1
+        assert 0 <= acc["integer_acc16"] <= 1  # may collapse: 8-bit edge layers overflow 16 bits
+
+
+def test_integer_engine_is_bit_exact(results: dict[str, Any]) -> None:
+    for variant in results["variants"]:
+        assert variant["accuracy"]["integer"] == variant["accuracy"]["fake_quant"]
+        assert variant["integer_matches_qat"]
+        assert variant["verify"]["exact"]
+        assert variant["verify"]["mismatches"] == 0
+        assert variant["verify"]["compared"] > 0
+
+
+def test_layer_bits_are_positive_ints(results: dict[str, Any]) -> None:
+    for variant in results["variants"]:
+        assert variant["layers"]
+        for layer in variant["layers"]:
+            for key in ("weight_bits", "in_bits", "worst_case_bits", "bits_used"):
+                assert isinstance(layer[key], int) and layer[key] > 0, (layer["name"], key)
+            assert layer["bits_used"] <= layer["worst_case_bits"]
+            assert 0 <= layer["overflows_acc16"] <= layer["accumulations"]
+
+
+def test_quantized_models_are_smaller(results: dict[str, Any]) -> None:
+    sizes = [v["size_bits"] for v in results["variants"]]
+    assert all(0 < size < results["fp32"]["size_bits"] for size in sizes)
+
+
+def test_reports_reference_every_plot(run_dir: Path) -> None:
+    markdown = (run_dir / MARKDOWN_FILE).read_text(encoding="utf-8")
+    html = (run_dir / HTML_FILE).read_text(encoding="utf-8")
+    plots = _plots(run_dir)
+    assert len(plots) == 4  # accuracy, accumulator bits, one weight histogram per variant
+    for plot in plots:
+        assert f"(plots/{plot.name})" in markdown
+        assert data_uri(plot.read_bytes()) in html
+
+
+def test_plots_are_pngs(run_dir: Path) -> None:
+    for plot in _plots(run_dir):
+        data = plot.read_bytes()
+        assert len(data) > len(PNG_SIGNATURE) and data.startswith(PNG_SIGNATURE), plot
+
+
+def test_saved_int_models_reproduce_the_integer_accuracy(
+    run_dir: Path, results: dict[str, Any]
+) -> None:
+    data = load_data(demo_settings(quick=True))
+    for variant in results["variants"]:
+        model = hwquant.load(run_dir / variant["model_file"])
+        logits = model.dequantize(model.run(model.quantize_input(data.x_test)))
+        assert accuracy(logits, data.y_test) == variant["accuracy"]["integer"]

@@ -1,0 +1,185 @@
+"""Trainer: learning, schedules, non-finite loss and bit-exact resume on a tiny model."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from hwquant.app.config import TrainConfig
+from hwquant.app.train import Trainer, build_optimizer, build_scheduler
+from hwquant.core.checkpoint import load_checkpoint
+from hwquant.core.errors import ConfigError, NonFiniteError
+
+
+class TensorLoader:
+    """In-memory stand-in of ``hwquant.data.BatchLoader``: seeded per-epoch order and noise."""
+
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool = True
+    ) -> None:
+        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.x) // self.batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def iter_from(self, step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = torch.Generator().manual_seed(self.epoch)
+        order = (
+            torch.randperm(len(self.x), generator=g) if self.shuffle else torch.arange(len(self.x))
+        )
+        for i in range(step, len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            g.manual_seed(1000 * self.epoch + i)  # batch i's noise does not depend on batch i-1
+            noise = (
+                0.05 * torch.randn(len(idx), self.x.shape[1], generator=g) if self.shuffle else 0
+            )
+            yield self.x[idx] + noise, self.y[idx]
+
+
+def make_data(n: int = 256, features: int = 8, classes: int = 3) -> tuple[torch.Tensor, ...]:
+    """Linearly separable blobs."""
+    g = torch.Generator().manual_seed(0)
+    centers = 3 * torch.randn(classes, features, generator=g)
+    y = torch.randint(classes, (n,), generator=g)
+    return centers[y] + torch.randn(n, features, generator=g), y
+
+
+def make_model(features: int = 8, classes: int = 3) -> nn.Module:
+    """An MLP with BatchNorm (buffers) and Dropout (consumes the torch generator)."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(features, 16),
+        nn.BatchNorm1d(16),
+        nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.Linear(16, classes),
+    )
+
+
+def make_trainer(out_dir: Path, config: TrainConfig, **kwargs: object) -> Trainer:
+    x, y = make_data()
+    loaders = TensorLoader(x[:192], y[:192], 16), TensorLoader(x[192:], y[192:], 64, shuffle=False)
+    return Trainer(make_model(), *loaders, config, out_dir, progress=False, **kwargs)
+
+
+CONFIG = TrainConfig(epochs=3, lr=0.05, weight_decay=1e-3, warmup_epochs=0.5, grad_clip=5.0)
+
+
+def test_loss_decreases_and_accuracy_is_high(tmp_path: Path) -> None:
+    result = make_trainer(tmp_path, CONFIG).fit()
+    losses = [record["train_loss"] for record in result.history]
+    assert [record["epoch"] for record in result.history] == [1, 2, 3]
+    assert losses[-1] < losses[0]
+    assert result.final_accuracy > 0.9
+    assert result.best_accuracy == max(record["test_acc"] for record in result.history)
+    assert result.checkpoint == tmp_path / "last.pt"
+    assert load_checkpoint(result.checkpoint)["epoch"] == 3
+
+
+class Interrupt(Exception):
+    """Stands in for a kill signal."""
+
+
+def test_resume_mid_epoch_is_bit_exact(tmp_path: Path) -> None:
+    """A run killed mid-epoch and resumed ends exactly where an uninterrupted run ends."""
+    config = dataclasses.replace(CONFIG, optimizer="sgd", checkpoint_every=5)
+    reference = make_trainer(tmp_path / "reference", config)
+    expected = reference.fit()
+
+    def kill_at_step_19(model: nn.Module, global_step: int) -> None:
+        if global_step == 19:  # epoch 2 (12 steps per epoch), after the checkpoint at step 15
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        make_trainer(tmp_path / "run", config, recipe_hooks=[kill_at_step_19]).fit()
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert (saved["epoch"], saved["step_in_epoch"], saved["global_step"]) == (1, 3, 15)
+
+    torch.manual_seed(12345)  # the resumed run must not depend on the generators it finds
+    resumed = make_trainer(tmp_path / "run", config, resume=True)
+    result = resumed.fit()
+
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    expected_opt, resumed_opt = reference.optimizer.state_dict(), resumed.optimizer.state_dict()
+    assert expected_opt["param_groups"] == resumed_opt["param_groups"]
+    for key, state in expected_opt["state"].items():
+        assert torch.equal(state["momentum_buffer"], resumed_opt["state"][key]["momentum_buffer"])
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in expected.history]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in result.history]
+
+
+def test_resume_without_checkpoint_starts_fresh(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, CONFIG, resume=True)
+    assert (trainer.epoch, trainer.global_step) == (0, 0)
+
+
+def test_resume_with_changed_config_is_refused(tmp_path: Path) -> None:
+    make_trainer(tmp_path, dataclasses.replace(CONFIG, epochs=1)).fit()
+    with pytest.raises(ConfigError, match=r"epochs: 1 -> 3.*original config"):
+        make_trainer(tmp_path, CONFIG, resume=True)
+
+
+def test_non_finite_loss_names_the_step(tmp_path: Path) -> None:
+    def poison(model: nn.Module, global_step: int) -> None:
+        if global_step == 14:
+            with torch.no_grad():
+                model[0].weight.fill_(math.nan)
+
+    trainer = make_trainer(tmp_path, CONFIG, recipe_hooks=[poison])
+    with pytest.raises(NonFiniteError, match=r"epoch 2, step 3 \(global step 15\).*lower train.lr"):
+        trainer.fit()
+
+
+def lr_curve(schedule: str, warmup_epochs: float = 0.0) -> list[float]:
+    """The learning rate of every step of a 4-epoch, 25-step-per-epoch run."""
+    config = TrainConfig(epochs=4, lr=0.2, schedule=schedule, warmup_epochs=warmup_epochs)
+    optimizer = build_optimizer(nn.Linear(2, 2), config)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch=25)
+    lrs = []
+    for _ in range(100):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def test_cosine_warms_up_then_decays_to_near_zero() -> None:
+    lrs = lr_curve("cosine", warmup_epochs=1)
+    assert lrs[0] == pytest.approx(0.2 / 25)
+    assert max(lrs) == pytest.approx(0.2) == lrs[24]
+    assert all(a >= b for a, b in itertools.pairwise(lrs[24:]))
+    assert lrs[-1] < 1e-3
+
+
+def test_onecycle_peaks_at_the_configured_lr() -> None:
+    lrs = lr_curve("onecycle")
+    peak = max(range(100), key=lrs.__getitem__)
+    assert lrs[peak] == pytest.approx(0.2)
+    assert peak == 30  # 30% of the run when warmup_epochs is 0
+    assert lrs[0] == pytest.approx(0.2 / 25)
+    assert lrs[-1] < 0.2 / 1000
+
+
+def test_constant_stays_at_the_configured_lr() -> None:
+    assert lr_curve("constant") == [pytest.approx(0.2)] * 100
+
+
+def test_weight_decay_spares_biases_and_norms() -> None:
+    optimizer = build_optimizer(make_model(), CONFIG)
+    decayed, spared = optimizer.param_groups
+    assert decayed["weight_decay"] == CONFIG.weight_decay
+    assert [p.ndim for p in decayed["params"]] == [2, 2]
+    assert spared["weight_decay"] == 0.0
+    assert all(p.ndim == 1 for p in spared["params"])

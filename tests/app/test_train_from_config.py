@@ -1,0 +1,116 @@
+"""``train_from_config`` wiring, with stand-ins for the data, model-zoo and prepare modules."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hwquant.app.config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_config
+from hwquant.app.train import train_from_config
+from hwquant.core.checkpoint import load_checkpoint, save_checkpoint
+from hwquant.core.errors import ConfigError
+from hwquant.qat.recipe import Recipe
+
+
+class FakeLoader:
+    """Serves a whole uint8 NHWC split as normalised NCHW batches in a fixed order."""
+
+    def __init__(self, data: types.SimpleNamespace, batch_size: int, **kwargs: object) -> None:
+        images = torch.from_numpy(data.images).permute(0, 3, 1, 2).float() / 255
+        self.x = (images - 0.5) / 0.25
+        self.y = torch.from_numpy(data.labels)
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return len(self.x) // self.batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+    def iter_from(self, step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for i in range(step, len(self)):
+            batch = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            yield self.x[batch], self.y[batch]
+
+
+def fake_splits(name: str, root: str | None, *, progress: bool) -> types.SimpleNamespace:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 96)
+    images = (labels[:, None, None, None] * 200 + rng.integers(0, 50, (96, 6, 6, 1))).astype(
+        np.uint8
+    )
+    split = types.SimpleNamespace(images=images, labels=labels)
+    return types.SimpleNamespace(train=split, test=split, num_classes=2, mean=(0.5,), std=(0.25,))
+
+
+def fake_build(
+    name: str, *, num_classes: int, in_channels: int, input_size: int, width: float
+) -> nn.Module:
+    assert (name, num_classes, in_channels, input_size, width) == ("tiny", 2, 1, 6, 1.0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * input_size**2, num_classes))
+
+
+Calls = list[tuple[dict[str, torch.Tensor], Recipe]]
+
+
+@pytest.fixture
+def prepared(monkeypatch: pytest.MonkeyPatch) -> Calls:
+    """Install the stand-in modules; returns the weights and recipe ``prepare`` was given."""
+    calls: Calls = []
+
+    def prepare(model: nn.Module, recipe: Recipe) -> nn.Module:
+        calls.append((copy.deepcopy(model.state_dict()), recipe))
+        return model
+
+    modules = {
+        "hwquant.data": {"BatchLoader": FakeLoader, "load_dataset": fake_splits},
+        "hwquant.models": {"build": fake_build},
+        "hwquant.prepare": {"prepare": prepare},
+    }
+    for name, attributes in modules.items():
+        monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attributes))
+    return calls
+
+
+def run_config(out_dir: Path, **kwargs: object) -> RunConfig:
+    return RunConfig(
+        out_dir=str(out_dir),
+        model=ModelConfig(name="tiny", **kwargs),  # type: ignore[arg-type]
+        data=DataConfig(name="fake", batch_size_eval=32),
+        train=TrainConfig(epochs=2, batch_size=16, lr=0.05),
+    )
+
+
+def test_float_run_then_qat_from_its_weights(tmp_path: Path, prepared: Calls) -> None:
+    fp32 = run_config(tmp_path / "fp32")
+    result = train_from_config(fp32, progress=False)
+    assert result.final_accuracy == 1.0
+    assert prepared == []  # no recipe: float training
+    assert load_config(tmp_path / "fp32" / "config.toml") == fp32
+    saved = load_checkpoint(result.checkpoint)
+    assert saved["run_config"] == fp32.to_dict()
+
+    recipe = Recipe(weight_bits=2)
+    qat = dataclasses.replace(
+        run_config(tmp_path / "qat", init=str(result.checkpoint)), recipe=recipe
+    )
+    train_from_config(qat, progress=False)
+    [(weights, used_recipe)] = prepared
+    assert used_recipe == recipe
+    assert all(torch.equal(weights[name], saved["model"][name]) for name in weights)
+
+
+def test_init_checkpoint_must_fit_the_model(tmp_path: Path, prepared: Calls) -> None:
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, {"model": {"weight": torch.zeros(3)}})
+    with pytest.raises(ConfigError, match=r"weights in '.*other.pt' do not fit the model"):
+        train_from_config(run_config(tmp_path / "run", init=str(other)), progress=False)

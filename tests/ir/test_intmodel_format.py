@@ -1,0 +1,67 @@
+"""The IntModel file format: what docs/intmodel_format.md states matches what the code does."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hwquant
+from hwquant.core.errors import FileFormatError
+from hwquant.ir.intmodel import ENCODING_TYPES, FORMAT_VERSION, NODE_TYPES, READABLE_VERSIONS
+from tests.helpers import lowered_small_cnn
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "intmodel_format.md").read_text("utf-8")
+
+
+def rewrite_header(path: Path, edit) -> None:
+    """Apply ``edit(header)`` to the JSON header of the IntModel file at ``path``."""
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    header = json.loads(bytes(arrays["__header__"]).decode())
+    edit(header)
+    arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+
+
+def test_doc_names_every_op_encoding_and_field():
+    assert f"(version {FORMAT_VERSION})" in DOC
+    assert f"READABLE_VERSIONS = {READABLE_VERSIONS}" in DOC
+    documented = set(re.findall(r"`([a-z_0-9]+)`", DOC))
+    for op, cls in NODE_TYPES.items():
+        assert op in documented
+        assert {f.name for f in dataclasses.fields(cls)} <= documented, cls.__name__
+    for kind, cls in ENCODING_TYPES.items():
+        assert kind in documented
+        assert {f.name for f in dataclasses.fields(cls)} <= documented, cls.__name__
+
+
+def test_a_foreign_npz_is_not_an_intmodel(tmp_path):
+    path = lowered_small_cnn(batch=2)[0].save(tmp_path / "model.npz")
+    rewrite_header(path, lambda h: h.update(format="something.else"))
+    with pytest.raises(FileFormatError, match=r"is not an IntModel file\. Fix"):
+        hwquant.load(path)
+
+
+def test_an_unknown_node_op_is_a_malformed_header(tmp_path):
+    path = lowered_small_cnn(batch=2)[0].save(tmp_path / "model.npz")
+    rewrite_header(path, lambda h: h["nodes"][0].update(op="conv3d"))
+    with pytest.raises(FileFormatError, match=r"malformed header.*Fix"):
+        hwquant.load(path)
+
+
+def test_an_encoding_that_does_not_decode_to_the_weights_is_rejected(tmp_path):
+    model = lowered_small_cnn(batch=2)[0]
+    node = model.weight_nodes()[1]
+    codebook = np.arange(-8, 8).reshape(1, 16)
+    node.encoding = hwquant.ir.intmodel.CodebookEncoding(node.weight + 8, codebook, 4, 4)
+    path = model.save(tmp_path / "model.npz")
+    assert np.array_equal(hwquant.load(path).weight_nodes()[1].weight, node.weight)
+    node.encoding.indices = np.zeros_like(node.weight)  # decodes to -8 everywhere
+    path = model.save(tmp_path / "bad.npz")
+    with pytest.raises(FileFormatError, match="does not decode to its weights"):
+        hwquant.load(path)
