@@ -1,6 +1,6 @@
 """``python -m hwquant``: the ``hwquant`` command."""
 
-from hwquant.app.cli import main
+from hwquant.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from hwquant.app import train
-from hwquant.app.cli import build_parser, main
 from hwquant.app.config import RunConfig
 from hwquant.app.train import TrainResult
+from hwquant.cli import build_parser, main
 from tests.helpers import lowered_small_cnn
 
 

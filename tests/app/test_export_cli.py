@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 import hwquant.export
-from hwquant.app.cli import main
+from hwquant.cli import main
 from tests.helpers import lowered_small_cnn
 
 

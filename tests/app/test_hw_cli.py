@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hwquant.app.cli import main
+from hwquant.cli import main
 from tests.helpers import lowered_small_cnn
 
 SMALL = ["small_cnn", "--input-size", "8", "--in-channels", "1"]

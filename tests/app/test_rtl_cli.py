@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from hwquant.app.cli import main
 from hwquant.app.rtl_cli import parse_value
+from hwquant.cli import main
 from tests.goldens import lowered, requires_iverilog
 
 

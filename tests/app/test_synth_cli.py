@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hwquant.app.cli import main
+from hwquant.cli import main
 from hwquant.hw.mac_cost import DEFAULT_COSTS
 
 pytestmark = pytest.mark.skipif(

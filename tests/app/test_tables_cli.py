@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hwquant.app.cli import main
+from hwquant.cli import main
 
 
 def test_tables_command_prints_the_measures(small_cnn_tables, tmp_path, capsys):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hwquant.app.cli import main
+from hwquant.cli import main
 from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import get_device
 from hwquant.hw.folding import Fold, divisors, fold_layer, fold_network, weight_memory

@@ -16,7 +16,7 @@ FORMATS = ("qonnx", "qdq")
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register ``hwquant export``."""
-    from hwquant.app.cli import _parser
+    from hwquant.cli import _parser
 
     export = _parser(
         commands.add_parser,

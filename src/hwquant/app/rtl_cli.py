@@ -81,7 +81,7 @@ def emit(name: str, params: dict[str, object]) -> Unit:
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register the ``rtl`` subcommand and its ``emit``, ``golden`` and ``sim`` commands."""
-    from hwquant.app.cli import _parser
+    from hwquant.cli import _parser
 
     rtl = _parser(
         commands.add_parser,

@@ -7,7 +7,7 @@
   :mod:`hwquant.hw.sweep` (a few minutes on one core), fitted and written as JSON; without
   ``--out`` it replaces the shipped ``hwquant/hw/data/synth_costs.json`` (``make synth-costs``).
 
-Exit codes follow ``hwquant.app.cli``: 0 done, 2 usage or config error, 1 any other error (a
+Exit codes follow ``hwquant.cli``: 0 done, 2 usage or config error, 1 any other error (a
 missing Yosys or a failed synthesis, with Yosys's message).
 """
 
@@ -22,7 +22,7 @@ from hwquant.hw.synthesized import PARAMS, UNIT_KINDS
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register ``hwquant synth`` with its ``unit`` and ``sweep`` commands."""
-    from hwquant.app.cli import _parser
+    from hwquant.cli import _parser
     from hwquant.rtl.synth import FAMILIES
 
     synth = _parser(

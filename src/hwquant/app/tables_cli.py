@@ -15,7 +15,7 @@ _COLUMNS = ("layer", "kind", "act_entries", "weight_entries", "entries", "distin
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register the ``tables`` subcommand."""
-    from hwquant.app.cli import _parser
+    from hwquant.cli import _parser
 
     parser = _parser(
         commands.add_parser,

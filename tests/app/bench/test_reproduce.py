@@ -11,7 +11,7 @@ import pytest
 from hwquant.app.bench.reproduce import Options, reproduce, select_models
 from hwquant.app.bench.rows import ROW_KINDS, all_rows, select_rows
 from hwquant.app.bench.tiers import TIERS, get_tier
-from hwquant.app.cli import main
+from hwquant.cli import main
 from hwquant.core.errors import ConfigError, DataError
 from hwquant.core.provenance import file_sha256
 

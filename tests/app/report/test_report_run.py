@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from hwquant.app.cli import main
 from hwquant.app.config import RunConfig
 from hwquant.app.report.run import report_run
 from hwquant.app.train import train_from_config
+from hwquant.cli import main
 from hwquant.core.errors import FileFormatError
 
 CHROMIUM_FLAGS = (

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwquant.app.cli import main
 from hwquant.app.report.run import report_run
 from hwquant.app.report.tables import report_tables
 from hwquant.app.train import train_from_config
+from hwquant.cli import main
 from hwquant.schemes.tables import load_tables
 from tests.app.report.test_report_run import run_config
 

@@ -12,7 +12,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     """Register ``bench`` and its ``reproduce`` subcommand."""
     from hwquant.app.bench.rows import ROW_KINDS
     from hwquant.app.bench.tiers import TIERS
-    from hwquant.app.cli import _parser
+    from hwquant.cli import _parser
 
     bench = _parser(
         commands.add_parser,

@@ -183,7 +183,7 @@ def report_run(run_dir: str | Path, device: str = HW_DEVICE) -> tuple[dict[str, 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register ``hwquant report``."""
-    from hwquant.app.cli import _parser
+    from hwquant.cli import _parser
 
     report = _parser(
         commands.add_parser,

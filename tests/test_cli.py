@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from hwquant.app import train
-from hwquant.app.cli import main, version
 from hwquant.app.config import RunConfig
 from hwquant.app.train import TrainResult
+from hwquant.cli import main, version
 from hwquant.core.errors import NonFiniteError
 
 
