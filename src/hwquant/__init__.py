@@ -11,6 +11,7 @@ from hwquant.qat.lower import lower
 from hwquant.qat.prepare import freeze_bn, prepare
 from hwquant.qat.recipe import Recipe
 from hwquant.qat.verify import VerifyReport, verify
+from hwquant.schemes import available as _register_schemes  # noqa: F401  (fills the registry)
 
 __version__ = "0.1.0"
 

@@ -7,8 +7,9 @@ import torch
 from hwquant.ir.intmodel import IntModel
 from hwquant.models import build
 from hwquant.qat.lower import lower
-from hwquant.qat.prepare import WEIGHT_SCHEMES, prepare
+from hwquant.qat.prepare import prepare
 from hwquant.qat.recipe import MSQOptions, Recipe
+from hwquant.qat.registry import available
 
 
 def lower_zoo_model(
@@ -30,7 +31,7 @@ def lower_zoo_model(
     """
     torch.manual_seed(seed)
     model = build(name, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
-    if "msq" in WEIGHT_SCHEMES:
+    if "msq" in available():
         recipe = Recipe(
             scheme="msq",
             weight_bits=weight_bits,

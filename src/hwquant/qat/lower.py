@@ -27,13 +27,15 @@ from hwquant.ir.intmodel import (
     WeightNode,
 )
 from hwquant.qat.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantWeightLayer
+from hwquant.qat.registry import get_scheme
 
 _ALIAS_MODULES = (nn.Dropout, nn.Identity)
 _RESHAPE_METHODS = ("flatten", "view", "reshape")
 
 
 def lower(qat_model: fx.GraphModule, example_input: torch.Tensor) -> IntModel:
-    """Return the integer-only form of a model made by :func:`hwquant.prepare`.
+    """Return the integer-only form of a model made by :func:`hwquant.prepare`: an IntModel, or
+    the lowered form of the scheme's own path (a ``TableModel`` for "tables").
 
     Raises:
         HwquantError: the model was not made by ``prepare``.
@@ -48,6 +50,9 @@ def lower(qat_model: fx.GraphModule, example_input: torch.Tensor) -> IntModel:
         )
     for name, tensor in list(qat_model.named_parameters()) + list(qat_model.named_buffers()):
         check_finite(f"QAT model tensor '{name}'", tensor)
+    handler = get_scheme(qat_model.hwquant_recipe.scheme)
+    if handler.lower is not None:
+        return handler.lower(qat_model, example_input)
     was_training = qat_model.training
     qat_model.eval()
     try:

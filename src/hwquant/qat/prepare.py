@@ -28,8 +28,7 @@ from hwquant.qat.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantMo
 from hwquant.qat.nn.base import Activation
 from hwquant.qat.quantizer import WeightQuantizer
 from hwquant.qat.recipe import Recipe
-from hwquant.schemes.msq.quantizer import msq_weight_quantizer
-from hwquant.schemes.nonuniform.quantizer import nonuniform_weight_quantizer, setup_schedule
+from hwquant.qat.registry import get_scheme
 
 SUPPORTED = (
     "Conv2d (+BatchNorm2d, +ReLU/ReLU6), Linear (+ReLU/ReLU6), residual add (+ReLU/ReLU6), "
@@ -65,10 +64,9 @@ def prepare(model: nn.Module, recipe: Recipe | None = None) -> fx.GraphModule:
         NonFiniteError: a weight holds NaN or Inf.
     """
     recipe = recipe or Recipe()
-    if recipe.scheme == "tables":  # activations change too: a path of its own
-        from hwquant.schemes.tables.prepare import prepare_tables
-
-        return prepare_tables(model, recipe)
+    handler = get_scheme(recipe.scheme)
+    if handler.prepare is not None:  # the scheme changes the activations too: its own path
+        return handler.prepare(model, recipe)
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
         check_finite(f"model tensor '{name}'", tensor)
     gm = trace(copy.deepcopy(model))
@@ -78,8 +76,8 @@ def prepare(model: nn.Module, recipe: Recipe | None = None) -> fx.GraphModule:
     gm.graph.lint()
     gm.recompile()
     gm.delete_all_unused_submodules()
-    if recipe.scheme in SCHEME_SETUP:
-        SCHEME_SETUP[recipe.scheme](gm, recipe)
+    if handler.setup is not None:
+        handler.setup(gm, recipe)
     gm.hwquant_recipe = recipe
     return gm.train(model.training)
 
@@ -378,19 +376,9 @@ def llsq_weight_quantizer(
 
 
 WeightQuantizerFactory = Callable[[Recipe, int, torch.Tensor, bool], WeightQuantizer]
-"""``(recipe, bits, float weight, per_channel) -> weight quantizer`` of an inner layer."""
-
-WEIGHT_SCHEMES: dict[str, WeightQuantizerFactory] = {
-    "llsq": llsq_weight_quantizer,
-    "msq": msq_weight_quantizer,
-    "nonuniform": nonuniform_weight_quantizer,
-}
-"""The weight quantizer of each ``Recipe.scheme`` for the inner layers (the first and last
-layers are linear, LLSQ, in every scheme)."""
-
-SCHEME_SETUP: dict[str, Callable[[fx.GraphModule, Recipe], None]] = {"nonuniform": setup_schedule}
-"""Called as ``setup(qat_model, recipe)`` once the QAT layers of a scheme are built (to check
-the recipe against the layers and bind per-layer settings such as a training schedule)."""
+"""``(recipe, bits, float weight, per_channel) -> weight quantizer`` of an inner layer: the type
+of a scheme's ``SchemeHandler.weight_quantizer`` (the first and last layers are linear, LLSQ, in
+every scheme)."""
 
 
 def _weight_quantizer(
@@ -398,12 +386,13 @@ def _weight_quantizer(
 ) -> WeightQuantizer:
     if not inner:
         return llsq_weight_quantizer(recipe, bits, weight, per_channel)
-    if recipe.scheme not in WEIGHT_SCHEMES:
+    factory = get_scheme(recipe.scheme).weight_quantizer
+    if factory is None:
         raise ConfigError(
-            f"scheme {recipe.scheme!r} has no weight quantizer in prepare(). Fix: use one of "
-            f"{', '.join(WEIGHT_SCHEMES)}."
+            f"scheme {recipe.scheme!r} has no weight quantizer in prepare(). Fix: use a scheme "
+            "that quantizes weight layers one by one (llsq, msq, nonuniform)."
         )
-    return WEIGHT_SCHEMES[recipe.scheme](recipe, bits, weight, per_channel)
+    return factory(recipe, bits, weight, per_channel)
 
 
 def _weight_layer(

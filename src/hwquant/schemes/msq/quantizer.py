@@ -336,7 +336,8 @@ def resolve_sp2_share(options: MSQOptions, bits: int, act_bits: int = 4) -> floa
 def msq_weight_quantizer(
     recipe: Recipe, bits: int, weight: torch.Tensor, per_channel: bool
 ) -> MixedSchemeQuantizer:
-    """The MSQ quantizer of an inner layer under ``recipe.msq`` (``prepare.WEIGHT_SCHEMES``)."""
+    """The MSQ quantizer of an inner layer under ``recipe.msq`` (registered by
+    :mod:`hwquant.schemes.msq`)."""
     options = recipe.msq
     rows = weight.shape[0]
     return MixedSchemeQuantizer(

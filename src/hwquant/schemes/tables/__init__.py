@@ -1,12 +1,26 @@
 """Table-based neural units (Covell et al. 2019; methods.md §3, §7.3): codebooks for weights
 and activations, QAT, lowering to a :class:`TableModel` and the multiply-free table engine."""
 
+import torch
+from torch import fx
+
+from hwquant.qat.recipe import TableOptions
+from hwquant.qat.registry import SchemeHandler, register_scheme
 from hwquant.schemes.tables.compactness import compactness
 from hwquant.schemes.tables.engine import run_tables
 from hwquant.schemes.tables.layers import capture_indices
 from hwquant.schemes.tables.lower import lower_tables
 from hwquant.schemes.tables.model import TableModel, load_tables
 from hwquant.schemes.tables.prepare import prepare_tables
+
+
+def _lower(qat_model: fx.GraphModule, example_input: torch.Tensor) -> TableModel:
+    """``hwquant.lower`` for tables: the codebooks fix every shape, so the example is unused."""
+    del example_input
+    return lower_tables(qat_model)
+
+
+register_scheme(SchemeHandler("tables", TableOptions, prepare=prepare_tables, lower=_lower))
 
 __all__ = [
     "TableModel",

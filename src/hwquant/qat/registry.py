@@ -1,0 +1,67 @@
+"""The scheme registry: each quantization scheme registers one :class:`SchemeHandler`.
+
+The pattern is torchao's: a scheme is named in :class:`~hwquant.qat.recipe.Recipe` and carries
+a frozen options dataclass (``Recipe.msq``, ``Recipe.nonuniform``, ``Recipe.tables``); its
+handler, registered by ``hwquant.schemes.<name>``, says what ``prepare`` and ``lower`` do for
+it. This module imports nothing of the schemes, so ``prepare`` and ``lower`` (this layer)
+dispatch through it while the schemes (a higher layer) fill it.
+
+>>> sorted(_REGISTRY) == sorted(available())
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hwquant.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SchemeHandler:
+    """What a scheme adds to the pipeline; a field left None takes the common path.
+
+    ``weight_quantizer(recipe, bits, weight, per_channel)`` makes the weight quantizer of an
+    inner layer; ``setup(qat_model, recipe)`` runs once its QAT layers are built; ``prepare``
+    and ``lower`` replace the common passes for a scheme whose activations change too (tables).
+    """
+
+    name: str
+    options: type | None = None
+    weight_quantizer: Callable[..., Any] | None = None
+    setup: Callable[..., None] | None = None
+    prepare: Callable[..., Any] | None = None
+    lower: Callable[..., Any] | None = None
+
+
+_REGISTRY: dict[str, SchemeHandler] = {}
+
+
+def register_scheme(handler: SchemeHandler) -> SchemeHandler:
+    """Register ``handler`` under its name (once)."""
+    if handler.name in _REGISTRY:
+        raise ConfigError(f"scheme {handler.name!r} is registered twice")
+    _REGISTRY[handler.name] = handler
+    return handler
+
+
+def available() -> tuple[str, ...]:
+    """The registered scheme names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get_scheme(name: str) -> SchemeHandler:
+    """The handler of scheme ``name``.
+
+    Raises:
+        ConfigError: no scheme of that name is registered; the message lists those that are.
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown scheme {name!r}. Fix: use one of the registered schemes: "
+            f"{', '.join(available())}."
+        ) from None

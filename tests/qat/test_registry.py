@@ -1,0 +1,40 @@
+"""The scheme registry: every scheme registered by name, unknown names refused with the list,
+and ``hwquant.lower`` dispatching to a scheme's own lowering (tables)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hwquant
+from hwquant import schemes
+from hwquant.core.errors import ConfigError
+from hwquant.models import build
+from hwquant.qat.registry import SchemeHandler, register_scheme
+from hwquant.schemes.tables import TableModel, lower_tables
+from tests.schemes.tables.conftest import trained_tables
+
+
+def test_the_four_schemes_are_registered_in_order():
+    assert schemes.available() == ("llsq", "msq", "nonuniform", "tables")
+    assert schemes.get("msq").options is hwquant.Recipe().msq.__class__
+
+
+def test_an_unknown_scheme_names_the_registered_ones():
+    with pytest.raises(ConfigError, match=r"unknown scheme 'sp2'.*llsq, msq, nonuniform, tables"):
+        schemes.get("sp2")
+
+
+def test_a_scheme_cannot_be_registered_twice():
+    with pytest.raises(ConfigError, match="'llsq' is registered twice"):
+        register_scheme(SchemeHandler("llsq"))
+
+
+def test_lower_dispatches_tables_to_its_table_model():
+    torch.manual_seed(0)
+    x = torch.randn(4, 1, 8, 8)
+    qat = trained_tables(build("small_cnn", num_classes=10, in_channels=1, input_size=8), x)
+    lowered = hwquant.lower(qat, x)
+    assert isinstance(lowered, TableModel)
+    direct = lower_tables(qat)
+    assert torch.equal(lowered.run(lowered.quantize_input(x)), direct.run(direct.quantize_input(x)))
