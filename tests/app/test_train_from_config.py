@@ -74,7 +74,7 @@ def prepared(monkeypatch: pytest.MonkeyPatch) -> Calls:
     modules = {
         "hwquant.data": {"BatchLoader": FakeLoader, "load_dataset": fake_splits},
         "hwquant.models": {"build": fake_build},
-        "hwquant.prepare": {"prepare": prepare},
+        "hwquant.qat.prepare": {"prepare": prepare},
     }
     for name, attributes in modules.items():
         monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attributes))
