@@ -5,9 +5,6 @@ a frozen options dataclass (``Recipe.msq``, ``Recipe.nonuniform``, ``Recipe.tabl
 handler, registered by ``hwquant.schemes.<name>``, says what ``prepare`` and ``lower`` do for
 it. This module imports nothing of the schemes, so ``prepare`` and ``lower`` (this layer)
 dispatch through it while the schemes (a higher layer) fill it.
-
->>> sorted(_REGISTRY) == sorted(available())
-True
 """
 
 from __future__ import annotations
