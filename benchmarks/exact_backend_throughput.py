@@ -47,9 +47,11 @@ def _session(proto: onnx.ModelProto, threads: int) -> onnxruntime.InferenceSessi
     )
 
 
-def _model(nodes: list, inits: list, x_type: int, shape: list[int]) -> onnx.ModelProto:
+def _model(
+    nodes: list, inits: list, x_type: int, y_type: int, shape: list[int]
+) -> onnx.ModelProto:
     inputs = [helper.make_tensor_value_info("x", x_type, shape)]
-    outputs = [helper.make_tensor_value_info("y", TensorProto.UNDEFINED, None)]
+    outputs = [helper.make_tensor_value_info("y", y_type, None)]
     graph = helper.make_graph(nodes, "conv", inputs, outputs, inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
@@ -81,6 +83,7 @@ def integer_kernels(batch: int, rounds: int, threads: int, seed: int) -> dict[st
             f32(np.float32(15), "hi"),
         ],
         TensorProto.FLOAT,
+        TensorProto.FLOAT,
         shape,
     )
     qlinear = _model(
@@ -99,12 +102,14 @@ def integer_kernels(batch: int, rounds: int, threads: int, seed: int) -> dict[st
             f32(np.uint8(15), "hi"),
         ],
         TensorProto.UINT8,
+        TensorProto.UINT8,
         shape,
     )
     conv_integer = _model(
         [helper.make_node("ConvInteger", ["x", "w"], ["y"], **conv)],
         [f32(w.astype(np.int8), "w")],
         TensorProto.UINT8,
+        TensorProto.INT32,
         shape,
     )
     xf, xu = x.astype(np.float32), x.astype(np.uint8)

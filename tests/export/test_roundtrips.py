@@ -121,3 +121,18 @@ def test_output_scale_is_in_the_metadata(exported_model):
     _, model, x = exported_model
     meta = {p.key: p.value for p in export_qonnx(model, tuple(x.shape)).metadata_props}
     assert np.array_equal(json.loads(meta["hwquant.output_scale"]), model.output_scale.reshape(-1))
+
+
+def test_backend_options_are_honoured_or_refused():
+    from tests.helpers import lowered_small_cnn
+
+    model, x = lowered_small_cnn()
+    x_int = model.quantize_input(x)
+    with pytest.raises(hwquant.HwquantError, match=r"four_bit.*Fix"):
+        model.run(x_int, four_bit=True, backend="onnxruntime")
+    with pytest.raises(hwquant.HwquantError, match=r"'tpu'.*Fix"):
+        model.run(x_int, backend="tpu")
+    with pytest.raises(hwquant.HwquantError, match=r"integer codes.*Fix"):
+        model.run(x, backend="onnxruntime")
+    model.weight_nodes()[0].mult = model.weight_nodes()[0].mult + 1  # a changed model
+    assert torch.equal(model.run(x_int, backend="onnxruntime"), model.run(x_int))
