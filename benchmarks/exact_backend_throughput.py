@@ -2,7 +2,9 @@
 ``IntModel.run(backend="onnxruntime")`` and onnxruntime on the same graph, side by side.
 
 Issue 18 targets: the exact backend at least 0.8x FP32 eval and at least 1.0x onnxruntime on the
-same graph. Before timing, the backend's integers are checked equal to the engine's on the whole
+same graph. The backend runs the exported float32 graph with its convolutions moved onto
+onnxruntime's ``QLinearConv`` (``exact_backend``); ``exact_backend_float_kernels`` is the same
+without that step. Before timing, both are checked equal to the engine's integers on the whole
 batch. All variants run with the same thread count and alternate in rounds; the ratios are those
 of the median throughputs of this one run. ``onnxruntime_same_graph`` is a session with
 onnxruntime's default options on the exported QDQ graph the backend runs (integer-code input).
@@ -31,7 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 import hwquant
 from benchmarks.common import command_line, interleaved_median_seconds, print_results, write_result
 from benchmarks.engine_throughput import _calibrated_qat
-from hwquant.export import export_qdq
+from hwquant.export import export_qdq, runtime
 from hwquant.export.requant import one_step
 from hwquant.intmath import requant_params
 from hwquant.models import build
@@ -47,9 +49,7 @@ def _session(proto: onnx.ModelProto, threads: int) -> onnxruntime.InferenceSessi
     )
 
 
-def _model(
-    nodes: list, inits: list, x_type: int, y_type: int, shape: list[int]
-) -> onnx.ModelProto:
+def _model(nodes: list, inits: list, x_type: int, y_type: int, shape: list[int]) -> onnx.ModelProto:
     inputs = [helper.make_tensor_value_info("x", x_type, shape)]
     outputs = [helper.make_tensor_value_info("y", y_type, None)]
     graph = helper.make_graph(nodes, "conv", inputs, outputs, inits)
@@ -153,10 +153,16 @@ def main() -> None:
         raise SystemExit("the onnxruntime backend differs from the engine: nothing to time")
     same_graph = _session(export_qdq(int_model, (1, 3, 32, 32), quantize_input=False), threads)
     x_codes = x_int.float().numpy()
+    float_kernels = runtime.session(int_model, (3, 32, 32), threads, integer=False)
+    _, qlinear_layers = runtime.integer_kernels(
+        export_qdq(int_model, (1, 3, 32, 32), quantize_input=False), int_model
+    )
+    exact &= bool(np.array_equal(float_kernels.run(None, {"x": x_codes})[0], reference.numpy()))
     variants: dict[str, Callable[[], object]] = {
         "fp32_eval": lambda: fp32(x),
         "reference_engine": lambda: int_model.run(x_int),
         "exact_backend": lambda: int_model.run(x_int, backend="onnxruntime"),
+        "exact_backend_float_kernels": lambda: float_kernels.run(None, {"x": x_codes}),
         "onnxruntime_same_graph": lambda: same_graph.run(None, {"x": x_codes}),
     }
     median = interleaved_median_seconds(variants, args.rounds)
@@ -170,6 +176,10 @@ def main() -> None:
         "ratio_backend_over_onnxruntime": throughput["exact_backend"]
         / throughput["onnxruntime_same_graph"],
         "ratio_engine_over_fp32": throughput["reference_engine"] / throughput["fp32_eval"],
+        "ratio_float_kernels_over_onnxruntime": throughput["exact_backend_float_kernels"]
+        / throughput["onnxruntime_same_graph"],
+        "qlinearconv_layers": qlinear_layers,
+        "weight_layers": len(int_model.weight_nodes()),
         "target_ratio_fp32": TARGET_FP32,
         "target_ratio_onnxruntime": TARGET_ORT,
     }
