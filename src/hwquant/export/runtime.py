@@ -9,8 +9,9 @@ on. The integer-kernel step assumes what onnxruntime's CPU ``QLinearConv`` does:
 int32 accumulator to float32, multiply by the per-channel scale, round to nearest (even), then
 add the zero point and saturate; the tests hold the backend equal to the engine on every model.
 The optimisations of the float graph keep the integers exact: convolutions accumulate integers
-below 2^24 in any order (a fused multiply-add of integers is exact too), the clip after each product is fused into it (and stops a scale from
-being folded into the weights), and the requantization constants were proved for float32
+below 2^24 in any order (a fused multiply-add of integers is exact too), the clip after each
+product is fused into it (and stops a scale from being folded into the weights), and the
+requantization constants were proved for float32
 evaluation with and without fused multiply-adds (:mod:`hwquant.export.requant`).
 
 Sessions are cached per model content (a SHA-256 of its arrays and header), so a changed model
