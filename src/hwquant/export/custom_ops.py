@@ -19,7 +19,7 @@ import numpy as np
 
 from hwquant.core.errors import UnsupportedLayerError
 from hwquant.export.graph import Graph
-from hwquant.ir.intmodel import CodebookEncoding, MSQEncoding, WeightEncoding, WeightNode
+from hwquant.ir.intmodel import CodebookEncoding, MSQEncoding, WeightEncoding
 
 DOMAIN = "hwquant.export.qonnx_ops"
 """Custom-op domain; qonnx imports it as the Python module that executes the ops."""
@@ -63,41 +63,23 @@ def codebook_weight(indices: np.ndarray, codebook: np.ndarray) -> np.ndarray:
     return codebook[rows, indices].astype(np.float32)
 
 
-def emit_encoded_weight(g: Graph, node: WeightNode) -> str:
-    """Add the custom op that decodes ``node.encoding`` and return the weight tensor's name."""
-    enc: WeightEncoding | None = node.encoding
-    name, shape = f"{node.name}/weight", (tuple(node.weight.shape), np.float32)
+def emit_encoded_weight(g: Graph, name: str, enc: WeightEncoding, shape: tuple[int, ...]) -> str:
+    """Add the custom op that decodes ``enc`` into tensor ``name`` (of ``shape``) and return it."""
     if isinstance(enc, MSQEncoding):
         inputs = [
             g.const(f"{name}/{f}", getattr(enc, f))
             for f in ("sp2_rows", "sign", "shift1", "shift2", "fixed")
         ]
-        return g.op("MSQWeight", inputs, name, shape, DOMAIN, bits=enc.bits, m1=enc.m1, m2=enc.m2)
+        attrs = {"bits": enc.bits, "m1": enc.m1, "m2": enc.m2}
+        return g.op("MSQWeight", inputs, name, shape, domain=DOMAIN, **attrs)
     if isinstance(enc, CodebookEncoding):
         inputs = [
             g.const(f"{name}/indices", enc.indices),
             g.const(f"{name}/codebook", enc.codebook),
         ]
-        return g.op(
-            "CodebookWeight",
-            inputs,
-            name,
-            shape,
-            DOMAIN,
-            index_bits=enc.index_bits,
-            grid_bits=enc.grid_bits,
-        )
+        attrs = {"index_bits": enc.index_bits, "grid_bits": enc.grid_bits}
+        return g.op("CodebookWeight", inputs, name, shape, domain=DOMAIN, **attrs)
     raise UnsupportedLayerError(
-        f"layer '{node.name}' has a {type(enc).__name__} encoding, which has no custom op. Fix: "
-        "export a model whose layers are linear, MSQ or codebook."
+        f"weight '{name}' has a {type(enc).__name__} encoding, which has no custom op. Fix: "
+        "export without custom_ops (decoded integer weights)."
     )
-
-
-def require_custom_ops(node: WeightNode, custom_ops: bool, form: str) -> None:
-    """Refuse an encoded layer unless the export may write hwquant's custom ops."""
-    if node.encoding is not None and not custom_ops:
-        raise UnsupportedLayerError(
-            f"layer '{node.name}' stores its weights as a {node.encoding.kind} encoding, which "
-            f"{form} cannot express without hwquant's custom ops. Fix: export with "
-            "custom_ops=True (CLI: --custom-ops); see docs/export/custom_ops.md."
-        )

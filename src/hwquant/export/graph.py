@@ -1,29 +1,39 @@
-"""The exported graph's layout, shared by the QONNX and the QDQ form.
+"""The exported graph's layout, shared by the QONNX and the QDQ form: float32 only, exact.
 
 Both forms compute what the integer engine computes, step by step, with tensors that carry
-integer codes in float containers (the *integer domain*, as FINN's streamlined graphs do):
+integer codes in float32 containers (the *integer domain*, as FINN's streamlined graphs do).
+There is no ``Cast`` and no float64 anywhere; every float32 step is exact, by these bounds:
 
-* input: ``code = clamp(floor(x / s_in + 1/2), lo, hi)`` — ``Div``, ``Add``, then the form's
-  quantize step with floor rounding (hwquant's round-half-up, methods.md §4);
-* weight layer: ``acc = W_int ⋆ x + b_int`` by ``Conv``/``Gemm`` in float32 (exact: the export
-  checks that every partial sum stays below 2^24), then ``Cast`` to double and
-  ``code = clamp(floor(acc·(M·2^-s) + 1/2), lo, hi)`` — ``Mul``, ``Add``, quantize step (exact:
-  ``|acc|·M + 2^(s−1) < 2^53`` is checked);
-* add: ``clamp(floor(a·M_a·2^-s + b·M_b·2^-s + 1/2), lo, hi)`` in double (exact:
-  ``|a·M_a| + |b·M_b| + 2^(s−1) < 2^53`` is checked);
+* input (with ``quantize_input``): ``code = clamp(floor(fl(fl(x / s_in) + 1/2)), lo, hi)`` —
+  ``Div`` and ``Add`` in float32, the same IEEE operations as the engine's
+  :meth:`~hwquant.ir.intmodel.IntModel.quantize_input`, then the form's floor step. Without it the
+  graph takes the integer codes themselves (the form FINN and hls4ml dataflows are fed);
+* weight layer: ``acc = W_int ⋆ x + b_int`` by ``Conv``/``Gemm`` in float32, exact because every
+  partial sum is bounded by ``max_c Σ|w|·max|x| + |b|`` (:func:`~hwquant.core.intmath.
+  worst_case_bound`) < 2^24. A wider layer is split, ``W = 2^h·W_hi + W_lo``, into two products
+  below 2^24 that the requantization takes as two terms (its accumulator is never formed);
+* requantization (weight layers, residual adds, average pools): the limb plan of
+  :mod:`hwquant.export.requant` — products and sums of integers below 2^24, exact floors, and a
+  last tie-free rounding step ``clamp(round(u + 2^-(k+1)), lo, hi)`` on a ``2^-k`` grid;
 * average pool: window sums by an all-ones depthwise ``Conv`` (or ``ReduceSum`` for a global
-  pool) in float32 (exact: sums below 2^24 are checked), then the requantization above; max
-  pool and reshape as they are;
-* output: the last layer's accumulator times ``output_scale`` (double), the value
+  pool), below 2^24; max pool and reshape as they are;
+* output: the last layer's integer accumulator (float32, below 2^24); its real value is
+  ``acc · output_scale``, stored in the model's metadata (``hwquant.output_scale``), the value
   :meth:`IntModel.dequantize` gives.
 
-What differs between the forms is the *quantize step* (a QONNX ``Quant`` node or standard
+A layer for which no such bound holds is refused with :class:`UnsupportedLayerError` naming the
+layer and the reason. The batch dimension is symbolic (``batch``). Per-channel constants have
+the shape ``[1, C, 1, 1]`` (``[1, C]`` after a flatten), which qonnx's channels-last pass
+transposes with the data; constants equal across channels are scalars.
+
+What differs between the forms is the *quantize steps* (QONNX ``Quant`` nodes or standard
 ``Floor``/``Clip``/``QuantizeLinear`` nodes) and how weights are stored; a :class:`QuantStyle`
-supplies those two pieces.
+supplies those pieces.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -34,9 +44,10 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from hwquant.core.atomic import write_atomic
-from hwquant.core.errors import UnsupportedLayerError
-from hwquant.core.intmath import max_magnitude, qrange, worst_case_bound
 from hwquant.engine import run
+from hwquant.core.errors import UnsupportedLayerError
+from hwquant.export.requant import FLOAT32_EXACT, Limbs, OneStep, clip_range, limbs, one_step
+from hwquant.core.intmath import bits_needed, max_magnitude, qrange
 from hwquant.ir.intmodel import (
     AddNode,
     AvgPoolNode,
@@ -45,14 +56,17 @@ from hwquant.ir.intmodel import (
     LinearNode,
     MaxPoolNode,
     ReshapeNode,
+    WeightEncoding,
     WeightNode,
 )
 
 OPSET = 13
-FLOAT32_EXACT = 2**24
-"""Integers below this are exact in float32, so are sums that stay below it."""
-FLOAT64_EXACT = 2**53
-INPUT_NAME, OUTPUT_NAME = "x", "y"
+IR_VERSION = 8
+"""ONNX IR version 8 (onnx 1.10+): read by every onnx the pinned consumers bring."""
+INPUT_NAME = "x"
+BATCH = "batch"
+"""Name of the symbolic batch dimension."""
+Shape = tuple[int | str, ...]
 
 
 @dataclass
@@ -64,68 +78,102 @@ class Graph:
     infos: dict[str, onnx.ValueInfoProto] = field(default_factory=dict)
     domains: set[str] = field(default_factory=set)
     peaks: dict[str, int] = field(default_factory=dict)
-    """Largest |code| of each code tensor (filled by :func:`build`, read by the guards)."""
+    """Largest |code| of each code tensor (filled by :func:`build`, read by the bounds)."""
 
     def const(self, name: str, value: np.ndarray) -> str:
         """Add an initializer and return its name."""
         self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
+    def f32(self, name: str, value: float | np.ndarray) -> str:
+        """Add a float32 initializer (exactly ``value``: callers pass float32 values)."""
+        array = np.asarray(value, np.float64)
+        if not np.array_equal(array.astype(np.float32), array):
+            raise AssertionError(f"constant {name} is not a float32 value")  # a planning bug
+        return self.const(name, array.astype(np.float32))
+
     def op(
         self,
         op_type: str,
         inputs: list[str],
         output: str,
-        like: tuple[tuple[int, ...], object],
+        shape: Shape,
+        dtype: type = np.float32,
         domain: str = "",
         **attrs: object,
     ) -> str:
-        """Add node ``op_type`` writing ``output`` (shape and dtype ``like``) and return it."""
+        """Add node ``op_type`` writing ``output`` (of ``shape`` and ``dtype``) and return it."""
         self.nodes.append(
             helper.make_node(op_type, inputs, [output], name=output, domain=domain, **attrs)
         )
         if domain:
             self.domains.add(domain)
-        shape, dtype = like
         self.infos[output] = helper.make_tensor_value_info(
             output, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), list(shape)
         )
         return output
 
-    def like(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
-        """Shape and dtype of tensor ``name`` (an output of a node added before)."""
-        tensor = self.infos[name].type.tensor_type
-        shape = tuple(d.dim_value for d in tensor.shape.dim)
-        return shape, helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+    def shape(self, name: str) -> Shape:
+        """Shape of tensor ``name`` (an output of a node added before)."""
+        dims = self.infos[name].type.tensor_type.shape.dim
+        return tuple(d.dim_param or d.dim_value for d in dims)
 
-    def model(
-        self, name: str, input_shape: tuple[int, ...], output_shape: tuple[int, ...], doc: str
-    ) -> onnx.ModelProto:
-        """The finished model (opset 13 plus the custom domains used)."""
-        inputs = [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, list(input_shape))]
-        outputs = [
-            helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.DOUBLE, list(output_shape))
-        ]
-        infos = [v for k, v in self.infos.items() if k != OUTPUT_NAME]
-        graph = helper.make_graph(
-            self.nodes, name, inputs, outputs, self.initializers, value_info=infos, doc_string=doc
-        )
-        opsets = [helper.make_opsetid("", OPSET)]
-        opsets += [helper.make_opsetid(d, 1) for d in sorted(self.domains)]
-        return helper.make_model(graph, opset_imports=opsets, producer_name="hwquant")
+    def add_all(self, terms: list[str], out: str, shape: Shape) -> str:
+        """``terms[0] + terms[1] + …`` as a chain of ``Add`` nodes named after ``out``."""
+        total = terms[0]
+        for i, term in enumerate(terms[1:], 1):
+            name = out if i == len(terms) - 1 else f"{out}/add{i}"
+            total = self.op("Add", [total, term], name, shape)
+        return total
+
+
+def channel_const(values: np.ndarray, ndim: int) -> np.ndarray:
+    """A per-channel vector laid along dimension 1 of an ``ndim`` tensor (``[1, C, 1, 1]``), or
+    a scalar when every channel has the same value."""
+    values = np.asarray(values).reshape(-1)
+    if np.all(values == values[0]):
+        return values[0].reshape(())
+    return values.reshape(1, -1, *([1] * (ndim - 2)))
 
 
 class QuantStyle(Protocol):
     """How one export form writes quantize steps and weights."""
 
-    def quantize(
-        self, g: Graph, value: str, shape: tuple[int, ...], bits: int, signed: bool, out: str
+    def round_step(
+        self, g: Graph, u: str, offset: np.ndarray | None, bits: int, signed: bool, out: str
     ) -> str:
-        """``clamp(floor(value), qrange(bits, signed))`` as float32 codes named ``out``."""
+        """``clamp(round(u + offset), qrange(bits, signed))`` as codes named ``out`` (no ``Add``
+        for no offset); the caller has proved that any rounding rule gives the code."""
         ...
 
-    def weight(self, g: Graph, node: WeightNode) -> str:
-        """The float32 tensor holding ``node``'s integer weights."""
+    def floor_step(self, g: Graph, v: str, bits: int, signed: bool, out: str) -> str:
+        """``clamp(floor(v), qrange(bits, signed))`` for any float32 ``v`` (the input step)."""
+        ...
+
+    def saturate(self, g: Graph, v: str, shape: Shape, bits: int, signed: bool, out: str) -> str:
+        """``clamp(v, qrange(bits, signed))`` of integers ``v`` (input codes: states their type)."""
+        ...
+
+    def weight(
+        self, g: Graph, name: str, values: np.ndarray, encoding: WeightEncoding | None
+    ) -> str:
+        """The float32 tensor holding integer weights ``values`` (``encoding``: their stored
+        form, which a form may write as a decoder op)."""
+        ...
+
+    def decodes(self, encoding: WeightEncoding) -> bool:
+        """Whether :meth:`weight` writes ``encoding`` as a decoder op (else: decoded values)."""
+        ...
+
+    def floor(self, g: Graph, v: str, peak: int, out: str) -> str:
+        """``floor(v)`` of a value with ``|floor(v)| <= peak`` (a limb's carry)."""
+        ...
+
+    clips: bool
+    """Whether the form has a clip step (:meth:`clip`); without it no limb is saved by one."""
+
+    def clip(self, g: Graph, v: str, low: int, high: int, out: str) -> str:
+        """``clamp(v, low, high)``."""
         ...
 
 
@@ -135,58 +183,89 @@ def build(
     style: QuantStyle,
     name: str,
     path: str | Path | None = None,
+    *,
+    quantize_input: bool = True,
 ) -> onnx.ModelProto:
     """Lay ``model`` out as an ONNX graph whose quantize steps and weights ``style`` writes
-    (saved to ``path`` when given).
+    (saved to ``path`` when given). ``input_shape`` gives the per-sample sizes (its batch size
+    is replaced by the symbolic ``batch``).
 
     Raises:
-        UnsupportedLayerError: a layer whose float accumulation or requantization would not be
-            exact (accumulators or pooling window sums over 2^24, ``|acc|·M + 2^(s−1)`` or a
-            residual add's ``|a·M_a| + |b·M_b| + 2^(s−1)`` over 2^53), or one that can overflow
-            its accumulator (the graph has no wrap-around).
+        UnsupportedLayerError: a layer that no float32 graph computes exactly (see the module
+            docstring), or one that can overflow its accumulator (the graph has no wrap-around).
     """
     shapes = _shapes(model, input_shape)
     g = Graph(peaks=_code_peaks(model))
     spec = model.input
-    scaled = g.op(
-        "Div",
-        [INPUT_NAME, g.const("input_scale", np.float32(spec.scale))],
-        "input_scaled",
-        (input_shape, np.float32),
-    )
-    half = g.op(
-        "Add",
-        [scaled, g.const("half_f32", np.float32(0.5))],
-        "input_shifted",
-        (input_shape, np.float32),
-    )
-    style.quantize(g, half, input_shape, spec.bits, spec.signed, spec.name)
+    x_shape: Shape = (BATCH, *input_shape[1:])
+    if quantize_input:
+        scale = np.float32(spec.scale)
+        scaled = g.op("Div", [INPUT_NAME, g.f32("input_scale", scale)], "input/scaled", x_shape)
+        shifted = g.op("Add", [scaled, g.f32("input/half", 0.5)], "input/shifted", x_shape)
+        style.floor_step(g, shifted, spec.bits, spec.signed, spec.name)
+    else:
+        style.saturate(g, INPUT_NAME, x_shape, spec.bits, spec.signed, spec.name)
     for node in model.nodes:
         _EMITTERS[type(node)](g, node, shapes, style)
-    last = model.output
-    acc = g.op("Cast", [last], f"{last}/double", (shapes[last], np.float64), to=TensorProto.DOUBLE)
-    scale = model.output_scale.reshape(1, -1, *([1] * (len(shapes[last]) - 2)))
-    g.op(
-        "Mul",
-        [acc, g.const("output_scale", scale.astype(np.float64))],
-        OUTPUT_NAME,
-        (shapes[last], np.float64),
-    )
+    out_shape = shapes[model.output]
+    given = f"real values, quantized with scale {spec.scale!r}" if quantize_input else "codes"
     doc = (
-        f"hwquant IntModel in the integer domain: input scale {spec.scale!r}, output = "
-        "last accumulator x output_scale. See docs/export/custom_ops.md."
+        f"hwquant IntModel in the integer domain (float32 containers). Input: {given}. "
+        f"Output: the integer codes of '{model.output}'; value = codes x output_scale "
+        "(metadata hwquant.output_scale, per channel). See docs/export/custom_ops.md."
     )
-    proto = g.model(name, input_shape, shapes[last], doc)
+    proto = _model(g, name, x_shape, model.output, out_shape, doc)
+    meta = {
+        "hwquant.output_scale": json.dumps([float(v) for v in model.output_scale.reshape(-1)]),
+        "hwquant.input_scale": json.dumps(float(spec.scale)),
+        "hwquant.input": "values" if quantize_input else "codes",
+    }
+    helper.set_model_props(proto, meta)
+    if not quantize_input:
+        _annotate(proto, INPUT_NAME, _datatype(spec.bits, spec.signed))
     if path is not None:
         write_atomic(path, proto.SerializeToString())
     return proto
 
 
+def _model(
+    g: Graph, name: str, x_shape: Shape, output: str, out_shape: tuple[int, ...], doc: str
+) -> onnx.ModelProto:
+    inputs = [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, list(x_shape))]
+    outputs = [helper.make_tensor_value_info(output, TensorProto.FLOAT, [BATCH, *out_shape[1:]])]
+    infos = [v for k, v in g.infos.items() if k != output]
+    graph = helper.make_graph(
+        g.nodes, name, inputs, outputs, g.initializers, value_info=infos, doc_string=doc
+    )
+    opsets = [helper.make_opsetid("", OPSET)]
+    opsets += [helper.make_opsetid(d, 1) for d in sorted(g.domains)]
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="hwquant")
+    proto.ir_version = IR_VERSION
+    return proto
+
+
+def _datatype(bits: int, signed: bool) -> str:
+    """The qonnx/FINN datatype name of ``bits``-bit codes."""
+    return f"{'INT' if signed else 'UINT'}{bits}"
+
+
+def _annotate(proto: onnx.ModelProto, tensor: str, datatype: str) -> None:
+    """Record ``tensor``'s qonnx datatype (``finn_datatype`` quantization annotation)."""
+    annotation = onnx.TensorAnnotation(tensor_name=tensor)
+    annotation.quant_parameter_tensor_names.add(key="finn_datatype", value=datatype)
+    proto.graph.quantization_annotation.append(annotation)
+
+
 def _shapes(model: IntModel, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    """Shape of every node's output, from a traced engine run on zeros."""
-    x = torch.zeros(input_shape, dtype=torch.int64)
+    """Shape of every node's output (batch 1), from a traced engine run on zeros."""
+    x = torch.zeros((1, *input_shape[1:]), dtype=torch.int64)
     values = run(model, x, trace=True, stats=False).values
     return {name: tuple(v.shape) for name, v in values.items()}
+
+
+def _act(shape: tuple[int, ...]) -> Shape:
+    """An activation's shape with the symbolic batch."""
+    return (BATCH, *shape[1:])
 
 
 def _code_peaks(model: IntModel) -> dict[str, int]:
@@ -200,17 +279,6 @@ def _code_peaks(model: IntModel) -> dict[str, int]:
     return peaks
 
 
-def _requant_exact(peak: int, shift: int) -> bool:
-    """Whether ``v·2^-s + 1/2`` is exact in double for every integer ``|v| <= peak``.
-
-    In units of ``2^-u`` (``u = max(s, 1)``, so 1/2 is a whole unit) the sum is the integer
-    ``v·2^(u−s) + 2^(u−1)``; double holds it exactly while ``peak·2^(u−s) + 2^(u−1) < 2^53``
-    (for ``s >= 1`` that is ``|acc·M| + 2^(s−1) < 2^53``).
-    """
-    unit = max(shift, 1)
-    return peak * 2 ** (unit - shift) + 2 ** (unit - 1) < FLOAT64_EXACT
-
-
 def _refuse(name: str, problems: list[str], fix: str) -> None:
     """Raise the export's error for layer ``name`` when ``problems`` is not empty."""
     if problems:
@@ -219,141 +287,229 @@ def _refuse(name: str, problems: list[str], fix: str) -> None:
         )
 
 
+def _bound(weight: np.ndarray, x_range: tuple[int, int], bias: np.ndarray | None) -> int:
+    """Largest |partial sum| of ``weight ⋆ x + bias`` for codes ``x`` in ``x_range``.
+
+    Per output channel, with ``P = Σ max(w, 0)`` and ``Q = Σ max(−w, 0)``, every partial sum of
+    ``Σ w·x`` lies in ``[P·lo − Q·hi, P·hi − Q·lo]`` (each term does), and adding the bias moves
+    it by at most ``|b|``. For unsigned codes this is about half of ``Σ|w|·max|x|``.
+    """
+    lo, hi = x_range
+    flat = weight.reshape(weight.shape[0], -1).astype(np.int64)
+    pos, neg = np.maximum(flat, 0).sum(1), np.maximum(-flat, 0).sum(1)
+    peak = np.maximum(np.abs(pos * hi - neg * lo), np.abs(pos * lo - neg * hi))
+    if bias is not None:
+        peak = peak + np.abs(bias.astype(np.int64))
+    return int(peak.max(initial=0))
+
+
 def _weight(
     g: Graph, node: WeightNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle
 ) -> None:
-    bound = _check_exact(node)
-    shape = shapes[node.name]
-    out = node.name if node.mult is None else f"{node.name}/acc"
-    w = style.weight(g, node)
-    if bound < FLOAT32_EXACT:
-        inputs = [node.inputs[0], w]
-        if node.bias is not None:
-            inputs.append(g.const(f"{node.name}/bias", node.bias.astype(np.float32)))
-        _product(g, node, inputs, out, (shape, np.float32))
-    else:
-        _split_product(g, node, w, out, shape)
-    if node.mult is not None:
-        ratio = node.mult.astype(np.float64) * np.exp2(-node.shift.astype(np.float64))
-        _requantize(g, out, node.name, shape, ratio, node.lo, node.hi, style)
+    """A weight layer: its product(s), then its requantization.
+
+    The product is one ``Conv``/``MatMul`` when its partial sums stay below 2^24 and the
+    requantization of that accumulator has an exact plan; otherwise the weights are split,
+    ``W = 2^h·W_hi + W_lo`` (``W_lo`` in ``[0, 2^h)``), into two products whose requantization
+    takes them as two terms with multipliers ``M·2^h`` and ``M``.
+    """
+    x_range = qrange(node.in_bits, node.in_signed)
+    bound = _bound(node.weight, x_range, node.bias)
+    shape = _act(shapes[node.name])
+    fix = (
+        "lower the layer's weight/activation bits or its fan-in, or widen acc_bits to "
+        f"{bits_needed(bound)} (IntModel.set_accumulator)"
+    )
+    if bits_needed(bound) > node.acc_bits:
+        _refuse(node.name, [f"it can overflow its {node.acc_bits}-bit accumulator"], fix)
+    if node.mult is None:
+        if bound >= FLOAT32_EXACT:
+            reason = f"its accumulator is the graph's output and can reach {bound}, beyond 2^24"
+            _refuse(node.name, [f"{reason} (float32's exact range)"], fix)
+        _product(g, node, node.weight, node.bias, node.encoding, node.name, shape, style)
+        return
+    h = (int(np.abs(node.weight).max()).bit_length() + 1) // 2
+    splits = [[(node.weight, node.bias, node.encoding, 0)]]
+    if h > 0:
+        high, low = np.floor_divide(node.weight, 2**h), np.remainder(node.weight, 2**h)
+        splits.append([(high, None, None, h), (low, node.bias, None, 0)])
+    problems = []
+    for parts in splits:
+        bounds = [_bound(w, x_range, b) for w, b, _, _ in parts]
+        if max(bounds) >= FLOAT32_EXACT:
+            problems.append(f"its partial sums can reach {max(bounds)}, beyond float32's 2^24")
+            continue
+        mults = [node.mult << up for *_, up in parts]
+        plan = _plan(bounds, mults, node.shift, node.lo, node.hi, style.clips)
+        if isinstance(plan, str):
+            problems.append(plan)
+            continue
+        terms = []
+        for i, (w, b, enc, _) in enumerate(parts):
+            out = f"{node.name}/acc" if len(parts) == 1 else f"{node.name}/acc{i}"
+            terms.append(_product(g, node, w, b, enc, out, shape, style))
+        _emit(g, node.name, terms, plan, mults, node.shift, node.lo, node.hi, shape, style)
+        return
+    _refuse(node.name, problems, fix)
 
 
-def _product(g: Graph, node: WeightNode, inputs: list[str], out: str, like: tuple) -> str:
-    """``Conv`` or ``Gemm`` of ``inputs`` (x, W[, b]) with ``node``'s geometry."""
+def _product(
+    g: Graph,
+    node: WeightNode,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    encoding: WeightEncoding | None,
+    out: str,
+    shape: Shape,
+    style: QuantStyle,
+) -> str:
+    """``weight ⋆ x + bias`` by ``Conv`` or ``Gemm`` with ``node``'s geometry."""
+    suffix = out[len(node.name) :].replace("/acc", "")
     if isinstance(node, ConvNode):
+        inputs = [node.inputs[0], style.weight(g, f"{node.name}/weight{suffix}", weight, encoding)]
+        if bias is not None:
+            inputs.append(g.f32(f"{node.name}/bias{suffix}", bias))
         return g.op(
             "Conv",
             inputs,
             out,
-            like,
+            shape,
             strides=list(node.stride),
             pads=[*node.padding, *node.padding],
             dilations=list(node.dilation),
             group=node.groups,
-            kernel_shape=list(node.weight.shape[2:]),
+            kernel_shape=list(weight.shape[2:]),
         )
-    return g.op("Gemm", inputs, out, like, transB=1)
+    # MatMul with the transposed weights and an Add of the bias (hls4ml reads no Gemm)
+    name = f"{node.name}/weight{suffix}"
+    if encoding is not None and style.decodes(encoding):
+        # a decoder op writes [out, in]: MatMul reads its transpose
+        decoded = style.weight(g, name, weight, encoding)
+        wt = g.op("Transpose", [decoded], f"{name}/t", weight.T.shape, perm=[1, 0])
+    else:
+        wt = style.weight(g, name, np.ascontiguousarray(weight.T), None)
+    if bias is None:
+        return g.op("MatMul", [node.inputs[0], wt], out, shape)
+    product = g.op("MatMul", [node.inputs[0], wt], f"{out}/matmul", shape)
+    return g.op("Add", [product, g.f32(f"{node.name}/bias{suffix}", bias)], out, shape)
 
 
-def _split_product(g: Graph, node: WeightNode, w: str, out: str, shape: tuple[int, ...]) -> None:
-    """``W ⋆ x + b`` exactly in double when float32 could round a partial sum.
+@dataclass(frozen=True)
+class _Plan:
+    """How a requantization runs: an optional clip of its single product, then one step or
+    limbs (:mod:`hwquant.export.requant`)."""
 
-    ``Gemm`` runs in double. onnxruntime has no double ``Conv``, so the weights are split as
-    ``W = 2^h·W_hi + W_lo`` (``W_hi = floor(W / 2^h)``, ``0 <= W_lo < 2^h``); each half's
-    convolution stays below 2^24 (checked by :func:`_check_exact`) and the halves are combined in
-    double: ``acc = 2^h·(W_hi ⋆ x) + (W_lo ⋆ x) + b``.
-    """
-    name, x = node.name, node.inputs[0]
-    double = (shape, np.float64)
-    wshape = (tuple(node.weight.shape), np.float64)
-    if isinstance(node, LinearNode):
-        x64 = g.op("Cast", [x], f"{name}/x64", (g.like(x)[0], np.float64), to=TensorProto.DOUBLE)
-        w64 = g.op("Cast", [w], f"{name}/w64", wshape, to=TensorProto.DOUBLE)
-        inputs = [x64, w64]
-        if node.bias is not None:
-            inputs.append(g.const(f"{name}/bias64", node.bias.astype(np.float64)))
-        _product(g, node, inputs, out, double)
-        return
-    h = _split_bits(node)
-    unit = g.const(f"{name}/split_unit", np.float32(2.0**h))
-    w32 = (wshape[0], np.float32)
-    high = g.op("Floor", [g.op("Div", [w, unit], f"{name}/w_div", w32)], f"{name}/w_hi", w32)
-    scaled_high = g.op("Mul", [high, unit], f"{name}/w_hi_scaled", w32)
-    low = g.op("Sub", [w, scaled_high], f"{name}/w_lo", w32)
-    parts = []
-    for part, weights in (("hi", high), ("lo", low)):
-        acc = _product(g, node, [x, weights], f"{name}/acc_{part}", (shape, np.float32))
-        parts.append(g.op("Cast", [acc], f"{name}/acc_{part}64", double, to=TensorProto.DOUBLE))
-    unit64 = g.const(f"{name}/split_unit64", np.float64(2.0**h))
-    scaled = g.op("Mul", [parts[0], unit64], f"{name}/acc_hi_scaled", double)
-    if node.bias is None:
-        g.op("Add", [scaled, parts[1]], out, double)
-        return
-    total = g.op("Add", [scaled, parts[1]], f"{name}/acc_no_bias", double)
-    bias = g.const(f"{name}/bias64", node.bias.astype(np.float64).reshape(1, -1, 1, 1))
-    g.op("Add", [total, bias], out, double)
+    clips: list[tuple[int, int]] | None
+    """Per term: the clip applied first (None: no clips)."""
+    form: OneStep | Limbs
+    bounds: list[int]
 
 
-def _split_bits(node: WeightNode) -> int:
-    """h of the weight split: half the bits of the largest weight magnitude."""
-    return (int(np.abs(node.weight).max()).bit_length() + 1) // 2
-
-
-def _check_exact(node: WeightNode) -> int:
-    """The accumulator bound of ``node``, after checking that the graph computes it exactly."""
-    bias = None if node.bias is None else torch.from_numpy(node.bias)
-    x_max = max_magnitude(node.in_bits, node.in_signed)
-    bound = worst_case_bound(torch.from_numpy(node.weight), x_max, bias)
-    problems = []
-    if isinstance(node, ConvNode) and bound >= FLOAT32_EXACT:
-        h = _split_bits(node)
-        high = worst_case_bound(torch.from_numpy(np.floor_divide(node.weight, 2**h)), x_max, None)
-        if max(high, node.fan_in() * x_max * (2**h - 1)) >= FLOAT32_EXACT:
-            problems.append(
-                f"its accumulator can reach {bound}, beyond float32's exact 2^24 even with the "
-                "weights split in two"
-            )
-    if bound >= FLOAT64_EXACT:
-        problems.append(f"its accumulator can reach {bound}, beyond double's exact 2^53")
-    if node.worst_case_bits() > node.acc_bits:
-        problems.append(f"it can overflow its {node.acc_bits}-bit accumulator")
-    if node.mult is not None and not all(
-        _requant_exact(bound * int(m), int(s))
-        for m, s in zip(*np.broadcast_arrays(node.mult, node.shift), strict=True)
-    ):
-        problems.append("|acc|·M + 2^(s−1) can reach 2^53")
-    _refuse(
-        node.name,
-        problems,
-        "lower the layer's weight/activation bits or requant_bits, or widen acc_bits to "
-        f"{node.worst_case_bits()} (IntModel.set_accumulator)",
-    )
-    return bound
+def _plan(
+    bounds: list[int],
+    mults: list[np.ndarray],
+    shift: np.ndarray | int,
+    lo: int,
+    hi: int,
+    clip_products: bool,
+) -> _Plan | str:
+    """The plan of ``clamp(floor((Σ_t x_t·M_t + 2^(s−1)) / 2^s), lo, hi)`` for terms bounded by
+    ``bounds``, or the reason none is exact. ``clip_products``: the terms are products in a form
+    that clips; a single one is clipped to the range that decides its code (onnxruntime fuses the
+    clip into the product, where it also keeps scales from being folded into the weights)."""
+    shift = np.asarray(shift, np.int64).reshape(-1)
+    mults = [np.asarray(m, np.int64).reshape(-1) for m in mults]
+    clips = None
+    if clip_products:
+        clips = [(-b, b) for b in bounds]
+        if len(bounds) == 1:
+            low, high = clip_range(mults[0], shift, lo, hi)
+            clips = [(max(low, -bounds[0]), min(high, bounds[0]))]
+            bounds = [max(-clips[0][0], clips[0][1], 0)]
+    step = one_step(bounds, mults, shift, lo, hi)
+    if step is not None:
+        return _Plan(clips, step, bounds)
+    split = limbs(bounds, mults, shift)
+    return split if isinstance(split, str) else _Plan(clips, split, bounds)
 
 
 def _requantize(
     g: Graph,
-    acc: str,
     out: str,
-    shape: tuple[int, ...],
-    ratio: np.ndarray,
+    terms: list[tuple[str, int]],
+    mults: list[np.ndarray],
+    shift: np.ndarray | int,
     lo: int,
     hi: int,
+    shape: Shape,
+    style: QuantStyle,
+    fix: str,
+) -> str:
+    """Plan and emit the requantization of code terms ``(tensor, bound)`` (adds, pools)."""
+    plan = _plan([b for _, b in terms], mults, shift, lo, hi, False)
+    if isinstance(plan, str):
+        _refuse(out, [plan], fix)
+    return _emit(g, out, [t for t, _ in terms], plan, mults, shift, lo, hi, shape, style)
+
+
+def _emit(
+    g: Graph,
+    out: str,
+    xs: list[str],
+    plan: _Plan,
+    mults: list[np.ndarray],
+    shift: np.ndarray | int,
+    lo: int,
+    hi: int,
+    shape: Shape,
     style: QuantStyle,
 ) -> str:
-    """``clamp(floor(acc·ratio + 1/2), lo, hi)`` in double; ``ratio`` per channel or scalar."""
-    double = g.op("Cast", [acc], f"{out}/acc64", (shape, np.float64), to=TensorProto.DOUBLE)
-    ratio = np.asarray(ratio, np.float64).reshape(1, -1, *([1] * (len(shape) - 2)))
-    scaled = g.op(
-        "Mul", [double, g.const(f"{out}/ratio", ratio)], f"{out}/scaled", (shape, np.float64)
-    )
-    shifted = g.op(
-        "Add",
-        [scaled, g.const(f"{out}/half", np.float64(0.5))],
-        f"{out}/shifted",
-        (shape, np.float64),
-    )
-    return style.quantize(g, shifted, shape, *_bits_of(lo, hi), out)
+    """The nodes of ``plan`` on the term tensors ``xs``; returns the codes ``out``."""
+    shift = np.asarray(shift, np.int64).reshape(-1)
+    ndim = len(shape)
+    if plan.clips is not None:
+        xs = [style.clip(g, x, *c, f"{x}/clipped") for x, c in zip(xs, plan.clips, strict=True)]
+    if isinstance(plan.form, OneStep):
+        parts = [
+            g.op(
+                "Mul",
+                [x, g.f32(f"{out}/scale{t}", channel_const(c, ndim))],
+                f"{out}/term{t}",
+                shape,
+            )
+            for t, (x, c) in enumerate(zip(xs, plan.form.scales, strict=True))
+        ]
+        u = g.add_all(parts, f"{out}/scaled", shape)
+        offset = channel_const(plan.form.offset, ndim) if plan.form.offset.any() else None
+        return style.round_step(g, u, offset, *_bits_of(lo, hi), out)
+    positions = plan.form.positions
+    pieces = [plan.form.split(m) for m in mults]
+    carry = None
+    for j in range(len(positions)):
+        if j + 1 < len(positions):
+            unit = np.exp2(-float(positions[j + 1] - positions[j]))
+            name = f"{out}/limb{j}"
+        else:
+            unit = np.exp2(-(shift - positions[j]).astype(np.float64))
+            name = f"{out}/scaled"
+        parts = [
+            g.op(
+                "Mul",
+                [x, g.f32(f"{name}/m{t}", channel_const(pieces[t][j] * unit, ndim))],
+                f"{name}/term{t}",
+                shape,
+            )
+            for t, x in enumerate(xs)
+        ]
+        if carry is not None:
+            scale = g.f32(f"{name}/unit", channel_const(unit, ndim))
+            parts.append(g.op("Mul", [carry, scale], f"{name}/carried", shape))
+        total = g.add_all(parts, name if j + 1 == len(positions) else f"{name}/sum", shape)
+        if j + 1 < len(positions):
+            carry = style.floor(g, total, sum(plan.bounds), f"{name}/carry")
+    frac_bits = np.maximum(shift - positions[-1], 1)
+    offset = channel_const(np.exp2(-(frac_bits + 1.0)), ndim)
+    return style.round_step(g, total, offset, *_bits_of(lo, hi), out)
 
 
 def _bits_of(lo: int, hi: int) -> tuple[int, bool]:
@@ -369,72 +525,53 @@ def _bits_of(lo: int, hi: int) -> tuple[int, bool]:
 
 
 def _add(g: Graph, node: AddNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle) -> None:
-    shape = shapes[node.name]
-    peak = sum(g.peaks[name] * abs(m) for name, m in zip(node.inputs, node.mults, strict=True))
-    if not _requant_exact(peak, node.shift):
-        _refuse(
-            node.name,
-            [f"|a·M_a| + |b·M_b| + 2^(s−1) can reach 2^53 (M = {node.mults}, s = {node.shift})"],
-            "lower the add's requant_bits or its inputs' activation bits",
-        )
-    terms = []
-    for i, (name, mult) in enumerate(zip(node.inputs, node.mults, strict=True)):
-        double = g.op(
-            "Cast", [name], f"{node.name}/in{i}", (shapes[name], np.float64), to=TensorProto.DOUBLE
-        )
-        ratio = g.const(f"{node.name}/ratio{i}", np.float64(mult * 2.0**-node.shift))
-        terms.append(g.op("Mul", [double, ratio], f"{node.name}/term{i}", (shape, np.float64)))
-    total = g.op("Add", terms, f"{node.name}/sum", (shape, np.float64))
-    shifted = g.op(
-        "Add",
-        [total, g.const(f"{node.name}/half", np.float64(0.5))],
-        f"{node.name}/shifted",
-        (shape, np.float64),
-    )
-    style.quantize(g, shifted, shape, *_bits_of(node.lo, node.hi), node.name)
+    terms = [(name, g.peaks[name]) for name in node.inputs]
+    mults = [np.array([m]) for m in node.mults]
+    fix = "lower the add's requant_bits or its inputs' activation bits"
+    shape = _act(shapes[node.name])
+    _requantize(g, node.name, terms, mults, node.shift, node.lo, node.hi, shape, style, fix)
 
 
 def _avgpool(
     g: Graph, node: AvgPoolNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle
 ) -> None:
-    shape = shapes[node.name]
+    shape = _act(shapes[node.name])
     x = node.inputs[0]
     window_peak = node.window * g.peaks[x]
-    problems = []
+    fix = "use a smaller pooling window or lower the input's bits"
     if window_peak >= FLOAT32_EXACT:
-        problems.append(f"its window sums can reach {window_peak}, beyond float32's exact 2^24")
-    if not _requant_exact(window_peak * abs(node.mult), node.shift):
-        problems.append("|sum·M| + 2^(s−1) can reach 2^53")
-    _refuse(node.name, problems, "use a smaller pooling window or lower the input's bits")
-    if node.kernel_size is None:
-        total = g.op(
-            "ReduceSum",
-            [x, g.const(f"{node.name}/axes", np.array([2, 3], np.int64))],
-            f"{node.name}/sum",
-            (shape, np.float32),
-            keepdims=1,
+        _refuse(
+            node.name,
+            [f"its window sums can reach {window_peak}, beyond float32's exact 2^24"],
+            fix,
         )
-    else:
-        k, channels = node.kernel_size, shapes[x][1]
-        ones = g.const(f"{node.name}/ones", np.ones((channels, 1, k, k), np.float32))
-        total = g.op(
-            "Conv",
-            [x, ones],
-            f"{node.name}/sum",
-            (shape, np.float32),
-            kernel_shape=[k, k],
-            strides=[k, k],
-            group=channels,
-        )
+    # window sums by an all-ones depthwise Conv (a global pool's window is the whole plane)
+    channels, height, width = shapes[x][1:]
+    kernel = [height, width] if node.kernel_size is None else [node.kernel_size] * 2
+    ones = g.f32(f"{node.name}/ones", np.ones((channels, 1, *kernel)))
+    total = g.op(
+        "Conv",
+        [x, ones],
+        f"{node.name}/sum",
+        shape,
+        kernel_shape=kernel,
+        strides=kernel,
+        pads=[0, 0, 0, 0],
+        dilations=[1, 1],
+        group=channels,
+    )
+    terms = [(total, window_peak)]
     _requantize(
         g,
-        total,
         node.name,
-        shape,
-        np.float64(node.mult * 2.0**-node.shift),
+        terms,
+        [np.array([node.mult])],
+        node.shift,
         node.lo,
         node.hi,
+        shape,
         style,
+        fix,
     )
 
 
@@ -445,7 +582,7 @@ def _maxpool(
         "MaxPool",
         node.inputs,
         node.name,
-        (shapes[node.name], np.float32),
+        _act(shapes[node.name]),
         kernel_shape=list(node.kernel_size),
         strides=list(node.stride),
         pads=[*node.padding, *node.padding],
@@ -458,7 +595,13 @@ def _reshape(
     g: Graph, node: ReshapeNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle
 ) -> None:
     target = g.const(f"{node.name}/shape", np.array([0, *node.shape], np.int64))
-    g.op("Reshape", [node.inputs[0], target], node.name, (shapes[node.name], np.float32))
+    g.op("Reshape", [node.inputs[0], target], node.name, _act(shapes[node.name]))
+
+
+def signed_bits(values: np.ndarray) -> int:
+    """The fewest bits ``b`` whose signed range ``qrange(b, True)`` holds every value."""
+    low, high = int(values.min(initial=0)), int(values.max(initial=0))
+    return max(bits_needed(high), bits_needed(-low - 1) if low < 0 else 1)
 
 
 _EMITTERS = {

@@ -1,10 +1,14 @@
-"""Standard-ONNX export for onnxruntime: QDQ pairs where codes are 8-bit, ``Clip`` elsewhere.
+"""Standard-ONNX export for onnxruntime: QDQ pairs where codes are 8-bit, ``Floor``/``Clip``
+elsewhere.
 
-The layout is :mod:`hwquant.export.graph`'s. A quantize step is ``Floor`` then, for 8-bit codes,
-``QuantizeLinear``/``DequantizeLinear`` with scale 1 and zero point 0 (their saturation to
-int8/uint8 is exactly the code range), and for other widths ``Clip`` to the code range. 8-bit
-weights are int8 initializers behind a ``DequantizeLinear`` (the QDQ weight form); others are
-float initializers holding integers. onnxruntime runs the graph as it is, with no custom op.
+The layout is :mod:`hwquant.export.graph`'s. A rounding step on a value ``u`` of the ``2^-k``
+grid is ``Add(2^-(k+1))`` then, for 8-bit codes, ``QuantizeLinear``/``DequantizeLinear`` with
+scale 1 and zero point 0 (tie-free, so its half-to-even rounding is ``floor(u + 1/2)``, and its
+saturation to int8/uint8 is exactly the code range), and for other widths ``Add(1/2)``,
+``Floor`` and ``Clip`` to the code range. The input step is ``Floor`` and the same saturation.
+8-bit weights are int8 initializers behind a ``DequantizeLinear`` (the QDQ weight form); others
+are float32 initializers holding integers. MSQ and codebook layers hold their decoded weights.
+onnxruntime runs the graph as it is, with no custom op.
 """
 
 from __future__ import annotations
@@ -13,60 +17,95 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto
 
 from hwquant.core.errors import UnsupportedLayerError
+from hwquant.export.graph import Graph, Shape, build, signed_bits
 from hwquant.core.intmath import qrange
-from hwquant.export.custom_ops import require_custom_ops
-from hwquant.export.graph import INPUT_NAME, OUTPUT_NAME, Graph, build
-from hwquant.ir.intmodel import IntModel, WeightNode
+from hwquant.ir.intmodel import IntModel, WeightEncoding
 
 QDQ_BITS = 8
 
 
 class QDQStyle:
-    """Quantize steps as Floor + QDQ (8-bit) or Floor + Clip; weights as (QDQ) initializers."""
+    """Rounding and floor steps as QDQ pairs (8-bit) or Floor + Clip; weights as initializers."""
 
-    def quantize(
-        self, g: Graph, value: str, shape: tuple[int, ...], bits: int, signed: bool, out: str
+    def saturate(
+        self, g: Graph, codes: str, shape: Shape, bits: int, signed: bool, out: str
     ) -> str:
-        """``clamp(floor(value), qrange(bits, signed))`` as float32."""
-        floor = g.op("Floor", [value], f"{out}/floor", g.like(value))
-        single = g.op("Cast", [floor], f"{out}/f32", (shape, np.float32), to=TensorProto.FLOAT)
+        """``clamp(codes, qrange(bits, signed))`` of integer-or-tie-free ``codes``: a Q/DQ pair
+        (which also rounds) for 8 bits, ``Clip`` otherwise."""
         if bits == QDQ_BITS:
             dtype = np.int8 if signed else np.uint8
             zero = g.const(f"{out}/zero_point", np.array(0, dtype))
-            one = g.const(f"{out}/unit", np.float32(1.0))
-            codes = g.op("QuantizeLinear", [single, one, zero], f"{out}/q", (shape, dtype))
-            return g.op("DequantizeLinear", [codes, one, zero], out, (shape, np.float32))
+            one = g.f32(f"{out}/unit", 1.0)
+            q = g.op("QuantizeLinear", [codes, one, zero], f"{out}/q", shape, dtype)
+            return g.op("DequantizeLinear", [q, one, zero], out, shape)
         lo, hi = qrange(bits, signed)
-        bounds = [g.const(f"{out}/{n}", np.float32(v)) for n, v in (("lo", lo), ("hi", hi))]
-        return g.op("Clip", [single, *bounds], out, (shape, np.float32))
+        bounds = [g.f32(f"{out}/lo", lo), g.f32(f"{out}/hi", hi)]
+        return g.op("Clip", [codes, *bounds], out, shape)
 
-    def weight(self, g: Graph, node: WeightNode) -> str:
-        """int8 weights behind ``DequantizeLinear`` when they fit 8 bits, else float integers."""
-        require_custom_ops(node, False, "the QDQ form (onnxruntime runs no custom op)")
-        name = f"{node.name}/weight"
-        if node.weight_bits <= QDQ_BITS:
-            stored = g.const(f"{name}_int8", node.weight.astype(np.int8))
-            one = g.const(f"{name}/unit", np.float32(1.0))
-            zero = g.const(f"{name}/zero_point", np.array(0, np.int8))
-            return g.op(
-                "DequantizeLinear", [stored, one, zero], name, (node.weight.shape, np.float32)
-            )
-        return g.const(name, node.weight.astype(np.float32))
+    def round_step(
+        self, g: Graph, u: str, offset: np.ndarray | None, bits: int, signed: bool, out: str
+    ) -> str:
+        """``Add(offset)`` (if any), then a Q/DQ pair (8 bits: it rounds and saturates) or
+        ``Round`` and ``Clip`` (proved for every rounding rule, half-to-even included)."""
+        shape = g.shape(u)
+        shifted = u
+        if offset is not None:
+            shifted = g.op("Add", [u, g.f32(f"{out}/offset", offset)], f"{out}/shifted", shape)
+        if bits != QDQ_BITS:
+            shifted = g.op("Round", [shifted], f"{out}/round", shape)
+        return self.saturate(g, shifted, shape, bits, signed, out)
+
+    def floor_step(self, g: Graph, v: str, bits: int, signed: bool, out: str) -> str:
+        """``Floor`` then the saturation."""
+        shape = g.shape(v)
+        floor = g.op("Floor", [v], f"{out}/floor", shape)
+        return self.saturate(g, floor, shape, bits, signed, out)
+
+    def floor(self, g: Graph, v: str, peak: int, out: str) -> str:
+        """``Floor``."""
+        return g.op("Floor", [v], out, g.shape(v))
+
+    clips = True
+
+    def clip(self, g: Graph, v: str, low: int, high: int, out: str) -> str:
+        """``Clip`` (onnxruntime fuses it into the convolution before it)."""
+        bounds = [g.f32(f"{out}/lo", low), g.f32(f"{out}/hi", high)]
+        return g.op("Clip", [v, *bounds], out, g.shape(v))
+
+    def decodes(self, encoding: WeightEncoding) -> bool:
+        """False: onnxruntime runs no custom op, weights are decoded."""
+        return False
+
+    def weight(
+        self, g: Graph, name: str, values: np.ndarray, encoding: WeightEncoding | None
+    ) -> str:
+        """int8 weights behind ``DequantizeLinear`` when they fit 8 bits, else float32."""
+        if signed_bits(values) > QDQ_BITS:
+            return g.f32(name, values)
+        stored = g.const(f"{name}_int8", values.astype(np.int8))
+        one = g.f32(f"{name}/unit", 1.0)
+        zero = g.const(f"{name}/zero_point", np.array(0, np.int8))
+        return g.op("DequantizeLinear", [stored, one, zero], name, values.shape)
 
 
 def export_qdq(
-    model: IntModel, input_shape: tuple[int, ...], path: str | Path | None = None
+    model: IntModel,
+    input_shape: tuple[int, ...],
+    path: str | Path | None = None,
+    *,
+    quantize_input: bool = True,
 ) -> onnx.ModelProto:
-    """The standard-ONNX (QDQ) graph of ``model`` (written to ``path`` if given).
+    """The standard-ONNX (QDQ) graph of ``model`` (written to ``path`` if given; the batch size
+    is symbolic). ``quantize_input=False``: the graph takes the input's integer codes.
 
     Raises:
-        UnsupportedLayerError: an MSQ/codebook layer (no custom ops in this form), or a layer
-            whose float form would not be exact.
+        UnsupportedLayerError: a layer whose float32 form would not be exact.
     """
-    return build(model, tuple(input_shape), QDQStyle(), "hwquant_qdq", path)
+    return build(
+        model, tuple(input_shape), QDQStyle(), "hwquant_qdq", path, quantize_input=quantize_input
+    )
 
 
 def run_onnxruntime(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
@@ -80,4 +119,5 @@ def run_onnxruntime(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     session = onnxruntime.InferenceSession(
         proto.SerializeToString(), providers=["CPUExecutionProvider"]
     )
-    return session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(x, np.float32)})[0]
+    name_in, name_out = proto.graph.input[0].name, proto.graph.output[0].name
+    return session.run([name_out], {name_in: np.asarray(x, np.float32)})[0]

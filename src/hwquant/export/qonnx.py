@@ -1,11 +1,17 @@
 """QONNX export: ``Quant`` nodes (domain ``qonnx.custom_op.general``) in the integer domain.
 
-Every quantize step of :mod:`hwquant.export.graph` is a QONNX ``Quant`` node with scale 1,
-zero point 0, the code's bit-width, ``signed``, ``narrow=0`` and ``rounding_mode="FLOOR"``
-(the graph adds 1/2 before it: hwquant rounds half up, methods.md §4). Its output is the
-integer code, so QONNX's own semantics (``clamp(round(x/scale + zp)) − zp) · scale``) give the
-engine's codes exactly. Weights are integer initializers behind a ``Quant`` that states their
-bit-width, or, for MSQ and codebook layers, a custom decoder op (:mod:`custom_ops`).
+Every quantize step of :mod:`hwquant.export.graph` is a QONNX ``Quant`` node with scale 1, zero
+point 0, the code's bit-width, ``signed`` and ``narrow=0``, whose output is the integer code:
+
+* requantization: ``Add(2^-(k+1))`` then ``Quant(rounding_mode="ROUND")`` on a value ``u`` of the
+  ``2^-k`` grid — never a tie, so every rounding rule (qonnx's half-to-even, FINN's thresholds,
+  hls4ml's fixed-point rounding) gives ``floor(u + 1/2)``, hwquant's round-half-up;
+* input quantizer: ``Quant(rounding_mode="FLOOR")`` on ``fl(x/s_in) + 1/2``, which holds any
+  float; consumers that round their own way take integer codes instead (``quantize_input=False``).
+
+Weights are integer initializers behind a ``Quant`` that states their bit-width: the decoded
+``W_int`` for every scheme, or, with ``custom_ops``, hwquant's decoder ops for MSQ and codebook
+layers (:mod:`custom_ops`), which only qonnx with hwquant installed runs.
 """
 
 from __future__ import annotations
@@ -16,62 +22,86 @@ import numpy as np
 import onnx
 
 from hwquant.core.errors import UnsupportedLayerError
-from hwquant.core.intmath import qrange
-from hwquant.export.custom_ops import emit_encoded_weight, require_custom_ops
-from hwquant.export.graph import INPUT_NAME, OUTPUT_NAME, Graph, build
-from hwquant.ir.intmodel import IntModel, WeightNode
+from hwquant.export.custom_ops import emit_encoded_weight
+from hwquant.export.graph import Graph, Shape, build, signed_bits
+from hwquant.core.intmath import bits_needed, qrange
+from hwquant.ir.intmodel import IntModel, WeightEncoding
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 
 
 class QONNXStyle:
-    """Quantize steps as QONNX ``Quant`` nodes; encoded weights through custom ops."""
+    """Quantize steps as QONNX ``Quant`` nodes; encoded weights decoded, or as custom ops."""
 
     def __init__(self, custom_ops: bool) -> None:
         self.custom_ops = custom_ops
 
-    def quantize(
-        self, g: Graph, value: str, shape: tuple[int, ...], bits: int, signed: bool, out: str
+    def quant(
+        self, g: Graph, value: str, shape: Shape, bits: int, signed: bool, out: str, rounding: str
     ) -> str:
-        """``Quant(value, scale=1, zeropt=0, bitwidth=bits)`` with floor rounding.
+        """``Quant(value, scale=1, zeropt=0, bitwidth=bits)``: ``clamp(rounding(value))``.
 
         qonnx reads a 1-bit signed ``Quant`` as bipolar (±1), but hwquant's 1-bit signed range
         is ``qrange(1, True) = [−1, 0]``: that step is a 2-bit ``Quant`` (range [−2, 1]) followed
-        by ``Clip`` to [−1, 0], which is ``clamp(floor(value), −1, 0)`` exactly.
+        by ``Clip`` to [−1, 0], which is ``clamp(rounding(value), −1, 0)`` exactly.
         """
         one_bit_signed = bits == 1 and signed
-        quant_bits = 2 if one_bit_signed else bits
         quant = f"{out}/quant" if one_bit_signed else out
-        codes = g.op(
-            "Quant",
-            [
-                value,
-                g.const(f"{quant}/q_scale", np.float32(1.0)),
-                g.const(f"{quant}/q_zeropt", np.float32(0.0)),
-                g.const(f"{quant}/q_bits", np.float32(quant_bits)),
-            ],
-            quant,
-            (shape, np.float32),
-            QONNX_DOMAIN,
-            signed=int(signed),
-            narrow=0,
-            rounding_mode="FLOOR",
-        )
+        inputs = [
+            value,
+            g.f32(f"{quant}/q_scale", 1.0),
+            g.f32(f"{quant}/q_zeropt", 0.0),
+            g.f32(f"{quant}/q_bits", 2 if one_bit_signed else bits),
+        ]
+        attrs = {"signed": int(signed), "narrow": 0, "rounding_mode": rounding}
+        codes = g.op("Quant", inputs, quant, shape, domain=QONNX_DOMAIN, **attrs)
         if not one_bit_signed:
             return codes
         lo, hi = qrange(1, True)
-        bounds = [g.const(f"{out}/{k}", np.float32(v)) for k, v in (("lo", lo), ("hi", hi))]
-        return g.op("Clip", [codes, *bounds], out, (shape, np.float32))
+        bounds = [g.f32(f"{out}/lo", lo), g.f32(f"{out}/hi", hi)]
+        return g.op("Clip", [codes, *bounds], out, shape)
 
-    def weight(self, g: Graph, node: WeightNode) -> str:
+    def round_step(
+        self, g: Graph, u: str, offset: np.ndarray | None, bits: int, signed: bool, out: str
+    ) -> str:
+        """``Add(offset)`` (if any) then ``Quant(ROUND)``."""
+        shifted = u
+        if offset is not None:
+            shifted = g.op("Add", [u, g.f32(f"{out}/offset", offset)], f"{out}/shifted", g.shape(u))
+        return self.quant(g, shifted, g.shape(u), bits, signed, out, "ROUND")
+
+    def floor_step(self, g: Graph, v: str, bits: int, signed: bool, out: str) -> str:
+        """``Quant(FLOOR)``: ``clamp(floor(v))`` for any float ``v``."""
+        return self.quant(g, v, g.shape(v), bits, signed, out, "FLOOR")
+
+    def saturate(self, g: Graph, v: str, shape: Shape, bits: int, signed: bool, out: str) -> str:
+        """``Quant(ROUND)``: on integers, their clamp (and the declaration of their type)."""
+        return self.quant(g, v, shape, bits, signed, out, "ROUND")
+
+    def floor(self, g: Graph, v: str, peak: int, out: str) -> str:
+        """``Quant(FLOOR)`` wide enough for ``peak``: ``floor(v)`` (hls4ml: a truncating
+        fixed-point activation)."""
+        return self.quant(g, v, g.shape(v), bits_needed(peak), True, out, "FLOOR")
+
+    clips = False
+    """QONNX consumers (hls4ml) read no ``Clip``: the plan uses more limbs instead."""
+
+    def clip(self, g: Graph, v: str, low: int, high: int, out: str) -> str:
+        """Never called (:attr:`clips` is False)."""
+        raise NotImplementedError
+
+    def decodes(self, encoding: WeightEncoding) -> bool:
+        """With ``custom_ops``: every encoding has a decoder op."""
+        return self.custom_ops
+
+    def weight(
+        self, g: Graph, name: str, values: np.ndarray, encoding: WeightEncoding | None
+    ) -> str:
         """Integer weights through a ``Quant`` of their bit-width, or a custom decoder."""
-        require_custom_ops(node, self.custom_ops, "QONNX")
-        if node.encoding is not None:
-            return emit_encoded_weight(g, node)
-        raw = g.const(f"{node.name}/weight_int", node.weight.astype(np.float32))
-        return self.quantize(
-            g, raw, node.weight.shape, node.weight_bits, True, f"{node.name}/weight"
-        )
+        if encoding is not None and self.custom_ops:
+            return emit_encoded_weight(g, name, encoding, values.shape)
+        raw = g.f32(f"{name}_int", values)
+        return self.quant(g, raw, values.shape, signed_bits(values), True, name, "ROUND")
 
 
 def export_qonnx(
@@ -80,24 +110,38 @@ def export_qonnx(
     path: str | Path | None = None,
     *,
     custom_ops: bool = False,
+    quantize_input: bool = True,
 ) -> onnx.ModelProto:
-    """The QONNX graph of ``model`` for inputs of ``input_shape`` (written to ``path`` if given).
+    """The QONNX graph of ``model`` for inputs of ``input_shape`` (written to ``path`` if given;
+    the batch size is symbolic). MSQ and codebook layers are written with their decoded integer
+    weights, or with hwquant's decoder ops when ``custom_ops``. ``quantize_input=False``: the
+    graph takes the input's integer codes.
 
     Raises:
-        UnsupportedLayerError: an MSQ/codebook layer without ``custom_ops``, or a layer whose
-            float form would not be exact (see :func:`hwquant.export.graph.build`).
+        UnsupportedLayerError: a layer whose float32 form would not be exact (see
+            :func:`hwquant.export.graph.build`).
     """
-    return build(model, tuple(input_shape), QONNXStyle(custom_ops), "hwquant_qonnx", path)
+    style = QONNXStyle(custom_ops)
+    return build(
+        model, tuple(input_shape), style, "hwquant_qonnx", path, quantize_input=quantize_input
+    )
 
 
 def run_qonnx(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    """Execute a QONNX graph with qonnx's executor (needs the ``qonnx`` package)."""
+    """Execute a QONNX graph with qonnx's executor (needs the ``qonnx`` package); a symbolic
+    batch size is first set to ``len(x)`` (qonnx's ``ChangeBatchSize``, as its users do)."""
     try:
         from qonnx.core.modelwrapper import ModelWrapper
         from qonnx.core.onnx_exec import execute_onnx
+        from qonnx.transformation.change_batchsize import ChangeBatchSize
+        from qonnx.transformation.infer_shapes import InferShapes
     except ImportError as exc:
         raise UnsupportedLayerError(
             "executing QONNX needs the qonnx package. Fix: pip install qonnx (the `test` extra)."
         ) from exc
-    out = execute_onnx(ModelWrapper(proto), {INPUT_NAME: np.asarray(x, np.float32)})
-    return out[OUTPUT_NAME]
+    name_in, name_out = proto.graph.input[0].name, proto.graph.output[0].name
+    wrapper = ModelWrapper(proto)
+    if proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param:
+        wrapper = wrapper.transform(ChangeBatchSize(len(x))).transform(InferShapes())
+    out = execute_onnx(wrapper, {name_in: np.asarray(x, np.float32)})
+    return out[name_out]
