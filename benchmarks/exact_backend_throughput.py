@@ -33,9 +33,9 @@ from onnx import TensorProto, helper, numpy_helper
 import hwquant
 from benchmarks.common import command_line, interleaved_median_seconds, print_results, write_result
 from benchmarks.engine_throughput import _calibrated_qat
+from hwquant.core.intmath import requant_params
 from hwquant.export import export_qdq, runtime
 from hwquant.export.requant import one_step
-from hwquant.core.intmath import requant_params
 from hwquant.models import build
 
 TARGET_FP32, TARGET_ORT = 0.8, 1.0

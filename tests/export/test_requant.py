@@ -7,6 +7,7 @@ import pytest
 
 import hwquant.export.graph as graph_module
 from hwquant.core.errors import UnsupportedLayerError
+from hwquant.core.intmath import qrange, requant_params
 from hwquant.export import export_qdq, export_qonnx, run_onnxruntime, run_qonnx
 from hwquant.export.requant import (
     OneStep,
@@ -16,7 +17,6 @@ from hwquant.export.requant import (
     one_step,
     thresholds,
 )
-from hwquant.core.intmath import qrange, requant_params
 from tests.export.conftest import residual_net
 
 RANGES = [(4, False), (4, True), (8, False), (2, True)]

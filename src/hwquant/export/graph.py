@@ -44,10 +44,10 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from hwquant.core.atomic import write_atomic
-from hwquant.engine import run
 from hwquant.core.errors import UnsupportedLayerError
-from hwquant.export.requant import FLOAT32_EXACT, Limbs, OneStep, clip_range, limbs, one_step
 from hwquant.core.intmath import bits_needed, max_magnitude, qrange
+from hwquant.engine import run
+from hwquant.export.requant import FLOAT32_EXACT, Limbs, OneStep, clip_range, limbs, one_step
 from hwquant.ir.intmodel import (
     AddNode,
     AvgPoolNode,
