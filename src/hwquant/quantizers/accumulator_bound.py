@@ -431,8 +431,9 @@ def record_proved_bound(node: WeightNode, acc_bits: int | None, digit_planes: bo
     """Set ``node.acc_interval`` and ``node.plane_interval`` from its integers (the theorem of
     the module docstring: every partial sum, and every 4-bit digit plane, for any input in
     range); with ``acc_bits`` (a layer trained for a P-bit accumulator) check that P holds
-    the accumulator, and its digit planes where the layer was trained to bound them, and set
-    ``node.acc_bits = P``.
+    the accumulator, and its digit planes where the layer was trained to bound them, and give
+    the node that accumulator: ``acc_bits = P`` with ``overflow = "raise"`` (an overflow would
+    contradict the proof, so it stops the run; ``set_accumulator`` changes it).
 
     Raises:
         HwquantError: the integers do not fit P (cannot happen for a model made by prepare()).
@@ -457,4 +458,4 @@ def record_proved_bound(node: WeightNode, acc_bits: int | None, digit_planes: bo
             f"need {needed} bits for some input in range. Fix: report this; prepare() the model "
             "again with this hwquant version."
         )
-    node.acc_bits = acc_bits
+    node.acc_bits, node.overflow = acc_bits, "raise"
