@@ -6,8 +6,8 @@ last layers 8-bit, and W4A4 trained for 16-bit accumulators in every layer, firs
 included: ``accumulator_bits=16``, docs/llsq.md §5) from the FP32 weights, lowers each to an
 :class:`~hwquant.IntModel`, checks it bit for bit against the QAT model on the whole test set and
 measures, per weight layer, the accumulator width it needs and what a 16-bit accumulator would do.
-Everything measured goes into one JSON-friendly results dict, which becomes ``demo.json`` and, through :mod:`hwquant.report`,
-the tables, plots and ``report.md`` / ``report.html``.
+Everything measured goes into one JSON-friendly results dict, which becomes ``demo.json`` and,
+through :mod:`hwquant.report`, the tables, plots and ``report.md`` / ``report.html``.
 """
 
 from __future__ import annotations
