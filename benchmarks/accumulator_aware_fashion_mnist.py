@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 import hwquant
 from benchmarks import fashion_mnist_llsq as llsq_bench
+from benchmarks.common import command_line, write_result
 from hwquant.accumulators import adversarial_run
 from hwquant.data import BatchLoader
 from hwquant.engine import run as engine_run
@@ -108,6 +110,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--quick", action="store_true", help="tiny subset, one epoch: smoke run")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="result JSON")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="combine the rows of these result files (runs of this script from one FP32 model, "
+        "e.g. run in parallel) into --out, with the summary; nothing is trained",
+    )
     args = p.parse_args(argv)
     args.selected = llsq_bench.selected_rows(p, args.rows, [r.name for r in ROWS])
     args.base = llsq_bench.shared_settings(args.epochs_qat, args.seed, args.quick)
@@ -220,8 +230,45 @@ def summary(records: dict[str, Any], fp32_acc: float) -> dict[str, Any]:
     return out
 
 
+def merge(parts: list[Path], out: Path, command: str) -> dict[str, Any]:
+    """One result file from several runs of this benchmark from the same FP32 weights: their
+    rows (in :data:`ROWS` order), the summary, and each part's command, machine and config."""
+    docs = [json.loads(part.read_text()) for part in parts]
+    fp32 = {doc["results"]["fp32_test_acc"] for doc in docs}
+    init = {doc["config"]["init_fp32"] for doc in docs}
+    if len(fp32) != 1 or len(init) != 1:
+        raise SystemExit(f"the parts start from different FP32 models: {fp32}, {init}")
+    found = {name: rec for doc in docs for name, rec in doc["results"]["rows"].items()}
+    rows = {row.name: found[row.name] for row in ROWS if row.name in found}
+    fp32_acc = fp32.pop()
+    results = {
+        "complete": all(doc["results"]["complete"] for doc in docs),
+        "fp32_test_acc": fp32_acc,
+        "rows": rows,
+        "summary": summary(rows, fp32_acc),
+        "parts": [
+            {"file": part.name, "command": doc["command"], "rows": list(doc["results"]["rows"])}
+            for part, doc in zip(parts, docs, strict=True)
+        ],
+    }
+    config = docs[0]["config"] | {"merged_from": [part.name for part in parts]}
+    write_result(
+        NAME,
+        command=command,
+        seed=docs[0]["seed"],
+        config=config,
+        results=results,
+        machine=docs[0]["machine"],
+        path=out,
+    )
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.merge:
+        command = command_line([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+        return merge(args.merge, args.out, command)
     base = args.base
     recorder, splits, loaders_ = llsq_bench.start(NAME, argv, args, base)
     fp32_loaders = loaders_
