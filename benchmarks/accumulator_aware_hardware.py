@@ -7,6 +7,11 @@ the accumulator's width shows in the fabric; ``hwquant.rtl.unit``) is emitted at
 curve and synthesized with Yosys ``synth_xilinx`` (xc7, ``-nodsp``). Each row gives the counts
 and their ratio to the 32-bit accumulator's.
 
+The unit's accumulator must hold one product of the full operand ranges (16 bits for 8x8), so
+the W8A8 MAC is not emitted below 16 bits: an accelerator would exploit accumulator-aware
+weights there with a narrower multiplier output (the weights' budget bounds every product), which
+this unit does not model; those rows name the reason.
+
 The whole-design figure (every MAC of a network accelerator at P bits) needs the accelerator
 being built on another branch; ``whole_design`` in the JSON is left ``null`` with that note.
 
@@ -24,6 +29,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import command_line, write_result
+from hwquant.errors import ConfigError
 from hwquant.rtl import fixed_mac
 from hwquant.rtl.synth import synthesize, yosys_version
 
@@ -46,13 +52,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, (act_bits, weight_bits, signed) in MACS.items():
         rows = {}
         for bits in ACC_BITS:
-            unit = fixed_mac(act_bits, weight_bits, bits, act_signed=signed, style="lut")
+            try:
+                unit = fixed_mac(act_bits, weight_bits, bits, act_signed=signed, style="lut")
+            except ConfigError as exc:  # narrower than one full-range product
+                rows[bits] = {"not_emitted": str(exc)}
+                continue
             res = synthesize(unit, "xc7", cache_dir=args.cache)
             rows[bits] = {"top": unit.top} | {r: getattr(res, r) for r in RESOURCES}
             print(f"[{name} P={bits}] {rows[bits]}", file=sys.stderr)
         base = rows[32]
         for row in rows.values():
-            row["vs_32_bits"] = {r: round(row[r] / base[r], 3) for r in RESOURCES if base[r]}
+            if "top" in row:
+                row["vs_32_bits"] = {r: round(row[r] / base[r], 3) for r in RESOURCES if base[r]}
         macs[name] = {
             "act_bits": act_bits,
             "weight_bits": weight_bits,

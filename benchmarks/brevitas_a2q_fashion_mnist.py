@@ -43,7 +43,7 @@ from hwquant.data import BatchLoader, load_dataset
 NAME = "accumulator_aware_brevitas_fashion_mnist"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / f"{NAME}.json"
 WORKER = Path(__file__).resolve().parent / "brevitas_a2q_worker.py"
-DEFAULT_PYTHON = "/work/venvs/brevitas/bin/python"
+DEFAULT_PYTHON = ".venv-brevitas/bin/python"  # `make accumulator-aware` builds it
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
