@@ -60,6 +60,8 @@ BISECTION_STEPS = 24
 """Halvings of the digit-plane search (every step keeps the upper end feasible, so the result
 fits whatever the number; more steps only threshold less)."""
 MIN_BITS, MAX_BITS = 2, 62  # the widths hwquant.intmath.Accumulator holds
+INIT_FACTORS = 17
+"""Candidate initial scales ``α·2^(k/2)``, k = 0..16 (up to 256x LLSQ's initial scale)."""
 
 Interval = tuple[torch.Tensor, torch.Tensor]
 """``(low, high)`` per row (output channel), float64 holding exact integers."""
@@ -322,6 +324,31 @@ class BoundedLinearQuantizer(LinearQuantizer):
         bias = self._bias_codes(row_scale.view(v.shape[: lead + 1]))
         bias = None if bias is None else bias.reshape(-1)
         return self.bound().project(rows, bias).reshape(v.shape)
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor) -> None:
+        """LLSQ's initial scale, then, per scale, the factor ``2^(k/2)`` (k = 0..16) whose
+        *projected* codes fit ``x`` best (least squared error), for scales whose LLSQ codes do
+        not fit the accumulator already: where the budget binds, a
+        coarser grid that needs less thresholding usually wins, and LLSQ's ``±α²`` steps would
+        take many steps to get there."""
+        super().initialize(x)
+        if x.numel() == 0:
+            return
+        alpha = self._broadcast(self.scale_value(), x)
+        factors = torch.exp2(torch.arange(INIT_FACTORS, dtype=x.dtype) / 2)
+        scales = factors.view(-1, *([1] * x.dim())) * alpha.unsqueeze(0)
+        codes = self.code_rule((x.unsqueeze(0) / scales).clamp(self.qmin, self.qmax), scales)
+        error = (x.unsqueeze(0) - codes.to(x.dtype) * scales).square()
+        lazy = (x / alpha).clamp(self.qmin, self.qmax).add(0.5).floor()
+        if self.per_channel:  # one factor per channel; a channel that fits keeps LLSQ's scale
+            best = error.flatten(2).sum(2).argmin(0)
+            fits = (codes[0] == lazy).flatten(1).all(1)
+        else:
+            best = error.flatten(1).sum(1).argmin().reshape(1)
+            fits = (codes[0] == lazy).all().reshape(1)
+        best = torch.where(fits, torch.zeros_like(best), best)
+        self.scale.mul_(factors[best].to(self.scale.dtype))
 
     def _codes(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         return self.code_rule((x / alpha).clamp(self.qmin, self.qmax), alpha)
