@@ -8,7 +8,7 @@ TORCH  := torch==2.13.0
 # slow torch down several-fold.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test lint bench reliability synth-costs clean
+.PHONY: demo test lint bench reliability synth-costs accumulator-aware clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,19 @@ bench: $(VENV)/.installed-test
 	test -d $(FASHION_MNIST) || (apt-get update && apt-get install -y dataset-fashion-mnist)
 	$(PY) -m benchmarks.fashion_mnist_llsq
 
+# Accumulator-aware LLSQ (docs/llsq.md section 5): the Fashion-MNIST curve, one MAC per
+# accumulator width in Yosys, and Brevitas A2Q+ side by side in its own venv (~1-2 h on 2 cores).
+BREVITAS_VENV ?= .venv-brevitas
+accumulator-aware: $(VENV)/.installed-test
+	test -d $(FASHION_MNIST) || (apt-get update && apt-get install -y dataset-fashion-mnist)
+	mkdir -p runs
+	$(PY) -m benchmarks.accumulator_aware_fashion_mnist --save-fp32 runs/fp32_small_cnn.pt
+	$(PY) -m benchmarks.accumulator_aware_hardware
+	test -x $(BREVITAS_VENV)/bin/python || ($(PYTHON) -m venv $(BREVITAS_VENV) && \
+		$(BREVITAS_VENV)/bin/pip install -q $(TORCH) && $(BREVITAS_VENV)/bin/pip install -q brevitas==0.13.4)
+	$(PY) -m benchmarks.brevitas_a2q_fashion_mnist --init-fp32 runs/fp32_small_cnn.pt \
+		--brevitas-python $(BREVITAS_VENV)/bin/python
+
 # Faults injected on purpose and fuzzed inputs (~10-15 min on 2 cores; not part of `make test`).
 reliability: $(VENV)/.installed-test
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.reliability
@@ -53,4 +66,4 @@ synth-costs: $(VENV)/.installed
 	$(VENV)/bin/hwquant synth sweep --jobs 2
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(BREVITAS_VENV) runs .pytest_cache

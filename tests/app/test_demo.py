@@ -36,7 +36,7 @@ def test_results_have_every_section(results: dict[str, Any]) -> None:
     assert expected | {"environment"} <= results.keys()
     assert results["quick"] is True
     assert results["dataset"]["name"] == "digits"
-    assert [v["name"] for v in results["variants"]] == ["w4a4", "w2a2"]
+    assert [v["name"] for v in results["variants"]] == ["w4a4", "w2a2", "w4a4_acc16"]
     assert {"torch", "python", "platform"} <= results["environment"].keys()
     assert results["timings"]["total"] > 0
 
@@ -57,6 +57,16 @@ def test_integer_engine_is_bit_exact(results: dict[str, Any]) -> None:
         assert variant["verify"]["exact"]
         assert variant["verify"]["mismatches"] == 0
         assert variant["verify"]["compared"] > 0
+
+
+def test_accumulator_aware_variant_fits_16_bits(results: dict[str, Any]) -> None:
+    """Every layer, first and last included, trained for 16-bit accumulators: proved to fit,
+    no overflow on the test set, the same accuracy as with 32-bit accumulators."""
+    (variant,) = (v for v in results["variants"] if v["name"] == "w4a4_acc16")
+    assert variant["accuracy"]["integer_acc16"] == variant["accuracy"]["integer"]
+    for layer in variant["layers"]:
+        assert layer["acc_bits"] == 16 and layer["proved_acc_bits"] <= 16, layer["name"]
+        assert layer["overflows_acc16"] == 0
 
 
 def test_layer_bits_are_positive_ints(results: dict[str, Any]) -> None:

@@ -31,6 +31,7 @@ import dataclasses
 import difflib
 import json
 import math
+import re
 import tomllib
 import types
 import typing
@@ -269,6 +270,11 @@ def _convert(name: str, annotation: Any, value: object) -> Any:
         if ok and not math.isfinite(value):
             ok, expected = False, "a finite number"
         value = float(value) if ok else value
+    elif typing.get_origin(annotation) is dict:  # a table of names to values
+        ok, expected = isinstance(value, dict), "a table"
+        if ok:
+            value_type = typing.get_args(annotation)[1]
+            value = {k: _convert(f"{name}.{k}", value_type, v) for k, v in value.items()}
     else:
         ok = isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))
         expected = _KINDS[annotation]
@@ -307,11 +313,18 @@ def _join(where: str, name: str) -> str:
 def _toml_lines(table: dict[str, Any], where: str) -> list[str]:
     """``table`` as TOML: its values, then each sub-table under its dotted header."""
     lines = [f"[{where}]"] if where else []
-    lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    lines += [
+        f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)
+    ]
     for name, sub in table.items():
         if isinstance(sub, dict):
             lines += ["", *_toml_lines(sub, _join(where, name))]
     return lines
+
+
+def _toml_key(key: str) -> str:
+    """A bare TOML key, or a quoted one where the name needs it (a layer name with dots)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
 
 
 def _toml_value(value: object) -> str:

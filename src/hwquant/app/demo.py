@@ -2,11 +2,12 @@
 
 On a built-in data set (MNIST-5k by default, sklearn's 8x8 digits with ``quick``) the demo trains
 ``small_cnn`` in FP32, then fine-tunes one QAT copy per :class:`Variant` (W4A4 and W2A2, first and
-last layers 8-bit) from the FP32 weights, lowers each to an :class:`~hwquant.IntModel`, checks it
-bit for bit against the QAT model on the whole test set and measures, per weight layer, the
-accumulator width it needs and what a 16-bit accumulator would do. Everything measured goes into
-one JSON-friendly results dict, which becomes ``demo.json`` and, through :mod:`hwquant.app.report`,
-the tables, plots and ``report.md`` / ``report.html``.
+last layers 8-bit, and W4A4 trained for 16-bit accumulators in every layer, first and last
+included: ``accumulator_bits=16``, docs/llsq.md §5) from the FP32 weights, lowers each to an
+:class:`~hwquant.IntModel`, checks it bit for bit against the QAT model on the whole test set and
+measures, per weight layer, the accumulator width it needs and what a 16-bit accumulator would do.
+Everything measured goes into one JSON-friendly results dict, which becomes ``demo.json`` and,
+through :mod:`hwquant.app.report`, the tables, plots and ``report.md`` / ``report.html``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from hwquant.data import BatchLoader, DataSplits, load_dataset
 from hwquant.engine import RunResult, run
 from hwquant.ir.intmodel import IntModel
 from hwquant.models import build
+from hwquant.qat.accumulator_bound import interval_bits
 from hwquant.qat.nn import QuantWeightLayer, quant_modules
 from hwquant.qat.nn.bn_fold import fold_bn
 from hwquant.qat.recipe import Recipe
@@ -45,6 +47,8 @@ THREADS = 2
 """CPU threads the demo trains and evaluates with (at most the machine's cores)."""
 ACC16_BITS = 16
 """The narrow accumulator whose overflows and accuracy the demo reports."""
+ACC16_RECIPE = Recipe(weight_bits=4, act_bits=4, accumulator_bits=ACC16_BITS)
+"""W4A4 (first and last layers 8-bit) trained so that every layer's sums fit 16 bits."""
 FLOAT_BITS = 32
 HISTOGRAM_BINS = 80
 
@@ -86,6 +90,7 @@ def demo_settings(quick: bool) -> DemoSettings:
             variants=(
                 Variant("w4a4", Recipe(weight_bits=4, act_bits=4), _adam(2, 64, 5e-4)),
                 Variant("w2a2", Recipe(weight_bits=2, act_bits=2), _adam(3, 64, 1e-3)),
+                Variant("w4a4_acc16", ACC16_RECIPE, _adam(2, 64, 5e-4)),
             ),
             quick=True,
         )
@@ -95,6 +100,7 @@ def demo_settings(quick: bool) -> DemoSettings:
         variants=(
             Variant("w4a4", Recipe(weight_bits=4, act_bits=4), _adam(2, 64, 5e-4)),
             Variant("w2a2", Recipe(weight_bits=2, act_bits=2), _adam(4, 64, 5e-4)),
+            Variant("w4a4_acc16", ACC16_RECIPE, _adam(2, 64, 5e-4)),
         ),
         quick=False,
     )
@@ -286,6 +292,8 @@ def layer_stats(int_model: IntModel, wide: RunResult, narrow: RunResult) -> list
             "bits_used": wide.stats[node.name].bits_used,
             "accumulations": wide.stats[node.name].macs // node.fan_in(),
             "overflows_acc16": narrow.stats[node.name].overflows,
+            "acc_bits": node.acc_bits,  # P where the layer was trained for it (else 32)
+            "proved_acc_bits": interval_bits(*node.acc_interval),
         }
         for node in int_model.weight_nodes()
     ]

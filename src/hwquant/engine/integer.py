@@ -141,13 +141,20 @@ def _weight_node(
     bias = None if node.bias is None else torch.from_numpy(node.bias).to(x.device)
     x_max = max_magnitude(node.in_bits, node.in_signed)
     free_rows = 0  # output channels accumulated without multiplies (shift-add SP2 rows)
+    plane_overflows = 0  # digit-plane sums beyond the accumulator (four_bit)
     if four_bit:
         x_digits = split_nibbles(x.to(torch.int64), node.in_bits)
         w_digits = split_nibbles(weight, node.weight_bits)
         acc = torch.zeros((), dtype=torch.int64, device=x.device)
+        plane_overflows = 0
         for i, xd in enumerate(x_digits):
             for j, wd in enumerate(w_digits):
                 partial = _accumulate(node, xd, wd, None, 15, backend).to(torch.int64)
+                # each digit plane is summed in the layer's accumulator too
+                partial, count = node.accumulator.apply(
+                    partial, f"{node.name}' digit plane '{i},{j}"
+                )
+                plane_overflows += count
                 acc = acc + (partial << (4 * (i + j)))
         if bias is not None:
             acc = acc + channel_view(bias, acc.dim())
@@ -167,6 +174,7 @@ def _weight_node(
         extremes = tuple(int(v) for v in torch.aminmax(acc))
         stats.max_abs_acc = peak = max(-extremes[0], extremes[1])
         acc, stats.overflows = node.accumulator.apply(acc, node.name, extremes)
+    stats.overflows += plane_overflows
     if node.mult is None:
         return acc
     mult = channel_view(torch.from_numpy(node.mult).to(x.device), acc.dim())

@@ -163,6 +163,11 @@ class WeightNode(IntNode):
     acc_bits: int = 32
     overflow: OverflowPolicy = "wrap"
     encoding: WeightEncoding | None = None  # the stored form of `weight`, when not plain codes
+    acc_interval: tuple[int, int] | None = None
+    """(lowest, highest) value any partial sum of the accumulator can take for inputs in range,
+    proved by ``lower`` from the integers (:mod:`hwquant.qat.accumulator_bound`)."""
+    plane_interval: tuple[int, int] | None = None
+    """The same over every 4-bit digit plane of the ``four_bit`` mode (no bias)."""
 
     @property
     def accumulator(self) -> Accumulator:

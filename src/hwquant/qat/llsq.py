@@ -27,6 +27,7 @@ per tensor ``max|W| / (Q_p + 1)``; activations ``max|x| / (Q_p + 1)`` for b ≥ 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,13 +131,25 @@ class _LSQFakeQuant(torch.autograd.Function):
         return grad * inside, grad_alpha, None, None, None
 
 
+CodeRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(v, scales) -> codes``: the integer codes of ``v = clamp(x / scales, Q_n, Q_p)``, where
+``scales`` broadcasts against ``v`` (plain LLSQ rounds half up; an accumulator-bounded
+quantizer projects, :mod:`hwquant.qat.accumulator_bound`)."""
+
+
 def llsq_scale_gradient(
-    x: torch.Tensor, alpha: torch.Tensor, lo: int, hi: int, p: int
+    x: torch.Tensor,
+    alpha: torch.Tensor,
+    lo: int,
+    hi: int,
+    p: int,
+    code_rule: CodeRule | None = None,
 ) -> torch.Tensor:
     """LLSQ's simulated ∂L/∂α: −α² (grow), +α² (shrink) or 0, per scale (methods.md §4.2).
 
     ``alpha`` broadcasts against ``x``; the errors ``mean |x − Q_a(x)|^p`` at a = α/2, α, 2α
     are averaged over the broadcast dimensions, all three in one batched computation.
+    ``code_rule`` replaces rounding half up as the map from ``clamp(x/a)`` to codes.
     """
     if alpha.numel() == 1:
         dims = list(range(1, x.dim() + 1))
@@ -144,7 +157,9 @@ def llsq_scale_gradient(
         dims = [d + 1 for d, n in enumerate(alpha.shape) if n == 1]
     pad = [1] * (x.dim() - alpha.dim())
     scales = torch.stack([alpha / 2, alpha, alpha * 2]).reshape(3, *pad, *alpha.shape)
-    err = x.unsqueeze(0) - round_half_up(x.unsqueeze(0) / scales).clamp_(lo, hi).mul_(scales)
+    v = (x.unsqueeze(0) / scales).clamp_(lo, hi)
+    codes = round_half_up(v) if code_rule is None else code_rule(v, scales)
+    err = x.unsqueeze(0) - codes.to(x.dtype).mul_(scales)
     err = err.abs_() if p == 1 else err.square_()
     e_small, e_mid, e_big = err.mean(dim=dims, keepdim=True)
     a1, a2 = e_mid - e_small, e_big - e_mid

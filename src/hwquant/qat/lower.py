@@ -26,6 +26,7 @@ from hwquant.ir.intmodel import (
     ReshapeNode,
     WeightNode,
 )
+from hwquant.qat.accumulator_bound import BoundedLinearQuantizer, record_proved_bound
 from hwquant.qat.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantWeightLayer
 from hwquant.qat.registry import get_scheme
 
@@ -183,15 +184,22 @@ def _weight_node(mod: QuantWeightLayer, inputs: list[str]) -> WeightNode:
             out_scale=_out_scale(mod),
         )
     if isinstance(mod, QConv2d):
-        return ConvNode(
+        node: WeightNode = ConvNode(
             **common,
             stride=mod.stride,
             padding=mod.padding,
             dilation=mod.dilation,
             groups=mod.groups,
         )
-    assert isinstance(mod, QLinear)
-    return LinearNode(**common)
+    else:
+        assert isinstance(mod, QLinear)
+        node = LinearNode(**common)
+    quant = mod.weight_quant
+    if isinstance(quant, BoundedLinearQuantizer):
+        record_proved_bound(node, quant.acc_bits, quant.digit_planes)
+    else:
+        record_proved_bound(node, None)
+    return node
 
 
 def _out_scale(mod: nn.Module) -> float:

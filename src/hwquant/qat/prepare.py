@@ -23,6 +23,12 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from hwquant.core.errors import ConfigError, UnsupportedLayerError, check_finite
+from hwquant.qat.accumulator_bound import (
+    bind_accumulator_bound,
+    bounded_weight_quantizer,
+    check_layer_names,
+    layer_accumulator_bits,
+)
 from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantModule
 from hwquant.qat.nn.base import Activation
@@ -330,6 +336,7 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
                 recipe,
                 per_channel=node is not last,
                 inner=not is_first and node is not last,
+                acc_bits=layer_accumulator_bits(recipe, str(node.target), bits),
             )
         elif spec.kind == "add":
             out_q = act_quant(node, spec.act is None)
@@ -339,9 +346,13 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
             module = QAvgPool(out_q, spec.kernel_size, recipe.requant_bits)
         module.bind_inputs([quant_of[p] for p in inputs])
         module.qname = str(node.target)
+        if isinstance(module, QConv2d | QLinear):
+            bind_accumulator_bound(module)
         install(gm, str(node.target), module)
         if out_q is not None:
             quant_of[node], signed[node] = out_q, out_q.signed
+    weight_layers = [str(n.target) for n, s in specs.items() if s.kind in ("conv", "linear")]
+    check_layer_names(recipe, weight_layers)
 
 
 def _act_quantizer(recipe: Recipe, bits: int, signed: bool) -> LinearQuantizer:
@@ -402,10 +413,15 @@ def _weight_layer(
     recipe: Recipe,
     per_channel: bool,
     inner: bool,
+    acc_bits: int | None,
 ) -> QuantModule:
     source = spec.source
     w_quant = None
-    if bits is not None:
+    if acc_bits is not None:
+        w_quant = bounded_weight_quantizer(
+            recipe, bits, source.weight.detach(), per_channel, acc_bits
+        )
+    elif bits is not None:
         w_quant = _weight_quantizer(recipe, bits, source.weight.detach(), per_channel, inner)
     cls = QConv2d if spec.kind == "conv" else QLinear
     return cls(
@@ -414,7 +430,7 @@ def _weight_layer(
         act=spec.act,
         weight_quant=w_quant,
         out_quant=out_q,
-        bias_bits=recipe.bias_bits,
+        bias_bits=recipe.bias_bits if acc_bits is None else min(recipe.bias_bits, acc_bits),
         requant_bits=recipe.requant_bits,
         bn_freeze_step=recipe.bn_freeze_step,
     )

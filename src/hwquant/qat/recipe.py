@@ -243,6 +243,16 @@ class Recipe:
     bn_freeze_step: int | None = 500
     """Training steps after which the BN statistics folded into the weights freeze (Jacob et al.
     2018 §3.2); None never freezes them. BN is always folded, so what trains is what deploys."""
+    accumulator_bits: int | None = None
+    """P: signed accumulator bits that every weight layer (first and last included) keeps each
+    partial sum within, for any input in range, by construction (accumulator-aware weights,
+    :mod:`hwquant.qat.accumulator_bound`; docs/llsq.md §5). None: unconstrained."""
+    layer_accumulator_bits: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Per-layer P by layer name (``[recipe.layer_accumulator_bits]``, e.g.
+    ``"features.0.0" = 20``), overriding ``accumulator_bits`` for those layers."""
+    accumulator_digit_planes: bool = False
+    """Also keep every 4-bit digit plane's partial sums within P (hardware with 4-bit
+    multipliers: the engine's ``four_bit`` mode)."""
     msq: MSQOptions = dataclasses.field(default_factory=MSQOptions)
     """Options of the "msq" scheme (the ``[recipe.msq]`` table)."""
     nonuniform: NonUniformOptions = dataclasses.field(default_factory=NonUniformOptions)
@@ -277,6 +287,33 @@ class Recipe:
         ):
             raise ConfigError(
                 f"bn_freeze_step={self.bn_freeze_step!r}: use an integer >= 0, or None."
+            )
+
+        self._check_accumulators()
+
+    def _check_accumulators(self) -> None:
+        from hwquant.qat.accumulator_bound import check_accumulator_bits
+
+        if self.accumulator_bits is not None:
+            check_accumulator_bits("accumulator_bits", self.accumulator_bits)
+        if not isinstance(self.layer_accumulator_bits, dict):
+            raise ConfigError(
+                f"layer_accumulator_bits={self.layer_accumulator_bits!r} is not a table. Fix: "
+                "map layer names to accumulator bits, e.g. {'classifier': 20}."
+            )
+        for name, bits in self.layer_accumulator_bits.items():
+            check_accumulator_bits(f"layer_accumulator_bits[{name!r}]", bits)
+        bounded = self.accumulator_bits is not None or bool(self.layer_accumulator_bits)
+        if bounded and self.scheme != "llsq":
+            raise ConfigError(
+                f"accumulator_bits bounds LLSQ's linear weights; scheme={self.scheme!r} has "
+                "no accumulator-aware form. Fix: use scheme='llsq', or leave accumulator_bits "
+                "and layer_accumulator_bits unset."
+            )
+        if self.accumulator_digit_planes and not bounded:
+            raise ConfigError(
+                "accumulator_digit_planes=True needs an accumulator width to bound the planes "
+                "by. Fix: set accumulator_bits (or layer_accumulator_bits)."
             )
 
     @classmethod

@@ -191,14 +191,12 @@ class QuantWeightLayer(QuantModule):
                 f"layer '{self.qname}' keeps float weights and has no integer form. Fix: set "
                 "first_layer_bits / last_layer_bits in the recipe (8 by default)."
             )
-        w, b = fold_bn(self.weight, self.bias, self.bn)
+        w, _ = fold_bn(self.weight, self.bias, self.bn)
         w_int = self.weight_quant.codes(w)
         alpha_in = self._input_quants[0].scale_value().double()
         acc_scale = (self.weight_quant.scale_value().double() * alpha_in).expand(w.shape[0])
-        b_int = None
-        if b is not None:
-            lo, hi = qrange(self.bias_bits, signed=True)
-            b_int = round_half_up(b.double() / acc_scale).clamp(lo, hi).to(torch.int64)
+        b_int = self.bias_codes(self.weight_quant.scale_value())
+        b_int = None if b_int is None else b_int.to(torch.int64)
         requant = None
         if self.out_quant is not None:
             ratio = acc_scale / self.out_quant.scale_value().double()
@@ -207,6 +205,18 @@ class QuantWeightLayer(QuantModule):
             requant = Requant(torch.from_numpy(mult), torch.from_numpy(shift), lo, hi)
         encoding = self.weight_quant.encode(w) if encode else None
         return WeightLayerInts(w_int, b_int, acc_scale.contiguous(), requant, encoding)
+
+    @torch.no_grad()
+    def bias_codes(self, weight_scale: torch.Tensor) -> torch.Tensor | None:
+        """The folded bias as ``bias_bits`` integers (float64) at accumulator scale
+        ``weight_scale·α_in`` (``weight_scale`` broadcasting against ``[C_out]``); None when the
+        layer has no bias."""
+        _, b = fold_bn(self.weight, self.bias, self.bn)
+        if b is None:
+            return None
+        acc_scale = weight_scale.double() * self._input_quants[0].scale_value().double()
+        lo, hi = qrange(self.bias_bits, signed=True)
+        return round_half_up(b.double() / acc_scale).clamp(lo, hi)
 
     def _forward_integer(self, x: torch.Tensor) -> torch.Tensor:
         p = self.integer_params()

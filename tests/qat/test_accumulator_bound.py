@@ -1,0 +1,262 @@
+"""Accumulator-aware weights: the bound, the projection, prepare/lower and the engine at P bits."""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hwquant
+from hwquant.app.config import RunConfig
+from hwquant.core.errors import AccumulatorOverflowError, ConfigError
+from hwquant.core.intmath import qrange, split_nibbles
+from hwquant.engine import run
+from hwquant.engine.accumulators import adversarial_run
+from hwquant.ir.intmodel import InputSpec, IntModel, LinearNode
+from hwquant.models import build
+from hwquant.qat.accumulator_bound import (
+    AccumulatorBound,
+    BoundedLinearQuantizer,
+    accumulator_interval,
+    interval_bits,
+)
+from hwquant.qat.recipe import Recipe
+from tests.helpers import trained_qat_model
+
+
+@st.composite
+def layers(draw):
+    """A layer's float codes ``v`` (clamped to the weight range), bias, input bits and P."""
+    weight_bits = draw(st.integers(2, 8))
+    in_bits = draw(st.integers(2, 8))
+    in_signed = draw(st.booleans())
+    rows, fan_in = draw(st.integers(1, 4)), draw(st.integers(1, 40))
+    lo, hi = qrange(weight_bits, True)
+    seed = draw(st.integers(0, 2**16))
+    gen = torch.Generator().manual_seed(seed)
+    v = (torch.randn(rows, fan_in, generator=gen) * draw(st.floats(0.3, 3 * hi))).clamp(lo, hi)
+    if draw(st.booleans()):  # many ties: weights saturated at the range's ends
+        v = v.sign() * hi
+    bound = AccumulatorBound(16, in_bits, in_signed, weight_bits if draw(st.booleans()) else None)
+    bits = draw(st.integers(bound.smallest_bits(), 24))
+    bias = None
+    if draw(st.booleans()):
+        b_lo, b_hi = qrange(bits, True)
+        bias = torch.randint(b_lo // 2, b_hi // 2 + 1, (rows,), generator=gen).double()
+    bound = AccumulatorBound(bits, in_bits, in_signed, bound.weight_bits)
+    return v, bias, bound
+
+
+@settings(max_examples=60)
+@given(layers())
+def test_projected_codes_fit_for_every_input(layer):
+    """The theorem on the integers the projection returns: the interval fits P, every random
+    input's partial sums lie inside it, the adversarial input reaches it, and with digit planes
+    every plane's sums fit P too."""
+    v, bias, bound = layer
+    codes = bound.project(v, bias)
+    lazy = torch.floor(v.double() + 0.5)
+    assert torch.equal(codes, codes.round()) and bool((codes.abs() <= lazy.abs()).all())
+    assert bool((codes * lazy >= 0).all())  # never a sign flip: units are only taken away
+    low, high = bound.interval(codes, bias)
+    p_lo, p_hi = qrange(bound.bits, True)
+    assert bool((low >= p_lo).all() and (high <= p_hi).all())
+    x_lo, x_hi = bound.x_range
+    b = torch.zeros(len(codes), dtype=torch.float64) if bias is None else bias
+    x = torch.randint(x_lo, x_hi + 1, (64, codes.shape[1])).double()
+    prefix = (codes[None] * x[:, None]).cumsum(-1)  # every partial sum, in order
+    assert bool((prefix.amax((0, 2)) <= high).all() and (prefix.amin((0, 2)) >= low).all())
+    assert bool(((prefix[..., -1] + b) <= high).all() and ((prefix[..., -1] + b) >= low).all())
+    worst = torch.where(codes > 0, float(x_hi), float(x_lo))  # the adversary reaches the bound
+    best = torch.where(codes > 0, float(x_lo), float(x_hi))
+    assert torch.equal((codes * worst).sum(1) + b.clamp_min(0), high)
+    assert torch.equal((codes * best).sum(1) + b.clamp_max(0), low)
+    if bound.weight_bits is not None:
+        for xd, wd in itertools.product(
+            split_nibbles(x.to(torch.int64), bound.in_bits),
+            split_nibbles(codes.to(torch.int64), bound.weight_bits),
+        ):
+            sums = (wd[None] * xd[:, None]).cumsum(-1)
+            assert p_lo <= int(sums.min()) and int(sums.max()) <= p_hi
+
+
+@settings(max_examples=30)
+@given(layers())
+def test_projection_keeps_llsq_codes_where_they_fit_and_fills_the_budget(layer):
+    v, bias, bound = layer
+    codes = bound.project(v, bias)
+    lazy = torch.floor(v.double() + 0.5)
+    if bool(bound.holds(lazy, bias).all()):
+        assert torch.equal(codes, lazy)
+    if bound.in_signed or bound.weight_bits is not None:
+        return
+    # unsigned inputs: each sign keeps min(budget, LLSQ's units) units (ties filled)
+    budget_pos, budget_neg = bound.budgets(bias, len(v))
+    for sign, budget in ((1, budget_pos), (-1, budget_neg)):
+        kept = (sign * codes).clamp_min(0).sum(1)
+        wanted = (sign * lazy).clamp_min(0).sum(1)
+        assert torch.equal(kept, torch.minimum(wanted, budget.double()))
+
+
+def test_interval_of_a_known_layer():
+    codes = torch.tensor([[3.0, -2.0, 0.0]])
+    # unsigned 4-bit inputs: high = 15·3, low = −15·2; the bias widens its own side only
+    assert accumulator_interval(codes, torch.tensor([-5.0]), 0, 15) == (
+        torch.tensor([-35.0]),
+        torch.tensor([45.0]),
+    )
+    # signed 4-bit inputs: x in [-8, 7]
+    low, high = accumulator_interval(codes, None, -8, 7)
+    assert (int(low), int(high)) == (-38, 37)
+    assert interval_bits(-38, 37) == 7 and interval_bits(-64, 63) == 7 and interval_bits(0, 64) == 8
+
+
+@pytest.mark.parametrize(
+    ("in_bits", "signed", "weight_bits", "smallest"),
+    [(4, False, 4, 5), (8, False, 8, 9), (8, True, 8, 8), (8, True, None, 8), (2, False, 2, 3)],
+)
+def test_smallest_accumulator(in_bits, signed, weight_bits, smallest):
+    assert AccumulatorBound(16, in_bits, signed, weight_bits).smallest_bits() == smallest
+
+
+# -- recipe and prepare ------------------------------------------------------------------------
+def test_recipe_validates_the_accumulator_fields():
+    with pytest.raises(ConfigError, match="accumulator_bits=1"):
+        Recipe(accumulator_bits=1)
+    with pytest.raises(ConfigError, match="classifier"):
+        Recipe(layer_accumulator_bits={"classifier": 99})
+    with pytest.raises(ConfigError, match="scheme='msq'"):
+        Recipe(scheme="msq", accumulator_bits=16)
+    with pytest.raises(ConfigError, match="needs an accumulator width"):
+        Recipe(accumulator_digit_planes=True)
+
+
+def test_per_layer_accumulator_bits_round_trip_through_toml(tmp_path):
+    table = {
+        "model": {"name": "small_cnn"},
+        "data": {"name": "digits"},
+        "recipe": {"accumulator_bits": 12, "layer_accumulator_bits": {"features.0.0": 20}},
+    }
+    config = RunConfig.from_dict(table)
+    assert config.recipe.layer_accumulator_bits == {"features.0.0": 20}
+    assert RunConfig.from_dict(tomllib.loads(config.to_toml())) == config
+    with pytest.raises(ConfigError, match=r"layer_accumulator_bits\.features\.0\.0"):
+        RunConfig.from_dict(
+            table | {"recipe": {"layer_accumulator_bits": {"features.0.0": "wide"}}}
+        )
+
+
+def _small(seed: int = 0) -> tuple[torch.nn.Module, torch.Tensor]:
+    torch.manual_seed(seed)
+    return build("small_cnn", in_channels=1, input_size=8), torch.randn(16, 1, 8, 8)
+
+
+def test_prepare_names_the_layer_and_the_smallest_width():
+    model, _ = _small()
+    with pytest.raises(ConfigError, match=r"layer 'features.0.0'.*smallest accumulator_bits.*8"):
+        hwquant.prepare(model, Recipe(weight_bits=8, act_bits=8, accumulator_bits=7))
+    with pytest.raises(ConfigError, match="'conv9'"):
+        hwquant.prepare(model, Recipe(layer_accumulator_bits={"conv9": 16}))
+    with pytest.raises(ConfigError, match="keeps float weights"):
+        hwquant.prepare(model, Recipe(first_layer_bits=None, accumulator_bits=16))
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        Recipe(
+            weight_bits=4,
+            act_bits=4,
+            first_layer_bits=4,
+            last_layer_bits=4,
+            accumulator_bits=10,
+            bn_freeze_step=1,
+        ),
+        Recipe(
+            weight_bits=8,
+            act_bits=8,
+            accumulator_bits=13,
+            accumulator_digit_planes=True,
+            bn_freeze_step=1,
+        ),
+        Recipe(
+            accumulator_bits=11,
+            layer_accumulator_bits={"classifier": 14},
+            bn_freeze_step=1,
+            scale_gradient="lsq",
+        ),
+    ],
+    ids=["w4a4-p10", "w8a8-p13-planes", "default-p11-override"],
+)
+def test_trained_model_never_overflows_its_accumulators(recipe):
+    """Every layer, first and last included, trained for P: lowered at P bits under 'raise',
+    bit-exact against the QAT model, no overflow on data, on 4-bit multipliers, or on the
+    adversarial inputs, which reach the proved extremes exactly."""
+    model, x = _small()
+    qat = trained_qat_model(model, recipe, x, steps=3)
+    int_model = hwquant.lower(qat, x)
+    for node in int_model.weight_nodes():
+        want = recipe.layer_accumulator_bits.get(node.name, recipe.accumulator_bits)
+        assert (node.acc_bits, node.overflow) == (want, "raise")
+        assert interval_bits(*node.acc_interval) <= want
+        if recipe.accumulator_digit_planes:
+            assert interval_bits(*node.plane_interval) <= want
+    report = hwquant.verify(qat, int_model, x * 4)  # saturating inputs too
+    assert report.exact, str(report)
+    x_int = int_model.quantize_input(x * 4)
+    out = int_model.run(x_int)
+    assert len(torch.unique(out)) > 1
+    four_bit_weights = recipe.weight_bits == recipe.first_layer_bits == recipe.last_layer_bits == 4
+    if recipe.accumulator_digit_planes or four_bit_weights:  # planes proved (§5.3)
+        assert torch.equal(int_model.run(x_int, four_bit=True), out)
+    for node in int_model.weight_nodes():
+        result = adversarial_run(node).output
+        acc = result.reshape(result.shape[0], result.shape[1])
+        channels = torch.arange(node.weight.shape[0])
+        w = torch.from_numpy(node.weight).reshape(len(channels), -1)
+        low, high = accumulator_interval(w, None, *qrange(node.in_bits, node.in_signed))
+        b = 0 if node.bias is None else torch.from_numpy(node.bias)
+        assert torch.equal(acc[channels, channels], (high + b).to(torch.int64))
+        assert torch.equal(acc[channels + len(channels), channels], (low + b).to(torch.int64))
+
+
+def test_unbounded_layers_keep_llsq_and_record_their_interval():
+    model, x = _small()
+    plain = trained_qat_model(model, Recipe(bn_freeze_step=1), x, steps=0)
+    bounded = trained_qat_model(model, Recipe(bn_freeze_step=1, accumulator_bits=32), x, steps=0)
+    assert isinstance(bounded.classifier.weight_quant, BoundedLinearQuantizer)
+    a, b = hwquant.lower(plain, x), hwquant.lower(bounded, x)  # 32 bits never binds here
+    for na, nb in zip(a.weight_nodes(), b.weight_nodes(), strict=True):
+        assert np.array_equal(na.weight, nb.weight)
+        assert na.acc_interval == nb.acc_interval and (na.acc_bits, na.overflow) == (32, "wrap")
+        assert (nb.acc_bits, nb.overflow) == (32, "raise")
+        assert interval_bits(*na.acc_interval) <= na.worst_case_bits()
+
+
+def test_engine_bounds_each_digit_plane():
+    """8-bit weights −1 on inputs 15: the sum is −30 but the low-digit plane sums 15·15·2."""
+    node = LinearNode(
+        "fc",
+        ["x"],
+        np.full((1, 2), -1, np.int64),
+        None,
+        np.ones(1),
+        weight_bits=8,
+        in_bits=8,
+        in_signed=True,
+        acc_bits=9,
+        overflow="raise",
+    )
+    model = IntModel(InputSpec("x", 1.0, 8, True), [node], "fc", np.ones(1))
+    x = torch.full((1, 2), 15, dtype=torch.int64)
+    assert int(run(model, x).output) == -30
+    with pytest.raises(AccumulatorOverflowError, match="digit plane '0,0'"):
+        run(model, x, four_bit=True)
+    node.overflow = "wrap"  # the plane wraps, then the combined sum: the result stays exact
+    wrapped = run(model, x, four_bit=True)
+    assert int(wrapped.output) == -30 and wrapped.stats["fc"].overflows == 2
