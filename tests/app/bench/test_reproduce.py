@@ -70,6 +70,19 @@ def test_resume_skips_finished_rows_without_needing_the_fp32_weights(smoke: Path
     assert outcome["results"]["fp32"]["resnet20"]["test_acc"] > 0
 
 
+def test_a_resumed_run_reports_the_step_times_it_measured_before(smoke: Path, monkeypatch):
+    stored = json.loads((smoke / "step_time.json").read_text())
+    assert set(stored) == {"resnet20"}
+
+    def time_again(*args, **kwargs):
+        raise AssertionError("a resumed run timed the steps again")
+
+    monkeypatch.setattr("hwquant.app.bench.reproduce.measure_step_times", time_again)
+    rows = select_rows(["llsq_W4A4"])
+    outcome = reproduce(Options(TIERS["smoke"], smoke, ("resnet20",), rows, resume=True))
+    assert outcome["ran"] == [] and outcome["results"]["step_time"] == stored
+
+
 def test_mobilenetv2_tables_row_is_recorded_as_refused(tmp_path: Path):
     outcome = reproduce(
         Options(

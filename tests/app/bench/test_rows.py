@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from hwquant.app.bench.rows import ROW_NAMES, RowSpec, all_rows, select_rows
+import dataclasses
+
+import pytest
+
+from hwquant.app.bench.rows import ROW_NAMES, TIER_ROWS, RowSpec, all_rows, select_rows
+from hwquant.app.bench.tiers import CPU_FULL, TIERS
+from hwquant.core.errors import ConfigError
 
 
 def test_each_method_has_its_bit_widths_and_the_tables_their_sizes():
-    assert len(set(ROW_NAMES)) == len(ROW_NAMES) == 14
+    assert len(set(ROW_NAMES)) == len(ROW_NAMES) == 15
     assert {r.size for r in all_rows() if r.kind in ("llsq", "nonuniform")} == {4, 3, 2}
+    mixed = [r.name for r in all_rows() if r.act_bits not in (None, r.size)]
+    assert mixed == ["nonuniform_W2A8"]
     assert {r.size for r in all_rows() if r.kind.startswith("msq")} == {4, 3}
     assert [r.name for r in all_rows() if r.kind == "tables"] == ["tables_40", "tables_320"]
 
@@ -28,3 +36,39 @@ def test_select_rows_takes_names_and_kinds_in_table_order():
     assert [r.name for r in select_rows(["tables_40", "llsq"])] == [
         "llsq_W4A4", "llsq_W3A3", "llsq_W2A2", "tables_40",
     ]  # fmt: skip
+
+
+def test_weight_and_activation_bits_may_differ_and_equal_bits_are_one_row():
+    row = RowSpec("nonuniform", 2, 8)
+    recipe = row.recipe(200)
+    assert (row.name, recipe.weight_bits, recipe.act_bits) == ("nonuniform_W2A8", 2, 8)
+    assert RowSpec("llsq", 4) == RowSpec("llsq", 4, 4)
+    assert RowSpec("llsq", 4, 4).name == "llsq_W4A4"
+    with pytest.raises(ConfigError, match="act_bits"):
+        RowSpec("tables", 40, 4)
+
+
+def test_cpu_full_runs_the_issue_set_by_default_and_other_tiers_every_row():
+    assert [r.name for r in select_rows(None, "cpu-full")] == [
+        "llsq_W4A4", "llsq_W3A3", "llsq_W2A2",
+        "nonuniform_W4A4", "nonuniform_W2A2", "nonuniform_W2A8",
+        "msq_W4A4", "msq_fixed_only_W4A4", "msq_sp2_only_W4A4",
+        "tables_40", "tables_320",
+    ]  # fmt: skip
+    assert select_rows(None, "cpu") == select_rows(None, "smoke") == all_rows()
+    assert [r.name for r in select_rows(["llsq_W4A4"], "cpu-full")] == ["llsq_W4A4"]
+    for tier, names in TIER_ROWS.items():
+        assert tier in TIERS and set(names) <= set(ROW_NAMES)
+
+
+def test_the_cpu_full_settings_stay_those_of_its_stored_run():
+    """A stored cpu-full run resumes only with the settings it recorded (settings.json): the
+    default rows live outside the Tier, which keeps its fields."""
+    assert dataclasses.asdict(CPU_FULL) == {
+        "name": "cpu-full", "models": ("resnet20",), "device": "cpu", "data": "cifar10",
+        "train_examples": None, "qat_train_examples": None, "monitor_examples": 1000,
+        "epochs_fp32": 50, "epochs_qat": 3, "batch_size": 256, "eval_batch": 1000,
+        "fp32_lr": 0.2, "qat_lr": 0.01, "label_smoothing": 0.1, "amp": True,
+        "channels_last": True, "width": 1.0, "input_size": 32, "step_time_steps": 3,
+        "step_time_rounds": 4,
+    }  # fmt: skip

@@ -58,7 +58,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         nargs="+",
         default=None,
         metavar="ROW",
-        help=f"row names or kinds ({kinds}); default all",
+        help=f"row names or kinds ({kinds}); default the tier's rows (every row but for the "
+        "tiers named in hwquant.app.bench.rows.TIER_ROWS)",
     )
     parser.add_argument("--resume", action="store_true", help="skip rows already in --out")
     parser.add_argument(
@@ -133,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
         tier=tier,
         out=args.out or Path("runs") / f"reproduce-{tier.name}",
         models=select_models(args.models, tier),
-        rows=select_rows(args.rows),
+        rows=select_rows(args.rows, tier.name),
         resume=args.resume,
         compile=args.compile,
         seed=args.seed,

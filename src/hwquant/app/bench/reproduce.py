@@ -10,7 +10,9 @@ checkpoint nor training (its FP32 record is ``OUT/fp32/<model>.json``), and an i
 FP32 run continues from its trainer checkpoint. After every row ``OUT/results.json`` (machine,
 command, seed, config, results; :func:`hwquant.core.provenance.write_result`) and ``OUT/results.md``
 are rewritten from those files. Finally the FP32 and W4A4 QAT training steps are timed side by
-side (:func:`hwquant.app.bench.steptime.measure_step_times`).
+side (:func:`hwquant.app.bench.steptime.measure_step_times`) and kept in ``OUT/step_time.json``, so
+that a resumed run (one that finishes the rows left by an earlier, time-limited command) reports
+the figures measured then instead of timing again; remove the file to time again.
 """
 
 from __future__ import annotations
@@ -390,10 +392,13 @@ def _quantized_row(
 
 # -- step time and results ----------------------------------------------------------------------
 def _step_time(options: Options) -> dict[str, Any]:
-    """FP32-vs-QAT step times of every model of the run (see :mod:`hwquant.app.bench.steptime`)."""
+    """FP32-vs-QAT step times of every model of the run (see :mod:`hwquant.app.bench.steptime`):
+    those in ``OUT/step_time.json`` when resuming, the others measured and added to it."""
     tier = options.tier
     size = tier.input_size
-    return {
+    path = options.out / "step_time.json"
+    stored = json.loads(path.read_text()) if options.resume and path.exists() else {}
+    measured = {
         name: measure_step_times(
             _build(name, options),
             (3, size, size),
@@ -407,7 +412,11 @@ def _step_time(options: Options) -> dict[str, Any]:
             seed=options.seed,
         )
         for name in options.models
+        if name not in stored
     }
+    if measured:
+        write_atomic(path, (json.dumps(stored | measured, indent=2) + "\n").encode())
+    return {name: (stored | measured)[name] for name in options.models}
 
 
 def _write(

@@ -5,7 +5,8 @@ Each quantized row starts from its model's FP32 checkpoint and is trained by QAT
 
 * ``llsq``: linear quantization with learned scales (LLSQ; methods.md §4) at W4A4, W3A3, W2A2.
 * ``nonuniform``: k-quantile levels on a single power-of-two-scale integer grid, trained by the
-  gradual noisy schedule (Liss et al. / UNIQ; methods.md §1) at W4A4, W3A3, W2A2.
+  gradual noisy schedule (Liss et al. / UNIQ; methods.md §1) at W4A4, W3A3, W2A2, and W2A8
+  (2-bit weights under 8-bit activations: UNIQ's own setting, which quantizes activations at 8).
 * ``msq``, ``msq_fixed_only``, ``msq_sp2_only``: Mix and Match row-wise SP2 / fixed-point
   (methods.md §2) with an SP2 share of 0.5, 0 and 1, at W4A4 and W3A3 (an SP2 weight of m bits
   is the sum of two powers of two with m1 + m2 = m − 1 exponent bits, m1 ≥ m2 ≥ 1, so W2 has no
@@ -17,6 +18,10 @@ The first and last weight layers stay 8-bit linear in every scheme but ``tables`
 practice). The recipe steps that the schemes count (BN freeze, MSQ assignment freeze, noisy
 stages, table re-estimation) are set as fractions of the row's QAT steps, so that one table
 serves a 60-step smoke run and a several-thousand-step GPU run alike.
+
+A row's weight and activation bits are equal unless it names both (``nonuniform_W2A8``). A tier
+may run a subset of the table by default (:data:`TIER_ROWS`, by tier name, kept outside
+:class:`hwquant.app.bench.tiers.Tier` so that a tier's recorded settings do not change with it).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ ROW_KINDS: tuple[str, ...] = (
 )
 LINEAR_BITS = (4, 3, 2)
 MSQ_BITS = (4, 3)
+MIXED_BITS = {"nonuniform": ((2, 8),)}
+"""Rows whose weight and activation bits differ, per kind: (weight bits, activation bits)."""
 TABLE_ENTRIES = (40, 320)
 TABLE_SPLITS = {40: (8, 5), 320: (16, 20)}
 """|A| x |W| of each table size: activation levels x weight levels."""
@@ -55,14 +62,26 @@ class RowSpec:
 
     kind: str
     size: int
-    """W = A bits, or the table entries |A|·|W| for ``tables``."""
+    """Weight bits, or the table entries |A|·|W| for ``tables``."""
+    act_bits: int | None = None
+    """Activation bits; None: the weight bits (W = A). Tables have none (their |A| is in size)."""
+
+    def __post_init__(self) -> None:
+        if self.kind == "tables":
+            if self.act_bits is not None:
+                raise ConfigError(
+                    f"a tables row has no activation bits (act_bits={self.act_bits}). Fix: give "
+                    "the table entries |A|·|W| as its size only."
+                )
+        elif self.act_bits is None:  # W = A: one row, however it is spelled
+            object.__setattr__(self, "act_bits", self.size)
 
     @property
     def name(self) -> str:
-        """``llsq_W4A4``, ``msq_sp2_only_W3A3``, ``tables_40``, ..."""
+        """``llsq_W4A4``, ``msq_sp2_only_W3A3``, ``nonuniform_W2A8``, ``tables_40``, ..."""
         if self.kind == "tables":
             return f"tables_{self.size}"
-        return f"{self.kind}_W{self.size}A{self.size}"
+        return f"{self.kind}_W{self.size}A{self.act_bits}"
 
     def recipe(self, qat_steps: int) -> hwquant.Recipe:
         """The recipe of this row for a QAT run of ``qat_steps`` optimizer steps."""
@@ -80,7 +99,7 @@ class RowSpec:
             return hwquant.Recipe(scheme="tables", tables=options, bn_freeze_step=bn_freeze)
         common = {
             "weight_bits": self.size,
-            "act_bits": self.size,
+            "act_bits": self.act_bits,
             "input_bits": 8,
             "bn_freeze_step": bn_freeze,
         }
@@ -105,21 +124,51 @@ class RowSpec:
 def all_rows() -> tuple[RowSpec, ...]:
     """Every row of the table, in the order they run."""
     sizes = {"llsq": LINEAR_BITS, "nonuniform": LINEAR_BITS, "tables": TABLE_ENTRIES}
-    return tuple(RowSpec(kind, size) for kind in ROW_KINDS for size in sizes.get(kind, MSQ_BITS))
+    return tuple(
+        row
+        for kind in ROW_KINDS
+        for row in (
+            *(RowSpec(kind, size) for size in sizes.get(kind, MSQ_BITS)),
+            *(RowSpec(kind, w, a) for w, a in MIXED_BITS.get(kind, ())),
+        )
+    )
 
 
 ROW_NAMES: tuple[str, ...] = tuple(row.name for row in all_rows())
 
+TIER_ROWS: dict[str, tuple[str, ...]] = {
+    "cpu-full": (
+        "llsq_W4A4",
+        "llsq_W3A3",
+        "llsq_W2A2",
+        "nonuniform_W4A4",
+        "nonuniform_W2A2",
+        "nonuniform_W2A8",
+        "msq_W4A4",
+        "msq_fixed_only_W4A4",
+        "msq_sp2_only_W4A4",
+        "tables_40",
+        "tables_320",
+    ),
+    "gpu": ("llsq_W4A4", "llsq_W2A2", "msq_W4A4", "tables_320"),
+}
+"""The rows a tier runs when ``--rows`` is not given (tiers not named here: every row).
+``cpu-full``: the issue's set at the papers' scale; ``gpu``: what fits one command on the
+device (docs/results.md)."""
 
-def select_rows(names: list[str] | None) -> tuple[RowSpec, ...]:
-    """The rows named in ``names`` (row names or kinds; None: all), in table order.
+
+def select_rows(names: list[str] | None, tier: str | None = None) -> tuple[RowSpec, ...]:
+    """The rows named in ``names`` (row names or kinds), in table order; None: the rows of
+    ``tier`` in :data:`TIER_ROWS`, or every row.
 
     Raises:
         ConfigError: a name is neither a row nor a kind; the message lists both.
     """
     rows = all_rows()
     if names is None:
-        return rows
+        if tier not in TIER_ROWS:
+            return rows
+        names = list(TIER_ROWS[tier])
     unknown = [n for n in names if n not in ROW_NAMES and n not in ROW_KINDS]
     if unknown:
         raise ConfigError(
