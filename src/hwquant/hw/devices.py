@@ -105,7 +105,9 @@ DEVICES: dict[str, Device] = {
         Device(
             "lfe5u-25f", "ECP5", 24_288, 24_288, 28, 56, MULT18X18D, 100.0, _ECP5, EBR18_BITS, 4
         ),
-        Device("ice40up5k", "iCE40 UltraPlus", 5_280, 5_280, 8, 30, SB_MAC16, 40.0, _UP5K, EBR4_BITS, 4),
+        Device(
+            "ice40up5k", "iCE40 UltraPlus", 5_280, 5_280, 8, 30, SB_MAC16, 40.0, _UP5K, EBR4_BITS, 4
+        ),
     )
 }
 """Known devices by lower-case part name (speed grade and package do not change the counts)."""

@@ -13,8 +13,6 @@ from __future__ import annotations
 from hwquant.errors import UnsupportedLayerError
 from hwquant.intmodel import AddNode
 from hwquant.rtl.golden import output_format
-from hwquant.rtl.requantizer import clamp_statement
-from hwquant.rtl.unit import index_bits, literal
 from hwquant.rtl.network.stream import (
     Block,
     FeatureMap,
@@ -23,6 +21,8 @@ from hwquant.rtl.network.stream import (
     counter_lines,
     module_text,
 )
+from hwquant.rtl.requantizer import clamp_statement
+from hwquant.rtl.unit import index_bits, literal
 
 
 def emit(node: AddNode, inputs: list[FeatureMap], module: str) -> Block:
@@ -68,12 +68,18 @@ def emit(node: AddNode, inputs: list[FeatureMap], module: str) -> Block:
             f"        sum_{c} <= {' + '.join(terms)};",
             "        "
             + clamp_statement(
-                f"wr_data[{c * out_bits} +: {out_bits}]", f"shifted_{c}", node.lo, node.hi,
-                wide, out_bits,
+                f"wr_data[{c * out_bits} +: {out_bits}]",
+                f"shifted_{c}",
+                node.lo,
+                node.hi,
+                wide,
+                out_bits,
             ).rstrip(),
             "    end",
         ]
     body = control_lines(steps, depth) + lines
     verilog = module_text(module, block_ports([a, b], out), body)
     info = {"mults": mults, "shift": node.shift}
-    return Block(node.name, node.op, module, verilog, list(node.inputs), out, steps, depth, {}, info)
+    return Block(
+        node.name, node.op, module, verilog, list(node.inputs), out, steps, depth, {}, info
+    )

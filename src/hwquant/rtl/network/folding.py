@@ -23,12 +23,11 @@ cycle; pooling and adds one word per cycle) or no widening fits.
 
 from __future__ import annotations
 
-import math
-
 from hwquant.errors import ConfigError
 from hwquant.hw.devices import Device
 from hwquant.hw.folding import Fold, divisors
 from hwquant.intmodel import IntModel, WeightNode
+from hwquant.rtl.golden import lane_groups
 from hwquant.rtl.network.graph import Network
 from hwquant.rtl.network.weight_layer import lane_layout
 
@@ -111,8 +110,9 @@ def choose_folding(
             f"layer names from {', '.join(sorted(names))}."
         )
     shapes = _layer_shapes(model, shape)
-    folds = {n.name: given.get(n.name, Fold(1, 1)) for n in model.weight_nodes()}
-    dsps, shift_adds = _products(model, folds)
+    # a layer with several kinds of rows (MSQ: SP2 and fixed) starts with one lane per kind
+    folds = {n.name: given.get(n.name, Fold(len(lane_groups(n)), 1)) for n in model.weight_nodes()}
+    dsps, _ = _products(model, folds)
     if dsps > device.dsps:
         raise ConfigError(
             f"DSP multipliers: the design needs {dsps} even at PE = SIMD = 1, the {device.name} "
@@ -123,16 +123,16 @@ def choose_folding(
     free = [n for n in nodes if n not in given]
     input_pixels = shape[1] * shape[2]
     while free:
-        cycles = {
-            n: _steps(nodes[n], folds[n], shapes[n]) for n in nodes
-        }
+        cycles = {n: _steps(nodes[n], folds[n], shapes[n]) for n in nodes}
         slowest = max(cycles, key=cycles.get)
         if slowest not in free or cycles[slowest] <= input_pixels:
             break
         node, fold = nodes[slowest], folds[slowest]
         channels = _word_channels(model, node, shapes)
-        options = [Fold(p, fold.simd) for p in divisors(node.weight.shape[0]) if p > fold.pe][:1]
-        options += [Fold(fold.pe, s) for s in divisors(channels) if s > fold.simd][:1]
+        pes = [p for p in divisors(node.weight.shape[0]) if p > fold.pe]
+        options = [Fold(pes[0], fold.simd)] if pes else []
+        simds = [d for d in divisors(channels) if d > fold.simd]
+        options += [Fold(fold.pe, simds[0])] if simds else []
         best = None
         for option in sorted(options, key=lambda f: f.pe * f.simd):
             trial = {**folds, slowest: option}

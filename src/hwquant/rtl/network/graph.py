@@ -130,9 +130,7 @@ def edge_banks(sources: dict[str, list[str]], source: str, target: str) -> int:
     return 2 * longest[target]
 
 
-def network(
-    model: IntModel, folding: dict[str, Fold], shape: tuple[int, int, int]
-) -> Network:
+def network(model: IntModel, folding: dict[str, Fold], shape: tuple[int, int, int]) -> Network:
     """Blocks and edges of ``model`` for input images of ``shape`` (module docstring);
     ``folding`` gives every weight layer's PE x SIMD."""
     fmap_in = FeatureMap(*shape, model.input.bits, model.input.signed)

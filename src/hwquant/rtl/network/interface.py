@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 
-from hwquant.rtl.unit import index_bits
 from hwquant.rtl.network.stream import Block, FeatureMap, block_ports, control_lines, module_text
+from hwquant.rtl.unit import index_bits
 
 INPUT = "input"
 OUTPUT = "output"
@@ -58,7 +58,8 @@ def emit_output(fmap: FeatureMap, source: str, module: str) -> Block:
     levels = max(0, math.ceil(math.log2(classes)))
     ib = index_bits(classes)
     depth = 2 + levels
-    ports = block_ports([fmap], None) + [
+    ports = [
+        *block_ports([fmap], None),
         "output reg out_valid",
         "input wire out_ready",
         f"output reg [{fmap.word_bits - 1}:0] out_logits",
@@ -82,7 +83,7 @@ def emit_output(fmap: FeatureMap, source: str, module: str) -> Block:
             val, idx = f"mv_{j}_{i // 2}", f"mi_{j}_{i // 2}"
             lines += [f"    reg signed [{ab - 1}:0] {val};", f"    reg [{ib - 1}:0] {idx};"]
             if len(pair) == 1:
-                (v0, i0), = pair
+                ((v0, i0),) = pair
                 lines.append(f"    always @(posedge clk) begin {val} <= {v0}; {idx} <= {i0}; end")
             else:
                 (v0, i0), (v1, i1) = pair

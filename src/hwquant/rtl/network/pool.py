@@ -19,8 +19,6 @@ from hwquant.errors import UnsupportedLayerError
 from hwquant.intmath import qrange
 from hwquant.intmodel import AvgPoolNode, MaxPoolNode
 from hwquant.rtl.golden import output_format
-from hwquant.rtl.requantizer import clamp_statement
-from hwquant.rtl.unit import index_bits, literal
 from hwquant.rtl.network.stream import (
     Block,
     FeatureMap,
@@ -29,10 +27,15 @@ from hwquant.rtl.network.stream import (
     counter_lines,
     module_text,
 )
+from hwquant.rtl.requantizer import clamp_statement
+from hwquant.rtl.unit import index_bits, literal
 
 
 def _window_walk(
-    fmap: FeatureMap, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
+    fmap: FeatureMap,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pad: tuple[int, int],
     out_hw: tuple[int, int],
 ) -> list[str]:
     """Counters, pixel address (stage 1) and the tags ``v_1, pad_1, first_1, last_1`` and
@@ -120,8 +123,10 @@ def emit_avg(node: AvgPoolNode, inputs: list[FeatureMap], module: str) -> Block:
     wide = sum_bits + mult_bits + 1
     half = (1 << node.shift) >> 1
     ext = (lambda v: f"$signed({v})") if fmap.signed else (lambda v: f"$signed({{1'b0, {v}}})")
-    lines += ["    reg res_v;", "    always @(posedge clk) if (rst) res_v <= 0; "
-              "else res_v <= v_2 && last_2;"]
+    lines += [
+        "    reg res_v;",
+        "    always @(posedge clk) if (rst) res_v <= 0; else res_v <= v_2 && last_2;",
+    ]
     for c in range(fmap.channels):
         lines += [
             f"    wire signed [{sum_bits - 1}:0] val_{c} = {ext(f'rd_data_0[{c * b} +: {b}]')};",

@@ -11,6 +11,7 @@ from a summary the simulation prints. The measured latency (first pixel in to th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -20,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hwquant.atomic import write_atomic
 from hwquant.errors import ConfigError, ToolError
 from hwquant.intmodel import IntModel, load
+from hwquant.rtl.network.testbench import TESTBENCH_TOP, testbench
 from hwquant.rtl.testbench import mem_text
 from hwquant.rtl.unit import to_words
-from hwquant.rtl.network.testbench import TESTBENCH_TOP, testbench
 
 VERILATOR_HINT = "Fix: install Verilator (apt-get install -y verilator) or Icarus Verilog."
 SIMULATORS = ("auto", "verilator", "iverilog")
@@ -96,8 +98,9 @@ def pixel_words(codes: np.ndarray, bits: int, signed: bool) -> list[int]:
 
 def simulator_version(name: str) -> str:
     """The ``--version`` line of simulator ``name``."""
-    done = subprocess.run([name, "-V" if name == "iverilog" else "--version"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [name, "-V" if name == "iverilog" else "--version"], capture_output=True, text=True
+    )
     return (done.stdout or done.stderr).splitlines()[0].strip()
 
 
@@ -117,8 +120,9 @@ def _run(command: list[str], cwd: Path, timeout: float) -> str:
     try:
         done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        raise ToolError(f"'{command[0]}' ran past {timeout:.0f} s. Fix: simulate fewer images.")\
-            from exc
+        raise ToolError(
+            f"'{command[0]}' ran past {timeout:.0f} s. Fix: simulate fewer images."
+        ) from exc
     if done.returncode != 0:
         raise ToolError(
             f"'{' '.join(command[:3])} ...' failed (exit {done.returncode}):\n"
@@ -127,37 +131,77 @@ def _run(command: list[str], cwd: Path, timeout: float) -> str:
     return done.stdout
 
 
-def run_testbench(design_dir: Path, words: list[int], images: int, simulator: str,
-                  timeout: float = 600.0) -> tuple[str, str]:
-    """Build and run the testbench of ``design_dir`` on pixel ``words``; returns the log and
-    the simulator used."""
+def run_testbench(
+    design_dir: Path, words: list[int], images: int, simulator: str, timeout: float = 600.0
+) -> tuple[str, str]:
+    """Build (unless ``DIR/sim`` holds a build of the same sources) and run the testbench of
+    ``design_dir`` on pixel ``words``; returns the log and the simulator used. The weight ROM
+    images are read when the simulation starts, from ``DIR/rtl``, so an edited ROM image is
+    simulated without a rebuild."""
     design = json.loads((design_dir / "design.json").read_text())
     sim_dir = design_dir / "sim"
     sim_dir.mkdir(exist_ok=True)
     rtl = (design_dir / "rtl").resolve()
-    inp = design["input"]
-    (sim_dir / "input.mem").write_text(mem_text(words, inp["word_bits"]))
-    out = design["output"]
+    inp, out = design["input"], design["output"]
+    write_atomic(sim_dir / "input.mem", mem_text(words, inp["word_bits"]).encode())
     timeout_cycles = design["latency_cycles"] + images * design["ii_cycles"] + 1000
-    (sim_dir / "tb.v").write_text(
-        testbench(images, inp["pixels"], inp["word_bits"], out["classes"], out["acc_bits"],
-                  str((sim_dir / "input.mem").resolve()), timeout_cycles)
+    bench = testbench(
+        images,
+        inp["pixels"],
+        inp["word_bits"],
+        out["classes"],
+        out["acc_bits"],
+        "../sim/input.mem",
+        timeout_cycles,
     )
-    sources = [str(rtl / name) for name in design["rtl_files"]] + [str(sim_dir / "tb.v")]
+    write_atomic(sim_dir / "tb.v", bench.encode())
+    sources = [rtl / name for name in design["rtl_files"]] + [sim_dir / "tb.v"]
     tool = _pick(simulator)
+    digest = hashlib.sha256(tool.encode())
+    for path in sources:
+        digest.update(path.read_bytes())
+    stamp = sim_dir / f"{tool}.sha256"
+    binary = sim_dir / ("obj_dir/Vsim" if tool == "verilator" else "sim.vvp")
+    built = binary.is_file() and stamp.is_file() and stamp.read_text() == digest.hexdigest()
+    names = [str(p.resolve()) for p in sources]
     if tool == "verilator":
-        obj = sim_dir / "obj_dir"
-        _run(["verilator", "--binary", "-j", "2", "-Wno-fatal", "-Wno-lint", "-Wno-style",
-              "--top-module", TESTBENCH_TOP, "-Mdir", str(obj), "-o", "Vsim", *sources],
-             sim_dir, timeout)
-        return _run([str((obj / "Vsim").resolve())], rtl, timeout), tool
-    _run(["iverilog", "-g2005", "-s", TESTBENCH_TOP, "-o", str(sim_dir / "sim.vvp"), *sources],
-         sim_dir, timeout)
-    return _run(["vvp", "-n", str((sim_dir / "sim.vvp").resolve())], rtl, timeout), tool
+        if not built:
+            _run(
+                [
+                    "verilator",
+                    "--binary",
+                    "-j",
+                    "2",
+                    "-Wno-fatal",
+                    "-Wno-lint",
+                    "-Wno-style",
+                    "--top-module",
+                    TESTBENCH_TOP,
+                    "-Mdir",
+                    "obj_dir",
+                    "-o",
+                    "Vsim",
+                    *names,
+                ],
+                sim_dir,
+                timeout,
+            )
+        command = [str(binary.resolve())]
+    else:
+        if not built:
+            _run(
+                ["iverilog", "-g2005", "-s", TESTBENCH_TOP, "-o", "sim.vvp", *names],
+                sim_dir,
+                timeout,
+            )
+        command = ["vvp", "-n", str(binary.resolve())]
+    write_atomic(stamp, digest.hexdigest().encode())
+    return _run(command, rtl, timeout), tool
 
 
-def compare(log: str, logits: np.ndarray, argmax: np.ndarray) -> tuple[list[Mismatch], int,
-                                                                        int | None, list[int]]:
+def compare(
+    log: str, logits: np.ndarray, argmax: np.ndarray
+) -> tuple[list[Mismatch], int, int | None, list[int]]:
     """Mismatches of the ``OUT`` lines of ``log`` against the engine (per field, in image
     order; a missing output is one mismatch), outputs seen, latency and intervals."""
     first = [int(line.split()[1]) for line in log.splitlines() if line.startswith("FIRST ")]
@@ -168,8 +212,10 @@ def compare(log: str, logits: np.ndarray, argmax: np.ndarray) -> tuple[list[Mism
         try:
             image, cycle, arg, *vals = (int(v) for v in row)
         except ValueError as exc:
-            raise ToolError(f"the simulation printed an unknown (X/Z) output: {row!r}. Fix: "
-                            "check that every register of the design is reset.") from exc
+            raise ToolError(
+                f"the simulation printed an unknown (X/Z) output: {row!r}. Fix: "
+                "check that every register of the design is reset."
+            ) from exc
         cycles.append(cycle)
         if image >= len(logits):
             mismatches.append(Mismatch(image, "extra output", None, arg))
@@ -187,8 +233,12 @@ def compare(log: str, logits: np.ndarray, argmax: np.ndarray) -> tuple[list[Mism
     return mismatches, len(rows), latency, list(np.diff(cycles).astype(int).tolist())
 
 
-def simulate_design(design_dir: str | Path, codes: torch.Tensor | np.ndarray,
-                    simulator: str = "auto", model: IntModel | None = None) -> SimReport:
+def simulate_design(
+    design_dir: str | Path,
+    codes: torch.Tensor | np.ndarray,
+    simulator: str = "auto",
+    model: IntModel | None = None,
+) -> SimReport:
     """Simulate the design in ``design_dir`` on input codes ``[N, C, H, W]`` (module
     docstring); ``model`` defaults to the design's copy of its IntModel."""
     design_dir = Path(design_dir)
@@ -206,5 +256,34 @@ def simulate_design(design_dir: str | Path, codes: torch.Tensor | np.ndarray,
     words = pixel_words(x.numpy(), model.input.bits, model.input.signed)
     log, tool = run_testbench(design_dir, words, len(x), simulator)
     mismatches, outputs, latency, intervals = compare(log, logits, argmax)
-    return SimReport(len(x), outputs, mismatches, latency, intervals, design["latency_cycles"],
-                     design["ii_cycles"], f"{tool} ({simulator_version(tool)})", log)
+    return SimReport(
+        len(x),
+        outputs,
+        mismatches,
+        latency,
+        intervals,
+        design["latency_cycles"],
+        design["ii_cycles"],
+        f"{tool} ({simulator_version(tool)})",
+        log,
+    )
+
+
+def dataset_codes(model: IntModel, dataset: str, images: int) -> torch.Tensor:
+    """Input codes ``[images, C, H, W]`` of the first ``images`` test images of ``dataset``
+    (a :func:`hwquant.data.load_dataset` name), normalised with the training split's mean and
+    standard deviation as training does, then quantized by the model's input quantizer."""
+    from hwquant.data import load_dataset
+    from hwquant.data.batches import BatchLoader
+
+    splits = load_dataset(dataset, progress=False)
+    if not 1 <= images <= len(splits.test):
+        raise ConfigError(
+            f"--images {images}: the {dataset} test split has {len(splits.test)} images. Fix: "
+            f"use 1..{len(splits.test)}."
+        )
+    loader = BatchLoader(
+        splits.test, images, mean=splits.mean, std=splits.std, shuffle=False, augment=False
+    )
+    x, _ = next(iter(loader))
+    return model.quantize_input(x[:images])

@@ -21,7 +21,12 @@ TESTBENCH_TOP = "hwquant_tb"
 
 
 def testbench(
-    images: int, words: int, word_bits: int, classes: int, acc_bits: int, input_file: str,
+    images: int,
+    words: int,
+    word_bits: int,
+    classes: int,
+    acc_bits: int,
+    input_file: str,
     timeout_cycles: int,
 ) -> str:
     """The testbench module for ``images`` images of ``words`` pixel words each (module

@@ -12,10 +12,10 @@ on every input edge (:mod:`hwquant.rtl.network.stream`).
 
 from __future__ import annotations
 
-from hwquant.rtl.unit import index_bits
 from hwquant.rtl.network.graph import Network
 from hwquant.rtl.network.interface import INPUT, OUTPUT
 from hwquant.rtl.network.stream import edge_parameters
+from hwquant.rtl.unit import index_bits
 
 TOP = "hwquant_top"
 
@@ -98,17 +98,30 @@ def top_module(network: Network) -> str:
             space = "(!out_valid || out_ready)"
         avail = " && ".join(f"{e}_avail" for e in ins)
         lines.append(f"    assign {tag}_go = {tag}_idle && {avail} && {space};")
-        conns = [".clk(clk)", ".rst(rst)", f".go({tag}_go)", f".idle({tag}_idle)",
-                 f".done({tag}_done)"]
+        conns = [
+            ".clk(clk)",
+            ".rst(rst)",
+            f".go({tag}_go)",
+            f".idle({tag}_idle)",
+            f".done({tag}_done)",
+        ]
         for port, e in enumerate(ins):
             conns += [f".rd_addr_{port}({e}_rd_addr)", f".rd_data_{port}({e}_rd_data)"]
         if block.op == OUTPUT:
-            conns += [".out_valid(out_valid)", ".out_ready(out_ready)",
-                      ".out_logits(out_logits)", ".out_argmax(out_argmax)"]
+            conns += [
+                ".out_valid(out_valid)",
+                ".out_ready(out_ready)",
+                ".out_logits(out_logits)",
+                ".out_argmax(out_argmax)",
+            ]
         else:
-            conns += [f".wr_en({tag}_wr_en)", f".wr_addr({tag}_wr_addr)",
-                      f".wr_data({tag}_wr_data)"]
-        lines.append(f"    {block.module} u_{tag} (\n        " + ",\n        ".join(conns)
-                     + "\n    );")
+            conns += [
+                f".wr_en({tag}_wr_en)",
+                f".wr_addr({tag}_wr_addr)",
+                f".wr_data({tag}_wr_data)",
+            ]
+        lines.append(
+            f"    {block.module} u_{tag} (\n        " + ",\n        ".join(conns) + "\n    );"
+        )
     header = ",\n".join(f"    {p}" for p in ports)
     return f"module {TOP} (\n{header}\n);\n" + "\n".join(lines) + "\nendmodule\n"

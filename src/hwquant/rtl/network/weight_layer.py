@@ -38,9 +38,6 @@ import numpy as np
 from hwquant.errors import ConfigError, UnsupportedLayerError
 from hwquant.intmodel import ConvNode, WeightNode
 from hwquant.rtl.golden import lane_groups, output_format
-from hwquant.rtl.requantizer import clamp_statement
-from hwquant.rtl.testbench import mem_text
-from hwquant.rtl.unit import Product, case_block, index_bits, literal
 from hwquant.rtl.network.stream import (
     Block,
     FeatureMap,
@@ -49,6 +46,9 @@ from hwquant.rtl.network.stream import (
     counter_lines,
     module_text,
 )
+from hwquant.rtl.requantizer import clamp_statement
+from hwquant.rtl.testbench import mem_text
+from hwquant.rtl.unit import Product, case_block, index_bits, literal
 
 LUTROM_DEPTH = 64
 """Weight ROMs at most this many words deep are marked for LUTs, deeper ones for block RAM
@@ -99,8 +99,10 @@ def lane_layout(node: WeightNode, pe: int) -> list[tuple[Lane, np.ndarray]]:
     lanes = []
     for (_, rows, product, words), share in zip(groups, shares, strict=True):
         for j in range(share):
-            picked = [int(rows[nf * share + j]) if nf * share + j < len(rows) else -1
-                      for nf in range(folds)]
+            picked = [
+                int(rows[nf * share + j]) if nf * share + j < len(rows) else -1
+                for nf in range(folds)
+            ]
             lanes.append((Lane(product, tuple(picked)), _row_words(rows, words, rows_total)))
     return lanes
 
@@ -219,8 +221,7 @@ def emit(node: WeightNode, inputs: list[FeatureMap], pe: int, simd: int, module:
     }
     lines += stages.advance(tags)
     lines += [
-        "    always @(posedge clk) "
-        f"rd_addr_0 <= pad ? 0 : pixel[{index_bits(fmap.pixels) - 1}:0];",
+        f"    always @(posedge clk) rd_addr_0 <= pad ? 0 : pixel[{index_bits(fmap.pixels) - 1}:0];",
         f"    reg [{index_bits(depth_words) - 1}:0] wa_1;",
         "    always @(posedge clk) wa_1 <= wa;",
     ]
