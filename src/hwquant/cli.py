@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 
-from hwquant.app import export_cli as export_command
 from hwquant.app import build_cli, hw_cli, rtl_cli, synth_cli, tables_cli
+from hwquant.app import export_cli as export_command
 from hwquant.app.bench import cli as bench_cli
 from hwquant.app.config import load_config
 from hwquant.app.report import run as report_run

@@ -14,8 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from hwquant.errors import HwquantError
-from hwquant.hw.cli import read_folding
+from hwquant.app.hw_cli import read_folding
+from hwquant.core.errors import HwquantError
 from hwquant.rtl.network.simulate import SIMULATORS
 
 
@@ -96,7 +96,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _sim(args: argparse.Namespace) -> int:
-    from hwquant.intmodel import load
+    from hwquant.ir.intmodel import load
     from hwquant.rtl.network.simulate import dataset_codes, simulate_design
 
     if not (args.design / "design.json").is_file():

@@ -9,7 +9,7 @@ import torch
 
 import hwquant
 from hwquant.models import build
-from hwquant.recipe import Recipe
+from hwquant.qat.recipe import Recipe
 from tests.helpers import RandomNet, trained_qat_model
 
 requires_verilator = pytest.mark.skipif(

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from hwquant.errors import ConfigError, UnsupportedLayerError
+from hwquant.core.errors import ConfigError, UnsupportedLayerError
 from hwquant.hw.devices import get_device
 from hwquant.hw.folding import Fold
-from hwquant.intmodel import IntNode
+from hwquant.ir.intmodel import IntNode
 from hwquant.rtl.network import build_design
 from hwquant.rtl.network.registry import BLOCKS, emitter
 from tests.rtl.network.conftest import tiny_cnn
@@ -34,7 +34,7 @@ def test_network_over_the_block_ram_at_any_folding_names_resource_and_excess(tmp
 
     import hwquant
     from hwquant.models import build
-    from hwquant.recipe import Recipe
+    from hwquant.qat.recipe import Recipe
     from tests.helpers import trained_qat_model
 
     torch.manual_seed(0)

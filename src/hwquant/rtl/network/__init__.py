@@ -1,6 +1,6 @@
 """A whole lowered network as one streaming accelerator in Verilog (issue 16).
 
-:func:`build_design` turns an :class:`~hwquant.intmodel.IntModel` into a dataflow design:
+:func:`build_design` turns an :class:`~hwquant.ir.intmodel.IntModel` into a dataflow design:
 an input interface, one block per layer (sliding-window unit and PE x SIMD array for
 convolutions and fully connected layers, pooling, residual add), image FIFOs between them and
 an output interface giving logits and argmax (:mod:`~hwquant.rtl.network.top`).

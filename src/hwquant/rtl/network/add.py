@@ -1,5 +1,5 @@
 """The residual-add block: ``code = clamp((a·M_a + b·M_b + 2^(s−1)) >>> s, lo, hi)`` per channel
-(:class:`~hwquant.intmodel.AddNode`, the engine's ``_add``), one pixel of both inputs per cycle.
+(:class:`~hwquant.ir.intmodel.AddNode`, the engine's ``_add``), one pixel of both inputs per cycle.
 
 The two operands come from two edges; the one from the branch point (the skip connection) is
 an image FIFO deep enough for every image the other path can hold
@@ -10,8 +10,8 @@ Pipeline: address → both RAM reads → ``a·M_a + b·M_b`` → rounding shift 
 
 from __future__ import annotations
 
-from hwquant.errors import UnsupportedLayerError
-from hwquant.intmodel import AddNode
+from hwquant.core.errors import UnsupportedLayerError
+from hwquant.ir.intmodel import AddNode
 from hwquant.rtl.golden import output_format
 from hwquant.rtl.network.stream import (
     Block,

@@ -14,11 +14,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from hwquant.atomic import write_atomic
-from hwquant.errors import ConfigError
+from hwquant.core.atomic import write_atomic
+from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import Device, get_device
 from hwquant.hw.folding import Fold
-from hwquant.intmodel import IntModel, load
+from hwquant.ir.intmodel import IntModel, load
 from hwquant.rtl.network.folding import check_memory, choose_folding
 from hwquant.rtl.network.graph import Network, input_shape, network
 from hwquant.rtl.network.interface import INPUT, OUTPUT

@@ -23,10 +23,10 @@ cycle; pooling and adds one word per cycle) or no widening fits.
 
 from __future__ import annotations
 
-from hwquant.errors import ConfigError
+from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import Device
 from hwquant.hw.folding import Fold, divisors
-from hwquant.intmodel import IntModel, WeightNode
+from hwquant.ir.intmodel import IntModel, WeightNode
 from hwquant.rtl.golden import lane_groups
 from hwquant.rtl.network.graph import Network
 from hwquant.rtl.network.weight_layer import lane_layout

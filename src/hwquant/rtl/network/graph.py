@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwquant.errors import ConfigError, HwquantError
+from hwquant.core.errors import ConfigError, HwquantError
 from hwquant.hw.folding import Fold
-from hwquant.intmodel import IntModel, WeightNode
+from hwquant.ir.intmodel import IntModel, WeightNode
 from hwquant.rtl.network.interface import INPUT, OUTPUT, emit_input, emit_output
 from hwquant.rtl.network.registry import FOLDED_OPS, emitter
 from hwquant.rtl.network.stream import Block, FeatureMap

@@ -3,21 +3,21 @@
 Both walk ``for oy, ox: for ky, kx`` (``kx`` fastest), one input pixel word per cycle, and
 reduce every channel of the word at once (the word holds all ``C`` channels):
 
-* **max** (:class:`~hwquant.intmodel.MaxPoolNode`): ``m ← first ? v : max(m, v)`` per channel,
+* **max** (:class:`~hwquant.ir.intmodel.MaxPoolNode`): ``m ← first ? v : max(m, v)`` per channel,
   a padding position reading the smallest code (every window holds a real pixel, so the max is
   the engine's ``max_pool2d`` with its −∞ padding). Pipeline: address → RAM read → compare;
   the word is written with the window's last compare (``depth = 3``).
-* **avg** (:class:`~hwquant.intmodel.AvgPoolNode`): the exact window sum per channel
+* **avg** (:class:`~hwquant.ir.intmodel.AvgPoolNode`): the exact window sum per channel
   (``kernel_size`` x ``kernel_size`` windows at stride ``kernel_size``, a remainder row or
-  column dropped, or the whole plane when global: :func:`hwquant.intmath.window_sum`), then
+  column dropped, or the whole plane when global: :func:`hwquant.core.intmath.window_sum`), then
   ``clamp((sum·M + 2^(s−1)) >>> s, lo, hi)`` (``depth = 5``).
 """
 
 from __future__ import annotations
 
-from hwquant.errors import UnsupportedLayerError
-from hwquant.intmath import qrange
-from hwquant.intmodel import AvgPoolNode, MaxPoolNode
+from hwquant.core.errors import UnsupportedLayerError
+from hwquant.core.intmath import qrange
+from hwquant.ir.intmodel import AvgPoolNode, MaxPoolNode
 from hwquant.rtl.golden import output_format
 from hwquant.rtl.network.stream import (
     Block,

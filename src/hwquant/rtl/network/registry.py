@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hwquant.errors import UnsupportedLayerError
+from hwquant.core.errors import UnsupportedLayerError
 from hwquant.hw.folding import Fold
-from hwquant.intmodel import IntNode, ReshapeNode
+from hwquant.ir.intmodel import IntNode, ReshapeNode
 from hwquant.rtl.network import add, pool, weight_layer
 from hwquant.rtl.network.stream import Block, FeatureMap
 

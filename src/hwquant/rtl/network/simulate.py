@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hwquant.atomic import write_atomic
-from hwquant.errors import ConfigError, ToolError
-from hwquant.intmodel import IntModel, load
+from hwquant.core.atomic import write_atomic
+from hwquant.core.errors import ConfigError, ToolError
+from hwquant.ir.intmodel import IntModel, load
 from hwquant.rtl.network.testbench import TESTBENCH_TOP, testbench
 from hwquant.rtl.testbench import mem_text
 from hwquant.rtl.unit import to_words

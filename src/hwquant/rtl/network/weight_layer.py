@@ -22,7 +22,7 @@ LUTs when at most :data:`LUTROM_DEPTH` words).
 
 **Pipeline** (one register per stage, so one stage sets Fmax): pixel address → input RAM read
 and weight ROM read → chunk select → products → ``⌈log2 SIMD⌉`` adder-tree levels → accumulator
-(bias on a fold's first item, wrapping at ``acc_bits``: :class:`hwquant.intmath.Accumulator`
+(bias on a fold's first item, wrapping at ``acc_bits``: :class:`hwquant.core.intmath.Accumulator`
 "wrap") → ``acc·M`` → ``clamp((· + 2^(s−1)) >>> s, lo, hi)`` → pixel word assembly and write.
 ``acc_bits`` is the width the engine's analysis proves (:meth:`WeightNode.worst_case_bits`),
 or the node's own narrower wrapping accumulator.
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwquant.errors import ConfigError, UnsupportedLayerError
-from hwquant.intmodel import ConvNode, WeightNode
+from hwquant.core.errors import ConfigError, UnsupportedLayerError
+from hwquant.ir.intmodel import ConvNode, WeightNode
 from hwquant.rtl.golden import lane_groups, output_format
 from hwquant.rtl.network.stream import (
     Block,
@@ -65,7 +65,7 @@ class Lane:
 
 def accumulator_width(node: WeightNode) -> int:
     """The accumulator bits the block builds (module docstring): the proven bound
-    :meth:`~hwquant.intmodel.WeightNode.worst_case_bits`, or the node's narrower accumulator
+    :meth:`~hwquant.ir.intmodel.WeightNode.worst_case_bits`, or the node's narrower accumulator
     when it wraps (the engine's result is then modulo ``2^acc_bits`` too)."""
     bound = node.worst_case_bits()
     if node.acc_bits >= bound:
