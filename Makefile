@@ -26,7 +26,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
-	command -v iverilog >/dev/null && command -v yosys >/dev/null || (apt-get update && apt-get install -y --no-install-recommends iverilog yosys)
+	command -v iverilog >/dev/null && command -v yosys >/dev/null && command -v verilator >/dev/null || (apt-get update && apt-get install -y --no-install-recommends iverilog yosys verilator)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest
 

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 
+from hwquant.app import build_cli, hw_cli, rtl_cli, synth_cli, tables_cli
 from hwquant.app import export_cli as export_command
-from hwquant.app import hw_cli, rtl_cli, synth_cli, tables_cli
 from hwquant.app.bench import cli as bench_cli
 from hwquant.app.config import load_config
 from hwquant.app.report import run as report_run
@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     tables_cli.add_command(commands)
     bench_cli.add_command(commands)
     rtl_cli.add_command(commands)
+    build_cli.add_command(commands)
     synth_cli.add_command(commands)
     return parser
 

@@ -1,0 +1,130 @@
+"""``hwquant build`` and ``hwquant sim``: a whole-network accelerator, and its check on images.
+
+* ``hwquant build MODEL.npz --device DEV -o DIR [--folding F.json] [--simulate N]``: write the
+  design (:func:`hwquant.rtl.network.build_design`); with ``--simulate N`` also run it on the
+  first ``N`` test images of ``--dataset`` as ``hwquant sim`` does;
+* ``hwquant sim DIR --images N --dataset NAME``: simulate a built design; exit 1 with the first
+  differing output when any output differs from the integer engine, or when a measured cycle
+  count differs from design.json's prediction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hwquant.app.hw_cli import read_folding
+from hwquant.core.errors import HwquantError
+from hwquant.rtl.network.simulate import SIMULATORS
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``build`` and ``sim`` on the ``hwquant`` subcommand parser."""
+    from hwquant.cli import _parser  # the shared --help-with-examples formatter
+
+    build = _parser(
+        commands.add_parser,
+        "build",
+        help="build a streaming Verilog accelerator of a whole IntModel",
+        description="Write DIR/rtl/*.v (top module hwquant_top), the weight ROM images and "
+        "DIR/design.json (folding, widths, predicted latency and interval in cycles).",
+        examples=[
+            "hwquant build runs/demo/llsq/int_model.npz --device lfe5u-85f -o build/llsq",
+            "hwquant build model.npz --device ice40up5k -o build/up5k --folding fold.json",
+            "hwquant build model.npz --device lfe5u-85f -o build/x --simulate 100 --dataset digits",
+        ],
+    )
+    build.add_argument("model", type=Path, metavar="MODEL.npz", help="a lowered IntModel")
+    build.add_argument("--device", required=True, help="FPGA part (hwquant.hw.devices)")
+    build.add_argument("-o", "--out", required=True, type=Path, metavar="DIR")
+    build.add_argument(
+        "--folding",
+        type=Path,
+        metavar="FILE.json",
+        help='PE and SIMD per weight layer, {"layer": [pe, simd], ...}; others are chosen',
+    )
+    build.add_argument("--input-size", type=int, help="input height = width (default: inferred)")
+    build.add_argument("--force", action="store_true", help="replace a design already in DIR")
+    build.add_argument("--simulate", type=int, metavar="N", help="then simulate N test images")
+    _sim_options(build)
+    build.set_defaults(run=_build)
+
+    sim = _parser(
+        commands.add_parser,
+        "sim",
+        help="simulate a built design on test images against the integer engine",
+        description="Run DIR's design on real test images; exit 1 on any output that differs "
+        "from the integer engine or a cycle count that differs from design.json.",
+        examples=["hwquant sim build/llsq --images 100 --dataset digits"],
+    )
+    sim.add_argument("design", type=Path, metavar="DIR")
+    sim.add_argument("--images", type=int, default=10, metavar="N")
+    _sim_options(sim)
+    sim.set_defaults(run=_sim)
+
+
+def _sim_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="digits", help="test images (default: digits)")
+    parser.add_argument("--simulator", default="auto", choices=SIMULATORS)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _build(args: argparse.Namespace) -> int:
+    from hwquant.rtl.network.design import build_design
+
+    folding = read_folding(args.folding) if args.folding else None
+    design = build_design(
+        args.model,
+        args.device,
+        args.out,
+        folding=folding,
+        input_size=args.input_size,
+        overwrite=args.force,
+    )
+    if not args.json:
+        print(
+            f"design in {args.out}: {len(design.network.blocks)} blocks, predicted latency "
+            f"{design.latency_cycles} cycles, interval {design.ii_cycles} cycles per image"
+        )
+    if args.simulate is None:
+        if args.json:
+            print(json.dumps(design.record, indent=2))
+        return 0
+    args.design, args.images = args.out, args.simulate
+    return _sim(args)
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from hwquant.ir.intmodel import load
+    from hwquant.rtl.network.simulate import dataset_codes, simulate_design
+
+    if not (args.design / "design.json").is_file():
+        raise HwquantError(
+            f"'{args.design}' holds no design.json. Fix: build one with hwquant build -o DIR."
+        )
+    model = load(args.design / "model.npz")
+    codes = dataset_codes(model, args.dataset, args.images)
+    report = simulate_design(args.design, codes, args.simulator, model)
+    summary = report.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            f"{report.outputs}/{report.images} images simulated ({report.simulator}): "
+            f"{len(report.mismatches)} mismatching output fields; latency "
+            f"{report.latency_cycles} cycles (predicted {report.predicted_latency}), interval "
+            f"{summary['ii_cycles']} (predicted {report.predicted_ii})"
+        )
+    if not report.exact:
+        raise HwquantError(
+            f"the design differs from the integer engine: first difference {report.mismatches[0]}"
+            f" ({len(report.mismatches)} in all). Fix: report it with DIR/design.json."
+        )
+    if not report.cycles_match:
+        raise HwquantError(
+            f"measured latency {report.latency_cycles} / intervals {summary['ii_cycles']} "
+            f"cycles differ from the predicted {report.predicted_latency} / "
+            f"{report.predicted_ii}. Fix: report it with DIR/design.json."
+        )
+    return 0

@@ -1,0 +1,49 @@
+"""Fixtures of the whole-network tests: tiny lowered models, built once per session."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+import hwquant
+from hwquant.models import build
+from hwquant.qat.recipe import Recipe
+from tests.helpers import RandomNet, trained_qat_model
+
+requires_verilator = pytest.mark.skipif(
+    shutil.which("verilator") is None,
+    reason="verilator not found: apt-get install -y verilator",
+)
+
+
+def tiny_cnn(scheme: str = "llsq") -> hwquant.IntModel:
+    """The 8x8 small CNN at a quarter width (conv 8, conv 16, max pool, flatten, linear 10),
+    trained two QAT steps with ``scheme`` and lowered."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 1, 8, 8)
+    model = build("small_cnn", in_channels=1, input_size=8, width=0.25)
+    extra = {"scale_constraint": "pow2"} if scheme == "nonuniform" else {}
+    return hwquant.lower(
+        trained_qat_model(model, Recipe(scheme=scheme, bn_freeze_step=1, **extra), x), x
+    )
+
+
+def tiny_resnet(scheme: str = "llsq") -> hwquant.IntModel:
+    """An 8x8 network with a residual block, a stride-2 conv and a global average pool."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 1, 8, 8)
+    blocks = [
+        ("conv", 8, 3, 1, False, True, "relu", False),
+        ("residual", "relu"),
+        ("conv", 8, 3, 2, False, True, "relu", False),
+    ]
+    model = RandomNet(1, blocks, 10, True, 8)
+    return hwquant.lower(trained_qat_model(model, Recipe(scheme=scheme, bn_freeze_step=1), x), x)
+
+
+@pytest.fixture(scope="session")
+def llsq_cnn() -> hwquant.IntModel:
+    """The LLSQ tiny CNN."""
+    return tiny_cnn("llsq")

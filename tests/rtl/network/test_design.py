@@ -1,0 +1,92 @@
+"""Whole designs simulated in Verilator on real images: every output equals the integer
+engine's, the measured cycles equal design.json's prediction, and a flipped weight bit fails."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+
+from hwquant.cli import main
+from hwquant.engine import run
+from hwquant.rtl.network import build_design, simulate_design
+from hwquant.rtl.network.simulate import dataset_codes
+from tests.rtl.network.conftest import requires_verilator, tiny_resnet
+
+IMAGES = 6
+
+
+def _flip_classifier_bit(model, design_dir, codes) -> None:
+    """Flip the low bit of the class-0 weight on the classifier input that is largest on the
+    images: class 0's logit then moves by that input on every image where it is non-zero."""
+    classifier = model.weight_nodes()[-1]
+    source = model.nodes[model.nodes.index(classifier) - 1].inputs[0]  # the flatten's input
+    acts = run(model, codes, trace=True).values[source]  # [N, C, H, W]
+    c, y, x = np.unravel_index(int(acts.sum(0).argmax()), acts.shape[1:])
+    width = acts.shape[3]
+    word = (y * width + x) * acts.shape[1] + c  # PE = SIMD = 1: one weight per word, (y, x, c)
+    rom = design_dir / "rtl" / "hq_classifier_weights.mem"
+    lines = rom.read_text().splitlines()
+    lines[word] = format(int(lines[word], 16) ^ 1, f"0{len(lines[word])}x")
+    rom.write_text("\n".join(lines) + "\n")
+    assert int(acts[:, c, y, x].max()) > 0
+
+
+@requires_verilator
+def test_llsq_cnn_exact_on_digits_with_predicted_cycles_and_mutation_fails(
+    llsq_cnn, tmp_path, capsys
+):
+    model_file = llsq_cnn.save(tmp_path / "model.npz")
+    folding = tmp_path / "fold.json"
+    folding.write_text(json.dumps({"features.1.0": [2, 4], "classifier": [1, 1]}))
+    out = tmp_path / "design"
+    argv = [
+        "build",
+        str(model_file),
+        "--device",
+        "lfe5u-85f",
+        "-o",
+        str(out),
+        "--folding",
+        str(folding),
+        "--input-size",
+        "8",
+        "--simulate",
+        str(IMAGES),
+        "--json",
+    ]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == summary["outputs"] == IMAGES
+    assert summary["mismatches"] == 0 and summary["cycles_match"]
+    design = json.loads((out / "design.json").read_text())
+    blocks = {b["name"]: b for b in design["blocks"]}
+    assert (blocks["features.1.0"]["pe"], blocks["features.1.0"]["simd"]) == (2, 4)
+    for node in llsq_cnn.weight_nodes():  # accumulators at the proven width, not 32 bits
+        assert blocks[node.name]["acc_bits"] == node.worst_case_bits() < 32
+    # a chain: the latency is the sum of the block cycles, the interval the largest
+    assert summary["latency_cycles"] == sum(b["cycles"] for b in design["blocks"])
+    assert summary["ii_cycles"] == [max(b["cycles"] for b in design["blocks"])]
+
+    mutant = tmp_path / "mutant"
+    shutil.copytree(out, mutant)
+    codes = dataset_codes(llsq_cnn, "digits", IMAGES)
+    _flip_classifier_bit(llsq_cnn, mutant, codes)
+    assert main(["sim", str(mutant), "--images", str(IMAGES)]) == 1
+    assert "first difference image 0 logit[0]" in capsys.readouterr().err
+
+
+@requires_verilator
+def test_msq_residual_network_exact_with_skip_fifo(tmp_path):
+    model = tiny_resnet("msq")
+    design = build_design(model, "lfe5u-85f", tmp_path / "d", input_size=8)
+    lanes = {lane for b in design.record["blocks"] for lane in b.get("lanes", [])}
+    assert lanes == {"sp2", "fixed"}  # shift-add lanes for SP2 rows, multipliers for the rest
+    skip = [e for e in design.record["edges"] if e["to"] == "add_1" and e["banks"] > 2]
+    assert [e["banks"] for e in skip] == [6]  # the body path holds up to 3 edges x 2 images
+    codes = dataset_codes(model, "digits", IMAGES)
+    report = simulate_design(design.directory, codes)
+    assert report.outputs == IMAGES and report.mismatches == []
+    assert report.latency_cycles == design.latency_cycles == design.network.arrivals()["output"]
+    assert report.intervals == [design.ii_cycles] * (IMAGES - 1)
