@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwquant.errors import ConfigError
+from hwquant.errors import ConfigError, HwquantError
 from hwquant.hw.folding import Fold
 from hwquant.intmodel import IntModel, WeightNode
 from hwquant.rtl.network.interface import INPUT, OUTPUT, emit_input, emit_output
@@ -82,39 +82,40 @@ def module_name(name: str) -> str:
 
 def input_shape(model: IntModel, size: int | None = None) -> tuple[int, int, int]:
     """``(C, H, W)`` of the model's input: square ``size`` x ``size`` images, or when ``size``
-    is None the square size whose flattened map matches the first fully connected layer."""
+    is None the one square size up to :data:`MAX_INFERRED_SIZE` on which the engine runs the
+    model (a global pool or a fully connected layer fixes it); several such sizes raise
+    :class:`ConfigError` listing them."""
     first = model.weight_nodes()[0]
-    channels = first.weight.shape[1] if first.op == "conv2d" else first.fan_in()
     if first.op != "conv2d":
-        return (channels, 1, 1)
+        return (first.fan_in(), 1, 1)
+    channels = first.weight.shape[1]
     if size is not None:
         return (channels, size, size)
-    for candidate in range(1, 513):
-        try:
-            shapes = _shapes(model, (channels, candidate, candidate))
-        except (ValueError, ZeroDivisionError):
-            continue
-        if shapes is not None:
-            return (channels, candidate, candidate)
-    raise ConfigError(
-        f"the input size of '{model.output}'s network cannot be inferred. Fix: pass "
-        "input_size (--input-size) for the images it was trained on."
-    )
+    fits = [s for s in range(1, MAX_INFERRED_SIZE + 1) if _runs(model, (channels, s, s))]
+    if len(fits) != 1:
+        found = f"it runs on {', '.join(map(str, fits[:8]))}" if fits else "it runs on none"
+        raise ConfigError(
+            f"the input size of the model cannot be inferred ({found}). Fix: pass input_size "
+            "(--input-size) for the images it was trained on."
+        )
+    return (channels, fits[0], fits[0])
 
 
-def _shapes(model: IntModel, shape: tuple[int, int, int]) -> dict | None:
-    """Node output shapes for input ``shape`` by the engine's rules, None if a fully connected
-    layer's fan-in does not match."""
+MAX_INFERRED_SIZE = 256
+"""Largest square input size :func:`input_shape` tries."""
+
+
+def _runs(model: IntModel, shape: tuple[int, int, int]) -> bool:
+    """Whether the engine runs ``model`` on one image of ``shape``."""
     import torch
 
     from hwquant.engine import run
 
-    x = torch.zeros((1, *shape), dtype=torch.int64)
     try:
-        traced = run(model, x, trace=True, stats=False).values
-    except RuntimeError:
-        return None
-    return {name: tuple(v.shape[1:]) for name, v in traced.items()}
+        run(model, torch.zeros((1, *shape), dtype=torch.int64), stats=False)
+    except (HwquantError, RuntimeError):
+        return False
+    return True
 
 
 def edge_banks(sources: dict[str, list[str]], source: str, target: str) -> int:
