@@ -40,6 +40,8 @@ class DSPSlice:
 
 DSP48E1 = DSPSlice("DSP48E1", 25, 18, "UG479 7 Series DSP48E1 Slice User Guide")
 DSP48E2 = DSPSlice("DSP48E2", 27, 18, "UG579 UltraScale Architecture DSP Slice User Guide")
+MULT18X18D = DSPSlice("MULT18X18D", 18, 18, "FPGA-TN-02205 ECP5 and ECP5-5G sysDSP Usage Guide")
+SB_MAC16 = DSPSlice("SB_MAC16", 16, 16, "FPGA-TN-02007 iCE40 DSP Function Usage Guide")
 
 
 @dataclass(frozen=True)
@@ -60,15 +62,26 @@ class Device:
     dsp: DSPSlice
     clock_mhz: float
     source: str
+    block_bits: int = BRAM36_BITS
+    """Bits of one of the ``bram36`` block RAMs (a Lattice part counts its 18 Kb EBR or 4 Kb
+    EBR blocks there, with their own size)."""
+    lut_inputs: int = 6
+    """Inputs of one LUT: 6 on Xilinx 7-series and UltraScale+, 4 on ECP5 and iCE40."""
 
     @property
     def bram_bits(self) -> int:
         """Block RAM capacity in bits."""
-        return self.bram36 * BRAM36_BITS
+        return self.bram36 * self.block_bits
 
 
 _DS190 = "DS190 Zynq-7000 SoC Data Sheet: Overview, Zynq-7000 SoC family table"
 _DS891 = "DS891 Zynq UltraScale+ MPSoC Data Sheet: Overview, EG device feature summary"
+_ECP5 = "FPGA-DS-02012 ECP5 and ECP5-5G Family Data Sheet, Table 1.1 (feature summary)"
+_UP5K = "FPGA-DS-02008 iCE40 UltraPlus Family Data Sheet, Table 1.1 (feature summary)"
+EBR18_BITS = 18 * 1024
+"""Bits of one ECP5 sysMEM block (EBR), 18 Kb (FPGA-DS-02012)."""
+EBR4_BITS = 4 * 1024
+"""Bits of one iCE40 embedded block RAM, 4 Kb (FPGA-DS-02008)."""
 
 DEVICES: dict[str, Device] = {
     d.name: d
@@ -83,6 +96,16 @@ DEVICES: dict[str, Device] = {
         Device(
             "xczu9eg", "Zynq US+ MPSoC EG", 274_080, 548_160, 2_520, 912, DSP48E2, 200.0, _DS891
         ),
+        # ECP5: 84K / 24K LUT4 with one flip-flop each, 208 / 56 EBR of 18 Kb (3,744 / 1,008
+        # Kb), 156 / 28 18x18 multipliers; iCE40 UP5K: 5,280 LUT4 and flip-flops, 30 EBR of
+        # 4 Kb (120 Kb; its 1 Mb of single-port SPRAM is not counted), 8 SB_MAC16.
+        Device(
+            "lfe5u-85f", "ECP5", 83_640, 83_640, 156, 208, MULT18X18D, 100.0, _ECP5, EBR18_BITS, 4
+        ),
+        Device(
+            "lfe5u-25f", "ECP5", 24_288, 24_288, 28, 56, MULT18X18D, 100.0, _ECP5, EBR18_BITS, 4
+        ),
+        Device("ice40up5k", "iCE40 UltraPlus", 5_280, 5_280, 8, 30, SB_MAC16, 40.0, _UP5K, EBR4_BITS, 4),
     )
 }
 """Known devices by lower-case part name (speed grade and package do not change the counts)."""

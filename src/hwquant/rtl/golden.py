@@ -141,7 +141,7 @@ def output_format(lo: int, hi: int) -> tuple[int, bool]:
     return max(int(-lo - 1).bit_length(), int(hi).bit_length()) + 1, True
 
 
-def _lanes(node: WeightNode) -> list[tuple[str, np.ndarray, Product, np.ndarray]]:
+def lane_groups(node: WeightNode) -> list[tuple[str, np.ndarray, Product, np.ndarray]]:
     """(label, rows, product, weight words [rows, K]) of each row group of ``node``."""
     rows_all = np.arange(node.weight.shape[0])
     enc = node.encoding
@@ -179,7 +179,7 @@ def node_arrays(node: WeightNode, pe: int, simd: int) -> list[LayerArray]:
     includes the bias and, unless it is the last layer, the requantizer; row groups are padded
     with zero channels to a multiple of ``pe``."""
     arrays = []
-    for label, rows, product, words in _lanes(node):
+    for label, rows, product, words in lane_groups(node):
         pad = -len(rows) % pe
         words = np.concatenate([words, np.zeros((pad, words.shape[1]), np.int64)])
         bias = None if node.bias is None else np.concatenate([node.bias[rows], np.zeros(pad)])

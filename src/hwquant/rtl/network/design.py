@@ -1,0 +1,163 @@
+"""``build_design``: an IntModel in, a directory holding a complete accelerator out.
+
+``DIR/rtl/`` holds one Verilog-2001 file per block, ``hwquant_edge.v`` (the image FIFO of every
+edge), ``hwquant_top.v`` and the weight ROM images (``*_weights.mem``, read by ``$readmemh``
+relative to ``DIR/rtl``: run synthesis and simulation there). ``DIR/design.json`` records per
+block its folding, widths, ROM and cycles, per edge its banks, and the predicted latency and
+initiation interval (:mod:`hwquant.rtl.network.graph`); ``DIR/model.npz`` is the IntModel the
+design computes, so that ``hwquant sim DIR`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from hwquant.atomic import write_atomic
+from hwquant.errors import ConfigError
+from hwquant.hw.devices import Device, get_device
+from hwquant.hw.folding import Fold
+from hwquant.intmodel import IntModel, load
+from hwquant.rtl.network.folding import check_memory, choose_folding
+from hwquant.rtl.network.graph import Network, input_shape, network
+from hwquant.rtl.network.interface import INPUT, OUTPUT
+from hwquant.rtl.network.stream import edge_module
+from hwquant.rtl.network.top import TOP, top_module
+
+DESIGN_FILE = "design.json"
+FORMAT = "hwquant.design"
+VERSION = 1
+
+
+@dataclass
+class Design:
+    """A built design: where it is, its network and its design.json contents."""
+
+    directory: Path
+    network: Network
+    record: dict
+
+    @property
+    def latency_cycles(self) -> int:
+        """Predicted cycles from the first pixel in to the logits out."""
+        return self.network.latency_cycles
+
+    @property
+    def ii_cycles(self) -> int:
+        """Predicted cycles between images."""
+        return self.network.ii_cycles
+
+
+def scheme_of(model: IntModel) -> str:
+    """The quantization scheme the model was lowered from (its recipe), "llsq" by default."""
+    return str(model.recipe.get("scheme", "llsq"))
+
+
+def build_design(
+    model: IntModel | str | Path,
+    device: str | Device,
+    out_dir: str | Path,
+    *,
+    folding: dict[str, Fold] | None = None,
+    input_size: int | None = None,
+    overwrite: bool = False,
+) -> Design:
+    """Build the accelerator of ``model`` for ``device`` into ``out_dir`` (module docstring).
+
+    ``folding`` gives PE x SIMD per weight layer; layers it leaves out are chosen to fit the
+    device (:func:`hwquant.rtl.network.folding.choose_folding`). ``out_dir`` must be new or
+    empty, or a design this function wrote (replaced only with ``overwrite``).
+    """
+    if not isinstance(model, IntModel):
+        model = load(model)
+    dev = get_device(device)
+    out = Path(out_dir)
+    _check_target(out, overwrite)
+    shape = input_shape(model, input_size)
+    folds = choose_folding(model, shape, dev, folding or {})
+    net = network(model, folds, shape)
+    check_memory(net, dev)
+    rtl = out / "rtl"
+    rtl.mkdir(parents=True, exist_ok=True)
+    files = {"hwquant_edge.v": edge_module(), f"{TOP}.v": top_module(net)}
+    for block in net.blocks:
+        files[f"{block.module}.v"] = block.verilog
+    for name, text in files.items():
+        write_atomic(rtl / name, text.encode())
+    for block in net.blocks:
+        for name, text in block.memories.items():
+            write_atomic(rtl / name, text.encode())
+    model.save(out / "model.npz")
+    record = _record(model, dev, net, shape, sorted(files))
+    write_atomic(out / DESIGN_FILE, (json.dumps(record, indent=2) + "\n").encode())
+    return Design(out, net, record)
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not (out / DESIGN_FILE).is_file():
+        raise ConfigError(
+            f"'{out}' exists and holds files that are not a hwquant design. Fix: choose a new "
+            "or empty output directory."
+        )
+    if not overwrite:
+        raise ConfigError(
+            f"'{out}' already holds a design. Fix: choose another directory, or pass "
+            "--force (overwrite=True) to replace it."
+        )
+
+
+def _record(
+    model: IntModel, device: Device, net: Network, shape: tuple[int, int, int], files: list[str]
+) -> dict:
+    blocks = []
+    for block in net.blocks:
+        entry = {
+            "name": block.name,
+            "op": block.op,
+            "module": block.module,
+            "inputs": block.inputs,
+            "out_shape": block.output.shape() if block.output else None,
+            "out_bits": block.output.bits if block.output else None,
+            "steps": block.steps,
+            "depth": block.depth,
+            "cycles": block.cycles,
+            **block.info,
+        }
+        blocks.append(entry)
+    first = net.blocks[0]
+    assert first.op == INPUT and first.output is not None
+    logits = net.block(net.blocks[-1].inputs[0]).output
+    assert net.blocks[-1].op == OUTPUT and logits is not None
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "top": TOP,
+        "device": device.name,
+        "scheme": scheme_of(model),
+        "input": {
+            "shape": list(shape),
+            "bits": model.input.bits,
+            "signed": model.input.signed,
+            "pixels": first.output.pixels,
+            "word_bits": first.output.word_bits,
+        },
+        "output": {"classes": logits.channels, "acc_bits": logits.bits},
+        "blocks": blocks,
+        "edges": [
+            {
+                "from": e.source,
+                "to": e.target,
+                "port": e.port,
+                "banks": e.banks,
+                "words": e.banks * e.fmap.pixels,
+                "width": e.fmap.word_bits,
+            }
+            for e in net.edges
+        ],
+        "latency_cycles": net.latency_cycles,
+        "ii_cycles": net.ii_cycles,
+        "rtl_files": files,
+    }

@@ -1,0 +1,149 @@
+"""PE x SIMD per weight layer, chosen to fit a device, and the fit check that refuses a network
+no folding can fit.
+
+A weight layer of ``R`` rows, ``C`` input channels, a ``KH x KW`` kernel and ``P`` output
+pixels takes ``steps = P · NF · KH·KW·C/SIMD`` cycles (``NF = ⌈R/PE⌉``, or the MSQ lane split of
+:func:`hwquant.rtl.network.weight_layer.lane_layout`), and the design's interval is its slowest
+block's (:mod:`hwquant.rtl.network.graph`). :func:`choose_folding` starts every layer at
+``PE = SIMD = 1`` and repeatedly widens the slowest layer by the next PE (a divisor of ``R``)
+or SIMD (a divisor of ``C``), whichever costs fewer products, while the design stays within
+the device's budget:
+
+* multipliers: each multiplier lane product (fixed-point, codebook) and each requantizer lane
+  takes one DSP multiplier;
+* shift-add (SP2) products: at most ``luts / LUTS_PER_SHIFT_ADD`` of them [D];
+* memory (:func:`check_memory`): the weight ROMs and the edges' image FIFOs must fit the block
+  RAM; they do not depend on the folding, so a network over it fits at no folding
+  (:class:`ConfigError` naming the resource and how far over), as does one needing more DSP
+  multipliers at ``PE = SIMD = 1`` than the device has.
+
+It stops when the slowest block is not a weight layer (the input interface takes one pixel per
+cycle; pooling and adds one word per cycle) or no widening fits.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hwquant.errors import ConfigError
+from hwquant.hw.devices import Device
+from hwquant.hw.folding import Fold, divisors
+from hwquant.intmodel import IntModel, WeightNode
+from hwquant.rtl.network.graph import Network
+from hwquant.rtl.network.weight_layer import lane_layout
+
+LUTS_PER_SHIFT_ADD = 64
+"""LUT budget per SP2 shift-add product with its adder-tree share [D]: a planning figure; the
+placed designs give the real counts."""
+
+
+def _layer_shapes(model: IntModel, shape: tuple[int, int, int]) -> dict[str, tuple[int, ...]]:
+    import torch
+
+    from hwquant.engine import run
+
+    traced = run(model, torch.zeros((1, *shape), dtype=torch.int64), trace=True, stats=False)
+    return {name: tuple(v.shape[1:]) for name, v in traced.values.items()}
+
+
+def _steps(node: WeightNode, fold: Fold, out_shape: tuple[int, ...]) -> int:
+    """Work items of ``node`` per image at ``fold``."""
+    pixels = out_shape[1] * out_shape[2] if len(out_shape) == 3 else 1
+    folds = len(lane_layout(node, fold.pe)[0][0].rows)
+    return pixels * folds * node.fan_in() // fold.simd
+
+
+def _word_channels(model: IntModel, node: WeightNode, shapes: dict[str, tuple[int, ...]]) -> int:
+    """Channels of the pixel words ``node`` reads (a flatten keeps its input's channels)."""
+    source = node.inputs[0]
+    kinds = {n.name: n for n in model.nodes}
+    while source in kinds and kinds[source].op == "reshape":
+        source = kinds[source].inputs[0]
+    return shapes[source][0]
+
+
+def _products(model: IntModel, folds: dict[str, Fold]) -> tuple[int, int]:
+    """(DSP multipliers, shift-add products) of a folding."""
+    dsps = shift_adds = 0
+    for node in model.weight_nodes():
+        fold = folds[node.name]
+        lanes = lane_layout(node, fold.pe)
+        for lane, _ in lanes:
+            if lane.product.kind == "sp2":
+                shift_adds += fold.simd
+            else:
+                dsps += fold.simd
+        if node.mult is not None:
+            dsps += len(lanes)
+    return dsps, shift_adds
+
+
+def check_memory(net: Network, device: Device) -> None:
+    """Raise :class:`ConfigError` when the weight ROMs and the edges' image FIFOs of ``net``
+    exceed the device's block RAM (no folding changes them)."""
+    edges = sum(e.banks * e.fmap.pixels * e.fmap.word_bits for e in net.edges)
+    roms = sum(
+        b.info["weight_rom"]["words"] * b.info["weight_rom"]["width"]
+        for b in net.blocks
+        if "weight_rom" in b.info
+    )
+    need = edges + roms
+    if need > device.bram_bits:
+        raise ConfigError(
+            f"block RAM: the weight ROMs ({roms / 1024:.0f} Kbit) and feature-map buffers "
+            f"({edges / 1024:.0f} Kbit) need {need / 1024:.0f} Kbit, the {device.name} has "
+            f"{device.bram_bits / 1024:.0f} Kbit ({need / device.bram_bits:.2f}x, "
+            f"{(need - device.bram_bits) / 1024:.0f} Kbit over) at any folding. Fix: choose a "
+            "larger device or a smaller model."
+        )
+
+
+def choose_folding(
+    model: IntModel, shape: tuple[int, int, int], device: Device, given: dict[str, Fold]
+) -> dict[str, Fold]:
+    """Every weight layer's fold: ``given`` ones as they are, the others chosen (module
+    docstring)."""
+    names = {n.name for n in model.weight_nodes()}
+    unknown = sorted(set(given) - names)
+    if unknown:
+        raise ConfigError(
+            f"the folding names {', '.join(unknown)}, which are no weight layers. Fix: use "
+            f"layer names from {', '.join(sorted(names))}."
+        )
+    shapes = _layer_shapes(model, shape)
+    folds = {n.name: given.get(n.name, Fold(1, 1)) for n in model.weight_nodes()}
+    dsps, shift_adds = _products(model, folds)
+    if dsps > device.dsps:
+        raise ConfigError(
+            f"DSP multipliers: the design needs {dsps} even at PE = SIMD = 1, the {device.name} "
+            f"has {device.dsps} ({dsps / max(device.dsps, 1):.2f}x over). Fix: choose a device "
+            "with more DSPs, or a scheme with shift-add (MSQ) or table layers."
+        )
+    nodes = {n.name: n for n in model.weight_nodes()}
+    free = [n for n in nodes if n not in given]
+    input_pixels = shape[1] * shape[2]
+    while free:
+        cycles = {
+            n: _steps(nodes[n], folds[n], shapes[n]) for n in nodes
+        }
+        slowest = max(cycles, key=cycles.get)
+        if slowest not in free or cycles[slowest] <= input_pixels:
+            break
+        node, fold = nodes[slowest], folds[slowest]
+        channels = _word_channels(model, node, shapes)
+        options = [Fold(p, fold.simd) for p in divisors(node.weight.shape[0]) if p > fold.pe][:1]
+        options += [Fold(fold.pe, s) for s in divisors(channels) if s > fold.simd][:1]
+        best = None
+        for option in sorted(options, key=lambda f: f.pe * f.simd):
+            trial = {**folds, slowest: option}
+            try:
+                d, s = _products(model, trial)
+            except ConfigError:
+                continue
+            if d <= device.dsps and s * LUTS_PER_SHIFT_ADD <= device.luts:
+                best = option
+                break
+        if best is None:
+            break
+        folds[slowest] = best
+    return folds

@@ -1,0 +1,184 @@
+"""From an IntModel to blocks and edges, and the cycle counts of the whole design.
+
+:func:`network` walks the nodes in order, asks each node's emitter
+(:mod:`hwquant.rtl.network.registry`) for its block, and connects every reader to its
+producer by an edge (an image FIFO, :mod:`hwquant.rtl.network.stream`). An edge gets two banks
+(ping-pong) unless its producer reaches its consumer by a longer path too (the skip
+connection of a residual block): then it holds ``2·L`` images, ``L`` the number of edges on the
+longest such path, as many as that path can hold, so the producer never waits on it
+(:func:`edge_banks`).
+
+**Cycle model.** Block ``b`` takes ``cycles_b = steps_b + depth_b + 1`` (each block's module
+docstring gives its steps and depth); the input interface ``H·W`` for an image fed one pixel
+per cycle. An image committed on a block's last input edge at cycle ``e`` is on its output at
+``e + cycles_b``, so with images fed back to back from cycle 0
+
+    latency = max over paths input → output of Σ cycles_b      (first pixel in → out_valid)
+    II      = max_b cycles_b                                    (out_valid to out_valid)
+
+the interval holding from the first image on because every block upstream of the slowest one
+is at least as fast and every edge has a free bank for the next image (ping-pong).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hwquant.errors import ConfigError, HwquantError
+from hwquant.hw.folding import Fold
+from hwquant.intmodel import IntModel, WeightNode
+from hwquant.rtl.network.interface import INPUT, OUTPUT, emit_input, emit_output
+from hwquant.rtl.network.registry import FOLDED_OPS, emitter
+from hwquant.rtl.network.stream import Block, FeatureMap
+
+
+@dataclass(frozen=True)
+class Edge:
+    """An image FIFO from block ``source`` to input ``port`` of block ``target``."""
+
+    source: str
+    target: str
+    port: int
+    fmap: FeatureMap
+    banks: int
+
+
+@dataclass
+class Network:
+    """The blocks (input interface first, output interface last) and the edges of a design."""
+
+    blocks: list[Block]
+    edges: list[Edge]
+
+    def block(self, name: str) -> Block:
+        """The block called ``name``."""
+        return next(b for b in self.blocks if b.name == name)
+
+    def arrivals(self) -> dict[str, int]:
+        """Per block, the cycle its first image is committed on its output (the input
+        interface's first beat at cycle 0; module docstring)."""
+        done: dict[str, int] = {}
+        for block in self.blocks:
+            start = max((done[e.source] for e in self.edges if e.target == block.name), default=0)
+            done[block.name] = start + block.cycles
+        return done
+
+    @property
+    def latency_cycles(self) -> int:
+        """Cycles from an image's first input beat to its ``out_valid`` (module docstring)."""
+        return self.arrivals()[OUTPUT]
+
+    @property
+    def ii_cycles(self) -> int:
+        """Cycles between consecutive images at the output (module docstring)."""
+        return max(b.cycles for b in self.blocks)
+
+
+def module_name(name: str) -> str:
+    """A Verilog module name for the block of node ``name``."""
+    safe = "".join(ch if ch.isalnum() else "_" for ch in name)
+    return f"hq_{safe}"
+
+
+def input_shape(model: IntModel, size: int | None = None) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the model's input: square ``size`` x ``size`` images, or when ``size``
+    is None the one square size up to :data:`MAX_INFERRED_SIZE` on which the engine runs the
+    model (a global pool or a fully connected layer fixes it); several such sizes raise
+    :class:`ConfigError` listing them."""
+    first = model.weight_nodes()[0]
+    if first.op != "conv2d":
+        return (first.fan_in(), 1, 1)
+    channels = first.weight.shape[1]
+    if size is not None:
+        return (channels, size, size)
+    fits = [s for s in range(1, MAX_INFERRED_SIZE + 1) if _runs(model, (channels, s, s))]
+    if len(fits) != 1:
+        found = f"it runs on {', '.join(map(str, fits[:8]))}" if fits else "it runs on none"
+        raise ConfigError(
+            f"the input size of the model cannot be inferred ({found}). Fix: pass input_size "
+            "(--input-size) for the images it was trained on."
+        )
+    return (channels, fits[0], fits[0])
+
+
+MAX_INFERRED_SIZE = 256
+"""Largest square input size :func:`input_shape` tries."""
+
+
+def _runs(model: IntModel, shape: tuple[int, int, int]) -> bool:
+    """Whether the engine runs ``model`` on one image of ``shape``."""
+    import torch
+
+    from hwquant.engine import run
+
+    try:
+        run(model, torch.zeros((1, *shape), dtype=torch.int64), stats=False)
+    except (HwquantError, RuntimeError):
+        return False
+    return True
+
+
+def edge_banks(sources: dict[str, list[str]], source: str, target: str) -> int:
+    """Banks of the edge ``source → target`` (module docstring): ``2·L``, ``L`` the longest
+    path in edges from ``source`` to ``target`` (``sources``: each block's input blocks)."""
+    longest: dict[str, int] = {source: 0}
+    order = list(sources)  # blocks in topological order
+    for name in order[order.index(source) + 1 :]:
+        lengths = [longest[s] + 1 for s in sources[name] if s in longest]
+        if lengths:
+            longest[name] = max(lengths)
+    return 2 * longest[target]
+
+
+def network(
+    model: IntModel, folding: dict[str, Fold], shape: tuple[int, int, int]
+) -> Network:
+    """Blocks and edges of ``model`` for input images of ``shape`` (module docstring);
+    ``folding`` gives every weight layer's PE x SIMD."""
+    fmap_in = FeatureMap(*shape, model.input.bits, model.input.signed)
+    blocks = [emit_input(fmap_in, model.input.name, "hq_input")]
+    maps = {model.input.name: fmap_in}
+    producer = {model.input.name: model.input.name}  # node -> block that holds its map
+    for node in model.nodes:
+        make = emitter(node)
+        inputs = [maps[name] for name in node.inputs]
+        fold = folding.get(node.name, Fold(1, 1)) if node.op in FOLDED_OPS else Fold(1, 1)
+        block = make(node, inputs, fold, module_name(node.name))
+        if block is None:  # a flatten: readers use the input's map and block
+            maps[node.name] = inputs[0]
+            producer[node.name] = producer[node.inputs[0]]
+            continue
+        block.inputs = [producer[name] for name in node.inputs]
+        blocks.append(block)
+        maps[node.name] = block.output
+        producer[node.name] = node.name
+    last = model.nodes[-1] if model.nodes else None
+    if not isinstance(last, WeightNode) or last.mult is not None or model.output != last.name:
+        raise ConfigError(
+            "the network generator needs a model ending in a weight layer that outputs its "
+            "accumulators (the logits). Fix: lower a classifier whose last layer is linear."
+        )
+    logits = maps[model.output]
+    if logits.pixels != 1:
+        raise ConfigError(
+            f"the output '{model.output}' is a {logits.shape()} map, not a vector of logits. "
+            "Fix: end the network with a fully connected layer."
+        )
+    blocks.append(emit_output(logits, producer[model.output], "hq_output"))
+    sources = {b.name: b.inputs for b in blocks}
+    edges = [
+        Edge(src, b.name, port, maps_of(blocks, src), edge_banks(sources, src, b.name))
+        for b in blocks
+        for port, src in enumerate(b.inputs)
+    ]
+    return Network(blocks, edges)
+
+
+def maps_of(blocks: list[Block], name: str) -> FeatureMap:
+    """The output map of the block called ``name``."""
+    block = next(b for b in blocks if b.name == name)
+    assert block.output is not None
+    return block.output
+
+
+__all__ = ["INPUT", "OUTPUT", "Edge", "Network", "edge_banks", "input_shape", "network"]

@@ -1,0 +1,439 @@
+"""The block of a convolution or fully connected layer: sliding-window unit, PE x SIMD array,
+accumulators and requantizer, for every scheme whose weights have a lane product.
+
+**Work.** Output pixel ``(oy, ox)`` of channel ``r`` is ``acc[r] = b[r] + Σ W[r, c, ky, kx] ·
+x[c, oy·sy − py + ky, ox·sx − px + kx]`` (zero outside the input: the engine's zero padding).
+The block walks, one work item per cycle, ``for oy, ox: for nf < NF: for ky, kx: for cs <
+C/SIMD`` (``cs`` fastest): the *sliding-window unit* turns ``(oy, ox, ky, kx)`` into a pixel
+address of the input edge (or a padding flag) and selects the ``cs``-th chunk of ``SIMD``
+channels of that pixel word. A fully connected layer reading a flattened ``[C, H, W]`` map is
+the same with the kernel covering the map (``KH = H, KW = W``, one output pixel), and one
+reading a vector is a 1 x 1 kernel. The fan-in order differs from the engine's ``(c, ky, kx)``
+unfold order only by a permutation of the weight columns, and a sum of integers modulo
+``2^acc_bits`` does not depend on the order of its terms, so the result is the engine's.
+
+**Array.** ``PE`` lanes each form ``SIMD`` products per cycle with the scheme's
+:class:`~hwquant.rtl.unit.Product` (fixed-point multiply, SP2 shift-add, codebook decode);
+lane ``p`` holds row ``rows[nf][p]`` during neuron fold ``nf`` (:func:`lane_layout`: an MSQ
+layer gives its SP2 rows to shift-add lanes and its fixed rows to multiplier lanes; rows beyond
+the layer are idle lanes). The weight ROM holds one word of every lane's ``SIMD`` weight
+fields per (nf, ky, kx, cs), read synchronously from a ``$readmemh`` image (block RAM when deep,
+LUTs when at most :data:`LUTROM_DEPTH` words).
+
+**Pipeline** (one register per stage, so one stage sets Fmax): pixel address → input RAM read
+and weight ROM read → chunk select → products → ``⌈log2 SIMD⌉`` adder-tree levels → accumulator
+(bias on a fold's first item, wrapping at ``acc_bits``: :class:`hwquant.intmath.Accumulator`
+"wrap") → ``acc·M`` → ``clamp((· + 2^(s−1)) >>> s, lo, hi)`` → pixel word assembly and write.
+``acc_bits`` is the width the engine's analysis proves (:meth:`WeightNode.worst_case_bits`),
+or the node's own narrower wrapping accumulator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwquant.errors import ConfigError, UnsupportedLayerError
+from hwquant.intmodel import ConvNode, WeightNode
+from hwquant.rtl.golden import lane_groups, output_format
+from hwquant.rtl.requantizer import clamp_statement
+from hwquant.rtl.testbench import mem_text
+from hwquant.rtl.unit import Product, case_block, index_bits, literal
+from hwquant.rtl.network.stream import (
+    Block,
+    FeatureMap,
+    block_ports,
+    control_lines,
+    counter_lines,
+    module_text,
+)
+
+LUTROM_DEPTH = 64
+"""Weight ROMs at most this many words deep are marked for LUTs, deeper ones for block RAM
+(the same boundary as :data:`hwquant.hw.folding.LUTRAM_DEPTH`)."""
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One PE lane: its product and, per neuron fold, the layer row it computes (−1: idle)."""
+
+    product: Product
+    rows: tuple[int, ...]
+
+
+def accumulator_width(node: WeightNode) -> int:
+    """The accumulator bits the block builds (module docstring): the proven bound
+    :meth:`~hwquant.intmodel.WeightNode.worst_case_bits`, or the node's narrower accumulator
+    when it wraps (the engine's result is then modulo ``2^acc_bits`` too)."""
+    bound = node.worst_case_bits()
+    if node.acc_bits >= bound:
+        return bound
+    if node.overflow == "wrap":
+        return node.acc_bits
+    raise UnsupportedLayerError(
+        f"layer '{node.name}' has a {node.acc_bits}-bit accumulator with overflow policy "
+        f"'{node.overflow}', narrower than the {bound} bits its worst case needs; the hardware "
+        f"accumulator wraps. Fix: set_accumulator({bound}) or policy 'wrap' for this layer."
+    )
+
+
+def lane_layout(node: WeightNode, pe: int) -> list[tuple[Lane, np.ndarray]]:
+    """The ``pe`` lanes of ``node`` with their weight words ``[rows, K]`` in the engine's
+    fan-in order: row groups of one product kind (:func:`hwquant.rtl.golden.lane_groups`) share
+    the lanes in proportion to their rows, at least one lane each."""
+    groups = lane_groups(node)
+    rows_total = node.weight.shape[0]
+    if pe < len(groups):
+        raise ConfigError(
+            f"layer '{node.name}' has {len(groups)} kinds of rows "
+            f"({', '.join(g[0] for g in groups)}), each needing its own lanes; PE = {pe} is "
+            f"too few. Fix: use PE >= {len(groups)}."
+        )
+    shares = [1] * len(groups)
+    for _ in range(pe - len(groups)):  # give each further lane to the slowest group
+        slowest = max(range(len(groups)), key=lambda g: len(groups[g][1]) / shares[g])
+        shares[slowest] += 1
+    folds = max(math.ceil(len(g[1]) / s) for g, s in zip(groups, shares, strict=True))
+    lanes = []
+    for (_, rows, product, words), share in zip(groups, shares, strict=True):
+        for j in range(share):
+            picked = [int(rows[nf * share + j]) if nf * share + j < len(rows) else -1
+                      for nf in range(folds)]
+            lanes.append((Lane(product, tuple(picked)), _row_words(rows, words, rows_total)))
+    return lanes
+
+
+def _row_words(rows: np.ndarray, words: np.ndarray, total: int) -> np.ndarray:
+    """Words of a group placed at their layer rows (zeros elsewhere): ``[total, K]``."""
+    out = np.zeros((total, words.shape[1]), np.int64)
+    out[rows] = words
+    return out
+
+
+def kernel_geometry(
+    node: WeightNode, fmap: FeatureMap
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """``(kernel, stride, padding, output size)`` of ``node`` on input ``fmap``."""
+    if isinstance(node, ConvNode):
+        if node.groups != 1 or node.dilation != (1, 1):
+            raise UnsupportedLayerError(
+                f"layer '{node.name}' is a grouped or dilated convolution (groups="
+                f"{node.groups}, dilation={node.dilation}); the network generator builds "
+                "dense, undilated convolutions. Fix: use groups=1, dilation=1."
+            )
+        kh, kw = node.weight.shape[2:]
+        (sy, sx), (py, px) = node.stride, node.padding
+        ho = (fmap.height + 2 * py - kh) // sy + 1
+        wo = (fmap.width + 2 * px - kw) // sx + 1
+        return (kh, kw), (sy, sx), (py, px), (ho, wo)
+    if node.weight.shape[1] != fmap.channels * fmap.pixels:
+        raise UnsupportedLayerError(
+            f"layer '{node.name}' takes {node.weight.shape[1]} inputs but its input map "
+            f"{fmap.shape()} holds {fmap.channels * fmap.pixels}. Fix: feed it a flattened "
+            "[C, H, W] map (torch.flatten) or a vector."
+        )
+    return (fmap.height, fmap.width), (1, 1), (0, 0), (1, 1)
+
+
+def emit(node: WeightNode, inputs: list[FeatureMap], pe: int, simd: int, module: str) -> Block:
+    """The block of ``node`` (module docstring) reading ``inputs[0]`` with ``pe`` x ``simd``."""
+    fmap = inputs[0]
+    (kh, kw), (sy, sx), (py, px), (ho, wo) = kernel_geometry(node, fmap)
+    c_in, a = fmap.channels, fmap.bits
+    if fmap.bits != node.in_bits or fmap.signed != node.in_signed:
+        raise UnsupportedLayerError(
+            f"layer '{node.name}' expects {node.in_bits}-bit "
+            f"{'signed' if node.in_signed else 'unsigned'} codes but its input carries "
+            f"{fmap.bits}-bit {'signed' if fmap.signed else 'unsigned'} ones. Fix: lower the "
+            "model again (hwquant.lower) so that the layers agree."
+        )
+    if simd < 1 or c_in % simd:
+        divisors = [d for d in range(1, c_in + 1) if c_in % d == 0]
+        raise ConfigError(
+            f"layer '{node.name}': SIMD={simd} must divide its {c_in} input channels. Fix: use "
+            f"one of {', '.join(map(str, divisors))}."
+        )
+    if pe < 1 or pe > node.weight.shape[0]:
+        raise ConfigError(
+            f"layer '{node.name}': PE={pe} must be in 1..{node.weight.shape[0]} (its output "
+            "channels). Fix: choose a PE in that range."
+        )
+    acc_bits = accumulator_width(node)
+    lanes = lane_layout(node, pe)
+    c_out = node.weight.shape[0]
+    nf = len(lanes[0][0].rows)
+    cs = c_in // simd
+    sf = kh * kw * cs
+    steps = ho * wo * nf * sf
+    last_layer = node.mult is None
+    if last_layer:
+        ob, out_signed = acc_bits, True
+    else:
+        ob, out_signed = output_format(node.lo, node.hi)
+    out = FeatureMap(c_out, ho, wo, ob, out_signed)
+
+    # -- weight ROM: one word per (nf, ky, kx, cs), lane p's SIMD fields at offset[p]
+    widths = [lane.product.w.width for lane, _ in lanes]
+    offsets = np.concatenate([[0], np.cumsum([w * simd for w in widths])]).astype(int)
+    rom_bits = int(offsets[-1])
+    depth_words = nf * sf
+    rom = [0] * depth_words
+    for p, (lane, words) in enumerate(lanes):
+        stream = words.reshape(c_out, c_in, kh, kw).transpose(0, 2, 3, 1).reshape(c_out, -1)
+        for f, row in enumerate(lane.rows):
+            if row < 0:
+                continue
+            fields = stream[row].reshape(sf, simd)
+            for k in range(sf):
+                word = sum(int(v) << (widths[p] * s) for s, v in enumerate(fields[k]))
+                rom[f * sf + k] |= word << int(offsets[p])
+    rom_file = f"{module}_weights.mem"
+    rom_style = "distributed" if depth_words <= LUTROM_DEPTH else "block"
+
+    stages = _Stages()
+    lines = counter_lines(
+        [("cs", cs), ("kx", kw), ("ky", kh), ("nf", nf), ("ox", wo), ("oy", ho)], "issue"
+    )
+    lines += [
+        f"    reg [{index_bits(depth_words) - 1}:0] wa;",
+        "    always @(posedge clk) begin",
+        "        if (go) wa <= 0;",
+        f"        else if (issue) wa <= (wa == {depth_words - 1}) ? 0 : wa + 1;",
+        "    end",
+        # sliding-window unit: input coordinates and padding
+        f"    wire signed [17:0] iy = $signed({{1'b0, oy}}) * {sy} - {py} + $signed({{1'b0, ky}});",
+        f"    wire signed [17:0] ix = $signed({{1'b0, ox}}) * {sx} - {px} + $signed({{1'b0, kx}});",
+        f"    wire pad = iy < 0 || iy >= {fmap.height} || ix < 0 || ix >= {fmap.width};",
+        "    wire [35:0] pixel = iy * " + str(fmap.width) + " + ix;",
+    ]
+    # stage 1: pixel address registered (the input RAM's read address), tags
+    tags = {
+        "v": ("issue", 1),
+        "pad": ("pad", 1),
+        "cs": ("cs", index_bits(cs)),
+        "nf": ("nf", index_bits(nf)),
+        "first": ("ky == 0 && kx == 0 && cs == 0", 1),
+        "last": (f"ky == {kh - 1} && kx == {kw - 1} && cs == {cs - 1}", 1),
+    }
+    lines += stages.advance(tags)
+    lines += [
+        "    always @(posedge clk) "
+        f"rd_addr_0 <= pad ? 0 : pixel[{index_bits(fmap.pixels) - 1}:0];",
+        f"    reg [{index_bits(depth_words) - 1}:0] wa_1;",
+        "    always @(posedge clk) wa_1 <= wa;",
+    ]
+    # stage 2: input pixel word and weight word
+    lines += stages.advance()
+    lines += [
+        f'    (* rom_style = "{rom_style}" *) reg [{rom_bits - 1}:0] wrom [0:{depth_words - 1}];',
+        f'    initial $readmemh("{rom_file}", wrom);',
+        f"    reg [{rom_bits - 1}:0] w_word;",
+        "    always @(posedge clk) w_word <= wrom[wa_1];",
+    ]
+    # stage 3: chunk select (padding: code 0) and weights registered
+    t = stages.now
+    lines += stages.advance()
+    lines += [
+        f"    reg [{simd * a - 1}:0] x_q;",
+        f"    reg [{rom_bits - 1}:0] w_q;",
+        "    always @(posedge clk) begin",
+        f"        x_q <= pad_{t} ? {simd * a}'d0 : rd_data_0[cs_{t} * {simd * a} +: {simd * a}];",
+        "        w_q <= w_word;",
+        "    end",
+    ]
+    # stage 4: registered products
+    lines += stages.advance()
+    prod_modules: dict[str, Product] = {}
+    tree: list[list[tuple[str, int]]] = []
+    for p, (lane, _) in enumerate(lanes):
+        product = lane.product
+        pname = f"{module}_product_{product.kind}_{product.tag}"
+        prod_modules[pname] = product
+        wb = widths[p]
+        level = []
+        for s in range(simd):
+            lines += [
+                f"    wire signed [{product.bits - 1}:0] pw_{p}_{s};",
+                f"    {pname} mul_{p}_{s} (.x(x_q[{s * a} +: {a}]), "
+                f".w(w_q[{int(offsets[p]) + s * wb} +: {wb}]), .p(pw_{p}_{s}));",
+                f"    reg signed [{product.bits - 1}:0] pr_{p}_{s};",
+                f"    always @(posedge clk) pr_{p}_{s} <= pw_{p}_{s};",
+            ]
+            level.append((f"pr_{p}_{s}", product.bits))
+        tree.append(level)
+    # adder tree: one registered level per halving
+    levels = max(0, math.ceil(math.log2(simd)))
+    for j in range(1, levels + 1):
+        lines += stages.advance()
+        for p in range(len(lanes)):
+            nxt = []
+            prev = tree[p]
+            for i in range(0, len(prev), 2):
+                pair = prev[i : i + 2]
+                width = min(max(w for _, w in pair) + (len(pair) > 1), acc_bits)
+                name = f"t{j}_{p}_{i // 2}"
+                expr = " + ".join(n for n, _ in pair)
+                lines += [
+                    f"    reg signed [{width - 1}:0] {name};",
+                    f"    always @(posedge clk) {name} <= {expr};",
+                ]
+                nxt.append((name, width))
+            tree[p] = nxt
+    # accumulator stage: bias on a fold's first item; result registered on its last
+    t = stages.now
+    lines += stages.advance({"res_v": (f"v_{t} && last_{t}", 1), "res_nf": (f"nf_{t}", 0)})
+    for p, (lane, _) in enumerate(lanes):
+        bias = [0 if r < 0 or node.bias is None else int(node.bias[r]) for r in lane.rows]
+        lines += [
+            f"    reg signed [{acc_bits - 1}:0] bias_{p};",
+            _case(f"nf_{t}", f"bias_{p}", [literal(b, acc_bits) for b in bias]),
+            f"    reg signed [{acc_bits - 1}:0] sum_{p}, res_{p};",
+            f"    wire signed [{acc_bits - 1}:0] next_{p} = "
+            f"(first_{t} ? bias_{p} : sum_{p}) + {tree[p][0][0]};",
+            "    always @(posedge clk) begin",
+            f"        if (v_{t}) sum_{p} <= next_{p};",
+            f"        if (v_{t} && last_{t}) res_{p} <= next_{p};",
+            "    end",
+        ]
+    result = [f"res_{p}" for p in range(len(lanes))]
+    if not last_layer:
+        lines += _requant_lines(node, lanes, stages, acc_bits, ob)
+        result = [f"code_{p}" for p in range(len(lanes))]
+    # assembly: lane codes of folds < NF-1 wait in `pix`; the last fold's go straight out
+    t = stages.now
+    valid, fold = f"res_v_{t}", f"res_nf_{t}"
+    lines += [
+        f"    reg [{out.word_bits - 1}:0] pix;",
+        "    always @(posedge clk) begin",
+        "        if (go) wr_addr <= 0;",
+        "        else if (wr_en) wr_addr <= wr_addr + 1;",
+        "        if (rst) wr_en <= 0;",
+        f"        else wr_en <= {valid} && {fold} == {nf - 1};",
+        f"        if ({valid}) begin",
+        f"            case ({fold})",
+    ]
+    for f in range(nf - 1):
+        sets = " ".join(
+            f"pix[{lane.rows[f] * ob} +: {ob}] <= {result[p]}[{ob - 1}:0];"
+            for p, (lane, _) in enumerate(lanes)
+            if lane.rows[f] >= 0
+        )
+        lines.append(f"                {f}: begin {sets} end")
+    lines += ["                default: ;", "            endcase", "        end"]
+    final = {lane.rows[nf - 1]: p for p, (lane, _) in enumerate(lanes) if lane.rows[nf - 1] >= 0}
+    for r in range(c_out):
+        src = f"{result[final[r]]}[{ob - 1}:0]" if r in final else f"pix[{r * ob} +: {ob}]"
+        lines.append(f"        wr_data[{r * ob} +: {ob}] <= {src};")
+    lines.append("    end")
+    depth = stages.now + 1  # wr_en is high one cycle after the last stage
+    body = control_lines(steps, depth) + lines
+    ports = block_ports([fmap], out)
+    products = "".join(pr.module(name) + "\n" for name, pr in prod_modules.items())
+    verilog = products + module_text(module, ports, body)
+    info = {
+        "pe": pe,
+        "simd": simd,
+        "neuron_folds": nf,
+        "synapse_folds": sf,
+        "kernel": [kh, kw],
+        "stride": [sy, sx],
+        "padding": [py, px],
+        "acc_bits": acc_bits,
+        "acc_bits_worst_case": node.worst_case_bits(),
+        "weight_bits": node.weight_bits,
+        "lanes": [lane.product.kind for lane, _ in lanes],
+        "products": len(lanes) * simd,
+        "weight_rom": {"words": depth_words, "width": rom_bits, "style": rom_style},
+    }
+    return Block(
+        node.name,
+        node.op,
+        module,
+        verilog,
+        [node.inputs[0]],
+        out,
+        steps,
+        depth,
+        {rom_file: mem_text(rom, rom_bits)},
+        info,
+    )
+
+
+def _case(select: str, target: str, arms: list[str]) -> str:
+    return case_block(select, target, arms).rstrip("\n")
+
+
+def _requant_lines(
+    node: WeightNode, lanes: list, stages: _Stages, acc_bits: int, ob: int
+) -> list[str]:
+    """Two stages: ``scaled = res·M[row]``, then ``code = clamp((scaled + 2^(s−1)) >>> s)``."""
+    mult = np.asarray(node.mult, np.int64)
+    shift = np.asarray(node.shift, np.int64)
+    mult_bits = int(mult.max()).bit_length() + 1
+    wide = acc_bits + mult_bits + 1
+    shift_bits = max(2, int(shift.max()).bit_length() + 1)
+    lines: list[str] = []
+    t = stages.now
+    lines += stages.advance()
+    for p, (lane, _) in enumerate(lanes):
+        ms = [int(mult[r]) if r >= 0 else 0 for r in lane.rows]
+        lines += [
+            f"    reg signed [{mult_bits - 1}:0] mult_{p};",
+            _case(f"res_nf_{t}", f"mult_{p}", [literal(m, mult_bits) for m in ms]),
+            f"    reg signed [{wide - 1}:0] scaled_{p};",
+            f"    always @(posedge clk) scaled_{p} <= res_{p} * mult_{p};",
+        ]
+    t = stages.now
+    lines += stages.advance()
+    lo, hi = node.lo, node.hi
+    for p, (lane, _) in enumerate(lanes):
+        ss = [int(shift[r]) if r >= 0 else 0 for r in lane.rows]
+        halves = [(1 << s) >> 1 for s in ss]
+        lines += [
+            f"    reg [{shift_bits - 1}:0] shift_{p};",
+            _case(f"res_nf_{t}", f"shift_{p}", [f"{shift_bits}'d{s}" for s in ss]),
+            f"    reg signed [{wide - 1}:0] half_{p};",
+            _case(f"res_nf_{t}", f"half_{p}", [literal(h, wide) for h in halves]),
+            f"    wire signed [{wide - 1}:0] shifted_{p} = (scaled_{p} + half_{p}) >>> shift_{p};",
+            f"    reg [{ob - 1}:0] code_{p};",
+            "    always @(posedge clk) begin",
+            "        " + clamp_statement(f"code_{p}", f"shifted_{p}", lo, hi, wide, ob).rstrip(),
+            "    end",
+        ]
+    return lines
+
+
+class _Stages:
+    """Pipeline bookkeeping: stage ``now`` is the register stage whose values the next lines
+    read; :meth:`advance` moves one stage on, delaying every tag (``name_<stage>``)."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.tags: dict[str, int] = {}
+
+    def advance(self, new: dict[str, tuple[str, int]] | None = None) -> list[str]:
+        """Register every tag one stage further; ``new`` adds tags ``name: (source, width)``
+        (a width of 0 takes the width of the source tag ``<tag>_<now>``)."""
+        lines = []
+        nxt = self.now + 1
+        for name, width in self.tags.items():
+            lines += self._reg(f"{name}_{nxt}", f"{name}_{self.now}", width, name)
+        for name, (source, width) in (new or {}).items():
+            if width == 0:
+                width = self.tags[source.rsplit("_", 1)[0]]
+            self.tags[name] = width
+            lines += self._reg(f"{name}_{nxt}", source, width, name)
+        self.now = nxt
+        return lines
+
+    @staticmethod
+    def _reg(name: str, source: str, width: int, tag: str) -> list[str]:
+        vec = f"[{width - 1}:0] " if width > 1 else ""
+        if tag in ("v", "res_v"):  # valid bits are reset: no write before the first image
+            return [
+                f"    reg {name};",
+                f"    always @(posedge clk) if (rst) {name} <= 0; else {name} <= {source};",
+            ]
+        return [f"    reg {vec}{name};", f"    always @(posedge clk) {name} <= {source};"]
