@@ -8,7 +8,7 @@ TORCH  := torch==2.13.0
 # slow torch down several-fold.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test lint bench reliability synth-costs accumulator-aware clean
+.PHONY: demo test lint bench reliability synth-costs accumulator-aware hw-tools network-build clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,19 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install -q -e ".[test]"
 	touch $@
 
+$(VENV)/.installed-hw: $(VENV)/.installed
+	$(PIP) install -q -e ".[hw]"
+	touch $@
+
+# The open FPGA tools of `hwquant build` and the implementation flow (hwquant.rtl.implement):
+# Debian's Yosys, Verilator, nextpnr-ice40 and icestorm; YoWASP Yosys and nextpnr-ecp5 from PyPI.
+hw-tools: $(VENV)/.installed-hw
+	command -v yosys >/dev/null && command -v verilator >/dev/null && command -v nextpnr-ice40 >/dev/null && command -v icepack >/dev/null || (apt-get update && apt-get install -y --no-install-recommends yosys verilator nextpnr-ice40 fpga-icestorm)
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/hwquant demo --out runs/demo
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test hw-tools
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 	command -v iverilog >/dev/null && command -v yosys >/dev/null && command -v verilator >/dev/null || (apt-get update && apt-get install -y --no-install-recommends iverilog yosys verilator)
 	$(VENV)/bin/ruff check src tests benchmarks
@@ -64,6 +73,11 @@ reliability: $(VENV)/.installed-test
 synth-costs: $(VENV)/.installed
 	command -v yosys >/dev/null || (apt-get update && apt-get install -y --no-install-recommends yosys)
 	$(VENV)/bin/hwquant synth sweep --jobs 2
+
+# Whole-network designs built, simulated, synthesized and placed (benchmarks/network_build.py;
+# resumes: finished entries of benchmarks/results/network_build.json are kept).
+network-build: $(VENV)/.installed-test hw-tools
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.network_build
 
 clean:
 	rm -rf $(VENV) $(BREVITAS_VENV) runs .pytest_cache

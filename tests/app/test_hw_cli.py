@@ -39,6 +39,18 @@ def test_intmodel_file_table_and_no_fit_line(
     assert "design msq does NOT fit xc7z045: LUTs: needs" in out
 
 
+def test_weights_beyond_the_block_rams_do_not_fit(capsys: pytest.CaptureFixture[str]) -> None:
+    """resnet18's 4-bit weights need far more BRAM36 than the XC7Z020's 140: the table says
+    so and names the DRAM bandwidth (it once printed "fits: yes" beside 879% of the BRAM)."""
+    assert main(["hw", "resnet18", "--device", "xc7z020", "--design", "msq", "--json"]) == 0
+    msq = json.loads(capsys.readouterr().out)["designs"]["msq"]
+    assert msq["usage"]["bram36"]["used"] > 140 and msq["logic_fits"]
+    assert not msq["fits"] and not msq["weights_on_chip"] and msq["dram_gb_per_s"] > 0
+    assert main(["hw", "resnet18", "--device", "xc7z020", "--design", "msq"]) == 0
+    out = capsys.readouterr().out
+    assert "no: DRAM" in out and "must stream from DRAM at" in out and "GB/s" in out
+
+
 def test_measured_costs_file_changes_the_pe_count(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

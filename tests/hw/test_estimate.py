@@ -99,9 +99,22 @@ def test_over_budget_design_does_not_fit() -> None:
 def test_weights_beyond_bram_are_reported() -> None:
     big = [dataclasses.replace(w, storage_bits=200 * 36_864) for w in _layers()]
     fixed = estimate_layers(big, "xc7z020", designs=["fixed"]).designs["fixed"]
-    assert fixed.fits and not fixed.weights_on_chip
+    assert fixed.logic_fits and not fixed.weights_on_chip and not fixed.fits
     assert fixed.usage["bram36"] == (600, 140)
-    assert "DRAM" in fixed.problems()[0]
+    # the first layer's 200 BRAM36 already exceed the 140, so all 600 x 36,864 bits stream
+    # once per image: 2,764,800 bytes x images/s
+    assert fixed.traffic.streamed_bits == 600 * 36_864
+    assert fixed.dram_gbps == 600 * 36_864 / 8 * fixed.images_per_s / 1e9
+    assert fixed.problems() == [
+        f"weights: need 600 BRAM36, xc7z020 has 140; 2.76 MB of them must stream from DRAM at "
+        f"{fixed.dram_gbps:,.2f} GB/s ({fixed.images_per_s:,.1f} images/s)"
+    ]
+    doc = fixed.to_dict()
+    assert (doc["fits"], doc["logic_fits"], doc["weights_streamed_bits"]) == (
+        False,
+        True,
+        600 * 36_864,
+    )
 
 
 def test_json_ready_output_has_the_arithmetic() -> None:

@@ -17,8 +17,9 @@ are split ``R_lut + R_dsp = R``; each group spreads its MACs over its PEs, so
 
 and the network takes the sum over layers; throughput is ``clock / cycles`` images per second
 (batch 1, no overlap of layers). Weights are stored on chip at their stored bits, each layer in
-its own 36 Kb block RAMs. Not modelled: routing, achievable clock, memory bandwidth, control,
-the requantizers and the non-weight layers (adds, pooling).
+its own 36 Kb block RAMs, while they fit; the rest stream from DRAM, at the bandwidth
+:mod:`hwquant.hw.memory` works out, and such a design does not fit the device. Not modelled:
+routing, achievable clock, control, the requantizers and the non-weight layers (adds, pooling).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import BRAM36_BITS, Device, get_device
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable
+from hwquant.hw.memory import WeightTraffic, weight_traffic
 from hwquant.hw.network import LayerWork, layer_work
 from hwquant.hw.solver import (
     DEFAULT_LUT_FRACTION,
@@ -110,15 +112,31 @@ class DesignEstimate:
         }
 
     @property
-    def fits(self) -> bool:
+    def logic_fits(self) -> bool:
         """Whether the PEs fit the device's LUTs, flip-flops and DSP slices."""
         return all(used <= have for key, (used, have) in self.usage.items() if key != "bram36")
 
     @property
+    def traffic(self) -> WeightTraffic:
+        """Weights kept in the BRAM36s and streamed from DRAM (:mod:`hwquant.hw.memory`)."""
+        works = [lc.work for lc in self.layers]
+        blocks = [-(-w.storage_bits // BRAM36_BITS) for w in works]
+        return weight_traffic([w.storage_bits for w in works], blocks, self.device.bram36)
+
+    @property
     def weights_on_chip(self) -> bool:
         """Whether all weights fit the block RAMs."""
-        used, have = self.usage["bram36"]
-        return used <= have
+        return self.traffic.fits
+
+    @property
+    def fits(self) -> bool:
+        """Whether the design fits the device: its PEs and all its weights on chip."""
+        return self.logic_fits and self.weights_on_chip
+
+    @property
+    def dram_gbps(self) -> float:
+        """DRAM bandwidth the streamed weights need, GB/s (0 when all are on chip)."""
+        return self.traffic.bandwidth_gbps(self.images_per_s)
 
     def problems(self) -> list[str]:
         """One line per resource over the device's count (empty when everything fits)."""
@@ -129,11 +147,7 @@ class DesignEstimate:
             if key in names and used > have
         ]
         if not self.weights_on_chip:
-            used, have = self.usage["bram36"]
-            lines.append(
-                f"weights: need {used:,} BRAM36, {self.device.name} has {have:,}; they must stream "
-                "from off-chip DRAM, whose bandwidth this model does not include"
-            )
+            lines.append(self.traffic.line(self.device.name, "BRAM36", self.images_per_s))
         return lines
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,7 +178,10 @@ class DesignEstimate:
             },
             "usage": {k: {"used": u, "available": h} for k, (u, h) in self.usage.items()},
             "fits": self.fits,
+            "logic_fits": self.logic_fits,
             "weights_on_chip": self.weights_on_chip,
+            "weights_streamed_bits": self.traffic.streamed_bits,
+            "dram_gb_per_s": self.dram_gbps,
             "problems": self.problems(),
             "cycles": self.cycles,
             "latency_ms": self.latency_s * 1e3,

@@ -32,6 +32,7 @@ from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import Device, get_device
 from hwquant.hw.estimate import LUT_UNIT
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable, UnitCost, accumulator_bits
+from hwquant.hw.memory import WeightTraffic, weight_traffic
 from hwquant.hw.network import LayerWork
 from hwquant.hw.solver import DEFAULT_LUT_FRACTION, check_fraction, dsp_pe_cost, lut_pe_cost
 
@@ -211,24 +212,42 @@ class FoldedDesign:
         }
 
     @property
-    def fits(self) -> bool:
+    def logic_fits(self) -> bool:
         """Whether the arrays fit the device's LUTs, flip-flops and DSP slices."""
         return all(u <= h for key, (u, h) in self.usage.items() if key != "bram18")
 
     @property
+    def traffic(self) -> WeightTraffic:
+        """Weight memories kept in the RAMB18s and streamed from DRAM (:mod:`hwquant.hw.memory`)."""
+        bits = [x.work.storage_bits for x in self.layers]
+        return weight_traffic(bits, [x.bram18 for x in self.layers], 2 * self.device.bram36)
+
+    @property
     def weights_on_chip(self) -> bool:
         """Whether every weight memory fits the block RAMs."""
-        used, have = self.usage["bram18"]
-        return used <= have
+        return self.traffic.fits
+
+    @property
+    def fits(self) -> bool:
+        """Whether the design fits the device: arrays and weight memories."""
+        return self.logic_fits and self.weights_on_chip
+
+    @property
+    def dram_gbps(self) -> float:
+        """DRAM bandwidth the streamed weights need at the pipeline's rate, GB/s."""
+        return self.traffic.bandwidth_gbps(self.images_per_s)
 
     def problems(self) -> list[str]:
-        """One line per resource over the device's count."""
-        names = {"luts": "LUTs", "ffs": "flip-flops", "dsps": "DSP slices", "bram18": "RAMB18"}
-        return [
+        """One line per resource over the device's count; for the weights, the DRAM bandwidth."""
+        names = {"luts": "LUTs", "ffs": "flip-flops", "dsps": "DSP slices"}
+        lines = [
             f"{names[key]}: needs {used:,}, {self.device.name} has {have:,}"
             for key, (used, have) in self.usage.items()
-            if used > have
+            if key in names and used > have
         ]
+        if not self.weights_on_chip:
+            lines.append(self.traffic.line(self.device.name, "RAMB18", self.images_per_s))
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
@@ -239,7 +258,10 @@ class FoldedDesign:
             "images_per_s": self.images_per_s,
             "usage": {k: {"used": u, "available": h} for k, (u, h) in self.usage.items()},
             "fits": self.fits,
+            "logic_fits": self.logic_fits,
             "weights_on_chip": self.weights_on_chip,
+            "weights_streamed_bits": self.traffic.streamed_bits,
+            "dram_gb_per_s": self.dram_gbps,
             "problems": self.problems(),
             "layers": [
                 {

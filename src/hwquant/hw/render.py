@@ -67,22 +67,27 @@ def totals_table(est: NetworkEstimate) -> Table:
             f"{d.latency_s * 1e3:.3f}",
             f"{d.images_per_s:,.1f}",
             f"{est.speedup(name):.2f}x",
-            "yes" if d.fits else "NO",
+            fit_cell(d),
         )
     return table
 
 
+def fit_cell(d: DesignEstimate | FoldedDesign) -> str:
+    """ "yes" when everything fits on chip, "NO" when the logic does not, else the DRAM
+    bandwidth the weights that do not fit the block RAMs need."""
+    if not d.logic_fits:
+        return "NO"
+    return "yes" if d.weights_on_chip else f"no: DRAM {d.dram_gbps:,.2f} GB/s"
+
+
 def fit_lines(est: NetworkEstimate) -> list[str]:
-    """One line per design that does not fit the device, and one if the weights do not fit
-    the block RAMs (the same for every design)."""
-    lines = [
+    """One line per design that does not fit the device: the resources over its counts and,
+    where the weights do not fit the block RAMs, the DRAM bandwidth streaming them takes."""
+    return [
         f"design {name} does NOT fit {est.device.name}: " + "; ".join(d.problems())
         for name, d in est.designs.items()
         if not d.fits
     ]
-    if not est.baseline.weights_on_chip:
-        lines.append(est.baseline.problems()[-1])
-    return lines
 
 
 def print_estimate(est: NetworkEstimate, console: Console | None = None) -> None:
@@ -93,7 +98,7 @@ def print_estimate(est: NetworkEstimate, console: Console | None = None) -> None
     console.print(layer_table(est))
     console.print(totals_table(est))
     for line in fit_lines(est):
-        console.print(line, style="bold red" if "NOT" in line else "yellow", highlight=False)
+        console.print(line, style="bold red", highlight=False)
 
 
 def folded_table(fd: FoldedDesign) -> Table:
@@ -125,7 +130,7 @@ def folded_totals_table(folded: dict[str, FoldedDesign]) -> Table:
             f"{fd.latency_cycles:,}",
             f"{fd.images_per_s:,.1f}",
             f"{base.ii_cycles / fd.ii_cycles:.2f}x" if base else "-",
-            "yes" if fd.fits else "NO",
+            fit_cell(fd),
         )
     return table
 
@@ -141,13 +146,6 @@ def print_folded(folded: dict[str, FoldedDesign], console: Console | None = None
     for name, fd in folded.items():
         if not fd.fits:
             line = f"folded design {name} does NOT fit {fd.device.name}: " + "; ".join(
-                p for p in fd.problems() if not p.startswith("RAMB18")
+                fd.problems()
             )
             console.print(line, style="bold red", highlight=False)
-        if not fd.weights_on_chip:
-            console.print(
-                f"folded design {name}: weights need more RAMB18 than {fd.device.name} has; "
-                "they must stream from DRAM, whose bandwidth this model does not include",
-                style="yellow",
-                highlight=False,
-            )

@@ -1,0 +1,255 @@
+"""Whole-network accelerators built, simulated and implemented with open tools (issue 16).
+
+For every design of :data:`DESIGNS`: train the model briefly on its data set (QAT with the
+design's scheme), lower it, build the streaming accelerator (``hwquant.rtl.network``), simulate
+it on the first ``--images`` test images and count the outputs that differ from the integer
+engine, then synthesize and place and route it (:func:`hwquant.rtl.implement.implement`).
+Throughput is ``Fmax / II`` (images per second at the achieved clock, one image every II
+cycles). The estimate columns are the folded cost model (:mod:`hwquant.hw.folding`) at the
+design's own folding, for comparison with the synthesized counts.
+
+Place and route is slow, so the benchmark resumes: an entry already in
+``benchmarks/results/network_build.json`` is kept, and the file is rewritten atomically after
+every entry. ``python -m benchmarks.network_build [--only NAME ...] [--images N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.common import REPO_ROOT, RESULTS_DIR, ResultRecorder, command_line
+
+NAME = "network_build"
+SEED = 0
+WORK = REPO_ROOT / "runs" / "network_build"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One design: a name, data set, QAT scheme (and options), implementation target."""
+
+    name: str
+    dataset: str
+    scheme: str
+    target: str
+    recipe: dict[str, Any] = field(default_factory=dict)
+    steps: int = 300
+
+
+DESIGNS: tuple[Spec, ...] = (
+    Spec("digits-llsq-ecp5", "digits", "llsq", "lfe5u-85f"),
+    Spec("digits-msq-ecp5", "digits", "msq", "lfe5u-85f"),
+    Spec("digits-nonuniform-ecp5", "digits", "nonuniform", "lfe5u-85f"),
+    Spec("digits-tables-ecp5", "digits", "tables", "lfe5u-85f"),
+    Spec("digits-llsq-ice40", "digits", "llsq", "ice40up5k"),
+    Spec("digits-sp2only-ecp5", "digits", "msq", "lfe5u-85f", {"msq": {"sp2_share": 1.0}}),
+    Spec("mnist5k-llsq-ecp5", "mnist5k", "llsq", "lfe5u-85f", steps=200),
+)
+"""The designs: the digits model through all four schemes on ECP5-85F, one on iCE40 UP5K,
+MSQ beside fixed-only (llsq) and SP2-only (msq with every inner row SP2), and MNIST-5k W4A4."""
+
+
+def _recipe(spec: Spec):
+    from hwquant.qat.recipe import MSQOptions, Recipe
+
+    options = dict(spec.recipe)
+    if "msq" in options:
+        options["msq"] = MSQOptions(**options["msq"])
+    return Recipe(
+        scheme=spec.scheme, weight_bits=4, act_bits=4, bn_freeze_step=spec.steps // 2, **options
+    )
+
+
+def _images(split, mean, std) -> torch.Tensor:
+    x = torch.from_numpy(split.images).float().permute(0, 3, 1, 2) / 255.0
+    return (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+
+
+def train_and_lower(spec: Spec):
+    """A small CNN trained ``spec.steps`` QAT steps (Adam, batch 64) and lowered; its test codes
+    and test accuracy of the integer engine."""
+    import hwquant
+    from hwquant.data import load_dataset
+    from hwquant.engine import run
+    from hwquant.models import build
+
+    data = load_dataset(spec.dataset, progress=False)
+    x_train, y_train = _images(data.train, data.mean, data.std), torch.from_numpy(data.train.labels)
+    x_test, y_test = _images(data.test, data.mean, data.std), torch.from_numpy(data.test.labels)
+    torch.manual_seed(SEED)
+    model = build("small_cnn", in_channels=x_train.shape[1], input_size=x_train.shape[2])
+    qat = hwquant.prepare(model, _recipe(spec)).train()
+    opt = torch.optim.Adam(qat.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(SEED)
+    for _ in range(spec.steps):
+        idx = torch.randint(0, len(x_train), (64,), generator=g)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(qat(x_train[idx]), y_train[idx]).backward()
+        opt.step()
+    qat.eval()
+    int_model = hwquant.lower(qat, x_train[:64])
+    codes = int_model.quantize_input(x_test)
+    logits = run(int_model, codes).output
+    accuracy = float((logits.argmax(1) == y_test).float().mean())
+    return int_model, codes, accuracy
+
+
+def _estimate(design, model, device: str) -> dict[str, Any]:
+    """The folded cost model at the design's folding (None fields where it cannot cost it)."""
+    from hwquant.hw.folding import Fold, fold_network
+    from hwquant.hw.network import layer_work
+
+    try:
+        record = design.record
+        folding = {
+            b["name"]: Fold(int(b["pe"]), int(b["simd"])) for b in record["blocks"] if "pe" in b
+        }
+        works = layer_work(model, tuple(record["input"]["shape"]))
+        fd = fold_network(
+            works,
+            device,
+            "msq" if record["scheme"] == "msq" else "fixed",
+            folding={k: v for k, v in folding.items() if k in {w.name for w in works}},
+        )
+        return {
+            "estimate_luts": fd.usage["luts"][0],
+            "estimate_dsps": fd.usage["dsps"][0],
+            "estimate_brams": fd.usage["bram18"][0],
+            "estimate_model": f"hwquant.hw.folding ({device} unit costs, weights only)",
+        }
+    except Exception as exc:  # the model may not cost every op; say so in the entry
+        return {
+            "estimate_luts": None,
+            "estimate_dsps": None,
+            "estimate_brams": None,
+            "estimate_error": f"{type(exc).__name__}: {exc}",
+        }
+
+
+def run_design(spec: Spec, images: int) -> dict[str, Any]:
+    """Train, build, simulate and implement one design; the benchmark entry."""
+    from hwquant.rtl.implement import implement
+    from hwquant.rtl.network import build_design, simulate_design
+
+    entry: dict[str, Any] = {
+        "scheme": spec.scheme,
+        "device": spec.target,
+        "model": f"small_cnn {spec.dataset} W4A4 ({spec.steps} QAT steps)",
+        "recipe": spec.recipe,
+    }
+    start = time.perf_counter()
+    model, codes, accuracy = train_and_lower(spec)
+    entry["engine_test_accuracy"] = accuracy
+    out = WORK / spec.name
+    design = build_design(
+        model, spec.target, out / "design", input_size=int(codes.shape[-1]), overwrite=True
+    )
+    entry["build_seconds"] = round(time.perf_counter() - start, 1)
+    sim_start = time.perf_counter()
+    report = simulate_design(out / "design", codes[:images], model=model)
+    entry.update(
+        images=report.images,
+        mismatches=len(report.mismatches),
+        first_mismatch=str(report.mismatches[0]) if report.mismatches else None,
+        cycles_per_image=design.record["ii_cycles"],
+        latency_cycles=design.record["latency_cycles"],
+        measured_latency_cycles=report.latency_cycles,
+        measured_intervals=sorted(set(report.intervals)),
+        simulator=report.simulator,
+        simulate_seconds=round(time.perf_counter() - sim_start, 1),
+    )
+    rtl = out / "design" / "rtl"
+    files = [rtl / f for f in design.record["rtl_files"] if f.endswith(".v")]
+    data = [p for p in rtl.iterdir() if not p.name.endswith(".v")]
+    impl = implement(files, design.record["top"], spec.target, out / "impl", data_files=data)
+    used = impl.placed or impl.synthesized
+    fmax = impl.fmax_mhz
+    entry.update(
+        fmax_mhz=fmax,
+        images_per_s=fmax * 1e6 / entry["cycles_per_image"] if fmax else None,
+        luts=impl.synthesized.luts,
+        ffs=impl.synthesized.ffs,
+        dsps=impl.synthesized.dsps,
+        brams=impl.synthesized.brams,
+        placed={"luts": used.luts, "ffs": used.ffs, "dsps": used.dsps, "brams": used.brams},
+        tool_versions=impl.tool_versions,
+        tool_commands=list(impl.commands),
+        tool_seconds=impl.seconds,
+        part=impl.part,
+        acc_bits={b["name"]: b.get("acc_bits") for b in design.record["blocks"] if "acc_bits" in b},
+        folding={b["name"]: [b["pe"], b["simd"]] for b in design.record["blocks"] if "pe" in b},
+    )
+    entry.update(_estimate(design, model, spec.target))
+    entry["flow_seconds"] = round(time.perf_counter() - start, 1)
+    return entry
+
+
+COLUMNS = (
+    "scheme", "device", "images", "mismatches", "cycles_per_image", "fmax_mhz", "images_per_s",
+    "luts", "ffs", "dsps", "brams", "estimate_luts", "estimate_dsps", "estimate_brams",
+)  # fmt: skip
+
+
+def markdown_table(designs: dict[str, Any]) -> str:
+    """The result entries as a Markdown table (the docs quote it); failed entries say why."""
+    lines = ["| design | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, entry in designs.items():
+        if "error" in entry:
+            lines.append(f"| {name} | failed: {entry['error'][:120]} |")
+            continue
+        cells = []
+        for key in COLUMNS:
+            value = entry.get(key)
+            cells.append(f"{value:,.1f}" if isinstance(value, float) else str(value))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="design names to run (default: all)")
+    parser.add_argument("--images", type=int, default=100, help="test images simulated (100)")
+    parser.add_argument("--table", action="store_true", help="print the results as Markdown")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    path = RESULTS_DIR / f"{NAME}.json"
+    if args.table:
+        print(markdown_table(json.loads(path.read_text())["results"]["designs"]))
+        return 0
+    done: dict[str, Any] = {}
+    if path.is_file():
+        done = json.loads(path.read_text())["results"].get("designs", {})
+    recorder = ResultRecorder(NAME, command_line(), SEED, path=path)
+    config = {"designs": [s.__dict__ for s in DESIGNS], "images": args.images}
+    for spec in DESIGNS:
+        if args.only and spec.name not in args.only:
+            continue
+        if spec.name in done and "error" not in done[spec.name]:
+            print(f"{spec.name}: kept")
+            continue
+        print(f"{spec.name}: running", flush=True)
+        try:
+            done[spec.name] = run_design(spec, args.images)
+        except Exception as exc:  # one failed design is recorded, the others still run
+            done[spec.name] = {
+                "scheme": spec.scheme,
+                "device": spec.target,
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc()[-2000:],
+            }
+        print(json.dumps({k: v for k, v in done[spec.name].items() if k != "traceback"})[:600])
+        recorder.save(config, {"designs": done})
+    return 0
+
+
+if __name__ == "__main__":
+    np.set_printoptions(linewidth=120)
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""Where a design's weights live: the block RAMs while they fit, else DRAM, and the bandwidth
+that streaming them takes.
+
+Each layer's weights take their own whole block RAMs (``blocks[i]``). Layers are kept on chip
+in network order while their blocks fit the device's ``capacity``; every later layer's weights
+(``bits[i]``) stream from off-chip DRAM. A design reads every weight once per image (batch 1),
+so the streamed bits cross the DRAM interface once per image and the bandwidth it needs is
+
+    bandwidth = streamed bits / 8 · images per second   [bytes/s].
+
+(Keeping the first layers is one simple placement, not the best one; a design that packs the
+layers better streams less.)
+
+>>> t = weight_traffic(bits=[1000, 80_000, 8_000], blocks=[1, 3, 1], capacity=3)
+>>> (t.blocks_used, t.streamed_bits, t.fits)  # the second layer's 3 blocks do not fit
+(1, 88000, False)
+>>> round(t.bandwidth_gbps(images_per_s=50_000), 3)  # 11 kB per image x 50k images/s
+0.55
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WeightTraffic:
+    """Blocks needed and kept, bits kept on chip and streamed from DRAM."""
+
+    blocks_needed: int
+    blocks_used: int
+    capacity: int
+    on_chip_bits: int
+    streamed_bits: int
+
+    @property
+    def fits(self) -> bool:
+        """Whether every layer's weights fit the block RAMs."""
+        return self.streamed_bits == 0 and self.blocks_needed <= self.capacity
+
+    def bandwidth_gbps(self, images_per_s: float) -> float:
+        """DRAM bandwidth in GB/s (10^9 bytes) at ``images_per_s`` (module docstring)."""
+        return self.streamed_bits / 8 * images_per_s / 1e9
+
+    def line(self, device: str, block: str, images_per_s: float) -> str:
+        """The fit line of a design whose weights do not fit (empty when they do)."""
+        if self.fits:
+            return ""
+        return (
+            f"weights: need {self.blocks_needed:,} {block}, {device} has {self.capacity:,}; "
+            f"{self.streamed_bits / 8 / 1e6:,.2f} MB of them must stream from DRAM at "
+            f"{self.bandwidth_gbps(images_per_s):,.2f} GB/s ({images_per_s:,.1f} images/s)"
+        )
+
+
+def weight_traffic(bits: Sequence[int], blocks: Sequence[int], capacity: int) -> WeightTraffic:
+    """Keep layers on chip in order while their ``blocks`` fit ``capacity`` (module docstring)."""
+    used = on_chip = streamed = 0
+    for layer_bits, layer_blocks in zip(bits, blocks, strict=True):
+        if not streamed and used + layer_blocks <= capacity:
+            used += layer_blocks
+            on_chip += layer_bits
+        else:
+            streamed += layer_bits
+    return WeightTraffic(sum(blocks), used, capacity, on_chip, streamed)
