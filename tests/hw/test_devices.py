@@ -16,11 +16,16 @@ def test_required_parts_have_profiles() -> None:
 @pytest.mark.parametrize("device", DEVICES.values(), ids=list(DEVICES))
 def test_profile_is_consistent_and_cited(device) -> None:
     assert min(device.luts, device.ffs, device.dsps, device.bram36) > 0
-    assert device.ffs == 2 * device.luts  # 7-series and UltraScale+ CLBs: 2 FFs per LUT6
     assert device.clock_mhz > 0
+    assert device.bram_bits == device.bram36 * device.block_bits
+    if not device.name.startswith("x"):  # Lattice: one FF per LUT4, 18 Kb / 4 Kb EBR
+        assert device.ffs == device.luts and device.lut_inputs == 4
+        assert device.source.startswith("FPGA-DS-")
+        return
+    assert device.ffs == 2 * device.luts  # 7-series and UltraScale+ CLBs: 2 FFs per LUT6
     assert device.dsp is (DSP48E1 if device.name.startswith("xc7") else DSP48E2)
     assert device.source.startswith("DS190" if device.name.startswith("xc7") else "DS891")
-    assert device.bram_bits == device.bram36 * 36 * 1024
+    assert device.block_bits == 36 * 1024
 
 
 def test_datasheet_counts_of_the_paper_parts() -> None:
