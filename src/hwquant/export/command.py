@@ -31,6 +31,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         examples=[
             "hwquant export runs/q/model.npz --input-shape 1,1,8,8 --out model.onnx",
             "hwquant export model.npz --format qdq --input-shape 1,3,32,32 --out m.onnx --check",
+            "hwquant export model.npz --to hls4ml --input-shape 1,1,28,28 --out hls/ --io-type io_stream",
         ],
     )
     export.add_argument("model", type=Path, metavar="MODEL.npz")
@@ -40,6 +41,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--custom-ops", action="store_true", help="write hwquant's custom ops")
     export.add_argument("--check", action="store_true", help="execute and compare with the engine")
     export.add_argument("--json", action="store_true", help="print the figures as JSON")
+    export.add_argument(
+        "--to",
+        choices=("hls4ml",),
+        help="write for a consumer: hls4ml = --out DIR gets model.onnx + hls4ml_config.yml",
+    )
+    export.add_argument("--io-type", choices=("io_parallel", "io_stream"), default="io_parallel")
     export.set_defaults(run=_run)
 
 
@@ -65,6 +72,10 @@ def _run(args: argparse.Namespace) -> int:
 
     model = hwquant.load(args.model)
     shape = _shape(args.input_shape)
+    if args.to == "hls4ml":
+        from hwquant.export.hls4ml import run_export_command
+
+        return run_export_command(model, shape, args)
     if args.format == "qonnx":
         proto = export_qonnx(model, shape, custom_ops=args.custom_ops)
     else:

@@ -161,7 +161,10 @@ def hls4ml_graph(model: IntModel, input_shape: tuple[int, ...]) -> Any:
                 value = wrapper.get_initializer(inp)
                 if value is not None and value.ndim == 4 and value.shape[0] == 1:
                     wrapper.set_initializer(inp, value.reshape(value.shape[1:]))
-    return wrapper.transform(GiveReadableTensorNames()).transform(InferShapes())
+    wrapper = wrapper.transform(GiveReadableTensorNames()).transform(InferShapes())
+    for init in wrapper.graph.initializer:  # hls4ml looks every input's shape up in value_info
+        wrapper.set_tensor_shape(init.name, list(init.dims), init.data_type)
+    return wrapper
 
 
 def value_formats(wrapper: Any, input_bits: int, input_signed: bool) -> dict[str, Format]:
@@ -308,3 +311,36 @@ def export_hls4ml(
     # JSON is YAML 1.2 (and parses with hls4ml's YAML 1.1 loader): no YAML writer needed
     write_atomic(out / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
     return Hls4mlExport(out / MODEL_FILE, out / CONFIG_FILE, layers)
+
+
+def run_export_command(model: IntModel, shape: tuple[int, ...], args: Any) -> int:
+    """``hwquant export --to hls4ml``: write the two files into ``--out`` (a directory).
+
+    ``--format qdq``, ``--custom-ops`` and ``--check`` have no hls4ml meaning and are refused
+    (the round trip through hls4ml itself is ``make interop``)."""
+    from hwquant.errors import ConfigError
+
+    given = [
+        flag
+        for flag, on in (
+            ("--format qdq", args.format != "qonnx"),
+            ("--custom-ops", args.custom_ops),
+            ("--check", args.check),
+        )
+        if on
+    ]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)} cannot be combined with --to hls4ml. Fix: drop it (hls4ml reads "
+            "QONNX with decoded weights; `make interop` runs the hls4ml round trip)."
+        )
+    written = export_hls4ml(model, shape, args.out, io_type=args.io_type)
+    figures = {
+        "model": str(written.model),
+        "config": str(written.config),
+        "io_type": args.io_type,
+        "layers": len(written.layers),
+        "next": f"cd {args.out} && hls4ml convert -c {CONFIG_FILE}",
+    }
+    print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
+    return 0
