@@ -56,10 +56,11 @@ def model_file(tmp_path_factory) -> Path:
 def test_export_check_is_exact(model_file: Path, tmp_path: Path, form: str, capsys):
     pytest.importorskip("qonnx")
     out = tmp_path / "model.onnx"
-    argv = ["export", str(model_file), "--format", form, "--input-shape", "2,1,8,8"]
+    argv = ["export", str(model_file), "--format", form, "--data", "digits"]
     assert main([*argv, "--out", str(out), "--check", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["exact"] is True and out.is_file() and figures["nodes"] > 5
+    assert figures["images"] == 256 and figures["mismatches"] == 0
 
 
 def test_export_bad_shape_is_a_usage_error(model_file: Path, tmp_path: Path, capsys):

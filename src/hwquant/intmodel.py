@@ -278,11 +278,29 @@ class IntModel:
         lo, hi = qrange(self.input.bits, self.input.signed)
         return to_codes(x, torch.tensor(self.input.scale, dtype=x.dtype), lo, hi)
 
-    def run(self, x_int: torch.Tensor, *, four_bit: bool = False) -> torch.Tensor:
+    def run(
+        self, x_int: torch.Tensor, *, four_bit: bool = False, backend: str = "engine"
+    ) -> torch.Tensor:
         """Integer output (int64) for integer input codes ``x_int``.
 
-        Accumulator statistics are not collected; ``hwquant.engine.run`` returns them.
+        ``backend="engine"``: the integer engine (accumulator statistics are not collected;
+        ``hwquant.engine.run`` returns them). ``backend="onnxruntime"``: the same integers from
+        the model's exact float32 graph on onnxruntime (:mod:`hwquant.export.runtime`; needs
+        onnxruntime, refuses a model it cannot export exactly).
         """
+        if backend == "onnxruntime":
+            if four_bit:
+                raise HwquantError(
+                    "four_bit=True models 4-bit multipliers, which only the engine does. Fix: "
+                    "use backend='engine' with four_bit, or drop four_bit."
+                )
+            from hwquant.export.runtime import run_codes
+
+            return run_codes(self, x_int)
+        if backend != "engine":
+            raise HwquantError(
+                f"backend={backend!r} is not known. Fix: use 'engine' or 'onnxruntime'."
+            )
         from hwquant.engine import run
 
         return run(self, x_int, four_bit=four_bit, stats=False).output

@@ -1,4 +1,4 @@
-"""``hwquant export``: the file appears only when the graph is (checked to be) exact."""
+"""``hwquant export``: checked on real test images; the file appears only when exact."""
 
 from __future__ import annotations
 
@@ -13,34 +13,47 @@ import hwquant.export
 from hwquant.cli import main
 from tests.helpers import lowered_small_cnn
 
+pytest.importorskip("onnxruntime")
+
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
     return lowered_small_cnn()[0].save(tmp_path_factory.mktemp("m") / "model.npz")
 
 
-def export_argv(model_file: Path, out: Path) -> list[str]:
-    """A QDQ export of the small CNN to ``out`` (runs on onnxruntime, no qonnx needed)."""
-    argv = ["export", str(model_file), "--format", "qdq", "--input-shape", "2,1,8,8"]
-    return [*argv, "--out", str(out), "--json"]
+def export_argv(model_file: Path, out: Path, *extra: str) -> list[str]:
+    """A QDQ export of the 8x8 small CNN, checked on scikit-learn's 8x8 digits."""
+    argv = ["export", str(model_file), "--format", "qdq", "--data", "digits", "--check"]
+    return [*argv, "--out", str(out), "--json", *extra]
 
 
-def test_export_writes_a_loadable_graph_and_no_temporary_file(model_file, tmp_path, capsys):
+@pytest.mark.parametrize("extra", [[], ["--input", "codes"]], ids=["values", "codes"])
+def test_check_runs_a_batch_of_real_images(model_file, tmp_path, capsys, extra):
     out = tmp_path / "model.onnx"
-    assert main(export_argv(model_file, out)) == 0
+    assert main(export_argv(model_file, out, *extra)) == 0
     figures = json.loads(capsys.readouterr().out)
+    assert figures["images"] == 256 and figures["mismatches"] == 0
     assert figures["written"] is True
     onnx.checker.check_model(onnx.load(str(out)))
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
 
 
 def test_inexact_check_leaves_no_file(model_file, tmp_path, monkeypatch, capsys):
-    def off_by_one(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-        return hwquant.export.onnx_qdq.run_onnxruntime(proto, x) + 1.0
+    def one_image_off(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+        out = hwquant.export.onnx_qdq.run_onnxruntime(proto, x)
+        out[3, 0] += 1.0
+        return out
 
-    monkeypatch.setattr(hwquant.export, "run_onnxruntime", off_by_one)
+    monkeypatch.setattr(hwquant.export, "run_onnxruntime", one_image_off)
     out = tmp_path / "model.onnx"
-    assert main([*export_argv(model_file, out), "--check"]) == 1
+    assert main(export_argv(model_file, out)) == 1
     figures = json.loads(capsys.readouterr().out)
-    assert figures["exact"] is False and figures["written"] is False
+    assert figures["mismatches"] == 1 and figures["written"] is False
     assert list(tmp_path.iterdir()) == []
+
+
+def test_check_needs_real_images(model_file, tmp_path, capsys):
+    argv = ["export", str(model_file), "--input-shape", "1,8,8", "--out", str(tmp_path / "m.onnx")]
+    assert main([*argv, "--check"]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(argv) == 0  # without --check the shape is enough

@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from hwquant.errors import ConfigError
@@ -23,74 +22,140 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "export",
         help="write an IntModel as QONNX or QDQ ONNX",
         description=(
-            "Export an IntModel (.npz) as QONNX (Quant nodes; --custom-ops for MSQ/codebook "
-            "layers) or as standard ONNX with QDQ pairs for onnxruntime. --check runs the graph "
-            "on random inputs and compares it with the integer engine, bit for bit (exit 1 if "
-            "they differ). See docs/export/custom_ops.md."
+            "Export an IntModel (.npz) as QONNX (Quant nodes) or as standard ONNX with QDQ pairs "
+            "for onnxruntime: float32 only, every step proved exact, batch size symbolic. "
+            "--check runs the graph on a batch of real test images and compares it with the "
+            "integer engine, bit for bit (exit 1, no file, if any output differs). See "
+            "docs/export/custom_ops.md."
         ),
         examples=[
-            "hwquant export runs/q/model.npz --input-shape 1,1,8,8 --out model.onnx",
-            "hwquant export model.npz --format qdq --input-shape 1,3,32,32 --out m.onnx --check",
-            "hwquant export model.npz --to hls4ml --input-shape 1,1,28,28 --out hls/ --io-type io_stream",
+            "hwquant export runs/q/model.npz --data mnist5k --out model.onnx --check",
+            "hwquant export model.npz --format qdq --input-shape 3,32,32 --out m.onnx",
+            "hwquant export model.npz --input codes --data digits --out m.onnx --check",
+            "hwquant export model.npz --to hls4ml --input-shape 1,28,28 --out hls/ --io-type io_stream",
         ],
     )
     export.add_argument("model", type=Path, metavar="MODEL.npz")
     export.add_argument("--format", choices=FORMATS, default="qonnx")
-    export.add_argument("--input-shape", required=True, metavar="N,C,H,W", help="input shape")
+    export.add_argument(
+        "--input-shape",
+        metavar="C,H,W",
+        help="per-sample input shape (default: the images of --data); a leading batch size is "
+        "accepted and ignored: the batch dimension is symbolic",
+    )
+    export.add_argument(
+        "--input",
+        choices=("values", "codes"),
+        default="values",
+        help="graph input: real values (quantized in the graph) or the integer input codes",
+    )
     export.add_argument("--out", required=True, type=Path, metavar="FILE.onnx")
     export.add_argument("--custom-ops", action="store_true", help="write hwquant's custom ops")
     export.add_argument("--check", action="store_true", help="execute and compare with the engine")
+    export.add_argument("--data", metavar="NAME", help="data set whose test images --check runs")
+    export.add_argument("--data-root", type=Path, metavar="DIR", help="where --data lives")
+    export.add_argument(
+        "--check-images", type=int, default=256, metavar="N", help="test images to check"
+    )
     export.add_argument("--json", action="store_true", help="print the figures as JSON")
     export.add_argument(
         "--to",
         choices=("hls4ml",),
-        help="write for a consumer: hls4ml = --out DIR gets model.onnx + hls4ml_config.yml",
+        help="write for a consumer: hls4ml = --out DIR gets model.onnx + hls4ml_config.yml "
+        "(the design takes the integer input codes; see docs/deploy_hls4ml.md)",
     )
     export.add_argument("--io-type", choices=("io_parallel", "io_stream"), default="io_parallel")
     export.set_defaults(run=_run)
 
 
 def _shape(text: str) -> tuple[int, ...]:
+    """A per-sample shape ``C,H,W`` (or ``N,C,H,W``, whose N is dropped)."""
     try:
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
         shape = ()
-    if len(shape) < 2 or min(shape) < 1:
+    if len(shape) == 4:
+        shape = shape[1:]
+    if len(shape) not in (1, 3) or min(shape) < 1:
         raise ConfigError(
-            f"--input-shape {text!r} is not a shape. Fix: give positive sizes such as 1,1,28,28."
+            f"--input-shape {text!r} is not a shape. Fix: give positive sizes such as 1,28,28."
         )
     return shape
 
 
+def _images(args: argparse.Namespace) -> torch.Tensor:
+    """The first ``--check-images`` test images of ``--data``, normalised as in training."""
+    from hwquant.data import BatchLoader, load_dataset
+
+    if args.check_images < 1:
+        raise ConfigError(f"--check-images {args.check_images} must be at least 1.")
+    splits = load_dataset(args.data, args.data_root, progress=False)
+    loader = BatchLoader(
+        splits.test,
+        min(args.check_images, len(splits.test)),
+        mean=splits.mean,
+        std=splits.std,
+        shuffle=False,
+        augment=False,
+    )
+    images, _ = next(iter(loader))
+    return images
+
+
 def _run(args: argparse.Namespace) -> int:
-    """Export; with ``--check`` the file is written only once the graph proved exact (exit 1,
-    no file, otherwise). The write is atomic, so ``--out`` never holds half a graph."""
+    """Export; with ``--check`` the file is written only once the graph proved exact on real
+    images (exit 1, no file, otherwise). The write is atomic, so ``--out`` never holds half a
+    graph."""
     import hwquant
     from hwquant.atomic import write_atomic
     from hwquant.engine import run
     from hwquant.export import export_qdq, export_qonnx, run_onnxruntime, run_qonnx
 
+    if args.check and not args.data:
+        raise ConfigError(
+            "--check runs the graph on real test images. Fix: name their data set with --data "
+            "(e.g. --data mnist5k)."
+        )
     model = hwquant.load(args.model)
-    shape = _shape(args.input_shape)
+    images = _images(args) if args.data else None
+    if args.input_shape:
+        shape = _shape(args.input_shape)
+        if images is not None and tuple(images.shape[1:]) != shape:
+            raise ConfigError(
+                f"--input-shape {shape} differs from the {args.data} images "
+                f"{tuple(images.shape[1:])}. Fix: drop --input-shape or pick the data set the "
+                "model was trained on."
+            )
+    elif images is not None:
+        shape = tuple(images.shape[1:])
+    else:
+        raise ConfigError("the input shape is unknown. Fix: pass --input-shape or --data.")
     if args.to == "hls4ml":
         from hwquant.export.hls4ml import run_export_command
 
-        return run_export_command(model, shape, args)
+        return run_export_command(model, (1, *shape), args)
+    quantize_input = args.input == "values"
     if args.format == "qonnx":
-        proto = export_qonnx(model, shape, custom_ops=args.custom_ops)
+        proto = export_qonnx(
+            model, (1, *shape), custom_ops=args.custom_ops, quantize_input=quantize_input
+        )
+    elif args.custom_ops:
+        raise ConfigError("--custom-ops writes QONNX decoder ops. Fix: use --format qonnx.")
     else:
-        proto = export_qdq(model, shape)
+        proto = export_qdq(model, (1, *shape), quantize_input=quantize_input)
     figures: dict[str, object] = {
         "file": str(args.out),
         "format": args.format,
+        "input": args.input,
         "nodes": len(proto.graph.node),
     }
     if args.check:
-        x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+        codes = model.quantize_input(images)
         execute = run_qonnx if args.format == "qonnx" else run_onnxruntime
-        out = execute(proto, x.numpy())
-        expected = model.dequantize(run(model, model.quantize_input(x)).output).numpy()
-        figures["exact"] = bool(np.array_equal(out, expected))
+        out = execute(proto, (images if quantize_input else codes.float()).numpy())
+        expected = run(model, codes).output.numpy()
+        mismatches = int((out != expected).any(axis=tuple(range(1, out.ndim))).sum())
+        figures |= {"images": len(images), "mismatches": mismatches, "exact": mismatches == 0}
     figures["written"] = figures.get("exact") is not False
     if figures["written"]:
         write_atomic(args.out, proto.SerializeToString())

@@ -46,7 +46,7 @@ from onnx import TensorProto, helper, numpy_helper
 from hwquant.atomic import write_atomic
 from hwquant.engine import run
 from hwquant.errors import UnsupportedLayerError
-from hwquant.export.requant import FLOAT32_EXACT, clip_range, limbs, one_step
+from hwquant.export.requant import FLOAT32_EXACT, Limbs, OneStep, clip_range, limbs, one_step
 from hwquant.intmath import bits_needed, max_magnitude, qrange
 from hwquant.intmodel import (
     AddNode,
@@ -140,10 +140,10 @@ class QuantStyle(Protocol):
     """How one export form writes quantize steps and weights."""
 
     def round_step(
-        self, g: Graph, u: str, offset: np.ndarray, bits: int, signed: bool, out: str
+        self, g: Graph, u: str, offset: np.ndarray | None, bits: int, signed: bool, out: str
     ) -> str:
-        """``clamp(round(u + offset), qrange(bits, signed))`` as codes named ``out``; the caller
-        has proved that ``u + offset`` is never a tie (any rounding rule gives the code)."""
+        """``clamp(round(u + offset), qrange(bits, signed))`` as codes named ``out`` (no ``Add``
+        for no offset); the caller has proved that any rounding rule gives the code."""
         ...
 
     def floor_step(self, g: Graph, v: str, bits: int, signed: bool, out: str) -> str:
@@ -306,46 +306,51 @@ def _bound(weight: np.ndarray, x_range: tuple[int, int], bias: np.ndarray | None
 def _weight(
     g: Graph, node: WeightNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle
 ) -> None:
+    """A weight layer: its product(s), then its requantization.
+
+    The product is one ``Conv``/``MatMul`` when its partial sums stay below 2^24 and the
+    requantization of that accumulator has an exact plan; otherwise the weights are split,
+    ``W = 2^h·W_hi + W_lo`` (``W_lo`` in ``[0, 2^h)``), into two products whose requantization
+    takes them as two terms with multipliers ``M·2^h`` and ``M``.
+    """
     x_range = qrange(node.in_bits, node.in_signed)
     bound = _bound(node.weight, x_range, node.bias)
     shape = _act(shapes[node.name])
-    last = node.mult is None
     fix = (
         "lower the layer's weight/activation bits or its fan-in, or widen acc_bits to "
         f"{bits_needed(bound)} (IntModel.set_accumulator)"
     )
-    problems = []
     if bits_needed(bound) > node.acc_bits:
-        problems.append(f"it can overflow its {node.acc_bits}-bit accumulator (no wrap-around)")
-    if bound < FLOAT32_EXACT:
-        parts = [(node.weight, node.bias, node.encoding)]
-    elif last:
-        problems.append(
-            f"its accumulator is the graph's output and can reach {bound}, beyond float32's "
-            "exact 2^24"
-        )
-    else:
-        h = (int(np.abs(node.weight).max()).bit_length() + 1) // 2
-        high, low = np.floor_divide(node.weight, 2**h), np.remainder(node.weight, 2**h)
-        parts = [(high, None, None), (low, node.bias, None)]
-        wide = max(_bound(w, x_range, b) for w, b, _ in parts)
-        if wide >= FLOAT32_EXACT:
-            problems.append(
-                f"its accumulator can reach {bound}, beyond float32's exact 2^24 even with the "
-                "weights split in two"
-            )
-    _refuse(node.name, problems, fix)
-    if last:
+        _refuse(node.name, [f"it can overflow its {node.acc_bits}-bit accumulator"], fix)
+    if node.mult is None:
+        if bound >= FLOAT32_EXACT:
+            reason = f"its accumulator is the graph's output and can reach {bound}, beyond 2^24"
+            _refuse(node.name, [f"{reason} (float32's exact range)"], fix)
         _product(g, node, node.weight, node.bias, node.encoding, node.name, shape, style)
         return
-    terms, mults = [], []
-    for i, (w, b, enc) in enumerate(parts):
-        out = f"{node.name}/acc" if len(parts) == 1 else f"{node.name}/acc{i}"
-        terms.append((_product(g, node, w, b, enc, out, shape, style), _bound(w, x_range, b)))
-        mults.append(node.mult << (h if len(parts) == 2 and i == 0 else 0))
-    _requantize(
-        g, node.name, terms, mults, node.shift, node.lo, node.hi, shape, style, fix, products=True
-    )
+    h = (int(np.abs(node.weight).max()).bit_length() + 1) // 2
+    splits = [[(node.weight, node.bias, node.encoding, 0)]]
+    if h > 0:
+        high, low = np.floor_divide(node.weight, 2**h), np.remainder(node.weight, 2**h)
+        splits.append([(high, None, None, h), (low, node.bias, None, 0)])
+    problems = []
+    for parts in splits:
+        bounds = [_bound(w, x_range, b) for w, b, _, _ in parts]
+        if max(bounds) >= FLOAT32_EXACT:
+            problems.append(f"its partial sums can reach {max(bounds)}, beyond float32's 2^24")
+            continue
+        mults = [node.mult << up for *_, up in parts]
+        plan = _plan(bounds, mults, node.shift, node.lo, node.hi, style.clips)
+        if isinstance(plan, str):
+            problems.append(plan)
+            continue
+        terms = []
+        for i, (w, b, enc, _) in enumerate(parts):
+            out = f"{node.name}/acc" if len(parts) == 1 else f"{node.name}/acc{i}"
+            terms.append(_product(g, node, w, b, enc, out, shape, style))
+        _emit(g, node.name, terms, plan, mults, node.shift, node.lo, node.hi, shape, style)
+        return
+    _refuse(node.name, problems, fix)
 
 
 def _product(
@@ -389,6 +394,45 @@ def _product(
     return g.op("Add", [product, g.f32(f"{node.name}/bias{suffix}", bias)], out, shape)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How a requantization runs: an optional clip of its single product, then one step or
+    limbs (:mod:`hwquant.export.requant`)."""
+
+    clips: list[tuple[int, int]] | None
+    """Per term: the clip applied first (None: no clips)."""
+    form: OneStep | Limbs
+    bounds: list[int]
+
+
+def _plan(
+    bounds: list[int],
+    mults: list[np.ndarray],
+    shift: np.ndarray | int,
+    lo: int,
+    hi: int,
+    clip_products: bool,
+) -> _Plan | str:
+    """The plan of ``clamp(floor((Σ_t x_t·M_t + 2^(s−1)) / 2^s), lo, hi)`` for terms bounded by
+    ``bounds``, or the reason none is exact. ``clip_products``: the terms are products in a form
+    that clips; a single one is clipped to the range that decides its code (onnxruntime fuses the
+    clip into the product, where it also keeps scales from being folded into the weights)."""
+    shift = np.asarray(shift, np.int64).reshape(-1)
+    mults = [np.asarray(m, np.int64).reshape(-1) for m in mults]
+    clips = None
+    if clip_products:
+        clips = [(-b, b) for b in bounds]
+        if len(bounds) == 1:
+            low, high = clip_range(mults[0], shift, lo, hi)
+            clips = [(max(low, -bounds[0]), min(high, bounds[0]))]
+            bounds = [max(-clips[0][0], clips[0][1], 0)]
+    step = one_step(bounds, mults, shift, lo, hi)
+    if step is not None:
+        return _Plan(clips, step, bounds)
+    split = limbs(bounds, mults, shift)
+    return split if isinstance(split, str) else _Plan(clips, split, bounds)
+
+
 def _requantize(
     g: Graph,
     out: str,
@@ -400,29 +444,32 @@ def _requantize(
     shape: Shape,
     style: QuantStyle,
     fix: str,
-    products: bool = False,
 ) -> str:
-    """``clamp(floor((Σ_t x_t·M_t + 2^(s−1)) / 2^s), lo, hi)`` in one verified step, or by limbs
-    (:mod:`hwquant.export.requant`); ``terms`` are ``(tensor, bound)`` pairs.
+    """Plan and emit the requantization of code terms ``(tensor, bound)`` (adds, pools)."""
+    plan = _plan([b for _, b in terms], mults, shift, lo, hi, False)
+    if isinstance(plan, str):
+        _refuse(out, [plan], fix)
+    return _emit(g, out, [t for t, _ in terms], plan, mults, shift, lo, hi, shape, style)
 
-    ``products``: the terms are convolution/matrix products; a form that clips clips them first
-    (to the range that decides the code; onnxruntime fuses the clip into the product, and no
-    scale can then be folded into the product's weights, which would round them).
-    """
+
+def _emit(
+    g: Graph,
+    out: str,
+    xs: list[str],
+    plan: _Plan,
+    mults: list[np.ndarray],
+    shift: np.ndarray | int,
+    lo: int,
+    hi: int,
+    shape: Shape,
+    style: QuantStyle,
+) -> str:
+    """The nodes of ``plan`` on the term tensors ``xs``; returns the codes ``out``."""
     shift = np.asarray(shift, np.int64).reshape(-1)
-    mults = [np.asarray(m, np.int64).reshape(-1) for m in mults]
-    xs, bounds = [t for t, _ in terms], [b for _, b in terms]
-    if products and style.clips:
-        for t, (x, bound) in enumerate(zip(xs, bounds, strict=True)):
-            low, high = -bound, bound
-            if len(terms) == 1:
-                low, high = clip_range(mults[0], shift, lo, hi)
-                low, high = max(low, -bound), min(high, bound)
-            xs[t] = style.clip(g, x, low, high, f"{x}/clipped")
-            bounds[t] = max(-low, high, 0)
     ndim = len(shape)
-    step = one_step(bounds, mults, shift, lo, hi)
-    if step is not None:
+    if plan.clips is not None:
+        xs = [style.clip(g, x, *c, f"{x}/clipped") for x, c in zip(xs, plan.clips, strict=True)]
+    if isinstance(plan.form, OneStep):
         parts = [
             g.op(
                 "Mul",
@@ -430,15 +477,13 @@ def _requantize(
                 f"{out}/term{t}",
                 shape,
             )
-            for t, (x, c) in enumerate(zip(xs, step.scales, strict=True))
+            for t, (x, c) in enumerate(zip(xs, plan.form.scales, strict=True))
         ]
         u = g.add_all(parts, f"{out}/scaled", shape)
-        return style.round_step(g, u, channel_const(step.offset, ndim), *_bits_of(lo, hi), out)
-    split = limbs(bounds, mults, shift)
-    if isinstance(split, str):
-        _refuse(out, [split], fix)
-    pieces = [split.split(m) for m in mults]
-    positions = split.positions
+        offset = channel_const(plan.form.offset, ndim) if plan.form.offset.any() else None
+        return style.round_step(g, u, offset, *_bits_of(lo, hi), out)
+    positions = plan.form.positions
+    pieces = [plan.form.split(m) for m in mults]
     carry = None
     for j in range(len(positions)):
         if j + 1 < len(positions):
@@ -461,7 +506,7 @@ def _requantize(
             parts.append(g.op("Mul", [carry, scale], f"{name}/carried", shape))
         total = g.add_all(parts, name if j + 1 == len(positions) else f"{name}/sum", shape)
         if j + 1 < len(positions):
-            carry = style.floor(g, total, sum(bounds), f"{name}/carry")
+            carry = style.floor(g, total, sum(plan.bounds), f"{name}/carry")
     frac_bits = np.maximum(shift - positions[-1], 1)
     offset = channel_const(np.exp2(-(frac_bits + 1.0)), ndim)
     return style.round_step(g, total, offset, *_bits_of(lo, hi), out)

@@ -45,12 +45,14 @@ class QDQStyle:
         return g.op("Clip", [codes, *bounds], out, shape)
 
     def round_step(
-        self, g: Graph, u: str, offset: np.ndarray, bits: int, signed: bool, out: str
+        self, g: Graph, u: str, offset: np.ndarray | None, bits: int, signed: bool, out: str
     ) -> str:
-        """``Add(offset)``, then a Q/DQ pair (8 bits: it rounds and saturates) or ``Round`` and
-        ``Clip`` (tie-free: half-to-even gives the code)."""
+        """``Add(offset)`` (if any), then a Q/DQ pair (8 bits: it rounds and saturates) or
+        ``Round`` and ``Clip`` (proved for every rounding rule, half-to-even included)."""
         shape = g.shape(u)
-        shifted = g.op("Add", [u, g.f32(f"{out}/offset", offset)], f"{out}/shifted", shape)
+        shifted = u
+        if offset is not None:
+            shifted = g.op("Add", [u, g.f32(f"{out}/offset", offset)], f"{out}/shifted", shape)
         if bits != QDQ_BITS:
             shifted = g.op("Round", [shifted], f"{out}/round", shape)
         return self.saturate(g, shifted, shape, bits, signed, out)

@@ -62,10 +62,12 @@ class QONNXStyle:
         return g.op("Clip", [codes, *bounds], out, shape)
 
     def round_step(
-        self, g: Graph, u: str, offset: np.ndarray, bits: int, signed: bool, out: str
+        self, g: Graph, u: str, offset: np.ndarray | None, bits: int, signed: bool, out: str
     ) -> str:
-        """``Add(offset)`` then ``Quant(ROUND)`` (tie-free: any rounding rule)."""
-        shifted = g.op("Add", [u, g.f32(f"{out}/offset", offset)], f"{out}/shifted", g.shape(u))
+        """``Add(offset)`` (if any) then ``Quant(ROUND)``."""
+        shifted = u
+        if offset is not None:
+            shifted = g.op("Add", [u, g.f32(f"{out}/offset", offset)], f"{out}/shifted", g.shape(u))
         return self.quant(g, shifted, g.shape(u), bits, signed, out, "ROUND")
 
     def floor_step(self, g: Graph, v: str, bits: int, signed: bool, out: str) -> str:

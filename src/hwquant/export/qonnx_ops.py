@@ -25,8 +25,10 @@ class _WeightDecoder(CustomOp):
     inputs: int
 
     def make_shape_compatible_op(self, model):
-        """A constant of the decoded weight's shape stands in for shape inference."""
-        return self.make_const_shape_op(model.get_tensor_shape(self.onnx_node.output[0]))
+        """A constant of the decoded weight's shape (decoded from the initializers, so it holds
+        after a pass that drops the graph's shapes) stands in for shape inference."""
+        weights = self.decode(*(model.get_initializer(name) for name in self.onnx_node.input))
+        return self.make_const_shape_op(list(weights.shape))
 
     def infer_node_datatype(self, model):
         """Annotate the output as ``INT{b}``, ``b`` the signed bits of the decoded weights."""

@@ -50,6 +50,8 @@ NEIGHBOURS = 64
 """Float32 neighbours of ``M·2^-s`` tried on each side before falling back to limbs."""
 PAIR_LIMIT = 2**20
 """Most code pairs a two-term one-step form is checked on (residual adds)."""
+POINT_LIMIT = 2**22
+"""Most threshold points (channels times levels) a one-term one-step form is checked on."""
 
 
 @dataclass(frozen=True)
@@ -97,15 +99,18 @@ def clip_range(mult: np.ndarray, shift: np.ndarray, lo: int, hi: int) -> tuple[i
     so ``T_hi = ceil((hi·2^s − half) / M)``; code <= ``lo`` iff ``acc < T_{lo+1}``. The clip
     uses the widest of the channels.
     """
-    t = thresholds(mult, shift, lo, hi)
-    return int(t[:, 0].min()) - 1, int(t[:, -1].max())
+    first, last = (_thresholds(mult, shift, np.array([[k]])) for k in (lo + 1, hi))
+    return int(first.min()) - 1, int(last.max())
 
 
 def thresholds(mult: np.ndarray, shift: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """``T[c, i]``: the smallest accumulator whose code is ``lo + 1 + i`` (int64 ``[C, hi−lo]``)."""
+    return _thresholds(mult, shift, np.arange(lo + 1, hi + 1, dtype=np.int64).reshape(1, -1))
+
+
+def _thresholds(mult: np.ndarray, shift: np.ndarray, k: np.ndarray) -> np.ndarray:
     mult = np.asarray(mult, np.int64).reshape(-1, 1)
     shift = np.broadcast_to(np.asarray(shift, np.int64).reshape(-1, 1), mult.shape)
-    k = np.arange(lo + 1, hi + 1, dtype=np.int64).reshape(1, -1)
     numerator = k * np.left_shift(1, shift) - (np.left_shift(1, shift) >> 1)
     return -((-numerator) // mult)  # ceil division
 
@@ -117,17 +122,31 @@ def one_step(
     shift = np.asarray(shift, np.int64).reshape(-1)
     mults = [np.asarray(m, np.int64).reshape(-1) for m in mults]
     if len(mults) == 1:
+        if mults[0].size * (hi - lo) > POINT_LIMIT:
+            return None
         return _one_term(bounds[0], mults[0], shift, lo, hi)
     if np.prod([2 * b + 1 for b in bounds]) > PAIR_LIMIT or shift.size != 1:
         return None
     grids = np.meshgrid(*(np.arange(-b, b + 1) for b in bounds), indexing="ij")
     xs = [grid.reshape(1, -1) for grid in grids]
-    scales = [_float32(m.reshape(-1, 1) * np.exp2(-shift.astype(np.float64))) for m in mults]
+    base = [_float32(m.reshape(-1, 1) * np.exp2(-shift.astype(np.float64))) for m in mults]
     want = exact_codes(xs, [m.reshape(-1, 1) for m in mults], shift, lo, hi)
-    offset = _offset(scales)
-    if _agrees(xs, scales, offset, want, lo, hi):
-        return OneStep(tuple(s.reshape(-1) for s in scales), offset.reshape(-1))
+    for scales, offset in _candidates(base):
+        if _agrees(xs, scales, offset, want, lo, hi).all():
+            return OneStep(tuple(c.reshape(-1) for c in scales), offset.reshape(-1))
     return None
+
+
+def _candidates(base: list[np.ndarray]):
+    """Scales and offsets to try, in order: offset-free scales from ``M·2^-s`` upwards (a
+    scale a little above ``M·2^-s`` breaks every tie upwards, as ``floor(v + 1/2)`` does), then
+    ``M·2^-s`` itself with the offset ``2^-(k+1)``."""
+    zero = np.zeros(base[0].shape, np.float32)
+    scales = base
+    for _ in range(NEIGHBOURS):
+        yield scales, zero
+        scales = [np.nextafter(c, np.float32(np.inf)) for c in scales]
+    yield base, _offset(base)
 
 
 def _one_term(bound: int, mult: np.ndarray, shift: np.ndarray, lo: int, hi: int) -> OneStep | None:
@@ -146,17 +165,13 @@ def _one_term(bound: int, mult: np.ndarray, shift: np.ndarray, lo: int, hi: int)
     base = _float32(mult * np.exp2(-shift.astype(np.float64)))
     chosen = np.full(base.shape, np.nan, np.float32)
     offsets = np.zeros(base.shape, np.float32)
-    for step in range(2 * NEIGHBOURS + 1):
+    for (scale,), offset in _candidates([base]):
         open_ = np.isnan(chosen[:, 0])
         if not open_.any():
             break
-        scale = base[open_]
-        for _ in range((step + 1) // 2):
-            scale = np.nextafter(scale, np.float32(np.inf if step % 2 else 0))
-        offset = _offset([scale])
-        ok = _agrees([points[open_]], [scale], offset, want[open_], lo, hi, rows=True)
+        ok = _agrees([points[open_]], [scale[open_]], offset[open_], want[open_], lo, hi)
         rows = np.flatnonzero(open_)[ok]
-        chosen[rows], offsets[rows] = scale[ok], offset[ok]
+        chosen[rows], offsets[rows] = scale[rows], offset[rows]
     if np.isnan(chosen).any():
         return None
     return OneStep((chosen.reshape(-1),), offsets.reshape(-1))
@@ -190,29 +205,33 @@ def _agrees(
     want: np.ndarray,
     lo: int,
     hi: int,
-    rows: bool = False,
-) -> np.ndarray | bool:
-    """Whether every evaluation of the one-step form gives ``want`` (per row if ``rows``)."""
-    terms32 = [x.astype(np.float32) * s for x, s in zip(xs, scales, strict=True)]
-    total32 = terms32[0]
-    for term in terms32[1:]:
-        total32 = total32 + term
-    sequential = total32 + offset
+) -> np.ndarray:
+    """Per row: whether every evaluation of the one-step form at the points ``xs`` gives the
+    codes ``want`` — float32 in graph order, float32 with a fused multiply-add (one term), and
+    exact real arithmetic, each rounded half up and half down."""
+    total32 = None
+    for x, c in zip(xs, scales, strict=True):
+        term = x.astype(np.float32) * c
+        total32 = term if total32 is None else total32 + term
+    sequential = total32 + offset if offset.any() else total32
     exact = sum(
-        x.astype(np.float64) * s.astype(np.float64) for x, s in zip(xs, scales, strict=True)
-    ) + offset.astype(np.float64)
+        x.astype(np.float64) * c.astype(np.float64) for x, c in zip(xs, scales, strict=True)
+    )
+    # products of integers below 2^24 and float32 scales are exact in float64; with an offset
+    # 2^-(k+1) the sum is exact while it stays below 2^52 units of the offset
+    representable = np.ones(want.shape[0], bool)
+    if offset.any():
+        grid = offset.astype(np.float64)
+        representable = np.abs(exact).max(axis=-1) / grid.reshape(-1) < 2.0**52
+        exact = exact + grid
     values = [sequential.astype(np.float64), exact]
     if len(xs) == 1:
         values.append(exact.astype(np.float32).astype(np.float64))  # fused multiply-add
-    # the exact sum must be exact in float64: its magnitude times 2^(k+1) below 2^53
-    span = np.abs(exact).max(axis=-1) / offset.astype(np.float64).reshape(-1) if rows else None
-    ok = np.ones(want.shape[0], bool)
+    ok = representable
     for v in values:
         for rounded in (np.floor(v + 0.5), np.ceil(v - 0.5)):
-            ok &= (np.clip(rounded, lo, hi) == want).all(axis=-1)
-    if rows:
-        return ok & (span < 2.0**52)
-    return bool(ok.all()) and bool((np.abs(exact) / offset.astype(np.float64) < 2.0**52).all())
+            ok = ok & (np.clip(rounded, lo, hi) == want).all(axis=-1)
+    return ok
 
 
 def limbs(bounds: list[int], mults: list[np.ndarray], shift: np.ndarray) -> Limbs | str:
