@@ -19,7 +19,6 @@ import numpy as np
 
 
 def round_trip(model_dir: Path, io_type: str) -> dict:
-    import hls4ml
     from hls4ml.converters import convert_from_config, parse_yaml_config
 
     work = model_dir / f"hls4ml_{io_type}"

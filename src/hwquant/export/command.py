@@ -32,7 +32,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
             "hwquant export runs/q/model.npz --data mnist5k --out model.onnx --check",
             "hwquant export model.npz --format qdq --input-shape 3,32,32 --out m.onnx",
             "hwquant export model.npz --input codes --data digits --out m.onnx --check",
-            "hwquant export model.npz --to hls4ml --input-shape 1,28,28 --out hls/ --io-type io_stream",
+            "hwquant export model.npz --to hls4ml --input-shape 1,28,28 --out hls/",
         ],
     )
     export.add_argument("model", type=Path, metavar="MODEL.npz")

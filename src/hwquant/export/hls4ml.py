@@ -45,7 +45,6 @@ import onnx
 
 from hwquant.atomic import write_atomic
 from hwquant.errors import UnsupportedLayerError
-from hwquant.export.graph import INPUT_NAME
 from hwquant.export.qonnx import export_qonnx
 from hwquant.intmath import qrange
 from hwquant.intmodel import IntModel
@@ -108,8 +107,9 @@ def _product_format(x: Format, weight: np.ndarray, bias: np.ndarray | None) -> F
     """Range of ``W ⋆ x + b`` over output channels (axis 0 of ``weight``)."""
     flat = np.asarray(weight, np.float64).reshape(weight.shape[0], -1)
     pos, neg = np.maximum(flat, 0).sum(1), np.maximum(-flat, 0).sum(1)
-    lo = min(Fraction(float(p)) * x.lo - Fraction(float(q)) * x.hi for p, q in zip(pos, neg))
-    hi = max(Fraction(float(p)) * x.hi - Fraction(float(q)) * x.lo for p, q in zip(pos, neg))
+    pairs = [(Fraction(float(p)), Fraction(float(q))) for p, q in zip(pos, neg, strict=True)]
+    lo = min(p * x.lo - q * x.hi for p, q in pairs)
+    hi = max(p * x.hi - q * x.lo for p, q in pairs)
     frac = x.frac + Format.of(weight).frac
     if bias is not None:
         b = Format.of(bias)
@@ -170,13 +170,16 @@ def hls4ml_graph(model: IntModel, input_shape: tuple[int, ...]) -> Any:
 def value_formats(wrapper: Any, input_bits: int, input_signed: bool) -> dict[str, Format]:
     """The exact :class:`Format` of every activation tensor of an :func:`hls4ml_graph`."""
     lo, hi = qrange(input_bits, input_signed)
-    formats = {INPUT_NAME: Format(Fraction(lo), Fraction(hi), 0)}
+    formats = {wrapper.graph.input[0].name: Format(Fraction(lo), Fraction(hi), 0)}
 
     def const(name: str) -> np.ndarray | None:
         value = wrapper.get_initializer(name)
         if value is None and wrapper.find_producer(name) is not None:
             producer = wrapper.find_producer(name)
-            if producer.op_type == "Quant" and wrapper.get_initializer(producer.input[0]) is not None:
+            if (
+                producer.op_type == "Quant"
+                and wrapper.get_initializer(producer.input[0]) is not None
+            ):
                 return wrapper.get_initializer(producer.input[0])
         return value
 
@@ -221,7 +224,8 @@ def layer_precisions(wrapper: Any, input_bits: int, input_signed: bool) -> dict[
     """
     formats = value_formats(wrapper, input_bits, input_signed)
     one, zero = Format.of(np.ones(1)), Format.of(np.zeros(1))
-    layers: dict[str, dict] = {INPUT_NAME: {"Precision": {"result": formats[INPUT_NAME].precision()}}}
+    name_in = wrapper.graph.input[0].name  # qonnx's readable name, hls4ml's input layer
+    layers: dict[str, dict] = {name_in: {"Precision": {"result": formats[name_in].precision()}}}
     for node in wrapper.graph.node:
         if node.op_type == "Quant":
             continue  # hls4ml types a Quant's output (and a quantized weight) itself
