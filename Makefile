@@ -8,7 +8,7 @@ TORCH  := torch==2.13.0
 # slow torch down several-fold.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test lint bench reliability synth-costs accumulator-aware hw-tools network-build clean
+.PHONY: demo test lint bench reliability synth-costs accumulator-aware hw-tools network-build interop clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -79,5 +79,40 @@ synth-costs: $(VENV)/.installed
 network-build: $(VENV)/.installed-test hw-tools
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.network_build
 
+# Consumer round trips (hls4ml C++ emulation, FINN execute_onnx) on the demo models, each consumer
+# in its own environment under .venv-interop/ (never the main .venv); writes
+# benchmarks/results/interop.json. finn-plus is installed without its dependencies (they pull CUDA
+# wheels): only what ConvertQONNXtoFINN, Streamline, the to_hw inference and execute_onnx import.
+INTEROP := .venv-interop
+INTEROP_MODELS := mnist5k_w4a4=runs/demo/w4a4.npz@mnist5k mnist5k_w2a2=runs/demo/w2a2.npz@mnist5k
+
+$(INTEROP)/hls4ml/.installed:
+	$(PYTHON) -m venv $(INTEROP)/hls4ml
+	$(INTEROP)/hls4ml/bin/pip install -q --upgrade pip
+	$(INTEROP)/hls4ml/bin/pip install -q "hls4ml==1.3.*" "qonnx==1.0.0" onnx
+	touch $@
+
+$(INTEROP)/finn/.installed:
+	$(PYTHON) -m venv $(INTEROP)/finn
+	$(INTEROP)/finn/bin/pip install -q --upgrade pip
+	$(INTEROP)/finn/bin/pip install -q --no-deps "finn-plus==1.6.1"
+	$(INTEROP)/finn/bin/pip install -q $(TORCH) "qonnx==1.0.0" "onnx==1.21.0" "onnxruntime==1.25.1" \
+		"protobuf==5.29.6" "numpy>=2.4.6,<2.5.0" "bitstring>=4.3.1,<4.4.0" "scipy>=1.17.0,<1.18.0" \
+		"pyyaml>=6.0.2,<6.1.0" "onnx-ir>=0.1.15" "onnxscript>=0.7.0" "onnxoptimizer>=0.4.2,<0.5.0" \
+		"click>=8.1.8,<9.0.0" "termcolor>=2.5.0,<3.0.0" "rich>=13.9.4,<14.0.0" "pydantic>2.0" \
+		"mashumaro[yaml]>=3.15,<4.0" "pandas>=2.3.1,<2.4.0" jinja2 "scikit-learn>=1.7.2,<1.8.0"
+	touch $@
+
+runs/demo/w4a4.npz runs/demo/w2a2.npz: $(VENV)/.installed
+	$(VENV)/bin/hwquant demo --out runs/demo
+
+interop: $(VENV)/.installed-test $(INTEROP)/hls4ml/.installed $(INTEROP)/finn/.installed runs/demo/w4a4.npz runs/demo/w2a2.npz
+	command -v g++ >/dev/null || (apt-get update && apt-get install -y --no-install-recommends g++)
+	rm -rf runs/interop
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.interop.prepare runs/interop $(INTEROP_MODELS)
+	$(INTEROP)/finn/bin/python benchmarks/interop/finn_roundtrip.py runs/interop/*/
+	$(INTEROP)/hls4ml/bin/python benchmarks/interop/hls4ml_roundtrip.py runs/interop/*/
+	$(PY) -m benchmarks.interop.collect runs/interop
+
 clean:
-	rm -rf $(VENV) $(BREVITAS_VENV) runs .pytest_cache
+	rm -rf $(VENV) $(BREVITAS_VENV) runs $(INTEROP) .pytest_cache

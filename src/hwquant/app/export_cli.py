@@ -32,6 +32,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
             "hwquant export runs/q/model.npz --data mnist5k --out model.onnx --check",
             "hwquant export model.npz --format qdq --input-shape 3,32,32 --out m.onnx",
             "hwquant export model.npz --input codes --data digits --out m.onnx --check",
+            "hwquant export model.npz --to hls4ml --input-shape 1,28,28 --out hls/",
         ],
     )
     export.add_argument("model", type=Path, metavar="MODEL.npz")
@@ -57,6 +58,13 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "--check-images", type=int, default=256, metavar="N", help="test images to check"
     )
     export.add_argument("--json", action="store_true", help="print the figures as JSON")
+    export.add_argument(
+        "--to",
+        choices=("hls4ml",),
+        help="write for a consumer: hls4ml = --out DIR gets model.onnx + hls4ml_config.yml "
+        "(the design takes the integer input codes; see docs/deploy_hls4ml.md)",
+    )
+    export.add_argument("--io-type", choices=("io_parallel", "io_stream"), default="io_parallel")
     export.set_defaults(run=_run)
 
 
@@ -122,6 +130,10 @@ def _run(args: argparse.Namespace) -> int:
         shape = tuple(images.shape[1:])
     else:
         raise ConfigError("the input shape is unknown. Fix: pass --input-shape or --data.")
+    if args.to == "hls4ml":
+        from hwquant.export.hls4ml import run_export_command
+
+        return run_export_command(model, (1, *shape), args)
     quantize_input = args.input == "values"
     if args.format == "qonnx":
         proto = export_qonnx(

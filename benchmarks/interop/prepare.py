@@ -1,0 +1,70 @@
+"""Prepare the interop round trips (main venv): per model, the hls4ml export for both I/O
+types, the FINN QONNX file, the test images' input codes and the engine's output codes.
+
+``python -m benchmarks.interop.prepare OUT MODEL.npz...`` writes ``OUT/<model>/``; the consumer
+drivers (``hls4ml_roundtrip.py``, ``finn_roundtrip.py``) run in their own environments on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import hwquant
+from hwquant.data import BatchLoader, load_dataset
+from hwquant.engine import run
+from hwquant.export.hls4ml import IO_TYPES, export_hls4ml
+from hwquant.export.qonnx import export_qonnx
+
+
+def test_images(dataset: str) -> torch.Tensor:
+    """The whole normalised test set of ``dataset``, NCHW float32."""
+    splits = load_dataset(dataset)
+    loader = BatchLoader(
+        splits.test, 500, mean=splits.mean, std=splits.std, shuffle=False, augment=False
+    )
+    return torch.cat([x for x, _ in loader])
+
+
+def prepare(out: Path, model_path: Path, dataset: str) -> dict:
+    """Write one model's round-trip inputs into ``out``; return its description."""
+    model = hwquant.load(model_path)
+    x = test_images(dataset)
+    codes = model.quantize_input(x)
+    expected = run(model, codes).output.numpy()
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "inputs.npy", codes.numpy().astype(np.float32))
+    np.save(out / "expected.npy", expected)
+    shape = tuple(x.shape)
+    export_qonnx(model, shape, out / "finn.onnx", quantize_input=False)
+    for io_type in IO_TYPES:
+        export_hls4ml(model, shape, out / f"hls4ml_{io_type}", io_type=io_type)
+    info = {
+        "model": str(model_path),
+        "dataset": dataset,
+        "images": len(x),
+        "recipe": model.recipe,
+        "input_shape": list(shape[1:]),
+    }
+    (out / "info.json").write_text(json.dumps(info, indent=2, default=str))
+    return info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("models", nargs="+", metavar="NAME=MODEL.npz@DATASET")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    for spec in args.models:
+        name, rest = spec.split("=", 1)
+        path, dataset = rest.rsplit("@", 1)
+        print(name, prepare(args.out / name, Path(path), dataset))
+
+
+if __name__ == "__main__":
+    main()
