@@ -18,6 +18,7 @@ into 4-bit digits (``x = Σ 16^i x_i``, ``w = Σ 16^j w_j``) and ``acc = Σ_ij 1
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ from hwquant.core.intmath import (
     int_conv2d,
     int_linear,
     max_magnitude,
+    qrange,
     requantize,
     split_nibbles,
     window_sum,
@@ -108,17 +110,14 @@ def run(
     bound already proves that it cannot overflow (the results are the same; only the
     ``max_abs_acc`` figures stay 0).
     """
-    if x_int.is_floating_point():
-        raise HwquantError(
-            "the integer engine takes integer codes, got a float tensor. Fix: pass "
-            "int_model.quantize_input(x)."
-        )
+    check_input_codes(model, x_int)
     code_dtype = torch.int64 if backend == "int64" else torch.float32
     values: dict[str, torch.Tensor] = {model.input.name: x_int.to(code_dtype)}
     layer_stats: dict[str, LayerStats] = {}
     for node in model.nodes:
         args = [values[name] for name in node.inputs]
         if isinstance(node, WeightNode):
+            _check_layer_input(node, args[0])
             layer_stats[node.name] = LayerStats()
             values[node.name] = _weight_node(
                 node, args[0], four_bit, backend, layer_stats[node.name], scan=stats
@@ -127,6 +126,39 @@ def run(
             values[node.name] = _EXECUTORS[type(node)](node, *args)
     traced = {name: v.to(torch.int64) for name, v in values.items()} if trace else {}
     return RunResult(values[model.output].to(torch.int64), layer_stats, traced)
+
+
+def check_input_codes(model: IntModel, x_int: object) -> None:
+    """Raise unless ``x_int`` is a tensor of integer codes inside the input quantizer's range."""
+    fix = "Fix: pass int_model.quantize_input(x) of a float torch tensor x."
+    if not isinstance(x_int, torch.Tensor):
+        raise HwquantError(
+            f"the integer engine takes a torch tensor of integer codes, got "
+            f"{type(x_int).__name__}. {fix}"
+        )
+    if x_int.is_floating_point() or x_int.dtype == torch.bool:
+        raise HwquantError(f"the integer engine takes integer codes, got {x_int.dtype}. {fix}")
+    lo, hi = qrange(model.input.bits, model.input.signed)
+    if x_int.numel() and (int(x_int.min()) < lo or int(x_int.max()) > hi):
+        raise HwquantError(
+            f"input codes span [{int(x_int.min())}, {int(x_int.max())}], outside the "
+            f"{model.input.bits}-bit input range [{lo}, {hi}] of '{model.input.name}'. {fix}"
+        )
+
+
+def _check_layer_input(node: WeightNode, x: torch.Tensor) -> None:
+    """Raise, naming the layer, when ``x`` does not have the channels/features it takes."""
+    if isinstance(node, ConvNode):
+        expected, got, what = node.weight.shape[1] * node.groups, x.shape[1], "channels"
+        if x.dim() != 4:
+            expected, got, what = "a 4-D (N, C, H, W) batch", f"{x.dim()}-D", "input"
+    else:
+        expected, got, what = node.weight.shape[1], x.shape[-1], "features"
+    if expected != got:
+        raise HwquantError(
+            f"layer '{node.name}' takes {expected} {what}, got {got}. Fix: give the model "
+            "input of the shape it was lowered with (channels and image size)."
+        )
 
 
 def _weight_node(
@@ -236,6 +268,12 @@ def _maxpool(node: MaxPoolNode, x: torch.Tensor) -> torch.Tensor:
 
 
 def _reshape(node: ReshapeNode, x: torch.Tensor) -> torch.Tensor:
+    if x[0].numel() != math.prod(node.shape):
+        raise HwquantError(
+            f"node '{node.name}' reshapes {math.prod(node.shape)} values per sample into "
+            f"{node.shape}, got {tuple(x.shape[1:])}. Fix: give the model input of the shape "
+            "it was lowered with (channels and image size)."
+        )
     return x.reshape(x.shape[0], *node.shape)
 
 

@@ -279,6 +279,13 @@ class IntModel:
         """Integer codes of a float input batch, exactly as the QAT model computes them."""
         from hwquant.core.errors import check_finite
 
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+            raise HwquantError(
+                f"quantize_input takes a float torch tensor (the values the model was trained "
+                f"on), got {got}. Fix: convert images as in training, e.g. "
+                "torch.as_tensor(x).float() / 255 followed by the training normalisation."
+            )
         check_finite("input batch", x)
         lo, hi = qrange(self.input.bits, self.input.signed)
         return to_codes(x, torch.tensor(self.input.scale, dtype=x.dtype), lo, hi)

@@ -58,7 +58,12 @@ def lower(qat_model: fx.GraphModule, example_input: torch.Tensor) -> IntModel:
     qat_model.eval()
     try:
         with torch.no_grad():
-            ShapeProp(qat_model).propagate(example_input)
+            try:
+                ShapeProp(qat_model).propagate(example_input)
+            except RuntimeError as exc:  # ShapeProp wraps a layer's own error: surface it
+                if isinstance(exc.__cause__, HwquantError):
+                    raise exc.__cause__ from None
+                raise
             return _build(qat_model)
     finally:
         qat_model.train(was_training)

@@ -32,6 +32,7 @@ from hwquant.qat.accumulator_bound import (
 from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantModule
 from hwquant.qat.nn.base import Activation
+from hwquant.qat.options import check_add, check_module, check_no_shared_modules, check_not_prepared
 from hwquant.qat.quantizer import WeightQuantizer
 from hwquant.qat.recipe import Recipe
 from hwquant.qat.registry import get_scheme
@@ -70,6 +71,7 @@ def prepare(model: nn.Module, recipe: Recipe | None = None) -> fx.GraphModule:
         NonFiniteError: a weight holds NaN or Inf.
     """
     recipe = recipe or Recipe()
+    check_not_prepared(model)
     handler = get_scheme(recipe.scheme)
     if handler.prepare is not None:  # the scheme changes the activations too: its own path
         return handler.prepare(model, recipe)
@@ -176,11 +178,14 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
             f"prepare() supports models with exactly one input, this one has {len(placeholders)}. "
             "Fix: wrap the model so that forward() takes one tensor."
         )
+    check_no_shared_modules(gm)
     fused: set[fx.Node] = set()
     for node in list(gm.graph.nodes):
         if node in fused or node.op in ("placeholder", "output", "get_attr"):
             continue
         mod = _module(gm, node)
+        if mod is not None:
+            check_module(str(node.target), mod)
         if isinstance(mod, nn.Conv2d | nn.Linear):
             bn_type = nn.BatchNorm2d if isinstance(mod, nn.Conv2d) else nn.BatchNorm1d
             tail, bn, act = _absorb(gm, node, bn_type)
@@ -189,6 +194,7 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
             fused.update(_chain_nodes(node, tail))
             _collapse(gm, node, tail, node)
         elif _is_add(node):
+            check_add(node)
             tail, _, act = _absorb(gm, node, None)
             counter["add"] += 1
             new = _new_module_node(gm, node, f"add_{counter['add']}", tuple(node.args[:2]))

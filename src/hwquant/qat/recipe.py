@@ -32,6 +32,7 @@ CODEBOOK_FAMILIES: tuple[str, ...] = (
 )  # the estimators of hwquant.schemes.tables.codebooks (methods.md §3.1)
 
 MIN_BITS, MAX_BITS = 1, 16
+MAX_BIAS_BITS = 48  # the widest integer bias (``Recipe.bias_bits``) the engines take
 
 
 def check_bits(name: str, bits: int | None, allow_none: bool = False) -> None:
@@ -280,8 +281,10 @@ class Recipe:
         check_bits("scale_mantissa_bits", self.scale_mantissa_bits)
         if not isinstance(self.requant_bits, int) or not 2 <= self.requant_bits <= 31:
             raise ConfigError(f"requant_bits={self.requant_bits!r}: use an integer in 2..31.")
-        if not isinstance(self.bias_bits, int) or not 8 <= self.bias_bits <= 48:
-            raise ConfigError(f"bias_bits={self.bias_bits!r}: use an integer in 8..48.")
+        if not isinstance(self.bias_bits, int) or not 8 <= self.bias_bits <= MAX_BIAS_BITS:
+            raise ConfigError(
+                f"bias_bits={self.bias_bits!r}: use an integer in 8..{MAX_BIAS_BITS}."
+            )
         if self.bn_freeze_step is not None and (
             not isinstance(self.bn_freeze_step, int) or self.bn_freeze_step < 0
         ):

@@ -25,13 +25,14 @@ import torch
 from torch import nn
 
 from hwquant.core.distributed import batch_norm_train
-from hwquant.core.errors import UnsupportedLayerError
+from hwquant.core.errors import ConfigError, UnsupportedLayerError
 from hwquant.core.intmath import channel_view, qrange, requant_params, round_half_up
 from hwquant.ir.intmodel import WeightEncoding
 from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.nn.base import Activation, QuantModule, Requant
 from hwquant.qat.nn.bn_fold import bn_multiplier, fold_bn
 from hwquant.qat.quantizer import WeightQuantizer
+from hwquant.qat.recipe import MAX_BIAS_BITS
 from hwquant.qat.ste import replace_forward
 
 _TINY = 1e-12
@@ -191,12 +192,14 @@ class QuantWeightLayer(QuantModule):
                 f"layer '{self.qname}' keeps float weights and has no integer form. Fix: set "
                 "first_layer_bits / last_layer_bits in the recipe (8 by default)."
             )
-        w, _ = fold_bn(self.weight, self.bias, self.bn)
+        w, b = fold_bn(self.weight, self.bias, self.bn)
         w_int = self.weight_quant.codes(w)
         alpha_in = self._input_quants[0].scale_value().double()
         acc_scale = (self.weight_quant.scale_value().double() * alpha_in).expand(w.shape[0])
         b_int = self.bias_codes(self.weight_quant.scale_value())
-        b_int = None if b_int is None else b_int.to(torch.int64)
+        if b_int is not None:
+            self._check_bias_fits(b, round_half_up(b.double() / acc_scale))
+            b_int = b_int.to(torch.int64)
         requant = None
         if self.out_quant is not None:
             ratio = acc_scale / self.out_quant.scale_value().double()
@@ -217,6 +220,28 @@ class QuantWeightLayer(QuantModule):
         acc_scale = weight_scale.double() * self._input_quants[0].scale_value().double()
         lo, hi = qrange(self.bias_bits, signed=True)
         return round_half_up(b.double() / acc_scale).clamp(lo, hi)
+
+    def _check_bias_fits(self, bias: torch.Tensor, b_int: torch.Tensor) -> None:
+        """Raise unless every integer bias fits ``bias_bits`` (a clipped bias would change the
+        function). The smallest width that holds ``[min, max]`` is ``n`` with
+        ``−2^(n−1) ≤ min`` and ``max ≤ 2^(n−1) − 1``."""
+        lo, hi = qrange(self.bias_bits, signed=True)
+        b_min, b_max = int(b_int.min()), int(b_int.max())
+        if lo <= b_min and b_max <= hi:
+            return
+        needed = max(max(b_max, 0).bit_length(), max(-b_min - 1, 0).bit_length()) + 1
+        worst = int(b_int.abs().argmax())
+        fix = (
+            f"set bias_bits={needed} or more in the recipe"
+            if needed <= MAX_BIAS_BITS
+            else f"use fewer weight/activation bits (it needs {needed} > {MAX_BIAS_BITS} bits)"
+        )
+        raise ConfigError(
+            f"layer '{self.qname}': bias {float(bias[worst]):.6g} of channel {worst} is "
+            f"{int(b_int[worst])} accumulator units (scale "
+            f"{float(bias[worst]) / int(b_int[worst]):.3g}), outside the {self.bias_bits}-bit "
+            f"bias range [{lo}, {hi}]; clipping it would change the layer's output. Fix: {fix}."
+        )
 
     def _forward_integer(self, x: torch.Tensor) -> torch.Tensor:
         p = self.integer_params()

@@ -141,7 +141,8 @@ class TableUnit(TableModule):
             if self.bn is not None:
                 g_hat = bn_multiplier(self.bn).double()
                 gain = g_hat * scale
-                offset = g_hat * (bias - self.bn.running_mean.double()) + self.bn.bias.double()
+                beta = self.bn.bias.double() if self.bn.bias is not None else 0.0  # affine=False
+                offset = g_hat * (bias - self.bn.running_mean.double()) + beta
             tau, descending = fold.thresholds(fold.Affine(gain, offset, self.relu), out_levels)
         return UnitNode(
             name,

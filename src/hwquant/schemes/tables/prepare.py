@@ -53,6 +53,7 @@ def prepare_tables(model: nn.Module, recipe: Recipe) -> fx.GraphModule:
         check_finite(f"model tensor '{name}'", tensor)
     gm = trace(copy.deepcopy(model))
     specs = fuse(gm)
+    check_table_options(gm)
     insert_input(gm)
     _build(gm, specs, recipe.tables)
     gm.graph.lint()
@@ -60,6 +61,51 @@ def prepare_tables(model: nn.Module, recipe: Recipe) -> fx.GraphModule:
     gm.delete_all_unused_submodules()
     gm.hwquant_recipe = recipe
     return gm.train(model.training)
+
+
+def _square_option(values: dict[str, object]) -> str | None:
+    """The first of ``values`` (option -> int or pair) that is not one number on both axes."""
+    for option, value in values.items():
+        if not isinstance(value, int) and len(set(value)) != 1:
+            return f"{option}={value}"
+    return None
+
+
+def check_table_options(gm: fx.GraphModule) -> None:
+    """Refuse the options the table lowering and engine do not reproduce, naming the module.
+
+    Table units take square, undilated, ungrouped convolutions; max pooling of indices takes a
+    square window without dilation or ceil_mode; a flatten keeps the batch dimension only.
+    """
+    for node in gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        name, mod = str(node.target), gm.get_submodule(node.target)
+        option = None
+        if isinstance(mod, nn.Conv2d):
+            option = _square_option(
+                {"kernel_size": mod.kernel_size, "stride": mod.stride, "padding": mod.padding}
+            )
+            if mod.groups != 1:
+                option = f"groups={mod.groups}"
+            elif tuple(mod.dilation) != (1, 1):
+                option = f"dilation={tuple(mod.dilation)}"
+        elif isinstance(mod, nn.MaxPool2d):
+            option = _square_option(
+                {"kernel_size": mod.kernel_size, "stride": mod.stride, "padding": mod.padding}
+            )
+            if mod.ceil_mode:
+                option = "ceil_mode=True"
+            elif mod.dilation not in (1, (1, 1)):
+                option = f"dilation={mod.dilation}"
+        elif isinstance(mod, nn.Flatten) and (mod.start_dim, mod.end_dim) != (1, -1):
+            option = f"start_dim={mod.start_dim}, end_dim={mod.end_dim}"
+        if option is not None:
+            raise UnsupportedLayerError(
+                f"module '{name}' ({type(mod).__name__}) has {option}, which table units do "
+                "not compute. Fix: use square, undilated, ungrouped convolutions and max "
+                "pooling without ceil_mode/dilation (flatten from dim 1), or the llsq scheme."
+            )
 
 
 def _quantizer(opts: TableOptions, role: str, unsigned: bool = False) -> CodebookQuantizer:

@@ -1,0 +1,224 @@
+"""User-style models whose options ``prepare`` must honour exactly or refuse by name (issue 17).
+
+Every refusal names the module (its qualified name), the option and a fix; every accepted form
+is compared exactly against its plain twin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+import torch
+from torch import nn
+
+import hwquant
+from hwquant.core.errors import ConfigError, UnsupportedLayerError
+from hwquant.qat.recipe import Recipe, TableOptions
+from hwquant.schemes.tables import capture_indices, lower_tables, run_tables
+from tests.helpers import trained_qat_model
+
+LLSQ = Recipe(bn_freeze_step=1)
+TABLES = Recipe(scheme="tables", tables=TableOptions(act_start=1, reestimate_every=2))
+
+
+class Features(nn.Module):
+    """``features`` (a Sequential the test fills), global pool, ``classifier``."""
+
+    def __init__(self, *layers: nn.Module, channels: int = 4) -> None:
+        super().__init__()
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(channels, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def conv_net(**conv_options) -> Features:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, **conv_options)
+    return Features(nn.Conv2d(3, 3, 1), nn.ReLU(), conv, nn.BatchNorm2d(4), nn.ReLU())
+
+
+def refusal(model: nn.Module, recipe: Recipe, *needles: str) -> str:
+    """Prepare must refuse ``model``; the message holds every needle and a fix."""
+    with pytest.raises(UnsupportedLayerError) as info:
+        hwquant.prepare(model, recipe)
+    message = str(info.value)
+    for needle in (*needles, "Fix:"):
+        assert needle in message, message
+    return message
+
+
+@pytest.mark.parametrize("recipe", [LLSQ, TABLES], ids=["llsq", "tables"])
+@pytest.mark.parametrize("mode", ["reflect", "circular", "replicate"])
+def test_padding_modes_other_than_zeros_are_refused(mode, recipe):
+    refusal(conv_net(padding=1, padding_mode=mode), recipe, "'features.2'", f"'{mode}'")
+
+
+def test_asymmetric_same_padding_is_refused():
+    torch.manual_seed(0)
+    model = Features(nn.Conv2d(3, 4, 2, padding="same"), nn.ReLU())
+    refusal(model, LLSQ, "'features.0'", "padding='same'")
+
+
+def _int_outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    qat = trained_qat_model(model, LLSQ, x)
+    int_model = hwquant.lower(qat, x)
+    assert hwquant.verify(qat, int_model, x).exact
+    return int_model.run(int_model.quantize_input(x))
+
+
+@pytest.mark.parametrize(
+    ("string", "numeric"),
+    [
+        (dict(padding="same"), dict(padding=1)),
+        (dict(padding="same", dilation=2), dict(padding=2, dilation=2)),
+        (dict(padding="valid"), dict(padding=0)),
+    ],
+    ids=["same", "same-dilated", "valid"],
+)
+def test_string_padding_equals_its_numeric_twin(string, numeric):
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 8, 8)
+    out = _int_outputs(conv_net(**string), x)
+    assert torch.equal(out, _int_outputs(conv_net(**numeric), x))
+    assert len(torch.unique(out)) > 1, "a degenerate test: every output is the same"
+
+
+@pytest.mark.parametrize(
+    ("pool", "option"),
+    [
+        (nn.AvgPool2d(2, ceil_mode=True), "ceil_mode=True"),
+        (nn.AvgPool2d(2, divisor_override=3), "divisor_override=3"),
+        (nn.AvgPool2d(2, padding=1, count_include_pad=False), "padding=1"),
+        (nn.AvgPool2d(3, stride=1), "stride=1"),
+        (nn.MaxPool2d(2, return_indices=True), "return_indices=True"),
+    ],
+)
+def test_pooling_options_are_refused(pool, option):
+    torch.manual_seed(0)
+    refusal(Features(nn.Conv2d(3, 4, 3), nn.ReLU(), pool), LLSQ, "'features.2'", option)
+
+
+class AddNet(nn.Module):
+    """``conv_a(x) + alpha · conv_b(x)`` written with ``torch.add`` or ``Tensor.add``."""
+
+    def __init__(self, alpha: float, method: bool) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 3, padding=1)
+        self.alpha, self.method = alpha, method
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.a(x), self.b(x)
+        y = a.add(b, alpha=self.alpha) if self.method else torch.add(a, b, alpha=self.alpha)
+        return self.fc(torch.flatten(torch.relu(y), 1))
+
+
+@pytest.mark.parametrize("method", [False, True], ids=["torch.add", "Tensor.add"])
+def test_add_with_alpha_is_refused(method):
+    refusal(AddNet(0.5, method), LLSQ, "alpha=0.5")
+    hwquant.prepare(AddNet(1, method), LLSQ)  # alpha 1 is the plain add
+
+
+class SharedConv(nn.Module):
+    """One conv applied twice (weight sharing); one ReLU module used twice (stateless)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.stem(x))
+        x = self.relu(self.conv(self.relu(self.conv(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_a_module_called_twice_is_refused():
+    refusal(SharedConv(), LLSQ, "'conv'", "called at 2 places")
+
+
+def test_a_prepared_model_is_not_prepared_again():
+    qat = hwquant.prepare(conv_net(padding=1), LLSQ)
+    for recipe in (LLSQ, TABLES):
+        refusal(qat, recipe, "already made by hwquant.prepare()")
+
+
+@pytest.mark.parametrize(
+    ("layer", "option"),
+    [
+        (nn.MaxPool2d(2, ceil_mode=True), "ceil_mode=True"),
+        (nn.MaxPool2d(2, dilation=2), "dilation=2"),
+        (nn.MaxPool2d((2, 1)), "kernel_size=(2, 1)"),
+        (nn.Conv2d(4, 4, 3, groups=2), "groups=2"),
+        (nn.Conv2d(4, 4, 3, dilation=2), "dilation=(2, 2)"),
+    ],
+)
+def test_tables_refuse_what_their_lowering_drops(layer, option):
+    torch.manual_seed(0)
+    model = Features(nn.Conv2d(3, 4, 3), nn.ReLU(), layer)
+    refusal(model, TABLES, "'features.2'", option)
+
+
+def test_tables_take_batchnorm_without_affine_exactly():
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 8, 8)
+    model = Features(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4, affine=False), nn.ReLU())
+    qat = hwquant.prepare(model, TABLES).train()
+    opt = torch.optim.SGD(qat.parameters(), lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        qat(x).square().mean().backward()
+        opt.step()
+    qat.eval()
+    table_model = lower_tables(qat)
+    with torch.no_grad(), capture_indices(qat) as sink:
+        qat_out = qat(x)
+    trace = run_tables(table_model, table_model.quantize_input(x), trace=True)
+    for name, indices in sink.items():
+        assert torch.equal(indices, trace[name]), name
+    assert torch.equal(qat_out, trace[table_model.output].double() * table_model.output_scale)
+    assert len(torch.unique(trace[table_model.output])) > 1
+
+
+def _biased_net() -> Features:
+    torch.manual_seed(0)
+    model = Features(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.ReLU())
+    with torch.no_grad():
+        model.classifier.bias.copy_(torch.tensor([40.0, -25.0, 3.0]))
+    return model
+
+
+def _bias_error(recipe: Recipe, x: torch.Tensor) -> str:
+    qat = trained_qat_model(_biased_net(), recipe, x)
+    with pytest.raises(ConfigError) as info:
+        hwquant.lower(qat, x)
+    message = str(info.value)
+    assert "'classifier'" in message and "bias_bits" in message and "Fix:" in message, message
+    return message
+
+
+def test_a_bias_that_does_not_fit_is_an_error_with_the_width_that_fits():
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 8, 8)
+    message = _bias_error(dataclasses.replace(LLSQ, bias_bits=8), x)
+    needed = int(re.search(r"bias_bits=(\d+) or more", message).group(1))
+    assert needed > 8
+    _bias_error(dataclasses.replace(LLSQ, bias_bits=needed - 1), x)  # the smallest that fits
+    qat = trained_qat_model(_biased_net(), dataclasses.replace(LLSQ, bias_bits=needed), x)
+    int_model = hwquant.lower(qat, x)
+    assert hwquant.verify(qat, int_model, x).exact
+    assert int(abs(int_model.nodes[-1].bias).max()) > 2 ** (needed - 2)  # the bias is not clipped
+
+
+def test_w16a16_biases_do_not_clip_silently():
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 8, 8)
+    bits = dict(weight_bits=16, act_bits=16, input_bits=16, first_layer_bits=16)
+    _bias_error(dataclasses.replace(LLSQ, last_layer_bits=16, **bits), x)
