@@ -5,13 +5,13 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from hwquant.core.errors import ConfigError
 from hwquant.hw import sp2_share_for
 from hwquant.hw.devices import DEVICES
-from hwquant.hw.mac_cost import ANALYTIC_COSTS
+from hwquant.hw.mac_cost import ANALYTIC_COSTS, PACKED_MAX_BITS
 from hwquant.hw.solver import solve, split_rows
 
 
@@ -40,6 +40,7 @@ def test_packing_doubles_the_dsp_group() -> None:
     st.floats(0.05, 1.0),
 )
 def test_share_balances_both_groups_exactly(device, w, a, packing, unit, fraction) -> None:
+    assume(packing == 1 or DEVICES[device].dsp.name in PACKED_MAX_BITS)  # else refused
     arrays = solve(device, w, a, lut_unit=unit, lut_fraction=fraction, packing=packing)
     r = arrays.share
     assert 0 <= r <= 1
@@ -77,3 +78,8 @@ def test_bad_input_is_named(kwargs: dict, match: str) -> None:
     args = {"device": "xc7z020"} | kwargs
     with pytest.raises(ConfigError, match=match):
         solve(args.pop("device"), 4, 4, **args)
+
+
+def test_packing_two_is_refused_on_a_slice_without_a_packed_form() -> None:
+    with pytest.raises(ConfigError, match="packing 2 is not defined for ice40up5k"):
+        solve("ice40up5k", 4, 4, packing=2)

@@ -49,7 +49,8 @@ MUX_INPUTS_PER_LUT6 = 4
 """A LUT6 is a 4:1 multiplexer (4 data + 2 select inputs, UG474); wider muxes are trees of them."""
 PACKED_MAX_BITS: dict[str, int] = {"DSP48E1": 4, "DSP48E2": 8}
 """Largest weight and activation bits for which ``packing=2`` puts two MACs in one slice:
-4 bits on a DSP48E1 (methods.md §6 [D]), 8 bits on a DSP48E2 (WP486)."""
+4 bits on a DSP48E1 (methods.md §6 [D]), 8 bits on a DSP48E2 (WP486). Slices not listed (the
+Lattice MULT18X18D and SB_MAC16) have no packed form: ``packing=2`` is refused on them."""
 PACKINGS: tuple[int, ...] = (1, 2)
 
 
@@ -164,6 +165,13 @@ def macs_per_dsp(device: Device, weight_bits: int, act_bits: int, packing: int =
             f"a {weight_bits}x{act_bits}-bit product does not fit one {device.dsp.name} "
             f"({device.dsp.a_bits}x{device.dsp.b_bits}). Fix: use at most {device.dsp.b_bits}-bit "
             f"weights and {device.dsp.a_bits - 1}-bit activations."
+        )
+    if packing == 1:
+        return 1
+    if device.dsp.name not in PACKED_MAX_BITS:
+        raise ConfigError(
+            f"dsp packing 2 is not defined for {device.name}'s {device.dsp.name} slices. "
+            "Fix: use packing 1 on this device."
         )
     narrow = max(weight_bits, act_bits) <= PACKED_MAX_BITS[device.dsp.name]
     return packing if narrow else 1

@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from hwquant.core.errors import ConfigError
+from hwquant.core.errors import ConfigError, HwquantError
 from hwquant.ir.intmodel import IntModel, MSQEncoding, WeightNode
 
 Role = Literal["first", "inner", "last"]
@@ -95,7 +95,7 @@ def layer_work(model: IntModel, input_shape: tuple[int, ...]) -> list[LayerWork]
     x = torch.zeros((1, *input_shape), dtype=torch.int64)
     try:
         values = run(model, x, trace=True, stats=False).values
-    except RuntimeError as exc:
+    except (RuntimeError, HwquantError) as exc:  # torch shape errors, the engine's own checks
         raise ConfigError(
             f"the model does not run on inputs of shape {tuple(input_shape)} ({exc}). Fix: "
             "give the input shape the model was built for (--input-size/--in-channels)."
