@@ -42,7 +42,7 @@ def conv_net(**conv_options) -> Features:
     return Features(nn.Conv2d(3, 3, 1), nn.ReLU(), conv, nn.BatchNorm2d(4), nn.ReLU())
 
 
-def refusal(model: nn.Module, recipe: Recipe, *needles: str) -> str:
+def assert_refused(model: nn.Module, recipe: Recipe, *needles: str) -> str:
     """Prepare must refuse ``model``; the message holds every needle and a fix."""
     with pytest.raises(UnsupportedLayerError) as info:
         hwquant.prepare(model, recipe)
@@ -55,13 +55,13 @@ def refusal(model: nn.Module, recipe: Recipe, *needles: str) -> str:
 @pytest.mark.parametrize("recipe", [LLSQ, TABLES], ids=["llsq", "tables"])
 @pytest.mark.parametrize("mode", ["reflect", "circular", "replicate"])
 def test_padding_modes_other_than_zeros_are_refused(mode, recipe):
-    refusal(conv_net(padding=1, padding_mode=mode), recipe, "'features.2'", f"'{mode}'")
+    assert_refused(conv_net(padding=1, padding_mode=mode), recipe, "'features.2'", f"'{mode}'")
 
 
 def test_asymmetric_same_padding_is_refused():
     torch.manual_seed(0)
     model = Features(nn.Conv2d(3, 4, 2, padding="same"), nn.ReLU())
-    refusal(model, LLSQ, "'features.0'", "padding='same'")
+    assert_refused(model, LLSQ, "'features.0'", "padding='same'")
 
 
 def _int_outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -100,7 +100,7 @@ def test_string_padding_equals_its_numeric_twin(string, numeric):
 )
 def test_pooling_options_are_refused(pool, option):
     torch.manual_seed(0)
-    refusal(Features(nn.Conv2d(3, 4, 3), nn.ReLU(), pool), LLSQ, "'features.2'", option)
+    assert_refused(Features(nn.Conv2d(3, 4, 3), nn.ReLU(), pool), LLSQ, "'features.2'", option)
 
 
 class AddNet(nn.Module):
@@ -120,7 +120,7 @@ class AddNet(nn.Module):
 
 @pytest.mark.parametrize("method", [False, True], ids=["torch.add", "Tensor.add"])
 def test_add_with_alpha_is_refused(method):
-    refusal(AddNet(0.5, method), LLSQ, "alpha=0.5")
+    assert_refused(AddNet(0.5, method), LLSQ, "alpha=0.5")
     hwquant.prepare(AddNet(1, method), LLSQ)  # alpha 1 is the plain add
 
 
@@ -141,13 +141,13 @@ class SharedConv(nn.Module):
 
 
 def test_a_module_called_twice_is_refused():
-    refusal(SharedConv(), LLSQ, "'conv'", "called at 2 places")
+    assert_refused(SharedConv(), LLSQ, "'conv'", "called at 2 places")
 
 
 def test_a_prepared_model_is_not_prepared_again():
     qat = hwquant.prepare(conv_net(padding=1), LLSQ)
     for recipe in (LLSQ, TABLES):
-        refusal(qat, recipe, "already made by hwquant.prepare()")
+        assert_refused(qat, recipe, "already made by hwquant.prepare()")
 
 
 @pytest.mark.parametrize(
@@ -163,7 +163,7 @@ def test_a_prepared_model_is_not_prepared_again():
 def test_tables_refuse_what_their_lowering_drops(layer, option):
     torch.manual_seed(0)
     model = Features(nn.Conv2d(3, 4, 3), nn.ReLU(), layer)
-    refusal(model, TABLES, "'features.2'", option)
+    assert_refused(model, TABLES, "'features.2'", option)
 
 
 def test_tables_take_batchnorm_without_affine_exactly():
