@@ -12,7 +12,9 @@ The optimisations of the float graph keep the integers exact: convolutions accum
 below 2^24 in any order (a fused multiply-add of integers is exact too), the clip after each
 product is fused into it (and stops a scale from being folded into the weights), and the
 requantization constants were proved for float32
-evaluation with and without fused multiply-adds (:mod:`hwquant.export.requant`).
+evaluation with and without a fused multiply-add where a requantization has one term; a residual
+add's two-term form is proved for float32 evaluation in graph order only, not for a fused
+multiply-add of its two products (:mod:`hwquant.export.requant`).
 
 Sessions are cached per model content (a SHA-256 of its arrays and header), so a changed model
 gets a new graph, never a stale one.
@@ -47,8 +49,9 @@ def fingerprint(model: IntModel) -> str:
     header = [to_json(node, node.name, arrays) for node in model.nodes]
     digest.update(json.dumps([header, vars(model.input), model.output], default=str).encode())
     for name in sorted(arrays):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(arrays[name]).tobytes())
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
     return digest.hexdigest()
 
 
