@@ -195,7 +195,7 @@ def _biased_net() -> Features:
     return model
 
 
-def _bias_error(recipe: Recipe, x: torch.Tensor) -> str:
+def _assert_bias_error(recipe: Recipe, x: torch.Tensor) -> str:
     qat = trained_qat_model(_biased_net(), recipe, x)
     with pytest.raises(ConfigError) as info:
         hwquant.lower(qat, x)
@@ -207,10 +207,10 @@ def _bias_error(recipe: Recipe, x: torch.Tensor) -> str:
 def test_a_bias_that_does_not_fit_is_an_error_with_the_width_that_fits():
     torch.manual_seed(0)
     x = torch.randn(6, 3, 8, 8)
-    message = _bias_error(dataclasses.replace(LLSQ, bias_bits=8), x)
+    message = _assert_bias_error(dataclasses.replace(LLSQ, bias_bits=8), x)
     needed = int(re.search(r"bias_bits=(\d+) or more", message).group(1))
     assert needed > 8
-    _bias_error(dataclasses.replace(LLSQ, bias_bits=needed - 1), x)  # the smallest that fits
+    _assert_bias_error(dataclasses.replace(LLSQ, bias_bits=needed - 1), x)  # the smallest that fits
     qat = trained_qat_model(_biased_net(), dataclasses.replace(LLSQ, bias_bits=needed), x)
     int_model = hwquant.lower(qat, x)
     assert hwquant.verify(qat, int_model, x).exact
@@ -221,4 +221,4 @@ def test_w16a16_biases_do_not_clip_silently():
     torch.manual_seed(0)
     x = torch.randn(6, 3, 8, 8)
     bits = dict(weight_bits=16, act_bits=16, input_bits=16, first_layer_bits=16)
-    _bias_error(dataclasses.replace(LLSQ, last_layer_bits=16, **bits), x)
+    _assert_bias_error(dataclasses.replace(LLSQ, last_layer_bits=16, **bits), x)
