@@ -6,7 +6,10 @@ QAT model's eval outputs bit for bit (``verify`` checks it).
 """
 
 from hwquant.core.errors import HwquantError
+from hwquant.engine import run as _engine_backend  # noqa: F401  (IntModel.run's "engine")
+from hwquant.export.runtime import run_codes as _ort_backend  # noqa: F401  ("onnxruntime")
 from hwquant.ir.intmodel import IntModel, load
+from hwquant.ops import available_ops as _register_ops  # noqa: F401  (fills the op registry)
 from hwquant.qat.lower import lower
 from hwquant.qat.prepare import freeze_bn, prepare
 from hwquant.qat.recipe import Recipe

@@ -32,9 +32,12 @@ import torch
 from hwquant.core.errors import FileFormatError, HwquantError
 from hwquant.core.intmath import (
     Accumulator,
+    Backend,
     OverflowPolicy,
     bits_needed,
     channel_view,
+    int_conv2d,
+    int_linear,
     max_magnitude,
     qrange,
     to_codes,
@@ -184,6 +187,18 @@ class WeightNode(IntNode):
         """Multiply-accumulates per output element."""
         return int(np.prod(self.weight.shape[1:]))
 
+    def product(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        x_max: int,
+        backend: Backend,
+    ) -> torch.Tensor:
+        """``w ⋆ x + b`` exactly, with this layer's geometry (``|x| <= x_max``; the integer
+        engine's accumulation, :mod:`hwquant.core.intmath`)."""
+        raise NotImplementedError
+
 
 @dataclass
 class ConvNode(WeightNode):
@@ -195,12 +210,36 @@ class ConvNode(WeightNode):
     groups: int = 1
     op: ClassVar[str] = "conv2d"
 
+    def product(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        x_max: int,
+        backend: Backend,
+    ) -> torch.Tensor:
+        """The exact convolution :func:`~hwquant.core.intmath.int_conv2d`."""
+        return int_conv2d(
+            x, w, b, self.stride, self.padding, self.dilation, self.groups, x_max, backend
+        )
+
 
 @dataclass
 class LinearNode(WeightNode):
     """Integer fully connected layer."""
 
     op: ClassVar[str] = "linear"
+
+    def product(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        x_max: int,
+        backend: Backend,
+    ) -> torch.Tensor:
+        """The exact matrix product :func:`~hwquant.core.intmath.int_linear`."""
+        return int_linear(x, w, b, x_max, backend)
 
 
 @dataclass
@@ -254,6 +293,21 @@ NODE_TYPES: dict[str, type[IntNode]] = {
 }
 
 
+Runner = typing.Callable[["IntModel", torch.Tensor, bool], torch.Tensor]
+"""``(model, x_int, four_bit) -> output codes``: a backend of :meth:`IntModel.run`."""
+
+BACKENDS: dict[str, Runner] = {}
+"""The backends of :meth:`IntModel.run` by name, filled by the layers that run a model (the
+engine, the onnxruntime export): this layer holds the model and imports none of them."""
+
+
+def register_backend(name: str, runner: Runner) -> None:
+    """Make ``runner`` the backend ``name`` of :meth:`IntModel.run` (once)."""
+    if name in BACKENDS:
+        raise HwquantError(f"IntModel backend {name!r} is registered twice")
+    BACKENDS[name] = runner
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """The network input quantizer: ``code = clamp(round_half_up(x / scale), lo, hi)``."""
@@ -298,24 +352,14 @@ class IntModel:
         ``backend="engine"``: the integer engine (accumulator statistics are not collected;
         ``hwquant.engine.run`` returns them). ``backend="onnxruntime"``: the same integers from
         the model's exact float32 graph on onnxruntime (:mod:`hwquant.export.runtime`; needs
-        onnxruntime, refuses a model it cannot export exactly).
+        onnxruntime, refuses a model it cannot export exactly). The backends are those in
+        :data:`BACKENDS`, which register themselves (``import hwquant`` imports both).
         """
-        if backend == "onnxruntime":
-            if four_bit:
-                raise HwquantError(
-                    "four_bit=True models 4-bit multipliers, which only the engine does. Fix: "
-                    "use backend='engine' with four_bit, or drop four_bit."
-                )
-            from hwquant.export.runtime import run_codes
-
-            return run_codes(self, x_int)
-        if backend != "engine":
+        if backend not in BACKENDS:
             raise HwquantError(
-                f"backend={backend!r} is not known. Fix: use 'engine' or 'onnxruntime'."
+                f"backend={backend!r} is not known. Fix: use one of {', '.join(BACKENDS)}."
             )
-        from hwquant.engine import run
-
-        return run(self, x_int, four_bit=four_bit, stats=False).output
+        return BACKENDS[backend](self, x_int, four_bit)
 
     def dequantize(self, out: torch.Tensor) -> torch.Tensor:
         """Float value of integer outputs: ``output_scale · out`` (float64)."""
