@@ -14,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+from hwquant.app.command import parser_with_examples
 from hwquant.app.hw_cli import read_folding
 from hwquant.core.errors import HwquantError
 from hwquant.rtl.network.simulate import SIMULATORS
@@ -21,9 +22,7 @@ from hwquant.rtl.network.simulate import SIMULATORS
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register ``build`` and ``sim`` on the ``hwquant`` subcommand parser."""
-    from hwquant.cli import _parser  # the shared --help-with-examples formatter
-
-    build = _parser(
+    build = parser_with_examples(
         commands.add_parser,
         "build",
         help="build a streaming Verilog accelerator of a whole IntModel",
@@ -50,7 +49,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     _sim_options(build)
     build.set_defaults(run=_build)
 
-    sim = _parser(
+    sim = parser_with_examples(
         commands.add_parser,
         "sim",
         help="simulate a built design on test images against the integer engine",

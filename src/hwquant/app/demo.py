@@ -30,10 +30,10 @@ from rich.console import Console
 from torch import nn
 
 import hwquant
+from hwquant.app.command import EXIT_ERROR, EXIT_OK
 from hwquant.app.config import TrainConfig
 from hwquant.app.report import print_tables, save_results, write_report
 from hwquant.app.train import Trainer, TrainResult, seed_everything
-from hwquant.cli import EXIT_ERROR, EXIT_OK
 from hwquant.data import BatchLoader, DataSplits, load_dataset
 from hwquant.engine import RunResult, run
 from hwquant.ir.intmodel import IntModel

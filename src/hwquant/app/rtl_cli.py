@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from hwquant.app.command import parser_with_examples
 from hwquant.core.errors import ConfigError, FileFormatError
 from hwquant.rtl.requantizer import requantizer
 from hwquant.rtl.threshold import threshold_unit
@@ -81,9 +82,7 @@ def emit(name: str, params: dict[str, object]) -> Unit:
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register the ``rtl`` subcommand and its ``emit``, ``golden`` and ``sim`` commands."""
-    from hwquant.cli import _parser
-
-    rtl = _parser(
+    rtl = parser_with_examples(
         commands.add_parser,
         "rtl",
         help="emit Verilog units, export golden vectors, simulate testbenches",
@@ -97,7 +96,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         ],
     )
     sub = rtl.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    emit_parser = _parser(
+    emit_parser = parser_with_examples(
         sub.add_parser,
         "emit",
         help="write one unit's Verilog",
@@ -117,7 +116,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     emit_parser.add_argument("-o", "--out", type=Path, required=True, metavar="DIR")
     emit_parser.set_defaults(run=_emit)
 
-    golden = _parser(
+    golden = parser_with_examples(
         sub.add_parser,
         "golden",
         help="export per-layer golden vectors and replay testbenches",
@@ -152,7 +151,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     golden.set_defaults(run=_golden)
 
-    sim = _parser(
+    sim = parser_with_examples(
         sub.add_parser,
         "sim",
         help="run testbench directories in iverilog",

@@ -246,6 +246,27 @@ def int_linear(
     return out if bias is None else out + bias
 
 
+ACC_MIN_BITS, ACC_MAX_BITS = 2, 62
+"""The accumulator widths the engine holds: int64 arithmetic leaves room for one carry."""
+
+
+def check_accumulator_bits(name: str, bits: object) -> None:
+    """Raise :class:`ConfigError` unless ``bits`` is an integer accumulator width in 2..62.
+
+    >>> check_accumulator_bits("accumulator_bits", 62)
+    >>> check_accumulator_bits("accumulator_bits", 63)
+    Traceback (most recent call last):
+        ...
+    hwquant.core.errors.ConfigError: accumulator_bits=63 is not an accumulator width. Fix: ...
+    """
+    valid = isinstance(bits, int) and not isinstance(bits, bool)
+    if not valid or not ACC_MIN_BITS <= bits <= ACC_MAX_BITS:
+        raise ConfigError(
+            f"{name}={bits!r} is not an accumulator width. Fix: use an integer in "
+            f"{ACC_MIN_BITS}..{ACC_MAX_BITS} (signed bits of the accumulator)."
+        )
+
+
 @dataclass(frozen=True)
 class Accumulator:
     """Width and overflow policy of one layer's accumulator.
@@ -260,7 +281,7 @@ class Accumulator:
 
     def __post_init__(self) -> None:
         valid = isinstance(self.bits, int) and not isinstance(self.bits, bool)
-        if not valid or not 2 <= self.bits <= 62:
+        if not valid or not ACC_MIN_BITS <= self.bits <= ACC_MAX_BITS:
             raise ConfigError(f"accumulator bits={self.bits!r}: use an integer in 2..62.")
         if self.policy not in OVERFLOW_POLICIES:
             raise ConfigError(
