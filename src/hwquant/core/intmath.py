@@ -20,6 +20,7 @@ the reference, and the tests hold the two equal.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -326,6 +327,52 @@ class Accumulator:
 def bits_needed(peak: int) -> int:
     """Signed bits that hold every value of magnitude ≤ ``peak``."""
     return int(peak).bit_length() + 1 if peak > 0 else 1
+
+
+def interval_bits(low: int, high: int) -> int:
+    """Signed (two's-complement) bits of the narrowest register holding every integer in
+    ``[low, high]``.
+
+    >>> interval_bits(-38, 37), interval_bits(-64, 63), interval_bits(0, 64), interval_bits(0, 0)
+    (7, 7, 8, 1)
+    """
+    return max(bits_needed(high), bits_needed(-low - 1) if low < 0 else 1)
+
+
+def signed_bits(values: Iterable[int] | np.ndarray) -> int:
+    """Signed bits of the narrowest register holding each of ``values`` (and 0).
+
+    >>> signed_bits([5, -8]), signed_bits(np.array([[127], [-128]])), signed_bits([])
+    (4, 8, 1)
+    """
+    arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values)
+    return interval_bits(int(arr.min(initial=0)), int(arr.max(initial=0)))
+
+
+def code_format(lo: int, hi: int) -> tuple[int, bool]:
+    """Bits and signedness of codes in ``lo..hi``: unsigned bits when ``lo >= 0``, else the
+    signed bits of the interval.
+
+    >>> code_format(0, 15), code_format(-8, 7), code_format(0, 0)
+    ((4, False), (4, True), (1, False))
+    """
+    if lo >= 0:
+        return max(1, int(hi).bit_length()), False
+    return interval_bits(lo, hi), True
+
+
+def accumulator_bits(weight_bits: int, act_bits: int, fan_in: int, act_signed: bool = False) -> int:
+    """Worst-case accumulator width (methods.md §6): ``w + a + ⌈log2 fan_in⌉`` for signed
+    ``w``-bit weights and unsigned ``a``-bit activations (one bit less for signed ones).
+
+    >>> accumulator_bits(4, 4, 256)  # LLSQ's 16-bit accumulator at fan-in 256
+    16
+    >>> accumulator_bits(8, 8, 27, act_signed=True)
+    20
+    """
+    if fan_in < 1:
+        raise ConfigError(f"fan_in must be >= 1, got {fan_in}.")
+    return weight_bits + act_bits - int(act_signed) + math.ceil(math.log2(fan_in))
 
 
 def split_nibbles(v: torch.Tensor, bits: int) -> list[torch.Tensor]:

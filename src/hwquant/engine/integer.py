@@ -7,9 +7,9 @@ wherever a bound proves it exact (see :mod:`hwquant.core.intmath`); ``backend="i
 step in int64 arithmetic, the reference. Each weight layer's accumulator is fitted to its width
 and overflow policy, and the overflows are counted.
 
-A weight node whose :class:`~hwquant.ir.intmodel.WeightEncoding` has a registered accumulator
-(:func:`register_accumulator`) is accumulated the way its scheme's hardware does it: SP2 rows
-by shifts and adds, codebook weights by lookup. The result is the same integer.
+A weight node whose :class:`~hwquant.ir.intmodel.WeightEncoding` has a registered handler
+(:mod:`hwquant.ir.encodings`) is accumulated by its kernel, the way its scheme's hardware does
+it: SP2 rows by shifts and adds, codebook weights by lookup. The result is the same integer.
 
 With ``four_bit=True`` each multiplication is done by 4-bit multipliers: both operands are split
 into 4-bit digits (``x = Σ 16^i x_i``, ``w = Σ 16^j w_j``) and ``acc = Σ_ij 16^(i+j) (x_i ⋆ w_j)
@@ -19,7 +19,6 @@ into 4-bit digits (``x = Σ 16^i x_i``, ``w = Σ 16^j w_j``) and ``acc = Σ_ij 1
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -40,6 +39,7 @@ from hwquant.core.intmath import (
     window_sum,
     worst_case_bound,
 )
+from hwquant.ir.encodings import find_encoding
 from hwquant.ir.intmodel import (
     AddNode,
     AvgPoolNode,
@@ -47,27 +47,8 @@ from hwquant.ir.intmodel import (
     IntModel,
     MaxPoolNode,
     ReshapeNode,
-    WeightEncoding,
     WeightNode,
 )
-
-EncodedAccumulate = Callable[[WeightNode, torch.Tensor, torch.Tensor | None, Backend], torch.Tensor]
-"""Accumulation of a weight node from its encoding: ``(node, x_codes, bias, backend) -> acc``,
-exactly ``W_int ⋆ x + b`` computed the way the scheme's hardware does it (shift-add, lookup)."""
-
-ENCODED_ACCUMULATORS: dict[type[WeightEncoding], EncodedAccumulate] = {}
-
-
-def register_accumulator(
-    encoding: type[WeightEncoding],
-) -> Callable[[EncodedAccumulate], EncodedAccumulate]:
-    """Decorator: run weight nodes carrying ``encoding`` with the decorated function."""
-
-    def register(fn: EncodedAccumulate) -> EncodedAccumulate:
-        ENCODED_ACCUMULATORS[encoding] = fn
-        return fn
-
-    return register
 
 
 @dataclass
@@ -191,8 +172,8 @@ def _weight_node(
         if bias is not None:
             acc = acc + channel_view(bias, acc.dim())
         multiplies_per_mac = len(x_digits) * len(w_digits)
-    elif type(node.encoding) in ENCODED_ACCUMULATORS:
-        acc = ENCODED_ACCUMULATORS[type(node.encoding)](node, x, bias, backend)
+    elif (handler := find_encoding(type(node.encoding))) is not None:
+        acc = handler.accumulate(node, x, bias, backend)
         multiplies_per_mac = 1
         free_rows = node.encoding.multiply_free_rows()
     else:

@@ -598,12 +598,6 @@ def _reshape(
     g.op("Reshape", [node.inputs[0], target], node.name, _act(shapes[node.name]))
 
 
-def signed_bits(values: np.ndarray) -> int:
-    """The fewest bits ``b`` whose signed range ``qrange(b, True)`` holds every value."""
-    low, high = int(values.min(initial=0)), int(values.max(initial=0))
-    return max(bits_needed(high), bits_needed(-low - 1) if low < 0 else 1)
-
-
 _EMITTERS = {
     ConvNode: _weight,
     LinearNode: _weight,

@@ -46,6 +46,7 @@ from hwquant.core.intmath import (
     ACC_MAX_BITS,
     ACC_MIN_BITS,
     check_accumulator_bits,
+    interval_bits,
     qrange,
     round_half_up,
     split_nibbles,
@@ -71,14 +72,6 @@ INIT_FACTORS = 17
 
 Interval = tuple[torch.Tensor, torch.Tensor]
 """``(low, high)`` per row (output channel), float64 holding exact integers."""
-
-
-def interval_bits(low: int, high: int) -> int:
-    """Signed bits of the narrowest register holding every integer in ``[low, high]``."""
-    bits = 1
-    while not (-(2 ** (bits - 1)) <= low and high <= 2 ** (bits - 1) - 1):
-        bits += 1
-    return bits
 
 
 def digit_ranges(bits: int, signed: bool) -> list[tuple[int, int]]:

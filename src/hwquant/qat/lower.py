@@ -28,6 +28,7 @@ from hwquant.ir.intmodel import (
 )
 from hwquant.qat.accumulator_bound import BoundedLinearQuantizer, record_proved_bound
 from hwquant.qat.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantWeightLayer
+from hwquant.qat.options import pair
 from hwquant.qat.registry import get_scheme
 
 _ALIAS_MODULES = (nn.Dropout, nn.Identity)
@@ -140,10 +141,10 @@ def _int_node(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> IntNod
         return MaxPoolNode(
             node.name,
             inputs,
-            _pair(mod.kernel_size),
-            _pair(mod.stride or mod.kernel_size),
-            _pair(mod.padding),
-            _pair(mod.dilation),
+            pair(mod.kernel_size),
+            pair(mod.stride or mod.kernel_size),
+            pair(mod.padding),
+            pair(mod.dilation),
             mod.ceil_mode,
         )
     if (
@@ -209,7 +210,3 @@ def _weight_node(mod: QuantWeightLayer, inputs: list[str]) -> WeightNode:
 
 def _out_scale(mod: nn.Module) -> float:
     return float(mod.out_quant.scale_value())
-
-
-def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
