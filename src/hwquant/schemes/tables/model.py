@@ -131,12 +131,6 @@ class TableModel:
         """The table units (conv and linear layers), in order."""
         return [n for n in self.nodes if isinstance(n, UnitNode)]
 
-    def run(self, x_idx: torch.Tensor) -> torch.Tensor:
-        """Integer outputs for input indices (:func:`hwquant.schemes.tables.engine.run_tables`)."""
-        from hwquant.schemes.tables.engine import run_tables
-
-        return run_tables(self, x_idx)
-
     def save(self, path: str | Path) -> Path:
         """Write the model to ``path`` (.npz with a JSON header), atomically."""
         arrays: dict[str, np.ndarray] = {"input_levels": self.input_levels}
