@@ -10,9 +10,9 @@ wherever a bound proves it exact (see :mod:`hwquant.core.intmath`); ``backend="i
 step in int64 arithmetic, the reference. Each weight layer's accumulator is fitted to its width
 and overflow policy, and the overflows are counted.
 
-A weight node whose :class:`~hwquant.ir.intmodel.WeightEncoding` has a registered accumulator
-(:func:`register_accumulator`) is accumulated the way its scheme's hardware does it: SP2 rows
-by shifts and adds, codebook weights by lookup. The result is the same integer.
+A weight node whose :class:`~hwquant.ir.intmodel.WeightEncoding` has a registered handler
+(:mod:`hwquant.ir.encodings`) is accumulated by its kernel, the way its scheme's hardware does
+it: SP2 rows by shifts and adds, codebook weights by lookup. The result is the same integer.
 
 With ``four_bit=True`` each multiplication is done by 4-bit multipliers: both operands are split
 into 4-bit digits (``x = Σ 16^i x_i``, ``w = Σ 16^j w_j``) and ``acc = Σ_ij 16^(i+j) (x_i ⋆ w_j)
@@ -21,7 +21,6 @@ into 4-bit digits (``x = Σ 16^i x_i``, ``w = Σ 16^j w_j``) and ``acc = Σ_ij 1
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -38,26 +37,9 @@ from hwquant.core.intmath import (
     split_nibbles,
     worst_case_bound,
 )
-from hwquant.ir.intmodel import IntModel, WeightEncoding, WeightNode, register_backend
+from hwquant.ir.encodings import find_encoding
+from hwquant.ir.intmodel import IntModel, WeightNode
 from hwquant.ir.ops import get_op
-
-EncodedAccumulate = Callable[[WeightNode, torch.Tensor, torch.Tensor | None, Backend], torch.Tensor]
-"""Accumulation of a weight node from its encoding: ``(node, x_codes, bias, backend) -> acc``,
-exactly ``W_int ⋆ x + b`` computed the way the scheme's hardware does it (shift-add, lookup)."""
-
-ENCODED_ACCUMULATORS: dict[type[WeightEncoding], EncodedAccumulate] = {}
-
-
-def register_accumulator(
-    encoding: type[WeightEncoding],
-) -> Callable[[EncodedAccumulate], EncodedAccumulate]:
-    """Decorator: run weight nodes carrying ``encoding`` with the decorated function."""
-
-    def register(fn: EncodedAccumulate) -> EncodedAccumulate:
-        ENCODED_ACCUMULATORS[encoding] = fn
-        return fn
-
-    return register
 
 
 @dataclass
@@ -123,14 +105,6 @@ def run(
     return RunResult(values[model.output].to(torch.int64), context.stats, traced)
 
 
-def _run_output(model: IntModel, x_int: torch.Tensor, four_bit: bool) -> torch.Tensor:
-    """``IntModel.run(backend="engine")``: the output codes, without accumulator statistics."""
-    return run(model, x_int, four_bit=four_bit, stats=False).output
-
-
-register_backend("engine", _run_output)
-
-
 def check_input_codes(model: IntModel, x_int: object) -> None:
     """Raise unless ``x_int`` is a tensor of integer codes inside the input quantizer's range."""
     fix = "Fix: pass int_model.quantize_input(x) of a float torch tensor x."
@@ -178,8 +152,8 @@ def weight_node(node: WeightNode, x: torch.Tensor, context: RunContext) -> torch
         if bias is not None:
             acc = acc + channel_view(bias, acc.dim())
         multiplies_per_mac = len(x_digits) * len(w_digits)
-    elif type(node.encoding) in ENCODED_ACCUMULATORS:
-        acc = ENCODED_ACCUMULATORS[type(node.encoding)](node, x, bias, backend)
+    elif (handler := find_encoding(type(node.encoding))) is not None:
+        acc = handler.accumulate(node, x, bias, backend)
         multiplies_per_mac = 1
         free_rows = node.encoding.multiply_free_rows()
     else:

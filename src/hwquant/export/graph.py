@@ -482,9 +482,3 @@ def _bits_of(lo: int, hi: int) -> tuple[int, bool]:
             "again with this hwquant version."
         )
     return bits, signed
-
-
-def signed_bits(values: np.ndarray) -> int:
-    """The fewest bits ``b`` whose signed range ``qrange(b, True)`` holds every value."""
-    low, high = int(values.min(initial=0)), int(values.max(initial=0))
-    return max(bits_needed(high), bits_needed(-low - 1) if low < 0 else 1)

@@ -31,8 +31,7 @@ import numpy as np
 import onnx
 import torch
 
-from hwquant.core.errors import ConfigError, HwquantError
-from hwquant.ir.intmodel import register_backend
+from hwquant.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from hwquant.ir.intmodel import IntModel
@@ -107,19 +106,6 @@ def run_codes(model: IntModel, x_int: torch.Tensor, threads: int | None = None) 
     feed = {sess.get_inputs()[0].name: x_int.to(torch.float32).cpu().numpy()}
     (out,) = sess.run(None, feed)
     return torch.from_numpy(out).to(torch.int64)
-
-
-def _run_output(model: IntModel, x_int: torch.Tensor, four_bit: bool) -> torch.Tensor:
-    """``IntModel.run(backend="onnxruntime")``: :func:`run_codes` (no 4-bit multipliers)."""
-    if four_bit:
-        raise HwquantError(
-            "four_bit=True models 4-bit multipliers, which only the engine does. Fix: "
-            "use backend='engine' with four_bit, or drop four_bit."
-        )
-    return run_codes(model, x_int)
-
-
-register_backend("onnxruntime", _run_output)
 
 
 def integer_kernels(proto: onnx.ModelProto, model: IntModel) -> tuple[onnx.ModelProto, int]:

@@ -20,8 +20,10 @@ version and a SHA-256 of every array, so truncated or corrupted files are named,
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -67,6 +69,17 @@ class WeightEncoding:
     def multiply_free_rows(self) -> int:
         """Output channels whose products the scheme forms without a multiplier (none here)."""
         return 0
+
+
+def default_sp2_split(bits: int) -> tuple[int, int]:
+    """The default ``(m1, m2)`` of an m-bit SP2 code: ``m1 = ceil((m-1)/2)``, ``m2 = m-1-m1``
+    (``m = m1 + m2 + 1`` with the sign bit; methods.md §2.1).
+
+    >>> default_sp2_split(4), default_sp2_split(3), default_sp2_split(2)
+    ((2, 1), (1, 1), (1, 0))
+    """
+    m1 = math.ceil((bits - 1) / 2)
+    return m1, bits - 1 - m1
 
 
 @dataclass
@@ -293,21 +306,6 @@ NODE_TYPES: dict[str, type[IntNode]] = {
 }
 
 
-Runner = typing.Callable[["IntModel", torch.Tensor, bool], torch.Tensor]
-"""``(model, x_int, four_bit) -> output codes``: a backend of :meth:`IntModel.run`."""
-
-BACKENDS: dict[str, Runner] = {}
-"""The backends of :meth:`IntModel.run` by name, filled by the layers that run a model (the
-engine, the onnxruntime export): this layer holds the model and imports none of them."""
-
-
-def register_backend(name: str, runner: Runner) -> None:
-    """Make ``runner`` the backend ``name`` of :meth:`IntModel.run` (once)."""
-    if name in BACKENDS:
-        raise HwquantError(f"IntModel backend {name!r} is registered twice")
-    BACKENDS[name] = runner
-
-
 @dataclass(frozen=True)
 class InputSpec:
     """The network input quantizer: ``code = clamp(round_half_up(x / scale), lo, hi)``."""
@@ -316,6 +314,20 @@ class InputSpec:
     scale: float
     bits: int
     signed: bool
+
+
+Runner = Callable[["IntModel", torch.Tensor, bool], torch.Tensor]
+"""An executor of :meth:`IntModel.run`: ``(model, x_int, four_bit) -> int64 output codes``."""
+
+_BACKENDS: dict[str, Runner] = {}
+
+
+def register_backend(name: str, run: Runner) -> None:
+    """Make ``run`` the executor of ``IntModel.run(..., backend=name)`` (``hwquant.engine``
+    registers "engine", ``hwquant.export`` "onnxruntime"; ``import hwquant`` imports both)."""
+    if name in _BACKENDS:
+        raise HwquantError(f"IntModel backend {name!r} is registered twice")
+    _BACKENDS[name] = run
 
 
 @dataclass
@@ -352,14 +364,13 @@ class IntModel:
         ``backend="engine"``: the integer engine (accumulator statistics are not collected;
         ``hwquant.engine.run`` returns them). ``backend="onnxruntime"``: the same integers from
         the model's exact float32 graph on onnxruntime (:mod:`hwquant.export.runtime`; needs
-        onnxruntime, refuses a model it cannot export exactly). The backends are those in
-        :data:`BACKENDS`, which register themselves (``import hwquant`` imports both).
+        onnxruntime, refuses a model it cannot export exactly). The backends register
+        themselves (:func:`register_backend`), so this layer imports neither.
         """
-        if backend not in BACKENDS:
-            raise HwquantError(
-                f"backend={backend!r} is not known. Fix: use one of {', '.join(BACKENDS)}."
-            )
-        return BACKENDS[backend](self, x_int, four_bit)
+        if backend not in _BACKENDS:
+            names = " or ".join(repr(name) for name in _BACKENDS)
+            raise HwquantError(f"backend={backend!r} is not known. Fix: use {names}.")
+        return _BACKENDS[backend](self, x_int, four_bit)
 
     def dequantize(self, out: torch.Tensor) -> torch.Tensor:
         """Float value of integer outputs: ``output_scale · out`` (float64)."""

@@ -13,13 +13,14 @@ shift ``s`` align them to the output scale (:class:`~hwquant.qat.nn.QAdd`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import fx, nn
 
 from hwquant.core.intmath import requantize
 from hwquant.engine.integer import RunContext
-from hwquant.export.graph import Graph, QuantStyle, activation_shape, requantize_codes
 from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import AddNode
 from hwquant.ir.ops import OpHandler, register_op
@@ -27,6 +28,9 @@ from hwquant.qat.lower import out_scale
 from hwquant.qat.nn import QAdd
 from hwquant.rtl.network import add as add_block
 from hwquant.rtl.network.stream import Block, FeatureMap
+
+if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
+    from hwquant.export.graph import Graph, QuantStyle
 
 
 def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> AddNode | None:
@@ -53,6 +57,8 @@ def execute(node: AddNode, inputs: list[torch.Tensor], context: RunContext) -> t
 
 def export(g: Graph, node: AddNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle) -> None:
     """The exported graph's requantization of the two code tensors."""
+    from hwquant.export.graph import activation_shape, requantize_codes
+
     terms = [(name, g.peaks[name]) for name in node.inputs]
     mults = [np.array([m]) for m in node.mults]
     fix = "lower the add's requant_bits or its inputs' activation bits"

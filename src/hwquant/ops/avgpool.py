@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import fx, nn
@@ -19,8 +21,6 @@ from torch import fx, nn
 from hwquant.core.errors import HwquantError
 from hwquant.core.intmath import float_requant_exact, requantize, window_sum
 from hwquant.engine.integer import RunContext
-from hwquant.export.graph import Graph, QuantStyle, activation_shape, refuse, requantize_codes
-from hwquant.export.requant import FLOAT32_EXACT
 from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import AvgPoolNode
 from hwquant.ir.ops import OpHandler, register_op
@@ -28,6 +28,9 @@ from hwquant.qat.lower import out_scale
 from hwquant.qat.nn import QAvgPool
 from hwquant.rtl.network import pool
 from hwquant.rtl.network.stream import Block, FeatureMap
+
+if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
+    from hwquant.export.graph import Graph, QuantStyle
 
 
 def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> AvgPoolNode | None:
@@ -71,6 +74,9 @@ def export(
     g: Graph, node: AvgPoolNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle
 ) -> None:
     """Window sums by an all-ones depthwise ``Conv``, then the requantization plan."""
+    from hwquant.export.graph import activation_shape, refuse, requantize_codes
+    from hwquant.export.requant import FLOAT32_EXACT
+
     shape = activation_shape(shapes[node.name])
     x = node.inputs[0]
     window_peak = node.window * g.peaks[x]

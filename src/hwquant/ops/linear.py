@@ -12,13 +12,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import fx, nn
 
 from hwquant.core.errors import HwquantError
 from hwquant.engine.integer import RunContext, weight_node
-from hwquant.export.graph import Graph, QuantStyle, Shape, weight_layer
 from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import LinearNode, WeightEncoding
 from hwquant.ir.ops import OpHandler, register_op
@@ -26,6 +27,9 @@ from hwquant.qat.lower import lower_weight_layer
 from hwquant.qat.nn import QLinear
 from hwquant.rtl.network import weight_layer as weight_block
 from hwquant.rtl.network.stream import Block, FeatureMap
+
+if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
+    from hwquant.export.graph import Graph, QuantStyle, Shape
 
 
 def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> LinearNode | None:
@@ -74,6 +78,8 @@ def export(
     g: Graph, node: LinearNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle
 ) -> None:
     """The exported graph's nodes: product(s), then requantization."""
+    from hwquant.export.graph import weight_layer
+
     weight_layer(g, node, shapes, style, onnx_product)
 
 

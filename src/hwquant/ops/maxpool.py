@@ -10,18 +10,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 from hwquant.engine.integer import RunContext
-from hwquant.export.graph import Graph, QuantStyle, activation_shape
 from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import MaxPoolNode
 from hwquant.ir.ops import OpHandler, register_op
 from hwquant.qat.options import pair
 from hwquant.rtl.network import pool
 from hwquant.rtl.network.stream import Block, FeatureMap
+
+if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
+    from hwquant.export.graph import Graph, QuantStyle
 
 
 def keeps(node: fx.Node, mod: nn.Module | None) -> bool:
@@ -58,6 +62,8 @@ def export(
     g: Graph, node: MaxPoolNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle
 ) -> None:
     """ONNX ``MaxPool`` with the node's geometry."""
+    from hwquant.export.graph import activation_shape
+
     g.op(
         "MaxPool",
         node.inputs,

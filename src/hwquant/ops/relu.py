@@ -17,14 +17,13 @@ positive, ``relu(s·c) = s·max(c, 0)``, so the op is exact on codes and keeps t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 from hwquant.engine.integer import RunContext
-from hwquant.export.graph import Graph, QuantStyle, activation_shape
 from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import IntNode
 from hwquant.ir.ops import OpHandler, register_op
@@ -37,6 +36,9 @@ from hwquant.rtl.network.stream import (
     module_text,
 )
 from hwquant.rtl.unit import index_bits
+
+if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
+    from hwquant.export.graph import Graph, QuantStyle
 
 
 @dataclass
@@ -67,6 +69,8 @@ def execute(node: ReluNode, inputs: list[torch.Tensor], context: RunContext) -> 
 
 def export(g: Graph, node: ReluNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle) -> None:
     """ONNX ``Relu``."""
+    from hwquant.export.graph import activation_shape
+
     g.op("Relu", node.inputs, node.name, activation_shape(shapes[node.name]))
 
 

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,11 +22,13 @@ from torch import fx, nn
 
 from hwquant.core.errors import HwquantError, UnsupportedLayerError
 from hwquant.engine.integer import RunContext
-from hwquant.export.graph import Graph, QuantStyle, activation_shape
 from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import ReshapeNode
 from hwquant.ir.ops import OpHandler, register_op
 from hwquant.rtl.network.stream import FeatureMap
+
+if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
+    from hwquant.export.graph import Graph, QuantStyle
 
 METHODS = ("flatten", "view", "reshape")
 """The tensor methods lowered to a reshape."""
@@ -64,6 +67,8 @@ def export(
     g: Graph, node: ReshapeNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle
 ) -> None:
     """ONNX ``Reshape`` to ``[0, *shape]``."""
+    from hwquant.export.graph import activation_shape
+
     target = g.const(f"{node.name}/shape", np.array([0, *node.shape], np.int64))
     g.op("Reshape", [node.inputs[0], target], node.name, activation_shape(shapes[node.name]))
 

@@ -58,8 +58,12 @@ def _refuse(name: str, mod: nn.Module, option: str, fix: str) -> UnsupportedLaye
 
 
 def pair(v: int | tuple[int, ...]) -> tuple[int, ...]:
-    """``(v, v)`` for an int (a square kernel, stride ...), else ``v`` as a tuple."""
-    return (v, v) if isinstance(v, int) else tuple(v)
+    """A PyTorch size argument as a tuple of ints: ``k`` means ``(k, k)``.
+
+    >>> pair(3), pair((2, 1))
+    ((3, 3), (2, 1))
+    """
+    return (v, v) if isinstance(v, int) else tuple(int(x) for x in v)
 
 
 def check_conv(name: str, conv: nn.Conv2d) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 
 from hwquant.core.intmath import Backend, max_magnitude
-from hwquant.engine.integer import register_accumulator
 from hwquant.ir.intmodel import CodebookEncoding, WeightNode
 
 
@@ -29,7 +28,6 @@ def lookup(encoding: CodebookEncoding, device: torch.device) -> torch.Tensor:
     return table.gather(1, flat).reshape(indices.shape)
 
 
-@register_accumulator(CodebookEncoding)
 def codebook_accumulate(
     node: WeightNode, x: torch.Tensor, bias: torch.Tensor | None, backend: Backend
 ) -> torch.Tensor:
