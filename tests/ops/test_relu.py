@@ -18,16 +18,17 @@ from tests.rtl.network.conftest import requires_verilator
 
 
 class PoolThenRelu(nn.Module):
-    """The classic ``relu(max_pool2d(conv(x)))``: the ReLU follows the pool, not the conv."""
+    """The classic ``relu(max_pool(conv(x)))``: the ReLU follows the pool, not the conv."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(1, 4, 3, padding=1)
         self.bn = nn.BatchNorm2d(4)
+        self.pool = nn.MaxPool2d(2)
         self.fc = nn.Linear(4 * 4 * 4, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(F.max_pool2d(self.bn(self.conv(x)), 2))
+        x = F.relu(self.pool(self.bn(self.conv(x))))
         return self.fc(torch.flatten(x, 1))
 
 
@@ -64,8 +65,8 @@ def test_relu_exports_exactly():
 
 @requires_verilator
 def test_relu_block_is_exact_in_simulation(tmp_path):
+    from hwquant.app.build_cli import dataset_codes
     from hwquant.rtl.network import build_design, simulate_design
-    from hwquant.rtl.network.simulate import dataset_codes
 
     _, int_model, _ = _lowered()
     design = build_design(int_model, "lfe5u-85f", tmp_path / "d", input_size=8)
