@@ -12,8 +12,9 @@ every op.
 The facets are plain callables, typed loosely here because their argument types live in the
 layers above (the engine's run context, the export graph, the RTL feature maps):
 
-* ``lower(fx_node, module, inputs) -> node | None``: the IR node of a traced QAT-model node,
-  or None when the node is not this op;
+* ``lower(fx_node, module, inputs, name) -> node | None``: the IR node of a traced QAT-model
+  node, or None when the node is not this op (``name``: the name ``lower`` gives a node that is
+  no QAT layer; a QAT layer's node takes the layer's ``qname``);
 * ``keeps(fx_node, module) -> bool``: whether ``prepare`` keeps this float op in the QAT twin
   unchanged (an op that passes integer codes and their scale through, e.g. max pooling);
 * ``execute(node, inputs, context) -> tensor``: the integer engine's step

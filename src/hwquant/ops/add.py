@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle
 
 
-def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> AddNode | None:
+def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> AddNode | None:
     """The AddNode of a QAT residual add."""
     if not isinstance(mod, QAdd):
         return None

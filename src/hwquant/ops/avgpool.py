@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle
 
 
-def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> AvgPoolNode | None:
+def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> AvgPoolNode | None:
     """The AvgPoolNode of a QAT average pool (its window from the traced input shape)."""
     if not isinstance(mod, QAvgPool):
         return None

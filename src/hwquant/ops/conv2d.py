@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle, Shape
 
 
-def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> ConvNode | None:
+def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> ConvNode | None:
     """The ConvNode of a QAT convolution."""
     if not isinstance(mod, QConv2d):
         return None

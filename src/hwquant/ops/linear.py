@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle, Shape
 
 
-def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> LinearNode | None:
+def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> LinearNode | None:
     """The LinearNode of a QAT fully connected layer."""
     return lower_weight_layer(mod, inputs, LinearNode) if isinstance(mod, QLinear) else None
 

@@ -33,12 +33,12 @@ def keeps(node: fx.Node, mod: nn.Module | None) -> bool:
     return isinstance(mod, nn.MaxPool2d)
 
 
-def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> MaxPoolNode | None:
+def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> MaxPoolNode | None:
     """The MaxPoolNode of an ``nn.MaxPool2d``."""
     if not isinstance(mod, nn.MaxPool2d):
         return None
     return MaxPoolNode(
-        node.name,
+        name,
         inputs,
         pair(mod.kernel_size),
         pair(mod.stride or mod.kernel_size),

@@ -57,9 +57,9 @@ def keeps(node: fx.Node, mod: nn.Module | None) -> bool:
     )
 
 
-def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> ReluNode | None:
+def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> ReluNode | None:
     """The ReluNode of a ReLU that ``prepare`` did not fuse into a layer."""
-    return ReluNode(node.name, inputs) if keeps(node, mod) else None
+    return ReluNode(name, inputs) if keeps(node, mod) else None
 
 
 def execute(node: ReluNode, inputs: list[torch.Tensor], context: RunContext) -> torch.Tensor:

@@ -43,12 +43,12 @@ def keeps(node: fx.Node, mod: nn.Module | None) -> bool:
     )
 
 
-def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> ReshapeNode | None:
+def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> ReshapeNode | None:
     """The ReshapeNode of a flatten/view/reshape, to its traced per-sample shape."""
     if not keeps(node, mod):
         return None
     shape = tuple(int(d) for d in node.meta["tensor_meta"].shape[1:])
-    return ReshapeNode(node.name, inputs, shape)
+    return ReshapeNode(name, inputs, shape)
 
 
 def execute(node: ReshapeNode, inputs: list[torch.Tensor], context: RunContext) -> torch.Tensor:

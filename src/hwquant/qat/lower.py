@@ -80,7 +80,7 @@ def _build(gm: fx.GraphModule) -> IntModel:
             alias[node.name] = mod.qname
             scale_of[mod.qname] = np.array([input_spec.scale])
             continue
-        int_node = _int_node(node, mod, inputs)
+        int_node = _int_node(node, mod, inputs, node.name)
         if int_node is None:  # alias or a shape query
             if inputs:
                 alias[node.name] = inputs[0]
@@ -104,11 +104,11 @@ def _output_scale(node: IntNode, scale_of: dict[str, np.ndarray]) -> np.ndarray:
     return np.array([node.out_scale], np.float64)
 
 
-def _int_node(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> IntNode | None:
-    """The IntModel node for fx ``node`` (the first registered op that lowers it), or None
-    when it only passes codes through."""
+def _int_node(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> IntNode | None:
+    """The IntModel node for fx ``node`` (the first registered op that lowers it; ``name``: the
+    name of a node that is no QAT layer), or None when it only passes codes through."""
     for handler in handlers():
-        if handler.lower is not None and (int_node := handler.lower(node, mod, inputs)):
+        if handler.lower is not None and (int_node := handler.lower(node, mod, inputs, name)):
             return int_node
     if isinstance(mod, _ALIAS_MODULES) or mod is None:
         return None
