@@ -162,13 +162,13 @@ def load_tables(path: str | Path) -> TableModel:
 def _node_from_json(
     entry: dict[str, Any], arrays: dict[str, np.ndarray]
 ) -> TableNode | MaxPoolNode:
-    """A table node (``kind``) or the IntModel's max pooling node (``op``; version 1 wrote it
-    as ``kind`` "maxpool" with integer kernel, stride and padding)."""
+    """A table node (it has a ``kind``) or the IntModel's max pooling node (no ``kind``; version
+    1 wrote it as ``kind`` "maxpool" with integer kernel, stride and padding)."""
     if entry.get("kind") == "maxpool":
         sizes = {f: [entry[f]] * 2 for f in ("kernel_size", "stride", "padding")}
         entry = {"op": "maxpool", "name": entry["name"], "inputs": entry["inputs"], **sizes}
-    if "op" in entry:
-        if entry["op"] != MaxPoolNode.op:
-            raise KeyError(entry["op"])
-        return from_json(MaxPoolNode, entry, arrays)
-    return from_json(NODE_TYPES[entry["kind"]], entry, arrays)
+    if "kind" in entry:
+        return from_json(NODE_TYPES[entry["kind"]], entry, arrays)
+    if entry["op"] != MaxPoolNode.op:
+        raise KeyError(entry["op"])
+    return from_json(MaxPoolNode, entry, arrays)
