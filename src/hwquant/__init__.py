@@ -8,6 +8,7 @@ QAT model's eval outputs bit for bit (``verify`` checks it).
 from hwquant import engine, export  # noqa: F401  (register IntModel.run's backends)
 from hwquant.core.errors import HwquantError
 from hwquant.ir.intmodel import IntModel, load
+from hwquant.ops import available_ops as _register_ops  # noqa: F401  (fills the op registry)
 from hwquant.qat.lower import lower
 from hwquant.qat.prepare import freeze_bn, prepare
 from hwquant.qat.recipe import Recipe

@@ -30,7 +30,7 @@ import torch
 
 from hwquant.core.intmath import accumulator_bits
 from hwquant.engine import run
-from hwquant.ir.intmodel import CodebookEncoding, ConvNode, IntModel, MSQEncoding, WeightNode
+from hwquant.ir.intmodel import CodebookEncoding, IntModel, MSQEncoding, WeightNode
 
 
 def bops(m: int, n: int, kernel_area: int, act_bits: int, weight_bits: int) -> float:
@@ -61,7 +61,7 @@ class LayerCost:
 def layer_cost(node: WeightNode, positions: int = 1) -> LayerCost:
     """Cost figures of ``node`` (``positions``: its output positions per image)."""
     m = node.weight.shape[0]
-    kernel_area = int(math.prod(node.weight.shape[2:])) if isinstance(node, ConvNode) else 1
+    kernel_area = int(math.prod(node.weight.shape[2:]))  # 1 for a fully connected layer
     n = node.fan_in() // kernel_area
     encoding = node.encoding
     if isinstance(encoding, CodebookEncoding):

@@ -34,9 +34,12 @@ import torch
 from hwquant.core.errors import FileFormatError, HwquantError
 from hwquant.core.intmath import (
     Accumulator,
+    Backend,
     OverflowPolicy,
     bits_needed,
     channel_view,
+    int_conv2d,
+    int_linear,
     max_magnitude,
     qrange,
     to_codes,
@@ -197,6 +200,18 @@ class WeightNode(IntNode):
         """Multiply-accumulates per output element."""
         return int(np.prod(self.weight.shape[1:]))
 
+    def product(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        x_max: int,
+        backend: Backend,
+    ) -> torch.Tensor:
+        """``w ⋆ x + b`` exactly, with this layer's geometry (``|x| <= x_max``; the integer
+        engine's accumulation, :mod:`hwquant.core.intmath`)."""
+        raise NotImplementedError
+
 
 @dataclass
 class ConvNode(WeightNode):
@@ -208,12 +223,36 @@ class ConvNode(WeightNode):
     groups: int = 1
     op: ClassVar[str] = "conv2d"
 
+    def product(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        x_max: int,
+        backend: Backend,
+    ) -> torch.Tensor:
+        """The exact convolution :func:`~hwquant.core.intmath.int_conv2d`."""
+        return int_conv2d(
+            x, w, b, self.stride, self.padding, self.dilation, self.groups, x_max, backend
+        )
+
 
 @dataclass
 class LinearNode(WeightNode):
     """Integer fully connected layer."""
 
     op: ClassVar[str] = "linear"
+
+    def product(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        x_max: int,
+        backend: Backend,
+    ) -> torch.Tensor:
+        """The exact matrix product :func:`~hwquant.core.intmath.int_linear`."""
+        return int_linear(x, w, b, x_max, backend)
 
 
 @dataclass
@@ -277,13 +316,13 @@ class InputSpec:
     signed: bool
 
 
-Backend = Callable[["IntModel", torch.Tensor, bool], torch.Tensor]
+Runner = Callable[["IntModel", torch.Tensor, bool], torch.Tensor]
 """An executor of :meth:`IntModel.run`: ``(model, x_int, four_bit) -> int64 output codes``."""
 
-_BACKENDS: dict[str, Backend] = {}
+_BACKENDS: dict[str, Runner] = {}
 
 
-def register_backend(name: str, run: Backend) -> None:
+def register_backend(name: str, run: Runner) -> None:
     """Make ``run`` the executor of ``IntModel.run(..., backend=name)`` (``hwquant.engine``
     registers "engine", ``hwquant.export`` "onnxruntime"; ``import hwquant`` imports both)."""
     if name in _BACKENDS:

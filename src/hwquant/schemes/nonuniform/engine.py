@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 
 from hwquant.core.intmath import Backend, max_magnitude
-from hwquant.engine.integer import _accumulate
 from hwquant.ir.intmodel import CodebookEncoding, WeightNode
 
 
@@ -35,4 +34,4 @@ def codebook_accumulate(
     """The exact accumulator of a codebook-encoded node: look the weights up, then MAC."""
     weight = lookup(node.encoding, x.device)
     x_max = max_magnitude(node.in_bits, node.in_signed)
-    return _accumulate(node, x, weight, bias, x_max, backend)
+    return node.product(x, weight, bias, x_max, backend)
