@@ -1,10 +1,21 @@
 """The package's import graph has no cycles among modules (function-level and type-checking
-imports count). The layers themselves are import-linter contracts (pyproject.toml, run by
-``make test``); a cycle inside one layer is what they cannot see."""
+imports count), and only the front doors import the package root. The layers themselves are
+import-linter contracts (pyproject.toml, run by ``make test``); a cycle inside one layer and an
+``import hwquant`` (which reaches every layer) are what they cannot see."""
 
 from __future__ import annotations
 
 import grimp
+import pytest
+
+FRONT = ("hwquant.app", "hwquant.cli", "hwquant.__main__")
+"""The modules above every layer (docs/architecture.md): they may use the package's API."""
+
+
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    """hwquant's import graph: every import, inside functions and under TYPE_CHECKING too."""
+    return grimp.build_graph("hwquant", cache_dir=None)
 
 
 def cycles(graph: grimp.ImportGraph) -> list[list[str]]:
@@ -60,6 +71,11 @@ def test_the_finder_sees_a_cycle():
     assert cycles(graph) == [["p.a", "p.b", "p.c"]]
 
 
-def test_no_module_is_part_of_an_import_cycle():
-    graph = grimp.build_graph("hwquant", cache_dir=None)
+def test_no_module_is_part_of_an_import_cycle(graph):
     assert cycles(graph) == []
+
+
+def test_only_the_front_doors_import_the_package_root(graph):
+    # `import hwquant` reaches every layer, which the layers contract cannot see
+    importers = graph.find_modules_that_directly_import("hwquant")
+    assert {m for m in importers if not m.startswith(FRONT)} == set()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from hwquant.core.errors import AccumulatorOverflowError, ConfigError
 OverflowPolicy = Literal["wrap", "saturate", "raise"]
 OVERFLOW_POLICIES: tuple[str, ...] = ("wrap", "saturate", "raise")
 Backend = Literal["auto", "int64"]
+T = TypeVar("T")
 
 _FLOAT32_EXACT = 2**24  # every integer of magnitude below this is a float32 value
 _FLOAT64_EXACT = 2**53
@@ -376,6 +377,18 @@ def interval_bits(low: int, high: int) -> int:
     (7, 7, 8, 1)
     """
     return max(bits_needed(high), bits_needed(-low - 1) if low < 0 else 1)
+
+
+def dot_interval(pos: T, neg: T, x_lo: T, x_hi: T) -> tuple[T, T]:
+    """Range of ``Σ_k w_k·x_k`` over inputs ``x_k ∈ [x_lo, x_hi]``, from the sums of the
+    positive and of the negative weights, ``pos = Σ max(w_k, 0)`` and ``neg = Σ max(−w_k, 0)``:
+    ``(pos·x_lo − neg·x_hi, pos·x_hi − neg·x_lo)``. It is also the range of every partial sum
+    when ``x_lo ≤ 0 ≤ x_hi``. Works element-wise on tensors and arrays, and on exact fractions.
+
+    >>> dot_interval(5, 3, 0, 15)  # weights summing to +5 and -3, 4-bit unsigned inputs
+    (-45, 75)
+    """
+    return pos * x_lo - neg * x_hi, pos * x_hi - neg * x_lo
 
 
 def signed_bits(values: Iterable[int] | np.ndarray) -> int:

@@ -46,6 +46,7 @@ from hwquant.core.intmath import (
     ACC_MAX_BITS,
     ACC_MIN_BITS,
     check_accumulator_bits,
+    dot_interval,
     interval_bits,
     qrange,
     round_half_up,
@@ -87,9 +88,7 @@ def accumulator_interval(
     """``(low, high)`` of every partial sum of ``Σ_k codes[r, k]·x_k (+ bias[r])`` over inputs in
     ``[x_lo, x_hi]`` (module docstring), per row of the 2-D ``codes``."""
     q = codes.double()
-    pos, neg = q.clamp_min(0).sum(1), (-q).clamp_min(0).sum(1)
-    high = x_hi * pos - x_lo * neg
-    low = x_lo * pos - x_hi * neg
+    low, high = dot_interval(q.clamp_min(0).sum(1), (-q).clamp_min(0).sum(1), x_lo, x_hi)
     if bias is not None:
         b = bias.double()
         high, low = high + b.clamp_min(0), low + b.clamp_max(0)

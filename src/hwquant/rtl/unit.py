@@ -290,8 +290,8 @@ def register_emitter(emit: Callable[..., Unit]) -> Callable[..., Unit]:
 
 
 def emitters() -> tuple[str, ...]:
-    """The registered unit emitters' names."""
-    return tuple(_EMITTERS)
+    """The registered unit emitters' names, sorted (registration order follows import order)."""
+    return tuple(sorted(_EMITTERS))
 
 
 def get_emitter(name: str) -> Callable[..., Unit]:
