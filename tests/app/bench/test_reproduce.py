@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -68,6 +69,18 @@ def test_resume_skips_finished_rows_without_needing_the_fp32_weights(smoke: Path
     assert outcome["skipped"] == ["resnet20/llsq_W4A4", "resnet20/llsq_W3A3", "resnet20/llsq_W2A2"]
     assert (smoke / "rows" / "resnet20" / "llsq_W4A4.json").read_bytes() == before
     assert outcome["results"]["fp32"]["resnet20"]["test_acc"] > 0
+
+
+def test_resume_refuses_a_stored_row_whose_recipe_changed_in_code(smoke: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    shutil.copytree(smoke, out)
+    path = out / "rows" / "resnet20" / "llsq_W4A4.json"
+    record = json.loads(path.read_text())
+    record["recipe"]["weight_bits"] = 8  # as if the row had been redefined since it ran
+    path.write_text(json.dumps(record))
+    options = Options(TIERS["smoke"], out, ("resnet20",), select_rows(["llsq_W4A4"]), resume=True)
+    with pytest.raises(ConfigError, match=r"llsq_W4A4.*weight_bits: stored 8, now 4.*delete"):
+        reproduce(replace(options, step_time=False))
 
 
 def test_a_resumed_run_reports_the_step_times_it_measured_before(smoke: Path, monkeypatch):

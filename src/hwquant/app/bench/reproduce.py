@@ -45,6 +45,7 @@ from hwquant.data import ArrayDataset, BatchLoader, DataSplits, load_dataset
 from hwquant.data.arrays import make_splits
 from hwquant.data.cifar_folder import CIFAR10_CLASSES
 from hwquant.models import build
+from hwquant.qat.recipe import Recipe
 from hwquant.schemes.tables import lower_tables
 
 NAME = "cifar10_reproduce"
@@ -118,6 +119,9 @@ def reproduce(options: Options) -> dict[str, Any]:
             row: options.out / "rows" / model_name / f"{row.name}.json" for row in options.rows
         }
         pending = [row for row, path in paths.items() if not (options.resume and path.exists())]
+        for row in options.rows:
+            if row not in pending:
+                _check_stored_recipe(paths[row], row, options, data)
         skipped += [f"{model_name}/{row.name}" for row in options.rows if row not in pending]
         if not pending:
             continue
@@ -189,6 +193,25 @@ def _differences(stored: Any, now: Any, where: str = "") -> list[str]:
         ]
     now = list(now) if isinstance(now, tuple) else now
     return [] if stored == now else [f"{where.rstrip('.')}: stored {stored!r}, now {now!r}"]
+
+
+def _check_stored_recipe(path: Path, row: RowSpec, options: Options, data: _Data) -> None:
+    """Refuse to skip a stored row whose recipe is not the one this version of the row table
+    would train (the row was redefined in code since it ran): its figures would be reported
+    under a recipe they do not come from.
+
+    Raises:
+        ConfigError: names the row, every recipe field that differs, and the fix.
+    """
+    stored = Recipe.from_dict(json.loads(path.read_text())["recipe"])  # later fields: defaults
+    steps = _train_config(options, False).epochs * len(data.qat_train)
+    differ = _differences(stored.to_dict(), row.recipe(steps).to_dict())
+    if differ:
+        raise ConfigError(
+            f"--resume: the stored row {path} was trained with another recipe than row "
+            f"'{row.name}' has now: " + "; ".join(differ) + f". Fix: delete {path.name} to "
+            "train the row again with its current recipe, or choose a new --out."
+        )
 
 
 def _out_of_time(options: Options, started: float) -> bool:
