@@ -39,9 +39,7 @@ FP32 = TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=2e-3, weight_de
 SCHEMES = {
     "llsq": Recipe(weight_bits=4, act_bits=4),
     "msq": Recipe(scheme="msq", weight_bits=4, act_bits=4),
-    "nonuniform": Recipe(
-        scheme="nonuniform", weight_bits=4, act_bits=4, scale_constraint="pow2"
-    ),
+    "nonuniform": Recipe(scheme="nonuniform", weight_bits=4, act_bits=4, scale_constraint="pow2"),
 }
 
 

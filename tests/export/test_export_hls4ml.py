@@ -84,3 +84,23 @@ def test_cli_writes_model_and_config_and_refuses_check(model_file, tmp_path, cap
     assert main([*argv, str(tmp_path / "other"), "--check", "--data", "digits"]) == 2
     assert "--check cannot be combined with --to hls4ml" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("existing", [MODEL_FILE, CONFIG_FILE])
+def test_cli_replaces_an_existing_export_only_with_force(
+    model_file,  # noqa: F811
+    tmp_path,
+    capsys,
+    existing,
+):
+    out = tmp_path / "hls"
+    out.mkdir()
+    (out / existing).write_text("mine")
+    argv = ["export", str(model_file), "--to", "hls4ml", "--input-shape", "1,8,8"]
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert existing in err and "--force" in err
+    assert (out / existing).read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == [existing]
+    assert main([*argv, "--out", str(out), "--force"]) == 0
+    assert json.loads((out / CONFIG_FILE).read_text())["OnnxModel"] == MODEL_FILE

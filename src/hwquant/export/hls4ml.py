@@ -44,7 +44,7 @@ import numpy as np
 import onnx
 
 from hwquant.core.atomic import write_atomic
-from hwquant.core.errors import UnsupportedLayerError
+from hwquant.core.errors import ConfigError, UnsupportedLayerError
 from hwquant.core.intmath import qrange
 from hwquant.export.qonnx import export_qonnx
 from hwquant.ir.intmodel import IntModel
@@ -295,8 +295,10 @@ def export_hls4ml(
     io_type: str = "io_parallel",
     backend: str = "Vitis",
     project: str = "hwquant",
+    overwrite: bool = False,
 ) -> Hls4mlExport:
-    """Write ``out_dir/model.onnx`` and ``out_dir/hls4ml_config.yml`` (module docstring).
+    """Write ``out_dir/model.onnx`` and ``out_dir/hls4ml_config.yml`` (module docstring);
+    either file already there is replaced only with ``overwrite``.
 
     hls4ml then runs ``hls4ml convert -c hls4ml_config.yml`` from ``out_dir`` (or
     ``hls4ml.converters.convert_from_config``), its C++ emulation being fed the input's integer
@@ -305,10 +307,18 @@ def export_hls4ml(
 
     Raises:
         UnsupportedLayerError: a layer hls4ml cannot compute exactly, named with the reason.
+        ConfigError: ``out_dir`` holds either file and ``overwrite`` is off.
     """
+    out = Path(out_dir)
+    existing = [out / name for name in (MODEL_FILE, CONFIG_FILE) if (out / name).exists()]
+    if existing and not overwrite:
+        raise ConfigError(
+            f"{' and '.join(f'{p}' for p in existing)} already exist: the hls4ml export would "
+            "replace them. Fix: choose another --out directory, or pass --force "
+            "(overwrite=True) to replace them."
+        )
     wrapper = hls4ml_graph(model, input_shape)
     layers = layer_precisions(wrapper, model.input.bits, model.input.signed)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = hls4ml_config(layers, io_type, f"hls4ml_{io_type}", project, backend)
     write_atomic(out / MODEL_FILE, wrapper.model.SerializeToString())
@@ -322,8 +332,6 @@ def run_export_command(model: IntModel, shape: tuple[int, ...], args: Any) -> in
 
     ``--format qdq``, ``--custom-ops`` and ``--check`` have no hls4ml meaning and are refused
     (the round trip through hls4ml itself is ``make interop``)."""
-    from hwquant.core.errors import ConfigError
-
     given = [
         flag
         for flag, on in (
@@ -338,7 +346,7 @@ def run_export_command(model: IntModel, shape: tuple[int, ...], args: Any) -> in
             f"{', '.join(given)} cannot be combined with --to hls4ml. Fix: drop it (hls4ml reads "
             "QONNX with decoded weights; `make interop` runs the hls4ml round trip)."
         )
-    written = export_hls4ml(model, shape, args.out, io_type=args.io_type)
+    written = export_hls4ml(model, shape, args.out, io_type=args.io_type, overwrite=args.force)
     figures = {
         "model": str(written.model),
         "config": str(written.config),
