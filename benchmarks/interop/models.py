@@ -7,7 +7,10 @@ the MLP, so this script adds, on the same data set:
 * ``small_cnn_msq_w4a4`` and ``small_cnn_nonuniform_w4a4``: QAT fine-tuned from the demo's FP32
   checkpoint (``runs/demo/checkpoints/fp32/last.pt``), as the demo fine-tunes its LLSQ models;
 * ``mlp_fp32`` then ``mlp_{llsq,msq,nonuniform}_w4a4``: a 784-128-64-10 MLP (linear, BN, ReLU),
-  trained in FP32 and fine-tuned with each scheme.
+  trained in FP32 and fine-tuned with each scheme, and ``mlp_llsq_w4a4_acc16`` with the demo's
+  16-bit accumulator bound. Without the bound, the MLP's first layer (784 8-bit inputs, 8-bit
+  weights) sums beyond float32's exact 2^24, and its export computes that requantization in
+  limbs, which hls4ml cannot read (``hwquant export --to hls4ml`` refuses it).
 
 ``python -m benchmarks.interop.models OUT`` writes ``OUT/<name>.npz`` (the lowered IntModel) and
 ``OUT/<name>.json`` (its test accuracy); a model whose ``.npz`` exists is skipped, so a stopped
@@ -25,7 +28,7 @@ from torch import nn
 
 import hwquant
 from hwquant.app.config import TrainConfig
-from hwquant.app.demo import DemoData, demo_settings, evaluate, load_data, train
+from hwquant.app.demo import ACC16_RECIPE, DemoData, demo_settings, evaluate, load_data, train
 from hwquant.app.train import seed_everything
 from hwquant.core.atomic import write_atomic
 from hwquant.core.checkpoint import load_checkpoint
@@ -41,6 +44,8 @@ SCHEMES = {
     "msq": Recipe(scheme="msq", weight_bits=4, act_bits=4),
     "nonuniform": Recipe(scheme="nonuniform", weight_bits=4, act_bits=4, scale_constraint="pow2"),
 }
+ACC16 = ("llsq_w4a4_acc16", ACC16_RECIPE)
+"""The demo's third variant: every layer's sums bounded to 16 bits (docs/llsq.md §5)."""
 
 
 def mlp(data: DemoData) -> nn.Sequential:
@@ -94,13 +99,14 @@ def main() -> None:
     cnn = small_cnn(data)
     for scheme in ("msq", "nonuniform"):
         fine_tune(f"small_cnn_{scheme}_w4a4", cnn, SCHEMES[scheme], data, out)
-    if all((out / f"mlp_{scheme}_w4a4.npz").exists() for scheme in SCHEMES):
+    variants = [(f"{scheme}_w4a4", recipe) for scheme, recipe in SCHEMES.items()] + [ACC16]
+    if all((out / f"mlp_{name}.npz").exists() for name, _ in variants):
         return
     seed_everything(FP32.seed)
     fp32 = mlp(data)
     train(fp32, FP32, data, out / "checkpoints" / "mlp_fp32")
-    for scheme, recipe in SCHEMES.items():
-        fine_tune(f"mlp_{scheme}_w4a4", fp32, recipe, data, out)
+    for name, recipe in variants:
+        fine_tune(f"mlp_{name}", fp32, recipe, data, out)
 
 
 if __name__ == "__main__":

@@ -127,8 +127,9 @@ def hls4ml_graph(model: IntModel, input_shape: tuple[int, ...]) -> Any:
     """The qonnx ``ModelWrapper`` of ``model`` in the form hls4ml reads (module docstring).
 
     Raises:
-        UnsupportedLayerError: a node hls4ml cannot read (named, with the layer), or any
-            reason :func:`~hwquant.export.qonnx.export_qonnx` refuses the model.
+        UnsupportedLayerError: a node hls4ml cannot read (named, with the layer), a layer
+            whose requantization needs limbs, or any reason
+            :func:`~hwquant.export.qonnx.export_qonnx` refuses the model.
     """
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.change_batchsize import ChangeBatchSize
@@ -138,6 +139,16 @@ def hls4ml_graph(model: IntModel, input_shape: tuple[int, ...]) -> Any:
 
     proto = export_qonnx(model, (1, *tuple(input_shape)[1:]), quantize_input=False)
     for node in proto.graph.node:
+        if "/limb" in node.name:
+            raise UnsupportedLayerError(
+                f"layer '{node.name.split('/')[0]}' cannot be exported to hls4ml: its sums "
+                "reach beyond float32's exact 2^24, so the graph requantizes them in limbs "
+                f"(node '{node.name}': partial products and floor carries), a form hls4ml "
+                "1.3's optimizer cannot read (it fails moving the limbs' scales through their "
+                "adds). Fix: bound the layer's accumulator when training (Recipe("
+                "accumulator_bits=16), docs/llsq.md), or give it fewer weight/input bits; "
+                "--format qonnx and FINN take the graph as it is."
+            )
         if node.op_type not in HLS4ML_OPS:
             raise UnsupportedLayerError(
                 f"layer '{node.name.split('/')[0]}' cannot be exported to hls4ml: its node "
