@@ -27,7 +27,7 @@ def round_trip(model_dir: Path, io_type: str) -> None:
 
     consumer = f"hls4ml_{io_type}"
     if done(model_dir, consumer):
-        return
+        return  # measured before, or refused by the export
     start = time.perf_counter()
     cwd = os.getcwd()
     os.chdir(model_dir / consumer)  # the configuration names its files relative to itself

@@ -2,8 +2,9 @@
 types, the FINN QONNX file, the test images (normalised, and their input codes) and the
 engine's output codes.
 
-``python -m benchmarks.interop.prepare OUT NAME=MODEL.npz@DATASET...`` writes ``OUT/<name>/``;
-a model whose ``info.json`` exists is skipped (the files are written before it). The drivers
+``python -m benchmarks.interop.prepare OUT NAME=MODEL.npz@DATASET...`` writes ``OUT/<name>/``
+(a model whose ``info.json`` exists keeps its files; it is written last); where the hls4ml
+export refuses a model, its hls4ml round trips are recorded as refused, with the reason. The drivers
 (``onnx_roundtrip``, ``hls4ml_roundtrip.py``, ``finn_roundtrip.py``) run on these folders, the
 last two in their own environments.
 """
@@ -18,10 +19,12 @@ import numpy as np
 import torch
 
 import hwquant
+from benchmarks.interop.results import result_path, save
 from hwquant.core.atomic import write_atomic
+from hwquant.core.errors import UnsupportedLayerError
 from hwquant.data import BatchLoader, load_dataset
 from hwquant.engine import run
-from hwquant.export.hls4ml import IO_TYPES, export_hls4ml
+from hwquant.export.hls4ml import IO_TYPES, MODEL_FILE, export_hls4ml
 from hwquant.export.qonnx import export_qonnx
 
 
@@ -36,32 +39,35 @@ def test_images(dataset: str) -> torch.Tensor:
 
 def prepare(out: Path, model_path: Path, dataset: str) -> dict:
     """Write one model's round-trip inputs into ``out``; return its description."""
-    if (out / "info.json").exists():
-        return json.loads((out / "info.json").read_text())
     model = hwquant.load(model_path)
     x = test_images(dataset)
-    codes = model.quantize_input(x)
-    expected = run(model, codes).output.numpy()
-    out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "images.npy", x.numpy())
-    np.save(out / "inputs.npy", codes.numpy().astype(np.float32))
-    np.save(out / "expected.npy", expected)
     shape = tuple(x.shape)
-    write_atomic(
-        out / "finn.onnx", export_qonnx(model, shape, quantize_input=False).SerializeToString()
-    )
+    if not (out / "info.json").exists():
+        codes = model.quantize_input(x)
+        out.mkdir(parents=True, exist_ok=True)
+        np.save(out / "images.npy", x.numpy())
+        np.save(out / "inputs.npy", codes.numpy().astype(np.float32))
+        np.save(out / "expected.npy", run(model, codes).output.numpy())
+        proto = export_qonnx(model, shape, quantize_input=False)
+        write_atomic(out / "finn.onnx", proto.SerializeToString())
+        info = {
+            "model": str(model_path),
+            "dataset": dataset,
+            "images": len(x),
+            "recipe": model.recipe,
+            "layers": [f"{node.op} {node.name}" for node in model.nodes],
+            "input_shape": list(shape[1:]),
+        }
+        write_atomic(out / "info.json", json.dumps(info, indent=2, default=str).encode())
     for io_type in IO_TYPES:
-        export_hls4ml(model, shape, out / f"hls4ml_{io_type}", io_type=io_type, overwrite=True)
-    info = {
-        "model": str(model_path),
-        "dataset": dataset,
-        "images": len(x),
-        "recipe": model.recipe,
-        "layers": [f"{node.op} {node.name}" for node in model.nodes],
-        "input_shape": list(shape[1:]),
-    }
-    write_atomic(out / "info.json", json.dumps(info, indent=2, default=str).encode())
-    return info
+        consumer = f"hls4ml_{io_type}"
+        if (out / consumer / MODEL_FILE).exists() or result_path(out, consumer).exists():
+            continue
+        try:
+            export_hls4ml(model, shape, out / consumer, io_type=io_type)
+        except UnsupportedLayerError as exc:  # the export refuses: the round trip records why
+            save(out, consumer, {"consumer": "hls4ml", "io_type": io_type, "refused": str(exc)})
+    return json.loads((out / "info.json").read_text())
 
 
 def main() -> None:
