@@ -1,8 +1,8 @@
 """Collect the interop round trips' results into ``benchmarks/results/interop.json``.
 
 ``python -m benchmarks.interop.collect DIR`` reads ``DIR/<model>/info.json`` and the drivers'
-``result_<consumer>.json`` files; a consumer with no result for a model is listed under
-``not_run`` (never counted as exact).
+``result_<consumer>.json`` files. A round trip the export refused (``"refused"``: the reason)
+and one with no result (listed under ``not_run``) are never counted as exact.
 """
 
 from __future__ import annotations
@@ -49,36 +49,35 @@ def collect(root: Path) -> dict:
     return models
 
 
+def summarize(models: dict) -> dict:
+    """Per consumer: models measured (images, mismatches), refused by the export, not run."""
+    summary = {}
+    for consumer in CONSUMERS:
+        rows = [m["consumers"][consumer] for m in models.values() if consumer in m["consumers"]]
+        measured = [r for r in rows if "refused" not in r]
+        summary[consumer] = {
+            "models_measured": len(measured),
+            "images": sum(r["images"] for r in measured),
+            "mismatches": sum(r["mismatches"] for r in measured),
+            "models_refused": len(rows) - len(measured),
+            "models_not_run": len(models) - len(rows),
+        }
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("root", type=Path, nargs="?", default=Path("runs/interop"))
     parser.add_argument("--make-command", default="make interop", help="what produced ROOT")
     args = parser.parse_args()
     models = collect(args.root)
-    ran = [r for m in models.values() for r in m["consumers"].values()]
-    summary = {
-        consumer: {
-            "models": sum(consumer in m["consumers"] for m in models.values()),
-            "images": sum(
-                m["consumers"][consumer]["images"]
-                for m in models.values()
-                if consumer in m["consumers"]
-            ),
-            "mismatches": sum(
-                m["consumers"][consumer]["mismatches"]
-                for m in models.values()
-                if consumer in m["consumers"]
-            ),
-        }
-        for consumer in CONSUMERS
-    }
+    summary = summarize(models)
+    measured = [s for s in summary.values() if s["models_measured"]]
     results = {
         "summary": summary,
         "models": models,
-        "round_trips": len(ran),
-        "not_run": sum(len(m["not_run"]) for m in models.values()),
-        "total_mismatches": sum(r["mismatches"] for r in ran),
-        "all_run_exact": bool(ran) and all(r["mismatches"] == 0 for r in ran),
+        "total_mismatches": sum(s["mismatches"] for s in measured),
+        "all_measured_exact": bool(measured) and all(s["mismatches"] == 0 for s in measured),
     }
     config = {"root": str(args.root), "produced_by": args.make_command}
     path = write_result("interop", command=command_line(), seed=0, config=config, results=results)

@@ -60,9 +60,10 @@ def test_check_needs_real_images(model_file, tmp_path, capsys):
 
 
 def test_an_existing_file_is_replaced_only_with_force(model_file, tmp_path, capsys):
-    out = tmp_path / "m.onnx"
-    out.write_bytes(b"mine")
+    out = tmp_path / "new" / "m.onnx"
     argv = ["export", str(model_file), "--input-shape", "1,8,8", "--out", str(out)]
+    assert main(argv) == 0  # its folder is made
+    out.write_bytes(b"mine")
     assert main(argv) == 2
     assert "already exists" in capsys.readouterr().err
     assert out.read_bytes() == b"mine"

@@ -169,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
         figures |= {"images": len(images), "mismatches": mismatches, "exact": mismatches == 0}
     figures["written"] = figures.get("exact") is not False
     if figures["written"]:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(args.out, proto.SerializeToString())
     print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
     return 1 if figures.get("exact") is False else 0
