@@ -324,9 +324,10 @@ def export_hls4ml(
     existing = [out / name for name in (MODEL_FILE, CONFIG_FILE) if (out / name).exists()]
     if existing and not overwrite:
         raise ConfigError(
-            f"{' and '.join(f'{p}' for p in existing)} already exist: the hls4ml export would "
-            "replace them. Fix: choose another --out directory, or pass --force "
-            "(overwrite=True) to replace them."
+            f"{' and '.join(map(str, existing))} already "
+            f"{'exists' if len(existing) == 1 else 'exist'}: the hls4ml export would replace "
+            "it. Fix: choose another --out directory, or pass --force (overwrite=True) to "
+            "replace it."
         )
     wrapper = hls4ml_graph(model, input_shape)
     layers = layer_precisions(wrapper, model.input.bits, model.input.signed)
