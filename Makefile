@@ -83,12 +83,25 @@ synth-costs: $(VENV)/.installed
 network-build: $(VENV)/.installed-test hw-tools
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.network_build
 
-# Consumer round trips (hls4ml C++ emulation, FINN execute_onnx) on the demo models, each consumer
-# in its own environment under .venv-interop/ (never the main .venv); writes
-# benchmarks/results/interop.json. finn-plus is installed without its dependencies (they pull CUDA
-# wheels): only what ConvertQONNXtoFINN, Streamline, the to_hw inference and execute_onnx import.
+# Consumer round trips (qonnx channels-last, onnxruntime, hls4ml C++ emulation, FINN execute_onnx)
+# on the demo models (the small CNN of `make demo`, LLSQ W4A4 and W2A2, plus MSQ and non-uniform
+# W4A4 fine-tuned from its FP32 weights, and an MLP in all three schemes and with the demo's 16-bit
+# accumulator bound: benchmarks/interop/models.py),
+# hls4ml and FINN each in its own environment under $(INTEROP)/ (never the main .venv); writes
+# benchmarks/results/interop.json. Every round trip saves its result file as it finishes, so a
+# stopped run resumes. finn-plus is installed without its dependencies (they pull CUDA wheels):
+# only what ConvertQONNXtoFINN, Streamline, the to_hw inference and execute_onnx import.
 INTEROP := .venv-interop
-INTEROP_MODELS := mnist5k_w4a4=runs/demo/w4a4.npz@mnist5k mnist5k_w2a2=runs/demo/w2a2.npz@mnist5k
+INTEROP_RUN := runs/interop
+FINN_IMAGES := 100
+INTEROP_MODELS := small_cnn_llsq_w4a4=runs/demo/w4a4.npz@mnist5k \
+	small_cnn_llsq_w2a2=runs/demo/w2a2.npz@mnist5k \
+	small_cnn_msq_w4a4=runs/interop_models/small_cnn_msq_w4a4.npz@mnist5k \
+	small_cnn_nonuniform_w4a4=runs/interop_models/small_cnn_nonuniform_w4a4.npz@mnist5k \
+	mlp_llsq_w4a4=runs/interop_models/mlp_llsq_w4a4.npz@mnist5k \
+	mlp_msq_w4a4=runs/interop_models/mlp_msq_w4a4.npz@mnist5k \
+	mlp_nonuniform_w4a4=runs/interop_models/mlp_nonuniform_w4a4.npz@mnist5k \
+	mlp_llsq_w4a4_acc16=runs/interop_models/mlp_llsq_w4a4_acc16.npz@mnist5k
 
 $(INTEROP)/hls4ml/.installed:
 	$(PYTHON) -m venv $(INTEROP)/hls4ml
@@ -110,13 +123,16 @@ $(INTEROP)/finn/.installed:
 runs/demo/w4a4.npz runs/demo/w2a2.npz: $(VENV)/.installed
 	$(VENV)/bin/hwquant demo --out runs/demo
 
-interop: $(VENV)/.installed-test $(INTEROP)/hls4ml/.installed $(INTEROP)/finn/.installed runs/demo/w4a4.npz runs/demo/w2a2.npz
+runs/interop_models/mlp_llsq_w4a4_acc16.npz: runs/demo/w4a4.npz
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.interop.models runs/interop_models
+
+interop: $(VENV)/.installed-test $(INTEROP)/hls4ml/.installed $(INTEROP)/finn/.installed runs/demo/w4a4.npz runs/demo/w2a2.npz runs/interop_models/mlp_llsq_w4a4_acc16.npz
 	command -v g++ >/dev/null || (apt-get update && apt-get install -y --no-install-recommends g++)
-	rm -rf runs/interop
-	OMP_NUM_THREADS=1 $(PY) -m benchmarks.interop.prepare runs/interop $(INTEROP_MODELS)
-	$(INTEROP)/finn/bin/python benchmarks/interop/finn_roundtrip.py runs/interop/*/
-	$(INTEROP)/hls4ml/bin/python benchmarks/interop/hls4ml_roundtrip.py runs/interop/*/
-	$(PY) -m benchmarks.interop.collect runs/interop
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.interop.prepare $(INTEROP_RUN) $(INTEROP_MODELS)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.interop.onnx_roundtrip $(INTEROP_RUN)/*/
+	OMP_NUM_THREADS=1 $(INTEROP)/hls4ml/bin/python benchmarks/interop/hls4ml_roundtrip.py $(INTEROP_RUN)/*/
+	OMP_NUM_THREADS=1 $(INTEROP)/finn/bin/python benchmarks/interop/finn_roundtrip.py --images $(FINN_IMAGES) $(INTEROP_RUN)/*/
+	$(PY) -m benchmarks.interop.collect $(INTEROP_RUN)
 
 clean:
 	rm -rf $(VENV) $(BREVITAS_VENV) runs $(INTEROP) .pytest_cache

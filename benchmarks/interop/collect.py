@@ -1,55 +1,87 @@
 """Collect the interop round trips' results into ``benchmarks/results/interop.json``.
 
-``python -m benchmarks.interop.collect DIR`` reads ``DIR/<model>/info.json`` and the consumer
-drivers' ``result.json`` files; a round trip that left no result is recorded as not run.
+``python -m benchmarks.interop.collect DIR`` reads ``DIR/<model>/info.json`` and the drivers'
+``result_<consumer>.json`` files. A round trip the export refused (``"refused"``: the reason)
+and one with no result (listed under ``not_run``) are never counted as exact.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from benchmarks.common import command_line, write_result
 
+CONSUMERS = (
+    "qonnx_channels_last",
+    "onnxruntime",
+    "onnxruntime_backend",
+    "hls4ml_io_parallel",
+    "hls4ml_io_stream",
+    "finn_streamlined",
+    "finn_hw",
+)
+"""Every round trip, in the order of the pipeline."""
+
 
 def collect(root: Path) -> dict:
+    """Per model: its description and each consumer's result."""
     models = {}
     for model_dir in sorted(p for p in root.iterdir() if (p / "info.json").exists()):
         info = json.loads((model_dir / "info.json").read_text())
         rows = {}
-        for name, path in (
-            ("hls4ml_io_parallel", model_dir / "hls4ml_io_parallel" / "result.json"),
-            ("hls4ml_io_stream", model_dir / "hls4ml_io_stream" / "result.json"),
-            ("finn", model_dir / "finn_result.json"),
-        ):
-            rows[name] = json.loads(path.read_text()) if path.exists() else {"ran": False}
+        for consumer in CONSUMERS:
+            path = model_dir / f"result_{consumer}.json"
+            if path.exists():
+                rows[consumer] = json.loads(path.read_text())
         models[model_dir.name] = {
             "model": info["model"],
             "dataset": info["dataset"],
             "scheme": info["recipe"].get("scheme"),
             "weight_bits": info["recipe"].get("weight_bits"),
             "act_bits": info["recipe"].get("act_bits"),
-            "images": info["images"],
+            "layers": info["layers"],
+            "test_images": info["images"],
             "consumers": rows,
+            "not_run": [c for c in CONSUMERS if c not in rows],
         }
     return models
 
 
+def summarize(models: dict) -> dict:
+    """Per consumer: models measured (images, mismatches), refused by the export, not run."""
+    summary = {}
+    for consumer in CONSUMERS:
+        rows = [m["consumers"][consumer] for m in models.values() if consumer in m["consumers"]]
+        measured = [r for r in rows if "refused" not in r]
+        summary[consumer] = {
+            "models_measured": len(measured),
+            "images": sum(r["images"] for r in measured),
+            "mismatches": sum(r["mismatches"] for r in measured),
+            "models_refused": len(rows) - len(measured),
+            "models_not_run": len(models) - len(rows),
+        }
+    return summary
+
+
 def main() -> None:
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/interop")
-    models = collect(root)
-    ran = [r for m in models.values() for r in m["consumers"].values() if r.get("ran", True)]
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("root", type=Path, nargs="?", default=Path("runs/interop"))
+    parser.add_argument("--make-command", default="make interop", help="what produced ROOT")
+    args = parser.parse_args()
+    models = collect(args.root)
+    summary = summarize(models)
+    measured = [s for s in summary.values() if s["models_measured"]]
     results = {
+        "summary": summary,
         "models": models,
-        "round_trips": len(ran),
-        "total_mismatches": sum(r["mismatches"] for r in ran),
-        "all_exact": bool(ran) and all(r["mismatches"] == 0 for r in ran),
+        "total_mismatches": sum(s["mismatches"] for s in measured),
+        "all_measured_exact": bool(measured) and all(s["mismatches"] == 0 for s in measured),
     }
-    path = write_result(
-        "interop", command=command_line(), seed=0, config={"root": str(root)}, results=results
-    )
-    print(json.dumps({k: v for k, v in results.items() if k != "models"}), path)
+    config = {"root": str(args.root), "produced_by": args.make_command}
+    path = write_result("interop", command=command_line(), seed=0, config=config, results=results)
+    print(json.dumps({k: v for k, v in results.items() if k != "models"}, indent=1), path)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """hls4ml round trip (run in the hls4ml environment, not the main one): for each prepared model
 directory and I/O type, ``convert_from_config(hls4ml_config.yml)``, ``compile()`` (C++ emulation
 with g++) and ``predict()`` on every test image's input codes (channels last); the outputs are
-compared with the integer engine's, exactly. Writes ``DIR/hls4ml_<io>/result.json``.
+compared with the integer engine's, exactly. Writes ``DIR/result_hls4ml_<io>.json``; a round
+trip whose file exists is skipped.
 
-    python benchmarks/interop/hls4ml_roundtrip.py runs/interop/mnist5k_w4a4 [...]
+    IO_TYPES="io_parallel io_stream" python benchmarks/interop/hls4ml_roundtrip.py DIR [...]
 """
 
 from __future__ import annotations
 
-import json
 import os
+import subprocess
 import sys
 import time
 from importlib.metadata import version
@@ -17,14 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import done, save  # this environment has no hwquant
 
-def round_trip(model_dir: Path, io_type: str) -> dict:
+
+def round_trip(model_dir: Path, io_type: str) -> None:
     from hls4ml.converters import convert_from_config, parse_yaml_config
 
-    work = model_dir / f"hls4ml_{io_type}"
+    consumer = f"hls4ml_{io_type}"
+    if done(model_dir, consumer):
+        return  # measured before, or refused by the export
     start = time.perf_counter()
     cwd = os.getcwd()
-    os.chdir(work)  # the configuration names its files relative to itself
+    os.chdir(model_dir / consumer)  # the configuration names its files relative to itself
     try:
         config = parse_yaml_config("hls4ml_config.yml")
         default = config["HLSConfig"]["Model"]["Precision"]
@@ -36,26 +42,27 @@ def round_trip(model_dir: Path, io_type: str) -> dict:
             if str(var.precision).startswith(default.replace(">", ","))
         ]
         hls_model.compile()
+        compiled = time.perf_counter() - start
         x = np.load("../inputs.npy").transpose(0, 2, 3, 1)
         y = np.asarray(hls_model.predict(np.ascontiguousarray(x, np.float64)))
     finally:
         os.chdir(cwd)
     expected = np.load(model_dir / "expected.npy")
     y = y.reshape(expected.shape)
-    mismatches = int((y != expected).any(axis=1).sum())
+    compiler = subprocess.run(["g++", "--version"], capture_output=True, text=True, check=True)
     result = {
         "consumer": "hls4ml",
         "io_type": io_type,
         "images": len(expected),
-        "mismatches": mismatches,
+        "mismatches": int((y != expected).any(axis=1).sum()),
+        "layers": len(hls_model.get_layers()),
         "layers_at_default_precision": untyped,
+        "compile_seconds": round(compiled, 1),
         "seconds": round(time.perf_counter() - start, 1),
         "versions": {p: version(p) for p in ("hls4ml", "qonnx", "onnx", "numpy")},
-        "compiler": os.popen("g++ --version").readline().strip(),
+        "compiler": compiler.stdout.splitlines()[0],
     }
-    (work / "result.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result))
-    return result
+    save(model_dir, consumer, result)
 
 
 if __name__ == "__main__":

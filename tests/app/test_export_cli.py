@@ -57,3 +57,15 @@ def test_check_needs_real_images(model_file, tmp_path, capsys):
     assert main([*argv, "--check"]) == 2
     assert "--data" in capsys.readouterr().err
     assert main(argv) == 0  # without --check the shape is enough
+
+
+def test_an_existing_file_is_replaced_only_with_force(model_file, tmp_path, capsys):
+    out = tmp_path / "new" / "m.onnx"
+    argv = ["export", str(model_file), "--input-shape", "1,8,8", "--out", str(out)]
+    assert main(argv) == 0  # its folder is made
+    out.write_bytes(b"mine")
+    assert main(argv) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert out.read_bytes() == b"mine"
+    assert main([*argv, "--force"]) == 0
+    onnx.checker.check_model(onnx.load(str(out)))

@@ -14,10 +14,13 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+import hwquant.export.graph as graph_module
 from hwquant.cli import main
+from hwquant.core.errors import UnsupportedLayerError
 from hwquant.engine import run
 from hwquant.export.hls4ml import CONFIG_FILE, MODEL_FILE, Format, export_hls4ml, value_formats
 from tests.app.test_export_cli import export_argv, model_file  # noqa: F401 (fixture)
+from tests.export.conftest import residual_net
 
 pytest.importorskip("qonnx")
 
@@ -84,3 +87,34 @@ def test_cli_writes_model_and_config_and_refuses_check(model_file, tmp_path, cap
     assert main([*argv, str(tmp_path / "other"), "--check", "--data", "digits"]) == 2
     assert "--check cannot be combined with --to hls4ml" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("existing", [MODEL_FILE, CONFIG_FILE])
+def test_cli_replaces_an_existing_export_only_with_force(
+    model_file,  # noqa: F811
+    tmp_path,
+    capsys,
+    existing,
+):
+    out = tmp_path / "hls"
+    out.mkdir()
+    (out / existing).write_text("mine")
+    argv = ["export", str(model_file), "--to", "hls4ml", "--input-shape", "1,8,8"]
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert existing in err and "--force" in err
+    assert (out / existing).read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == [existing]
+    assert main([*argv, "--out", str(out), "--force"]) == 0
+    assert json.loads((out / CONFIG_FILE).read_text())["OnnxModel"] == MODEL_FILE
+
+
+def test_limbs_are_refused_naming_the_layer(monkeypatch, tmp_path):
+    """A layer whose sums leave float32's exact range (here: forced) gets a limb requantization,
+    which hls4ml cannot read: refused with the layer's name, nothing written."""
+    model, x = residual_net()
+    monkeypatch.setattr(graph_module, "one_step", lambda *args: None)
+    first = model.weight_nodes()[0].name
+    with pytest.raises(UnsupportedLayerError, match=rf"layer '{first}'.*limbs.*Fix"):
+        export_hls4ml(model, tuple(x.shape), tmp_path / "hls")
+    assert not (tmp_path / "hls").exists()

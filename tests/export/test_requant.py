@@ -60,7 +60,39 @@ def test_two_term_one_step_is_exact_on_every_pair():
     assert step is not None
     a, b = (g.reshape(1, -1) for g in np.meshgrid(np.arange(-15, 16), np.arange(-15, 16)))
     want = exact_codes([a, b], [np.array([[46567]]), np.array([[22262]])], np.array(15), lo, hi)
-    for got in evaluate(step, [a, b], lo, hi):
+    for got in [*evaluate(step, [a, b], lo, hi), *fused(step, a, b, lo, hi)]:
+        assert np.array_equal(got, want)
+
+
+def fused(step: OneStep, a: np.ndarray, b: np.ndarray, lo: int, hi: int) -> list[np.ndarray]:
+    """The two-term form with a fused multiply-add of either product, rounded half up and half
+    down: float64 holds each fused sum exactly (codes of at most 8 bits times float32 scales of
+    similar size span fewer than 53 bits), so one cast rounds it once to float32, as the fused
+    add does."""
+    c0, c1 = (c.astype(np.float64).reshape(-1, 1) for c in step.scales)
+    fl = [(a * c0).astype(np.float32), (b * c1).astype(np.float32)]
+    sums = [(a * c0 + fl[1]).astype(np.float32), (fl[0] + b * c1).astype(np.float32)]
+    if step.offset.any():
+        sums = [s + step.offset.reshape(-1, 1) for s in sums]
+    wide = [s.astype(np.float64) for s in sums]
+    return [np.clip(r, lo, hi) for v in wide for r in (np.floor(v + 0.5), np.ceil(v - 0.5))]
+
+
+def test_two_term_check_covers_a_fused_multiply_add():
+    """Scales one float32 step above ``M·2^-s`` (found by search) give the exact codes in
+    graph order, but not when a product is fused into the sum: the check rejects them, and the
+    constants it picks hold in every order."""
+    mults, shift = [np.array([5740]), np.array([4736])], np.array([19])
+    lo, hi = qrange(8, False)
+    a, b = (g.reshape(1, -1) for g in np.meshgrid(np.arange(-255, 256), np.arange(-255, 256)))
+    want = exact_codes([a, b], [m.reshape(-1, 1) for m in mults], shift, lo, hi)
+    up = [np.nextafter(np.float32(m * 2.0**-19), np.float32(np.inf)) for m in mults]
+    nudged = OneStep(tuple(up), np.zeros(1, np.float32))
+    assert all(np.array_equal(got, want) for got in evaluate(nudged, [a, b], lo, hi))
+    assert not all(np.array_equal(got, want) for got in fused(nudged, a, b, lo, hi))
+    step = one_step([255, 255], mults, shift, lo, hi)
+    assert step is not None
+    for got in [*evaluate(step, [a, b], lo, hi), *fused(step, a, b, lo, hi)]:
         assert np.array_equal(got, want)
 
 

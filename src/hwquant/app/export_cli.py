@@ -64,6 +64,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "(the design takes the integer input codes; see docs/deploy_hls4ml.md)",
     )
     export.add_argument("--io-type", choices=("io_parallel", "io_stream"), default="io_parallel")
+    export.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the file --out names (or, with --to hls4ml, its model.onnx and "
+        "hls4ml_config.yml) if it exists",
+    )
     export.set_defaults(run=_run)
 
 
@@ -133,6 +139,11 @@ def _run(args: argparse.Namespace) -> int:
         from hwquant.export.hls4ml import run_export_command
 
         return run_export_command(model, (1, *shape), args)
+    if args.out.exists() and not args.force:
+        raise ConfigError(
+            f"'{args.out}' already exists. Fix: choose another --out, or pass --force to "
+            "replace it."
+        )
     quantize_input = args.input == "values"
     if args.format == "qonnx":
         proto = export_qonnx(
@@ -157,6 +168,7 @@ def _run(args: argparse.Namespace) -> int:
         figures |= {"images": len(images), "mismatches": mismatches, "exact": mismatches == 0}
     figures["written"] = figures.get("exact") is not False
     if figures["written"]:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(args.out, proto.SerializeToString())
     print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
     return 1 if figures.get("exact") is False else 0

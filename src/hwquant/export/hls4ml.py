@@ -45,7 +45,7 @@ import numpy as np
 import onnx
 
 from hwquant.core.atomic import write_atomic
-from hwquant.core.errors import UnsupportedLayerError
+from hwquant.core.errors import ConfigError, UnsupportedLayerError
 from hwquant.core.intmath import code_format, dot_interval, qrange
 from hwquant.export.qonnx import export_qonnx
 from hwquant.ir.intmodel import IntModel
@@ -125,8 +125,9 @@ def hls4ml_graph(model: IntModel, input_shape: tuple[int, ...]) -> Any:
     """The qonnx ``ModelWrapper`` of ``model`` in the form hls4ml reads (module docstring).
 
     Raises:
-        UnsupportedLayerError: a node hls4ml cannot read (named, with the layer), or any
-            reason :func:`~hwquant.export.qonnx.export_qonnx` refuses the model.
+        UnsupportedLayerError: a node hls4ml cannot read (named, with the layer), a layer
+            whose requantization needs limbs, or any reason
+            :func:`~hwquant.export.qonnx.export_qonnx` refuses the model.
     """
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.change_batchsize import ChangeBatchSize
@@ -136,6 +137,16 @@ def hls4ml_graph(model: IntModel, input_shape: tuple[int, ...]) -> Any:
 
     proto = export_qonnx(model, (1, *tuple(input_shape)[1:]), quantize_input=False)
     for node in proto.graph.node:
+        if "/limb" in node.name:
+            raise UnsupportedLayerError(
+                f"layer '{node.name.split('/')[0]}' cannot be exported to hls4ml: its sums "
+                "reach beyond float32's exact 2^24, so the graph requantizes them in limbs "
+                f"(node '{node.name}': partial products and floor carries), a form hls4ml "
+                "1.3's optimizer cannot read (it fails moving the limbs' scales through their "
+                "adds). Fix: bound the layer's accumulator when training (Recipe("
+                "accumulator_bits=16), docs/llsq.md), or give it fewer weight/input bits; "
+                "--format qonnx and FINN take the graph as it is."
+            )
         if node.op_type not in HLS4ML_OPS:
             raise UnsupportedLayerError(
                 f"layer '{node.name.split('/')[0]}' cannot be exported to hls4ml: its node "
@@ -293,8 +304,10 @@ def export_hls4ml(
     io_type: str = "io_parallel",
     backend: str = "Vitis",
     project: str = "hwquant",
+    overwrite: bool = False,
 ) -> Hls4mlExport:
-    """Write ``out_dir/model.onnx`` and ``out_dir/hls4ml_config.yml`` (module docstring).
+    """Write ``out_dir/model.onnx`` and ``out_dir/hls4ml_config.yml`` (module docstring);
+    either file already there is replaced only with ``overwrite``.
 
     hls4ml then runs ``hls4ml convert -c hls4ml_config.yml`` from ``out_dir`` (or
     ``hls4ml.converters.convert_from_config``), its C++ emulation being fed the input's integer
@@ -303,10 +316,19 @@ def export_hls4ml(
 
     Raises:
         UnsupportedLayerError: a layer hls4ml cannot compute exactly, named with the reason.
+        ConfigError: ``out_dir`` holds either file and ``overwrite`` is off.
     """
+    out = Path(out_dir)
+    existing = [out / name for name in (MODEL_FILE, CONFIG_FILE) if (out / name).exists()]
+    if existing and not overwrite:
+        raise ConfigError(
+            f"{' and '.join(map(str, existing))} already "
+            f"{'exists' if len(existing) == 1 else 'exist'}: the hls4ml export would replace "
+            "it. Fix: choose another --out directory, or pass --force (overwrite=True) to "
+            "replace it."
+        )
     wrapper = hls4ml_graph(model, input_shape)
     layers = layer_precisions(wrapper, model.input.bits, model.input.signed)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = hls4ml_config(layers, io_type, f"hls4ml_{io_type}", project, backend)
     write_atomic(out / MODEL_FILE, wrapper.model.SerializeToString())
@@ -320,8 +342,6 @@ def run_export_command(model: IntModel, shape: tuple[int, ...], args: Any) -> in
 
     ``--format qdq``, ``--custom-ops`` and ``--check`` have no hls4ml meaning and are refused
     (the round trip through hls4ml itself is ``make interop``)."""
-    from hwquant.core.errors import ConfigError
-
     given = [
         flag
         for flag, on in (
@@ -336,7 +356,7 @@ def run_export_command(model: IntModel, shape: tuple[int, ...], args: Any) -> in
             f"{', '.join(given)} cannot be combined with --to hls4ml. Fix: drop it (hls4ml reads "
             "QONNX with decoded weights; `make interop` runs the hls4ml round trip)."
         )
-    written = export_hls4ml(model, shape, args.out, io_type=args.io_type)
+    written = export_hls4ml(model, shape, args.out, io_type=args.io_type, overwrite=args.force)
     figures = {
         "model": str(written.model),
         "config": str(written.config),

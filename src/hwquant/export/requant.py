@@ -21,7 +21,11 @@ functions agree on ``[−A, A]`` iff they agree at ``±A`` and at every ``T_k �
 it; :func:`one_step` evaluates exactly those points — float32 in graph order, float32 with a
 fused multiply-add, and exact real arithmetic, each with rounding half up and half down — and
 accepts the constants only if every one gives the exact code (it tries float32 neighbours of
-``M·2^-s`` when the first does not). Two terms (residual adds) are checked on every pair of codes.
+``M·2^-s`` when the first does not). Two terms (residual adds) are not monotone in one
+variable, so they are proved by exhaustion: every pair of codes ``(x_0, x_1)`` in the bounds,
+evaluated in every order a float32 consumer may use — graph order, a fused multiply-add of
+either product into the sum — and in exact arithmetic (:func:`evaluations`); more than
+:data:`PAIR_LIMIT` pairs, and the add gets limbs instead.
 
 **Limbs** (:func:`limbs`), the fallback when no one-step constant passes: the multipliers are
 split into ``w``-bit limbs at positions ``0 = e_0 < … < e_{L−1}`` and combined from the bottom
@@ -207,31 +211,56 @@ def _agrees(
     hi: int,
 ) -> np.ndarray:
     """Per row: whether every evaluation of the one-step form at the points ``xs`` gives the
-    codes ``want`` — float32 in graph order, float32 with a fused multiply-add (one term), and
-    exact real arithmetic, each rounded half up and half down."""
-    total32 = None
-    for x, c in zip(xs, scales, strict=True):
-        term = x.astype(np.float32) * c
-        total32 = term if total32 is None else total32 + term
-    sequential = total32 + offset if offset.any() else total32
-    exact = sum(
-        x.astype(np.float64) * c.astype(np.float64) for x, c in zip(xs, scales, strict=True)
-    )
-    # products of integers below 2^24 and float32 scales are exact in float64; with an offset
-    # 2^-(k+1) the sum is exact while it stays below 2^52 units of the offset
-    representable = np.ones(want.shape[0], bool)
-    if offset.any():
-        grid = offset.astype(np.float64)
-        representable = np.abs(exact).max(axis=-1) / grid.reshape(-1) < 2.0**52
-        exact = exact + grid
-    values = [sequential.astype(np.float64), exact]
-    if len(xs) == 1:
-        values.append(exact.astype(np.float32).astype(np.float64))  # fused multiply-add
+    codes ``want``, rounded half up and half down (:func:`evaluations`)."""
+    values, representable = evaluations(xs, scales, offset)
     ok = representable
     for v in values:
         for rounded in (np.floor(v + 0.5), np.ceil(v - 0.5)):
             ok = ok & (np.clip(rounded, lo, hi) == want).all(axis=-1)
     return ok
+
+
+def evaluations(
+    xs: list[np.ndarray], scales: list[np.ndarray], offset: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every value ``v = Σ_t x_t·c_t + δ`` (one or two terms) can take, and per row whether
+    float64 held the computation exactly.
+
+    With ``p_t = x_t·c_t`` and ``fl`` rounding to float32, the values are: the graph order
+    ``fl(fl(Σ_t fl(p_t)) + δ)``; a fused multiply-add of any one product into its sum —
+    ``fl(p + δ)`` for one term, ``fl(fl(p_0 + fl(p_1)) + δ)`` and ``fl(fl(fl(p_0) + p_1) + δ)``
+    for two; and the exact ``Σ_t p_t + δ`` (a fixed-point consumer wide enough computes it).
+    They are computed in float64, then rounded once to float32: exact, because each ``p_t`` is
+    an integer below 2^24 times a 24-bit significand (48 bits), every operand (a rounded
+    ``fl(p_t)`` too: rounding moves a value onto a coarser grid) is a multiple of ``g``, the
+    finest grid of the scales and the offset, and the second value is ``False`` for a row
+    where the magnitudes could reach ``2^52·g``, beyond float64's exact range.
+    """
+    products = [
+        x.astype(np.float64) * c.astype(np.float64) for x, c in zip(xs, scales, strict=True)
+    ]
+    delta = offset.astype(np.float64)
+    frac = np.max([_fraction_bits(c) for c in (*scales, offset)], axis=0)
+    magnitude = sum(np.abs(p) for p in products) + np.abs(delta)
+    representable = (magnitude / np.exp2(-frac.astype(np.float64))).max(axis=-1) < 2.0**52
+    rounded = [_to_float32(p) for p in products]
+    if len(products) == 1:
+        sums = [rounded[0], products[0]]  # graph order; fused with the offset's add
+    else:
+        first, second = products
+        sums = [
+            _to_float32(rounded[0] + rounded[1]),
+            _to_float32(first + rounded[1]),
+            _to_float32(rounded[0] + second),
+        ]
+    values = [_to_float32(s + delta) for s in sums] if offset.any() else sums
+    values.append(sum(products) + delta)
+    return values, representable.reshape(-1)
+
+
+def _to_float32(values: np.ndarray) -> np.ndarray:
+    """``fl(values)``: rounded to nearest float32 (ties to even), kept as float64."""
+    return values.astype(np.float32).astype(np.float64)
 
 
 def limbs(bounds: list[int], mults: list[np.ndarray], shift: np.ndarray) -> Limbs | str:

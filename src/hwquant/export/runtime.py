@@ -11,10 +11,9 @@ add the zero point and saturate; the tests hold the backend equal to the engine 
 The optimisations of the float graph keep the integers exact: convolutions accumulate integers
 below 2^24 in any order (a fused multiply-add of integers is exact too), the clip after each
 product is fused into it (and stops a scale from being folded into the weights), and the
-requantization constants were proved for float32
-evaluation with and without a fused multiply-add where a requantization has one term; a residual
-add's two-term form is proved for float32 evaluation in graph order only, not for a fused
-multiply-add of its two products (:mod:`hwquant.export.requant`).
+requantization constants were proved for float32 evaluation in graph order and with a fused
+multiply-add of any product into its sum, one-term forms at every threshold and a residual
+add's two-term form on every pair of codes (:mod:`hwquant.export.requant`).
 
 Sessions are cached per model content (a SHA-256 of its arrays and header), so a changed model
 gets a new graph, never a stale one.
