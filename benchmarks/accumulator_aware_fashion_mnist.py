@@ -44,7 +44,7 @@ from hwquant.data import BatchLoader
 from hwquant.engine import run as engine_run
 from hwquant.engine.accumulators import adversarial_run
 from hwquant.ir.intmodel import IntModel, WeightNode
-from hwquant.qat.accumulator_bound import accumulator_interval, interval_bits
+from hwquant.qat.accumulator_bound import AccumulatorBound, accumulator_interval, interval_bits
 
 NAME = "accumulator_aware_fashion_mnist"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / f"{NAME}.json"
@@ -155,9 +155,41 @@ def layer_proofs(int_model: IntModel) -> list[dict[str, Any]]:
                 "adversarial_extremes_four_bit": extremes["four_bit"],
                 "adversarial_reaches_proved_full_sums": exact,
                 "adversarial_overflows": 0,  # a raise would have stopped the run
+                "budget_use": budget_use(node),
             }
         )
     return out
+
+
+def budget_use(node: WeightNode) -> dict[str, Any]:
+    """How much of its P-bit budget a layer's integers use (the diagnosis of a collapsed row):
+    per channel the units ``S⁺ = Σ max(q, 0)`` and ``S⁻ = Σ max(−q, 0)`` against the budgets
+    ``B⁺``, ``B⁻`` of `AccumulatorBound.budgets` (for signed inputs one budget on ``S⁺ + S⁻``),
+    the channels that reach their budget, the channels left all zero, and the accumulator
+    scale (weight scale times input scale) of the channels."""
+    weight = torch.from_numpy(node.weight).reshape(node.weight.shape[0], -1).to(torch.int64)
+    bias = None if node.bias is None else torch.from_numpy(node.bias)
+    bound = AccumulatorBound(node.acc_bits, node.in_bits, node.in_signed)
+    budget_pos, budget_neg = bound.budgets(bias, weight.shape[0])
+    units_pos, units_neg = weight.clamp_min(0).sum(1), (-weight).clamp_min(0).sum(1)
+    if node.in_signed:
+        at_budget = units_pos + units_neg >= budget_pos
+        budget = {"shared_min": int(budget_pos.min())}
+    else:
+        at_budget = (units_pos >= budget_pos) | (units_neg >= budget_neg)
+        budget = {"pos_min": int(budget_pos.min()), "neg_min": int(budget_neg.min())}
+    scale = torch.from_numpy(node.acc_scale).double()
+    return {
+        "channels": weight.shape[0],
+        "budget_units": budget,
+        "units_pos_max": int(units_pos.max()),
+        "units_neg_max": int(units_neg.max()),
+        "l1_units_mean": round(float((units_pos + units_neg).double().mean()), 1),
+        "channels_at_budget": int(at_budget.sum()),
+        "channels_all_zero": int((weight == 0).all(1).sum()),
+        "acc_scale_median": float(scale.median()),
+        "acc_scale_max": float(scale.max()),
+    }
 
 
 def _full_sum_extremes(node: WeightNode) -> tuple[torch.Tensor, torch.Tensor]:
