@@ -44,7 +44,7 @@ from hwquant.data import BatchLoader
 from hwquant.engine import run as engine_run
 from hwquant.engine.accumulators import adversarial_run
 from hwquant.ir.intmodel import IntModel, WeightNode
-from hwquant.qat.accumulator_bound import accumulator_interval
+from hwquant.qat.accumulator_bound import AccumulatorBound, accumulator_interval
 
 NAME = "accumulator_aware_fashion_mnist"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / f"{NAME}.json"
@@ -53,6 +53,11 @@ ACC_BITS = (32, 20, 16, 14, 12, 10)
 A2Q_PLUS_PUBLISHED_LOSS = {14: 0.9, 12: 4.4}
 """Points lost from float by Brevitas A2Q+ (CIFAR-10 ResNet-18 W4A4, float 95.0: int14 94.1,
 int12 90.6; its repository's a2q README), the issue's targets."""
+A2Q_PLUS_RESULTS = tuple(
+    DEFAULT_OUT.parent / f"accumulator_aware_brevitas_fashion_mnist{tail}.json"
+    for tail in ("", "_p32")
+)
+"""Brevitas A2Q+ on this model and data (``brevitas_a2q_fashion_mnist.py``), W4A4 rows."""
 TARGET_P16_POINTS = 0.5
 
 
@@ -155,9 +160,41 @@ def layer_proofs(int_model: IntModel) -> list[dict[str, Any]]:
                 "adversarial_extremes_four_bit": extremes["four_bit"],
                 "adversarial_reaches_proved_full_sums": exact,
                 "adversarial_overflows": 0,  # a raise would have stopped the run
+                "budget_use": budget_use(node),
             }
         )
     return out
+
+
+def budget_use(node: WeightNode) -> dict[str, Any]:
+    """How much of its P-bit budget a layer's integers use (the diagnosis of a collapsed row):
+    per channel the units ``S⁺ = Σ max(q, 0)`` and ``S⁻ = Σ max(−q, 0)`` against the budgets
+    ``B⁺``, ``B⁻`` of `AccumulatorBound.budgets` (for signed inputs one budget on ``S⁺ + S⁻``),
+    the channels that reach their budget, the channels left all zero, and the accumulator
+    scale (weight scale times input scale) of the channels."""
+    weight = torch.from_numpy(node.weight).reshape(node.weight.shape[0], -1).to(torch.int64)
+    bias = None if node.bias is None else torch.from_numpy(node.bias)
+    bound = AccumulatorBound(node.acc_bits, node.in_bits, node.in_signed)
+    budget_pos, budget_neg = bound.budgets(bias, weight.shape[0])
+    units_pos, units_neg = weight.clamp_min(0).sum(1), (-weight).clamp_min(0).sum(1)
+    if node.in_signed:
+        at_budget = units_pos + units_neg >= budget_pos
+        budget = {"shared_min": int(budget_pos.min())}
+    else:
+        at_budget = (units_pos >= budget_pos) | (units_neg >= budget_neg)
+        budget = {"pos_min": int(budget_pos.min()), "neg_min": int(budget_neg.min())}
+    scale = torch.from_numpy(node.acc_scale).double()
+    return {
+        "channels": weight.shape[0],
+        "budget_units": budget,
+        "units_pos_max": int(units_pos.max()),
+        "units_neg_max": int(units_neg.max()),
+        "l1_units_mean": round(float((units_pos + units_neg).double().mean()), 1),
+        "channels_at_budget": int(at_budget.sum()),
+        "channels_all_zero": int((weight == 0).all(1).sum()),
+        "acc_scale_median": float(scale.median()),
+        "acc_scale_max": float(scale.max()),
+    }
 
 
 def _full_sum_extremes(node: WeightNode) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,9 +224,49 @@ def four_bit_run(int_model: IntModel, test: BatchLoader, limit: int | None) -> d
     return {"images": images, "policies": policies, "overflows": 0, "peak_abs_acc": peak}
 
 
-def summary(records: dict[str, Any], fp32_acc: float) -> dict[str, Any]:
+def a2q_plus_curve(paths: Sequence[Path], init_fp32: str | None) -> dict[str, Any] | None:
+    """Brevitas A2Q+'s W4A4 accuracy by P from ``paths`` (the runs that exist and start from
+    ``init_fp32``, the FP32 weights of this benchmark's rows), or None without one."""
+    curve: dict[int, float] = {}
+    files = []
+    for path in paths:
+        if not path.exists():
+            continue
+        doc = json.loads(path.read_text())
+        if init_fp32 is None or doc["config"]["init_fp32"] != init_fp32:
+            continue
+        files.append(path.name)
+        for row in doc["results"]["rows"].values():
+            curve[int(row["acc_bits"])] = row["test_acc"]
+    if not curve:
+        return None
+    return {"files": files, "acc_by_acc_bits": dict(sorted(curve.items(), reverse=True))}
+
+
+def _vs_a2q_plus(
+    p: int, curve: dict[int, float], fp32_acc: float, peer: dict[str, Any]
+) -> dict[str, Any]:
+    """Our loss at P against A2Q+'s on this model: from FP32 and from each one's P = 32 row."""
+    theirs = peer["acc_by_acc_bits"]
+    entry: dict[str, Any] = {
+        "statement": f"loss at P={p} below Brevitas A2Q+'s on the same model and data",
+        "loss_from_fp32_points": round(100 * (fp32_acc - curve[p]), 2),
+        "a2q_plus_loss_from_fp32_points": round(100 * (fp32_acc - theirs[p]), 2),
+    }
+    met = entry["loss_from_fp32_points"] < entry["a2q_plus_loss_from_fp32_points"]
+    if 32 in curve and 32 in theirs:
+        entry["loss_from_own_p32_points"] = round(100 * (curve[32] - curve[p]), 2)
+        entry["a2q_plus_loss_from_own_p32_points"] = round(100 * (theirs[32] - theirs[p]), 2)
+        met &= entry["loss_from_own_p32_points"] < entry["a2q_plus_loss_from_own_p32_points"]
+    entry["target_met"] = met
+    return entry
+
+
+def summary(
+    records: dict[str, Any], fp32_acc: float, peer: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The curve per bit-width, the losses against the unconstrained row and FP32, and the
-    issue's targets."""
+    issue's targets; ``peer`` (:func:`a2q_plus_curve`) adds A2Q+ on this model beside W4A4."""
     out: dict[str, Any] = {}
     for bits in BITS:
         curve = {
@@ -226,6 +303,13 @@ def summary(records: dict[str, Any], fp32_acc: float) -> dict[str, Any]:
                         "loss_points": loss,
                         "target_met": loss < published,
                     }
+            if peer is not None:
+                entry["a2q_plus_same_model"] = peer
+                for p in A2Q_PLUS_PUBLISHED_LOSS:
+                    if p in curve and p in peer["acc_by_acc_bits"]:
+                        entry[f"target_p{p}_vs_a2q_plus_same_model"] = _vs_a2q_plus(
+                            p, curve, fp32_acc, peer
+                        )
         out[f"W{bits}A{bits}"] = entry
     return out
 
@@ -245,7 +329,7 @@ def merge(parts: list[Path], out: Path, command: str) -> dict[str, Any]:
         "complete": all(doc["results"]["complete"] for doc in docs),
         "fp32_test_acc": fp32_acc,
         "rows": rows,
-        "summary": summary(rows, fp32_acc),
+        "summary": summary(rows, fp32_acc, a2q_plus_curve(A2Q_PLUS_RESULTS, init.pop())),
         "parts": [
             {"file": part.name, "command": doc["command"], "rows": list(doc["results"]["rows"])}
             for part, doc in zip(parts, docs, strict=True)
@@ -309,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         torch.save(baseline.model.state_dict(), args.save_fp32)
     results["fp32_test_acc"] = baseline.test_acc
     recorder.save(config, results)
+    peer = a2q_plus_curve(A2Q_PLUS_RESULTS, config["init_fp32"])
     lowered: dict[str, IntModel] = {}
 
     def keep(int_model: IntModel) -> dict[str, Any]:
@@ -325,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         record["layer_proofs"] = layer_proofs(int_model)
         record["four_bit_run"] = four_bit_run(int_model, loaders_[2], args.four_bit_examples)
         results["rows"][row.name] = record
-        results["summary"] = summary(results["rows"], baseline.test_acc)
+        results["summary"] = summary(results["rows"], baseline.test_acc, peer)
         recorder.save(config, results)
         print(f"[{row.name}] proofs and strict runs: 0 overflows", file=sys.stderr)
     results["complete"] = True

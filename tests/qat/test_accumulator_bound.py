@@ -159,6 +159,10 @@ def test_prepare_names_the_layer_and_the_smallest_width():
     model, _ = _small()
     with pytest.raises(ConfigError, match=r"layer 'features.0.0'.*smallest accumulator_bits.*8"):
         hwquant.prepare(model, Recipe(weight_bits=8, act_bits=8, accumulator_bits=7))
+    # a middle layer (4-bit unsigned inputs) named by its own override: 15·1 needs 5 bits
+    middle = Recipe(accumulator_bits=16, layer_accumulator_bits={"features.1.0": 4})
+    with pytest.raises(ConfigError, match=r"layer 'features.1.0'.*4-bit unsigned.*is 5\."):
+        hwquant.prepare(model, middle)
     with pytest.raises(ConfigError, match="'conv9'"):
         hwquant.prepare(model, Recipe(layer_accumulator_bits={"conv9": 16}))
     with pytest.raises(ConfigError, match="keeps float weights"):
