@@ -44,6 +44,13 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         metavar="FILE.json",
         help='PE and SIMD per weight layer, {"layer": [pe, simd], ...}; others are chosen',
     )
+    build.add_argument(
+        "--target-ii",
+        type=int,
+        metavar="CYCLES",
+        help="choose the cheapest folding whose interval is at most CYCLES per image "
+        "(default: the fastest folding that fits the device)",
+    )
     build.add_argument("--input-size", type=int, help="input height = width (default: inferred)")
     build.add_argument("--force", action="store_true", help="replace a design already in DIR")
     build.add_argument("--simulate", type=int, metavar="N", help="then simulate N test images")
@@ -80,6 +87,7 @@ def _build(args: argparse.Namespace) -> int:
         args.out,
         folding=folding,
         input_size=args.input_size,
+        target_ii=args.target_ii,
         overwrite=args.force,
     )
     if not args.json:

@@ -19,7 +19,7 @@ from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import Device, get_device
 from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import IntModel, load
-from hwquant.rtl.network.folding import check_memory, choose_folding
+from hwquant.rtl.network.folding import check_memory, choose_folding, target_folding
 from hwquant.rtl.network.graph import Network, input_shape, network
 from hwquant.rtl.network.interface import INPUT, OUTPUT
 from hwquant.rtl.network.stream import edge_module
@@ -61,13 +61,16 @@ def build_design(
     *,
     folding: dict[str, Fold] | None = None,
     input_size: int | None = None,
+    target_ii: int | None = None,
     overwrite: bool = False,
 ) -> Design:
     """Build the accelerator of ``model`` for ``device`` into ``out_dir`` (module docstring).
 
-    ``folding`` gives PE x SIMD per weight layer; layers it leaves out are chosen to fit the
-    device (:func:`hwquant.rtl.network.folding.choose_folding`). ``out_dir`` must be new or
-    empty, or a design this function wrote (replaced only with ``overwrite``).
+    ``folding`` gives PE x SIMD per weight layer; layers it leaves out are chosen: with
+    ``target_ii`` the cheapest folds that give an interval of at most ``target_ii`` cycles
+    (:func:`hwquant.rtl.network.folding.target_folding`), else the widest that fit the device
+    (:func:`hwquant.rtl.network.folding.choose_folding`). ``out_dir`` must be new or empty, or
+    a design this function wrote (replaced only with ``overwrite``).
     """
     if not isinstance(model, IntModel):
         model = load(model)
@@ -75,7 +78,10 @@ def build_design(
     out = Path(out_dir)
     _check_target(out, overwrite)
     shape = input_shape(model, input_size)
-    folds = choose_folding(model, shape, dev, folding or {})
+    if target_ii is None:
+        folds = choose_folding(model, shape, dev, folding or {})
+    else:
+        folds = target_folding(model, shape, dev, folding or {}, target_ii)
     net = network(model, folds, shape)
     check_memory(net, dev)
     rtl = out / "rtl"
@@ -90,6 +96,11 @@ def build_design(
             write_atomic(rtl / name, text.encode())
     model.save(out / "model.npz")
     record = _record(model, dev, net, shape, sorted(files))
+    record["folding"] = {
+        "given": sorted(folding or {}),
+        "chosen": "target_ii" if target_ii is not None else "fill the device",
+        "target_ii": target_ii,
+    }
     write_atomic(out / DESIGN_FILE, (json.dumps(record, indent=2) + "\n").encode())
     return Design(out, net, record)
 
