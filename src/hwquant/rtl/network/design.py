@@ -1,7 +1,8 @@
 """``build_design``: an IntModel in, a directory holding a complete accelerator out.
 
 ``DIR/rtl/`` holds one Verilog-2001 file per block, ``hwquant_edge.v`` (the image FIFO of every
-edge), ``hwquant_top.v`` and the weight ROM images (``*_weights.mem``, read by ``$readmemh``
+edge), ``hwquant_top.v`` (and ``hwquant_argmax.v``, the same design giving the class index only:
+:mod:`hwquant.rtl.network.top`) and the weight ROM images (``*_weights.mem``, read by ``$readmemh``
 relative to ``DIR/rtl``: run synthesis and simulation there). ``DIR/design.json`` records per
 block its folding, widths, ROM and cycles, per edge its banks, and the predicted latency and
 initiation interval (:mod:`hwquant.rtl.network.graph`); ``DIR/model.npz`` is the IntModel the
@@ -23,7 +24,7 @@ from hwquant.rtl.network.folding import check_memory, choose_folding, target_fol
 from hwquant.rtl.network.graph import Network, input_shape, network
 from hwquant.rtl.network.interface import INPUT, OUTPUT
 from hwquant.rtl.network.stream import edge_module
-from hwquant.rtl.network.top import TOP, top_module
+from hwquant.rtl.network.top import ARGMAX_TOP, TOP, TOPS, argmax_top_module, top_module
 
 DESIGN_FILE = "design.json"
 FORMAT = "hwquant.design"
@@ -86,7 +87,11 @@ def build_design(
     check_memory(net, dev)
     rtl = out / "rtl"
     rtl.mkdir(parents=True, exist_ok=True)
-    files = {"hwquant_edge.v": edge_module(), f"{TOP}.v": top_module(net)}
+    files = {
+        "hwquant_edge.v": edge_module(),
+        f"{TOP}.v": top_module(net),
+        f"{ARGMAX_TOP}.v": argmax_top_module(net),
+    }
     for block in net.blocks:
         files[f"{block.module}.v"] = block.verilog
     for name, text in files.items():
@@ -146,6 +151,7 @@ def _record(
         "format": FORMAT,
         "version": VERSION,
         "top": TOP,
+        "tops": TOPS,
         "device": device.name,
         "scheme": scheme_of(model),
         "input": {

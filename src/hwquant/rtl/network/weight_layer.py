@@ -23,7 +23,8 @@ LUTs when at most :data:`LUTROM_DEPTH` words).
 **Pipeline** (one register per stage, so one stage sets Fmax): pixel address → input RAM read
 and weight ROM read → chunk select → products → ``⌈log2 SIMD⌉`` adder-tree levels → accumulator
 (bias on a fold's first item, wrapping at ``acc_bits``: :class:`hwquant.core.intmath.Accumulator`
-"wrap") → ``acc·M`` → ``clamp((· + 2^(s−1)) >>> s, lo, hi)`` → pixel word assembly and write.
+"wrap") → ``acc·M`` → ``+ 2^(s−1)`` → ``>>> s`` → ``clamp(·, lo, hi)`` → pixel word assembly
+and write.
 ``acc_bits`` is the width the engine's analysis proves (:meth:`WeightNode.worst_case_bits`),
 or the node's own narrower wrapping accumulator.
 """
@@ -299,9 +300,11 @@ def emit(node: WeightNode, inputs: list[FeatureMap], pe: int, simd: int, module:
             "    end",
         ]
     result = [f"res_{p}" for p in range(len(lanes))]
+    requant = None
     if not last_layer:
         lines += _requant_lines(node, lanes, stages, acc_bits, ob)
         result = [f"code_{p}" for p in range(len(lanes))]
+        requant = _requant_info(node, lanes, acc_bits)
     # assembly: lane codes of folds < NF-1 wait in `pix`; the last fold's go straight out
     t = stages.now
     valid, fold = f"res_v_{t}", f"res_nf_{t}"
@@ -345,8 +348,12 @@ def emit(node: WeightNode, inputs: list[FeatureMap], pe: int, simd: int, module:
         "acc_bits_worst_case": node.worst_case_bits(),
         "weight_bits": node.weight_bits,
         "lanes": [lane.product.kind for lane, _ in lanes],
+        "product_bits": [lane.product.bits for lane, _ in lanes],
+        "in_bits": a,
+        "in_channels": c_in,
         "products": len(lanes) * simd,
         "weight_rom": {"words": depth_words, "width": rom_bits, "style": rom_style},
+        "requantizer": requant,
     }
     return Block(
         node.name,
@@ -369,7 +376,9 @@ def _case(select: str, target: str, arms: list[str]) -> str:
 def _requant_lines(
     node: WeightNode, lanes: list, stages: _Stages, acc_bits: int, ob: int
 ) -> list[str]:
-    """Two stages: ``scaled = res·M[row]``, then ``code = clamp((scaled + 2^(s−1)) >>> s)``."""
+    """Four stages, one operation each so that none sets Fmax: ``scaled = res·M[row]``,
+    ``rounded = scaled + 2^(s−1)``, ``shifted = rounded >>> s``, ``code = clamp(shifted, lo,
+    hi)`` (``M``, ``s`` of the lane's row in the current neuron fold)."""
     mult = np.asarray(node.mult, np.int64)
     shift = np.asarray(node.shift, np.int64)
     mult_bits = int(mult.max()).bit_length() + 1
@@ -388,7 +397,6 @@ def _requant_lines(
         ]
     t = stages.now
     lines += stages.advance()
-    lo, hi = node.lo, node.hi
     for p, (lane, _) in enumerate(lanes):
         ss = [int(shift[r]) if r >= 0 else 0 for r in lane.rows]
         halves = [(1 << s) >> 1 for s in ss]
@@ -397,13 +405,45 @@ def _requant_lines(
             _case(f"res_nf_{t}", f"shift_{p}", [f"{shift_bits}'d{s}" for s in ss]),
             f"    reg signed [{wide - 1}:0] half_{p};",
             _case(f"res_nf_{t}", f"half_{p}", [literal(h, wide) for h in halves]),
-            f"    wire signed [{wide - 1}:0] shifted_{p} = (scaled_{p} + half_{p}) >>> shift_{p};",
+            f"    reg signed [{wide - 1}:0] rounded_{p};",
+            f"    reg [{shift_bits - 1}:0] rshift_{p};",
+            "    always @(posedge clk) begin",
+            f"        rounded_{p} <= scaled_{p} + half_{p};",
+            f"        rshift_{p} <= shift_{p};",
+            "    end",
+        ]
+    lines += stages.advance()
+    for p in range(len(lanes)):
+        lines += [
+            f"    reg signed [{wide - 1}:0] shifted_{p};",
+            f"    always @(posedge clk) shifted_{p} <= rounded_{p} >>> rshift_{p};",
+        ]
+    lines += stages.advance()
+    lo, hi = node.lo, node.hi
+    for p in range(len(lanes)):
+        lines += [
             f"    reg [{ob - 1}:0] code_{p};",
             "    always @(posedge clk) begin",
             "        " + clamp_statement(f"code_{p}", f"shifted_{p}", lo, hi, wide, ob).rstrip(),
             "    end",
         ]
     return lines
+
+
+def _requant_info(node: WeightNode, lanes: list, acc_bits: int) -> dict[str, int]:
+    """The requantizers' widths (:func:`_requant_lines`) and, over the lanes, the most distinct
+    multipliers and shifts one lane selects among (1: a constant, no multiplexer)."""
+    mult = np.asarray(node.mult, np.int64)
+    shift = np.asarray(node.shift, np.int64)
+    mult_bits = int(mult.max()).bit_length() + 1
+    rows = [[r for r in lane.rows if r >= 0] for lane, _ in lanes]
+    return {
+        "mult_bits": mult_bits,
+        "wide": acc_bits + mult_bits + 1,
+        "shift_bits": max(2, int(shift.max()).bit_length() + 1),
+        "distinct_mults": max(len({int(mult[r]) for r in rs}) for rs in rows),
+        "distinct_shifts": max(len({int(shift[r]) for r in rs}) for rs in rows),
+    }
 
 
 class _Stages:
