@@ -10,7 +10,8 @@ cycles). The estimate columns are the whole-design estimate
 synthesized counts, with the error of each; ``hw_model_estimate`` is ``hwquant hw``'s folded
 model (:mod:`hwquant.hw.folding`: MAC arrays and weight memories only) at the same folding.
 ``--reestimate`` recomputes the estimates of the stored entries from their models and foldings
-(no synthesis), after a change to the estimate.
+(no synthesis), after a change to the estimate, and adds the critical path of an entry's
+stored nextpnr report where the entry has none.
 
 Place and route is slow, so the benchmark resumes: an entry already in
 ``benchmarks/results/network_build.json`` is kept, and the file is rewritten atomically after
@@ -224,6 +225,7 @@ def run_design(spec: Spec, images: int) -> dict[str, Any]:
     fmax = impl.fmax_mhz
     entry.update(
         fmax_mhz=fmax,
+        critical_path=impl.critical_path,
         images_per_s=fmax * 1e6 / entry["cycles_per_image"] if fmax else None,
         luts=impl.synthesized.luts,
         ffs=impl.synthesized.ffs,
@@ -249,7 +251,7 @@ def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     """The estimate fields of a stored entry, from its model and folding rebuilt (the same
     generator: the design is rebuilt into ``WORK/name/estimate``, not synthesized)."""
     from hwquant.hw.folding import Fold
-    from hwquant.rtl.implement import get_target
+    from hwquant.rtl.implement import critical_path, get_target
     from hwquant.rtl.network import build_design
 
     work = WORK / name
@@ -265,7 +267,11 @@ def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         overwrite=True,
     )
     counts = {k: entry[k] for k in ("luts", "dsps", "brams")}
-    return _estimate(design.record, get_target(entry["device"]).family, counts)
+    fields = _estimate(design.record, get_target(entry["device"]).family, counts)
+    report = work / "impl" / "report.json"
+    if "critical_path" not in entry and report.is_file():
+        fields["critical_path"] = critical_path(report.read_text())
+    return fields
 
 
 COLUMNS = (
