@@ -32,6 +32,7 @@ import torch
 
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, ResultRecorder, command_line
 from hwquant.core.errors import HwquantError
+from hwquant.core.provenance import git_state
 
 NAME = "network_build"
 SEED = 0
@@ -189,6 +190,7 @@ def run_design(spec: Spec, images: int) -> dict[str, Any]:
         "recipe": spec.recipe,
         "target_ii": spec.target_ii,
         "top": spec.top,
+        "git": git_state(REPO_ROOT),  # the generator this entry was built with
     }
     start = time.perf_counter()
     model, codes, accuracy = train_and_lower(spec)
