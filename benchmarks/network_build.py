@@ -154,6 +154,9 @@ def _hw_model(design, model, device: str) -> dict[str, Any]:
         "luts": fd.usage["luts"][0],
         "dsps": fd.usage["dsps"][0],
         "brams": fd.usage["bram18"][0],
+        "ii_cycles": fd.ii_cycles,
+        "images_per_s": fd.images_per_s,
+        "clock_mhz": fd.clock_mhz,
     }
 
 
@@ -253,6 +256,7 @@ def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     """The estimate fields of a stored entry, from its model and folding rebuilt (the same
     generator: the design is rebuilt into ``WORK/name/estimate``, not synthesized)."""
     from hwquant.hw.folding import Fold
+    from hwquant.ir.intmodel import load
     from hwquant.rtl.implement import critical_path, get_target
     from hwquant.rtl.network import build_design
 
@@ -270,6 +274,9 @@ def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     )
     counts = {k: entry[k] for k in ("luts", "dsps", "brams")}
     fields = _estimate(design.record, get_target(entry["device"]).family, counts)
+    fields["hw_model_estimate"] = _hw_model(
+        design, load(work / "design" / "model.npz"), entry["device"]
+    )
     report = work / "impl" / "report.json"
     if "critical_path" not in entry and report.is_file():
         fields["critical_path"] = critical_path(report.read_text())
