@@ -284,8 +284,9 @@ def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
 
 
 COLUMNS = (
-    "scheme", "device", "images", "mismatches", "cycles_per_image", "fmax_mhz", "images_per_s",
-    "luts", "ffs", "dsps", "brams", "estimate_luts", "estimate_dsps", "estimate_brams",
+    "scheme", "device", "target_ii", "images", "mismatches", "cycles_per_image", "fmax_mhz",
+    "images_per_s", "luts", "ffs", "dsps", "brams", "estimate_luts", "estimate_dsps",
+    "estimate_brams", "flow_seconds",
 )  # fmt: skip
 
 
