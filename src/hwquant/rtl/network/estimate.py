@@ -166,14 +166,15 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
         cost.luts += table_luts(int(rom["words"]), int(rom["width"]))
     else:
         cost += memory(int(rom["words"]), int(rom["width"]), family)
-    wbits = int(block["weight_bits"])
-    for kind, pbits in zip(block["lanes"], block["product_bits"], strict=True):
+    lanes = zip(block["lanes"], block["product_bits"], block["weight_fields"], strict=True)
+    for kind, pbits, wfield in lanes:
         if kind == "sp2":
             cost.luts += simd * LUTS_PER_SP2_BIT * pbits
+        elif kind == "codebook":  # index -> level table, then the multiplier
+            cost.luts += simd * table_luts(2**wfield, pbits - a)
+            cost.dsps += simd * multipliers(a + 1, pbits - a, family)
         else:
-            cost.dsps += simd * multipliers(a + 1, wbits, family)
-            if kind == "codebook":
-                cost.luts += simd * table_luts(2**wbits, pbits - a)
+            cost.dsps += simd * multipliers(a + 1, wfield, family)
         cost.luts += _adder_tree(simd, pbits, acc) + acc + table_luts(nf, acc)  # + accumulator
     rq = block.get("requantizer")
     if rq:

@@ -349,6 +349,7 @@ def emit(node: WeightNode, inputs: list[FeatureMap], pe: int, simd: int, module:
         "weight_bits": node.weight_bits,
         "lanes": [lane.product.kind for lane, _ in lanes],
         "product_bits": [lane.product.bits for lane, _ in lanes],
+        "weight_fields": widths,
         "in_bits": a,
         "in_channels": c_in,
         "products": len(lanes) * simd,
