@@ -21,6 +21,8 @@ every entry. ``python -m benchmarks.network_build [--only NAME ...] [--images N]
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import time
 import traceback
@@ -225,7 +227,8 @@ def run_design(spec: Spec, images: int) -> dict[str, Any]:
     files = [rtl / f for f in design.record["rtl_files"] if f.endswith(".v")]
     data = [p for p in rtl.iterdir() if not p.name.endswith(".v")]
     top = design.record["tops"][spec.top]
-    impl = implement(files, top, spec.target, out / "impl", data_files=data)
+    with _lock("tools"):
+        impl = implement(files, top, spec.target, out / "impl", data_files=data)
     used = impl.placed or impl.synthesized
     fmax = impl.fmax_mhz
     entry.update(
@@ -319,9 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         print(markdown_table(json.loads(path.read_text())["results"]["designs"]))
         return 0
-    done: dict[str, Any] = {}
-    if path.is_file():
-        done = json.loads(path.read_text())["results"].get("designs", {})
+    done = _stored(path)
     recorder = ResultRecorder(NAME, command_line(), SEED, path=path)
     if args.reestimate:
         for name, entry in done.items():
@@ -347,8 +348,31 @@ def main(argv: list[str] | None = None) -> int:
                 "traceback": traceback.format_exc()[-2000:],
             }
         print(json.dumps({k: v for k, v in done[spec.name].items() if k != "traceback"})[:600])
-        recorder.save(config, {"designs": done})
+        with _lock("results"):  # other runs may have saved entries meanwhile: keep them
+            done = {**_stored(path), spec.name: done[spec.name]}
+            recorder.save(config, {"designs": done})
     return 0
+
+
+def _stored(path) -> dict[str, Any]:
+    """The entries stored in the result file (none when it does not exist)."""
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())["results"].get("designs", {})
+
+
+@contextlib.contextmanager
+def _lock(name: str):
+    """An exclusive lock shared by every run of this benchmark on the machine: ``tools`` lets
+    one synthesis / place and route run at a time (the slow, memory-hungry steps), while other
+    runs train and simulate; ``results`` serialises the updates of the result file."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    with open(WORK / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 if __name__ == "__main__":
