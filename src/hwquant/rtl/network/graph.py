@@ -89,10 +89,18 @@ def input_shape(model: IntModel, size: int | None = None) -> tuple[int, int, int
     first = model.weight_nodes()[0]
     if first.op != "conv2d":
         return (first.fan_in(), 1, 1)
-    channels = first.weight.shape[1]
+    return square_shape(first.weight.shape[1], size, lambda shape: _runs(model, shape))
+
+
+def square_shape(
+    channels: int, size: int | None, runs: Callable[[tuple[int, int, int]], bool]
+) -> tuple[int, int, int]:
+    """``(channels, size, size)``, or when ``size`` is None the one square size up to
+    :data:`MAX_INFERRED_SIZE` on which ``runs`` (the model's engine) succeeds; none or several
+    raise :class:`ConfigError` naming them."""
     if size is not None:
         return (channels, size, size)
-    fits = [s for s in range(1, MAX_INFERRED_SIZE + 1) if _runs(model, (channels, s, s))]
+    fits = [s for s in range(1, MAX_INFERRED_SIZE + 1) if runs((channels, s, s))]
     if len(fits) != 1:
         found = f"it runs on {', '.join(map(str, fits[:8]))}" if fits else "it runs on none"
         raise ConfigError(
@@ -211,4 +219,5 @@ __all__ = [
     "edge_banks",
     "input_shape",
     "network",
+    "square_shape",
 ]
