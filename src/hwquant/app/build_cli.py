@@ -1,8 +1,9 @@
 """``hwquant build`` and ``hwquant sim``: a whole-network accelerator, and its check on images.
 
 * ``hwquant build MODEL.npz --device DEV -o DIR [--folding F.json] [--simulate N]``: write the
-  design (:func:`hwquant.rtl.network.build_design`); with ``--simulate N`` also run it on the
-  first ``N`` test images of ``--dataset`` as ``hwquant sim`` does;
+  design of an IntModel (:func:`hwquant.rtl.network.build_design`) or a TableModel
+  (:func:`hwquant.schemes.tables.network.build_table_design`); with ``--simulate N`` also run
+  it on the first ``N`` test images of ``--dataset`` as ``hwquant sim`` does;
 * ``hwquant sim DIR --images N --dataset NAME``: simulate a built design; exit 1 with the first
   differing output when any output differs from the integer engine, or when a measured cycle
   count differs from design.json's prediction.
@@ -35,7 +36,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
             "hwquant build model.npz --device lfe5u-85f -o build/x --simulate 100 --dataset digits",
         ],
     )
-    build.add_argument("model", type=Path, metavar="MODEL.npz", help="a lowered IntModel")
+    build.add_argument(
+        "model", type=Path, metavar="MODEL.npz", help="a lowered IntModel or TableModel"
+    )
     build.add_argument("--device", required=True, help="FPGA part (hwquant.hw.devices)")
     build.add_argument("-o", "--out", required=True, type=Path, metavar="DIR")
     build.add_argument(
@@ -70,12 +73,25 @@ def _sim_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def _load(path: Path):
+    """The IntModel or, for a file in the TableModel format, the TableModel in ``path``."""
+    from hwquant.core.npzfile import file_format
+    from hwquant.ir.intmodel import load
+    from hwquant.schemes.tables.model import FORMAT_NAME, load_tables
+
+    return load_tables(path) if file_format(path) == FORMAT_NAME else load(path)
+
+
 def _build(args: argparse.Namespace) -> int:
     from hwquant.rtl.network.design import build_design
+    from hwquant.schemes.tables.model import TableModel
+    from hwquant.schemes.tables.network import build_table_design
 
     folding = read_folding(args.folding) if args.folding else None
-    design = build_design(
-        args.model,
+    model = _load(args.model)
+    build = build_table_design if isinstance(model, TableModel) else build_design
+    design = build(
+        model,
         args.device,
         args.out,
         folding=folding,
@@ -96,14 +112,13 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _sim(args: argparse.Namespace) -> int:
-    from hwquant.ir.intmodel import load
     from hwquant.rtl.network.simulate import dataset_codes, simulate_design
 
     if not (args.design / "design.json").is_file():
         raise HwquantError(
             f"'{args.design}' holds no design.json. Fix: build one with hwquant build -o DIR."
         )
-    model = load(args.design / "model.npz")
+    model = _load(args.design / "model.npz")
     codes = dataset_codes(model, args.dataset, args.images)
     report = simulate_design(args.design, codes, args.simulator, model)
     summary = report.summary()

@@ -199,12 +199,18 @@ def _maker(node: TableNode, fold: Fold, last: bool) -> BlockMaker:
         k, s, p = node.kernel_size, node.stride, node.padding
         as_int = IntMaxPool(node.name, node.inputs, (k, k), (s, s), (p, p))
         return lambda maps: pool.emit_max(as_int, maps, module)
-    if isinstance(node, FlattenNode):
-        return lambda maps: None
-    raise UnsupportedLayerError(
-        f"table node '{node.name}' is a '{node.kind}' node, which has no hardware block. Fix: "
-        f"use only nodes with one: {', '.join(BLOCK_KINDS)}."
-    )
+    return lambda maps: None  # a flatten (check_blocks admits no other node)
+
+
+def check_blocks(model: TableModel) -> None:
+    """Raise :class:`UnsupportedLayerError` for the first node of ``model`` without a hardware
+    block, naming the kinds that have one."""
+    for node in model.nodes:
+        if not isinstance(node, UnitNode | MaxPoolNode | FlattenNode):
+            raise UnsupportedLayerError(
+                f"table node '{node.name}' is a '{node.kind}' node, which has no hardware "
+                f"block. Fix: use only nodes with one: {', '.join(BLOCK_KINDS)}."
+            )
 
 
 def table_network(
@@ -212,6 +218,7 @@ def table_network(
 ) -> Network:
     """Blocks and edges of ``model`` for input index images of ``shape``; ``folding`` gives
     every unit's PE x SIMD (others: 1 x 1)."""
+    check_blocks(model)
     units = model.units()
     if not units or model.output != units[-1].name or model.nodes[-1] is not units[-1]:
         raise ConfigError(
@@ -300,6 +307,7 @@ def build_table_design(
         model = load_tables(model)
     dev = get_device(device)
     check_target(Path(out_dir), overwrite)
+    check_blocks(model)
     first = model.units()[0] if model.units() else None
     if first is not None and first.op == "conv":
         shape = square_shape(first.weight_index.shape[1], input_size, lambda s: _runs(model, s))
