@@ -4,7 +4,9 @@ prediction; a flipped weight-index bit fails; nodes without a block are refused.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import shutil
 
 import numpy as np
@@ -12,7 +14,8 @@ import pytest
 import torch
 
 from hwquant.cli import main
-from hwquant.core.errors import UnsupportedLayerError
+from hwquant.core.errors import ConfigError, UnsupportedLayerError
+from hwquant.hw.devices import get_device
 from hwquant.models import build
 from hwquant.rtl.network.simulate import dataset_codes
 from hwquant.rtl.unit import index_bits
@@ -86,7 +89,9 @@ def test_table_design_exact_on_digits_with_predicted_cycles_and_mutation_fails(
     for unit in units:  # the products are table lookups, and no requantizer follows
         text = (out / "rtl" / f"hq_{unit.name.replace('.', '_')}.v").read_text()
         products = text.split("module hq_")[1:-1]  # the product modules precede the block
-        assert products and all("*" not in body for body in products)
+        # no multiply: no '*' once sensitivity lists and attributes are taken out
+        bodies = [re.sub(r"\(\*.*?\*\)", "", b.replace("@(*)", "")) for b in products]
+        assert products and all("*" not in body for body in bodies)
         assert "scaled_" not in text and "mult_" not in text
     # activations travel as codebook indices: the input 256 levels in 8 bits
     assert design["input"]["bits"] == index_bits(len(tiny_tables.input_levels)) == 8
@@ -111,3 +116,10 @@ def test_table_node_without_block_named_with_those_that_have_one(tiny_tables, tm
     message = str(err.value)
     assert "'add_1'" in message and "'add'" in message
     assert all(kind in message for kind in BLOCK_KINDS)
+
+
+def test_table_roms_over_the_luts_at_any_folding_named(tiny_tables, tmp_path):
+    small = dataclasses.replace(get_device("ice40up5k"), luts=1000)
+    with pytest.raises(ConfigError, match=r"LUTs: the table ROMs need 1392 .* has 1000 \(1\.39x"):
+        build_table_design(tiny_tables, small, tmp_path / "d", input_size=8)
+    assert not (tmp_path / "d").exists()

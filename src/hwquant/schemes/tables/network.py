@@ -273,15 +273,24 @@ def choose_table_folding(
         rows, fan_in = units[name].weight_index.shape[0], units[name].weight_index[0].size
         return pixels * math.ceil(rows / fold.pe) * fan_in // fold.simd
 
-    def fits(folds: dict[str, Fold]) -> bool:
-        luts = sum(f.pe * f.simd * table_product_luts(units[n], device) for n, f in folds.items())
-        return luts <= TABLE_LUT_SHARE * device.luts
+    def luts(folds: dict[str, Fold]) -> int:
+        return sum(f.pe * f.simd * table_product_luts(units[n], device) for n, f in folds.items())
 
     start = {n: given.get(n, Fold(1, 1)) for n in units}
+    if luts(start) > device.luts:
+        raise ConfigError(
+            f"LUTs: the table ROMs need {luts(start)} even at the given folding or PE = SIMD = "
+            f"1, the {device.name} has {device.luts} ({luts(start) / device.luts:.2f}x over). "
+            "Fix: choose a larger device, smaller tables (TableOptions act_entries, "
+            "weight_entries, entry_bits) or a smaller given folding."
+        )
     sizes = {n: (u.weight_index.shape[0], channels(n)) for n, u in units.items()}
-    return widen(
-        start, [n for n in units if n not in given], steps, sizes, fits, shape[1] * shape[2]
-    )
+    free = [n for n in units if n not in given]
+
+    def fits(folds: dict[str, Fold]) -> bool:
+        return luts(folds) <= TABLE_LUT_SHARE * device.luts
+
+    return widen(start, free, steps, sizes, fits, shape[1] * shape[2])
 
 
 def _runs(model: TableModel, shape: tuple[int, int, int]) -> bool:
