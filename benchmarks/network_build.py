@@ -5,8 +5,13 @@ design's scheme), lower it, build the streaming accelerator (``hwquant.rtl.netwo
 it on the first ``--images`` test images and count the outputs that differ from the integer
 engine, then synthesize and place and route it (:func:`hwquant.rtl.implement.implement`).
 Throughput is ``Fmax / II`` (images per second at the achieved clock, one image every II
-cycles). The estimate columns are the folded cost model (:mod:`hwquant.hw.folding`) at the
-design's own folding, for comparison with the synthesized counts.
+cycles). The estimate columns are the whole-design estimate
+(:mod:`hwquant.rtl.network.estimate`: every block and edge costed by its structure) beside the
+synthesized counts, with the error of each; ``hw_model_estimate`` is ``hwquant hw``'s folded
+model (:mod:`hwquant.hw.folding`: MAC arrays and weight memories only) at the same folding.
+``--reestimate`` recomputes the estimates of the stored entries from their models and foldings
+(no synthesis), after a change to the estimate, and adds the critical path of an entry's
+stored nextpnr report where the entry has none.
 
 Place and route is slow, so the benchmark resumes: an entry already in
 ``benchmarks/results/network_build.json`` is kept, and the file is rewritten atomically after
@@ -26,15 +31,23 @@ import numpy as np
 import torch
 
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, ResultRecorder, command_line
+from hwquant.core.errors import HwquantError
+from hwquant.core.provenance import git_state
 
 NAME = "network_build"
 SEED = 0
 WORK = REPO_ROOT / "runs" / "network_build"
+DIGITS_II = 40000
+"""The digits designs' throughput target: 40,000 cycles per image (2,500 images/s at 100 MHz),
+which the cheapest folding meets with 32 products in the widest layer (LLSQ: PE 1 x SIMD 32)."""
 
 
 @dataclass(frozen=True)
 class Spec:
-    """One design: a name, data set, QAT scheme (and options), implementation target."""
+    """One design: a name, data set, QAT scheme (and options), implementation target, the
+    folding's throughput target (``target_ii`` cycles per image; None: the fastest folding that
+    fits the device), the model's width multiplier and the top module implemented (``logits``
+    or ``argmax``: :data:`hwquant.rtl.network.top.TOPS`)."""
 
     name: str
     dataset: str
@@ -42,19 +55,33 @@ class Spec:
     target: str
     recipe: dict[str, Any] = field(default_factory=dict)
     steps: int = 300
+    target_ii: int | None = DIGITS_II
+    width: float = 1.0
+    top: str = "logits"
 
 
 DESIGNS: tuple[Spec, ...] = (
     Spec("digits-llsq-ecp5", "digits", "llsq", "lfe5u-85f"),
     Spec("digits-msq-ecp5", "digits", "msq", "lfe5u-85f"),
     Spec("digits-nonuniform-ecp5", "digits", "nonuniform", "lfe5u-85f"),
-    Spec("digits-tables-ecp5", "digits", "tables", "lfe5u-85f"),
-    Spec("digits-llsq-ice40", "digits", "llsq", "ice40up5k"),
+    Spec(
+        "digits-llsq-ice40",
+        "digits",
+        "llsq",
+        "ice40up5k",
+        width=0.25,
+        target_ii=DIGITS_II,
+        top="argmax",
+    ),
     Spec("digits-sp2only-ecp5", "digits", "msq", "lfe5u-85f", {"msq": {"sp2_share": 1.0}}),
-    Spec("mnist5k-llsq-ecp5", "mnist5k", "llsq", "lfe5u-85f", steps=200),
+    Spec("digits-tables-ecp5", "digits", "tables", "lfe5u-85f"),
+    Spec("mnist5k-llsq-ecp5", "mnist5k", "llsq", "lfe5u-85f", steps=200, target_ii=None),
 )
-"""The designs: the digits model through all four schemes on ECP5-85F, one on iCE40 UP5K,
-MSQ beside fixed-only (llsq) and SP2-only (msq with every inner row SP2), and MNIST-5k W4A4."""
+"""The designs: the digits model through the schemes on ECP5-85F (tables: no block yet on
+this branch, the entry records the refusal), one on iCE40 UP5K (the small CNN at a quarter
+width, whose weights and feature maps fit the UP5K's 120 Kbit of EBR; the argmax-only top,
+whose ports fit the SG48 package), MSQ beside fixed-only (llsq) and SP2-only (msq with every
+inner row SP2), and MNIST-5k W4A4."""
 
 
 def _recipe(spec: Spec):
@@ -85,7 +112,9 @@ def train_and_lower(spec: Spec):
     x_train, y_train = _images(data.train, data.mean, data.std), torch.from_numpy(data.train.labels)
     x_test, y_test = _images(data.test, data.mean, data.std), torch.from_numpy(data.test.labels)
     torch.manual_seed(SEED)
-    model = build("small_cnn", in_channels=x_train.shape[1], input_size=x_train.shape[2])
+    model = build(
+        "small_cnn", in_channels=x_train.shape[1], input_size=x_train.shape[2], width=spec.width
+    )
     qat = hwquant.prepare(model, _recipe(spec)).train()
     opt = torch.optim.Adam(qat.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(SEED)
@@ -102,16 +131,16 @@ def train_and_lower(spec: Spec):
     return int_model, codes, accuracy
 
 
-def _estimate(design, model, device: str) -> dict[str, Any]:
-    """The folded cost model at the design's folding (None fields where it cannot cost it)."""
+def _hw_model(design, model, device: str) -> dict[str, Any]:
+    """``hwquant hw``'s folded cost model (:mod:`hwquant.hw.folding`: MAC arrays and weight
+    memories only, 7-series unit costs) at the design's folding; the error where it cannot
+    cost the model."""
     from hwquant.hw.folding import Fold, fold_network
     from hwquant.hw.network import layer_work
 
+    record = design.record
+    folding = {b["name"]: Fold(int(b["pe"]), int(b["simd"])) for b in record["blocks"] if "pe" in b}
     try:
-        record = design.record
-        folding = {
-            b["name"]: Fold(int(b["pe"]), int(b["simd"])) for b in record["blocks"] if "pe" in b
-        }
         works = layer_work(model, tuple(record["input"]["shape"]))
         fd = fold_network(
             works,
@@ -119,38 +148,61 @@ def _estimate(design, model, device: str) -> dict[str, Any]:
             "msq" if record["scheme"] == "msq" else "fixed",
             folding={k: v for k, v in folding.items() if k in {w.name for w in works}},
         )
-        return {
-            "estimate_luts": fd.usage["luts"][0],
-            "estimate_dsps": fd.usage["dsps"][0],
-            "estimate_brams": fd.usage["bram18"][0],
-            "estimate_model": f"hwquant.hw.folding ({device} unit costs, weights only)",
-        }
-    except Exception as exc:  # the model may not cost every op; say so in the entry
-        return {
-            "estimate_luts": None,
-            "estimate_dsps": None,
-            "estimate_brams": None,
-            "estimate_error": f"{type(exc).__name__}: {exc}",
-        }
+    except HwquantError as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "luts": fd.usage["luts"][0],
+        "dsps": fd.usage["dsps"][0],
+        "brams": fd.usage["bram18"][0],
+    }
+
+
+def _estimate(record: dict, family: str, synthesized: dict[str, int]) -> dict[str, Any]:
+    """The whole-design estimate (:mod:`hwquant.rtl.network.estimate`) beside the synthesized
+    counts: totals, per-part costs and the relative error of each total."""
+    from hwquant.rtl.network.estimate import estimate_design
+
+    est = estimate_design(record, family).to_dict()
+    errors = {
+        key: round(100 * (est[key] - synthesized[key]) / synthesized[key], 1)
+        if synthesized[key]
+        else None
+        for key in ("luts", "dsps", "brams")
+    }
+    return {
+        "estimate_luts": est["luts"],
+        "estimate_dsps": est["dsps"],
+        "estimate_brams": est["brams"],
+        "estimate_error_pct": errors,
+        "estimate_parts": est["parts"],
+    }
 
 
 def run_design(spec: Spec, images: int) -> dict[str, Any]:
     """Train, build, simulate and implement one design; the benchmark entry."""
-    from hwquant.rtl.implement import implement
+    from hwquant.rtl.implement import get_target, implement
     from hwquant.rtl.network import build_design, simulate_design
 
     entry: dict[str, Any] = {
         "scheme": spec.scheme,
         "device": spec.target,
-        "model": f"small_cnn {spec.dataset} W4A4 ({spec.steps} QAT steps)",
+        "model": f"small_cnn width {spec.width:g} {spec.dataset} W4A4 ({spec.steps} QAT steps)",
         "recipe": spec.recipe,
+        "target_ii": spec.target_ii,
+        "top": spec.top,
+        "git": git_state(REPO_ROOT),  # the generator this entry was built with
     }
     start = time.perf_counter()
     model, codes, accuracy = train_and_lower(spec)
     entry["engine_test_accuracy"] = accuracy
     out = WORK / spec.name
     design = build_design(
-        model, spec.target, out / "design", input_size=int(codes.shape[-1]), overwrite=True
+        model,
+        spec.target,
+        out / "design",
+        input_size=int(codes.shape[-1]),
+        target_ii=spec.target_ii,
+        overwrite=True,
     )
     entry["build_seconds"] = round(time.perf_counter() - start, 1)
     sim_start = time.perf_counter()
@@ -169,11 +221,13 @@ def run_design(spec: Spec, images: int) -> dict[str, Any]:
     rtl = out / "design" / "rtl"
     files = [rtl / f for f in design.record["rtl_files"] if f.endswith(".v")]
     data = [p for p in rtl.iterdir() if not p.name.endswith(".v")]
-    impl = implement(files, design.record["top"], spec.target, out / "impl", data_files=data)
+    top = design.record["tops"][spec.top]
+    impl = implement(files, top, spec.target, out / "impl", data_files=data)
     used = impl.placed or impl.synthesized
     fmax = impl.fmax_mhz
     entry.update(
         fmax_mhz=fmax,
+        critical_path=impl.critical_path,
         images_per_s=fmax * 1e6 / entry["cycles_per_image"] if fmax else None,
         luts=impl.synthesized.luts,
         ffs=impl.synthesized.ffs,
@@ -187,9 +241,39 @@ def run_design(spec: Spec, images: int) -> dict[str, Any]:
         acc_bits={b["name"]: b.get("acc_bits") for b in design.record["blocks"] if "acc_bits" in b},
         folding={b["name"]: [b["pe"], b["simd"]] for b in design.record["blocks"] if "pe" in b},
     )
-    entry.update(_estimate(design, model, spec.target))
+    family = get_target(spec.target).family
+    counts = {k: getattr(impl.synthesized, k) for k in ("luts", "dsps", "brams")}
+    entry.update(_estimate(design.record, family, counts))
+    entry["hw_model_estimate"] = _hw_model(design, model, spec.target)
     entry["flow_seconds"] = round(time.perf_counter() - start, 1)
     return entry
+
+
+def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """The estimate fields of a stored entry, from its model and folding rebuilt (the same
+    generator: the design is rebuilt into ``WORK/name/estimate``, not synthesized)."""
+    from hwquant.hw.folding import Fold
+    from hwquant.rtl.implement import critical_path, get_target
+    from hwquant.rtl.network import build_design
+
+    work = WORK / name
+    folding = {k: Fold(*v) for k, v in entry["folding"].items()}
+    design = build_design(
+        work / "design" / "model.npz",
+        entry["device"],
+        work / "estimate",
+        folding=folding,
+        input_size=int(
+            json.loads((work / "design" / "design.json").read_text())["input"]["shape"][-1]
+        ),
+        overwrite=True,
+    )
+    counts = {k: entry[k] for k in ("luts", "dsps", "brams")}
+    fields = _estimate(design.record, get_target(entry["device"]).family, counts)
+    report = work / "impl" / "report.json"
+    if "critical_path" not in entry and report.is_file():
+        fields["critical_path"] = critical_path(report.read_text())
+    return fields
 
 
 COLUMNS = (
@@ -218,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="design names to run (default: all)")
     parser.add_argument("--images", type=int, default=100, help="test images simulated (100)")
     parser.add_argument("--table", action="store_true", help="print the results as Markdown")
+    parser.add_argument(
+        "--reestimate", action="store_true", help="recompute the stored entries' estimates"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     path = RESULTS_DIR / f"{NAME}.json"
@@ -228,6 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     if path.is_file():
         done = json.loads(path.read_text())["results"].get("designs", {})
     recorder = ResultRecorder(NAME, command_line(), SEED, path=path)
+    if args.reestimate:
+        for name, entry in done.items():
+            if "error" not in entry:
+                entry.update(reestimate(name, entry))
+        recorder.save(json.loads(path.read_text())["config"], {"designs": done})
+        return 0
     config = {"designs": [s.__dict__ for s in DESIGNS], "images": args.images}
     for spec in DESIGNS:
         if args.only and spec.name not in args.only:

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from hwquant.app.hw_cli import read_folding
-from hwquant.core.errors import HwquantError
+from hwquant.core.errors import ConfigError, HwquantError
 from hwquant.rtl.network.simulate import SIMULATORS
 
 
@@ -46,6 +46,13 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="FILE.json",
         help='PE and SIMD per weight layer, {"layer": [pe, simd], ...}; others are chosen',
+    )
+    build.add_argument(
+        "--target-ii",
+        type=int,
+        metavar="CYCLES",
+        help="choose the cheapest folding whose interval is at most CYCLES per image "
+        "(default: the fastest folding that fits the device)",
     )
     build.add_argument("--input-size", type=int, help="input height = width (default: inferred)")
     build.add_argument("--force", action="store_true", help="replace a design already in DIR")
@@ -89,15 +96,16 @@ def _build(args: argparse.Namespace) -> int:
 
     folding = read_folding(args.folding) if args.folding else None
     model = _load(args.model)
-    build = build_table_design if isinstance(model, TableModel) else build_design
-    design = build(
-        model,
-        args.device,
-        args.out,
-        folding=folding,
-        input_size=args.input_size,
-        overwrite=args.force,
-    )
+    options = {"folding": folding, "input_size": args.input_size, "overwrite": args.force}
+    if not isinstance(model, TableModel):
+        design = build_design(model, args.device, args.out, target_ii=args.target_ii, **options)
+    elif args.target_ii is not None:
+        raise ConfigError(
+            "--target-ii: table models have no interval-driven folding yet. Fix: leave it out "
+            "(the folding fills the device) or give the folding with --folding."
+        )
+    else:
+        design = build_table_design(model, args.device, args.out, **options)
     if not args.json:
         print(
             f"design in {args.out}: {len(design.network.blocks)} blocks, predicted latency "

@@ -99,7 +99,7 @@ def test_nonuniform_cnn_exact_with_codebook_lanes(tmp_path):
     folding = {node.name: Fold(1, 1) for node in model.weight_nodes()}  # a quick build
     design = build_design(model, "lfe5u-85f", tmp_path / "d", folding=folding, input_size=8)
     lanes = {lane for b in design.record["blocks"] for lane in b.get("lanes", [])}
-    assert lanes == {"codebook"}  # codebook decode lanes
+    assert "codebook" in lanes  # codebook decode lanes (first and last layers: fixed-point)
     report = simulate_design(design.directory, dataset_codes(model, "digits", IMAGES))
     assert report.exact and report.mismatches == [] and report.cycles_match
     assert report.intervals == [design.ii_cycles] * (IMAGES - 1)

@@ -23,7 +23,8 @@ LUTs when at most :data:`LUTROM_DEPTH` words).
 **Pipeline** (one register per stage, so one stage sets Fmax): pixel address → input RAM read
 and weight ROM read → chunk select → products → ``⌈log2 SIMD⌉`` adder-tree levels → accumulator
 (bias on a fold's first item, wrapping at ``acc_bits``: :class:`hwquant.core.intmath.Accumulator`
-"wrap") → ``acc·M`` → ``clamp((· + 2^(s−1)) >>> s, lo, hi)`` → pixel word assembly and write.
+"wrap") → ``acc·M`` → ``+ 2^(s−1)`` → ``>>> s`` → ``clamp(·, lo, hi)`` → pixel word assembly
+and write.
 ``acc_bits`` is the width the engine's analysis proves (:meth:`WeightNode.worst_case_bits`),
 or the node's own narrower wrapping accumulator.
 """
@@ -31,7 +32,7 @@ or the node's own narrower wrapping accumulator.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -177,6 +178,10 @@ class Activation(Protocol):
         """The Verilog of the stage, advancing ``stages`` by its register stages."""
         ...
 
+    def record(self, lanes: list[tuple[Lane, np.ndarray]], acc_bits: int) -> dict:
+        """What design.json records of the stage (merged into the block's entry)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Requantizer:
@@ -223,15 +228,47 @@ class Requantizer:
                 _case(f"res_nf_{t}", f"shift_{p}", [f"{shift_bits}'d{s}" for s in ss]),
                 f"    reg signed [{wide - 1}:0] half_{p};",
                 _case(f"res_nf_{t}", f"half_{p}", [literal(h, wide) for h in halves]),
-                f"    wire signed [{wide - 1}:0] shifted_{p} = "
-                f"(scaled_{p} + half_{p}) >>> shift_{p};",
+                f"    reg signed [{wide - 1}:0] rounded_{p};",
+                f"    reg [{shift_bits - 1}:0] rshift_{p};",
+                "    always @(posedge clk) begin",
+                f"        rounded_{p} <= scaled_{p} + half_{p};",
+                f"        rshift_{p} <= shift_{p};",
+                "    end",
+            ]
+        lines += stages.advance()
+        for p in range(len(lanes)):
+            lines += [
+                f"    reg signed [{wide - 1}:0] shifted_{p};",
+                f"    always @(posedge clk) shifted_{p} <= rounded_{p} >>> rshift_{p};",
+            ]
+        lines += stages.advance()
+        for p in range(len(lanes)):
+            clamp = clamp_statement(f"code_{p}", f"shifted_{p}", self.lo, self.hi, wide, ob)
+            lines += [
                 f"    reg [{ob - 1}:0] code_{p};",
                 "    always @(posedge clk) begin",
-                "        "
-                + clamp_statement(f"code_{p}", f"shifted_{p}", self.lo, self.hi, wide, ob).rstrip(),
+                "        " + clamp.rstrip(),
                 "    end",
             ]
         return lines
+
+    def record(self, lanes: list[tuple[Lane, np.ndarray]], acc_bits: int) -> dict:
+        """design.json's ``requantizer``: the widths of :meth:`lines` and, over the lanes, the
+        most distinct multipliers and shifts one lane selects among (1: a constant, no
+        multiplexer)."""
+        mult = np.asarray(self.mult, np.int64)
+        shift = np.asarray(self.shift, np.int64)
+        mult_bits = int(mult.max()).bit_length() + 1
+        rows = [[r for r in lane.rows if r >= 0] for lane, _ in lanes]
+        return {
+            "requantizer": {
+                "mult_bits": mult_bits,
+                "wide": acc_bits + mult_bits + 1,
+                "shift_bits": max(2, int(shift.max()).bit_length() + 1),
+                "distinct_mults": max(len({int(mult[r]) for r in rs}) for rs in rows),
+                "distinct_shifts": max(len({int(shift[r]) for r in rs}) for rs in rows),
+            }
+        }
 
 
 @dataclass(frozen=True)
@@ -243,7 +280,7 @@ class ArraySpec:
     item, ``acc_bits``-bit accumulators (``acc_bits_worst_case``: the proven bound, recorded),
     ``weight_bits`` (recorded) and an ``activation`` (None: the last layer outputs its
     accumulators, the logits). ``pad_code`` is the ``x`` operand of a padding position (the
-    code whose product is 0)."""
+    code whose product is 0); ``info`` adds figures to the block's design.json entry."""
 
     name: str
     op: str
@@ -258,6 +295,7 @@ class ArraySpec:
     weight_bits: int
     activation: Activation | None
     pad_code: int = 0
+    info: dict = field(default_factory=dict)
 
 
 def node_spec(node: WeightNode) -> ArraySpec:
@@ -469,9 +507,11 @@ def emit_array(
             "    end",
         ]
     result = [f"res_{p}" for p in range(len(lanes))]
+    stage_info: dict = {"requantizer": None}
     if spec.activation is not None:
         lines += spec.activation.lines(lanes, stages, acc_bits)
         result = [f"code_{p}" for p in range(len(lanes))]
+        stage_info = spec.activation.record(lanes, acc_bits)
     # assembly: lane codes of folds < NF-1 wait in `pix`; the last fold's go straight out
     t = stages.now
     valid, fold = f"res_v_{t}", f"res_nf_{t}"
@@ -515,8 +555,13 @@ def emit_array(
         "acc_bits_worst_case": spec.acc_bits_worst_case,
         "weight_bits": spec.weight_bits,
         "lanes": [lane.product.kind for lane, _ in lanes],
+        "product_bits": [lane.product.bits for lane, _ in lanes],
+        "in_bits": a,
+        "in_channels": c_in,
         "products": len(lanes) * simd,
         "weight_rom": {"words": depth_words, "width": rom_bits, "style": rom_style},
+        **stage_info,
+        **spec.info,
     }
     return Block(
         spec.name,

@@ -90,6 +90,13 @@ class Thresholds:
         """Indices ``0..n−1``, unsigned."""
         return index_bits(self.tau.shape[1] + 1), False
 
+    def record(self, lanes: list[tuple[Lane, np.ndarray]], acc_bits: int) -> dict:
+        """design.json's ``thresholds``: per lane ``count`` compares of ``compare_bits``."""
+        return {
+            "requantizer": None,
+            "thresholds": {"count": int(self.tau.shape[1]), "compare_bits": acc_bits + 1},
+        }
+
     def lines(
         self, lanes: list[tuple[Lane, np.ndarray]], stages: Stages, acc_bits: int
     ) -> list[str]:
@@ -178,6 +185,7 @@ def unit_spec(node: UnitNode, last: bool) -> ArraySpec:
         index_bits(weights),
         activation,
         pad_code=entries,
+        info={"table_entries": (entries + 1) * weights},
     )
 
 
