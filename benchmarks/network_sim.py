@@ -107,7 +107,7 @@ def measure(dataset: str, scheme: str, args: argparse.Namespace) -> dict:
         lowered = time.perf_counter()
         design = build_fn(model, args.device, Path(tmp) / "design", input_size=size)
         built = time.perf_counter()
-        report = simulate_design(design.directory, codes, model=model)
+        report = simulate_design(design.directory, codes, model=model, timeout=args.timeout)
         simulated = time.perf_counter()
     blocks = design.record["blocks"]
     return {
@@ -130,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default="lfe5u-85f")
     parser.add_argument("--datasets", nargs="*", default=["digits"], choices=list(DATASETS))
     parser.add_argument("--schemes", nargs="*", default=list(SCHEMES), choices=SCHEMES)
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per Verilator step")
     parser.add_argument("--rerun", action="store_true", help="replace entries already there")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

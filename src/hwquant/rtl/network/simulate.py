@@ -130,7 +130,8 @@ def _run(command: list[str], cwd: Path, timeout: float) -> str:
         done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise ToolError(
-            f"'{command[0]}' ran past {timeout:.0f} s. Fix: simulate fewer images."
+            f"'{command[0]}' ran past {timeout:.0f} s. Fix: simulate fewer images, or allow "
+            "more time (simulate_design(timeout=...))."
         ) from exc
     if done.returncode != 0:
         raise ToolError(
@@ -247,11 +248,12 @@ def simulate_design(
     codes: torch.Tensor | np.ndarray,
     simulator: str = "auto",
     model: IntModel | CodeModel | None = None,
+    timeout: float = 600.0,
 ) -> SimReport:
     """Simulate the design in ``design_dir`` on input codes ``[N, C, H, W]`` (module
     docstring) against ``model`` (an IntModel, or a TableModel for a table design: anything
     whose ``run`` maps input codes to the logits); it defaults to the design's copy of its
-    IntModel."""
+    IntModel. ``timeout`` bounds the simulator's build and its run, each, in seconds."""
     design_dir = Path(design_dir)
     design = json.loads((design_dir / "design.json").read_text())
     if model is None and design["scheme"] == "tables":
@@ -270,7 +272,7 @@ def simulate_design(
     logits = model.run(x).numpy()
     argmax = torch.argmax(torch.from_numpy(logits), dim=1).numpy()
     words = pixel_words(x.numpy(), design["input"]["bits"], design["input"]["signed"])
-    log, tool = run_testbench(design_dir, words, len(x), simulator)
+    log, tool = run_testbench(design_dir, words, len(x), simulator, timeout)
     mismatches, outputs, latency, intervals = compare(log, logits, argmax)
     return SimReport(
         len(x),
