@@ -12,6 +12,7 @@ design computes, so that ``hwquant sim DIR`` needs nothing else.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,15 +77,36 @@ def build_design(
     if not isinstance(model, IntModel):
         model = load(model)
     dev = get_device(device)
-    out = Path(out_dir)
-    _check_target(out, overwrite)
+    check_target(Path(out_dir), overwrite)
     shape = input_shape(model, input_size)
     if target_ii is None:
         folds = choose_folding(model, shape, dev, folding or {})
     else:
         folds = target_folding(model, shape, dev, folding or {}, target_ii)
     net = network(model, folds, shape)
-    check_memory(net, dev)
+    how = {
+        "given": sorted(folding or {}),
+        "chosen": "target_ii" if target_ii is not None else "fill the device",
+        "target_ii": target_ii,
+    }
+    return write_design(net, dev, out_dir, scheme_of(model), model.save, how)
+
+
+def write_design(
+    net: Network,
+    device: Device,
+    out_dir: str | Path,
+    scheme: str,
+    save_model: Callable[[Path], object],
+    folding: dict,
+) -> Design:
+    """Write the design of ``net`` into ``out_dir`` (module docstring), after checking that
+    its memories fit ``device`` (:func:`~hwquant.rtl.network.folding.check_memory`);
+    ``save_model(path)`` writes the model the design computes to ``path`` (``DIR/model.npz``)
+    and ``folding`` (how the folding was chosen) goes into design.json.
+    The caller has checked ``out_dir`` with :func:`check_target`."""
+    out = Path(out_dir)
+    check_memory(net, device)
     rtl = out / "rtl"
     rtl.mkdir(parents=True, exist_ok=True)
     files = {
@@ -99,18 +121,16 @@ def build_design(
     for block in net.blocks:
         for name, text in block.memories.items():
             write_atomic(rtl / name, text.encode())
-    model.save(out / "model.npz")
-    record = _record(model, dev, net, shape, sorted(files))
-    record["folding"] = {
-        "given": sorted(folding or {}),
-        "chosen": "target_ii" if target_ii is not None else "fill the device",
-        "target_ii": target_ii,
-    }
+    save_model(out / "model.npz")
+    record = _record(scheme, device, net, sorted(files))
+    record["folding"] = folding
     write_atomic(out / DESIGN_FILE, (json.dumps(record, indent=2) + "\n").encode())
     return Design(out, net, record)
 
 
-def _check_target(out: Path, overwrite: bool) -> None:
+def check_target(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that holds files other than a design, or a design unless
+    ``overwrite`` (nothing a user made is overwritten)."""
     if not out.exists() or not any(out.iterdir()):
         return
     if not (out / DESIGN_FILE).is_file():
@@ -125,9 +145,7 @@ def _check_target(out: Path, overwrite: bool) -> None:
         )
 
 
-def _record(
-    model: IntModel, device: Device, net: Network, shape: tuple[int, int, int], files: list[str]
-) -> dict:
+def _record(scheme: str, device: Device, net: Network, files: list[str]) -> dict:
     blocks = []
     for block in net.blocks:
         entry = {
@@ -153,11 +171,11 @@ def _record(
         "top": TOP,
         "tops": TOPS,
         "device": device.name,
-        "scheme": scheme_of(model),
+        "scheme": scheme,
         "input": {
-            "shape": list(shape),
-            "bits": model.input.bits,
-            "signed": model.input.signed,
+            "shape": first.output.shape(),
+            "bits": first.output.bits,
+            "signed": first.output.signed,
             "pixels": first.output.pixels,
             "word_bits": first.output.word_bits,
         },

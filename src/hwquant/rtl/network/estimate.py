@@ -173,6 +173,8 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
         elif kind == "codebook":  # index -> level table, then the multiplier
             cost.luts += simd * table_luts(2**wfield, pbits - a)
             cost.dsps += simd * multipliers(a + 1, pbits - a, family)
+        elif kind == "table":  # a lookup ROM in LUTs, no multiplier
+            cost.luts += simd * table_luts(int(block["table_entries"]), pbits)
         else:
             cost.dsps += simd * multipliers(a + 1, wfield, family)
         cost.luts += _adder_tree(simd, pbits, acc) + acc + table_luts(nf, acc)  # + accumulator
@@ -186,6 +188,11 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
         per_lane += wide + 2 * wide + ob  # rounding adder, two clamp compares, result mux
         cost.luts += pe * per_lane
         cost.dsps += pe * multipliers(acc, int(rq["mult_bits"]), family)
+    th = block.get("thresholds")
+    if th:  # per lane: the fold's thresholds, the compares and their sum
+        count, width = int(th["count"]), int(th["compare_bits"])
+        per_lane = table_luts(nf, count * width + 1) + count * width + count * bits(count + 1)
+        cost.luts += pe * per_lane
     cost.luts += 2 * nf + LUTS_PER_COUNTER_BIT * bits(oh * ow)  # word assembly, write address
     return cost
 

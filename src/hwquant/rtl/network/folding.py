@@ -33,6 +33,8 @@ multipliers than the device has, is refused with the figure that would work.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import Device
 from hwquant.hw.folding import Fold, divisors
@@ -130,29 +132,56 @@ def choose_folding(
             "with more DSPs, or a scheme with shift-add (MSQ) or table layers."
         )
     nodes = {n.name: n for n in model.weight_nodes()}
-    free = [n for n in nodes if n not in given]
-    input_pixels = shape[1] * shape[2]
+
+    def fits(trial: dict[str, Fold]) -> bool:
+        try:
+            d, s = _products(model, trial)
+        except ConfigError:
+            return False
+        return d <= device.dsps and s * LUTS_PER_SHIFT_ADD <= device.luts
+
+    return widen(
+        folds,
+        [n for n in nodes if n not in given],
+        lambda name, fold: _steps(nodes[name], fold, shapes[name]),
+        {n: (nodes[n].weight.shape[0], _word_channels(model, nodes[n], shapes)) for n in nodes},
+        fits,
+        shape[1] * shape[2],
+    )
+
+
+def widen(
+    folds: dict[str, Fold],
+    free: list[str],
+    steps: Callable[[str, Fold], int],
+    sizes: dict[str, tuple[int, int]],
+    fits: Callable[[dict[str, Fold]], bool],
+    floor: int,
+) -> dict[str, Fold]:
+    """The greedy of the module docstring, for any scheme: from ``folds``, widen the layer
+    with the most ``steps(name, fold)`` by the next PE (a divisor of its rows) or SIMD (a
+    divisor of its word's channels; ``sizes[name] = (rows, channels)``), the one with fewer
+    products first, while ``fits(folds)``; only the ``free`` layers change, and it stops when
+    the slowest layer is not free, takes at most ``floor`` steps, or cannot widen."""
+    folds = dict(folds)
     while free:
-        cycles = {n: _steps(nodes[n], folds[n], shapes[n]) for n in nodes}
+        cycles = {n: steps(n, f) for n, f in folds.items()}
         slowest = max(cycles, key=cycles.get)
-        if slowest not in free or cycles[slowest] <= input_pixels:
+        if slowest not in free or cycles[slowest] <= floor:
             break
-        node, fold = nodes[slowest], folds[slowest]
-        channels = _word_channels(model, node, shapes)
-        pes = [p for p in divisors(node.weight.shape[0]) if p > fold.pe]
+        fold, (rows, channels) = folds[slowest], sizes[slowest]
+        pes = [p for p in divisors(rows) if p > fold.pe]
         options = [Fold(pes[0], fold.simd)] if pes else []
         simds = [d for d in divisors(channels) if d > fold.simd]
         options += [Fold(fold.pe, simds[0])] if simds else []
-        best = None
-        for option in sorted(options, key=lambda f: f.pe * f.simd):
-            trial = {**folds, slowest: option}
-            try:
-                d, s = _products(model, trial)
-            except ConfigError:
-                continue
-            if d <= device.dsps and s * LUTS_PER_SHIFT_ADD <= device.luts:
-                best = option
-                break
+        best = next(
+            (
+                o
+                for o in sorted(options, key=lambda f: f.pe * f.simd)
+                if fits({**folds, slowest: o})
+            ),
+            None,
+        )
         if best is None:
             break
         folds[slowest] = best
