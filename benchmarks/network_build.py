@@ -183,8 +183,9 @@ def _estimate(record: dict, family: str, synthesized: dict[str, int]) -> dict[st
     }
 
 
-def run_design(spec: Spec, images: int) -> dict[str, Any]:
-    """Train, build, simulate and implement one design; the benchmark entry."""
+def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
+    """Train, build, simulate and implement one design (without place and route when
+    ``place`` is false: synthesis counts only, no Fmax); the benchmark entry."""
     from hwquant.rtl.implement import get_target, implement
     from hwquant.rtl.network import build_design, simulate_design
 
@@ -228,7 +229,7 @@ def run_design(spec: Spec, images: int) -> dict[str, Any]:
     data = [p for p in rtl.iterdir() if not p.name.endswith(".v")]
     top = design.record["tops"][spec.top]
     with _lock("tools"):
-        impl = implement(files, top, spec.target, out / "impl", data_files=data)
+        impl = implement(files, top, spec.target, out / "impl", data_files=data, place=place)
     used = impl.placed or impl.synthesized
     fmax = impl.fmax_mhz
     entry.update(
@@ -239,7 +240,9 @@ def run_design(spec: Spec, images: int) -> dict[str, Any]:
         ffs=impl.synthesized.ffs,
         dsps=impl.synthesized.dsps,
         brams=impl.synthesized.brams,
-        placed={"luts": used.luts, "ffs": used.ffs, "dsps": used.dsps, "brams": used.brams},
+        placed=None
+        if impl.placed is None
+        else {"luts": used.luts, "ffs": used.ffs, "dsps": used.dsps, "brams": used.brams},
         tool_versions=impl.tool_versions,
         tool_commands=list(impl.commands),
         tool_seconds=impl.seconds,
@@ -316,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reestimate", action="store_true", help="recompute the stored entries' estimates"
     )
+    parser.add_argument(
+        "--no-place",
+        action="store_true",
+        help="synthesis only (entries record placed: null and no Fmax); a later run without "
+        "it replaces them",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     path = RESULTS_DIR / f"{NAME}.json"
@@ -334,12 +343,16 @@ def main(argv: list[str] | None = None) -> int:
     for spec in DESIGNS:
         if args.only and spec.name not in args.only:
             continue
-        if spec.name in done and "error" not in done[spec.name]:
+        if (
+            spec.name in done
+            and "error" not in done[spec.name]
+            and (args.no_place or done[spec.name].get("placed") is not None)
+        ):
             print(f"{spec.name}: kept")
             continue
         print(f"{spec.name}: running", flush=True)
         try:
-            done[spec.name] = run_design(spec, args.images)
+            done[spec.name] = run_design(spec, args.images, place=not args.no_place)
         except Exception as exc:  # one failed design is recorded, the others still run
             done[spec.name] = {
                 "scheme": spec.scheme,
