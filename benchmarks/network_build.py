@@ -39,6 +39,9 @@ from hwquant.core.provenance import git_state
 NAME = "network_build"
 SEED = 0
 WORK = REPO_ROOT / "runs" / "network_build"
+PNR_S = 4 * 3600
+"""Time limit of one synthesis or place and route: an ECP5 P&R of a 6k-LUT design took over
+30 minutes on the shared, loaded 2-core machine."""
 DIGITS_II = 40000
 """The digits designs' throughput target: 40,000 cycles per image (2,500 images/s at 100 MHz),
 which the cheapest folding meets with 32 products in the widest layer (LLSQ: PE 1 x SIMD 32)."""
@@ -107,12 +110,10 @@ def train_and_lower(spec: Spec):
     and test accuracy of the integer engine."""
     import hwquant
     from hwquant.data import load_dataset
-    from hwquant.engine import run
     from hwquant.models import build
 
     data = load_dataset(spec.dataset, progress=False)
     x_train, y_train = _images(data.train, data.mean, data.std), torch.from_numpy(data.train.labels)
-    x_test, y_test = _images(data.test, data.mean, data.std), torch.from_numpy(data.test.labels)
     torch.manual_seed(SEED)
     model = build(
         "small_cnn", in_channels=x_train.shape[1], input_size=x_train.shape[2], width=spec.width
@@ -126,10 +127,18 @@ def train_and_lower(spec: Spec):
         torch.nn.functional.cross_entropy(qat(x_train[idx]), y_train[idx]).backward()
         opt.step()
     qat.eval()
-    int_model = hwquant.lower(qat, x_train[:64])
-    codes = int_model.quantize_input(x_test)
+    return engine_codes(spec, hwquant.lower(qat, x_train[:64]))
+
+
+def engine_codes(spec: Spec, int_model):
+    """The model with its test-image codes and the integer engine's test accuracy."""
+    from hwquant.data import load_dataset
+    from hwquant.engine import run
+
+    data = load_dataset(spec.dataset, progress=False)
+    codes = int_model.quantize_input(_images(data.test, data.mean, data.std))
     logits = run(int_model, codes).output
-    accuracy = float((logits.argmax(1) == y_test).float().mean())
+    accuracy = float((logits.argmax(1) == torch.from_numpy(data.test.labels)).float().mean())
     return int_model, codes, accuracy
 
 
@@ -229,7 +238,9 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
     data = [p for p in rtl.iterdir() if not p.name.endswith(".v")]
     top = design.record["tops"][spec.top]
     with _lock("tools"):
-        impl = implement(files, top, spec.target, out / "impl", data_files=data, place=place)
+        impl = implement(
+            files, top, spec.target, out / "impl", data_files=data, place=place, timeout_s=PNR_S
+        )
     used = impl.placed or impl.synthesized
     fmax = impl.fmax_mhz
     entry.update(
@@ -255,6 +266,70 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
     entry.update(_estimate(design.record, family, counts))
     entry["hw_model_estimate"] = _hw_model(design, model, spec.target)
     entry["flow_seconds"] = round(time.perf_counter() - start, 1)
+    return entry
+
+
+def collect_design(spec: Spec, images: int) -> dict[str, Any]:
+    """The entry of a run whose tools outlived the benchmark (a place and route finished by
+    hand with the command the flow records): the design, its model and the implementation
+    files are read from ``WORK/name``, and the design is simulated again on the test images."""
+    from hwquant.ir.intmodel import load
+    from hwquant.rtl.implement import (
+        NEXTPNR_ECP5,
+        NEXTPNR_ICE40,
+        YOSYS,
+        critical_path,
+        get_target,
+        parse_report,
+        parse_stat,
+        tool_version,
+    )
+    from hwquant.rtl.network import simulate_design
+
+    out = WORK / spec.name
+    target = get_target(spec.target)
+    model, codes, accuracy = engine_codes(spec, load(out / "design" / "model.npz"))
+    record = json.loads((out / "design" / "design.json").read_text())
+    report = simulate_design(out / "design", codes[:images], model=model)
+    synthesized = parse_stat((out / "impl" / "stat.json").read_text(), target.family)
+    text = (out / "impl" / "report.json").read_text()
+    placed = parse_report(text)
+    used = placed.utilisation(target.family, synthesized)
+    fmax = placed.fmax_mhz
+    pnr = NEXTPNR_ECP5 if target.family == "ecp5" else NEXTPNR_ICE40
+    entry: dict[str, Any] = {
+        "scheme": spec.scheme,
+        "device": spec.target,
+        "model": f"small_cnn width {spec.width:g} {spec.dataset} W4A4 ({spec.steps} QAT steps)",
+        "recipe": spec.recipe,
+        "target_ii": spec.target_ii,
+        "top": spec.top,
+        "git": git_state(REPO_ROOT),
+        "collected": "place and route finished outside the benchmark (its time limit); "
+        "entry assembled from WORK/name by collect_design",
+        "engine_test_accuracy": accuracy,
+        "images": report.images,
+        "mismatches": len(report.mismatches),
+        "first_mismatch": str(report.mismatches[0]) if report.mismatches else None,
+        "cycles_per_image": record["ii_cycles"],
+        "latency_cycles": record["latency_cycles"],
+        "measured_latency_cycles": report.latency_cycles,
+        "measured_intervals": sorted(set(report.intervals)),
+        "simulator": report.simulator,
+        "fmax_mhz": fmax,
+        "critical_path": critical_path(text),
+        "images_per_s": fmax * 1e6 / record["ii_cycles"] if fmax else None,
+        "luts": synthesized.luts,
+        "ffs": synthesized.ffs,
+        "dsps": synthesized.dsps,
+        "brams": synthesized.brams,
+        "placed": {"luts": used.luts, "ffs": used.ffs, "dsps": used.dsps, "brams": used.brams},
+        "tool_versions": {"yosys": tool_version(YOSYS), "nextpnr": tool_version(pnr)},
+        "part": target.part,
+        "acc_bits": {b["name"]: b["acc_bits"] for b in record["blocks"] if "acc_bits" in b},
+        "folding": {b["name"]: [b["pe"], b["simd"]] for b in record["blocks"] if "pe" in b},
+    }
+    entry.update(reestimate(spec.name, entry))
     return entry
 
 
@@ -320,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
         "--reestimate", action="store_true", help="recompute the stored entries' estimates"
     )
     parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="assemble the --only entries from their work directories (collect_design)",
+    )
+    parser.add_argument(
         "--no-place",
         action="store_true",
         help="synthesis only (entries record placed: null and no Fmax); a later run without "
@@ -352,7 +432,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"{spec.name}: running", flush=True)
         try:
-            done[spec.name] = run_design(spec, args.images, place=not args.no_place)
+            if args.collect:
+                done[spec.name] = collect_design(spec, args.images)
+            else:
+                done[spec.name] = run_design(spec, args.images, place=not args.no_place)
         except Exception as exc:  # one failed design is recorded, the others still run
             done[spec.name] = {
                 "scheme": spec.scheme,
