@@ -423,7 +423,9 @@ def yosys_script(target: Target, files: Sequence[str], top: str) -> str:
     """The Yosys script of ``target`` for ``files`` with top module ``top``."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
         raise ConfigError(f"top module name {top!r} is not a Verilog identifier. Fix: rename it.")
-    netlist = " -json synth.json" if target.pnr is not None else ""
+    # Yosys >= 0.40 keeps the hierarchy as $scopeinfo cells, which nextpnr-ice40 0.4 cannot
+    # place ("no BELs remaining to implement cell type '$scopeinfo'"): drop them first
+    netlist = "; delete t:$scopeinfo; write_json synth.json" if target.pnr is not None else ""
     return (
         f"read_verilog {' '.join(shlex.quote(f) for f in files)}; "
         f"{target.synth} -top {top}{netlist}; tee -q -o stat.json stat -json"
