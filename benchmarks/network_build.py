@@ -271,8 +271,9 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
 
 def collect_design(spec: Spec, images: int) -> dict[str, Any]:
     """The entry of a run whose tools outlived the benchmark (a place and route finished by
-    hand with the command the flow records): the design, its model and the implementation
-    files are read from ``WORK/name``, and the design is simulated again on the test images."""
+    hand with the command the flow records, or not finished: then ``placed`` and the Fmax are
+    None): the design, its model and the implementation files are read from ``WORK/name``,
+    and the design is simulated again on the test images."""
     from hwquant.ir.intmodel import load
     from hwquant.rtl.implement import (
         NEXTPNR_ECP5,
@@ -292,10 +293,10 @@ def collect_design(spec: Spec, images: int) -> dict[str, Any]:
     record = json.loads((out / "design" / "design.json").read_text())
     report = simulate_design(out / "design", codes[:images], model=model)
     synthesized = parse_stat((out / "impl" / "stat.json").read_text(), target.family)
-    text = (out / "impl" / "report.json").read_text()
-    placed = parse_report(text)
-    used = placed.utilisation(target.family, synthesized)
-    fmax = placed.fmax_mhz
+    report_file = out / "impl" / "report.json"
+    text = report_file.read_text() if report_file.is_file() else None  # None: P&R unfinished
+    used = parse_report(text).utilisation(target.family, synthesized) if text else None
+    fmax = parse_report(text).fmax_mhz if text else None
     pnr = NEXTPNR_ECP5 if target.family == "ecp5" else NEXTPNR_ICE40
     entry: dict[str, Any] = {
         "scheme": spec.scheme,
@@ -305,8 +306,9 @@ def collect_design(spec: Spec, images: int) -> dict[str, Any]:
         "target_ii": spec.target_ii,
         "top": spec.top,
         "git": git_state(REPO_ROOT),
-        "collected": "place and route finished outside the benchmark (its time limit); "
-        "entry assembled from WORK/name by collect_design",
+        "collected": "entry assembled from WORK/name by collect_design after the benchmark's "
+        "own run stopped (tool time limit); "
+        + ("place and route finished by hand" if text else "place and route not finished"),
         "engine_test_accuracy": accuracy,
         "images": report.images,
         "mismatches": len(report.mismatches),
@@ -317,13 +319,15 @@ def collect_design(spec: Spec, images: int) -> dict[str, Any]:
         "measured_intervals": sorted(set(report.intervals)),
         "simulator": report.simulator,
         "fmax_mhz": fmax,
-        "critical_path": critical_path(text),
+        "critical_path": critical_path(text) if text else None,
         "images_per_s": fmax * 1e6 / record["ii_cycles"] if fmax else None,
         "luts": synthesized.luts,
         "ffs": synthesized.ffs,
         "dsps": synthesized.dsps,
         "brams": synthesized.brams,
-        "placed": {"luts": used.luts, "ffs": used.ffs, "dsps": used.dsps, "brams": used.brams},
+        "placed": None
+        if used is None
+        else {"luts": used.luts, "ffs": used.ffs, "dsps": used.dsps, "brams": used.brams},
         "tool_versions": {"yosys": tool_version(YOSYS), "nextpnr": tool_version(pnr)},
         "part": target.part,
         "acc_bits": {b["name"]: b["acc_bits"] for b in record["blocks"] if "acc_bits" in b},
