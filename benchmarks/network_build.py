@@ -40,8 +40,9 @@ NAME = "network_build"
 SEED = 0
 WORK = REPO_ROOT / "runs" / "network_build"
 PNR_S = 4 * 3600
-"""Time limit of one synthesis or place and route: an ECP5 P&R of a 6k-LUT design took over
-30 minutes on the shared, loaded 2-core machine."""
+"""Time limit of one simulation build, synthesis or place and route: on the shared, loaded
+2-core machine an ECP5 P&R of a 6k-LUT design took over 30 minutes and a Verilator build of
+the MSQ design over 10."""
 DIGITS_II = 40000
 """The digits designs' throughput target: 40,000 cycles per image (2,500 images/s at 100 MHz),
 which the cheapest folding meets with 32 products in the widest layer (LLSQ: PE 1 x SIMD 32)."""
@@ -221,7 +222,7 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
     )
     entry["build_seconds"] = round(time.perf_counter() - start, 1)
     sim_start = time.perf_counter()
-    report = simulate_design(out / "design", codes[:images], model=model)
+    report = simulate_design(out / "design", codes[:images], model=model, timeout=PNR_S)
     entry.update(
         images=report.images,
         mismatches=len(report.mismatches),
@@ -291,7 +292,7 @@ def collect_design(spec: Spec, images: int) -> dict[str, Any]:
     target = get_target(spec.target)
     model, codes, accuracy = engine_codes(spec, load(out / "design" / "model.npz"))
     record = json.loads((out / "design" / "design.json").read_text())
-    report = simulate_design(out / "design", codes[:images], model=model)
+    report = simulate_design(out / "design", codes[:images], model=model, timeout=PNR_S)
     synthesized = parse_stat((out / "impl" / "stat.json").read_text(), target.family)
     report_file = out / "impl" / "report.json"
     text = report_file.read_text() if report_file.is_file() else None  # None: P&R unfinished
