@@ -5,8 +5,13 @@ design's scheme), lower it, build the streaming accelerator (``hwquant.rtl.netwo
 it on the first ``--images`` test images and count the outputs that differ from the integer
 engine, then synthesize and place and route it (:func:`hwquant.rtl.implement.implement`).
 Throughput is ``Fmax / II`` (images per second at the achieved clock, one image every II
-cycles). The estimate columns are the folded cost model (:mod:`hwquant.hw.folding`) at the
-design's own folding, for comparison with the synthesized counts.
+cycles). The estimate columns are the whole-design estimate
+(:mod:`hwquant.rtl.network.estimate`: every block and edge costed by its structure) beside the
+synthesized counts, with the error of each; ``hw_model_estimate`` is ``hwquant hw``'s folded
+model (:mod:`hwquant.hw.folding`: MAC arrays and weight memories only) at the same folding.
+``--reestimate`` recomputes the estimates of the stored entries from their models and foldings
+(no synthesis), after a change to the estimate, and adds the critical path of an entry's
+stored nextpnr report where the entry has none.
 
 Place and route is slow, so the benchmark resumes: an entry already in
 ``benchmarks/results/network_build.json`` is kept, and the file is rewritten atomically after
@@ -16,6 +21,8 @@ every entry. ``python -m benchmarks.network_build [--only NAME ...] [--images N]
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import time
 import traceback
@@ -26,15 +33,27 @@ import numpy as np
 import torch
 
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, ResultRecorder, command_line
+from hwquant.core.errors import HwquantError
+from hwquant.core.provenance import git_state
 
 NAME = "network_build"
 SEED = 0
 WORK = REPO_ROOT / "runs" / "network_build"
+PNR_S = 4 * 3600
+"""Time limit of one simulation build, synthesis or place and route: on the shared, loaded
+2-core machine an ECP5 P&R of a 6k-LUT design took over 30 minutes and a Verilator build of
+the MSQ design over 10."""
+DIGITS_II = 40000
+"""The digits designs' throughput target: 40,000 cycles per image (2,500 images/s at 100 MHz),
+which the cheapest folding meets with 32 products in the widest layer (LLSQ: PE 1 x SIMD 32)."""
 
 
 @dataclass(frozen=True)
 class Spec:
-    """One design: a name, data set, QAT scheme (and options), implementation target."""
+    """One design: a name, data set, QAT scheme (and options), implementation target, the
+    folding's throughput target (``target_ii`` cycles per image; None: the fastest folding that
+    fits the device), the model's width multiplier and the top module implemented (``logits``
+    or ``argmax``: :data:`hwquant.rtl.network.top.TOPS`)."""
 
     name: str
     dataset: str
@@ -42,19 +61,33 @@ class Spec:
     target: str
     recipe: dict[str, Any] = field(default_factory=dict)
     steps: int = 300
+    target_ii: int | None = DIGITS_II
+    width: float = 1.0
+    top: str = "logits"
 
 
 DESIGNS: tuple[Spec, ...] = (
     Spec("digits-llsq-ecp5", "digits", "llsq", "lfe5u-85f"),
     Spec("digits-msq-ecp5", "digits", "msq", "lfe5u-85f"),
     Spec("digits-nonuniform-ecp5", "digits", "nonuniform", "lfe5u-85f"),
-    Spec("digits-tables-ecp5", "digits", "tables", "lfe5u-85f"),
-    Spec("digits-llsq-ice40", "digits", "llsq", "ice40up5k"),
+    Spec(
+        "digits-llsq-ice40",
+        "digits",
+        "llsq",
+        "ice40up5k",
+        width=0.25,
+        target_ii=DIGITS_II,
+        top="argmax",
+    ),
     Spec("digits-sp2only-ecp5", "digits", "msq", "lfe5u-85f", {"msq": {"sp2_share": 1.0}}),
-    Spec("mnist5k-llsq-ecp5", "mnist5k", "llsq", "lfe5u-85f", steps=200),
+    Spec("digits-tables-ecp5", "digits", "tables", "lfe5u-85f"),
+    Spec("mnist5k-llsq-ecp5", "mnist5k", "llsq", "lfe5u-85f", steps=200, target_ii=None),
 )
-"""The designs: the digits model through all four schemes on ECP5-85F, one on iCE40 UP5K,
-MSQ beside fixed-only (llsq) and SP2-only (msq with every inner row SP2), and MNIST-5k W4A4."""
+"""The designs: the digits model through the schemes on ECP5-85F (tables: no block yet on
+this branch, the entry records the refusal), one on iCE40 UP5K (the small CNN at a quarter
+width, whose weights and feature maps fit the UP5K's 120 Kbit of EBR; the argmax-only top,
+whose ports fit the SG48 package), MSQ beside fixed-only (llsq) and SP2-only (msq with every
+inner row SP2), and MNIST-5k W4A4."""
 
 
 def _recipe(spec: Spec):
@@ -78,14 +111,14 @@ def train_and_lower(spec: Spec):
     and test accuracy of the integer engine."""
     import hwquant
     from hwquant.data import load_dataset
-    from hwquant.engine import run
     from hwquant.models import build
 
     data = load_dataset(spec.dataset, progress=False)
     x_train, y_train = _images(data.train, data.mean, data.std), torch.from_numpy(data.train.labels)
-    x_test, y_test = _images(data.test, data.mean, data.std), torch.from_numpy(data.test.labels)
     torch.manual_seed(SEED)
-    model = build("small_cnn", in_channels=x_train.shape[1], input_size=x_train.shape[2])
+    model = build(
+        "small_cnn", in_channels=x_train.shape[1], input_size=x_train.shape[2], width=spec.width
+    )
     qat = hwquant.prepare(model, _recipe(spec)).train()
     opt = torch.optim.Adam(qat.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(SEED)
@@ -95,23 +128,31 @@ def train_and_lower(spec: Spec):
         torch.nn.functional.cross_entropy(qat(x_train[idx]), y_train[idx]).backward()
         opt.step()
     qat.eval()
-    int_model = hwquant.lower(qat, x_train[:64])
-    codes = int_model.quantize_input(x_test)
+    return engine_codes(spec, hwquant.lower(qat, x_train[:64]))
+
+
+def engine_codes(spec: Spec, int_model):
+    """The model with its test-image codes and the integer engine's test accuracy."""
+    from hwquant.data import load_dataset
+    from hwquant.engine import run
+
+    data = load_dataset(spec.dataset, progress=False)
+    codes = int_model.quantize_input(_images(data.test, data.mean, data.std))
     logits = run(int_model, codes).output
-    accuracy = float((logits.argmax(1) == y_test).float().mean())
+    accuracy = float((logits.argmax(1) == torch.from_numpy(data.test.labels)).float().mean())
     return int_model, codes, accuracy
 
 
-def _estimate(design, model, device: str) -> dict[str, Any]:
-    """The folded cost model at the design's folding (None fields where it cannot cost it)."""
+def _hw_model(design, model, device: str) -> dict[str, Any]:
+    """``hwquant hw``'s folded cost model (:mod:`hwquant.hw.folding`: MAC arrays and weight
+    memories only, 7-series unit costs) at the design's folding; the error where it cannot
+    cost the model."""
     from hwquant.hw.folding import Fold, fold_network
     from hwquant.hw.network import layer_work
 
+    record = design.record
+    folding = {b["name"]: Fold(int(b["pe"]), int(b["simd"])) for b in record["blocks"] if "pe" in b}
     try:
-        record = design.record
-        folding = {
-            b["name"]: Fold(int(b["pe"]), int(b["simd"])) for b in record["blocks"] if "pe" in b
-        }
         works = layer_work(model, tuple(record["input"]["shape"]))
         fd = fold_network(
             works,
@@ -119,42 +160,69 @@ def _estimate(design, model, device: str) -> dict[str, Any]:
             "msq" if record["scheme"] == "msq" else "fixed",
             folding={k: v for k, v in folding.items() if k in {w.name for w in works}},
         )
-        return {
-            "estimate_luts": fd.usage["luts"][0],
-            "estimate_dsps": fd.usage["dsps"][0],
-            "estimate_brams": fd.usage["bram18"][0],
-            "estimate_model": f"hwquant.hw.folding ({device} unit costs, weights only)",
-        }
-    except Exception as exc:  # the model may not cost every op; say so in the entry
-        return {
-            "estimate_luts": None,
-            "estimate_dsps": None,
-            "estimate_brams": None,
-            "estimate_error": f"{type(exc).__name__}: {exc}",
-        }
+    except HwquantError as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "luts": fd.usage["luts"][0],
+        "dsps": fd.usage["dsps"][0],
+        "brams": fd.usage["bram18"][0],
+        "ii_cycles": fd.ii_cycles,
+        "images_per_s": fd.images_per_s,
+        "clock_mhz": fd.clock_mhz,
+    }
 
 
-def run_design(spec: Spec, images: int) -> dict[str, Any]:
-    """Train, build, simulate and implement one design; the benchmark entry."""
-    from hwquant.rtl.implement import implement
+def _estimate(record: dict, family: str, synthesized: dict[str, int]) -> dict[str, Any]:
+    """The whole-design estimate (:mod:`hwquant.rtl.network.estimate`) beside the synthesized
+    counts: totals, per-part costs and the relative error of each total."""
+    from hwquant.rtl.network.estimate import estimate_design
+
+    est = estimate_design(record, family).to_dict()
+    errors = {
+        key: round(100 * (est[key] - synthesized[key]) / synthesized[key], 1)
+        if synthesized[key]
+        else None
+        for key in ("luts", "dsps", "brams")
+    }
+    return {
+        "estimate_luts": est["luts"],
+        "estimate_dsps": est["dsps"],
+        "estimate_brams": est["brams"],
+        "estimate_error_pct": errors,
+        "estimate_parts": est["parts"],
+    }
+
+
+def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
+    """Train, build, simulate and implement one design (without place and route when
+    ``place`` is false: synthesis counts only, no Fmax); the benchmark entry."""
+    from hwquant.rtl.implement import get_target, implement
     from hwquant.rtl.network import build_design, simulate_design
 
     entry: dict[str, Any] = {
         "scheme": spec.scheme,
         "device": spec.target,
-        "model": f"small_cnn {spec.dataset} W4A4 ({spec.steps} QAT steps)",
+        "model": f"small_cnn width {spec.width:g} {spec.dataset} W4A4 ({spec.steps} QAT steps)",
         "recipe": spec.recipe,
+        "target_ii": spec.target_ii,
+        "top": spec.top,
+        "git": git_state(REPO_ROOT),  # the generator this entry was built with
     }
     start = time.perf_counter()
     model, codes, accuracy = train_and_lower(spec)
     entry["engine_test_accuracy"] = accuracy
     out = WORK / spec.name
     design = build_design(
-        model, spec.target, out / "design", input_size=int(codes.shape[-1]), overwrite=True
+        model,
+        spec.target,
+        out / "design",
+        input_size=int(codes.shape[-1]),
+        target_ii=spec.target_ii,
+        overwrite=True,
     )
     entry["build_seconds"] = round(time.perf_counter() - start, 1)
     sim_start = time.perf_counter()
-    report = simulate_design(out / "design", codes[:images], model=model)
+    report = simulate_design(out / "design", codes[:images], model=model, timeout=PNR_S)
     entry.update(
         images=report.images,
         mismatches=len(report.mismatches),
@@ -169,17 +237,24 @@ def run_design(spec: Spec, images: int) -> dict[str, Any]:
     rtl = out / "design" / "rtl"
     files = [rtl / f for f in design.record["rtl_files"] if f.endswith(".v")]
     data = [p for p in rtl.iterdir() if not p.name.endswith(".v")]
-    impl = implement(files, design.record["top"], spec.target, out / "impl", data_files=data)
+    top = design.record["tops"][spec.top]
+    with _lock("tools"):
+        impl = implement(
+            files, top, spec.target, out / "impl", data_files=data, place=place, timeout_s=PNR_S
+        )
     used = impl.placed or impl.synthesized
     fmax = impl.fmax_mhz
     entry.update(
         fmax_mhz=fmax,
+        critical_path=impl.critical_path,
         images_per_s=fmax * 1e6 / entry["cycles_per_image"] if fmax else None,
         luts=impl.synthesized.luts,
         ffs=impl.synthesized.ffs,
         dsps=impl.synthesized.dsps,
         brams=impl.synthesized.brams,
-        placed={"luts": used.luts, "ffs": used.ffs, "dsps": used.dsps, "brams": used.brams},
+        placed=None
+        if impl.placed is None
+        else {"luts": used.luts, "ffs": used.ffs, "dsps": used.dsps, "brams": used.brams},
         tool_versions=impl.tool_versions,
         tool_commands=list(impl.commands),
         tool_seconds=impl.seconds,
@@ -187,14 +262,117 @@ def run_design(spec: Spec, images: int) -> dict[str, Any]:
         acc_bits={b["name"]: b.get("acc_bits") for b in design.record["blocks"] if "acc_bits" in b},
         folding={b["name"]: [b["pe"], b["simd"]] for b in design.record["blocks"] if "pe" in b},
     )
-    entry.update(_estimate(design, model, spec.target))
+    family = get_target(spec.target).family
+    counts = {k: getattr(impl.synthesized, k) for k in ("luts", "dsps", "brams")}
+    entry.update(_estimate(design.record, family, counts))
+    entry["hw_model_estimate"] = _hw_model(design, model, spec.target)
     entry["flow_seconds"] = round(time.perf_counter() - start, 1)
     return entry
 
 
+def collect_design(spec: Spec, images: int) -> dict[str, Any]:
+    """The entry of a run whose tools outlived the benchmark (a place and route finished by
+    hand with the command the flow records, or not finished: then ``placed`` and the Fmax are
+    None): the design, its model and the implementation files are read from ``WORK/name``,
+    and the design is simulated again on the test images."""
+    from hwquant.ir.intmodel import load
+    from hwquant.rtl.implement import (
+        NEXTPNR_ECP5,
+        NEXTPNR_ICE40,
+        YOSYS,
+        critical_path,
+        get_target,
+        parse_report,
+        parse_stat,
+        tool_version,
+    )
+    from hwquant.rtl.network import simulate_design
+
+    out = WORK / spec.name
+    target = get_target(spec.target)
+    model, codes, accuracy = engine_codes(spec, load(out / "design" / "model.npz"))
+    record = json.loads((out / "design" / "design.json").read_text())
+    report = simulate_design(out / "design", codes[:images], model=model, timeout=PNR_S)
+    synthesized = parse_stat((out / "impl" / "stat.json").read_text(), target.family)
+    report_file = out / "impl" / "report.json"
+    text = report_file.read_text() if report_file.is_file() else None  # None: P&R unfinished
+    used = parse_report(text).utilisation(target.family, synthesized) if text else None
+    fmax = parse_report(text).fmax_mhz if text else None
+    pnr = NEXTPNR_ECP5 if target.family == "ecp5" else NEXTPNR_ICE40
+    entry: dict[str, Any] = {
+        "scheme": spec.scheme,
+        "device": spec.target,
+        "model": f"small_cnn width {spec.width:g} {spec.dataset} W4A4 ({spec.steps} QAT steps)",
+        "recipe": spec.recipe,
+        "target_ii": spec.target_ii,
+        "top": spec.top,
+        "git": git_state(REPO_ROOT),
+        "collected": "entry assembled from WORK/name by collect_design after the benchmark's "
+        "own run stopped (tool time limit); "
+        + ("place and route finished by hand" if text else "place and route not finished"),
+        "engine_test_accuracy": accuracy,
+        "images": report.images,
+        "mismatches": len(report.mismatches),
+        "first_mismatch": str(report.mismatches[0]) if report.mismatches else None,
+        "cycles_per_image": record["ii_cycles"],
+        "latency_cycles": record["latency_cycles"],
+        "measured_latency_cycles": report.latency_cycles,
+        "measured_intervals": sorted(set(report.intervals)),
+        "simulator": report.simulator,
+        "fmax_mhz": fmax,
+        "critical_path": critical_path(text) if text else None,
+        "images_per_s": fmax * 1e6 / record["ii_cycles"] if fmax else None,
+        "luts": synthesized.luts,
+        "ffs": synthesized.ffs,
+        "dsps": synthesized.dsps,
+        "brams": synthesized.brams,
+        "placed": None
+        if used is None
+        else {"luts": used.luts, "ffs": used.ffs, "dsps": used.dsps, "brams": used.brams},
+        "tool_versions": {"yosys": tool_version(YOSYS), "nextpnr": tool_version(pnr)},
+        "part": target.part,
+        "acc_bits": {b["name"]: b["acc_bits"] for b in record["blocks"] if "acc_bits" in b},
+        "folding": {b["name"]: [b["pe"], b["simd"]] for b in record["blocks"] if "pe" in b},
+    }
+    entry.update(reestimate(spec.name, entry))
+    return entry
+
+
+def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """The estimate fields of a stored entry, from its model and folding rebuilt (the same
+    generator: the design is rebuilt into ``WORK/name/estimate``, not synthesized)."""
+    from hwquant.hw.folding import Fold
+    from hwquant.ir.intmodel import load
+    from hwquant.rtl.implement import critical_path, get_target
+    from hwquant.rtl.network import build_design
+
+    work = WORK / name
+    folding = {k: Fold(*v) for k, v in entry["folding"].items()}
+    design = build_design(
+        work / "design" / "model.npz",
+        entry["device"],
+        work / "estimate",
+        folding=folding,
+        input_size=int(
+            json.loads((work / "design" / "design.json").read_text())["input"]["shape"][-1]
+        ),
+        overwrite=True,
+    )
+    counts = {k: entry[k] for k in ("luts", "dsps", "brams")}
+    fields = _estimate(design.record, get_target(entry["device"]).family, counts)
+    fields["hw_model_estimate"] = _hw_model(
+        design, load(work / "design" / "model.npz"), entry["device"]
+    )
+    report = work / "impl" / "report.json"
+    if "critical_path" not in entry and report.is_file():
+        fields["critical_path"] = critical_path(report.read_text())
+    return fields
+
+
 COLUMNS = (
-    "scheme", "device", "images", "mismatches", "cycles_per_image", "fmax_mhz", "images_per_s",
-    "luts", "ffs", "dsps", "brams", "estimate_luts", "estimate_dsps", "estimate_brams",
+    "scheme", "device", "target_ii", "images", "mismatches", "cycles_per_image", "fmax_mhz",
+    "images_per_s", "luts", "ffs", "dsps", "brams", "estimate_luts", "estimate_dsps",
+    "estimate_brams", "flow_seconds",
 )  # fmt: skip
 
 
@@ -218,26 +396,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="design names to run (default: all)")
     parser.add_argument("--images", type=int, default=100, help="test images simulated (100)")
     parser.add_argument("--table", action="store_true", help="print the results as Markdown")
+    parser.add_argument(
+        "--reestimate", action="store_true", help="recompute the stored entries' estimates"
+    )
+    parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="assemble the --only entries from their work directories (collect_design)",
+    )
+    parser.add_argument(
+        "--no-place",
+        action="store_true",
+        help="synthesis only (entries record placed: null and no Fmax); a later run without "
+        "it replaces them",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     path = RESULTS_DIR / f"{NAME}.json"
     if args.table:
         print(markdown_table(json.loads(path.read_text())["results"]["designs"]))
         return 0
-    done: dict[str, Any] = {}
-    if path.is_file():
-        done = json.loads(path.read_text())["results"].get("designs", {})
+    done = _stored(path)
     recorder = ResultRecorder(NAME, command_line(), SEED, path=path)
+    if args.reestimate:
+        for name, entry in done.items():
+            if "error" not in entry:
+                entry.update(reestimate(name, entry))
+        recorder.save(json.loads(path.read_text())["config"], {"designs": done})
+        return 0
     config = {"designs": [s.__dict__ for s in DESIGNS], "images": args.images}
     for spec in DESIGNS:
         if args.only and spec.name not in args.only:
             continue
-        if spec.name in done and "error" not in done[spec.name]:
+        if (
+            spec.name in done
+            and "error" not in done[spec.name]
+            and (args.no_place or done[spec.name].get("placed") is not None)
+        ):
             print(f"{spec.name}: kept")
             continue
         print(f"{spec.name}: running", flush=True)
         try:
-            done[spec.name] = run_design(spec, args.images)
+            if args.collect:
+                done[spec.name] = collect_design(spec, args.images)
+            else:
+                done[spec.name] = run_design(spec, args.images, place=not args.no_place)
         except Exception as exc:  # one failed design is recorded, the others still run
             done[spec.name] = {
                 "scheme": spec.scheme,
@@ -246,8 +449,31 @@ def main(argv: list[str] | None = None) -> int:
                 "traceback": traceback.format_exc()[-2000:],
             }
         print(json.dumps({k: v for k, v in done[spec.name].items() if k != "traceback"})[:600])
-        recorder.save(config, {"designs": done})
+        with _lock("results"):  # other runs may have saved entries meanwhile: keep them
+            done = {**_stored(path), spec.name: done[spec.name]}
+            recorder.save(config, {"designs": done})
     return 0
+
+
+def _stored(path) -> dict[str, Any]:
+    """The entries stored in the result file (none when it does not exist)."""
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())["results"].get("designs", {})
+
+
+@contextlib.contextmanager
+def _lock(name: str):
+    """An exclusive lock shared by every run of this benchmark on the machine: ``tools`` lets
+    one synthesis / place and route run at a time (the slow, memory-hungry steps), while other
+    runs train and simulate; ``results`` serialises the updates of the result file."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    with open(WORK / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 if __name__ == "__main__":

@@ -115,3 +115,16 @@ def test_failed_tool_run_carries_its_error(tmp_path: Path) -> None:
     bad.write_text("module mac4(input wire a); assign b = ; endmodule\n")
     with pytest.raises(ToolError, match=r"yosys failed .*ERROR"):
         impl.implement([bad], "mac4", "xc7", tmp_path / "run")
+
+
+def test_critical_path_of_real_place_and_route() -> None:
+    path = impl.critical_path((DATA / "ecp5.report.json").read_text())
+    assert path is not None
+    assert (path["from"], path["to"]) == ("ram.0.0", "p_TRELLIS_FF_Q_9")  # ROM -> MULT18 -> FF
+    assert path["delay_ns"] == pytest.approx(path["logic_ns"] + path["routing_ns"], abs=2e-3)
+    assert any("MULT18X18D" in cell for cell in path["cells"])
+    doc = json.loads((DATA / "ecp5.report.json").read_text())
+    doc["critical_paths"] = []
+    assert impl.critical_path(json.dumps(doc)) is None
+    with pytest.raises(FileFormatError, match="critical paths"):
+        impl.critical_path("[]")

@@ -1,8 +1,9 @@
 """``hwquant build`` and ``hwquant sim``: a whole-network accelerator, and its check on images.
 
 * ``hwquant build MODEL.npz --device DEV -o DIR [--folding F.json] [--simulate N]``: write the
-  design (:func:`hwquant.rtl.network.build_design`); with ``--simulate N`` also run it on the
-  first ``N`` test images of ``--dataset`` as ``hwquant sim`` does;
+  design of an IntModel (:func:`hwquant.rtl.network.build_design`) or a TableModel
+  (:func:`hwquant.schemes.tables.network.build_table_design`); with ``--simulate N`` also run
+  it on the first ``N`` test images of ``--dataset`` as ``hwquant sim`` does;
 * ``hwquant sim DIR --images N --dataset NAME``: simulate a built design; exit 1 with the first
   differing output when any output differs from the integer engine, or when a measured cycle
   count differs from design.json's prediction.
@@ -20,7 +21,7 @@ from hwquant.app.command import parser_with_examples
 from hwquant.app.hw_cli import read_folding
 from hwquant.core.errors import ConfigError, HwquantError
 from hwquant.ir.intmodel import IntModel
-from hwquant.rtl.network.simulate import SIMULATORS
+from hwquant.rtl.network.simulate import SIMULATORS, CodeModel
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
@@ -37,7 +38,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
             "hwquant build model.npz --device lfe5u-85f -o build/x --simulate 100 --dataset digits",
         ],
     )
-    build.add_argument("model", type=Path, metavar="MODEL.npz", help="a lowered IntModel")
+    build.add_argument(
+        "model", type=Path, metavar="MODEL.npz", help="a lowered IntModel or TableModel"
+    )
     build.add_argument("--device", required=True, help="FPGA part (hwquant.hw.devices)")
     build.add_argument("-o", "--out", required=True, type=Path, metavar="DIR")
     build.add_argument(
@@ -45,6 +48,13 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="FILE.json",
         help='PE and SIMD per weight layer, {"layer": [pe, simd], ...}; others are chosen',
+    )
+    build.add_argument(
+        "--target-ii",
+        type=int,
+        metavar="CYCLES",
+        help="choose the cheapest folding whose interval is at most CYCLES per image "
+        "(default: the fastest folding that fits the device)",
     )
     build.add_argument("--input-size", type=int, help="input height = width (default: inferred)")
     build.add_argument("--force", action="store_true", help="replace a design already in DIR")
@@ -72,18 +82,32 @@ def _sim_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def _load(path: Path):
+    """The IntModel or, for a file in the TableModel format, the TableModel in ``path``."""
+    from hwquant.core.npzfile import file_format
+    from hwquant.ir.intmodel import load
+    from hwquant.schemes.tables.model import FORMAT_NAME, load_tables
+
+    return load_tables(path) if file_format(path) == FORMAT_NAME else load(path)
+
+
 def _build(args: argparse.Namespace) -> int:
     from hwquant.rtl.network.design import build_design
+    from hwquant.schemes.tables.model import TableModel
+    from hwquant.schemes.tables.network import build_table_design
 
     folding = read_folding(args.folding) if args.folding else None
-    design = build_design(
-        args.model,
-        args.device,
-        args.out,
-        folding=folding,
-        input_size=args.input_size,
-        overwrite=args.force,
-    )
+    model = _load(args.model)
+    options = {"folding": folding, "input_size": args.input_size, "overwrite": args.force}
+    if not isinstance(model, TableModel):
+        design = build_design(model, args.device, args.out, target_ii=args.target_ii, **options)
+    elif args.target_ii is not None:
+        raise ConfigError(
+            "--target-ii: table models have no interval-driven folding yet. Fix: leave it out "
+            "(the folding fills the device) or give the folding with --folding."
+        )
+    else:
+        design = build_table_design(model, args.device, args.out, **options)
     if not args.json:
         print(
             f"design in {args.out}: {len(design.network.blocks)} blocks, predicted latency "
@@ -98,14 +122,17 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _sim(args: argparse.Namespace) -> int:
-    from hwquant.ir.intmodel import load
     from hwquant.rtl.network.simulate import simulate_design
+    from hwquant.schemes.tables.model import TableModel
+    from hwquant.schemes.tables.network import TableCodeModel
 
     if not (args.design / "design.json").is_file():
         raise HwquantError(
             f"'{args.design}' holds no design.json. Fix: build one with hwquant build -o DIR."
         )
-    model = load(args.design / "model.npz")
+    model = _load(args.design / "model.npz")
+    if isinstance(model, TableModel):
+        model = TableCodeModel(model)
     codes = dataset_codes(model, args.dataset, args.images)
     report = simulate_design(args.design, codes, args.simulator, model)
     summary = report.summary()
@@ -132,7 +159,7 @@ def _sim(args: argparse.Namespace) -> int:
     return 0
 
 
-def dataset_codes(model: IntModel, dataset: str, images: int) -> torch.Tensor:
+def dataset_codes(model: IntModel | CodeModel, dataset: str, images: int) -> torch.Tensor:
     """Input codes ``[images, C, H, W]`` of the first ``images`` test images of ``dataset``
     (a :func:`hwquant.data.load_dataset` name), normalised with the training split's mean and
     standard deviation as training does, then quantized by the model's input quantizer."""

@@ -52,6 +52,17 @@ def write_npz_with_header(
     return write_atomic(path, buffer.getvalue())
 
 
+def file_format(path: str | Path) -> str | None:
+    """The format name in the header of a file written by :func:`write_npz_with_header`, or
+    None when ``path`` is not such a readable file (the readers then say why)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(bytes(data[HEADER_KEY]).decode())
+    except Exception:  # any unreadable file: the format readers report it
+        return None
+    return header.get("format") if isinstance(header, dict) else None
+
+
 def read_npz_with_header(
     path: str | Path, format_name: str, readable_versions: Collection[int], fix: str
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

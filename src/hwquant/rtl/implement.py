@@ -304,6 +304,41 @@ def parse_report(text: str) -> PlacedReport:
         ) from exc
 
 
+def critical_path(text: str) -> dict[str, Any] | None:
+    """The longest of the critical paths in nextpnr's ``--report`` JSON (one per clock pair):
+    its start and end cell, total, logic and routing delay (ns) and the cells it passes
+    through, in order (None when the report lists none).
+
+    Raises:
+        FileFormatError: ``text`` is not such a report.
+    """
+    try:
+        paths = json.loads(text).get("critical_paths", [])
+        best, best_delay = None, -1.0
+        for path in paths:
+            delay = sum(float(seg["delay"]) for seg in path["path"])
+            if delay > best_delay:
+                best, best_delay = path["path"], delay
+        if best is None:
+            return None
+        cells = [seg["from"]["cell"] for seg in best if seg["type"] != "routing"]
+        cells.append(best[-1]["to"]["cell"])
+        logic = sum(float(seg["delay"]) for seg in best if seg["type"] != "routing")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FileFormatError(
+            f"not a nextpnr --report JSON with critical paths ({exc!r}). Fix: pass the file "
+            "written by 'nextpnr-* --report FILE'."
+        ) from exc
+    return {
+        "from": cells[0],
+        "to": cells[-1],
+        "delay_ns": round(best_delay, 3),
+        "logic_ns": round(logic, 3),
+        "routing_ns": round(best_delay - logic, 3),
+        "cells": list(dict.fromkeys(cells)),
+    }
+
+
 def parse_stat(text: str, family: str) -> Utilisation:
     """:func:`synth_utilisation` of Yosys ``stat -json`` output (its ``design`` totals).
 
@@ -336,6 +371,7 @@ class Implementation:
     placed: Utilisation | None
     fmax_mhz: float | None
     constraint_mhz: float | None
+    critical_path: dict[str, Any] | None
     seed: int
     tool_versions: dict[str, str]
     commands: tuple[str, ...]
@@ -387,7 +423,9 @@ def yosys_script(target: Target, files: Sequence[str], top: str) -> str:
     """The Yosys script of ``target`` for ``files`` with top module ``top``."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
         raise ConfigError(f"top module name {top!r} is not a Verilog identifier. Fix: rename it.")
-    netlist = " -json synth.json" if target.pnr is not None else ""
+    # Yosys >= 0.40 keeps the hierarchy as $scopeinfo cells, which nextpnr-ice40 0.4 cannot
+    # place ("no BELs remaining to implement cell type '$scopeinfo'"): drop them first
+    netlist = "; delete t:$scopeinfo; write_json synth.json" if target.pnr is not None else ""
     return (
         f"read_verilog {' '.join(shlex.quote(f) for f in files)}; "
         f"{target.synth} -top {top}{netlist}; tee -q -o stat.json stat -json"
@@ -440,7 +478,7 @@ def implement(
     commands = [shlex.join([yosys, "-q", "-l", "yosys.log", "-p", script])]
     seconds = {"synth": _run(shlex.split(commands[0]), out, out / "yosys.log", "yosys", timeout_s)}
     synthesized = parse_stat((out / "stat.json").read_text(), target.family)
-    placed, fmax, constraint = None, None, None
+    placed, fmax, constraint, path = None, None, None, None
     if run_pnr:
         versions["nextpnr"] = tool_version(target.pnr)
         argv = [
@@ -450,12 +488,13 @@ def implement(
         ]  # fmt: skip
         commands.append(shlex.join(argv))
         seconds["pnr"] = _run(argv, out, out / "pnr.log", target.pnr.name, timeout_s)
-        report = parse_report((out / "report.json").read_text())
+        text = (out / "report.json").read_text()
+        report = parse_report(text)
         placed = report.utilisation(target.family, synthesized)
-        fmax, constraint = report.fmax_mhz, freq
+        fmax, constraint, path = report.fmax_mhz, freq, critical_path(text)
     result = Implementation(
         target.name, target.part, top, tuple(str(p) for p in paths), synthesized, placed,
-        fmax, constraint, seed, versions, tuple(commands), str(out),
+        fmax, constraint, path, seed, versions, tuple(commands), str(out),
         {k: round(v, 1) for k, v in seconds.items()},
     )  # fmt: skip
     write_atomic(

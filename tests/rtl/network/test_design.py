@@ -11,8 +11,9 @@ import numpy as np
 from hwquant.app.build_cli import dataset_codes
 from hwquant.cli import main
 from hwquant.engine import run
+from hwquant.hw.folding import Fold
 from hwquant.rtl.network import build_design, simulate_design
-from tests.rtl.network.conftest import requires_verilator, tiny_resnet
+from tests.rtl.network.conftest import requires_verilator, tiny_cnn, tiny_resnet
 
 IMAGES = 6
 
@@ -89,4 +90,16 @@ def test_msq_residual_network_exact_with_skip_fifo(tmp_path):
     report = simulate_design(design.directory, codes)
     assert report.outputs == IMAGES and report.mismatches == []
     assert report.latency_cycles == design.latency_cycles == design.network.arrivals()["output"]
+    assert report.intervals == [design.ii_cycles] * (IMAGES - 1)
+
+
+@requires_verilator
+def test_nonuniform_cnn_exact_with_codebook_lanes(tmp_path):
+    model = tiny_cnn("nonuniform")
+    folding = {node.name: Fold(1, 1) for node in model.weight_nodes()}  # a quick build
+    design = build_design(model, "lfe5u-85f", tmp_path / "d", folding=folding, input_size=8)
+    lanes = {lane for b in design.record["blocks"] for lane in b.get("lanes", [])}
+    assert "codebook" in lanes  # codebook decode lanes (first and last layers: fixed-point)
+    report = simulate_design(design.directory, dataset_codes(model, "digits", IMAGES))
+    assert report.exact and report.mismatches == [] and report.cycles_match
     assert report.intervals == [design.ii_cycles] * (IMAGES - 1)

@@ -1,7 +1,8 @@
 """``build_design``: an IntModel in, a directory holding a complete accelerator out.
 
 ``DIR/rtl/`` holds one Verilog-2001 file per block, ``hwquant_edge.v`` (the image FIFO of every
-edge), ``hwquant_top.v`` and the weight ROM images (``*_weights.mem``, read by ``$readmemh``
+edge), ``hwquant_top.v`` (and ``hwquant_argmax.v``, the same design giving the class index only:
+:mod:`hwquant.rtl.network.top`) and the weight ROM images (``*_weights.mem``, read by ``$readmemh``
 relative to ``DIR/rtl``: run synthesis and simulation there). ``DIR/design.json`` records per
 block its folding, widths, ROM and cycles, per edge its banks, and the predicted latency and
 initiation interval (:mod:`hwquant.rtl.network.graph`); ``DIR/model.npz`` is the IntModel the
@@ -11,6 +12,7 @@ design computes, so that ``hwquant sim DIR`` needs nothing else.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +21,11 @@ from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import Device, get_device
 from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import IntModel, load
-from hwquant.rtl.network.folding import check_memory, choose_folding
+from hwquant.rtl.network.folding import check_memory, choose_folding, target_folding
 from hwquant.rtl.network.graph import Network, input_shape, network
 from hwquant.rtl.network.interface import INPUT, OUTPUT
 from hwquant.rtl.network.stream import edge_module
-from hwquant.rtl.network.top import TOP, top_module
+from hwquant.rtl.network.top import ARGMAX_TOP, TOP, TOPS, argmax_top_module, top_module
 
 DESIGN_FILE = "design.json"
 FORMAT = "hwquant.design"
@@ -61,26 +63,57 @@ def build_design(
     *,
     folding: dict[str, Fold] | None = None,
     input_size: int | None = None,
+    target_ii: int | None = None,
     overwrite: bool = False,
 ) -> Design:
     """Build the accelerator of ``model`` for ``device`` into ``out_dir`` (module docstring).
 
-    ``folding`` gives PE x SIMD per weight layer; layers it leaves out are chosen to fit the
-    device (:func:`hwquant.rtl.network.folding.choose_folding`). ``out_dir`` must be new or
-    empty, or a design this function wrote (replaced only with ``overwrite``).
+    ``folding`` gives PE x SIMD per weight layer; layers it leaves out are chosen: with
+    ``target_ii`` the cheapest folds that give an interval of at most ``target_ii`` cycles
+    (:func:`hwquant.rtl.network.folding.target_folding`), else the widest that fit the device
+    (:func:`hwquant.rtl.network.folding.choose_folding`). ``out_dir`` must be new or empty, or
+    a design this function wrote (replaced only with ``overwrite``).
     """
     if not isinstance(model, IntModel):
         model = load(model)
     dev = get_device(device)
-    out = Path(out_dir)
-    _check_target(out, overwrite)
+    check_target(Path(out_dir), overwrite)
     shape = input_shape(model, input_size)
-    folds = choose_folding(model, shape, dev, folding or {})
+    if target_ii is None:
+        folds = choose_folding(model, shape, dev, folding or {})
+    else:
+        folds = target_folding(model, shape, dev, folding or {}, target_ii)
     net = network(model, folds, shape)
-    check_memory(net, dev)
+    how = {
+        "given": sorted(folding or {}),
+        "chosen": "target_ii" if target_ii is not None else "fill the device",
+        "target_ii": target_ii,
+    }
+    return write_design(net, dev, out_dir, scheme_of(model), model.save, how)
+
+
+def write_design(
+    net: Network,
+    device: Device,
+    out_dir: str | Path,
+    scheme: str,
+    save_model: Callable[[Path], object],
+    folding: dict,
+) -> Design:
+    """Write the design of ``net`` into ``out_dir`` (module docstring), after checking that
+    its memories fit ``device`` (:func:`~hwquant.rtl.network.folding.check_memory`);
+    ``save_model(path)`` writes the model the design computes to ``path`` (``DIR/model.npz``)
+    and ``folding`` (how the folding was chosen) goes into design.json.
+    The caller has checked ``out_dir`` with :func:`check_target`."""
+    out = Path(out_dir)
+    check_memory(net, device)
     rtl = out / "rtl"
     rtl.mkdir(parents=True, exist_ok=True)
-    files = {"hwquant_edge.v": edge_module(), f"{TOP}.v": top_module(net)}
+    files = {
+        "hwquant_edge.v": edge_module(),
+        f"{TOP}.v": top_module(net),
+        f"{ARGMAX_TOP}.v": argmax_top_module(net),
+    }
     for block in net.blocks:
         files[f"{block.module}.v"] = block.verilog
     for name, text in files.items():
@@ -88,13 +121,16 @@ def build_design(
     for block in net.blocks:
         for name, text in block.memories.items():
             write_atomic(rtl / name, text.encode())
-    model.save(out / "model.npz")
-    record = _record(model, dev, net, shape, sorted(files))
+    save_model(out / "model.npz")
+    record = _record(scheme, device, net, sorted(files))
+    record["folding"] = folding
     write_atomic(out / DESIGN_FILE, (json.dumps(record, indent=2) + "\n").encode())
     return Design(out, net, record)
 
 
-def _check_target(out: Path, overwrite: bool) -> None:
+def check_target(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that holds files other than a design, or a design unless
+    ``overwrite`` (nothing a user made is overwritten)."""
     if not out.exists() or not any(out.iterdir()):
         return
     if not (out / DESIGN_FILE).is_file():
@@ -109,9 +145,7 @@ def _check_target(out: Path, overwrite: bool) -> None:
         )
 
 
-def _record(
-    model: IntModel, device: Device, net: Network, shape: tuple[int, int, int], files: list[str]
-) -> dict:
+def _record(scheme: str, device: Device, net: Network, files: list[str]) -> dict:
     blocks = []
     for block in net.blocks:
         entry = {
@@ -135,12 +169,13 @@ def _record(
         "format": FORMAT,
         "version": VERSION,
         "top": TOP,
+        "tops": TOPS,
         "device": device.name,
-        "scheme": scheme_of(model),
+        "scheme": scheme,
         "input": {
-            "shape": list(shape),
-            "bits": model.input.bits,
-            "signed": model.input.signed,
+            "shape": first.output.shape(),
+            "bits": first.output.bits,
+            "signed": first.output.signed,
             "pixels": first.output.pixels,
             "word_bits": first.output.word_bits,
         },

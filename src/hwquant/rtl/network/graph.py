@@ -1,9 +1,9 @@
 """From an IntModel to blocks and edges, and the cycle counts of the whole design.
 
-:func:`network` walks the nodes in order, asks each node's emitter
-(:mod:`hwquant.rtl.network.registry`) for its block, and connects every reader to its
-producer by an edge (an image FIFO, :mod:`hwquant.rtl.network.stream`). An edge gets two banks
-(ping-pong) unless its producer reaches its consumer by a longer path too (the skip
+:func:`network` walks an IntModel's nodes in order, asks each node's emitter
+(:mod:`hwquant.rtl.network.registry`) for its block, and :func:`assemble` connects every reader
+to its producer by an edge (an image FIFO, :mod:`hwquant.rtl.network.stream`). An edge gets
+two banks (ping-pong) unless its producer reaches its consumer by a longer path too (the skip
 connection of a residual block): then it holds ``2·L`` images, ``L`` the number of edges on the
 longest such path, as many as that path can hold, so the producer never waits on it
 (:func:`edge_banks`).
@@ -22,11 +22,12 @@ is at least as fast and every edge has a free bank for the next image (ping-pong
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hwquant.core.errors import ConfigError, HwquantError
 from hwquant.hw.folding import Fold
-from hwquant.ir.intmodel import IntModel, WeightNode
+from hwquant.ir.intmodel import IntModel, IntNode, WeightNode
 from hwquant.rtl.network.interface import INPUT, OUTPUT, emit_input, emit_output
 from hwquant.rtl.network.registry import emitter, is_folded
 from hwquant.rtl.network.stream import Block, FeatureMap
@@ -88,10 +89,18 @@ def input_shape(model: IntModel, size: int | None = None) -> tuple[int, int, int
     first = model.weight_nodes()[0]
     if first.op != "conv2d":
         return (first.fan_in(), 1, 1)
-    channels = first.weight.shape[1]
+    return square_shape(first.weight.shape[1], size, lambda shape: _runs(model, shape))
+
+
+def square_shape(
+    channels: int, size: int | None, runs: Callable[[tuple[int, int, int]], bool]
+) -> tuple[int, int, int]:
+    """``(channels, size, size)``, or when ``size`` is None the one square size up to
+    :data:`MAX_INFERRED_SIZE` on which ``runs`` (the model's engine) succeeds; none or several
+    raise :class:`ConfigError` naming them."""
     if size is not None:
         return (channels, size, size)
-    fits = [s for s in range(1, MAX_INFERRED_SIZE + 1) if _runs(model, (channels, s, s))]
+    fits = [s for s in range(1, MAX_INFERRED_SIZE + 1) if runs((channels, s, s))]
     if len(fits) != 1:
         found = f"it runs on {', '.join(map(str, fits[:8]))}" if fits else "it runs on none"
         raise ConfigError(
@@ -130,39 +139,40 @@ def edge_banks(sources: dict[str, list[str]], source: str, target: str) -> int:
     return 2 * longest[target]
 
 
-def network(model: IntModel, folding: dict[str, Fold], shape: tuple[int, int, int]) -> Network:
-    """Blocks and edges of ``model`` for input images of ``shape`` (module docstring);
-    ``folding`` gives every weight layer's PE x SIMD."""
-    fmap_in = FeatureMap(*shape, model.input.bits, model.input.signed)
-    blocks = [emit_input(fmap_in, model.input.name, "hq_input")]
-    maps = {model.input.name: fmap_in}
-    producer = {model.input.name: model.input.name}  # node -> block that holds its map
-    for node in model.nodes:
-        make = emitter(node)
-        inputs = [maps[name] for name in node.inputs]
-        fold = folding.get(node.name, Fold(1, 1)) if is_folded(node) else Fold(1, 1)
-        block = make(node, inputs, fold, module_name(node.name))
+BlockMaker = Callable[[list[FeatureMap]], Block | None]
+"""Makes a node's block from its input maps; None for a node that only renames its input (a
+flatten: the next fully connected block reads the ``[C, H, W]`` map itself)."""
+
+
+def assemble(
+    fmap_in: FeatureMap,
+    input_name: str,
+    nodes: list[tuple[str, list[str], BlockMaker]],
+    output: str,
+) -> Network:
+    """Blocks and edges of a network whose input ``input_name`` carries ``fmap_in`` images:
+    ``nodes`` in execution order as ``(name, input names, block maker)``, ``output`` the node
+    whose map is the logits (module docstring)."""
+    blocks = [emit_input(fmap_in, input_name, "hq_input")]
+    maps = {input_name: fmap_in}
+    producer = {input_name: input_name}  # node -> block that holds its map
+    for name, inputs, make in nodes:
+        block = make([maps[i] for i in inputs])
         if block is None:  # a flatten: readers use the input's map and block
-            maps[node.name] = inputs[0]
-            producer[node.name] = producer[node.inputs[0]]
+            maps[name] = maps[inputs[0]]
+            producer[name] = producer[inputs[0]]
             continue
-        block.inputs = [producer[name] for name in node.inputs]
+        block.inputs = [producer[i] for i in inputs]
         blocks.append(block)
-        maps[node.name] = block.output
-        producer[node.name] = node.name
-    last = model.nodes[-1] if model.nodes else None
-    if not isinstance(last, WeightNode) or last.mult is not None or model.output != last.name:
-        raise ConfigError(
-            "the network generator needs a model ending in a weight layer that outputs its "
-            "accumulators (the logits). Fix: lower a classifier whose last layer is linear."
-        )
-    logits = maps[model.output]
+        maps[name] = block.output
+        producer[name] = name
+    logits = maps[output]
     if logits.pixels != 1:
         raise ConfigError(
-            f"the output '{model.output}' is a {logits.shape()} map, not a vector of logits. "
+            f"the output '{output}' is a {logits.shape()} map, not a vector of logits. "
             "Fix: end the network with a fully connected layer."
         )
-    blocks.append(emit_output(logits, producer[model.output], "hq_output"))
+    blocks.append(emit_output(logits, producer[output], "hq_output"))
     sources = {b.name: b.inputs for b in blocks}
     edges = [
         Edge(src, b.name, port, maps_of(blocks, src), edge_banks(sources, src, b.name))
@@ -172,6 +182,26 @@ def network(model: IntModel, folding: dict[str, Fold], shape: tuple[int, int, in
     return Network(blocks, edges)
 
 
+def network(model: IntModel, folding: dict[str, Fold], shape: tuple[int, int, int]) -> Network:
+    """Blocks and edges of ``model`` for input images of ``shape`` (module docstring);
+    ``folding`` gives every weight layer's PE x SIMD."""
+    last = model.nodes[-1] if model.nodes else None
+    if not isinstance(last, WeightNode) or last.mult is not None or model.output != last.name:
+        raise ConfigError(
+            "the network generator needs a model ending in a weight layer that outputs its "
+            "accumulators (the logits). Fix: lower a classifier whose last layer is linear."
+        )
+
+    def maker(node: IntNode) -> BlockMaker:
+        make = emitter(node)
+        fold = folding.get(node.name, Fold(1, 1)) if is_folded(node) else Fold(1, 1)
+        return lambda inputs: make(node, inputs, fold, module_name(node.name))
+
+    fmap_in = FeatureMap(*shape, model.input.bits, model.input.signed)
+    nodes = [(node.name, node.inputs, maker(node)) for node in model.nodes]
+    return assemble(fmap_in, model.input.name, nodes, model.output)
+
+
 def maps_of(blocks: list[Block], name: str) -> FeatureMap:
     """The output map of the block called ``name``."""
     block = next(b for b in blocks if b.name == name)
@@ -179,4 +209,15 @@ def maps_of(blocks: list[Block], name: str) -> FeatureMap:
     return block.output
 
 
-__all__ = ["INPUT", "OUTPUT", "Edge", "Network", "edge_banks", "input_shape", "network"]
+__all__ = [
+    "INPUT",
+    "OUTPUT",
+    "BlockMaker",
+    "Edge",
+    "Network",
+    "assemble",
+    "edge_banks",
+    "input_shape",
+    "network",
+    "square_shape",
+]

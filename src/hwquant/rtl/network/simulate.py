@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -30,6 +31,14 @@ from hwquant.rtl.unit import to_words
 
 VERILATOR_HINT = "Fix: install Verilator (apt-get install -y verilator) or Icarus Verilog."
 SIMULATORS = ("auto", "verilator", "iverilog")
+
+
+class CodeModel(Protocol):
+    """What a simulation needs of a model: input codes of images, and the logits of codes."""
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def run(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass
@@ -121,7 +130,8 @@ def _run(command: list[str], cwd: Path, timeout: float) -> str:
         done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise ToolError(
-            f"'{command[0]}' ran past {timeout:.0f} s. Fix: simulate fewer images."
+            f"'{command[0]}' ran past {timeout:.0f} s. Fix: simulate fewer images, or allow "
+            "more time (simulate_design(timeout=...))."
         ) from exc
     if done.returncode != 0:
         raise ToolError(
@@ -237,12 +247,20 @@ def simulate_design(
     design_dir: str | Path,
     codes: torch.Tensor | np.ndarray,
     simulator: str = "auto",
-    model: IntModel | None = None,
+    model: IntModel | CodeModel | None = None,
+    timeout: float = 600.0,
 ) -> SimReport:
     """Simulate the design in ``design_dir`` on input codes ``[N, C, H, W]`` (module
-    docstring); ``model`` defaults to the design's copy of its IntModel."""
+    docstring) against ``model`` (an IntModel, or a TableModel for a table design: anything
+    whose ``run`` maps input codes to the logits); it defaults to the design's copy of its
+    IntModel. ``timeout`` bounds the simulator's build and its run, each, in seconds."""
     design_dir = Path(design_dir)
     design = json.loads((design_dir / "design.json").read_text())
+    if model is None and design["scheme"] == "tables":
+        raise ConfigError(
+            f"'{design_dir}' is a table-model design; its model.npz is a TableModel. Fix: pass "
+            "model=hwquant.schemes.tables.load_tables(DIR / 'model.npz')."
+        )
     model = model or load(design_dir / "model.npz")
     x = torch.as_tensor(np.asarray(codes), dtype=torch.int64)
     shape = tuple(design["input"]["shape"])
@@ -253,8 +271,8 @@ def simulate_design(
         )
     logits = model.run(x).numpy()
     argmax = torch.argmax(torch.from_numpy(logits), dim=1).numpy()
-    words = pixel_words(x.numpy(), model.input.bits, model.input.signed)
-    log, tool = run_testbench(design_dir, words, len(x), simulator)
+    words = pixel_words(x.numpy(), design["input"]["bits"], design["input"]["signed"])
+    log, tool = run_testbench(design_dir, words, len(x), simulator, timeout)
     mismatches, outputs, latency, intervals = compare(log, logits, argmax)
     return SimReport(
         len(x),

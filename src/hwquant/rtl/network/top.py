@@ -8,6 +8,12 @@ Ports: ``clk``, ``rst`` (synchronous, active high); ``in_valid``, ``in_ready``, 
 A block starts an image (``go``) when it is idle, every input edge is ``avail`` and every
 output edge has ``space``; its ``done`` commits the image on every output edge and releases it
 on every input edge (:mod:`hwquant.rtl.network.stream`).
+
+``hwquant_argmax`` (:func:`argmax_top_module`) is the same design with the class index as its
+only result: it instantiates ``hwquant_top`` and leaves ``out_logits`` unconnected, so that
+synthesis removes the logits register and a small package can hold the ports (``classes ·
+acc_bits`` output pins do not fit the 39 user I/O of an iCE40 UP5K SG48). Everything it
+computes is what ``hwquant_top`` computes, which the simulation checks logit by logit.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from hwquant.rtl.network.stream import edge_parameters
 from hwquant.rtl.unit import index_bits
 
 TOP = "hwquant_top"
+ARGMAX_TOP = "hwquant_argmax"
+TOPS = {"logits": TOP, "argmax": ARGMAX_TOP}
+"""The top modules a design holds, by the result they give."""
 
 
 def _edge_name(network: Network, index: int) -> str:
@@ -125,3 +134,27 @@ def top_module(network: Network) -> str:
         )
     header = ",\n".join(f"    {p}" for p in ports)
     return f"module {TOP} (\n{header}\n);\n" + "\n".join(lines) + "\nendmodule\n"
+
+
+def argmax_top_module(network: Network) -> str:
+    """Verilog of ``hwquant_argmax``: ``hwquant_top`` without the ``out_logits`` port (module
+    docstring)."""
+    first = network.blocks[0]
+    logits = network.block(network.blocks[-1].inputs[0]).output
+    assert first.output is not None and logits is not None
+    return f"""module {ARGMAX_TOP} (
+    input wire clk,
+    input wire rst,
+    input wire in_valid,
+    output wire in_ready,
+    input wire [{first.output.word_bits - 1}:0] in_data,
+    output wire out_valid,
+    input wire out_ready,
+    output wire [{index_bits(logits.channels) - 1}:0] out_argmax
+);
+    {TOP} core (
+        .clk(clk), .rst(rst), .in_valid(in_valid), .in_ready(in_ready), .in_data(in_data),
+        .out_valid(out_valid), .out_ready(out_ready), .out_logits(), .out_argmax(out_argmax)
+    );
+endmodule
+"""

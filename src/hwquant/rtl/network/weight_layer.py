@@ -23,7 +23,8 @@ LUTs when at most :data:`LUTROM_DEPTH` words).
 **Pipeline** (one register per stage, so one stage sets Fmax): pixel address → input RAM read
 and weight ROM read → chunk select → products → ``⌈log2 SIMD⌉`` adder-tree levels → accumulator
 (bias on a fold's first item, wrapping at ``acc_bits``: :class:`hwquant.core.intmath.Accumulator`
-"wrap") → ``acc·M`` → ``clamp((· + 2^(s−1)) >>> s, lo, hi)`` → pixel word assembly and write.
+"wrap") → ``acc·M`` → ``+ 2^(s−1)`` → ``>>> s`` → ``clamp(·, lo, hi)`` → pixel word assembly
+and write.
 ``acc_bits`` is the width the engine's analysis proves (:meth:`WeightNode.worst_case_bits`),
 or the node's own narrower wrapping accumulator.
 """
@@ -31,7 +32,8 @@ or the node's own narrower wrapping accumulator.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -82,13 +84,21 @@ def accumulator_width(node: WeightNode) -> int:
 
 def lane_layout(node: WeightNode, pe: int) -> list[tuple[Lane, np.ndarray]]:
     """The ``pe`` lanes of ``node`` with their weight words ``[rows, K]`` in the engine's
-    fan-in order: row groups of one product kind (:func:`hwquant.rtl.golden.lane_groups`) share
-    the lanes in proportion to their rows, at least one lane each."""
-    groups = lane_groups(node)
-    rows_total = node.weight.shape[0]
+    fan-in order (:func:`share_lanes` of the row groups of
+    :func:`hwquant.rtl.golden.lane_groups`)."""
+    return share_lanes(node.name, lane_groups(node), node.weight.shape[0], pe)
+
+
+def share_lanes(
+    name: str, groups: list[tuple[str, np.ndarray, Product, np.ndarray]], rows_total: int, pe: int
+) -> list[tuple[Lane, np.ndarray]]:
+    """The ``pe`` lanes of layer ``name``: its row ``groups`` ``(label, rows, product, words)``
+    of one product kind each share the lanes in proportion to their rows, at least one lane
+    each; every lane comes with its group's words placed at their layer rows ``[rows_total,
+    K]``."""
     if pe < len(groups):
         raise ConfigError(
-            f"layer '{node.name}' has {len(groups)} kinds of rows "
+            f"layer '{name}' has {len(groups)} kinds of rows "
             f"({', '.join(g[0] for g in groups)}), each needing its own lanes; PE = {pe} is "
             f"too few. Fix: use PE >= {len(groups)}."
         )
@@ -115,9 +125,33 @@ def _row_words(rows: np.ndarray, words: np.ndarray, total: int) -> np.ndarray:
     return out
 
 
-def kernel_geometry(
-    node: WeightNode, fmap: FeatureMap
-) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
+Geometry = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]
+"""``(kernel, stride, padding, output size)`` of a layer on its input map."""
+
+
+def conv_geometry(
+    kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int], fmap: FeatureMap
+) -> Geometry:
+    """The geometry of a convolution: ``Ho = ⌊(H + 2·py − KH) / sy⌋ + 1``, likewise ``Wo``."""
+    (kh, kw), (sy, sx), (py, px) = kernel, stride, padding
+    ho = (fmap.height + 2 * py - kh) // sy + 1
+    wo = (fmap.width + 2 * px - kw) // sx + 1
+    return (kh, kw), (sy, sx), (py, px), (ho, wo)
+
+
+def dense_geometry(name: str, fan_in: int, fmap: FeatureMap) -> Geometry:
+    """The geometry of a fully connected layer of ``fan_in`` inputs: its kernel covers the
+    ``[C, H, W]`` map it reads (module docstring)."""
+    if fan_in != fmap.channels * fmap.pixels:
+        raise UnsupportedLayerError(
+            f"layer '{name}' takes {fan_in} inputs but its input map "
+            f"{fmap.shape()} holds {fmap.channels * fmap.pixels}. Fix: feed it a flattened "
+            "[C, H, W] map (torch.flatten) or a vector."
+        )
+    return (fmap.height, fmap.width), (1, 1), (0, 0), (1, 1)
+
+
+def kernel_geometry(node: WeightNode, fmap: FeatureMap) -> Geometry:
     """``(kernel, stride, padding, output size)`` of ``node`` on input ``fmap``."""
     if isinstance(node, ConvNode):
         if node.groups != 1 or node.dilation != (1, 1):
@@ -126,56 +160,220 @@ def kernel_geometry(
                 f"{node.groups}, dilation={node.dilation}); the network generator builds "
                 "dense, undilated convolutions. Fix: use groups=1, dilation=1."
             )
-        kh, kw = node.weight.shape[2:]
-        (sy, sx), (py, px) = node.stride, node.padding
-        ho = (fmap.height + 2 * py - kh) // sy + 1
-        wo = (fmap.width + 2 * px - kw) // sx + 1
-        return (kh, kw), (sy, sx), (py, px), (ho, wo)
-    if node.weight.shape[1] != fmap.channels * fmap.pixels:
-        raise UnsupportedLayerError(
-            f"layer '{node.name}' takes {node.weight.shape[1]} inputs but its input map "
-            f"{fmap.shape()} holds {fmap.channels * fmap.pixels}. Fix: feed it a flattened "
-            "[C, H, W] map (torch.flatten) or a vector."
-        )
-    return (fmap.height, fmap.width), (1, 1), (0, 0), (1, 1)
+        return conv_geometry(tuple(node.weight.shape[2:]), node.stride, node.padding, fmap)
+    return dense_geometry(node.name, node.weight.shape[1], fmap)
+
+
+class Activation(Protocol):
+    """The stage after the accumulators of a layer that is not the last: it turns lane ``p``'s
+    ``res_<p>`` (valid with ``res_v``, neuron fold ``res_nf``) into the output code
+    ``code_<p>`` some register stages later."""
+
+    def out_format(self) -> tuple[int, bool]:
+        """Bits and signedness of the output codes."""
+        ...
+
+    def lines(
+        self, lanes: list[tuple[Lane, np.ndarray]], stages: Stages, acc_bits: int
+    ) -> list[str]:
+        """The Verilog of the stage, advancing ``stages`` by its register stages."""
+        ...
+
+    def record(self, lanes: list[tuple[Lane, np.ndarray]], acc_bits: int) -> dict:
+        """What design.json records of the stage (merged into the block's entry)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Requantizer:
+    """``code = clamp((acc·M[row] + 2^(s[row]−1)) >>> s[row], lo, hi)`` in two stages
+    (:func:`hwquant.rtl.requantizer.clamp_statement`)."""
+
+    mult: np.ndarray
+    shift: np.ndarray
+    lo: int
+    hi: int
+
+    def out_format(self) -> tuple[int, bool]:
+        """The narrowest format of ``lo..hi``."""
+        return code_format(self.lo, self.hi)
+
+    def lines(
+        self, lanes: list[tuple[Lane, np.ndarray]], stages: Stages, acc_bits: int
+    ) -> list[str]:
+        """``scaled = res·M[row]``, then ``code = clamp((scaled + 2^(s−1)) >>> s)``."""
+        mult = np.asarray(self.mult, np.int64)
+        shift = np.asarray(self.shift, np.int64)
+        ob = self.out_format()[0]
+        mult_bits = int(mult.max()).bit_length() + 1
+        wide = acc_bits + mult_bits + 1
+        shift_bits = max(2, int(shift.max()).bit_length() + 1)
+        lines: list[str] = []
+        t = stages.now
+        lines += stages.advance()
+        for p, (lane, _) in enumerate(lanes):
+            ms = [int(mult[r]) if r >= 0 else 0 for r in lane.rows]
+            lines += [
+                f"    reg signed [{mult_bits - 1}:0] mult_{p};",
+                _case(f"res_nf_{t}", f"mult_{p}", [literal(m, mult_bits) for m in ms]),
+                f"    reg signed [{wide - 1}:0] scaled_{p};",
+                f"    always @(posedge clk) scaled_{p} <= res_{p} * mult_{p};",
+            ]
+        t = stages.now
+        lines += stages.advance()
+        for p, (lane, _) in enumerate(lanes):
+            ss = [int(shift[r]) if r >= 0 else 0 for r in lane.rows]
+            halves = [(1 << s) >> 1 for s in ss]
+            lines += [
+                f"    reg [{shift_bits - 1}:0] shift_{p};",
+                _case(f"res_nf_{t}", f"shift_{p}", [f"{shift_bits}'d{s}" for s in ss]),
+                f"    reg signed [{wide - 1}:0] half_{p};",
+                _case(f"res_nf_{t}", f"half_{p}", [literal(h, wide) for h in halves]),
+                f"    reg signed [{wide - 1}:0] rounded_{p};",
+                f"    reg [{shift_bits - 1}:0] rshift_{p};",
+                "    always @(posedge clk) begin",
+                f"        rounded_{p} <= scaled_{p} + half_{p};",
+                f"        rshift_{p} <= shift_{p};",
+                "    end",
+            ]
+        lines += stages.advance()
+        for p in range(len(lanes)):
+            lines += [
+                f"    reg signed [{wide - 1}:0] shifted_{p};",
+                f"    always @(posedge clk) shifted_{p} <= rounded_{p} >>> rshift_{p};",
+            ]
+        lines += stages.advance()
+        for p in range(len(lanes)):
+            clamp = clamp_statement(f"code_{p}", f"shifted_{p}", self.lo, self.hi, wide, ob)
+            lines += [
+                f"    reg [{ob - 1}:0] code_{p};",
+                "    always @(posedge clk) begin",
+                "        " + clamp.rstrip(),
+                "    end",
+            ]
+        return lines
+
+    def record(self, lanes: list[tuple[Lane, np.ndarray]], acc_bits: int) -> dict:
+        """design.json's ``requantizer``: the widths of :meth:`lines` and, over the lanes, the
+        most distinct multipliers and shifts one lane selects among (1: a constant, no
+        multiplexer)."""
+        mult = np.asarray(self.mult, np.int64)
+        shift = np.asarray(self.shift, np.int64)
+        mult_bits = int(mult.max()).bit_length() + 1
+        rows = [[r for r in lane.rows if r >= 0] for lane, _ in lanes]
+        return {
+            "requantizer": {
+                "mult_bits": mult_bits,
+                "wide": acc_bits + mult_bits + 1,
+                "shift_bits": max(2, int(shift.max()).bit_length() + 1),
+                "distinct_mults": max(len({int(mult[r]) for r in rs}) for rs in rows),
+                "distinct_shifts": max(len({int(shift[r]) for r in rs}) for rs in rows),
+            }
+        }
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """What the block of a weight layer computes, whatever its scheme (module docstring):
+    the layer ``name`` (``op``) reads node ``source``, expects ``in_bits``-bit codes
+    (``in_signed``), has the row ``groups`` ``(label, rows, product, words [rows, K])`` of
+    :func:`share_lanes`, ``rows`` output channels, a ``bias`` per row added on a fold's first
+    item, ``acc_bits``-bit accumulators (``acc_bits_worst_case``: the proven bound, recorded),
+    ``weight_bits`` (recorded) and an ``activation`` (None: the last layer outputs its
+    accumulators, the logits). ``pad_code`` is the ``x`` operand of a padding position (the
+    code whose product is 0); ``info`` adds figures to the block's design.json entry."""
+
+    name: str
+    op: str
+    source: str
+    in_bits: int
+    in_signed: bool
+    groups: list[tuple[str, np.ndarray, Product, np.ndarray]]
+    rows: int
+    bias: np.ndarray
+    acc_bits: int
+    acc_bits_worst_case: int
+    weight_bits: int
+    activation: Activation | None
+    pad_code: int = 0
+    info: dict = field(default_factory=dict)
+
+
+def node_spec(node: WeightNode) -> ArraySpec:
+    """The :class:`ArraySpec` of an IntModel weight layer: its lane groups
+    (:func:`hwquant.rtl.golden.lane_groups`), bias, proven accumulator width
+    (:func:`accumulator_width`) and requantizer (none on the last layer)."""
+    rows = node.weight.shape[0]
+    bias = np.zeros(rows, np.int64) if node.bias is None else np.asarray(node.bias, np.int64)
+    requant = None
+    if node.mult is not None:
+        requant = Requantizer(node.mult, node.shift, node.lo, node.hi)
+    return ArraySpec(
+        node.name,
+        node.op,
+        node.inputs[0],
+        node.in_bits,
+        node.in_signed,
+        lane_groups(node),
+        rows,
+        bias,
+        accumulator_width(node),
+        node.worst_case_bits(),
+        node.weight_bits,
+        requant,
+    )
 
 
 def emit(node: WeightNode, inputs: list[FeatureMap], pe: int, simd: int, module: str) -> Block:
     """The block of ``node`` (module docstring) reading ``inputs[0]`` with ``pe`` x ``simd``."""
-    fmap = inputs[0]
-    (kh, kw), (sy, sx), (py, px), (ho, wo) = kernel_geometry(node, fmap)
+    geometry = kernel_geometry(node, inputs[0])
+    return emit_array(node_spec(node), geometry, inputs[0], pe, simd, module)
+
+
+def emit_array(
+    spec: ArraySpec, geometry: Geometry, fmap: FeatureMap, pe: int, simd: int, module: str
+) -> Block:
+    """The block of the layer ``spec`` (module docstring) with ``geometry`` on input ``fmap``,
+    ``pe`` x ``simd``."""
+    (kh, kw), (sy, sx), (py, px), (ho, wo) = geometry
     c_in, a = fmap.channels, fmap.bits
-    if fmap.bits != node.in_bits or fmap.signed != node.in_signed:
+    if fmap.bits != spec.in_bits or fmap.signed != spec.in_signed:
         raise UnsupportedLayerError(
-            f"layer '{node.name}' expects {node.in_bits}-bit "
-            f"{'signed' if node.in_signed else 'unsigned'} codes but its input carries "
+            f"layer '{spec.name}' expects {spec.in_bits}-bit "
+            f"{'signed' if spec.in_signed else 'unsigned'} codes but its input carries "
             f"{fmap.bits}-bit {'signed' if fmap.signed else 'unsigned'} ones. Fix: lower the "
             "model again (hwquant.lower) so that the layers agree."
         )
     if simd < 1 or c_in % simd:
         divisors = [d for d in range(1, c_in + 1) if c_in % d == 0]
         raise ConfigError(
-            f"layer '{node.name}': SIMD={simd} must divide its {c_in} input channels. Fix: use "
+            f"layer '{spec.name}': SIMD={simd} must divide its {c_in} input channels. Fix: use "
             f"one of {', '.join(map(str, divisors))}."
         )
-    if pe < 1 or pe > node.weight.shape[0]:
+    if pe < 1 or pe > spec.rows:
         raise ConfigError(
-            f"layer '{node.name}': PE={pe} must be in 1..{node.weight.shape[0]} (its output "
+            f"layer '{spec.name}': PE={pe} must be in 1..{spec.rows} (its output "
             "channels). Fix: choose a PE in that range."
         )
-    acc_bits = accumulator_width(node)
-    lanes = lane_layout(node, pe)
-    c_out = node.weight.shape[0]
+    acc_bits = spec.acc_bits
+    lanes = share_lanes(spec.name, spec.groups, spec.rows, pe)
+    c_out = spec.rows
     nf = len(lanes[0][0].rows)
     cs = c_in // simd
     sf = kh * kw * cs
     steps = ho * wo * nf * sf
-    last_layer = node.mult is None
-    if last_layer:
+    if spec.activation is None:
         ob, out_signed = acc_bits, True
     else:
-        ob, out_signed = code_format(node.lo, node.hi)
+        ob, out_signed = spec.activation.out_format()
     out = FeatureMap(c_out, ho, wo, ob, out_signed)
+    xb = lanes[0][0].product.x.width  # the products' activation operand
+    if any(lane.product.x.width != xb for lane, _ in lanes) or xb < a or (xb > a and fmap.signed):
+        raise UnsupportedLayerError(
+            f"layer '{spec.name}': its products take {xb}-bit operands, its input carries "
+            f"{a}-bit {'signed' if fmap.signed else 'unsigned'} codes. Fix: lower the model "
+            "again so that the layers agree."
+        )
 
     # -- weight ROM: one word per (nf, ky, kx, cs), lane p's SIMD fields at offset[p]
     widths = [lane.product.w.width for lane, _ in lanes]
@@ -195,7 +393,7 @@ def emit(node: WeightNode, inputs: list[FeatureMap], pe: int, simd: int, module:
     rom_file = f"{module}_weights.mem"
     rom_style = "distributed" if depth_words <= LUTROM_DEPTH else "block"
 
-    stages = _Stages()
+    stages = Stages()
     lines = counter_lines(
         [("cs", cs), ("kx", kw), ("ky", kh), ("nf", nf), ("ox", wo), ("oy", ho)], "issue"
     )
@@ -237,11 +435,21 @@ def emit(node: WeightNode, inputs: list[FeatureMap], pe: int, simd: int, module:
     # stage 3: chunk select (padding: code 0) and weights registered
     t = stages.now
     lines += stages.advance()
+    chunk = f"rd_data_0[cs_{t} * {simd * a} +: {simd * a}]"
+    if xb > a or spec.pad_code:  # each field widened to the operand, padding its own code
+        fields = ", ".join(
+            f"{{{xb - a}'d0, {chunk}[{s * a} +: {a}]}}" if xb > a else f"{chunk}[{s * a} +: {a}]"
+            for s in reversed(range(simd))
+        )
+        pad_word = "{" + ", ".join([f"{xb}'d{spec.pad_code}"] * simd) + "}"
+        x_next = f"pad_{t} ? {pad_word} : {{{fields}}}"
+    else:
+        x_next = f"pad_{t} ? {simd * a}'d0 : {chunk}"
     lines += [
-        f"    reg [{simd * a - 1}:0] x_q;",
+        f"    reg [{simd * xb - 1}:0] x_q;",
         f"    reg [{rom_bits - 1}:0] w_q;",
         "    always @(posedge clk) begin",
-        f"        x_q <= pad_{t} ? {simd * a}'d0 : rd_data_0[cs_{t} * {simd * a} +: {simd * a}];",
+        f"        x_q <= {x_next};",
         "        w_q <= w_word;",
         "    end",
     ]
@@ -258,7 +466,7 @@ def emit(node: WeightNode, inputs: list[FeatureMap], pe: int, simd: int, module:
         for s in range(simd):
             lines += [
                 f"    wire signed [{product.bits - 1}:0] pw_{p}_{s};",
-                f"    {pname} mul_{p}_{s} (.x(x_q[{s * a} +: {a}]), "
+                f"    {pname} mul_{p}_{s} (.x(x_q[{s * xb} +: {xb}]), "
                 f".w(w_q[{int(offsets[p]) + s * wb} +: {wb}]), .p(pw_{p}_{s}));",
                 f"    reg signed [{product.bits - 1}:0] pr_{p}_{s};",
                 f"    always @(posedge clk) pr_{p}_{s} <= pw_{p}_{s};",
@@ -287,7 +495,7 @@ def emit(node: WeightNode, inputs: list[FeatureMap], pe: int, simd: int, module:
     t = stages.now
     lines += stages.advance({"res_v": (f"v_{t} && last_{t}", 1), "res_nf": (f"nf_{t}", 0)})
     for p, (lane, _) in enumerate(lanes):
-        bias = [0 if r < 0 or node.bias is None else int(node.bias[r]) for r in lane.rows]
+        bias = [0 if r < 0 else int(spec.bias[r]) for r in lane.rows]
         lines += [
             f"    reg signed [{acc_bits - 1}:0] bias_{p};",
             _case(f"nf_{t}", f"bias_{p}", [literal(b, acc_bits) for b in bias]),
@@ -300,9 +508,11 @@ def emit(node: WeightNode, inputs: list[FeatureMap], pe: int, simd: int, module:
             "    end",
         ]
     result = [f"res_{p}" for p in range(len(lanes))]
-    if not last_layer:
-        lines += _requant_lines(node, lanes, stages, acc_bits, ob)
+    stage_info: dict = {"requantizer": None}
+    if spec.activation is not None:
+        lines += spec.activation.lines(lanes, stages, acc_bits)
         result = [f"code_{p}" for p in range(len(lanes))]
+        stage_info = spec.activation.record(lanes, acc_bits)
     # assembly: lane codes of folds < NF-1 wait in `pix`; the last fold's go straight out
     t = stages.now
     valid, fold = f"res_v_{t}", f"res_nf_{t}"
@@ -343,18 +553,24 @@ def emit(node: WeightNode, inputs: list[FeatureMap], pe: int, simd: int, module:
         "stride": [sy, sx],
         "padding": [py, px],
         "acc_bits": acc_bits,
-        "acc_bits_worst_case": node.worst_case_bits(),
-        "weight_bits": node.weight_bits,
+        "acc_bits_worst_case": spec.acc_bits_worst_case,
+        "weight_bits": spec.weight_bits,
         "lanes": [lane.product.kind for lane, _ in lanes],
+        "product_bits": [lane.product.bits for lane, _ in lanes],
+        "weight_fields": widths,
+        "in_bits": a,
+        "in_channels": c_in,
         "products": len(lanes) * simd,
         "weight_rom": {"words": depth_words, "width": rom_bits, "style": rom_style},
+        **stage_info,
+        **spec.info,
     }
     return Block(
-        node.name,
-        node.op,
+        spec.name,
+        spec.op,
         module,
         verilog,
-        [node.inputs[0]],
+        [spec.source],
         out,
         steps,
         depth,
@@ -367,47 +583,7 @@ def _case(select: str, target: str, arms: list[str]) -> str:
     return case_block(select, target, arms).rstrip("\n")
 
 
-def _requant_lines(
-    node: WeightNode, lanes: list, stages: _Stages, acc_bits: int, ob: int
-) -> list[str]:
-    """Two stages: ``scaled = res·M[row]``, then ``code = clamp((scaled + 2^(s−1)) >>> s)``."""
-    mult = np.asarray(node.mult, np.int64)
-    shift = np.asarray(node.shift, np.int64)
-    mult_bits = int(mult.max()).bit_length() + 1
-    wide = acc_bits + mult_bits + 1
-    shift_bits = max(2, int(shift.max()).bit_length() + 1)
-    lines: list[str] = []
-    t = stages.now
-    lines += stages.advance()
-    for p, (lane, _) in enumerate(lanes):
-        ms = [int(mult[r]) if r >= 0 else 0 for r in lane.rows]
-        lines += [
-            f"    reg signed [{mult_bits - 1}:0] mult_{p};",
-            _case(f"res_nf_{t}", f"mult_{p}", [literal(m, mult_bits) for m in ms]),
-            f"    reg signed [{wide - 1}:0] scaled_{p};",
-            f"    always @(posedge clk) scaled_{p} <= res_{p} * mult_{p};",
-        ]
-    t = stages.now
-    lines += stages.advance()
-    lo, hi = node.lo, node.hi
-    for p, (lane, _) in enumerate(lanes):
-        ss = [int(shift[r]) if r >= 0 else 0 for r in lane.rows]
-        halves = [(1 << s) >> 1 for s in ss]
-        lines += [
-            f"    reg [{shift_bits - 1}:0] shift_{p};",
-            _case(f"res_nf_{t}", f"shift_{p}", [f"{shift_bits}'d{s}" for s in ss]),
-            f"    reg signed [{wide - 1}:0] half_{p};",
-            _case(f"res_nf_{t}", f"half_{p}", [literal(h, wide) for h in halves]),
-            f"    wire signed [{wide - 1}:0] shifted_{p} = (scaled_{p} + half_{p}) >>> shift_{p};",
-            f"    reg [{ob - 1}:0] code_{p};",
-            "    always @(posedge clk) begin",
-            "        " + clamp_statement(f"code_{p}", f"shifted_{p}", lo, hi, wide, ob).rstrip(),
-            "    end",
-        ]
-    return lines
-
-
-class _Stages:
+class Stages:
     """Pipeline bookkeeping: stage ``now`` is the register stage whose values the next lines
     read; :meth:`advance` moves one stage on, delaying every tag (``name_<stage>``)."""
 
