@@ -57,3 +57,14 @@ def test_check_needs_real_images(model_file, tmp_path, capsys):
     assert main([*argv, "--check"]) == 2
     assert "--data" in capsys.readouterr().err
     assert main(argv) == 0  # without --check the shape is enough
+
+
+def test_custom_ops_with_qdq_names_both_fixes(model_file, tmp_path, capsys):
+    argv = ["export", str(model_file), "--input-shape", "1,1,8,8", "--out", str(tmp_path / "m")]
+    assert main([*argv, "--format", "qdq", "--custom-ops"]) == 2
+    err = capsys.readouterr().err
+    assert "Fix: drop --custom-ops to write QDQ, or write QONNX with --format qonnx" in err
+    assert main([*argv, "--format", "qonnx", "--custom-ops"]) == 0  # the hint works, N,C,H,W too
+    assert main([*argv, "--format", "qdq"]) == 0
+    assert main([*argv[:3], "1,8", *argv[4:]]) == 2
+    assert "argument --input-shape: '1,8' is not a shape" in capsys.readouterr().err

@@ -328,10 +328,13 @@ class IntModel:
         return [n for n in self.nodes if isinstance(n, WeightNode)]
 
     def set_accumulator(
-        self, bits: int, policy: OverflowPolicy = "wrap", layers: list[str] | None = None
+        self, bits: int, policy: OverflowPolicy = "wrap", layers: str | list[str] | None = None
     ) -> None:
-        """Set the accumulator width and overflow policy of ``layers`` (default: all)."""
+        """Set the accumulator width and overflow policy of ``layers`` (one name, a list of
+        names, or None: all)."""
         Accumulator(bits, policy)  # validates
+        if isinstance(layers, str):
+            layers = [layers]
         names = {n.name for n in self.weight_nodes()}
         unknown = sorted(set(layers or []) - names)
         if unknown:
