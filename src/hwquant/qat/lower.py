@@ -27,6 +27,7 @@ from hwquant.ir.intmodel import (
     WeightNode,
 )
 from hwquant.qat.accumulator_bound import BoundedLinearQuantizer, record_proved_bound
+from hwquant.qat.naming import describe, node_name
 from hwquant.qat.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantWeightLayer
 from hwquant.qat.registry import get_scheme
 
@@ -91,7 +92,7 @@ def _build(gm: fx.GraphModule) -> IntModel:
             alias[node.name] = mod.qname
             scale_of[mod.qname] = np.array([input_spec.scale])
             continue
-        int_node = _int_node(node, mod, inputs)
+        int_node = _int_node(node, mod, inputs, _unique(node_name(node), scale_of))
         if int_node is None:  # alias or a shape query
             if inputs:
                 alias[node.name] = inputs[0]
@@ -114,8 +115,19 @@ def _output_scale(node: IntNode, scale_of: dict[str, np.ndarray]) -> np.ndarray:
     return scale_of[node.inputs[0]]
 
 
-def _int_node(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> IntNode | None:
-    """The IntModel node for fx ``node``, or None when it only passes codes through."""
+def _unique(name: str, taken: dict[str, np.ndarray]) -> str:
+    """``name``, or ``name_2``, ``name_3`` ... for the later calls of a stateless module that
+    ``forward`` calls more than once (one pooling module used twice)."""
+    count = 1
+    unique = name
+    while unique in taken:
+        count += 1
+        unique = f"{name}_{count}"
+    return unique
+
+
+def _int_node(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> IntNode | None:
+    """The IntModel node ``name`` for fx ``node``, or None when it only passes codes through."""
     if isinstance(mod, QuantWeightLayer):
         return _weight_node(mod, inputs)
     if isinstance(mod, QAdd):
@@ -138,7 +150,7 @@ def _int_node(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> IntNod
         )
     if isinstance(mod, nn.MaxPool2d):
         return MaxPoolNode(
-            node.name,
+            name,
             inputs,
             _pair(mod.kernel_size),
             _pair(mod.stride or mod.kernel_size),
@@ -152,11 +164,11 @@ def _int_node(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> IntNod
         or (node.op == "call_method" and node.target in _RESHAPE_METHODS)
     ):
         shape = tuple(int(d) for d in node.meta["tensor_meta"].shape[1:])
-        return ReshapeNode(node.name, inputs, shape)
+        return ReshapeNode(name, inputs, shape)
     if isinstance(mod, _ALIAS_MODULES) or mod is None:
         return None
     raise UnsupportedLayerError(
-        f"lower() cannot express node '{node.name}' ({type(mod).__name__}). Fix: prepare() the "
+        f"lower() cannot express '{name}' ({describe(node, mod)}). Fix: prepare() the "
         "model again with this hwquant version."
     )
 

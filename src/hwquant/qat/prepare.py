@@ -30,6 +30,7 @@ from hwquant.qat.accumulator_bound import (
     layer_accumulator_bits,
 )
 from hwquant.qat.llsq import LinearQuantizer
+from hwquant.qat.naming import describe, node_name
 from hwquant.qat.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantModule
 from hwquant.qat.nn.base import Activation
 from hwquant.qat.options import check_add, check_module, check_no_shared_modules, check_not_prepared
@@ -161,11 +162,44 @@ def _collapse(gm: fx.GraphModule, head: fx.Node, tail: fx.Node, replacement: fx.
             gm.graph.erase_node(node)
 
 
-def _unsupported(node: fx.Node, what: str) -> UnsupportedLayerError:
+def _unsupported(node: fx.Node, mod: nn.Module | None) -> UnsupportedLayerError:
     return UnsupportedLayerError(
-        f"cannot quantize node '{node.name}' ({what}). Supported: {SUPPORTED}. Fix: replace it "
-        "with a supported layer, or keep it outside the part of the model given to prepare()."
+        f"cannot quantize '{node_name(node)}' ({describe(node, mod)}). Supported: {SUPPORTED}. "
+        "Fix: replace it with a supported layer, or keep it outside the part of the model given "
+        "to prepare()."
     )
+
+
+_BN_AFTER = {nn.BatchNorm2d: nn.Conv2d, nn.BatchNorm1d: nn.Linear}
+"""The layer a BatchNorm folds into."""
+
+
+def check_batchnorm_positions(gm: fx.GraphModule) -> None:
+    """Refuse a BatchNorm that no layer can absorb, naming it and the rule it breaks."""
+    for node in gm.graph.nodes:
+        bn = _module(gm, node)
+        if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
+            continue
+        layer_type = _BN_AFTER.get(type(bn))
+        before = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+        layer = _module(gm, before) if before is not None else None
+        if layer_type is None:
+            where = f"hwquant folds only {', '.join(t.__name__ for t in _BN_AFTER)}"
+        elif before is None:
+            where = "it reads no layer's output"
+        elif not isinstance(layer, layer_type):
+            where = f"it follows {describe(before, layer)}, not a {layer_type.__name__}"
+        elif len(before.users) > 1:
+            where = f"'{node_name(before)}' feeds it and other nodes too"
+        else:
+            continue
+        raise UnsupportedLayerError(
+            f"{describe(node, bn)} cannot be folded: {where}. Rule: a BatchNorm2d must come "
+            "directly after a Conv2d (a BatchNorm1d after a Linear) and be that layer's only "
+            "user, so that it folds into the layer's weights and bias. Fix: put it right after "
+            "its Conv2d/Linear, before the activation (Conv2d -> BatchNorm2d -> ReLU), or "
+            "remove it."
+        )
 
 
 def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
@@ -179,6 +213,7 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
             "Fix: wrap the model so that forward() takes one tensor."
         )
     check_no_shared_modules(gm)
+    check_batchnorm_positions(gm)
     fused: set[fx.Node] = set()
     for node in list(gm.graph.nodes):
         if node in fused or node.op in ("placeholder", "output", "get_attr"):
@@ -208,8 +243,7 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
             node.replace_all_uses_with(new)
             gm.graph.erase_node(node)
         elif not _is_passthrough(gm, node):
-            what = type(mod).__name__ if mod is not None else f"{node.op} {node.target}"
-            raise _unsupported(node, what)
+            raise _unsupported(node, mod)
     return specs
 
 
