@@ -15,6 +15,7 @@ from torch import nn
 
 import hwquant
 from hwquant.core.errors import ConfigError, UnsupportedLayerError
+from hwquant.core.intmath import qrange, round_half_up
 from hwquant.qat.recipe import Recipe, TableOptions
 from hwquant.schemes.tables import capture_indices, lower_tables, run_tables
 from tests.helpers import trained_qat_model
@@ -286,3 +287,20 @@ def test_pass_through_nodes_keep_the_model_names():
     expected = ["features.0", "features.2", "features.3", "features.2_2", "avgpool_1"]
     assert names == [*expected, "flatten", "classifier"]
     assert hwquant.verify(qat, int_model, x).exact
+
+
+def test_training_never_clips_a_bias_and_the_integer_form_refuses_it():
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 8, 8)
+    bits = dict(weight_bits=16, act_bits=16, input_bits=16, first_layer_bits=16)
+    qat = trained_qat_model(_biased_net(), dataclasses.replace(LLSQ, last_layer_bits=16, **bits), x)
+    layer = qat.classifier
+    scale = layer.weight_quant.scale_value() * layer.input_quants[0].scale_value()
+    with torch.no_grad():
+        codes = layer._quant_bias(layer.bias) / scale
+        assert torch.equal(codes, round_half_up(layer.bias / scale))
+    _, hi = qrange(layer.bias_bits, signed=True)
+    assert float(codes.abs().max()) > hi  # beyond 32 bits, kept as it is in training
+    qat.eval()
+    with pytest.raises(ConfigError, match=r"'classifier'.*outside the 32-bit bias range"):
+        qat(x)  # the eval forward is the integer form: the same refusal as lower()
