@@ -21,7 +21,7 @@ from hwquant.qat.naming import describe, node_name
 from hwquant.qat.nn import QuantInput, QuantWeightLayer
 from hwquant.qat.registry import get_scheme
 
-_ALIAS_MODULES = (nn.Dropout, nn.Identity)
+_ALIAS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 
 
 def lower(qat_model: fx.GraphModule, example_input: torch.Tensor) -> IntModel:

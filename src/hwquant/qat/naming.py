@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import fx, nn
 
-_MODULE_ALIASES = {"_operator": "operator"}
+_MODULE_ALIASES = {"_operator": "operator", "torch._C._nn": "torch.nn.functional"}
 
 
 def node_name(node: fx.Node) -> str:
