@@ -3,7 +3,9 @@
 The model is traced with ``torch.fx``; chains ``Conv2d → [BatchNorm2d] → [ReLU|ReLU6]``,
 ``Linear → [ReLU|ReLU6]``, ``add → [ReLU|ReLU6]`` and average pooling are replaced by the
 quantized layers of :mod:`hwquant.qat.nn`, an input quantizer is put after the input, and every
-layer is bound to the quantizers of its inputs. Dropout and Identity pass codes through
+layer is bound to the quantizers of its inputs. ``x.mean((2, 3))`` becomes a global average
+pool (and a flatten without ``keepdim``); a functional dropout becomes its module, which follows
+the model's train/eval mode. Dropout and Identity pass codes through
 unchanged, and so does every registered op that declares it keeps its float form
 (``OpHandler.keeps`` in :mod:`hwquant.ir.ops`: max pooling, flatten/view/reshape, a ReLU that
 follows no layer). The first layer (fed by the input) and the last layer
@@ -49,9 +51,10 @@ from hwquant.qat.registry import get_scheme
 
 SUPPORTED = (
     "Conv2d (+BatchNorm2d, +ReLU/ReLU6), Linear (+ReLU/ReLU6), residual add (+ReLU/ReLU6), "
-    "MaxPool2d, AdaptiveAvgPool2d(1), AvgPool2d(k) with stride k, flatten/view/reshape, "
-    "ReLU elsewhere (e.g. after max pooling), Dropout, Identity (as modules; BatchNorm with "
-    "running statistics)"
+    "MaxPool2d / F.max_pool2d, AdaptiveAvgPool2d(1) / x.mean((2, 3)), AvgPool2d(k) / "
+    "F.avg_pool2d(x, k) with stride k, flatten/view/reshape/squeeze(dim)/unsqueeze(dim), "
+    "ReLU elsewhere (e.g. after max pooling), Dropout/Dropout1d/Dropout2d (modules or "
+    "functions), Identity (BatchNorm with running statistics)"
 )
 INPUT_NAME = "quant_input"
 
