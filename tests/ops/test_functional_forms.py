@@ -14,7 +14,7 @@ from torch import nn
 import hwquant
 from hwquant.core.errors import UnsupportedLayerError
 from hwquant.qat.nn.base import capture_codes
-from hwquant.qat.recipe import Recipe
+from hwquant.qat.recipe import Recipe, TableOptions
 from tests.helpers import trained_qat_model
 
 Body = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -109,3 +109,31 @@ def test_forms_that_would_change_the_function_are_refused(body, needles):
     with pytest.raises(UnsupportedLayerError, match="Fix:") as info:
         hwquant.prepare(Net(body, 4), Recipe())
     assert needles in str(info.value)
+
+
+TABLES = Recipe(scheme="tables", tables=TableOptions(act_start=1, reestimate_every=2))
+
+
+@pytest.mark.parametrize("form", ["Dropout2d", "mean((2, 3))", "F.dropout", "F.avg_pool2d"])
+def test_tables_lower_the_module_like_forms_exactly(form):
+    from hwquant.schemes.tables import capture_indices, run_tables
+
+    body, features, _ = FORMS[form]
+    torch.manual_seed(0)
+    x = torch.randn(16, 1, 8, 8)
+    qat = trained_qat_model(Net(body, features), TABLES, x)
+    qat.eval()
+    table_model = hwquant.lower(qat, x)
+    with torch.no_grad(), capture_indices(qat) as sink:
+        qat_out = qat(x)
+    trace = run_tables(table_model, table_model.quantize_input(x), trace=True)
+    for name, indices in sink.items():
+        assert torch.equal(indices, trace[name]), name
+    assert torch.equal(qat_out, trace[table_model.output].double() * table_model.output_scale)
+
+
+@pytest.mark.parametrize("form", ["F.max_pool2d", "squeeze"])
+def test_tables_refuse_the_forms_they_have_no_unit_for_at_prepare(form):
+    body, features, _ = FORMS[form]
+    with pytest.raises(UnsupportedLayerError, match=r"has no table-unit form\. Fix:"):
+        hwquant.prepare(Net(body, features), TABLES)
