@@ -295,7 +295,7 @@ class MaxPoolNode(IntNode):
 
 @dataclass
 class ReshapeNode(IntNode):
-    """Reshape to ``[batch, *shape]`` (flatten, view, reshape)."""
+    """Reshape to ``[batch, *shape]`` (flatten, view, reshape, squeeze, unsqueeze)."""
 
     shape: tuple[int, ...] = ()
     op: ClassVar[str] = "reshape"
