@@ -128,3 +128,17 @@ def test_ctrl_c_elsewhere_suggests_no_resume(
     monkeypatch.setattr(hw_cli, "_model_and_shape", interrupt)
     assert main(["hw", "resnet20", "--device", "xc7z020"]) == 130
     assert capsys.readouterr().err == "hwquant: interrupted.\n"
+
+
+def test_demo_out_that_is_a_file_is_refused_before_the_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = []
+    demo = types.ModuleType("hwquant.app.demo")
+    demo.run_demo = lambda out_dir, quick: calls.append(out_dir) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "hwquant.app.demo", demo)
+    afile = tmp_path / "report.html"
+    afile.write_text("mine")
+    assert main(["demo", "--out", str(afile)]) == 2
+    assert f"--out '{afile}' is a file, not a directory" in capsys.readouterr().err
+    assert calls == [] and afile.read_text() == "mine"

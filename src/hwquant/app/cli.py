@@ -181,5 +181,7 @@ def _config_show(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from hwquant.app.demo import run_demo
+    from hwquant.core.lock import prepare_directory
 
+    prepare_directory(args.out, "--out")  # a file or an unmakeable path: refused before training
     return run_demo(args.out, args.quick)

@@ -262,7 +262,7 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         """Train the remaining epochs and return the per-epoch history."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        prepare_directory(self.out_dir, OUT_OPTION)
         if self._rng_state is None:
             seed_everything(self.config.seed)
         else:
