@@ -178,8 +178,9 @@ def _collapse(gm: fx.GraphModule, head: fx.Node, tail: fx.Node, replacement: fx.
 
 
 def _unsupported(node: fx.Node, mod: nn.Module | None) -> UnsupportedLayerError:
+    what = type(mod).__name__ if mod is not None else describe(node)
     return UnsupportedLayerError(
-        f"cannot quantize '{node_name(node)}' ({describe(node, mod)}). Supported: {SUPPORTED}. "
+        f"cannot quantize '{node_name(node)}' ({what}). Supported: {SUPPORTED}. "
         "Fix: replace it with a supported layer, or keep it outside the part of the model given "
         "to prepare()."
     )
