@@ -101,3 +101,44 @@ def test_other_hwquant_errors_exit_1(
     monkeypatch.setattr(train, "train_from_config", fail)
     assert main(["train", "--config", str(write(tmp_path, GOOD))]) == 1
     assert capsys.readouterr().err == "hwquant: error: the training loss is nan\n"
+
+
+def interrupted(config: RunConfig, **kwargs: object) -> TrainResult:
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_train_names_the_resume_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(train, "train_from_config", interrupted)
+    config = write(tmp_path, GOOD)
+    assert main(["train", "--config", str(config), "--out", "o"]) == 130
+    expected = f"hwquant: interrupted. Continue with `hwquant train --config {config} --out o "
+    assert capsys.readouterr().err == expected + "--resume`.\n"
+
+
+def test_ctrl_c_elsewhere_suggests_no_resume(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hwquant.app import hw_cli
+
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hw_cli, "_model_and_shape", interrupt)
+    assert main(["hw", "resnet20", "--device", "xc7z020"]) == 130
+    assert capsys.readouterr().err == "hwquant: interrupted.\n"
+
+
+def test_demo_out_that_is_a_file_is_refused_before_the_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = []
+    demo = types.ModuleType("hwquant.app.demo")
+    demo.run_demo = lambda out_dir, quick: calls.append(out_dir) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "hwquant.app.demo", demo)
+    afile = tmp_path / "report.html"
+    afile.write_text("mine")
+    assert main(["demo", "--out", str(afile)]) == 2
+    assert f"--out '{afile}' is a file, not a directory" in capsys.readouterr().err
+    assert calls == [] and afile.read_text() == "mine"

@@ -69,3 +69,15 @@ def test_an_existing_file_is_replaced_only_with_force(model_file, tmp_path, caps
     assert out.read_bytes() == b"mine"
     assert main([*argv, "--force"]) == 0
     onnx.checker.check_model(onnx.load(str(out)))
+
+
+def test_custom_ops_with_qdq_names_both_fixes(model_file, tmp_path, capsys):
+    argv = ["export", str(model_file), "--input-shape", "1,1,8,8", "--out", str(tmp_path / "m")]
+    assert main([*argv, "--format", "qdq", "--custom-ops"]) == 2
+    err = capsys.readouterr().err
+    assert "Fix: drop --custom-ops to write QDQ, or write QONNX with --format qonnx" in err
+    assert main([*argv, "--format", "qonnx", "--custom-ops"]) == 0  # the hint works, N,C,H,W too
+    qdq = [*argv[:-1], str(tmp_path / "m.qdq.onnx")]  # --out: an existing file needs --force
+    assert main([*qdq, "--format", "qdq"]) == 0
+    assert main([*argv[:3], "1,8", *argv[4:]]) == 2
+    assert "argument --input-shape: '1,8' is not a shape" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from hwquant.app.rtl_cli import parse_value
@@ -89,3 +90,31 @@ def test_golden_then_sim_passes_and_a_corrupted_bench_fails(tmp_path, capsys):
 def test_sim_of_a_wrong_directory_is_an_error(tmp_path, capsys):
     assert main(["rtl", "sim", str(tmp_path)]) == 1
     assert "neither tb.v nor manifest.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--input-shape", "1,8,8", "--pixels", "-5"], "argument --pixels: '-5' is not a positive"),
+        (["--input-shape", "1,8,8", "--images", "0"], "argument --images: '0' is not a positive"),
+        (["--input-shape", "1,8"], "argument --input-shape: '1,8' is not a shape"),
+        (["--input-shape", "2,1,8,8", "--images", "3"], "names 2 images and --images 3"),
+        (["--inputs", "codes.npy", "--images", "3"], "Fix: drop --images, or use --input-shape"),
+    ],
+)
+def test_golden_refuses_bad_counts_and_shapes(tmp_path, capsys, extra, message):
+    model, _ = lowered("llsq")
+    model.save(tmp_path / "model.npz")
+    out = tmp_path / "golden"
+    assert main(["rtl", "golden", str(tmp_path / "model.npz"), "-o", str(out), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_golden_takes_the_batch_form_of_the_input_shape(tmp_path, capsys):
+    model, _ = lowered("llsq")
+    model.save(tmp_path / "model.npz")
+    out = tmp_path / "golden"
+    argv = ["rtl", "golden", str(tmp_path / "model.npz"), "--input-shape", "2,1,8,8", "-o"]
+    assert main([*argv, str(out), "--pixels", "1"]) == 0
+    assert np.load(out / "features.0.0.input.npy").shape[:2] == (2, 1)

@@ -114,3 +114,82 @@ def test_init_checkpoint_must_fit_the_model(tmp_path: Path, prepared: Calls) -> 
     save_checkpoint(other, {"model": {"weight": torch.zeros(3)}})
     with pytest.raises(ConfigError, match=r"weights in '.*other.pt' do not fit the model"):
         train_from_config(run_config(tmp_path / "run", init=str(other)), progress=False)
+
+
+def train_cli(config: RunConfig, tmp_path: Path, *extra: str) -> int:
+    """``hwquant train`` on ``config`` (written to a file) with ``extra`` arguments."""
+    from hwquant.cli import main
+
+    path = tmp_path / "run.toml"
+    path.write_text(config.to_toml())
+    return main(["train", "--config", str(path), "--no-progress", *extra])
+
+
+def test_out_that_is_a_file_is_refused_before_training(
+    tmp_path: Path, prepared: Calls, capsys: pytest.CaptureFixture[str]
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    assert train_cli(run_config(tmp_path / "run"), tmp_path, "--out", str(afile)) == 2
+    err = capsys.readouterr().err
+    assert f"'{afile}' is a file, not a directory" in err
+    assert train_cli(run_config(tmp_path / "run"), tmp_path, "--out", str(afile / "x")) == 2
+    assert f"'{afile / 'x'}' cannot be made (Not a directory)" in capsys.readouterr().err
+    assert afile.read_text() == "mine"
+
+
+def test_out_that_cannot_be_written_is_refused_before_training(
+    tmp_path: Path, prepared: Calls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hwquant.core.lock as lock
+
+    def read_only(path: object, *args: object) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(lock.os, "open", read_only)
+    with pytest.raises(ConfigError, match=r"cannot be written \(Permission denied\)"):
+        train_from_config(run_config(tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run" / "config.toml").exists()
+
+
+def test_a_finished_run_is_not_overwritten_without_resume(
+    tmp_path: Path, prepared: Calls, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = run_config(tmp_path / "run")
+    train_from_config(config, progress=False)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    assert train_cli(config, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run (last.pt); a new run would overwrite it" in err
+    assert "Fix: add --resume" in err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+    assert train_cli(config, tmp_path, "--resume") == 0  # the finished run, left as it is
+
+
+def test_resume_with_another_recipe_names_the_differing_fields(
+    tmp_path: Path, prepared: Calls, capsys: pytest.CaptureFixture[str]
+) -> None:
+    w4a4 = dataclasses.replace(
+        run_config(tmp_path / "run"), recipe=Recipe(weight_bits=4, act_bits=4)
+    )
+    train_from_config(w4a4, progress=False)
+    w2a2 = dataclasses.replace(w4a4, recipe=Recipe(weight_bits=2, act_bits=2))
+    assert train_cli(w2a2, tmp_path, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "recipe.act_bits: 4 -> 2; recipe.weight_bits: 4 -> 2" in err
+    float_run = dataclasses.replace(w4a4, recipe=None)
+    with pytest.raises(ConfigError, match=r"recipe\.act_bits: 4 -> 'absent'"):
+        train_from_config(float_run, progress=False, resume=True)
+
+
+def test_two_runs_cannot_write_one_directory(tmp_path: Path, prepared: Calls) -> None:
+    from hwquant.core.lock import DirectoryLockedError, directory_lock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    held = directory_lock(out, "the run directory", "another `hwquant train`")
+    refused = pytest.raises(DirectoryLockedError, match="in use by another `hwquant train`")
+    with held, refused:
+        train_from_config(run_config(out), progress=False)
+    assert list(out.iterdir()) == [out / ".hwquant.lock"]
+    train_from_config(run_config(out), progress=False)  # the lock went with its holder

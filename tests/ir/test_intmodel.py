@@ -94,6 +94,17 @@ def test_accumulator_settings(lowered):
     int_model.set_accumulator(32, "wrap")
 
 
+def test_accumulator_of_one_layer_named_by_a_string(lowered):
+    int_model, _ = lowered
+    first, *others = int_model.weight_nodes()
+    int_model.set_accumulator(20, "saturate", layers=first.name)  # not its letters
+    assert (first.acc_bits, first.overflow) == (20, "saturate")
+    assert all(n.acc_bits == 32 for n in others)
+    with pytest.raises(HwquantError, match="no weight layer named classifer"):
+        int_model.set_accumulator(16, layers="classifer")
+    int_model.set_accumulator(32, "wrap")
+
+
 def test_size_and_worst_case_bits(lowered):
     int_model, _ = lowered
     nodes = int_model.weight_nodes()

@@ -65,3 +65,52 @@ def test_an_encoding_that_does_not_decode_to_the_weights_is_rejected(tmp_path):
     path = model.save(tmp_path / "bad.npz")
     with pytest.raises(FileFormatError, match="does not decode to its weights"):
         hwquant.load(path)
+
+
+def node_named(name: str):
+    """An edit of the header entry of node ``name``."""
+
+    def edit_of(change):
+        def edit(header):
+            change(next(n for n in header["nodes"] if n["name"] == name))
+
+        return edit
+
+    return edit_of
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (node_named("features.0.0")(lambda n: n.update(lo=20, hi=3)), "lo 20 > hi 3"),
+        (lambda h: h["input"].update(scale=0.0), "scale of 'quant_input' is not a finite"),
+        (lambda h: h["input"].update(scale=-1.5), "scale of 'quant_input' is not a finite"),
+        (node_named("features.0.0")(lambda n: n.update(out_scale=-2.0)), "out_scale of"),
+        (node_named("features.0.0")(lambda n: n.update(acc_bits=99)), "accumulator bits=99"),
+        (node_named("features.0.0")(lambda n: n.update(stride=[0, 1])), "stride of"),
+        (node_named("features.0.0")(lambda n: n.update(weight_bits=0)), "weight_bits of"),
+        (node_named("classifier")(lambda n: n.update(weight_bits=2)), "outside the 2-bit range"),
+    ],
+    ids=["lo>hi", "scale0", "scale<0", "out_scale", "acc_bits", "stride", "bits0", "wbits"],
+)
+def test_a_header_that_lies_fails_at_load(tmp_path, edit, message):
+    path = lowered_small_cnn(batch=2)[0].save(tmp_path / "model.npz")
+    rewrite_header(path, edit)
+    with pytest.raises(FileFormatError, match=r"malformed header: .*Fix") as info:
+        hwquant.load(path)
+    assert message in str(info.value)
+
+
+def test_negative_shifts_and_weights_outside_their_bits_fail_at_load(tmp_path):
+    model = lowered_small_cnn(batch=2)[0]
+    first = model.weight_nodes()[0]
+    first.shift = first.shift.copy()
+    first.shift[0] = -3
+    with pytest.raises(FileFormatError, match=rf"shift of '{first.name}' is negative"):
+        hwquant.load(model.save(tmp_path / "shift.npz"))
+    model = lowered_small_cnn(batch=2)[0]
+    first = model.weight_nodes()[0]
+    first.weight = first.weight.copy()
+    first.weight.flat[0] = 2**first.weight_bits
+    with pytest.raises(FileFormatError, match=r"outside the 8-bit range \[-128, 127\]"):
+        hwquant.load(model.save(tmp_path / "weights.npz"))

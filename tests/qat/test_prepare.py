@@ -149,18 +149,20 @@ def test_freeze_bn_stops_statistics():
     assert int(conv.bn_freeze_at) >= 0  # kept in the state dict
 
 
-class _FunctionalPool(nn.Module):
+class _FunctionalLpPool(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(1, 2, 3)
 
     def forward(self, x):
-        return torch.nn.functional.max_pool2d(self.conv(x), 2)
+        return torch.nn.functional.lp_pool2d(self.conv(x), 2, 2)
 
 
-def test_functional_pooling_is_refused_with_the_module_named():
-    with pytest.raises(UnsupportedLayerError, match=r"max_pool2d.*MaxPool2d"):
-        hwquant.prepare(_FunctionalPool())
+def test_an_unsupported_function_is_named_by_its_name():
+    # F.max_pool2d and F.avg_pool2d are supported (tests/ops/test_functional_forms.py)
+    pattern = r"'lp_pool2d' \(function torch\.nn\.functional\.lp_pool2d\).*Supported: Conv2d"
+    with pytest.raises(UnsupportedLayerError, match=pattern):
+        hwquant.prepare(_FunctionalLpPool())
 
 
 def test_batchnorm_without_running_statistics_is_refused():

@@ -15,6 +15,7 @@ from torch import nn
 
 import hwquant
 from hwquant.core.errors import ConfigError, UnsupportedLayerError
+from hwquant.core.intmath import qrange, round_half_up
 from hwquant.qat.recipe import Recipe, TableOptions
 from hwquant.schemes.tables import capture_indices, lower_tables, run_tables
 from tests.helpers import trained_qat_model
@@ -222,3 +223,84 @@ def test_w16a16_biases_do_not_clip_silently():
     x = torch.randn(6, 3, 8, 8)
     bits = dict(weight_bits=16, act_bits=16, input_bits=16, first_layer_bits=16)
     _assert_bias_error(dataclasses.replace(LLSQ, last_layer_bits=16, **bits), x)
+
+
+class BranchBN(nn.Module):
+    """A BatchNorm on one branch of a conv whose output is also added to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.classifier(torch.flatten(self.pool(self.bn(y) + y), 1))
+
+
+@pytest.mark.parametrize(
+    ("model", "needles"),
+    [
+        (
+            Features(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4)),
+            ["BatchNorm2d 'features.2' cannot be folded: it follows ReLU 'features.1'"],
+        ),
+        (
+            Features(nn.Conv2d(3, 4, 3), nn.BatchNorm1d(4)),
+            ["BatchNorm1d 'features.1'", "follows Conv2d 'features.0', not a Linear"],
+        ),
+        (BranchBN(), ["BatchNorm2d 'bn' cannot be folded: 'conv' feeds it and other nodes"]),
+    ],
+    ids=["after-relu", "wrong-kind", "shared-output"],
+)
+def test_a_batchnorm_that_cannot_fold_is_named_with_the_rule(model, needles):
+    rule = "Rule: a BatchNorm2d must come directly after a Conv2d"
+    assert_refused(model, LLSQ, *needles, rule)
+
+
+class Gated(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        self.classifier = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.sigmoid(self.features(x))
+        return self.classifier(y.mean((2, 3)))
+
+
+def test_refusals_name_functions_by_their_name():
+    message = assert_refused(Gated(), LLSQ, "'sigmoid' (function torch.sigmoid)")
+    assert "0x" not in message
+
+
+def test_pass_through_nodes_keep_the_model_names():
+    torch.manual_seed(0)
+    pool = nn.MaxPool2d(2)
+    model = Features(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), pool, nn.Conv2d(4, 4, 1), pool)
+    x = torch.randn(4, 3, 8, 8)
+    qat = trained_qat_model(model, LLSQ, x)
+    int_model = hwquant.lower(qat, x)
+    names = [node.name for node in int_model.nodes]
+    expected = ["features.0", "features.2", "features.3", "features.2_2", "avgpool_1"]
+    assert names == [*expected, "flatten", "classifier"]
+    assert hwquant.verify(qat, int_model, x).exact
+
+
+def test_training_never_clips_a_bias_and_the_integer_form_refuses_it():
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 8, 8)
+    bits = dict(weight_bits=16, act_bits=16, input_bits=16, first_layer_bits=16)
+    qat = trained_qat_model(_biased_net(), dataclasses.replace(LLSQ, last_layer_bits=16, **bits), x)
+    layer = qat.classifier
+    scale = layer.weight_quant.scale_value() * layer.input_quants[0].scale_value()
+    with torch.no_grad():
+        codes = layer._quant_bias(layer.bias) / scale
+        assert torch.equal(codes, round_half_up(layer.bias / scale))
+    _, hi = qrange(layer.bias_bits, signed=True)
+    assert float(codes.abs().max()) > hi  # beyond 32 bits, kept as it is in training
+    qat.eval()
+    with pytest.raises(ConfigError, match=r"'classifier'.*outside the 32-bit bias range"):
+        qat(x)  # the eval forward is the integer form: the same refusal as lower()

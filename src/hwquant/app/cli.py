@@ -47,8 +47,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hwquant: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("hwquant: interrupted; `hwquant train --resume` continues.", file=sys.stderr)
+        print(f"hwquant: interrupted.{_resume_hint(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """How to continue an interrupted ``train`` (other commands are simply run again)."""
+    if args.run is not _train:
+        return ""
+    out = f" --out {args.out}" if args.out is not None else ""
+    return f" Continue with `hwquant train --config {args.config}{out} --resume`."
 
 
 def version() -> str:
@@ -173,5 +181,7 @@ def _config_show(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from hwquant.app.demo import run_demo
+    from hwquant.core.lock import prepare_directory
 
+    prepare_directory(args.out, "--out")  # a file or an unmakeable path: refused before training
     return run_demo(args.out, args.quick)

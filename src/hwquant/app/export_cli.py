@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from hwquant.app.cli_args import input_shape, positive_int
 from hwquant.app.command import parser_with_examples
 from hwquant.core.errors import ConfigError
 
@@ -38,6 +39,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--format", choices=FORMATS, default="qonnx")
     export.add_argument(
         "--input-shape",
+        type=input_shape,
         metavar="C,H,W",
         help="per-sample input shape (default: the images of --data); a leading batch size is "
         "accepted and ignored: the batch dimension is symbolic",
@@ -54,7 +56,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--data", metavar="NAME", help="data set whose test images --check runs")
     export.add_argument("--data-root", type=Path, metavar="DIR", help="where --data lives")
     export.add_argument(
-        "--check-images", type=int, default=256, metavar="N", help="test images to check"
+        "--check-images", type=positive_int, default=256, metavar="N", help="test images to check"
     )
     export.add_argument("--json", action="store_true", help="print the figures as JSON")
     export.add_argument(
@@ -73,27 +75,10 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     export.set_defaults(run=_run)
 
 
-def _shape(text: str) -> tuple[int, ...]:
-    """A per-sample shape ``C,H,W`` (or ``N,C,H,W``, whose N is dropped)."""
-    try:
-        shape = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) == 4:
-        shape = shape[1:]
-    if len(shape) not in (1, 3) or min(shape) < 1:
-        raise ConfigError(
-            f"--input-shape {text!r} is not a shape. Fix: give positive sizes such as 1,28,28."
-        )
-    return shape
-
-
 def _images(args: argparse.Namespace) -> torch.Tensor:
     """The first ``--check-images`` test images of ``--data``, normalised as in training."""
     from hwquant.data import BatchLoader, load_dataset
 
-    if args.check_images < 1:
-        raise ConfigError(f"--check-images {args.check_images} must be at least 1.")
     splits = load_dataset(args.data, args.data_root, progress=False)
     loader = BatchLoader(
         splits.test,
@@ -124,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
     model = hwquant.load(args.model)
     images = _images(args) if args.data else None
     if args.input_shape:
-        shape = _shape(args.input_shape)
+        shape = args.input_shape.sample
         if images is not None and tuple(images.shape[1:]) != shape:
             raise ConfigError(
                 f"--input-shape {shape} differs from the {args.data} images "
@@ -150,7 +135,11 @@ def _run(args: argparse.Namespace) -> int:
             model, (1, *shape), custom_ops=args.custom_ops, quantize_input=quantize_input
         )
     elif args.custom_ops:
-        raise ConfigError("--custom-ops writes QONNX decoder ops. Fix: use --format qonnx.")
+        raise ConfigError(
+            "--custom-ops writes hwquant's QONNX decoder ops, which a QDQ graph has no place "
+            "for (it holds every scheme's weights as plain integers). Fix: drop --custom-ops "
+            "to write QDQ, or write QONNX with --format qonnx --custom-ops."
+        )
     else:
         proto = export_qdq(model, (1, *shape), quantize_input=quantize_input)
     figures: dict[str, object] = {

@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from hwquant.app.cli_args import input_shape, positive_int
 from hwquant.app.command import parser_with_examples
 from hwquant.core.errors import ConfigError, FileFormatError
 from hwquant.rtl.unit import Unit, emitters, get_emitter
@@ -118,19 +119,29 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "--inputs", type=Path, metavar="CODES.npy", help="integer input codes [N, C, H, W]"
     )
     source.add_argument(
-        "--input-shape", metavar="C,H,W", help="random input codes of this shape (seeded)"
+        "--input-shape",
+        type=input_shape,
+        metavar="C,H,W",
+        help="random input codes of this per-image shape (seeded); N,C,H,W gives N images",
     )
-    golden.add_argument("--images", type=int, default=1, help="random images (default 1)")
+    golden.add_argument(
+        "--images", type=positive_int, help="random images (default 1, or the N of N,C,H,W)"
+    )
     golden.add_argument("--seed", type=int, default=0, help="seed of the random codes")
-    golden.add_argument("--pixels", type=int, default=16, help="output pixels each bench replays")
+    golden.add_argument(
+        "--pixels", type=positive_int, default=16, help="output pixels each bench replays"
+    )
     golden.add_argument(
         "--max-pe",
-        type=int,
+        type=positive_int,
         default=8,
         help="PEs per array: the largest divisor of C_out up to this",
     )
     golden.add_argument(
-        "--max-simd", type=int, default=16, help="SIMD lanes: the largest divisor of K up to this"
+        "--max-simd",
+        type=positive_int,
+        default=16,
+        help="SIMD lanes: the largest divisor of K up to this",
     )
     golden.set_defaults(run=_golden)
 
@@ -164,6 +175,11 @@ def _input_codes(args: argparse.Namespace, model):
     from hwquant.core.intmath import qrange
 
     if args.inputs is not None:
+        if args.images is not None:
+            raise ConfigError(
+                f"--images {args.images} sets the number of random images, but --inputs gives "
+                "the codes themselves. Fix: drop --images, or use --input-shape."
+            )
         codes = np.load(args.inputs)
         if not np.issubdtype(codes.dtype, np.integer):
             raise FileFormatError(
@@ -171,15 +187,17 @@ def _input_codes(args: argparse.Namespace, model):
                 "int_model.quantize_input(images).numpy()."
             )
         return torch.from_numpy(codes.astype(np.int64))
-    try:
-        shape = tuple(int(v) for v in args.input_shape.split(","))
-    except ValueError as exc:
+    shape = args.input_shape
+    if shape.batch is not None and args.images not in (None, shape.batch):
         raise ConfigError(
-            f"--input-shape {args.input_shape!r} is not C,H,W. Fix: e.g. --input-shape 1,28,28."
-        ) from exc
+            f"--input-shape names {shape.batch} images and --images {args.images}. Fix: give "
+            f"the per-image shape {','.join(map(str, shape.sample))} with --images, or drop "
+            "--images."
+        )
+    images = args.images or shape.batch or 1
     lo, hi = qrange(model.input.bits, model.input.signed)
     generator = torch.Generator().manual_seed(args.seed)
-    return torch.randint(lo, hi + 1, (args.images, *shape), generator=generator)
+    return torch.randint(lo, hi + 1, (images, *shape.sample), generator=generator)
 
 
 def _golden(args: argparse.Namespace) -> int:

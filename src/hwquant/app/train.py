@@ -42,11 +42,14 @@ from hwquant.core.distributed import (
     wrap,
 )
 from hwquant.core.errors import ConfigError, DataError, FileFormatError, NonFiniteError
+from hwquant.core.lock import directory_lock, prepare_directory
 
 StepHook = Callable[[nn.Module, int], None]
 """Called as ``hook(model, global_step)`` before every training step (must be stateless)."""
 
 CHECKPOINT_NAME = "last.pt"
+CONFIG_NAME = "config.toml"
+OUT_OPTION = "the run directory (--out or out_dir)"
 ONECYCLE_RISE = 0.3
 """Fraction of the run one-cycle spends rising when ``warmup_epochs`` is 0 (torch's default)."""
 ONECYCLE_START, ONECYCLE_END = 1 / 25, 1 / 25e4
@@ -259,7 +262,7 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         """Train the remaining epochs and return the per-epoch history."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        prepare_directory(self.out_dir, OUT_OPTION)
         if self._rng_state is None:
             seed_everything(self.config.seed)
         else:
@@ -425,6 +428,8 @@ class Trainer:
             return
         state = load_checkpoint(path)
         _check_same_config(path, state["train_config"], dataclasses.asdict(self.config))
+        if self.run_config is not None and state.get("run_config") is not None:
+            _check_same_run(path, state["run_config"], self.run_config.to_dict())
         if state.get("world_size", 1) != self.dist.world_size:
             raise ConfigError(
                 f"'{path}' was written by a run of {state.get('world_size', 1)} processes; this "
@@ -456,6 +461,41 @@ def _check_same_config(path: Path, saved: dict[str, Any], current: dict[str, Any
             f"the [train] config differs from the one that wrote '{path}' ({'; '.join(changed)}). "
             "Fix: resume with the original config, or train into a new out_dir."
         )
+
+
+RUN_FIELDS = {"model": ("name", "width"), "data": ("name",), "recipe": None}
+"""The run config fields a resumed run must share with its checkpoint's (None: every field):
+what the weights mean. ``model.init`` (read only at the start), data paths and evaluation
+settings may change."""
+
+
+def _check_same_run(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """A resumed run continues the model and recipe that wrote the checkpoint, not others."""
+    changed = []
+    for table, names in RUN_FIELDS.items():
+        before, now = _flat(saved.get(table), table), _flat(current.get(table), table)
+        keys = sorted(set(before) | set(now)) if names is None else [f"{table}.{n}" for n in names]
+        changed += [
+            f"{key}: {before.get(key, 'absent')!r} -> {now.get(key, 'absent')!r}"
+            for key in keys
+            if before.get(key, "absent") != now.get(key, "absent")
+        ]
+    if changed:
+        raise ConfigError(
+            f"the run config differs from the one that wrote '{path}' ({'; '.join(changed)}). "
+            "Fix: resume with the original config, or train into a new out_dir."
+        )
+
+
+def _flat(table: dict[str, Any] | None, prefix: str) -> dict[str, Any]:
+    """``{"recipe.msq.sp2_share": 0.5, ...}`` from nested tables (None: no table)."""
+    if table is None:
+        return {}
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}.{key}"
+        flat |= _flat(value, name) if isinstance(value, dict) and value else {name: value}
+    return flat
 
 
 def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
@@ -502,6 +542,33 @@ def train_from_config(
 def _train_from_config(
     config: RunConfig, dist: DistContext, *, progress: bool, resume: bool
 ) -> TrainResult:
+    """Check and lock the run directory (rank 0), then train in it."""
+    out_dir = Path(config.out_dir)
+    lock: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if dist.is_main:
+        prepare_directory(out_dir, OUT_OPTION)
+        lock = directory_lock(out_dir, OUT_OPTION, "`hwquant train`")
+    with lock:
+        _check_out_dir(out_dir, resume)
+        return _train_in(config, out_dir, dist, progress=progress, resume=resume)
+
+
+def _check_out_dir(out_dir: Path, resume: bool) -> None:
+    """Refuse to start a fresh run over the checkpoint of another (nothing is overwritten)."""
+    if resume:
+        return
+    existing = resume_path(out_dir / CHECKPOINT_NAME)
+    if existing is not None:
+        raise ConfigError(
+            f"'{out_dir}' already holds a run ({existing.name}); a new run would overwrite it. "
+            "Fix: add --resume to continue that run (a finished one is left as it is), or "
+            "train into another directory with --out."
+        )
+
+
+def _train_in(
+    config: RunConfig, out_dir: Path, dist: DistContext, *, progress: bool, resume: bool
+) -> TrainResult:
     from hwquant.data import BatchLoader, load_dataset
     from hwquant.models import build
 
@@ -543,10 +610,6 @@ def _train_from_config(
     test_loader = BatchLoader(
         splits.test, config.data.batch_size_eval, shuffle=False, augment=False, **norm
     )
-    out_dir = Path(config.out_dir)
-    if dist.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.toml").write_text(config.to_toml(), encoding="utf-8")
     trainer = Trainer(
         model,
         train_loader,
@@ -559,4 +622,6 @@ def _train_from_config(
         run_config=config,
         dist=dist,
     )
+    if dist.is_main:  # after the resume checks: the config of the checkpoint's run
+        (out_dir / CONFIG_NAME).write_text(config.to_toml(), encoding="utf-8")
     return trainer.fit()

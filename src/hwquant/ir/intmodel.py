@@ -295,7 +295,7 @@ class MaxPoolNode(IntNode):
 
 @dataclass
 class ReshapeNode(IntNode):
-    """Reshape to ``[batch, *shape]`` (flatten, view, reshape)."""
+    """Reshape to ``[batch, *shape]`` (flatten, view, reshape, squeeze, unsqueeze)."""
 
     shape: tuple[int, ...] = ()
     op: ClassVar[str] = "reshape"
@@ -383,10 +383,13 @@ class IntModel:
         return [n for n in self.nodes if isinstance(n, WeightNode)]
 
     def set_accumulator(
-        self, bits: int, policy: OverflowPolicy = "wrap", layers: list[str] | None = None
+        self, bits: int, policy: OverflowPolicy = "wrap", layers: str | list[str] | None = None
     ) -> None:
-        """Set the accumulator width and overflow policy of ``layers`` (default: all)."""
+        """Set the accumulator width and overflow policy of ``layers`` (one name, a list of
+        names, or None: all)."""
         Accumulator(bits, policy)  # validates
+        if isinstance(layers, str):
+            layers = [layers]
         names = {n.name for n in self.weight_nodes()}
         unknown = sorted(set(layers or []) - names)
         if unknown:
@@ -459,7 +462,7 @@ def load(path: str | Path) -> IntModel:
             arrays["output_scale"],
             header.get("recipe", {}),
         )
-        problem = _structure_problem(model)
+        problem = _structure_problem(model) or _value_problem(model)
         if problem:
             raise FileFormatError(f"'{path}' has a malformed header: {problem}. {fix}")
         return model
@@ -510,6 +513,57 @@ def _structure_problem(model: IntModel) -> str | None:
                 return f"node '{obj.name}' reads unknown {missing} or repeats a name"
             known.add(obj.name)
     return None if model.output in known else f"output '{model.output}' is no node"
+
+
+POSITIVE_FIELDS = ("scale", "acc_scale", "out_scale")
+"""Fields holding the value of one integer unit: finite and > 0."""
+NON_NEGATIVE_FIELDS = ("shift", "padding", "mult", "mults")
+"""Right shifts, pads and requantization multipliers: >= 0 (a negative shift is no shift)."""
+AT_LEAST_ONE_FIELDS = ("bits", "in_bits", "weight_bits", "stride", "dilation", "groups", "window")
+"""Widths, strides, dilations, groups, window sizes: >= 1."""
+CHECKED_FIELDS = POSITIVE_FIELDS + NON_NEGATIVE_FIELDS + AT_LEAST_ONE_FIELDS
+
+
+def _value_problem(model: IntModel) -> str | None:
+    """The first value of ``model`` outside what its field means (a header that lies): a scale
+    that is not a finite positive number, a negative shift or pad, a width or stride below 1,
+    ``lo > hi``, an accumulator the engine cannot hold, weights outside their ``weight_bits``;
+    None when there is none."""
+    if not (np.isfinite(model.output_scale).all() and (model.output_scale > 0).all()):
+        return "output_scale is not finite and positive"
+    for obj in (model.input, *model.nodes):
+        where = f"'{obj.name}'"
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if value is None or f.name not in CHECKED_FIELDS:
+                continue
+            values = np.asarray(value, dtype=np.float64)
+            if f.name in POSITIVE_FIELDS and not (np.isfinite(values) & (values > 0)).all():
+                return f"{f.name} of {where} is not a finite number > 0 ({value!r:.40})"
+            if f.name in NON_NEGATIVE_FIELDS and (values < 0).any():
+                return f"{f.name} of {where} is negative ({value!r:.40})"
+            if f.name in AT_LEAST_ONE_FIELDS and (values < 1).any():
+                return f"{f.name} of {where} is below 1 ({value!r:.40})"
+        if getattr(obj, "lo", 0) > getattr(obj, "hi", 0):
+            return f"lo {obj.lo} > hi {obj.hi} in '{obj.name}'"
+        if getattr(obj, "kernel_size", None) is not None and min(_sizes(obj.kernel_size)) < 1:
+            return f"kernel_size of {where} is below 1"
+        if isinstance(obj, WeightNode):
+            try:
+                obj.accumulator  # noqa: B018 (validates acc_bits and overflow)
+            except HwquantError as exc:
+                return f"the accumulator of {where} is invalid: {exc}"
+            lo, hi = qrange(obj.weight_bits, signed=True)
+            if obj.weight.size and (obj.weight.min() < lo or obj.weight.max() > hi):
+                return (
+                    f"the weights of {where} span [{obj.weight.min()}, {obj.weight.max()}], "
+                    f"outside the {obj.weight_bits}-bit range [{lo}, {hi}]"
+                )
+    return None
+
+
+def _sizes(value: int | tuple[int, ...]) -> tuple[int, ...]:
+    return (value,) if isinstance(value, int) else tuple(value)
 
 
 def _conforms(value: Any, hint: Any) -> bool:

@@ -1,7 +1,8 @@
 """Max pooling on codes: the maximum code of each window (monotone, so the scale is unchanged).
 
 * IR node: :class:`~hwquant.ir.intmodel.MaxPoolNode` (the table model uses it too, on indices);
-* QAT: ``prepare`` keeps ``nn.MaxPool2d`` as it is (it passes codes and their scale through);
+* QAT: ``prepare`` keeps ``nn.MaxPool2d`` and ``F.max_pool2d`` as they are (they pass codes
+  and their scale through);
 * lowering: its kernel, stride, padding, dilation and ceil mode;
 * engine: ``max_pool2d`` on codes held exactly in float (comparisons only);
 * export: ONNX ``MaxPool``;
@@ -10,6 +11,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING
 
 import torch
@@ -28,23 +30,51 @@ if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle
 
 
+FUNCTIONS = (F.max_pool2d, torch.max_pool2d)
+"""The functional forms of max pooling (``F.max_pool2d(x, 2)``)."""
+
+
+def pool_options(node: fx.Node, mod: nn.Module | None) -> dict[str, object] | None:
+    """Kernel, stride, padding, dilation, ceil mode and ``return_indices`` (the arguments of
+    ``F.max_pool2d_with_indices``, whose signature ``F.max_pool2d`` dispatches to) of an
+    ``nn.MaxPool2d`` or a call of ``F.max_pool2d``; None when ``node`` is neither.
+
+    >>> graph = fx.symbolic_trace(lambda x: F.max_pool2d(x, 3, padding=1)).graph
+    >>> node = next(n for n in graph.nodes if n.op == "call_function")
+    >>> pool_options(node, None)["padding"], pool_options(node, None)["stride"]
+    (1, None)
+    """
+    if isinstance(mod, nn.MaxPool2d):
+        names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+        return {name: getattr(mod, name) for name in names}
+    if node.op != "call_function" or node.target not in FUNCTIONS:
+        return None
+    bound = inspect.signature(F.max_pool2d_with_indices).bind(*node.args, **node.kwargs)
+    bound.apply_defaults()
+    return {name: value for name, value in bound.arguments.items() if name != "input"}
+
+
 def keeps(node: fx.Node, mod: nn.Module | None) -> bool:
-    """``prepare`` keeps an ``nn.MaxPool2d`` in the QAT model unchanged."""
-    return isinstance(mod, nn.MaxPool2d)
+    """``prepare`` keeps an ``nn.MaxPool2d`` or ``F.max_pool2d`` in the QAT model unchanged
+    (``return_indices=True`` is refused before: the module by ``prepare``'s option checks, the
+    function traces as ``max_pool2d_with_indices``, which is no supported op)."""
+    return pool_options(node, mod) is not None
 
 
 def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> MaxPoolNode | None:
-    """The MaxPoolNode of an ``nn.MaxPool2d``."""
-    if not isinstance(mod, nn.MaxPool2d):
+    """The MaxPoolNode of an ``nn.MaxPool2d`` or ``F.max_pool2d``."""
+    options = pool_options(node, mod)
+    if options is None:
         return None
+    kernel = options["kernel_size"]
     return MaxPoolNode(
         name,
         inputs,
-        pair(mod.kernel_size),
-        pair(mod.stride or mod.kernel_size),
-        pair(mod.padding),
-        pair(mod.dilation),
-        mod.ceil_mode,
+        pair(kernel),
+        pair(options["stride"] or kernel),
+        pair(options["padding"]),
+        pair(options["dilation"]),
+        bool(options["ceil_mode"]),
     )
 
 

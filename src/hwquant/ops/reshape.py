@@ -1,9 +1,10 @@
-"""Reshape (flatten, view, reshape): codes keep their values and scale, the shape changes to
-``[batch, *shape]``.
+"""Reshape (flatten, view, reshape, squeeze, unsqueeze): codes keep their values and scale, the
+shape changes to ``[batch, *shape]``.
 
 * IR node: :class:`~hwquant.ir.intmodel.ReshapeNode`;
-* QAT: ``prepare`` keeps ``nn.Flatten``, ``torch.flatten`` and the tensor methods ``flatten``,
-  ``view`` and ``reshape`` as they are;
+* QAT: ``prepare`` keeps ``nn.Flatten``, ``torch.flatten``/``squeeze``/``unsqueeze``/``reshape``
+  and the tensor methods ``flatten``, ``view``, ``reshape``, ``squeeze`` (with a dim) and
+  ``unsqueeze`` as they are;
 * lowering: the traced per-sample output shape;
 * engine: ``reshape``, refusing an input of another size;
 * export: ONNX ``Reshape`` to ``[0, *shape]`` (0: the batch dimension as it is);
@@ -25,22 +26,37 @@ from hwquant.engine.integer import RunContext
 from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import ReshapeNode
 from hwquant.ir.ops import OpHandler, register_op
+from hwquant.qat.naming import describe
 from hwquant.rtl.network.stream import FeatureMap
 
 if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle
 
-METHODS = ("flatten", "view", "reshape")
+METHODS = ("flatten", "view", "reshape", "squeeze", "unsqueeze")
 """The tensor methods lowered to a reshape."""
+FUNCTIONS = (torch.flatten, torch.squeeze, torch.unsqueeze, torch.reshape)
+"""The functions lowered to a reshape."""
 
 
 def keeps(node: fx.Node, mod: nn.Module | None) -> bool:
-    """Whether fx ``node`` is a flatten/view/reshape (module, function or tensor method)."""
-    return (
-        isinstance(mod, nn.Flatten)
-        or (node.op == "call_function" and node.target is torch.flatten)
-        or (node.op == "call_method" and node.target in METHODS)
+    """Whether fx ``node`` is a flatten/view/reshape/squeeze/unsqueeze (module, function or
+    tensor method); a squeeze of every size-1 dim (no ``dim``) or a (un)squeeze of the batch
+    dim is refused."""
+    if isinstance(mod, nn.Flatten):
+        return True
+    is_call = (node.op == "call_function" and node.target in FUNCTIONS) or (
+        node.op == "call_method" and node.target in METHODS
     )
+    squeezes = ("squeeze", torch.squeeze, "unsqueeze", torch.unsqueeze)
+    if is_call and node.target in squeezes:
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        if dim is None or dim == 0:
+            raise UnsupportedLayerError(
+                f"'{node.name}' ({describe(node)}) has {'no dim' if dim is None else 'dim=0'}; it "
+                "would change the batch dimension (a batch of one loses it). Fix: name a dim "
+                "after the batch, e.g. x.squeeze(-1), or use torch.flatten(x, 1)."
+            )
+    return is_call
 
 
 def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> ReshapeNode | None:

@@ -17,10 +17,11 @@ from hwquant.core.errors import HwquantError, UnsupportedLayerError, check_finit
 from hwquant.ir.intmodel import InputSpec, IntModel, IntNode, WeightNode
 from hwquant.ir.ops import get_op, handlers
 from hwquant.qat.accumulator_bound import BoundedLinearQuantizer, record_proved_bound
+from hwquant.qat.naming import describe, node_name
 from hwquant.qat.nn import QuantInput, QuantWeightLayer
 from hwquant.qat.registry import get_scheme
 
-_ALIAS_MODULES = (nn.Dropout, nn.Identity)
+_ALIAS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 
 
 def lower(qat_model: fx.GraphModule, example_input: torch.Tensor) -> IntModel:
@@ -85,6 +86,7 @@ def _build(gm: fx.GraphModule) -> IntModel:
             if inputs:
                 alias[node.name] = inputs[0]
             continue
+        int_node.name = _unique(node_name(node), scale_of)  # the model's name (features.3)
         nodes.append(int_node)
         alias[node.name] = int_node.name
         scale_of[int_node.name] = _output_scale(int_node, scale_of)
@@ -104,6 +106,17 @@ def _output_scale(node: IntNode, scale_of: dict[str, np.ndarray]) -> np.ndarray:
     return np.array([node.out_scale], np.float64)
 
 
+def _unique(name: str, taken: dict[str, np.ndarray]) -> str:
+    """``name``, or ``name_2``, ``name_3`` ... for the later calls of a stateless module that
+    ``forward`` calls more than once (one pooling module used twice)."""
+    count = 1
+    unique = name
+    while unique in taken:
+        count += 1
+        unique = f"{name}_{count}"
+    return unique
+
+
 def _int_node(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> IntNode | None:
     """The IntModel node for fx ``node`` (the first registered op that lowers it; ``name``: the
     name of a node that is no QAT layer), or None when it only passes codes through."""
@@ -113,8 +126,8 @@ def _int_node(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str
     if isinstance(mod, _ALIAS_MODULES) or mod is None:
         return None
     raise UnsupportedLayerError(
-        f"lower() cannot express node '{node.name}' ({type(mod).__name__}). Fix: prepare() the "
-        "model again with this hwquant version."
+        f"lower() cannot express '{node_name(node)}' ({describe(node, mod)}). Fix: prepare() "
+        "the model again with this hwquant version."
     )
 
 

@@ -3,7 +3,9 @@
 The model is traced with ``torch.fx``; chains ``Conv2d → [BatchNorm2d] → [ReLU|ReLU6]``,
 ``Linear → [ReLU|ReLU6]``, ``add → [ReLU|ReLU6]`` and average pooling are replaced by the
 quantized layers of :mod:`hwquant.qat.nn`, an input quantizer is put after the input, and every
-layer is bound to the quantizers of its inputs. Dropout and Identity pass codes through
+layer is bound to the quantizers of its inputs. ``x.mean((2, 3))`` becomes a global average
+pool (and a flatten without ``keepdim``); a functional dropout becomes its module, which follows
+the model's train/eval mode. Dropout and Identity pass codes through
 unchanged, and so does every registered op that declares it keeps its float form
 (``OpHandler.keeps`` in :mod:`hwquant.ir.ops`: max pooling, flatten/view/reshape, a ReLU that
 follows no layer). The first layer (fed by the input) and the last layer
@@ -33,22 +35,33 @@ from hwquant.qat.accumulator_bound import (
     layer_accumulator_bits,
 )
 from hwquant.qat.llsq import LinearQuantizer
+from hwquant.qat.naming import describe, node_name
 from hwquant.qat.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantModule
 from hwquant.qat.nn.base import Activation
-from hwquant.qat.options import check_add, check_module, check_no_shared_modules, check_not_prepared
+from hwquant.qat.options import (
+    check_add,
+    check_avg_pool,
+    check_module,
+    check_no_shared_modules,
+    check_not_prepared,
+)
 from hwquant.qat.quantizer import WeightQuantizer
 from hwquant.qat.recipe import Recipe
 from hwquant.qat.registry import get_scheme
 
 SUPPORTED = (
     "Conv2d (+BatchNorm2d, +ReLU/ReLU6), Linear (+ReLU/ReLU6), residual add (+ReLU/ReLU6), "
-    "MaxPool2d, AdaptiveAvgPool2d(1), AvgPool2d(k) with stride k, flatten/view/reshape, "
-    "ReLU elsewhere (e.g. after max pooling), Dropout, Identity (as modules; BatchNorm with "
-    "running statistics)"
+    "MaxPool2d / F.max_pool2d, AdaptiveAvgPool2d(1) / x.mean((2, 3)), AvgPool2d(k) / "
+    "F.avg_pool2d(x, k) with stride k, flatten/view/reshape/squeeze(dim)/unsqueeze(dim), "
+    "ReLU elsewhere (e.g. after max pooling), Dropout/Dropout1d/Dropout2d (modules or "
+    "functions), Identity (BatchNorm with running statistics)"
 )
 INPUT_NAME = "quant_input"
 
-_PASS_MODULES = (nn.Dropout, nn.Identity)
+_PASS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
+DROPOUT_FUNCTIONS = {F.dropout: nn.Dropout, F.dropout1d: nn.Dropout1d, F.dropout2d: nn.Dropout2d}
+"""Functional dropouts and the module each becomes, so that it follows the model's train/eval
+mode (``torch.fx`` would freeze ``training=self.training`` at its value when traced)."""
 _PASS_METHODS = ("contiguous",)
 _SHAPE_METHODS = ("size", "dim")
 _ADD_FUNCTIONS = (operator.add, torch.add, operator.iadd)
@@ -164,17 +177,51 @@ def _collapse(gm: fx.GraphModule, head: fx.Node, tail: fx.Node, replacement: fx.
             gm.graph.erase_node(node)
 
 
-def _unsupported(node: fx.Node, what: str) -> UnsupportedLayerError:
+def _unsupported(node: fx.Node, mod: nn.Module | None) -> UnsupportedLayerError:
+    what = type(mod).__name__ if mod is not None else describe(node)
     return UnsupportedLayerError(
-        f"cannot quantize node '{node.name}' ({what}). Supported: {SUPPORTED}. Fix: replace it "
-        "with a supported layer, or keep it outside the part of the model given to prepare()."
+        f"cannot quantize '{node_name(node)}' ({what}). Supported: {SUPPORTED}. "
+        "Fix: replace it with a supported layer, or keep it outside the part of the model given "
+        "to prepare()."
     )
+
+
+_BN_AFTER = {nn.BatchNorm2d: nn.Conv2d, nn.BatchNorm1d: nn.Linear}
+"""The layer a BatchNorm folds into."""
+
+
+def check_batchnorm_positions(gm: fx.GraphModule) -> None:
+    """Refuse a BatchNorm that no layer can absorb, naming it and the rule it breaks."""
+    for node in gm.graph.nodes:
+        bn = _module(gm, node)
+        if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
+            continue
+        layer_type = _BN_AFTER.get(type(bn))
+        before = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+        layer = _module(gm, before) if before is not None else None
+        if layer_type is None:
+            where = f"hwquant folds only {', '.join(t.__name__ for t in _BN_AFTER)}"
+        elif before is None:
+            where = "it reads no layer's output"
+        elif not isinstance(layer, layer_type):
+            where = f"it follows {describe(before, layer)}, not a {layer_type.__name__}"
+        elif len(before.users) > 1:
+            where = f"'{node_name(before)}' feeds it and other nodes too"
+        else:
+            continue
+        raise UnsupportedLayerError(
+            f"{describe(node, bn)} cannot be folded: {where}. Rule: a BatchNorm2d must come "
+            "directly after a Conv2d (a BatchNorm1d after a Linear) and be that layer's only "
+            "user, so that it folds into the layer's weights and bias. Fix: put it right after "
+            "its Conv2d/Linear, before the activation (Conv2d -> BatchNorm2d -> ReLU), or "
+            "remove it."
+        )
 
 
 def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
     """Rewrite the graph into quantizable nodes; return what each new node becomes."""
     specs: dict[fx.Node, FusedSpec] = {}
-    counter = {"add": 0, "avgpool": 0}
+    counter = {"add": 0, "avgpool": 0, "dropout": 0}
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise UnsupportedLayerError(
@@ -182,6 +229,7 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
             "Fix: wrap the model so that forward() takes one tensor."
         )
     check_no_shared_modules(gm)
+    check_batchnorm_positions(gm)
     fused: set[fx.Node] = set()
     for node in list(gm.graph.nodes):
         if node in fused or node.op in ("placeholder", "output", "get_attr"):
@@ -204,15 +252,29 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
             specs[new] = FusedSpec("add", act=act)
             fused.update(_chain_nodes(node, tail))
             _collapse(gm, node, tail, new)
+        elif node.op == "call_function" and node.target in DROPOUT_FUNCTIONS:
+            counter["dropout"] += 1
+            p = node.args[1] if len(node.args) > 1 else node.kwargs.get("p", 0.5)
+            dropout = DROPOUT_FUNCTIONS[node.target](p)
+            name = f"{node.name}_{counter['dropout']}"
+            gm.add_submodule(name, dropout)
+            with gm.graph.inserting_before(node):
+                new = gm.graph.call_module(name, (node.args[0],))
+            node.replace_all_uses_with(new)
+            gm.graph.erase_node(node)
         elif (kernel := _avgpool_kernel(gm, node)) is not False:
             counter["avgpool"] += 1
             new = _new_module_node(gm, node, f"avgpool_{counter['avgpool']}", (node.args[0],))
             specs[new] = FusedSpec("avgpool", kernel_size=kernel)
-            node.replace_all_uses_with(new)
+            if _drops_spatial_dims(node):  # x.mean((2, 3)): [N, C], a global pool + flatten
+                with gm.graph.inserting_after(new):
+                    out = gm.graph.call_function(torch.flatten, (new, 1))
+            else:
+                out = new
+            node.replace_all_uses_with(out)
             gm.graph.erase_node(node)
         elif not _is_passthrough(gm, node):
-            what = type(mod).__name__ if mod is not None else f"{node.op} {node.target}"
-            raise _unsupported(node, what)
+            raise _unsupported(node, mod)
     return specs
 
 
@@ -237,8 +299,23 @@ def _is_add(node: fx.Node) -> bool:
     return is_call and len(node.args) == 2 and all(isinstance(a, fx.Node) for a in node.args)
 
 
+AVG_POOL_ARGS = (
+    "kernel_size",
+    "stride",
+    "padding",
+    "ceil_mode",
+    "count_include_pad",
+    "divisor_override",
+)
+"""The arguments of ``F.avg_pool2d`` after the input, in order."""
+SPATIAL_DIMS = ({2, 3}, {-2, -1})
+"""The dims of a global average pool written as a mean of an NCHW tensor."""
+
+
 def _avgpool_kernel(gm: fx.GraphModule, node: fx.Node) -> int | bool | None:
-    """None for a global average pool, k for AvgPool2d(k, stride k), False otherwise."""
+    """None for a global average pool (``AdaptiveAvgPool2d(1)``, its functional form, or
+    ``x.mean((2, 3))``), k for ``AvgPool2d(k)`` / ``F.avg_pool2d(x, k)`` with stride k, False
+    otherwise. Other forms of ``F.avg_pool2d`` are refused, naming the option."""
     mod = _module(gm, node)
     if isinstance(mod, nn.AdaptiveAvgPool2d) and mod.output_size in (1, (1, 1)):
         return None
@@ -246,11 +323,41 @@ def _avgpool_kernel(gm: fx.GraphModule, node: fx.Node) -> int | bool | None:
         size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
         if size in (1, (1, 1)):
             return None
+    if _spatial_mean(node) is not None:
+        return None
+    if node.op == "call_function" and node.target is F.avg_pool2d:
+        options = dict(zip(AVG_POOL_ARGS, node.args[1:], strict=False)) | dict(node.kwargs)
+        mod = nn.AvgPool2d(**options)
+        check_avg_pool(node_name(node), mod)  # refuses any form other than AvgPool2d(k)
     if isinstance(mod, nn.AvgPool2d):
         k, s = mod.kernel_size, mod.stride
         if isinstance(k, int) and s in (k, None) and mod.padding == 0 and not mod.ceil_mode:
             return k
     return False
+
+
+def _spatial_mean(node: fx.Node) -> bool | None:
+    """``keepdim`` of ``x.mean((2, 3))`` / ``torch.mean(x, (-2, -1), keepdim)``; None when
+    ``node`` is no mean over the two spatial dims (a ``dtype`` is refused)."""
+    is_mean = (node.op == "call_method" and node.target == "mean") or (
+        node.op == "call_function" and node.target is torch.mean
+    )
+    if not is_mean:
+        return None
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    if not isinstance(dims, tuple | list) or set(dims) not in SPATIAL_DIMS:
+        return None
+    if node.kwargs.get("dtype") is not None:
+        raise UnsupportedLayerError(
+            f"mean '{node_name(node)}' has dtype={node.kwargs['dtype']}; the quantized average "
+            "pool computes in codes. Fix: drop dtype."
+        )
+    return bool(node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False))
+
+
+def _drops_spatial_dims(node: fx.Node) -> bool:
+    """Whether ``node`` is a spatial mean without ``keepdim`` (its output is ``[N, C]``)."""
+    return _spatial_mean(node) is False
 
 
 def _is_passthrough(gm: fx.GraphModule, node: fx.Node) -> bool:

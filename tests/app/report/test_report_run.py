@@ -113,3 +113,10 @@ def test_chromium_renders_tables_and_images(report, tmp_path: Path) -> None:
     assert len(widths) == 4  # accuracy, accumulators, resources, weight histograms
     assert all(int(w) > 100 for w in widths)  # every embedded PNG decoded
     assert "<h1>hwquant run report: qat</h1>" in dom
+
+
+def test_unknown_device_exits_2_before_any_work(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "no-run"), "--device", "xc9z999"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown FPGA device 'xc9z999'. Fix: use one of xc7z020, xc7z045" in err
+    assert not (tmp_path / "no-run").exists()

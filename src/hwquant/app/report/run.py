@@ -55,7 +55,9 @@ def collect_run(run_dir: str | Path, device: str = HW_DEVICE) -> dict[str, Any]:
     )
     from hwquant.app.report.table_units import measure_table_units
     from hwquant.data import BatchLoader, load_dataset
+    from hwquant.hw.devices import get_device
 
+    get_device(device)  # an unknown part is refused before any work, listing the known ones
     start = time.perf_counter()
     run_dir = Path(run_dir)
     config = _run_config(run_dir)

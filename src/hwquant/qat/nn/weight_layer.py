@@ -5,7 +5,8 @@ Training forward (methods.md §4; Jacob et al. 2018 §3.2 for the BN fold)::
     s   = γ / σ_run                       W' = s · W        (BN folded, running σ)
     y   = op(x_q, Q_w(W'))                                  (x_q arrives fake-quantized)
     before the freeze:  y ← y · σ_run/σ_B + (β − γ μ_B/σ_B)  (batch statistics, taken from y/s)
-    after the freeze:   y ← y + Q_b(b')    with Q_b at scale α_w·α_in and ``bias_bits``
+    after the freeze:   y ← y + Q_b(b')    with Q_b at scale α_w·α_in (rounded, never clipped;
+                                           a bias beyond ``bias_bits`` fails in the integer form)
     out = Q_out(act(y))
 
 Integer form (eval mode and :func:`hwquant.lower`)::
@@ -112,10 +113,15 @@ class QuantWeightLayer(HostMirrored, QuantModule):
             self.set_host("bn_freeze_at", self.host("bn_step"))
 
     def _quant_bias(self, bias: torch.Tensor) -> torch.Tensor:
-        """Fake-quantize the bias at accumulator scale α_w·α_in (straight-through)."""
+        """Fake-quantize the bias at accumulator scale α_w·α_in (straight-through).
+
+        The codes are rounded, never clipped to ``bias_bits``: a clipped bias would train
+        another function than the one written. A bias that does not fit ``bias_bits`` is an
+        error, with the width that fits, wherever the integer form is made (the eval forward,
+        hence the trainer's evaluation after the first epoch, and ``lower``).
+        """
         scale = (self.weight_quant.scale_value() * self._input_quants[0].scale_value()).detach()
-        lo, hi = qrange(self.bias_bits, signed=True)
-        return replace_forward(bias, round_half_up(bias / scale).clamp(lo, hi) * scale)
+        return replace_forward(bias, round_half_up(bias / scale) * scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """QAT forward in training mode, the integer form in eval mode."""

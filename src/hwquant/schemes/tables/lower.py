@@ -7,16 +7,35 @@ and Identity vanish.
 
 from __future__ import annotations
 
+import operator
+
 import torch
 from torch import fx, nn
 
 from hwquant.core.errors import UnsupportedLayerError
 from hwquant.ir.intmodel import MaxPoolNode
+from hwquant.qat.naming import describe, node_name
 from hwquant.qat.prepare import INPUT_NAME
 from hwquant.schemes.tables.layers import TableModule
 from hwquant.schemes.tables.model import FlattenNode, TableModel, TableNode, UnitNode
 
 _FLATTEN_METHODS = ("flatten", "view", "reshape")
+_ALIAS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
+_SHAPE_METHODS = ("size", "dim")
+
+
+def is_flatten_call(node: fx.Node) -> bool:
+    """``torch.flatten(x, 1)``, ``x.flatten(1)``, ``x.view(n, -1)``, ``x.reshape(n, -1)``."""
+    return (node.op == "call_function" and node.target is torch.flatten) or (
+        node.op == "call_method" and node.target in _FLATTEN_METHODS
+    )
+
+
+def is_shape_query(node: fx.Node) -> bool:
+    """``x.size(0)``, ``x.dim()``, ``x.shape`` (and indexing it): no codes flow through."""
+    if node.op == "call_method":
+        return node.target in _SHAPE_METHODS
+    return node.op == "call_function" and node.target in (getattr, operator.getitem)
 
 
 def _square(value: int | tuple[int, ...]) -> int:
@@ -46,17 +65,21 @@ def lower_tables(qat: fx.GraphModule) -> TableModel:
             k, s, p = (_square(v) for v in (mod.kernel_size, mod.stride, mod.padding))
             nodes.append(MaxPoolNode(str(node.target), args, (k, k), (s, s), (p, p)))
             names[node] = nodes[-1].name
-        elif (
-            isinstance(mod, nn.Flatten)
-            or node.target is torch.flatten
-            or (node.op == "call_method" and node.target in _FLATTEN_METHODS)
-        ):
+        elif isinstance(mod, nn.Flatten) or is_flatten_call(node):
             nodes.append(FlattenNode(node.name, args[:1]))
             names[node] = node.name
-        elif isinstance(mod, nn.Dropout | nn.Identity):
+        elif isinstance(mod, _ALIAS_MODULES):
             names[node] = args[0]
         elif node.op == "output":
             output = names[node.args[0]]
+        elif args and not is_shape_query(node):
+            raise UnsupportedLayerError(
+                f"the table lowering has no form for '{node_name(node)}' ({describe(node, mod)}), "
+                "which reads the codes of "
+                f"'{args[0]}'. Fix: use the modules table units take (Conv2d, Linear, add, "
+                "MaxPool2d, AvgPool2d/AdaptiveAvgPool2d, nn.Flatten/torch.flatten/view/reshape, "
+                "Dropout, Identity), or the llsq scheme."
+            )
     units = [n for n in nodes if isinstance(n, UnitNode)]
     recipe = getattr(qat, "hwquant_recipe", None)
     return TableModel(

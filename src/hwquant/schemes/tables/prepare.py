@@ -16,6 +16,7 @@ import torch
 from torch import fx, nn
 
 from hwquant.core.errors import UnsupportedLayerError, check_finite
+from hwquant.qat.naming import describe, node_name
 from hwquant.qat.prepare import (
     INPUT_NAME,
     FusedSpec,
@@ -28,6 +29,7 @@ from hwquant.qat.prepare import (
 )
 from hwquant.qat.recipe import Recipe, TableOptions
 from hwquant.schemes.tables.layers import TableAdd, TableAvgPool, TableModule, TableUnit
+from hwquant.schemes.tables.lower import is_flatten_call, is_shape_query
 from hwquant.schemes.tables.quantizer import CodebookQuantizer
 
 
@@ -78,6 +80,13 @@ def check_table_options(gm: fx.GraphModule) -> None:
     square window without dilation or ceil_mode; a flatten keeps the batch dimension only.
     """
     for node in gm.graph.nodes:
+        functional = node.op in ("call_function", "call_method")
+        if functional and not (is_flatten_call(node) or is_shape_query(node)):
+            raise UnsupportedLayerError(
+                f"'{node_name(node)}' ({describe(node)}) has no table-unit form. Fix: use the "
+                "module forms table units take (nn.MaxPool2d, nn.ReLU fused after a layer, "
+                "torch.flatten/view/reshape), or the llsq scheme."
+            )
         if node.op != "call_module":
             continue
         name, mod = str(node.target), gm.get_submodule(node.target)
