@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from hwquant.core.errors import ConfigError, UnsupportedLayerError, check_finite
+from hwquant.qat import fidelity
 from hwquant.qat.accumulator_bound import (
     bind_accumulator_bound,
     bounded_weight_quantizer,
@@ -62,19 +63,48 @@ class FusedSpec:
     kernel_size: int | None = None
 
 
-def prepare(model: nn.Module, recipe: Recipe | None = None) -> fx.GraphModule:
+def prepare(
+    model: nn.Module,
+    recipe: Recipe | None = None,
+    *,
+    example_input: torch.Tensor | None = None,
+    check_fidelity: bool = True,
+) -> fx.GraphModule:
     """Return the QAT twin of ``model`` under ``recipe`` (the model itself is not changed).
+
+    With ``check_fidelity`` (the default) the twin, quantization bypassed, is run against the
+    float model on ``example_input`` (or a seeded probe batch) and must match it at every layer
+    within :data:`hwquant.qat.fidelity.RTOL` of the layer's largest magnitude
+    (:mod:`hwquant.qat.fidelity`); ``check_fidelity=False`` skips that check.
 
     Raises:
         UnsupportedLayerError: a module or operation cannot be quantized; the message names
-            it and lists what is supported.
+            it and lists what is supported. Or the fidelity check failed: the message names
+            the first layer that differs.
         NonFiniteError: a weight holds NaN or Inf.
+        ConfigError: ``example_input`` given with ``check_fidelity=False``, or no probe batch
+            runs through the model.
     """
     recipe = recipe or Recipe()
+    if example_input is not None and not check_fidelity:
+        raise ConfigError(
+            "example_input is the probe of prepare()'s fidelity check, which "
+            "check_fidelity=False turns off. Fix: drop example_input, or keep the check on."
+        )
     check_not_prepared(model)
     handler = get_scheme(recipe.scheme)
     if handler.prepare is not None:  # the scheme changes the activations too: its own path
-        return handler.prepare(model, recipe)
+        gm = handler.prepare(model, recipe)
+    else:
+        gm = _prepare_common(model, recipe)
+    if check_fidelity:
+        fidelity.check_fidelity(model, gm, INPUT_NAME, example_input)
+    return gm
+
+
+def _prepare_common(model: nn.Module, recipe: Recipe) -> fx.GraphModule:
+    """The QAT twin of every scheme that quantizes weight layers one by one."""
+    handler = get_scheme(recipe.scheme)
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
         check_finite(f"model tensor '{name}'", tensor)
     gm = trace(copy.deepcopy(model))
@@ -191,6 +221,7 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
             tail, bn, act = _absorb(gm, node, bn_type)
             kind = "conv" if isinstance(mod, nn.Conv2d) else "linear"
             specs[node] = FusedSpec(kind, source=mod, bn=bn, act=act)
+            node.meta[fidelity.FLOAT_NODE] = tail.name
             fused.update(_chain_nodes(node, tail))
             _collapse(gm, node, tail, node)
         elif _is_add(node):
@@ -199,12 +230,14 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
             counter["add"] += 1
             new = _new_module_node(gm, node, f"add_{counter['add']}", tuple(node.args[:2]))
             specs[new] = FusedSpec("add", act=act)
+            new.meta[fidelity.FLOAT_NODE] = tail.name
             fused.update(_chain_nodes(node, tail))
             _collapse(gm, node, tail, new)
         elif (kernel := _avgpool_kernel(gm, node)) is not False:
             counter["avgpool"] += 1
             new = _new_module_node(gm, node, f"avgpool_{counter['avgpool']}", (node.args[0],))
             specs[new] = FusedSpec("avgpool", kernel_size=kernel)
+            new.meta[fidelity.FLOAT_NODE] = node.name
             node.replace_all_uses_with(new)
             gm.graph.erase_node(node)
         elif not _is_passthrough(gm, node):
@@ -277,6 +310,7 @@ def insert_input(gm: fx.GraphModule) -> None:
     gm.add_submodule(INPUT_NAME, nn.Identity())
     with gm.graph.inserting_after(placeholder):
         qin = gm.graph.call_module(INPUT_NAME, (placeholder,))
+    qin.meta[fidelity.FLOAT_NODE] = placeholder.name
     placeholder.replace_all_uses_with(qin, delete_user_cb=lambda user: user is not qin)
 
 

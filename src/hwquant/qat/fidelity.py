@@ -1,0 +1,205 @@
+"""``prepare``'s fidelity check: the QAT twin, quantization bypassed, is the float model.
+
+``prepare`` rewrites a traced model: chains such as Conv2d → BatchNorm2d → ReLU become one QAT
+layer, the other operations stay as they are. If the rewrite dropped anything (a forward hook,
+a replaced ``forward``, an option a layer does not take), the twin would compute another
+function however well it is trained. So ``prepare`` runs both on a probe batch ``x``: the float
+model in eval mode, and the twin with every QAT layer's :meth:`float_forward` (its float
+layers, BatchNorm at its running statistics, no quantizer) in place of its forward. Every node
+of the twin is compared with the float node it stands for (recorded by ``prepare`` in the
+node's ``meta[FLOAT_NODE]``; a node it kept has the same name in both graphs), in graph order:
+
+    max |twin − float|  ≤  RTOL · max |float|        (per node, over the whole batch)
+
+and the first node beyond it is named in an :class:`~hwquant.core.errors.UnsupportedLayerError`.
+Folding BatchNorm into the weights moves float32 results by a few units in the last place, far
+below ``RTOL``; a dropped operation moves them by its whole effect.
+
+The probe is the ``example_input`` given to ``prepare``, else one seeded N(0, 1) sample (a
+private generator: the global random state is untouched) of the first shape the float model
+accepts among :data:`PROBE_SIZES` (``(1, C, s, s)`` when the first weight layer is a Conv2d
+with C input channels, ``(1, F)`` when it is a Linear of F inputs). Both models are left in
+the train/eval state and with the parameters and buffers they had.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from hwquant.core.errors import ConfigError, UnsupportedLayerError
+from hwquant.qat.nn.base import BoundModule
+
+FLOAT_NODE = "hwquant_float_node"
+"""Key of ``fx.Node.meta`` naming the float model's node whose value a rewritten node carries."""
+RTOL = 1e-3
+"""Largest difference allowed at a node, relative to the float node's largest magnitude."""
+PROBE_SIZES = (8, 16, 28, 32, 64, 96, 128, 224)
+"""Image sizes tried, in order, for a probe when no ``example_input`` is given."""
+PROBE_SEED = 0
+
+
+class _Recorder(fx.Interpreter):
+    """Runs a graph, keeping every node's value; QAT layers run their float form.
+
+    ``check(node, value)``, when given, sees each value as it is computed, so that a difference
+    is found at its first node, before a later node fails on it (a wrong shape).
+    """
+
+    def __init__(
+        self,
+        gm: fx.GraphModule,
+        passthrough: str | None = None,
+        check: Callable[[fx.Node, Any], None] | None = None,
+    ) -> None:
+        super().__init__(gm)
+        self.values: dict[str, Any] = {}
+        self.passthrough = passthrough  # the input quantizer: its float form is the identity
+        self.check = check
+
+    def run_node(self, n: fx.Node) -> Any:
+        value = super().run_node(n)
+        # a copy: an in-place operation further on (ReLU(inplace=True), +=) would change it
+        self.values[n.name] = value.clone() if isinstance(value, torch.Tensor) else value
+        if self.check is not None:
+            self.check(n, value)
+        return value
+
+    def call_module(self, target: str, args: tuple, kwargs: dict) -> Any:
+        if target == self.passthrough:
+            return args[0]
+        module = self.fetch_attr(target)
+        if isinstance(module, BoundModule):
+            return module.float_forward(*args, **kwargs)
+        return super().call_module(target, args, kwargs)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Every module in eval mode for the block, each restored to its own mode after it."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def _first_weight_layer(model: nn.Module) -> nn.Conv2d | nn.Linear | None:
+    return next((m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)), None)
+
+
+def _record(float_gm: fx.GraphModule, x: torch.Tensor) -> dict[str, Any]:
+    recorder = _Recorder(float_gm)
+    recorder.run(x)
+    return recorder.values
+
+
+def reference_run(
+    model: nn.Module, float_gm: fx.GraphModule, example_input: torch.Tensor | None
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The probe batch (see the module docstring) and the float model's value at every node.
+
+    Raises:
+        ConfigError: ``example_input`` does not run through the float model, or no candidate
+            shape does.
+    """
+    if example_input is not None:
+        try:
+            return example_input, _record(float_gm, example_input)
+        except Exception as exc:
+            raise ConfigError(
+                f"example_input of shape {tuple(example_input.shape)} does not run through the "
+                f"float {type(model).__name__}: {exc}. Fix: pass a batch of the model's inputs."
+            ) from exc
+    first = _first_weight_layer(model)
+    if isinstance(first, nn.Conv2d):
+        shapes = [(1, first.in_channels, s, s) for s in PROBE_SIZES]
+    elif isinstance(first, nn.Linear):
+        shapes = [(1, first.in_features)]
+    else:
+        shapes = []
+    generator = torch.Generator().manual_seed(PROBE_SEED)
+    for shape in shapes:
+        x = torch.randn(shape, generator=generator, dtype=first.weight.dtype)
+        x = x.to(first.weight.device)
+        try:
+            return x, _record(float_gm, x)
+        except Exception:  # any failure means: not this shape
+            continue
+    raise ConfigError(
+        f"prepare() checks the prepared model against the float model on a probe batch, but "
+        f"none of the shapes it tried ({', '.join(str(s) for s in shapes) or 'none'}) runs "
+        f"through this {type(model).__name__}. Fix: pass a batch of real inputs, "
+        "prepare(model, recipe, example_input=x), or skip the check with check_fidelity=False."
+    )
+
+
+def _describe(gm: fx.GraphModule, node: fx.Node) -> str:
+    """``'features.3' (Conv2d)`` for a module, ``'add' (add)`` for a function or method."""
+    if node.op == "call_module":
+        return f"'{node.target}' ({type(gm.get_submodule(node.target)).__name__})"
+    if node.op == "placeholder":
+        return f"'{node.name}' (the input)"
+    return f"'{node.name}' ({getattr(node.target, '__name__', node.target)})"
+
+
+@torch.no_grad()
+def check_fidelity(
+    model: nn.Module,
+    qat: fx.GraphModule,
+    input_name: str,
+    example_input: torch.Tensor | None = None,
+) -> None:
+    """Check that ``qat`` with quantization bypassed computes ``model`` (see the module
+    docstring); ``input_name`` is the twin's input quantizer.
+
+    Raises:
+        UnsupportedLayerError: a node differs from the float node it stands for by more than
+            ``RTOL``; the message names the first one.
+        ConfigError: no probe batch could be made.
+    """
+    float_gm = fx.symbolic_trace(model)  # prepare() traced a copy already: this succeeds
+    float_nodes = {n.name: n for n in float_gm.graph.nodes}
+
+    def check(node: fx.Node, got: Any) -> None:
+        float_name = node.meta.get(FLOAT_NODE, node.name)
+        expected = reference.get(float_name)
+        if isinstance(expected, torch.Tensor) and isinstance(got, torch.Tensor):
+            problem = _difference(expected, got)
+            if problem is not None:
+                raise UnsupportedLayerError(
+                    f"prepare() would change what the model computes: with quantization "
+                    f"bypassed, layer {_describe(qat, node)} of the prepared model should equal "
+                    f"the float model's {_describe(float_gm, float_nodes[float_name])}, but "
+                    f"{problem}. Something of the float model is not carried over (a forward "
+                    "hook, a replaced forward(), an option the layer does not take). Fix: "
+                    "remove it from that module (or keep the module outside the part given to "
+                    "prepare()); prepare(..., check_fidelity=False) skips this check at your "
+                    "own risk."
+                )
+
+    with _eval_mode(model), _eval_mode(qat):
+        x, reference = reference_run(model, float_gm, example_input)
+        _Recorder(qat, passthrough=input_name, check=check).run(x)
+
+
+def _difference(expected: torch.Tensor, got: torch.Tensor) -> str | None:
+    """What is wrong with ``got`` as a stand-in for ``expected``, or None within ``RTOL``."""
+    if got.shape != expected.shape:
+        return f"its output has shape {tuple(got.shape)}, not {tuple(expected.shape)}"
+    if not got.numel():
+        return None
+    peak = float(expected.abs().max())
+    error = float((got.double() - expected.double()).abs().max())
+    if error <= RTOL * peak:
+        return None
+    return (
+        f"its output differs by up to {error:.4g} ({error / max(peak, 1e-30):.3g} of the float "
+        f"output's largest magnitude {peak:.4g}; tolerance {RTOL:g} of it)"
+    )
