@@ -109,7 +109,7 @@ def test_a_model_no_probe_fits_needs_example_input():
         hwquant.prepare(model, example_input=torch.randn(2, 1, 8, 8))
 
 
-@pytest.mark.parametrize("name", ["resnet20", "vgg_small", "mobilenetv2", "small_cnn"])
+@pytest.mark.parametrize("name", ["resnet20", "small_cnn"])  # all: tests/qat/test_lower.py
 def test_every_zoo_model_passes_and_nothing_changes(name):
     torch.manual_seed(0)
     model = build(name)
