@@ -109,6 +109,23 @@ def test_a_model_no_probe_fits_needs_example_input():
         hwquant.prepare(model, example_input=torch.randn(2, 1, 8, 8))
 
 
+class ClassifierFirst(nn.Module):
+    """Its Linear is defined before its Conv2d: the probe follows forward(), not __init__."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.conv(x)).flatten(1))
+
+
+def test_the_probe_is_shaped_for_the_first_layer_forward_calls():
+    assert hasattr(hwquant.prepare(ClassifierFirst()), "hwquant_recipe")
+
+
 @pytest.mark.parametrize("name", ["resnet20", "small_cnn"])  # all: tests/qat/test_lower.py
 def test_every_zoo_model_passes_and_nothing_changes(name):
     torch.manual_seed(0)

@@ -17,9 +17,9 @@ below ``RTOL``; a dropped operation moves them by its whole effect.
 
 The probe is the ``example_input`` given to ``prepare``, else one seeded N(0, 1) sample (a
 private generator: the global random state is untouched) of the first shape the float model
-accepts among :data:`PROBE_SIZES` (``(1, C, s, s)`` when the first weight layer is a Conv2d
-with C input channels, ``(1, F)`` when it is a Linear of F inputs). Both models are left in
-the train/eval state and with the parameters and buffers they had.
+accepts among :data:`PROBE_SIZES` (``(1, C, s, s)`` when the first weight layer ``forward``
+calls is a Conv2d with C input channels, ``(1, F)`` when it is a Linear of F inputs). Both
+models are left in the train/eval state and with the parameters and buffers they had.
 """
 
 from __future__ import annotations
@@ -90,8 +90,14 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
             m.training = mode
 
 
-def _first_weight_layer(model: nn.Module) -> nn.Conv2d | nn.Linear | None:
-    return next((m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)), None)
+def _first_weight_layer(float_gm: fx.GraphModule) -> nn.Conv2d | nn.Linear | None:
+    """The first Conv2d or Linear that ``forward`` calls (not the first one defined)."""
+    for node in float_gm.graph.nodes:
+        if node.op == "call_module":
+            module = float_gm.get_submodule(node.target)
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                return module
+    return None
 
 
 def _record(float_gm: fx.GraphModule, x: torch.Tensor) -> dict[str, Any]:
@@ -117,7 +123,7 @@ def reference_run(
                 f"example_input of shape {tuple(example_input.shape)} does not run through the "
                 f"float {type(model).__name__}: {exc}. Fix: pass a batch of the model's inputs."
             ) from exc
-    first = _first_weight_layer(model)
+    first = _first_weight_layer(float_gm)
     if isinstance(first, nn.Conv2d):
         shapes = [(1, first.in_channels, s, s) for s in PROBE_SIZES]
     elif isinstance(first, nn.Linear):
