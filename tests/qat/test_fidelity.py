@@ -88,22 +88,26 @@ def test_the_check_can_be_skipped_and_example_input_needs_it():
 
 
 class FixedSizeNet(nn.Module):
-    """A 12x12 input only (flatten into a Linear): no probe size fits, example_input does."""
+    """A ``height`` x ``width`` input only (flatten into a Linear)."""
 
-    def __init__(self) -> None:
+    def __init__(self, height: int, width: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(1, 4, 3)
-        self.fc = nn.Linear(4 * 10 * 10, 2)
+        self.fc = nn.Linear(4 * (height - 2) * (width - 2), 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.relu(self.conv(x)).flatten(1))
 
 
+def test_the_probe_finds_a_fixed_input_size():
+    assert hasattr(hwquant.prepare(FixedSizeNet(13, 13)), "hwquant_recipe")
+
+
 def test_a_model_no_probe_fits_needs_example_input():
-    model = FixedSizeNet()
+    model = FixedSizeNet(12, 20)  # no square size fits
     with pytest.raises(ConfigError, match="example_input=x"):
         hwquant.prepare(model)
-    qat = hwquant.prepare(model, example_input=torch.randn(2, 1, 12, 12))
+    qat = hwquant.prepare(model, example_input=torch.randn(2, 1, 12, 20))
     assert hasattr(qat, "hwquant_recipe")
     with pytest.raises(ConfigError, match="does not run through"):
         hwquant.prepare(model, example_input=torch.randn(2, 1, 8, 8))

@@ -38,9 +38,10 @@ FLOAT_NODE = "hwquant_float_node"
 """Key of ``fx.Node.meta`` naming the float model's node whose value a rewritten node carries."""
 RTOL = 1e-3
 """Largest difference allowed at a node, relative to the float node's largest magnitude."""
-PROBE_SIZES = (32, 28, 8, 16, 64, 96, 128, 224)
+PROBE_SIZES = (32, 28, 8, *(s for s in range(1, 257) if s not in (32, 28, 8)))
 """Image sizes tried, in order, for a probe when no ``example_input`` is given: the data sets'
-sizes first (CIFAR-10, MNIST, the 8x8 digits), since a failed try costs a forward pass."""
+sizes first (CIFAR-10, MNIST, the 8x8 digits), then every size up to 256. A size is tried on
+the ``meta`` device (shapes only), so a size that does not fit costs no arithmetic."""
 PROBE_SEED = 0
 
 
@@ -131,20 +132,39 @@ def reference_run(
         shapes = [(1, first.in_features)]
     else:
         shapes = []
-    generator = torch.Generator().manual_seed(PROBE_SEED)
+    fits = _shape_finder(float_gm)
     for shape in shapes:
-        x = torch.randn(shape, generator=generator, dtype=first.weight.dtype)
-        x = x.to(first.weight.device)
-        try:
+        if fits(shape, first.weight.dtype):
+            generator = torch.Generator().manual_seed(PROBE_SEED)
+            x = torch.randn(shape, generator=generator, dtype=first.weight.dtype)
+            x = x.to(first.weight.device)
             return x, _record(float_gm, x)
-        except Exception:  # any failure means: not this shape
-            continue
+    tried = f"{shapes[0]} to {shapes[-1]}" if shapes else "none"
     raise ConfigError(
         f"prepare() checks the prepared model against the float model on a probe batch, but "
-        f"none of the shapes it tried ({', '.join(str(s) for s in shapes) or 'none'}) runs "
-        f"through this {type(model).__name__}. Fix: pass a batch of real inputs, "
-        "prepare(model, recipe, example_input=x), or skip the check with check_fidelity=False."
+        f"no input shape it tried ({tried}) runs through this {type(model).__name__}. Fix: "
+        "pass a batch of real inputs, prepare(model, recipe, example_input=x), or skip the "
+        "check with check_fidelity=False."
     )
+
+
+def _shape_finder(float_gm: fx.GraphModule) -> Callable[[tuple[int, ...], torch.dtype], bool]:
+    """Whether an input of a shape runs through ``float_gm``, asked of a copy of its tensors
+    on the ``meta`` device (shapes only: no arithmetic, whatever the size)."""
+    tensors = {
+        name: torch.empty_like(t, device="meta")
+        for name, t in [*float_gm.named_parameters(), *float_gm.named_buffers()]
+    }
+
+    def fits(shape: tuple[int, ...], dtype: torch.dtype) -> bool:
+        x = torch.empty(shape, dtype=dtype, device="meta")
+        try:
+            torch.func.functional_call(float_gm, tensors, (x,))
+        except Exception:  # any failure means: not this shape
+            return False
+        return True
+
+    return fits
 
 
 def _describe(gm: fx.GraphModule, node: fx.Node) -> str:
