@@ -37,11 +37,15 @@ test: $(VENV)/.installed-test hw-tools
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 	command -v iverilog >/dev/null && command -v yosys >/dev/null && command -v verilator >/dev/null || (apt-get update && apt-get install -y --no-install-recommends iverilog yosys verilator)
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
+	$(PY) -m pytest --doctest-modules src/hwquant
 
+# The layers of docs/architecture.md are import-linter contracts in pyproject.toml.
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/lint-imports
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 

@@ -39,12 +39,12 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 import hwquant
 from benchmarks import fashion_mnist_llsq as llsq_bench
 from benchmarks.common import command_line, write_result
-from hwquant.core.intmath import qrange
+from hwquant.core.intmath import interval_bits, qrange
 from hwquant.data import BatchLoader
 from hwquant.engine import run as engine_run
 from hwquant.engine.accumulators import adversarial_run
 from hwquant.ir.intmodel import IntModel, WeightNode
-from hwquant.qat.accumulator_bound import accumulator_interval, interval_bits
+from hwquant.qat.accumulator_bound import accumulator_interval
 
 NAME = "accumulator_aware_fashion_mnist"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / f"{NAME}.json"

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "lower for accumulator-aware layers) and synthesize it there.",
     }
     config = {
-        "unit": "hwquant.schemes.llsq.rtl(style='lut'): registered multiply-accumulate",
+        "unit": "hwquant.rtl.fixed_mac(style='lut'): registered multiply-accumulate",
         "tool": yosys_version(),
         "flow": "synth_xilinx -family xc7 -nodsp",
         "acc_bits": list(ACC_BITS),

@@ -34,7 +34,7 @@ from hwquant.schemes.tables import capture_indices, engine, lower_tables, native
 from hwquant.schemes.tables.audit import MultiplyFreeAudit
 from hwquant.schemes.tables.engine import resolve_kernel
 from hwquant.schemes.tables.kernels import ROW_BUDGET
-from hwquant.schemes.tables.model import AddNode, UnitNode
+from hwquant.schemes.tables.model import LookupAddNode, UnitNode
 from hwquant.schemes.tables.native import FLAGS, GROUP_BUDGET
 
 TARGET = 0.25
@@ -107,7 +107,7 @@ def _group_profile(table_model, x_idx: torch.Tensor, rounds: int) -> dict:
 def _add_profile(table_model, x_idx: torch.Tensor, rounds: int) -> dict[str, float]:
     """Milliseconds per batch of the residual adds with each kernel."""
     values = run_tables(table_model, x_idx, trace=True, engine="native")
-    adds = [n for n in table_model.nodes if isinstance(n, AddNode)]
+    adds = [n for n in table_model.nodes if isinstance(n, LookupAddNode)]
 
     def run_adds(compiled) -> None:
         for node, add in compiled:

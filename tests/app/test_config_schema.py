@@ -14,7 +14,7 @@ import pytest
 
 from hwquant.app.config import RunConfig, load_config
 from hwquant.core.errors import ConfigError
-from hwquant.qat.recipe import SCHEMES
+from hwquant.schemes import available
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -55,7 +55,7 @@ def test_the_walk_reaches_the_scheme_options():
     assert {"TrainConfig", "Recipe", "MSQOptions", "NonUniformOptions", "TableOptions"} <= names
 
 
-@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("scheme", available())
 def test_every_scheme_has_an_example_config(scheme):
     matches = [
         p for p in CONFIGS.glob("*.toml") if (r := load_config(p).recipe) and r.scheme == scheme

@@ -39,7 +39,7 @@ def test_emit_writes_verilog_and_ports(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["rtl", "emit", "alu", "-o", "x"], "fixed_mac, sp2_mac"),
+        (["rtl", "emit", "alu", "-o", "x"], "codebook_mac, fixed_mac, requantizer, sp2_mac"),
         (["rtl", "emit", "fixed_mac", "--param", "act_bits=4", "-o", "x"], "act_bits, weight_bits"),
         (["rtl", "emit", "fixed_mac", "--param", "bits", "-o", "x"], "NAME=VALUE"),
     ],

@@ -7,7 +7,8 @@ import math
 import torch
 
 import hwquant
-from hwquant.hw.bops import accumulator_bits, bops, layer_cost, model_costs
+from hwquant.core.intmath import accumulator_bits
+from hwquant.hw.bops import bops, layer_cost, model_costs
 from hwquant.ir.intmodel import CodebookEncoding, MSQEncoding
 from hwquant.qat.recipe import MSQOptions
 from tests.schemes.nonuniform.test_quantizer import nonuniform_recipe, prepared

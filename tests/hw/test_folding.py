@@ -9,9 +9,10 @@ import pytest
 
 from hwquant.cli import main
 from hwquant.core.errors import ConfigError
+from hwquant.core.intmath import accumulator_bits
 from hwquant.hw.devices import get_device
 from hwquant.hw.folding import Fold, divisors, fold_layer, fold_network, weight_memory
-from hwquant.hw.mac_cost import DEFAULT_COSTS, accumulator_bits
+from hwquant.hw.mac_cost import DEFAULT_COSTS
 from hwquant.hw.network import LayerWork
 from tests.app.test_hw_cli import SMALL
 

@@ -11,21 +11,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hwquant.core.errors import ConfigError, FileFormatError
+from hwquant.core.intmath import accumulator_bits
 from hwquant.hw.devices import get_device
 from hwquant.hw.mac_cost import (
     ANALYTIC_COSTS,
     DEFAULT_COSTS,
     CostTable,
-    accumulator_bits,
     lut_mac_luts,
     macs_per_dsp,
-    mux_luts,
     sp2_int_bits,
     sp2_mac_ffs,
     sp2_mac_luts,
     sp2_shift_ranges,
     sp2_split,
 )
+from hwquant.hw.synthesized import mux_luts
 
 
 def test_sp2_split_follows_the_paper() -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import hwquant
 from hwquant.app.config import RunConfig
 from hwquant.core.errors import AccumulatorOverflowError, ConfigError
-from hwquant.core.intmath import qrange, split_nibbles
+from hwquant.core.intmath import interval_bits, qrange, split_nibbles
 from hwquant.engine import run
 from hwquant.engine.accumulators import adversarial_run
 from hwquant.ir.intmodel import InputSpec, IntModel, LinearNode
@@ -23,7 +23,6 @@ from hwquant.qat.accumulator_bound import (
     AccumulatorBound,
     BoundedLinearQuantizer,
     accumulator_interval,
-    interval_bits,
 )
 from hwquant.qat.recipe import Recipe
 from tests.helpers import trained_qat_model

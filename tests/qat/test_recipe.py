@@ -61,5 +61,5 @@ sp2_share = 0.25
 
 
 def test_unknown_scheme_names_the_choices():
-    with pytest.raises(ConfigError, match=r"scheme='sp3'.*llsq, msq, nonuniform, tables"):
+    with pytest.raises(ConfigError, match=r"scheme='sp3'.*'llsq', 'msq', 'nonuniform', 'tables'"):
         Recipe(scheme="sp3")

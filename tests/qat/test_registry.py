@@ -11,7 +11,7 @@ from hwquant import schemes
 from hwquant.core.errors import ConfigError
 from hwquant.models import build
 from hwquant.qat.registry import SchemeHandler, register_scheme
-from hwquant.schemes.tables import TableModel, lower_tables
+from hwquant.schemes.tables import TableModel, lower_tables, run_tables
 from tests.schemes.tables.conftest import trained_tables
 
 
@@ -37,4 +37,5 @@ def test_lower_dispatches_tables_to_its_table_model():
     lowered = hwquant.lower(qat, x)
     assert isinstance(lowered, TableModel)
     direct = lower_tables(qat)
-    assert torch.equal(lowered.run(lowered.quantize_input(x)), direct.run(direct.quantize_input(x)))
+    ours, theirs = (run_tables(m, m.quantize_input(x)) for m in (lowered, direct))
+    assert torch.equal(ours, theirs)

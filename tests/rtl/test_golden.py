@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from hwquant.core.intmath import requantize
+from hwquant.core.intmath import code_format, requantize
 from hwquant.rtl import from_words
-from hwquant.rtl.golden import export_golden, layer_goldens, output_format
+from hwquant.rtl.golden import export_golden, layer_goldens
 from hwquant.rtl.simulate import run_directory
 from tests.goldens import lowered, requires_iverilog
 
@@ -56,7 +56,7 @@ def test_files_round_trip(exported):
         assert np.array_equal(np.load(f"{stem}.weight.npy"), node.weight)
         assert np.array_equal(np.load(f"{stem}.acc.npy"), golden.acc)
         out_bits, signed = (
-            output_format(node.lo, node.hi) if node.mult is not None else (node.acc_bits, True)
+            code_format(node.lo, node.hi) if node.mult is not None else (node.acc_bits, True)
         )
         for kind, bits, sign, values in [
             ("input", node.in_bits, node.in_signed, golden.input),

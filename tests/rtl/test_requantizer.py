@@ -9,9 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwquant.core.errors import ConfigError
-from hwquant.core.intmath import qrange, requant_params, requantize
+from hwquant.core.intmath import code_format, qrange, requant_params, requantize
 from hwquant.rtl import requantizer, simulate, stream_stimulus
-from hwquant.rtl.golden import output_format
 from tests.goldens import requires_iverilog
 
 
@@ -20,7 +19,7 @@ from tests.goldens import requires_iverilog
 def test_codes_equal_the_engine(llsq_goldens, layer):
     golden = llsq_goldens[layer]
     node = golden.node
-    out_bits, out_signed = output_format(node.lo, node.hi)
+    out_bits, out_signed = code_format(node.lo, node.hi)
     for c in (0, 5):
         acc = golden.acc[..., c].reshape(-1)
         expected = golden.output[..., c].reshape(-1)

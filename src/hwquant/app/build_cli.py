@@ -14,16 +14,18 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
+from hwquant.app.command import parser_with_examples
 from hwquant.app.hw_cli import read_folding
-from hwquant.core.errors import HwquantError
+from hwquant.core.errors import ConfigError, HwquantError
+from hwquant.ir.intmodel import IntModel
 from hwquant.rtl.network.simulate import SIMULATORS
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register ``build`` and ``sim`` on the ``hwquant`` subcommand parser."""
-    from hwquant.cli import _parser  # the shared --help-with-examples formatter
-
-    build = _parser(
+    build = parser_with_examples(
         commands.add_parser,
         "build",
         help="build a streaming Verilog accelerator of a whole IntModel",
@@ -50,7 +52,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     _sim_options(build)
     build.set_defaults(run=_build)
 
-    sim = _parser(
+    sim = parser_with_examples(
         commands.add_parser,
         "sim",
         help="simulate a built design on test images against the integer engine",
@@ -97,7 +99,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _sim(args: argparse.Namespace) -> int:
     from hwquant.ir.intmodel import load
-    from hwquant.rtl.network.simulate import dataset_codes, simulate_design
+    from hwquant.rtl.network.simulate import simulate_design
 
     if not (args.design / "design.json").is_file():
         raise HwquantError(
@@ -128,3 +130,23 @@ def _sim(args: argparse.Namespace) -> int:
             f"{report.predicted_ii}. Fix: report it with DIR/design.json."
         )
     return 0
+
+
+def dataset_codes(model: IntModel, dataset: str, images: int) -> torch.Tensor:
+    """Input codes ``[images, C, H, W]`` of the first ``images`` test images of ``dataset``
+    (a :func:`hwquant.data.load_dataset` name), normalised with the training split's mean and
+    standard deviation as training does, then quantized by the model's input quantizer."""
+    from hwquant.data import load_dataset
+    from hwquant.data.batches import BatchLoader
+
+    splits = load_dataset(dataset, progress=False)
+    if not 1 <= images <= len(splits.test):
+        raise ConfigError(
+            f"--images {images}: the {dataset} test split has {len(splits.test)} images. Fix: "
+            f"use 1..{len(splits.test)}."
+        )
+    loader = BatchLoader(
+        splits.test, images, mean=splits.mean, std=splits.std, shuffle=False, augment=False
+    )
+    x, _ = next(iter(loader))
+    return model.quantize_input(x[:images])

@@ -28,27 +28,19 @@ default). Relative paths are relative to the working directory.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
-import math
 import re
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
+from hwquant.core.config_table import NONE, build_dataclass, join_path
 from hwquant.core.errors import ConfigError
 from hwquant.qat.recipe import Recipe
 
 Optimizer = Literal["sgd", "adam"]
 Schedule = Literal["cosine", "onecycle", "constant"]
-
-NONE = "none"
-"""How TOML, which has no null, spells None for a field that may be None."""
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -218,98 +210,6 @@ def _check(ok: bool, name: str, value: object, expected: str) -> None:
         raise ConfigError(f"{name}={value!r} is out of range. Fix: use {expected}.")
 
 
-def build_dataclass(cls: type[T], table: object, where: str) -> T:
-    """Make dataclass ``cls`` from the TOML table ``table`` found at ``where`` (a dotted path)."""
-    if not isinstance(table, dict):
-        raise ConfigError(
-            f"{where} must be a table, not {_kind(table)}. Fix: write it as a [{where}] table."
-        )
-    hints = typing.get_type_hints(cls)
-    _check_keys(cls, hints, table, where)
-    values = {key: _convert(_join(where, key), hints[key], value) for key, value in table.items()}
-    try:
-        return cls(**values)
-    except ConfigError as exc:  # the range checks of __post_init__ name the bare field
-        raise ConfigError(_join(where, str(exc))) from None
-
-
-def _check_keys(cls: type, hints: dict[str, Any], table: dict[str, Any], where: str) -> None:
-    """Reject a key that is not a field of ``cls`` and a required field that is absent."""
-    fields = dataclasses.fields(cls)
-    names = [f.name for f in fields]
-    context = f"[{where}]" if where else "the top level"
-    for key in table:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(
-                f"unknown field {_join(where, key)!r} in {context}{hint}. "
-                f"Fix: use only {', '.join(names)}."
-            )
-    for f in fields:
-        if f.name not in table and _is_required(f):
-            table_field = dataclasses.is_dataclass(hints[f.name])
-            add = f"a [{f.name}] table" if table_field else f"{f.name} = ... to {context}"
-            raise ConfigError(f"{_join(where, f.name)} is required. Fix: add {add}.")
-
-
-def _convert(name: str, annotation: Any, value: object) -> Any:
-    """Check ``value`` against ``annotation`` and return it as that type."""
-    optional = typing.get_origin(annotation) in (typing.Union, types.UnionType)
-    if optional:
-        if value is None or value == NONE:  # None from to_dict(), "none" from TOML
-            return None
-        (annotation,) = (a for a in typing.get_args(annotation) if a is not type(None))
-    if dataclasses.is_dataclass(annotation):
-        return build_dataclass(annotation, value, name)
-    if typing.get_origin(annotation) is Literal:
-        choices = typing.get_args(annotation)
-        ok, expected = value in choices, "one of " + ", ".join(repr(c) for c in choices)
-    elif annotation is float:
-        ok, expected = isinstance(value, int | float) and not isinstance(value, bool), "a number"
-        if ok and not math.isfinite(value):
-            ok, expected = False, "a finite number"
-        value = float(value) if ok else value
-    elif typing.get_origin(annotation) is dict:  # a table of names to values
-        ok, expected = isinstance(value, dict), "a table"
-        if ok:
-            value_type = typing.get_args(annotation)[1]
-            value = {k: _convert(f"{name}.{k}", value_type, v) for k, v in value.items()}
-    else:
-        ok = isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))
-        expected = _KINDS[annotation]
-    if not ok:
-        problem = "is not allowed" if expected.startswith("one of") else f"is {_kind(value)}"
-        alternative = f' or "{NONE}"' if optional else ""
-        raise ConfigError(f"{name}={value!r} {problem}. Fix: use {expected}{alternative}.")
-    return value
-
-
-_KINDS: dict[type, str] = {
-    str: "a string",
-    int: "an integer",
-    float: "a float",
-    bool: "true or false",
-    dict: "a table",
-    list: "an array",
-}
-
-
-def _kind(value: object) -> str:
-    """How an error names the type of a TOML value."""
-    if isinstance(value, bool):
-        return "a boolean"
-    return _KINDS.get(type(value), f"a {type(value).__name__}")
-
-
-def _is_required(f: dataclasses.Field[Any]) -> bool:
-    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-
-
-def _join(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
-
-
 def _toml_lines(table: dict[str, Any], where: str) -> list[str]:
     """``table`` as TOML: its values, then each sub-table under its dotted header."""
     lines = [f"[{where}]"] if where else []
@@ -318,7 +218,7 @@ def _toml_lines(table: dict[str, Any], where: str) -> list[str]:
     ]
     for name, sub in table.items():
         if isinstance(sub, dict):
-            lines += ["", *_toml_lines(sub, _join(where, name))]
+            lines += ["", *_toml_lines(sub, join_path(where, name))]
     return lines
 
 

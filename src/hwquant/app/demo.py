@@ -30,15 +30,15 @@ from rich.console import Console
 from torch import nn
 
 import hwquant
+from hwquant.app.command import EXIT_ERROR, EXIT_OK
 from hwquant.app.config import TrainConfig
 from hwquant.app.report import print_tables, save_results, write_report
 from hwquant.app.train import Trainer, TrainResult, seed_everything
-from hwquant.cli import EXIT_ERROR, EXIT_OK
+from hwquant.core.intmath import interval_bits
 from hwquant.data import BatchLoader, DataSplits, load_dataset
 from hwquant.engine import RunResult, run
 from hwquant.ir.intmodel import IntModel
 from hwquant.models import build
-from hwquant.qat.accumulator_bound import interval_bits
 from hwquant.qat.nn import QuantWeightLayer, quant_modules
 from hwquant.qat.nn.bn_fold import fold_bn
 from hwquant.qat.recipe import Recipe

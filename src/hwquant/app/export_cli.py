@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from hwquant.app.command import parser_with_examples
 from hwquant.core.errors import ConfigError
 
 FORMATS = ("qonnx", "qdq")
@@ -15,9 +16,7 @@ FORMATS = ("qonnx", "qdq")
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register ``hwquant export``."""
-    from hwquant.cli import _parser
-
-    export = _parser(
+    export = parser_with_examples(
         commands.add_parser,
         "export",
         help="write an IntModel as QONNX or QDQ ONNX",

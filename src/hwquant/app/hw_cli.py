@@ -3,7 +3,7 @@
 MODEL is a zoo model name (built, prepared and lowered untrained: shapes and widths are all the
 estimate needs) or an IntModel file written by ``IntModel.save``. Exit code 0 when the estimate
 is printed (a design that does not fit is part of the answer and is said so), 2 for a usage or
-config error, 1 for any other error (``hwquant.cli`` conventions).
+config error, 1 for any other error (``hwquant.app.command`` conventions).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from hwquant.app.command import parser_with_examples
 from hwquant.hw.folding import Fold, FoldedDesign
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable
 from hwquant.ir.intmodel import ConvNode, IntModel
@@ -21,11 +22,10 @@ DESIGN_CHOICES = ("fixed", "sp2", "msq", "fixed_lut", "all")
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register ``hwquant hw`` on the ``hwquant`` subcommand parsers."""
-    from hwquant.cli import _parser
     from hwquant.hw.devices import DEVICES
     from hwquant.hw.solver import DEFAULT_LUT_FRACTION
 
-    hw = _parser(
+    hw = parser_with_examples(
         commands.add_parser,
         "hw",
         help="estimate FPGA resources, cycles and throughput of a model",

@@ -1,7 +1,8 @@
 """``hwquant rtl``: emit a unit's Verilog, export a model's golden vectors, replay testbenches.
 
 * ``hwquant rtl emit UNIT --param NAME=VALUE ... -o DIR``: write ``<top>.v`` and ``<top>.json``
-  (parameters and ports) of one unit (:data:`EMITTERS`);
+  (parameters and ports) of one registered unit (:func:`hwquant.rtl.unit.emitters`: the
+  generic units and each scheme's MAC);
 * ``hwquant rtl golden MODEL.npz -o DIR``: per weight layer the engine's vectors (``.npy``,
   ``.hex``) and a replay testbench of its processing array
   (:func:`hwquant.rtl.golden.export_golden`);
@@ -13,28 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 
+from hwquant.app.command import parser_with_examples
 from hwquant.core.errors import ConfigError, FileFormatError
-from hwquant.rtl.requantizer import requantizer
-from hwquant.rtl.threshold import threshold_unit
-from hwquant.rtl.unit import Unit
-from hwquant.schemes.llsq.rtl import fixed_mac
-from hwquant.schemes.msq.rtl import sp2_mac
-from hwquant.schemes.nonuniform.rtl import codebook_mac
-from hwquant.schemes.tables.rtl import table_accumulator
-
-EMITTERS: dict[str, Callable[..., Unit]] = {
-    "fixed_mac": fixed_mac,
-    "sp2_mac": sp2_mac,
-    "codebook_mac": codebook_mac,
-    "table_accumulator": table_accumulator,
-    "threshold_unit": threshold_unit,
-    "requantizer": requantizer,
-}
-"""Units ``emit`` builds from ``--param`` values (a processing array needs a layer's weights:
-``hwquant rtl golden`` writes those)."""
+from hwquant.rtl.unit import Unit, emitters, get_emitter
 
 
 def parse_value(text: str) -> object:
@@ -65,14 +49,14 @@ def parse_params(items: list[str]) -> dict[str, object]:
 
 def emit(name: str, params: dict[str, object]) -> Unit:
     """Build unit ``name`` from keyword ``params``, naming a wrong or missing parameter."""
-    if name not in EMITTERS:
-        raise ConfigError(f"unknown unit {name!r}. Fix: use one of {', '.join(EMITTERS)}.")
+    if name not in emitters():
+        raise ConfigError(f"unknown unit {name!r}. Fix: use one of {', '.join(emitters())}.")
     try:
-        return EMITTERS[name](**params)
+        return get_emitter(name)(**params)
     except TypeError as exc:
         import inspect
 
-        signature = inspect.signature(EMITTERS[name])
+        signature = inspect.signature(get_emitter(name))
         raise ConfigError(
             f"{name} cannot take parameters {sorted(params)} ({exc}). Fix: pass "
             f"--param NAME=VALUE for each of {', '.join(signature.parameters)}."
@@ -81,9 +65,7 @@ def emit(name: str, params: dict[str, object]) -> Unit:
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register the ``rtl`` subcommand and its ``emit``, ``golden`` and ``sim`` commands."""
-    from hwquant.cli import _parser
-
-    rtl = _parser(
+    rtl = parser_with_examples(
         commands.add_parser,
         "rtl",
         help="emit Verilog units, export golden vectors, simulate testbenches",
@@ -97,12 +79,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         ],
     )
     sub = rtl.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    emit_parser = _parser(
+    emit_parser = parser_with_examples(
         sub.add_parser,
         "emit",
         help="write one unit's Verilog",
         description=f"Write UNIT's Verilog and a JSON of its parameters and ports. Units: "
-        f"{', '.join(EMITTERS)}.",
+        f"{', '.join(emitters())}.",
         examples=[
             "hwquant rtl emit sp2_mac --param act_bits=4 --param m1=2 --param m2=1 "
             "--param acc_bits=16 -o rtl/",
@@ -110,14 +92,14 @@ def add_command(commands: argparse._SubParsersAction) -> None:
             "--param grid_bits=5 --param acc_bits=16 --param style=lut -o rtl/",
         ],
     )
-    emit_parser.add_argument("unit", metavar="UNIT", help=", ".join(EMITTERS))
+    emit_parser.add_argument("unit", metavar="UNIT", help=", ".join(emitters()))
     emit_parser.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE", help="an emitter argument"
     )
     emit_parser.add_argument("-o", "--out", type=Path, required=True, metavar="DIR")
     emit_parser.set_defaults(run=_emit)
 
-    golden = _parser(
+    golden = parser_with_examples(
         sub.add_parser,
         "golden",
         help="export per-layer golden vectors and replay testbenches",
@@ -152,7 +134,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     golden.set_defaults(run=_golden)
 
-    sim = _parser(
+    sim = parser_with_examples(
         sub.add_parser,
         "sim",
         help="run testbench directories in iverilog",

@@ -7,7 +7,7 @@
   :mod:`hwquant.hw.sweep` (a few minutes on one core), fitted and written as JSON; without
   ``--out`` it replaces the shipped ``hwquant/hw/data/synth_costs.json`` (``make synth-costs``).
 
-Exit codes follow ``hwquant.cli``: 0 done, 2 usage or config error, 1 any other error (a
+Exit codes follow ``hwquant.app.command``: 0 done, 2 usage or config error, 1 any other error (a
 missing Yosys or a failed synthesis, with Yosys's message).
 """
 
@@ -17,15 +17,15 @@ import argparse
 import json
 from pathlib import Path
 
+from hwquant.app.command import parser_with_examples
 from hwquant.hw.synthesized import PARAMS, UNIT_KINDS
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register ``hwquant synth`` with its ``unit`` and ``sweep`` commands."""
-    from hwquant.cli import _parser
     from hwquant.rtl.synth import FAMILIES
 
-    synth = _parser(
+    synth = parser_with_examples(
         commands.add_parser,
         "synth",
         help="synthesize units with Yosys; regenerate the cost model's constants",
@@ -38,7 +38,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         ],
     )
     sub = synth.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    unit = _parser(
+    unit = parser_with_examples(
         sub.add_parser,
         "unit",
         help="synthesize one unit and print its resources",
@@ -55,7 +55,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     unit.add_argument("--family", default="xc7", choices=FAMILIES, help="synth_xilinx family")
     unit.add_argument("--json", action="store_true", help="print JSON")
     unit.set_defaults(run=_unit)
-    sweep = _parser(
+    sweep = parser_with_examples(
         sub.add_parser,
         "sweep",
         help="synthesize the sweep, fit the formulas, write the cost JSON",

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from hwquant.app.command import parser_with_examples
 from hwquant.schemes.tables.compactness import compactness
 from hwquant.schemes.tables.model import load_tables
 
@@ -15,9 +16,7 @@ _COLUMNS = ("layer", "kind", "act_entries", "weight_entries", "entries", "distin
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register the ``tables`` subcommand."""
-    from hwquant.cli import _parser
-
-    parser = _parser(
+    parser = parser_with_examples(
         commands.add_parser,
         "tables",
         help="table sizes of a lowered table-unit model",

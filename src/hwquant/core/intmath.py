@@ -20,8 +20,9 @@ the reference, and the tests hold the two equal.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -32,25 +33,38 @@ from hwquant.core.errors import AccumulatorOverflowError, ConfigError
 OverflowPolicy = Literal["wrap", "saturate", "raise"]
 OVERFLOW_POLICIES: tuple[str, ...] = ("wrap", "saturate", "raise")
 Backend = Literal["auto", "int64"]
+T = TypeVar("T")
 
 _FLOAT32_EXACT = 2**24  # every integer of magnitude below this is a float32 value
 _FLOAT64_EXACT = 2**53
 
 
 def round_half_up(v: torch.Tensor) -> torch.Tensor:
-    """``floor(v + 1/2)``: the one rounding rule of hwquant (ties go towards +∞)."""
+    """``floor(v + 1/2)``: the one rounding rule of hwquant (ties go towards +∞).
+
+    >>> round_half_up(torch.tensor([-1.5, -0.5, 0.5, 1.5, 2.4]))
+    tensor([-1.,  0.,  1.,  2.,  2.])
+    """
     return torch.floor(v + 0.5)
 
 
 def qrange(bits: int, signed: bool) -> tuple[int, int]:
-    """Integer range of a ``bits``-bit code: ``[-2^(b-1), 2^(b-1)-1]`` or ``[0, 2^b-1]``."""
+    """Integer range of a ``bits``-bit code: ``[-2^(b-1), 2^(b-1)-1]`` or ``[0, 2^b-1]``.
+
+    >>> qrange(4, signed=True), qrange(4, signed=False), qrange(1, signed=True)
+    ((-8, 7), (0, 15), (-1, 0))
+    """
     if signed:
         return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     return 0, 2**bits - 1
 
 
 def max_magnitude(bits: int, signed: bool) -> int:
-    """Largest |code| of a ``bits``-bit code."""
+    """Largest |code| of a ``bits``-bit code.
+
+    >>> max_magnitude(4, signed=True), max_magnitude(4, signed=False)
+    (8, 15)
+    """
     lo, hi = qrange(bits, signed)
     return max(-lo, hi)
 
@@ -62,6 +76,9 @@ def requant_params(ratio: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray
     at most ``2^-bits``. An exact power of two ``2^k`` gives ``M = 1, s = -k``: requantization
     by a pure shift. A negative ``s`` (ratio ≥ 2^bits) is folded into ``M`` (then larger than
     ``2^bits``) so that ``s ≥ 0`` always.
+
+    >>> requant_params(np.array([0.1, 0.25, 3.0]), 8)  # 0.1 ≈ 205/2^11; 1/4 is a shift by 2
+    (array([205,   1, 192]), array([11,  2,  6]))
     """
     r = np.asarray(ratio, dtype=np.float64)
     if not np.all(np.isfinite(r)) or np.any(r <= 0):
@@ -87,6 +104,9 @@ def aligned_requant_params(ratios: list[float], bits: int) -> tuple[np.ndarray, 
 
     Used by residual adds: ``out = (a·M_a + b·M_b) >> s`` adds two operands whose scales differ
     (the scales are aligned before the add). The shift is set by the largest ratio.
+
+    >>> aligned_requant_params([0.5, 0.125], 8)
+    (array([128,  32]), 8)
     """
     r = np.asarray(ratios, dtype=np.float64)
     requant_params(r, bits)  # validates the ratios
@@ -105,6 +125,12 @@ def requantize(
     ``acc`` (exact integers) is requantized as ``floor(acc·(M·2^-s) + 1/2)`` in float64, which
     is the same number when ``|acc|·M < 2^53`` (every product exact; the caller checks it with
     :func:`float_requant_exact`); the result is then float32 codes.
+
+    Rounding is half up, so ``5·1/2 = 2.5`` becomes 3 and ``-5·1/2 = -2.5`` becomes -2:
+
+    >>> one, shift = torch.ones(1, dtype=torch.int64), torch.ones(1, dtype=torch.int64)
+    >>> requantize(torch.tensor([5, -5, 300]), one, shift, -8, 7)
+    tensor([ 3, -2,  7])
     """
     if acc.is_floating_point():
         ratio = mult.to(torch.float64) * torch.exp2(-shift.to(torch.float64))
@@ -144,12 +170,20 @@ def window_sum(x: torch.Tensor, kernel_size: int | None) -> torch.Tensor:
 
 
 def to_codes(x: torch.Tensor, scale: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-    """Integer codes ``clamp(round_half_up(x / scale), lo, hi)`` as int64."""
+    """Integer codes ``clamp(round_half_up(x / scale), lo, hi)`` as int64.
+
+    >>> to_codes(torch.tensor([0.24, 0.25, -3.0]), torch.tensor(0.5), -4, 3)
+    tensor([ 0,  1, -4])
+    """
     return round_half_up(x / scale).clamp_(lo, hi).to(torch.int64)
 
 
 def exact_dtype(bound: int, backend: Backend) -> torch.dtype | None:
-    """Float dtype that computes a sum of integers bounded by ``bound`` exactly, else None."""
+    """Float dtype that computes a sum of integers bounded by ``bound`` exactly, else None.
+
+    >>> exact_dtype(2**24 - 1, "auto"), exact_dtype(2**24, "auto"), exact_dtype(5, "int64")
+    (torch.float32, torch.float64, None)
+    """
     if backend == "int64":
         return None
     if bound < _FLOAT32_EXACT:
@@ -164,6 +198,9 @@ def worst_case_bound(weight: torch.Tensor, x_max: int, bias: torch.Tensor | None
 
     Every partial sum of the accumulation is bounded by this number too, which is what makes a
     float accumulation exact when it is below ``2^24`` (float32) or ``2^53`` (float64).
+
+    >>> worst_case_bound(torch.tensor([[1, -2], [3, 0]]), 15, torch.tensor([4, -1]))
+    49
     """
     per_channel = weight.abs().reshape(weight.shape[0], -1).sum(dim=1) * int(x_max)
     if bias is not None:
@@ -246,6 +283,27 @@ def int_linear(
     return out if bias is None else out + bias
 
 
+ACC_MIN_BITS, ACC_MAX_BITS = 2, 62
+"""The accumulator widths the engine holds: int64 arithmetic leaves room for one carry."""
+
+
+def check_accumulator_bits(name: str, bits: object) -> None:
+    """Raise :class:`ConfigError` unless ``bits`` is an integer accumulator width in 2..62.
+
+    >>> check_accumulator_bits("accumulator_bits", 62)
+    >>> check_accumulator_bits("accumulator_bits", 63)
+    Traceback (most recent call last):
+        ...
+    hwquant.core.errors.ConfigError: accumulator_bits=63 is not an accumulator width. Fix: ...
+    """
+    valid = isinstance(bits, int) and not isinstance(bits, bool)
+    if not valid or not ACC_MIN_BITS <= bits <= ACC_MAX_BITS:
+        raise ConfigError(
+            f"{name}={bits!r} is not an accumulator width. Fix: use an integer in "
+            f"{ACC_MIN_BITS}..{ACC_MAX_BITS} (signed bits of the accumulator)."
+        )
+
+
 @dataclass(frozen=True)
 class Accumulator:
     """Width and overflow policy of one layer's accumulator.
@@ -260,7 +318,7 @@ class Accumulator:
 
     def __post_init__(self) -> None:
         valid = isinstance(self.bits, int) and not isinstance(self.bits, bool)
-        if not valid or not 2 <= self.bits <= 62:
+        if not valid or not ACC_MIN_BITS <= self.bits <= ACC_MAX_BITS:
             raise ConfigError(f"accumulator bits={self.bits!r}: use an integer in 2..62.")
         if self.policy not in OVERFLOW_POLICIES:
             raise ConfigError(
@@ -303,8 +361,70 @@ class Accumulator:
 
 
 def bits_needed(peak: int) -> int:
-    """Signed bits that hold every value of magnitude ≤ ``peak``."""
+    """Signed bits that hold every value of magnitude ≤ ``peak``.
+
+    >>> bits_needed(127), bits_needed(128), bits_needed(0)
+    (8, 9, 1)
+    """
     return int(peak).bit_length() + 1 if peak > 0 else 1
+
+
+def interval_bits(low: int, high: int) -> int:
+    """Signed (two's-complement) bits of the narrowest register holding every integer in
+    ``[low, high]``.
+
+    >>> interval_bits(-38, 37), interval_bits(-64, 63), interval_bits(0, 64), interval_bits(0, 0)
+    (7, 7, 8, 1)
+    """
+    return max(bits_needed(high), bits_needed(-low - 1) if low < 0 else 1)
+
+
+def dot_interval(pos: T, neg: T, x_lo: T, x_hi: T) -> tuple[T, T]:
+    """Range of ``Σ_k w_k·x_k`` over inputs ``x_k ∈ [x_lo, x_hi]``, from the sums of the
+    positive and of the negative weights, ``pos = Σ max(w_k, 0)`` and ``neg = Σ max(−w_k, 0)``:
+    ``(pos·x_lo − neg·x_hi, pos·x_hi − neg·x_lo)``. It is also the range of every partial sum
+    when ``x_lo ≤ 0 ≤ x_hi``. Works element-wise on tensors and arrays, and on exact fractions.
+
+    >>> dot_interval(5, 3, 0, 15)  # weights summing to +5 and -3, 4-bit unsigned inputs
+    (-45, 75)
+    """
+    return pos * x_lo - neg * x_hi, pos * x_hi - neg * x_lo
+
+
+def signed_bits(values: Iterable[int] | np.ndarray) -> int:
+    """Signed bits of the narrowest register holding each of ``values`` (and 0).
+
+    >>> signed_bits([5, -8]), signed_bits(np.array([[127], [-128]])), signed_bits([])
+    (4, 8, 1)
+    """
+    arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values)
+    return interval_bits(int(arr.min(initial=0)), int(arr.max(initial=0)))
+
+
+def code_format(lo: int, hi: int) -> tuple[int, bool]:
+    """Bits and signedness of codes in ``lo..hi``: unsigned bits when ``lo >= 0``, else the
+    signed bits of the interval.
+
+    >>> code_format(0, 15), code_format(-8, 7), code_format(0, 0)
+    ((4, False), (4, True), (1, False))
+    """
+    if lo >= 0:
+        return max(1, int(hi).bit_length()), False
+    return interval_bits(lo, hi), True
+
+
+def accumulator_bits(weight_bits: int, act_bits: int, fan_in: int, act_signed: bool = False) -> int:
+    """Worst-case accumulator width (methods.md §6): ``w + a + ⌈log2 fan_in⌉`` for signed
+    ``w``-bit weights and unsigned ``a``-bit activations (one bit less for signed ones).
+
+    >>> accumulator_bits(4, 4, 256)  # LLSQ's 16-bit accumulator at fan-in 256
+    16
+    >>> accumulator_bits(8, 8, 27, act_signed=True)
+    20
+    """
+    if fan_in < 1:
+        raise ConfigError(f"fan_in must be >= 1, got {fan_in}.")
+    return weight_bits + act_bits - int(act_signed) + math.ceil(math.log2(fan_in))
 
 
 def split_nibbles(v: torch.Tensor, bits: int) -> list[torch.Tensor]:
@@ -313,6 +433,9 @@ def split_nibbles(v: torch.Tensor, bits: int) -> list[torch.Tensor]:
     The low digits are unsigned (0..15); the top digit carries the sign (-8..7 for signed
     values, 0..15 for unsigned). Each digit is a 4-bit multiplier operand (LLSQ's 8-bit inputs
     split into two 4-bit halves, methods.md §4.3).
+
+    >>> split_nibbles(torch.tensor([-100, 200]), 8)  # -100 = 16·(-7) + 12, 200 = 16·12 + 8
+    [tensor([12,  8]), tensor([-7, 12])]
     """
     count = max(1, math.ceil(bits / 4))
     digits = [torch.bitwise_and(torch.bitwise_right_shift(v, 4 * k), 15) for k in range(count - 1)]

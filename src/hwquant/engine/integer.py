@@ -1,15 +1,18 @@
 """The integer engine: runs an :class:`~hwquant.ir.intmodel.IntModel` with integer arithmetic.
 
-Every value is an integer and every operation is exact: accumulation by :func:`int_conv2d` /
-:func:`int_linear`, requantization by integer multiply and shift, max pooling by comparison.
+Every value is an integer and every operation is exact: accumulation by
+:func:`~hwquant.core.intmath.int_conv2d` / :func:`~hwquant.core.intmath.int_linear`,
+requantization by integer multiply and shift, max pooling by comparison. Each node runs the
+executor its op registered (:mod:`hwquant.ir.ops`; the ops are declared in :mod:`hwquant.ops`);
+this module holds the run loop and the machinery every weight op shares (:func:`weight_node`).
 With ``backend="auto"`` codes travel in float32 registers and the float units do the work
 wherever a bound proves it exact (see :mod:`hwquant.core.intmath`); ``backend="int64"`` does every
 step in int64 arithmetic, the reference. Each weight layer's accumulator is fitted to its width
 and overflow policy, and the overflows are counted.
 
-A weight node whose :class:`~hwquant.ir.intmodel.WeightEncoding` has a registered accumulator
-(:func:`register_accumulator`) is accumulated the way its scheme's hardware does it: SP2 rows
-by shifts and adds, codebook weights by lookup. The result is the same integer.
+A weight node whose :class:`~hwquant.ir.intmodel.WeightEncoding` has a registered handler
+(:mod:`hwquant.ir.encodings`) is accumulated by its kernel, the way its scheme's hardware does
+it: SP2 rows by shifts and adds, codebook weights by lookup. The result is the same integer.
 
 With ``four_bit=True`` each multiplication is done by 4-bit multipliers: both operands are split
 into 4-bit digits (``x = Σ 16^i x_i``, ``w = Σ 16^j w_j``) and ``acc = Σ_ij 16^(i+j) (x_i ⋆ w_j)
@@ -18,12 +21,9 @@ into 4-bit digits (``x = Σ 16^i x_i``, ``w = Σ 16^j w_j``) and ``acc = Σ_ij 1
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from hwquant.core.errors import HwquantError
 from hwquant.core.intmath import (
@@ -31,43 +31,15 @@ from hwquant.core.intmath import (
     bits_needed,
     channel_view,
     float_requant_exact,
-    int_conv2d,
-    int_linear,
     max_magnitude,
     qrange,
     requantize,
     split_nibbles,
-    window_sum,
     worst_case_bound,
 )
-from hwquant.ir.intmodel import (
-    AddNode,
-    AvgPoolNode,
-    ConvNode,
-    IntModel,
-    MaxPoolNode,
-    ReshapeNode,
-    WeightEncoding,
-    WeightNode,
-)
-
-EncodedAccumulate = Callable[[WeightNode, torch.Tensor, torch.Tensor | None, Backend], torch.Tensor]
-"""Accumulation of a weight node from its encoding: ``(node, x_codes, bias, backend) -> acc``,
-exactly ``W_int ⋆ x + b`` computed the way the scheme's hardware does it (shift-add, lookup)."""
-
-ENCODED_ACCUMULATORS: dict[type[WeightEncoding], EncodedAccumulate] = {}
-
-
-def register_accumulator(
-    encoding: type[WeightEncoding],
-) -> Callable[[EncodedAccumulate], EncodedAccumulate]:
-    """Decorator: run weight nodes carrying ``encoding`` with the decorated function."""
-
-    def register(fn: EncodedAccumulate) -> EncodedAccumulate:
-        ENCODED_ACCUMULATORS[encoding] = fn
-        return fn
-
-    return register
+from hwquant.ir.encodings import find_encoding
+from hwquant.ir.intmodel import IntModel, WeightNode
+from hwquant.ir.ops import get_op
 
 
 @dataclass
@@ -84,6 +56,18 @@ class LayerStats:
     def bits_used(self) -> int:
         """Signed accumulator bits the observed values needed."""
         return bits_needed(self.max_abs_acc)
+
+
+@dataclass
+class RunContext:
+    """What every op's executor sees of a run besides its node and inputs: the run's options
+    and the statistics of the weight layers run so far (filled by :func:`weight_node`)."""
+
+    four_bit: bool = False
+    backend: Backend = "auto"
+    scan: bool = True
+    """Scan every accumulator's range (``run(stats=True)``), not only where it can overflow."""
+    stats: dict[str, LayerStats] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,19 +97,12 @@ def run(
     check_input_codes(model, x_int)
     code_dtype = torch.int64 if backend == "int64" else torch.float32
     values: dict[str, torch.Tensor] = {model.input.name: x_int.to(code_dtype)}
-    layer_stats: dict[str, LayerStats] = {}
+    context = RunContext(four_bit, backend, stats)
     for node in model.nodes:
         args = [values[name] for name in node.inputs]
-        if isinstance(node, WeightNode):
-            _check_layer_input(node, args[0])
-            layer_stats[node.name] = LayerStats()
-            values[node.name] = _weight_node(
-                node, args[0], four_bit, backend, layer_stats[node.name], scan=stats
-            )
-        else:
-            values[node.name] = _EXECUTORS[type(node)](node, *args)
+        values[node.name] = get_op(node.op).execute(node, args, context)
     traced = {name: v.to(torch.int64) for name, v in values.items()} if trace else {}
-    return RunResult(values[model.output].to(torch.int64), layer_stats, traced)
+    return RunResult(values[model.output].to(torch.int64), context.stats, traced)
 
 
 def check_input_codes(model: IntModel, x_int: object) -> None:
@@ -146,29 +123,13 @@ def check_input_codes(model: IntModel, x_int: object) -> None:
         )
 
 
-def _check_layer_input(node: WeightNode, x: torch.Tensor) -> None:
-    """Raise, naming the layer, when ``x`` does not have the channels/features it takes."""
-    if isinstance(node, ConvNode):
-        expected, got, what = node.weight.shape[1] * node.groups, x.shape[1], "channels"
-        if x.dim() != 4:
-            expected, got, what = "a 4-D (N, C, H, W) batch", f"{x.dim()}-D", "input"
-    else:
-        expected, got, what = node.weight.shape[1], x.shape[-1], "features"
-    if expected != got:
-        raise HwquantError(
-            f"layer '{node.name}' takes {expected} {what}, got {got}. Fix: give the model "
-            "input of the shape it was lowered with (channels and image size)."
-        )
-
-
-def _weight_node(
-    node: WeightNode,
-    x: torch.Tensor,
-    four_bit: bool,
-    backend: Backend,
-    stats: LayerStats,
-    scan: bool,
-) -> torch.Tensor:
+def weight_node(node: WeightNode, x: torch.Tensor, context: RunContext) -> torch.Tensor:
+    """The output of weight layer ``node`` on codes ``x``: its accumulator ``W_int ⋆ x + b``
+    (:meth:`~hwquant.ir.intmodel.WeightNode.product`: the op's geometry), fitted to the node's
+    accumulator width and overflow policy, then requantized (module docstring); its statistics
+    go to ``context.stats``."""
+    four_bit, backend = context.four_bit, context.backend
+    stats = context.stats[node.name] = LayerStats()
     weight = torch.from_numpy(node.weight).to(x.device)
     bias = None if node.bias is None else torch.from_numpy(node.bias).to(x.device)
     x_max = max_magnitude(node.in_bits, node.in_signed)
@@ -181,7 +142,7 @@ def _weight_node(
         plane_overflows = 0
         for i, xd in enumerate(x_digits):
             for j, wd in enumerate(w_digits):
-                partial = _accumulate(node, xd, wd, None, 15, backend).to(torch.int64)
+                partial = node.product(xd, wd, None, 15, backend).to(torch.int64)
                 # each digit plane is summed in the layer's accumulator too
                 partial, count = node.accumulator.apply(
                     partial, f"{node.name}' digit plane '{i},{j}"
@@ -191,18 +152,18 @@ def _weight_node(
         if bias is not None:
             acc = acc + channel_view(bias, acc.dim())
         multiplies_per_mac = len(x_digits) * len(w_digits)
-    elif type(node.encoding) in ENCODED_ACCUMULATORS:
-        acc = ENCODED_ACCUMULATORS[type(node.encoding)](node, x, bias, backend)
+    elif (handler := find_encoding(type(node.encoding))) is not None:
+        acc = handler.accumulate(node, x, bias, backend)
         multiplies_per_mac = 1
         free_rows = node.encoding.multiply_free_rows()
     else:
-        acc = _accumulate(node, x, weight, bias, x_max, backend)
+        acc = node.product(x, weight, bias, x_max, backend)
         multiplies_per_mac = 1
     stats.macs = acc.numel() * node.fan_in()
     stats.multiply_free_macs = stats.macs // max(node.weight.shape[0], 1) * free_rows
     stats.four_bit_multiplies = stats.macs * multiplies_per_mac if four_bit else 0
     peak = worst_case_bound(weight, x_max, bias)
-    if acc.numel() and (scan or bits_needed(peak) > node.acc_bits):
+    if acc.numel() and (context.scan or bits_needed(peak) > node.acc_bits):
         extremes = tuple(int(v) for v in torch.aminmax(acc))
         stats.max_abs_acc = peak = max(-extremes[0], extremes[1])
         acc, stats.overflows = node.accumulator.apply(acc, node.name, extremes)
@@ -214,67 +175,3 @@ def _weight_node(
     if acc.is_floating_point() and not float_requant_exact(peak, mult):
         acc = acc.to(torch.int64)
     return requantize(acc, mult, shift, node.lo, node.hi)
-
-
-def _accumulate(
-    node: WeightNode,
-    x: torch.Tensor,
-    w: torch.Tensor,
-    b: torch.Tensor | None,
-    x_max: int,
-    backend: Backend,
-) -> torch.Tensor:
-    if isinstance(node, ConvNode):
-        return int_conv2d(
-            x, w, b, node.stride, node.padding, node.dilation, node.groups, x_max, backend
-        )
-    return int_linear(x, w, b, x_max, backend)
-
-
-def _add(node: AddNode, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if a.is_floating_point():
-        # floor((a·M_a + b·M_b)/2^s + 1/2) in float64: codes below 2^16 times multipliers below
-        # 2^31 and their sum stay below 2^53, so every step is exact
-        ra, rb = (m * 2.0**-node.shift for m in node.mults)
-        total = a.to(torch.float64).mul_(ra).add_(b, alpha=rb).add_(0.5).floor_()
-        return total.to(torch.float32).clamp_(node.lo, node.hi)
-    acc = a * node.mults[0] + b * node.mults[1]
-    one = torch.ones(1, dtype=torch.int64, device=acc.device)
-    return requantize(acc, one, one * node.shift, node.lo, node.hi)
-
-
-def _avgpool(node: AvgPoolNode, x: torch.Tensor) -> torch.Tensor:
-    if node.kernel_size is None and x.shape[-1] * x.shape[-2] != node.window:
-        raise HwquantError(
-            f"layer '{node.name}' was lowered for a {node.window}-element global pool, got "
-            f"{x.shape[-2]}x{x.shape[-1]}. Fix: lower the model with an example input of the "
-            "size you run it on."
-        )
-    total = window_sum(x, node.kernel_size)
-    one = torch.ones(1, dtype=torch.int64, device=x.device)
-    mult = one * node.mult
-    if total.is_floating_point() and not float_requant_exact(int(total.abs().max()), mult):
-        total = total.to(torch.int64)
-    return requantize(total, mult, one * node.shift, node.lo, node.hi)
-
-
-def _maxpool(node: MaxPoolNode, x: torch.Tensor) -> torch.Tensor:
-    # Max pooling only compares; float64 holds every int64 code exactly.
-    work = x if x.is_floating_point() else x.to(torch.float64)
-    out = F.max_pool2d(
-        work, node.kernel_size, node.stride, node.padding, node.dilation, node.ceil_mode
-    )
-    return out.to(x.dtype)
-
-
-def _reshape(node: ReshapeNode, x: torch.Tensor) -> torch.Tensor:
-    if x[0].numel() != math.prod(node.shape):
-        raise HwquantError(
-            f"node '{node.name}' reshapes {math.prod(node.shape)} values per sample into "
-            f"{node.shape}, got {tuple(x.shape[1:])}. Fix: give the model input of the shape "
-            "it was lowered with (channels and image size)."
-        )
-    return x.reshape(x.shape[0], *node.shape)
-
-
-_EXECUTORS = {AddNode: _add, AvgPoolNode: _avgpool, MaxPoolNode: _maxpool, ReshapeNode: _reshape}

@@ -34,6 +34,7 @@ supplies those pieces.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -48,17 +49,8 @@ from hwquant.core.errors import UnsupportedLayerError
 from hwquant.core.intmath import bits_needed, max_magnitude, qrange
 from hwquant.engine import run
 from hwquant.export.requant import FLOAT32_EXACT, Limbs, OneStep, clip_range, limbs, one_step
-from hwquant.ir.intmodel import (
-    AddNode,
-    AvgPoolNode,
-    ConvNode,
-    IntModel,
-    LinearNode,
-    MaxPoolNode,
-    ReshapeNode,
-    WeightEncoding,
-    WeightNode,
-)
+from hwquant.ir.intmodel import IntModel, WeightEncoding, WeightNode
+from hwquant.ir.ops import get_op
 
 OPSET = 13
 IR_VERSION = 8
@@ -214,7 +206,7 @@ def build(
     else:
         style.saturate(g, INPUT_NAME, x_shape, spec.bits, spec.signed, spec.name)
     for node in model.nodes:
-        _EMITTERS[type(node)](g, node, shapes, style)
+        get_op(node.op).export(g, node, shapes, style)
     out_shape = shapes[model.output]
     given = f"real values, quantized with scale {spec.scale!r}" if quantize_input else "codes"
     doc = (
@@ -271,7 +263,7 @@ def _shapes(model: IntModel, input_shape: tuple[int, ...]) -> dict[str, tuple[in
     return {name: tuple(v.shape) for name, v in values.items()}
 
 
-def _act(shape: tuple[int, ...]) -> Shape:
+def activation_shape(shape: tuple[int, ...]) -> Shape:
     """An activation's shape with the symbolic batch."""
     return (BATCH, *shape[1:])
 
@@ -280,14 +272,14 @@ def _code_peaks(model: IntModel) -> dict[str, int]:
     """Largest |code| of the input and of every node's output (pooling/reshape pass it on)."""
     peaks = {model.input.name: max_magnitude(model.input.bits, model.input.signed)}
     for node in model.nodes:
-        if isinstance(node, (MaxPoolNode, ReshapeNode)):
+        if get_op(node.op).passthrough:
             peaks[node.name] = peaks[node.inputs[0]]
         else:
             peaks[node.name] = max(abs(node.lo), abs(node.hi))
     return peaks
 
 
-def _refuse(name: str, problems: list[str], fix: str) -> None:
+def refuse(name: str, problems: list[str], fix: str) -> None:
     """Raise the export's error for layer ``name`` when ``problems`` is not empty."""
     if problems:
         raise UnsupportedLayerError(
@@ -311,10 +303,19 @@ def _bound(weight: np.ndarray, x_range: tuple[int, int], bias: np.ndarray | None
     return int(peak.max(initial=0))
 
 
-def _weight(
-    g: Graph, node: WeightNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle
+Product = Callable[..., str]
+"""A weight op's product ``(g, node, weight, bias, encoding, out, shape, style) -> out``: the
+nodes computing ``weight ⋆ x + bias`` with the node's geometry (``Conv``, ``MatMul``)."""
+
+
+def weight_layer(
+    g: Graph,
+    node: WeightNode,
+    shapes: dict[str, tuple[int, ...]],
+    style: QuantStyle,
+    product: Product,
 ) -> None:
-    """A weight layer: its product(s), then its requantization.
+    """A weight layer: its product(s) by ``product``, then its requantization.
 
     The product is one ``Conv``/``MatMul`` when its partial sums stay below 2^24 and the
     requantization of that accumulator has an exact plan; otherwise the weights are split,
@@ -323,18 +324,18 @@ def _weight(
     """
     x_range = qrange(node.in_bits, node.in_signed)
     bound = _bound(node.weight, x_range, node.bias)
-    shape = _act(shapes[node.name])
+    shape = activation_shape(shapes[node.name])
     fix = (
         "lower the layer's weight/activation bits or its fan-in, or widen acc_bits to "
         f"{bits_needed(bound)} (IntModel.set_accumulator)"
     )
     if bits_needed(bound) > node.acc_bits:
-        _refuse(node.name, [f"it can overflow its {node.acc_bits}-bit accumulator"], fix)
+        refuse(node.name, [f"it can overflow its {node.acc_bits}-bit accumulator"], fix)
     if node.mult is None:
         if bound >= FLOAT32_EXACT:
             reason = f"its accumulator is the graph's output and can reach {bound}, beyond 2^24"
-            _refuse(node.name, [f"{reason} (float32's exact range)"], fix)
-        _product(g, node, node.weight, node.bias, node.encoding, node.name, shape, style)
+            refuse(node.name, [f"{reason} (float32's exact range)"], fix)
+        product(g, node, node.weight, node.bias, node.encoding, node.name, shape, style)
         return
     h = (int(np.abs(node.weight).max()).bit_length() + 1) // 2
     splits = [[(node.weight, node.bias, node.encoding, 0)]]
@@ -355,51 +356,10 @@ def _weight(
         terms = []
         for i, (w, b, enc, _) in enumerate(parts):
             out = f"{node.name}/acc" if len(parts) == 1 else f"{node.name}/acc{i}"
-            terms.append(_product(g, node, w, b, enc, out, shape, style))
+            terms.append(product(g, node, w, b, enc, out, shape, style))
         _emit(g, node.name, terms, plan, mults, node.shift, node.lo, node.hi, shape, style)
         return
-    _refuse(node.name, problems, fix)
-
-
-def _product(
-    g: Graph,
-    node: WeightNode,
-    weight: np.ndarray,
-    bias: np.ndarray | None,
-    encoding: WeightEncoding | None,
-    out: str,
-    shape: Shape,
-    style: QuantStyle,
-) -> str:
-    """``weight ⋆ x + bias`` by ``Conv`` or ``Gemm`` with ``node``'s geometry."""
-    suffix = out[len(node.name) :].replace("/acc", "")
-    if isinstance(node, ConvNode):
-        inputs = [node.inputs[0], style.weight(g, f"{node.name}/weight{suffix}", weight, encoding)]
-        if bias is not None:
-            inputs.append(g.f32(f"{node.name}/bias{suffix}", bias))
-        return g.op(
-            "Conv",
-            inputs,
-            out,
-            shape,
-            strides=list(node.stride),
-            pads=[*node.padding, *node.padding],
-            dilations=list(node.dilation),
-            group=node.groups,
-            kernel_shape=list(weight.shape[2:]),
-        )
-    # MatMul with the transposed weights and an Add of the bias (hls4ml reads no Gemm)
-    name = f"{node.name}/weight{suffix}"
-    if encoding is not None and style.decodes(encoding):
-        # a decoder op writes [out, in]: MatMul reads its transpose
-        decoded = style.weight(g, name, weight, encoding)
-        wt = g.op("Transpose", [decoded], f"{name}/t", weight.T.shape, perm=[1, 0])
-    else:
-        wt = style.weight(g, name, np.ascontiguousarray(weight.T), None)
-    if bias is None:
-        return g.op("MatMul", [node.inputs[0], wt], out, shape)
-    product = g.op("MatMul", [node.inputs[0], wt], f"{out}/matmul", shape)
-    return g.op("Add", [product, g.f32(f"{node.name}/bias{suffix}", bias)], out, shape)
+    refuse(node.name, problems, fix)
 
 
 @dataclass(frozen=True)
@@ -441,7 +401,7 @@ def _plan(
     return split if isinstance(split, str) else _Plan(clips, split, bounds)
 
 
-def _requantize(
+def requantize_codes(
     g: Graph,
     out: str,
     terms: list[tuple[str, int]],
@@ -456,7 +416,7 @@ def _requantize(
     """Plan and emit the requantization of code terms ``(tensor, bound)`` (adds, pools)."""
     plan = _plan([b for _, b in terms], mults, shift, lo, hi, False)
     if isinstance(plan, str):
-        _refuse(out, [plan], fix)
+        refuse(out, [plan], fix)
     return _emit(g, out, [t for t, _ in terms], plan, mults, shift, lo, hi, shape, style)
 
 
@@ -530,93 +490,3 @@ def _bits_of(lo: int, hi: int) -> tuple[int, bool]:
             "again with this hwquant version."
         )
     return bits, signed
-
-
-def _add(g: Graph, node: AddNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle) -> None:
-    terms = [(name, g.peaks[name]) for name in node.inputs]
-    mults = [np.array([m]) for m in node.mults]
-    fix = "lower the add's requant_bits or its inputs' activation bits"
-    shape = _act(shapes[node.name])
-    _requantize(g, node.name, terms, mults, node.shift, node.lo, node.hi, shape, style, fix)
-
-
-def _avgpool(
-    g: Graph, node: AvgPoolNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle
-) -> None:
-    shape = _act(shapes[node.name])
-    x = node.inputs[0]
-    window_peak = node.window * g.peaks[x]
-    fix = "use a smaller pooling window or lower the input's bits"
-    if window_peak >= FLOAT32_EXACT:
-        _refuse(
-            node.name,
-            [f"its window sums can reach {window_peak}, beyond float32's exact 2^24"],
-            fix,
-        )
-    # window sums by an all-ones depthwise Conv (a global pool's window is the whole plane)
-    channels, height, width = shapes[x][1:]
-    kernel = [height, width] if node.kernel_size is None else [node.kernel_size] * 2
-    ones = g.f32(f"{node.name}/ones", np.ones((channels, 1, *kernel)))
-    total = g.op(
-        "Conv",
-        [x, ones],
-        f"{node.name}/sum",
-        shape,
-        kernel_shape=kernel,
-        strides=kernel,
-        pads=[0, 0, 0, 0],
-        dilations=[1, 1],
-        group=channels,
-    )
-    terms = [(total, window_peak)]
-    _requantize(
-        g,
-        node.name,
-        terms,
-        [np.array([node.mult])],
-        node.shift,
-        node.lo,
-        node.hi,
-        shape,
-        style,
-        fix,
-    )
-
-
-def _maxpool(
-    g: Graph, node: MaxPoolNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle
-) -> None:
-    g.op(
-        "MaxPool",
-        node.inputs,
-        node.name,
-        _act(shapes[node.name]),
-        kernel_shape=list(node.kernel_size),
-        strides=list(node.stride),
-        pads=[*node.padding, *node.padding],
-        dilations=list(node.dilation),
-        ceil_mode=int(node.ceil_mode),
-    )
-
-
-def _reshape(
-    g: Graph, node: ReshapeNode, shapes: dict[str, tuple[int, ...]], style: QuantStyle
-) -> None:
-    target = g.const(f"{node.name}/shape", np.array([0, *node.shape], np.int64))
-    g.op("Reshape", [node.inputs[0], target], node.name, _act(shapes[node.name]))
-
-
-def signed_bits(values: np.ndarray) -> int:
-    """The fewest bits ``b`` whose signed range ``qrange(b, True)`` holds every value."""
-    low, high = int(values.min(initial=0)), int(values.max(initial=0))
-    return max(bits_needed(high), bits_needed(-low - 1) if low < 0 else 1)
-
-
-_EMITTERS = {
-    ConvNode: _weight,
-    LinearNode: _weight,
-    AddNode: _add,
-    AvgPoolNode: _avgpool,
-    MaxPoolNode: _maxpool,
-    ReshapeNode: _reshape,
-}

@@ -34,6 +34,7 @@ the batch dimension; qonnx's pass leaves them ``[1, 1, 1, C]``, which hls4ml 1.3
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -45,7 +46,7 @@ import onnx
 
 from hwquant.core.atomic import write_atomic
 from hwquant.core.errors import UnsupportedLayerError
-from hwquant.core.intmath import qrange
+from hwquant.core.intmath import code_format, dot_interval, qrange
 from hwquant.export.qonnx import export_qonnx
 from hwquant.ir.intmodel import IntModel
 
@@ -90,15 +91,10 @@ class Format:
         ``hi <= 2^(I−1) − 2^-F`` (signed) or ``hi <= 2^I − 2^-F`` (unsigned), at least 1;
         ``W = I + F``.
         """
-        signed = self.lo < 0
-        step = Fraction(1, 2**self.frac)
-        integer = 1
-        while True:
-            top = Fraction(2 ** (integer - 1 if signed else integer)) - step
-            bottom = -Fraction(2 ** (integer - 1)) if signed else Fraction(0)
-            if bottom <= self.lo and self.hi <= top:
-                break
-            integer += 1
+        # on the grid 2^-F, [u]fixed<W, I> is a W-bit integer register holding lo·2^F..hi·2^F
+        scale = 2**self.frac
+        bits, signed = code_format(math.floor(self.lo * scale), math.ceil(self.hi * scale))
+        integer = max(bits - self.frac, 1)
         prefix = "fixed" if signed else "ufixed"
         return f"{prefix}<{integer + self.frac},{integer}>"
 
@@ -107,9 +103,11 @@ def _product_format(x: Format, weight: np.ndarray, bias: np.ndarray | None) -> F
     """Range of ``W ⋆ x + b`` over output channels (axis 0 of ``weight``)."""
     flat = np.asarray(weight, np.float64).reshape(weight.shape[0], -1)
     pos, neg = np.maximum(flat, 0).sum(1), np.maximum(-flat, 0).sum(1)
-    pairs = [(Fraction(float(p)), Fraction(float(q))) for p, q in zip(pos, neg, strict=True)]
-    lo = min(p * x.lo - q * x.hi for p, q in pairs)
-    hi = max(p * x.hi - q * x.lo for p, q in pairs)
+    rows = [
+        dot_interval(Fraction(float(p)), Fraction(float(q)), x.lo, x.hi)
+        for p, q in zip(pos, neg, strict=True)
+    ]
+    lo, hi = min(low for low, _ in rows), max(high for _, high in rows)
     frac = x.frac + Format.of(weight).frac
     if bias is not None:
         b = Format.of(bias)

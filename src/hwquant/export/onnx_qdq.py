@@ -19,8 +19,8 @@ import numpy as np
 import onnx
 
 from hwquant.core.errors import UnsupportedLayerError
-from hwquant.core.intmath import qrange
-from hwquant.export.graph import Graph, Shape, build, signed_bits
+from hwquant.core.intmath import qrange, signed_bits
+from hwquant.export.graph import Graph, Shape, build
 from hwquant.ir.intmodel import IntModel, WeightEncoding
 
 QDQ_BITS = 8

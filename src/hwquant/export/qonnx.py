@@ -22,9 +22,9 @@ import numpy as np
 import onnx
 
 from hwquant.core.errors import UnsupportedLayerError
-from hwquant.core.intmath import bits_needed, qrange
+from hwquant.core.intmath import bits_needed, qrange, signed_bits
 from hwquant.export.custom_ops import emit_encoded_weight
-from hwquant.export.graph import Graph, Shape, build, signed_bits
+from hwquant.export.graph import Graph, Shape, build
 from hwquant.ir.intmodel import IntModel, WeightEncoding
 
 QONNX_DOMAIN = "qonnx.custom_op.general"

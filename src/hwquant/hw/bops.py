@@ -28,8 +28,9 @@ from typing import Any
 
 import torch
 
+from hwquant.core.intmath import accumulator_bits
 from hwquant.engine import run
-from hwquant.ir.intmodel import CodebookEncoding, ConvNode, IntModel, MSQEncoding, WeightNode
+from hwquant.ir.intmodel import CodebookEncoding, IntModel, MSQEncoding, WeightNode
 
 
 def bops(m: int, n: int, kernel_area: int, act_bits: int, weight_bits: int) -> float:
@@ -37,11 +38,6 @@ def bops(m: int, n: int, kernel_area: int, act_bits: int, weight_bits: int) -> f
     fan_in = n * kernel_area
     per_mac = act_bits * weight_bits + act_bits + weight_bits + math.log2(fan_in)
     return m * fan_in * per_mac
-
-
-def accumulator_bits(act_bits: int, weight_bits: int, fan_in: int) -> int:
-    """``b_a + b_w + ⌈log2(fan_in)⌉``: the worst-case width of methods.md §6."""
-    return act_bits + weight_bits + math.ceil(math.log2(fan_in))
 
 
 @dataclass(frozen=True)
@@ -65,7 +61,7 @@ class LayerCost:
 def layer_cost(node: WeightNode, positions: int = 1) -> LayerCost:
     """Cost figures of ``node`` (``positions``: its output positions per image)."""
     m = node.weight.shape[0]
-    kernel_area = int(math.prod(node.weight.shape[2:])) if isinstance(node, ConvNode) else 1
+    kernel_area = int(math.prod(node.weight.shape[2:]))  # 1 for a fully connected layer
     n = node.fan_in() // kernel_area
     encoding = node.encoding
     if isinstance(encoding, CodebookEncoding):
@@ -88,7 +84,7 @@ def layer_cost(node: WeightNode, positions: int = 1) -> LayerCost:
         bops_stored=bops(m, n, kernel_area, b_a, stored),
         bops_multiplier=bops(m, n, kernel_area, b_a, node.weight_bits),
         weight_memory_bits=int(memory),
-        accumulator_bits=accumulator_bits(b_a, node.weight_bits, node.fan_in()),
+        accumulator_bits=accumulator_bits(node.weight_bits, b_a, node.fan_in()),
     )
 
 

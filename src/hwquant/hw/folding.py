@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwquant.core.errors import ConfigError
+from hwquant.core.intmath import accumulator_bits
 from hwquant.hw.devices import Device, get_device
 from hwquant.hw.estimate import LUT_UNIT
-from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable, UnitCost, accumulator_bits
+from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable, UnitCost
 from hwquant.hw.memory import WeightTraffic, weight_traffic
 from hwquant.hw.network import LayerWork
 from hwquant.hw.solver import DEFAULT_LUT_FRACTION, check_fraction, dsp_pe_cost, lut_pe_cost

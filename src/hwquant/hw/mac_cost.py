@@ -36,8 +36,8 @@ from typing import Literal
 from hwquant.core.errors import ConfigError, FileFormatError
 from hwquant.core.intmath import bits_needed
 from hwquant.hw.devices import Device
-from hwquant.hw.synthesized import SynthesizedCosts, load_packaged
-from hwquant.schemes.msq.sp2 import default_split
+from hwquant.hw.synthesized import SynthesizedCosts, load_packaged, mux_luts
+from hwquant.ir.intmodel import default_sp2_split
 
 Unit = Literal["dsp_mac", "sp2_mac", "lut_mac"]
 UNITS: tuple[str, ...] = ("dsp_mac", "sp2_mac", "lut_mac")
@@ -45,8 +45,6 @@ UNITS: tuple[str, ...] = ("dsp_mac", "sp2_mac", "lut_mac")
 LUTS_PER_ADDER_BIT = 1
 """One LUT6 per adder bit on the CARRY4 chain (UG474: 4 LUTs + CARRY4 per slice); the same LUT
 also absorbs add/subtract selection, so an accumulator ``acc ± t`` is one LUT per bit."""
-MUX_INPUTS_PER_LUT6 = 4
-"""A LUT6 is a 4:1 multiplexer (4 data + 2 select inputs, UG474); wider muxes are trees of them."""
 PACKED_MAX_BITS: dict[str, int] = {"DSP48E1": 4, "DSP48E2": 8}
 """Largest weight and activation bits for which ``packing=2`` puts two MACs in one slice:
 4 bits on a DSP48E1 (methods.md §6 [D]), 8 bits on a DSP48E2 (WP486). Slices not listed (the
@@ -71,7 +69,7 @@ def sp2_split(bits: int) -> tuple[int, int]:
         raise ConfigError(
             f"SP2 needs at least 2 bits (sign and one term), got {bits}. Fix: use 2..16."
         )
-    return default_split(bits)
+    return default_sp2_split(bits)
 
 
 def sp2_shift_ranges(m1: int, m2: int) -> tuple[tuple[int, int], tuple[int, int] | None]:
@@ -93,19 +91,6 @@ def sp2_int_bits(m1: int, m2: int) -> int:
     """Signed bits of the integer SP2 weights ``±(2^s1 + 2^s2)``."""
     (_, top1), second = sp2_shift_ranges(m1, m2)
     return bits_needed(2**top1 + (2 ** second[1] if second else 0))
-
-
-def accumulator_bits(weight_bits: int, act_bits: int, fan_in: int, act_signed: bool = False) -> int:
-    """Worst-case accumulator width (methods.md §6): ``w + a + ⌈log2 fan_in⌉`` for signed
-    ``w``-bit weights and unsigned ``a``-bit activations (one bit less for signed ones)."""
-    if fan_in < 1:
-        raise ConfigError(f"fan_in must be >= 1, got {fan_in}.")
-    return weight_bits + act_bits - int(act_signed) + math.ceil(math.log2(fan_in))
-
-
-def mux_luts(sources: int) -> int:
-    """LUT6s of one output bit of a ``sources``:1 multiplexer (a tree of 4:1 muxes)."""
-    return math.ceil((sources - 1) / (MUX_INPUTS_PER_LUT6 - 1)) if sources > 1 else 0
 
 
 def sp2_mac_luts(act_bits: int, m1: int, m2: int, acc_bits: int) -> int:

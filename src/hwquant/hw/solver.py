@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from hwquant.core.errors import ConfigError
+from hwquant.core.intmath import accumulator_bits
 from hwquant.hw.devices import Device, get_device
 from hwquant.hw.mac_cost import (
     DEFAULT_COSTS,
     CostTable,
     UnitCost,
-    accumulator_bits,
     macs_per_dsp,
     sp2_int_bits,
     sp2_split,

@@ -31,6 +31,7 @@ from hwquant.hw.synthesized import (
     SP2_SPLITS,
     features,
 )
+from hwquant.rtl.unit import emitters, get_emitter
 
 TOLERANCE = 0.15
 """Issue 6's target: every fitted count within 15% of Yosys's on every swept point."""
@@ -174,10 +175,8 @@ assert {k.kind for k in SWEEP} == set(FEATURES)
 
 def build(kind: SweepKind, params: Mapping[str, int], seed: int):
     """The unit of ``kind`` at ``params`` (constants drawn from ``seed``) and its arguments."""
-    import hwquant.rtl as rtl
-
     args, kwargs = kind.args(params, np.random.default_rng(seed))
-    return getattr(rtl, kind.emitter)(*args, **kwargs), {"args": list(args), "kwargs": kwargs}
+    return get_emitter(kind.emitter)(*args, **kwargs), {"args": list(args), "kwargs": kwargs}
 
 
 def fit(points: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -217,18 +216,18 @@ def run_sweep(
     """Synthesize every point of :data:`SWEEP` (or of ``kinds``), ``jobs`` Yosys runs at a
     time, fit, and return the document.
 
-    A kind whose emitter ``hwquant.rtl`` does not have is skipped and listed under ``skipped``.
+    A kind whose emitter is not registered (:func:`hwquant.rtl.unit.emitters`) is skipped and
+    listed under ``skipped``.
 
     Raises:
         ToolError: Yosys is missing or a synthesis fails.
     """
-    import hwquant.rtl as rtl
     from hwquant.rtl.synth import synth_script, synthesize, yosys_version
 
     chosen = [k for k in SWEEP if kinds is None or k.kind in set(kinds)]
-    skipped = [k.kind for k in chosen if not hasattr(rtl, k.emitter)]
+    skipped = [k.kind for k in chosen if k.emitter not in emitters()]
     for kind in skipped:
-        log(f"{kind}: hwquant.rtl has no emitter for it; skipped")
+        log(f"{kind}: no unit emitter is registered for it; skipped")
     todo = [
         (kind, index, params, *build(kind, params, index))
         for kind in chosen

@@ -54,9 +54,17 @@ FUSED_TABLE_ADDRESS_BITS = 4
 address bits + the accumulator bit + ``clear``); a wider one needs LUTs of its own."""
 
 
+MUX_INPUTS_PER_LUT6 = 4
+"""A LUT6 is a 4:1 multiplexer (4 data + 2 select inputs, UG474); wider muxes are trees of them."""
+
+
 def mux_luts(sources: int) -> int:
-    """LUT6s of one output bit of a ``sources``:1 multiplexer (a LUT6 is a 4:1 mux, UG474)."""
-    return math.ceil((sources - 1) / 3) if sources > 1 else 0
+    """LUT6s of one output bit of a ``sources``:1 multiplexer (a tree of 4:1 muxes).
+
+    >>> [mux_luts(n) for n in (1, 2, 4, 5, 7, 8)]
+    [0, 1, 1, 2, 2, 3]
+    """
+    return math.ceil((sources - 1) / (MUX_INPUTS_PER_LUT6 - 1)) if sources > 1 else 0
 
 
 def dsp_tiles(a_bits: int, b_bits: int) -> int:

@@ -20,8 +20,10 @@ version and a SHA-256 of every array, so truncated or corrupted files are named,
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,9 +34,12 @@ import torch
 from hwquant.core.errors import FileFormatError, HwquantError
 from hwquant.core.intmath import (
     Accumulator,
+    Backend,
     OverflowPolicy,
     bits_needed,
     channel_view,
+    int_conv2d,
+    int_linear,
     max_magnitude,
     qrange,
     to_codes,
@@ -64,6 +69,17 @@ class WeightEncoding:
     def multiply_free_rows(self) -> int:
         """Output channels whose products the scheme forms without a multiplier (none here)."""
         return 0
+
+
+def default_sp2_split(bits: int) -> tuple[int, int]:
+    """The default ``(m1, m2)`` of an m-bit SP2 code: ``m1 = ceil((m-1)/2)``, ``m2 = m-1-m1``
+    (``m = m1 + m2 + 1`` with the sign bit; methods.md §2.1).
+
+    >>> default_sp2_split(4), default_sp2_split(3), default_sp2_split(2)
+    ((2, 1), (1, 1), (1, 0))
+    """
+    m1 = math.ceil((bits - 1) / 2)
+    return m1, bits - 1 - m1
 
 
 @dataclass
@@ -184,6 +200,18 @@ class WeightNode(IntNode):
         """Multiply-accumulates per output element."""
         return int(np.prod(self.weight.shape[1:]))
 
+    def product(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        x_max: int,
+        backend: Backend,
+    ) -> torch.Tensor:
+        """``w ⋆ x + b`` exactly, with this layer's geometry (``|x| <= x_max``; the integer
+        engine's accumulation, :mod:`hwquant.core.intmath`)."""
+        raise NotImplementedError
+
 
 @dataclass
 class ConvNode(WeightNode):
@@ -195,12 +223,36 @@ class ConvNode(WeightNode):
     groups: int = 1
     op: ClassVar[str] = "conv2d"
 
+    def product(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        x_max: int,
+        backend: Backend,
+    ) -> torch.Tensor:
+        """The exact convolution :func:`~hwquant.core.intmath.int_conv2d`."""
+        return int_conv2d(
+            x, w, b, self.stride, self.padding, self.dilation, self.groups, x_max, backend
+        )
+
 
 @dataclass
 class LinearNode(WeightNode):
     """Integer fully connected layer."""
 
     op: ClassVar[str] = "linear"
+
+    def product(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        x_max: int,
+        backend: Backend,
+    ) -> torch.Tensor:
+        """The exact matrix product :func:`~hwquant.core.intmath.int_linear`."""
+        return int_linear(x, w, b, x_max, backend)
 
 
 @dataclass
@@ -264,6 +316,20 @@ class InputSpec:
     signed: bool
 
 
+Runner = Callable[["IntModel", torch.Tensor, bool], torch.Tensor]
+"""An executor of :meth:`IntModel.run`: ``(model, x_int, four_bit) -> int64 output codes``."""
+
+_BACKENDS: dict[str, Runner] = {}
+
+
+def register_backend(name: str, run: Runner) -> None:
+    """Make ``run`` the executor of ``IntModel.run(..., backend=name)`` (``hwquant.engine``
+    registers "engine", ``hwquant.export`` "onnxruntime"; ``import hwquant`` imports both)."""
+    if name in _BACKENDS:
+        raise HwquantError(f"IntModel backend {name!r} is registered twice")
+    _BACKENDS[name] = run
+
+
 @dataclass
 class IntModel:
     """An integer-only network: run it with :meth:`run`, save it with :meth:`save`."""
@@ -298,24 +364,13 @@ class IntModel:
         ``backend="engine"``: the integer engine (accumulator statistics are not collected;
         ``hwquant.engine.run`` returns them). ``backend="onnxruntime"``: the same integers from
         the model's exact float32 graph on onnxruntime (:mod:`hwquant.export.runtime`; needs
-        onnxruntime, refuses a model it cannot export exactly).
+        onnxruntime, refuses a model it cannot export exactly). The backends register
+        themselves (:func:`register_backend`), so this layer imports neither.
         """
-        if backend == "onnxruntime":
-            if four_bit:
-                raise HwquantError(
-                    "four_bit=True models 4-bit multipliers, which only the engine does. Fix: "
-                    "use backend='engine' with four_bit, or drop four_bit."
-                )
-            from hwquant.export.runtime import run_codes
-
-            return run_codes(self, x_int)
-        if backend != "engine":
-            raise HwquantError(
-                f"backend={backend!r} is not known. Fix: use 'engine' or 'onnxruntime'."
-            )
-        from hwquant.engine import run
-
-        return run(self, x_int, four_bit=four_bit, stats=False).output
+        if backend not in _BACKENDS:
+            names = " or ".join(repr(name) for name in _BACKENDS)
+            raise HwquantError(f"backend={backend!r} is not known. Fix: use {names}.")
+        return _BACKENDS[backend](self, x_int, four_bit)
 
     def dequantize(self, out: torch.Tensor) -> torch.Tensor:
         """Float value of integer outputs: ``output_scale · out`` (float64)."""

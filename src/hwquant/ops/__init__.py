@@ -1,1 +1,16 @@
-"""The supported operations, one module each."""
+"""The supported operations, one module each; importing this package registers them all.
+
+Each module declares one op of the IntModel: its IR node, its lowering from the QAT model, its
+integer-engine executor, its ONNX exporter and its hardware block, and registers them as one
+:class:`hwquant.ir.ops.OpHandler`. ``import hwquant`` imports this package.
+
+>>> import hwquant
+>>> from hwquant.ir.ops import available_ops
+>>> available_ops()
+('add', 'avgpool', 'conv2d', 'linear', 'maxpool', 'relu', 'reshape')
+"""
+
+from hwquant.ir.ops import available_ops
+from hwquant.ops import add, avgpool, conv2d, linear, maxpool, relu, reshape  # noqa: F401
+
+__all__ = ["available_ops"]

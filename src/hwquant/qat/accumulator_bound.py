@@ -42,7 +42,16 @@ from typing import TYPE_CHECKING
 import torch
 
 from hwquant.core.errors import ConfigError, HwquantError, check_finite
-from hwquant.core.intmath import qrange, round_half_up, split_nibbles
+from hwquant.core.intmath import (
+    ACC_MAX_BITS,
+    ACC_MIN_BITS,
+    check_accumulator_bits,
+    dot_interval,
+    interval_bits,
+    qrange,
+    round_half_up,
+    split_nibbles,
+)
 from hwquant.qat.llsq import (
     LinearQuantizer,
     _LLSQFakeQuant,
@@ -59,29 +68,11 @@ if TYPE_CHECKING:
 BISECTION_STEPS = 24
 """Halvings of the digit-plane search (every step keeps the upper end feasible, so the result
 fits whatever the number; more steps only threshold less)."""
-MIN_BITS, MAX_BITS = 2, 62  # the widths hwquant.core.intmath.Accumulator holds
 INIT_FACTORS = 17
 """Candidate initial scales ``α·2^(k/2)``, k = 0..16 (up to 256x LLSQ's initial scale)."""
 
 Interval = tuple[torch.Tensor, torch.Tensor]
 """``(low, high)`` per row (output channel), float64 holding exact integers."""
-
-
-def check_accumulator_bits(name: str, bits: object) -> None:
-    """Raise :class:`ConfigError` unless ``bits`` is an integer accumulator width in 2..62."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
-        raise ConfigError(
-            f"{name}={bits!r} is not an accumulator width. Fix: use an integer in "
-            f"{MIN_BITS}..{MAX_BITS} (signed bits of the accumulator)."
-        )
-
-
-def interval_bits(low: int, high: int) -> int:
-    """Signed bits of the narrowest register holding every integer in ``[low, high]``."""
-    bits = 1
-    while not (-(2 ** (bits - 1)) <= low and high <= 2 ** (bits - 1) - 1):
-        bits += 1
-    return bits
 
 
 def digit_ranges(bits: int, signed: bool) -> list[tuple[int, int]]:
@@ -97,9 +88,7 @@ def accumulator_interval(
     """``(low, high)`` of every partial sum of ``Σ_k codes[r, k]·x_k (+ bias[r])`` over inputs in
     ``[x_lo, x_hi]`` (module docstring), per row of the 2-D ``codes``."""
     q = codes.double()
-    pos, neg = q.clamp_min(0).sum(1), (-q).clamp_min(0).sum(1)
-    high = x_hi * pos - x_lo * neg
-    low = x_lo * pos - x_hi * neg
+    low, high = dot_interval(q.clamp_min(0).sum(1), (-q).clamp_min(0).sum(1), x_lo, x_hi)
     if bias is not None:
         b = bias.double()
         high, low = high + b.clamp_min(0), low + b.clamp_max(0)
@@ -153,11 +142,11 @@ class AccumulatorBound:
     def smallest_bits(self) -> int:
         """The smallest P at which a single weight of +1 or −1 fits (any non-zero weight)."""
         units = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
-        for bits in range(MIN_BITS, MAX_BITS + 1):
+        for bits in range(ACC_MIN_BITS, ACC_MAX_BITS + 1):
             bound = AccumulatorBound(bits, self.in_bits, self.in_signed, self.weight_bits)
             if bool(bound.holds(units, None).any()):
                 return bits
-        return MAX_BITS + 1
+        return ACC_MAX_BITS + 1
 
     def budgets(self, bias: torch.Tensor | None, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Integer budgets ``(B⁺, B⁻)`` (int64 per row) on ``S⁺`` and ``S⁻``: unsigned inputs
@@ -467,7 +456,7 @@ def record_proved_bound(node: WeightNode, acc_bits: int | None, digit_planes: bo
     """
     weight = torch.from_numpy(node.weight).reshape(node.weight.shape[0], -1)
     bias = None if node.bias is None else torch.from_numpy(node.bias)
-    bound = AccumulatorBound(MAX_BITS, node.in_bits, node.in_signed, node.weight_bits)
+    bound = AccumulatorBound(ACC_MAX_BITS, node.in_bits, node.in_signed, node.weight_bits)
     if weight.shape[0] == 0:
         return
     low, high = bound.interval(weight, bias)

@@ -36,6 +36,7 @@ from torch import nn
 
 from hwquant.core.errors import ConfigError, check_finite
 from hwquant.core.intmath import qrange, round_half_up, to_codes
+from hwquant.qat.host_mirror import HostMirrored
 from hwquant.qat.recipe import check_bits
 from hwquant.qat.scale import constrain_scale
 
@@ -170,7 +171,7 @@ def llsq_scale_gradient(
     return (direction * alpha * alpha).reshape(alpha.shape)
 
 
-class LinearQuantizer(nn.Module):
+class LinearQuantizer(HostMirrored):
     """Symmetric linear quantizer with a learned scale (LLSQ; LSQ gradient as an option).
 
     Args:
@@ -211,17 +212,10 @@ class LinearQuantizer(nn.Module):
         self.constraint, self.mantissa_bits = constraint, mantissa_bits
         self.scale = nn.Parameter(torch.ones(channels))
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
-        self._ready = False  # mirrors `initialized` so that forward() never waits on a device
 
     def is_initialized(self) -> bool:
         """True once the scale has been set from data (read from the device at most once)."""
-        if not self._ready:
-            self._ready = bool(self.initialized)
-        return self._ready
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        self._ready = False
+        return self.host_flag("initialized")
 
     @property
     def per_channel(self) -> bool:
@@ -263,8 +257,7 @@ class LinearQuantizer(nn.Module):
             alpha = (peak / divisor).reshape(1)
         alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
         self.scale.copy_(alpha.to(self.scale.dtype))
-        self.initialized.fill_(True)
-        self._ready = True
+        self.set_host("initialized", True)
 
     def _error_sample(self, x: torch.Tensor) -> torch.Tensor:
         """The activation elements LLSQ compares errors on: an even stride through ``x``."""

@@ -14,24 +14,13 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from hwquant.core.errors import HwquantError, UnsupportedLayerError, check_finite
-from hwquant.ir.intmodel import (
-    AddNode,
-    AvgPoolNode,
-    ConvNode,
-    InputSpec,
-    IntModel,
-    IntNode,
-    LinearNode,
-    MaxPoolNode,
-    ReshapeNode,
-    WeightNode,
-)
+from hwquant.ir.intmodel import InputSpec, IntModel, IntNode, WeightNode
+from hwquant.ir.ops import get_op, handlers
 from hwquant.qat.accumulator_bound import BoundedLinearQuantizer, record_proved_bound
-from hwquant.qat.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantWeightLayer
+from hwquant.qat.nn import QuantInput, QuantWeightLayer
 from hwquant.qat.registry import get_scheme
 
 _ALIAS_MODULES = (nn.Dropout, nn.Identity)
-_RESHAPE_METHODS = ("flatten", "view", "reshape")
 
 
 def lower(qat_model: fx.GraphModule, example_input: torch.Tensor) -> IntModel:
@@ -91,7 +80,7 @@ def _build(gm: fx.GraphModule) -> IntModel:
             alias[node.name] = mod.qname
             scale_of[mod.qname] = np.array([input_spec.scale])
             continue
-        int_node = _int_node(node, mod, inputs)
+        int_node = _int_node(node, mod, inputs, node.name)
         if int_node is None:  # alias or a shape query
             if inputs:
                 alias[node.name] = inputs[0]
@@ -105,54 +94,22 @@ def _build(gm: fx.GraphModule) -> IntModel:
 
 
 def _output_scale(node: IntNode, scale_of: dict[str, np.ndarray]) -> np.ndarray:
-    """Value of one unit of ``node``'s output: its own scale, or its input's for max pooling
-    and reshapes (per channel for a last layer without requantization)."""
+    """Value of one unit of ``node``'s output: its input's for an op that passes codes through
+    (max pooling, reshapes), else its own ``out_scale`` (per channel ``acc_scale`` for a last
+    layer without requantization)."""
+    if get_op(node.op).passthrough:
+        return scale_of[node.inputs[0]]
     if isinstance(node, WeightNode) and node.mult is None:
         return np.asarray(node.acc_scale, np.float64)
-    if isinstance(node, WeightNode | AddNode | AvgPoolNode):
-        return np.array([node.out_scale], np.float64)
-    return scale_of[node.inputs[0]]
+    return np.array([node.out_scale], np.float64)
 
 
-def _int_node(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> IntNode | None:
-    """The IntModel node for fx ``node``, or None when it only passes codes through."""
-    if isinstance(mod, QuantWeightLayer):
-        return _weight_node(mod, inputs)
-    if isinstance(mod, QAdd):
-        p = mod.integer_params()
-        return AddNode(mod.qname, inputs, p.mults, p.shift, p.lo, p.hi, _out_scale(mod))
-    if isinstance(mod, QAvgPool):
-        shape = node.args[0].meta["tensor_meta"].shape
-        window = shape[-1] * shape[-2] if mod.kernel_size is None else mod.kernel_size**2
-        r = mod.integer_params(window)
-        return AvgPoolNode(
-            mod.qname,
-            inputs,
-            mod.kernel_size,
-            window,
-            int(r.mult[0]),
-            int(r.shift[0]),
-            r.lo,
-            r.hi,
-            _out_scale(mod),
-        )
-    if isinstance(mod, nn.MaxPool2d):
-        return MaxPoolNode(
-            node.name,
-            inputs,
-            _pair(mod.kernel_size),
-            _pair(mod.stride or mod.kernel_size),
-            _pair(mod.padding),
-            _pair(mod.dilation),
-            mod.ceil_mode,
-        )
-    if (
-        isinstance(mod, nn.Flatten)
-        or (node.op == "call_function" and node.target is torch.flatten)
-        or (node.op == "call_method" and node.target in _RESHAPE_METHODS)
-    ):
-        shape = tuple(int(d) for d in node.meta["tensor_meta"].shape[1:])
-        return ReshapeNode(node.name, inputs, shape)
+def _int_node(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> IntNode | None:
+    """The IntModel node for fx ``node`` (the first registered op that lowers it; ``name``: the
+    name of a node that is no QAT layer), or None when it only passes codes through."""
+    for handler in handlers():
+        if handler.lower is not None and (int_node := handler.lower(node, mod, inputs, name)):
+            return int_node
     if isinstance(mod, _ALIAS_MODULES) or mod is None:
         return None
     raise UnsupportedLayerError(
@@ -161,7 +118,11 @@ def _int_node(node: fx.Node, mod: nn.Module | None, inputs: list[str]) -> IntNod
     )
 
 
-def _weight_node(mod: QuantWeightLayer, inputs: list[str]) -> WeightNode:
+def lower_weight_layer(
+    mod: QuantWeightLayer, inputs: list[str], node_class: type[WeightNode], **geometry: object
+) -> WeightNode:
+    """The ``node_class`` node of QAT weight layer ``mod`` (``geometry``: the op's own fields,
+    e.g. a convolution's stride), with its integer parameters and proved accumulator bound."""
     if mod.weight_quant is None:
         raise UnsupportedLayerError(
             f"layer '{mod.qname}' keeps float weights, so the model has no integer-only form. "
@@ -186,19 +147,9 @@ def _weight_node(mod: QuantWeightLayer, inputs: list[str]) -> WeightNode:
             shift=p.requant.shift.numpy(),
             lo=p.requant.lo,
             hi=p.requant.hi,
-            out_scale=_out_scale(mod),
+            out_scale=out_scale(mod),
         )
-    if isinstance(mod, QConv2d):
-        node: WeightNode = ConvNode(
-            **common,
-            stride=mod.stride,
-            padding=mod.padding,
-            dilation=mod.dilation,
-            groups=mod.groups,
-        )
-    else:
-        assert isinstance(mod, QLinear)
-        node = LinearNode(**common)
+    node = node_class(**common, **geometry)
     quant = mod.weight_quant
     if isinstance(quant, BoundedLinearQuantizer):
         record_proved_bound(node, quant.acc_bits, quant.digit_planes)
@@ -207,9 +158,6 @@ def _weight_node(mod: QuantWeightLayer, inputs: list[str]) -> WeightNode:
     return node
 
 
-def _out_scale(mod: nn.Module) -> float:
+def out_scale(mod: nn.Module) -> float:
+    """The value of one output code of QAT layer ``mod``."""
     return float(mod.out_quant.scale_value())
-
-
-def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))

@@ -57,8 +57,13 @@ def _refuse(name: str, mod: nn.Module, option: str, fix: str) -> UnsupportedLaye
     )
 
 
-def _pair(v: int | tuple[int, ...]) -> tuple[int, ...]:
-    return (v, v) if isinstance(v, int) else tuple(v)
+def pair(v: int | tuple[int, ...]) -> tuple[int, ...]:
+    """A PyTorch size argument as a tuple of ints: ``k`` means ``(k, k)``.
+
+    >>> pair(3), pair((2, 1))
+    ((3, 3), (2, 1))
+    """
+    return (v, v) if isinstance(v, int) else tuple(int(x) for x in v)
 
 
 def check_conv(name: str, conv: nn.Conv2d) -> None:
@@ -100,15 +105,15 @@ def check_max_pool(name: str, pool: nn.MaxPool2d) -> None:
 def check_avg_pool(name: str, pool: nn.AvgPool2d) -> None:
     """Refuse the AvgPool2d forms other than a k×k window with stride k, no pad, no override."""
     k, s = pool.kernel_size, pool.stride
-    if _pair(pool.padding) != (0, 0):
+    if pair(pool.padding) != (0, 0):
         option = f"padding={pool.padding}"
     elif pool.ceil_mode:
         option = "ceil_mode=True"
     elif pool.divisor_override is not None:
         option = f"divisor_override={pool.divisor_override}"
-    elif len(set(_pair(k))) != 1:
+    elif len(set(pair(k))) != 1:
         option = f"a non-square kernel_size={k}"
-    elif _pair(s or k) != _pair(k):
+    elif pair(s or k) != pair(k):
         option = f"stride={s} different from kernel_size={k}"
     else:
         return

@@ -3,8 +3,10 @@
 The model is traced with ``torch.fx``; chains ``Conv2d → [BatchNorm2d] → [ReLU|ReLU6]``,
 ``Linear → [ReLU|ReLU6]``, ``add → [ReLU|ReLU6]`` and average pooling are replaced by the
 quantized layers of :mod:`hwquant.qat.nn`, an input quantizer is put after the input, and every
-layer is bound to the quantizers of its inputs. Max pooling, flatten/view/reshape, Dropout and
-Identity pass codes through unchanged. The first layer (fed by the input) and the last layer
+layer is bound to the quantizers of its inputs. Dropout and Identity pass codes through
+unchanged, and so does every registered op that declares it keeps its float form
+(``OpHandler.keeps`` in :mod:`hwquant.ir.ops`: max pooling, flatten/view/reshape, a ReLU that
+follows no layer). The first layer (fed by the input) and the last layer
 (feeding the output) take the recipe's ``first_layer_bits`` / ``last_layer_bits``; the last
 layer has no output quantizer, so the network returns its accumulator scaled to float; its
 weights take one scale for the whole tensor, so that all outputs share one scale and the integer
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from hwquant.core.errors import ConfigError, UnsupportedLayerError, check_finite
+from hwquant.ir.ops import handlers
 from hwquant.qat import fidelity
 from hwquant.qat.accumulator_bound import (
     bind_accumulator_bound,
@@ -41,13 +44,13 @@ from hwquant.qat.registry import get_scheme
 SUPPORTED = (
     "Conv2d (+BatchNorm2d, +ReLU/ReLU6), Linear (+ReLU/ReLU6), residual add (+ReLU/ReLU6), "
     "MaxPool2d, AdaptiveAvgPool2d(1), AvgPool2d(k) with stride k, flatten/view/reshape, "
-    "Dropout, Identity (as modules; BatchNorm with running statistics)"
+    "ReLU elsewhere (e.g. after max pooling), Dropout, Identity (as modules; BatchNorm with "
+    "running statistics)"
 )
 INPUT_NAME = "quant_input"
 
-_PASS_MODULES = (nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity)
-_PASS_FUNCTIONS = (torch.flatten,)
-_PASS_METHODS = ("flatten", "view", "reshape", "contiguous")
+_PASS_MODULES = (nn.Dropout, nn.Identity)
+_PASS_METHODS = ("contiguous",)
 _SHAPE_METHODS = ("size", "dim")
 _ADD_FUNCTIONS = (operator.add, torch.add, operator.iadd)
 
@@ -284,7 +287,11 @@ def _avgpool_kernel(gm: fx.GraphModule, node: fx.Node) -> int | bool | None:
 
 
 def _is_passthrough(gm: fx.GraphModule, node: fx.Node) -> bool:
-    """True for operations that leave integer codes and their scale unchanged."""
+    """True for operations that leave integer codes and their scale unchanged (a registered op
+    that keeps its float form, or an alias)."""
+    mod = _module(gm, node)
+    if any(h.keeps is not None and h.keeps(node, mod) for h in handlers()):
+        return True
     if node.op == "call_module":
         return isinstance(_module(gm, node), _PASS_MODULES)
     if node.op == "call_function":
@@ -296,7 +303,7 @@ def _is_passthrough(gm: fx.GraphModule, node: fx.Node) -> bool:
             )
         if node.target is getattr:
             return node.args[1] == "shape"
-        return node.target in _PASS_FUNCTIONS
+        return False
     return node.op == "call_method" and node.target in _PASS_METHODS + _SHAPE_METHODS
 
 

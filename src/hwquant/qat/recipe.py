@@ -11,16 +11,17 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from hwquant.core.config_table import build_dataclass
 from hwquant.core.errors import ConfigError
+from hwquant.core.intmath import check_accumulator_bits
+from hwquant.qat.registry import available
 
 ScaleGradient = Literal["llsq", "lsq"]
 ScaleConstraint = Literal["free", "pow2", "fixed"]
 Granularity = Literal["tensor", "channel"]
-Scheme = Literal["llsq", "msq", "nonuniform", "tables"]
 MSQAssignment = Literal["variance", "kurtosis"]
 CDFKind = Literal["gaussian", "empirical"]
 QuantSchedule = Literal["gradual", "all_at_once"]
-SCHEMES: tuple[str, ...] = ("llsq", "msq", "nonuniform", "tables")
 CODEBOOK_FAMILIES: tuple[str, ...] = (
     "fixed-uniform",
     "fixed-pow2",
@@ -213,8 +214,9 @@ class Recipe:
     ``first_layer_bits`` / ``last_layer_bits`` in every scheme but "tables".
     """
 
-    scheme: Scheme = "llsq"
-    """Weight quantization scheme of the inner layers: llsq, msq, nonuniform or tables."""
+    scheme: str = "llsq"
+    """Weight quantization scheme of the inner layers: a registered one
+    (``hwquant.schemes.available()``: llsq, msq, nonuniform, tables)."""
     weight_bits: int = 4
     """Bits of the weights of every inner Conv2d/Linear (signed, symmetric)."""
     act_bits: int = 4
@@ -262,7 +264,9 @@ class Recipe:
     """Options of the "tables" scheme (the ``[recipe.tables]`` table)."""
 
     def __post_init__(self) -> None:
-        _check_choice("scheme", self.scheme, SCHEMES)
+        if self.scheme not in available():  # the registered schemes (hwquant.schemes)
+            names = ", ".join(repr(name) for name in available())
+            raise ConfigError(f"scheme={self.scheme!r} is not allowed. Fix: use one of {names}.")
         check_bits("weight_bits", self.weight_bits)
         check_bits("act_bits", self.act_bits)
         check_bits("first_layer_bits", self.first_layer_bits, allow_none=True)
@@ -295,8 +299,6 @@ class Recipe:
         self._check_accumulators()
 
     def _check_accumulators(self) -> None:
-        from hwquant.qat.accumulator_bound import check_accumulator_bits
-
         if self.accumulator_bits is not None:
             check_accumulator_bits("accumulator_bits", self.accumulator_bits)
         if not isinstance(self.layer_accumulator_bits, dict):
@@ -323,8 +325,6 @@ class Recipe:
     def from_dict(cls, table: dict[str, Any]) -> Recipe:
         """Build a recipe from a mapping (a TOML table or :meth:`to_dict`), checking every field
         and rejecting unknown keys by name."""
-        from hwquant.app.config import build_dataclass
-
         return build_dataclass(cls, table, "recipe")
 
     def to_dict(self) -> dict[str, Any]:

@@ -93,7 +93,7 @@ def conv_array(
     requant: ArrayRequant | None = None,
 ) -> Unit:
     """A PE x SIMD array (module docstring) computing ``weights`` [C_out, K] (port words of
-    ``product``'s ``w`` port, e.g. :func:`~hwquant.schemes.llsq.rtl.encode_fixed_weights`) with an
+    ``product``'s ``w`` port, e.g. :func:`~hwquant.rtl.fixed_mac.encode_fixed_weights`) with an
     optional integer ``bias`` [C_out] and requantizer."""
     words = np.asarray(weights, dtype=np.int64)
     if words.ndim != 2 or words.size == 0:

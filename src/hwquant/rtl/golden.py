@@ -26,21 +26,14 @@ import torch
 import torch.nn.functional as F
 
 from hwquant.core.errors import UnsupportedLayerError
+from hwquant.core.intmath import code_format
 from hwquant.engine.integer import run
-from hwquant.ir.intmodel import (
-    CodebookEncoding,
-    ConvNode,
-    InputSpec,
-    IntModel,
-    MSQEncoding,
-    WeightNode,
-)
+from hwquant.ir.encodings import find_encoding
+from hwquant.ir.intmodel import ConvNode, InputSpec, IntModel, WeightNode
 from hwquant.rtl.conv_array import ArrayRequant, array_stimulus, conv_array
+from hwquant.rtl.fixed_mac import encode_fixed_weights, fixed_product
 from hwquant.rtl.testbench import mem_text, write_testbench
 from hwquant.rtl.unit import Product, Unit, check_width, to_words
-from hwquant.schemes.llsq.rtl import encode_fixed_weights, fixed_product
-from hwquant.schemes.msq.rtl import encode_sp2_weights, sp2_product
-from hwquant.schemes.nonuniform.rtl import codebook_product
 
 
 @dataclass
@@ -134,43 +127,29 @@ class LayerArray:
     unit: Unit
 
 
-def output_format(lo: int, hi: int) -> tuple[int, bool]:
-    """Bits and signedness of output codes in ``lo..hi``."""
-    if lo >= 0:
-        return max(1, int(hi).bit_length()), False
-    return max(int(-lo - 1).bit_length(), int(hi).bit_length()) + 1, True
+LaneGroup = tuple[str, np.ndarray, Product, np.ndarray]
+"""One row group of a processing array: (label, rows, product, weight words [rows, K])."""
 
 
-def lane_groups(node: WeightNode) -> list[tuple[str, np.ndarray, Product, np.ndarray]]:
-    """(label, rows, product, weight words [rows, K]) of each row group of ``node``."""
-    rows_all = np.arange(node.weight.shape[0])
-    enc = node.encoding
-    a, signed = node.in_bits, node.in_signed
-    flat = node.weight.reshape(len(rows_all), -1)
-    if enc is None:
-        words = encode_fixed_weights(flat, node.weight_bits)
-        return [("fixed", rows_all, fixed_product(a, node.weight_bits, act_signed=signed), words)]
-    if isinstance(enc, MSQEncoding):
-        groups = []
-        sp2 = rows_all[enc.sp2_rows]
-        fixed = rows_all[~enc.sp2_rows]
-        if len(sp2):
-            fields = (f.reshape(len(rows_all), -1)[sp2] for f in (enc.sign, enc.shift1, enc.shift2))
-            words = encode_sp2_weights(*fields, enc.m1, enc.m2)
-            groups.append(("sp2", sp2, sp2_product(a, enc.m1, enc.m2, act_signed=signed), words))
-        if len(fixed):
-            words = encode_fixed_weights(flat[fixed], node.weight_bits)
-            product = fixed_product(a, node.weight_bits, act_signed=signed)
-            groups.append(("fixed", fixed, product, words))
-        return groups
-    if isinstance(enc, CodebookEncoding) and enc.codebook.shape[0] == 1:
-        product = codebook_product(a, enc.codebook[0].tolist(), enc.grid_bits, act_signed=signed)
-        return [("codebook", rows_all, product, enc.indices.reshape(len(rows_all), -1))]
-    raise UnsupportedLayerError(
-        f"layer '{node.name}' stores its weights as {type(enc).__name__} with one codebook "
-        "per output channel; the array's lanes share one codebook. Fix: export a layer with a "
-        "per-layer codebook, or a fixed-point / MSQ layer."
-    )
+def fixed_lane_group(node: WeightNode, rows: np.ndarray) -> LaneGroup:
+    """Rows ``rows`` of ``node`` on fixed-point multiply lanes (its integer weight codes)."""
+    flat = node.weight.reshape(node.weight.shape[0], -1)[rows]
+    product = fixed_product(node.in_bits, node.weight_bits, act_signed=node.in_signed)
+    return ("fixed", rows, product, encode_fixed_weights(flat, node.weight_bits))
+
+
+def lane_groups(node: WeightNode) -> list[LaneGroup]:
+    """The row groups of ``node``'s processing array: all rows on fixed-point lanes for plain
+    integer weights, else what its encoding's handler gives (:mod:`hwquant.ir.encodings`)."""
+    if node.encoding is None:
+        return [fixed_lane_group(node, np.arange(node.weight.shape[0]))]
+    handler = find_encoding(type(node.encoding))
+    if handler is None or handler.lanes is None:
+        raise UnsupportedLayerError(
+            f"layer '{node.name}' stores its weights as {type(node.encoding).__name__}, which "
+            "has no processing array. Fix: export a fixed-point, MSQ or codebook layer."
+        )
+    return handler.lanes(node)
 
 
 def node_arrays(node: WeightNode, pe: int, simd: int) -> list[LayerArray]:
@@ -185,7 +164,7 @@ def node_arrays(node: WeightNode, pe: int, simd: int) -> list[LayerArray]:
         bias = None if node.bias is None else np.concatenate([node.bias[rows], np.zeros(pad)])
         requant = None
         if node.mult is not None and node.shift is not None:
-            out_bits, out_signed = output_format(node.lo, node.hi)
+            out_bits, out_signed = code_format(node.lo, node.hi)
             mult = np.concatenate([node.mult[rows], np.ones(pad, np.int64)])
             shift = np.concatenate([node.shift[rows], np.zeros(pad, np.int64)])
             requant = ArrayRequant(mult, shift, node.lo, node.hi, out_bits, out_signed)
@@ -252,7 +231,7 @@ def export_golden(
         node = golden.node
         stem = directory / node.name
         out_bits, out_signed = (
-            output_format(node.lo, node.hi) if node.mult is not None else (node.acc_bits, True)
+            code_format(node.lo, node.hi) if node.mult is not None else (node.acc_bits, True)
         )
         tensors = {
             "input": (golden.input, node.in_bits, node.in_signed),

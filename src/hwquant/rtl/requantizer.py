@@ -17,7 +17,14 @@ from __future__ import annotations
 
 from hwquant.core.errors import ConfigError
 from hwquant.core.intmath import qrange
-from hwquant.rtl.unit import Unit, check_width, literal, module, stream_ports
+from hwquant.rtl.unit import (
+    Unit,
+    check_width,
+    literal,
+    module,
+    register_emitter,
+    stream_ports,
+)
 
 
 def requant_range(
@@ -55,6 +62,7 @@ def clamp_statement(dst: str, src: str, lo: int, hi: int, wide: int, out_bits: i
     )
 
 
+@register_emitter
 def requantizer(
     acc_bits: int,
     multiplier: int,

@@ -18,13 +18,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from hwquant.core.errors import ConfigError
+from hwquant.core.intmath import signed_bits
 from hwquant.rtl.unit import (
     Unit,
     check_width,
     index_bits,
     literal,
     module,
-    signed_bits,
+    register_emitter,
     stream_ports,
     top_suffix,
 )
@@ -47,6 +48,7 @@ def _check_thresholds(thresholds: Sequence[int], descending: bool) -> np.ndarray
     return arr.astype(np.int64)
 
 
+@register_emitter
 def threshold_unit(acc_bits: int, thresholds: Sequence[int], descending: bool = False) -> Unit:
     """A threshold activation unit (module docstring)."""
     check_width("acc_bits", acc_bits, 2)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -127,11 +127,6 @@ def operand_bits(bits: int, signed: bool) -> int:
 def index_bits(entries: int) -> int:
     """Bits of an index into ``entries`` items, ``ceil(log2(entries))`` and at least 1."""
     return max(1, math.ceil(math.log2(entries)))
-
-
-def signed_bits(values: Iterable[int]) -> int:
-    """Signed bits that hold every one of ``values``."""
-    return max((bits_needed(max(-int(v) - 1, int(v))) for v in values), default=1)
 
 
 def check_range(name: str, values: np.ndarray, lo: int, hi: int, fix: str) -> np.ndarray:
@@ -279,3 +274,35 @@ def top_suffix(values: Sequence[int]) -> str:
     so that top-module names stay unique per parameter set."""
     text = ",".join(str(int(v)) for v in values)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+_EMITTERS: dict[str, Callable[..., Unit]] = {}
+
+
+def register_emitter(emit: Callable[..., Unit]) -> Callable[..., Unit]:
+    """Decorator: register a unit emitter under its function name (the synthesis sweep of
+    :mod:`hwquant.hw.sweep` builds units by name). The generic units register in this package;
+    each scheme's MAC registers in ``hwquant.schemes.<name>.rtl``, which its package imports."""
+    if emit.__name__ in _EMITTERS:
+        raise ConfigError(f"unit emitter {emit.__name__!r} is registered twice")
+    _EMITTERS[emit.__name__] = emit
+    return emit
+
+
+def emitters() -> tuple[str, ...]:
+    """The registered unit emitters' names, sorted (registration order follows import order)."""
+    return tuple(sorted(_EMITTERS))
+
+
+def get_emitter(name: str) -> Callable[..., Unit]:
+    """The unit emitter ``name``.
+
+    Raises:
+        ConfigError: no emitter of that name is registered; the message lists those that are.
+    """
+    try:
+        return _EMITTERS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown unit emitter {name!r}. Fix: use one of {', '.join(emitters())}."
+        ) from None

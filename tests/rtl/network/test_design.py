@@ -8,10 +8,10 @@ import shutil
 
 import numpy as np
 
+from hwquant.app.build_cli import dataset_codes
 from hwquant.cli import main
 from hwquant.engine import run
 from hwquant.rtl.network import build_design, simulate_design
-from hwquant.rtl.network.simulate import dataset_codes
 from tests.rtl.network.conftest import requires_verilator, tiny_resnet
 
 IMAGES = 6

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from hwquant.core.errors import ConfigError
 from hwquant.core.intmath import qrange
-from hwquant.rtl import encode_sp2_weights, mac_stimulus, simulate, sp2_mac
+from hwquant.rtl import mac_stimulus, simulate
+from hwquant.schemes.msq.rtl import encode_sp2_weights, sp2_mac
 from hwquant.schemes.msq.sp2 import SP2Levels, allowed_splits
 from tests.goldens import mac_cases, requires_iverilog
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import hwquant
 from hwquant.core.intmath import int_conv2d, int_linear
 from hwquant.engine import run
-from hwquant.engine.integer import ENCODED_ACCUMULATORS
+from hwquant.ir.encodings import find_encoding
 from hwquant.ir.intmodel import CodebookEncoding, ConvNode, LinearNode
 from hwquant.qat.recipe import NonUniformOptions, Recipe
 from hwquant.schemes.nonuniform.engine import codebook_accumulate, lookup
@@ -30,7 +30,7 @@ def _encoding(seed: int, shape: tuple[int, ...], rows: int, bits: int) -> Codebo
 
 
 def test_the_accumulator_is_registered():
-    assert ENCODED_ACCUMULATORS[CodebookEncoding] is codebook_accumulate
+    assert find_encoding(CodebookEncoding).accumulate is codebook_accumulate
 
 
 @given(seed=st.integers(0, 2**16), per_row=st.booleans(), bits=st.integers(1, 4))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from hwquant.core.errors import ConfigError
-from hwquant.rtl import codebook_mac, encode_codebook_indices, mac_stimulus, simulate
+from hwquant.rtl import mac_stimulus, simulate
+from hwquant.schemes.nonuniform.rtl import codebook_mac, encode_codebook_indices
 from tests.goldens import mac_cases, requires_iverilog
 
 

@@ -40,7 +40,7 @@ def test_engine_runs_no_multiply_and_no_float(fixture, engine, kernel_op, reques
 def test_residual_net_has_add_and_pool_tables(residual_tables):
     _, table_model, _ = residual_tables
     kinds = [type(n).__name__ for n in table_model.nodes]
-    assert "AddNode" in kinds and "PoolNode" in kinds
+    assert "LookupAddNode" in kinds and "PoolNode" in kinds
 
 
 def test_negative_bn_scales_flip_comparisons(small_cnn_tables):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hwquant.core.errors import FileFormatError
+from hwquant.ir.intmodel import MaxPoolNode
 from hwquant.schemes.tables import load_tables, run_tables
 
 
@@ -51,3 +52,28 @@ def test_truncated_file_and_wrong_version(small_cnn_tables, tmp_path):
     with pytest.raises(FileFormatError, match="version 99"):
         load_tables(path)
     assert zipfile.is_zipfile(path)
+
+
+def test_version_1_max_pooling_is_read_as_the_intmodel_node(small_cnn_tables, tmp_path):
+    _, table_model, x = small_cnn_tables
+    path = table_model.save(tmp_path / "m.npz")
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    header = json.loads(bytes(arrays["__header__"]).decode())
+    pools = [e for e in header["nodes"] if e.get("op") == "maxpool"]
+    assert pools, "a degenerate test: the model has no max pooling"
+    for entry in pools:  # version 1 wrote a table node with integer sizes
+        v1 = {"kind": "maxpool", "name": entry["name"], "inputs": entry["inputs"]}
+        v1.update({f: entry[f][0] for f in ("kernel_size", "stride", "padding")})
+        entry.clear()
+        entry.update(v1)
+    header["version"] = 1
+    arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+    loaded = load_tables(path)
+    assert [type(n) for n in loaded.nodes] == [type(n) for n in table_model.nodes]
+    assert [n for n in loaded.nodes if isinstance(n, MaxPoolNode)] == [
+        n for n in table_model.nodes if isinstance(n, MaxPoolNode)
+    ]
+    x_idx = table_model.quantize_input(x)
+    assert torch.equal(run_tables(loaded, x_idx), run_tables(table_model, x_idx))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from hwquant.core.errors import ConfigError
-from hwquant.rtl import mac_stimulus, simulate, table_accumulator
+from hwquant.rtl import mac_stimulus, simulate
+from hwquant.schemes.tables.rtl import table_accumulator
 from tests.goldens import requires_iverilog
 
 

@@ -11,6 +11,7 @@ import hwquant
 from hwquant.core.errors import HwquantError
 from hwquant.models import build
 from hwquant.qat.recipe import Recipe
+from hwquant.schemes.tables.model import LookupAddNode, PoolNode, UnitNode
 from tests.helpers import trained_qat_model
 
 
@@ -18,9 +19,8 @@ def test_table_models_are_verified_and_a_tampered_table_is_located(small_cnn_tab
     qat, table_model, x = small_cnn_tables
     report = hwquant.verify(qat, table_model, x)
     assert report.exact and report.compared > 0
-    assert set(report.per_layer) == {n.name for n in table_model.nodes if n.kind != "flatten"} - {
-        n.name for n in table_model.nodes if n.kind == "maxpool"
-    }
+    layers = (UnitNode, LookupAddNode, PoolNode)  # max pooling and flatten pass indices on
+    assert set(report.per_layer) == {n.name for n in table_model.nodes if isinstance(n, layers)}
     tampered = copy.deepcopy(table_model)
     unit = tampered.units()[1]
     unit.thresholds = unit.thresholds + 1_000_000  # every comparison now fails

@@ -7,14 +7,15 @@ import shlex
 import sys
 from pathlib import Path
 
+from hwquant.app.command import parser_with_examples
+
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register ``bench`` and its ``reproduce`` subcommand."""
     from hwquant.app.bench.rows import ROW_KINDS
     from hwquant.app.bench.tiers import TIERS
-    from hwquant.cli import _parser
 
-    bench = _parser(
+    bench = parser_with_examples(
         commands.add_parser,
         "bench",
         help="benchmarks: reproduce the methods' table on CIFAR-10",
@@ -22,7 +23,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         examples=["hwquant bench reproduce --tier smoke --out /tmp/smoke"],
     )
     sub = bench.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    parser = _parser(
+    parser = parser_with_examples(
         sub.add_parser,
         "reproduce",
         help="FP32 baselines and every quantized row, fake-quant vs engine, step times",

@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if separator != "--" or (event != "none" and event not in EVENTS):
         raise SystemExit(f"usage: EVENT N -- ARGS (EVENT: none or one of {', '.join(EVENTS)})")
     install(Probe(event, int(target)))
-    from hwquant.cli import main as hwquant_main
+    from hwquant.app.cli import main as hwquant_main
 
     return hwquant_main(rest)
 

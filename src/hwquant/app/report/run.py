@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 import hwquant
+from hwquant.app.command import parser_with_examples
 from hwquant.app.config import RunConfig, load_config
 from hwquant.app.train import CHECKPOINT_NAME, load_weights
 from hwquant.core.checkpoint import load_checkpoint
@@ -183,9 +184,7 @@ def report_run(run_dir: str | Path, device: str = HW_DEVICE) -> tuple[dict[str, 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register ``hwquant report``."""
-    from hwquant.cli import _parser
-
-    report = _parser(
+    report = parser_with_examples(
         commands.add_parser,
         "report",
         help="measure a trained QAT run and write its HTML report",

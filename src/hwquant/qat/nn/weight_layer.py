@@ -28,6 +28,7 @@ from hwquant.core.distributed import batch_norm_train
 from hwquant.core.errors import ConfigError, UnsupportedLayerError
 from hwquant.core.intmath import channel_view, qrange, requant_params, round_half_up
 from hwquant.ir.intmodel import WeightEncoding
+from hwquant.qat.host_mirror import HostMirrored
 from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.nn.base import Activation, QuantModule, Requant, apply_activation
 from hwquant.qat.nn.bn_fold import bn_multiplier, fold_bn
@@ -49,7 +50,7 @@ class WeightLayerInts:
     encoding: WeightEncoding | None = None  # the stored form of `weight` (SP2, codebook)
 
 
-class QuantWeightLayer(QuantModule):
+class QuantWeightLayer(HostMirrored, QuantModule):
     """Base class of :class:`QConv2d` and :class:`QLinear`.
 
     Subclasses define :meth:`float_op` and :meth:`int_op`; this class does the BN fold, the
@@ -80,17 +81,7 @@ class QuantWeightLayer(QuantModule):
         self.register_buffer("bn_step", torch.zeros((), dtype=torch.int64))
         never = -1 if bn_freeze_step is None else bn_freeze_step
         self.register_buffer("bn_freeze_at", torch.tensor(never, dtype=torch.int64))
-        self._steps: tuple[int, int] | None = None  # (bn_step, bn_freeze_at) mirrored on the host
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        self._steps = None
-
-    def _host_steps(self) -> tuple[int, int]:
-        """``(bn_step, bn_freeze_at)``, read from the device once, then tracked on the host."""
-        if self._steps is None:
-            self._steps = (int(self.bn_step), int(self.bn_freeze_at))
-        return self._steps
+        # bn_step and bn_freeze_at are read on the host (HostMirrored) on every forward
 
     # -- the operation ---------------------------------------------------------------------
     def float_op(
@@ -112,15 +103,13 @@ class QuantWeightLayer(QuantModule):
         """True once the BN statistics are frozen (or when there is no BN)."""
         if self.bn is None:
             return True
-        step, freeze_at = self._host_steps()
+        step, freeze_at = self.host("bn_step"), self.host("bn_freeze_at")
         return freeze_at >= 0 and step >= freeze_at
 
     def freeze_bn(self) -> None:
         """Freeze the BN statistics from the next step on (kept in the state dict)."""
         if not self.bn_frozen:
-            step, _ = self._host_steps()
-            self.bn_freeze_at.fill_(step)
-            self._steps = (step, step)
+            self.set_host("bn_freeze_at", self.host("bn_step"))
 
     def _quant_bias(self, bias: torch.Tensor) -> torch.Tensor:
         """Fake-quantize the bias at accumulator scale α_w·α_in (straight-through)."""
@@ -156,9 +145,7 @@ class QuantWeightLayer(QuantModule):
                 bias = self._quant_bias(bias)
             return self.float_op(x, weight, bias)
         frozen = self.bn_frozen
-        step, freeze_at = self._host_steps()
-        self.bn_step += 1
-        self._steps = (step + 1, freeze_at)
+        self.advance("bn_step")
         if frozen:
             w, b = fold_bn(self.weight, self.bias, self.bn)
             weight = self._quantized_weight(w)

@@ -11,8 +11,8 @@ Pipeline: address → both RAM reads → ``a·M_a + b·M_b`` → rounding shift 
 from __future__ import annotations
 
 from hwquant.core.errors import UnsupportedLayerError
+from hwquant.core.intmath import code_format
 from hwquant.ir.intmodel import AddNode
-from hwquant.rtl.golden import output_format
 from hwquant.rtl.network.stream import (
     Block,
     FeatureMap,
@@ -33,7 +33,7 @@ def emit(node: AddNode, inputs: list[FeatureMap], module: str) -> Block:
             f"add '{node.name}' joins maps {a.shape()} and {b.shape()}; they must match. "
             "Fix: lower a model whose residual branches keep the shape."
         )
-    out_bits, out_signed = output_format(node.lo, node.hi)
+    out_bits, out_signed = code_format(node.lo, node.hi)
     out = FeatureMap(a.channels, a.height, a.width, out_bits, out_signed)
     steps, depth = a.pixels, 4
     mults = [int(m) for m in node.mults]

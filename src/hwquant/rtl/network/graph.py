@@ -28,7 +28,7 @@ from hwquant.core.errors import ConfigError, HwquantError
 from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import IntModel, WeightNode
 from hwquant.rtl.network.interface import INPUT, OUTPUT, emit_input, emit_output
-from hwquant.rtl.network.registry import FOLDED_OPS, emitter
+from hwquant.rtl.network.registry import emitter, is_folded
 from hwquant.rtl.network.stream import Block, FeatureMap
 
 
@@ -140,7 +140,7 @@ def network(model: IntModel, folding: dict[str, Fold], shape: tuple[int, int, in
     for node in model.nodes:
         make = emitter(node)
         inputs = [maps[name] for name in node.inputs]
-        fold = folding.get(node.name, Fold(1, 1)) if node.op in FOLDED_OPS else Fold(1, 1)
+        fold = folding.get(node.name, Fold(1, 1)) if is_folded(node) else Fold(1, 1)
         block = make(node, inputs, fold, module_name(node.name))
         if block is None:  # a flatten: readers use the input's map and block
             maps[node.name] = inputs[0]

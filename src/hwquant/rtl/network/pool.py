@@ -16,9 +16,8 @@ reduce every channel of the word at once (the word holds all ``C`` channels):
 from __future__ import annotations
 
 from hwquant.core.errors import UnsupportedLayerError
-from hwquant.core.intmath import qrange
+from hwquant.core.intmath import code_format, qrange
 from hwquant.ir.intmodel import AvgPoolNode, MaxPoolNode
-from hwquant.rtl.golden import output_format
 from hwquant.rtl.network.stream import (
     Block,
     FeatureMap,
@@ -114,7 +113,7 @@ def emit_avg(node: AvgPoolNode, inputs: list[FeatureMap], module: str) -> Block:
     else:
         k = node.kernel_size
         (kh, kw), (ho, wo) = (k, k), (fmap.height // k, fmap.width // k)
-    out_bits, out_signed = output_format(node.lo, node.hi)
+    out_bits, out_signed = code_format(node.lo, node.hi)
     out = FeatureMap(fmap.channels, ho, wo, out_bits, out_signed)
     steps, depth, b = ho * wo * kh * kw, 5, fmap.bits
     lines = _window_walk(fmap, (kh, kw), (kh, kw), (0, 0), (ho, wo))

@@ -267,23 +267,3 @@ def simulate_design(
         f"{tool} ({simulator_version(tool)})",
         log,
     )
-
-
-def dataset_codes(model: IntModel, dataset: str, images: int) -> torch.Tensor:
-    """Input codes ``[images, C, H, W]`` of the first ``images`` test images of ``dataset``
-    (a :func:`hwquant.data.load_dataset` name), normalised with the training split's mean and
-    standard deviation as training does, then quantized by the model's input quantizer."""
-    from hwquant.data import load_dataset
-    from hwquant.data.batches import BatchLoader
-
-    splits = load_dataset(dataset, progress=False)
-    if not 1 <= images <= len(splits.test):
-        raise ConfigError(
-            f"--images {images}: the {dataset} test split has {len(splits.test)} images. Fix: "
-            f"use 1..{len(splits.test)}."
-        )
-    loader = BatchLoader(
-        splits.test, images, mean=splits.mean, std=splits.std, shuffle=False, augment=False
-    )
-    x, _ = next(iter(loader))
-    return model.quantize_input(x[:images])

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwquant.core.errors import ConfigError, UnsupportedLayerError
+from hwquant.core.intmath import code_format
 from hwquant.ir.intmodel import ConvNode, WeightNode
-from hwquant.rtl.golden import lane_groups, output_format
+from hwquant.rtl.golden import lane_groups
 from hwquant.rtl.network.stream import (
     Block,
     FeatureMap,
@@ -173,7 +174,7 @@ def emit(node: WeightNode, inputs: list[FeatureMap], pe: int, simd: int, module:
     if last_layer:
         ob, out_signed = acc_bits, True
     else:
-        ob, out_signed = output_format(node.lo, node.hi)
+        ob, out_signed = code_format(node.lo, node.hi)
     out = FeatureMap(c_out, ho, wo, ob, out_signed)
 
     # -- weight ROM: one word per (nf, ky, kx, cs), lane p's SIMD fields at offset[p]

@@ -36,7 +36,6 @@ from hwquant.core.intmath import (
     max_magnitude,
     worst_case_bound,
 )
-from hwquant.engine.integer import register_accumulator
 from hwquant.ir.intmodel import ConvNode, MSQEncoding, WeightNode
 
 
@@ -94,7 +93,6 @@ def _group_accumulate(
     return out
 
 
-@register_accumulator(MSQEncoding)
 def shift_add_accumulate(
     node: WeightNode, x: torch.Tensor, bias: torch.Tensor | None, backend: Backend
 ) -> torch.Tensor:

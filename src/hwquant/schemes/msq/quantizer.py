@@ -48,6 +48,7 @@ from torch import nn
 from hwquant.core.errors import ConfigError, check_finite
 from hwquant.core.intmath import bits_needed
 from hwquant.ir.intmodel import MSQEncoding
+from hwquant.qat.host_mirror import HostMirrored
 from hwquant.qat.recipe import MSQOptions, Recipe
 from hwquant.qat.scale import constrain_scale
 from hwquant.schemes.msq.fixed_point import FixedPointLevels
@@ -122,7 +123,7 @@ class _RowLSQ(torch.autograd.Function):
         return grad * inside, grad_unit, None, None, None
 
 
-class MixedSchemeQuantizer(nn.Module):
+class MixedSchemeQuantizer(HostMirrored):
     """Row-wise SP2 / fixed-point weight quantizer with learned per-row scales (module docstring).
 
     Args:
@@ -171,17 +172,6 @@ class MixedSchemeQuantizer(nn.Module):
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.register_buffer("freeze_at", torch.tensor(freeze_step, dtype=torch.int64))
-        self._host: tuple[bool, int, int] | None = None  # (initialized, step, freeze_at)
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        self._host = None
-
-    def _host_state(self) -> tuple[bool, int, int]:
-        """``(initialized, step, freeze_at)``, read from the device once, then kept on the host."""
-        if self._host is None:
-            self._host = (bool(self.initialized), int(self.step), int(self.freeze_at))
-        return self._host
 
     def extra_repr(self) -> str:
         return (
@@ -193,14 +183,11 @@ class MixedSchemeQuantizer(nn.Module):
     @property
     def assignment_frozen(self) -> bool:
         """True once the row assignment no longer changes."""
-        _, step, freeze_at = self._host_state()
-        return step >= freeze_at
+        return self.host("step") >= self.host("freeze_at")
 
     def freeze_assignment(self) -> None:
         """Freeze the row assignment from now on (kept in the state dict)."""
-        ready, step, _ = self._host_state()
-        self.freeze_at.fill_(step)
-        self._host = (ready, step, step)
+        self.set_host("freeze_at", self.host("step"))
 
     @torch.no_grad()
     def assign(self, w: torch.Tensor) -> None:
@@ -220,17 +207,14 @@ class MixedSchemeQuantizer(nn.Module):
             alpha = w.detach().abs().max().reshape(1)
         self.scale.copy_(torch.where(alpha > 0, alpha, torch.ones_like(alpha)))
         self.assign(w)
-        self.initialized.fill_(True)
-        _, step, freeze_at = self._host_state()
-        self._host = (True, step, freeze_at)
+        self.set_host("initialized", True)
 
     def _advance(self, w: torch.Tensor) -> None:
         """One training step: refresh the assignment when due, then count the step."""
-        ready, step, freeze_at = self._host_state()
-        if step < freeze_at and step % self.refresh_steps == 0:
+        step = self.host("step")
+        if step < self.host("freeze_at") and step % self.refresh_steps == 0:
             self.assign(w)
-        self.step += 1
-        self._host = (ready, step + 1, freeze_at)
+        self.advance("step")
 
     # -- quantization --------------------------------------------------------------------------
     def divisors(self) -> torch.Tensor:
@@ -253,7 +237,7 @@ class MixedSchemeQuantizer(nn.Module):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         """Fake-quantize ``w``: ``u_r · codes`` (training: STE and LSQ per row; see above)."""
-        if not self._host_state()[0]:
+        if not self.host_flag("initialized"):
             self.initialize(w)
         if not (self.training and torch.is_grad_enabled()):
             unit = self.scale_value()
@@ -268,7 +252,7 @@ class MixedSchemeQuantizer(nn.Module):
     @torch.no_grad()
     def codes(self, w: torch.Tensor) -> torch.Tensor:
         """Integer weights (int64): SP2 integers on SP2 rows, fixed-point integers elsewhere."""
-        if not self._host_state()[0]:
+        if not self.host_flag("initialized"):
             self.initialize(w)
         check_finite("quantizer input", w)
         unit = self.scale_value()

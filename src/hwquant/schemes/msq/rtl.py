@@ -28,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 from hwquant.core.intmath import bits_needed, max_magnitude
+from hwquant.ir.intmodel import MSQEncoding, WeightNode
+from hwquant.rtl.golden import LaneGroup, fixed_lane_group
 from hwquant.rtl.unit import (
     Port,
     Product,
@@ -36,6 +38,7 @@ from hwquant.rtl.unit import (
     check_range,
     check_width,
     mac_unit,
+    register_emitter,
     signed_operand,
 )
 from hwquant.schemes.msq.sp2 import ABSENT, SP2Levels
@@ -90,6 +93,7 @@ def sp2_product(act_bits: int, m1: int, m2: int, *, act_signed: bool = False) ->
     )
 
 
+@register_emitter
 def sp2_mac(act_bits: int, m1: int, m2: int, acc_bits: int, *, act_signed: bool = False) -> Unit:
     """An SP2 shift-add MAC (module docstring). ``acc_bits`` must hold one product."""
     return mac_unit("sp2_mac", sp2_product(act_bits, m1, m2, act_signed=act_signed), acc_bits)
@@ -118,3 +122,22 @@ def encode_sp2_weights(
     c1 = np.where(zero, 0, s1 + 1)  # ABSENT (−1) becomes 0
     c2 = np.where(zero, 0, c2)
     return ((s < 0).astype(np.int64) << (m1 + m2)) | (c1 << m2) | c2
+
+
+def msq_lane_groups(node: WeightNode) -> list[LaneGroup]:
+    """The processing array of an MSQ node: its SP2 rows on shift-add lanes
+    (:func:`sp2_product`), its fixed-point rows on multiply lanes."""
+    enc = node.encoding
+    assert isinstance(enc, MSQEncoding)
+    rows_all = np.arange(node.weight.shape[0])
+    groups = []
+    sp2 = rows_all[enc.sp2_rows]
+    fixed = rows_all[~enc.sp2_rows]
+    if len(sp2):
+        fields = (f.reshape(len(rows_all), -1)[sp2] for f in (enc.sign, enc.shift1, enc.shift2))
+        words = encode_sp2_weights(*fields, enc.m1, enc.m2)
+        product = sp2_product(node.in_bits, enc.m1, enc.m2, act_signed=node.in_signed)
+        groups.append(("sp2", sp2, product, words))
+    if len(fixed):
+        groups.append(fixed_lane_group(node, fixed))
+    return groups

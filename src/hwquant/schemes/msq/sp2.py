@@ -34,7 +34,6 @@ the largest term down, and q1 likewise: 1/2 is ``(shift1, shift2) = (E-1, -1)``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 
 from hwquant.core.errors import ConfigError
+from hwquant.ir.intmodel import default_sp2_split
 
 MIN_SP2_BITS = 2
 MAX_SP2_M1 = 4
@@ -51,15 +51,9 @@ ABSENT = -1
 """Shift code of an absent power-of-two term."""
 
 
-def default_split(bits: int) -> tuple[int, int]:
-    """The default ``(m1, m2)`` of an m-bit SP2 set: ``m1 = ceil((m-1)/2)``, ``m2 = m-1-m1``."""
-    m1 = math.ceil((bits - 1) / 2)
-    return m1, bits - 1 - m1
-
-
 def allowed_splits(bits: int) -> list[tuple[int, int]]:
     """Every ``(m1, m2)`` with ``m1 + m2 + 1 = bits``, ``m1 ≥ m2 ≥ 0`` and ``m1 ≤ MAX_SP2_M1``."""
-    first = max(1, default_split(bits)[0])
+    first = max(1, default_sp2_split(bits)[0])
     return [(m1, bits - 1 - m1) for m1 in range(first, min(bits - 1, MAX_SP2_M1) + 1)]
 
 
@@ -82,7 +76,7 @@ class SP2Levels:
                 f"in {MIN_SP2_BITS}..{2 * MAX_SP2_M1 + 1} (a sign bit and m1 + m2 bits with "
                 f"m2 ≤ m1 ≤ {MAX_SP2_M1})."
             )
-        m1 = default_split(bits)[0] if self.m1 is None else self.m1
+        m1 = default_sp2_split(bits)[0] if self.m1 is None else self.m1
         m2 = bits - 1 - m1 if self.m2 is None else self.m2
         if (m1, m2) not in allowed_splits(bits):
             splits = ", ".join(f"(m1={a}, m2={b})" for a, b in allowed_splits(bits))

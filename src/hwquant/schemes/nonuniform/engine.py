@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 
 from hwquant.core.intmath import Backend, max_magnitude
-from hwquant.engine.integer import _accumulate, register_accumulator
 from hwquant.ir.intmodel import CodebookEncoding, WeightNode
 
 
@@ -29,11 +28,10 @@ def lookup(encoding: CodebookEncoding, device: torch.device) -> torch.Tensor:
     return table.gather(1, flat).reshape(indices.shape)
 
 
-@register_accumulator(CodebookEncoding)
 def codebook_accumulate(
     node: WeightNode, x: torch.Tensor, bias: torch.Tensor | None, backend: Backend
 ) -> torch.Tensor:
     """The exact accumulator of a codebook-encoded node: look the weights up, then MAC."""
     weight = lookup(node.encoding, x.device)
     x_max = max_magnitude(node.in_bits, node.in_signed)
-    return _accumulate(node, x, weight, bias, x_max, backend)
+    return node.product(x, weight, bias, x_max, backend)

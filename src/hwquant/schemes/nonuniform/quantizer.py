@@ -32,6 +32,7 @@ from torch import fx, nn
 
 from hwquant.core.errors import ConfigError
 from hwquant.ir.intmodel import CodebookEncoding
+from hwquant.qat.host_mirror import HostMirrored
 from hwquant.qat.nn.bn_fold import fold_bn
 from hwquant.qat.recipe import Recipe, check_bits
 from hwquant.schemes.nonuniform.gradual import Stage, schedule_blocks, stage_at
@@ -71,7 +72,7 @@ class _ExactStraightThrough(torch.autograd.Function):
         return grad, None
 
 
-class NonUniformQuantizer(nn.Module):
+class NonUniformQuantizer(HostMirrored):
     """k-quantile weight quantizer on a single-scale integer grid, with UNIQ's schedule.
 
     Args:
@@ -107,11 +108,6 @@ class NonUniformQuantizer(nn.Module):
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.register_buffer("grid_scale", torch.ones(1))
         self.register_buffer("codebook", torch.zeros(self.k, dtype=torch.int64))
-        self._host_step: int | None = None  # mirrors `step` so forward never waits on a device
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        self._host_step = None
 
     def extra_repr(self) -> str:
         return (
@@ -126,9 +122,7 @@ class NonUniformQuantizer(nn.Module):
 
     def training_step(self) -> int:
         """Training steps taken so far (forward calls in training mode)."""
-        if self._host_step is None:
-            self._host_step = int(self.step)
-        return self._host_step
+        return self.host("step")
 
     def stage(self) -> Stage:
         """The schedule stage of the next forward (evaluation is always "quantized")."""
@@ -151,8 +145,7 @@ class NonUniformQuantizer(nn.Module):
         """Float, noisy or quantized ``w`` by the schedule stage; advances the step counter."""
         stage = self.stage()
         if self.training:
-            self.step += 1
-            self._host_step = self.training_step() + 1
+            self.advance("step")
         if stage == "float":  # not fitted yet: a float layer cannot fail on its codebook
             return w
         cdf, thresholds = self._fit(w)

@@ -4,7 +4,7 @@ A non-uniform layer stores each weight as an ``index_bits``-bit index into a sma
 integer levels on a ``grid_bits``-bit signed grid (:class:`hwquant.ir.intmodel.CodebookEncoding`).
 The unit decodes the index with a constant lookup (a ROM of ``len(codebook)`` levels, baked
 into the logic) and multiplies the level by the activation: ``acc <= clear ? x·c[i] :
-acc + x·c[i]``. ``style`` marks the multiply as in :func:`hwquant.schemes.llsq.rtl.fixed_mac`.
+acc + x·c[i]``. ``style`` marks the multiply as in :func:`hwquant.rtl.fixed_mac.fixed_mac`.
 With ``style="dsp"`` the ROM holds the signed levels and the DSP48 multiplies and accumulates.
 With ``style="lut"`` it holds each level as sign and magnitude: the LUT multiplier forms
 ``x·|c[i]|`` and the sign is folded into the accumulator's adder as
@@ -23,8 +23,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hwquant.core.errors import ConfigError
+from hwquant.core.errors import ConfigError, UnsupportedLayerError
 from hwquant.core.intmath import max_magnitude, qrange
+from hwquant.ir.intmodel import CodebookEncoding, WeightNode
+from hwquant.rtl.golden import LaneGroup
 from hwquant.rtl.unit import (
     MAC_STYLES,
     MacStyle,
@@ -40,6 +42,7 @@ from hwquant.rtl.unit import (
     literal,
     mac_unit,
     operand_bits,
+    register_emitter,
     signed_operand,
     top_suffix,
 )
@@ -119,6 +122,7 @@ def codebook_product(
     )
 
 
+@register_emitter
 def codebook_mac(
     act_bits: int,
     codebook: Sequence[int],
@@ -137,3 +141,22 @@ def encode_codebook_indices(indices: np.ndarray, codebook_size: int) -> np.ndarr
     """Port words of codebook indices (the index itself, checked against the codebook)."""
     fix = f"use indices into the {codebook_size}-level codebook (CodebookEncoding.indices)."
     return check_range("codebook index", indices, 0, codebook_size - 1, fix)
+
+
+def codebook_lane_groups(node: WeightNode) -> list[LaneGroup]:
+    """The processing array of a codebook node: every row on lookup-MAC lanes
+    (:func:`codebook_product`) sharing the layer's one codebook; the weight words are the
+    indices."""
+    enc = node.encoding
+    assert isinstance(enc, CodebookEncoding)
+    if enc.codebook.shape[0] != 1:
+        raise UnsupportedLayerError(
+            f"layer '{node.name}' stores its weights as {type(enc).__name__} with one codebook "
+            "per output channel; the array's lanes share one codebook. Fix: export a layer "
+            "with a per-layer codebook, or a fixed-point / MSQ layer."
+        )
+    rows = np.arange(node.weight.shape[0])
+    product = codebook_product(
+        node.in_bits, enc.codebook[0].tolist(), enc.grid_bits, act_signed=node.in_signed
+    )
+    return [("codebook", rows, product, enc.indices.reshape(len(rows), -1))]

@@ -13,6 +13,7 @@ from hwquant.schemes.tables.layers import capture_indices
 from hwquant.schemes.tables.lower import lower_tables
 from hwquant.schemes.tables.model import TableModel, load_tables
 from hwquant.schemes.tables.prepare import prepare_tables
+from hwquant.schemes.tables.rtl import table_accumulator  # registers the unit emitter
 
 
 def _lower(qat_model: fx.GraphModule, example_input: torch.Tensor) -> TableModel:
@@ -45,4 +46,5 @@ __all__ = [
     "lower_tables",
     "prepare_tables",
     "run_tables",
+    "table_accumulator",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hwquant.schemes.tables.model import AddNode, TableModel, UnitNode
+from hwquant.schemes.tables.model import LookupAddNode, TableModel, UnitNode
 
 
 def unit_compactness(node: UnitNode) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def unit_compactness(node: UnitNode) -> dict[str, Any]:
     }
 
 
-def add_compactness(node: AddNode) -> dict[str, Any]:
+def add_compactness(node: LookupAddNode) -> dict[str, Any]:
     """The measures of a residual add's index table."""
     index_bits = max(1, math.ceil(math.log2(max(2, node.out_levels.size))))
     entries = int(node.table.size)
@@ -59,7 +59,7 @@ def compactness(model: TableModel) -> dict[str, Any]:
     layers = [
         unit_compactness(n) if isinstance(n, UnitNode) else add_compactness(n)
         for n in model.nodes
-        if isinstance(n, UnitNode | AddNode)
+        if isinstance(n, UnitNode | LookupAddNode)
     ]
     products = [row for row in layers if row["kind"] == "product"]
     return {

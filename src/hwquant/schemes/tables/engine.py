@@ -23,11 +23,11 @@ import torch
 
 from hwquant.core.errors import ConfigError
 from hwquant.core.intmath import window_sum
+from hwquant.ir.intmodel import MaxPoolNode
 from hwquant.schemes.tables import kernels, native
 from hwquant.schemes.tables.model import (
-    AddNode,
     FlattenNode,
-    MaxPoolNode,
+    LookupAddNode,
     PoolNode,
     TableModel,
     TableNode,
@@ -104,7 +104,7 @@ def compile_unit(node: UnitNode, group: int | None = None, engine: str = "auto")
     )
 
 
-def compile_add(node: AddNode, engine: str = "auto") -> CompiledAdd:
+def compile_add(node: LookupAddNode, engine: str = "auto") -> CompiledAdd:
     """The flattened add table's row starts."""
     rows, cols = node.table.shape
     start = torch.arange(0, rows * cols, cols, dtype=torch.int64)
@@ -157,25 +157,28 @@ def run_pool(pool: CompiledPool, x_idx: torch.Tensor) -> torch.Tensor:
 Step = Callable[..., torch.Tensor]
 
 
-def compile_node(node: TableNode, engine: str = "auto") -> Step:
+def compile_node(node: TableNode | MaxPoolNode, engine: str = "auto") -> Step:
     """A function of the node's input index tensors that computes its output indices."""
     if isinstance(node, UnitNode):
         unit = compile_unit(node, engine=engine)
         return lambda x: run_unit(unit, x)
-    if isinstance(node, AddNode):
+    if isinstance(node, LookupAddNode):
         add = compile_add(node, engine)
         return lambda a, b: run_add(add, a, b)
     if isinstance(node, PoolNode):
         pool = compile_pool(node)
         return lambda x: run_pool(pool, x)
-    if isinstance(node, MaxPoolNode):
-        return lambda x: kernels.window_max(x, node.kernel_size, node.stride, node.padding)
+    if isinstance(node, MaxPoolNode):  # square, no dilation or ceil mode (tables' prepare)
+        k, s, p = node.kernel_size[0], node.stride[0], node.padding[0]
+        return lambda x: kernels.window_max(x, k, s, p)
     if isinstance(node, FlattenNode):
         return lambda x: x.flatten(1)
     raise TypeError(f"no executor for table node {type(node).__name__}")
 
 
-def compile_tables(model: TableModel, engine: str = "auto") -> list[tuple[TableNode, Step]]:
+def compile_tables(
+    model: TableModel, engine: str = "auto"
+) -> list[tuple[TableNode | MaxPoolNode, Step]]:
     """Every node with its executor (cached on the model by :func:`run_tables`)."""
     return [(node, compile_node(node, engine)) for node in model.nodes]
 

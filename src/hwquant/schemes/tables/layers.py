@@ -25,7 +25,7 @@ from hwquant.qat.nn.base import BoundModule, capture_outputs
 from hwquant.qat.nn.bn_fold import bn_multiplier, fold_bn
 from hwquant.schemes.tables import engine, fold
 from hwquant.schemes.tables.codebooks import nearest_index
-from hwquant.schemes.tables.model import AddNode, PoolNode, UnitNode
+from hwquant.schemes.tables.model import LookupAddNode, PoolNode, UnitNode
 from hwquant.schemes.tables.quantizer import CodebookQuantizer
 
 
@@ -201,12 +201,12 @@ class TableAdd(TableModule):
         return torch.relu(y) if self.relu else y
 
     @torch.no_grad()
-    def to_node(self, name: str, inputs: list[str]) -> AddNode:
+    def to_node(self, name: str, inputs: list[str]) -> LookupAddNode:
         """The add table ``S[i, j]``."""
         left, right = (q.codebook() for q in self.input_quants)
         out_levels = self.out_quant.codebook()
         table = fold.add_table(left, right, out_levels, self.relu)
-        return AddNode(name, inputs, _np(table), _np(out_levels))
+        return LookupAddNode(name, inputs, _np(table), _np(out_levels))
 
     def compile(self) -> engine.CompiledAdd:
         return engine.compile_add(self.to_node(self.qname, ["a", "b"]))

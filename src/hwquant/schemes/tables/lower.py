@@ -11,9 +11,10 @@ import torch
 from torch import fx, nn
 
 from hwquant.core.errors import UnsupportedLayerError
+from hwquant.ir.intmodel import MaxPoolNode
 from hwquant.qat.prepare import INPUT_NAME
 from hwquant.schemes.tables.layers import TableModule
-from hwquant.schemes.tables.model import FlattenNode, MaxPoolNode, TableModel, TableNode, UnitNode
+from hwquant.schemes.tables.model import FlattenNode, TableModel, TableNode, UnitNode
 
 _FLATTEN_METHODS = ("flatten", "view", "reshape")
 
@@ -30,7 +31,7 @@ def _square(value: int | tuple[int, ...]) -> int:
 def lower_tables(qat: fx.GraphModule) -> TableModel:
     """The table model of ``qat`` (its codebooks must have been estimated by training)."""
     names: dict[fx.Node, str] = {}
-    nodes: list[TableNode] = []
+    nodes: list[TableNode | MaxPoolNode] = []
     input_levels = None
     for node in qat.graph.nodes:
         args = [names[a] for a in node.args if isinstance(a, fx.Node) and a in names]
@@ -43,7 +44,7 @@ def lower_tables(qat: fx.GraphModule) -> TableModel:
             names[node] = nodes[-1].name
         elif isinstance(mod, nn.MaxPool2d):
             k, s, p = (_square(v) for v in (mod.kernel_size, mod.stride, mod.padding))
-            nodes.append(MaxPoolNode(str(node.target), args, k, s, p))
+            nodes.append(MaxPoolNode(str(node.target), args, (k, k), (s, s), (p, p)))
             names[node] = nodes[-1].name
         elif (
             isinstance(mod, nn.Flatten)

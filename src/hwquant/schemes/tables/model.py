@@ -8,16 +8,21 @@ in its producer's codebook. Nodes:
   ``T[i, j] = round(a_i·w_j / s_T)`` and per-channel integer thresholds (BN, ReLU and the next
   codebook folded in, :mod:`hwquant.schemes.tables.fold`); the last layer has no thresholds and
   returns ``acc + bias`` (value ``s_T`` per unit);
-* :class:`AddNode`: the residual add as a table ``S[i, j]`` of output indices;
+* :class:`LookupAddNode`: the residual add as a table ``S[i, j]`` of output indices (not the
+  IntModel's :class:`~hwquant.ir.intmodel.AddNode`, which requantizes ``a·M_a + b·M_b``);
 * :class:`PoolNode`: average pooling as a sum of integer values and thresholds;
-* :class:`MaxPoolNode`, :class:`FlattenNode`: indices pass through (levels are increasing).
+* :class:`~hwquant.ir.intmodel.MaxPoolNode` (the IntModel's node: the maximum of a window of
+  indices is the index of the maximum level, as levels are increasing) and
+  :class:`FlattenNode`: indices pass through.
 
 The float codebooks are kept for reports only; :mod:`hwquant.schemes.tables.engine` never reads
 them.
 
 File format: one ``.npz`` with every array, plus a JSON header (format name, version, nodes,
 SHA-256 of every array), written atomically by :mod:`hwquant.core.npzfile`; nodes are serialised as
-in :mod:`hwquant.ir.intmodel`, under the format name ``hwquant.TableModel``.
+in :mod:`hwquant.ir.intmodel`, under the format name ``hwquant.TableModel``: a table node by its
+``kind``, an IntModel node (max pooling) by its ``op``. Version 1 wrote max pooling as a table
+node (``kind`` "maxpool", integer kernel, stride and padding); it is read as the IntModel node.
 """
 
 from __future__ import annotations
@@ -31,11 +36,12 @@ import torch
 
 from hwquant.core.errors import FileFormatError
 from hwquant.core.npzfile import read_npz_with_header, write_npz_with_header
-from hwquant.ir.intmodel import from_json, to_json
+from hwquant.ir.intmodel import MaxPoolNode, from_json, to_json
 from hwquant.schemes.tables.codebooks import check_codebook, nearest_index
 
 FORMAT_NAME = "hwquant.TableModel"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: max pooling as a table node
 
 
 @dataclass
@@ -68,8 +74,8 @@ class UnitNode(TableNode):
 
 
 @dataclass
-class AddNode(TableNode):
-    """Residual add: output index ``table[i, j]`` of ``act(a_i + b_j)``."""
+class LookupAddNode(TableNode):
+    """Residual add by lookup: output index ``table[i, j]`` of ``act(a_i + b_j)``."""
 
     table: np.ndarray = field(repr=False)  # int64 [|A1|, |A2|]
     out_levels: np.ndarray = field(repr=False)
@@ -88,16 +94,6 @@ class PoolNode(TableNode):
 
 
 @dataclass
-class MaxPoolNode(TableNode):
-    """Max pooling of indices."""
-
-    kernel_size: int = 2
-    stride: int = 2
-    padding: int = 0
-    kind: ClassVar[str] = "maxpool"
-
-
-@dataclass
 class FlattenNode(TableNode):
     """Flatten all but the batch dimension."""
 
@@ -105,8 +101,9 @@ class FlattenNode(TableNode):
 
 
 NODE_TYPES: dict[str, type[TableNode]] = {
-    cls.kind: cls for cls in (UnitNode, AddNode, PoolNode, MaxPoolNode, FlattenNode)
+    cls.kind: cls for cls in (UnitNode, LookupAddNode, PoolNode, FlattenNode)
 }
+"""The table nodes by kind; max pooling is the IntModel's :class:`MaxPoolNode`."""
 
 
 @dataclass
@@ -114,7 +111,7 @@ class TableModel:
     """A lowered table network; see the module docstring."""
 
     input_levels: np.ndarray  # float64 [input_entries]
-    nodes: list[TableNode]
+    nodes: list[TableNode | MaxPoolNode]
     output: str
     output_scale: float
     recipe: dict[str, Any] = field(default_factory=dict)
@@ -130,12 +127,6 @@ class TableModel:
     def units(self) -> list[UnitNode]:
         """The table units (conv and linear layers), in order."""
         return [n for n in self.nodes if isinstance(n, UnitNode)]
-
-    def run(self, x_idx: torch.Tensor) -> torch.Tensor:
-        """Integer outputs for input indices (:func:`hwquant.schemes.tables.engine.run_tables`)."""
-        from hwquant.schemes.tables.engine import run_tables
-
-        return run_tables(self, x_idx)
 
     def save(self, path: str | Path) -> Path:
         """Write the model to ``path`` (.npz with a JSON header), atomically."""
@@ -154,9 +145,9 @@ def load_tables(path: str | Path) -> TableModel:
     name, version and the checksum of every array."""
     path = Path(path)
     fix = "Fix: lower the QAT model again (hwquant.schemes.tables.lower_tables) and save it."
-    header, arrays = read_npz_with_header(path, FORMAT_NAME, (FORMAT_VERSION,), fix)
+    header, arrays = read_npz_with_header(path, FORMAT_NAME, READABLE_VERSIONS, fix)
     try:
-        nodes = [from_json(NODE_TYPES[e["kind"]], e, arrays) for e in header["nodes"]]
+        nodes = [_node_from_json(entry, arrays) for entry in header["nodes"]]
         return TableModel(
             arrays["input_levels"],
             nodes,
@@ -166,3 +157,18 @@ def load_tables(path: str | Path) -> TableModel:
         )
     except (KeyError, TypeError) as exc:
         raise FileFormatError(f"'{path}' has a malformed header ({exc!r}). {fix}") from exc
+
+
+def _node_from_json(
+    entry: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> TableNode | MaxPoolNode:
+    """A table node (it has a ``kind``) or the IntModel's max pooling node (no ``kind``; version
+    1 wrote it as ``kind`` "maxpool" with integer kernel, stride and padding)."""
+    if entry.get("kind") == "maxpool":
+        sizes = {f: [entry[f]] * 2 for f in ("kernel_size", "stride", "padding")}
+        entry = {"op": "maxpool", "name": entry["name"], "inputs": entry["inputs"], **sizes}
+    if "kind" in entry:
+        return from_json(NODE_TYPES[entry["kind"]], entry, arrays)
+    if entry["op"] != MaxPoolNode.op:
+        raise KeyError(entry["op"])
+    return from_json(MaxPoolNode, entry, arrays)

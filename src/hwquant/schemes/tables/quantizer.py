@@ -13,16 +13,16 @@ so that the last steps fine-tune the network to the tables it will be deployed w
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from hwquant.core.errors import HwquantError
+from hwquant.qat.host_mirror import HostMirrored
 from hwquant.schemes.tables.codebooks import estimate, nearest_index, pixel_levels
 
 RING_SAMPLES = 16384
 SAMPLES_PER_STEP = 4096
 
 
-class CodebookQuantizer(nn.Module):
+class CodebookQuantizer(HostMirrored):
     """Nearest-level quantizer onto a re-estimated codebook of ``entries`` levels."""
 
     def __init__(
@@ -52,12 +52,12 @@ class CodebookQuantizer(nn.Module):
     @property
     def estimated(self) -> bool:
         """True once the levels have been estimated (after the first training forward)."""
-        return int(self.step) > 0
+        return self.host("step") > 0
 
     @property
     def frozen(self) -> bool:
         """True from ``freeze_step`` on: the levels are no longer re-estimated."""
-        return self.freeze_step is not None and int(self.step) >= self.freeze_step
+        return self.freeze_step is not None and self.host("step") >= self.freeze_step
 
     def codebook(self) -> torch.Tensor:
         """The levels (float64, strictly increasing); refuses an unestimated quantizer."""
@@ -83,11 +83,12 @@ class CodebookQuantizer(nn.Module):
             # uniform random positions: a fixed stride over a (N, C, H, W) tensor would alias
             # with H·W and pick one pixel position of every image (a biased codebook)
             picked = flat[torch.randint(flat.numel(), (SAMPLES_PER_STEP,), device=flat.device)]
-        start = int(self.filled) % RING_SAMPLES
+        filled = self.host("filled")
+        start = filled % RING_SAMPLES
         end = min(start + picked.numel(), RING_SAMPLES)
         self.ring[start:end] = picked[: end - start]
-        self.filled += end - start
-        return self.ring[: min(int(self.filled), RING_SAMPLES)]
+        self.set_host("filled", filled + end - start)
+        return self.ring[: min(filled + end - start, RING_SAMPLES)]
 
     @torch.no_grad()
     def _reestimate(self, samples: torch.Tensor) -> None:
@@ -99,10 +100,10 @@ class CodebookQuantizer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             samples = self._observe(x)
-            step = int(self.step)
+            step = self.host("step")
             if step == 0 or (step % self.reestimate_every == 0 and not self.frozen):
                 self._reestimate(samples)
-            self.step += 1
+            self.advance("step")
             if step < self.start_step:
                 return x
         levels = self.codebook().to(x.dtype)

@@ -29,6 +29,7 @@ from hwquant.rtl.unit import (
     check_width,
     index_bits,
     mac_unit,
+    register_emitter,
     top_suffix,
 )
 from hwquant.schemes.nonuniform.rtl import rom_case
@@ -76,6 +77,7 @@ def table_product(table: Sequence[Sequence[int]], entry_bits: int) -> Product:
     )
 
 
+@register_emitter
 def table_accumulator(table: Sequence[Sequence[int]], entry_bits: int, acc_bits: int) -> Unit:
     """A table-lookup accumulator (module docstring). ``acc_bits`` must hold one entry."""
     return mac_unit("table_accumulator", table_product(table, entry_bits), acc_bits)

@@ -27,6 +27,7 @@ from hwquant.rtl.unit import (
     dsp_attribute,
     mac_unit,
     operand_bits,
+    register_emitter,
     signed_operand,
     to_words,
 )
@@ -66,6 +67,7 @@ def fixed_product(
     )
 
 
+@register_emitter
 def fixed_mac(
     act_bits: int,
     weight_bits: int,
