@@ -18,8 +18,9 @@ below ``RTOL``; a dropped operation moves them by its whole effect.
 The probe is the ``example_input`` given to ``prepare``, else one seeded N(0, 1) sample (a
 private generator: the global random state is untouched) of the first shape the float model
 accepts among :data:`PROBE_SIZES` (``(1, C, s, s)`` when the first weight layer ``forward``
-calls is a Conv2d with C input channels, ``(1, F)`` when it is a Linear of F inputs). Both
-models are left in the train/eval state and with the parameters and buffers they had.
+calls is a Conv2d with C input channels; ``(1, F)`` when it is a Linear of F inputs, then
+images of 1 or 3 channels, which may reach it through pooling and a flatten). Both models are
+left in the train/eval state and with the parameters and buffers they had.
 """
 
 from __future__ import annotations
@@ -128,19 +129,19 @@ def reference_run(
     first = _first_weight_layer(float_gm)
     if isinstance(first, nn.Conv2d):
         shapes = [(1, first.in_channels, s, s) for s in PROBE_SIZES]
-    elif isinstance(first, nn.Linear):
-        shapes = [(1, first.in_features)]
-    else:
-        shapes = []
+    else:  # a Linear's inputs, or images that reach it through pooling and a flatten
+        shapes = [(1, first.in_features)] if isinstance(first, nn.Linear) else []
+        shapes += [(1, c, s, s) for c in (1, 3) for s in PROBE_SIZES]
+    dtype = first.weight.dtype if first is not None else torch.float32
+    device = first.weight.device if first is not None else torch.device("cpu")
     fits = None
     for shape in shapes:
         if shape is not shapes[0]:  # the common size is run at once; the others asked first
             fits = fits or _shape_finder(float_gm)
-            if not fits(shape, first.weight.dtype):
+            if not fits(shape, dtype):
                 continue
         generator = torch.Generator().manual_seed(PROBE_SEED)
-        x = torch.randn(shape, generator=generator, dtype=first.weight.dtype)
-        x = x.to(first.weight.device)
+        x = torch.randn(shape, generator=generator, dtype=dtype).to(device)
         try:
             return x, _record(float_gm, x)
         except Exception:  # any failure means: not this shape
