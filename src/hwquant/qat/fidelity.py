@@ -19,7 +19,7 @@ The probe is the ``example_input`` given to ``prepare``, else one seeded N(0, 1)
 private generator: the global random state is untouched) of the first shape the float model
 accepts among :data:`PROBE_SIZES` (``(1, C, s, s)`` when the first weight layer ``forward``
 calls is a Conv2d with C input channels; ``(1, F)`` when it is a Linear of F inputs, then
-images of 1 or 3 channels, which may reach it through pooling and a flatten). Both models are
+images of 1 to 4 channels, which may reach it through pooling and a flatten). Both models are
 left in the train/eval state and with the parameters and buffers they had.
 """
 
@@ -131,7 +131,7 @@ def reference_run(
         shapes = [(1, first.in_channels, s, s) for s in PROBE_SIZES]
     else:  # a Linear's inputs, or images that reach it through pooling and a flatten
         shapes = [(1, first.in_features)] if isinstance(first, nn.Linear) else []
-        shapes += [(1, c, s, s) for c in (1, 3) for s in PROBE_SIZES]
+        shapes += [(1, c, s, s) for c in (1, 3, 2, 4) for s in PROBE_SIZES]
     dtype = first.weight.dtype if first is not None else torch.float32
     device = first.weight.device if first is not None else torch.device("cpu")
     fits = None
