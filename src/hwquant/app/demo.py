@@ -269,6 +269,7 @@ def measure_variant(
             "compared": report.compared,
             "mismatches": report.mismatches,
             "per_layer": report.per_layer,
+            "warnings": list(report.warnings),
             "summary": str(report),
         },
         "layers": layer_stats(int_model, wide, narrow),

@@ -31,6 +31,10 @@ class FileFormatError(HwquantError, ValueError):
     """A checkpoint or IntModel file is truncated, corrupted or of an unknown version."""
 
 
+class VerificationError(HwquantError, AssertionError):
+    """``verify(strict=True)``: the integers differ, or their equality proves little."""
+
+
 class DataError(HwquantError, FileNotFoundError):
     """A data set directory or file is missing or malformed."""
 

@@ -184,8 +184,16 @@ def build(
 
     Raises:
         UnsupportedLayerError: a layer that no float32 graph computes exactly (see the module
-            docstring), or one that can overflow its accumulator (the graph has no wrap-around).
+            docstring), or one that can overflow its accumulator (the graph has no wrap-around),
+            or a model that is not an IntModel (a TableModel's lookups have no ONNX form).
     """
+    if not isinstance(model, IntModel):
+        raise UnsupportedLayerError(
+            f"only an IntModel has an ONNX form; this is a {type(model).__name__} (the tables "
+            "scheme's lookups and threshold compares have no QONNX or QDQ operators). Fix: "
+            "export a model of the llsq, msq or nonuniform scheme, or run this one with its "
+            "own engine (hwquant.schemes.tables.run_tables)."
+        )
     shapes = _shapes(model, input_shape)
     g = Graph(peaks=_code_peaks(model))
     spec = model.input

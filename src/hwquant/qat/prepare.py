@@ -28,6 +28,7 @@ from torch import fx, nn
 
 from hwquant.core.errors import ConfigError, UnsupportedLayerError, check_finite
 from hwquant.ir.ops import handlers
+from hwquant.qat import fidelity
 from hwquant.qat.accumulator_bound import (
     bind_accumulator_bound,
     bounded_weight_quantizer,
@@ -78,19 +79,48 @@ class FusedSpec:
     kernel_size: int | None = None
 
 
-def prepare(model: nn.Module, recipe: Recipe | None = None) -> fx.GraphModule:
+def prepare(
+    model: nn.Module,
+    recipe: Recipe | None = None,
+    *,
+    example_input: torch.Tensor | None = None,
+    check_fidelity: bool = True,
+) -> fx.GraphModule:
     """Return the QAT twin of ``model`` under ``recipe`` (the model itself is not changed).
+
+    With ``check_fidelity`` (the default) the twin, quantization bypassed, is run against the
+    float model on ``example_input`` (or a seeded probe batch) and must match it at every layer
+    within :data:`hwquant.qat.fidelity.RTOL` of the layer's largest magnitude
+    (:mod:`hwquant.qat.fidelity`); ``check_fidelity=False`` skips that check.
 
     Raises:
         UnsupportedLayerError: a module or operation cannot be quantized; the message names
-            it and lists what is supported.
+            it and lists what is supported. Or the fidelity check failed: the message names
+            the first layer that differs.
         NonFiniteError: a weight holds NaN or Inf.
+        ConfigError: ``example_input`` given with ``check_fidelity=False``, or no probe batch
+            runs through the model.
     """
     recipe = recipe or Recipe()
+    if example_input is not None and not check_fidelity:
+        raise ConfigError(
+            "example_input is the probe of prepare()'s fidelity check, which "
+            "check_fidelity=False turns off. Fix: drop example_input, or keep the check on."
+        )
     check_not_prepared(model)
     handler = get_scheme(recipe.scheme)
     if handler.prepare is not None:  # the scheme changes the activations too: its own path
-        return handler.prepare(model, recipe)
+        gm = handler.prepare(model, recipe)
+    else:
+        gm = _prepare_common(model, recipe)
+    if check_fidelity:
+        fidelity.check_fidelity(model, gm, INPUT_NAME, example_input)
+    return gm
+
+
+def _prepare_common(model: nn.Module, recipe: Recipe) -> fx.GraphModule:
+    """The QAT twin of every scheme that quantizes weight layers one by one."""
+    handler = get_scheme(recipe.scheme)
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
         check_finite(f"model tensor '{name}'", tensor)
     gm = trace(copy.deepcopy(model))
@@ -242,6 +272,7 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
             tail, bn, act = _absorb(gm, node, bn_type)
             kind = "conv" if isinstance(mod, nn.Conv2d) else "linear"
             specs[node] = FusedSpec(kind, source=mod, bn=bn, act=act)
+            node.meta[fidelity.FLOAT_NODE] = tail.name
             fused.update(_chain_nodes(node, tail))
             _collapse(gm, node, tail, node)
         elif _is_add(node):
@@ -250,6 +281,7 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
             counter["add"] += 1
             new = _new_module_node(gm, node, f"add_{counter['add']}", tuple(node.args[:2]))
             specs[new] = FusedSpec("add", act=act)
+            new.meta[fidelity.FLOAT_NODE] = tail.name
             fused.update(_chain_nodes(node, tail))
             _collapse(gm, node, tail, new)
         elif node.op == "call_function" and node.target in DROPOUT_FUNCTIONS:
@@ -271,6 +303,7 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
                     out = gm.graph.call_function(torch.flatten, (new, 1))
             else:
                 out = new
+            out.meta[fidelity.FLOAT_NODE] = node.name  # the node whose output it stands for
             node.replace_all_uses_with(out)
             gm.graph.erase_node(node)
         elif not _is_passthrough(gm, node):
@@ -391,6 +424,7 @@ def insert_input(gm: fx.GraphModule) -> None:
     gm.add_submodule(INPUT_NAME, nn.Identity())
     with gm.graph.inserting_after(placeholder):
         qin = gm.graph.call_module(INPUT_NAME, (placeholder,))
+    qin.meta[fidelity.FLOAT_NODE] = placeholder.name
     placeholder.replace_all_uses_with(qin, delete_user_cb=lambda user: user is not qin)
 
 

@@ -10,10 +10,23 @@ dispatch through it while the schemes (a higher layer) fill it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from hwquant.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EngineTrace:
+    """A lowered model run on a float batch: what :func:`hwquant.verify` compares and checks
+    (``SchemeHandler.trace`` returns it)."""
+
+    input_codes: torch.Tensor  # the engine's input (codes or codebook indices)
+    input_range: tuple[int, int]  # the smallest and largest input code the quantizer makes
+    values: dict[str, torch.Tensor]  # layer name -> its integer output
+    overflows: dict[str, int] = field(default_factory=dict)  # layer -> accumulator overflows
 
 
 @dataclass(frozen=True)
@@ -22,7 +35,9 @@ class SchemeHandler:
 
     ``weight_quantizer(recipe, bits, weight, per_channel)`` makes the weight quantizer of an
     inner layer; ``setup(qat_model, recipe)`` runs once its QAT layers are built; ``prepare``
-    and ``lower`` replace the common passes for a scheme whose activations change too (tables).
+    and ``lower`` replace the common passes for a scheme whose activations change too (tables),
+    and ``trace(lowered, x)`` then runs what its ``lower`` returns on a float batch for
+    :func:`hwquant.verify` (an :class:`EngineTrace`).
     """
 
     name: str
@@ -31,6 +46,7 @@ class SchemeHandler:
     setup: Callable[..., None] | None = None
     prepare: Callable[..., Any] | None = None
     lower: Callable[..., Any] | None = None
+    trace: Callable[..., Any] | None = None
 
 
 _REGISTRY: dict[str, SchemeHandler] = {}

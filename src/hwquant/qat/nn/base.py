@@ -69,6 +69,12 @@ class BoundModule(nn.Module, Generic[QuantT]):
         """Quantizers of the inputs, in argument order."""
         return self._input_quants
 
+    def float_forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The layer's function with quantization bypassed: the float layers it stands for, with
+        BatchNorm at its running statistics (``prepare``'s fidelity check,
+        :mod:`hwquant.qat.fidelity`). It changes no state."""
+        raise NotImplementedError
+
     def emit(self, output: torch.Tensor) -> None:
         """Hand the integer output to an active :func:`capture_outputs`."""
         if self._sink is not None:
@@ -124,6 +130,15 @@ class QuantModule(BoundModule[LinearQuantizer]):
         assert self.out_quant is not None
         dtype = torch.promote_types(dtype, torch.float32)
         return codes.to(dtype) * self.out_quant.scale_value().to(dtype)
+
+
+def apply_activation(act: Activation, y: torch.Tensor) -> torch.Tensor:
+    """``act`` on float values, exactly as the float model applies it."""
+    if act == "relu":
+        return torch.relu(y)
+    if act == "relu6":
+        return y.clamp(0.0, RELU6_CEILING)
+    return y
 
 
 def quant_modules(model: nn.Module) -> Iterator[QuantModule]:

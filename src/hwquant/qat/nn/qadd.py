@@ -14,7 +14,7 @@ import torch
 
 from hwquant.core.intmath import aligned_requant_params, requantize
 from hwquant.qat.llsq import LinearQuantizer
-from hwquant.qat.nn.base import Activation, QuantModule
+from hwquant.qat.nn.base import Activation, QuantModule, apply_activation
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,10 @@ class QAdd(QuantModule):
         mults, shift = aligned_requant_params(ratios, self.requant_bits)
         lo, hi = self.out_range()
         return AddInts((int(mults[0]), int(mults[1])), shift, lo, hi)
+
+    def float_forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``act(a + b)`` in float."""
+        return apply_activation(self.act, a + b)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Fake-quantized add in training, the integer form in eval."""

@@ -42,12 +42,16 @@ class QAvgPool(QuantModule):
         lo, hi = self.out_range()
         return Requant(torch.from_numpy(mult), torch.from_numpy(shift), lo, hi)
 
+    def float_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The float average over each window."""
+        if self.kernel_size is None:
+            return F.adaptive_avg_pool2d(x, 1)
+        return F.avg_pool2d(x, self.kernel_size)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fake-quantized average in training, the integer form in eval."""
         if self.training:
-            if self.kernel_size is None:
-                return self.out_quant(F.adaptive_avg_pool2d(x, 1))
-            return self.out_quant(F.avg_pool2d(x, self.kernel_size))
+            return self.out_quant(self.float_forward(x))
         requant = self.integer_params(self.window(x))
         return self.finish(
             requant.apply(window_sum(self.input_codes(x), self.kernel_size)), x.dtype

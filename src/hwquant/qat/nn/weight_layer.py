@@ -31,7 +31,7 @@ from hwquant.core.intmath import channel_view, qrange, requant_params, round_hal
 from hwquant.ir.intmodel import WeightEncoding
 from hwquant.qat.host_mirror import HostMirrored
 from hwquant.qat.llsq import LinearQuantizer
-from hwquant.qat.nn.base import Activation, QuantModule, Requant
+from hwquant.qat.nn.base import Activation, QuantModule, Requant, apply_activation
 from hwquant.qat.nn.bn_fold import bn_multiplier, fold_bn
 from hwquant.qat.quantizer import WeightQuantizer
 from hwquant.qat.recipe import MAX_BIAS_BITS
@@ -138,6 +138,10 @@ class QuantWeightLayer(HostMirrored, QuantModule):
         """Float-weight layer in eval mode (first/last layer kept float)."""
         w, b = fold_bn(self.weight, self.bias, self.bn)
         return self.float_op(x, w, b)
+
+    def float_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Float weights, BN folded with its running statistics, the fused activation."""
+        return apply_activation(self.act, self._forward_float(x))
 
     def _forward_train(self, x: torch.Tensor) -> torch.Tensor:
         # the weight is quantized first: that initialises the scale the bias is quantized with

@@ -22,7 +22,7 @@ from torch import nn
 from hwquant.core.errors import UnsupportedLayerError
 from hwquant.core.intmath import round_half_up
 from hwquant.qat.nn.base import BoundModule, capture_outputs
-from hwquant.qat.nn.bn_fold import bn_multiplier
+from hwquant.qat.nn.bn_fold import bn_multiplier, fold_bn
 from hwquant.schemes.tables import engine, fold
 from hwquant.schemes.tables.codebooks import nearest_index
 from hwquant.schemes.tables.model import LookupAddNode, PoolNode, UnitNode
@@ -105,19 +105,25 @@ class TableUnit(TableModule):
         self.out_quant = out_quant
         self.entry_bits = entry_bits
 
+    def _op(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        if self.is_conv:
+            return F.conv2d(x, w, b, self.stride, self.padding)
+        return F.linear(x, w, b)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return self._forward_tables(x)
-        w = self.weight_quant(self.weight)
-        if self.is_conv:
-            y = F.conv2d(x, w, self.bias, self.stride, self.padding)
-        else:
-            y = F.linear(x, w, self.bias)
+        y = self._op(x, self.weight_quant(self.weight), self.bias)
         if self.bn is not None:
             y = self.bn(y)
         if self.relu:
             y = torch.relu(y)
         return self.out_quant(y) if self.out_quant is not None else y
+
+    def float_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Float weights, BN folded with its running statistics, ReLU."""
+        y = self._op(x, *fold_bn(self.weight, self.bias, self.bn))
+        return torch.relu(y) if self.relu else y
 
     @torch.no_grad()
     def to_node(self, name: str, inputs: list[str]) -> UnitNode:
@@ -187,8 +193,12 @@ class TableAdd(TableModule):
         if not self.training:
             index = [q.index(v) for q, v in zip(self.input_quants, (a, b), strict=True)]
             return self.finish(engine.run_add(self.compiled(), *index))
+        return self.out_quant(self.float_forward(a, b))
+
+    def float_forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``a + b`` (then ReLU) in float."""
         y = a + b
-        return self.out_quant(torch.relu(y) if self.relu else y)
+        return torch.relu(y) if self.relu else y
 
     @torch.no_grad()
     def to_node(self, name: str, inputs: list[str]) -> LookupAddNode:
@@ -217,8 +227,12 @@ class TableAvgPool(TableModule):
             return self.finish(engine.run_pool(self.compiled(), self.input_quants[0].index(x)))
         k = self.kernel_size
         self.window.fill_(x.shape[2] * x.shape[3] if k is None else k * k)
-        y = F.adaptive_avg_pool2d(x, 1) if k is None else F.avg_pool2d(x, k)
-        return self.out_quant(y)
+        return self.out_quant(self.float_forward(x))
+
+    def float_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The float average over each window."""
+        k = self.kernel_size
+        return F.adaptive_avg_pool2d(x, 1) if k is None else F.avg_pool2d(x, k)
 
     @torch.no_grad()
     def to_node(self, name: str, inputs: list[str]) -> PoolNode:
