@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from hwquant.core.errors import ConfigError, HwquantError, UnsupportedLayerError
+from hwquant.core.intmath import signed_bits
 from hwquant.hw.devices import Device, get_device
 from hwquant.hw.folding import Fold
 from hwquant.rtl.network import pool
@@ -52,7 +53,7 @@ from hwquant.rtl.network.weight_layer import (
     dense_geometry,
     emit_array,
 )
-from hwquant.rtl.unit import index_bits, signed_bits
+from hwquant.rtl.unit import index_bits
 from hwquant.schemes.tables.engine import run_tables
 from hwquant.schemes.tables.model import (
     FlattenNode,
