@@ -81,3 +81,12 @@ def test_custom_ops_with_qdq_names_both_fixes(model_file, tmp_path, capsys):
     assert main([*qdq, "--format", "qdq"]) == 0
     assert main([*argv[:3], "1,8", *argv[4:]]) == 2
     assert "argument --input-shape: '1,8' is not a shape" in capsys.readouterr().err
+
+
+def test_hls4ml_only_options_are_refused_without_to_hls4ml(model_file, tmp_path, capsys):
+    argv = ["export", str(model_file), "--input-shape", "1,8,8", "--out", str(tmp_path / "m")]
+    assert main([*argv, "--io-type", "io_stream"]) == 2
+    assert "--io-type io_stream configures hls4ml" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+    assert main([*argv, "--to", "hls4ml", "--input", "values"]) == 2
+    assert "--input values cannot be combined with --to hls4ml" in capsys.readouterr().err

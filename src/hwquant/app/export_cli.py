@@ -47,8 +47,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--input",
         choices=("values", "codes"),
-        default="values",
-        help="graph input: real values (quantized in the graph) or the integer input codes",
+        help="graph input: real values (quantized in the graph; the default) or the integer "
+        "input codes (always, with --to hls4ml)",
     )
     export.add_argument("--out", required=True, type=Path, metavar="FILE.onnx")
     export.add_argument("--custom-ops", action="store_true", help="write hwquant's custom ops")
@@ -65,7 +65,11 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help="write for a consumer: hls4ml = --out DIR gets model.onnx + hls4ml_config.yml "
         "(the design takes the integer input codes; see docs/deploy_hls4ml.md)",
     )
-    export.add_argument("--io-type", choices=("io_parallel", "io_stream"), default="io_parallel")
+    export.add_argument(
+        "--io-type",
+        choices=("io_parallel", "io_stream"),
+        help="with --to hls4ml: hls4ml's IOType (default io_parallel)",
+    )
     export.add_argument(
         "--force",
         action="store_true",
@@ -124,12 +128,17 @@ def _run(args: argparse.Namespace) -> int:
         from hwquant.export.hls4ml import run_export_command
 
         return run_export_command(model, (1, *shape), args)
+    if args.io_type is not None:
+        raise ConfigError(
+            f"--io-type {args.io_type} configures hls4ml and has no meaning for an ONNX file. "
+            "Fix: add --to hls4ml, or drop --io-type."
+        )
     if args.out.exists() and not args.force:
         raise ConfigError(
             f"'{args.out}' already exists. Fix: choose another --out, or pass --force to "
             "replace it."
         )
-    quantize_input = args.input == "values"
+    quantize_input = args.input != "codes"
     if args.format == "qonnx":
         proto = export_qonnx(
             model, (1, *shape), custom_ops=args.custom_ops, quantize_input=quantize_input
@@ -145,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
     figures: dict[str, object] = {
         "file": str(args.out),
         "format": args.format,
-        "input": args.input,
+        "input": args.input or "values",
         "nodes": len(proto.graph.node),
     }
     if args.check:

@@ -340,14 +340,16 @@ def export_hls4ml(
 def run_export_command(model: IntModel, shape: tuple[int, ...], args: Any) -> int:
     """``hwquant export --to hls4ml``: write the two files into ``--out`` (a directory).
 
-    ``--format qdq``, ``--custom-ops`` and ``--check`` have no hls4ml meaning and are refused
-    (the round trip through hls4ml itself is ``make interop``)."""
+    ``--format qdq``, ``--custom-ops``, ``--check`` and ``--input values`` (the design takes
+    the integer input codes) have no hls4ml meaning and are refused (the round trip through
+    hls4ml itself is ``make interop``)."""
     given = [
         flag
         for flag, on in (
             ("--format qdq", args.format != "qonnx"),
             ("--custom-ops", args.custom_ops),
             ("--check", args.check),
+            ("--input values", args.input == "values"),
         )
         if on
     ]
@@ -356,11 +358,12 @@ def run_export_command(model: IntModel, shape: tuple[int, ...], args: Any) -> in
             f"{', '.join(given)} cannot be combined with --to hls4ml. Fix: drop it (hls4ml reads "
             "QONNX with decoded weights; `make interop` runs the hls4ml round trip)."
         )
-    written = export_hls4ml(model, shape, args.out, io_type=args.io_type, overwrite=args.force)
+    io_type = args.io_type or "io_parallel"
+    written = export_hls4ml(model, shape, args.out, io_type=io_type, overwrite=args.force)
     figures = {
         "model": str(written.model),
         "config": str(written.config),
-        "io_type": args.io_type,
+        "io_type": io_type,
         "layers": len(written.layers),
         "next": f"cd {args.out} && hls4ml convert -c {CONFIG_FILE}",
     }

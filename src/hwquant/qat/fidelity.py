@@ -198,7 +198,8 @@ def check_fidelity(
             ``RTOL``; the message names the first one.
         ConfigError: no probe batch could be made.
     """
-    float_gm = fx.symbolic_trace(model)  # prepare() traced a copy already: this succeeds
+    with _eval_mode(model):  # `training=self.training` arguments are traced as in eval
+        float_gm = fx.symbolic_trace(model)  # prepare() traced a copy already: this succeeds
     float_nodes = {n.name: n for n in float_gm.graph.nodes}
 
     def check(node: fx.Node, got: Any) -> None:

@@ -251,15 +251,16 @@ def simulate_design(
     timeout: float = 600.0,
 ) -> SimReport:
     """Simulate the design in ``design_dir`` on input codes ``[N, C, H, W]`` (module
-    docstring) against ``model`` (an IntModel, or a TableModel for a table design: anything
-    whose ``run`` maps input codes to the logits); it defaults to the design's copy of its
-    IntModel. ``timeout`` bounds the simulator's build and its run, each, in seconds."""
+    docstring) against ``model`` (an IntModel, or for a table design a TableModel wrapped in
+    :class:`hwquant.schemes.tables.network.TableCodeModel`: anything whose ``run`` maps input
+    codes to the logits); it defaults to the design's copy of its IntModel. ``timeout`` bounds the simulator's build and its run, each, in seconds."""
     design_dir = Path(design_dir)
     design = json.loads((design_dir / "design.json").read_text())
     if model is None and design["scheme"] == "tables":
         raise ConfigError(
             f"'{design_dir}' is a table-model design; its model.npz is a TableModel. Fix: pass "
-            "model=hwquant.schemes.tables.load_tables(DIR / 'model.npz')."
+            "model=TableCodeModel(load_tables(DIR / 'model.npz')) (hwquant.schemes.tables."
+            "network.TableCodeModel, hwquant.schemes.tables.load_tables)."
         )
     model = model or load(design_dir / "model.npz")
     x = torch.as_tensor(np.asarray(codes), dtype=torch.int64)

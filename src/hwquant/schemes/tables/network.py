@@ -18,7 +18,7 @@ output interface with argmax; :mod:`hwquant.rtl.network.graph`), from a table mo
   padding position reads index 0, as :func:`hwquant.schemes.tables.kernels.window_max` does);
   **flatten** only renames its input.
 
-Residual adds (:class:`AddNode`) and average pooling (:class:`PoolNode`) have no block yet:
+Residual adds (:class:`LookupAddNode`) and average pooling (:class:`PoolNode`) have no block yet:
 :func:`table_network` refuses them, naming the ops that have one.
 
 Folding: every table product is a ROM in LUTs, so :func:`choose_table_folding` widens the
@@ -348,4 +348,9 @@ def build_table_design(
         raise ConfigError("the table model has no unit. Fix: lower a network with layers.")
     folds = choose_table_folding(model, shape, dev, folding or {})
     net = table_network(model, folds, shape)
-    return write_design(net, dev, out_dir, "tables", model.save)
+    how = {
+        "given": sorted(folding or {}),
+        "chosen": "widen while the table ROMs fit the device's LUT share",
+        "target_ii": None,
+    }
+    return write_design(net, dev, out_dir, "tables", model.save, how)
