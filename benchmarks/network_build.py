@@ -83,11 +83,11 @@ DESIGNS: tuple[Spec, ...] = (
     Spec("mnist5k-llsq-ecp5", "mnist5k", "llsq", "lfe5u-85f", steps=200, target_ii=None),
 )
 """The designs: the digits model through the IntModel schemes on ECP5-85F (table models
-have their own builder, :func:`hwquant.schemes.tables.network.build_table_design`, measured in
-simulation by ``benchmarks/network_sim.py``; not implemented here yet), one on iCE40 UP5K (the small CNN at a quarter
-width, whose weights and feature maps fit the UP5K's 120 Kbit of EBR; the argmax-only top,
-whose ports fit the SG48 package), MSQ beside fixed-only (llsq) and SP2-only (msq with every
-inner row SP2), and MNIST-5k W4A4."""
+have their own builder, :func:`hwquant.schemes.tables.network.build_table_design`, measured
+in simulation by ``benchmarks/network_sim.py``; not implemented here yet), one on iCE40 UP5K
+(the small CNN at a quarter width, whose weights and feature maps fit the UP5K's 120 Kbit of
+EBR; the argmax-only top, whose ports fit the SG48 package), MSQ beside fixed-only (llsq)
+and SP2-only (msq with every inner row SP2), and MNIST-5k W4A4."""
 
 
 def _recipe(spec: Spec):

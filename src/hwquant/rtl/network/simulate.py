@@ -253,7 +253,8 @@ def simulate_design(
     """Simulate the design in ``design_dir`` on input codes ``[N, C, H, W]`` (module
     docstring) against ``model`` (an IntModel, or for a table design a TableModel wrapped in
     :class:`hwquant.schemes.tables.network.TableCodeModel`: anything whose ``run`` maps input
-    codes to the logits); it defaults to the design's copy of its IntModel. ``timeout`` bounds the simulator's build and its run, each, in seconds."""
+    codes to the logits); it defaults to the design's copy of its IntModel. ``timeout``
+    bounds the simulator's build and its run, each, in seconds."""
     design_dir = Path(design_dir)
     design = json.loads((design_dir / "design.json").read_text())
     if model is None and design["scheme"] == "tables":
