@@ -348,4 +348,5 @@ def build_table_design(
         raise ConfigError("the table model has no unit. Fix: lower a network with layers.")
     folds = choose_table_folding(model, shape, dev, folding or {})
     net = table_network(model, folds, shape)
-    return write_design(net, dev, out_dir, "tables", model.save)
+    how = {"given": sorted(folding or {}), "chosen": "fill the device", "target_ii": None}
+    return write_design(net, dev, out_dir, "tables", model.save, how)
