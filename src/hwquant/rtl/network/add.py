@@ -4,8 +4,9 @@
 The two operands come from two edges; the one from the branch point (the skip connection) is
 an image FIFO deep enough for every image the other path can hold
 (:func:`hwquant.rtl.network.graph.edge_banks`), so the add never stalls the branch.
-Pipeline: address → both RAM reads → ``a·M_a + b·M_b`` → rounding shift and clamp, written
-(``depth = 4``).
+Pipeline: address → both RAM reads → both read words registered (the block RAMs' unregistered
+outputs kept out of the arithmetic's cycle) → ``a·M_a + b·M_b`` → rounding shift and clamp,
+written (``depth = 5``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def emit(node: AddNode, inputs: list[FeatureMap], module: str) -> Block:
         )
     out_bits, out_signed = code_format(node.lo, node.hi)
     out = FeatureMap(a.channels, a.height, a.width, out_bits, out_signed)
-    steps, depth = a.pixels, 4
+    steps, depth = a.pixels, 5
     mults = [int(m) for m in node.mults]
     mult_bits = max(m.bit_length() for m in mults) + 1
     wide = max(a.bits, b.bits) + 1 + mult_bits + 2
@@ -43,11 +44,14 @@ def emit(node: AddNode, inputs: list[FeatureMap], module: str) -> Block:
     aw = index_bits(a.pixels)
     lines = counter_lines([("px", a.pixels)], "issue")
     lines += [
-        "    reg v_1, v_2, v_3;",
+        "    reg v_1, v_2, v_3, v_4;",
+        f"    reg [{a.word_bits - 1}:0] word_0;",
+        f"    reg [{b.word_bits - 1}:0] word_1;",
         "    always @(posedge clk) begin",
-        "        if (rst) begin v_1 <= 0; v_2 <= 0; v_3 <= 0; wr_en <= 0; end",
-        "        else begin v_1 <= issue; v_2 <= v_1; v_3 <= v_2; wr_en <= v_3; end",
+        "        if (rst) begin v_1 <= 0; v_2 <= 0; v_3 <= 0; v_4 <= 0; wr_en <= 0; end",
+        "        else begin v_1 <= issue; v_2 <= v_1; v_3 <= v_2; v_4 <= v_3; wr_en <= v_4; end",
         f"        rd_addr_0 <= px[{aw - 1}:0]; rd_addr_1 <= px[{aw - 1}:0];",
+        "        word_0 <= rd_data_0; word_1 <= rd_data_1;",
         "    end",
         "    always @(posedge clk) begin",
         "        if (go) wr_addr <= 0;",
@@ -57,7 +61,7 @@ def emit(node: AddNode, inputs: list[FeatureMap], module: str) -> Block:
     for c in range(a.channels):
         terms = []
         for i, (fmap, m) in enumerate(zip(inputs, mults, strict=True)):
-            slice_ = f"rd_data_{i}[{c * fmap.bits} +: {fmap.bits}]"
+            slice_ = f"word_{i}[{c * fmap.bits} +: {fmap.bits}]"
             value = f"$signed({slice_})" if fmap.signed else f"$signed({{1'b0, {slice_}}})"
             terms.append(f"{value} * {literal(m, mult_bits)}")
         lines += [

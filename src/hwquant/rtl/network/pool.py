@@ -5,12 +5,15 @@ reduce every channel of the word at once (the word holds all ``C`` channels):
 
 * **max** (:class:`~hwquant.ir.intmodel.MaxPoolNode`): ``m ← first ? v : max(m, v)`` per channel,
   a padding position reading the smallest code (every window holds a real pixel, so the max is
-  the engine's ``max_pool2d`` with its −∞ padding). Pipeline: address → RAM read → compare;
-  the word is written with the window's last compare (``depth = 3``).
+  the engine's ``max_pool2d`` with its −∞ padding). Pipeline: address → RAM read → read word
+  registered → compare; the word is written with the window's last compare (``depth = 4``).
+  The register after the RAM keeps the block RAM's clock-to-output (its output port is not
+  registered) and the compare's carry chain in different cycles.
 * **avg** (:class:`~hwquant.ir.intmodel.AvgPoolNode`): the exact window sum per channel
   (``kernel_size`` x ``kernel_size`` windows at stride ``kernel_size``, a remainder row or
   column dropped, or the whole plane when global: :func:`hwquant.core.intmath.window_sum`), then
-  ``clamp((sum·M + 2^(s−1)) >>> s, lo, hi)`` (``depth = 5``).
+  ``clamp((sum·M + 2^(s−1)) >>> s, lo, hi)``; the read word is registered before the sum, as
+  in max pooling (``depth = 6``).
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ def _window_walk(
     pad: tuple[int, int],
     out_hw: tuple[int, int],
 ) -> list[str]:
-    """Counters, pixel address (stage 1) and the tags ``v_1, pad_1, first_1, last_1`` and
-    their stage-2 copies."""
+    """Counters, pixel address (stage 1), the tags ``v_1, pad_1, first_1, last_1`` and their
+    stage-2 and stage-3 copies, and the read word registered as ``word_3`` (stage 3)."""
     (kh, kw), (sy, sx), (py, px), (ho, wo) = kernel, stride, pad, out_hw
     lines = counter_lines([("kx", kw), ("ky", kh), ("ox", wo), ("oy", ho)], "issue")
     lines += [
@@ -46,14 +49,17 @@ def _window_walk(
         f"    wire signed [17:0] ix = $signed({{1'b0, ox}}) * {sx} - {px} + $signed({{1'b0, kx}});",
         f"    wire pad = iy < 0 || iy >= {fmap.height} || ix < 0 || ix >= {fmap.width};",
         f"    wire [35:0] pixel = iy * {fmap.width} + ix;",
-        "    reg v_1, v_2, pad_1, pad_2, first_1, first_2, last_1, last_2;",
+        "    reg v_1, v_2, v_3, pad_1, pad_2, pad_3, first_1, first_2, first_3;",
+        "    reg last_1, last_2, last_3;",
+        f"    reg [{fmap.word_bits - 1}:0] word_3;",
         "    always @(posedge clk) begin",
-        "        if (rst) begin v_1 <= 0; v_2 <= 0; end",
-        "        else begin v_1 <= issue; v_2 <= v_1; end",
+        "        if (rst) begin v_1 <= 0; v_2 <= 0; v_3 <= 0; end",
+        "        else begin v_1 <= issue; v_2 <= v_1; v_3 <= v_2; end",
         f"        rd_addr_0 <= pad ? 0 : pixel[{index_bits(fmap.pixels) - 1}:0];",
-        "        pad_1 <= pad; pad_2 <= pad_1;",
-        "        first_1 <= ky == 0 && kx == 0; first_2 <= first_1;",
-        f"        last_1 <= ky == {kh - 1} && kx == {kw - 1}; last_2 <= last_1;",
+        "        word_3 <= rd_data_0;",
+        "        pad_1 <= pad; pad_2 <= pad_1; pad_3 <= pad_2;",
+        "        first_1 <= ky == 0 && kx == 0; first_2 <= first_1; first_3 <= first_2;",
+        f"        last_1 <= ky == {kh - 1} && kx == {kw - 1}; last_2 <= last_1; last_3 <= last_2;",
         "    end",
         "    always @(posedge clk) begin",
         "        if (go) wr_addr <= 0;",
@@ -74,24 +80,24 @@ def emit_max(node: MaxPoolNode, inputs: list[FeatureMap], module: str) -> Block:
     (kh, kw), (sy, sx), (py, px) = node.kernel_size, node.stride, node.padding
     ho, wo = (fmap.height + 2 * py - kh) // sy + 1, (fmap.width + 2 * px - kw) // sx + 1
     out = FeatureMap(fmap.channels, ho, wo, fmap.bits, fmap.signed)
-    steps, depth, b = ho * wo * kh * kw, 3, fmap.bits
+    steps, depth, b = ho * wo * kh * kw, 4, fmap.bits
     lines = _window_walk(fmap, (kh, kw), (sy, sx), (py, px), (ho, wo))
     sign = " signed" if fmap.signed else ""
     low = qrange(b, fmap.signed)[0] & ((1 << b) - 1)
     lines += [f"    reg [{out.word_bits - 1}:0] m;"]
     for c in range(fmap.channels):
         lines += [
-            f"    wire{sign} [{b - 1}:0] val_{c} = pad_2 ? {b}'d{low} : rd_data_0[{c * b} +: {b}];",
+            f"    wire{sign} [{b - 1}:0] val_{c} = pad_3 ? {b}'d{low} : word_3[{c * b} +: {b}];",
             f"    wire{sign} [{b - 1}:0] old_{c} = m[{c * b} +: {b}];",
-            f"    wire [{b - 1}:0] next_{c} = (first_2 || val_{c} > old_{c}) ? val_{c} : old_{c};",
+            f"    wire [{b - 1}:0] next_{c} = (first_3 || val_{c} > old_{c}) ? val_{c} : old_{c};",
         ]
     nxt = "{" + ", ".join(f"next_{c}" for c in reversed(range(fmap.channels))) + "}"
     lines += [
         "    always @(posedge clk) begin",
-        f"        if (v_2) m <= {nxt};",
+        f"        if (v_3) m <= {nxt};",
         "        if (rst) wr_en <= 0;",
-        "        else wr_en <= v_2 && last_2;",
-        f"        if (v_2 && last_2) wr_data <= {nxt};",
+        "        else wr_en <= v_3 && last_3;",
+        f"        if (v_3 && last_3) wr_data <= {nxt};",
         "    end",
     ]
     body = control_lines(steps, depth) + lines
@@ -115,7 +121,7 @@ def emit_avg(node: AvgPoolNode, inputs: list[FeatureMap], module: str) -> Block:
         (kh, kw), (ho, wo) = (k, k), (fmap.height // k, fmap.width // k)
     out_bits, out_signed = code_format(node.lo, node.hi)
     out = FeatureMap(fmap.channels, ho, wo, out_bits, out_signed)
-    steps, depth, b = ho * wo * kh * kw, 5, fmap.bits
+    steps, depth, b = ho * wo * kh * kw, 6, fmap.bits
     lines = _window_walk(fmap, (kh, kw), (kh, kw), (0, 0), (ho, wo))
     sum_bits = b + 1 + index_bits(kh * kw)  # signed sum of kh·kw codes
     mult_bits = node.mult.bit_length() + 1
@@ -124,19 +130,19 @@ def emit_avg(node: AvgPoolNode, inputs: list[FeatureMap], module: str) -> Block:
     ext = (lambda v: f"$signed({v})") if fmap.signed else (lambda v: f"$signed({{1'b0, {v}}})")
     lines += [
         "    reg res_v;",
-        "    always @(posedge clk) if (rst) res_v <= 0; else res_v <= v_2 && last_2;",
+        "    always @(posedge clk) if (rst) res_v <= 0; else res_v <= v_3 && last_3;",
     ]
     for c in range(fmap.channels):
         lines += [
-            f"    wire signed [{sum_bits - 1}:0] val_{c} = {ext(f'rd_data_0[{c * b} +: {b}]')};",
+            f"    wire signed [{sum_bits - 1}:0] val_{c} = {ext(f'word_3[{c * b} +: {b}]')};",
             f"    reg signed [{sum_bits - 1}:0] sum_{c}, res_{c};",
-            f"    wire signed [{sum_bits - 1}:0] next_{c} = (first_2 ? 0 : sum_{c}) + val_{c};",
+            f"    wire signed [{sum_bits - 1}:0] next_{c} = (first_3 ? 0 : sum_{c}) + val_{c};",
             f"    reg signed [{wide - 1}:0] scaled_{c};",
             f"    wire signed [{wide - 1}:0] shifted_{c} = (scaled_{c} + "
             f"{literal(half, wide)}) >>> {node.shift};",
             "    always @(posedge clk) begin",
-            f"        if (v_2) sum_{c} <= next_{c};",
-            f"        if (v_2 && last_2) res_{c} <= next_{c};",
+            f"        if (v_3) sum_{c} <= next_{c};",
+            f"        if (v_3 && last_3) res_{c} <= next_{c};",
             f"        scaled_{c} <= res_{c} * {literal(node.mult, mult_bits)};",
             "        "
             + clamp_statement(
