@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 import hwquant
+from hwquant.ir.intmodel import WeightNode
 from hwquant.qat.recipe import Recipe
 
 
@@ -45,6 +47,22 @@ def lowered_small_cnn(batch: int = 8) -> tuple[hwquant.IntModel, torch.Tensor]:
     model = build("small_cnn", in_channels=1, input_size=8)
     qat = trained_qat_model(model, Recipe(bn_freeze_step=1), x)
     return hwquant.lower(qat, x), x
+
+
+def full_range_classifier(model: hwquant.IntModel) -> WeightNode:
+    """The last layer (8-bit unsigned inputs) as accumulator-aware training leaves one at
+    P = 16 (the budget ``⌊(2^15 − b⁻)/255⌋`` of docs/llsq.md §5 spent): row 0 reaches
+    −255·128 = −32640 with a bias of +128 on its other side, row 1 reaches −32640 − 128 =
+    −2^15, the two's-complement end. Interval [−32768, 32513]: 16 bits; the L1 rule
+    ``Σ|w|·255 + |b|`` = 65153 asks for 17."""
+    node = model.weight_nodes()[-1]
+    assert (node.in_bits, node.in_signed, node.weight_bits) == (8, False, 8)
+    node.weight = np.zeros_like(node.weight)
+    node.weight[:2, 0] = -128
+    node.weight[0, 1] = 127
+    node.bias = np.zeros_like(node.bias)
+    node.bias[:2] = (128, -128)
+    return node
 
 
 class Residual(nn.Module):

@@ -8,8 +8,9 @@ the MLP, so this script adds, on the same data set:
   checkpoint (``runs/demo/checkpoints/fp32/last.pt``), as the demo fine-tunes its LLSQ models;
 * ``mlp_fp32`` then ``mlp_{llsq,msq,nonuniform}_w4a4``: a 784-128-64-10 MLP (linear, BN, ReLU),
   trained in FP32 and fine-tuned with each scheme, and ``mlp_llsq_w4a4_acc16`` with the demo's
-  16-bit accumulator bound (a layer whose worst case, bias included, still needs more bits gets
-  that many, recorded in its ``.json``: the exports refuse an accumulator that can overflow).
+  16-bit accumulator bound (a layer whose proved interval, bias included, needs more bits gets
+  that many, recorded in its ``.json``: the exports refuse an accumulator that can overflow;
+  ``lower`` proves the trained bound, so none is widened).
   Without the bound, the MLP's first layer (784 8-bit inputs, 8-bit weights) sums beyond
   float32's exact 2^24, and its export computes that requantization in limbs, which hls4ml
   cannot read (``hwquant export --to hls4ml`` refuses it).
@@ -88,13 +89,11 @@ def fine_tune(name: str, fp32: nn.Module, recipe: Recipe, data: DemoData, out: P
     exact = hwquant.verify(qat, model, data.x_test).exact
     info = {"name": name, "accuracy": evaluate(qat, data), "verified_exact": exact}
     widened = {
-        n.name: n.worst_case_bits()
-        for n in model.weight_nodes()
-        if n.worst_case_bits() > n.acc_bits
+        n.name: n.proved_bits() for n in model.weight_nodes() if n.proved_bits() > n.acc_bits
     }
     for layer, bits in widened.items():  # the exports refuse an accumulator that can overflow
         model.set_accumulator(bits, layers=[layer])
-    info["accumulators_widened_to_worst_case"] = widened
+    info["accumulators_widened_to_proved_bits"] = widened
     write_atomic(out / f"{name}.json", json.dumps(info, indent=2).encode())
     model.save(out / f"{name}.npz")
     print(info)

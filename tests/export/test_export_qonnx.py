@@ -10,13 +10,14 @@ from onnx import TensorProto
 
 import hwquant
 from hwquant.core.errors import UnsupportedLayerError
+from hwquant.engine.accumulators import adversarial_run
 from hwquant.export import export_qdq, export_qonnx, run_onnxruntime, run_qonnx
 from hwquant.export.graph import INPUT_NAME, IR_VERSION, OPSET, Graph
 from hwquant.export.qonnx import QONNX_DOMAIN, QONNXStyle
 from hwquant.ir.intmodel import AvgPoolNode, LinearNode
 from hwquant.qat.recipe import Recipe
 from tests.export.conftest import residual_net
-from tests.helpers import RandomNet, lowered_small_cnn, trained_qat_model
+from tests.helpers import RandomNet, full_range_classifier, lowered_small_cnn, trained_qat_model
 
 pytest.importorskip("qonnx")
 
@@ -86,7 +87,7 @@ def break_last_layer(model: hwquant.IntModel) -> str:
 def break_accumulator(model: hwquant.IntModel) -> str:
     """An accumulator narrower than the layer's worst case (the graph has no wrap-around)."""
     node = model.weight_nodes()[0]
-    model.set_accumulator(node.worst_case_bits() - 3, "wrap", [node.name])
+    model.set_accumulator(node.proved_bits() - 1, "wrap", [node.name])
     return rf"'{node.name}'.*overflow.*accumulator.*Fix"
 
 
@@ -103,3 +104,22 @@ def test_inexact_layers_are_refused(breaks, form):
     model, x = residual_net()
     with pytest.raises(UnsupportedLayerError, match=breaks(model)):
         form(model, tuple(x.shape))
+
+
+def test_accumulator_check_is_the_interval_lower_proves():
+    """The export refuses a layer exactly when the interval ``lower`` proves (the bias inside
+    the accumulator, on its own side) leaves ``acc_bits``, as the engine and the RTL do: the
+    16-bit layer of the accumulator-aware MLP was refused as 17 bits (issue 20)."""
+    model, x = lowered_small_cnn()
+    node = full_range_classifier(model)
+    assert node.proved_interval() == (-(2**15), 255 * 127 + 128)
+    assert (node.proved_bits(), node.worst_case_bits()) == (16, 17)
+    model.set_accumulator(16, "raise", [node.name])
+    acc = adversarial_run(node).output.reshape(2 * node.weight.shape[0], -1)
+    assert (int(acc[0, 0]), int(acc[11, 1])) == (255 * 127 + 128, -(2**15))  # reached, no raise
+    want = hwquant.engine.run(model, model.quantize_input(x)).output.numpy()
+    assert np.array_equal(run_qonnx(export_qonnx(model, tuple(x.shape)), x.numpy()), want)
+    assert np.array_equal(run_onnxruntime(export_qdq(model, tuple(x.shape)), x.numpy()), want)
+    model.set_accumulator(15, "raise", [node.name])
+    with pytest.raises(UnsupportedLayerError, match=r"overflow its 15-bit.*widen acc_bits to 16"):
+        export_qonnx(model, tuple(x.shape))

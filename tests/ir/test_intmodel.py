@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import zipfile
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import hwquant
 from hwquant.core.errors import ConfigError, FileFormatError, HwquantError
+from hwquant.core.intmath import ACC_MIN_BITS, qrange
+from hwquant.engine.accumulators import adversarial_run
+from hwquant.export.graph import _bound
+from hwquant.ir.intmodel import LinearNode
+from hwquant.rtl.network.weight_layer import accumulator_width
 from tests.helpers import lowered_small_cnn
 
 
@@ -123,3 +131,34 @@ def test_size_and_worst_case_bits(lowered):
             + np.abs(n.bias)
         ).max()
         assert 2 ** (n.worst_case_bits() - 1) > bound >= 2 ** (n.worst_case_bits() - 2)
+
+
+@st.composite
+def tiny_layers(draw) -> LinearNode:
+    """One output channel, fan-in 1..3, 1..3-bit inputs (signed or not), any bias."""
+    in_bits, in_signed = draw(st.integers(1, 3)), draw(st.booleans())
+    fan_in = draw(st.integers(1, 3))
+    weight = np.array([draw(st.lists(st.integers(-8, 7), min_size=fan_in, max_size=fan_in))])
+    bias = draw(st.none() | st.integers(-40, 40).map(lambda b: np.array([b])))
+    return LinearNode(
+        "fc", ["x"], weight, bias, np.ones(1), weight_bits=4, in_bits=in_bits, in_signed=in_signed
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(tiny_layers())
+def test_proved_interval_is_every_partial_sum_and_every_consumer_checks_it(node):
+    """Brute force: every input in range, every order of the products, the bias added at any
+    point; the interval is their exact hull. At its bits under 'raise' the engine (adversarial
+    inputs), the export's float32 bound and the RTL width accept the layer (issue 20)."""
+    lo, hi = qrange(node.in_bits, node.in_signed)
+    w, b = node.weight[0].tolist(), 0 if node.bias is None else int(node.bias[0])
+    sums = set()
+    for x in itertools.product(range(lo, hi + 1), repeat=len(w)):
+        for terms in itertools.permutations([wk * xk for wk, xk in zip(w, x, strict=True)] + [b]):
+            sums.update(itertools.accumulate(terms, initial=0))
+    assert node.proved_interval() == (min(sums), max(sums))
+    node.acc_bits, node.overflow = max(node.proved_bits(), ACC_MIN_BITS), "raise"
+    adversarial_run(node)  # raises on an overflow
+    assert _bound(node.weight, (lo, hi), node.bias) == max(-min(sums), max(sums))
+    assert accumulator_width(node) in (node.acc_bits, node.worst_case_bits())

@@ -391,6 +391,29 @@ def dot_interval(pos: T, neg: T, x_lo: T, x_hi: T) -> tuple[T, T]:
     return pos * x_lo - neg * x_hi, pos * x_hi - neg * x_lo
 
 
+def accumulator_interval(
+    weight: torch.Tensor, bias: torch.Tensor | None, x_lo: int, x_hi: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(low, high)`` per output channel (row of ``weight``, flattened) of every partial sum of
+    the accumulator ``Σ_k w_k·x_k + b`` over input codes ``x_k ∈ [x_lo, x_hi]`` (``x_lo ≤ 0 ≤
+    x_hi``), in any order, with the bias added at any point: :func:`dot_interval` of the row,
+    then ``high += max(b, 0)`` and ``low += min(b, 0)``. Both ends are reached (docs/llsq.md §5),
+    so a two's-complement register of :func:`interval_bits` ``(low.min(), high.max())`` bits is
+    the narrowest that never overflows: the bound ``lower`` proves and every consumer checks
+    (engine, exports, RTL). float64 holding exact integers.
+
+    >>> low, high = accumulator_interval(torch.tensor([[3, -2]]), torch.tensor([-4]), 0, 15)
+    >>> low.tolist(), high.tolist()
+    ([-34.0], [45.0])
+    """
+    q = weight.reshape(weight.shape[0], -1).double()
+    low, high = dot_interval(q.clamp_min(0).sum(1), (-q).clamp_min(0).sum(1), x_lo, x_hi)
+    if bias is not None:
+        b = bias.double()
+        high, low = high + b.clamp_min(0), low + b.clamp_max(0)
+    return low, high
+
+
 def signed_bits(values: Iterable[int] | np.ndarray) -> int:
     """Signed bits of the narrowest register holding each of ``values`` (and 0).
 

@@ -9,9 +9,11 @@ There is no ``Cast`` and no float64 anywhere; every float32 step is exact, by th
   :meth:`~hwquant.ir.intmodel.IntModel.quantize_input`, then the form's floor step. Without it the
   graph takes the integer codes themselves (the form FINN and hls4ml dataflows are fed);
 * weight layer: ``acc = W_int ⋆ x + b_int`` by ``Conv``/``Gemm`` in float32, exact because every
-  partial sum is bounded by ``max_c Σ|w|·max|x| + |b|`` (:func:`~hwquant.core.intmath.
-  worst_case_bound`) < 2^24. A wider layer is split, ``W = 2^h·W_hi + W_lo``, into two products
-  below 2^24 that the requantization takes as two terms (its accumulator is never formed);
+  partial sum lies in the interval ``lower`` proves (:func:`~hwquant.core.intmath.
+  accumulator_interval`; the bias inside the accumulator), whose magnitude is < 2^24; the same
+  interval decides whether the layer's ``acc_bits`` can overflow. A wider layer is split,
+  ``W = 2^h·W_hi + W_lo``, into two products below 2^24 that the requantization takes as two
+  terms (its accumulator is never formed);
 * requantization (weight layers, residual adds, average pools): the limb plan of
   :mod:`hwquant.export.requant` — products and sums of integers below 2^24, exact floors, and a
   last tie-free rounding step ``clamp(round(u + 2^-(k+1)), lo, hi)`` on a ``2^-k`` grid;
@@ -46,7 +48,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from hwquant.core.atomic import write_atomic
 from hwquant.core.errors import UnsupportedLayerError
-from hwquant.core.intmath import bits_needed, max_magnitude, qrange
+from hwquant.core.intmath import accumulator_interval, max_magnitude, qrange
 from hwquant.engine import run
 from hwquant.export.requant import FLOAT32_EXACT, Limbs, OneStep, clip_range, limbs, one_step
 from hwquant.ir.intmodel import IntModel, WeightEncoding, WeightNode
@@ -288,19 +290,14 @@ def refuse(name: str, problems: list[str], fix: str) -> None:
 
 
 def _bound(weight: np.ndarray, x_range: tuple[int, int], bias: np.ndarray | None) -> int:
-    """Largest |partial sum| of ``weight ⋆ x + bias`` for codes ``x`` in ``x_range``.
-
-    Per output channel, with ``P = Σ max(w, 0)`` and ``Q = Σ max(−w, 0)``, every partial sum of
-    ``Σ w·x`` lies in ``[P·lo − Q·hi, P·hi − Q·lo]`` (each term does), and adding the bias moves
-    it by at most ``|b|``. For unsigned codes this is about half of ``Σ|w|·max|x|``.
-    """
-    lo, hi = x_range
-    flat = weight.reshape(weight.shape[0], -1).astype(np.int64)
-    pos, neg = np.maximum(flat, 0).sum(1), np.maximum(-flat, 0).sum(1)
-    peak = np.maximum(np.abs(pos * hi - neg * lo), np.abs(pos * lo - neg * hi))
-    if bias is not None:
-        peak = peak + np.abs(bias.astype(np.int64))
-    return int(peak.max(initial=0))
+    """Largest |partial sum| of ``weight ⋆ x + bias`` for codes ``x`` in ``x_range``: the
+    larger end of :func:`hwquant.core.intmath.accumulator_interval` (the interval ``lower``
+    proves; the bias moves only the end of its own sign)."""
+    if weight.shape[0] == 0:
+        return 0
+    b = None if bias is None else torch.from_numpy(bias.astype(np.int64))
+    low, high = accumulator_interval(torch.from_numpy(weight.astype(np.int64)), b, *x_range)
+    return int(max(high.max(), -low.min(), 0))
 
 
 Product = Callable[..., str]
@@ -325,11 +322,12 @@ def weight_layer(
     x_range = qrange(node.in_bits, node.in_signed)
     bound = _bound(node.weight, x_range, node.bias)
     shape = activation_shape(shapes[node.name])
+    needed = node.proved_bits()  # the interval lower proves (docs/llsq.md §5)
     fix = (
         "lower the layer's weight/activation bits or its fan-in, or widen acc_bits to "
-        f"{bits_needed(bound)} (IntModel.set_accumulator)"
+        f"{max(needed, node.acc_bits)} (IntModel.set_accumulator)"
     )
-    if bits_needed(bound) > node.acc_bits:
+    if needed > node.acc_bits:
         refuse(node.name, [f"it can overflow its {node.acc_bits}-bit accumulator"], fix)
     if node.mult is None:
         if bound >= FLOAT32_EXACT:

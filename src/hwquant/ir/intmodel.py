@@ -36,10 +36,12 @@ from hwquant.core.intmath import (
     Accumulator,
     Backend,
     OverflowPolicy,
+    accumulator_interval,
     bits_needed,
     channel_view,
     int_conv2d,
     int_linear,
+    interval_bits,
     max_magnitude,
     qrange,
     to_codes,
@@ -190,8 +192,31 @@ class WeightNode(IntNode):
         """The accumulator this node runs with."""
         return Accumulator(self.acc_bits, self.overflow)
 
+    def proved_interval(self) -> tuple[int, int]:
+        """``(low, high)``: every partial sum of this layer's accumulator ``Σ w·x + b`` (the
+        bias is inside the accumulator, as the engine computes it) for every input in range,
+        and both ends reached (:func:`hwquant.core.intmath.accumulator_interval`, docs/llsq.md
+        §5). ``lower`` records it as :attr:`acc_interval`; computed from the integers here, so
+        it stays true when the weights or bias are edited."""
+        if self.weight.shape[0] == 0:
+            return 0, 0
+        bias = None if self.bias is None else torch.from_numpy(self.bias)
+        low, high = accumulator_interval(
+            torch.from_numpy(self.weight), bias, *qrange(self.in_bits, self.in_signed)
+        )
+        return int(low.min()), int(high.max())
+
+    def proved_bits(self) -> int:
+        """The narrowest signed accumulator that no input in range can overflow (the
+        :func:`~hwquant.core.intmath.interval_bits` of :meth:`proved_interval`): the width
+        the engine under ``overflow="raise"``, the exports and the RTL check a layer against."""
+        return interval_bits(*self.proved_interval())
+
     def worst_case_bits(self) -> int:
-        """Signed accumulator bits that no input in range can overflow."""
+        """Bits of the L1 rule ``max_c Σ|w|·max|x| + |b|`` (A2Q's bound, the magnitude that
+        decides whether a float accumulation is exact); never fewer than :meth:`proved_bits`,
+        often one more (for unsigned inputs, the positive and negative weights cannot both
+        reach their extremes)."""
         bias = None if self.bias is None else torch.from_numpy(self.bias)
         x_max = max_magnitude(self.in_bits, self.in_signed)
         return bits_needed(worst_case_bound(torch.from_numpy(self.weight), x_max, bias))

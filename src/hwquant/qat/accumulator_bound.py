@@ -45,8 +45,8 @@ from hwquant.core.errors import ConfigError, HwquantError, check_finite
 from hwquant.core.intmath import (
     ACC_MAX_BITS,
     ACC_MIN_BITS,
+    accumulator_interval,
     check_accumulator_bits,
-    dot_interval,
     interval_bits,
     qrange,
     round_half_up,
@@ -80,19 +80,6 @@ def digit_ranges(bits: int, signed: bool) -> list[tuple[int, int]]:
     `hwquant.core.intmath.split_nibbles` splits it (low digits 0..15, the top one the rest)."""
     count = max(1, math.ceil(bits / 4))
     return [(0, 15)] * (count - 1) + [qrange(bits - 4 * (count - 1), signed)]
-
-
-def accumulator_interval(
-    codes: torch.Tensor, bias: torch.Tensor | None, x_lo: int, x_hi: int
-) -> Interval:
-    """``(low, high)`` of every partial sum of ``Σ_k codes[r, k]·x_k (+ bias[r])`` over inputs in
-    ``[x_lo, x_hi]`` (module docstring), per row of the 2-D ``codes``."""
-    q = codes.double()
-    low, high = dot_interval(q.clamp_min(0).sum(1), (-q).clamp_min(0).sum(1), x_lo, x_hi)
-    if bias is not None:
-        b = bias.double()
-        high, low = high + b.clamp_min(0), low + b.clamp_max(0)
-    return low, high
 
 
 @dataclass(frozen=True)
@@ -455,12 +442,10 @@ def record_proved_bound(node: WeightNode, acc_bits: int | None, digit_planes: bo
         HwquantError: the integers do not fit P (cannot happen for a model made by prepare()).
     """
     weight = torch.from_numpy(node.weight).reshape(node.weight.shape[0], -1)
-    bias = None if node.bias is None else torch.from_numpy(node.bias)
     bound = AccumulatorBound(ACC_MAX_BITS, node.in_bits, node.in_signed, node.weight_bits)
     if weight.shape[0] == 0:
         return
-    low, high = bound.interval(weight, bias)
-    node.acc_interval = (int(low.min()), int(high.max()))
+    node.acc_interval = node.proved_interval()
     low, high = bound.plane_interval(weight)
     node.plane_interval = (int(low.min()), int(high.max()))
     if acc_bits is None:

@@ -13,6 +13,8 @@ from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import IntNode
 from hwquant.rtl.network import build_design
 from hwquant.rtl.network.registry import emitter, ops_with_blocks
+from hwquant.rtl.network.weight_layer import accumulator_width
+from tests.helpers import full_range_classifier, lowered_small_cnn
 from tests.rtl.network.conftest import tiny_cnn
 
 
@@ -78,3 +80,17 @@ def test_bad_folding_and_directory_refused(tmp_path):
 def test_ambiguous_input_size_asks_for_it(tmp_path):
     with pytest.raises(ConfigError, match=r"cannot be inferred \(it runs on 8, 9\)"):
         build_design(tiny_cnn(), "lfe5u-85f", tmp_path / "d")
+
+
+def test_raising_accumulator_is_built_at_the_width_lower_proves():
+    """A layer trained for P = 16 whose L1 rule says 17 is built at 16 bits; one bit less is
+    refused, naming the 16 bits the proved interval needs (issue 20)."""
+    model, _ = lowered_small_cnn()
+    node = full_range_classifier(model)
+    model.set_accumulator(16, "raise", [node.name])
+    assert accumulator_width(node) == 16
+    model.set_accumulator(15, "raise", [node.name])
+    with pytest.raises(
+        UnsupportedLayerError, match=r"15-bit.*'raise'.*16 bits.*set_accumulator\(16\)"
+    ):
+        accumulator_width(node)

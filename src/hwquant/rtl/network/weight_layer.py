@@ -67,18 +67,21 @@ class Lane:
 
 
 def accumulator_width(node: WeightNode) -> int:
-    """The accumulator bits the block builds (module docstring): the proven bound
+    """The accumulator bits the block builds (module docstring): the L1 bound
     :meth:`~hwquant.ir.intmodel.WeightNode.worst_case_bits`, or the node's narrower accumulator
-    when it wraps (the engine's result is then modulo ``2^acc_bits`` too)."""
+    when the proved interval (:meth:`~hwquant.ir.intmodel.WeightNode.proved_bits`, what
+    ``lower`` proves) fits it or when it wraps (the engine's result is then modulo
+    ``2^acc_bits`` too)."""
     bound = node.worst_case_bits()
     if node.acc_bits >= bound:
         return bound
-    if node.overflow == "wrap":
+    if node.overflow == "wrap" or node.acc_bits >= node.proved_bits():
         return node.acc_bits
+    needed = node.proved_bits()
     raise UnsupportedLayerError(
         f"layer '{node.name}' has a {node.acc_bits}-bit accumulator with overflow policy "
-        f"'{node.overflow}', narrower than the {bound} bits its worst case needs; the hardware "
-        f"accumulator wraps. Fix: set_accumulator({bound}) or policy 'wrap' for this layer."
+        f"'{node.overflow}', narrower than the {needed} bits its worst case needs; the hardware "
+        f"accumulator wraps. Fix: set_accumulator({needed}) or policy 'wrap' for this layer."
     )
 
 
