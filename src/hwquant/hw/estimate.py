@@ -33,7 +33,7 @@ from typing import Any
 from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import BRAM36_BITS, Device, get_device
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable
-from hwquant.hw.memory import WeightTraffic, weight_traffic
+from hwquant.hw.memory import WeightTraffic, fit_problems, weight_traffic
 from hwquant.hw.network import LayerWork, layer_work
 from hwquant.hw.solver import (
     DEFAULT_LUT_FRACTION,
@@ -140,15 +140,7 @@ class DesignEstimate:
 
     def problems(self) -> list[str]:
         """One line per resource over the device's count (empty when everything fits)."""
-        names = {"luts": "LUTs", "ffs": "flip-flops", "dsps": "DSP slices"}
-        lines = [
-            f"{names[key]}: needs {used:,}, {self.device.name} has {have:,}"
-            for key, (used, have) in self.usage.items()
-            if key in names and used > have
-        ]
-        if not self.weights_on_chip:
-            lines.append(self.traffic.line(self.device.name, "BRAM36", self.images_per_s))
-        return lines
+        return fit_problems(self.usage, self.device.name, self.traffic, "BRAM36", self.images_per_s)
 
     def to_dict(self) -> dict[str, Any]:
         """The design as JSON-ready data, with the arithmetic behind its cycles."""

@@ -33,7 +33,7 @@ from hwquant.core.intmath import accumulator_bits
 from hwquant.hw.devices import Device, get_device
 from hwquant.hw.estimate import LUT_UNIT
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable, UnitCost
-from hwquant.hw.memory import WeightTraffic, weight_traffic
+from hwquant.hw.memory import WeightTraffic, fit_problems, weight_traffic
 from hwquant.hw.network import LayerWork
 from hwquant.hw.solver import DEFAULT_LUT_FRACTION, check_fraction, dsp_pe_cost, lut_pe_cost
 
@@ -240,15 +240,7 @@ class FoldedDesign:
 
     def problems(self) -> list[str]:
         """One line per resource over the device's count; for the weights, the DRAM bandwidth."""
-        names = {"luts": "LUTs", "ffs": "flip-flops", "dsps": "DSP slices"}
-        lines = [
-            f"{names[key]}: needs {used:,}, {self.device.name} has {have:,}"
-            for key, (used, have) in self.usage.items()
-            if key in names and used > have
-        ]
-        if not self.weights_on_chip:
-            lines.append(self.traffic.line(self.device.name, "RAMB18", self.images_per_s))
-        return lines
+        return fit_problems(self.usage, self.device.name, self.traffic, "RAMB18", self.images_per_s)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""

@@ -54,6 +54,32 @@ class WeightTraffic:
         )
 
 
+def fit_problems(
+    usage: dict[str, tuple[int, int]],
+    device: str,
+    traffic: WeightTraffic,
+    block: str,
+    images_per_s: float,
+) -> list[str]:
+    """One line per resource of ``usage`` (``key -> (used, available)``) over the device's
+    count, and the weights' DRAM line when they do not fit the ``block`` RAMs (empty when
+    everything fits): the fit check of every cost model.
+
+    >>> fit_problems({"luts": (90, 100), "dsps": (9, 8)}, "dev",
+    ...              weight_traffic([1], [1], 1), "BRAM36", 10.0)
+    ['DSP slices: needs 9, dev has 8']
+    """
+    names = {"luts": "LUTs", "ffs": "flip-flops", "dsps": "DSP slices"}
+    lines = [
+        f"{names[key]}: needs {used:,}, {device} has {have:,}"
+        for key, (used, have) in usage.items()
+        if key in names and used > have
+    ]
+    if not traffic.fits:
+        lines.append(traffic.line(device, block, images_per_s))
+    return lines
+
+
 def weight_traffic(bits: Sequence[int], blocks: Sequence[int], capacity: int) -> WeightTraffic:
     """Keep layers on chip in order while their ``blocks`` fit ``capacity`` (module docstring)."""
     used = on_chip = streamed = 0
