@@ -15,6 +15,11 @@ accumulator at P bits under ``overflow="raise"``, plainly and with 4-bit multipl
 of its range that its weight's sign favours, `engine.accumulators.adversarial_run`), at P
 bits under ``raise``, whose extremes must equal the proved ones exactly.
 
+Every row starts from the FP32 weights committed beside the results
+(:data:`FP32_START`, checked against :data:`FP32_START_SHA256`): the end of the first epoch of a
+two-epoch one-cycle FP32 run of ``fashion_mnist_llsq.py``'s FP32 settings (seed 0, test 89.21%),
+the run stopped there to fit the CPU budget. ``--train-fp32`` trains the FP32 model here instead.
+
 Run from the repository root::
 
     python -m benchmarks.accumulator_aware_fashion_mnist            # ~40 min on 2 cores
@@ -38,8 +43,9 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 import hwquant
 from benchmarks import fashion_mnist_llsq as llsq_bench
-from benchmarks.common import command_line, write_result
+from benchmarks.common import REPO_ROOT, command_line, write_result
 from hwquant.core.intmath import interval_bits, qrange
+from hwquant.core.provenance import file_sha256
 from hwquant.data import BatchLoader
 from hwquant.engine import run as engine_run
 from hwquant.engine.accumulators import adversarial_run
@@ -59,6 +65,9 @@ A2Q_PLUS_RESULTS = tuple(
 )
 """Brevitas A2Q+ on this model and data (``brevitas_a2q_fashion_mnist.py``), W4A4 rows."""
 TARGET_P16_POINTS = 0.5
+FP32_START = DEFAULT_OUT.parent / f"{NAME}_fp32" / "fp32_small_cnn_epoch1.pt"
+"""The FP32 ``small_cnn`` state_dict every published row starts from (module docstring)."""
+FP32_START_SHA256 = "8bb415c49b43aaf4294b6028319367b647453762d34cd4a273db3d827099d442"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +103,15 @@ ROWS = tuple(
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", default="", help="comma-separated subset of rows (default: all)")
-    p.add_argument("--init-fp32", type=Path, default=None, help="FP32 small_cnn state_dict")
+    p.add_argument(
+        "--init-fp32",
+        type=Path,
+        default=FP32_START,
+        help="FP32 small_cnn state_dict (default: the committed start, its sha256 checked)",
+    )
+    p.add_argument(
+        "--train-fp32", action="store_true", help="train the FP32 model here (no --init-fp32)"
+    )
     p.add_argument("--save-fp32", type=Path, default=None, help="save the FP32 state_dict here")
     p.add_argument("--epochs-fp32", type=int, default=5, help="FP32 baseline epochs")
     p.add_argument("--epochs-qat", type=int, default=2, help="QAT epochs per row")
@@ -124,6 +141,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "e.g. run in parallel) into --out, with the summary; nothing is trained",
     )
     args = p.parse_args(argv)
+    if args.train_fp32:
+        args.init_fp32 = None
+    elif args.init_fp32 == FP32_START and file_sha256(FP32_START) != FP32_START_SHA256:
+        p.error(f"{FP32_START} is not the committed FP32 start (sha256 {FP32_START_SHA256})")
     args.selected = llsq_bench.selected_rows(p, args.rows, [r.name for r in ROWS])
     args.base = llsq_bench.shared_settings(args.epochs_qat, args.seed, args.quick)
     args.base.epochs_fp32 = min(args.epochs_fp32, args.base.epochs_fp32)
@@ -224,6 +245,19 @@ def four_bit_run(int_model: IntModel, test: BatchLoader, limit: int | None) -> d
     return {"images": images, "policies": policies, "overflows": 0, "peak_abs_acc": peak}
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it."""
+    path = path.resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def start_name(init_fp32: str | None) -> str | None:
+    """The FP32 start of a result file by its file name: the published parts name the same
+    weights by a scratch path (``/tmp/a2q/fp32_small_cnn_epoch1.pt``, sha256
+    :data:`FP32_START_SHA256`) and, from the P = 20 rows on, by :data:`FP32_START`."""
+    return None if init_fp32 is None else Path(init_fp32).name
+
+
 def a2q_plus_curve(paths: Sequence[Path], init_fp32: str | None) -> dict[str, Any] | None:
     """Brevitas A2Q+'s W4A4 accuracy by P from ``paths`` (the runs that exist and start from
     ``init_fp32``, the FP32 weights of this benchmark's rows), or None without one."""
@@ -233,7 +267,7 @@ def a2q_plus_curve(paths: Sequence[Path], init_fp32: str | None) -> dict[str, An
         if not path.exists():
             continue
         doc = json.loads(path.read_text())
-        if init_fp32 is None or doc["config"]["init_fp32"] != init_fp32:
+        if init_fp32 is None or start_name(doc["config"]["init_fp32"]) != start_name(init_fp32):
             continue
         files.append(path.name)
         for row in doc["results"]["rows"].values():
@@ -319,7 +353,7 @@ def merge(parts: list[Path], out: Path, command: str) -> dict[str, Any]:
     rows (in :data:`ROWS` order), the summary, and each part's command, machine and config."""
     docs = [json.loads(part.read_text()) for part in parts]
     fp32 = {doc["results"]["fp32_test_acc"] for doc in docs}
-    init = {doc["config"]["init_fp32"] for doc in docs}
+    init = {start_name(doc["config"]["init_fp32"]) for doc in docs}
     if len(fp32) != 1 or len(init) != 1:
         raise SystemExit(f"the parts start from different FP32 models: {fp32}, {init}")
     found = {name: rec for doc in docs for name, rec in doc["results"]["rows"].items()}
@@ -366,7 +400,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "qat_train_examples": args.qat_train_examples or len(splits.train),
         "epochs_fp32": base.epochs_fp32,
         "four_bit_examples": args.four_bit_examples,
-        "init_fp32": None if args.init_fp32 is None else str(args.init_fp32),
+        "init_fp32": None if args.init_fp32 is None else _shown(args.init_fp32),
+        "init_fp32_sha256": None if args.init_fp32 is None else file_sha256(args.init_fp32),
         "notes": [
             "Every row quantizes every weight layer (first and last included) and every "
             "activation to the row's bits; the input quantizer is 8-bit signed. The recipe is "

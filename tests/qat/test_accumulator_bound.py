@@ -44,9 +44,13 @@ def layers(draw):
     bound = AccumulatorBound(16, in_bits, in_signed, weight_bits if draw(st.booleans()) else None)
     bits = draw(st.integers(bound.smallest_bits(), 24))
     bias = None
-    if draw(st.booleans()):
-        b_lo, b_hi = qrange(bits, True)
+    b_lo, b_hi = qrange(bits, True)
+    kind = draw(st.sampled_from(["none", "inside", "extremes"]))
+    if kind == "inside":
         bias = torch.randint(b_lo // 2, b_hi // 2 + 1, (rows,), generator=gen).double()
+    elif kind == "extremes":  # at and next to the P-bit ends: one sign's budget is 0 or ~0
+        ends = [b_lo, b_lo + 1, b_hi - 1, b_hi, 0]
+        bias = torch.tensor([draw(st.sampled_from(ends)) for _ in range(rows)]).double()
     bound = AccumulatorBound(bits, in_bits, in_signed, bound.weight_bits)
     return v, bias, bound
 
@@ -71,6 +75,8 @@ def test_projected_codes_fit_for_every_input(layer):
     prefix = (codes[None] * x[:, None]).cumsum(-1)  # every partial sum, in order
     assert bool((prefix.amax((0, 2)) <= high).all() and (prefix.amin((0, 2)) >= low).all())
     assert bool(((prefix[..., -1] + b) <= high).all() and ((prefix[..., -1] + b) >= low).all())
+    started = prefix + b[None, :, None]  # an accumulator that starts from the bias
+    assert bool((started.amax((0, 2)) <= high).all() and (started.amin((0, 2)) >= low).all())
     worst = torch.where(codes > 0, float(x_hi), float(x_lo))  # the adversary reaches the bound
     best = torch.where(codes > 0, float(x_lo), float(x_hi))
     assert torch.equal((codes * worst).sum(1) + b.clamp_min(0), high)
@@ -239,6 +245,66 @@ def test_unbounded_layers_keep_llsq_and_record_their_interval():
         assert na.acc_interval == nb.acc_interval and (na.acc_bits, na.overflow) == (32, "wrap")
         assert (nb.acc_bits, nb.overflow) == (32, "raise")
         assert interval_bits(*na.acc_interval) <= na.worst_case_bits()
+
+
+def _demo_mlp() -> tuple[torch.nn.Module, torch.Tensor]:
+    """The interop MLP's shape on 8x8 images (Linear-BN-ReLU twice, then a classifier)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, 32),
+        torch.nn.BatchNorm1d(32),
+        torch.nn.ReLU(),
+        torch.nn.Linear(32, 16),
+        torch.nn.BatchNorm1d(16),
+        torch.nn.ReLU(),
+        torch.nn.Linear(16, 10),
+    )
+    with torch.no_grad():
+        model[-1].bias.uniform_(-3.0, 3.0)  # biases of thousands of accumulator units
+    return model, torch.randn(32, 1, 8, 8)
+
+
+def test_demo_recipe_at_16_bits_lowers_exports_and_never_overflows():
+    """The demo's recipe (W4A4, 8-bit first and last layers, ``accumulator_bits=16``) on an
+    MLP: after training, every layer's proved interval (bias included) fits 16 bits, where the
+    L1 rule ``Σ|w|·max|x| + |b|`` asks for 17 in the classifier, so the QONNX export (which
+    refuses an accumulator that can overflow) takes it and computes the engine's integers, and
+    the engine at 16 bits under 'raise' runs the adversarial inputs to the proved ends."""
+    pytest.importorskip("qonnx")
+    from hwquant.export import export_qonnx, run_qonnx
+
+    model, x = _demo_mlp()
+    recipe = Recipe(weight_bits=4, act_bits=4, accumulator_bits=16, bn_freeze_step=1)
+    int_model = hwquant.lower(trained_qat_model(model, recipe, x, steps=3), x)
+    nodes = int_model.weight_nodes()
+    for node in nodes:
+        assert (node.acc_bits, node.overflow) == (16, "raise")
+        assert node.proved_bits() <= 16
+    classifier = nodes[-1]
+    assert classifier.worst_case_bits() == 17  # the bound binds, the bias on one side only
+    assert int(np.abs(classifier.bias).max()) > 1000
+    p_lo, p_hi = qrange(16, True)
+    for node in nodes:
+        result = adversarial_run(node).output  # raises on an overflow
+        acc = result.reshape(result.shape[0], result.shape[1])
+        channels = torch.arange(node.weight.shape[0])
+        w = torch.from_numpy(node.weight).reshape(len(channels), -1)
+        low, high = accumulator_interval(w, None, *qrange(node.in_bits, node.in_signed))
+        b = torch.from_numpy(node.bias)
+        assert torch.equal(acc[channels, channels], (high + b).to(torch.int64))
+        assert torch.equal(acc[channels + len(channels), channels], (low + b).to(torch.int64))
+        # the proved interval is their hull with the bias-free partial sums, inside 16 bits
+        proved = node.proved_interval()
+        assert proved == (
+            int(torch.minimum(low, low + b).min()),
+            int(torch.maximum(high, high + b).max()),
+        )
+        assert p_lo <= proved[0] and proved[1] <= p_hi
+    x_wide = x * 4  # saturating input codes too
+    want = int_model.run(int_model.quantize_input(x_wide)).numpy()
+    got = run_qonnx(export_qonnx(int_model, tuple(x.shape)), x_wide.numpy())
+    assert np.array_equal(got, want)
 
 
 def test_engine_bounds_each_digit_plane():

@@ -26,6 +26,20 @@ signed inputs) whose *rounded* codes satisfy the rule. The rule is checked on th
 deploy, so rounding cannot break it, and ``τ`` large enough gives ``q = 0``, which fits whenever
 the bias does (the layer clamps its bias to ``P`` bits), so the bisection always ends feasible.
 
+**Corollary: what ``lower`` proves fits P, by construction.** ``lower`` records
+``WeightNode.proved_interval()``, the interval above computed by the same
+:func:`hwquant.core.intmath.accumulator_interval` from the same integers: the weight codes are
+this projection's output (training, eval and ``integer_params`` all call
+:meth:`BoundedLinearQuantizer.code_rule`), and the bias it budgets is the layer's
+``bias_codes`` at the same weight scale, the integer bias ``lower`` stores (clamped to
+``bias_bits ≤ P``; a float bias beyond P bits at that scale is refused by ``lower`` with the
+layer's name, never clipped silently). Every consumer checks that interval and no other: the
+engine's accumulator holds ``Σ q·x + b`` and nothing else (the requantizer's rounding term
+``2^(s−1)`` is added to ``acc·M`` in the requantizer's wider register, in the engine, the RTL
+and the exports alike), so ``proved_bits() ≤ P`` on every bounded layer, with the bias at
+either end of its range (``b = 2^(P−1) − 1`` leaves ``B⁺ = 0``, ``b = −2^(P−1)`` leaves
+``B⁻ = 0``: the budgets stay non-negative and ``q = 0`` fits).
+
 **4-bit multipliers** (``digit_planes``; :func:`hwquant.core.intmath.split_nibbles`). The engine's
 ``four_bit`` mode sums each digit plane ``Σ_k w_{j,k}·x_{i,k}`` on its own: with ``digit_planes``
 the rule also bounds every plane (weight digits against the input digits' ranges), by a second
