@@ -1,0 +1,245 @@
+"""CIFAR-10 ResNet-20: accuracy against the accumulator width P of accumulator-aware LLSQ.
+
+Every row starts from issue 19's committed FP32 checkpoint
+(``benchmarks/results/cifar10_cpu_full/fp32/resnet20.ckpt``, its sha256 checked against the
+record beside it) and QAT-trains exactly like the ``llsq_W4A4`` row of
+``hwquant bench reproduce --tier cpu-full`` (the tier's data, schedule, epochs and the row's
+recipe: 4-bit weights and activations, 8-bit first and last layers, 8-bit signed input), with
+``accumulator_bits = P`` and ``accumulator_digit_planes = true`` added: every partial sum of
+every weight layer, first and last included, and every 4-bit digit plane, fits P signed bits for
+any input in range (docs/llsq.md §5). At P = 32 the rule does not bind on this model, so that
+row is the unconstrained one.
+
+Each row is lowered and compared, image by image over the 10,000 test images, with the integer
+engine whose accumulators ``lower`` makes P bits wide under ``overflow="raise"`` (an overflow
+stops the run); then the first ``--four-bit-examples`` test images again through 4-bit
+multipliers (every digit plane at P bits, ``raise``), and every layer alone on its adversarial
+inputs, whose sums must reach the proved extremes exactly (``layer_proofs`` of
+``accumulator_aware_fashion_mnist.py``).
+
+The rows run one after another; the result file is rewritten (atomically) after each, and a
+second invocation skips the rows it holds, so a stopped run resumes::
+
+    python -m benchmarks.accumulator_aware_cifar10 --acc-bits 16,14,12,32  # ~12 min a row, 1 core
+    python -m benchmarks.accumulator_aware_cifar10 --acc-bits 20,10         # more rows, same file
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import hwquant
+from benchmarks.accumulator_aware_fashion_mnist import four_bit_run, layer_proofs
+from benchmarks.common import RESULTS_DIR, ResultRecorder, command_line
+from hwquant.app.bench.evaluate import compare
+from hwquant.app.bench.reproduce import (
+    Options,
+    _build,
+    _fit,
+    _load,
+    _memory_format,
+    _train_config,
+)
+from hwquant.app.bench.rows import RowSpec
+from hwquant.app.bench.tiers import CPU_FULL
+from hwquant.core.checkpoint import load_checkpoint
+from hwquant.core.provenance import file_sha256
+
+NAME = "accumulator_aware_cifar10"
+DEFAULT_OUT = RESULTS_DIR / f"{NAME}.json"
+FP32_DIR = RESULTS_DIR / "cifar10_cpu_full" / "fp32"
+MODEL = "resnet20"
+BASE_ROW = RowSpec("llsq", 4)
+"""The cpu-full row every point of the curve trains like (W4A4, 8-bit first and last layers)."""
+ACC_BITS = (32, 20, 16, 14, 12, 10)
+UNCONSTRAINED_ROW = RESULTS_DIR / "cifar10_cpu_full" / "rows" / MODEL / "llsq_W4A4.json"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--acc-bits",
+        default="16,14,12,32",
+        help="comma-separated accumulator widths P to run, in this order (from "
+        f"{', '.join(map(str, ACC_BITS))})",
+    )
+    p.add_argument("--four-bit-examples", type=int, default=1000)
+    p.add_argument("--data-root", type=Path, default=None, help="CIFAR-10 image-folder copy")
+    p.add_argument(
+        "--work", type=Path, default=None, help="trainer work directory (default: a temp dir)"
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="result JSON")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 512 training images, one QAT epoch (give another --out)",
+    )
+    args = p.parse_args(argv)
+    if args.quick and args.out == DEFAULT_OUT:
+        p.error("--quick writes a smoke result: give it another --out")
+    try:
+        args.acc_bits = [int(b) for b in args.acc_bits.split(",")]
+    except ValueError:
+        p.error(f"--acc-bits {args.acc_bits!r} is not a comma-separated list of integers")
+    unknown = sorted(set(args.acc_bits) - set(ACC_BITS))
+    if unknown:
+        p.error(f"--acc-bits: {unknown} not among {', '.join(map(str, ACC_BITS))}")
+    return args
+
+
+def recipe_at(acc_bits: int, qat_steps: int) -> hwquant.Recipe:
+    """The cpu-full ``llsq_W4A4`` recipe with every layer's accumulator bounded to ``acc_bits``."""
+    return dataclasses.replace(
+        BASE_ROW.recipe(qat_steps), accumulator_bits=acc_bits, accumulator_digit_planes=True
+    )
+
+
+def fp32_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The committed FP32 weights and their record; the checkpoint's sha256 must match it."""
+    path = FP32_DIR / f"{MODEL}.ckpt"
+    record = json.loads(path.with_suffix(".json").read_text())
+    digest = file_sha256(path)
+    if digest != record["checkpoint_sha256"]:
+        raise SystemExit(f"{path}: sha256 {digest}, its record says {record['checkpoint_sha256']}")
+    return load_checkpoint(path)["state_dict"], record
+
+
+def run_row(
+    acc_bits: int,
+    state: dict[str, torch.Tensor],
+    data: Any,
+    options: Options,
+    four_bit_examples: int,
+) -> dict[str, Any]:
+    """QAT-train, lower and check one point of the curve."""
+    start = time.perf_counter()
+    config = _train_config(options, False)
+    recipe = recipe_at(acc_bits, config.epochs * len(data.qat_train))
+    model = _build(MODEL, options)
+    model.load_state_dict(state)
+    qat = hwquant.prepare(model.train(), recipe)
+    qat = qat.to(memory_format=_memory_format(options.tier))
+    work = options.out / f"P{acc_bits}"
+    print(f"[P={acc_bits}] QAT {config.epochs} epochs", file=sys.stderr)
+    training = _fit(qat, config, data.qat_train, data, work, options, resume=False)
+    qat.eval()
+    int_model = hwquant.lower(qat, next(data.test.iter_from(0))[0][:8])
+    evaluation = compare(qat, int_model, data.test.iter_from(0))
+    print(
+        f"[P={acc_bits}] fake-quant {evaluation['fake_quant_acc']:.4f} engine "
+        f"{evaluation['engine_acc']:.4f} exact {evaluation['exact']}",
+        file=sys.stderr,
+    )
+    return {
+        "acc_bits": acc_bits,
+        "recipe": recipe.to_dict(),
+        "engine_policies": sorted({n.overflow for n in int_model.weight_nodes()}),
+        "engine_acc_bits": sorted({n.acc_bits for n in int_model.weight_nodes()}),
+        **evaluation,
+        "layer_proofs": layer_proofs(int_model),
+        "four_bit_run": four_bit_run(int_model, data.test, four_bit_examples),
+        "training": training,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def summary(rows: dict[str, Any], fp32_acc: float) -> dict[str, Any]:
+    """Engine accuracy by P, the loss from FP32 and from the P = 32 row."""
+    curve = {int(r["acc_bits"]): r["engine_acc"] for r in rows.values()}
+    curve = dict(sorted(curve.items(), reverse=True))
+    out: dict[str, Any] = {
+        "engine_acc_by_acc_bits": curve,
+        "loss_from_fp32_points": {p: round(100 * (fp32_acc - a), 2) for p, a in curve.items()},
+        "all_exact": all(r["exact"] for r in rows.values()),
+    }
+    if 32 in curve:
+        out["loss_from_unconstrained_points"] = {
+            p: round(100 * (curve[32] - a), 2) for p, a in curve.items()
+        }
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    command = command_line([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+    recorder = ResultRecorder(NAME, command, args.seed, args.out)
+    work = args.work or Path(tempfile.mkdtemp(prefix="a2q_cifar10_"))
+    tier = CPU_FULL
+    if args.quick:
+        tier = dataclasses.replace(tier, train_examples=512, qat_train_examples=512, epochs_qat=1)
+    options = Options(
+        tier=tier,
+        out=work,
+        models=(MODEL,),
+        rows=(),
+        seed=args.seed,
+        data_root=args.data_root,
+        command=command,
+    )
+    state, fp32_record = fp32_state()
+    config = {
+        "tier": dataclasses.asdict(tier),
+        "model": MODEL,
+        "base_row": BASE_ROW.name,
+        "fp32_checkpoint": str((FP32_DIR / f"{MODEL}.ckpt").relative_to(RESULTS_DIR.parent.parent)),
+        "fp32_checkpoint_sha256": fp32_record["checkpoint_sha256"],
+        "four_bit_examples": args.four_bit_examples,
+        "threads": args.threads,
+        "notes": [
+            "Each row is the cpu-full llsq_W4A4 row (same FP32 weights, data, 3 QAT epochs, "
+            "optimizer, schedule, recipe: 8-bit first and last layers) with "
+            "accumulator_bits=P and accumulator_digit_planes=true on every weight layer.",
+            "engine_acc: the integer engine over the 10,000 test images with every accumulator "
+            "P bits wide under overflow='raise'; images_with_unequal_outputs compares its "
+            "output integers with the fake-quant model's, image by image.",
+            "Rows were run in separate invocations (one per command in 'commands'), appended "
+            "to this file.",
+        ],
+    }
+    results: dict[str, Any] = {"fp32_test_acc": fp32_record["test_acc"], "rows": {}}
+    commands: list[str] = []
+    if args.out.exists():  # resume: keep the rows that are there
+        old = json.loads(args.out.read_text())
+        if old["config"]["fp32_checkpoint_sha256"] != config["fp32_checkpoint_sha256"]:
+            raise SystemExit(f"{args.out} was made from other FP32 weights; choose another --out")
+        results["rows"] = old["results"]["rows"]
+        commands = old["config"].get("commands", [old["command"]])
+    config["commands"] = [*commands, command]
+    if UNCONSTRAINED_ROW.exists():
+        row = json.loads(UNCONSTRAINED_ROW.read_text())
+        results["cpu_full_llsq_W4A4"] = {
+            k: row[k] for k in ("engine_acc", "fake_quant_acc", "exact", "command")
+        }
+    data = _load(options)
+    for acc_bits in args.acc_bits:
+        name = f"W4A4_P{acc_bits}"
+        if name in results["rows"]:
+            print(f"[P={acc_bits}] in {args.out} already: skipped", file=sys.stderr)
+            continue
+        results["rows"][name] = run_row(acc_bits, state, data, options, args.four_bit_examples)
+        results["summary"] = summary(results["rows"], fp32_record["test_acc"])
+        recorder.save(config, results)
+    results["summary"] = summary(results["rows"], fp32_record["test_acc"])
+    recorder.save(config, results)
+    print(f"wrote {args.out}: {results['summary']}", file=sys.stderr)
+    return results
+
+
+if __name__ == "__main__":
+    main()
