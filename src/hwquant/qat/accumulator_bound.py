@@ -153,7 +153,15 @@ class AccumulatorBound:
         """Integer budgets ``(B⁺, B⁻)`` (int64 per row) on ``S⁺`` and ``S⁻``: unsigned inputs
         ``B⁺ = ⌊(2^(P−1) − 1 − b⁺)/x_hi⌋``, ``B⁻ = ⌊(2^(P−1) − b⁻)/x_hi⌋`` (exact); signed
         inputs one budget on ``S⁺ + S⁻`` (returned twice), ``⌊min(2^(P−1) − 1 − b⁺,
-        2^(P−1) − b⁻) / max|x|⌋`` (sufficient: ``high ≤ max|x|·(S⁺ + S⁻) + b⁺``)."""
+        2^(P−1) − b⁻) / max|x|⌋`` (sufficient: ``high ≤ max|x|·(S⁺ + S⁻) + b⁺``).
+
+        A bias at an end of the P-bit range leaves its own side no budget, never a negative
+        one (16 bits, unsigned 8-bit inputs; biases 0, ``2^15 − 1``, ``−2^15``):
+
+        >>> bound = AccumulatorBound(16, 8, False)
+        >>> [b.tolist() for b in bound.budgets(torch.tensor([0, 2**15 - 1, -(2**15)]), 3)]
+        [[128, 0, 128], [128, 128, 0]]
+        """
         b = torch.zeros(rows, dtype=torch.int64) if bias is None else bias.to(torch.int64)
         b_pos, b_neg = b.clamp_min(0), (-b).clamp_min(0)
         limit = 2 ** (self.bits - 1) - 1
