@@ -329,3 +329,18 @@ def test_engine_bounds_each_digit_plane():
     node.overflow = "wrap"  # the plane wraps, then the combined sum: the result stays exact
     wrapped = run(model, x, four_bit=True)
     assert int(wrapped.output) == -30 and wrapped.stats["fc"].overflows == 2
+
+
+def test_a_bias_beyond_the_accumulator_names_the_accumulator_fix():
+    """A bounded layer keeps its bias to P bits (bias_bits = min(bias_bits, P)); a float bias
+    that needs more at the layer's scale is refused, naming the accumulator, not bias_bits
+    (which cannot widen past P)."""
+    model, x = _demo_mlp()
+    recipe = Recipe(weight_bits=4, act_bits=4, accumulator_bits=16, bn_freeze_step=1)
+    qat = trained_qat_model(model, recipe, x, steps=1)
+    layer = qat.get_submodule(hwquant.lower(qat, x).weight_nodes()[-1].name)
+    assert layer.bias_bits == 16
+    with torch.no_grad():
+        layer.bias.fill_(1e6)
+    with pytest.raises(ConfigError, match=r"16-bit accumulator.*layer_accumulator_bits = \{'7' = "):
+        hwquant.lower(qat, x)

@@ -228,11 +228,18 @@ class QuantWeightLayer(HostMirrored, QuantModule):
             return
         needed = max(max(b_max, 0).bit_length(), max(-b_min - 1, 0).bit_length()) + 1
         worst = int(b_int.abs().argmax())
-        fix = (
-            f"set bias_bits={needed} or more in the recipe"
-            if needed <= MAX_BIAS_BITS
-            else f"use fewer weight/activation bits (it needs {needed} > {MAX_BIAS_BITS} bits)"
-        )
+        acc_bits = getattr(self.weight_quant, "acc_bits", None)  # accumulator-aware weights
+        if acc_bits is not None and needed > acc_bits:
+            # the bias lives in the P-bit accumulator: bias_bits is min(bias_bits, P) here
+            fix = (
+                f"the bias is inside this layer's {acc_bits}-bit accumulator "
+                f"(accumulator_bits), so give the layer a wider one, layer_accumulator_bits = "
+                f"{{'{self.qname}' = {needed}}} or more, or a smaller bias"
+            )
+        elif needed <= MAX_BIAS_BITS:
+            fix = f"set bias_bits={needed} or more in the recipe"
+        else:
+            fix = f"use fewer weight/activation bits (it needs {needed} > {MAX_BIAS_BITS} bits)"
         raise ConfigError(
             f"layer '{self.qname}': bias {float(bias[worst]):.6g} of channel {worst} is "
             f"{int(b_int[worst])} accumulator units (scale "
