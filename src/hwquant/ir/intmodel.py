@@ -59,6 +59,9 @@ class WeightEncoding:
     """The stored form of a weight layer's integer weights, when they are not plain codes."""
 
     kind: ClassVar[str] = ""
+    splits_rows: ClassVar[bool] = False
+    """Whether the encoding fixes which output rows are multiply-free (MSQ's SP2 rows); the
+    hardware planner assumes a split for a layer whose encoding does not."""
 
     def decode(self) -> np.ndarray:
         """The integer weights ``W_int`` (int64) this encoding stands for."""
@@ -67,6 +70,15 @@ class WeightEncoding:
     def storage_bits(self) -> int:
         """Bits needed to store the encoded weights (and any per-layer table)."""
         raise NotImplementedError
+
+    def code_bits(self) -> int:
+        """Bits of one stored weight (an index or a code; UNIQ's ``b_w`` of the BOPs)."""
+        raise NotImplementedError
+
+    def multiplier_bits(self, weight_bits: int) -> int:
+        """Bits of the integer weight a multiplier sees, for decoded weights of
+        ``weight_bits`` bits (all of them here)."""
+        return weight_bits
 
     def multiply_free_rows(self) -> int:
         """Output channels whose products the scheme forms without a multiplier (none here)."""
@@ -103,6 +115,7 @@ class MSQEncoding(WeightEncoding):
     m1: int = 2
     m2: int = 1
     kind: ClassVar[str] = "msq"
+    splits_rows: ClassVar[bool] = True
 
     def decode(self) -> np.ndarray:
         """``sign·(2^shift1 + 2^shift2)`` on SP2 rows, the fixed-point codes elsewhere."""
@@ -116,6 +129,14 @@ class MSQEncoding(WeightEncoding):
     def storage_bits(self) -> int:
         """``bits`` per weight and one scheme bit per row."""
         return int(self.fixed.size * self.bits + self.sp2_rows.size)
+
+    def code_bits(self) -> int:
+        """``bits``: an SP2 code or a fixed-point code."""
+        return self.bits
+
+    def multiplier_bits(self, weight_bits: int) -> int:
+        """``bits``: only the fixed-point rows multiply, by their codes."""
+        return self.bits
 
     def multiply_free_rows(self) -> int:
         """The SP2 rows: their products are shifts and adds."""
@@ -147,6 +168,10 @@ class CodebookEncoding(WeightEncoding):
     def storage_bits(self) -> int:
         """Indices at ``index_bits`` plus the codebook at ``grid_bits``."""
         return int(self.indices.size * self.index_bits + self.codebook.size * self.grid_bits)
+
+    def code_bits(self) -> int:
+        """``index_bits``: the stored index (the multiplier sees the decoded level)."""
+        return self.index_bits
 
 
 ENCODING_TYPES: dict[str, type[WeightEncoding]] = {
