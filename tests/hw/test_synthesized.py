@@ -10,7 +10,7 @@ import pytest
 
 from hwquant.core.errors import ConfigError, FileFormatError
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable
-from hwquant.hw.sweep import SLACK_CELLS, SWEEP, TOLERANCE, build
+from hwquant.rtl.sweep import SLACK_CELLS, SWEEP, TOLERANCE, build
 from hwquant.hw.synthesized import SynthesizedCosts, packaged_path
 
 DOC = json.loads(packaged_path().read_text())

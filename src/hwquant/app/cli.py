@@ -27,7 +27,7 @@ from hwquant.app.command import (
     parser_with_examples,
 )
 from hwquant.app.config import load_config
-from hwquant.app.report import run as report_run
+from hwquant.app import report_cli as report_run
 from hwquant.core.errors import ConfigError, HwquantError
 
 

@@ -2,7 +2,7 @@
 
 Every unit ``hwquant.rtl`` emits (a fixed-point MAC on a DSP slice or in LUTs, the SP2
 shift-add MAC, the codebook-decode MAC, the table-lookup accumulator, the threshold unit and the
-requantizer) was synthesized by ``hwquant synth sweep`` (:mod:`hwquant.hw.sweep`) over a grid of
+requantizer) was synthesized by ``hwquant synth sweep`` (:mod:`hwquant.rtl.sweep`) over a grid of
 widths with ``yosys synth_xilinx -family xc7``. For each unit and each resource (LUTs,
 flip-flops, CARRY4, DSP slices) the counts were fitted by least squares to a small linear model
 
@@ -327,7 +327,7 @@ class SynthesizedCosts:
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any], name: str) -> SynthesizedCosts:
-        """Read the ``fits`` section of a sweep document (:mod:`hwquant.hw.sweep`).
+        """Read the ``fits`` section of a sweep document (:mod:`hwquant.rtl.sweep`).
 
         Raises:
             FileFormatError: the document is malformed or its feature names do not match

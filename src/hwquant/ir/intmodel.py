@@ -190,7 +190,11 @@ class IntNode:
 
 @dataclass
 class WeightNode(IntNode):
-    """Common part of convolution and fully connected nodes."""
+    """Common part of convolution and fully connected nodes.
+
+    Shared weight-layer machinery (accumulator checks, golden vectors, kernels, the network
+    generator) tells the two geometries apart by :attr:`spatial`, never by the node class.
+    """
 
     weight: np.ndarray = field(repr=False)  # int64 codes
     bias: np.ndarray | None = field(repr=False)  # int64 at accumulator scale, or None
@@ -211,6 +215,15 @@ class WeightNode(IntNode):
     proved by ``lower`` from the integers (:mod:`hwquant.qat.accumulator_bound`)."""
     plane_interval: tuple[int, int] | None = None
     """The same over every 4-bit digit plane of the ``four_bit`` mode (no bias)."""
+    spatial: ClassVar[bool] = False
+    """Whether the weights slide over an image (a convolution: NCHW input, weight
+    ``[C_out, C_in/groups, kh, kw]``, with ``stride``, ``padding``, ``dilation``, ``groups``); a
+    fully connected layer reads one vector per sample."""
+
+    @property
+    def groups(self) -> int:
+        """Channel groups (1: dense; a convolution declares its own)."""
+        return 1
 
     @property
     def accumulator(self) -> Accumulator:
@@ -270,8 +283,9 @@ class ConvNode(WeightNode):
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
+    groups: int = 1  # a field here (the base class says 1)
     op: ClassVar[str] = "conv2d"
+    spatial: ClassVar[bool] = True
 
     def product(
         self,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwquant.app.report.run import report_run
+from hwquant.app.report_cli import report_run
 from hwquant.app.report.tables import report_tables
 from hwquant.app.train import train_from_config
 from hwquant.cli import main

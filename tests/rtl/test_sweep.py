@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hwquant.hw.sweep import SWEEP, fit
+from hwquant.rtl.sweep import SWEEP, fit
 from hwquant.hw.synthesized import FORMULA_FEATURES, PARAMS, RESOURCES, features
 
 
