@@ -119,8 +119,8 @@ def _unit(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from hwquant.core.atomic import write_atomic
-    from hwquant.rtl.sweep import run_sweep
     from hwquant.hw.synthesized import packaged_path
+    from hwquant.rtl.sweep import run_sweep
 
     doc = run_sweep(args.kind, cache_dir=args.cache, jobs=args.jobs)
     out = args.out or packaged_path()
