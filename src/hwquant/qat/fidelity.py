@@ -11,10 +11,7 @@ node's ``meta[FLOAT_NODE]``; a node it kept has the same name in both graphs), i
 
     max |twin − float|  ≤  RTOL · max |float|        (per node, over the whole batch)
 
-A node whose value is a tuple, list or dict (a shape, several outputs) is compared item by
-item, its structure and its plain values (sizes, numbers) exactly; a value of any other type
-cannot be compared and is refused, naming its type. The first node beyond it is named in an
-:class:`~hwquant.core.errors.UnsupportedLayerError`.
+and the first node beyond it is named in an :class:`~hwquant.core.errors.UnsupportedLayerError`.
 Folding BatchNorm into the weights moves float32 results by a few units in the last place, far
 below ``RTOL``; a dropped operation moves them by its whole effect.
 
@@ -24,6 +21,10 @@ accepts among :data:`PROBE_SIZES` (``(1, C, s, s)`` when the first weight layer 
 calls is a Conv2d with C input channels; ``(1, F)`` when it is a Linear of F inputs, then
 images of 1 to 4 channels, which may reach it through pooling and a flatten). Both models are
 left in the train/eval state and with the parameters and buffers they had.
+
+A node whose value is a tuple, list or dict (a shape, several outputs) is compared item by
+item, its structure and its plain values (sizes, numbers) exactly; a value of any other type
+cannot be compared and is refused, naming its type.
 """
 
 from __future__ import annotations
@@ -226,6 +227,22 @@ def check_fidelity(
         _Recorder(qat, passthrough=input_name, check=check).run(x)
 
 
+def _difference(expected: torch.Tensor, got: torch.Tensor) -> str | None:
+    """What is wrong with ``got`` as a stand-in for ``expected``, or None within ``RTOL``."""
+    if got.shape != expected.shape:
+        return f"its output has shape {tuple(got.shape)}, not {tuple(expected.shape)}"
+    if not got.numel():
+        return None
+    peak = float(expected.abs().max())
+    error = float((got.double() - expected.double()).abs().max())
+    if error <= RTOL * peak:
+        return None
+    return (
+        f"its output differs by up to {error:.4g} ({error / max(peak, 1e-30):.3g} of the float "
+        f"output's largest magnitude {peak:.4g}; tolerance {RTOL:g} of it)"
+    )
+
+
 _PLAIN = (int, float, bool, str, type(None), torch.dtype, torch.device)
 """Non-tensor values compared with ``==`` (sizes, dims, flags)."""
 
@@ -256,19 +273,3 @@ def compare(expected: Any, got: Any) -> str | None:
             "or skip the check with prepare(..., check_fidelity=False) at your own risk."
         )
     return next((f"{where}: {p}" for where, p in problems if p is not None), None)
-
-
-def _difference(expected: torch.Tensor, got: torch.Tensor) -> str | None:
-    """What is wrong with ``got`` as a stand-in for ``expected``, or None within ``RTOL``."""
-    if got.shape != expected.shape:
-        return f"its output has shape {tuple(got.shape)}, not {tuple(expected.shape)}"
-    if not got.numel():
-        return None
-    peak = float(expected.abs().max())
-    error = float((got.double() - expected.double()).abs().max())
-    if error <= RTOL * peak:
-        return None
-    return (
-        f"its output differs by up to {error:.4g} ({error / max(peak, 1e-30):.3g} of the float "
-        f"output's largest magnitude {peak:.4g}; tolerance {RTOL:g} of it)"
-    )

@@ -8,17 +8,17 @@ import pytest
 from hwquant.core.errors import ConfigError
 from hwquant.hw.folding import Fold
 from hwquant.rtl.network import build_design
-from hwquant.rtl.network.estimate import Cost, estimate_design, memory, mux_lut4s, table_luts
+from hwquant.rtl.network.estimate import Cost, estimate_design, memory, mux_luts, table_luts
 
 
 @pytest.mark.parametrize(
     ("depth", "width", "family", "cost"),
     [
-        (128, 8, "ecp5", Cost(4 * 16 + mux_lut4s(8, 8))),  # 16 LUTRAMs cost less than a DP16KD
+        (128, 8, "ecp5", Cost(4 * 16 + mux_luts(8, 8))),  # 16 LUTRAMs cost less than a DP16KD
         (128, 128, "ecp5", Cost(brams=4)),  # 512 x 36: four blocks
         (128, 512, "ecp5", Cost(brams=15)),
         (10240, 8, "ecp5", Cost(brams=5)),  # 2048 x 9
-        (2, 260, "ice40", Cost(mux_lut4s(2, 260))),  # two words: flip-flops
+        (2, 260, "ice40", Cost(mux_luts(2, 260))),  # two words: flip-flops
         (1024, 8, "ice40", Cost(brams=2)),  # 512 x 8
     ],
 )
@@ -29,7 +29,7 @@ def test_memories_map_as_yosys_does(depth, width, family, cost):
 def test_tables_and_muxes():
     assert table_luts(1, 18) == 0  # a constant
     assert table_luts(16, 18) == 18 and table_luts(32, 18) == 54
-    assert mux_lut4s(1, 8) == 0 and mux_lut4s(4, 3) == 6
+    assert mux_luts(1, 8) == 0 and mux_luts(4, 3) == 6
 
 
 def test_design_estimate_counts_every_part_and_multiplier(llsq_cnn, tmp_path):

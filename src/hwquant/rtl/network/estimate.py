@@ -71,7 +71,7 @@ class Cost:
 
 
 @dataclass
-class GeneratedDesignEstimate:
+class DesignEstimate:
     """The estimate of a whole design: totals and the cost of every block and edge."""
 
     family: str
@@ -101,7 +101,7 @@ def bits(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
 
-def mux_lut4s(ways: int, width: int) -> float:
+def mux_luts(ways: int, width: int) -> float:
     """LUT4s of a ``ways``:1 multiplexer of ``width`` bits (module docstring)."""
     return 0.0 if ways <= 1 else width * 2 * (ways - 1) / 3
 
@@ -124,10 +124,10 @@ def memory(depth: int, width: int, family: str) -> Cost:
     if family == "ecp5":
         lutrams = math.ceil(depth / 16) * math.ceil(width / 4)
         if lutrams * ECP5_LUTRAM_COST < blocks * ECP5_BRAM_COST:
-            return Cost(4 * lutrams + mux_lut4s(math.ceil(depth / 16), width))
+            return Cost(4 * lutrams + mux_luts(math.ceil(depth / 16), width))
         return Cost(brams=blocks)
     if depth <= ICE40_LOGIC_WORDS:
-        return Cost(mux_lut4s(depth, width))
+        return Cost(mux_luts(depth, width))
     return Cost(brams=blocks)
 
 
@@ -160,7 +160,7 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
     _, oh, ow = block["out_shape"]
     counters = [c_in // simd, kw, kh, nf, ow, oh, int(block["weight_rom"]["words"])]
     cost = Cost(LUTS_PER_COUNTER_BIT * (sum(bits(n) for n in counters) + bits(block["cycles"])))
-    cost.luts += mux_lut4s(c_in // simd, simd * a)  # the chunk select
+    cost.luts += mux_luts(c_in // simd, simd * a)  # the chunk select
     rom = block["weight_rom"]
     if rom["style"] == "distributed":
         cost.luts += table_luts(int(rom["words"]), int(rom["width"]))
@@ -211,7 +211,7 @@ def pool_block_cost(block: Mapping, in_width: int, family: str) -> Cost:
     return cost
 
 
-def estimate_design(record: Mapping, family: str) -> GeneratedDesignEstimate:
+def estimate_design(record: Mapping, family: str) -> DesignEstimate:
     """The estimate of the design whose ``design.json`` is ``record`` on ``family``.
 
     Raises:
@@ -219,7 +219,7 @@ def estimate_design(record: Mapping, family: str) -> GeneratedDesignEstimate:
     """
     if family not in DSP_BITS:
         raise ConfigError(f"no estimate for family {family!r}. Fix: use ecp5 or ice40.")
-    est = GeneratedDesignEstimate(family)
+    est = DesignEstimate(family)
     widths = {e["to"]: int(e["width"]) for e in record["edges"]}
     for block in record["blocks"]:
         op, name = block["op"], block["name"]
