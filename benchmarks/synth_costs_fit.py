@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 from benchmarks.common import command_line, write_result
-from hwquant.hw.sweep import SLACK_CELLS, SWEEP, TOLERANCE, build
 from hwquant.hw.synthesized import RESOURCES, SynthesizedCosts, packaged_path
+from hwquant.rtl.sweep import SLACK_CELLS, SWEEP, TOLERANCE, build
 
 
 def main() -> None:

@@ -36,8 +36,8 @@ def test_bad_unit_parameters_are_config_errors(capsys: pytest.CaptureFixture[str
 def test_sweep_of_one_kind_writes_a_usable_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hwquant.hw import sweep
     from hwquant.hw.mac_cost import CostTable
+    from hwquant.rtl import sweep
 
     kind = next(k for k in sweep.SWEEP if k.kind == "threshold_unit")
     small = type(kind)(kind.kind, kind.emitter, kind.args, kind.grid[:2])

@@ -25,7 +25,7 @@ from hwquant.hw.mac_cost import (
     sp2_shift_ranges,
     sp2_split,
 )
-from hwquant.hw.synthesized import mux_luts
+from hwquant.hw.synthesized import mux_lut6s
 
 
 def test_sp2_split_follows_the_paper() -> None:
@@ -81,7 +81,7 @@ def test_lut_multiplier_mac_by_hand() -> None:
 
 
 def test_mux_and_accumulator_widths() -> None:
-    assert [mux_luts(n) for n in (1, 2, 4, 5, 7, 8)] == [0, 1, 1, 2, 2, 3]
+    assert [mux_lut6s(n) for n in (1, 2, 4, 5, 7, 8)] == [0, 1, 1, 2, 2, 3]
     assert accumulator_bits(4, 4, 3 * 3 * 512) == 4 + 4 + 13
     assert accumulator_bits(8, 8, 27, act_signed=True) == 8 + 8 - 1 + 5
     with pytest.raises(ConfigError):

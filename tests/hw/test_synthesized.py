@@ -10,8 +10,8 @@ import pytest
 
 from hwquant.core.errors import ConfigError, FileFormatError
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable
-from hwquant.hw.sweep import SLACK_CELLS, SWEEP, TOLERANCE, build
 from hwquant.hw.synthesized import SynthesizedCosts, packaged_path
+from hwquant.rtl.sweep import SLACK_CELLS, SWEEP, TOLERANCE, build
 
 DOC = json.loads(packaged_path().read_text())
 COSTS = SynthesizedCosts.from_doc(DOC, "synth_costs.json")

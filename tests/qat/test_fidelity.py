@@ -173,3 +173,39 @@ def test_every_scheme_passes(recipe, monkeypatch):
     layers = sum(isinstance(m, nn.Conv2d | nn.Linear) for m in model.modules())
     assert len(compared) >= layers  # every weight layer was compared with its float twin
     assert compared == [None] * len(compared)  # and matched it
+
+
+# -- values other than one tensor: compared item by item, or refused ----------------------------
+def test_tuples_and_dicts_are_compared_item_by_item():
+    a, b = torch.ones(2, 3), torch.zeros(2, 3)
+    assert fidelity.compare((a, {"logits": a}), (a.clone(), {"logits": a.clone()})) is None
+    assert fidelity.compare(torch.Size([2, 3]), torch.Size([2, 3])) is None
+    assert "item 1: key 'logits': its output differs" in fidelity.compare(
+        (a, {"logits": a}), (a, {"logits": b})
+    )
+    assert fidelity.compare((a, a), (a,)) == "its output has 1 items, not 2"
+    assert "keys ['aux'], not ['logits']" in fidelity.compare({"logits": a}, {"aux": a})
+    assert fidelity.compare((a, 3), (a, 4)) == "item 1: its output is 4, not 3"
+    assert fidelity.compare(a, (a,)) == "its output is a tuple, not a Tensor"
+
+
+def test_a_value_it_cannot_compare_is_refused_naming_its_type():
+    class Box:
+        pass
+
+    with pytest.raises(UnsupportedLayerError, match="cannot compare a Box value"):
+        fidelity.compare(Box(), Box())
+
+
+def test_a_functional_dropout_is_compared_with_the_float_node_it_replaces():
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.dropout(self.conv(x), 0.5, self.training).flatten(1)
+
+    qat = hwquant.prepare(Net(), Recipe())
+    dropout = next(n for n in qat.graph.nodes if n.op == "call_module" and "dropout" in n.target)
+    assert dropout.meta[fidelity.FLOAT_NODE] == "dropout"

@@ -119,3 +119,25 @@ def test_strict_refuses_a_mismatch(trained_small_cnn):
             hwquant.verify(qat, int_model, x, strict=True)
     finally:
         node.weight = saved
+
+
+# -- a comparison of nothing is refused ---------------------------------------------------------
+def test_an_empty_batch_is_refused(trained_small_cnn):
+    qat, int_model, x = trained_small_cnn
+    with pytest.raises(VerificationError, match=r"no sample.*Fix: verify on a batch"):
+        hwquant.verify(qat, int_model, x[:0])
+
+
+def test_a_model_that_emits_no_layer_output_is_refused(trained_small_cnn, monkeypatch):
+    import contextlib
+
+    from hwquant.qat import verify as verify_module
+
+    @contextlib.contextmanager
+    def captures_nothing(model, kind):
+        yield {}
+
+    monkeypatch.setattr(verify_module, "capture_outputs", captures_nothing)
+    qat, int_model, x = trained_small_cnn
+    with pytest.raises(VerificationError, match=r"no layer output.*0 captured"):
+        hwquant.verify(qat, int_model, x)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hwquant.app import build_cli, hw_cli, rtl_cli, synth_cli, tables_cli
 from hwquant.app import export_cli as export_command
+from hwquant.app import report_cli as report_run
 from hwquant.app.bench import cli as bench_cli
 from hwquant.app.command import (
     EXIT_ERROR,
@@ -27,7 +28,6 @@ from hwquant.app.command import (
     parser_with_examples,
 )
 from hwquant.app.config import load_config
-from hwquant.app.report import run as report_run
 from hwquant.core.errors import ConfigError, HwquantError
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from hwquant.app.command import parser_with_examples
 from hwquant.hw.folding import Fold, FoldedDesign
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable
-from hwquant.ir.intmodel import ConvNode, IntModel
+from hwquant.ir.intmodel import IntModel
 
 DESIGN_CHOICES = ("fixed", "sp2", "msq", "fixed_lut", "all")
 
@@ -78,7 +78,7 @@ def _input_shape(model: IntModel, input_size: int, in_channels: int | None) -> t
     """The input shape of an IntModel file: (C, H, W) when its first layer is a convolution
     (C from its weights unless given), else (features,)."""
     first = model.weight_nodes()[0]
-    if isinstance(first, ConvNode):
+    if first.spatial:
         channels = in_channels or first.weight.shape[1] * first.groups
         return (channels, input_size, input_size)
     return (first.fan_in(),)

@@ -4,7 +4,7 @@
   ``hwquant rtl emit``) and print its LUT / FF / CARRY4 / DSP / BRAM counts, and the fitted
   estimate where the unit is one of the swept kinds.
 * ``hwquant synth sweep [--out FILE] [--kind KIND ...]``: the whole sweep of
-  :mod:`hwquant.hw.sweep` (a few minutes on one core), fitted and written as JSON; without
+  :mod:`hwquant.rtl.sweep` (a few minutes on one core), fitted and written as JSON; without
   ``--out`` it replaces the shipped ``hwquant/hw/data/synth_costs.json`` (``make synth-costs``).
 
 Exit codes follow ``hwquant.app.command``: 0 done, 2 usage or config error, 1 any other error (a
@@ -119,8 +119,8 @@ def _unit(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from hwquant.core.atomic import write_atomic
-    from hwquant.hw.sweep import run_sweep
     from hwquant.hw.synthesized import packaged_path
+    from hwquant.rtl.sweep import run_sweep
 
     doc = run_sweep(args.kind, cache_dir=args.cache, jobs=args.jobs)
     out = args.out or packaged_path()

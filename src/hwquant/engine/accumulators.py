@@ -26,7 +26,7 @@ import torch
 from hwquant.core.errors import AccumulatorOverflowError
 from hwquant.core.intmath import Backend, qrange
 from hwquant.engine import RunResult, run
-from hwquant.ir.intmodel import ConvNode, InputSpec, IntModel, WeightNode
+from hwquant.ir.intmodel import InputSpec, IntModel, WeightNode
 
 WIDEST = 62
 """The widest accumulator :class:`hwquant.core.intmath.Accumulator` allows (int64 headroom)."""
@@ -93,7 +93,7 @@ def adversarial_inputs(node: WeightNode) -> torch.Tensor:
     high = torch.where(w > 0, x_hi, torch.where(w < 0, x_lo, 0))
     low = torch.where(w > 0, x_lo, torch.where(w < 0, x_hi, 0))
     extremes = torch.cat([high, low])  # [2C, C_in/groups, (kh, kw)]
-    if not isinstance(node, ConvNode):
+    if not node.spatial:
         return extremes.to(torch.int64)
     c_out, c_group, kh, kw = node.weight.shape
     dh, dw = node.dilation
@@ -114,7 +114,7 @@ def adversarial_run(
     alone = dataclasses.replace(
         node, inputs=["adversary"], mult=None, shift=None, out_scale=None, encoding=None
     )
-    if isinstance(alone, ConvNode):
+    if alone.spatial:
         alone.padding, alone.stride = (0, 0), (1, 1)
     spec = InputSpec("adversary", 1.0, node.in_bits, node.in_signed)
     model = IntModel(spec, [alone], alone.name, np.ones(node.weight.shape[0]))

@@ -10,7 +10,10 @@ uses them, so the rest of the graph stays plain QONNX:
   with ``row = r`` for a per-channel codebook and 0 for a per-layer one.
 
 The functions here are the numpy reference executors of the two ops; ``qonnx_ops`` makes them
-runnable by qonnx's executor.
+runnable by qonnx's executor (this domain's module path is part of every exported file, so the
+executors stay here). Each scheme emits its op (``schemes/msq/onnx.py``,
+``schemes/nonuniform/onnx.py``), registered as its encoding's ``onnx_op``
+(:mod:`hwquant.ir.encodings`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import numpy as np
 
 from hwquant.core.errors import UnsupportedLayerError
 from hwquant.export.graph import Graph
-from hwquant.ir.intmodel import CodebookEncoding, MSQEncoding, WeightEncoding
+from hwquant.ir.encodings import find_encoding
+from hwquant.ir.intmodel import WeightEncoding
 
 DOMAIN = "hwquant.export.qonnx_ops"
 """Custom-op domain; qonnx imports it as the Python module that executes the ops."""
@@ -64,21 +68,11 @@ def codebook_weight(indices: np.ndarray, codebook: np.ndarray) -> np.ndarray:
 
 
 def emit_encoded_weight(g: Graph, name: str, enc: WeightEncoding, shape: tuple[int, ...]) -> str:
-    """Add the custom op that decodes ``enc`` into tensor ``name`` (of ``shape``) and return it."""
-    if isinstance(enc, MSQEncoding):
-        inputs = [
-            g.const(f"{name}/{f}", getattr(enc, f))
-            for f in ("sp2_rows", "sign", "shift1", "shift2", "fixed")
-        ]
-        attrs = {"bits": enc.bits, "m1": enc.m1, "m2": enc.m2}
-        return g.op("MSQWeight", inputs, name, shape, domain=DOMAIN, **attrs)
-    if isinstance(enc, CodebookEncoding):
-        inputs = [
-            g.const(f"{name}/indices", enc.indices),
-            g.const(f"{name}/codebook", enc.codebook),
-        ]
-        attrs = {"index_bits": enc.index_bits, "grid_bits": enc.grid_bits}
-        return g.op("CodebookWeight", inputs, name, shape, domain=DOMAIN, **attrs)
+    """Add the custom op that decodes ``enc`` into tensor ``name`` (of ``shape``) and return it
+    (the ``onnx_op`` its encoding registered)."""
+    handler = find_encoding(type(enc))
+    if handler is not None and handler.onnx_op is not None:
+        return handler.onnx_op(g, name, enc, shape)
     raise UnsupportedLayerError(
         f"weight '{name}' has a {type(enc).__name__} encoding, which has no custom op. Fix: "
         "export without custom_ops (decoded integer weights)."

@@ -9,7 +9,7 @@ formulas fitted to Yosys syntheses of the emitted Verilog (:mod:`hwquant.hw.synt
 """
 
 from hwquant.hw.devices import DEVICES, Device, get_device
-from hwquant.hw.estimate import DESIGNS, DesignEstimate, NetworkEstimate, estimate, estimate_layers
+from hwquant.hw.estimate import DESIGNS, ArrayDesign, NetworkEstimate, estimate, estimate_layers
 from hwquant.hw.folding import Fold, FoldedDesign, fold_network
 from hwquant.hw.mac_cost import ANALYTIC_COSTS, DEFAULT_COSTS, CostTable, UnitCost
 from hwquant.hw.network import LayerWork, layer_work
@@ -21,8 +21,8 @@ __all__ = [
     "DEFAULT_COSTS",
     "DESIGNS",
     "DEVICES",
+    "ArrayDesign",
     "CostTable",
-    "DesignEstimate",
     "Device",
     "Fold",
     "FoldedDesign",

@@ -15,7 +15,7 @@ for a fully connected layer), activation bits ``b_a`` and weight bits ``b_w``:
   multiplies by the decoded ``B``-bit level, so the BOPs at ``b_w = B`` are given too.
 * **Weight memory**: plain codes ``N_w · b_w``; codebook weights ``N_w · b + k · B`` (indices plus
   the table, :meth:`~hwquant.ir.intmodel.CodebookEncoding.storage_bits`), any other encoding its
-  own ``storage_bits``.
+  own ``storage_bits`` (and its ``code_bits`` as the stored ``b_w``).
 * **Accumulator width** (worst case of the formula, methods.md §6):
   ``b_acc = b_a + b_w + ⌈log2(n·k²)⌉`` with the multiplier's operand bits ``b_w``.
 """
@@ -30,7 +30,7 @@ import torch
 
 from hwquant.core.intmath import accumulator_bits
 from hwquant.engine import run
-from hwquant.ir.intmodel import CodebookEncoding, IntModel, MSQEncoding, WeightNode
+from hwquant.ir.intmodel import IntModel, WeightNode
 
 
 def bops(m: int, n: int, kernel_area: int, act_bits: int, weight_bits: int) -> float:
@@ -64,12 +64,7 @@ def layer_cost(node: WeightNode, positions: int = 1) -> LayerCost:
     kernel_area = int(math.prod(node.weight.shape[2:]))  # 1 for a fully connected layer
     n = node.fan_in() // kernel_area
     encoding = node.encoding
-    if isinstance(encoding, CodebookEncoding):
-        stored = encoding.index_bits
-    elif isinstance(encoding, MSQEncoding):
-        stored = encoding.bits
-    else:
-        stored = node.weight_bits
+    stored = node.weight_bits if encoding is None else encoding.code_bits()
     memory = node.weight.size * node.weight_bits if encoding is None else encoding.storage_bits()
     b_a = node.in_bits
     return LayerCost(

@@ -72,8 +72,10 @@ class LayerCycles:
 
 
 @dataclass(frozen=True)
-class DesignEstimate:
-    """One design of a network on a device."""
+class ArrayDesign:
+    """One design of a network on a device: the PE arrays of the per-layer cost model, its
+    clock, cycles and block RAMs (the generated RTL's estimate, block by block, is
+    ``hwquant.rtl.network.estimate.DesignEstimate``)."""
 
     design: str
     arrays: PEArrays
@@ -198,8 +200,8 @@ class NetworkEstimate:
 
     device: Device
     layers: tuple[LayerWork, ...]
-    designs: dict[str, DesignEstimate]
-    baseline: DesignEstimate
+    designs: dict[str, ArrayDesign]
+    baseline: ArrayDesign
 
     def speedup(self, design: str) -> float:
         """Throughput of ``design`` over the fixed-only design."""
@@ -339,10 +341,10 @@ def estimate_layers(
     bram36 = sum(-(-w.storage_bits // BRAM36_BITS) for w in layers)
     options = dict(lut_fraction=lut_fraction, packing=packing, costs=costs)
 
-    def build(design: str, overrides: dict[str, int | None]) -> DesignEstimate:
+    def build(design: str, overrides: dict[str, int | None]) -> ArrayDesign:
         arrays = design_arrays(design, device, layers, **options, **overrides)
         cycles = tuple(layer_cycles(w, arrays, design) for w in layers)
-        return DesignEstimate(design, arrays, clock, cycles, bram36)
+        return ArrayDesign(design, arrays, clock, cycles, bram36)
 
     overrides = {"lut_pes": lut_pes, "dsp_slices": dsp_slices}
     return NetworkEstimate(

@@ -36,7 +36,7 @@ from typing import Literal
 from hwquant.core.errors import ConfigError, FileFormatError
 from hwquant.core.intmath import bits_needed
 from hwquant.hw.devices import Device
-from hwquant.hw.synthesized import SynthesizedCosts, load_packaged, mux_luts
+from hwquant.hw.synthesized import SynthesizedCosts, load_packaged, mux_lut6s
 from hwquant.ir.intmodel import default_sp2_split
 
 Unit = Literal["dsp_mac", "sp2_mac", "lut_mac"]
@@ -99,8 +99,8 @@ def sp2_mac_luts(act_bits: int, m1: int, m2: int, acc_bits: int) -> int:
     With ``a`` activation bits, term 1 shifting by ``0..S1`` and term 2 by ``S2lo..S1``
     (:func:`sp2_shift_ranges`), each shifter output bit is a mux over its shifts plus "absent"::
 
-        shifter 1: (a + S1)        bits × mux_luts(2^m1)
-        shifter 2: (a + S1 − S2lo) bits × mux_luts(2^m2)     (bits below S2lo are always 0)
+        shifter 1: (a + S1)        bits × mux_lut6s(2^m1)
+        shifter 2: (a + S1 − S2lo) bits × mux_lut6s(2^m2)     (bits below S2lo are always 0)
         term adder: a + S1 + 1 − S2lo LUTs                   (bits below S2lo pass through)
         accumulator: acc_bits LUTs                           (add/subtract by the sign bit)
 
@@ -108,10 +108,10 @@ def sp2_mac_luts(act_bits: int, m1: int, m2: int, acc_bits: int) -> int:
     accumulator's add/subtract, no LUT sharing between PEs, no routing or control logic.
     """
     (_, top1), second = sp2_shift_ranges(m1, m2)
-    luts = (act_bits + top1) * mux_luts(2**m1) + acc_bits * LUTS_PER_ADDER_BIT
+    luts = (act_bits + top1) * mux_lut6s(2**m1) + acc_bits * LUTS_PER_ADDER_BIT
     if second is not None:
         low = second[0]
-        luts += (act_bits + top1 - low) * mux_luts(2**m2)
+        luts += (act_bits + top1 - low) * mux_lut6s(2**m2)
         luts += (act_bits + top1 + 1 - low) * LUTS_PER_ADDER_BIT
     return luts
 

@@ -15,11 +15,10 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 
 from hwquant.core.errors import ConfigError, HwquantError
-from hwquant.ir.intmodel import IntModel, MSQEncoding, WeightNode
+from hwquant.ir.intmodel import IntModel, WeightNode
 
 Role = Literal["first", "inner", "last"]
 
@@ -63,11 +62,11 @@ def _role(model: IntModel, node: WeightNode) -> Role:
 
 
 def _layer_work(model: IntModel, node: WeightNode, out_shape: tuple[int, ...]) -> LayerWork:
-    encoding = node.encoding
-    msq = encoding if isinstance(encoding, MSQEncoding) else None
-    stored = (
-        encoding.storage_bits() if encoding is not None else node.weight.size * node.weight_bits
-    )
+    encoding, weight_bits = node.encoding, node.weight_bits
+    stored, sp2_rows = node.weight.size * weight_bits, None
+    if encoding is not None:
+        stored, weight_bits = encoding.storage_bits(), encoding.multiplier_bits(weight_bits)
+        sp2_rows = encoding.multiply_free_rows() if encoding.splits_rows else None
     return LayerWork(
         name=node.name,
         op=node.op,
@@ -75,11 +74,11 @@ def _layer_work(model: IntModel, node: WeightNode, out_shape: tuple[int, ...]) -
         rows=int(node.weight.shape[0]),
         fan_in=node.fan_in(),
         positions=math.prod(out_shape[2:]),
-        weight_bits=msq.bits if msq is not None else node.weight_bits,
+        weight_bits=weight_bits,
         act_bits=node.in_bits,
         act_signed=node.in_signed,
         storage_bits=int(stored),
-        sp2_rows=int(np.count_nonzero(msq.sp2_rows)) if msq is not None else None,
+        sp2_rows=sp2_rows,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from hwquant.hw.estimate import DesignEstimate, NetworkEstimate
+from hwquant.hw.estimate import ArrayDesign, NetworkEstimate
 from hwquant.hw.folding import FoldedDesign
 
 WIDE = 170
@@ -35,7 +35,7 @@ def layer_table(est: NetworkEstimate) -> Table:
     return table
 
 
-def _used(design: DesignEstimate | FoldedDesign, key: str) -> str:
+def _used(design: ArrayDesign | FoldedDesign, key: str) -> str:
     used, have = design.usage[key]
     return f"{used:,} ({used / have:.0%})"
 
@@ -72,7 +72,7 @@ def totals_table(est: NetworkEstimate) -> Table:
     return table
 
 
-def fit_cell(d: DesignEstimate | FoldedDesign) -> str:
+def fit_cell(d: ArrayDesign | FoldedDesign) -> str:
     """ "yes" when everything fits on chip, "NO" when the logic does not, else the DRAM
     bandwidth the weights that do not fit the block RAMs need."""
     if not d.logic_fits:

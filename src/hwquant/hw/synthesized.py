@@ -2,7 +2,7 @@
 
 Every unit ``hwquant.rtl`` emits (a fixed-point MAC on a DSP slice or in LUTs, the SP2
 shift-add MAC, the codebook-decode MAC, the table-lookup accumulator, the threshold unit and the
-requantizer) was synthesized by ``hwquant synth sweep`` (:mod:`hwquant.hw.sweep`) over a grid of
+requantizer) was synthesized by ``hwquant synth sweep`` (:mod:`hwquant.rtl.sweep`) over a grid of
 widths with ``yosys synth_xilinx -family xc7``. For each unit and each resource (LUTs,
 flip-flops, CARRY4, DSP slices) the counts were fitted by least squares to a small linear model
 
@@ -58,10 +58,10 @@ MUX_INPUTS_PER_LUT6 = 4
 """A LUT6 is a 4:1 multiplexer (4 data + 2 select inputs, UG474); wider muxes are trees of them."""
 
 
-def mux_luts(sources: int) -> int:
+def mux_lut6s(sources: int) -> int:
     """LUT6s of one output bit of a ``sources``:1 multiplexer (a tree of 4:1 muxes).
 
-    >>> [mux_luts(n) for n in (1, 2, 4, 5, 7, 8)]
+    >>> [mux_lut6s(n) for n in (1, 2, 4, 5, 7, 8)]
     [0, 1, 1, 2, 2, 3]
     """
     return math.ceil((sources - 1) / (MUX_INPUTS_PER_LUT6 - 1)) if sources > 1 else 0
@@ -143,7 +143,7 @@ def _sp2_mac(p: Mapping[str, int]) -> dict[str, float]:
 
 def _codebook_mac(p: Mapping[str, int]) -> dict[str, float]:
     a, k, g, acc = p["act_bits"], p["codebook_size"], p["grid_bits"], p["acc_bits"]
-    return _accumulator(acc) | {"decoder": g * mux_luts(k), "grid": g} | _multiplier(a, g, acc)
+    return _accumulator(acc) | {"decoder": g * mux_lut6s(k), "grid": g} | _multiplier(a, g, acc)
 
 
 def address_bits(levels: int) -> int:
@@ -327,7 +327,7 @@ class SynthesizedCosts:
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any], name: str) -> SynthesizedCosts:
-        """Read the ``fits`` section of a sweep document (:mod:`hwquant.hw.sweep`).
+        """Read the ``fits`` section of a sweep document (:mod:`hwquant.rtl.sweep`).
 
         Raises:
             FileFormatError: the document is malformed or its feature names do not match

@@ -3,8 +3,9 @@
 A scheme that stores a layer's weights in a form other than plain integer codes (an
 :class:`~hwquant.ir.intmodel.WeightEncoding`: SP2 shift pairs, codebook indices) registers one
 :class:`EncodingHandler` for it: the engine kernel that accumulates such a layer the way the
-scheme's hardware does, and the processing-array lanes that the RTL golden vectors replay it
-through. The engine (:mod:`hwquant.engine.integer`) and the RTL (:mod:`hwquant.rtl.golden`)
+scheme's hardware does, the processing-array lanes that the RTL golden vectors replay it
+through, and the custom ONNX op that decodes it. The engine (:mod:`hwquant.engine.integer`),
+the RTL (:mod:`hwquant.rtl.golden`) and the QONNX export (:mod:`hwquant.export.custom_ops`)
 look the encoding of a node up here, so they import no scheme: ``hwquant.schemes.<name>``
 (a higher layer) fills the registry on import, and ``import hwquant`` imports every scheme.
 A node without an encoding (plain integer weights, LLSQ) takes the layers' common path.
@@ -36,11 +37,15 @@ class EncodingHandler:
     dtype :func:`hwquant.core.intmath.int_conv2d` would return. ``lanes(node)`` gives the row
     groups of the node's processing array, ``[(label, rows, product, weight_words)]`` with
     ``product`` an :class:`hwquant.rtl.unit.Product` (None: the RTL has no array for it).
+    ``onnx_op(graph, name, encoding, shape) -> name`` adds the custom op of
+    :mod:`hwquant.export.custom_ops` that decodes the stored form into tensor ``name`` (None:
+    the export writes decoded integer weights only).
     """
 
     encoding: type[WeightEncoding]
     accumulate: Callable[..., Any]
     lanes: Callable[..., list[tuple[str, Any, Any, Any]]] | None = None
+    onnx_op: Callable[..., str] | None = None
 
 
 _REGISTRY: dict[type[WeightEncoding], EncodingHandler] = {}

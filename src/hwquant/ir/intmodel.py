@@ -59,6 +59,9 @@ class WeightEncoding:
     """The stored form of a weight layer's integer weights, when they are not plain codes."""
 
     kind: ClassVar[str] = ""
+    splits_rows: ClassVar[bool] = False
+    """Whether the encoding fixes which output rows are multiply-free (MSQ's SP2 rows); the
+    hardware planner assumes a split for a layer whose encoding does not."""
 
     def decode(self) -> np.ndarray:
         """The integer weights ``W_int`` (int64) this encoding stands for."""
@@ -67,6 +70,15 @@ class WeightEncoding:
     def storage_bits(self) -> int:
         """Bits needed to store the encoded weights (and any per-layer table)."""
         raise NotImplementedError
+
+    def code_bits(self) -> int:
+        """Bits of one stored weight (an index or a code; UNIQ's ``b_w`` of the BOPs)."""
+        raise NotImplementedError
+
+    def multiplier_bits(self, weight_bits: int) -> int:
+        """Bits of the integer weight a multiplier sees, for decoded weights of
+        ``weight_bits`` bits (all of them here)."""
+        return weight_bits
 
     def multiply_free_rows(self) -> int:
         """Output channels whose products the scheme forms without a multiplier (none here)."""
@@ -103,6 +115,7 @@ class MSQEncoding(WeightEncoding):
     m1: int = 2
     m2: int = 1
     kind: ClassVar[str] = "msq"
+    splits_rows: ClassVar[bool] = True
 
     def decode(self) -> np.ndarray:
         """``sign·(2^shift1 + 2^shift2)`` on SP2 rows, the fixed-point codes elsewhere."""
@@ -116,6 +129,14 @@ class MSQEncoding(WeightEncoding):
     def storage_bits(self) -> int:
         """``bits`` per weight and one scheme bit per row."""
         return int(self.fixed.size * self.bits + self.sp2_rows.size)
+
+    def code_bits(self) -> int:
+        """``bits``: an SP2 code or a fixed-point code."""
+        return self.bits
+
+    def multiplier_bits(self, weight_bits: int) -> int:
+        """``bits``: only the fixed-point rows multiply, by their codes."""
+        return self.bits
 
     def multiply_free_rows(self) -> int:
         """The SP2 rows: their products are shifts and adds."""
@@ -148,6 +169,10 @@ class CodebookEncoding(WeightEncoding):
         """Indices at ``index_bits`` plus the codebook at ``grid_bits``."""
         return int(self.indices.size * self.index_bits + self.codebook.size * self.grid_bits)
 
+    def code_bits(self) -> int:
+        """``index_bits``: the stored index (the multiplier sees the decoded level)."""
+        return self.index_bits
+
 
 ENCODING_TYPES: dict[str, type[WeightEncoding]] = {
     cls.kind: cls for cls in (MSQEncoding, CodebookEncoding)
@@ -165,7 +190,11 @@ class IntNode:
 
 @dataclass
 class WeightNode(IntNode):
-    """Common part of convolution and fully connected nodes."""
+    """Common part of convolution and fully connected nodes.
+
+    Shared weight-layer machinery (accumulator checks, golden vectors, kernels, the network
+    generator) tells the two geometries apart by :attr:`spatial`, never by the node class.
+    """
 
     weight: np.ndarray = field(repr=False)  # int64 codes
     bias: np.ndarray | None = field(repr=False)  # int64 at accumulator scale, or None
@@ -186,6 +215,15 @@ class WeightNode(IntNode):
     proved by ``lower`` from the integers (:mod:`hwquant.qat.accumulator_bound`)."""
     plane_interval: tuple[int, int] | None = None
     """The same over every 4-bit digit plane of the ``four_bit`` mode (no bias)."""
+    spatial: ClassVar[bool] = False
+    """Whether the weights slide over an image (a convolution: NCHW input, weight
+    ``[C_out, C_in/groups, kh, kw]``, with ``stride``, ``padding``, ``dilation``, ``groups``); a
+    fully connected layer reads one vector per sample."""
+
+    @property
+    def groups(self) -> int:
+        """Channel groups (1: dense; a convolution declares its own)."""
+        return 1
 
     @property
     def accumulator(self) -> Accumulator:
@@ -245,8 +283,9 @@ class ConvNode(WeightNode):
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
+    groups: int = 1  # a field here (the base class says 1)
     op: ClassVar[str] = "conv2d"
+    spatial: ClassVar[bool] = True
 
     def product(
         self,

@@ -21,6 +21,10 @@ accepts among :data:`PROBE_SIZES` (``(1, C, s, s)`` when the first weight layer 
 calls is a Conv2d with C input channels; ``(1, F)`` when it is a Linear of F inputs, then
 images of 1 to 4 channels, which may reach it through pooling and a flatten). Both models are
 left in the train/eval state and with the parameters and buffers they had.
+
+A node whose value is a tuple, list or dict (a shape, several outputs) is compared item by
+item, its structure and its plain values (sizes, numbers) exactly; a value of any other type
+cannot be compared and is refused, naming its type.
 """
 
 from __future__ import annotations
@@ -204,9 +208,8 @@ def check_fidelity(
 
     def check(node: fx.Node, got: Any) -> None:
         float_name = node.meta.get(FLOAT_NODE, node.name)
-        expected = reference.get(float_name)
-        if isinstance(expected, torch.Tensor) and isinstance(got, torch.Tensor):
-            problem = _difference(expected, got)
+        if float_name in reference:
+            problem = compare(reference[float_name], got)
             if problem is not None:
                 raise UnsupportedLayerError(
                     f"prepare() would change what the model computes: with quantization "
@@ -238,3 +241,35 @@ def _difference(expected: torch.Tensor, got: torch.Tensor) -> str | None:
         f"its output differs by up to {error:.4g} ({error / max(peak, 1e-30):.3g} of the float "
         f"output's largest magnitude {peak:.4g}; tolerance {RTOL:g} of it)"
     )
+
+
+_PLAIN = (int, float, bool, str, type(None), torch.dtype, torch.device)
+"""Non-tensor values compared with ``==`` (sizes, dims, flags)."""
+
+
+def compare(expected: Any, got: Any) -> str | None:
+    """What is wrong with the value ``got`` as a stand-in for ``expected`` (a tensor within
+    ``RTOL``; tuples, lists and dicts item by item; plain values exactly), or None."""
+    if isinstance(expected, torch.Tensor) or isinstance(got, torch.Tensor):
+        if not (isinstance(expected, torch.Tensor) and isinstance(got, torch.Tensor)):
+            return f"its output is a {type(got).__name__}, not a {type(expected).__name__}"
+        return _difference(expected, got)
+    if isinstance(expected, tuple | list) and isinstance(got, tuple | list):
+        if len(expected) != len(got):
+            return f"its output has {len(got)} items, not {len(expected)}"
+        items = enumerate(zip(expected, got, strict=True))
+        problems = ((f"item {i}", compare(e, g)) for i, (e, g) in items)
+    elif isinstance(expected, dict) and isinstance(got, dict):
+        if list(expected) != list(got):
+            return f"its output has keys {list(got)}, not {list(expected)}"
+        problems = ((f"key {k!r}", compare(expected[k], got[k])) for k in expected)
+    elif isinstance(expected, _PLAIN) and isinstance(got, _PLAIN):
+        return None if expected == got else f"its output is {got!r}, not {expected!r}"
+    else:
+        raise UnsupportedLayerError(
+            f"prepare()'s fidelity check cannot compare a {type(got).__name__} value (float "
+            f"model: {type(expected).__name__}); it compares tensors, tuples, lists, dicts and "
+            "plain numbers. Fix: return tensors (or containers of them) from that operation, "
+            "or skip the check with prepare(..., check_fidelity=False) at your own risk."
+        )
+    return next((f"{where}: {p}" for where, p in problems if p is not None), None)

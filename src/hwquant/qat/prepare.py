@@ -229,6 +229,7 @@ def dropout_module(gm: fx.GraphModule, node: fx.Node, name: str) -> None:
     gm.add_submodule(name, DROPOUT_FUNCTIONS[node.target](p))
     with gm.graph.inserting_before(node):
         new = gm.graph.call_module(name, (node.args[0],))
+    new.meta[fidelity.FLOAT_NODE] = node.name
     node.replace_all_uses_with(new)
     gm.graph.erase_node(node)
 

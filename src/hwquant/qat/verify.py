@@ -18,7 +18,8 @@ Equality proves little when the integers compared carry no information, so the r
   untested).
 
 ``strict=True`` raises :class:`~hwquant.core.errors.VerificationError` on any warning or
-mismatch instead of returning the report.
+mismatch instead of returning the report. A comparison of no integers at all (no layer
+captured, or an empty batch) could not fail, so it is refused whatever ``strict`` says.
 """
 
 from __future__ import annotations
@@ -131,6 +132,14 @@ def _warnings(untrained: list[str], codes: dict[str, torch.Tensor], trace: Engin
     return found
 
 
+def _refuse_nothing_compared(what: str, fix: str) -> VerificationError:
+    """A comparison of no integers would report "bit-exact" whatever the engine did."""
+    return VerificationError(
+        f"verify() would compare no integers: {what}, so its equality would prove nothing. "
+        f"Fix: {fix}"
+    )
+
+
 def intmodel_trace(int_model: IntModel, x: torch.Tensor) -> EngineTrace:
     """Every node of ``int_model`` run by the integer engine on float batch ``x``."""
     codes = int_model.quantize_input(x)
@@ -166,10 +175,15 @@ def verify(
     with ``qat_model`` (eval mode) on input ``x``; see the module docstring for the warnings.
 
     Raises:
-        VerificationError: with ``strict``, the report is not exact or has warnings.
+        VerificationError: with ``strict``, the report is not exact or has warnings; always,
+            when no integer was compared (no layer output captured, or ``x`` holds no sample).
         HwquantError: ``qat_model`` is not a prepared model, or ``lowered`` is not of the kind
             its scheme lowers to.
     """
+    if x.numel() == 0:
+        raise _refuse_nothing_compared(
+            f"x of shape {tuple(x.shape)} holds no sample", "verify on a batch of samples."
+        )
     untrained = untrained_quantizers(qat_model)  # before the forward, which may initialise
     was_training = qat_model.training
     qat_model.eval()
@@ -179,6 +193,11 @@ def verify(
     finally:
         qat_model.train(was_training)
     trace = _engine_trace(qat_model, lowered, x)
+    if not any(codes.numel() for codes in qat_codes.values()):
+        raise _refuse_nothing_compared(
+            f"the QAT model emitted no layer output on x ({len(qat_codes)} captured, all empty)",
+            "pass the model hwquant.prepare() returned, and an input that runs through it.",
+        )
     compared = mismatches = 0
     per_layer: dict[str, int] = {}
     first: Mismatch | None = None

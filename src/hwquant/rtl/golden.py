@@ -29,7 +29,7 @@ from hwquant.core.errors import UnsupportedLayerError
 from hwquant.core.intmath import code_format
 from hwquant.engine.integer import run
 from hwquant.ir.encodings import find_encoding
-from hwquant.ir.intmodel import ConvNode, InputSpec, IntModel, WeightNode
+from hwquant.ir.intmodel import InputSpec, IntModel, WeightNode
 from hwquant.rtl.conv_array import ArrayRequant, array_stimulus, conv_array
 from hwquant.rtl.fixed_mac import encode_fixed_weights, fixed_product
 from hwquant.rtl.testbench import mem_text, write_testbench
@@ -73,7 +73,7 @@ def engine_accumulator(node: WeightNode, x_in: torch.Tensor, bias: bool = True) 
 def window_patches(node: WeightNode, x_in: torch.Tensor) -> torch.Tensor:
     """Input windows ``[N, P, K]`` of a node in the engine's unfold order (``[N, 1, K]`` for a
     linear layer)."""
-    if not isinstance(node, ConvNode):
+    if not node.spatial:
         return x_in.to(torch.int64).reshape(x_in.shape[0], 1, -1)
     kh, kw = node.weight.shape[2:]
     # unfold has no integer kernel; float64 holds the codes exactly (as the engine does)
@@ -96,7 +96,7 @@ def layer_goldens(
     for node in model.weight_nodes():
         if layers is not None and node.name not in layers:
             continue
-        if isinstance(node, ConvNode) and node.groups != 1:
+        if node.groups != 1:
             raise UnsupportedLayerError(
                 f"layer '{node.name}' is a grouped convolution (groups={node.groups}); the "
                 "processing array computes dense layers. Fix: pick a dense layer."

@@ -281,7 +281,7 @@ _EMITTERS: dict[str, Callable[..., Unit]] = {}
 
 def register_emitter(emit: Callable[..., Unit]) -> Callable[..., Unit]:
     """Decorator: register a unit emitter under its function name (the synthesis sweep of
-    :mod:`hwquant.hw.sweep` builds units by name). The generic units register in this package;
+    :mod:`hwquant.rtl.sweep` builds units by name). The generic units register in this package;
     each scheme's MAC registers in ``hwquant.schemes.<name>.rtl``, which its package imports."""
     if emit.__name__ in _EMITTERS:
         raise ConfigError(f"unit emitter {emit.__name__!r} is registered twice")

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwquant.app.report.run import report_run
 from hwquant.app.report.tables import report_tables
+from hwquant.app.report_cli import report_run
 from hwquant.app.train import train_from_config
 from hwquant.cli import main
 from hwquant.schemes.tables import load_tables
-from tests.app.report.test_report_run import run_config
+from tests.app.test_report_cli import run_config
 
 TABLES = {"scheme": "tables", "bn_freeze_step": 10, "tables": {"act_entries": 8}}
 

@@ -115,7 +115,7 @@ def verify_table(results: dict[str, Any]) -> Table:
         for v in results["variants"]
     )
     return Table(
-        "Bit-exactness (hwquant.qat.verify on the whole test set)",
+        "Bit-exactness (hwquant.verify on the whole test set)",
         (
             "Model",
             "Bit-exact",

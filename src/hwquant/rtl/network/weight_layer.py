@@ -39,7 +39,7 @@ import numpy as np
 
 from hwquant.core.errors import ConfigError, UnsupportedLayerError
 from hwquant.core.intmath import code_format
-from hwquant.ir.intmodel import ConvNode, WeightNode
+from hwquant.ir.intmodel import WeightNode
 from hwquant.rtl.golden import lane_groups
 from hwquant.rtl.network.stream import (
     Block,
@@ -156,7 +156,7 @@ def dense_geometry(name: str, fan_in: int, fmap: FeatureMap) -> Geometry:
 
 def kernel_geometry(node: WeightNode, fmap: FeatureMap) -> Geometry:
     """``(kernel, stride, padding, output size)`` of ``node`` on input ``fmap``."""
-    if isinstance(node, ConvNode):
+    if node.spatial:
         if node.groups != 1 or node.dilation != (1, 1):
             raise UnsupportedLayerError(
                 f"layer '{node.name}' is a grouped or dilated convolution (groups="

@@ -36,13 +36,13 @@ from hwquant.core.intmath import (
     max_magnitude,
     worst_case_bound,
 )
-from hwquant.ir.intmodel import ConvNode, MSQEncoding, WeightNode
+from hwquant.ir.intmodel import MSQEncoding, WeightNode
 
 
 def _exact_op(node: WeightNode, x: torch.Tensor, w: torch.Tensor, backend: Backend) -> torch.Tensor:
     """``w ⋆ x`` (one group, no bias) as an exact int64 accumulator."""
     x_max = max_magnitude(node.in_bits, node.in_signed)
-    if isinstance(node, ConvNode):
+    if node.spatial:
         out = int_conv2d(x, w, None, node.stride, node.padding, node.dilation, 1, x_max, backend)
     else:
         out = int_linear(x, w, None, x_max, backend)
@@ -101,7 +101,7 @@ def shift_add_accumulate(
     Returns int64 with ``backend="int64"`` (and int64 codes); on the float path the exact
     accumulator in the float dtype that holds it (as :func:`hwquant.core.intmath.int_conv2d`).
     """
-    groups = node.groups if isinstance(node, ConvNode) else 1
+    groups = node.groups
     per_group, c_in = node.weight.shape[0] // groups, x.shape[1] // groups
     acc = torch.cat(
         [

@@ -5,6 +5,7 @@ from hwquant.ir.intmodel import CodebookEncoding
 from hwquant.qat.recipe import NonUniformOptions
 from hwquant.qat.registry import SchemeHandler, register_scheme
 from hwquant.schemes.nonuniform.engine import codebook_accumulate
+from hwquant.schemes.nonuniform.onnx import codebook_weight_op
 from hwquant.schemes.nonuniform.quantizer import nonuniform_weight_quantizer, setup_schedule
 from hwquant.schemes.nonuniform.rtl import codebook_lane_groups
 
@@ -17,5 +18,10 @@ register_scheme(
     )
 )
 register_encoding(
-    EncodingHandler(CodebookEncoding, codebook_accumulate, lanes=codebook_lane_groups)
+    EncodingHandler(
+        CodebookEncoding,
+        codebook_accumulate,
+        lanes=codebook_lane_groups,
+        onnx_op=codebook_weight_op,
+    )
 )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hwquant.app.config import RunConfig
-from hwquant.app.report.run import report_run
+from hwquant.app.report_cli import report_run
 from hwquant.app.train import train_from_config
 from hwquant.cli import main
 from hwquant.core.errors import FileFormatError

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hwquant.hw.sweep import SWEEP, fit
 from hwquant.hw.synthesized import FORMULA_FEATURES, PARAMS, RESOURCES, features
+from hwquant.rtl.sweep import SWEEP, fit
 
 
 def test_fit_recovers_a_known_linear_formula() -> None:
