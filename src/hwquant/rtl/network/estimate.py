@@ -23,7 +23,9 @@ places (ECP5, iCE40), in the units the synthesized counts use
   constant tables; iCE40 has no LUTRAM: a RAM of at most :data:`ICE40_LOGIC_WORDS` words is
   flip-flops and a multiplexer [D];
 * **multipliers**: one 18x18 MULT18X18D (ECP5) or 16x16 SB_MAC16 (iCE40) per fixed-point or
-  codebook product and per requantizer lane, ``⌈a/n⌉·⌈b/n⌉`` of them for a wider product;
+  codebook product and per requantizer lane, ``⌈a/n⌉·⌈b/n⌉`` of them for a wider product on
+  ECP5; on iCE40 none for a product under 11 bits and none for a slice under 2 bits, as
+  Yosys splits them (:func:`ice40_macs`);
   an SP2 shift-add product three LUT4s per product bit (two shift multiplexers, one adder) [D];
   a codebook product adds its level table.
 
@@ -112,9 +114,36 @@ def table_luts(entries: int, width: int) -> float:
 
 
 def multipliers(a: int, b: int, family: str) -> int:
-    """Hardware multipliers of an ``a`` x ``b``-bit product."""
+    """Hardware multipliers of an ``a`` x ``b``-bit product: ``⌈a/n⌉·⌈b/n⌉`` of ``n``-bit ones
+    on ECP5; on iCE40 as ``synth_ice40 -dsp`` splits it (:func:`ice40_macs`).
+
+    >>> multipliers(17, 17, "ecp5"), multipliers(17, 17, "ice40"), multipliers(5, 4, "ice40")
+    (1, 1, 0)
+    """
+    if family == "ice40":
+        return ice40_macs(a, b)
     n = DSP_BITS[family]
     return math.ceil(a / n) * math.ceil(b / n)
+
+
+def ice40_macs(a: int, b: int) -> int:
+    """SB_MAC16s of an ``a`` x ``b``-bit product as Yosys 0.70's ``synth_ice40 -dsp`` maps it
+    (``techmap +/mul2dsp.v`` with ``DSP_A/B_MAXWIDTH = 16``, ``DSP_A/B_MINWIDTH = 2``,
+    ``DSP_Y_MINWIDTH = 11``): the wider operand is cut into 16-bit slices and a remainder,
+    recursively, and a slice narrower than 2 bits or with a product under 11 bits stays in
+    LUTs. So a 5 x 4 lane product takes none and a 17 x 17 requantizer one (its 1-bit
+    remainders are LUTs).
+
+    >>> ice40_macs(9, 8), ice40_macs(5, 4), ice40_macs(17, 13), ice40_macs(32, 16)
+    (1, 0, 1, 2)
+    """
+    a, b = max(a, b), min(a, b)
+    if b < 2 or a + b < 11:
+        return 0
+    if a <= DSP_BITS["ice40"]:
+        return 1
+    n = (a - 1) // DSP_BITS["ice40"]
+    return n * ice40_macs(DSP_BITS["ice40"], b) + ice40_macs(a - n * DSP_BITS["ice40"], b)
 
 
 def memory(depth: int, width: int, family: str) -> Cost:

@@ -24,7 +24,7 @@ LUTs when at most :data:`LUTROM_DEPTH` words).
 and weight ROM read → chunk select → products → ``⌈log2 SIMD⌉`` adder-tree levels → accumulator
 (bias on a fold's first item, wrapping at ``acc_bits``: :class:`hwquant.core.intmath.Accumulator`
 "wrap") → ``acc·M`` → ``+ 2^(s−1)`` → ``>>> s`` → ``clamp(·, lo, hi)`` → pixel word assembly
-and write.
+in the write register (each fold's codes into their fields) and write.
 ``acc_bits`` is the width the engine's analysis proves (:meth:`WeightNode.worst_case_bits`),
 or the node's own narrower wrapping accumulator.
 """
@@ -516,11 +516,11 @@ def emit_array(
         lines += spec.activation.lines(lanes, stages, acc_bits)
         result = [f"code_{p}" for p in range(len(lanes))]
         stage_info = spec.activation.record(lanes, acc_bits)
-    # assembly: lane codes of folds < NF-1 wait in `pix`; the last fold's go straight out
+    # assembly: each fold's lane codes go straight into their fields of `wr_data`, which is
+    # written (wr_en) one cycle after the last fold's: no second copy of the word
     t = stages.now
     valid, fold = f"res_v_{t}", f"res_nf_{t}"
     lines += [
-        f"    reg [{out.word_bits - 1}:0] pix;",
         "    always @(posedge clk) begin",
         "        if (go) wr_addr <= 0;",
         "        else if (wr_en) wr_addr <= wr_addr + 1;",
@@ -529,19 +529,14 @@ def emit_array(
         f"        if ({valid}) begin",
         f"            case ({fold})",
     ]
-    for f in range(nf - 1):
+    for f in range(nf):
         sets = " ".join(
-            f"pix[{lane.rows[f] * ob} +: {ob}] <= {result[p]}[{ob - 1}:0];"
+            f"wr_data[{lane.rows[f] * ob} +: {ob}] <= {result[p]}[{ob - 1}:0];"
             for p, (lane, _) in enumerate(lanes)
             if lane.rows[f] >= 0
         )
         lines.append(f"                {f}: begin {sets} end")
-    lines += ["                default: ;", "            endcase", "        end"]
-    final = {lane.rows[nf - 1]: p for p, (lane, _) in enumerate(lanes) if lane.rows[nf - 1] >= 0}
-    for r in range(c_out):
-        src = f"{result[final[r]]}[{ob - 1}:0]" if r in final else f"pix[{r * ob} +: {ob}]"
-        lines.append(f"        wr_data[{r * ob} +: {ob}] <= {src};")
-    lines.append("    end")
+    lines += ["                default: ;", "            endcase", "        end", "    end"]
     depth = stages.now + 1  # wr_en is high one cycle after the last stage
     body = control_lines(steps, depth) + lines
     ports = block_ports([fmap], out)
