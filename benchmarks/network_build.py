@@ -47,6 +47,9 @@ DIGITS_II = 40000
 """The digits designs' throughput target: 40,000 cycles per image (2,500 images/s at 100 MHz),
 which the cheapest folding meets with 32 products in the widest layer (LLSQ: PE 1 x SIMD 32)."""
 
+ESTIMATED = ("ecp5", "ice40")
+"""The families the whole-design estimate costs (:mod:`hwquant.rtl.network.estimate`)."""
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -80,6 +83,7 @@ DESIGNS: tuple[Spec, ...] = (
         top="argmax",
     ),
     Spec("digits-sp2only-ecp5", "digits", "msq", "lfe5u-85f", {"msq": {"sp2_share": 1.0}}),
+    Spec("digits-llsq-xc7", "digits", "llsq", "xc7z020"),
     Spec("mnist5k-llsq-ecp5", "mnist5k", "llsq", "lfe5u-85f", steps=200, target_ii=None),
 )
 """The designs: the digits model through the IntModel schemes on ECP5-85F (table models
@@ -87,7 +91,9 @@ have their own builder, :func:`hwquant.schemes.tables.network.build_table_design
 in simulation by ``benchmarks/network_sim.py``; not implemented here yet), one on iCE40 UP5K
 (the small CNN at a quarter width, whose weights and feature maps fit the UP5K's 120 Kbit of
 EBR; the argmax-only top, whose ports fit the SG48 package), MSQ beside fixed-only (llsq)
-and SP2-only (msq with every inner row SP2), and MNIST-5k W4A4."""
+and SP2-only (msq with every inner row SP2), the digits LLSQ design synthesized for Xilinx
+7-series (Yosys counts only: no open place and route for it; no whole-design estimate, which
+costs the LUT4 families), and MNIST-5k W4A4."""
 
 
 def _recipe(spec: Spec):
@@ -264,7 +270,8 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
     )
     family = get_target(spec.target).family
     counts = {k: getattr(impl.synthesized, k) for k in ("luts", "dsps", "brams")}
-    entry.update(_estimate(design.record, family, counts))
+    if family in ESTIMATED:
+        entry.update(_estimate(design.record, family, counts))
     entry["hw_model_estimate"] = _hw_model(design, model, spec.target)
     entry["flow_seconds"] = round(time.perf_counter() - start, 1)
     return entry
@@ -359,7 +366,8 @@ def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         overwrite=True,
     )
     counts = {k: entry[k] for k in ("luts", "dsps", "brams")}
-    fields = _estimate(design.record, get_target(entry["device"]).family, counts)
+    family = get_target(entry["device"]).family
+    fields = _estimate(design.record, family, counts) if family in ESTIMATED else {}
     fields["hw_model_estimate"] = _hw_model(
         design, load(work / "design" / "model.npz"), entry["device"]
     )
