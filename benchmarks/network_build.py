@@ -405,7 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=100, help="test images simulated (100)")
     parser.add_argument("--table", action="store_true", help="print the results as Markdown")
     parser.add_argument(
-        "--reestimate", action="store_true", help="recompute the stored entries' estimates"
+        "--reestimate",
+        action="store_true",
+        help="recompute the stored entries' estimates (the --only ones where given)",
     )
     parser.add_argument(
         "--collect",
@@ -428,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     recorder = ResultRecorder(NAME, command_line(), SEED, path=path)
     if args.reestimate:
         for name, entry in done.items():
-            if "error" not in entry:
+            if "error" not in entry and (not args.only or name in args.only):
                 entry.update(reestimate(name, entry))
         recorder.save(json.loads(path.read_text())["config"], {"designs": done})
         return 0

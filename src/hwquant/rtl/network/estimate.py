@@ -213,7 +213,10 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
         per_lane = table_luts(int(rq["distinct_mults"]), int(rq["mult_bits"]))
         if int(rq["distinct_shifts"]) > 1:  # rounding term and shift chosen per row
             per_lane += table_luts(int(rq["distinct_shifts"]), wide + int(rq["shift_bits"]))
-            per_lane += wide * (int(rq["shift_bits"]) - 1) * 2 / 3  # the barrel shifter
+            # the shifter: one 2:1 stage per shift-amount bit that differs between the rows
+            # (design.json's shift_stages; older records: every bit but the sign)
+            stages = int(rq.get("shift_stages", int(rq["shift_bits"]) - 1))
+            per_lane += wide * stages * 2 / 3
         per_lane += wide + 2 * wide + ob  # rounding adder, two clamp compares, result mux
         cost.luts += pe * per_lane
         cost.dsps += pe * multipliers(acc, int(rq["mult_bits"]), family)

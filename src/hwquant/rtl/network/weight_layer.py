@@ -259,7 +259,9 @@ class Requantizer:
     def record(self, lanes: list[tuple[Lane, np.ndarray]], acc_bits: int) -> dict:
         """design.json's ``requantizer``: the widths of :meth:`lines` and, over the lanes, the
         most distinct multipliers and shifts one lane selects among (1: a constant, no
-        multiplexer)."""
+        multiplexer) and the most shift-amount bits that differ between a lane's rows
+        (``shift_stages``: the stages of its shifter that synthesis keeps; the others shift by
+        a constant)."""
         mult = np.asarray(self.mult, np.int64)
         shift = np.asarray(self.shift, np.int64)
         mult_bits = int(mult.max()).bit_length() + 1
@@ -271,8 +273,21 @@ class Requantizer:
                 "shift_bits": max(2, int(shift.max()).bit_length() + 1),
                 "distinct_mults": max(len({int(mult[r]) for r in rs}) for rs in rows),
                 "distinct_shifts": max(len({int(shift[r]) for r in rs}) for rs in rows),
+                "shift_stages": max(_varying_bits([int(shift[r]) for r in rs]) for rs in rows),
             }
         }
+
+
+def _varying_bits(values: list[int]) -> int:
+    """How many bit positions differ among ``values`` (0 for one value).
+
+    >>> _varying_bits([24, 25]), _varying_bits([3, 4]), _varying_bits([7])
+    (1, 3, 0)
+    """
+    differ = 0
+    for v in values:
+        differ |= v ^ values[0]
+    return differ.bit_count()
 
 
 @dataclass(frozen=True)
