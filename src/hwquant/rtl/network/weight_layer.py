@@ -48,6 +48,7 @@ from hwquant.rtl.network.stream import (
     control_lines,
     counter_lines,
     module_text,
+    window_address,
 )
 from hwquant.rtl.requantizer import clamp_statement
 from hwquant.rtl.testbench import mem_text
@@ -406,12 +407,8 @@ def emit_array(
         "        if (go) wa <= 0;",
         f"        else if (issue) wa <= (wa == {depth_words - 1}) ? 0 : wa + 1;",
         "    end",
-        # sliding-window unit: input coordinates and padding
-        f"    wire signed [17:0] iy = $signed({{1'b0, oy}}) * {sy} - {py} + $signed({{1'b0, ky}});",
-        f"    wire signed [17:0] ix = $signed({{1'b0, ox}}) * {sx} - {px} + $signed({{1'b0, kx}});",
-        f"    wire pad = iy < 0 || iy >= {fmap.height} || ix < 0 || ix >= {fmap.width};",
-        "    wire [35:0] pixel = iy * " + str(fmap.width) + " + ix;",
     ]
+    lines += window_address((sy, sx), (py, px), fmap)  # the sliding-window unit
     # stage 1: pixel address registered (the input RAM's read address), tags
     tags = {
         "v": ("issue", 1),
