@@ -27,6 +27,15 @@ places (ECP5, iCE40), in the units the synthesized counts use
   an SP2 shift-add product three LUT4s per product bit (two shift multiplexers, one adder) [D];
   a codebook product adds its level table.
 
+**Flip-flops** are counted register by register as the generator writes them (Yosys keeps
+every one that is read): the pipeline registers of a weight block (window address, weight and
+input words, one per product bit, adder-tree levels, accumulator and result, the
+requantizer's three wide stages and code, the word assembly), each stage's tags, the schedule
+and loop counters; an edge's block RAM costs one flip-flop per data bit on its write and on
+its read side (Yosys 0.70 registers both around an ECP5 DP16KD); a max pool holds the read
+word, the running maximum and the output word; the output interface holds the logits twice
+(the argmax tree and the top's output register) [D].
+
 [D] marks a planning figure of this module; the benchmark (benchmarks/network_build.py) puts
 every estimate beside the synthesized count and records how far off it is.
 """
@@ -57,16 +66,18 @@ LUTS_PER_SP2_BIT = 3
 
 @dataclass
 class Cost:
-    """LUT4s, hardware multipliers and block RAMs of one part of a design."""
+    """LUT4s, hardware multipliers, block RAMs and flip-flops of one part of a design."""
 
     luts: float = 0.0
     dsps: int = 0
     brams: int = 0
+    ffs: int = 0
 
     def __iadd__(self, other: Cost) -> Cost:
         self.luts += other.luts
         self.dsps += other.dsps
         self.brams += other.brams
+        self.ffs += other.ffs
         return self
 
 
@@ -86,13 +97,14 @@ class DesignEstimate:
         return out
 
     def to_dict(self) -> dict:
-        """JSON-ready: totals (LUTs rounded) and per part ``[luts, dsps, brams]``."""
+        """JSON-ready: totals (LUTs rounded) and per part ``[luts, dsps, brams, ffs]``."""
         t = self.total
         return {
             "luts": round(t.luts),
             "dsps": t.dsps,
             "brams": t.brams,
-            "parts": {k: [round(c.luts), c.dsps, c.brams] for k, c in self.parts.items()},
+            "ffs": t.ffs,
+            "parts": {k: [round(c.luts), c.dsps, c.brams, c.ffs] for k, c in self.parts.items()},
         }
 
 
@@ -132,24 +144,29 @@ def memory(depth: int, width: int, family: str) -> Cost:
 
 
 def edge_cost(edge: Mapping, family: str) -> Cost:
-    """An image FIFO: its RAM, two address adders and the bank and count control."""
-    cost = memory(int(edge["words"]), int(edge["width"]), family)
-    cost.luts += 2 * bits(int(edge["words"])) + LUTS_PER_COUNTER_BIT * 4
+    """An image FIFO: its RAM, two address adders and the bank and count control; in block
+    RAM a flip-flop per data bit on either side, in logic the words themselves (module
+    docstring)."""
+    words, width = int(edge["words"]), int(edge["width"])
+    cost = memory(words, width, family)
+    cost.luts += 2 * bits(words) + LUTS_PER_COUNTER_BIT * 4
+    cost.ffs = 2 * width + (6 if cost.brams else 4)
     return cost
 
 
-def _adder_tree(simd: int, product_bits: int, acc_bits: int) -> float:
-    """LUT4s of one lane's registered adder tree over ``simd`` products."""
-    widths, luts = [product_bits] * simd, 0.0
+def _adder_tree(simd: int, product_bits: int, acc_bits: int) -> tuple[float, int]:
+    """LUT4s and register bits of one lane's registered adder tree over ``simd`` products."""
+    widths, luts, regs = [product_bits] * simd, 0.0, 0
     while len(widths) > 1:
         nxt = []
         for i in range(0, len(widths), 2):
             pair = widths[i : i + 2]
             width = min(max(pair) + (len(pair) > 1), acc_bits)
             luts += width if len(pair) > 1 else 0
+            regs += width
             nxt.append(width)
         widths = nxt
-    return luts
+    return luts, regs
 
 
 def weight_block_cost(block: Mapping, family: str) -> Cost:
@@ -158,14 +175,22 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
     acc, a, c_in = int(block["acc_bits"]), int(block["in_bits"]), int(block["in_channels"])
     kh, kw = block["kernel"]
     _, oh, ow = block["out_shape"]
-    counters = [c_in // simd, kw, kh, nf, ow, oh, int(block["weight_rom"]["words"])]
-    cost = Cost(LUTS_PER_COUNTER_BIT * (sum(bits(n) for n in counters) + bits(block["cycles"])))
+    words, rom_bits = int(block["weight_rom"]["words"]), int(block["weight_rom"]["width"])
+    counters = [c_in // simd, kw, kh, nf, ow, oh, words]
+    count_bits = sum(bits(n) for n in counters) + bits(block["cycles"])
+    cost = Cost(LUTS_PER_COUNTER_BIT * count_bits)
     cost.luts += mux_luts(c_in // simd, simd * a)  # the chunk select
-    rom = block["weight_rom"]
-    if rom["style"] == "distributed":
-        cost.luts += table_luts(int(rom["words"]), int(rom["width"]))
+    # schedule and loop counters, ROM address (twice), pixel address, input and weight words
+    sy, sx = block["stride"]
+    cost.ffs = count_bits + 1 + bits(words) + bits(max(kh * kw, oh * ow * sy * sx))
+    cost.ffs += simd * max(a, 1) + rom_bits
+    # the tags (valid, padding, first, last, chunk and fold) through the pipeline's stages
+    cost.ffs += int(block["depth"]) * (4 + bits(nf)) + 3 * bits(c_in // simd)
+    if block["weight_rom"]["style"] == "distributed":
+        cost.luts += table_luts(words, rom_bits)
+        cost.ffs += rom_bits  # the ROM's read register (block RAM holds its own)
     else:
-        cost += memory(int(rom["words"]), int(rom["width"]), family)
+        cost += memory(words, rom_bits, family)
     lanes = zip(block["lanes"], block["product_bits"], block["weight_fields"], strict=True)
     for kind, pbits, wfield in lanes:
         if kind == "sp2":
@@ -177,7 +202,9 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
             cost.luts += simd * table_luts(int(block["table_entries"]), pbits)
         else:
             cost.dsps += simd * multipliers(a + 1, wfield, family)
-        cost.luts += _adder_tree(simd, pbits, acc) + acc + table_luts(nf, acc)  # + accumulator
+        tree_luts, tree_regs = _adder_tree(simd, pbits, acc)
+        cost.luts += tree_luts + acc + table_luts(nf, acc)  # + accumulator
+        cost.ffs += simd * pbits + tree_regs + 2 * acc  # products, tree, sum and result
     rq = block.get("requantizer")
     if rq:
         wide, ob = int(rq["wide"]), int(block["out_bits"])
@@ -188,12 +215,16 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
         per_lane += wide + 2 * wide + ob  # rounding adder, two clamp compares, result mux
         cost.luts += pe * per_lane
         cost.dsps += pe * multipliers(acc, int(rq["mult_bits"]), family)
+        cost.ffs += pe * (3 * wide + int(rq["shift_bits"]) + ob)  # scaled, rounded, shifted
     th = block.get("thresholds")
     if th:  # per lane: the fold's thresholds, the compares and their sum
         count, width = int(th["count"]), int(th["compare_bits"])
         per_lane = table_luts(nf, count * width + 1) + count * width + count * bits(count + 1)
         cost.luts += pe * per_lane
+        cost.ffs += pe * (count + int(block["out_bits"]))  # the compares, then their sum
     cost.luts += 2 * nf + LUTS_PER_COUNTER_BIT * bits(oh * ow)  # word assembly, write address
+    word = int(block["out_shape"][0]) * int(block["out_bits"])
+    cost.ffs += word * (1 + (nf > 1)) + bits(oh * ow) + 1  # written word, waiting folds
     return cost
 
 
@@ -203,6 +234,7 @@ def pool_block_cost(block: Mapping, in_width: int, family: str) -> Cost:
     kh, kw = block["kernel"]
     oc, oh, ow = block["out_shape"]
     cost = Cost(LUTS_PER_COUNTER_BIT * (bits(kh) + bits(kw) + bits(oh) + bits(ow) + 10))
+    cost.ffs = 3 * in_width + 2 * (bits(kh) + bits(kw) + bits(oh) + bits(ow)) + 20
     if block["op"] == "maxpool":
         cost.luts += 2 * in_width  # compare and select per channel bit
     else:
@@ -228,11 +260,15 @@ def estimate_design(record: Mapping, family: str) -> DesignEstimate:
         elif op in ("maxpool", "avgpool"):
             est.parts[name] = pool_block_cost(block, widths[name], family)
         elif op == "input":
-            est.parts[name] = Cost(LUTS_PER_COUNTER_BIT * bits(record["input"]["pixels"]))
+            pixels = bits(record["input"]["pixels"])
+            est.parts[name] = Cost(LUTS_PER_COUNTER_BIT * pixels, ffs=pixels)
         elif op == "output":
             out = record["output"]
             classes, ab = int(out["classes"]), int(out["acc_bits"])
-            est.parts[name] = Cost((classes - 1) * (2 * ab + bits(classes)) + 10)
+            est.parts[name] = Cost(
+                (classes - 1) * (2 * ab + bits(classes)) + 10,
+                ffs=2 * (classes * ab + bits(classes)) + 16,
+            )
         elif op == "add":
             est.parts[name] = Cost(3 * widths[name], dsps=2)
         else:
