@@ -52,8 +52,11 @@ which the cheapest folding meets with 32 products in the widest layer (LLSQ: PE 
 class Spec:
     """One design: a name, data set, QAT scheme (and options), implementation target, the
     folding's throughput target (``target_ii`` cycles per image; None: the fastest folding that
-    fits the device), the model's width multiplier and the top module implemented (``logits``
-    or ``argmax``: :data:`hwquant.rtl.network.top.TOPS`)."""
+    fits the budget), the model's width multiplier and the top module implemented (``logits``
+    or ``argmax``: :data:`hwquant.rtl.network.top.TOPS`). ``budget`` overrides fields of the
+    target's :class:`~hwquant.hw.devices.Device` profile for the folding (a share of the part:
+    the MSQ / fixed-only / SP2-only comparison gives all three the same DSPs and LUTs);
+    ``folding`` gives layers' PE x SIMD ({name: (pe, simd)}), the table designs' folding."""
 
     name: str
     dataset: str
@@ -64,12 +67,34 @@ class Spec:
     target_ii: int | None = DIGITS_II
     width: float = 1.0
     top: str = "logits"
+    budget: dict[str, int] = field(default_factory=dict)
+    folding: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+BUDGET = {"dsps": 36, "luts": 4096}
+"""The comparison's share of the LFE5U-85F: 36 MULT18X18D (what the LLSQ design at
+:data:`DIGITS_II` uses) and 4,096 LUT4s for shift-add products (64 SP2 products at the
+folding's planning figure :data:`hwquant.rtl.network.folding.LUTS_PER_SHIFT_ADD`)."""
+POW2 = {"scale_constraint": "pow2"}
+"""The non-uniform scheme's single-scale integers need power-of-two scales."""
+DIGITS_TABLE_FOLDING = {"features.0.0": (1, 1), "features.1.0": (2, 16), "classifier": (1, 1)}
+"""The digits table design's folding: the LLSQ design's at :data:`DIGITS_II` (36,880 cycles;
+table models have no interval-driven folding yet, and the automatic one fills half the LUTs)."""
+MNIST_TABLE_FOLDING = {
+    "features.0.0": (4, 1),
+    "features.1.0": (8, 2),
+    "features.3.0": (8, 2),
+    "classifier": (1, 1),
+}
+"""The MNIST-5k table design's folding [D]: 112,896 cycles in the widest layers, the II of the
+LLSQ design that fills the device's DSPs, with 36 table products."""
 
 
 DESIGNS: tuple[Spec, ...] = (
     Spec("digits-llsq-ecp5", "digits", "llsq", "lfe5u-85f"),
     Spec("digits-msq-ecp5", "digits", "msq", "lfe5u-85f"),
-    Spec("digits-nonuniform-ecp5", "digits", "nonuniform", "lfe5u-85f"),
+    Spec("digits-nonuniform-ecp5", "digits", "nonuniform", "lfe5u-85f", POW2),
+    Spec("digits-tables-ecp5", "digits", "tables", "lfe5u-85f", folding=DIGITS_TABLE_FOLDING),
     Spec(
         "digits-llsq-ice40",
         "digits",
@@ -79,20 +104,54 @@ DESIGNS: tuple[Spec, ...] = (
         target_ii=DIGITS_II,
         top="argmax",
     ),
-    Spec("digits-sp2only-ecp5", "digits", "msq", "lfe5u-85f", {"msq": {"sp2_share": 1.0}}),
+    Spec(
+        "digits-fixedonly-ecp5",
+        "digits",
+        "msq",
+        "lfe5u-85f",
+        {"msq": {"sp2_share": 0.0}},
+        target_ii=None,
+        budget=BUDGET,
+    ),
+    Spec(
+        "digits-sp2only-ecp5",
+        "digits",
+        "msq",
+        "lfe5u-85f",
+        {"msq": {"sp2_share": 1.0}},
+        target_ii=None,
+        budget=BUDGET,
+    ),
+    Spec("digits-msq-budget-ecp5", "digits", "msq", "lfe5u-85f", target_ii=None, budget=BUDGET),
     Spec("mnist5k-llsq-ecp5", "mnist5k", "llsq", "lfe5u-85f", steps=200, target_ii=None),
+    Spec("mnist5k-msq-ecp5", "mnist5k", "msq", "lfe5u-85f", steps=200, target_ii=None),
+    Spec(
+        "mnist5k-nonuniform-ecp5", "mnist5k", "nonuniform", "lfe5u-85f", POW2, 200, target_ii=None
+    ),
+    Spec(
+        "mnist5k-tables-ecp5",
+        "mnist5k",
+        "tables",
+        "lfe5u-85f",
+        steps=200,
+        target_ii=None,
+        folding=MNIST_TABLE_FOLDING,
+    ),
 )
-"""The designs: the digits model through the IntModel schemes on ECP5-85F (table models
-have their own builder, :func:`hwquant.schemes.tables.network.build_table_design`, measured
-in simulation by ``benchmarks/network_sim.py``; not implemented here yet), one on iCE40 UP5K
-(the small CNN at a quarter width, whose weights and feature maps fit the UP5K's 120 Kbit of
-EBR; the argmax-only top, whose ports fit the SG48 package), MSQ beside fixed-only (llsq)
-and SP2-only (msq with every inner row SP2), and MNIST-5k W4A4."""
+"""The designs: the digits model through the four schemes on ECP5-85F at one throughput
+target, one on iCE40 UP5K (the small CNN at a quarter width, whose weights and feature maps
+fit the UP5K's 120 Kbit of EBR; the argmax-only top, whose ports fit the SG48 package),
+MSQ beside fixed-only (msq with every row fixed-point) and SP2-only (every inner row SP2) on
+one :data:`BUDGET`, and the MNIST-5k demo model (W4A4) through the four schemes."""
 
 
 def _recipe(spec: Spec):
     from hwquant.qat.recipe import MSQOptions, Recipe
 
+    if spec.scheme == "tables":
+        from benchmarks.network_sim import recipe
+
+        return recipe("tables", spec.steps)
     options = dict(spec.recipe)
     if "msq" in options:
         options["msq"] = MSQOptions(**options["msq"])
@@ -131,16 +190,49 @@ def train_and_lower(spec: Spec):
     return engine_codes(spec, hwquant.lower(qat, x_train[:64]))
 
 
-def engine_codes(spec: Spec, int_model):
-    """The model with its test-image codes and the integer engine's test accuracy."""
+def engine_codes(spec: Spec, lowered):
+    """The model with its test-image codes and the engine's test accuracy (the integer
+    engine; the table engine for a TableModel, wrapped as
+    :class:`~hwquant.schemes.tables.network.TableCodeModel`, the simulator's model)."""
     from hwquant.data import load_dataset
     from hwquant.engine import run
+    from hwquant.schemes.tables import TableModel
+    from hwquant.schemes.tables.network import TableCodeModel
 
     data = load_dataset(spec.dataset, progress=False)
-    codes = int_model.quantize_input(_images(data.test, data.mean, data.std))
-    logits = run(int_model, codes).output
+    model = TableCodeModel(lowered) if isinstance(lowered, TableModel) else lowered
+    codes = model.quantize_input(_images(data.test, data.mean, data.std))
+    logits = model.run(codes) if isinstance(lowered, TableModel) else run(model, codes).output
     accuracy = float((logits.argmax(1) == torch.from_numpy(data.test.labels)).float().mean())
-    return int_model, codes, accuracy
+    return model, codes, accuracy
+
+
+def _build(spec: Spec, model, out, input_size: int, folding=None):
+    """The design of ``model`` (an IntModel, or a TableModel / its TableCodeModel) for the
+    spec's target and budget, built into ``out``."""
+    import dataclasses
+
+    from hwquant.hw.devices import get_device
+    from hwquant.hw.folding import Fold
+    from hwquant.rtl.network import build_design
+    from hwquant.schemes.tables.network import TableCodeModel, build_table_design
+
+    device = dataclasses.replace(get_device(spec.target), **spec.budget)
+    given = folding or {k: Fold(*v) for k, v in spec.folding.items()}
+    if spec.scheme == "tables":
+        tables = model.model if isinstance(model, TableCodeModel) else model
+        return build_table_design(
+            tables, device, out, folding=given, input_size=input_size, overwrite=True
+        )
+    return build_design(
+        model,
+        device,
+        out,
+        folding=given or None,
+        input_size=input_size,
+        target_ii=None if folding else spec.target_ii,
+        overwrite=True,
+    )
 
 
 def _hw_model(design, model, device: str) -> dict[str, Any]:
@@ -151,6 +243,8 @@ def _hw_model(design, model, device: str) -> dict[str, Any]:
     from hwquant.hw.network import layer_work
 
     record = design.record
+    if record["scheme"] == "tables":
+        return {"error": "hwquant hw has no folded model of table units"}
     folding = {b["name"]: Fold(int(b["pe"]), int(b["simd"])) for b in record["blocks"] if "pe" in b}
     try:
         works = layer_work(model, tuple(record["input"]["shape"]))
@@ -182,10 +276,11 @@ def _estimate(record: dict, family: str, synthesized: dict[str, int]) -> dict[st
         key: round(100 * (est[key] - synthesized[key]) / synthesized[key], 1)
         if synthesized[key]
         else None
-        for key in ("luts", "dsps", "brams")
+        for key in ("luts", "ffs", "dsps", "brams")
     }
     return {
         "estimate_luts": est["luts"],
+        "estimate_ffs": est["ffs"],
         "estimate_dsps": est["dsps"],
         "estimate_brams": est["brams"],
         "estimate_error_pct": errors,
@@ -197,7 +292,7 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
     """Train, build, simulate and implement one design (without place and route when
     ``place`` is false: synthesis counts only, no Fmax); the benchmark entry."""
     from hwquant.rtl.implement import get_target, implement
-    from hwquant.rtl.network import build_design, simulate_design
+    from hwquant.rtl.network import simulate_design
 
     entry: dict[str, Any] = {
         "scheme": spec.scheme,
@@ -205,6 +300,7 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
         "model": f"small_cnn width {spec.width:g} {spec.dataset} W4A4 ({spec.steps} QAT steps)",
         "recipe": spec.recipe,
         "target_ii": spec.target_ii,
+        "budget": spec.budget or None,
         "top": spec.top,
         "git": git_state(REPO_ROOT),  # the generator this entry was built with
     }
@@ -212,14 +308,7 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
     model, codes, accuracy = train_and_lower(spec)
     entry["engine_test_accuracy"] = accuracy
     out = WORK / spec.name
-    design = build_design(
-        model,
-        spec.target,
-        out / "design",
-        input_size=int(codes.shape[-1]),
-        target_ii=spec.target_ii,
-        overwrite=True,
-    )
+    design = _build(spec, model, out / "design", int(codes.shape[-1]))
     entry["build_seconds"] = round(time.perf_counter() - start, 1)
     sim_start = time.perf_counter()
     report = simulate_design(out / "design", codes[:images], model=model, timeout=PNR_S)
@@ -263,7 +352,7 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
         folding={b["name"]: [b["pe"], b["simd"]] for b in design.record["blocks"] if "pe" in b},
     )
     family = get_target(spec.target).family
-    counts = {k: getattr(impl.synthesized, k) for k in ("luts", "dsps", "brams")}
+    counts = {k: getattr(impl.synthesized, k) for k in ("luts", "ffs", "dsps", "brams")}
     entry.update(_estimate(design.record, family, counts))
     entry["hw_model_estimate"] = _hw_model(design, model, spec.target)
     entry["flow_seconds"] = round(time.perf_counter() - start, 1)
@@ -275,7 +364,6 @@ def collect_design(spec: Spec, images: int) -> dict[str, Any]:
     hand with the command the flow records, or not finished: then ``placed`` and the Fmax are
     None): the design, its model and the implementation files are read from ``WORK/name``,
     and the design is simulated again on the test images."""
-    from hwquant.ir.intmodel import load
     from hwquant.rtl.implement import (
         NEXTPNR_ECP5,
         NEXTPNR_ICE40,
@@ -290,7 +378,7 @@ def collect_design(spec: Spec, images: int) -> dict[str, Any]:
 
     out = WORK / spec.name
     target = get_target(spec.target)
-    model, codes, accuracy = engine_codes(spec, load(out / "design" / "model.npz"))
+    model, codes, accuracy = engine_codes(spec, _load(spec, out / "design" / "model.npz"))
     record = json.loads((out / "design" / "design.json").read_text())
     report = simulate_design(out / "design", codes[:images], model=model, timeout=PNR_S)
     synthesized = parse_stat((out / "impl" / "stat.json").read_text(), target.family)
@@ -338,31 +426,29 @@ def collect_design(spec: Spec, images: int) -> dict[str, Any]:
     return entry
 
 
+def _load(spec: Spec, path):
+    """A design's stored model: a TableModel for the tables scheme, else an IntModel."""
+    from hwquant.ir.intmodel import load
+    from hwquant.schemes.tables import load_tables
+
+    return load_tables(path) if spec.scheme == "tables" else load(path)
+
+
 def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     """The estimate fields of a stored entry, from its model and folding rebuilt (the same
     generator: the design is rebuilt into ``WORK/name/estimate``, not synthesized)."""
     from hwquant.hw.folding import Fold
-    from hwquant.ir.intmodel import load
     from hwquant.rtl.implement import critical_path, get_target
-    from hwquant.rtl.network import build_design
 
+    spec = next(s for s in DESIGNS if s.name == name)
     work = WORK / name
+    model = _load(spec, work / "design" / "model.npz")
+    size = int(json.loads((work / "design" / "design.json").read_text())["input"]["shape"][-1])
     folding = {k: Fold(*v) for k, v in entry["folding"].items()}
-    design = build_design(
-        work / "design" / "model.npz",
-        entry["device"],
-        work / "estimate",
-        folding=folding,
-        input_size=int(
-            json.loads((work / "design" / "design.json").read_text())["input"]["shape"][-1]
-        ),
-        overwrite=True,
-    )
-    counts = {k: entry[k] for k in ("luts", "dsps", "brams")}
+    design = _build(spec, model, work / "estimate", size, folding)
+    counts = {k: entry[k] for k in ("luts", "ffs", "dsps", "brams")}
     fields = _estimate(design.record, get_target(entry["device"]).family, counts)
-    fields["hw_model_estimate"] = _hw_model(
-        design, load(work / "design" / "model.npz"), entry["device"]
-    )
+    fields["hw_model_estimate"] = _hw_model(design, model, entry["device"])
     report = work / "impl" / "report.json"
     if "critical_path" not in entry and report.is_file():
         fields["critical_path"] = critical_path(report.read_text())
@@ -420,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     recorder = ResultRecorder(NAME, command_line(), SEED, path=path)
     if args.reestimate:
         for name, entry in done.items():
-            if "error" not in entry:
+            if "error" not in entry and name in {s.name for s in DESIGNS}:
                 entry.update(reestimate(name, entry))
         recorder.save(json.loads(path.read_text())["config"], {"designs": done})
         return 0
