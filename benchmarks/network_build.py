@@ -1,14 +1,20 @@
 """Whole-network accelerators built, simulated and implemented with open tools (issue 16).
 
 For every design of :data:`DESIGNS`: train the model briefly on its data set (QAT with the
-design's scheme), lower it, build the streaming accelerator (``hwquant.rtl.network``), simulate
-it on the first ``--images`` test images and count the outputs that differ from the integer
-engine, then synthesize and place and route it (:func:`hwquant.rtl.implement.implement`).
+design's scheme), lower it (an IntModel, or a TableModel for the tables scheme), build the
+streaming accelerator (``hwquant.rtl.network``; table models with
+:func:`hwquant.schemes.tables.network.build_table_design`), then simulate it on the first
+``--images`` test images, counting the outputs that differ from the engine, *while* it is
+synthesized and placed and routed (:func:`hwquant.rtl.implement.implement`; the simulation
+runs in a second thread, so the flow takes the build plus the longer of the two).
 Throughput is ``Fmax / II`` (images per second at the achieved clock, one image every II
-cycles). The estimate columns are the whole-design estimate
+cycles). ``flow_seconds`` is the wall time from the lowered model to the simulated and placed
+design (build, simulation beside synthesis + place and route), ``train_seconds`` the QAT
+before it. The estimate columns are the whole-design estimate
 (:mod:`hwquant.rtl.network.estimate`: every block and edge costed by its structure) beside the
 synthesized counts, with the error of each; ``hw_model_estimate`` is ``hwquant hw``'s folded
 model (:mod:`hwquant.hw.folding`: MAC arrays and weight memories only) at the same folding.
+``comparisons`` puts MSQ beside fixed-only and SP2-only on one budget (:func:`comparisons`).
 ``--reestimate`` recomputes the estimates of the stored entries from their models and foldings
 (no synthesis), after a change to the estimate, and adds the critical path of an entry's
 stored nextpnr report where the entry has none.
@@ -21,6 +27,7 @@ every entry. ``python -m benchmarks.network_build [--only NAME ...] [--images N]
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import fcntl
 import json
@@ -307,11 +314,29 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
     start = time.perf_counter()
     model, codes, accuracy = train_and_lower(spec)
     entry["engine_test_accuracy"] = accuracy
+    entry["train_seconds"] = round(time.perf_counter() - start, 1)
+    start = time.perf_counter()  # the flow: lowered model -> simulated and placed design
     out = WORK / spec.name
     design = _build(spec, model, out / "design", int(codes.shape[-1]))
     entry["build_seconds"] = round(time.perf_counter() - start, 1)
-    sim_start = time.perf_counter()
-    report = simulate_design(out / "design", codes[:images], model=model, timeout=PNR_S)
+    rtl = out / "design" / "rtl"
+    files = [rtl / f for f in design.record["rtl_files"] if f.endswith(".v")]
+    data = [p for p in rtl.iterdir() if not p.name.endswith(".v")]
+    top = design.record["tops"][spec.top]
+
+    def simulate():
+        began = time.perf_counter()
+        report = simulate_design(out / "design", codes[:images], model=model, timeout=PNR_S)
+        return report, time.perf_counter() - began
+
+    # the simulation (Verilator) runs beside synthesis and place and route (one thread each)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        simulation = pool.submit(simulate)
+        with _lock("tools"):
+            impl = implement(
+                files, top, spec.target, out / "impl", data_files=data, place=place, timeout_s=PNR_S
+            )
+        report, sim_seconds = simulation.result()
     entry.update(
         images=report.images,
         mismatches=len(report.mismatches),
@@ -321,16 +346,8 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
         measured_latency_cycles=report.latency_cycles,
         measured_intervals=sorted(set(report.intervals)),
         simulator=report.simulator,
-        simulate_seconds=round(time.perf_counter() - sim_start, 1),
+        simulate_seconds=round(sim_seconds, 1),
     )
-    rtl = out / "design" / "rtl"
-    files = [rtl / f for f in design.record["rtl_files"] if f.endswith(".v")]
-    data = [p for p in rtl.iterdir() if not p.name.endswith(".v")]
-    top = design.record["tops"][spec.top]
-    with _lock("tools"):
-        impl = implement(
-            files, top, spec.target, out / "impl", data_files=data, place=place, timeout_s=PNR_S
-        )
     used = impl.placed or impl.synthesized
     fmax = impl.fmax_mhz
     entry.update(
@@ -350,6 +367,7 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
         part=impl.part,
         acc_bits={b["name"]: b.get("acc_bits") for b in design.record["blocks"] if "acc_bits" in b},
         folding={b["name"]: [b["pe"], b["simd"]] for b in design.record["blocks"] if "pe" in b},
+        products={b["name"]: b["products"] for b in design.record["blocks"] if "products" in b},
     )
     family = get_target(spec.target).family
     counts = {k: getattr(impl.synthesized, k) for k in ("luts", "ffs", "dsps", "brams")}
@@ -477,6 +495,71 @@ def markdown_table(designs: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+COMPARED = {
+    "msq": "digits-msq-budget-ecp5",
+    "fixed-only": "digits-fixedonly-ecp5",
+    "sp2-only": "digits-sp2only-ecp5",
+}
+"""The designs of the MSQ comparison (one :data:`BUDGET` of the LFE5U-85F each)."""
+
+
+def comparisons(designs: dict[str, Any]) -> dict[str, Any]:
+    """MSQ against fixed-only and SP2-only on one budget: each placed design's images/s
+    (``Fmax / II``) and its speed-up over fixed-only, beside ``hwquant hw``'s prediction for
+    the MSQ model (:func:`hwquant.hw.estimate.estimate` on the whole LFE5U-85F:
+    ``speedup_over_fixed`` of its "msq" and "sp2" designs) and the folded model's speed-up at
+    the placed foldings (``hw_model_estimate``). Designs not yet measured are None."""
+    from hwquant.hw.estimate import estimate
+    from hwquant.ir.intmodel import load
+
+    rows: dict[str, Any] = {}
+    for label, name in COMPARED.items():
+        entry = designs.get(name, {})
+        rows[label] = {
+            "design": name,
+            "images_per_s": entry.get("images_per_s"),
+            "fmax_mhz": entry.get("fmax_mhz"),
+            "cycles_per_image": entry.get("cycles_per_image"),
+            "luts": entry.get("luts"),
+            "dsps": entry.get("dsps"),
+            "products": entry.get("products"),
+            "hw_model_images_per_s": (entry.get("hw_model_estimate") or {}).get("images_per_s"),
+        }
+    base = rows["fixed-only"]
+    pairs = {"speedup": "images_per_s", "hw_model_speedup": "hw_model_images_per_s"}
+    for row in rows.values():
+        for key, ref in pairs.items():
+            row[key] = row[ref] / base[ref] if row[ref] and base[ref] else None
+    predicted = None
+    model_file = WORK / COMPARED["msq"] / "design" / "model.npz"
+    if model_file.is_file():
+        record = json.loads((model_file.parent / "design.json").read_text())
+        est = estimate(load(model_file), "lfe5u-85f", tuple(record["input"]["shape"]))
+        predicted = {"msq": est.speedup("msq"), "sp2-only": est.speedup("sp2")}
+    return {"budget": BUDGET, "designs": rows, "hwquant_hw_speedup_over_fixed": predicted}
+
+
+def comparison_table(result: dict[str, Any]) -> str:
+    """:func:`comparisons` as a Markdown table (the docs quote it)."""
+    lines = [
+        "| design | Fmax MHz | cycles/image | images/s | speed-up over fixed-only | "
+        "folded model's speed-up | LUT4 | MULT18 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(value, fmt):
+        return "–" if value is None else format(value, fmt)
+
+    for label, row in result["designs"].items():
+        lines.append(
+            f"| {label} (`{row['design']}`) | {cell(row['fmax_mhz'], '.2f')} | "
+            f"{cell(row['cycles_per_image'], ',')} | {cell(row['images_per_s'], ',.0f')} | "
+            f"{cell(row['speedup'], '.2f')} | {cell(row['hw_model_speedup'], '.2f')} | "
+            f"{cell(row['luts'], ',')} | {cell(row['dsps'], ',')} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="design names to run (default: all)")
@@ -500,7 +583,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     path = RESULTS_DIR / f"{NAME}.json"
     if args.table:
-        print(markdown_table(json.loads(path.read_text())["results"]["designs"]))
+        results = json.loads(path.read_text())["results"]
+        print(markdown_table(results["designs"]))
+        print()
+        print(comparison_table(results.get("comparisons") or comparisons(results["designs"])))
         return 0
     done = _stored(path)
     recorder = ResultRecorder(NAME, command_line(), SEED, path=path)
@@ -508,7 +594,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, entry in done.items():
             if "error" not in entry and name in {s.name for s in DESIGNS}:
                 entry.update(reestimate(name, entry))
-        recorder.save(json.loads(path.read_text())["config"], {"designs": done})
+        recorder.save(
+            json.loads(path.read_text())["config"],
+            {"designs": done, "comparisons": comparisons(done)},
+        )
         return 0
     config = {"designs": [s.__dict__ for s in DESIGNS], "images": args.images}
     for spec in DESIGNS:
@@ -537,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: v for k, v in done[spec.name].items() if k != "traceback"})[:600])
         with _lock("results"):  # other runs may have saved entries meanwhile: keep them
             done = {**_stored(path), spec.name: done[spec.name]}
-            recorder.save(config, {"designs": done})
+            recorder.save(config, {"designs": done, "comparisons": comparisons(done)})
     return 0
 
 
