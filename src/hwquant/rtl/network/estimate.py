@@ -25,7 +25,8 @@ places (ECP5, iCE40), in the units the synthesized counts use
 * **multipliers**: one 18x18 MULT18X18D (ECP5) or 16x16 SB_MAC16 (iCE40) per fixed-point or
   codebook product and per requantizer lane, ``⌈a/n⌉·⌈b/n⌉`` of them for a wider product;
   an SP2 shift-add product three LUT4s per product bit (two shift multiplexers, one adder) [D];
-  a codebook product adds its level table.
+  a codebook product adds its level table; a table product is a ROM image of every ``{x, w}``
+  address, a memory as above whose block RAM holds the product register.
 
 **Flip-flops** are counted register by register as the generator writes them (Yosys keeps
 every one that is read): the pipeline registers of a weight block (window address, weight and
@@ -169,6 +170,13 @@ def _adder_tree(simd: int, product_bits: int, acc_bits: int) -> tuple[float, int
     return luts, regs
 
 
+def _table_depth(entries: int, weight_bits: int) -> int:
+    """Words of a table product's ROM image: every ``{x, w}`` address, ``x`` of
+    ``⌈log2(entries / 2^weight_bits)⌉`` bits (:func:`hwquant.schemes.tables.rtl.table_product`)."""
+    rows = -(-entries >> weight_bits)
+    return 1 << (bits(rows) + weight_bits)
+
+
 def weight_block_cost(block: Mapping, family: str) -> Cost:
     """A convolution / fully connected block (:mod:`hwquant.rtl.network.weight_layer`)."""
     pe, simd, nf = int(block["pe"]), int(block["simd"]), int(block["neuron_folds"])
@@ -198,8 +206,12 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
         elif kind == "codebook":  # index -> level table, then the multiplier
             cost.luts += simd * table_luts(2**wfield, pbits - a)
             cost.dsps += simd * multipliers(a + 1, pbits - a, family)
-        elif kind == "table":  # a lookup ROM in LUTs, no multiplier
-            cost.luts += simd * table_luts(int(block["table_entries"]), pbits)
+        elif kind == "table":  # a ROM image per product, no multiplier (module docstring)
+            rom = memory(_table_depth(int(block["table_entries"]), wfield), pbits, family)
+            cost.luts += simd * rom.luts
+            cost.brams += simd * rom.brams
+            if rom.brams:  # the block RAM's output register holds the product
+                cost.ffs -= simd * pbits
         else:
             cost.dsps += simd * multipliers(a + 1, wfield, family)
         tree_luts, tree_regs = _adder_tree(simd, pbits, acc)

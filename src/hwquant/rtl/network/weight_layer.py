@@ -574,7 +574,8 @@ def emit_array(
         out,
         steps,
         depth,
-        {rom_file: mem_text(rom, rom_bits)},
+        {rom_file: mem_text(rom, rom_bits)}
+        | {name: text for pr in prod_modules.values() for name, text in pr.files.items()},
         info,
     )
 
