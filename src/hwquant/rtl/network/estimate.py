@@ -33,7 +33,8 @@ every one that is read): the pipeline registers of a weight block (window addres
 input words, one per product bit, adder-tree levels, accumulator and result, the
 requantizer's three wide stages and code, the word assembly), each stage's tags, the schedule
 and loop counters; an edge's block RAM costs one flip-flop per data bit on its write and on
-its read side (Yosys 0.70 registers both around an ECP5 DP16KD); a max pool holds the read
+its read side (Yosys 0.70 registers both around an ECP5 DP16KD), an edge in LUTRAM or logic
+its registered read word; a max pool holds the read
 word, the running maximum and the output word; the output interface holds the logits twice
 (the argmax tree and the top's output register) [D].
 
@@ -146,12 +147,12 @@ def memory(depth: int, width: int, family: str) -> Cost:
 
 def edge_cost(edge: Mapping, family: str) -> Cost:
     """An image FIFO: its RAM, two address adders and the bank and count control; in block
-    RAM a flip-flop per data bit on either side, in logic the words themselves (module
+    RAM a flip-flop per data bit on either side, in LUTRAM or logic the read word (module
     docstring)."""
     words, width = int(edge["words"]), int(edge["width"])
     cost = memory(words, width, family)
     cost.luts += 2 * bits(words) + LUTS_PER_COUNTER_BIT * 4
-    cost.ffs = 2 * width + (6 if cost.brams else 4)
+    cost.ffs = (2 * width + 6) if cost.brams else (width + 4)
     return cost
 
 
