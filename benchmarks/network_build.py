@@ -474,26 +474,67 @@ def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-COLUMNS = (
-    "scheme", "device", "target_ii", "images", "mismatches", "cycles_per_image", "fmax_mhz",
-    "images_per_s", "luts", "ffs", "dsps", "brams", "estimate_luts", "estimate_dsps",
-    "estimate_brams", "flow_seconds",
-)  # fmt: skip
+COLUMNS = {
+    "scheme": "scheme",
+    "images": "images",
+    "mismatches": "mismatches",
+    "cycles_per_image": "cycles/image",
+    "fmax_mhz": "Fmax MHz",
+    "images_per_s": "images/s",
+    "luts": "LUT4",
+    "ffs": "FF",
+    "dsps": "MULT18",
+    "brams": "EBR",
+    "estimate_error_pct": "estimate error % LUT / FF / DSP / EBR",
+    "flow_seconds": "flow s",
+}
+"""The table's columns: entry key -> heading."""
+DOCS_MARKERS = ("<!-- network_build: begin -->", "<!-- network_build: end -->")
+"""docs/accelerator.md's generated part lies between these lines (``--docs`` rewrites it)."""
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "–"
+    if key == "estimate_error_pct":
+        return " / ".join(
+            "–" if value.get(k) is None else f"{value[k]:+.1f}"
+            for k in ("luts", "ffs", "dsps", "brams")
+        )
+    if key == "fmax_mhz":
+        return f"{value:.2f}"
+    return f"{value:,.0f}" if isinstance(value, int | float) else str(value)
 
 
 def markdown_table(designs: dict[str, Any]) -> str:
     """The result entries as a Markdown table (the docs quote it); failed entries say why."""
-    lines = ["| design | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for name, entry in designs.items():
+    lines = [
+        "| design | " + " | ".join(COLUMNS.values()) + " |",
+        "|---" * (len(COLUMNS) + 1) + "|",
+    ]
+    for name, entry in sorted(designs.items()):
         if "error" in entry:
-            lines.append(f"| {name} | failed: {entry['error'][:120]} |")
+            lines.append(f"| `{name}` | failed: {entry['error'][:160]} |")
             continue
-        cells = []
-        for key in COLUMNS:
-            value = entry.get(key)
-            cells.append(f"{value:,.1f}" if isinstance(value, float) else str(value))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        cells = [_cell(key, entry.get(key)) for key in COLUMNS]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def write_docs(results: dict[str, Any], page) -> None:
+    """Rewrite the part of ``page`` between :data:`DOCS_MARKERS` with the results table and
+    the comparison (atomically)."""
+    from hwquant.core.atomic import write_atomic
+
+    text = page.read_text()
+    begin, end = DOCS_MARKERS
+    if begin not in text or end not in text:
+        raise SystemExit(f"{page} has no '{begin}' ... '{end}' lines to rewrite.")
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    comparison = results.get("comparisons") or comparisons(results["designs"])
+    body = f"\n{markdown_table(results['designs'])}\n\n{comparison_table(comparison)}\n"
+    write_atomic(page, (head + begin + body + end + tail).encode())
 
 
 COMPARED = {
@@ -567,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=100, help="test images simulated (100)")
     parser.add_argument("--table", action="store_true", help="print the results as Markdown")
     parser.add_argument(
+        "--docs", action="store_true", help="rewrite docs/accelerator.md's results table"
+    )
+    parser.add_argument(
         "--reestimate", action="store_true", help="recompute the stored entries' estimates"
     )
     parser.add_argument(
@@ -583,6 +627,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     path = RESULTS_DIR / f"{NAME}.json"
+    if args.docs:
+        write_docs(json.loads(path.read_text())["results"], REPO_ROOT / "docs" / "accelerator.md")
+        return 0
     if args.table:
         results = json.loads(path.read_text())["results"]
         print(markdown_table(results["designs"]))
