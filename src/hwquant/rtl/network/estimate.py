@@ -126,9 +126,22 @@ def table_luts(entries: int, width: int) -> float:
 
 
 def multipliers(a: int, b: int, family: str) -> int:
-    """Hardware multipliers of an ``a`` x ``b``-bit product."""
+    """Hardware multipliers of an ``a`` x ``b``-bit product. On ECP5, Yosys's ``mul2dsp``
+    cuts each operand into 18-bit slices and leaves a slice under 2 bits (its
+    ``DSP_A_MINWIDTH``) to LUTs: a 19 x 2 requantizer product is one MULT18X18D.
+
+    >>> multipliers(19, 2, "ecp5"), multipliers(20, 17, "ecp5")
+    (1, 2)
+    """
     n = DSP_BITS[family]
+    if family == "ecp5":
+        return _slices(a, n) * _slices(b, n)
     return math.ceil(a / n) * math.ceil(b / n)
+
+
+def _slices(width: int, n: int) -> int:
+    """``n``-bit slices of an operand that map to multipliers (a last one of 1 bit does not)."""
+    return max(1, width // n + (width % n >= 2))
 
 
 def memory(depth: int, width: int, family: str) -> Cost:
@@ -224,7 +237,9 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
         per_lane = table_luts(int(rq["distinct_mults"]), int(rq["mult_bits"]))
         if int(rq["distinct_shifts"]) > 1:  # rounding term and shift chosen per row
             per_lane += table_luts(int(rq["distinct_shifts"]), wide + int(rq["shift_bits"]))
-            per_lane += wide * (int(rq["shift_bits"]) - 1) * 2 / 3  # the barrel shifter
+            # the barrel shifter: Yosys drops the shift register's constant bits, leaving
+            # about ⌈log2 n⌉ levels of 2:1 multiplexers (one LUT4 per bit) for n shifts
+            per_lane += wide * bits(int(rq["distinct_shifts"]))
         per_lane += wide + 2 * wide + ob  # rounding adder, two clamp compares, result mux
         cost.luts += pe * per_lane
         cost.dsps += pe * multipliers(acc, int(rq["mult_bits"]), family)
@@ -249,7 +264,7 @@ def pool_block_cost(block: Mapping, in_width: int, family: str) -> Cost:
     cost = Cost(LUTS_PER_COUNTER_BIT * (bits(kh) + bits(kw) + bits(oh) + bits(ow) + 10))
     cost.ffs = 3 * in_width + 2 * (bits(kh) + bits(kw) + bits(oh) + bits(ow)) + 20
     if block["op"] == "maxpool":
-        cost.luts += 2 * in_width  # compare and select per channel bit
+        cost.luts += 3.5 * in_width  # compare, select, first-item and padding muxes per bit [D]
     else:
         cost.luts += 4 * in_width
         cost.dsps += oc
