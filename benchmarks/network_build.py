@@ -639,13 +639,16 @@ def main(argv: list[str] | None = None) -> int:
     done = _stored(path)
     recorder = ResultRecorder(NAME, command_line(), SEED, path=path)
     if args.reestimate:
-        for name, entry in done.items():
-            if "error" not in entry and name in {s.name for s in DESIGNS}:
-                entry.update(reestimate(name, entry))
-        recorder.save(
-            json.loads(path.read_text())["config"],
-            {"designs": done, "comparisons": comparisons(done)},
-        )
+        names = {s.name for s in DESIGNS} & set(args.only or done)
+        fresh = {n: reestimate(n, e) for n, e in done.items() if "error" not in e and n in names}
+        with _lock("results"):  # other runs may have saved entries meanwhile: keep them
+            done = _stored(path)
+            for name, fields in fresh.items():
+                done[name].update(fields)
+            recorder.save(
+                json.loads(path.read_text())["config"],
+                {"designs": done, "comparisons": comparisons(done)},
+            )
         return 0
     config = {"designs": [s.__dict__ for s in DESIGNS], "images": args.images}
     for spec in DESIGNS:
