@@ -611,6 +611,11 @@ def main(argv: list[str] | None = None) -> int:
         "--docs", action="store_true", help="rewrite docs/accelerator.md's results table"
     )
     parser.add_argument(
+        "--router2",
+        metavar="NAME",
+        help="place and route a stored entry again with nextpnr's router2 (router_trial)",
+    )
+    parser.add_argument(
         "--reestimate", action="store_true", help="recompute the stored entries' estimates"
     )
     parser.add_argument(
@@ -638,6 +643,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     done = _stored(path)
     recorder = ResultRecorder(NAME, command_line(), SEED, path=path)
+    if args.router2:
+        trial = router_trial(args.router2, done[args.router2])
+        with _lock("results"):
+            results = json.loads(path.read_text())["results"]
+            results.setdefault("router_trials", {})[args.router2] = trial
+            recorder.save(json.loads(path.read_text())["config"], results)
+        return 0
     if args.reestimate:
         names = {s.name for s in DESIGNS} & set(args.only or done)
         fresh = {n: reestimate(n, e) for n, e in done.items() if "error" not in e and n in names}
@@ -645,10 +657,7 @@ def main(argv: list[str] | None = None) -> int:
             done = _stored(path)
             for name, fields in fresh.items():
                 done[name].update(fields)
-            recorder.save(
-                json.loads(path.read_text())["config"],
-                {"designs": done, "comparisons": comparisons(done)},
-            )
+            _save(recorder, json.loads(path.read_text())["config"], path, done)
         return 0
     config = {"designs": [s.__dict__ for s in DESIGNS], "images": args.images}
     for spec in DESIGNS:
@@ -677,8 +686,46 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: v for k, v in done[spec.name].items() if k != "traceback"})[:600])
         with _lock("results"):  # other runs may have saved entries meanwhile: keep them
             done = {**_stored(path), spec.name: done[spec.name]}
-            recorder.save(config, {"designs": done, "comparisons": comparisons(done)})
+            _save(recorder, config, path, done)
     return 0
+
+
+def router_trial(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Place and route entry ``name``'s stored netlist again with nextpnr's ``router2`` (the
+    entry's recorded command, same seed and timing-driven placement, another report and
+    log): its wall seconds and Fmax beside the entry's own (``router1``, the default)."""
+    import shlex
+    import subprocess
+
+    from hwquant.rtl.implement import critical_path, parse_report
+
+    argv = shlex.split(entry["tool_commands"][1])
+    argv = [
+        {"report.json": "report_router2.json", "pnr.log": "pnr_router2.log"}.get(a, a) for a in argv
+    ]
+    argv += ["--router", "router2"]
+    impl = WORK / name / "impl"
+    began = time.perf_counter()
+    subprocess.run(argv, cwd=impl, check=True, capture_output=True, timeout=PNR_S)
+    seconds = time.perf_counter() - began
+    text = (impl / "report_router2.json").read_text()
+    return {
+        "command": shlex.join(argv),
+        "router2": {
+            "pnr_seconds": round(seconds, 1),
+            "fmax_mhz": parse_report(text).fmax_mhz,
+            "critical_path": critical_path(text),
+        },
+        "router1": {"pnr_seconds": entry["tool_seconds"]["pnr"], "fmax_mhz": entry["fmax_mhz"]},
+    }
+
+
+def _save(recorder, config: dict, path, designs: dict[str, Any]) -> None:
+    """Save ``designs`` and their comparison, keeping the other sections of the stored
+    results (``router_trials``)."""
+    stored = json.loads(path.read_text())["results"] if path.is_file() else {}
+    results = {**stored, "designs": designs, "comparisons": comparisons(designs)}
+    recorder.save(config, results)
 
 
 def _stored(path) -> dict[str, Any]:
