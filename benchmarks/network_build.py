@@ -611,6 +611,9 @@ def main(argv: list[str] | None = None) -> int:
         "--docs", action="store_true", help="rewrite docs/accelerator.md's results table"
     )
     parser.add_argument(
+        "--rerun", action="store_true", help="replace the --only entries even when complete"
+    )
+    parser.add_argument(
         "--router2",
         metavar="NAME",
         help="place and route a stored entry again with nextpnr's router2 (router_trial)",
@@ -664,7 +667,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and spec.name not in args.only:
             continue
         if (
-            spec.name in done
+            not args.rerun
+            and spec.name in done
             and "error" not in done[spec.name]
             and (args.no_place or done[spec.name].get("placed") is not None)
         ):

@@ -49,6 +49,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hwquant.core.errors import ConfigError
+from hwquant.rtl.network.weight_layer import WIDE_CHUNKS
 
 ECP5_BRAM_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
 """(width, depth) of one ECP5 DP16KD / PDPW16KD (FPGA-TN-02204, ECP5 Memory Usage Guide)."""
@@ -206,6 +207,8 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
     sy, sx = block["stride"]
     cost.ffs = count_bits + 1 + bits(words) + bits(max(kh * kw, oh * ow * sy * sx))
     cost.ffs += simd * max(a, 1) + rom_bits
+    if c_in // simd >= WIDE_CHUNKS:  # the read word and the weight word registered first
+        cost.ffs += c_in * a + rom_bits
     # the tags (valid, padding, first, last, chunk and fold) through the pipeline's stages
     cost.ffs += int(block["depth"]) * (4 + bits(nf)) + 3 * bits(c_in // simd)
     if block["weight_rom"]["style"] == "distributed":

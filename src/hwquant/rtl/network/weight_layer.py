@@ -21,10 +21,11 @@ fields per (nf, ky, kx, cs), read synchronously from a ``$readmemh`` image (bloc
 LUTs when at most :data:`LUTROM_DEPTH` words).
 
 **Pipeline** (one register per stage, so one stage sets Fmax): pixel address → input RAM read
-and weight ROM read → chunk select → products → ``⌈log2 SIMD⌉`` adder-tree levels → accumulator
-(bias on a fold's first item, wrapping at ``acc_bits``: :class:`hwquant.core.intmath.Accumulator`
-"wrap") → ``acc·M`` → ``+ 2^(s−1)`` → ``>>> s`` → ``clamp(·, lo, hi)`` → pixel word assembly
-and write.
+and weight ROM read → (the read word registered, when the chunk select has at least
+:data:`WIDE_CHUNKS` ways) → chunk select → products → ``⌈log2 SIMD⌉`` adder-tree levels →
+accumulator (bias on a fold's first item, wrapping at ``acc_bits``:
+:class:`hwquant.core.intmath.Accumulator` "wrap") → ``acc·M`` → ``+ 2^(s−1)`` → ``>>> s`` →
+``clamp(·, lo, hi)`` → pixel word assembly and write.
 ``acc_bits`` is the width the engine's analysis proves (:meth:`WeightNode.worst_case_bits`),
 or the node's own narrower wrapping accumulator.
 """
@@ -53,6 +54,11 @@ from hwquant.rtl.network.stream import (
 from hwquant.rtl.requantizer import clamp_statement
 from hwquant.rtl.testbench import mem_text
 from hwquant.rtl.unit import Product, case_block, index_bits, literal
+
+WIDE_CHUNKS = 8
+"""A chunk select over at least this many chunks of the input word (``C/SIMD``) gets its own
+register stage after the input RAM: on the fixed-only digits design (``C/SIMD = 32``) the
+DP16KD's output through the 32:1 multiplexer limited Fmax to 82.5 MHz."""
 
 LUTROM_DEPTH = 64
 """Weight ROMs at most this many words deep are marked for LUTs, deeper ones for block RAM
@@ -432,10 +438,24 @@ def emit_array(
         f"    reg [{rom_bits - 1}:0] w_word;",
         "    always @(posedge clk) w_word <= wrom[wa_1];",
     ]
-    # stage 3: chunk select (padding: code 0) and weights registered
+    # a wide chunk select (C/SIMD >= WIDE_CHUNKS) first registers the read word: the input
+    # RAM's clock-to-output and a C/SIMD:1 multiplexer in one stage set Fmax otherwise
+    word, weights = "rd_data_0", "w_word"
+    if cs >= WIDE_CHUNKS:
+        lines += stages.advance()
+        lines += [
+            f"    reg [{fmap.word_bits - 1}:0] word_q;",
+            f"    reg [{rom_bits - 1}:0] w_hold;",
+            "    always @(posedge clk) begin",
+            "        word_q <= rd_data_0;",
+            "        w_hold <= w_word;",
+            "    end",
+        ]
+        word, weights = "word_q", "w_hold"
+    # stage 3 (4 after a registered read word): chunk select (padding: code 0), weights
     t = stages.now
     lines += stages.advance()
-    chunk = f"rd_data_0[cs_{t} * {simd * a} +: {simd * a}]"
+    chunk = f"{word}[cs_{t} * {simd * a} +: {simd * a}]"
     if xb > a or spec.pad_code:  # each field widened to the operand, padding its own code
         fields = ", ".join(
             f"{{{xb - a}'d0, {chunk}[{s * a} +: {a}]}}" if xb > a else f"{chunk}[{s * a} +: {a}]"
@@ -450,7 +470,7 @@ def emit_array(
         f"    reg [{rom_bits - 1}:0] w_q;",
         "    always @(posedge clk) begin",
         f"        x_q <= {x_next};",
-        "        w_q <= w_word;",
+        f"        w_q <= {weights};",
         "    end",
     ]
     # stage 4: registered products
