@@ -243,14 +243,13 @@ def _build(spec: Spec, model, out, input_size: int, folding=None):
     )
 
 
-def _hw_model(design, model, device: str) -> dict[str, Any]:
+def _hw_model(record: dict, model, device: str) -> dict[str, Any]:
     """``hwquant hw``'s folded cost model (:mod:`hwquant.hw.folding`: MAC arrays and weight
     memories only, 7-series unit costs) at the design's folding; the error where it cannot
     cost the model."""
     from hwquant.hw.folding import Fold, fold_network
     from hwquant.hw.network import layer_work
 
-    record = design.record
     if record["scheme"] == "tables":
         return {"error": "hwquant hw has no folded model of table units"}
     folding = {b["name"]: Fold(int(b["pe"]), int(b["simd"])) for b in record["blocks"] if "pe" in b}
@@ -373,7 +372,7 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
     family = get_target(spec.target).family
     counts = {k: getattr(impl.synthesized, k) for k in ("luts", "ffs", "dsps", "brams")}
     entry.update(_estimate(design.record, family, counts))
-    entry["hw_model_estimate"] = _hw_model(design, model, spec.target)
+    entry["hw_model_estimate"] = _hw_model(design.record, model, spec.target)
     entry["flow_seconds"] = round(time.perf_counter() - start, 1)
     return entry
 
@@ -454,20 +453,27 @@ def _load(spec: Spec, path):
 
 
 def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
-    """The estimate fields of a stored entry, from its model and folding rebuilt (the same
-    generator: the design is rebuilt into ``WORK/name/estimate``, not synthesized)."""
+    """The estimate fields of a stored entry from the design.json it synthesized; a
+    design.json older than the fields the estimate reads is rebuilt from the entry's model and
+    folding (the current generator, into ``WORK/name/estimate``)."""
     from hwquant.hw.folding import Fold
     from hwquant.rtl.implement import critical_path, get_target
 
     spec = next(s for s in DESIGNS if s.name == name)
     work = WORK / name
     model = _load(spec, work / "design" / "model.npz")
-    size = int(json.loads((work / "design" / "design.json").read_text())["input"]["shape"][-1])
-    folding = {k: Fold(*v) for k, v in entry["folding"].items()}
-    design = _build(spec, model, work / "estimate", size, folding)
+    record = json.loads((work / "design" / "design.json").read_text())
     counts = {k: entry[k] for k in ("luts", "ffs", "dsps", "brams")}
-    fields = _estimate(design.record, get_target(entry["device"]).family, counts)
-    fields["hw_model_estimate"] = _hw_model(design, model, entry["device"])
+    family = get_target(entry["device"]).family
+    try:
+        fields = _estimate(record, family, counts)
+    except KeyError:  # written before the estimate's fields existed
+        folding = {k: Fold(*v) for k, v in entry["folding"].items()}
+        size = int(record["input"]["shape"][-1])
+        record = _build(spec, model, work / "estimate", size, folding).record
+        fields = _estimate(record, family, counts)
+        fields["estimate_from"] = "design rebuilt by the current generator (old design.json)"
+    fields["hw_model_estimate"] = _hw_model(record, model, entry["device"])
     report = work / "impl" / "report.json"
     if "critical_path" not in entry and report.is_file():
         fields["critical_path"] = critical_path(report.read_text())

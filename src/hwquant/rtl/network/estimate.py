@@ -24,7 +24,8 @@ places (ECP5, iCE40), in the units the synthesized counts use
   flip-flops and a multiplexer [D];
 * **multipliers**: one 18x18 MULT18X18D (ECP5) or 16x16 SB_MAC16 (iCE40) per fixed-point or
   codebook product and per requantizer lane, ``⌈a/n⌉·⌈b/n⌉`` of them for a wider product;
-  an SP2 shift-add product three LUT4s per product bit (two shift multiplexers, one adder) [D];
+  an SP2 shift-add product four LUT4s per product bit (two shift multiplexers, an adder,
+  the sign) [D];
   a codebook product adds its level table; a table product is a ROM image of every ``{x, w}``
   address, a memory as above whose block RAM holds the product register.
 
@@ -49,7 +50,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hwquant.core.errors import ConfigError
-from hwquant.rtl.network.weight_layer import WIDE_CHUNKS
 
 ECP5_BRAM_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
 """(width, depth) of one ECP5 DP16KD / PDPW16KD (FPGA-TN-02204, ECP5 Memory Usage Guide)."""
@@ -63,8 +63,8 @@ DSP_BITS = {"ecp5": 18, "ice40": 16}
 """Operand width of one hardware multiplier per family."""
 LUTS_PER_COUNTER_BIT = 3
 """Increment, wrap compare and enable per counter bit [D]."""
-LUTS_PER_SP2_BIT = 3
-"""Two shift multiplexers and one adder per SP2 product bit [D]."""
+LUTS_PER_SP2_BIT = 4
+"""Two shift multiplexers, one adder and the sign per SP2 product bit [D]."""
 
 
 @dataclass
@@ -207,7 +207,7 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
     sy, sx = block["stride"]
     cost.ffs = count_bits + 1 + bits(words) + bits(max(kh * kw, oh * ow * sy * sx))
     cost.ffs += simd * max(a, 1) + rom_bits
-    if c_in // simd >= WIDE_CHUNKS:  # the read word and the weight word registered first
+    if block.get("word_registered"):  # the read word and the weight word registered first
         cost.ffs += c_in * a + rom_bits
     # the tags (valid, padding, first, last, chunk and fold) through the pipeline's stages
     cost.ffs += int(block["depth"]) * (4 + bits(nf)) + 3 * bits(c_in // simd)
@@ -237,13 +237,13 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
     rq = block.get("requantizer")
     if rq:
         wide, ob = int(rq["wide"]), int(block["out_bits"])
-        per_lane = table_luts(int(rq["distinct_mults"]), int(rq["mult_bits"]))
-        if int(rq["distinct_shifts"]) > 1:  # rounding term and shift chosen per row
-            per_lane += table_luts(int(rq["distinct_shifts"]), wide + int(rq["shift_bits"]))
-            # the barrel shifter: Yosys drops the shift register's constant bits, leaving
-            # about ⌈log2 n⌉ levels of 2:1 multiplexers (one LUT4 per bit) for n shifts
-            per_lane += wide * bits(int(rq["distinct_shifts"]))
-        per_lane += wide + 2 * wide + ob  # rounding adder, two clamp compares, result mux
+        # the per-row multiplier, shift and rounding term are constant tables that Yosys
+        # folds into the logic they feed (measured: a few LUT4s per lane); the rounding adder
+        # and the clamp take about 2.5 LUT4s per bit of the wide value, and a shift chosen
+        # among n per row about ⌈log2 n⌉ levels of 2:1 multiplexers, half a LUT4 per bit
+        # each (the shift register's constant bits drop out) [D]
+        shifts = int(rq["distinct_shifts"])
+        per_lane = 2.5 * wide + wide * bits(shifts) / 2 * (shifts > 1) + ob
         cost.luts += pe * per_lane
         cost.dsps += pe * multipliers(acc, int(rq["mult_bits"]), family)
         cost.ffs += pe * (3 * wide + int(rq["shift_bits"]) + ob)  # scaled, rounded, shifted

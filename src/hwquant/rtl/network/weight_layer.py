@@ -580,6 +580,7 @@ def emit_array(
         "weight_fields": widths,
         "in_bits": a,
         "in_channels": c_in,
+        "word_registered": cs >= WIDE_CHUNKS,
         "products": len(lanes) * simd,
         "weight_rom": {"words": depth_words, "width": rom_bits, "style": rom_style},
         **stage_info,
