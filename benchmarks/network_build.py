@@ -475,7 +475,7 @@ def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         fields["estimate_from"] = "design rebuilt by the current generator (old design.json)"
     fields["hw_model_estimate"] = _hw_model(record, model, entry["device"])
     report = work / "impl" / "report.json"
-    if "critical_path" not in entry and report.is_file():
+    if report.is_file():
         fields["critical_path"] = critical_path(report.read_text())
     return fields
 
