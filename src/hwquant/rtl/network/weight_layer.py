@@ -219,13 +219,17 @@ class Requantizer:
         wide = acc_bits + mult_bits + 1
         shift_bits = max(2, int(shift.max()).bit_length() + 1)
         lines: list[str] = []
-        t = stages.now
+        # the row's multiplier is chosen in the accumulator's stage ``a`` and registered with
+        # the result (``v && last``), so the multiply reads two registers: a multiplexer
+        # before the DSP limited Fmax to 93 MHz on the SP2-only digits design
+        a = stages.now - 1
         lines += stages.advance()
         for p, (lane, _) in enumerate(lanes):
             ms = [int(mult[r]) if r >= 0 else 0 for r in lane.rows]
             lines += [
-                f"    reg signed [{mult_bits - 1}:0] mult_{p};",
-                _case(f"res_nf_{t}", f"mult_{p}", [literal(m, mult_bits) for m in ms]),
+                f"    reg signed [{mult_bits - 1}:0] mult_sel_{p}, mult_{p};",
+                _case(f"nf_{a}", f"mult_sel_{p}", [literal(m, mult_bits) for m in ms]),
+                f"    always @(posedge clk) if (v_{a} && last_{a}) mult_{p} <= mult_sel_{p};",
                 f"    reg signed [{wide - 1}:0] scaled_{p};",
                 f"    always @(posedge clk) scaled_{p} <= res_{p} * mult_{p};",
             ]
