@@ -161,6 +161,33 @@ def edge_parameters(fmap: FeatureMap, banks: int) -> dict[str, int]:
     }
 
 
+def window_address(
+    stride: tuple[int, int], padding: tuple[int, int], fmap: FeatureMap
+) -> list[str]:
+    """The sliding-window unit's combinational address: input coordinates ``iy = oy·sy − py +
+    ky``, ``ix = ox·sx − px + kx``, the ``pad`` flag (outside the map) and the raster ``pixel =
+    iy·W + ix`` of ``fmap``. The constant products are sums of shifted copies, one per set bit
+    of the constant (``iy·28 = (iy <<< 4) + (iy <<< 3) + (iy <<< 2)``), so that synthesis
+    builds adders and never spends a hardware multiplier on an address."""
+    (sy, sx), (py, px) = stride, padding
+    oy, ox = "$signed({1'b0, oy})", "$signed({1'b0, ox})"
+    return [
+        f"    wire signed [17:0] iy = {_times(oy, sy)} - {py} + $signed({{1'b0, ky}});",
+        f"    wire signed [17:0] ix = {_times(ox, sx)} - {px} + $signed({{1'b0, kx}});",
+        f"    wire pad = iy < 0 || iy >= {fmap.height} || ix < 0 || ix >= {fmap.width};",
+        f"    wire [35:0] pixel = {_times('iy', fmap.width)} + ix;",
+    ]
+
+
+def _times(expr: str, k: int) -> str:
+    """``expr·k`` for a constant ``k ≥ 1`` as a sum of shifts.
+
+    >>> _times("iy", 28)
+    '(iy <<< 2) + (iy <<< 3) + (iy <<< 4)'
+    """
+    return " + ".join(f"({expr} <<< {s})" for s in range(k.bit_length()) if k >> s & 1)
+
+
 def control_lines(steps: int, depth: int) -> list[str]:
     """Verilog of a block's schedule (module docstring): ``busy``, the cycle counter ``cnt``,
     ``issue`` (a work item enters the pipeline this cycle) and ``done``."""
