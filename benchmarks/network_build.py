@@ -1,14 +1,20 @@
 """Whole-network accelerators built, simulated and implemented with open tools (issue 16).
 
 For every design of :data:`DESIGNS`: train the model briefly on its data set (QAT with the
-design's scheme), lower it, build the streaming accelerator (``hwquant.rtl.network``), simulate
-it on the first ``--images`` test images and count the outputs that differ from the integer
-engine, then synthesize and place and route it (:func:`hwquant.rtl.implement.implement`).
+design's scheme), lower it (an IntModel, or a TableModel for the tables scheme), build the
+streaming accelerator (``hwquant.rtl.network``; table models with
+:func:`hwquant.schemes.tables.network.build_table_design`), then simulate it on the first
+``--images`` test images, counting the outputs that differ from the engine, *while* it is
+synthesized and placed and routed (:func:`hwquant.rtl.implement.implement`; the simulation
+runs in a second thread, so the flow takes the build plus the longer of the two).
 Throughput is ``Fmax / II`` (images per second at the achieved clock, one image every II
-cycles). The estimate columns are the whole-design estimate
+cycles). ``flow_seconds`` is the wall time from the lowered model to the simulated and placed
+design (build, simulation beside synthesis + place and route), ``train_seconds`` the QAT
+before it. The estimate columns are the whole-design estimate
 (:mod:`hwquant.rtl.network.estimate`: every block and edge costed by its structure) beside the
 synthesized counts, with the error of each; ``hw_model_estimate`` is ``hwquant hw``'s folded
 model (:mod:`hwquant.hw.folding`: MAC arrays and weight memories only) at the same folding.
+``comparisons`` puts MSQ beside fixed-only and SP2-only on one budget (:func:`comparisons`).
 ``--reestimate`` recomputes the estimates of the stored entries from their models and foldings
 (no synthesis), after a change to the estimate, and adds the critical path of an entry's
 stored nextpnr report where the entry has none.
@@ -21,6 +27,7 @@ every entry. ``python -m benchmarks.network_build [--only NAME ...] [--images N]
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import fcntl
 import json
@@ -47,13 +54,19 @@ DIGITS_II = 40000
 """The digits designs' throughput target: 40,000 cycles per image (2,500 images/s at 100 MHz),
 which the cheapest folding meets with 32 products in the widest layer (LLSQ: PE 1 x SIMD 32)."""
 
+ESTIMATED = ("ecp5", "ice40")
+"""The families the whole-design estimate costs (:mod:`hwquant.rtl.network.estimate`)."""
+
 
 @dataclass(frozen=True)
 class Spec:
     """One design: a name, data set, QAT scheme (and options), implementation target, the
     folding's throughput target (``target_ii`` cycles per image; None: the fastest folding that
-    fits the device), the model's width multiplier and the top module implemented (``logits``
-    or ``argmax``: :data:`hwquant.rtl.network.top.TOPS`)."""
+    fits the budget), the model's width multiplier and the top module implemented (``logits``
+    or ``argmax``: :data:`hwquant.rtl.network.top.TOPS`). ``budget`` overrides fields of the
+    target's :class:`~hwquant.hw.devices.Device` profile for the folding (a share of the part:
+    the MSQ / fixed-only / SP2-only comparison gives all three the same DSPs and LUTs);
+    ``folding`` gives layers' PE x SIMD ({name: (pe, simd)}), the table designs' folding."""
 
     name: str
     dataset: str
@@ -64,12 +77,35 @@ class Spec:
     target_ii: int | None = DIGITS_II
     width: float = 1.0
     top: str = "logits"
+    budget: dict[str, int] = field(default_factory=dict)
+    folding: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+BUDGET = {"dsps": 36, "luts": 4096}
+"""The comparison's share of the LFE5U-85F: 36 MULT18X18D (what the LLSQ design at
+:data:`DIGITS_II` uses) and 4,096 LUT4s for shift-add products (64 SP2 products at the
+folding's planning figure :data:`hwquant.rtl.network.folding.LUTS_PER_SHIFT_ADD`)."""
+POW2 = {"scale_constraint": "pow2"}
+"""The non-uniform scheme's single-scale integers need power-of-two scales."""
+DIGITS_TABLE_FOLDING = {"features.0.0": (1, 1), "features.1.0": (2, 16), "classifier": (1, 1)}
+"""The digits table design's folding: the LLSQ design's at :data:`DIGITS_II` (36,880 cycles;
+table models have no interval-driven folding yet, and the automatic one fills half the LUTs)."""
+MNIST_TABLE_FOLDING = {
+    "features.0.0": (1, 1),
+    "features.1.0": (16, 2),
+    "features.3.0": (8, 2),
+    "classifier": (1, 1),
+}
+"""The MNIST-5k table design's folding: 225,792 cycles in each convolution, half the rate of the
+LLSQ design that fills the DSPs, since every table product is a ROM of its own (one DP16KD for
+a 16 x 16 table, eight for the first layer's 256 x 16) and the EBR run out first."""
 
 
 DESIGNS: tuple[Spec, ...] = (
     Spec("digits-llsq-ecp5", "digits", "llsq", "lfe5u-85f"),
     Spec("digits-msq-ecp5", "digits", "msq", "lfe5u-85f"),
-    Spec("digits-nonuniform-ecp5", "digits", "nonuniform", "lfe5u-85f"),
+    Spec("digits-nonuniform-ecp5", "digits", "nonuniform", "lfe5u-85f", POW2),
+    Spec("digits-tables-ecp5", "digits", "tables", "lfe5u-85f", folding=DIGITS_TABLE_FOLDING),
     Spec(
         "digits-llsq-ice40",
         "digits",
@@ -79,20 +115,57 @@ DESIGNS: tuple[Spec, ...] = (
         target_ii=DIGITS_II,
         top="argmax",
     ),
-    Spec("digits-sp2only-ecp5", "digits", "msq", "lfe5u-85f", {"msq": {"sp2_share": 1.0}}),
+    Spec(
+        "digits-fixedonly-ecp5",
+        "digits",
+        "msq",
+        "lfe5u-85f",
+        {"msq": {"sp2_share": 0.0}},
+        target_ii=None,
+        budget=BUDGET,
+    ),
+    Spec(
+        "digits-sp2only-ecp5",
+        "digits",
+        "msq",
+        "lfe5u-85f",
+        {"msq": {"sp2_share": 1.0}},
+        target_ii=None,
+        budget=BUDGET,
+    ),
+    Spec("digits-msq-budget-ecp5", "digits", "msq", "lfe5u-85f", target_ii=None, budget=BUDGET),
+    Spec("digits-llsq-xc7", "digits", "llsq", "xc7z020"),
     Spec("mnist5k-llsq-ecp5", "mnist5k", "llsq", "lfe5u-85f", steps=200, target_ii=None),
+    Spec("mnist5k-msq-ecp5", "mnist5k", "msq", "lfe5u-85f", steps=200, target_ii=None),
+    Spec(
+        "mnist5k-nonuniform-ecp5", "mnist5k", "nonuniform", "lfe5u-85f", POW2, 200, target_ii=None
+    ),
+    Spec(
+        "mnist5k-tables-ecp5",
+        "mnist5k",
+        "tables",
+        "lfe5u-85f",
+        steps=200,
+        target_ii=None,
+        folding=MNIST_TABLE_FOLDING,
+    ),
 )
-"""The designs: the digits model through the IntModel schemes on ECP5-85F (table models
-have their own builder, :func:`hwquant.schemes.tables.network.build_table_design`, measured
-in simulation by ``benchmarks/network_sim.py``; not implemented here yet), one on iCE40 UP5K
-(the small CNN at a quarter width, whose weights and feature maps fit the UP5K's 120 Kbit of
-EBR; the argmax-only top, whose ports fit the SG48 package), MSQ beside fixed-only (llsq)
-and SP2-only (msq with every inner row SP2), and MNIST-5k W4A4."""
+"""The designs: the digits model through the four schemes on ECP5-85F at one throughput
+target, one on iCE40 UP5K (the small CNN at a quarter width, whose weights and feature maps
+fit the UP5K's 120 Kbit of EBR; the argmax-only top, whose ports fit the SG48 package),
+MSQ beside fixed-only (msq with every row fixed-point) and SP2-only (every inner row SP2) on
+one :data:`BUDGET`, the digits LLSQ design synthesized for Xilinx 7-series (Yosys counts only:
+no open place and route for it; no whole-design estimate, which costs the LUT4 families), and
+the MNIST-5k demo model (W4A4) through the four schemes."""
 
 
 def _recipe(spec: Spec):
     from hwquant.qat.recipe import MSQOptions, Recipe
 
+    if spec.scheme == "tables":
+        from benchmarks.network_sim import recipe
+
+        return recipe("tables", spec.steps)
     options = dict(spec.recipe)
     if "msq" in options:
         options["msq"] = MSQOptions(**options["msq"])
@@ -131,26 +204,60 @@ def train_and_lower(spec: Spec):
     return engine_codes(spec, hwquant.lower(qat, x_train[:64]))
 
 
-def engine_codes(spec: Spec, int_model):
-    """The model with its test-image codes and the integer engine's test accuracy."""
+def engine_codes(spec: Spec, lowered):
+    """The model with its test-image codes and the engine's test accuracy (the integer
+    engine; the table engine for a TableModel, wrapped as
+    :class:`~hwquant.schemes.tables.network.TableCodeModel`, the simulator's model)."""
     from hwquant.data import load_dataset
     from hwquant.engine import run
+    from hwquant.schemes.tables import TableModel
+    from hwquant.schemes.tables.network import TableCodeModel
 
     data = load_dataset(spec.dataset, progress=False)
-    codes = int_model.quantize_input(_images(data.test, data.mean, data.std))
-    logits = run(int_model, codes).output
+    model = TableCodeModel(lowered) if isinstance(lowered, TableModel) else lowered
+    codes = model.quantize_input(_images(data.test, data.mean, data.std))
+    logits = model.run(codes) if isinstance(lowered, TableModel) else run(model, codes).output
     accuracy = float((logits.argmax(1) == torch.from_numpy(data.test.labels)).float().mean())
-    return int_model, codes, accuracy
+    return model, codes, accuracy
 
 
-def _hw_model(design, model, device: str) -> dict[str, Any]:
+def _build(spec: Spec, model, out, input_size: int, folding=None):
+    """The design of ``model`` (an IntModel, or a TableModel / its TableCodeModel) for the
+    spec's target and budget, built into ``out``."""
+    import dataclasses
+
+    from hwquant.hw.devices import get_device
+    from hwquant.hw.folding import Fold
+    from hwquant.rtl.network import build_design
+    from hwquant.schemes.tables.network import TableCodeModel, build_table_design
+
+    device = dataclasses.replace(get_device(spec.target), **spec.budget)
+    given = folding or {k: Fold(*v) for k, v in spec.folding.items()}
+    if spec.scheme == "tables":
+        tables = model.model if isinstance(model, TableCodeModel) else model
+        return build_table_design(
+            tables, device, out, folding=given, input_size=input_size, overwrite=True
+        )
+    return build_design(
+        model,
+        device,
+        out,
+        folding=given or None,
+        input_size=input_size,
+        target_ii=None if folding else spec.target_ii,
+        overwrite=True,
+    )
+
+
+def _hw_model(record: dict, model, device: str) -> dict[str, Any]:
     """``hwquant hw``'s folded cost model (:mod:`hwquant.hw.folding`: MAC arrays and weight
     memories only, 7-series unit costs) at the design's folding; the error where it cannot
     cost the model."""
     from hwquant.hw.folding import Fold, fold_network
     from hwquant.hw.network import layer_work
 
-    record = design.record
+    if record["scheme"] == "tables":
+        return {"error": "hwquant hw has no folded model of table units"}
     folding = {b["name"]: Fold(int(b["pe"]), int(b["simd"])) for b in record["blocks"] if "pe" in b}
     try:
         works = layer_work(model, tuple(record["input"]["shape"]))
@@ -182,10 +289,11 @@ def _estimate(record: dict, family: str, synthesized: dict[str, int]) -> dict[st
         key: round(100 * (est[key] - synthesized[key]) / synthesized[key], 1)
         if synthesized[key]
         else None
-        for key in ("luts", "dsps", "brams")
+        for key in ("luts", "ffs", "dsps", "brams")
     }
     return {
         "estimate_luts": est["luts"],
+        "estimate_ffs": est["ffs"],
         "estimate_dsps": est["dsps"],
         "estimate_brams": est["brams"],
         "estimate_error_pct": errors,
@@ -197,7 +305,7 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
     """Train, build, simulate and implement one design (without place and route when
     ``place`` is false: synthesis counts only, no Fmax); the benchmark entry."""
     from hwquant.rtl.implement import get_target, implement
-    from hwquant.rtl.network import build_design, simulate_design
+    from hwquant.rtl.network import simulate_design
 
     entry: dict[str, Any] = {
         "scheme": spec.scheme,
@@ -205,24 +313,36 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
         "model": f"small_cnn width {spec.width:g} {spec.dataset} W4A4 ({spec.steps} QAT steps)",
         "recipe": spec.recipe,
         "target_ii": spec.target_ii,
+        "budget": spec.budget or None,
         "top": spec.top,
         "git": git_state(REPO_ROOT),  # the generator this entry was built with
     }
     start = time.perf_counter()
     model, codes, accuracy = train_and_lower(spec)
     entry["engine_test_accuracy"] = accuracy
+    entry["train_seconds"] = round(time.perf_counter() - start, 1)
+    start = time.perf_counter()  # the flow: lowered model -> simulated and placed design
     out = WORK / spec.name
-    design = build_design(
-        model,
-        spec.target,
-        out / "design",
-        input_size=int(codes.shape[-1]),
-        target_ii=spec.target_ii,
-        overwrite=True,
-    )
+    design = _build(spec, model, out / "design", int(codes.shape[-1]))
     entry["build_seconds"] = round(time.perf_counter() - start, 1)
-    sim_start = time.perf_counter()
-    report = simulate_design(out / "design", codes[:images], model=model, timeout=PNR_S)
+    rtl = out / "design" / "rtl"
+    files = [rtl / f for f in design.record["rtl_files"] if f.endswith(".v")]
+    data = [p for p in rtl.iterdir() if not p.name.endswith(".v")]
+    top = design.record["tops"][spec.top]
+
+    def simulate():
+        began = time.perf_counter()
+        report = simulate_design(out / "design", codes[:images], model=model, timeout=PNR_S)
+        return report, time.perf_counter() - began
+
+    # the simulation (Verilator) runs beside synthesis and place and route (one thread each)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        simulation = pool.submit(simulate)
+        with _lock("tools"):
+            impl = implement(
+                files, top, spec.target, out / "impl", data_files=data, place=place, timeout_s=PNR_S
+            )
+        report, sim_seconds = simulation.result()
     entry.update(
         images=report.images,
         mismatches=len(report.mismatches),
@@ -232,16 +352,8 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
         measured_latency_cycles=report.latency_cycles,
         measured_intervals=sorted(set(report.intervals)),
         simulator=report.simulator,
-        simulate_seconds=round(time.perf_counter() - sim_start, 1),
+        simulate_seconds=round(sim_seconds, 1),
     )
-    rtl = out / "design" / "rtl"
-    files = [rtl / f for f in design.record["rtl_files"] if f.endswith(".v")]
-    data = [p for p in rtl.iterdir() if not p.name.endswith(".v")]
-    top = design.record["tops"][spec.top]
-    with _lock("tools"):
-        impl = implement(
-            files, top, spec.target, out / "impl", data_files=data, place=place, timeout_s=PNR_S
-        )
     used = impl.placed or impl.synthesized
     fmax = impl.fmax_mhz
     entry.update(
@@ -261,11 +373,13 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
         part=impl.part,
         acc_bits={b["name"]: b.get("acc_bits") for b in design.record["blocks"] if "acc_bits" in b},
         folding={b["name"]: [b["pe"], b["simd"]] for b in design.record["blocks"] if "pe" in b},
+        products={b["name"]: b["products"] for b in design.record["blocks"] if "products" in b},
     )
     family = get_target(spec.target).family
-    counts = {k: getattr(impl.synthesized, k) for k in ("luts", "dsps", "brams")}
-    entry.update(_estimate(design.record, family, counts))
-    entry["hw_model_estimate"] = _hw_model(design, model, spec.target)
+    counts = {k: getattr(impl.synthesized, k) for k in ("luts", "ffs", "dsps", "brams")}
+    if family in ESTIMATED:
+        entry.update(_estimate(design.record, family, counts))
+    entry["hw_model_estimate"] = _hw_model(design.record, model, spec.target)
     entry["flow_seconds"] = round(time.perf_counter() - start, 1)
     return entry
 
@@ -275,7 +389,6 @@ def collect_design(spec: Spec, images: int) -> dict[str, Any]:
     hand with the command the flow records, or not finished: then ``placed`` and the Fmax are
     None): the design, its model and the implementation files are read from ``WORK/name``,
     and the design is simulated again on the test images."""
-    from hwquant.ir.intmodel import load
     from hwquant.rtl.implement import (
         NEXTPNR_ECP5,
         NEXTPNR_ICE40,
@@ -290,7 +403,7 @@ def collect_design(spec: Spec, images: int) -> dict[str, Any]:
 
     out = WORK / spec.name
     target = get_target(spec.target)
-    model, codes, accuracy = engine_codes(spec, load(out / "design" / "model.npz"))
+    model, codes, accuracy = engine_codes(spec, _load(spec, out / "design" / "model.npz"))
     record = json.loads((out / "design" / "design.json").read_text())
     report = simulate_design(out / "design", codes[:images], model=model, timeout=PNR_S)
     synthesized = parse_stat((out / "impl" / "stat.json").read_text(), target.family)
@@ -338,56 +451,169 @@ def collect_design(spec: Spec, images: int) -> dict[str, Any]:
     return entry
 
 
-def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
-    """The estimate fields of a stored entry, from its model and folding rebuilt (the same
-    generator: the design is rebuilt into ``WORK/name/estimate``, not synthesized)."""
-    from hwquant.hw.folding import Fold
+def _load(spec: Spec, path):
+    """A design's stored model: a TableModel for the tables scheme, else an IntModel."""
     from hwquant.ir.intmodel import load
-    from hwquant.rtl.implement import critical_path, get_target
-    from hwquant.rtl.network import build_design
+    from hwquant.schemes.tables import load_tables
 
+    return load_tables(path) if spec.scheme == "tables" else load(path)
+
+
+def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """The estimate fields of a stored entry from the design.json it synthesized; a
+    design.json older than the fields the estimate reads is rebuilt from the entry's model and
+    folding (the current generator, into ``WORK/name/estimate``)."""
+    from hwquant.hw.folding import Fold
+    from hwquant.rtl.implement import critical_path, get_target
+
+    spec = next(s for s in DESIGNS if s.name == name)
     work = WORK / name
-    folding = {k: Fold(*v) for k, v in entry["folding"].items()}
-    design = build_design(
-        work / "design" / "model.npz",
-        entry["device"],
-        work / "estimate",
-        folding=folding,
-        input_size=int(
-            json.loads((work / "design" / "design.json").read_text())["input"]["shape"][-1]
-        ),
-        overwrite=True,
-    )
-    counts = {k: entry[k] for k in ("luts", "dsps", "brams")}
-    fields = _estimate(design.record, get_target(entry["device"]).family, counts)
-    fields["hw_model_estimate"] = _hw_model(
-        design, load(work / "design" / "model.npz"), entry["device"]
-    )
+    model = _load(spec, work / "design" / "model.npz")
+    record = json.loads((work / "design" / "design.json").read_text())
+    counts = {k: entry[k] for k in ("luts", "ffs", "dsps", "brams")}
+    family = get_target(entry["device"]).family
+    if family not in ESTIMATED:
+        return {"hw_model_estimate": _hw_model(record, model, entry["device"])}
+    try:
+        fields = _estimate(record, family, counts)
+    except KeyError:  # written before the estimate's fields existed
+        folding = {k: Fold(*v) for k, v in entry["folding"].items()}
+        size = int(record["input"]["shape"][-1])
+        record = _build(spec, model, work / "estimate", size, folding).record
+        fields = _estimate(record, family, counts)
+        fields["estimate_from"] = "design rebuilt by the current generator (old design.json)"
+    fields["hw_model_estimate"] = _hw_model(record, model, entry["device"])
     report = work / "impl" / "report.json"
-    if "critical_path" not in entry and report.is_file():
+    if report.is_file():
         fields["critical_path"] = critical_path(report.read_text())
     return fields
 
 
-COLUMNS = (
-    "scheme", "device", "target_ii", "images", "mismatches", "cycles_per_image", "fmax_mhz",
-    "images_per_s", "luts", "ffs", "dsps", "brams", "estimate_luts", "estimate_dsps",
-    "estimate_brams", "flow_seconds",
-)  # fmt: skip
+COLUMNS = {
+    "scheme": "scheme",
+    "images": "images",
+    "mismatches": "mismatches",
+    "cycles_per_image": "cycles/image",
+    "fmax_mhz": "Fmax MHz",
+    "images_per_s": "images/s",
+    "luts": "LUT4",
+    "ffs": "FF",
+    "dsps": "MULT18",
+    "brams": "EBR",
+    "estimate_error_pct": "estimate error % LUT / FF / DSP / EBR",
+    "flow_seconds": "flow s",
+}
+"""The table's columns: entry key -> heading."""
+DOCS_MARKERS = ("<!-- network_build: begin -->", "<!-- network_build: end -->")
+"""docs/accelerator.md's generated part lies between these lines (``--docs`` rewrites it)."""
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "–"
+    if key == "estimate_error_pct":
+        return " / ".join(
+            "–" if value.get(k) is None else f"{value[k]:+.1f}"
+            for k in ("luts", "ffs", "dsps", "brams")
+        )
+    if key == "fmax_mhz":
+        return f"{value:.2f}"
+    return f"{value:,.0f}" if isinstance(value, int | float) else str(value)
 
 
 def markdown_table(designs: dict[str, Any]) -> str:
     """The result entries as a Markdown table (the docs quote it); failed entries say why."""
-    lines = ["| design | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for name, entry in designs.items():
+    lines = [
+        "| design | " + " | ".join(COLUMNS.values()) + " |",
+        "|---" * (len(COLUMNS) + 1) + "|",
+    ]
+    for name, entry in sorted(designs.items()):
         if "error" in entry:
-            lines.append(f"| {name} | failed: {entry['error'][:120]} |")
+            lines.append(f"| `{name}` | failed: {entry['error'][:160]} |")
             continue
-        cells = []
-        for key in COLUMNS:
-            value = entry.get(key)
-            cells.append(f"{value:,.1f}" if isinstance(value, float) else str(value))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        cells = [_cell(key, entry.get(key)) for key in COLUMNS]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_docs(results: dict[str, Any], page) -> None:
+    """Rewrite the part of ``page`` between :data:`DOCS_MARKERS` with the results table and
+    the comparison (atomically)."""
+    from hwquant.core.atomic import write_atomic
+
+    text = page.read_text()
+    begin, end = DOCS_MARKERS
+    if begin not in text or end not in text:
+        raise SystemExit(f"{page} has no '{begin}' ... '{end}' lines to rewrite.")
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    comparison = results.get("comparisons") or comparisons(results["designs"])
+    body = f"\n{markdown_table(results['designs'])}\n\n{comparison_table(comparison)}\n"
+    write_atomic(page, (head + begin + body + end + tail).encode())
+
+
+COMPARED = {
+    "msq": "digits-msq-budget-ecp5",
+    "fixed-only": "digits-fixedonly-ecp5",
+    "sp2-only": "digits-sp2only-ecp5",
+}
+"""The designs of the MSQ comparison (one :data:`BUDGET` of the LFE5U-85F each)."""
+
+
+def comparisons(designs: dict[str, Any]) -> dict[str, Any]:
+    """MSQ against fixed-only and SP2-only on one budget: each placed design's images/s
+    (``Fmax / II``) and its speed-up over fixed-only, beside ``hwquant hw``'s prediction for
+    the MSQ model (:func:`hwquant.hw.estimate.estimate` on the whole LFE5U-85F:
+    ``speedup_over_fixed`` of its "msq" and "sp2" designs) and the folded model's speed-up at
+    the placed foldings (``hw_model_estimate``). Designs not yet measured are None."""
+    from hwquant.hw.estimate import estimate
+    from hwquant.ir.intmodel import load
+
+    rows: dict[str, Any] = {}
+    for label, name in COMPARED.items():
+        entry = designs.get(name, {})
+        rows[label] = {
+            "design": name,
+            "images_per_s": entry.get("images_per_s"),
+            "fmax_mhz": entry.get("fmax_mhz"),
+            "cycles_per_image": entry.get("cycles_per_image"),
+            "luts": entry.get("luts"),
+            "dsps": entry.get("dsps"),
+            "products": entry.get("products"),
+            "hw_model_images_per_s": (entry.get("hw_model_estimate") or {}).get("images_per_s"),
+        }
+    base = rows["fixed-only"]
+    pairs = {"speedup": "images_per_s", "hw_model_speedup": "hw_model_images_per_s"}
+    for row in rows.values():
+        for key, ref in pairs.items():
+            row[key] = row[ref] / base[ref] if row[ref] and base[ref] else None
+    predicted = None
+    model_file = WORK / COMPARED["msq"] / "design" / "model.npz"
+    if model_file.is_file():
+        record = json.loads((model_file.parent / "design.json").read_text())
+        est = estimate(load(model_file), "lfe5u-85f", tuple(record["input"]["shape"]))
+        predicted = {"msq": est.speedup("msq"), "sp2-only": est.speedup("sp2")}
+    return {"budget": BUDGET, "designs": rows, "hwquant_hw_speedup_over_fixed": predicted}
+
+
+def comparison_table(result: dict[str, Any]) -> str:
+    """:func:`comparisons` as a Markdown table (the docs quote it)."""
+    lines = [
+        "| design | Fmax MHz | cycles/image | images/s | speed-up over fixed-only | "
+        "folded model's speed-up | LUT4 | MULT18 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(value, fmt):
+        return "–" if value is None else format(value, fmt)
+
+    for label, row in result["designs"].items():
+        lines.append(
+            f"| {label} (`{row['design']}`) | {cell(row['fmax_mhz'], '.2f')} | "
+            f"{cell(row['cycles_per_image'], ',')} | {cell(row['images_per_s'], ',.0f')} | "
+            f"{cell(row['speedup'], '.2f')} | {cell(row['hw_model_speedup'], '.2f')} | "
+            f"{cell(row['luts'], ',')} | {cell(row['dsps'], ',')} |"
+        )
     return "\n".join(lines)
 
 
@@ -396,6 +622,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="design names to run (default: all)")
     parser.add_argument("--images", type=int, default=100, help="test images simulated (100)")
     parser.add_argument("--table", action="store_true", help="print the results as Markdown")
+    parser.add_argument(
+        "--docs", action="store_true", help="rewrite docs/accelerator.md's results table"
+    )
+    parser.add_argument(
+        "--rerun", action="store_true", help="replace the --only entries even when complete"
+    )
+    parser.add_argument(
+        "--router2",
+        metavar="NAME",
+        help="place and route a stored entry again with nextpnr's router2 (router_trial)",
+    )
     parser.add_argument(
         "--reestimate", action="store_true", help="recompute the stored entries' estimates"
     )
@@ -413,23 +650,40 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     path = RESULTS_DIR / f"{NAME}.json"
+    if args.docs:
+        write_docs(json.loads(path.read_text())["results"], REPO_ROOT / "docs" / "accelerator.md")
+        return 0
     if args.table:
-        print(markdown_table(json.loads(path.read_text())["results"]["designs"]))
+        results = json.loads(path.read_text())["results"]
+        print(markdown_table(results["designs"]))
+        print()
+        print(comparison_table(results.get("comparisons") or comparisons(results["designs"])))
         return 0
     done = _stored(path)
     recorder = ResultRecorder(NAME, command_line(), SEED, path=path)
+    if args.router2:
+        trial = router_trial(args.router2, done[args.router2])
+        with _lock("results"):
+            results = json.loads(path.read_text())["results"]
+            results.setdefault("router_trials", {})[args.router2] = trial
+            recorder.save(json.loads(path.read_text())["config"], results)
+        return 0
     if args.reestimate:
-        for name, entry in done.items():
-            if "error" not in entry:
-                entry.update(reestimate(name, entry))
-        recorder.save(json.loads(path.read_text())["config"], {"designs": done})
+        names = {s.name for s in DESIGNS} & set(args.only or done)
+        fresh = {n: reestimate(n, e) for n, e in done.items() if "error" not in e and n in names}
+        with _lock("results"):  # other runs may have saved entries meanwhile: keep them
+            done = _stored(path)
+            for name, fields in fresh.items():
+                done[name].update(fields)
+            _save(recorder, json.loads(path.read_text())["config"], path, done)
         return 0
     config = {"designs": [s.__dict__ for s in DESIGNS], "images": args.images}
     for spec in DESIGNS:
         if args.only and spec.name not in args.only:
             continue
         if (
-            spec.name in done
+            not args.rerun
+            and spec.name in done
             and "error" not in done[spec.name]
             and (args.no_place or done[spec.name].get("placed") is not None)
         ):
@@ -451,8 +705,46 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: v for k, v in done[spec.name].items() if k != "traceback"})[:600])
         with _lock("results"):  # other runs may have saved entries meanwhile: keep them
             done = {**_stored(path), spec.name: done[spec.name]}
-            recorder.save(config, {"designs": done})
+            _save(recorder, config, path, done)
     return 0
+
+
+def router_trial(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Place and route entry ``name``'s stored netlist again with nextpnr's ``router2`` (the
+    entry's recorded command, same seed and timing-driven placement, another report and
+    log): its wall seconds and Fmax beside the entry's own (``router1``, the default)."""
+    import shlex
+    import subprocess
+
+    from hwquant.rtl.implement import critical_path, parse_report
+
+    argv = shlex.split(entry["tool_commands"][1])
+    argv = [
+        {"report.json": "report_router2.json", "pnr.log": "pnr_router2.log"}.get(a, a) for a in argv
+    ]
+    argv += ["--router", "router2"]
+    impl = WORK / name / "impl"
+    began = time.perf_counter()
+    subprocess.run(argv, cwd=impl, check=True, capture_output=True, timeout=PNR_S)
+    seconds = time.perf_counter() - began
+    text = (impl / "report_router2.json").read_text()
+    return {
+        "command": shlex.join(argv),
+        "router2": {
+            "pnr_seconds": round(seconds, 1),
+            "fmax_mhz": parse_report(text).fmax_mhz,
+            "critical_path": critical_path(text),
+        },
+        "router1": {"pnr_seconds": entry["tool_seconds"]["pnr"], "fmax_mhz": entry["fmax_mhz"]},
+    }
+
+
+def _save(recorder, config: dict, path, designs: dict[str, Any]) -> None:
+    """Save ``designs`` and their comparison, keeping the other sections of the stored
+    results (``router_trials``)."""
+    stored = json.loads(path.read_text())["results"] if path.is_file() else {}
+    results = {**stored, "designs": designs, "comparisons": comparisons(designs)}
+    recorder.save(config, results)
 
 
 def _stored(path) -> dict[str, Any]:

@@ -124,6 +124,15 @@ def test_critical_path_of_real_place_and_route() -> None:
     assert path["delay_ns"] == pytest.approx(path["logic_ns"] + path["routing_ns"], abs=2e-3)
     assert any("MULT18X18D" in cell for cell in path["cells"])
     doc = json.loads((DATA / "ecp5.report.json").read_text())
+    # a longer path from an I/O pad does not set the clock's Fmax: the clocked one is kept
+    pad = json.loads(json.dumps(doc["critical_paths"][0]))
+    pad["from"] = "<async>"
+    for seg in pad["path"]:
+        seg["delay"] = 10 * float(seg["delay"])
+    doc["critical_paths"].append(pad)
+    assert impl.critical_path(json.dumps(doc))["from"] == "ram.0.0"
+    doc["critical_paths"] = [pad]  # only pad paths: the longest of them
+    assert impl.critical_path(json.dumps(doc))["delay_ns"] > path["delay_ns"]
     doc["critical_paths"] = []
     assert impl.critical_path(json.dumps(doc)) is None
     with pytest.raises(FileFormatError, match="critical paths"):

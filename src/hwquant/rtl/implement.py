@@ -305,8 +305,10 @@ def parse_report(text: str) -> PlacedReport:
 
 
 def critical_path(text: str) -> dict[str, Any] | None:
-    """The longest of the critical paths in nextpnr's ``--report`` JSON (one per clock pair):
-    its start and end cell, total, logic and routing delay (ns) and the cells it passes
+    """The critical path that sets Fmax in nextpnr's ``--report`` JSON: the longest of its
+    register-to-register paths (the report lists one per clock pair; the ``<async>`` ones run
+    to or from an I/O pad and do not set a clock's Fmax; the longest of those when there is no
+    other): its start and end cell, total, logic and routing delay (ns) and the cells it passes
     through, in order (None when the report lists none).
 
     Raises:
@@ -314,8 +316,9 @@ def critical_path(text: str) -> dict[str, Any] | None:
     """
     try:
         paths = json.loads(text).get("critical_paths", [])
+        clocked = [p for p in paths if "<async>" not in (p["from"], p["to"])]
         best, best_delay = None, -1.0
-        for path in paths:
+        for path in clocked or paths:
             delay = sum(float(seg["delay"]) for seg in path["path"])
             if delay > best_delay:
                 best, best_delay = path["path"], delay

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -208,7 +208,8 @@ class Product:
     ``peak`` is the largest |product|; ``tag`` names the parameters in module names. When
     ``sign`` names a 1-bit wire of ``body``, ``product`` is a magnitude and the unit's product
     is ``sign ? -product : product``; the accumulator folds that negation into its adder
-    (:func:`accumulator_block`).
+    (:func:`accumulator_block`). ``files`` are the memory images ``body`` reads with
+    ``$readmemh`` by bare name (file name -> text), written beside the Verilog.
     """
 
     kind: str
@@ -221,6 +222,7 @@ class Product:
     body: str
     attributes: str = ""
     sign: str = ""
+    files: Mapping[str, str] = field(default_factory=dict)
 
     def module(self, top: str) -> str:
         """A module ``top(x, w, p)`` computing ``p = product`` alone (a lane of an array)."""

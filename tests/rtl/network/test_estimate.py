@@ -8,7 +8,14 @@ import pytest
 from hwquant.core.errors import ConfigError
 from hwquant.hw.folding import Fold
 from hwquant.rtl.network import build_design
-from hwquant.rtl.network.estimate import Cost, estimate_design, memory, mux_luts, table_luts
+from hwquant.rtl.network.estimate import (
+    Cost,
+    estimate_design,
+    memory,
+    multipliers,
+    mux_luts,
+    table_luts,
+)
 
 
 @pytest.mark.parametrize(
@@ -24,6 +31,21 @@ from hwquant.rtl.network.estimate import Cost, estimate_design, memory, mux_luts
 )
 def test_memories_map_as_yosys_does(depth, width, family, cost):
     assert memory(depth, width, family) == cost
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "family", "count"),
+    [
+        (9, 8, "ice40", 1),  # an 8-bit code times an 8-bit weight: one SB_MAC16
+        (5, 4, "ice40", 0),  # a 9-bit product: Yosys keeps it in LUTs (Y_MINWIDTH 11)
+        (17, 13, "ice40", 1),  # a 16-bit slice on a MAC16, the 1-bit remainder in LUTs
+        (17, 17, "ice40", 1),
+        (32, 16, "ice40", 2),
+        (5, 4, "ecp5", 1),  # ECP5: every product on a MULT18X18D (digits-llsq-ecp5: exact)
+    ],
+)
+def test_multipliers_as_yosys_maps_them(a, b, family, count):
+    assert multipliers(a, b, family) == count
 
 
 def test_tables_and_muxes():

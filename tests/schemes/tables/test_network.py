@@ -92,6 +92,9 @@ def test_table_design_exact_on_digits_with_predicted_cycles_and_mutation_fails(
         # no multiply: no '*' once sensitivity lists and attributes are taken out
         bodies = [re.sub(r"\(\*.*?\*\)", "", b.replace("@(*)", "")) for b in products]
         assert products and all("*" not in body for body in bodies)
+        # the table is a ROM image (block RAM after synthesis), written beside the Verilog
+        images = re.findall(r'\$readmemh\("(table_\w+\.mem)"', "".join(products))
+        assert len(images) == len(products) and all((out / "rtl" / f).is_file() for f in images)
         assert "scaled_" not in text and "mult_" not in text
     # activations travel as codebook indices: the input 256 levels in 8 bits
     assert design["input"]["bits"] == index_bits(len(tiny_tables.input_levels)) == 8

@@ -6,10 +6,17 @@ complement when signed). ``in_ready`` is high while the first edge has a free ba
 ``H·W``-th beat commits the image. Fed every cycle, it takes ``H·W`` cycles per image.
 
 **Output** (:func:`emit_output`): reads the last layer's accumulators (the logits, one word of
-``classes·acc_bits``) and finds the argmax by a registered tree of ``⌈log2 classes⌉`` compare
-levels, the lower index winning a tie (``torch.argmax``: the first maximal value). ``out_valid``
-rises one cycle after ``done``, with ``out_logits`` and ``out_argmax``, and stays up until
-``out_ready``. It takes ``steps = 1``, ``depth = 2 + ⌈log2 classes⌉`` cycles.
+``classes·acc_bits``) and finds the argmax by a tree of ``L = ⌈log2 classes⌉`` compare levels,
+the lower index winning a tie (``torch.argmax``: the first maximal value). Each level takes two
+registered stages, the compare ``v1 > v0`` (a carry chain) and then the select driven by that
+one flag (a multiplexer of ``acc_bits + ⌈log2 classes⌉`` bits), so that no stage holds both;
+an odd node passes to the next level as it is. The tree needs no valid tags: it reads the
+edge's word, which holds still from stage 1 (the read address is 0 from ``go``) until the block
+releases it at ``done``, so every register of level ``j`` holds its final value from stage
+``1 + 2j`` on, and ``done`` comes at stage ``depth = 1 + 2L``. ``out_valid`` rises one cycle
+after ``done``, with ``out_logits`` and ``out_argmax``, and stays up until ``out_ready``; the
+block takes ``steps = 1``. ``out_logits`` is loaded at stage 1 and read by nothing inside, so
+synthesis removes its register where the port is left open (``hwquant_argmax``).
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ def emit_output(fmap: FeatureMap, source: str, module: str) -> Block:
     classes, ab = fmap.channels, fmap.bits
     levels = max(0, math.ceil(math.log2(classes)))
     ib = index_bits(classes)
-    depth = 2 + levels
+    depth = 1 + 2 * levels
     ports = [
         *block_ports([fmap], None),
         "output reg out_valid",
@@ -68,29 +75,29 @@ def emit_output(fmap: FeatureMap, source: str, module: str) -> Block:
     lines = [
         "    always @(posedge clk) begin",
         "        rd_addr_0 <= 0;",
-        "        if (busy && cnt == 1) out_logits <= rd_data_0;",  # the RAM word, from stage 2
+        "        if (busy && cnt == 1) out_logits <= rd_data_0;",  # the RAM word, from stage 1
         "        if (rst) out_valid <= 0;",
         "        else if (done) out_valid <= 1;",
         "        else if (out_ready) out_valid <= 0;",
         "    end",
     ]
-    # tree level 0 is out_logits (stage 2); level j is registered at stage 2 + j
-    nodes = [(f"$signed(out_logits[{c * ab} +: {ab}])", f"{ib}'d{c}") for c in range(classes)]
+    nodes = [(f"$signed(rd_data_0[{c * ab} +: {ab}])", f"{ib}'d{c}") for c in range(classes)]
     for j in range(1, levels + 1):
         nxt = []
         for i in range(0, len(nodes), 2):
             pair = nodes[i : i + 2]
-            val, idx = f"mv_{j}_{i // 2}", f"mi_{j}_{i // 2}"
-            lines += [f"    reg signed [{ab - 1}:0] {val};", f"    reg [{ib - 1}:0] {idx};"]
-            if len(pair) == 1:
-                ((v0, i0),) = pair
-                lines.append(f"    always @(posedge clk) begin {val} <= {v0}; {idx} <= {i0}; end")
-            else:
-                (v0, i0), (v1, i1) = pair
-                lines.append(
-                    f"    always @(posedge clk) begin {val} <= ({v1} > {v0}) ? {v1} : {v0}; "
-                    f"{idx} <= ({v1} > {v0}) ? {i1} : {i0}; end"
-                )
+            if len(pair) == 1:  # an odd node: on to the next level unchanged
+                nxt.append(pair[0])
+                continue
+            (v0, i0), (v1, i1) = pair
+            gt, val, idx = f"gt_{j}_{i // 2}", f"mv_{j}_{i // 2}", f"mi_{j}_{i // 2}"
+            lines += [
+                f"    reg {gt};",
+                f"    reg signed [{ab - 1}:0] {val};",
+                f"    reg [{ib - 1}:0] {idx};",
+                f"    always @(posedge clk) begin {gt} <= {v1} > {v0}; "
+                f"{val} <= {gt} ? {v1} : {v0}; {idx} <= {gt} ? {i1} : {i0}; end",
+            ]
             nxt.append((val, idx))
         nodes = nxt
     lines += [f"    always @(posedge clk) if (done) out_argmax <= {nodes[0][1]};"]

@@ -28,6 +28,7 @@ from hwquant.rtl.network.stream import (
     control_lines,
     counter_lines,
     module_text,
+    window_address,
 )
 from hwquant.rtl.requantizer import clamp_statement
 from hwquant.rtl.unit import index_bits, literal
@@ -42,13 +43,10 @@ def _window_walk(
 ) -> list[str]:
     """Counters, pixel address (stage 1), the tags ``v_1, pad_1, first_1, last_1`` and their
     stage-2 and stage-3 copies, and the read word registered as ``word_3`` (stage 3)."""
-    (kh, kw), (sy, sx), (py, px), (ho, wo) = kernel, stride, pad, out_hw
+    (kh, kw), (ho, wo) = kernel, out_hw
     lines = counter_lines([("kx", kw), ("ky", kh), ("ox", wo), ("oy", ho)], "issue")
+    lines += window_address(stride, pad, fmap)
     lines += [
-        f"    wire signed [17:0] iy = $signed({{1'b0, oy}}) * {sy} - {py} + $signed({{1'b0, ky}});",
-        f"    wire signed [17:0] ix = $signed({{1'b0, ox}}) * {sx} - {px} + $signed({{1'b0, kx}});",
-        f"    wire pad = iy < 0 || iy >= {fmap.height} || ix < 0 || ix >= {fmap.width};",
-        f"    wire [35:0] pixel = iy * {fmap.width} + ix;",
         "    reg v_1, v_2, v_3, pad_1, pad_2, pad_3, first_1, first_2, first_3;",
         "    reg last_1, last_2, last_3;",
         f"    reg [{fmap.word_bits - 1}:0] word_3;",

@@ -21,10 +21,12 @@ fields per (nf, ky, kx, cs), read synchronously from a ``$readmemh`` image (bloc
 LUTs when at most :data:`LUTROM_DEPTH` words).
 
 **Pipeline** (one register per stage, so one stage sets Fmax): pixel address → input RAM read
-and weight ROM read → chunk select → products → ``⌈log2 SIMD⌉`` adder-tree levels → accumulator
-(bias on a fold's first item, wrapping at ``acc_bits``: :class:`hwquant.core.intmath.Accumulator`
-"wrap") → ``acc·M`` → ``+ 2^(s−1)`` → ``>>> s`` → ``clamp(·, lo, hi)`` → pixel word assembly
-and write.
+and weight ROM read → (the read word registered, when the chunk select has at least
+:data:`WIDE_CHUNKS` ways) → chunk select → products → ``⌈log2 SIMD⌉`` adder-tree levels →
+accumulator (bias on a fold's first item, wrapping at ``acc_bits``:
+:class:`hwquant.core.intmath.Accumulator` "wrap") → ``acc·M`` → ``+ 2^(s−1)`` → ``>>> s`` →
+``clamp(·, lo, hi)`` → pixel word assembly in the write register (each fold's codes into
+their fields) and write.
 ``acc_bits`` is the width the engine's analysis proves (:meth:`WeightNode.worst_case_bits`),
 or the node's own narrower wrapping accumulator.
 """
@@ -48,10 +50,16 @@ from hwquant.rtl.network.stream import (
     control_lines,
     counter_lines,
     module_text,
+    window_address,
 )
 from hwquant.rtl.requantizer import clamp_statement
 from hwquant.rtl.testbench import mem_text
 from hwquant.rtl.unit import Product, case_block, index_bits, literal
+
+WIDE_CHUNKS = 8
+"""A chunk select over at least this many chunks of the input word (``C/SIMD``) gets its own
+register stage after the input RAM: on the fixed-only digits design (``C/SIMD = 32``) the
+DP16KD's output through the 32:1 multiplexer limited Fmax to 82.5 MHz."""
 
 LUTROM_DEPTH = 64
 """Weight ROMs at most this many words deep are marked for LUTs, deeper ones for block RAM
@@ -212,13 +220,17 @@ class Requantizer:
         wide = acc_bits + mult_bits + 1
         shift_bits = max(2, int(shift.max()).bit_length() + 1)
         lines: list[str] = []
-        t = stages.now
+        # the row's multiplier is chosen in the accumulator's stage ``a`` and registered with
+        # the result (``v && last``), so the multiply reads two registers: a multiplexer
+        # before the DSP limited Fmax to 93 MHz on the SP2-only digits design
+        a = stages.now - 1
         lines += stages.advance()
         for p, (lane, _) in enumerate(lanes):
             ms = [int(mult[r]) if r >= 0 else 0 for r in lane.rows]
             lines += [
-                f"    reg signed [{mult_bits - 1}:0] mult_{p};",
-                _case(f"res_nf_{t}", f"mult_{p}", [literal(m, mult_bits) for m in ms]),
+                f"    reg signed [{mult_bits - 1}:0] mult_sel_{p}, mult_{p};",
+                _case(f"nf_{a}", f"mult_sel_{p}", [literal(m, mult_bits) for m in ms]),
+                f"    always @(posedge clk) if (v_{a} && last_{a}) mult_{p} <= mult_sel_{p};",
                 f"    reg signed [{wide - 1}:0] scaled_{p};",
                 f"    always @(posedge clk) scaled_{p} <= res_{p} * mult_{p};",
             ]
@@ -406,12 +418,8 @@ def emit_array(
         "        if (go) wa <= 0;",
         f"        else if (issue) wa <= (wa == {depth_words - 1}) ? 0 : wa + 1;",
         "    end",
-        # sliding-window unit: input coordinates and padding
-        f"    wire signed [17:0] iy = $signed({{1'b0, oy}}) * {sy} - {py} + $signed({{1'b0, ky}});",
-        f"    wire signed [17:0] ix = $signed({{1'b0, ox}}) * {sx} - {px} + $signed({{1'b0, kx}});",
-        f"    wire pad = iy < 0 || iy >= {fmap.height} || ix < 0 || ix >= {fmap.width};",
-        "    wire [35:0] pixel = iy * " + str(fmap.width) + " + ix;",
     ]
+    lines += window_address((sy, sx), (py, px), fmap)  # the sliding-window unit
     # stage 1: pixel address registered (the input RAM's read address), tags
     tags = {
         "v": ("issue", 1),
@@ -435,10 +443,24 @@ def emit_array(
         f"    reg [{rom_bits - 1}:0] w_word;",
         "    always @(posedge clk) w_word <= wrom[wa_1];",
     ]
-    # stage 3: chunk select (padding: code 0) and weights registered
+    # a wide chunk select (C/SIMD >= WIDE_CHUNKS) first registers the read word: the input
+    # RAM's clock-to-output and a C/SIMD:1 multiplexer in one stage set Fmax otherwise
+    word, weights = "rd_data_0", "w_word"
+    if cs >= WIDE_CHUNKS:
+        lines += stages.advance()
+        lines += [
+            f"    reg [{fmap.word_bits - 1}:0] word_q;",
+            f"    reg [{rom_bits - 1}:0] w_hold;",
+            "    always @(posedge clk) begin",
+            "        word_q <= rd_data_0;",
+            "        w_hold <= w_word;",
+            "    end",
+        ]
+        word, weights = "word_q", "w_hold"
+    # stage 3 (4 after a registered read word): chunk select (padding: code 0), weights
     t = stages.now
     lines += stages.advance()
-    chunk = f"rd_data_0[cs_{t} * {simd * a} +: {simd * a}]"
+    chunk = f"{word}[cs_{t} * {simd * a} +: {simd * a}]"
     if xb > a or spec.pad_code:  # each field widened to the operand, padding its own code
         fields = ", ".join(
             f"{{{xb - a}'d0, {chunk}[{s * a} +: {a}]}}" if xb > a else f"{chunk}[{s * a} +: {a}]"
@@ -453,7 +475,7 @@ def emit_array(
         f"    reg [{rom_bits - 1}:0] w_q;",
         "    always @(posedge clk) begin",
         f"        x_q <= {x_next};",
-        "        w_q <= w_word;",
+        f"        w_q <= {weights};",
         "    end",
     ]
     # stage 4: registered products
@@ -516,11 +538,11 @@ def emit_array(
         lines += spec.activation.lines(lanes, stages, acc_bits)
         result = [f"code_{p}" for p in range(len(lanes))]
         stage_info = spec.activation.record(lanes, acc_bits)
-    # assembly: lane codes of folds < NF-1 wait in `pix`; the last fold's go straight out
+    # assembly: each fold's lane codes go straight into their fields of `wr_data`, which is
+    # written (wr_en) one cycle after the last fold's: no second copy of the word
     t = stages.now
     valid, fold = f"res_v_{t}", f"res_nf_{t}"
     lines += [
-        f"    reg [{out.word_bits - 1}:0] pix;",
         "    always @(posedge clk) begin",
         "        if (go) wr_addr <= 0;",
         "        else if (wr_en) wr_addr <= wr_addr + 1;",
@@ -529,19 +551,14 @@ def emit_array(
         f"        if ({valid}) begin",
         f"            case ({fold})",
     ]
-    for f in range(nf - 1):
+    for f in range(nf):
         sets = " ".join(
-            f"pix[{lane.rows[f] * ob} +: {ob}] <= {result[p]}[{ob - 1}:0];"
+            f"wr_data[{lane.rows[f] * ob} +: {ob}] <= {result[p]}[{ob - 1}:0];"
             for p, (lane, _) in enumerate(lanes)
             if lane.rows[f] >= 0
         )
         lines.append(f"                {f}: begin {sets} end")
-    lines += ["                default: ;", "            endcase", "        end"]
-    final = {lane.rows[nf - 1]: p for p, (lane, _) in enumerate(lanes) if lane.rows[nf - 1] >= 0}
-    for r in range(c_out):
-        src = f"{result[final[r]]}[{ob - 1}:0]" if r in final else f"pix[{r * ob} +: {ob}]"
-        lines.append(f"        wr_data[{r * ob} +: {ob}] <= {src};")
-    lines.append("    end")
+    lines += ["                default: ;", "            endcase", "        end", "    end"]
     depth = stages.now + 1  # wr_en is high one cycle after the last stage
     body = control_lines(steps, depth) + lines
     ports = block_ports([fmap], out)
@@ -563,6 +580,7 @@ def emit_array(
         "weight_fields": widths,
         "in_bits": a,
         "in_channels": c_in,
+        "word_registered": cs >= WIDE_CHUNKS,
         "products": len(lanes) * simd,
         "weight_rom": {"words": depth_words, "width": rom_bits, "style": rom_style},
         **stage_info,
@@ -577,7 +595,8 @@ def emit_array(
         out,
         steps,
         depth,
-        {rom_file: mem_text(rom, rom_bits)},
+        {rom_file: mem_text(rom, rom_bits)}
+        | {name: text for pr in prod_modules.values() for name, text in pr.files.items()},
         info,
     )
 

@@ -167,7 +167,7 @@ def unit_spec(node: UnitNode, last: bool) -> ArraySpec:
     rows = node.weight_index.shape[0]
     entries, weights = node.table.shape
     flat = node.weight_index.reshape(rows, -1).astype(np.int64)
-    product = table_product(node.table, node.entry_bits)
+    product = table_product(node.table, node.entry_bits, image=True)
     acc_bits = table_acc_bits(node, last)
     bias = np.asarray(node.bias, np.int64) if last else np.zeros(rows, np.int64)
     activation = None if last else Thresholds(np.asarray(node.thresholds), node.descending)

@@ -21,6 +21,7 @@ import numpy as np
 
 from hwquant.core.errors import ConfigError
 from hwquant.core.intmath import qrange
+from hwquant.rtl.testbench import mem_text
 from hwquant.rtl.unit import (
     Port,
     Product,
@@ -47,18 +48,32 @@ def _check_table(table: Sequence[Sequence[int]], entry_bits: int) -> np.ndarray:
     return check_range(f"table at entry_bits={entry_bits}", arr, lo, hi, fix)
 
 
-def table_product(table: Sequence[Sequence[int]], entry_bits: int) -> Product:
-    """The lookup ``T[x][w]`` (0 for the padding index and beyond; module docstring)."""
+def table_product(table: Sequence[Sequence[int]], entry_bits: int, image: bool = False) -> Product:
+    """The lookup ``T[x][w]`` (0 for the padding index and beyond; module docstring): a
+    ``case`` in the logic, or with ``image`` an array read from a ``$readmemh`` image of every
+    ``{x, w}`` address. The array is what Yosys maps to block RAM when a register follows the
+    product (its read port absorbs the register; the network's arrays register every
+    product), and what Verilator indexes instead of compiling a ``case`` of every entry."""
     check_width("entry_bits", entry_bits, 2)
     entries = _check_table(table, entry_bits)
     rows, cols = entries.shape
     x_bits, w_bits = index_bits(rows + 1), index_bits(cols)
-    rom = [0] * (rows << w_bits)
+    rom = [0] * ((1 << x_bits << w_bits) if image else (rows << w_bits))
     for i in range(rows):
         rom[i << w_bits : (i << w_bits) + cols] = entries[i].tolist()
-    body = f"    reg signed [{entry_bits - 1}:0] product;\n" + rom_case(
-        "{x, w}", "product", rom, entry_bits
-    )
+    files: dict[str, str] = {}
+    if image:
+        name = f"table_{rows}x{cols}_e{entry_bits}_{top_suffix(rom)}.mem"
+        files[name] = mem_text([v & ((1 << entry_bits) - 1) for v in rom], entry_bits)
+        body = (
+            f"    reg signed [{entry_bits - 1}:0] entries [0:{len(rom) - 1}];\n"
+            f'    initial $readmemh("{name}", entries);\n'
+            f"    wire signed [{entry_bits - 1}:0] product = entries[{{x, w}}];\n"
+        )
+    else:
+        body = f"    reg signed [{entry_bits - 1}:0] product;\n" + rom_case(
+            "{x, w}", "product", rom, entry_bits
+        )
     params = {
         "rows": rows,
         "cols": cols,
@@ -74,6 +89,7 @@ def table_product(table: Sequence[Sequence[int]], entry_bits: int) -> Product:
         entry_bits,
         int(np.abs(entries).max()),
         body,
+        files=files,
     )
 
 
