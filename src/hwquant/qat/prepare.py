@@ -8,7 +8,8 @@ pool (and a flatten without ``keepdim``); a functional dropout becomes its modul
 the model's train/eval mode. Dropout and Identity pass codes through
 unchanged, and so does every registered op that declares it keeps its float form
 (``OpHandler.keeps`` in :mod:`hwquant.ir.ops`: max pooling, flatten/view/reshape, a ReLU that
-follows no layer). The first layer (fed by the input) and the last layer
+follows no layer, a concatenation, whose inputs' producers share one activation quantizer:
+:mod:`hwquant.qat.shared_scales`). The first layer (fed by the input) and the last layer
 (feeding the output) take the recipe's ``first_layer_bits`` / ``last_layer_bits``; the last
 layer has no output quantizer, so the network returns its accumulator scaled to float; its
 weights take one scale for the whole tensor, so that all outputs share one scale and the integer
@@ -49,12 +50,14 @@ from hwquant.qat.options import (
 from hwquant.qat.quantizer import WeightQuantizer
 from hwquant.qat.recipe import Recipe
 from hwquant.qat.registry import get_scheme
+from hwquant.qat.shared_scales import SharedScales, join_inputs, tensor_inputs
 
 SUPPORTED = (
     "Conv2d (+BatchNorm2d, +ReLU/ReLU6), Linear (+ReLU/ReLU6), residual add (+ReLU/ReLU6), "
     "MaxPool2d / F.max_pool2d, AdaptiveAvgPool2d(1) / x.mean((2, 3)), AvgPool2d(k) / "
     "F.avg_pool2d(x, k) with stride k, flatten/view/reshape/squeeze(dim)/unsqueeze(dim), "
-    "ReLU elsewhere (e.g. after max pooling), Dropout/Dropout1d/Dropout2d (modules or "
+    "ReLU elsewhere (e.g. after max pooling), torch.cat (its inputs share one activation "
+    "quantizer), Dropout/Dropout1d/Dropout2d (modules or "
     "functions), Identity (BatchNorm with running statistics)"
 )
 INPUT_NAME = "quant_input"
@@ -430,7 +433,7 @@ def insert_input(gm: fx.GraphModule) -> None:
 
 # -- quantizers and bits ----------------------------------------------------------------------
 def tensor_args(node: fx.Node) -> list[fx.Node]:
-    return [a for a in node.args if isinstance(a, fx.Node)]
+    return tensor_inputs(node)
 
 
 def producers(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec]) -> dict[fx.Node, fx.Node]:
@@ -440,7 +443,7 @@ def producers(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec]) -> dict[fx.No
         if (node.op == "call_module" and node.target == INPUT_NAME) or node in specs:
             producer[node] = node
         elif node.op in ("call_module", "call_function", "call_method"):
-            args = [a for a in node.args if isinstance(a, fx.Node) and a in producer]
+            args = [a for a in tensor_inputs(node) if a in producer]
             if args:
                 producer[node] = producer[args[0]]
     return producer
@@ -460,14 +463,22 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
     input_node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == INPUT_NAME)
     signed: dict[fx.Node, bool] = {input_node: True}
     quant_of: dict[fx.Node, LinearQuantizer] = {}
+    shared = _shared_scales(gm, producer, specs, input_node, last, feeds_last)
+
+    def act_bits(node: fx.Node) -> int:
+        if node is input_node:
+            return recipe.input_bits
+        if node in feeds_last and recipe.last_layer_bits is not None:
+            return recipe.last_layer_bits
+        return recipe.act_bits
 
     def act_quant(node: fx.Node, is_signed: bool) -> LinearQuantizer:
-        bits = recipe.act_bits
-        if node in feeds_last and recipe.last_layer_bits is not None:
-            bits = recipe.last_layer_bits
-        return _act_quantizer(recipe, bits, is_signed)
+        if node in shared:  # the inputs of a concatenation: one quantizer for all
+            bits = {m: act_bits(m) for m in shared.members(node)}
+            return shared.quantizer(node, bits, lambda b: _act_quantizer(recipe, b, is_signed))
+        return _act_quantizer(recipe, act_bits(node), is_signed)
 
-    quant_of[input_node] = _act_quantizer(recipe, recipe.input_bits, signed=True)
+    quant_of[input_node] = act_quant(input_node, True)
     install(gm, INPUT_NAME, QuantInput(quant_of[input_node]))
     gm.get_submodule(INPUT_NAME).qname = INPUT_NAME
 
@@ -476,12 +487,13 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
         if spec is None:
             continue
         inputs = [producer[a] for a in tensor_args(node)]
+        wants_signed = node in shared and shared.signed(node)
         if spec.kind in ("conv", "linear"):
             is_first = inputs[0] is input_node
             bits = recipe.first_layer_bits if is_first else recipe.weight_bits
             if node is last:
                 bits = recipe.last_layer_bits if not is_first else bits
-            out_q = None if node is last else act_quant(node, spec.act is None)
+            out_q = None if node is last else act_quant(node, wants_signed or spec.act is None)
             # the last layer's outputs share one scale, so integer logits rank like float ones
             module = _weight_layer(
                 spec,
@@ -493,10 +505,10 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
                 acc_bits=layer_accumulator_bits(recipe, str(node.target), bits),
             )
         elif spec.kind == "add":
-            out_q = act_quant(node, spec.act is None)
+            out_q = act_quant(node, wants_signed or spec.act is None)
             module = QAdd(out_q, spec.act, recipe.requant_bits)
         else:
-            out_q = act_quant(node, signed[inputs[0]])
+            out_q = act_quant(node, wants_signed or signed[inputs[0]])
             module = QAvgPool(out_q, spec.kernel_size, recipe.requant_bits)
         module.bind_inputs([quant_of[p] for p in inputs])
         module.qname = str(node.target)
@@ -507,6 +519,41 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
             quant_of[node], signed[node] = out_q, out_q.signed
     weight_layers = [str(n.target) for n, s in specs.items() if s.kind in ("conv", "linear")]
     check_layer_names(recipe, weight_layers)
+
+
+def _shared_scales(
+    gm: fx.GraphModule,
+    producer: dict[fx.Node, fx.Node],
+    specs: dict[fx.Node, FusedSpec],
+    input_node: fx.Node,
+    last: fx.Node | None,
+    feeds_last: set[fx.Node],
+) -> SharedScales:
+    """The producers of each join's inputs (a kept op reading several tensors, ``torch.cat``),
+    grouped to share one quantizer (:mod:`hwquant.qat.shared_scales`); ``feeds_last`` grows by
+    the groups of its members."""
+    joins = [
+        (n, [producer[a] for a in join_inputs(n)])
+        for n in gm.graph.nodes
+        if len(join_inputs(n)) > 1 and _is_passthrough(gm, n)
+    ]
+
+    def wants_signed(node: fx.Node) -> bool:
+        spec = specs.get(node)
+        if spec is None or spec.kind == "avgpool":  # the input, or a pool: as its input
+            source = node if spec is None else producer[tensor_args(node)[0]]
+            return source is input_node or (source in shared and shared.signed(source))
+        return spec.act is None
+
+    shared = SharedScales(joins, wants_signed)
+    if last in shared:
+        raise UnsupportedLayerError(
+            f"the last layer '{node_name(last)}' feeds the concatenation "
+            f"'{shared.join_of[last].name}'; its output is the network's (an accumulator, "
+            "not codes). Fix: end the network with one layer after the concatenation."
+        )
+    feeds_last.update(m for p in list(feeds_last) if p in shared for m in shared.members(p))
+    return shared
 
 
 def _act_quantizer(recipe: Recipe, bits: int, signed: bool) -> LinearQuantizer:
