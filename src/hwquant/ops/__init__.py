@@ -6,8 +6,8 @@ integer-engine executor, its ONNX exporter and its hardware block, and registers
 
 >>> import hwquant
 >>> from hwquant.ir.ops import available_ops
->>> available_ops()
-('add', 'avgpool', 'concat', 'conv2d', 'linear', 'maxpool', 'relu', 'reshape', 'upsample')
+>>> print(*available_ops())
+add avgpool concat conv2d linear maxpool relu reshape upsample zero_insert
 """
 
 from hwquant.ir.ops import available_ops
@@ -21,6 +21,7 @@ from hwquant.ops import (  # noqa: F401
     relu,
     reshape,
     upsample,
+    zero_insert,
 )
 
 __all__ = ["available_ops"]

@@ -36,6 +36,7 @@ from hwquant.qat.accumulator_bound import (
     check_layer_names,
     layer_accumulator_bits,
 )
+from hwquant.qat.conv_forms import rewrite_conv_forms
 from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.naming import describe, node_name
 from hwquant.qat.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantModule
@@ -53,7 +54,10 @@ from hwquant.qat.registry import get_scheme
 from hwquant.qat.shared_scales import SharedScales, join_inputs, tensor_inputs
 
 SUPPORTED = (
-    "Conv2d (+BatchNorm2d, +ReLU/ReLU6), Linear (+ReLU/ReLU6), residual add (+ReLU/ReLU6), "
+    "Conv2d (+BatchNorm2d, +ReLU/ReLU6; groups, depthwise), Conv1d (+BatchNorm1d, "
+    "+ReLU/ReLU6), ConvTranspose2d (one group, no dilation), Linear (+ReLU/ReLU6), residual "
+    "add (+ReLU/ReLU6), MaxPool1d, AdaptiveAvgPool1d(1), nearest Upsample / F.interpolate by "
+    "integer factors, "
     "MaxPool2d / F.max_pool2d, AdaptiveAvgPool2d(1) / x.mean((2, 3)), AvgPool2d(k) / "
     "F.avg_pool2d(x, k) with stride k, flatten/view/reshape/squeeze(dim)/unsqueeze(dim), "
     "ReLU elsewhere (e.g. after max pooling), torch.cat (its inputs share one activation "
@@ -262,6 +266,7 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
             "Fix: wrap the model so that forward() takes one tensor."
         )
     check_no_shared_modules(gm)
+    rewrite_conv_forms(gm)  # Conv1d, MaxPool1d, ConvTranspose2d as their Conv2d forms
     check_batchnorm_positions(gm)
     fused: set[fx.Node] = set()
     for node in list(gm.graph.nodes):

@@ -16,6 +16,7 @@ import torch
 from torch import fx, nn
 
 from hwquant.core.errors import UnsupportedLayerError, check_finite
+from hwquant.qat.conv_forms import STANDS_FOR
 from hwquant.qat.naming import describe, node_name
 from hwquant.qat.prepare import (
     INPUT_NAME,
@@ -80,6 +81,11 @@ def check_table_options(gm: fx.GraphModule) -> None:
     square window without dilation or ceil_mode; a flatten keeps the batch dimension only.
     """
     for node in gm.graph.nodes:
+        if STANDS_FOR in node.meta:  # a Conv1d/1-D pool/ConvTranspose2d in its 2-D form
+            raise UnsupportedLayerError(
+                f"{node.meta[STANDS_FOR]} has no table-unit form (table units take square 2-D "
+                "convolutions). Fix: use Conv2d layers, or the llsq scheme."
+            )
         functional = node.op in ("call_function", "call_method")
         if functional and not (is_flatten_call(node) or is_shape_query(node)):
             raise UnsupportedLayerError(
