@@ -21,7 +21,10 @@ from collections.abc import Callable, Iterable
 
 from torch import fx
 
-from hwquant.core.errors import ConfigError
+from hwquant.core.errors import ConfigError, HwquantError
+from hwquant.qat.fusion import act_quantizer
+from hwquant.qat.llsq import LinearQuantizer
+from hwquant.qat.recipe import Recipe
 
 
 def join_inputs(node: fx.Node) -> list[fx.Node]:
@@ -71,7 +74,7 @@ class SharedScales:
             for member in members:
                 self.join_of.setdefault(member, join)
                 self._union(members[0], member)
-        self._quantizers: dict[fx.Node, object] = {}
+        self._quantizers: dict[fx.Node, LinearQuantizer] = {}
         self._signed: dict[fx.Node, bool] = {}
 
     def _find(self, node: fx.Node) -> fx.Node:
@@ -100,15 +103,18 @@ class SharedScales:
             self._signed[root] = any(self.wants_signed(m) for m in self.members(node))
         return self._signed[root]
 
-    def quantizer(self, node: fx.Node, bits: dict[fx.Node, int], make: Callable[[int], object]):
-        """The group's one quantizer (made by ``make(bits)`` for its first member asking).
+    def quantizer(
+        self, node: fx.Node, bits_of: Callable[[fx.Node], int], recipe: Recipe
+    ) -> LinearQuantizer:
+        """The group's one quantizer (made for its first member asking), of the members'
+        common width (``bits_of``: each member's) and the group's signedness.
 
         Raises:
-            ConfigError: the members ask for different bit-widths (``bits``: each member's).
+            ConfigError: the members ask for different bit-widths.
         """
         root = self._find(node)
         if root not in self._quantizers:
-            widths = {m: bits[m] for m in self.members(node)}
+            widths = {m: bits_of(m) for m in self.members(node)}
             if len(set(widths.values())) > 1:
                 join = self.join_of[node]
                 asked = ", ".join(f"'{m.name}': {b}" for m, b in widths.items())
@@ -119,5 +125,29 @@ class SharedScales:
                     "act_bits and last_layer_bits equal for them, or put a layer between the "
                     "network input and the concatenation."
                 )
-            self._quantizers[root] = make(next(iter(widths.values())))
+            width = next(iter(widths.values()))
+            self._quantizers[root] = act_quantizer(recipe, width, self.signed(node))
         return self._quantizers[root]
+
+    def out_quant(
+        self, node: fx.Node, bits_of: Callable[[fx.Node], int], recipe: Recipe
+    ) -> Callable[[bool], LinearQuantizer]:
+        """``signed -> quantizer`` for member ``node``'s QAT layer
+        (:attr:`hwquant.qat.fusion.LayerContext.shared`): the group's quantizer.
+
+        Raises:
+            HwquantError: the layer asks for signed codes of an unsigned group (its op's
+                signedness is not the one :meth:`signed` was told; a bug, never a clamp).
+        """
+
+        def shared(signed: bool) -> LinearQuantizer:
+            quant = self.quantizer(node, bits_of, recipe)
+            if signed and not quant.signed:
+                raise HwquantError(
+                    f"layer '{node.name}' asks for signed output codes, but the quantizer it "
+                    f"shares with the other inputs of '{self.join_of[node].name}' is unsigned. "
+                    "Fix: report this; keep the layer out of the concatenation meanwhile."
+                )
+            return quant
+
+        return shared
