@@ -13,7 +13,7 @@ ACCEPTED = [
     ("unet_convtranspose_cat", "llsq"),
     ("audio_conv1d", "msq"),
     ("mobilenet_v1_depthwise", "nonuniform"),
-    ("lenet5", "tables"),
+    ("mlp_functional", "tables"),
 ]
 REFUSED = [
     ("shared_module_twice", "llsq", "UnsupportedLayerError", "module 'conv' (Conv2d) is called"),

@@ -76,3 +76,50 @@ def test_conv1d_options_are_checked_by_name():
     recipe = Recipe(scheme="tables", tables=TableOptions(act_start=1))
     with pytest.raises(UnsupportedLayerError, match=r"'conv1' \(Conv1d\) has no table-unit"):
         hwquant.prepare(ECGNet(), recipe)
+
+
+class MeanOverTime(nn.Module):
+    """A 12-lead net ending in ``x.mean(dim=-1)``: the mean over time of the last Conv1d."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(12, 8, 7, padding="same")
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu(self.conv(x)).mean(dim=-1))
+
+
+def test_mean_over_time_is_a_global_average_pool():
+    torch.manual_seed(0)
+    x = torch.randn(16, 12, 32)
+    qat = trained_qat_model(MeanOverTime(), RECIPES["llsq"], x)
+    int_model = hwquant.lower(qat, x)
+    assert "avgpool" in [n.op for n in int_model.nodes]
+    assert hwquant.verify(qat, int_model, x).exact
+    x_int = int_model.quantize_input(x)
+    assert torch.equal(int_model.run(x_int, backend="onnxruntime"), int_model.run(x_int))
+
+
+class FunctionalPools(nn.Module):
+    """``F.max_pool1d`` and ``F.adaptive_avg_pool1d``, the functional 1-D pools."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool1d(F.relu(self.conv(x)), 2, stride=2)
+        return self.fc(F.adaptive_avg_pool1d(x, 1).flatten(1))
+
+
+def test_functional_1d_pools_are_exact():
+    torch.manual_seed(0)
+    x = torch.randn(8, 1, 32)
+    qat = trained_qat_model(FunctionalPools(), RECIPES["llsq"], x)
+    int_model = hwquant.lower(qat, x)
+    assert {"maxpool", "avgpool"} <= {n.op for n in int_model.nodes}
+    assert hwquant.verify(qat, int_model, x).exact
+    x_int = int_model.quantize_input(x)
+    assert torch.equal(int_model.run(x_int, backend="onnxruntime"), int_model.run(x_int))

@@ -7,7 +7,10 @@ export, accumulator proofs) sees the one convolution it knows, exactly.
   ``x.unsqueeze(2)`` before it and ``squeeze(2)`` after its chain (a following
   ``BatchNorm1d``, which becomes the same ``BatchNorm2d``, and ReLU/ReLU6), so that the
   chain fuses as ``Conv2d → BatchNorm2d → ReLU`` does. ``MaxPool1d`` and
-  ``AdaptiveAvgPool1d(1)`` become their 2-D forms over ``[N, C, 1, L]`` the same way.
+  ``AdaptiveAvgPool1d(1)`` become their 2-D forms over ``[N, C, 1, L]`` the same way, and a
+  mean over time of such a layer's output, ``x.mean(-1)``, the global average pool
+  ``y.mean((2, 3))`` of its 2-D form. ``F.max_pool1d`` and ``F.adaptive_avg_pool1d`` become
+  their modules first.
 * ``ConvTranspose2d`` (stride ``s``, padding ``p``, output padding ``o``, one group, no
   dilation) is a convolution, stride 1, of the input with zeros inserted
   (:class:`ZeroInsert`: ``s − 1`` zeros between neighbours, ``k − 1 − p`` zeros before and
@@ -20,6 +23,8 @@ scheme without those forms refuses it by the user's name.
 """
 
 from __future__ import annotations
+
+import inspect
 
 import torch
 import torch.nn.functional as F
@@ -45,13 +50,73 @@ def rewrite_conv_forms(gm: fx.GraphModule) -> None:
             beyond ``k − 1``; a padding mode other than zeros.
     """
     for node in list(gm.graph.nodes):
+        if node.op == "call_function" and node.target in _POOL_FUNCTIONS:
+            node = _as_module(gm, node)
         if node.op != "call_module":
+            _time_mean(gm, node)
             continue
         mod = gm.get_submodule(node.target)
         if isinstance(mod, nn.Conv1d | nn.MaxPool1d | nn.AdaptiveAvgPool1d):
             _as_2d(gm, node, mod)
         elif isinstance(mod, nn.ConvTranspose2d):
             _transposed(gm, node, mod)
+
+
+def _max_pool1d(node: fx.Node) -> nn.Module:
+    bound = inspect.signature(F.max_pool1d_with_indices).bind(*node.args, **node.kwargs)
+    return nn.MaxPool1d(**{k: v for k, v in bound.arguments.items() if k != "input"})
+
+
+def _adaptive_avg_pool1d(node: fx.Node) -> nn.Module:
+    size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
+    return nn.AdaptiveAvgPool1d(size)
+
+
+_POOL_FUNCTIONS = {F.max_pool1d: _max_pool1d, F.adaptive_avg_pool1d: _adaptive_avg_pool1d}
+"""The functional 1-D pools and the module each call becomes."""
+
+
+def _as_module(gm: fx.GraphModule, node: fx.Node) -> fx.Node:
+    """A call of a functional 1-D pool as a call of its module (then rewritten as one)."""
+    module = _POOL_FUNCTIONS[node.target](node)
+    name = f"{node.name}_module"
+    gm.add_submodule(name, module)
+    with gm.graph.inserting_before(node):
+        call = gm.graph.create_node("call_module", name, (node.args[0],), name=name)
+    node.replace_all_uses_with(call)
+    gm.graph.erase_node(node)
+    return call
+
+
+_TIME_DIMS = (-1, 2, (-1,), (2,), [-1], [2])
+"""The ``dim`` of a mean over the time axis of a 1-D layer's ``[N, C, L]`` output."""
+
+
+def _time_mean(gm: fx.GraphModule, node: fx.Node) -> None:
+    """``x.mean(-1)`` (or ``dim=2``, no ``keepdim``) of a rewritten 1-D layer's output becomes
+    ``y.mean((2, 3))`` of its ``[N, C, 1, L]`` form ``y``: a global average pool to ``[N, C]``."""
+    is_mean = (node.op == "call_method" and node.target == "mean") or (
+        node.op == "call_function" and node.target is torch.mean
+    )
+    if not is_mean or not node.args or set(node.kwargs) - {"dim"}:
+        return
+    source = node.args[0]
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    squeezed = (
+        isinstance(source, fx.Node)
+        and STANDS_FOR in source.meta
+        and source.op == "call_method"
+        and source.target == "squeeze"
+    )
+    if not squeezed or len(node.args) > 2 or dim not in _TIME_DIMS:
+        return
+    with gm.graph.inserting_before(node):  # named apart: the average pool stands for it
+        pooled = gm.graph.create_node(
+            "call_method", "mean", (source.args[0], (2, 3)), name=f"{node.name}_over_time"
+        )
+    pooled.meta[STANDS_FOR] = source.meta[STANDS_FOR]
+    node.replace_all_uses_with(pooled)
+    gm.graph.erase_node(node)
 
 
 def _set(gm: fx.GraphModule, target: str, module: nn.Module) -> None:

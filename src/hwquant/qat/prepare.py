@@ -54,7 +54,9 @@ from hwquant.qat.shared_scales import SharedScales, join_inputs, tensor_inputs
 SUPPORTED = (
     "Conv2d (+BatchNorm2d, +ReLU/ReLU6; groups, depthwise), Conv1d (+BatchNorm1d, "
     "+ReLU/ReLU6), ConvTranspose2d (one group, no dilation), Linear (+ReLU/ReLU6), residual "
-    "add (+ReLU/ReLU6), MaxPool1d, AdaptiveAvgPool1d(1), nearest Upsample / F.interpolate by "
+    "add (+ReLU/ReLU6), MaxPool1d / F.max_pool1d, AdaptiveAvgPool1d(1) / "
+    "F.adaptive_avg_pool1d(x, 1) / x.mean(-1) of a Conv1d's output, nearest Upsample / "
+    "F.interpolate by "
     "integer factors, "
     "MaxPool2d / F.max_pool2d, AdaptiveAvgPool2d(1) / x.mean((2, 3)), AvgPool2d(k) / "
     "F.avg_pool2d(x, k) with stride k, flatten/view/reshape/squeeze(dim)/unsqueeze(dim), "
