@@ -267,12 +267,12 @@ class Gated(nn.Module):
         self.classifier = nn.Linear(4, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.sigmoid(self.features(x))
+        y = torch.exp(self.features(x))
         return self.classifier(y.mean((2, 3)))
 
 
 def test_refusals_name_functions_by_their_name():
-    message = assert_refused(Gated(), LLSQ, "'sigmoid' (function torch.sigmoid)")
+    message = assert_refused(Gated(), LLSQ, "'exp' (function torch.exp)")
     assert "0x" not in message
 
 

@@ -39,6 +39,12 @@ from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.naming import describe, node_name
 from hwquant.qat.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantModule
 from hwquant.qat.nn.base import Activation
+from hwquant.qat.nn.qactivation import (
+    SUPPORTED_ACTIVATIONS,
+    Elementwise,
+    QActivation,
+    elementwise_of,
+)
 from hwquant.qat.options import (
     check_add,
     check_avg_pool,
@@ -55,7 +61,7 @@ SUPPORTED = (
     "MaxPool2d / F.max_pool2d, AdaptiveAvgPool2d(1) / x.mean((2, 3)), AvgPool2d(k) / "
     "F.avg_pool2d(x, k) with stride k, flatten/view/reshape/squeeze(dim)/unsqueeze(dim), "
     "ReLU elsewhere (e.g. after max pooling), Dropout/Dropout1d/Dropout2d (modules or "
-    "functions), Identity (BatchNorm with running statistics)"
+    "functions), Identity (BatchNorm with running statistics), " + SUPPORTED_ACTIVATIONS
 )
 INPUT_NAME = "quant_input"
 
@@ -72,11 +78,12 @@ _ADD_FUNCTIONS = (operator.add, torch.add, operator.iadd)
 class FusedSpec:
     """What a rewritten node will become: its kind and the float parts it absorbs."""
 
-    kind: str  # "conv", "linear", "add", "avgpool"
+    kind: str  # "conv", "linear", "add", "avgpool", "lut"
     source: nn.Module | None = None
     bn: nn.Module | None = None
     act: Activation = None
     kernel_size: int | None = None
+    function: Elementwise | None = None  # "lut": the activation its table computes
 
 
 def prepare(
@@ -284,6 +291,10 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
             new.meta[fidelity.FLOAT_NODE] = tail.name
             fused.update(_chain_nodes(node, tail))
             _collapse(gm, node, tail, new)
+        elif (function := elementwise_of(node, mod)) is not None:
+            if mod is None:  # a function: a module node of its own, named after it
+                node = _replace_by_module(gm, node, node.name)
+            specs[node] = FusedSpec("lut", function=function)
         elif node.op == "call_function" and node.target in DROPOUT_FUNCTIONS:
             counter["dropout"] += 1
             p = node.args[1] if len(node.args) > 1 else node.kwargs.get("p", 0.5)
@@ -316,6 +327,16 @@ def _new_module_node(gm: fx.GraphModule, before: fx.Node, name: str, args: tuple
     gm.add_submodule(name, nn.Identity())
     with gm.graph.inserting_before(before):
         return gm.graph.call_module(name, args)
+
+
+def _replace_by_module(gm: fx.GraphModule, node: fx.Node, name: str) -> fx.Node:
+    """A stand-in module call for function call ``node`` on its first argument (it takes
+    ``node``'s place; the fidelity check compares it with ``node``)."""
+    new = _new_module_node(gm, node, name, (node.args[0],))
+    new.meta[fidelity.FLOAT_NODE] = node.name
+    node.replace_all_uses_with(new)
+    gm.graph.erase_node(node)
+    return new
 
 
 def _chain_nodes(head: fx.Node, tail: fx.Node) -> list[fx.Node]:
@@ -495,6 +516,9 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
         elif spec.kind == "add":
             out_q = act_quant(node, spec.act is None)
             module = QAdd(out_q, spec.act, recipe.requant_bits)
+        elif spec.kind == "lut":
+            out_q = act_quant(node, not spec.function.nonnegative)
+            module = QActivation(spec.function, out_q)
         else:
             out_q = act_quant(node, signed[inputs[0]])
             module = QAvgPool(out_q, spec.kernel_size, recipe.requant_bits)

@@ -152,6 +152,11 @@ def _build(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], opts: TableOptio
         spec = specs.get(node)
         if spec is None:
             continue
+        if spec.kind not in ("conv", "linear", "add", "avgpool"):
+            raise UnsupportedLayerError(
+                f"'{node.target}' ({spec.function or spec.kind}) has no table-unit form: table "
+                "units fold ReLU only. Fix: use ReLU after the layer, or the llsq scheme."
+            )
         if spec.act == "relu6":
             raise UnsupportedLayerError(
                 f"layer '{node.target}' uses ReLU6; table units fold ReLU only. Fix: use ReLU."
