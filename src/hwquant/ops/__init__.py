@@ -7,10 +7,10 @@ integer-engine executor, its ONNX exporter and its hardware block, and registers
 >>> import hwquant
 >>> from hwquant.ir.ops import available_ops
 >>> available_ops()
-('add', 'avgpool', 'conv2d', 'linear', 'lut', 'maxpool', 'relu', 'reshape')
+('add', 'avgpool', 'conv2d', 'linear', 'lut', 'maxpool', 'mul', 'relu', 'reshape')
 """
 
 from hwquant.ir.ops import available_ops
-from hwquant.ops import add, avgpool, conv2d, linear, lut, maxpool, relu, reshape  # noqa: F401
+from hwquant.ops import add, avgpool, conv2d, linear, lut, maxpool, mul, relu, reshape  # noqa: F401
 
 __all__ = ["available_ops"]

@@ -45,6 +45,7 @@ from hwquant.qat.nn.qactivation import (
     QActivation,
     elementwise_of,
 )
+from hwquant.qat.nn.qmul import QMul, is_product
 from hwquant.qat.options import (
     check_add,
     check_avg_pool,
@@ -61,7 +62,8 @@ SUPPORTED = (
     "MaxPool2d / F.max_pool2d, AdaptiveAvgPool2d(1) / x.mean((2, 3)), AvgPool2d(k) / "
     "F.avg_pool2d(x, k) with stride k, flatten/view/reshape/squeeze(dim)/unsqueeze(dim), "
     "ReLU elsewhere (e.g. after max pooling), Dropout/Dropout1d/Dropout2d (modules or "
-    "functions), Identity (BatchNorm with running statistics), " + SUPPORTED_ACTIVATIONS
+    "functions), Identity (BatchNorm with running statistics), the product of two tensors "
+    "(x * gate, a squeeze-excitation gate broadcast), " + SUPPORTED_ACTIVATIONS
 )
 INPUT_NAME = "quant_input"
 
@@ -78,7 +80,7 @@ _ADD_FUNCTIONS = (operator.add, torch.add, operator.iadd)
 class FusedSpec:
     """What a rewritten node will become: its kind and the float parts it absorbs."""
 
-    kind: str  # "conv", "linear", "add", "avgpool", "lut"
+    kind: str  # "conv", "linear", "add", "avgpool", "lut", "mul"
     source: nn.Module | None = None
     bn: nn.Module | None = None
     act: Activation = None
@@ -258,7 +260,7 @@ def check_batchnorm_positions(gm: fx.GraphModule) -> None:
 def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
     """Rewrite the graph into quantizable nodes; return what each new node becomes."""
     specs: dict[fx.Node, FusedSpec] = {}
-    counter = {"add": 0, "avgpool": 0, "dropout": 0}
+    counter = {"add": 0, "avgpool": 0, "dropout": 0, "mul": 0}
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise UnsupportedLayerError(
@@ -291,9 +293,13 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
             new.meta[fidelity.FLOAT_NODE] = tail.name
             fused.update(_chain_nodes(node, tail))
             _collapse(gm, node, tail, new)
+        elif is_product(node):
+            counter["mul"] += 1
+            node = _replace_by_module(gm, node, f"mul_{counter['mul']}", tuple(node.args))
+            specs[node] = FusedSpec("mul")
         elif (function := elementwise_of(node, mod)) is not None:
             if mod is None:  # a function: a module node of its own, named after it
-                node = _replace_by_module(gm, node, node.name)
+                node = _replace_by_module(gm, node, node.name, (node.args[0],))
             specs[node] = FusedSpec("lut", function=function)
         elif node.op == "call_function" and node.target in DROPOUT_FUNCTIONS:
             counter["dropout"] += 1
@@ -329,10 +335,10 @@ def _new_module_node(gm: fx.GraphModule, before: fx.Node, name: str, args: tuple
         return gm.graph.call_module(name, args)
 
 
-def _replace_by_module(gm: fx.GraphModule, node: fx.Node, name: str) -> fx.Node:
-    """A stand-in module call for function call ``node`` on its first argument (it takes
-    ``node``'s place; the fidelity check compares it with ``node``)."""
-    new = _new_module_node(gm, node, name, (node.args[0],))
+def _replace_by_module(gm: fx.GraphModule, node: fx.Node, name: str, args: tuple) -> fx.Node:
+    """A stand-in module call ``name(*args)`` in the place of function call ``node`` (the
+    fidelity check compares it with ``node``)."""
+    new = _new_module_node(gm, node, name, args)
     new.meta[fidelity.FLOAT_NODE] = node.name
     node.replace_all_uses_with(new)
     gm.graph.erase_node(node)
@@ -516,6 +522,9 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
         elif spec.kind == "add":
             out_q = act_quant(node, spec.act is None)
             module = QAdd(out_q, spec.act, recipe.requant_bits)
+        elif spec.kind == "mul":
+            out_q = act_quant(node, any(signed[p] for p in inputs))
+            module = QMul(out_q, recipe.requant_bits)
         elif spec.kind == "lut":
             out_q = act_quant(node, not spec.function.nonnegative)
             module = QActivation(spec.function, out_q)

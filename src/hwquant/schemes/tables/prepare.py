@@ -154,8 +154,10 @@ def _build(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], opts: TableOptio
             continue
         if spec.kind not in ("conv", "linear", "add", "avgpool"):
             raise UnsupportedLayerError(
-                f"'{node.target}' ({spec.function or spec.kind}) has no table-unit form: table "
-                "units fold ReLU only. Fix: use ReLU after the layer, or the llsq scheme."
+                f"'{node.target}' ({spec.function or spec.kind}) has no table-unit form (table "
+                "units: Conv2d/Linear with BatchNorm and ReLU folded, residual adds, average "
+                "pools). Fix: use ReLU after the layer and no elementwise product, or the llsq "
+                "scheme."
             )
         if spec.act == "relu6":
             raise UnsupportedLayerError(
