@@ -3,7 +3,12 @@
 The model is traced with ``torch.fx``; chains ``Conv2d → [BatchNorm2d] → [ReLU|ReLU6]``,
 ``Linear → [ReLU|ReLU6]``, ``add → [ReLU|ReLU6]`` and average pooling are replaced by the
 quantized layers of :mod:`hwquant.qat.nn`, an input quantizer is put after the input, and every
-layer is bound to the quantizers of its inputs. ``x.mean((2, 3))`` becomes a global average
+layer is bound to the quantizers of its inputs. A BatchNorm that follows no Conv2d/Linear folds
+into an identity layer of its own (a depthwise 1×1 convolution or a diagonal Linear, weights
+fixed at 1: an integer per-channel affine, :func:`~hwquant.qat.nn.bn_fold.identity_layer`); a
+product of two tensors becomes a :class:`~hwquant.qat.nn.qmul.QMul` and an elementwise
+activation (sigmoid, tanh, SiLU, ...) a lookup table
+(:class:`~hwquant.qat.nn.qactivation.QActivation`). ``x.mean((2, 3))`` becomes a global average
 pool (and a flatten without ``keepdim``); a functional dropout becomes its module, which follows
 the model's train/eval mode. Dropout and Identity pass codes through
 unchanged, and so does every registered op that declares it keeps its float form
@@ -39,6 +44,7 @@ from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.naming import describe, node_name
 from hwquant.qat.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantModule
 from hwquant.qat.nn.base import Activation
+from hwquant.qat.nn.bn_fold import identity_layer
 from hwquant.qat.nn.qactivation import (
     SUPPORTED_ACTIVATIONS,
     Elementwise,
@@ -62,7 +68,9 @@ SUPPORTED = (
     "MaxPool2d / F.max_pool2d, AdaptiveAvgPool2d(1) / x.mean((2, 3)), AvgPool2d(k) / "
     "F.avg_pool2d(x, k) with stride k, flatten/view/reshape/squeeze(dim)/unsqueeze(dim), "
     "ReLU elsewhere (e.g. after max pooling), Dropout/Dropout1d/Dropout2d (modules or "
-    "functions), Identity (BatchNorm with running statistics), the product of two tensors "
+    "functions), Identity, BatchNorm1d/2d with running statistics elsewhere (after a ReLU, "
+    "pre-activation BN -> ReLU -> Conv, affine=False: an integer per-channel affine, its "
+    "multipliers of requant_bits), the product of two tensors "
     "(x * gate, a squeeze-excitation gate broadcast), " + SUPPORTED_ACTIVATIONS
 )
 INPUT_NAME = "quant_input"
@@ -86,6 +94,7 @@ class FusedSpec:
     act: Activation = None
     kernel_size: int | None = None
     function: Elementwise | None = None  # "lut": the activation its table computes
+    standalone_bn: bool = False  # a BatchNorm that follows no layer, folded into an identity
 
 
 def prepare(
@@ -226,34 +235,37 @@ def _unsupported(node: fx.Node, mod: nn.Module | None) -> UnsupportedLayerError:
 
 
 _BN_AFTER = {nn.BatchNorm2d: nn.Conv2d, nn.BatchNorm1d: nn.Linear}
-"""The layer a BatchNorm folds into."""
+"""The layer a BatchNorm folds into when it directly follows one (its only user)."""
 
 
 def check_batchnorm_positions(gm: fx.GraphModule) -> None:
-    """Refuse a BatchNorm that no layer can absorb, naming it and the rule it breaks."""
+    """Refuse a BatchNorm that no layer can absorb, naming it and the rule it breaks.
+
+    A BatchNorm2d/1d right after its Conv2d/Linear (that layer's only user) folds into it; one
+    elsewhere folds into an identity layer of its own (:func:`~hwquant.qat.nn.bn_fold.
+    identity_layer`). Refused: other BatchNorm kinds, a BatchNorm1d reading a Conv2d's 4-D
+    output, and a BatchNorm without running statistics (its eval output depends on the batch).
+    """
     for node in gm.graph.nodes:
         bn = _module(gm, node)
         if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
             continue
-        layer_type = _BN_AFTER.get(type(bn))
         before = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
         layer = _module(gm, before) if before is not None else None
-        if layer_type is None:
+        if type(bn) not in _BN_AFTER:
             where = f"hwquant folds only {', '.join(t.__name__ for t in _BN_AFTER)}"
-        elif before is None:
-            where = "it reads no layer's output"
-        elif not isinstance(layer, layer_type):
-            where = f"it follows {describe(before, layer)}, not a {layer_type.__name__}"
-        elif len(before.users) > 1:
-            where = f"'{node_name(before)}' feeds it and other nodes too"
+        elif isinstance(bn, nn.BatchNorm1d) and isinstance(layer, nn.Conv2d):
+            where = f"it follows {describe(before, layer)}, whose output is 4-D"
+        elif bn.running_var is None:
+            where = "it keeps no running statistics (track_running_stats=False)"
         else:
             continue
         raise UnsupportedLayerError(
-            f"{describe(node, bn)} cannot be folded: {where}. Rule: a BatchNorm2d must come "
-            "directly after a Conv2d (a BatchNorm1d after a Linear) and be that layer's only "
-            "user, so that it folds into the layer's weights and bias. Fix: put it right after "
-            "its Conv2d/Linear, before the activation (Conv2d -> BatchNorm2d -> ReLU), or "
-            "remove it."
+            f"{describe(node, bn)} cannot be folded: {where}. Rule: a BatchNorm2d (on [N, C, H, "
+            "W]) or BatchNorm1d (on [N, C]) with running statistics folds into the Conv2d/"
+            "Linear it directly follows, or elsewhere into an integer per-channel affine. Fix: "
+            "use BatchNorm2d after a Conv2d (BatchNorm1d after a Linear), build it with "
+            "track_running_stats=True, or remove it."
         )
 
 
@@ -281,6 +293,14 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
             tail, bn, act = _absorb(gm, node, bn_type)
             kind = "conv" if isinstance(mod, nn.Conv2d) else "linear"
             specs[node] = FusedSpec(kind, source=mod, bn=bn, act=act)
+            node.meta[fidelity.FLOAT_NODE] = tail.name
+            fused.update(_chain_nodes(node, tail))
+            _collapse(gm, node, tail, node)
+        elif isinstance(mod, tuple(_BN_AFTER)):  # a BatchNorm that follows no layer
+            tail, _, act = _absorb(gm, node, None)
+            kind = "conv" if isinstance(mod, nn.BatchNorm2d) else "linear"
+            source = identity_layer(mod)
+            specs[node] = FusedSpec(kind, source=source, bn=mod, act=act, standalone_bn=True)
             node.meta[fidelity.FLOAT_NODE] = tail.name
             fused.update(_chain_nodes(node, tail))
             _collapse(gm, node, tail, node)
@@ -508,6 +528,8 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
             bits = recipe.first_layer_bits if is_first else recipe.weight_bits
             if node is last:
                 bits = recipe.last_layer_bits if not is_first else bits
+            if spec.standalone_bn:  # its weights are per-channel requantization multipliers
+                bits = recipe.requant_bits
             out_q = None if node is last else act_quant(node, spec.act is None)
             # the last layer's outputs share one scale, so integer logits rank like float ones
             module = _weight_layer(
@@ -516,7 +538,8 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
                 out_q,
                 recipe,
                 per_channel=node is not last,
-                inner=not is_first and node is not last,
+                # a standalone BN's per-channel multipliers: LLSQ in every scheme
+                inner=not is_first and node is not last and not spec.standalone_bn,
                 acc_bits=layer_accumulator_bits(recipe, str(node.target), bits),
             )
         elif spec.kind == "add":

@@ -152,6 +152,12 @@ def _build(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], opts: TableOptio
         spec = specs.get(node)
         if spec is None:
             continue
+        if spec.standalone_bn:
+            raise UnsupportedLayerError(
+                f"BatchNorm '{node.target}' follows no Conv2d/Linear; table units fold a "
+                "BatchNorm only into the layer it directly follows. Fix: put it right after "
+                "its Conv2d/Linear, or use the llsq scheme (an integer per-channel affine)."
+            )
         if spec.kind not in ("conv", "linear", "add", "avgpool"):
             raise UnsupportedLayerError(
                 f"'{node.target}' ({spec.function or spec.kind}) has no table-unit form (table "
