@@ -12,8 +12,19 @@ from hwquant.core.errors import ConfigError, UnsupportedLayerError
 from hwquant.ir.intmodel import IntNode, MaxPoolNode
 from hwquant.ir.ops import OpHandler, available_ops, get_op, register_op
 
-BUILT_IN = ("add", "avgpool", "conv2d", "linear", "lut", "maxpool", "mul", "relu", "reshape")
-WITHOUT_BLOCK = ("lut", "mul")
+BUILT_IN = (
+    "add",
+    "avgpool",
+    "conv2d",
+    "linear",
+    "lut",
+    "maxpool",
+    "mul",
+    "relu",
+    "reshape",
+    "softmax",
+)
+WITHOUT_BLOCK = ("lut", "mul", "softmax")
 """Ops the network accelerator refuses, naming the ops that have a block."""
 
 

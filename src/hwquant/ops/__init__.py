@@ -7,10 +7,21 @@ integer-engine executor, its ONNX exporter and its hardware block, and registers
 >>> import hwquant
 >>> from hwquant.ir.ops import available_ops
 >>> available_ops()
-('add', 'avgpool', 'conv2d', 'linear', 'lut', 'maxpool', 'mul', 'relu', 'reshape')
+('add', 'avgpool', 'conv2d', 'linear', 'lut', 'maxpool', 'mul', 'relu', 'reshape', 'softmax')
 """
 
 from hwquant.ir.ops import available_ops
-from hwquant.ops import add, avgpool, conv2d, linear, lut, maxpool, mul, relu, reshape  # noqa: F401
+from hwquant.ops import (  # noqa: F401
+    add,
+    avgpool,
+    conv2d,
+    linear,
+    lut,
+    maxpool,
+    mul,
+    relu,
+    reshape,
+    softmax,
+)
 
 __all__ = ["available_ops"]

@@ -71,7 +71,9 @@ SUPPORTED = (
     "functions), Identity, BatchNorm1d/2d with running statistics elsewhere (after a ReLU, "
     "pre-activation BN -> ReLU -> Conv, affine=False: an integer per-channel affine, its "
     "multipliers of requant_bits), the product of two tensors "
-    "(x * gate, a squeeze-excitation gate broadcast), " + SUPPORTED_ACTIVATIONS
+    "(x * gate, a squeeze-excitation gate broadcast), a final Softmax/LogSoftmax over the "
+    "classes (kept outside the integer graph: the IntModel outputs the logits), "
+    + SUPPORTED_ACTIVATIONS
 )
 INPUT_NAME = "quant_input"
 

@@ -107,6 +107,12 @@ def check_table_options(gm: fx.GraphModule) -> None:
                 option = "ceil_mode=True"
             elif mod.dilation not in (1, (1, 1)):
                 option = f"dilation={mod.dilation}"
+        elif isinstance(mod, nn.Softmax | nn.LogSoftmax):
+            raise UnsupportedLayerError(
+                f"module '{name}' ({type(mod).__name__}): a TableModel has no softmax node. "
+                "Fix: return the logits (their argmax is the prediction), or use the llsq "
+                "scheme (which keeps a final softmax outside the integer graph)."
+            )
         elif isinstance(mod, nn.Flatten) and (mod.start_dim, mod.end_dim) != (1, -1):
             option = f"start_dim={mod.start_dim}, end_dim={mod.end_dim}"
         if option is not None:
