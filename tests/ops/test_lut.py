@@ -153,10 +153,46 @@ def test_activations_are_exact_in_qonnx():
     assert torch.equal(torch.from_numpy(out).long(), int_model.run(x_int))
 
 
-def test_tables_scheme_refuses_activations_naming_the_layer():
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.SiLU(), nn.Flatten(), nn.Linear(72, 3))
-    with pytest.raises(UnsupportedLayerError, match=r"'1' \(silu\(\)\) has no table-unit"):
-        hwquant.prepare(model, Recipe(scheme="tables"))
+class TablesNet(nn.Module):
+    """Table units with activations between them: SiLU after a conv, sigmoid after a pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.act = nn.SiLU()
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.sigmoid(self.pool(self.act(self.conv(x))))
+        return self.fc(torch.flatten(x, 1))
+
+
+def test_tables_scheme_looks_activations_up_between_codebooks(tmp_path):
+    from hwquant.schemes.tables import lower_tables, run_tables
+    from hwquant.schemes.tables.model import ActivationNode, load_tables
+    from tests.schemes.tables.conftest import trained_tables
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 1, 8, 8)
+    qat = trained_tables(TablesNet(), x)
+    tables = lower_tables(qat)
+    acts = [n for n in tables.nodes if isinstance(n, ActivationNode)]
+    assert [a.function for a in acts] == ["silu()", "sigmoid()"]
+    assert hwquant.verify(qat, tables, x, strict=True).exact
+    x_idx = tables.quantize_input(x)
+    values = run_tables(tables, x_idx, trace=True)
+    for act in acts:  # each output level is the level nearest f(input level)
+        levels = torch.from_numpy(qat.get_submodule(act.name).input_quants[0].codebook().numpy())
+        out_levels = torch.from_numpy(act.out_levels)
+        f = FORMS["SiLU"] if act.name == "act" else torch.sigmoid
+        wanted = f(levels[values[act.inputs[0]]])
+        got = out_levels[values[act.name]]
+        best = (wanted.unsqueeze(-1) - out_levels).abs().amin(-1)
+        assert torch.allclose((wanted - got).abs(), best), act.name
+        assert values[act.name].unique().numel() > 1, f"{act.name}: a degenerate test"
+    loaded = load_tables(tables.save(tmp_path / "tables.npz"))
+    assert torch.equal(run_tables(loaded, x_idx), run_tables(tables, x_idx))
 
 
 class SlopeParameter(nn.Module):

@@ -12,8 +12,10 @@ form is the table of :class:`~hwquant.qat.nn.qactivation.QActivation`::
   every such activation that it does not fuse into a layer);
 * engine: an index into the table (exact: integers only);
 * export: the table as a sum of steps in standard ONNX (:func:`export`), exact in float32;
-* hardware: none yet (the accelerator refuses the op, naming the ops that have a block); the
-  table scheme refuses activations in ``prepare``.
+* hardware: none yet (the accelerator refuses the op, naming the ops that have a block).
+
+The table scheme has its own form: an index table between two codebooks
+(:class:`hwquant.schemes.tables.layers.TableActivation`).
 """
 
 from __future__ import annotations

@@ -28,7 +28,13 @@ from hwquant.qat.prepare import (
     trace,
 )
 from hwquant.qat.recipe import Recipe, TableOptions
-from hwquant.schemes.tables.layers import TableAdd, TableAvgPool, TableModule, TableUnit
+from hwquant.schemes.tables.layers import (
+    TableActivation,
+    TableAdd,
+    TableAvgPool,
+    TableModule,
+    TableUnit,
+)
 from hwquant.schemes.tables.lower import is_flatten_call, is_shape_query
 from hwquant.schemes.tables.quantizer import CodebookQuantizer
 
@@ -164,12 +170,11 @@ def _build(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], opts: TableOptio
                 "BatchNorm only into the layer it directly follows. Fix: put it right after "
                 "its Conv2d/Linear, or use the llsq scheme (an integer per-channel affine)."
             )
-        if spec.kind not in ("conv", "linear", "add", "avgpool"):
+        if spec.kind not in ("conv", "linear", "add", "avgpool", "lut"):
             raise UnsupportedLayerError(
                 f"'{node.target}' ({spec.function or spec.kind}) has no table-unit form (table "
                 "units: Conv2d/Linear with BatchNorm and ReLU folded, residual adds, average "
-                "pools). Fix: use ReLU after the layer and no elementwise product, or the llsq "
-                "scheme."
+                "pools, activations). Fix: use no elementwise product, or the llsq scheme."
             )
         if spec.act == "relu6":
             raise UnsupportedLayerError(
@@ -184,6 +189,9 @@ def _build(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], opts: TableOptio
             module = TableUnit(spec.source, spec.bn, relu, weight_q, out_q, opts.entry_bits)
         elif spec.kind == "add":
             module = TableAdd(_quantizer(opts, "act", relu), relu)
+        elif spec.kind == "lut":
+            out_q = _quantizer(opts, "act", spec.function.nonnegative)
+            module = TableActivation(spec.function, out_q)
         else:
             unsigned = quant_of[inputs[0]].unsigned
             out_q = _quantizer(opts, "act", unsigned)
