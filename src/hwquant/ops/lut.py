@@ -8,8 +8,9 @@ form is the table of :class:`~hwquant.qat.nn.qactivation.QActivation`::
 (``f``: sigmoid, hardsigmoid, hardswish, SiLU, tanh, leaky ReLU, hardtanh/ReLU6, GELU).
 
 * IR node: :class:`LutNode` (declared here; the registry adds it to the IntModel file format);
-* lowering: a :class:`~hwquant.qat.nn.qactivation.QActivation` (``prepare`` installs one for
-  every such activation that it does not fuse into a layer);
+* QAT: :func:`fuse` recognises every such activation that no layer fused (modules, functions,
+  methods), :func:`build` makes its :class:`~hwquant.qat.nn.qactivation.QActivation`;
+* lowering: a QActivation becomes a LutNode;
 * engine: an index into the table (exact: integers only);
 * export: the table as a sum of steps in standard ONNX (:func:`export`), exact in float32;
 * hardware: none yet (the accelerator refuses the op, naming the ops that have a block).
@@ -32,8 +33,9 @@ from hwquant.core.intmath import code_format
 from hwquant.engine.integer import RunContext
 from hwquant.ir.intmodel import IntNode
 from hwquant.ir.ops import OpHandler, register_op
+from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext
 from hwquant.qat.lower import out_scale
-from hwquant.qat.nn.qactivation import QActivation
+from hwquant.qat.nn.qactivation import QActivation, elementwise_of
 
 if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle
@@ -66,6 +68,23 @@ class LutNode(IntNode):
                 f"the table of '{self.name}' spans [{t.min()}, {t.max()}], outside "
                 f"[{self.lo}, {self.hi}]"
             )
+
+
+def fuse(fusion: Fusion, node: fx.Node, mod: nn.Module | None) -> tuple[fx.Node, FusedSpec] | None:
+    """An activation :func:`~hwquant.qat.nn.qactivation.elementwise_of` recognises (a function
+    or method becomes a module call ``<kind>_<k>`` of its own)."""
+    function = elementwise_of(node, mod)
+    if function is None:
+        return None
+    new = node if mod is not None else fusion.new_module_node(node, function.kind, node.args[:1])
+    fusion.collapse(node, node, new)
+    return new, FusedSpec("lut", options={"function": function})
+
+
+def build(spec: FusedSpec, layer: LayerContext) -> QActivation:
+    """The QAT activation, its output unsigned when ``f`` is never negative."""
+    function = spec.options["function"]
+    return QActivation(function, layer.out_quant(not function.nonnegative))
 
 
 def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> LutNode | None:
@@ -141,4 +160,6 @@ def export(g: Graph, node: LutNode, shapes: dict[str, tuple[int, ...]], style: Q
     style.saturate(g, flat, shape, bits, signed, name)
 
 
-register_op(OpHandler("lut", LutNode, lower=lower, execute=execute, export=export))
+register_op(
+    OpHandler("lut", LutNode, lower=lower, execute=execute, export=export, fuse=fuse, build=build)
+)

@@ -5,8 +5,9 @@
 scales each channel of ``x``).
 
 * IR node: :class:`MulNode` (declared here; the registry adds it to the IntModel file format);
-* lowering: a :class:`~hwquant.qat.nn.qmul.QMul` (``prepare`` installs one for every product of
-  two tensors);
+* QAT: :func:`fuse` makes every product of two tensors a module call of its own, :func:`build`
+  a :class:`~hwquant.qat.nn.qmul.QMul`;
+* lowering: a QMul becomes a MulNode;
 * engine: the code product in int64, then the requantization (exact);
 * export: ONNX ``Mul`` of the codes (exact: the product's bound is checked below 2^24), then
   the requantization plan of :func:`hwquant.export.graph.requantize_codes`;
@@ -27,8 +28,9 @@ from hwquant.core.intmath import requantize
 from hwquant.engine.integer import RunContext
 from hwquant.ir.intmodel import IntNode
 from hwquant.ir.ops import OpHandler, register_op
+from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext
 from hwquant.qat.lower import out_scale
-from hwquant.qat.nn.qmul import QMul
+from hwquant.qat.nn.qmul import QMul, is_product
 
 if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle
@@ -44,6 +46,21 @@ class MulNode(IntNode):
     hi: int = 0
     out_scale: float = 1.0
     op: ClassVar[str] = "mul"
+
+
+def fuse(fusion: Fusion, node: fx.Node, mod: nn.Module | None) -> tuple[fx.Node, FusedSpec] | None:
+    """A product of two tensors, as a module call ``mul_<k>`` of its own."""
+    if not is_product(node):
+        return None
+    new = fusion.new_module_node(node, "mul", tuple(node.args))
+    fusion.collapse(node, node, new)
+    return new, FusedSpec("mul")
+
+
+def build(spec: FusedSpec, layer: LayerContext) -> QMul:
+    """The QAT product, signed when either input is."""
+    signed = any(q.signed for q in layer.inputs)
+    return QMul(layer.out_quant(signed), layer.recipe.requant_bits)
 
 
 def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> MulNode | None:
@@ -78,4 +95,6 @@ def export(g: Graph, node: MulNode, shapes: dict[str, tuple[int, ...]], style: Q
     requantize_codes(g, node.name, terms, mults, node.shift, node.lo, node.hi, shape, style, fix)
 
 
-register_op(OpHandler("mul", MulNode, lower=lower, execute=execute, export=export))
+register_op(
+    OpHandler("mul", MulNode, lower=lower, execute=execute, export=export, fuse=fuse, build=build)
+)
