@@ -24,7 +24,7 @@ BUILT_IN = (
     "reshape",
     "softmax",
 )
-WITHOUT_BLOCK = ("lut", "mul", "softmax")
+WITHOUT_BLOCK = ("mul", "softmax")
 """Ops the network accelerator refuses, naming the ops that have a block."""
 
 

@@ -17,6 +17,7 @@ from hwquant.engine import run
 from hwquant.ops.lut import LutNode
 from hwquant.qat.recipe import Recipe
 from tests.helpers import trained_qat_model
+from tests.rtl.network.conftest import requires_verilator
 
 FORMS = {
     "Sigmoid": nn.Sigmoid(),
@@ -224,9 +225,17 @@ def test_a_table_outside_its_range_fails_at_load(tmp_path):
         hwquant.load(bad)
 
 
-def test_the_accelerator_refuses_the_op_naming_the_ops_with_blocks(tmp_path):
-    from hwquant.rtl.network import build_design
+@requires_verilator
+def test_lut_block_is_exact_in_simulation(tmp_path):
+    from hwquant.app.build_cli import dataset_codes
+    from hwquant.rtl.network import build_design, simulate_design
 
-    _, int_model, _ = _lowered(ConvAct(nn.Sigmoid()), Recipe(bn_freeze_step=1))
-    with pytest.raises(UnsupportedLayerError, match="'lut' op, which has no hardware block"):
-        build_design(int_model, "lfe5u-85f", tmp_path / "d", input_size=8)
+    _, int_model, _ = _lowered(ConvAct(nn.SiLU()), Recipe(bn_freeze_step=1))
+    design = build_design(int_model, "lfe5u-85f", tmp_path / "d", input_size=8)
+    assert "lut" in [b["op"] for b in design.record["blocks"]]
+    codes = dataset_codes(int_model, "digits", 4)
+    lut = next(n for n in int_model.nodes if isinstance(n, LutNode))
+    values = run(int_model, codes, trace=True).values
+    assert values[lut.inputs[0]].unique().numel() > 4 and (values[lut.inputs[0]] < 0).any()
+    report = simulate_design(design.directory, codes)
+    assert report.outputs == 4 and report.mismatches == []

@@ -13,7 +13,8 @@ form is the table of :class:`~hwquant.qat.nn.qactivation.QActivation`::
 * lowering: a QActivation becomes a LutNode;
 * engine: an index into the table (exact: integers only);
 * export: the table as a sum of steps in standard ONNX (:func:`export`), exact in float32;
-* hardware: none yet (the accelerator refuses the op, naming the ops that have a block).
+* hardware: :func:`block`, one pixel per cycle, the table as a ROM (a Verilog ``case``) read
+  by every channel.
 
 The table scheme has its own form: an index table between two codebooks
 (:class:`hwquant.schemes.tables.layers.TableActivation`).
@@ -31,11 +32,21 @@ from torch import fx, nn
 from hwquant.core.errors import HwquantError
 from hwquant.core.intmath import code_format
 from hwquant.engine.integer import RunContext
+from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import IntNode
 from hwquant.ir.ops import OpHandler, register_op
 from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext
 from hwquant.qat.lower import out_scale
 from hwquant.qat.nn.qactivation import QActivation, elementwise_of
+from hwquant.rtl.network.stream import (
+    Block,
+    FeatureMap,
+    block_ports,
+    control_lines,
+    counter_lines,
+    module_text,
+)
+from hwquant.rtl.unit import index_bits
 
 if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle
@@ -160,6 +171,62 @@ def export(g: Graph, node: LutNode, shapes: dict[str, tuple[int, ...]], style: Q
     style.saturate(g, flat, shape, bits, signed, name)
 
 
+def block(node: LutNode, inputs: list[FeatureMap], fold: Fold, module: str) -> Block:
+    """The table block: per pixel, each channel's code looked up in the table.
+
+    The table is one Verilog function, a ``case`` over the input word's raw bits (a ROM of
+    ``2^bits`` words for the codes the input map can hold), called once per channel.
+    Pipeline (``depth = 3``): address → RAM read → the looked-up word written. The output map
+    has the format of ``[lo, hi]``.
+    """
+    (fmap,) = inputs
+    steps, depth, bits = fmap.pixels, 3, fmap.bits
+    out_bits, out_signed = code_format(node.lo, node.hi)
+    out = FeatureMap(fmap.channels, fmap.height, fmap.width, out_bits, out_signed)
+    arms = []
+    for raw in range(2**bits):  # the code a raw word holds, and its table entry
+        code = raw - 2**bits if fmap.signed and raw >= 2 ** (bits - 1) else raw
+        index = min(max(code - node.in_lo, 0), node.table.size - 1)  # codes outside: unused
+        value = int(node.table[index]) % 2**out_bits  # the output word's raw bits
+        arms.append(f"            {bits}'d{raw}: rom = {out_bits}'d{value};")
+    aw = index_bits(fmap.pixels)
+    lines = control_lines(steps, depth) + counter_lines([("px", fmap.pixels)], "issue")
+    lines += [
+        f"    function [{out_bits - 1}:0] rom(input [{bits - 1}:0] word);",
+        "        case (word)",
+        *arms,
+        "            default: rom = 0;",
+        "        endcase",
+        "    endfunction",
+        "    reg v_1, v_2;",
+        "    always @(posedge clk) begin",
+        "        if (rst) begin v_1 <= 0; v_2 <= 0; wr_en <= 0; end",
+        "        else begin v_1 <= issue; v_2 <= v_1; wr_en <= v_2; end",
+        f"        rd_addr_0 <= px[{aw - 1}:0];",
+        "    end",
+        "    always @(posedge clk) begin",
+        "        if (go) wr_addr <= 0;",
+        "        else if (wr_en) wr_addr <= wr_addr + 1;",
+        "    end",
+        "    always @(posedge clk) begin",
+    ]
+    for c in range(fmap.channels):
+        word = f"rd_data_0[{c * bits} +: {bits}]"
+        lines.append(f"        wr_data[{c * out_bits} +: {out_bits}] <= rom({word});")
+    lines.append("    end")
+    verilog = module_text(module, block_ports([fmap], out), lines)
+    return Block(node.name, node.op, module, verilog, list(node.inputs), out, steps, depth, {}, {})
+
+
 register_op(
-    OpHandler("lut", LutNode, lower=lower, execute=execute, export=export, fuse=fuse, build=build)
+    OpHandler(
+        "lut",
+        LutNode,
+        lower=lower,
+        execute=execute,
+        export=export,
+        block=block,
+        fuse=fuse,
+        build=build,
+    )
 )
