@@ -239,3 +239,16 @@ def test_lut_block_is_exact_in_simulation(tmp_path):
     assert values[lut.inputs[0]].unique().numel() > 4 and (values[lut.inputs[0]] < 0).any()
     report = simulate_design(design.directory, codes)
     assert report.outputs == 4 and report.mismatches == []
+
+
+def test_the_block_refuses_a_rom_too_wide():
+    from hwquant.hw.folding import Fold
+    from hwquant.ops.lut import MAX_BLOCK_BITS, block
+    from hwquant.rtl.network.stream import FeatureMap
+
+    bits = MAX_BLOCK_BITS + 1
+    node = LutNode("act", ["x"], np.zeros(2**bits, np.int64), "tanh()", -(2 ** (bits - 1)), 0, 0)
+    wide = FeatureMap(2, 4, 4, bits, True)
+    with pytest.raises(UnsupportedLayerError, match=f"'act' reads {bits}-bit codes"):
+        block(node, [wide], Fold(1, 1), "act")
+    assert "rom" in block(node, [FeatureMap(2, 4, 4, 4, True)], Fold(1, 1), "act").verilog

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from hwquant.core.errors import HwquantError
+from hwquant.core.errors import HwquantError, UnsupportedLayerError
 from hwquant.core.intmath import code_format
 from hwquant.engine.integer import RunContext
 from hwquant.hw.folding import Fold
@@ -51,6 +51,8 @@ from hwquant.rtl.unit import index_bits
 if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle
 
+MAX_BLOCK_BITS = 10
+"""Widest input code the hardware block tabulates (a ROM of ``2^bits`` words)."""
 MAX_EXPORT_STEPS = 4096
 """Most steps (table entries that differ from the one before) the exported sum may hold: each
 is one comparison per element."""
@@ -181,6 +183,12 @@ def block(node: LutNode, inputs: list[FeatureMap], fold: Fold, module: str) -> B
     """
     (fmap,) = inputs
     steps, depth, bits = fmap.pixels, 3, fmap.bits
+    if bits > MAX_BLOCK_BITS:
+        raise UnsupportedLayerError(
+            f"activation '{node.name}' reads {bits}-bit codes: its ROM would hold 2^{bits} "
+            f"words, the block builds tables of up to {MAX_BLOCK_BITS}-bit codes. Fix: lower "
+            "the activation bits of the layer before it."
+        )
     out_bits, out_signed = code_format(node.lo, node.hi)
     out = FeatureMap(fmap.channels, fmap.height, fmap.width, out_bits, out_signed)
     arms = []
