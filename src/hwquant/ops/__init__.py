@@ -7,7 +7,7 @@ integer-engine executor, its ONNX exporter and its hardware block, and registers
 >>> import hwquant
 >>> from hwquant.ir.ops import available_ops
 >>> print(*available_ops())
-add avgpool concat conv2d linear maxpool relu reshape upsample zero_insert
+add avgpool concat conv2d linear lut maxpool mul relu reshape softmax upsample zero_insert
 """
 
 from hwquant.ir.ops import available_ops
@@ -17,9 +17,12 @@ from hwquant.ops import (  # noqa: F401
     concat,
     conv2d,
     linear,
+    lut,
     maxpool,
+    mul,
     relu,
     reshape,
+    softmax,
     upsample,
     zero_insert,
 )

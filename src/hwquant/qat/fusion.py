@@ -22,7 +22,7 @@ from the same specs. This module holds what every op's facets share.
 >>> import hwquant
 >>> from hwquant.ir.ops import handlers
 >>> [h.name for h in handlers() if h.fuse is not None]
-['add', 'avgpool', 'conv2d', 'linear']
+['add', 'avgpool', 'conv2d', 'linear', 'lut', 'mul']
 """
 
 from __future__ import annotations

@@ -6,13 +6,15 @@ op's ``fuse`` facet recognises its float form and what it absorbs (``Conv2d → 
 [ReLU|ReLU6]``, ``Linear → [ReLU|ReLU6]``, ``add → [ReLU|ReLU6]``, average pooling,
 ``x.mean((2, 3))`` as a global average pool), its ``build`` facet makes the quantized layer of
 :mod:`hwquant.qat.nn`; an input quantizer is put after the input, and every layer is bound to
-the quantizers of its inputs. A functional dropout becomes its module, which follows the
-model's train/eval mode. Dropout and Identity pass codes through unchanged, and so does every
-registered op that declares it keeps its float form (``OpHandler.keeps``: max pooling,
-flatten/view/reshape, a ReLU that follows no layer, a concatenation, whose inputs' producers
-share one activation quantizer: :mod:`hwquant.qat.shared_scales`). ``Conv1d``, 1-D pools and
-``ConvTranspose2d`` are first rewritten as their ``Conv2d`` forms (:mod:`hwquant.qat.conv_forms`).
-The first layer (fed by the input) and
+the quantizers of its inputs. A BatchNorm that follows no Conv2d/Linear folds into an identity
+layer of its own (:func:`fuse_batchnorm`: an integer per-channel affine). A functional dropout
+becomes its module, which follows the model's train/eval mode. Dropout and Identity pass codes
+through unchanged, and so does every registered op that declares it keeps its float form
+(``OpHandler.keeps``: max pooling, flatten/view/reshape, a ReLU that follows no layer, a final
+softmax, a concatenation, whose inputs' producers share one activation quantizer:
+:mod:`hwquant.qat.shared_scales`). ``Conv1d``, 1-D pools and ``ConvTranspose2d`` are first
+rewritten as their ``Conv2d`` forms (:mod:`hwquant.qat.conv_forms`). The first layer (fed by
+the input) and
 the last layer (feeding the output) take the recipe's ``first_layer_bits`` /
 ``last_layer_bits``; the last layer has no output quantizer, so the network returns its
 accumulator scaled to float; its weights take one scale for the whole tensor, so that all
@@ -44,6 +46,8 @@ from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext, act_quantizer
 from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.naming import describe, node_name
 from hwquant.qat.nn import QuantInput
+from hwquant.qat.nn.bn_fold import identity_layer
+from hwquant.qat.nn.qactivation import SUPPORTED_ACTIVATIONS
 from hwquant.qat.nn.weight_layer import QuantWeightLayer
 from hwquant.qat.options import check_module, check_no_shared_modules, check_not_prepared
 from hwquant.qat.quantizer import WeightQuantizer
@@ -62,7 +66,11 @@ SUPPORTED = (
     "F.avg_pool2d(x, k) with stride k, flatten/view/reshape/squeeze(dim)/unsqueeze(dim), "
     "ReLU elsewhere (e.g. after max pooling), torch.cat (its inputs share one activation "
     "quantizer), Dropout/Dropout1d/Dropout2d (modules or "
-    "functions), Identity (BatchNorm with running statistics)"
+    "functions), Identity, BatchNorm1d/2d with running statistics elsewhere (after a ReLU, "
+    "pre-activation BN -> ReLU -> Conv, affine=False: an integer per-channel affine, its "
+    "multipliers of requant_bits), the product of two tensors (x * gate, a squeeze-excitation "
+    "gate broadcast), a final Softmax/LogSoftmax over the classes (kept outside the integer "
+    "graph: the IntModel outputs the logits), " + SUPPORTED_ACTIVATIONS
 )
 INPUT_NAME = "quant_input"
 
@@ -164,35 +172,53 @@ def _unsupported(node: fx.Node, mod: nn.Module | None) -> UnsupportedLayerError:
 
 
 _BN_AFTER = {nn.BatchNorm2d: nn.Conv2d, nn.BatchNorm1d: nn.Linear}
-"""The layer a BatchNorm folds into."""
+"""The layer a BatchNorm folds into when it directly follows one (its only user)."""
 
 
 def check_batchnorm_positions(gm: fx.GraphModule) -> None:
-    """Refuse a BatchNorm that no layer can absorb, naming it and the rule it breaks."""
+    """Refuse a BatchNorm that no layer can absorb, naming it and the rule it breaks.
+
+    A BatchNorm2d/1d right after its Conv2d/Linear (that layer's only user) folds into it; one
+    elsewhere folds into an identity layer of its own (:func:`fuse_batchnorm`). Refused: other
+    BatchNorm kinds, a BatchNorm1d reading a Conv2d's 4-D output, and a BatchNorm without
+    running statistics (its eval output depends on the batch).
+    """
     for node in gm.graph.nodes:
         bn = _module(gm, node)
         if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
             continue
-        layer_type = _BN_AFTER.get(type(bn))
         before = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
         layer = _module(gm, before) if before is not None else None
-        if layer_type is None:
+        if type(bn) not in _BN_AFTER:
             where = f"hwquant folds only {', '.join(t.__name__ for t in _BN_AFTER)}"
-        elif before is None:
-            where = "it reads no layer's output"
-        elif not isinstance(layer, layer_type):
-            where = f"it follows {describe(before, layer)}, not a {layer_type.__name__}"
-        elif len(before.users) > 1:
-            where = f"'{node_name(before)}' feeds it and other nodes too"
+        elif isinstance(bn, nn.BatchNorm1d) and isinstance(layer, nn.Conv2d):
+            where = f"it follows {describe(before, layer)}, whose output is 4-D"
+        elif bn.running_var is None:
+            where = "it keeps no running statistics (track_running_stats=False)"
         else:
             continue
         raise UnsupportedLayerError(
-            f"{describe(node, bn)} cannot be folded: {where}. Rule: a BatchNorm2d must come "
-            "directly after a Conv2d (a BatchNorm1d after a Linear) and be that layer's only "
-            "user, so that it folds into the layer's weights and bias. Fix: put it right after "
-            "its Conv2d/Linear, before the activation (Conv2d -> BatchNorm2d -> ReLU), or "
-            "remove it."
+            f"{describe(node, bn)} cannot be folded: {where}. Rule: a BatchNorm2d (on [N, C, H, "
+            "W]) or BatchNorm1d (on [N, C]) with running statistics folds into the Conv2d/"
+            "Linear it directly follows, or elsewhere into an integer per-channel affine. Fix: "
+            "use BatchNorm2d after a Conv2d (BatchNorm1d after a Linear), build it with "
+            "track_running_stats=True, or remove it."
         )
+
+
+def fuse_batchnorm(
+    fusion: Fusion, node: fx.Node, bn: nn.BatchNorm1d | nn.BatchNorm2d, op: str
+) -> tuple[fx.Node, FusedSpec]:
+    """The ``fuse`` of a BatchNorm that follows no Conv2d/Linear (a layer's own ``fuse``
+    absorbs the others first), with the ReLU/ReLU6 after it: op ``op``'s weight layer over an
+    identity (:func:`~hwquant.qat.nn.bn_fold.identity_layer`) with the BatchNorm folded in,
+    i.e. an integer per-channel affine (:func:`build_weight_layer` gives its multipliers
+    ``requant_bits``, LLSQ in every scheme)."""
+    tail, _, act = fusion.absorb(node, None)
+    fusion.collapse(node, tail, node)
+    spec = FusedSpec(op, source=identity_layer(bn), bn=bn, act=act)
+    spec.options["standalone_bn"] = True
+    return node, spec
 
 
 def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
@@ -445,7 +471,8 @@ def build_weight_layer(
     ``spec.source``, its BatchNorm folded and its activation fused.
 
     The first layer takes ``first_layer_bits``, the last ``last_layer_bits`` (the first wins
-    for a network of one layer), the others ``weight_bits``, quantized by the scheme's weight
+    for a network of one layer), the others ``weight_bits`` (a standalone BatchNorm's identity
+    layer, :func:`fuse_batchnorm`: ``requant_bits``, LLSQ), quantized by the scheme's weight
     quantizer (first and last: LLSQ; a layer with an accumulator bound: LLSQ, bounded). The last
     layer has no output quantizer, and one weight scale for the whole tensor, so that its
     outputs share one scale and integer logits rank exactly as the float ones.
@@ -454,8 +481,12 @@ def build_weight_layer(
     bits = recipe.first_layer_bits if layer.first else recipe.weight_bits
     if layer.last and not layer.first:
         bits = recipe.last_layer_bits
+    standalone_bn = spec.options.get("standalone_bn", False)
+    if standalone_bn:  # its weights are per-channel requantization multipliers
+        bits = recipe.requant_bits
     out_q = None if layer.last else layer.out_quant(spec.act is None)
-    per_channel, inner = not layer.last, not layer.first and not layer.last
+    per_channel = not layer.last
+    inner = not layer.first and not layer.last and not standalone_bn
     acc_bits = layer_accumulator_bits(recipe, layer.name, bits)
     w_quant = None
     if acc_bits is not None:
