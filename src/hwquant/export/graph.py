@@ -271,11 +271,12 @@ def activation_shape(shape: tuple[int, ...]) -> Shape:
 
 
 def _code_peaks(model: IntModel) -> dict[str, int]:
-    """Largest |code| of the input and of every node's output (pooling/reshape pass it on)."""
+    """Largest |code| of the input and of every node's output (pooling, reshape and
+    concatenation pass on their inputs' largest)."""
     peaks = {model.input.name: max_magnitude(model.input.bits, model.input.signed)}
     for node in model.nodes:
         if get_op(node.op).passthrough:
-            peaks[node.name] = peaks[node.inputs[0]]
+            peaks[node.name] = max(peaks[name] for name in node.inputs)
         else:
             peaks[node.name] = max(abs(node.lo), abs(node.hi))
     return peaks

@@ -186,6 +186,9 @@ class IntNode:
     name: str
     inputs: list[str]
     op: ClassVar[str] = ""
+    outside: ClassVar[str] = ""
+    """For an op kept outside the integer graph (a final softmax), what it leaves to the host,
+    stated in :func:`hwquant.verify`'s report; empty for every integer op."""
 
 
 @dataclass

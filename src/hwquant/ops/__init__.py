@@ -6,11 +6,25 @@ integer-engine executor, its ONNX exporter and its hardware block, and registers
 
 >>> import hwquant
 >>> from hwquant.ir.ops import available_ops
->>> available_ops()
-('add', 'avgpool', 'conv2d', 'linear', 'maxpool', 'relu', 'reshape')
+>>> print(*available_ops())
+add avgpool concat conv2d linear lut maxpool mul relu reshape softmax upsample zero_insert
 """
 
 from hwquant.ir.ops import available_ops
-from hwquant.ops import add, avgpool, conv2d, linear, maxpool, relu, reshape  # noqa: F401
+from hwquant.ops import (  # noqa: F401
+    add,
+    avgpool,
+    concat,
+    conv2d,
+    linear,
+    lut,
+    maxpool,
+    mul,
+    relu,
+    reshape,
+    softmax,
+    upsample,
+    zero_insert,
+)
 
 __all__ = ["available_ops"]

@@ -27,7 +27,7 @@ from hwquant.ir.ops import OpHandler, register_op
 from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext
 from hwquant.qat.lower import lower_weight_layer
 from hwquant.qat.nn import QConv2d
-from hwquant.qat.prepare import build_weight_layer
+from hwquant.qat.prepare import build_weight_layer, fuse_batchnorm
 from hwquant.rtl.network import weight_layer as weight_block
 from hwquant.rtl.network.stream import Block, FeatureMap
 
@@ -36,7 +36,11 @@ if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
 
 
 def fuse(fusion: Fusion, node: fx.Node, mod: nn.Module | None) -> tuple[fx.Node, FusedSpec] | None:
-    """A ``Conv2d`` with the BatchNorm2d and ReLU/ReLU6 that follow it, fused into its node."""
+    """A ``Conv2d`` with the BatchNorm2d and ReLU/ReLU6 that follow it, fused into its node; a
+    BatchNorm2d that follows no Conv2d, as a depthwise 1x1 identity convolution
+    (:func:`hwquant.qat.prepare.fuse_batchnorm`)."""
+    if isinstance(mod, nn.BatchNorm2d):
+        return fuse_batchnorm(fusion, node, mod, "conv2d")
     if not isinstance(mod, nn.Conv2d):
         return None
     tail, bn, act = fusion.absorb(node, nn.BatchNorm2d)

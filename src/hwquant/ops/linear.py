@@ -28,7 +28,7 @@ from hwquant.ir.ops import OpHandler, register_op
 from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext
 from hwquant.qat.lower import lower_weight_layer
 from hwquant.qat.nn import QLinear
-from hwquant.qat.prepare import build_weight_layer
+from hwquant.qat.prepare import build_weight_layer, fuse_batchnorm
 from hwquant.rtl.network import weight_layer as weight_block
 from hwquant.rtl.network.stream import Block, FeatureMap
 
@@ -37,7 +37,11 @@ if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
 
 
 def fuse(fusion: Fusion, node: fx.Node, mod: nn.Module | None) -> tuple[fx.Node, FusedSpec] | None:
-    """A ``Linear`` with the BatchNorm1d and ReLU/ReLU6 that follow it, fused into its node."""
+    """A ``Linear`` with the BatchNorm1d and ReLU/ReLU6 that follow it, fused into its node; a
+    BatchNorm1d that follows no Linear, as a diagonal identity Linear
+    (:func:`hwquant.qat.prepare.fuse_batchnorm`)."""
+    if isinstance(mod, nn.BatchNorm1d):
+        return fuse_batchnorm(fusion, node, mod, "linear")
     if not isinstance(mod, nn.Linear):
         return None
     tail, bn, act = fusion.absorb(node, nn.BatchNorm1d)

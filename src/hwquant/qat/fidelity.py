@@ -18,7 +18,8 @@ below ``RTOL``; a dropped operation moves them by its whole effect.
 The probe is the ``example_input`` given to ``prepare``, else one seeded N(0, 1) sample (a
 private generator: the global random state is untouched) of the first shape the float model
 accepts among :data:`PROBE_SIZES` (``(1, C, s, s)`` when the first weight layer ``forward``
-calls is a Conv2d with C input channels; ``(1, F)`` when it is a Linear of F inputs, then
+calls is a Conv2d or ConvTranspose2d with C input channels, ``(1, C, s)`` for a Conv1d;
+``(1, F)`` when it is a Linear of F inputs, then
 images of 1 to 4 channels, which may reach it through pooling and a flatten). Both models are
 left in the train/eval state and with the parameters and buffers they had.
 
@@ -40,7 +41,8 @@ from hwquant.core.errors import ConfigError, UnsupportedLayerError
 from hwquant.qat.nn.base import BoundModule
 
 FLOAT_NODE = "hwquant_float_node"
-"""Key of ``fx.Node.meta`` naming the float model's node whose value a rewritten node carries."""
+"""Key of ``fx.Node.meta`` naming the float model's node whose value a rewritten node carries
+(None: a node ``prepare`` inserted that stands for none, such as a 1-D layer's unsqueeze)."""
 RTOL = 1e-3
 """Largest difference allowed at a node, relative to the float node's largest magnitude."""
 PROBE_SIZES = (32, 28, 8, *(s for s in range(1, 257) if s not in (32, 28, 8)))
@@ -97,12 +99,13 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
             m.training = mode
 
 
-def _first_weight_layer(float_gm: fx.GraphModule) -> nn.Conv2d | nn.Linear | None:
-    """The first Conv2d or Linear that ``forward`` calls (not the first one defined)."""
+def _first_weight_layer(float_gm: fx.GraphModule) -> nn.Module | None:
+    """The first Conv2d, Conv1d, ConvTranspose2d or Linear that ``forward`` calls (not the
+    first one defined)."""
     for node in float_gm.graph.nodes:
         if node.op == "call_module":
             module = float_gm.get_submodule(node.target)
-            if isinstance(module, nn.Conv2d | nn.Linear):
+            if isinstance(module, nn.Conv2d | nn.Conv1d | nn.ConvTranspose2d | nn.Linear):
                 return module
     return None
 
@@ -131,8 +134,10 @@ def reference_run(
                 f"float {type(model).__name__}: {exc}. Fix: pass a batch of the model's inputs."
             ) from exc
     first = _first_weight_layer(float_gm)
-    if isinstance(first, nn.Conv2d):
+    if isinstance(first, nn.Conv2d | nn.ConvTranspose2d):
         shapes = [(1, first.in_channels, s, s) for s in PROBE_SIZES]
+    elif isinstance(first, nn.Conv1d):
+        shapes = [(1, first.in_channels, s) for s in PROBE_SIZES]
     else:  # a Linear's inputs, or images that reach it through pooling and a flatten
         shapes = [(1, first.in_features)] if isinstance(first, nn.Linear) else []
         shapes += [(1, c, s, s) for c in (1, 3, 2, 4) for s in PROBE_SIZES]
@@ -227,10 +232,21 @@ def check_fidelity(
         _Recorder(qat, passthrough=input_name, check=check).run(x)
 
 
+def _dims(t: torch.Tensor) -> list[int]:
+    """The sizes of ``t`` other than 1: a 1-D layer's ``[N, C, L]`` and its 2-D form's
+    ``[N, C, 1, L]`` (:mod:`hwquant.qat.conv_forms`) hold the same values in the same order.
+
+    >>> _dims(torch.zeros(2, 3, 1, 5)) == _dims(torch.zeros(2, 3, 5))
+    True
+    """
+    return [d for d in t.shape if d != 1]
+
+
 def _difference(expected: torch.Tensor, got: torch.Tensor) -> str | None:
     """What is wrong with ``got`` as a stand-in for ``expected``, or None within ``RTOL``."""
-    if got.shape != expected.shape:
+    if _dims(got) != _dims(expected):  # [N, C, 1, L] stands for a 1-D layer's [N, C, L]
         return f"its output has shape {tuple(got.shape)}, not {tuple(expected.shape)}"
+    got = got.reshape(expected.shape)
     if not got.numel():
         return None
     peak = float(expected.abs().max())

@@ -22,11 +22,12 @@ from the same specs. This module holds what every op's facets share.
 >>> import hwquant
 >>> from hwquant.ir.ops import handlers
 >>> [h.name for h in handlers() if h.fuse is not None]
-['add', 'avgpool', 'conv2d', 'linear']
+['add', 'avgpool', 'conv2d', 'linear', 'lut', 'mul']
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,9 +158,15 @@ class LayerContext:
     first: bool
     last: bool
     out_bits: int
+    shared: Callable[[bool], LinearQuantizer] | None = None
+    """For a layer whose output feeds a concatenation with others: the one quantizer they
+    share (:mod:`hwquant.qat.shared_scales`), given the signedness the layer asks for."""
 
     def out_quant(self, signed: bool) -> LinearQuantizer:
-        """A new activation quantizer of ``out_bits`` for the layer's output."""
+        """A new activation quantizer of ``out_bits`` for the layer's output (the shared one
+        where the layer has one)."""
+        if self.shared is not None:
+            return self.shared(signed)
         return act_quantizer(self.recipe, self.out_bits, signed)
 
 

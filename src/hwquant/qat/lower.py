@@ -20,6 +20,7 @@ from hwquant.qat.accumulator_bound import BoundedLinearQuantizer, record_proved_
 from hwquant.qat.naming import describe, node_name
 from hwquant.qat.nn import QuantInput, QuantWeightLayer
 from hwquant.qat.registry import get_scheme
+from hwquant.qat.shared_scales import tensor_inputs
 
 _ALIAS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 
@@ -74,7 +75,7 @@ def _build(gm: fx.GraphModule) -> IntModel:
         if "tensor_meta" not in node.meta:  # a shape query such as x.size(0)
             continue
         mod = gm.get_submodule(node.target) if node.op == "call_module" else None
-        inputs = [alias[a.name] for a in node.args if isinstance(a, fx.Node) and a.name in alias]
+        inputs = [alias[a.name] for a in tensor_inputs(node) if a.name in alias]
         if isinstance(mod, QuantInput):
             spec = mod.out_quant.export()
             input_spec = InputSpec(mod.qname, float(spec.scale[0]), spec.bits, spec.signed)
@@ -100,7 +101,15 @@ def _output_scale(node: IntNode, scale_of: dict[str, np.ndarray]) -> np.ndarray:
     (max pooling, reshapes), else its own ``out_scale`` (per channel ``acc_scale`` for a last
     layer without requantization)."""
     if get_op(node.op).passthrough:
-        return scale_of[node.inputs[0]]
+        scales = [scale_of[name] for name in node.inputs]
+        if any(not np.array_equal(s, scales[0]) for s in scales):  # a join of unequal scales
+            raise HwquantError(
+                f"'{node.name}' joins codes of different scales "
+                f"({', '.join(f'{float(s[0]):.6g}' for s in scales)}), which it would not "
+                "compute exactly. Fix: prepare() the model again with this hwquant version "
+                "(it gives a concatenation's inputs one quantizer)."
+            )
+        return scales[0]
     if isinstance(node, WeightNode) and node.mult is None:
         return np.asarray(node.acc_scale, np.float64)
     return np.array([node.out_scale], np.float64)

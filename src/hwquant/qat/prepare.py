@@ -6,10 +6,15 @@ op's ``fuse`` facet recognises its float form and what it absorbs (``Conv2d → 
 [ReLU|ReLU6]``, ``Linear → [ReLU|ReLU6]``, ``add → [ReLU|ReLU6]``, average pooling,
 ``x.mean((2, 3))`` as a global average pool), its ``build`` facet makes the quantized layer of
 :mod:`hwquant.qat.nn`; an input quantizer is put after the input, and every layer is bound to
-the quantizers of its inputs. A functional dropout becomes its module, which follows the
-model's train/eval mode. Dropout and Identity pass codes through unchanged, and so does every
-registered op that declares it keeps its float form (``OpHandler.keeps``: max pooling,
-flatten/view/reshape, a ReLU that follows no layer). The first layer (fed by the input) and
+the quantizers of its inputs. A BatchNorm that follows no Conv2d/Linear folds into an identity
+layer of its own (:func:`fuse_batchnorm`: an integer per-channel affine). A functional dropout
+becomes its module, which follows the model's train/eval mode. Dropout and Identity pass codes
+through unchanged, and so does every registered op that declares it keeps its float form
+(``OpHandler.keeps``: max pooling, flatten/view/reshape, a ReLU that follows no layer, a final
+softmax, a concatenation, whose inputs' producers share one activation quantizer:
+:mod:`hwquant.qat.shared_scales`). ``Conv1d``, 1-D pools and ``ConvTranspose2d`` are first
+rewritten as their ``Conv2d`` forms (:mod:`hwquant.qat.conv_forms`). The first layer (fed by
+the input) and
 the last layer (feeding the output) take the recipe's ``first_layer_bits`` /
 ``last_layer_bits``; the last layer has no output quantizer, so the network returns its
 accumulator scaled to float; its weights take one scale for the whole tensor, so that all
@@ -36,22 +41,36 @@ from hwquant.qat.accumulator_bound import (
     check_layer_names,
     layer_accumulator_bits,
 )
+from hwquant.qat.conv_forms import rewrite_conv_forms
 from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext, act_quantizer
 from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.naming import describe, node_name
 from hwquant.qat.nn import QuantInput
+from hwquant.qat.nn.bn_fold import identity_layer
+from hwquant.qat.nn.qactivation import SUPPORTED_ACTIVATIONS
 from hwquant.qat.nn.weight_layer import QuantWeightLayer
 from hwquant.qat.options import check_module, check_no_shared_modules, check_not_prepared
 from hwquant.qat.quantizer import WeightQuantizer
 from hwquant.qat.recipe import Recipe
 from hwquant.qat.registry import get_scheme
+from hwquant.qat.shared_scales import SharedScales, join_inputs, tensor_inputs
 
 SUPPORTED = (
-    "Conv2d (+BatchNorm2d, +ReLU/ReLU6), Linear (+ReLU/ReLU6), residual add (+ReLU/ReLU6), "
+    "Conv2d (+BatchNorm2d, +ReLU/ReLU6; groups, depthwise), Conv1d (+BatchNorm1d, "
+    "+ReLU/ReLU6), ConvTranspose2d (one group, no dilation), Linear (+ReLU/ReLU6), residual "
+    "add (+ReLU/ReLU6), MaxPool1d / F.max_pool1d, AdaptiveAvgPool1d(1) / "
+    "F.adaptive_avg_pool1d(x, 1) / x.mean(-1) of a Conv1d's output, nearest Upsample / "
+    "F.interpolate by "
+    "integer factors, "
     "MaxPool2d / F.max_pool2d, AdaptiveAvgPool2d(1) / x.mean((2, 3)), AvgPool2d(k) / "
     "F.avg_pool2d(x, k) with stride k, flatten/view/reshape/squeeze(dim)/unsqueeze(dim), "
-    "ReLU elsewhere (e.g. after max pooling), Dropout/Dropout1d/Dropout2d (modules or "
-    "functions), Identity (BatchNorm with running statistics)"
+    "ReLU elsewhere (e.g. after max pooling), torch.cat (its inputs share one activation "
+    "quantizer), Dropout/Dropout1d/Dropout2d (modules or "
+    "functions), Identity, BatchNorm1d/2d with running statistics elsewhere (after a ReLU, "
+    "pre-activation BN -> ReLU -> Conv, affine=False: an integer per-channel affine, its "
+    "multipliers of requant_bits), the product of two tensors (x * gate, a squeeze-excitation "
+    "gate broadcast), a final Softmax/LogSoftmax over the classes (kept outside the integer "
+    "graph: the IntModel outputs the logits), " + SUPPORTED_ACTIVATIONS
 )
 INPUT_NAME = "quant_input"
 
@@ -153,35 +172,53 @@ def _unsupported(node: fx.Node, mod: nn.Module | None) -> UnsupportedLayerError:
 
 
 _BN_AFTER = {nn.BatchNorm2d: nn.Conv2d, nn.BatchNorm1d: nn.Linear}
-"""The layer a BatchNorm folds into."""
+"""The layer a BatchNorm folds into when it directly follows one (its only user)."""
 
 
 def check_batchnorm_positions(gm: fx.GraphModule) -> None:
-    """Refuse a BatchNorm that no layer can absorb, naming it and the rule it breaks."""
+    """Refuse a BatchNorm that no layer can absorb, naming it and the rule it breaks.
+
+    A BatchNorm2d/1d right after its Conv2d/Linear (that layer's only user) folds into it; one
+    elsewhere folds into an identity layer of its own (:func:`fuse_batchnorm`). Refused: other
+    BatchNorm kinds, a BatchNorm1d reading a Conv2d's 4-D output, and a BatchNorm without
+    running statistics (its eval output depends on the batch).
+    """
     for node in gm.graph.nodes:
         bn = _module(gm, node)
         if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
             continue
-        layer_type = _BN_AFTER.get(type(bn))
         before = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
         layer = _module(gm, before) if before is not None else None
-        if layer_type is None:
+        if type(bn) not in _BN_AFTER:
             where = f"hwquant folds only {', '.join(t.__name__ for t in _BN_AFTER)}"
-        elif before is None:
-            where = "it reads no layer's output"
-        elif not isinstance(layer, layer_type):
-            where = f"it follows {describe(before, layer)}, not a {layer_type.__name__}"
-        elif len(before.users) > 1:
-            where = f"'{node_name(before)}' feeds it and other nodes too"
+        elif isinstance(bn, nn.BatchNorm1d) and isinstance(layer, nn.Conv2d):
+            where = f"it follows {describe(before, layer)}, whose output is 4-D"
+        elif bn.running_var is None:
+            where = "it keeps no running statistics (track_running_stats=False)"
         else:
             continue
         raise UnsupportedLayerError(
-            f"{describe(node, bn)} cannot be folded: {where}. Rule: a BatchNorm2d must come "
-            "directly after a Conv2d (a BatchNorm1d after a Linear) and be that layer's only "
-            "user, so that it folds into the layer's weights and bias. Fix: put it right after "
-            "its Conv2d/Linear, before the activation (Conv2d -> BatchNorm2d -> ReLU), or "
-            "remove it."
+            f"{describe(node, bn)} cannot be folded: {where}. Rule: a BatchNorm2d (on [N, C, H, "
+            "W]) or BatchNorm1d (on [N, C]) with running statistics folds into the Conv2d/"
+            "Linear it directly follows, or elsewhere into an integer per-channel affine. Fix: "
+            "use BatchNorm2d after a Conv2d (BatchNorm1d after a Linear), build it with "
+            "track_running_stats=True, or remove it."
         )
+
+
+def fuse_batchnorm(
+    fusion: Fusion, node: fx.Node, bn: nn.BatchNorm1d | nn.BatchNorm2d, op: str
+) -> tuple[fx.Node, FusedSpec]:
+    """The ``fuse`` of a BatchNorm that follows no Conv2d/Linear (a layer's own ``fuse``
+    absorbs the others first), with the ReLU/ReLU6 after it: op ``op``'s weight layer over an
+    identity (:func:`~hwquant.qat.nn.bn_fold.identity_layer`) with the BatchNorm folded in,
+    i.e. an integer per-channel affine (:func:`build_weight_layer` gives its multipliers
+    ``requant_bits``, LLSQ in every scheme)."""
+    tail, _, act = fusion.absorb(node, None)
+    fusion.collapse(node, tail, node)
+    spec = FusedSpec(op, source=identity_layer(bn), bn=bn, act=act)
+    spec.options["standalone_bn"] = True
+    return node, spec
 
 
 def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
@@ -197,6 +234,7 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
             "Fix: wrap the model so that forward() takes one tensor."
         )
     check_no_shared_modules(gm)
+    rewrite_conv_forms(gm)  # Conv1d, MaxPool1d, ConvTranspose2d as their Conv2d forms
     check_batchnorm_positions(gm)
     fusion = Fusion(gm)
     fusers = [h.fuse for h in handlers() if h.fuse is not None]
@@ -271,7 +309,7 @@ def insert_input(gm: fx.GraphModule) -> None:
 
 # -- quantizers and bits ----------------------------------------------------------------------
 def tensor_args(node: fx.Node) -> list[fx.Node]:
-    return [a for a in node.args if isinstance(a, fx.Node)]
+    return tensor_inputs(node)
 
 
 def producers(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec]) -> dict[fx.Node, fx.Node]:
@@ -281,7 +319,7 @@ def producers(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec]) -> dict[fx.No
         if (node.op == "call_module" and node.target == INPUT_NAME) or node in specs:
             producer[node] = node
         elif node.op in ("call_module", "call_function", "call_method"):
-            args = [a for a in node.args if isinstance(a, fx.Node) and a in producer]
+            args = [a for a in tensor_inputs(node) if a in producer]
             if args:
                 producer[node] = producer[args[0]]
     return producer
@@ -300,9 +338,21 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
     last_is_weight = last in specs and specs[last].has_weights
     feeds_last = {producer[a] for a in tensor_args(last)} if last_is_weight else set()
     input_node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == INPUT_NAME)
-    quant_of: dict[fx.Node, LinearQuantizer] = {
-        input_node: act_quantizer(recipe, recipe.input_bits, signed=True)
-    }
+    quant_of: dict[fx.Node, LinearQuantizer] = {}
+    shared = _shared_scales(gm, producer, specs, input_node, last, feeds_last)
+
+    def out_bits(node: fx.Node) -> int:
+        if node is input_node:
+            return recipe.input_bits
+        if node in feeds_last and recipe.last_layer_bits is not None:
+            return recipe.last_layer_bits
+        return recipe.act_bits
+
+    quant_of[input_node] = (
+        shared.quantizer(input_node, out_bits, recipe)
+        if input_node in shared
+        else act_quantizer(recipe, recipe.input_bits, signed=True)
+    )
     install(gm, INPUT_NAME, QuantInput(quant_of[input_node]))
     gm.get_submodule(INPUT_NAME).qname = INPUT_NAME
 
@@ -318,14 +368,14 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
                 f"{recipe.scheme!r}. Fix: give the op a build facet, or use a scheme that "
                 "builds its own layers."
             )
-        feeds_last_bits = node in feeds_last and recipe.last_layer_bits is not None
         layer = LayerContext(
             recipe,
             str(node.target),
             tuple(quant_of[p] for p in inputs),
             first=inputs[0] is input_node,
             last=node is last,
-            out_bits=recipe.last_layer_bits if feeds_last_bits else recipe.act_bits,
+            out_bits=out_bits(node),
+            shared=shared.out_quant(node, out_bits, recipe) if node in shared else None,
         )
         module = build(spec, layer)
         module.bind_inputs(layer.inputs)
@@ -337,6 +387,45 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
             quant_of[node] = module.out_quant
     weight_layers = [str(n.target) for n, s in specs.items() if s.has_weights]
     check_layer_names(recipe, weight_layers)
+
+
+def _shared_scales(
+    gm: fx.GraphModule,
+    producer: dict[fx.Node, fx.Node],
+    specs: dict[fx.Node, FusedSpec],
+    input_node: fx.Node,
+    last: fx.Node | None,
+    feeds_last: set[fx.Node],
+) -> SharedScales:
+    """The producers of each join's inputs (a kept op reading several tensors, ``torch.cat``),
+    grouped to share one quantizer (:mod:`hwquant.qat.shared_scales`); ``feeds_last`` grows by
+    the groups of its members."""
+    joins = [
+        (n, [producer[a] for a in join_inputs(n)])
+        for n in gm.graph.nodes
+        if len(join_inputs(n)) > 1 and _is_passthrough(gm, n)
+    ]
+
+    def wants_signed(node: fx.Node) -> bool:
+        """Whether ``node``'s own output would be signed: the input; a layer without a fused
+        ReLU; an average pool of signed codes."""
+        spec = specs.get(node)
+        if spec is None:
+            return node is input_node
+        if spec.op == "avgpool":
+            source = producer[tensor_args(node)[0]]
+            return shared.signed(source) if source in shared else wants_signed(source)
+        return spec.act is None
+
+    shared = SharedScales(joins, wants_signed)
+    if last in shared:
+        raise UnsupportedLayerError(
+            f"the last layer '{node_name(last)}' feeds the concatenation "
+            f"'{shared.join_of[last].name}'; its output is the network's (an accumulator, "
+            "not codes). Fix: end the network with one layer after the concatenation."
+        )
+    feeds_last.update(m for p in list(feeds_last) if p in shared for m in shared.members(p))
+    return shared
 
 
 def llsq_weight_quantizer(
@@ -383,7 +472,8 @@ def build_weight_layer(
     ``spec.source``, its BatchNorm folded and its activation fused.
 
     The first layer takes ``first_layer_bits``, the last ``last_layer_bits`` (the first wins
-    for a network of one layer), the others ``weight_bits``, quantized by the scheme's weight
+    for a network of one layer), the others ``weight_bits`` (a standalone BatchNorm's identity
+    layer, :func:`fuse_batchnorm`: ``requant_bits``, LLSQ), quantized by the scheme's weight
     quantizer (first and last: LLSQ; a layer with an accumulator bound: LLSQ, bounded). The last
     layer has no output quantizer, and one weight scale for the whole tensor, so that its
     outputs share one scale and integer logits rank exactly as the float ones.
@@ -392,8 +482,12 @@ def build_weight_layer(
     bits = recipe.first_layer_bits if layer.first else recipe.weight_bits
     if layer.last and not layer.first:
         bits = recipe.last_layer_bits
+    standalone_bn = spec.options.get("standalone_bn", False)
+    if standalone_bn:  # its weights are per-channel requantization multipliers
+        bits = recipe.requant_bits
     out_q = None if layer.last else layer.out_quant(spec.act is None)
-    per_channel, inner = not layer.last, not layer.first and not layer.last
+    per_channel = not layer.last
+    inner = not layer.first and not layer.last and not standalone_bn
     acc_bits = layer_accumulator_bits(recipe, layer.name, bits)
     w_quant = None
     if acc_bits is not None:

@@ -8,6 +8,9 @@ engine for an :class:`~hwquant.ir.intmodel.IntModel`, the scheme's own for what 
 returns (the table engine for a ``TableModel``, through ``SchemeHandler.trace``). Every layer's
 output is compared with exact equality, and the first mismatch is located.
 
+An op the lowered model keeps outside the integer graph (a final softmax: the IntModel outputs
+the logits) is named in the report's ``notes``; it is not a warning (the logits are compared).
+
 Equality proves little when the integers compared carry no information, so the report warns:
 
 * a quantizer still at its initial scale (its ``initialized`` flag never set: it has never seen
@@ -61,6 +64,7 @@ class VerifyReport:
     first: Mismatch | None = None
     overflows: dict[str, int] = field(default_factory=dict)  # layer -> engine overflows
     warnings: tuple[str, ...] = ()  # why an exact result proves little (see the module doc)
+    notes: tuple[str, ...] = ()  # ops of the lowered model outside the integer graph
 
     @property
     def exact(self) -> bool:
@@ -84,6 +88,8 @@ class VerifyReport:
             )
         if self.warnings:
             text += ", but this proves little:\n" + "\n".join(f"  - {w}" for w in self.warnings)
+        if self.notes:
+            text += "\nnot compared:\n" + "\n".join(f"  - {n}" for n in self.notes)
         return text
 
 
@@ -220,7 +226,9 @@ def verify(
         mismatches += bad
     codes = {"network input": trace.input_codes, **qat_codes}
     warnings = tuple(_warnings(untrained, codes, trace))
-    report = VerifyReport(compared, mismatches, per_layer, first, trace.overflows, warnings)
+    nodes = lowered.nodes if isinstance(lowered, IntModel) else []
+    notes = tuple(f"'{n.name}' ({n.op}) {n.outside}" for n in nodes if n.outside)
+    report = VerifyReport(compared, mismatches, per_layer, first, trace.overflows, warnings, notes)
     if strict and (warnings or not report.exact):
         raise VerificationError(
             f"verify(strict=True): {report}\nFix: see each item above; strict=False returns "

@@ -115,9 +115,13 @@ class QuantModule(BoundModule[LinearQuantizer]):
 
     @torch.no_grad()
     def out_range(self) -> tuple[int, int]:
-        """Code range of the output: the quantizer's range, cut at 6/α for ReLU6."""
+        """Code range of the output: the quantizer's range, cut at 0 for a ReLU (a signed
+        quantizer shared with a layer without one, :mod:`hwquant.qat.shared_scales`) and at
+        6/α for ReLU6."""
         assert self.out_quant is not None
         lo, hi = self.out_quant.qmin, self.out_quant.qmax
+        if self.act is not None:
+            lo = max(lo, 0)
         if self.act == "relu6":
             ceiling = round_half_up(RELU6_CEILING / self.out_quant.scale_value().double())
             hi = min(hi, int(ceiling))

@@ -1,6 +1,7 @@
 """Batch-norm folding (LLSQ §4.3; Jacob et al. 2018 §3.2).
 
-A BatchNorm after a convolution, ``BN(y) = γ (y − μ) / √(σ² + ε) + β``, folds into it:
+A BatchNorm after a convolution, ``BN(y) = γ (y − μ) / √(σ² + ε) + β``, folds into it (one
+that follows no convolution folds into an identity layer, :func:`identity_layer`):
 
     s  = γ / √(σ² + ε)
     W' = s · W                      (per output channel)
@@ -35,3 +36,27 @@ def fold_bn(
     beta = bn.bias if bn.bias is not None else torch.zeros_like(s)
     b0 = bias if bias is not None else torch.zeros_like(s)
     return w, beta + s * (b0 - bn.running_mean)
+
+
+def identity_layer(bn: nn.BatchNorm1d | nn.BatchNorm2d) -> nn.Conv2d | nn.Linear:
+    """The layer a BatchNorm that follows no Conv2d/Linear folds into: an identity with weights
+    fixed at 1 (not trained), so that the folded layer computes the BN's per-channel affine
+    ``s·x + (β − s·μ)`` (:func:`fold_bn`) as an integer multiplier, bias and requantization.
+
+    A ``BatchNorm2d`` gets a depthwise 1×1 convolution (one weight per channel, exact for any
+    padding since it has none), a ``BatchNorm1d`` of ``[N, C]`` features a diagonal ``Linear``.
+
+    >>> layer = identity_layer(nn.BatchNorm2d(3))
+    >>> layer.groups, tuple(layer.weight.shape), layer.weight.requires_grad
+    (3, (3, 1, 1, 1), False)
+    """
+    channels = bn.num_features
+    if isinstance(bn, nn.BatchNorm2d):
+        layer = nn.Conv2d(channels, channels, 1, groups=channels, bias=False)
+        nn.init.ones_(layer.weight)
+    else:
+        layer = nn.Linear(channels, channels, bias=False)
+        with torch.no_grad():
+            layer.weight.copy_(torch.eye(channels))
+    layer.weight.requires_grad_(False)
+    return layer

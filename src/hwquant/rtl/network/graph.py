@@ -185,8 +185,13 @@ def assemble(
 def network(model: IntModel, folding: dict[str, Fold], shape: tuple[int, int, int]) -> Network:
     """Blocks and edges of ``model`` for input images of ``shape`` (module docstring);
     ``folding`` gives every weight layer's PE x SIMD."""
-    last = model.nodes[-1] if model.nodes else None
-    if not isinstance(last, WeightNode) or last.mult is not None or model.output != last.name:
+    outside = {n.name: n for n in model.nodes if n.outside}  # a final softmax: the host's
+    output = model.output
+    while output in outside:
+        output = outside[output].inputs[0]
+    inner = [n for n in model.nodes if n.name not in outside]
+    last = inner[-1] if inner else None
+    if not isinstance(last, WeightNode) or last.mult is not None or output != last.name:
         raise ConfigError(
             "the network generator needs a model ending in a weight layer that outputs its "
             "accumulators (the logits). Fix: lower a classifier whose last layer is linear."
@@ -198,8 +203,8 @@ def network(model: IntModel, folding: dict[str, Fold], shape: tuple[int, int, in
         return lambda inputs: make(node, inputs, fold, module_name(node.name))
 
     fmap_in = FeatureMap(*shape, model.input.bits, model.input.signed)
-    nodes = [(node.name, node.inputs, maker(node)) for node in model.nodes]
-    return assemble(fmap_in, model.input.name, nodes, model.output)
+    nodes = [(node.name, node.inputs, maker(node)) for node in inner]
+    return assemble(fmap_in, model.input.name, nodes, output)
 
 
 def maps_of(blocks: list[Block], name: str) -> FeatureMap:

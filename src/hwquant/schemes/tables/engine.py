@@ -26,6 +26,7 @@ from hwquant.core.intmath import window_sum
 from hwquant.ir.intmodel import MaxPoolNode
 from hwquant.schemes.tables import kernels, native
 from hwquant.schemes.tables.model import (
+    ActivationNode,
     FlattenNode,
     LookupAddNode,
     PoolNode,
@@ -154,6 +155,16 @@ def run_pool(pool: CompiledPool, x_idx: torch.Tensor) -> torch.Tensor:
     return (sums.unsqueeze(-1) >= pool.thresholds).sum(-1)
 
 
+def compile_activation(node: ActivationNode) -> torch.Tensor:
+    """An activation's table as a tensor."""
+    return torch.from_numpy(node.table)
+
+
+def run_activation(table: torch.Tensor, x_idx: torch.Tensor) -> torch.Tensor:
+    """Output indices of an elementwise activation: ``table[i]``."""
+    return table.to(x_idx.device)[x_idx]
+
+
 Step = Callable[..., torch.Tensor]
 
 
@@ -171,6 +182,9 @@ def compile_node(node: TableNode | MaxPoolNode, engine: str = "auto") -> Step:
     if isinstance(node, MaxPoolNode):  # square, no dilation or ceil mode (tables' prepare)
         k, s, p = node.kernel_size[0], node.stride[0], node.padding[0]
         return lambda x: kernels.window_max(x, k, s, p)
+    if isinstance(node, ActivationNode):
+        table = compile_activation(node)
+        return lambda x: run_activation(table, x)
     if isinstance(node, FlattenNode):
         return lambda x: x.flatten(1)
     raise TypeError(f"no executor for table node {type(node).__name__}")

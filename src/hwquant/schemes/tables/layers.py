@@ -23,9 +23,10 @@ from hwquant.core.errors import UnsupportedLayerError
 from hwquant.core.intmath import round_half_up
 from hwquant.qat.nn.base import BoundModule, capture_outputs
 from hwquant.qat.nn.bn_fold import bn_multiplier, fold_bn
+from hwquant.qat.nn.qactivation import Elementwise
 from hwquant.schemes.tables import engine, fold
 from hwquant.schemes.tables.codebooks import nearest_index
-from hwquant.schemes.tables.model import LookupAddNode, PoolNode, UnitNode
+from hwquant.schemes.tables.model import ActivationNode, LookupAddNode, PoolNode, UnitNode
 from hwquant.schemes.tables.quantizer import CodebookQuantizer
 
 
@@ -243,6 +244,40 @@ class TableAvgPool(TableModule):
 
     def compile(self) -> engine.CompiledPool:
         return engine.compile_pool(self.to_node(self.qname, ["x"]))
+
+
+class TableActivation(TableModule):
+    """An elementwise activation (sigmoid, SiLU, ...) onto its own codebook: in eval mode the
+    table ``T[i] = nearest output level of f(a_i)`` over the input levels ``a_i``."""
+
+    def __init__(self, function: Elementwise, out_quant: CodebookQuantizer) -> None:
+        super().__init__()
+        self.function = function
+        self.out_quant = out_quant
+
+    def extra_repr(self) -> str:
+        return str(self.function)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return self.finish(
+                engine.run_activation(self.compiled(), self.input_quants[0].index(x))
+            )
+        return self.out_quant(self.function(x))
+
+    def float_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``f(x)`` in float."""
+        return self.function(x)
+
+    @torch.no_grad()
+    def to_node(self, name: str, inputs: list[str]) -> ActivationNode:
+        """The table: the nearest output level of ``f`` at every input level (float64)."""
+        levels, out_levels = self.input_quants[0].codebook(), self.out_quant.codebook()
+        table = nearest_index(self.function(levels), out_levels)
+        return ActivationNode(name, inputs, _np(table), _np(out_levels), str(self.function))
+
+    def compile(self) -> torch.Tensor:
+        return engine.compile_activation(self.to_node(self.qname, ["x"]))
 
 
 def capture_indices(model: nn.Module) -> contextlib.AbstractContextManager[dict[str, torch.Tensor]]:

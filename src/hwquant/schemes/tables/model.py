@@ -94,6 +94,16 @@ class PoolNode(TableNode):
 
 
 @dataclass
+class ActivationNode(TableNode):
+    """An elementwise activation by lookup: output index ``table[i]`` of ``f(a_i)``."""
+
+    table: np.ndarray = field(repr=False)  # int64 [|A|]: output index of input level i
+    out_levels: np.ndarray = field(repr=False)
+    function: str = ""  # what the table computes, e.g. "sigmoid()" (documentation)
+    kind: ClassVar[str] = "activation"
+
+
+@dataclass
 class FlattenNode(TableNode):
     """Flatten all but the batch dimension."""
 
@@ -101,7 +111,7 @@ class FlattenNode(TableNode):
 
 
 NODE_TYPES: dict[str, type[TableNode]] = {
-    cls.kind: cls for cls in (UnitNode, LookupAddNode, PoolNode, FlattenNode)
+    cls.kind: cls for cls in (UnitNode, LookupAddNode, PoolNode, ActivationNode, FlattenNode)
 }
 """The table nodes by kind; max pooling is the IntModel's :class:`MaxPoolNode`."""
 

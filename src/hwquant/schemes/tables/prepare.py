@@ -16,6 +16,7 @@ import torch
 from torch import fx, nn
 
 from hwquant.core.errors import UnsupportedLayerError, check_finite
+from hwquant.qat.conv_forms import STANDS_FOR
 from hwquant.qat.fusion import FusedSpec
 from hwquant.qat.naming import describe, node_name
 from hwquant.qat.prepare import (
@@ -28,7 +29,13 @@ from hwquant.qat.prepare import (
     trace,
 )
 from hwquant.qat.recipe import Recipe, TableOptions
-from hwquant.schemes.tables.layers import TableAdd, TableAvgPool, TableModule, TableUnit
+from hwquant.schemes.tables.layers import (
+    TableActivation,
+    TableAdd,
+    TableAvgPool,
+    TableModule,
+    TableUnit,
+)
 from hwquant.schemes.tables.lower import is_flatten_call, is_shape_query
 from hwquant.schemes.tables.quantizer import CodebookQuantizer
 
@@ -80,6 +87,11 @@ def check_table_options(gm: fx.GraphModule) -> None:
     square window without dilation or ceil_mode; a flatten keeps the batch dimension only.
     """
     for node in gm.graph.nodes:
+        if STANDS_FOR in node.meta:  # a Conv1d/1-D pool/ConvTranspose2d in its 2-D form
+            raise UnsupportedLayerError(
+                f"{node.meta[STANDS_FOR]} has no table-unit form (table units take square 2-D "
+                "convolutions). Fix: use Conv2d layers, or the llsq scheme."
+            )
         functional = node.op in ("call_function", "call_method")
         if functional and not (is_flatten_call(node) or is_shape_query(node)):
             raise UnsupportedLayerError(
@@ -107,6 +119,12 @@ def check_table_options(gm: fx.GraphModule) -> None:
                 option = "ceil_mode=True"
             elif mod.dilation not in (1, (1, 1)):
                 option = f"dilation={mod.dilation}"
+        elif isinstance(mod, nn.Softmax | nn.LogSoftmax):
+            raise UnsupportedLayerError(
+                f"module '{name}' ({type(mod).__name__}): a TableModel has no softmax node. "
+                "Fix: return the logits (their argmax is the prediction), or use the llsq "
+                "scheme (which keeps a final softmax outside the integer graph)."
+            )
         elif isinstance(mod, nn.Flatten) and (mod.start_dim, mod.end_dim) != (1, -1):
             option = f"start_dim={mod.start_dim}, end_dim={mod.end_dim}"
         if option is not None:
@@ -152,6 +170,19 @@ def _build(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], opts: TableOptio
         spec = specs.get(node)
         if spec is None:
             continue
+        if spec.options.get("standalone_bn"):
+            raise UnsupportedLayerError(
+                f"BatchNorm '{node.target}' follows no Conv2d/Linear; table units fold a "
+                "BatchNorm only into the layer it directly follows. Fix: put it right after "
+                "its Conv2d/Linear, or use the llsq scheme (an integer per-channel affine)."
+            )
+        if spec.op not in ("conv2d", "linear", "add", "avgpool", "lut"):
+            what = spec.options.get("function") or spec.op
+            raise UnsupportedLayerError(
+                f"'{node.target}' ({what}) has no table-unit form (table "
+                "units: Conv2d/Linear with BatchNorm and ReLU folded, residual adds, average "
+                "pools, activations). Fix: use no elementwise product, or the llsq scheme."
+            )
         if spec.act == "relu6":
             raise UnsupportedLayerError(
                 f"layer '{node.target}' uses ReLU6; table units fold ReLU only. Fix: use ReLU."
@@ -165,6 +196,9 @@ def _build(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], opts: TableOptio
             module = TableUnit(spec.source, spec.bn, relu, weight_q, out_q, opts.entry_bits)
         elif spec.op == "add":
             module = TableAdd(_quantizer(opts, "act", relu), relu)
+        elif spec.op == "lut":
+            function = spec.options["function"]
+            module = TableActivation(function, _quantizer(opts, "act", function.nonnegative))
         else:
             unsigned = quant_of[inputs[0]].unsigned
             out_q = _quantizer(opts, "act", unsigned)
