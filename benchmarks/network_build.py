@@ -301,9 +301,14 @@ def _estimate(record: dict, family: str, synthesized: dict[str, int]) -> dict[st
     }
 
 
-def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
+def run_design(
+    spec: Spec, images: int, place: bool = True, freq_mhz: float | None = None
+) -> dict[str, Any]:
     """Train, build, simulate and implement one design (without place and route when
-    ``place`` is false: synthesis counts only, no Fmax); the benchmark entry."""
+    ``place`` is false: synthesis counts only, no Fmax); the benchmark entry. ``freq_mhz`` is
+    nextpnr's timing constraint (None: the target's default), recorded as ``constraint_mhz``:
+    a tighter constraint makes timing-driven placement work harder, it does not change the
+    design or how Fmax is measured."""
     from hwquant.rtl.implement import get_target, implement
     from hwquant.rtl.network import simulate_design
 
@@ -340,7 +345,14 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
         simulation = pool.submit(simulate)
         with _lock("tools"):
             impl = implement(
-                files, top, spec.target, out / "impl", data_files=data, place=place, timeout_s=PNR_S
+                files,
+                top,
+                spec.target,
+                out / "impl",
+                data_files=data,
+                place=place,
+                timeout_s=PNR_S,
+                freq_mhz=freq_mhz,
             )
         report, sim_seconds = simulation.result()
     entry.update(
@@ -358,6 +370,7 @@ def run_design(spec: Spec, images: int, place: bool = True) -> dict[str, Any]:
     fmax = impl.fmax_mhz
     entry.update(
         fmax_mhz=fmax,
+        constraint_mhz=impl.constraint_mhz,
         critical_path=impl.critical_path,
         images_per_s=fmax * 1e6 / entry["cycles_per_image"] if fmax else None,
         luts=impl.synthesized.luts,
@@ -621,6 +634,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="design names to run (default: all)")
     parser.add_argument("--images", type=int, default=100, help="test images simulated (100)")
+    parser.add_argument(
+        "--freq",
+        type=float,
+        default=None,
+        help="nextpnr's clock constraint in MHz (default: the target's); recorded per entry",
+    )
     parser.add_argument("--table", action="store_true", help="print the results as Markdown")
     parser.add_argument(
         "--docs", action="store_true", help="rewrite docs/accelerator.md's results table"
@@ -694,7 +713,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.collect:
                 done[spec.name] = collect_design(spec, args.images)
             else:
-                done[spec.name] = run_design(spec, args.images, place=not args.no_place)
+                done[spec.name] = run_design(
+                    spec, args.images, place=not args.no_place, freq_mhz=args.freq
+                )
         except Exception as exc:  # one failed design is recorded, the others still run
             done[spec.name] = {
                 "scheme": spec.scheme,
