@@ -9,16 +9,25 @@ types it with: a type that could truncate or overflow fails.
 from __future__ import annotations
 
 import json
+import re
 from fractions import Fraction
 
 import numpy as np
+import onnx
 import pytest
 
 import hwquant.export.graph as graph_module
 from hwquant.cli import main
-from hwquant.core.errors import UnsupportedLayerError
 from hwquant.engine import run
-from hwquant.export.hls4ml import CONFIG_FILE, MODEL_FILE, Format, export_hls4ml, value_formats
+from hwquant.export.hls4ml import (
+    CONFIG_FILE,
+    DEFAULT_PRECISION,
+    MODEL_FILE,
+    Format,
+    export_hls4ml,
+    value_formats,
+)
+from hwquant.export.qonnx import export_qonnx
 from tests.app.test_export_cli import export_argv, model_file  # noqa: F401 (fixture)
 from tests.export.conftest import residual_net
 
@@ -55,10 +64,16 @@ def _in_format(values: np.ndarray, fmt: Format) -> bool:
 
 
 def test_every_activation_lies_in_its_configured_format(exported_model, tmp_path):
+    name, model, x = exported_model
+    _check_formats(name, model, x, tmp_path)
+
+
+def _check_formats(name, model, x, tmp_path):
+    """Export, execute with qonnx (exact in float32 on these small nets) on every input: the
+    engine's output, and every activation inside its configured format; every layer typed."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
 
-    name, model, x = exported_model
     written = export_hls4ml(model, tuple(x.shape), tmp_path)
     wrapper = ModelWrapper(str(written.model))
     formats = value_formats(wrapper, model.input.bits, model.input.signed)
@@ -76,6 +91,7 @@ def test_every_activation_lies_in_its_configured_format(exported_model, tmp_path
     assert typed <= set(layers), typed - set(layers)
     assert wrapper.graph.input[0].name in layers
     assert config["OnnxModel"] == MODEL_FILE
+    return wrapper
 
 
 def test_cli_writes_model_and_config_and_refuses_check(model_file, tmp_path, capsys):  # noqa: F811
@@ -109,12 +125,30 @@ def test_cli_replaces_an_existing_export_only_with_force(
     assert json.loads((out / CONFIG_FILE).read_text())["OnnxModel"] == MODEL_FILE
 
 
-def test_limbs_are_refused_naming_the_layer(monkeypatch, tmp_path):
-    """A layer whose sums leave float32's exact range (here: forced) gets a limb requantization,
-    which hls4ml cannot read: refused with the layer's name, nothing written."""
+def test_no_limbs_in_exact_arithmetic(monkeypatch, tmp_path):
+    """Where no float32 one-step form is proved (here: forced), the QONNX export uses limbs,
+    which hls4ml 1.3 crashes on; the hls4ml graph takes the exact scales M·2^-s and an offset
+    instead, and the typed graph still computes the engine's outputs."""
     model, x = residual_net()
     monkeypatch.setattr(graph_module, "one_step", lambda *args: None)
-    first = model.weight_nodes()[0].name
-    with pytest.raises(UnsupportedLayerError, match=rf"layer '{first}'.*limbs.*Fix"):
-        export_hls4ml(model, tuple(x.shape), tmp_path / "hls")
-    assert not (tmp_path / "hls").exists()
+    assert any("/limb" in n.name for n in export_qonnx(model, tuple(x.shape)).graph.node)
+    wrapper = _check_formats("residual", model, x, tmp_path)
+    assert not any("limb" in n.name for n in wrapper.graph.node)
+    requantized = [n.name for n in model.nodes if n.op not in ("maxpool", "reshape")]
+    offsets = {n.name for n in wrapper.graph.node if n.op_type == "Add" and "shifted" in n.name}
+    expected = {re.sub(r"\W", "_", name) + "_shifted" for name in requantized[:-1]}
+    assert offsets == expected
+    meta = {p.key: p.value for p in wrapper.model.metadata_props}
+    assert "float32 execution (onnxruntime, qonnx) is not exact" in meta["hwquant.arithmetic"]
+
+
+def test_max_pool_window_is_typed(tmp_path):
+    """hls4ml's max pool holds its window in accum_t: left at fixed<16,6>, 8-bit codes >= 32
+    wrap (every small CNN output differed so)."""
+    model, x = residual_net()
+    written = export_hls4ml(model, tuple(x.shape), tmp_path)
+    pools = [n.name for n in onnx.load(written.model).graph.node if n.op_type == "MaxPool"]
+    assert pools
+    for name in pools:
+        precision = written.layers[name]["Precision"]
+        assert precision["accum"] == precision["result"] != DEFAULT_PRECISION

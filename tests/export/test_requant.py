@@ -13,6 +13,7 @@ from hwquant.export.requant import (
     OneStep,
     clip_range,
     exact_codes,
+    exact_step,
     limbs,
     one_step,
     thresholds,
@@ -124,6 +125,32 @@ def test_thresholds_and_clip_range(bits, signed):
     assert np.array_equal(
         exact_codes([clipped], [m], s, lo, hi), exact_codes([acc], [m], s, lo, hi)
     )
+
+
+@pytest.mark.parametrize("bits,signed", RANGES)
+def test_exact_step_is_exact_beyond_float32(bits, signed):
+    """In exact arithmetic (a fixed-point consumer), ``acc·M·2^-s + 2^-(k+1)`` rounds to the
+    engine's code under either tie rule, at every threshold of accumulators up to 2^30 (where
+    float32 would need limbs)."""
+    from fractions import Fraction
+
+    mult, shift = ratios(5, 6)
+    lo, hi = qrange(bits, signed)
+    step = exact_step([mult], shift)
+    assert np.array_equal(step.scales[0].astype(np.float64), mult * np.exp2(-shift))
+    t = thresholds(mult, shift, lo, hi)
+    bound = 2**30
+    for c in range(len(mult)):
+        acc = np.concatenate([t[c] - 1, t[c], [-bound, bound]])
+        want = exact_codes([acc], [mult[c]], shift[c], lo, hi)
+        scale, offset = Fraction(float(step.scales[0][c])), Fraction(float(step.offset[c]))
+        values = [a * scale + offset for a in acc.tolist()]
+        assert all(v.denominator != 2 for v in values)  # never a tie
+        assert [min(max(round(v), lo), hi) for v in values] == want.tolist()
+
+
+def test_exact_step_needs_float32_scales():
+    assert "more than 24 bits" in exact_step([np.array([2**24])], np.array([30]))
 
 
 def test_limbs_need_room_below_the_shift():

@@ -50,7 +50,15 @@ from hwquant.core.atomic import write_atomic
 from hwquant.core.errors import UnsupportedLayerError
 from hwquant.core.intmath import accumulator_interval, max_magnitude, qrange
 from hwquant.engine import run
-from hwquant.export.requant import FLOAT32_EXACT, Limbs, OneStep, clip_range, limbs, one_step
+from hwquant.export.requant import (
+    FLOAT32_EXACT,
+    Limbs,
+    OneStep,
+    clip_range,
+    exact_step,
+    limbs,
+    one_step,
+)
 from hwquant.ir.intmodel import IntModel, WeightEncoding, WeightNode
 from hwquant.ir.ops import get_op
 
@@ -165,6 +173,12 @@ class QuantStyle(Protocol):
 
     clips: bool
     """Whether the form has a clip step (:meth:`clip`); without it no limb is saved by one."""
+
+    exact_arithmetic: bool
+    """Whether the graph is for a consumer that computes every product and sum exactly at any
+    width (fixed point with the types :mod:`hwquant.export.hls4ml` derives), not in float32:
+    a weight layer is then one product however wide its sums, and a requantization that no
+    float32 form computes takes :func:`~hwquant.export.requant.exact_step` (never limbs)."""
 
     def clip(self, g: Graph, v: str, low: int, high: int, out: str) -> str:
         """``clamp(v, low, high)``."""
@@ -318,7 +332,8 @@ def weight_layer(
     The product is one ``Conv``/``MatMul`` when its partial sums stay below 2^24 and the
     requantization of that accumulator has an exact plan; otherwise the weights are split,
     ``W = 2^h·W_hi + W_lo`` (``W_lo`` in ``[0, 2^h)``), into two products whose requantization
-    takes them as two terms with multipliers ``M·2^h`` and ``M``.
+    takes them as two terms with multipliers ``M·2^h`` and ``M``. For a style with
+    ``exact_arithmetic`` it is always one product (no float32 bound applies).
     """
     x_range = qrange(node.in_bits, node.in_signed)
     bound = _bound(node.weight, x_range, node.bias)
@@ -338,17 +353,17 @@ def weight_layer(
         return
     h = (int(np.abs(node.weight).max()).bit_length() + 1) // 2
     splits = [[(node.weight, node.bias, node.encoding, 0)]]
-    if h > 0:
+    if h > 0 and not style.exact_arithmetic:
         high, low = np.floor_divide(node.weight, 2**h), np.remainder(node.weight, 2**h)
         splits.append([(high, None, None, h), (low, node.bias, None, 0)])
     problems = []
     for parts in splits:
         bounds = [_bound(w, x_range, b) for w, b, _, _ in parts]
-        if max(bounds) >= FLOAT32_EXACT:
+        if max(bounds) >= FLOAT32_EXACT and not style.exact_arithmetic:
             problems.append(f"its partial sums can reach {max(bounds)}, beyond float32's 2^24")
             continue
         mults = [node.mult << up for *_, up in parts]
-        plan = _plan(bounds, mults, node.shift, node.lo, node.hi, style.clips)
+        plan = _plan(bounds, mults, node.shift, node.lo, node.hi, style)
         if isinstance(plan, str):
             problems.append(plan)
             continue
@@ -378,16 +393,19 @@ def _plan(
     shift: np.ndarray | int,
     lo: int,
     hi: int,
-    clip_products: bool,
+    style: QuantStyle,
+    products: bool = True,
 ) -> _Plan | str:
     """The plan of ``clamp(floor((Σ_t x_t·M_t + 2^(s−1)) / 2^s), lo, hi)`` for terms bounded by
-    ``bounds``, or the reason none is exact. ``clip_products``: the terms are products in a form
-    that clips; a single one is clipped to the range that decides its code (onnxruntime fuses the
-    clip into the product, where it also keeps scales from being folded into the weights)."""
+    ``bounds``, or the reason none is exact. ``products`` (the terms are products) in a style that
+    clips: a single one is clipped to the range that decides its code (onnxruntime fuses the
+    clip into the product, where it also keeps scales from being folded into the weights). A
+    style with ``exact_arithmetic`` gets :func:`~hwquant.export.requant.exact_step` where no
+    float32 one-step form is proved, never limbs."""
     shift = np.asarray(shift, np.int64).reshape(-1)
     mults = [np.asarray(m, np.int64).reshape(-1) for m in mults]
     clips = None
-    if clip_products:
+    if products and style.clips:
         clips = [(-b, b) for b in bounds]
         if len(bounds) == 1:
             low, high = clip_range(mults[0], shift, lo, hi)
@@ -396,6 +414,9 @@ def _plan(
     step = one_step(bounds, mults, shift, lo, hi)
     if step is not None:
         return _Plan(clips, step, bounds)
+    if style.exact_arithmetic:
+        exact = exact_step(mults, shift)
+        return exact if isinstance(exact, str) else _Plan(clips, exact, bounds)
     split = limbs(bounds, mults, shift)
     return split if isinstance(split, str) else _Plan(clips, split, bounds)
 
@@ -413,7 +434,7 @@ def requantize_codes(
     fix: str,
 ) -> str:
     """Plan and emit the requantization of code terms ``(tensor, bound)`` (adds, pools)."""
-    plan = _plan([b for _, b in terms], mults, shift, lo, hi, False)
+    plan = _plan([b for _, b in terms], mults, shift, lo, hi, style, products=False)
     if isinstance(plan, str):
         refuse(out, [plan], fix)
     return _emit(g, out, [t for t, _ in terms], plan, mults, shift, lo, hi, shape, style)

@@ -3,7 +3,12 @@ per-layer fixed-point types make its C++ compute the integer engine's outputs ex
 
 hls4ml computes every layer in ``ap_fixed<W, I>`` types taken from its configuration; its
 default, ``fixed<16,6>``, silently truncates our accumulators and requantization scales. The
-graph (:func:`hwquant.export.qonnx.export_qonnx` with integer-code input) is made of integer
+graph is the QONNX export (:mod:`hwquant.export.qonnx`, integer-code input) for a consumer that
+computes exactly at any width (``exact_arithmetic``): every weight layer is one product,
+however far its sums pass float32's exact 2^24, and a requantization that no float32 form
+computes takes the exact scales ``M·2^-s`` (:func:`hwquant.export.requant.exact_step`) instead
+of float32 limbs (hls4ml 1.3 crashes on limbs). The file is therefore exact with the
+configuration's types, not in float32 (metadata ``hwquant.arithmetic``). It is made of integer
 codes, integer weights, float32 scales ``c`` and offsets ``2^-(k+1)`` — all dyadic numbers — so
 every tensor ``t`` has an exact fixed-point form: an interval ``[lo, hi]`` that holds all its
 values and the number ``F`` of fractional bits they need. :func:`value_formats` derives both by
@@ -15,7 +20,8 @@ bits) and the constants:
   ``Q = Σ max(−w, 0)``) on ``x ∈ [lo, hi]``: ``[min(P·lo − Q·hi), max(P·hi − Q·lo)]``, plus the
   bias's range, ``F = F_x + F_W``;
 * ``Mul`` by constants ``c``: the extremes of ``lo·c`` and ``hi·c``, ``F = F_x + F_c``;
-* ``Add``: the sum of the ranges, ``F = max(F_a, F_b)``; max pool and reshapes pass it on.
+* ``Add``: the sum of the ranges, ``F = max(F_a, F_b)``; max pool and reshapes pass it on
+  (hls4ml's pooling also buffers its window in an ``accum`` type: set to the same format).
 
 A type ``fixed<I + F, I>`` with the interval's integer bits ``I`` (sign included) holds every
 value exactly, so no product, sum or bias is ever rounded, and the only rounding is the one the
@@ -47,7 +53,8 @@ import onnx
 from hwquant.core.atomic import write_atomic
 from hwquant.core.errors import ConfigError, UnsupportedLayerError
 from hwquant.core.intmath import code_format, dot_interval, qrange
-from hwquant.export.qonnx import export_qonnx
+from hwquant.export.graph import build
+from hwquant.export.qonnx import QONNXStyle
 from hwquant.ir.intmodel import IntModel
 
 IO_TYPES = ("io_parallel", "io_stream")
@@ -59,6 +66,11 @@ HLS4ML_OPS = frozenset(
 )
 """The operators of our graphs that hls4ml 1.3's ONNX front end reads."""
 MODEL_FILE, CONFIG_FILE = "model.onnx", "hls4ml_config.yml"
+ARITHMETIC = (
+    f"exact in fixed point with the types of {CONFIG_FILE}; products may pass float32's exact "
+    "2^24, so float32 execution (onnxruntime, qonnx) is not exact: use --format qonnx for that"
+)
+"""The ``hwquant.arithmetic`` metadata of the written model (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -125,9 +137,10 @@ def hls4ml_graph(model: IntModel, input_shape: tuple[int, ...]) -> Any:
     """The qonnx ``ModelWrapper`` of ``model`` in the form hls4ml reads (module docstring).
 
     Raises:
-        UnsupportedLayerError: a node hls4ml cannot read (named, with the layer), a layer
-            whose requantization needs limbs, or any reason
-            :func:`~hwquant.export.qonnx.export_qonnx` refuses the model.
+        UnsupportedLayerError: a node hls4ml cannot read (named, with the layer), or any
+            reason :func:`~hwquant.export.graph.build` refuses the model (in exact
+            arithmetic: an accumulator that can overflow its width, a multiplier of more than
+            24 bits).
     """
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.change_batchsize import ChangeBatchSize
@@ -135,18 +148,10 @@ def hls4ml_graph(model: IntModel, input_shape: tuple[int, ...]) -> Any:
     from qonnx.transformation.general import GiveReadableTensorNames
     from qonnx.transformation.infer_shapes import InferShapes
 
-    proto = export_qonnx(model, (1, *tuple(input_shape)[1:]), quantize_input=False)
+    style = QONNXStyle(custom_ops=False, exact_arithmetic=True)
+    shape = (1, *tuple(input_shape)[1:])
+    proto = build(model, shape, style, "hwquant_hls4ml", quantize_input=False)
     for node in proto.graph.node:
-        if "/limb" in node.name:
-            raise UnsupportedLayerError(
-                f"layer '{node.name.split('/')[0]}' cannot be exported to hls4ml: its sums "
-                "reach beyond float32's exact 2^24, so the graph requantizes them in limbs "
-                f"(node '{node.name}': partial products and floor carries), a form hls4ml "
-                "1.3's optimizer cannot read (it fails moving the limbs' scales through their "
-                "adds). Fix: bound the layer's accumulator when training (Recipe("
-                "accumulator_bits=16), docs/llsq.md), or give it fewer weight/input bits; "
-                "--format qonnx and FINN take the graph as it is."
-            )
         if node.op_type not in HLS4ML_OPS:
             raise UnsupportedLayerError(
                 f"layer '{node.name.split('/')[0]}' cannot be exported to hls4ml: its node "
@@ -173,6 +178,7 @@ def hls4ml_graph(model: IntModel, input_shape: tuple[int, ...]) -> Any:
     wrapper = wrapper.transform(GiveReadableTensorNames()).transform(InferShapes())
     for init in wrapper.graph.initializer:  # hls4ml looks every input's shape up in value_info
         wrapper.set_tensor_shape(init.name, list(init.dims), init.data_type)
+    wrapper.model.metadata_props.add(key="hwquant.arithmetic", value=ARITHMETIC)
     return wrapper
 
 
@@ -228,8 +234,10 @@ def layer_precisions(wrapper: Any, input_bits: int, input_signed: bool) -> dict[
 
     Keys per layer kind: ``Conv``/``MatMul`` ``accum``, ``result``, ``bias`` (and ``weight``
     for a plain constant, e.g. a pool's all-ones kernel); a constant ``Mul``/``Add`` (hls4ml's
-    ApplyAlpha) ``scale``, ``bias``, ``result``; anything else ``result``. A ``MatMul`` followed by
-    the ``Add`` of its bias is one hls4ml Dense layer: its types are those of the sum.
+    ApplyAlpha) ``scale``, ``bias``, ``result``; ``MaxPool`` ``accum`` (hls4ml holds the window
+    in it; at its default type 8-bit codes wrap), ``result``; anything else ``result``. A
+    ``MatMul`` followed by the ``Add`` of its bias is one hls4ml Dense layer: its types are
+    those of the sum.
     """
     formats = value_formats(wrapper, input_bits, input_signed)
     one, zero = Format.of(np.ones(1)), Format.of(np.zeros(1))
@@ -261,6 +269,8 @@ def layer_precisions(wrapper: Any, input_bits: int, input_signed: bool) -> dict[
                 scale, bias = (c, zero) if node.op_type == "Mul" else (one, c)
                 precision["scale"] = scale.union(one).precision()
                 precision["bias"] = bias.union(zero).precision()
+        elif node.op_type == "MaxPool":  # hls4ml buffers each window in accum_t
+            precision["accum"] = out.precision()
         layers[node.name] = {"Precision": precision}
     return layers
 

@@ -68,6 +68,8 @@ class QDQStyle:
         return g.op("Floor", [v], out, g.shape(v))
 
     clips = True
+    exact_arithmetic = False
+    """onnxruntime computes in float32."""
 
     def clip(self, g: Graph, v: str, low: int, high: int, out: str) -> str:
         """``Clip`` (onnxruntime fuses it into the convolution before it)."""

@@ -31,10 +31,16 @@ QONNX_DOMAIN = "qonnx.custom_op.general"
 
 
 class QONNXStyle:
-    """Quantize steps as QONNX ``Quant`` nodes; encoded weights decoded, or as custom ops."""
+    """Quantize steps as QONNX ``Quant`` nodes; encoded weights decoded, or as custom ops.
 
-    def __init__(self, custom_ops: bool) -> None:
+    ``exact_arithmetic``: the graph is for a fixed-point consumer given exact types (hls4ml,
+    :mod:`hwquant.export.hls4ml`), not for float32 execution (see
+    :attr:`~hwquant.export.graph.QuantStyle.exact_arithmetic`).
+    """
+
+    def __init__(self, custom_ops: bool, exact_arithmetic: bool = False) -> None:
         self.custom_ops = custom_ops
+        self.exact_arithmetic = exact_arithmetic
 
     def quant(
         self, g: Graph, value: str, shape: Shape, bits: int, signed: bool, out: str, rounding: str

@@ -39,6 +39,14 @@ with exact floors (``floor((floor(a/p) + n)/q) = floor((a/p + n)/q)`` for intege
 exact by bounds: ``|G_j| <= Σ_t A_t``, ``|T_j| <= Σ_t A_t·(2^w − 1)``, ``Σ_t A_t·2^w < 2^23``,
 so every value is an integer or a dyadic number below 2^24 in units of its grid, and ``u`` lies
 on the grid ``2^-k``, ``k = s − e_{L−1} >= 1``. Its accumulator feeds several nodes (a fork).
+
+**Exact arithmetic** (:func:`exact_step`), for a consumer that computes every product and sum
+exactly, at whatever width it needs (fixed point, as hls4ml does with the types of
+:mod:`hwquant.export.hls4ml`): the one-step form with the exact scales ``c_t = M_t·2^-s`` and
+``δ = 2^-(k+1)``. Then ``u = Σ_t x_t·c_t = N·2^-s`` exactly, on the grid ``2^-k`` (``k <= s``
+the fractional bits of the scales), so ``u + δ`` is never a tie, any rounding rule gives
+``floor(u + 1/2) = floor((N + 2^(s−1)) / 2^s)``, and no bound on ``N`` is needed; only the
+scales must be float32 numbers (``M_t < 2^24``).
 """
 
 from __future__ import annotations
@@ -139,6 +147,19 @@ def one_step(
         if _agrees(xs, scales, offset, want, lo, hi).all():
             return OneStep(tuple(c.reshape(-1) for c in scales), offset.reshape(-1))
     return None
+
+
+def exact_step(mults: list[np.ndarray], shift: np.ndarray) -> OneStep | str:
+    """The exact-arithmetic one-step form (module docstring), or the reason the scales are not
+    float32 numbers."""
+    shift = np.asarray(shift, np.int64).reshape(-1)
+    scales = []
+    for m in mults:
+        m = np.asarray(m, np.int64).reshape(-1)
+        if int(m.max(initial=0)) >= FLOAT32_EXACT:
+            return f"its multiplier {int(m.max())} has more than 24 bits, no float32 scale"
+        scales.append(_float32(m * np.exp2(-shift.astype(np.float64))))
+    return OneStep(tuple(scales), _offset(scales))
 
 
 def _candidates(base: list[np.ndarray]):
