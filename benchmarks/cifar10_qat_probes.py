@@ -1,24 +1,24 @@
 """Short QAT probes on CIFAR-10 ResNet-20 from the cpu-full FP32 checkpoint (issue 19).
 
 A probe is one row of the reproduction table (:mod:`hwquant.app.bench.rows`) with recipe fields
-overridden, QAT-trained for ``--steps`` steps (batch 256, SGD, cosine from lr 0.01, bf16
-autocast: the cpu-full tier's QAT settings) on a seeded subset of ``--steps/--evals`` batches
-of the training set that is passed ``--evals`` times, the fake-quant model evaluated after
-each pass on a seeded 2,000 of the test images (under bf16 autocast, as the trainer's monitor)
-and at the end on all 10,000 (float32, as the table's fake-quant column). The row's
-step-counted recipe fields (BN freeze, the non-uniform stages) are set for ``--steps`` steps, as
-:meth:`RowSpec.recipe` does for a row.
-Each probe also records, at initialisation (a copy of the prepared model run on the first
-training batch), the fraction of each inner weight layer's codes that are 0 and its weight
-scales. The rows of the table train 3 epochs (585 steps); these probes compare variants
-after a few hundred steps, not final accuracies.
+overridden, QAT-trained for ``--steps`` steps (SGD, cosine from lr 0.01, bf16 autocast: the
+cpu-full tier's QAT settings; batch ``--batch``, by default the tier's 256) on a seeded subset
+of ``--steps/--evals`` batches of the training set that is passed ``--evals`` times, the
+fake-quant model evaluated after each pass on a seeded 2,000 of the test images (under bf16
+autocast, as the trainer's monitor) and at the end on all 10,000 (float32, as the table's
+fake-quant column). The row's step-counted recipe fields (BN freeze, the non-uniform stages)
+are set for ``--steps`` steps, as :meth:`RowSpec.recipe` does for a row. Each probe also
+records, at initialisation (a copy of the prepared model run on the first training batch), the
+fraction of each inner weight layer's codes that are 0 and its weight scales. The rows of the
+table train 3 epochs (585 steps of 256); these probes compare variants after a hundred or a
+few hundred steps, not final accuracies.
 
 A variant is ``ROW`` or ``ROW,field=value,...`` with fields of :class:`hwquant.Recipe`, a
 nested option as ``nonuniform.schedule=all_at_once``; values are parsed as JSON where they
 can be (numbers, ``null``), else taken as strings. Finished probes are kept in the result
 file (``benchmarks/results/cifar10_qat_probes.json``) and not run again::
 
-    python -m benchmarks.cifar10_qat_probes --steps 300 --variants llsq_W2A2 \\
+    python -m benchmarks.cifar10_qat_probes --steps 100 --batch 64 --variants llsq_W2A2 \\
         llsq_W2A2,scale_init=min_error
 """
 
@@ -96,17 +96,19 @@ def init_stats(qat: torch.nn.Module, batch: torch.Tensor) -> dict[str, Any]:
     return layers
 
 
-def run_probe(variant: str, steps: int, evals: int, data, seed: int) -> dict[str, Any]:
+def run_probe(
+    variant: str, steps: int, evals: int, batch: int, data: Any, seed: int
+) -> dict[str, Any]:
     """Train ``variant`` for ``steps`` steps from the FP32 checkpoint; its record."""
     start = time.perf_counter()
     row, recipe = parse_variant(variant, steps)
     tier = CPU_FULL
     per_pass = steps // evals
     rng = np.random.default_rng(seed)
-    index = np.sort(rng.permutation(len(data.train.labels))[: per_pass * tier.batch_size])
+    index = np.sort(rng.permutation(len(data.train.labels))[: per_pass * batch])
     subset = ArrayDataset(data.train.images[index], data.train.labels[index])
     norm = {"mean": data.mean, "std": data.std, "device": "cpu"}
-    train = BatchLoader(subset, tier.batch_size, shuffle=True, augment=True, seed=seed,
+    train = BatchLoader(subset, batch, shuffle=True, augment=True, seed=seed,
                         drop_last=True, **norm)  # fmt: skip
     test = BatchLoader(data.test, tier.eval_batch, shuffle=False, augment=False, **norm)
     picked = np.sort(rng.permutation(len(data.test.labels))[:MONITOR_EXAMPLES])
@@ -118,7 +120,7 @@ def run_probe(variant: str, steps: int, evals: int, data, seed: int) -> dict[str
     qat = hwquant.prepare(model.train(), recipe).to(memory_format=torch.channels_last)
     first = next(train.iter_from(0))[0]
     config = TrainConfig(
-        epochs=evals, batch_size=tier.batch_size, optimizer="sgd", lr=tier.qat_lr,
+        epochs=evals, batch_size=batch, optimizer="sgd", lr=tier.qat_lr,
         weight_decay=WEIGHT_DECAY, schedule="cosine", amp=tier.amp, cpu_amp=tier.amp,
         seed=seed, deterministic=True,
     )  # fmt: skip
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", required=True)
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=CPU_FULL.batch_size)
     parser.add_argument("--evals", type=int, default=3, help="test evaluations (passes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         "fp32_checkpoint": str(FP32_DIR.relative_to(RESULTS_DIR.parent.parent) / "resnet20.ckpt"),
         "fp32_checkpoint_sha256": digest,
         "fp32_test_acc": fp32["test_acc"],
-        "batch_size": CPU_FULL.batch_size,
+        "batch_size": args.batch,
         "lr": CPU_FULL.qat_lr,
         "schedule": "cosine over the probe's steps",
         "amp_bf16": CPU_FULL.amp,
@@ -177,10 +180,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     data = load_dataset("cifar10-folder", args.data_root, progress=False)
     for variant in args.variants:
-        key = f"{variant}@{args.steps}"
+        key = f"{variant}@{args.steps}x{args.batch}"
         if key in probes:
             continue
-        probes[key] = run_probe(variant, args.steps, args.evals, data, args.seed)
+        probes[key] = run_probe(variant, args.steps, args.evals, args.batch, data, args.seed)
         print(key, probes[key]["final_test_acc"], probes[key]["history"], flush=True)
         recorder.save(config, {"probes": probes})
 
