@@ -17,6 +17,10 @@ layers above (the engine's run context, the export graph, the RTL feature maps):
   no QAT layer; a QAT layer's node takes the layer's ``qname``);
 * ``keeps(fx_node, module) -> bool``: whether ``prepare`` keeps this float op in the QAT twin
   unchanged (an op that passes integer codes and their scale through, e.g. max pooling);
+* ``fuse(fusion, fx_node, module) -> (fx_node, FusedSpec) | None`` and
+  ``build(spec, layer) -> QuantModule``: how ``prepare`` recognises the float form of an op
+  that gets a QAT layer (absorbing a BatchNorm or an activation, rewriting the graph) and makes
+  that layer (:mod:`hwquant.qat.fusion`);
 * ``execute(node, inputs, context) -> tensor``: the integer engine's step
   (:class:`hwquant.engine.integer.RunContext`);
 * ``export(graph, node, shapes, style)``: the exported graph's nodes
@@ -52,6 +56,8 @@ class OpHandler:
     export: Callable[..., None] | None = None
     block: Callable[..., Any] | None = None
     keeps: Callable[..., bool] | None = None
+    fuse: Callable[..., Any] | None = None
+    build: Callable[..., Any] | None = None
     passthrough: bool = False
     folded: bool = False
 

@@ -4,7 +4,9 @@ Both inputs are codes with their own scales; the integer multipliers ``M_a``, ``
 shift ``s`` align them to the output scale (:class:`~hwquant.qat.nn.QAdd`).
 
 * IR node: :class:`~hwquant.ir.intmodel.AddNode`;
-* lowering: a :class:`~hwquant.qat.nn.QAdd` (``add → [ReLU]`` fused by ``prepare``);
+* QAT: ``prepare`` fuses ``a + b`` (``operator.add``/``iadd``, ``torch.add`` with alpha 1, the
+  tensor methods) and a ReLU/ReLU6 after it into a :class:`~hwquant.qat.nn.QAdd`;
+* lowering: a QAdd becomes an AddNode;
 * engine: the formula above (in float64 where every step is provably exact);
 * export: the requantization plan of :func:`hwquant.export.graph.requantize_codes` on the two
   code tensors;
@@ -13,6 +15,7 @@ shift ``s`` align them to the output scale (:class:`~hwquant.qat.nn.QAdd`).
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,13 +27,43 @@ from hwquant.engine.integer import RunContext
 from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import AddNode
 from hwquant.ir.ops import OpHandler, register_op
+from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext
 from hwquant.qat.lower import out_scale
 from hwquant.qat.nn import QAdd
+from hwquant.qat.options import check_add
 from hwquant.rtl.network import add as add_block
 from hwquant.rtl.network.stream import Block, FeatureMap
 
 if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle
+
+
+FUNCTIONS = (operator.add, torch.add, operator.iadd)
+"""The functions of a residual add (and the tensor methods ``add``, ``__add__``)."""
+
+
+def is_add(node: fx.Node) -> bool:
+    """Whether ``node`` adds two tensors."""
+    is_call = (node.op == "call_function" and node.target in FUNCTIONS) or (
+        node.op == "call_method" and node.target in ("add", "__add__")
+    )
+    return is_call and len(node.args) == 2 and all(isinstance(a, fx.Node) for a in node.args)
+
+
+def fuse(fusion: Fusion, node: fx.Node, mod: nn.Module | None) -> tuple[fx.Node, FusedSpec] | None:
+    """A residual add and the ReLU/ReLU6 after it, as a call of a new layer ``add_<k>``."""
+    if not is_add(node):
+        return None
+    check_add(node)
+    tail, _, act = fusion.absorb(node, None)
+    new = fusion.new_module_node(node, "add", tuple(node.args[:2]))
+    fusion.collapse(node, tail, new)
+    return new, FusedSpec("add", act=act)
+
+
+def build(spec: FusedSpec, layer: LayerContext) -> QAdd:
+    """The QAT add; its output is unsigned after a ReLU."""
+    return QAdd(layer.out_quant(spec.act is None), spec.act, layer.recipe.requant_bits)
 
 
 def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> AddNode | None:
@@ -71,4 +104,15 @@ def block(node: AddNode, inputs: list[FeatureMap], fold: Fold, module: str) -> B
     return add_block.emit(node, inputs, module)
 
 
-register_op(OpHandler("add", AddNode, lower=lower, execute=execute, export=export, block=block))
+register_op(
+    OpHandler(
+        "add",
+        AddNode,
+        lower=lower,
+        execute=execute,
+        export=export,
+        block=block,
+        fuse=fuse,
+        build=build,
+    )
+)

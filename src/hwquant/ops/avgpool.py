@@ -4,7 +4,10 @@
 ``code = clamp((Σ_window x · M + 2^(s−1)) >> s, lo, hi)`` (:class:`~hwquant.qat.nn.QAvgPool`).
 
 * IR node: :class:`~hwquant.ir.intmodel.AvgPoolNode` (``kernel_size`` None: global);
-* lowering: a :class:`~hwquant.qat.nn.QAvgPool`; the example input fixes a global pool's window;
+* QAT: ``prepare`` makes ``AvgPool2d(k)`` / ``F.avg_pool2d(x, k)`` with stride k,
+  ``AdaptiveAvgPool2d(1)`` / ``F.adaptive_avg_pool2d(x, 1)`` and ``x.mean((2, 3))`` (then a
+  flatten, without ``keepdim``) a :class:`~hwquant.qat.nn.QAvgPool`;
+* lowering: a QAvgPool; the example input fixes a global pool's window;
 * engine: :func:`~hwquant.core.intmath.window_sum`, then the requantization;
 * export: window sums by an all-ones depthwise ``Conv``, then the requantization plan;
 * hardware: the pooling block of :mod:`hwquant.rtl.network.pool`.
@@ -16,21 +19,100 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
-from hwquant.core.errors import HwquantError
+from hwquant.core.errors import HwquantError, UnsupportedLayerError
 from hwquant.core.intmath import float_requant_exact, requantize, window_sum
 from hwquant.engine.integer import RunContext
 from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import AvgPoolNode
 from hwquant.ir.ops import OpHandler, register_op
+from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext
 from hwquant.qat.lower import out_scale
+from hwquant.qat.naming import node_name
 from hwquant.qat.nn import QAvgPool
+from hwquant.qat.options import check_avg_pool
 from hwquant.rtl.network import pool
 from hwquant.rtl.network.stream import Block, FeatureMap
 
 if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle
+
+
+AVG_POOL_ARGS = (
+    "kernel_size",
+    "stride",
+    "padding",
+    "ceil_mode",
+    "count_include_pad",
+    "divisor_override",
+)
+"""The arguments of ``F.avg_pool2d`` after the input, in order."""
+SPATIAL_DIMS = ({2, 3}, {-2, -1})
+"""The dims of a global average pool written as a mean of an NCHW tensor."""
+
+
+def kernel(node: fx.Node, mod: nn.Module | None) -> int | bool | None:
+    """None for a global average pool (``AdaptiveAvgPool2d(1)``, its functional form, or
+    ``x.mean((2, 3))``), k for ``AvgPool2d(k)`` / ``F.avg_pool2d(x, k)`` with stride k, False
+    otherwise. Other forms of ``F.avg_pool2d`` are refused, naming the option."""
+    if isinstance(mod, nn.AdaptiveAvgPool2d) and mod.output_size in (1, (1, 1)):
+        return None
+    if node.op == "call_function" and node.target is F.adaptive_avg_pool2d:
+        size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
+        if size in (1, (1, 1)):
+            return None
+    if spatial_mean(node) is not None:
+        return None
+    if node.op == "call_function" and node.target is F.avg_pool2d:
+        options = dict(zip(AVG_POOL_ARGS, node.args[1:], strict=False)) | dict(node.kwargs)
+        mod = nn.AvgPool2d(**options)
+        check_avg_pool(node_name(node), mod)  # refuses any form other than AvgPool2d(k)
+    if isinstance(mod, nn.AvgPool2d):
+        k, s = mod.kernel_size, mod.stride
+        if isinstance(k, int) and s in (k, None) and mod.padding == 0 and not mod.ceil_mode:
+            return k
+    return False
+
+
+def spatial_mean(node: fx.Node) -> bool | None:
+    """``keepdim`` of ``x.mean((2, 3))`` / ``torch.mean(x, (-2, -1), keepdim)``; None when
+    ``node`` is no mean over the two spatial dims (a ``dtype`` is refused)."""
+    is_mean = (node.op == "call_method" and node.target == "mean") or (
+        node.op == "call_function" and node.target is torch.mean
+    )
+    if not is_mean:
+        return None
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    if not isinstance(dims, tuple | list) or set(dims) not in SPATIAL_DIMS:
+        return None
+    if node.kwargs.get("dtype") is not None:
+        raise UnsupportedLayerError(
+            f"mean '{node_name(node)}' has dtype={node.kwargs['dtype']}; the quantized average "
+            "pool computes in codes. Fix: drop dtype."
+        )
+    return bool(node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False))
+
+
+def fuse(fusion: Fusion, node: fx.Node, mod: nn.Module | None) -> tuple[fx.Node, FusedSpec] | None:
+    """An average pool as a call of a new layer ``avgpool_<k>``; a spatial mean without
+    ``keepdim`` is followed by a flatten (its output is ``[N, C]``)."""
+    if (kernel_size := kernel(node, mod)) is False:
+        return None
+    new = fusion.new_module_node(node, "avgpool", (node.args[0],))
+    out = new
+    if spatial_mean(node) is False:
+        with fusion.gm.graph.inserting_after(new):
+            out = fusion.gm.graph.call_function(torch.flatten, (new, 1))
+    fusion.collapse(node, node, out)
+    return new, FusedSpec("avgpool", options={"kernel_size": kernel_size})
+
+
+def build(spec: FusedSpec, layer: LayerContext) -> QAvgPool:
+    """The QAT average pool; its output is signed as its input is."""
+    out_q = layer.out_quant(layer.inputs[0].signed)
+    return QAvgPool(out_q, spec.options["kernel_size"], layer.recipe.requant_bits)
 
 
 def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> AvgPoolNode | None:
@@ -113,5 +195,14 @@ def block(node: AvgPoolNode, inputs: list[FeatureMap], fold: Fold, module: str) 
 
 
 register_op(
-    OpHandler("avgpool", AvgPoolNode, lower=lower, execute=execute, export=export, block=block)
+    OpHandler(
+        "avgpool",
+        AvgPoolNode,
+        lower=lower,
+        execute=execute,
+        export=export,
+        block=block,
+        fuse=fuse,
+        build=build,
+    )
 )

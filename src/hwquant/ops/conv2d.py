@@ -2,8 +2,9 @@
 
 * IR node: :class:`~hwquant.ir.intmodel.ConvNode` (shared with the golden vectors and the
   schemes' weight kernels, so it lives in :mod:`hwquant.ir.intmodel`);
-* lowering: a :class:`~hwquant.qat.nn.QConv2d` (``Conv2d → [BN] → [ReLU]`` fused by
-  ``prepare``) becomes a ConvNode with its stride, padding, dilation and groups;
+* QAT: ``prepare`` fuses ``Conv2d → [BatchNorm2d] → [ReLU|ReLU6]`` into a
+  :class:`~hwquant.qat.nn.QConv2d` (:func:`hwquant.qat.prepare.build_weight_layer`);
+* lowering: a QConv2d becomes a ConvNode with its stride, padding, dilation and groups;
 * engine: :meth:`ConvNode.product` (``int_conv2d``) in the weight-layer machinery of
   :func:`hwquant.engine.integer.weight_node` (accumulator, overflow policy, requantization);
 * export: one ONNX ``Conv`` per product in :func:`hwquant.export.graph.weight_layer`;
@@ -23,13 +24,29 @@ from hwquant.engine.integer import RunContext, weight_node
 from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import ConvNode, WeightEncoding
 from hwquant.ir.ops import OpHandler, register_op
+from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext
 from hwquant.qat.lower import lower_weight_layer
 from hwquant.qat.nn import QConv2d
+from hwquant.qat.prepare import build_weight_layer
 from hwquant.rtl.network import weight_layer as weight_block
 from hwquant.rtl.network.stream import Block, FeatureMap
 
 if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle, Shape
+
+
+def fuse(fusion: Fusion, node: fx.Node, mod: nn.Module | None) -> tuple[fx.Node, FusedSpec] | None:
+    """A ``Conv2d`` with the BatchNorm2d and ReLU/ReLU6 that follow it, fused into its node."""
+    if not isinstance(mod, nn.Conv2d):
+        return None
+    tail, bn, act = fusion.absorb(node, nn.BatchNorm2d)
+    fusion.collapse(node, tail, node)
+    return node, FusedSpec("conv2d", source=mod, bn=bn, act=act)
+
+
+def build(spec: FusedSpec, layer: LayerContext) -> QConv2d:
+    """The QAT convolution (the weight layers' shared build)."""
+    return build_weight_layer(QConv2d, spec, layer)
 
 
 def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> ConvNode | None:
@@ -102,6 +119,8 @@ register_op(
         execute=execute,
         export=export,
         block=block,
+        fuse=fuse,
+        build=build,
         folded=True,
     )
 )

@@ -1,7 +1,9 @@
 """The fully connected op: ``acc = W_int · x + b_int``, then requantization.
 
 * IR node: :class:`~hwquant.ir.intmodel.LinearNode`;
-* lowering: a :class:`~hwquant.qat.nn.QLinear` (``Linear → [ReLU]`` fused by ``prepare``);
+* QAT: ``prepare`` fuses ``Linear → [BatchNorm1d] → [ReLU|ReLU6]`` into a
+  :class:`~hwquant.qat.nn.QLinear` (:func:`hwquant.qat.prepare.build_weight_layer`);
+* lowering: a QLinear becomes a LinearNode;
 * engine: :meth:`LinearNode.product` (``int_linear``) in
   :func:`hwquant.engine.integer.weight_node`;
 * export: ``MatMul`` with the transposed weights and an ``Add`` of the bias (hls4ml reads no
@@ -23,13 +25,29 @@ from hwquant.engine.integer import RunContext, weight_node
 from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import LinearNode, WeightEncoding
 from hwquant.ir.ops import OpHandler, register_op
+from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext
 from hwquant.qat.lower import lower_weight_layer
 from hwquant.qat.nn import QLinear
+from hwquant.qat.prepare import build_weight_layer
 from hwquant.rtl.network import weight_layer as weight_block
 from hwquant.rtl.network.stream import Block, FeatureMap
 
 if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle, Shape
+
+
+def fuse(fusion: Fusion, node: fx.Node, mod: nn.Module | None) -> tuple[fx.Node, FusedSpec] | None:
+    """A ``Linear`` with the BatchNorm1d and ReLU/ReLU6 that follow it, fused into its node."""
+    if not isinstance(mod, nn.Linear):
+        return None
+    tail, bn, act = fusion.absorb(node, nn.BatchNorm1d)
+    fusion.collapse(node, tail, node)
+    return node, FusedSpec("linear", source=mod, bn=bn, act=act)
+
+
+def build(spec: FusedSpec, layer: LayerContext) -> QLinear:
+    """The QAT fully connected layer (the weight layers' shared build)."""
+    return build_weight_layer(QLinear, spec, layer)
 
 
 def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> LinearNode | None:
@@ -96,6 +114,8 @@ register_op(
         execute=execute,
         export=export,
         block=block,
+        fuse=fuse,
+        build=build,
         folded=True,
     )
 )

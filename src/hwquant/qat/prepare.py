@@ -1,18 +1,20 @@
 """``prepare(model, recipe)``: a float model becomes its QAT twin.
 
-The model is traced with ``torch.fx``; chains ``Conv2d → [BatchNorm2d] → [ReLU|ReLU6]``,
-``Linear → [ReLU|ReLU6]``, ``add → [ReLU|ReLU6]`` and average pooling are replaced by the
-quantized layers of :mod:`hwquant.qat.nn`, an input quantizer is put after the input, and every
-layer is bound to the quantizers of its inputs. ``x.mean((2, 3))`` becomes a global average
-pool (and a flatten without ``keepdim``); a functional dropout becomes its module, which follows
-the model's train/eval mode. Dropout and Identity pass codes through
-unchanged, and so does every registered op that declares it keeps its float form
-(``OpHandler.keeps`` in :mod:`hwquant.ir.ops`: max pooling, flatten/view/reshape, a ReLU that
-follows no layer). The first layer (fed by the input) and the last layer
-(feeding the output) take the recipe's ``first_layer_bits`` / ``last_layer_bits``; the last
-layer has no output quantizer, so the network returns its accumulator scaled to float; its
-weights take one scale for the whole tensor, so that all outputs share one scale and the integer
-outputs rank exactly as the float ones (argmax of the integer logits is the prediction).
+The model is traced with ``torch.fx`` and rewritten op by op through the op registry
+(:mod:`hwquant.ir.ops`; the facets are those of :mod:`hwquant.qat.fusion`): each registered
+op's ``fuse`` facet recognises its float form and what it absorbs (``Conv2d → [BatchNorm2d] →
+[ReLU|ReLU6]``, ``Linear → [ReLU|ReLU6]``, ``add → [ReLU|ReLU6]``, average pooling,
+``x.mean((2, 3))`` as a global average pool), its ``build`` facet makes the quantized layer of
+:mod:`hwquant.qat.nn`; an input quantizer is put after the input, and every layer is bound to
+the quantizers of its inputs. A functional dropout becomes its module, which follows the
+model's train/eval mode. Dropout and Identity pass codes through unchanged, and so does every
+registered op that declares it keeps its float form (``OpHandler.keeps``: max pooling,
+flatten/view/reshape, a ReLU that follows no layer). The first layer (fed by the input) and
+the last layer (feeding the output) take the recipe's ``first_layer_bits`` /
+``last_layer_bits``; the last layer has no output quantizer, so the network returns its
+accumulator scaled to float; its weights take one scale for the whole tensor, so that all
+outputs share one scale and the integer outputs rank exactly as the float ones (argmax of the
+integer logits is the prediction).
 """
 
 from __future__ import annotations
@@ -20,14 +22,13 @@ from __future__ import annotations
 import copy
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 from hwquant.core.errors import ConfigError, UnsupportedLayerError, check_finite
-from hwquant.ir.ops import handlers
+from hwquant.ir.ops import get_op, handlers
 from hwquant.qat import fidelity
 from hwquant.qat.accumulator_bound import (
     bind_accumulator_bound,
@@ -35,17 +36,12 @@ from hwquant.qat.accumulator_bound import (
     check_layer_names,
     layer_accumulator_bits,
 )
+from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext, act_quantizer
 from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.naming import describe, node_name
-from hwquant.qat.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput, QuantModule
-from hwquant.qat.nn.base import Activation
-from hwquant.qat.options import (
-    check_add,
-    check_avg_pool,
-    check_module,
-    check_no_shared_modules,
-    check_not_prepared,
-)
+from hwquant.qat.nn import QuantInput
+from hwquant.qat.nn.weight_layer import QuantWeightLayer
+from hwquant.qat.options import check_module, check_no_shared_modules, check_not_prepared
 from hwquant.qat.quantizer import WeightQuantizer
 from hwquant.qat.recipe import Recipe
 from hwquant.qat.registry import get_scheme
@@ -65,18 +61,6 @@ DROPOUT_FUNCTIONS = {F.dropout: nn.Dropout, F.dropout1d: nn.Dropout1d, F.dropout
 mode (``torch.fx`` would freeze ``training=self.training`` at its value when traced)."""
 _PASS_METHODS = ("contiguous",)
 _SHAPE_METHODS = ("size", "dim")
-_ADD_FUNCTIONS = (operator.add, torch.add, operator.iadd)
-
-
-@dataclass
-class FusedSpec:
-    """What a rewritten node will become: its kind and the float parts it absorbs."""
-
-    kind: str  # "conv", "linear", "add", "avgpool"
-    source: nn.Module | None = None
-    bn: nn.Module | None = None
-    act: Activation = None
-    kernel_size: int | None = None
 
 
 def prepare(
@@ -139,7 +123,7 @@ def _prepare_common(model: nn.Module, recipe: Recipe) -> fx.GraphModule:
 def freeze_bn(model: nn.Module) -> None:
     """Freeze the folded BN statistics of every layer of a prepared model from now on."""
     for m in model.modules():
-        if isinstance(m, QConv2d | QLinear):
+        if isinstance(m, QuantWeightLayer):
             m.freeze_bn()
 
 
@@ -157,54 +141,6 @@ def trace(model: nn.Module) -> fx.GraphModule:
 
 def _module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
     return gm.get_submodule(node.target) if node.op == "call_module" else None
-
-
-def _activation(gm: fx.GraphModule, node: fx.Node) -> Activation:
-    """'relu' / 'relu6' if ``node`` applies that activation, else None."""
-    mod = _module(gm, node)
-    if isinstance(mod, nn.ReLU6) or (node.op == "call_function" and node.target is F.relu6):
-        return "relu6"
-    if (
-        isinstance(mod, nn.ReLU)
-        or (node.op == "call_function" and node.target in (F.relu, torch.relu))
-        or (node.op == "call_method" and node.target == "relu")
-    ):
-        return "relu"
-    return None
-
-
-def _single_user(node: fx.Node) -> fx.Node | None:
-    users = list(node.users)
-    return users[0] if len(users) == 1 else None
-
-
-def _absorb(
-    gm: fx.GraphModule, head: fx.Node, bn_type: type | None
-) -> tuple[fx.Node, nn.Module | None, Activation]:
-    """Follow ``head`` through an optional BN and activation; return the chain's tail."""
-    tail, bn = head, None
-    nxt = _single_user(tail)
-    if bn_type is not None and nxt is not None and isinstance(_module(gm, nxt), bn_type):
-        tail, bn = nxt, _module(gm, nxt)
-        if bn.running_var is None:
-            raise UnsupportedLayerError(
-                f"BatchNorm '{nxt.target}' keeps no running statistics, so it cannot be folded "
-                "into the weights. Fix: build it with track_running_stats=True."
-            )
-        nxt = _single_user(tail)
-    act = _activation(gm, nxt) if nxt is not None else None
-    if act is not None:
-        tail = nxt
-    return tail, bn, act
-
-
-def _collapse(gm: fx.GraphModule, head: fx.Node, tail: fx.Node, replacement: fx.Node) -> None:
-    """Route the users of ``tail`` to ``replacement`` and erase ``head..tail``."""
-    chain = _chain_nodes(head, tail)
-    tail.replace_all_uses_with(replacement)
-    for node in chain:
-        if node is not replacement:
-            gm.graph.erase_node(node)
 
 
 def _unsupported(node: fx.Node, mod: nn.Module | None) -> UnsupportedLayerError:
@@ -249,9 +185,11 @@ def check_batchnorm_positions(gm: fx.GraphModule) -> None:
 
 
 def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
-    """Rewrite the graph into quantizable nodes; return what each new node becomes."""
-    specs: dict[fx.Node, FusedSpec] = {}
-    counter = {"add": 0, "avgpool": 0, "dropout": 0}
+    """Rewrite the graph into quantizable nodes; return what each new node becomes.
+
+    Each node is offered to the ``fuse`` facet of every registered op (:mod:`hwquant.qat.fusion`),
+    in registration order; a node that no op fuses must pass codes through unchanged.
+    """
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise UnsupportedLayerError(
@@ -260,137 +198,39 @@ def fuse(gm: fx.GraphModule) -> dict[fx.Node, FusedSpec]:
         )
     check_no_shared_modules(gm)
     check_batchnorm_positions(gm)
-    fused: set[fx.Node] = set()
+    fusion = Fusion(gm)
+    fusers = [h.fuse for h in handlers() if h.fuse is not None]
+    specs: dict[fx.Node, FusedSpec] = {}
+    dropouts = 0
     for node in list(gm.graph.nodes):
-        if node in fused or node.op in ("placeholder", "output", "get_attr"):
+        if node in fusion.done or node.op in ("placeholder", "output", "get_attr"):
             continue
         mod = _module(gm, node)
         if mod is not None:
             check_module(str(node.target), mod)
-        if isinstance(mod, nn.Conv2d | nn.Linear):
-            bn_type = nn.BatchNorm2d if isinstance(mod, nn.Conv2d) else nn.BatchNorm1d
-            tail, bn, act = _absorb(gm, node, bn_type)
-            kind = "conv" if isinstance(mod, nn.Conv2d) else "linear"
-            specs[node] = FusedSpec(kind, source=mod, bn=bn, act=act)
-            node.meta[fidelity.FLOAT_NODE] = tail.name
-            fused.update(_chain_nodes(node, tail))
-            _collapse(gm, node, tail, node)
-        elif _is_add(node):
-            check_add(node)
-            tail, _, act = _absorb(gm, node, None)
-            counter["add"] += 1
-            new = _new_module_node(gm, node, f"add_{counter['add']}", tuple(node.args[:2]))
-            specs[new] = FusedSpec("add", act=act)
-            new.meta[fidelity.FLOAT_NODE] = tail.name
-            fused.update(_chain_nodes(node, tail))
-            _collapse(gm, node, tail, new)
-        elif node.op == "call_function" and node.target in DROPOUT_FUNCTIONS:
-            counter["dropout"] += 1
-            p = node.args[1] if len(node.args) > 1 else node.kwargs.get("p", 0.5)
-            dropout = DROPOUT_FUNCTIONS[node.target](p)
-            name = f"{node.name}_{counter['dropout']}"
-            gm.add_submodule(name, dropout)
-            with gm.graph.inserting_before(node):
-                new = gm.graph.call_module(name, (node.args[0],))
-            node.replace_all_uses_with(new)
-            gm.graph.erase_node(node)
-        elif (kernel := _avgpool_kernel(gm, node)) is not False:
-            counter["avgpool"] += 1
-            new = _new_module_node(gm, node, f"avgpool_{counter['avgpool']}", (node.args[0],))
-            specs[new] = FusedSpec("avgpool", kernel_size=kernel)
-            if _drops_spatial_dims(node):  # x.mean((2, 3)): [N, C], a global pool + flatten
-                with gm.graph.inserting_after(new):
-                    out = gm.graph.call_function(torch.flatten, (new, 1))
-            else:
-                out = new
-            out.meta[fidelity.FLOAT_NODE] = node.name  # the node whose output it stands for
-            node.replace_all_uses_with(out)
-            gm.graph.erase_node(node)
-        elif not _is_passthrough(gm, node):
-            raise _unsupported(node, mod)
+        for fuse_op in fusers:
+            if (fused := fuse_op(fusion, node, mod)) is not None:
+                new, spec = fused
+                specs[new] = spec
+                break
+        else:
+            if node.op == "call_function" and node.target in DROPOUT_FUNCTIONS:
+                dropouts += 1
+                dropout_module(gm, node, f"{node.name}_{dropouts}")
+            elif not _is_passthrough(gm, node):
+                raise _unsupported(node, mod)
     return specs
 
 
-def _new_module_node(gm: fx.GraphModule, before: fx.Node, name: str, args: tuple) -> fx.Node:
-    """A call of a new submodule ``name`` (a stand-in until the QAT layer is installed)."""
-    gm.add_submodule(name, nn.Identity())
-    with gm.graph.inserting_before(before):
-        return gm.graph.call_module(name, args)
-
-
-def _chain_nodes(head: fx.Node, tail: fx.Node) -> list[fx.Node]:
-    chain = [tail]
-    while chain[-1] is not head:
-        chain.append(chain[-1].args[0])
-    return chain
-
-
-def _is_add(node: fx.Node) -> bool:
-    is_call = (node.op == "call_function" and node.target in _ADD_FUNCTIONS) or (
-        node.op == "call_method" and node.target in ("add", "__add__")
-    )
-    return is_call and len(node.args) == 2 and all(isinstance(a, fx.Node) for a in node.args)
-
-
-AVG_POOL_ARGS = (
-    "kernel_size",
-    "stride",
-    "padding",
-    "ceil_mode",
-    "count_include_pad",
-    "divisor_override",
-)
-"""The arguments of ``F.avg_pool2d`` after the input, in order."""
-SPATIAL_DIMS = ({2, 3}, {-2, -1})
-"""The dims of a global average pool written as a mean of an NCHW tensor."""
-
-
-def _avgpool_kernel(gm: fx.GraphModule, node: fx.Node) -> int | bool | None:
-    """None for a global average pool (``AdaptiveAvgPool2d(1)``, its functional form, or
-    ``x.mean((2, 3))``), k for ``AvgPool2d(k)`` / ``F.avg_pool2d(x, k)`` with stride k, False
-    otherwise. Other forms of ``F.avg_pool2d`` are refused, naming the option."""
-    mod = _module(gm, node)
-    if isinstance(mod, nn.AdaptiveAvgPool2d) and mod.output_size in (1, (1, 1)):
-        return None
-    if node.op == "call_function" and node.target is F.adaptive_avg_pool2d:
-        size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
-        if size in (1, (1, 1)):
-            return None
-    if _spatial_mean(node) is not None:
-        return None
-    if node.op == "call_function" and node.target is F.avg_pool2d:
-        options = dict(zip(AVG_POOL_ARGS, node.args[1:], strict=False)) | dict(node.kwargs)
-        mod = nn.AvgPool2d(**options)
-        check_avg_pool(node_name(node), mod)  # refuses any form other than AvgPool2d(k)
-    if isinstance(mod, nn.AvgPool2d):
-        k, s = mod.kernel_size, mod.stride
-        if isinstance(k, int) and s in (k, None) and mod.padding == 0 and not mod.ceil_mode:
-            return k
-    return False
-
-
-def _spatial_mean(node: fx.Node) -> bool | None:
-    """``keepdim`` of ``x.mean((2, 3))`` / ``torch.mean(x, (-2, -1), keepdim)``; None when
-    ``node`` is no mean over the two spatial dims (a ``dtype`` is refused)."""
-    is_mean = (node.op == "call_method" and node.target == "mean") or (
-        node.op == "call_function" and node.target is torch.mean
-    )
-    if not is_mean:
-        return None
-    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-    if not isinstance(dims, tuple | list) or set(dims) not in SPATIAL_DIMS:
-        return None
-    if node.kwargs.get("dtype") is not None:
-        raise UnsupportedLayerError(
-            f"mean '{node_name(node)}' has dtype={node.kwargs['dtype']}; the quantized average "
-            "pool computes in codes. Fix: drop dtype."
-        )
-    return bool(node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False))
-
-
-def _drops_spatial_dims(node: fx.Node) -> bool:
-    """Whether ``node`` is a spatial mean without ``keepdim`` (its output is ``[N, C]``)."""
-    return _spatial_mean(node) is False
+def dropout_module(gm: fx.GraphModule, node: fx.Node, name: str) -> None:
+    """Replace the functional dropout ``node`` by its module, called ``name``, which follows the
+    model's train/eval mode (a pass-through)."""
+    p = node.args[1] if len(node.args) > 1 else node.kwargs.get("p", 0.5)
+    gm.add_submodule(name, DROPOUT_FUNCTIONS[node.target](p))
+    with gm.graph.inserting_before(node):
+        new = gm.graph.call_module(name, (node.args[0],))
+    node.replace_all_uses_with(new)
+    gm.graph.erase_node(node)
 
 
 def _is_passthrough(gm: fx.GraphModule, node: fx.Node) -> bool:
@@ -447,6 +287,7 @@ def producers(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec]) -> dict[fx.No
 
 
 def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: Recipe) -> None:
+    """Install the QAT layer of every fused node, made by its op's ``build`` facet."""
     producer = producers(gm, specs)
     output = next(n for n in gm.graph.nodes if n.op == "output")
     out_arg = output.args[0]
@@ -455,19 +296,12 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
             "prepare() supports models with one tensor output. Fix: return a single tensor."
         )
     last = producer.get(out_arg)
-    last_is_weight = last in specs and specs[last].kind in ("conv", "linear")
+    last_is_weight = last in specs and specs[last].has_weights
     feeds_last = {producer[a] for a in tensor_args(last)} if last_is_weight else set()
     input_node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == INPUT_NAME)
-    signed: dict[fx.Node, bool] = {input_node: True}
-    quant_of: dict[fx.Node, LinearQuantizer] = {}
-
-    def act_quant(node: fx.Node, is_signed: bool) -> LinearQuantizer:
-        bits = recipe.act_bits
-        if node in feeds_last and recipe.last_layer_bits is not None:
-            bits = recipe.last_layer_bits
-        return _act_quantizer(recipe, bits, is_signed)
-
-    quant_of[input_node] = _act_quantizer(recipe, recipe.input_bits, signed=True)
+    quant_of: dict[fx.Node, LinearQuantizer] = {
+        input_node: act_quantizer(recipe, recipe.input_bits, signed=True)
+    }
     install(gm, INPUT_NAME, QuantInput(quant_of[input_node]))
     gm.get_submodule(INPUT_NAME).qname = INPUT_NAME
 
@@ -476,52 +310,32 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
         if spec is None:
             continue
         inputs = [producer[a] for a in tensor_args(node)]
-        if spec.kind in ("conv", "linear"):
-            is_first = inputs[0] is input_node
-            bits = recipe.first_layer_bits if is_first else recipe.weight_bits
-            if node is last:
-                bits = recipe.last_layer_bits if not is_first else bits
-            out_q = None if node is last else act_quant(node, spec.act is None)
-            # the last layer's outputs share one scale, so integer logits rank like float ones
-            module = _weight_layer(
-                spec,
-                bits,
-                out_q,
-                recipe,
-                per_channel=node is not last,
-                inner=not is_first and node is not last,
-                acc_bits=layer_accumulator_bits(recipe, str(node.target), bits),
+        build = get_op(spec.op).build
+        if build is None:
+            raise UnsupportedLayerError(
+                f"op {spec.op!r} fuses '{node.target}' but builds no QAT layer under scheme "
+                f"{recipe.scheme!r}. Fix: give the op a build facet, or use a scheme that "
+                "builds its own layers."
             )
-        elif spec.kind == "add":
-            out_q = act_quant(node, spec.act is None)
-            module = QAdd(out_q, spec.act, recipe.requant_bits)
-        else:
-            out_q = act_quant(node, signed[inputs[0]])
-            module = QAvgPool(out_q, spec.kernel_size, recipe.requant_bits)
-        module.bind_inputs([quant_of[p] for p in inputs])
-        module.qname = str(node.target)
-        if isinstance(module, QConv2d | QLinear):
+        feeds_last_bits = node in feeds_last and recipe.last_layer_bits is not None
+        layer = LayerContext(
+            recipe,
+            str(node.target),
+            tuple(quant_of[p] for p in inputs),
+            first=inputs[0] is input_node,
+            last=node is last,
+            out_bits=recipe.last_layer_bits if feeds_last_bits else recipe.act_bits,
+        )
+        module = build(spec, layer)
+        module.bind_inputs(layer.inputs)
+        module.qname = layer.name
+        if spec.has_weights:
             bind_accumulator_bound(module)
-        install(gm, str(node.target), module)
-        if out_q is not None:
-            quant_of[node], signed[node] = out_q, out_q.signed
-    weight_layers = [str(n.target) for n, s in specs.items() if s.kind in ("conv", "linear")]
+        install(gm, layer.name, module)
+        if module.out_quant is not None:
+            quant_of[node] = module.out_quant
+    weight_layers = [str(n.target) for n, s in specs.items() if s.has_weights]
     check_layer_names(recipe, weight_layers)
-
-
-def _act_quantizer(recipe: Recipe, bits: int, signed: bool) -> LinearQuantizer:
-    """An activation quantizer of ``bits`` under ``recipe``."""
-    return LinearQuantizer(
-        bits,
-        signed,
-        is_activation=True,
-        gradient=recipe.scale_gradient,
-        norm=recipe.llsq_norm,
-        init=recipe.scale_init,
-        error_samples=recipe.act_error_samples,
-        constraint=recipe.scale_constraint,
-        mantissa_bits=recipe.scale_mantissa_bits,
-    )
 
 
 def llsq_weight_quantizer(
@@ -562,16 +376,25 @@ def _weight_quantizer(
     return factory(recipe, bits, weight, per_channel)
 
 
-def _weight_layer(
-    spec: FusedSpec,
-    bits: int | None,
-    out_q: LinearQuantizer | None,
-    recipe: Recipe,
-    per_channel: bool,
-    inner: bool,
-    acc_bits: int | None,
-) -> QuantModule:
-    source = spec.source
+def build_weight_layer(
+    cls: type[QuantWeightLayer], spec: FusedSpec, layer: LayerContext
+) -> QuantWeightLayer:
+    """The ``build`` facet that weight layers share: ``cls`` (QConv2d, QLinear) over
+    ``spec.source``, its BatchNorm folded and its activation fused.
+
+    The first layer takes ``first_layer_bits``, the last ``last_layer_bits`` (the first wins
+    for a network of one layer), the others ``weight_bits``, quantized by the scheme's weight
+    quantizer (first and last: LLSQ; a layer with an accumulator bound: LLSQ, bounded). The last
+    layer has no output quantizer, and one weight scale for the whole tensor, so that its
+    outputs share one scale and integer logits rank exactly as the float ones.
+    """
+    recipe, source = layer.recipe, spec.source
+    bits = recipe.first_layer_bits if layer.first else recipe.weight_bits
+    if layer.last and not layer.first:
+        bits = recipe.last_layer_bits
+    out_q = None if layer.last else layer.out_quant(spec.act is None)
+    per_channel, inner = not layer.last, not layer.first and not layer.last
+    acc_bits = layer_accumulator_bits(recipe, layer.name, bits)
     w_quant = None
     if acc_bits is not None:
         w_quant = bounded_weight_quantizer(
@@ -579,7 +402,6 @@ def _weight_layer(
         )
     elif bits is not None:
         w_quant = _weight_quantizer(recipe, bits, source.weight.detach(), per_channel, inner)
-    cls = QConv2d if spec.kind == "conv" else QLinear
     return cls(
         source,
         bn=spec.bn,

@@ -16,10 +16,10 @@ import torch
 from torch import fx, nn
 
 from hwquant.core.errors import UnsupportedLayerError, check_finite
+from hwquant.qat.fusion import FusedSpec
 from hwquant.qat.naming import describe, node_name
 from hwquant.qat.prepare import (
     INPUT_NAME,
-    FusedSpec,
     fuse,
     insert_input,
     install,
@@ -139,7 +139,7 @@ def _build(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], opts: TableOptio
     producer = producers(gm, specs)
     output = next(n for n in gm.graph.nodes if n.op == "output")
     last = producer.get(output.args[0]) if isinstance(output.args[0], fx.Node) else None
-    if last is None or last not in specs or specs[last].kind not in ("conv", "linear"):
+    if last is None or last not in specs or not specs[last].has_weights:
         raise UnsupportedLayerError(
             "a table network must end in a Conv2d/Linear layer returning one tensor. Fix: "
             "return the classifier's output."
@@ -159,16 +159,16 @@ def _build(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], opts: TableOptio
         relu = spec.act == "relu"
         inputs = [producer[a] for a in tensor_args(node)]
         module: TableModule
-        if spec.kind in ("conv", "linear"):
+        if spec.has_weights:
             out_q = None if node is last else _quantizer(opts, "act", relu)
             weight_q = _quantizer(opts, "weight")
             module = TableUnit(spec.source, spec.bn, relu, weight_q, out_q, opts.entry_bits)
-        elif spec.kind == "add":
+        elif spec.op == "add":
             module = TableAdd(_quantizer(opts, "act", relu), relu)
         else:
             unsigned = quant_of[inputs[0]].unsigned
             out_q = _quantizer(opts, "act", unsigned)
-            module = TableAvgPool(out_q, spec.kernel_size, opts.entry_bits)
+            module = TableAvgPool(out_q, spec.options["kernel_size"], opts.entry_bits)
         module.bind_inputs([quant_of[p] for p in inputs])
         module.qname = str(node.target)
         install(gm, str(node.target), module)
