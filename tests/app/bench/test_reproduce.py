@@ -123,7 +123,7 @@ def test_bad_arguments_are_config_errors(argv, allowed, capsys):
 
 
 def test_unknown_names_raise_config_error_listing_allowed_values():
-    with pytest.raises(ConfigError, match="gpu, cpu, cpu-full, smoke"):
+    with pytest.raises(ConfigError, match="gpu, cpu, cpu-full, cpu-long, smoke"):
         get_tier("tpu")
     with pytest.raises(ConfigError, match="mobilenetv2"):
         select_models(["resnet50"], TIERS["gpu"])
