@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hwquant.core.errors import ConfigError
-from hwquant.qat.llsq import LinearQuantizer, llsq_scale_gradient
+from hwquant.qat.llsq import INIT_GRID, LinearQuantizer, llsq_scale_gradient, min_error_scale
 
 bits_st = st.integers(1, 16)
 finite = st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False, width=32)
@@ -85,6 +85,68 @@ def test_activation_initialisation(bits, divisor):
     q(torch.tensor([0.0, 2.0, 7.0]))  # first batch initialises
     assert bool(q.initialized)
     assert q.scale.item() == pytest.approx(7.0 / divisor)
+
+
+def _error(x: torch.Tensor, alpha: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """Mean squared error of each row of ``x`` at its scale (round half up, clamp)."""
+    a = alpha.view(-1, 1)
+    return (x - (x / a).clamp(lo, hi).add(0.5).floor() * a).square().mean(dim=1)
+
+
+@given(
+    bits=st.integers(1, 8),
+    signed=st.booleans(),
+    seed=st.integers(0, 2**16),
+    spread=st.floats(1e-3, 1e3),
+)
+def test_min_error_scale_is_the_least_error_candidate(bits, signed, seed, spread):
+    q = LinearQuantizer(bits, signed, channels=3, is_activation=False, init="min_error")
+    x = torch.randn(3, 200, generator=torch.Generator().manual_seed(seed)) * spread
+    x = x if signed else x.abs()
+    peak_rule = LinearQuantizer(bits, signed, channels=3, is_activation=False)
+    peak_rule.initialize(x)
+    q.initialize(x)
+    chosen = _error(x, q.scale.detach(), q.qmin, q.qmax)
+    # never worse than the peak rule, and no grid candidate is better
+    assert bool((chosen <= _error(x, peak_rule.scale.detach(), q.qmin, q.qmax)).all())
+    top = x.abs().amax(dim=1) / max(q.qmax, 1)
+    for k in range(1, INIT_GRID + 1, 7):
+        assert bool((chosen <= _error(x, top * k / INIT_GRID, q.qmin, q.qmax)).all())
+
+
+def test_min_error_init_leaves_fewer_2bit_weights_at_zero():
+    """The dead start: at 2 bits (codes -2..1) LLSQ's peak rule makes the channel's largest
+    weight one step, so most Gaussian weights round to 0; the least-error scale does not."""
+    w = torch.randn(8, 576, generator=torch.Generator().manual_seed(0))
+    zeros = {}
+    for init in ("peak", "min_error"):
+        q = LinearQuantizer(2, True, channels=8, is_activation=False, init=init)
+        q.initialize(w)
+        zeros[init] = float((q.codes(w) == 0).float().mean())
+    assert zeros["peak"] > 0.9 and zeros["min_error"] < 0.5
+
+
+def test_min_error_init_of_activations_and_constrained_scales():
+    x = torch.rand(4, 1000, generator=torch.Generator().manual_seed(1)) * 6
+    q = LinearQuantizer(2, False, is_activation=True, init="min_error", constraint="pow2")
+    q(x)  # the first batch initialises: one scale for the tensor, on the pow2 grid
+    alpha = q.scale_value().detach()
+    assert float(alpha) == 2.0 ** round(math.log2(float(alpha)))
+    assert float(_error(x.reshape(1, -1), alpha, 0, 3)) <= float(
+        _error(x.reshape(1, -1), torch.tensor([6 / 6]), 0, 3)
+    )  # the peak rule's max|x| / (2·Q_p)
+
+
+def test_min_error_scale_keeps_the_start_of_a_zero_row():
+    x = torch.zeros(2, 5)
+    x[1, 0] = 1.0
+    out = min_error_scale(x, torch.tensor([0.7, 0.7]), -2, 1, 2)
+    assert out[0].item() == pytest.approx(0.7)
+
+
+def test_rejects_bad_scale_init():
+    with pytest.raises(ConfigError, match="peak, min_error"):
+        LinearQuantizer(4, True, is_activation=False, init="max")
 
 
 def test_activation_ste_masks_outside_range_weights_pass_everywhere():

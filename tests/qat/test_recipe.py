@@ -17,6 +17,7 @@ from hwquant.qat.recipe import Recipe
         ({"weight_bits": True}, r"weight_bits=True"),
         ({"first_layer_bits": 0}, r"or None"),
         ({"scale_gradient": "adam"}, "llsq, lsq"),
+        ({"scale_init": "max"}, "peak, min_error"),
         ({"scale_constraint": "log"}, "free, pow2, fixed"),
         ({"weight_granularity": "row"}, "tensor, channel"),
         ({"llsq_norm": 3}, "1 or 2"),

@@ -421,6 +421,7 @@ def bounded_weight_quantizer(
         channels=weight.shape[0] if channel_scales else 1,
         gradient=recipe.scale_gradient,
         norm=recipe.llsq_norm,
+        init=recipe.scale_init,
         constraint=recipe.scale_constraint,
         mantissa_bits=recipe.scale_mantissa_bits,
     )

@@ -178,6 +178,7 @@ def act_quantizer(recipe: Recipe, bits: int, signed: bool) -> LinearQuantizer:
         is_activation=True,
         gradient=recipe.scale_gradient,
         norm=recipe.llsq_norm,
+        init=recipe.scale_init,
         error_samples=recipe.act_error_samples,
         constraint=recipe.scale_constraint,
         mantissa_bits=recipe.scale_mantissa_bits,

@@ -440,6 +440,7 @@ def llsq_weight_quantizer(
         is_activation=False,
         gradient=recipe.scale_gradient,
         norm=recipe.llsq_norm,
+        init=recipe.scale_init,
         constraint=recipe.scale_constraint,
         mantissa_bits=recipe.scale_mantissa_bits,
     )

@@ -17,6 +17,7 @@ from hwquant.core.intmath import check_accumulator_bits
 from hwquant.qat.registry import available
 
 ScaleGradient = Literal["llsq", "lsq"]
+ScaleInit = Literal["peak", "min_error"]
 ScaleConstraint = Literal["free", "pow2", "fixed"]
 Granularity = Literal["tensor", "channel"]
 MSQAssignment = Literal["variance", "kurtosis"]
@@ -235,6 +236,9 @@ class Recipe:
     """p of the Lp quantization error that LLSQ's scale update compares (1 or 2)."""
     act_error_samples: int = 4096
     """Activation elements sampled per step for LLSQ's error comparison (0: all of them)."""
+    scale_init: ScaleInit = "peak"
+    """Initial scales of the linear quantizers: "peak" (LLSQ's, from the largest magnitude) or
+    "min_error" (the least Lp error, p = llsq_norm; docs/llsq.md §1)."""
     scale_constraint: ScaleConstraint = "free"
     """Scales are free floats, powers of two, or short fixed-point numbers (mantissa·2^-e)."""
     scale_mantissa_bits: int = 8
@@ -274,6 +278,7 @@ class Recipe:
         check_bits("input_bits", self.input_bits)
         _check_choice("weight_granularity", self.weight_granularity, ("tensor", "channel"))
         _check_choice("scale_gradient", self.scale_gradient, ("llsq", "lsq"))
+        _check_choice("scale_init", self.scale_init, ("peak", "min_error"))
         _check_choice("scale_constraint", self.scale_constraint, ("free", "pow2", "fixed"))
         if self.llsq_norm not in (1, 2):
             raise ConfigError(f"llsq_norm={self.llsq_norm!r} is not allowed. Fix: use 1 or 2.")

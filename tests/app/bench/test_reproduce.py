@@ -123,7 +123,7 @@ def test_bad_arguments_are_config_errors(argv, allowed, capsys):
 
 
 def test_unknown_names_raise_config_error_listing_allowed_values():
-    with pytest.raises(ConfigError, match="gpu, cpu, cpu-full, smoke"):
+    with pytest.raises(ConfigError, match="gpu, cpu, cpu-full, cpu-long, smoke"):
         get_tier("tpu")
     with pytest.raises(ConfigError, match="mobilenetv2"):
         select_models(["resnet50"], TIERS["gpu"])
@@ -180,6 +180,25 @@ def test_fp32_checkpoint_with_another_sha256_is_refused(tmp_path):
     ckpt.write_bytes(ckpt.read_bytes() + b"\0")
     with pytest.raises(ConfigError, match="sha256"):
         reproduce(replace(_options(tmp_path), resume=True))
+
+
+def test_fp32_only_trains_the_baseline_alone_and_a_resume_continues_it(tmp_path):
+    args = ["bench", "reproduce", "--tier", "smoke", "--out", str(tmp_path), "--fp32-only"]
+    assert main(args) == 0
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert set(results["fp32"]) == {"resnet20"} and results["rows"] == []
+    assert not results["complete"]
+    ckpt = tmp_path / "fp32" / "resnet20.ckpt"
+    digest = file_sha256(ckpt)
+    # stopped after its last epoch, before the record: the resume finishes from last.pt
+    ckpt.unlink()
+    ckpt.with_suffix(".json").unlink()
+    assert main([*args, "--resume"]) == 0
+    assert file_sha256(ckpt) == digest
+    # the rows come later, from that checkpoint
+    outcome = reproduce(replace(_options(tmp_path), resume=True))
+    assert outcome["ran"] == ["resnet20/llsq_W4A4"]
+    assert outcome["results"]["rows"][0]["fp32_acc"] == results["fp32"]["resnet20"]["test_acc"]
 
 
 def _options(out: Path) -> Options:

@@ -55,10 +55,20 @@ def test_cpu_full_runs_the_issue_set_by_default_and_other_tiers_every_row():
         "msq_W4A4", "msq_fixed_only_W4A4", "msq_sp2_only_W4A4",
         "tables_40", "tables_320",
     ]  # fmt: skip
+    assert select_rows(None, "cpu-long") == select_rows(None, "cpu-full")
     assert select_rows(None, "cpu") == select_rows(None, "smoke") == all_rows()
     assert [r.name for r in select_rows(["llsq_W4A4"], "cpu-full")] == ["llsq_W4A4"]
     for tier, names in TIER_ROWS.items():
         assert tier in TIERS and set(names) <= set(ROW_NAMES)
+
+
+def test_cpu_long_is_cpu_full_with_a_longer_fp32_schedule():
+    """The cpu-long run under /work/runs resumes only with these settings."""
+    assert dataclasses.asdict(TIERS["cpu-long"]) == {
+        **dataclasses.asdict(CPU_FULL),
+        "name": "cpu-long",
+        "epochs_fp32": 200,
+    }
 
 
 def test_the_cpu_full_settings_stay_those_of_its_stored_run():

@@ -71,6 +71,8 @@ class Options:
     step_time: bool = True
     stop_after: float | None = None
     """Seconds after which no further model or row starts (None: no budget)."""
+    fp32_only: bool = False
+    """Train (or resume, or load) the FP32 baselines only; no row runs and no step time."""
     command: str = "hwquant bench reproduce"
 
 
@@ -106,7 +108,9 @@ def reproduce(options: Options) -> dict[str, Any]:
     """Run the table of ``options`` and return ``{"results", "ran", "skipped", "stopped"}``; the
     results are also in ``options.out``/results.json and results.md. With a time budget
     (``options.stop_after`` seconds) no model or row starts once it is spent: the run stops
-    with ``stopped`` true, and ``resume`` continues it."""
+    with ``stopped`` true, and ``resume`` continues it. With ``options.fp32_only`` only the
+    FP32 baselines are trained (an interrupted one continues from its last finished epoch with
+    ``resume``); the rows and the step times are left for a later run."""
     tier = options.tier
     _check_device(tier)
     _check_settings(options)
@@ -119,6 +123,11 @@ def reproduce(options: Options) -> dict[str, Any]:
             row: options.out / "rows" / model_name / f"{row.name}.json" for row in options.rows
         }
         pending = [row for row, path in paths.items() if not (options.resume and path.exists())]
+        if options.fp32_only:
+            if stopped := _out_of_time(options, started):
+                break
+            _fp32(model_name, data, options)
+            continue
         for row in options.rows:
             if row not in pending:
                 _check_stored_recipe(paths[row], row, options, data)
@@ -139,7 +148,7 @@ def reproduce(options: Options) -> dict[str, Any]:
         if stopped:
             break
     step_time = None
-    if not stopped:
+    if not (stopped or options.fp32_only):
         step_time = _step_time(options) if options.step_time else {}
     return {
         "results": _write(options, data, machine, started, step_time),

@@ -136,25 +136,29 @@ def all_rows() -> tuple[RowSpec, ...]:
 
 ROW_NAMES: tuple[str, ...] = tuple(row.name for row in all_rows())
 
+ISSUE_ROWS: tuple[str, ...] = (
+    "llsq_W4A4",
+    "llsq_W3A3",
+    "llsq_W2A2",
+    "nonuniform_W4A4",
+    "nonuniform_W2A2",
+    "nonuniform_W2A8",
+    "msq_W4A4",
+    "msq_fixed_only_W4A4",
+    "msq_sp2_only_W4A4",
+    "tables_40",
+    "tables_320",
+)
+"""The issue's set of rows at the papers' scale."""
+
 TIER_ROWS: dict[str, tuple[str, ...]] = {
-    "cpu-full": (
-        "llsq_W4A4",
-        "llsq_W3A3",
-        "llsq_W2A2",
-        "nonuniform_W4A4",
-        "nonuniform_W2A2",
-        "nonuniform_W2A8",
-        "msq_W4A4",
-        "msq_fixed_only_W4A4",
-        "msq_sp2_only_W4A4",
-        "tables_40",
-        "tables_320",
-    ),
+    "cpu-full": ISSUE_ROWS,
+    "cpu-long": ISSUE_ROWS,
     "gpu": ("llsq_W4A4", "llsq_W2A2", "msq_W4A4", "tables_320"),
 }
 """The rows a tier runs when ``--rows`` is not given (tiers not named here: every row).
-``cpu-full``: the issue's set at the papers' scale; ``gpu``: what fits one command on the
-device (docs/results.md)."""
+``cpu-full`` and ``cpu-long``: the issue's set; ``gpu``: what fits one command on the device
+(docs/results.md)."""
 
 
 def select_rows(names: list[str] | None, tier: str | None = None) -> tuple[RowSpec, ...]:

@@ -1,0 +1,192 @@
+"""Short QAT probes on CIFAR-10 ResNet-20 from the cpu-full FP32 checkpoint (issue 19).
+
+A probe is one row of the reproduction table (:mod:`hwquant.app.bench.rows`) with recipe fields
+overridden, QAT-trained for ``--steps`` steps (SGD, cosine from lr 0.01, bf16 autocast: the
+cpu-full tier's QAT settings; batch ``--batch``, by default the tier's 256) on a seeded subset
+of ``--steps/--evals`` batches of the training set that is passed ``--evals`` times, the
+fake-quant model evaluated after each pass on a seeded 2,000 of the test images (under bf16
+autocast, as the trainer's monitor) and at the end on all 10,000 (float32, as the table's
+fake-quant column). The row's step-counted recipe fields (BN freeze, the non-uniform stages)
+are set for ``--steps`` steps, as :meth:`RowSpec.recipe` does for a row. Each probe also
+records, at initialisation (a copy of the prepared model run on the first training batch), the
+fraction of each inner weight layer's codes that are 0 and its weight scales. The rows of the
+table train 3 epochs (585 steps of 256); these probes compare variants after a hundred or a
+few hundred steps, not final accuracies.
+
+A variant is ``ROW`` or ``ROW,field=value,...`` with fields of :class:`hwquant.Recipe`, a
+nested option as ``nonuniform.schedule=all_at_once``; values are parsed as JSON where they
+can be (numbers, ``null``), else taken as strings. Finished probes are kept in the result
+file (``benchmarks/results/cifar10_qat_probes.json``) and not run again::
+
+    python -m benchmarks.cifar10_qat_probes --steps 100 --batch 64 --variants llsq_W2A2 \\
+        llsq_W2A2,scale_init=min_error
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import hwquant
+from benchmarks.common import RESULTS_DIR, ResultRecorder, command_line
+from hwquant.app.bench.evaluate import fp32_accuracy
+from hwquant.app.bench.rows import ROW_NAMES, RowSpec, all_rows
+from hwquant.app.bench.tiers import CPU_FULL
+from hwquant.app.config import TrainConfig
+from hwquant.app.train import Trainer, seed_everything
+from hwquant.core.checkpoint import load_checkpoint
+from hwquant.core.errors import ConfigError
+from hwquant.core.provenance import file_sha256
+from hwquant.data import ArrayDataset, BatchLoader, load_dataset
+from hwquant.models import build
+from hwquant.qat.nn.weight_layer import QuantWeightLayer
+
+NAME = "cifar10_qat_probes"
+FP32_DIR = Path(__file__).resolve().parent / "results" / "cifar10_cpu_full" / "fp32"
+WEIGHT_DECAY = 5e-4  # the reproduce command's
+MONITOR_EXAMPLES = 2_000
+
+
+def parse_variant(text: str, steps: int) -> tuple[RowSpec, hwquant.Recipe]:
+    """``ROW[,field=value...]`` as the row and its recipe for ``steps`` steps, overridden."""
+    name, *pairs = text.split(",")
+    if name not in ROW_NAMES:
+        raise ConfigError(f"unknown row {name!r}. Fix: use one of {', '.join(ROW_NAMES)}.")
+    row = next(r for r in all_rows() if r.name == name)
+    fields = row.recipe(steps).to_dict()
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        *parents, leaf = key.split(".")
+        table = fields
+        for parent in parents:
+            table = table[parent]
+        if leaf not in table:
+            raise ConfigError(f"variant {text!r}: the recipe has no field {key!r}.")
+        table[leaf] = parsed
+    return row, hwquant.Recipe.from_dict(fields)
+
+
+def init_stats(qat: torch.nn.Module, batch: torch.Tensor) -> dict[str, Any]:
+    """Per inner weight layer, after the quantizers' initialisation on ``batch`` (on a copy):
+    the fraction of weight codes equal to 0 and the mean weight scale."""
+    probe = copy.deepcopy(qat).train()
+    with torch.no_grad():
+        probe(batch)
+    layers = {}
+    for name, module in probe.named_modules():
+        if isinstance(module, QuantWeightLayer):
+            ints = module.integer_params()
+            codes = np.asarray(ints.weight)
+            layers[name] = {
+                "zero_code_fraction": round(float((codes == 0).mean()), 4),
+                "mean_weight_scale": float(module.weight_quant.scale_value().detach().mean()),
+            }
+    return layers
+
+
+def run_probe(
+    variant: str, steps: int, evals: int, batch: int, data: Any, seed: int
+) -> dict[str, Any]:
+    """Train ``variant`` for ``steps`` steps from the FP32 checkpoint; its record."""
+    start = time.perf_counter()
+    row, recipe = parse_variant(variant, steps)
+    tier = CPU_FULL
+    per_pass = steps // evals
+    rng = np.random.default_rng(seed)
+    index = np.sort(rng.permutation(len(data.train.labels))[: per_pass * batch])
+    subset = ArrayDataset(data.train.images[index], data.train.labels[index])
+    norm = {"mean": data.mean, "std": data.std, "device": "cpu"}
+    train = BatchLoader(subset, batch, shuffle=True, augment=True, seed=seed,
+                        drop_last=True, **norm)  # fmt: skip
+    test = BatchLoader(data.test, tier.eval_batch, shuffle=False, augment=False, **norm)
+    picked = np.sort(rng.permutation(len(data.test.labels))[:MONITOR_EXAMPLES])
+    monitor = BatchLoader(ArrayDataset(data.test.images[picked], data.test.labels[picked]),
+                          tier.eval_batch, shuffle=False, augment=False, **norm)  # fmt: skip
+    seed_everything(seed)
+    model = build("resnet20", num_classes=10, input_size=32)
+    model.load_state_dict(load_checkpoint(FP32_DIR / "resnet20.ckpt")["state_dict"])
+    qat = hwquant.prepare(model.train(), recipe).to(memory_format=torch.channels_last)
+    first = next(train.iter_from(0))[0]
+    config = TrainConfig(
+        epochs=evals, batch_size=batch, optimizer="sgd", lr=tier.qat_lr,
+        weight_decay=WEIGHT_DECAY, schedule="cosine", amp=tier.amp, cpu_amp=tier.amp,
+        seed=seed, deterministic=True,
+    )  # fmt: skip
+    stats = init_stats(qat, first)
+    with tempfile.TemporaryDirectory() as work:
+        result = Trainer(qat, train, monitor, config, work, "cpu", progress=False).fit()
+    history = [
+        {"step": (i + 1) * per_pass, "monitor_acc": h["test_acc"], "train_loss": h["train_loss"]}
+        for i, h in enumerate(result.history)
+    ]
+    return {
+        "variant": variant,
+        "row": row.name,
+        "recipe": recipe.to_dict(),
+        "steps": steps,
+        "final_test_acc": fp32_accuracy(qat.eval(), test),
+        "history": history,
+        "init": stats,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", required=True)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=CPU_FULL.batch_size)
+    parser.add_argument("--evals", type=int, default=3, help="test evaluations (passes)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data-root", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / f"{NAME}.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for variant in args.variants:
+        parse_variant(variant, args.steps)  # refuse a bad variant before any work
+    stored = json.loads(args.out.read_text())["results"] if args.out.exists() else {}
+    probes: dict[str, Any] = stored.get("probes", {})
+    fp32 = json.loads((FP32_DIR / "resnet20.json").read_text())
+    digest = file_sha256(FP32_DIR / "resnet20.ckpt")
+    if digest != fp32["checkpoint_sha256"]:
+        raise ConfigError(f"{FP32_DIR / 'resnet20.ckpt'} does not match its recorded sha256.")
+    recorder = ResultRecorder(NAME, command_line(), args.seed, path=args.out)
+    config = {
+        "model": "resnet20",
+        "fp32_checkpoint": str(FP32_DIR.relative_to(RESULTS_DIR.parent.parent) / "resnet20.ckpt"),
+        "fp32_checkpoint_sha256": digest,
+        "fp32_test_acc": fp32["test_acc"],
+        "batch_size": args.batch,
+        "lr": CPU_FULL.qat_lr,
+        "schedule": "cosine over the probe's steps",
+        "amp_bf16": CPU_FULL.amp,
+        "threads": args.threads,
+        "train_subset": "seeded, steps/evals batches, passed evals times",
+        "test_examples": 10_000,
+        "monitor_examples": MONITOR_EXAMPLES,
+    }
+    data = load_dataset("cifar10-folder", args.data_root, progress=False)
+    for variant in args.variants:
+        key = f"{variant}@{args.steps}x{args.batch}"
+        if key in probes:
+            continue
+        probes[key] = run_probe(variant, args.steps, args.evals, args.batch, data, args.seed)
+        print(key, probes[key]["final_test_acc"], probes[key]["history"], flush=True)
+        recorder.save(config, {"probes": probes})
+
+
+if __name__ == "__main__":
+    main()
