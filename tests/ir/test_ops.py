@@ -15,6 +15,7 @@ from hwquant.ir.ops import OpHandler, available_ops, get_op, register_op
 BUILT_IN = (
     "add",
     "avgpool",
+    "concat",
     "conv2d",
     "linear",
     "lut",
@@ -23,8 +24,10 @@ BUILT_IN = (
     "relu",
     "reshape",
     "softmax",
+    "upsample",
+    "zero_insert",
 )
-WITHOUT_BLOCK = ("mul", "softmax")
+WITHOUT_BLOCK = ("mul", "softmax", "upsample", "zero_insert")
 """Ops the network accelerator refuses, naming the ops that have a block."""
 
 
