@@ -38,15 +38,7 @@ from hwquant.ir.ops import OpHandler, register_op
 from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext
 from hwquant.qat.lower import out_scale
 from hwquant.qat.nn.qactivation import QActivation, elementwise_of
-from hwquant.rtl.network.stream import (
-    Block,
-    FeatureMap,
-    block_ports,
-    control_lines,
-    counter_lines,
-    module_text,
-)
-from hwquant.rtl.unit import index_bits
+from hwquant.rtl.network.stream import Block, FeatureMap, pixelwise_block
 
 if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle
@@ -182,7 +174,7 @@ def block(node: LutNode, inputs: list[FeatureMap], fold: Fold, module: str) -> B
     has the format of ``[lo, hi]``.
     """
     (fmap,) = inputs
-    steps, depth, bits = fmap.pixels, 3, fmap.bits
+    bits = fmap.bits
     if bits > MAX_BLOCK_BITS:
         raise UnsupportedLayerError(
             f"activation '{node.name}' reads {bits}-bit codes: its ROM would hold 2^{bits} "
@@ -197,32 +189,15 @@ def block(node: LutNode, inputs: list[FeatureMap], fold: Fold, module: str) -> B
         index = min(max(code - node.in_lo, 0), node.table.size - 1)  # codes outside: unused
         value = int(node.table[index]) % 2**out_bits  # the output word's raw bits
         arms.append(f"            {bits}'d{raw}: rom = {out_bits}'d{value};")
-    aw = index_bits(fmap.pixels)
-    lines = control_lines(steps, depth) + counter_lines([("px", fmap.pixels)], "issue")
-    lines += [
+    rom = [
         f"    function [{out_bits - 1}:0] rom(input [{bits - 1}:0] word);",
         "        case (word)",
         *arms,
         "            default: rom = 0;",
         "        endcase",
         "    endfunction",
-        "    reg v_1, v_2;",
-        "    always @(posedge clk) begin",
-        "        if (rst) begin v_1 <= 0; v_2 <= 0; wr_en <= 0; end",
-        "        else begin v_1 <= issue; v_2 <= v_1; wr_en <= v_2; end",
-        f"        rd_addr_0 <= px[{aw - 1}:0];",
-        "    end",
-        "    always @(posedge clk) begin",
-        "        if (go) wr_addr <= 0;",
-        "        else if (wr_en) wr_addr <= wr_addr + 1;",
-        "    end",
-        "    always @(posedge clk) begin",
     ]
-    for c in range(fmap.channels):
-        word = f"rd_data_0[{c * bits} +: {bits}]"
-        lines.append(f"        wr_data[{c * out_bits} +: {out_bits}] <= rom({word});")
-    lines.append("    end")
-    verilog = module_text(module, block_ports([fmap], out), lines)
+    verilog, steps, depth = pixelwise_block(module, fmap, out, lambda _, w: f"rom({w})", rom)
     return Block(node.name, node.op, module, verilog, list(node.inputs), out, steps, depth, {}, {})
 
 

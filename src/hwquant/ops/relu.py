@@ -27,15 +27,7 @@ from hwquant.engine.integer import RunContext
 from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import IntNode
 from hwquant.ir.ops import OpHandler, register_op
-from hwquant.rtl.network.stream import (
-    Block,
-    FeatureMap,
-    block_ports,
-    control_lines,
-    counter_lines,
-    module_text,
-)
-from hwquant.rtl.unit import index_bits
+from hwquant.rtl.network.stream import Block, FeatureMap, pixelwise_block
 
 if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle
@@ -81,28 +73,12 @@ def block(node: ReluNode, inputs: list[FeatureMap], fold: Fold, module: str) -> 
     they are; the output map has the input's format.
     """
     (fmap,) = inputs
-    steps, depth, bits = fmap.pixels, 3, fmap.bits
-    aw = index_bits(fmap.pixels)
-    lines = control_lines(steps, depth) + counter_lines([("px", fmap.pixels)], "issue")
-    lines += [
-        "    reg v_1, v_2;",
-        "    always @(posedge clk) begin",
-        "        if (rst) begin v_1 <= 0; v_2 <= 0; wr_en <= 0; end",
-        "        else begin v_1 <= issue; v_2 <= v_1; wr_en <= v_2; end",
-        f"        rd_addr_0 <= px[{aw - 1}:0];",
-        "    end",
-        "    always @(posedge clk) begin",
-        "        if (go) wr_addr <= 0;",
-        "        else if (wr_en) wr_addr <= wr_addr + 1;",
-        "    end",
-        "    always @(posedge clk) begin",
-    ]
-    for c in range(fmap.channels):
-        word = f"rd_data_0[{c * bits} +: {bits}]"
-        value = f"{word}[{bits - 1}] ? {bits}'d0 : {word}" if fmap.signed else word
-        lines.append(f"        wr_data[{c * bits} +: {bits}] <= {value};")
-    lines.append("    end")
-    verilog = module_text(module, block_ports([fmap], fmap), lines)
+    bits = fmap.bits
+
+    def encode(_: int, word: str) -> str:
+        return f"{word}[{bits - 1}] ? {bits}'d0 : {word}" if fmap.signed else word
+
+    verilog, steps, depth = pixelwise_block(module, fmap, fmap, encode)
     return Block(node.name, node.op, module, verilog, list(node.inputs), fmap, steps, depth, {}, {})
 
 

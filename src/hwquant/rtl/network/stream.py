@@ -39,6 +39,7 @@ cycle counts of :mod:`hwquant.rtl.network.schedule` hold exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from hwquant.rtl.unit import index_bits
@@ -258,6 +259,42 @@ def module_text(name: str, ports: list[str], lines: list[str]) -> str:
     """A Verilog-2001 module ``name`` with ``ports`` and body ``lines``."""
     header = ",\n".join(f"    {p}" for p in ports)
     return f"module {name} (\n{header}\n);\n" + "\n".join(lines) + "\nendmodule\n"
+
+
+def pixelwise_block(
+    module: str,
+    fmap: FeatureMap,
+    out: FeatureMap,
+    encode: Callable[[int, str], str],
+    preamble: Sequence[str] = (),
+) -> tuple[str, int, int]:
+    """A block that maps each pixel word of ``fmap`` to one of ``out``, channel by channel:
+    output field ``c`` is ``encode(c, word)``, ``word`` being input channel ``c``'s raw code.
+    One pixel per cycle through a three-stage pipeline (address → RAM read → written word);
+    ``preamble`` (declarations, functions) goes before it. Returns the Verilog, the steps
+    (pixels) and the depth (3)."""
+    steps, depth, bits = fmap.pixels, 3, fmap.bits
+    aw = index_bits(fmap.pixels)
+    lines = [*preamble, *control_lines(steps, depth)]
+    lines += counter_lines([("px", fmap.pixels)], "issue")
+    lines += [
+        "    reg v_1, v_2;",
+        "    always @(posedge clk) begin",
+        "        if (rst) begin v_1 <= 0; v_2 <= 0; wr_en <= 0; end",
+        "        else begin v_1 <= issue; v_2 <= v_1; wr_en <= v_2; end",
+        f"        rd_addr_0 <= px[{aw - 1}:0];",
+        "    end",
+        "    always @(posedge clk) begin",
+        "        if (go) wr_addr <= 0;",
+        "        else if (wr_en) wr_addr <= wr_addr + 1;",
+        "    end",
+        "    always @(posedge clk) begin",
+    ]
+    for c in range(fmap.channels):
+        word = f"rd_data_0[{c * bits} +: {bits}]"
+        lines.append(f"        wr_data[{c * out.bits} +: {out.bits}] <= {encode(c, word)};")
+    lines.append("    end")
+    return module_text(module, block_ports([fmap], out), lines), steps, depth
 
 
 def shift_register(name: str, source: str, width: int, stages: int) -> list[str]:
