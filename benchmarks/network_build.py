@@ -687,6 +687,7 @@ def main(argv: list[str] | None = None) -> int:
         "it replaces them",
     )
     args = parser.parse_args(argv)
+    _refuse_unused(parser, args)
     torch.set_num_threads(1)
     path = RESULTS_DIR / f"{NAME}.json"
     if args.docs:
@@ -782,6 +783,29 @@ def router_trial(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         },
         "router1": {"pnr_seconds": entry["tool_seconds"]["pnr"], "fmax_mhz": entry["fmax_mhz"]},
     }
+
+
+_BUILD_FLAGS = {"seeds": "1", "freq": None, "no_place": False, "rerun": False}
+"""Options that only a build (train, simulate, synthesize, place) uses, with their defaults."""
+_MODES = ("docs", "table", "router2", "reestimate", "collect")
+"""Modes that build nothing; ``collect`` assembles entries from their work directories."""
+
+
+def _refuse_unused(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse a build option given with a mode that would ignore it (never drop an option)."""
+    modes = [m for m in _MODES if getattr(args, m)]
+    if len(modes) > 1:
+        parser.error(f"--{modes[0]} and --{modes[1]} are separate modes: run them one at a time")
+    if not modes:
+        return
+    unused = [f for f, default in _BUILD_FLAGS.items() if getattr(args, f) != default]
+    if modes[0] == "collect" and "rerun" in unused:  # collect replaces stored entries too
+        unused.remove("rerun")
+    if modes[0] in ("docs", "table", "router2", "reestimate") and args.images != 100:
+        unused.append("images")
+    if unused:
+        flag = unused[0].replace("_", "-")
+        parser.error(f"--{flag} has no effect with --{modes[0]}: drop it, or run a build")
 
 
 def _save(recorder, config: dict, path, designs: dict[str, Any]) -> None:

@@ -123,3 +123,9 @@ def test_the_tables_scheme_refuses_a_batchnorm_after_no_layer():
     model.append(nn.Linear(72, 3))
     with pytest.raises(UnsupportedLayerError, match="BatchNorm '2' follows no Conv2d/Linear"):
         hwquant.prepare(model, Recipe(scheme="tables"))
+
+
+def test_a_first_batchnorm_with_first_layer_bits_none_is_refused_naming_the_option():
+    model = nn.Sequential(nn.BatchNorm2d(1), nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 3))
+    with pytest.raises(UnsupportedLayerError, match="first_layer_bits=None"):
+        hwquant.prepare(model, Recipe(first_layer_bits=None))

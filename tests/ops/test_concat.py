@@ -155,3 +155,12 @@ def test_concat_block_is_exact_in_simulation(tmp_path):
     codes = dataset_codes(int_model, "digits", 4)
     report = simulate_design(design.directory, codes)
     assert report.outputs == 4 and report.mismatches == []
+
+
+def test_concat_reads_the_axis_keyword_as_torch_does():
+    gm = torch.fx.symbolic_trace(lambda a, b: torch.cat([a, b], axis=1))
+    node = next(n for n in gm.graph.nodes if n.target is torch.cat)
+    node.meta["tensor_meta"] = type("Meta", (), {"shape": (2, 6, 4, 4)})()
+    from hwquant.ops.concat import lower
+
+    assert lower(node, None, ["a", "b"], "cat").axis == 1

@@ -156,8 +156,9 @@ def exact_step(mults: list[np.ndarray], shift: np.ndarray) -> OneStep | str:
     scales = []
     for m in mults:
         m = np.asarray(m, np.int64).reshape(-1)
-        if int(m.max(initial=0)) >= FLOAT32_EXACT:
-            return f"its multiplier {int(m.max())} has more than 24 bits, no float32 scale"
+        widest = int(np.abs(m).max(initial=0))
+        if widest >= FLOAT32_EXACT:
+            return f"its multiplier {widest} has more than 24 bits, no float32 scale"
         scales.append(_float32(m * np.exp2(-shift.astype(np.float64))))
     return OneStep(tuple(scales), _offset(scales))
 

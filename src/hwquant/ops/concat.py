@@ -67,7 +67,7 @@ def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) ->
     """
     if not keeps(node, mod):
         return None
-    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", node.kwargs.get("axis", 0))
     axis = dim % len(node.meta["tensor_meta"].shape)
     if axis == 0:
         raise UnsupportedLayerError(

@@ -485,6 +485,13 @@ def build_weight_layer(
         bits = recipe.last_layer_bits
     standalone_bn = spec.options.get("standalone_bn", False)
     if standalone_bn:  # its weights are per-channel requantization multipliers
+        if bits is None:
+            option = "first_layer_bits" if layer.first else "last_layer_bits"
+            raise UnsupportedLayerError(
+                f"BatchNorm '{layer.name}' is the network's {option.split('_')[0]} weight layer "
+                f"(an integer per-channel affine) and {option}=None asks to keep that layer "
+                f"float. Fix: set {option}, or put a Conv2d/Linear before the BatchNorm."
+            )
         bits = recipe.requant_bits
     out_q = None if layer.last else layer.out_quant(spec.act is None)
     per_channel = not layer.last

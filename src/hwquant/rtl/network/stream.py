@@ -295,14 +295,3 @@ def pixelwise_block(
         lines.append(f"        wr_data[{c * out.bits} +: {out.bits}] <= {encode(c, word)};")
     lines.append("    end")
     return module_text(module, block_ports([fmap], out), lines), steps, depth
-
-
-def shift_register(name: str, source: str, width: int, stages: int) -> list[str]:
-    """``{name}_1 .. {name}_<stages>``: ``source`` delayed 1..stages cycles (no reset)."""
-    vec = f"[{width - 1}:0] " if width > 1 else ""
-    lines = []
-    for k in range(1, stages + 1):
-        prev = source if k == 1 else f"{name}_{k - 1}"
-        lines.append(f"    reg {vec}{name}_{k};")
-        lines.append(f"    always @(posedge clk) {name}_{k} <= {prev};")
-    return lines
