@@ -750,15 +750,20 @@ def _export(lowered: object, x: torch.Tensor) -> str:
 
 
 def summarize(outcomes: dict[str, dict[str, dict[str, object]]]) -> dict[str, object]:
-    """Per scheme: accepted / total, the rate, the silent-wrong and crash counts, the target."""
+    """Per scheme: accepted / total (accepted: prepared, trained, lowered and verified exact),
+    the rate, how many accepted models the ONNX export then refused, the silent-wrong and crash
+    counts, the target."""
     summary: dict[str, object] = {}
     for scheme in RECIPES:
-        kinds = [outcomes[m][scheme]["outcome"] for m in outcomes if scheme in outcomes[m]]
+        records = [outcomes[m][scheme] for m in outcomes if scheme in outcomes[m]]
+        kinds = [r["outcome"] for r in records]
         accepted = kinds.count("accepted")
+        exports = [str(r.get("export", "")) for r in records if r["outcome"] == "accepted"]
         summary[scheme] = {
             "models": len(kinds),
             "accepted": accepted,
             "refused": kinds.count("refused"),
+            "accepted_but_export_refused": sum(e.startswith("refused") for e in exports),
             "silent_wrong": kinds.count("SILENT-WRONG"),
             "crash": kinds.count("CRASH"),
             "acceptance_rate": round(accepted / max(len(kinds), 1), 3),
