@@ -123,3 +123,20 @@ def test_functional_1d_pools_are_exact():
     assert hwquant.verify(qat, int_model, x).exact
     x_int = int_model.quantize_input(x)
     assert torch.equal(int_model.run(x_int, backend="onnxruntime"), int_model.run(x_int))
+
+
+def test_a_batchnorm1d_after_the_relu_of_a_conv1d_normalises_the_channels():
+    model = nn.Sequential(nn.Conv1d(2, 6, 3), nn.ReLU(), nn.BatchNorm1d(6), nn.Flatten())
+    model.append(nn.Linear(6 * 6, 3))
+    torch.manual_seed(0)
+    x = torch.randn(16, 2, 8)
+    qat = trained_qat_model(model, RECIPES["llsq"], x)  # prepare's fidelity check passes
+    assert hwquant.verify(qat, hwquant.lower(qat, x), x).exact
+
+
+def test_a_batchnorm1d_after_a_maxpool1d_is_refused_naming_it():
+    model = nn.Sequential(nn.Conv1d(2, 6, 3), nn.ReLU(), nn.MaxPool1d(2), nn.BatchNorm1d(6))
+    model.append(nn.Flatten())
+    model.append(nn.Linear(18, 3))
+    with pytest.raises(UnsupportedLayerError, match="BatchNorm1d '3'"):
+        hwquant.prepare(model)

@@ -176,13 +176,14 @@ def _as_2d(gm: fx.GraphModule, node: fx.Node, mod: nn.Module) -> None:
 
 
 def _follow_chain(gm: fx.GraphModule, node: fx.Node) -> fx.Node:
-    """The last node of ``node → [BatchNorm1d] → [ReLU|ReLU6]`` (each the only user of the
-    one before); the BatchNorm1d becomes the same BatchNorm2d."""
+    """The last node of ``node`` followed by BatchNorm1d and elementwise activations in any
+    order (each the only user of the one before); each BatchNorm1d becomes the same
+    BatchNorm2d (it normalises the channels of ``[N, C, 1, L]`` as of ``[N, C, L]``)."""
     tail = node
     while len(tail.users) == 1:
         nxt = next(iter(tail.users))
         mod = gm.get_submodule(nxt.target) if nxt.op == "call_module" else None
-        if isinstance(mod, nn.BatchNorm1d) and tail is node:
+        if isinstance(mod, nn.BatchNorm1d):
             bn = nn.BatchNorm2d(
                 mod.num_features, mod.eps, mod.momentum, mod.affine, mod.track_running_stats
             )

@@ -41,7 +41,7 @@ from hwquant.qat.accumulator_bound import (
     check_layer_names,
     layer_accumulator_bits,
 )
-from hwquant.qat.conv_forms import rewrite_conv_forms
+from hwquant.qat.conv_forms import STANDS_FOR, rewrite_conv_forms
 from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext, act_quantizer
 from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.naming import describe, node_name
@@ -214,6 +214,14 @@ def fuse_batchnorm(
     identity (:func:`~hwquant.qat.nn.bn_fold.identity_layer`) with the BatchNorm folded in,
     i.e. an integer per-channel affine (:func:`build_weight_layer` gives its multipliers
     ``requant_bits``, LLSQ in every scheme)."""
+    source = node.args[0] if node.args else None
+    if isinstance(bn, nn.BatchNorm1d) and isinstance(source, fx.Node) and STANDS_FOR in source.meta:
+        raise UnsupportedLayerError(
+            f"BatchNorm1d '{node.target}' normalises a 1-D feature map [N, C, L] "
+            f"({source.meta[STANDS_FOR]}) that is not in its Conv1d's chain, and prepare folds "
+            "a standalone BatchNorm1d over [N, C] features only. Fix: put it right after the "
+            "Conv1d or the activation that follows it (Conv1d -> BatchNorm1d -> ReLU)."
+        )
     tail, _, act = fusion.absorb(node, None)
     fusion.collapse(node, tail, node)
     spec = FusedSpec(op, source=identity_layer(bn), bn=bn, act=act)
