@@ -316,10 +316,6 @@ def insert_input(gm: fx.GraphModule) -> None:
 
 
 # -- quantizers and bits ----------------------------------------------------------------------
-def tensor_args(node: fx.Node) -> list[fx.Node]:
-    return tensor_inputs(node)
-
-
 def producers(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec]) -> dict[fx.Node, fx.Node]:
     """For every tensor node, the quantizing node whose codes it carries."""
     producer: dict[fx.Node, fx.Node] = {}
@@ -344,7 +340,7 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
         )
     last = producer.get(out_arg)
     last_is_weight = last in specs and specs[last].has_weights
-    feeds_last = {producer[a] for a in tensor_args(last)} if last_is_weight else set()
+    feeds_last = {producer[a] for a in tensor_inputs(last)} if last_is_weight else set()
     input_node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == INPUT_NAME)
     quant_of: dict[fx.Node, LinearQuantizer] = {}
     shared = _shared_scales(gm, producer, specs, input_node, last, feeds_last)
@@ -368,7 +364,7 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
         spec = specs.get(node)
         if spec is None:
             continue
-        inputs = [producer[a] for a in tensor_args(node)]
+        inputs = [producer[a] for a in tensor_inputs(node)]
         build = get_op(spec.op).build
         if build is None:
             raise UnsupportedLayerError(
@@ -421,7 +417,7 @@ def _shared_scales(
         if spec is None:
             return node is input_node
         if spec.op == "avgpool":
-            source = producer[tensor_args(node)[0]]
+            source = producer[tensor_inputs(node)[0]]
             return shared.signed(source) if source in shared else wants_signed(source)
         return spec.act is None
 

@@ -25,10 +25,10 @@ from hwquant.qat.prepare import (
     insert_input,
     install,
     producers,
-    tensor_args,
     trace,
 )
 from hwquant.qat.recipe import Recipe, TableOptions
+from hwquant.qat.shared_scales import tensor_inputs
 from hwquant.schemes.tables.layers import (
     TableActivation,
     TableAdd,
@@ -188,7 +188,7 @@ def _build(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], opts: TableOptio
                 f"layer '{node.target}' uses ReLU6; table units fold ReLU only. Fix: use ReLU."
             )
         relu = spec.act == "relu"
-        inputs = [producer[a] for a in tensor_args(node)]
+        inputs = [producer[a] for a in tensor_inputs(node)]
         module: TableModule
         if spec.has_weights:
             out_q = None if node is last else _quantizer(opts, "act", relu)
