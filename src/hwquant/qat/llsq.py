@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 import torch
@@ -43,11 +44,12 @@ from torch import nn
 from hwquant.core.errors import ConfigError, check_finite
 from hwquant.core.intmath import qrange, round_half_up, to_codes
 from hwquant.qat.host_mirror import HostMirrored
-from hwquant.qat.recipe import check_bits
+from hwquant.qat.recipe import ScaleInit, check_bits
 from hwquant.qat.scale import constrain_scale
 
 _TINY = 1e-12
-SCALE_INITS: tuple[str, ...] = ("peak", "min_error")
+SCALE_INITS: tuple[str, ...] = get_args(ScaleInit)
+"""The initial-scale rules (``Recipe.scale_init``)."""
 INIT_GRID = 128
 """Candidates of :func:`min_error_scale`: ``α_max·k/INIT_GRID``, k = 1..INIT_GRID."""
 INIT_SAMPLES = 65_536

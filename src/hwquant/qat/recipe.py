@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from hwquant.core.config_table import build_dataclass
 from hwquant.core.errors import ConfigError
@@ -278,7 +278,7 @@ class Recipe:
         check_bits("input_bits", self.input_bits)
         _check_choice("weight_granularity", self.weight_granularity, ("tensor", "channel"))
         _check_choice("scale_gradient", self.scale_gradient, ("llsq", "lsq"))
-        _check_choice("scale_init", self.scale_init, ("peak", "min_error"))
+        _check_choice("scale_init", self.scale_init, get_args(ScaleInit))
         _check_choice("scale_constraint", self.scale_constraint, ("free", "pow2", "fixed"))
         if self.llsq_norm not in (1, 2):
             raise ConfigError(f"llsq_norm={self.llsq_norm!r} is not allowed. Fix: use 1 or 2.")
