@@ -27,7 +27,7 @@ from hwquant.ir.ops import OpHandler, register_op
 from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext
 from hwquant.qat.lower import lower_weight_layer
 from hwquant.qat.nn import QConv2d
-from hwquant.qat.prepare import build_weight_layer, fuse_batchnorm
+from hwquant.qat.prepare import build_weight_layer, fuse_weight_layer
 from hwquant.rtl.network import weight_layer as weight_block
 from hwquant.rtl.network.stream import Block, FeatureMap
 
@@ -39,13 +39,7 @@ def fuse(fusion: Fusion, node: fx.Node, mod: nn.Module | None) -> tuple[fx.Node,
     """A ``Conv2d`` with the BatchNorm2d and ReLU/ReLU6 that follow it, fused into its node; a
     BatchNorm2d that follows no Conv2d, as a depthwise 1x1 identity convolution
     (:func:`hwquant.qat.prepare.fuse_batchnorm`)."""
-    if isinstance(mod, nn.BatchNorm2d):
-        return fuse_batchnorm(fusion, node, mod, "conv2d")
-    if not isinstance(mod, nn.Conv2d):
-        return None
-    tail, bn, act = fusion.absorb(node, nn.BatchNorm2d)
-    fusion.collapse(node, tail, node)
-    return node, FusedSpec("conv2d", source=mod, bn=bn, act=act)
+    return fuse_weight_layer(fusion, node, mod, "conv2d", nn.Conv2d, nn.BatchNorm2d)
 
 
 def build(spec: FusedSpec, layer: LayerContext) -> QConv2d:

@@ -28,7 +28,7 @@ from hwquant.ir.ops import OpHandler, register_op
 from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext
 from hwquant.qat.lower import lower_weight_layer
 from hwquant.qat.nn import QLinear
-from hwquant.qat.prepare import build_weight_layer, fuse_batchnorm
+from hwquant.qat.prepare import build_weight_layer, fuse_weight_layer
 from hwquant.rtl.network import weight_layer as weight_block
 from hwquant.rtl.network.stream import Block, FeatureMap
 
@@ -40,13 +40,7 @@ def fuse(fusion: Fusion, node: fx.Node, mod: nn.Module | None) -> tuple[fx.Node,
     """A ``Linear`` with the BatchNorm1d and ReLU/ReLU6 that follow it, fused into its node; a
     BatchNorm1d that follows no Linear, as a diagonal identity Linear
     (:func:`hwquant.qat.prepare.fuse_batchnorm`)."""
-    if isinstance(mod, nn.BatchNorm1d):
-        return fuse_batchnorm(fusion, node, mod, "linear")
-    if not isinstance(mod, nn.Linear):
-        return None
-    tail, bn, act = fusion.absorb(node, nn.BatchNorm1d)
-    fusion.collapse(node, tail, node)
-    return node, FusedSpec("linear", source=mod, bn=bn, act=act)
+    return fuse_weight_layer(fusion, node, mod, "linear", nn.Linear, nn.BatchNorm1d)
 
 
 def build(spec: FusedSpec, layer: LayerContext) -> QLinear:

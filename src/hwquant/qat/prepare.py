@@ -206,6 +206,26 @@ def check_batchnorm_positions(gm: fx.GraphModule) -> None:
         )
 
 
+def fuse_weight_layer(
+    fusion: Fusion,
+    node: fx.Node,
+    mod: nn.Module | None,
+    op: str,
+    layer_type: type[nn.Module],
+    bn_type: type[nn.Module],
+) -> tuple[fx.Node, FusedSpec] | None:
+    """The ``fuse`` of weight layer op ``op``: a ``layer_type`` module with the ``bn_type``
+    BatchNorm and ReLU/ReLU6 that follow it, fused into its node; a ``bn_type`` that follows
+    no such layer, as op ``op``'s identity layer (:func:`fuse_batchnorm`)."""
+    if isinstance(mod, bn_type):
+        return fuse_batchnorm(fusion, node, mod, op)
+    if not isinstance(mod, layer_type):
+        return None
+    tail, bn, act = fusion.absorb(node, bn_type)
+    fusion.collapse(node, tail, node)
+    return node, FusedSpec(op, source=mod, bn=bn, act=act)
+
+
 def fuse_batchnorm(
     fusion: Fusion, node: fx.Node, bn: nn.BatchNorm1d | nn.BatchNorm2d, op: str
 ) -> tuple[fx.Node, FusedSpec]:
