@@ -28,7 +28,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import BRAM36_BITS, Device, get_device
@@ -45,14 +45,32 @@ from hwquant.hw.solver import (
 )
 from hwquant.ir.intmodel import IntModel
 
-DESIGNS: tuple[str, ...] = ("fixed", "sp2", "msq", "fixed_lut")
-LUT_UNIT: dict[str, str | None] = {
-    "fixed": None,
-    "sp2": "sp2_mac",
-    "msq": "sp2_mac",
-    "fixed_lut": "lut_mac",
+LutRows = Literal["all", "share", "encoded"]
+
+
+@dataclass(frozen=True)
+class DesignKind:
+    """What a design builds and how it places an inner layer's rows (module docstring).
+
+    ``lut_unit``: the kind of LUT PE it builds (:data:`hwquant.hw.solver.LUT_UNITS`; None: no
+    LUT PEs, every row on the DSPs). ``lut_rows``: which inner rows go to its LUT PEs: "all";
+    "share", the solver's share ``r*`` of each layer's rows; or "encoded", the rows the layer's
+    weight encoding marks multiply-free (``LayerWork.sp2_rows``; ``r*`` of a layer without such
+    an encoding), so that a layer's array splits its lanes between the two PE kinds
+    (:mod:`hwquant.hw.folding`).
+    """
+
+    lut_unit: str | None
+    lut_rows: LutRows = "share"
+
+
+DESIGN_KINDS: dict[str, DesignKind] = {
+    "fixed": DesignKind(None),
+    "sp2": DesignKind("sp2_mac", "all"),
+    "msq": DesignKind("sp2_mac", "encoded"),
+    "fixed_lut": DesignKind("lut_mac", "share"),
 }
-"""The kind of LUT PE each design builds (None: no LUT PEs)."""
+DESIGNS: tuple[str, ...] = tuple(DESIGN_KINDS)
 
 
 @dataclass(frozen=True)
@@ -249,7 +267,7 @@ def design_arrays(
     """The PE groups of ``design`` for ``layers``: solved from the budget, then overridden by
     ``lut_pes`` / ``dsp_slices`` where given (a design that may not fit)."""
     widths = _inner_widths(layers) or (8, 8, 1)
-    unit = LUT_UNIT[design]
+    unit = DESIGN_KINDS[design].lut_unit
     if unit is None:
         dsp = dsp_pe_cost(costs, device, *widths, packing)
         arrays = PEArrays(device, device.dsps, 0, None, None, *widths[:2], 0, packing, dsp)
@@ -286,11 +304,12 @@ def _cycles(macs: int, rate: int, group: str, design: str) -> int:
 
 def layer_cycles(work: LayerWork, arrays: PEArrays, design: str) -> LayerCycles:
     """Rows of ``work`` on each group of ``design`` and the cycles each group takes."""
-    if work.role != "inner" or LUT_UNIT[design] is None:
+    kind = DESIGN_KINDS[design]
+    if work.role != "inner" or kind.lut_unit is None:
         lut_rows = 0
-    elif design == "sp2":
+    elif kind.lut_rows == "all":
         lut_rows = work.rows
-    elif design == "msq" and work.sp2_rows is not None:
+    elif kind.lut_rows == "encoded" and work.sp2_rows is not None:
         lut_rows = work.sp2_rows
     else:
         lut_rows = split_rows(work.rows, arrays.share)

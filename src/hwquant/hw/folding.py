@@ -31,7 +31,7 @@ from typing import Any
 from hwquant.core.errors import ConfigError
 from hwquant.core.intmath import accumulator_bits
 from hwquant.hw.devices import Device, get_device
-from hwquant.hw.estimate import LUT_UNIT
+from hwquant.hw.estimate import DESIGN_KINDS
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable, UnitCost
 from hwquant.hw.memory import WeightTraffic, fit_problems, weight_traffic
 from hwquant.hw.network import LayerWork
@@ -86,29 +86,37 @@ def _mac_costs(
 ) -> tuple[UnitCost, UnitCost | None]:
     """The layer's DSP-MAC cost and its LUT-MAC cost (None when the layer has no LUT MACs)."""
     dsp = dsp_pe_cost(costs, device, work.weight_bits, work.act_bits, work.fan_in)
-    if work.role != "inner" or LUT_UNIT[design] is None:
+    unit = DESIGN_KINDS[design].lut_unit
+    if work.role != "inner" or unit is None:
         return dsp, None
-    lut, _acc = lut_pe_cost(costs, LUT_UNIT[design], work.weight_bits, work.act_bits, work.fan_in)
+    lut, _acc = lut_pe_cost(costs, unit, work.weight_bits, work.act_bits, work.fan_in)
     return dsp, lut
 
 
 def _sp2_rows(work: LayerWork) -> int:
-    """SP2 rows of an inner MSQ layer: its encoding's, else half its rows."""
+    """SP2 rows of an inner layer under an "encoded" design: its encoding's, else half its
+    rows."""
     return work.sp2_rows if work.sp2_rows is not None else work.rows // 2
 
 
 def _mixed(work: LayerWork, design: str) -> bool:
-    """Whether ``work`` is an inner MSQ layer with both SP2 and fixed-point rows."""
-    return design == "msq" and work.role == "inner" and 0 < _sp2_rows(work) < work.rows
+    """Whether ``work`` is an inner layer of an "encoded" design (``DesignKind.lut_rows``, the
+    MSQ design) with both SP2 and fixed-point rows."""
+    return (
+        DESIGN_KINDS[design].lut_rows == "encoded"
+        and work.role == "inner"
+        and 0 < _sp2_rows(work) < work.rows
+    )
 
 
 def _lanes(work: LayerWork, design: str, pe: int) -> tuple[int, int]:
-    """``(LUT lanes, DSP lanes)``, summing to ``pe``: an inner layer of sp2/fixed_lut is all LUT
-    lanes; a mixed MSQ layer splits ``pe`` by its SP2 share with at least one lane of each kind,
-    so it needs ``pe >= 2``."""
-    if work.role != "inner" or LUT_UNIT[design] is None:
+    """``(LUT lanes, DSP lanes)``, summing to ``pe``: an inner layer of a design with LUT PEs is
+    all LUT lanes, but under an "encoded" design (MSQ) a mixed layer splits ``pe`` by its SP2
+    share with at least one lane of each kind, so it needs ``pe >= 2``."""
+    kind = DESIGN_KINDS[design]
+    if work.role != "inner" or kind.lut_unit is None:
         return 0, pe
-    if design != "msq":
+    if kind.lut_rows != "encoded":
         return pe, 0
     if not _mixed(work, design):
         return (pe, 0) if _sp2_rows(work) else (0, pe)
@@ -336,8 +344,10 @@ def fold_network(
     """
     device = get_device(device)
     check_fraction(lut_fraction)
-    if design not in LUT_UNIT:
-        raise ConfigError(f"design {design!r} is unknown. Fix: use one of {', '.join(LUT_UNIT)}.")
+    if design not in DESIGN_KINDS:
+        raise ConfigError(
+            f"design {design!r} is unknown. Fix: use one of {', '.join(DESIGN_KINDS)}."
+        )
     names = {w.name for w in layers}
     unknown = sorted(set(folding or {}) - names)
     if unknown:
