@@ -40,6 +40,8 @@ class SchemeHandler:
     and ``trace(lowered, x)`` then runs what its ``lower`` returns on a float batch for
     :func:`hwquant.verify` (an :class:`EngineTrace`). ``lowered`` is the class of what
     ``lower`` returns (:func:`hwquant.verify` refuses another; a report measures it as such).
+    ``accumulator_aware``: its inner weight layers take an accumulator bound
+    (``Recipe.accumulator_bits``: the A2Q-style bounded linear weights of LLSQ).
 
     >>> from hwquant.schemes import get
     >>> get("msq").lowered.__name__, get("tables").lowered.__name__
@@ -54,6 +56,7 @@ class SchemeHandler:
     lower: Callable[..., Any] | None = None
     trace: Callable[..., Any] | None = None
     lowered: type = IntModel
+    accumulator_aware: bool = False
 
 
 _REGISTRY: dict[str, SchemeHandler] = {}
