@@ -28,12 +28,12 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import BRAM36_BITS, Device, get_device
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable
-from hwquant.hw.memory import WeightTraffic, fit_problems, weight_traffic
+from hwquant.hw.memory import DeviceFit, WeightTraffic, weight_traffic
 from hwquant.hw.network import LayerWork, layer_work
 from hwquant.hw.solver import (
     DEFAULT_LUT_FRACTION,
@@ -90,10 +90,13 @@ class LayerCycles:
 
 
 @dataclass(frozen=True)
-class ArrayDesign:
+class ArrayDesign(DeviceFit):
     """One design of a network on a device: the PE arrays of the per-layer cost model, its
     clock, cycles and block RAMs (the generated RTL's estimate, block by block, is
-    ``hwquant.rtl.network.estimate.DesignEstimate``)."""
+    ``hwquant.rtl.network.estimate.DesignEstimate``); its fit on the device: :class:`DeviceFit`."""
+
+    block_key: ClassVar[str] = "bram36"
+    block_name: ClassVar[str] = "BRAM36"
 
     design: str
     arrays: PEArrays
@@ -132,35 +135,11 @@ class ArrayDesign:
         }
 
     @property
-    def logic_fits(self) -> bool:
-        """Whether the PEs fit the device's LUTs, flip-flops and DSP slices."""
-        return all(used <= have for key, (used, have) in self.usage.items() if key != "bram36")
-
-    @property
     def traffic(self) -> WeightTraffic:
         """Weights kept in the BRAM36s and streamed from DRAM (:mod:`hwquant.hw.memory`)."""
         works = [lc.work for lc in self.layers]
         blocks = [-(-w.storage_bits // BRAM36_BITS) for w in works]
         return weight_traffic([w.storage_bits for w in works], blocks, self.device.bram36)
-
-    @property
-    def weights_on_chip(self) -> bool:
-        """Whether all weights fit the block RAMs."""
-        return self.traffic.fits
-
-    @property
-    def fits(self) -> bool:
-        """Whether the design fits the device: its PEs and all its weights on chip."""
-        return self.logic_fits and self.weights_on_chip
-
-    @property
-    def dram_gbps(self) -> float:
-        """DRAM bandwidth the streamed weights need, GB/s (0 when all are on chip)."""
-        return self.traffic.bandwidth_gbps(self.images_per_s)
-
-    def problems(self) -> list[str]:
-        """One line per resource over the device's count (empty when everything fits)."""
-        return fit_problems(self.usage, self.device.name, self.traffic, "BRAM36", self.images_per_s)
 
     def to_dict(self) -> dict[str, Any]:
         """The design as JSON-ready data, with the arithmetic behind its cycles."""

@@ -26,14 +26,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from hwquant.core.errors import ConfigError
 from hwquant.core.intmath import accumulator_bits
 from hwquant.hw.devices import Device, get_device
 from hwquant.hw.estimate import DESIGN_KINDS
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable, UnitCost
-from hwquant.hw.memory import WeightTraffic, fit_problems, weight_traffic
+from hwquant.hw.memory import DeviceFit, WeightTraffic, weight_traffic
 from hwquant.hw.network import LayerWork
 from hwquant.hw.solver import DEFAULT_LUT_FRACTION, check_fraction, dsp_pe_cost, lut_pe_cost
 
@@ -185,8 +185,12 @@ def divisors(n: int) -> list[int]:
 
 
 @dataclass(frozen=True)
-class FoldedDesign:
-    """A design's arrays, one per layer, on a device."""
+class FoldedDesign(DeviceFit):
+    """A design's arrays, one per layer, on a device; its fit on the device: :class:`DeviceFit`
+    (block RAM in RAMB18, two per BRAM36)."""
+
+    block_key: ClassVar[str] = "bram18"
+    block_name: ClassVar[str] = "RAMB18"
 
     design: str
     device: Device
@@ -221,34 +225,10 @@ class FoldedDesign:
         }
 
     @property
-    def logic_fits(self) -> bool:
-        """Whether the arrays fit the device's LUTs, flip-flops and DSP slices."""
-        return all(u <= h for key, (u, h) in self.usage.items() if key != "bram18")
-
-    @property
     def traffic(self) -> WeightTraffic:
         """Weight memories kept in the RAMB18s and streamed from DRAM (:mod:`hwquant.hw.memory`)."""
         bits = [x.work.storage_bits for x in self.layers]
         return weight_traffic(bits, [x.bram18 for x in self.layers], 2 * self.device.bram36)
-
-    @property
-    def weights_on_chip(self) -> bool:
-        """Whether every weight memory fits the block RAMs."""
-        return self.traffic.fits
-
-    @property
-    def fits(self) -> bool:
-        """Whether the design fits the device: arrays and weight memories."""
-        return self.logic_fits and self.weights_on_chip
-
-    @property
-    def dram_gbps(self) -> float:
-        """DRAM bandwidth the streamed weights need at the pipeline's rate, GB/s."""
-        return self.traffic.bandwidth_gbps(self.images_per_s)
-
-    def problems(self) -> list[str]:
-        """One line per resource over the device's count; for the weights, the DRAM bandwidth."""
-        return fit_problems(self.usage, self.device.name, self.traffic, "RAMB18", self.images_per_s)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
