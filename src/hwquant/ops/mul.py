@@ -222,26 +222,24 @@ def block(node: MulNode, inputs: list[FeatureMap], fold: Fold, module: str) -> B
 
 def cost(node: MulNode, a: FeatureMap, b: FeatureMap, family: str) -> estimate.Cost:
     """The product block's estimated cost on ``family``, in the units of
-    :mod:`hwquant.rtl.network.estimate` (not calibrated against a synthesis): per channel the
-    code product and the times-``M`` product (hardware multipliers as Yosys's ``mul2dsp``
-    splits them), the rounding adder and clamp (2.5 LUT4s per bit of the wide value, the
-    requantizer's figure); the pixel counter and schedule; flip-flops for the two read words,
-    the two product registers per channel, the written word and the tags."""
+    :mod:`hwquant.rtl.network.estimate`: per channel the code product and the times-``M``
+    product (hardware multipliers as Yosys's ``mul2dsp`` splits them), ``out_bits + 3`` LUT4s
+    for the rounding, overflow test and clamp (their operands are constants and the bits below
+    the shift are dropped, so they cost far less than a requantizer lane's 2.5 per wide bit)
+    and the ``wide``-bit scaled register (Yosys puts the read words and the code product into
+    the multipliers' own registers); the pixel counter. Fitted [D] to two ECP5 syntheses of
+    the block alone (YoWASP Yosys 0.70, ``synth_ecp5``): 8 channels of 4-bit codes, 92 LUT4 /
+    240 FF / 16 MULT18X18D (estimate 74 / 240 / 16), and 16 channels of 8-bit codes, 196 / 560 /
+    32 (estimate 194 / 592 / 32; ``benchmarks/results/network_blocks.json``)."""
     w = widths(node, a, b)
     out_bits = code_format(node.lo, node.hi)[0]
-    per_channel = estimate.Cost(
-        luts=2.5 * w["wide"],
-        dsps=estimate.multipliers(a.bits + (not a.signed), b.bits + (not b.signed), family)
-        + estimate.multipliers(w["product"], w["mult"], family),
-        ffs=w["product"] + w["wide"],
+    dsps = estimate.multipliers(a.bits + (not a.signed), b.bits + (not b.signed), family)
+    dsps += estimate.multipliers(w["product"], w["mult"], family)
+    return estimate.Cost(
+        luts=estimate.LUTS_PER_COUNTER_BIT * estimate.bits(a.pixels) + a.channels * (out_bits + 3),
+        dsps=a.channels * dsps,
+        ffs=a.channels * w["wide"] + 2 * index_bits(a.pixels) + 4,
     )
-    total = estimate.Cost(
-        luts=estimate.LUTS_PER_COUNTER_BIT * (2 * estimate.bits(a.pixels) + 3),
-        ffs=a.word_bits + b.word_bits + a.channels * out_bits + 2 * index_bits(a.pixels) + 12,
-    )
-    for _ in range(a.channels):
-        total += per_channel
-    return total
 
 
 register_op(

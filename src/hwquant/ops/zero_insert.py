@@ -173,15 +173,19 @@ def block(node: ZeroInsertNode, inputs: list[FeatureMap], fold: Fold, module: st
 
 
 def cost(fmap: FeatureMap, out: FeatureMap) -> estimate.Cost:
-    """The zero-insertion block's estimated cost (any family; not calibrated against a
-    synthesis): the schedule, the two output counters and the read counter, the two mask
-    look-ups (an ``n``:1 multiplexer of a constant each), the zeroing of the written word (one
-    LUT4 per bit), and flip-flops for the written word, the counters and the tags. The spread
-    map's edge is costed with the edges."""
-    counters = estimate.bits(out.width) + estimate.bits(out.height) + index_bits(fmap.pixels)
-    luts = estimate.LUTS_PER_COUNTER_BIT * (counters + estimate.bits(out.pixels + 3))
-    luts += estimate.mux_luts(out.width, 1) + estimate.mux_luts(out.height, 1) + out.word_bits
-    ffs = out.word_bits + counters + index_bits(fmap.pixels) + index_bits(out.pixels) + 8
+    """The zero-insertion block's estimated cost (any family), in the units of
+    :mod:`hwquant.rtl.network.estimate`: the schedule counter, the two walk counters and the
+    read counter (three LUT4s per bit each), the two mask look-ups (constant tables of one
+    bit), and flip-flops for the written word, the counters, the read and write addresses and
+    the tags. The zero word costs no LUT (the written register's synchronous reset). The
+    spread map's edge is costed with the edges. Checked against one ECP5 synthesis of the
+    block alone (``benchmarks/results/network_blocks.json``)."""
+    read = index_bits(fmap.pixels)
+    walk = estimate.bits(out.width) + estimate.bits(out.height) + read
+    schedule = index_bits(out.pixels + 3)
+    luts = estimate.LUTS_PER_COUNTER_BIT * (walk + schedule)
+    luts += estimate.table_luts(out.width, 1) + estimate.table_luts(out.height, 1)
+    ffs = out.word_bits + walk + schedule + read + index_bits(out.pixels) + 6
     return estimate.Cost(luts=luts, ffs=ffs)
 
 
