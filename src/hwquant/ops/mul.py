@@ -225,12 +225,15 @@ def cost(node: MulNode, a: FeatureMap, b: FeatureMap, family: str) -> estimate.C
     :mod:`hwquant.rtl.network.estimate`: per channel the code product and the times-``M``
     product (hardware multipliers as Yosys's ``mul2dsp`` splits them), ``out_bits + 3`` LUT4s
     for the rounding, overflow test and clamp (their operands are constants and the bits below
-    the shift are dropped, so they cost far less than a requantizer lane's 2.5 per wide bit)
-    and the ``wide``-bit scaled register (Yosys puts the read words and the code product into
-    the multipliers' own registers); the pixel counter. Fitted [D] to two ECP5 syntheses of
-    the block alone (YoWASP Yosys 0.70, ``synth_ecp5``): 8 channels of 4-bit codes, 92 LUT4 /
-    240 FF / 16 MULT18X18D (estimate 74 / 240 / 16), and 16 channels of 8-bit codes, 196 / 560 /
-    32 (estimate 194 / 592 / 32; ``benchmarks/results/network_blocks.json``)."""
+    the shift are dropped, so they cost far less than a requantizer lane's 2.5 per wide bit),
+    and flip-flops for the scaled register less its two top bits and the written word (the
+    synthesized flip-flops match these alone: the read words and the code product do not
+    appear as fabric flip-flops, absorbed by the counts into the multipliers' registers); the
+    pixel counter. Fitted [D] to two ECP5 syntheses of the block alone (YoWASP Yosys 0.70,
+    ``synth_ecp5``), both 4-bit codes times a 4-bit gate, ``wide = 28``: 16 channels into
+    8-bit codes, 196 LUT4 / 560 FF / 32 MULT18X18D against 194 / 560 / 32 estimated
+    (``benchmarks/results/network_blocks.json``), and the test's 8 channels into 4-bit codes,
+    92 / 240 / 16 against 74 / 256 / 16 (synthesized by hand, not in the results JSON)."""
     w = widths(node, a, b)
     out_bits = code_format(node.lo, node.hi)[0]
     dsps = estimate.multipliers(a.bits + (not a.signed), b.bits + (not b.signed), family)
@@ -238,7 +241,7 @@ def cost(node: MulNode, a: FeatureMap, b: FeatureMap, family: str) -> estimate.C
     return estimate.Cost(
         luts=estimate.LUTS_PER_COUNTER_BIT * estimate.bits(a.pixels) + a.channels * (out_bits + 3),
         dsps=a.channels * dsps,
-        ffs=a.channels * w["wide"] + 2 * index_bits(a.pixels) + 4,
+        ffs=a.channels * (w["wide"] - 2 + out_bits) + 2 * index_bits(a.pixels) + 4,
     )
 
 
