@@ -15,10 +15,8 @@ Verilator on the first ``--images`` digits test images against the integer engin
 new block alone (its Verilog module as the top) is synthesized with Yosys's ``synth_ecp5``
 (``hwquant.rtl.implement.implement``, no placement): its LUT4 / FF / MULT18X18D / DP16KD next
 to the op module's estimate (the block's ``cost`` in design.json). The feature-map edges are
-not in the block's figures (they are costed with the edges). With ``--place`` the whole
-design (``hwquant_top``) is also synthesized and placed and routed (nextpnr-ecp5, LFE5U-85F,
-100 MHz constraint, seed 1): its counts, post-route Fmax and critical path. Entries already
-in the result file are kept (``--rerun`` replaces them).
+not in the block's figures (they are costed with the edges). Entries already in the result
+file are kept (``--rerun`` replaces them).
 
 Run: ``python -m benchmarks.network_blocks`` (writes benchmarks/results/network_blocks.json).
 """
@@ -144,15 +142,6 @@ def measure(name: str, args: argparse.Namespace) -> dict:
             [rtl / f"{block['module']}.v"], block["module"], "lfe5u-85f", Path(tmp) / "synth",
             place=False,
         )  # fmt: skip
-        whole = None
-        if args.place:
-            record = design.record
-            whole = implement(
-                [rtl / f for f in record["rtl_files"]], record["tops"]["logits"], "lfe5u-85f",
-                Path(tmp) / "impl", data_files=sorted(rtl.glob("*.mem")), timeout_s=args.timeout,
-            ).to_dict()  # fmt: skip
-            whole.pop("cwd")
-            whole["files"] = [Path(f).name for f in whole["files"]]
     synthesized = dataclasses.asdict(synth.synthesized)
     estimated = block["cost"]["ecp5"]
     edges = [e for e in design.record["edges"] if block["name"] in (e["from"], e["to"])]
@@ -164,7 +153,6 @@ def measure(name: str, args: argparse.Namespace) -> dict:
         "block_synthesized_ecp5": synthesized,
         "block_estimate_ecp5": estimated,
         "synthesis": {"versions": synth.tool_versions, "commands": list(synth.commands)},
-        "design_implementation": whole,
         "latency_cycles_design": design.latency_cycles,
         "train_seconds": round(lowered - start, 1),
         "build_seconds": round(built - lowered, 2),
@@ -180,7 +168,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--designs", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per tool step")
     parser.add_argument("--rerun", action="store_true", help="replace entries already there")
-    parser.add_argument("--place", action="store_true", help="place and route the whole design")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     recorder = ResultRecorder("network_blocks", command_line(), seed=0)
@@ -190,7 +177,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         "images": args.images,
         "steps": args.steps,
         "device": args.device,
-        "place": args.place,
         "models": {k: (cls.__doc__ or "").strip() for k, (cls, _) in MODELS.items()},
     }
     for name in args.designs:
