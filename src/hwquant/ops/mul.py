@@ -126,7 +126,7 @@ def export(g: Graph, node: MulNode, shapes: dict[str, tuple[int, ...]], style: Q
     requantize_codes(g, node.name, terms, mults, node.shift, node.lo, node.hi, shape, style, fix)
 
 
-def _signed(slice_: str, fmap: FeatureMap) -> str:
+def _as_signed(slice_: str, fmap: FeatureMap) -> str:
     """A code field of ``fmap`` as a signed Verilog value (an unsigned code zero-extended)."""
     return f"$signed({slice_})" if fmap.signed else f"$signed({{1'b0, {slice_}}})"
 
@@ -192,8 +192,8 @@ def block(node: MulNode, inputs: list[FeatureMap], fold: Fold, module: str) -> B
     ]
     for c in range(a.channels):
         cb = c if b.channels > 1 else 0
-        x = _signed(f"word_0[{c * a.bits} +: {a.bits}]", a)
-        g = _signed(f"word_1[{cb * b.bits} +: {b.bits}]", b)
+        x = _as_signed(f"word_0[{c * a.bits} +: {a.bits}]", a)
+        g = _as_signed(f"word_1[{cb * b.bits} +: {b.bits}]", b)
         lines += [
             f"    reg signed [{w['product'] - 1}:0] prod_{c};",
             f"    reg signed [{w['wide'] - 1}:0] scaled_{c};",
