@@ -190,3 +190,20 @@ def test_the_block_refuses_a_product_it_does_not_broadcast():
             block(node, [a, b], Fold(1, 1), "hq_mul")
     for b in (a, FeatureMap(1, 1, 1, 4, True), FeatureMap(1, 4, 4, 4, False)):
         assert "prod_3" in block(node, [a, b], Fold(1, 1), "hq_mul").verilog
+
+
+@requires_verilator
+def test_a_product_of_two_signed_maps_is_exact_in_simulation(tmp_path):
+    from hwquant.app.build_cli import dataset_codes
+    from hwquant.rtl.network import build_design, simulate_design
+
+    _, int_model, _ = _lowered(Product(), RECIPES["llsq"])
+    design = build_design(int_model, "lfe5u-85f", tmp_path / "d", input_size=8)
+    (mul,) = [n for n in int_model.nodes if isinstance(n, MulNode)]
+    entry = next(b for b in design.record["blocks"] if b["name"] == mul.name)
+    assert entry["broadcast"] == [2, 6, 6]  # no broadcast: b is read at a's pixel
+    codes = dataset_codes(int_model, "digits", 4)
+    values = run(int_model, codes, trace=True).values
+    assert all((values[name] < 0).any() for name in (*mul.inputs, mul.name)), "signed codes"
+    report = simulate_design(design.directory, codes)
+    assert report.outputs == 4 and report.mismatches == [] and report.cycles_match
