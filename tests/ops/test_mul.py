@@ -1,8 +1,11 @@
 """The elementwise product (hwquant/ops/mul.py), end to end on squeeze-excitation blocks: the gate
 ``[N, C, 1, 1]`` scales each channel of ``x`` by an integer product and a requantization, exact
-in the engine, the saved file and both exported forms."""
+in the engine, the saved file, both exported forms and the hardware block."""
 
 from __future__ import annotations
+
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from hwquant.engine import run
 from hwquant.ops.mul import MulNode
 from hwquant.qat.recipe import Recipe
 from tests.helpers import trained_qat_model
+from tests.rtl.network.conftest import requires_verilator
 
 
 class ConvSE(nn.Module):
@@ -128,3 +132,78 @@ def test_a_constant_factor_and_the_tables_scheme_are_refused():
         hwquant.prepare(Scaled())
     with pytest.raises(UnsupportedLayerError, match=r"'mul_1' \(mul\) has no table-unit form"):
         hwquant.prepare(Product(), Recipe(scheme="tables"))
+
+
+@requires_verilator
+def test_se_block_is_exact_in_simulation_and_a_broken_broadcast_fails(tmp_path):
+    from hwquant.app.build_cli import dataset_codes
+    from hwquant.ops.mul import cost
+    from hwquant.rtl.network import build_design, simulate_design
+
+    _, int_model, _ = _lowered(ConvSE(), RECIPES["llsq"])
+    design = build_design(int_model, "lfe5u-85f", tmp_path / "d", input_size=8)
+    (mul,) = [n for n in int_model.nodes if isinstance(n, MulNode)]
+    entry = next(b for b in design.record["blocks"] if b["name"] == mul.name)
+    assert entry["broadcast"] == [8, 1, 1] and entry["depth"] == 6
+    net = design.network
+    maps = [net.block(i).output for i in mul.inputs]
+    assert entry["cost"]["ecp5"]["dsps"] == cost(mul, *maps, "ecp5").dsps > 0
+    banks = {(e.source, e.target): e for e in net.edges}
+    # the feature map waits in its edge while its gate is computed: 2·L images, L = 5 edges on
+    # the gate's path (pool, reduce, expand, hardsigmoid, product); the gate one word a bank
+    assert banks[(mul.inputs[0], mul.name)].banks == 10
+    assert banks[(mul.inputs[1], mul.name)].fmap.pixels == 1
+    codes = dataset_codes(int_model, "digits", 4)
+    gate = run(int_model, codes, trace=True).values[mul.inputs[1]]
+    assert (gate != gate[:, :1]).any(), "every channel's gate equal: the mutation cannot fail"
+    report = simulate_design(design.directory, codes)
+    assert report.outputs == 4 and report.mismatches == [] and report.cycles_match
+
+    # a broken broadcast: every channel scaled by channel 0's gate
+    verilog = design.directory / "rtl" / f"{entry['module']}.v"
+    text = verilog.read_text()
+    mutant = re.sub(r"word_1\[\d+ \+: ", "word_1[0 +: ", text)
+    assert mutant != text
+    verilog.write_text(mutant)
+    simulator = "iverilog" if shutil.which("iverilog") else "verilator"  # the faster build
+    assert simulate_design(design.directory, codes, simulator=simulator).mismatches
+
+
+def test_the_linear_se_form_builds_its_view_as_a_rename(tmp_path):
+    from hwquant.rtl.network import build_design
+
+    _, int_model, _ = _lowered(LinearSE(), RECIPES["llsq"])
+    design = build_design(int_model, "lfe5u-85f", tmp_path / "d", input_size=8)
+    ops = [b["op"] for b in design.record["blocks"]]
+    assert "mul" in ops and "reshape" not in ops  # view(-1, 8, 1, 1) of the [8, 1, 1] map
+
+
+def test_the_block_refuses_a_product_it_does_not_broadcast():
+    from hwquant.hw.folding import Fold
+    from hwquant.ops.mul import block
+    from hwquant.rtl.network.stream import FeatureMap
+
+    node = MulNode("mul", ["a", "b"], 3, 2, 0, 15)
+    a = FeatureMap(4, 4, 4, 4, False)
+    for b in (FeatureMap(4, 1, 4, 4, False), FeatureMap(2, 1, 1, 4, False)):
+        with pytest.raises(UnsupportedLayerError, match=r"'mul' multiplies a \[4, 4, 4\] map"):
+            block(node, [a, b], Fold(1, 1), "hq_mul")
+    for b in (a, FeatureMap(1, 1, 1, 4, True), FeatureMap(1, 4, 4, 4, False)):
+        assert "prod_3" in block(node, [a, b], Fold(1, 1), "hq_mul").verilog
+
+
+@requires_verilator
+def test_a_product_of_two_signed_maps_is_exact_in_simulation(tmp_path):
+    from hwquant.app.build_cli import dataset_codes
+    from hwquant.rtl.network import build_design, simulate_design
+
+    _, int_model, _ = _lowered(Product(), RECIPES["llsq"])
+    design = build_design(int_model, "lfe5u-85f", tmp_path / "d", input_size=8)
+    (mul,) = [n for n in int_model.nodes if isinstance(n, MulNode)]
+    entry = next(b for b in design.record["blocks"] if b["name"] == mul.name)
+    assert entry["broadcast"] == [2, 6, 6]  # no broadcast: b is read at a's pixel
+    codes = dataset_codes(int_model, "digits", 4)
+    values = run(int_model, codes, trace=True).values
+    assert all((values[name] < 0).any() for name in (*mul.inputs, mul.name)), "signed codes"
+    report = simulate_design(design.directory, codes)
+    assert report.outputs == 4 and report.mismatches == [] and report.cycles_match

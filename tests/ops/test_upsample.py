@@ -1,8 +1,12 @@
 """Nearest upsampling (hwquant/ops/upsample.py), end to end in a small U-Net: the engine
 equals the QAT model, and the saved file and the exported graphs (onnxruntime, qonnx) equal the
-engine, exactly; other modes and a target size are refused, naming the option."""
+engine, exactly, as does the hardware block in a small classifier; other modes and a target
+size are refused, naming the option."""
 
 from __future__ import annotations
+
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -17,6 +21,7 @@ from hwquant.export import export_qonnx, run_qonnx
 from hwquant.ops.upsample import UpsampleNode
 from hwquant.qat.recipe import Recipe
 from tests.helpers import trained_qat_model
+from tests.rtl.network.conftest import requires_verilator
 
 
 class TinyUNet(nn.Module):
@@ -88,9 +93,44 @@ def test_other_upsampling_forms_are_refused(up, option):
         hwquant.prepare(TinyUNet(up))
 
 
-def test_upsample_has_no_hardware_block(tmp_path):
-    from hwquant.rtl.network import build_design
+class UpClassifier(nn.Module):
+    """A pooled map upsampled by 2 down and 3 across (a non-square factor), a convolution
+    over it and a classifier: what the network generator builds."""
 
-    _, int_model, _ = _lowered(TinyUNet(nn.Upsample(scale_factor=2)))
-    with pytest.raises(UnsupportedLayerError, match="'upsample' op, which has no hardware block"):
-        build_design(int_model, "lfe5u-85f", tmp_path / "d", input_size=8)
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Conv2d(1, 4, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=(2, 3))
+        self.dec = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 4 * 6, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.max_pool2d(F.relu(self.enc(x)), 2)
+        y = F.relu(self.dec(self.up(y)))
+        return self.fc(torch.flatten(F.max_pool2d(y, 2), 1))
+
+
+@requires_verilator
+def test_upsample_block_is_exact_in_simulation_and_a_broken_walk_fails(tmp_path):
+    from hwquant.app.build_cli import dataset_codes
+    from hwquant.rtl.network import build_design, simulate_design
+
+    _, int_model, _ = _lowered(UpClassifier())
+    design = build_design(int_model, "lfe5u-85f", tmp_path / "d", input_size=8)
+    entry = next(b for b in design.record["blocks"] if b["op"] == "upsample")
+    # one output pixel per cycle: 8 x 12 pixels, three pipeline stages, the final cycle
+    assert entry["out_shape"] == [4, 8, 12] and entry["cycles"] == 96 + 3 + 1
+    codes = dataset_codes(int_model, "digits", 4)
+    small = run(int_model, codes, trace=True).values["max_pool2d"]
+    assert small.unique().numel() > 2, "a degenerate test"
+    report = simulate_design(design.directory, codes)
+    assert report.outputs == 4 and report.mismatches == [] and report.cycles_match
+
+    # a broken walk: each pixel copied twice across instead of three times
+    verilog = design.directory / "rtl" / f"{entry['module']}.v"
+    text = verilog.read_text()
+    mutant = re.sub(r"fx <= \(fx == 2\)", "fx <= (fx == 1)", text)
+    assert mutant != text
+    verilog.write_text(mutant)
+    simulator = "iverilog" if shutil.which("iverilog") else "verilator"  # the faster build
+    assert simulate_design(design.directory, codes, simulator=simulator).mismatches

@@ -6,6 +6,9 @@ compute exactly are refused, naming the module and the option."""
 
 from __future__ import annotations
 
+import re
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -19,6 +22,7 @@ from hwquant.export import export_qonnx, run_qonnx
 from hwquant.ops.zero_insert import ZeroInsertNode
 from hwquant.qat.recipe import Recipe, TableOptions
 from tests.helpers import trained_qat_model
+from tests.rtl.network.conftest import requires_verilator
 
 RECIPES = {
     "llsq": Recipe(bn_freeze_step=1, last_layer_bits=6),
@@ -100,3 +104,48 @@ def test_tables_refuses_transposed_convolutions_by_name():
     recipe = Recipe(scheme="tables", tables=TableOptions(act_start=1))
     with pytest.raises(UnsupportedLayerError, match=r"'up1' \(ConvTranspose2d\) has no table"):
         hwquant.prepare(Decoder(), recipe)
+
+
+class DeconvClassifier(nn.Module):
+    """A stride-2 convolution, a transposed one back up (zeros before and after differ: output
+    padding) and a classifier: what the network generator builds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1)
+        self.fc = nn.Linear(4 * 4 * 4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.up(F.relu(self.down(x))))
+        return self.fc(torch.flatten(F.max_pool2d(y, 2), 1))
+
+
+@requires_verilator
+def test_zero_insert_block_is_exact_in_simulation_and_a_shifted_grid_fails(tmp_path):
+    from hwquant.app.build_cli import dataset_codes
+    from hwquant.rtl.network import build_design, simulate_design
+
+    torch.manual_seed(0)
+    x = torch.randn(16, 1, 8, 8)
+    int_model = hwquant.lower(trained_qat_model(DeconvClassifier(), RECIPES["llsq"], x), x)
+    (node,) = [n for n in int_model.nodes if isinstance(n, ZeroInsertNode)]
+    assert (node.stride, node.before, node.after) == ((2, 2), (1, 1), (2, 2))
+    design = build_design(int_model, "lfe5u-85f", tmp_path / "d", input_size=8)
+    entry = next(b for b in design.record["blocks"] if b["op"] == "zero_insert")
+    # the spread 4x4 map: 1 + 3·2 + 1 + 2 = 10 each way, one pixel per cycle
+    assert entry["out_shape"] == [4, 10, 10] and entry["cycles"] == 100 + 3 + 1
+    codes = dataset_codes(int_model, "digits", 4)
+    assert run(int_model, codes, trace=True).values[node.inputs[0]].unique().numel() > 2
+    report = simulate_design(design.directory, codes)
+    assert report.outputs == 4 and report.mismatches == [] and report.cycles_match
+
+    # the code grid one column to the right (before = 2 across)
+    verilog = design.directory / "rtl" / f"{entry['module']}.v"
+    text = verilog.read_text()
+    cols = re.search(r"COLS = 10'h([0-9a-f]+);", text)
+    assert cols is not None
+    shifted = (int(cols.group(1), 16) << 1) & 0x3FF
+    verilog.write_text(text.replace(cols.group(0), f"COLS = 10'h{shifted:x};"))
+    simulator = "iverilog" if shutil.which("iverilog") else "verilator"  # the faster build
+    assert simulate_design(design.directory, codes, simulator=simulator).mismatches

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import hwquant  # noqa: F401  (registers every scheme and op the page lists)
 from hwquant.core.atomic import write_atomic
-from hwquant.ir.ops import handlers
+from hwquant.ir.ops import OpHandler, handlers
 from hwquant.qat.prepare import SUPPORTED
 from hwquant.qat.recipe import Recipe
 from hwquant.qat.registry import available, get_scheme
@@ -66,6 +66,20 @@ def _options_table(cls: type, skip: tuple[str, ...] = ()) -> list[str]:
     return lines
 
 
+OUTSIDE_BLOCK = (
+    "none: outside the integer graph (the design outputs the logits and their argmax; the host "
+    "applies it)"
+)
+"""The hardware-block cell of an op kept outside the integer graph (a final softmax)."""
+
+
+def _block_cell(handler: OpHandler) -> str:
+    """Whether ``handler``'s op has a hardware block, and why not where it is kept outside."""
+    if handler.block is not None:
+        return "yes"
+    return OUTSIDE_BLOCK if handler.node.outside else "—"
+
+
 def _ops_table() -> list[str]:
     yes = {True: "yes", False: "—"}
     lines = [
@@ -77,7 +91,7 @@ def _ops_table() -> list[str]:
         lines.append(
             f"| `{h.name}` | `{h.node.__name__}` | {_first_line(h.node)} | "
             f"{yes[h.execute is not None]} | {yes[h.export is not None]} | "
-            f"{yes[h.block is not None]} | {yes[h.passthrough]} |"
+            f"{_block_cell(h)} | {yes[h.passthrough]} |"
         )
     return lines
 

@@ -9,7 +9,8 @@ shape changes to ``[batch, *shape]``.
 * engine: ``reshape``, refusing an input of another size;
 * export: ONNX ``Reshape`` to ``[0, *shape]`` (0: the batch dimension as it is);
 * hardware: no block (a flatten only renames; the next fully connected block reads the
-  ``[C, H, W]`` map itself); the network generator builds flattens only.
+  ``[C, H, W]`` map itself); the network generator builds flattens and reshapes to the
+  input map's own shape only (:func:`block`).
 """
 
 from __future__ import annotations
@@ -90,13 +91,16 @@ def export(
 
 
 def block(node: ReshapeNode, inputs: list[FeatureMap], fold: Fold, module: str) -> None:
-    """No block: a flatten of the input map only renames it; any other reshape is refused."""
+    """No block: a flatten of the input map, or a reshape to the map's own ``[C, H, W]`` (the
+    squeeze-excitation gate's ``view(-1, C, 1, 1)`` of a fully connected layer's output,
+    which travels as a ``[C, 1, 1]`` map), only renames it; any other reshape is refused."""
     fmap = inputs[0]
-    if tuple(node.shape) != (fmap.channels * fmap.pixels,):
+    if tuple(node.shape) not in {(fmap.channels * fmap.pixels,), tuple(fmap.shape())}:
         raise UnsupportedLayerError(
             f"reshape '{node.name}' to {tuple(node.shape)} is not a flatten of its "
-            f"{fmap.shape()} input; the network generator builds flattens only. Fix: use "
-            "torch.flatten(x, 1) before the fully connected layer."
+            f"{fmap.shape()} input; the network generator builds flattens (and reshapes to "
+            "the map's own shape) only. Fix: use torch.flatten(x, 1) before the fully "
+            "connected layer."
         )
     return None
 

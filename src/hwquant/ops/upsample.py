@@ -12,12 +12,13 @@ keeps their scale (U-Net's decoder, FPN top-down paths).
 * engine: ``repeat_interleave`` along height and width;
 * export: ONNX ``Resize`` (mode "nearest", ``asymmetric`` coordinates, ``floor``: output pixel
   ``(y, x)`` reads input ``(⌊y/f_h⌋, ⌊x/f_w⌋)``, PyTorch's rule), which copies float32 codes;
-* hardware: no block (the network generator refuses it by name).
+* hardware: :func:`block`, line replication (each input row read ``f_h`` times, each pixel
+  of it ``f_w`` times), one output pixel per cycle; its cost :func:`cost`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -27,9 +28,21 @@ from torch import fx, nn
 
 from hwquant.core.errors import UnsupportedLayerError
 from hwquant.engine.integer import RunContext
+from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import IntNode
 from hwquant.ir.ops import OpHandler, register_op
 from hwquant.qat.naming import describe
+from hwquant.rtl.network import estimate
+from hwquant.rtl.network.stream import (
+    Block,
+    FeatureMap,
+    block_ports,
+    control_lines,
+    counter_lines,
+    module_text,
+    window_address,
+)
+from hwquant.rtl.unit import index_bits
 
 if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle
@@ -134,6 +147,65 @@ def export(
     )
 
 
+def block(node: UpsampleNode, inputs: list[FeatureMap], fold: Fold, module: str) -> Block:
+    """The upsampling block: line replication, output pixel ``(Y, X)`` the input pixel
+    ``(⌊Y/f_h⌋, ⌊X/f_w⌋)``, in the output's raster order.
+
+    The input image is already whole in its edge (an image FIFO), so no line buffer is added:
+    nested counters, fastest first ``fx < f_w``, ``ox < W``, ``fy < f_h``, ``oy < H``, walk the
+    output, and the read address is ``oy·W + ox`` (the sliding-window unit's shift-add address
+    with a 1x1 window, :func:`~hwquant.rtl.network.stream.window_address`). Each input row is
+    thus read ``f_h`` times and each pixel of it ``f_w`` times in a row. One output pixel per
+    cycle, ``steps = f_h·H·f_w·W``; pipeline (``depth = 3``): address → RAM read → the word
+    written unchanged (codes and their scale are kept).
+    """
+    (fmap,) = inputs
+    fh, fw = node.factor
+    out = FeatureMap(fmap.channels, fmap.height * fh, fmap.width * fw, fmap.bits, fmap.signed)
+    steps, depth = out.pixels, 3
+    counters = [("fx", fw), ("ox", fmap.width), ("fy", fh), ("oy", fmap.height)]
+    lines = control_lines(steps, depth) + counter_lines(counters, "issue")
+    lines += ["    wire ky = 1'b0, kx = 1'b0;", *window_address((1, 1), (0, 0), fmap)]
+    lines += [
+        "    reg v_1, v_2;",
+        "    always @(posedge clk) begin",
+        "        if (rst) begin v_1 <= 0; v_2 <= 0; wr_en <= 0; end",
+        "        else begin v_1 <= issue; v_2 <= v_1; wr_en <= v_2; end",
+        f"        rd_addr_0 <= pixel[{index_bits(fmap.pixels) - 1}:0];",
+        "        wr_data <= rd_data_0;",
+        "    end",
+        "    always @(posedge clk) begin",
+        "        if (go) wr_addr <= 0;",
+        "        else if (wr_en) wr_addr <= wr_addr + 1;",
+        "    end",
+    ]
+    verilog = module_text(module, block_ports([fmap], out), lines)
+    info = {
+        "factor": [fh, fw],
+        "cost": {f: asdict(cost(fmap, (fh, fw))) for f in estimate.DSP_BITS},
+    }
+    return Block(
+        node.name, node.op, module, verilog, list(node.inputs), out, steps, depth, {}, info
+    )
+
+
+def cost(fmap: FeatureMap, factor: tuple[int, int]) -> estimate.Cost:
+    """The upsampling block's estimated cost (any family), in the units of
+    :mod:`hwquant.rtl.network.estimate`: the schedule counter and the four walk counters
+    (three LUT4s per bit each), the shift-add read address (one adder of address bits per set
+    bit of ``W``), and flip-flops for the written word, the counters, the read and write
+    addresses and the tags. The buffering is the input edge's, costed with the edges. Checked
+    against one ECP5 synthesis of the block alone (``benchmarks/results/network_blocks.json``).
+    """
+    (fh, fw), steps = factor, fmap.pixels * factor[0] * factor[1]
+    walk = sum(estimate.bits(n) for n in (fw, fmap.width, fh, fmap.height))
+    schedule = index_bits(steps + 3)
+    address = index_bits(fmap.pixels)
+    luts = estimate.LUTS_PER_COUNTER_BIT * (walk + schedule) + address * fmap.width.bit_count()
+    ffs = fmap.word_bits + walk + schedule + address + index_bits(steps) + 4
+    return estimate.Cost(luts=luts, ffs=ffs)
+
+
 register_op(
     OpHandler(
         "upsample",
@@ -141,6 +213,7 @@ register_op(
         lower=lower,
         execute=execute,
         export=export,
+        block=block,
         keeps=keeps,
         passthrough=True,
     )

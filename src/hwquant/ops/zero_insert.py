@@ -9,12 +9,22 @@ between and around (:mod:`hwquant.qat.nn.zero_insert`; the second half is a stri
 * engine: :func:`~hwquant.qat.nn.zero_insert.zero_insert` on the codes (0 is the code of 0);
 * export: ONNX ``ConvTranspose`` by a 1x1 kernel of ones per channel (``group = C``, stride
   ``s``: every output is one code times 1 or no term, exact in float32), then ``Pad``;
-* hardware: no block (the network generator refuses it by name).
+* hardware: :func:`block`, a source that walks the spread map and emits a zero where no
+  code lands; its cost :func:`cost`.
+
+**Why a block of its own and not the convolution's window unit.** Folding the zeros into the
+following convolution's sliding-window unit (a window position outside the code grid reads as
+padding) would spare the edge of the spread map (``s_h·s_w`` times the input's words) and
+let the convolution skip the products by zero, a factor ``s_h·s_w`` in its cycles. It needs a
+second window unit in :mod:`hwquant.rtl.network.weight_layer`, whose RTL every measured design
+shares; this block leaves that RTL as it is: the spread map is written to an ordinary edge
+and the convolution after it is the one every model uses, at the price of that edge and those
+cycles. The fused window is the next step where a transposed convolution is the slowest block.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -22,9 +32,20 @@ import torch
 from torch import fx, nn
 
 from hwquant.engine.integer import RunContext
+from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import IntNode
 from hwquant.ir.ops import OpHandler, register_op
 from hwquant.qat.nn.zero_insert import ZeroInsert, zero_insert
+from hwquant.rtl.network import estimate
+from hwquant.rtl.network.stream import (
+    Block,
+    FeatureMap,
+    block_ports,
+    control_lines,
+    counter_lines,
+    module_text,
+)
+from hwquant.rtl.unit import index_bits
 
 if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
     from hwquant.export.graph import Graph, QuantStyle
@@ -82,6 +103,92 @@ def export(
     g.op("Pad", [inner, pads], node.name, activation_shape(shapes[node.name]))
 
 
+def code_positions(size: int, stride: int, before: int, after: int) -> list[bool]:
+    """Along one axis of the spread map: whether position ``i`` holds a code (``before`` zeros,
+    then ``size`` codes ``stride`` apart, then ``after`` zeros).
+
+    >>> code_positions(2, 2, 1, 1)
+    [False, True, False, True, False]
+    """
+    out = [False] * (before + (size - 1) * stride + 1 + after)
+    for i in range(size):
+        out[before + i * stride] = True
+    return out
+
+
+def _mask(name: str, positions: list[bool]) -> str:
+    """A Verilog constant ``name`` whose bit ``i`` is ``positions[i]``."""
+    value = sum(1 << i for i, hit in enumerate(positions) if hit)
+    return f"    localparam [{len(positions) - 1}:0] {name} = {len(positions)}'h{value:x};"
+
+
+def block(node: ZeroInsertNode, inputs: list[FeatureMap], fold: Fold, module: str) -> Block:
+    """The zero-insertion block: the spread map in raster order, one pixel per cycle.
+
+    Counters ``ox``, ``oy`` walk the output; two constant bit masks (:func:`code_positions`
+    of the rows and of the columns) say whether ``(oy, ox)`` holds a code. The codes land in
+    the input's raster order, so the read address is a counter of the positions that held a
+    code so far (no multiply, no divide). Pipeline (``depth = 3``): address and the code flag
+    → RAM read → the word written, or zero where the flag is low (0 is the code of 0 in any
+    format). The output has the input's format. ``steps = H_out·W_out``.
+    """
+    (fmap,) = inputs
+    (sh, sw), (bh, bw), (ah, aw) = node.stride, node.before, node.after
+    rows = code_positions(fmap.height, sh, bh, ah)
+    cols = code_positions(fmap.width, sw, bw, aw)
+    out = FeatureMap(fmap.channels, len(rows), len(cols), fmap.bits, fmap.signed)
+    steps, depth = out.pixels, 3
+    lines = control_lines(steps, depth) + counter_lines(
+        [("ox", out.width), ("oy", out.height)], "issue"
+    )
+    lines += [
+        _mask("ROWS", rows),
+        _mask("COLS", cols),
+        "    wire code = ROWS[oy] && COLS[ox];",
+        f"    reg [{index_bits(fmap.pixels) - 1}:0] src;",
+        "    reg v_1, v_2, code_1, code_2;",
+        "    always @(posedge clk) begin",
+        "        if (go) src <= 0;",
+        "        else if (issue && code) src <= src + 1;",
+        "        if (rst) begin v_1 <= 0; v_2 <= 0; wr_en <= 0; end",
+        "        else begin v_1 <= issue; v_2 <= v_1; wr_en <= v_2; end",
+        "        rd_addr_0 <= src; code_1 <= code; code_2 <= code_1;",
+        f"        wr_data <= code_2 ? rd_data_0 : {out.word_bits}'d0;",
+        "    end",
+        "    always @(posedge clk) begin",
+        "        if (go) wr_addr <= 0;",
+        "        else if (wr_en) wr_addr <= wr_addr + 1;",
+        "    end",
+    ]
+    verilog = module_text(module, block_ports([fmap], out), lines)
+    info = {
+        "stride": [sh, sw],
+        "before": [bh, bw],
+        "after": [ah, aw],
+        "cost": {f: asdict(cost(fmap, out)) for f in estimate.DSP_BITS},
+    }
+    return Block(
+        node.name, node.op, module, verilog, list(node.inputs), out, steps, depth, {}, info
+    )
+
+
+def cost(fmap: FeatureMap, out: FeatureMap) -> estimate.Cost:
+    """The zero-insertion block's estimated cost (any family), in the units of
+    :mod:`hwquant.rtl.network.estimate`: the schedule counter, the two walk counters and the
+    read counter (three LUT4s per bit each), the two mask look-ups (constant tables of one
+    bit), and flip-flops for the written word, the counters, the read and write addresses and
+    the tags. The zero word costs no LUT (the written register's synchronous reset). The
+    spread map's edge is costed with the edges. Checked against one ECP5 synthesis of the
+    block alone (``benchmarks/results/network_blocks.json``)."""
+    read = index_bits(fmap.pixels)
+    walk = estimate.bits(out.width) + estimate.bits(out.height) + read
+    schedule = index_bits(out.pixels + 3)
+    luts = estimate.LUTS_PER_COUNTER_BIT * (walk + schedule)
+    luts += estimate.table_luts(out.width, 1) + estimate.table_luts(out.height, 1)
+    ffs = out.word_bits + walk + schedule + read + index_bits(out.pixels) + 6
+    return estimate.Cost(luts=luts, ffs=ffs)
+
+
 register_op(
     OpHandler(
         "zero_insert",
@@ -89,6 +196,7 @@ register_op(
         lower=lower,
         execute=execute,
         export=export,
+        block=block,
         keeps=keeps,
         passthrough=True,
     )
