@@ -156,9 +156,6 @@ def test_a_prepared_model_is_not_prepared_again():
     [
         (nn.MaxPool2d(2, ceil_mode=True), "ceil_mode=True"),
         (nn.MaxPool2d(2, dilation=2), "dilation=2"),
-        (nn.MaxPool2d((2, 1)), "kernel_size=(2, 1)"),
-        (nn.Conv2d(4, 4, 3, groups=2), "groups=2"),
-        (nn.Conv2d(4, 4, 3, dilation=2), "dilation=(2, 2)"),
     ],
 )
 def test_tables_refuse_what_their_lowering_drops(layer, option):
