@@ -205,6 +205,15 @@ def test_the_lowered_nodes_are_the_forms_written():
     assert pooled.output_levels is not None
 
 
+def test_the_inputs_of_a_concatenation_share_one_codebook_on_one_schedule():
+    qat, _, _ = _lowered("unet")
+    shared = qat.get_submodule("enc2.0").out_quant
+    assert qat.get_submodule("skip").out_quant is shared
+    assert qat.get_submodule("enc1.0").out_quant is not shared
+    assert not shared.unsigned  # the skip branch has no ReLU
+    assert (shared.start_step, shared.reestimate_every) == (2 * 1, 2 * 2)  # two calls a batch
+
+
 def test_the_hardware_design_refuses_the_forms_it_has_no_block_for():
     _, mobile, _ = _lowered("mobile")
     with pytest.raises(UnsupportedLayerError, match=r"'dw.0' has groups=8.*Fix"):

@@ -404,10 +404,8 @@ def _quantized_row(
     training = _fit(qat, config, data.qat_train, data, work, options, resume=False)
     qat.eval()
     qat.cpu()  # lowering reads parameters into NumPy arrays
-    if row.kind == "tables":
-        deployed = lower_tables(qat)
-    else:
-        deployed = hwquant.lower(qat, next(data.test.iter_from(0))[0][:LOWER_EXAMPLES].cpu())
+    example = next(data.test.iter_from(0))[0][:LOWER_EXAMPLES].cpu()
+    deployed = lower_tables(qat, example) if row.kind == "tables" else hwquant.lower(qat, example)
     qat.to(options.tier.device)
     evaluation = compare(qat, deployed, data.test.iter_from(0))
     fp32_acc = baseline.record["test_acc"]

@@ -82,7 +82,7 @@ def lower_tables(qat: fx.GraphModule, example_input: torch.Tensor | None = None)
             names[node] = lowered.name
             is_table = isinstance(mod, TableModule)
             source[lowered.name] = lowered.name if is_table else source[args[0]]
-        elif isinstance(mod, _ALIAS_MODULES) or _is_alias(node):
+        elif isinstance(mod, _ALIAS_MODULES) or is_alias(node):
             names[node] = args[0]
         elif args and not is_shape_query(node):
             raise UnsupportedLayerError(
@@ -120,7 +120,7 @@ def _propagate_shapes(qat: fx.GraphModule, example_input: torch.Tensor) -> None:
         qat.train(was_training)
 
 
-def _is_alias(node: fx.Node) -> bool:
+def is_alias(node: fx.Node) -> bool:
     """``x.contiguous()``: the same indices."""
     return node.op == "call_method" and node.target == "contiguous"
 

@@ -55,7 +55,7 @@ from hwquant.rtl.network.weight_layer import (
     emit_array,
 )
 from hwquant.rtl.unit import index_bits
-from hwquant.schemes.tables.engine import run_tables
+from hwquant.schemes.tables.engine import native_geometry, run_tables
 from hwquant.schemes.tables.model import (
     FlattenNode,
     TableModel,
@@ -238,15 +238,15 @@ def check_blocks(model: TableModel) -> None:
                 f"table node '{node.name}' is a '{kind}' node, which has no hardware "
                 f"block. Fix: use only nodes with one: {', '.join(BLOCK_KINDS)}."
             )
-        if isinstance(node, UnitNode) and (
-            node.groups != 1 or tuple(node.dilation) != (1, 1) or node.inserts_zeros
-        ):
+        if isinstance(node, UnitNode) and (not native_geometry(node) or node.inserts_zeros):
             raise UnsupportedLayerError(
-                f"table unit '{node.name}' has groups={node.groups}, dilation="
-                f"{tuple(node.dilation)} and {'a' if node.inserts_zeros else 'no'} transposed "
-                "convolution's zero insertion; the unit block computes one group, undilated, "
-                "without zero insertion. Fix: use such convolutions for the hardware design "
-                "(the table engine runs the others)."
+                f"table unit '{node.name}' has groups={node.groups}, kernel "
+                f"{tuple(node.weight_index.shape[2:])}, stride {node.stride}, padding "
+                f"{node.padding}, dilation {tuple(node.dilation)} and "
+                f"{'a' if node.inserts_zeros else 'no'} zero insertion; the unit block "
+                "computes one group with square kernel, stride and padding, undilated, without "
+                "zero insertion. Fix: use such convolutions for the hardware design (the table "
+                "engine runs the others)."
             )
 
 

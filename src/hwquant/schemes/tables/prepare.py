@@ -1,11 +1,13 @@
 """``prepare_tables(model, recipe)``: a float model becomes its table-unit QAT twin.
 
 Called by :func:`hwquant.prepare` when ``recipe.scheme == "tables"``. Tracing and fusion are
-those of :mod:`hwquant.prepare` (Conv2d+BN+ReLU, Linear+ReLU, add+ReLU, average pooling; max
-pooling, flatten, Dropout and Identity pass through); the fused nodes become the layers of
-:mod:`hwquant.schemes.tables.layers`. Every producer owns the codebook quantizer of its output
-(unsigned, with a level at 0, after ReLU); the network input is quantized onto
-``input_entries`` evenly spaced levels over its range: the 256 pixel values of 8-bit images.
+those of :mod:`hwquant.prepare` (Conv2d/Linear + BN + ReLU/ReLU6, add, product, average
+pooling, activations; ``Conv1d``, 1-D pools and ``ConvTranspose2d`` first rewritten as their
+``Conv2d`` forms); the fused nodes become the layers of :mod:`hwquant.schemes.tables.layers`
+(:data:`SUPPORTED`). Every producer owns the codebook quantizer of its output (unsigned, with
+a level at 0, after ReLU), except that the producers of a concatenation's inputs share one; the
+network input is quantized onto ``input_entries`` evenly spaced levels over its range: the
+256 pixel values of 8-bit images.
 """
 
 from __future__ import annotations
@@ -39,9 +41,25 @@ from hwquant.schemes.tables.layers import (
     TableModule,
     TableUnit,
 )
-from hwquant.schemes.tables.lower import is_flatten_call, is_shape_query
+from hwquant.schemes.tables.lower import is_alias, is_flatten_call, is_shape_query
 from hwquant.schemes.tables.model import INDEX_OPS
 from hwquant.schemes.tables.quantizer import CodebookQuantizer
+
+SUPPORTED = (
+    "Conv2d of any kernel, stride, padding, dilation and groups (depthwise), Conv1d, "
+    "ConvTranspose2d (one group, no dilation), Linear, each with BatchNorm and ReLU/ReLU6 folded "
+    "into integer thresholds; BatchNorm after no layer (an identity unit); residual add "
+    "(+ReLU/ReLU6) and the product x * gate (broadcast) as two-input lookup tables; Sigmoid, "
+    "Hardsigmoid, Hardswish, SiLU, Tanh, LeakyReLU, Hardtanh, GELU and a ReLU after no layer as "
+    "activation tables; AvgPool2d(k) / AdaptiveAvgPool2d(1) / x.mean((2, 3)) (1-D forms too) "
+    "as sums and thresholds; on indices as on codes: MaxPool2d / F.max_pool2d / MaxPool1d "
+    "(no ceil_mode, no dilation), torch.cat (its inputs' producers share one codebook), "
+    "nearest Upsample / F.interpolate by integer factors, flatten/view/reshape/squeeze/"
+    "unsqueeze, Dropout, Identity; a final Softmax/LogSoftmax kept outside (the TableModel "
+    "outputs the logits). The network may end in a plain Conv2d/Linear (logits: acc + bias) "
+    "or in any other layer (indices of its codebook, TableModel.output_levels)"
+)
+"""What the tables scheme's ``prepare`` takes (docs/supported_ops.md)."""
 
 
 class TableInput(nn.Module):
@@ -124,7 +142,7 @@ def check_table_options(gm: fx.GraphModule) -> None:
             )
         functional = node.op in ("call_function", "call_method")
         allowed = kept in KEPT_OPS or is_flatten_call(node)
-        if functional and not (allowed or is_shape_query(node)):
+        if functional and not (allowed or is_shape_query(node) or is_alias(node)):
             raise UnsupportedLayerError(
                 f"'{node_name(node)}' ({describe(node)}) has no table-unit form. Fix: use the "
                 "forms table units take (Conv2d/Conv1d/ConvTranspose2d/Linear with BatchNorm "
@@ -175,8 +193,13 @@ def _absorb_zero_insertion(
     return inserted
 
 
-def _quantizer(opts: TableOptions, role: str, unsigned: bool = False) -> CodebookQuantizer:
-    """The codebook quantizer of an "input", "act" (a layer output) or "weight" tensor."""
+def _quantizer(
+    opts: TableOptions, role: str, unsigned: bool = False, calls: int = 1
+) -> CodebookQuantizer:
+    """The codebook quantizer of an "input", "act" (a layer output) or "weight" tensor, called
+    ``calls`` times per training batch (the producers sharing one codebook): its step counts
+    calls, so its schedule (re-estimation, start, freeze) is counted in ``calls`` steps per
+    batch, and every producer is quantized from the same batch on."""
     family, entries, start = {
         "input": ("pixels", opts.input_entries, 0),
         "act": (opts.act_family, opts.act_entries, opts.act_start),
@@ -186,10 +209,10 @@ def _quantizer(opts: TableOptions, role: str, unsigned: bool = False) -> Codeboo
         family,
         entries,
         unsigned,
-        reestimate_every=opts.reestimate_every,
-        start_step=start,
+        reestimate_every=opts.reestimate_every * calls,
+        start_step=start * calls,
         track_samples=role != "weight",
-        freeze_step=opts.freeze_step,
+        freeze_step=None if opts.freeze_step is None else opts.freeze_step * calls,
     )
 
 
@@ -260,10 +283,11 @@ def _build(
     def out_quantizer(node: fx.Node, unsigned: bool) -> CodebookQuantizer:
         if node not in shared:
             return _quantizer(opts, "act", unsigned)
-        root = shared.members(node)[0]
-        if root not in group_quant:
-            group_quant[root] = _quantizer(opts, "act", not shared.signed(node))
-        return group_quant[root]
+        members = shared.members(node)
+        if members[0] not in group_quant:
+            unsigned = not shared.signed(node)
+            group_quant[members[0]] = _quantizer(opts, "act", unsigned, len(members))
+        return group_quant[members[0]]
 
     for node in gm.graph.nodes:
         spec = specs.get(node)
