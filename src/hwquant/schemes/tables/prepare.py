@@ -20,7 +20,7 @@ from torch import fx, nn
 from hwquant.core.errors import UnsupportedLayerError, check_finite
 from hwquant.ir.ops import get_op, handlers
 from hwquant.qat import fidelity
-from hwquant.qat.fusion import FusedSpec
+from hwquant.qat.fusion import FusedSpec, output_signed
 from hwquant.qat.naming import describe, node_name
 from hwquant.qat.nn.qactivation import Elementwise
 from hwquant.qat.nn.zero_insert import ZeroInsert
@@ -30,10 +30,11 @@ from hwquant.qat.prepare import (
     insert_input,
     install,
     producers,
+    shared_scales,
     trace,
 )
 from hwquant.qat.recipe import Recipe, TableOptions
-from hwquant.qat.shared_scales import SharedScales, join_inputs, tensor_inputs
+from hwquant.qat.shared_scales import SharedScales, tensor_inputs
 from hwquant.schemes.tables.layers import (
     TableActivation,
     TableAdd,
@@ -221,29 +222,16 @@ def _shared_codebooks(
     specs: dict[fx.Node, FusedSpec],
     producer: dict[fx.Node, fx.Node],
     input_node: fx.Node,
+    last: fx.Node,
 ) -> SharedScales:
-    """The producers of each concatenation's inputs, grouped to share one codebook (indices
-    of one codebook concatenate exactly, as codes of one scale do:
-    :mod:`hwquant.qat.shared_scales`)."""
-    joins = [
-        (n, [producer[a] for a in join_inputs(n)])
-        for n in gm.graph.nodes
-        if len(join_inputs(n)) > 1 and _kept_op(n, None) == "concat"
-    ]
+    """The producers of each concatenation's inputs, grouped to share one codebook as they
+    share one scale in the other schemes (:func:`hwquant.qat.prepare.shared_scales`: indices
+    of one codebook concatenate exactly, as codes of one scale do).
 
-    def wants_signed(node: fx.Node) -> bool:
-        """Whether ``node``'s own codebook would be signed (no level pinned at 0)."""
-        spec = specs.get(node)
-        if spec is None:
-            return True
-        if spec.op == "avgpool":
-            source = producer[tensor_inputs(node)[0]]
-            return shared.signed(source) if source in shared else wants_signed(source)
-        if spec.op == "lut":
-            return not spec.options["function"].nonnegative
-        return spec.op == "mul" or spec.act is None
-
-    shared = SharedScales(joins, wants_signed)
+    Raises:
+        UnsupportedLayerError: the network input or the last layer feeds a concatenation.
+    """
+    shared = shared_scales(gm, producer, specs, input_node, last, set())
     if input_node in shared:
         raise UnsupportedLayerError(
             f"the network input feeds the concatenation '{shared.join_of[input_node].name}' "
@@ -271,13 +259,7 @@ def _build(
     input_quant = _quantizer(opts, "input")
     install(gm, INPUT_NAME, TableInput(input_quant))
     quant_of = {input_node: input_quant}
-    shared = _shared_codebooks(gm, specs, producer, input_node)
-    if last in shared:
-        raise UnsupportedLayerError(
-            f"the last layer '{node_name(last)}' feeds the concatenation "
-            f"'{shared.join_of[last].name}' and is the network's output. Fix: end the network "
-            "with one layer after the concatenation."
-        )
+    shared = _shared_codebooks(gm, specs, producer, input_node, last)
     group_quant: dict[fx.Node, CodebookQuantizer] = {}
 
     def out_quantizer(node: fx.Node, unsigned: bool) -> CodebookQuantizer:
@@ -299,8 +281,10 @@ def _build(
                 "Linear with BatchNorm and ReLU folded, adds, products, pools, activations). "
                 "Fix: use the llsq scheme."
             )
-        unsigned = spec.act is not None
         inputs = [producer[a] for a in tensor_inputs(node)]
+        # the op's signedness (its `signed` facet), on the codebooks: unsigned levels start at 0
+        signs = [not quant_of[p].unsigned for p in inputs]
+        unsigned = not output_signed(spec, signs.__getitem__)
         module: TableModule
         if spec.has_weights:
             plain = spec.act is None and spec.bn is None  # the logits: acc + bias
@@ -316,13 +300,11 @@ def _build(
                 inserted.get(node),
             )
         elif spec.op in ("add", "mul"):
-            product = spec.op == "mul"
-            module = TableAdd(out_quantizer(node, unsigned and not product), spec.act, product)
+            module = TableAdd(out_quantizer(node, unsigned), spec.act, spec.op == "mul")
         elif spec.op == "lut":
-            function = spec.options["function"]
-            module = TableActivation(function, out_quantizer(node, function.nonnegative))
+            module = TableActivation(spec.options["function"], out_quantizer(node, unsigned))
         else:
-            out_q = out_quantizer(node, quant_of[inputs[0]].unsigned)
+            out_q = out_quantizer(node, unsigned)
             module = TableAvgPool(out_q, spec.options["kernel_size"], opts.entry_bits)
         module.bind_inputs([quant_of[p] for p in inputs])
         module.qname = str(node.target)
