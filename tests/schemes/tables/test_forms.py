@@ -107,7 +107,7 @@ class SqueezeExcite(nn.Module):
 
 
 class PreActivation(nn.Module):
-    """BatchNorm after no layer (BN -> ReLU -> conv) and a ReLU after a max pool."""
+    """BatchNorm after no layer (BN -> ReLU -> conv) and a ReLU after a max pool (ceil_mode)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -116,7 +116,7 @@ class PreActivation(nn.Module):
 
     def forward(self, x):
         x = self.conv1(F.relu(self.bn(self.conv0(x))))
-        return self.fc(torch.flatten(F.relu(F.max_pool2d(x, 2)), 1))
+        return self.fc(torch.flatten(F.relu(F.max_pool2d(x, 3, 2, ceil_mode=True)), 1))
 
 
 def pooled_ending() -> nn.Module:

@@ -53,6 +53,18 @@ def test_patches_take_every_geometry(kernel, stride, padding, dilation):
     assert out_h * out_w == cols.shape[1]
 
 
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "dilation"),
+    [(3, 2, 0, 1), (2, 2, 1, 1), ((3, 2), (2, 3), (1, 0), (2, 1)), (3, 3, 1, 2)],
+)
+def test_window_max_with_dilation_and_ceil_mode_matches_max_pool(kernel, stride, padding, dilation):
+    x = torch.randint(0, 9, (2, 3, 7, 8))
+    for ceil_mode in (False, True):
+        want = F.max_pool2d(x.double(), kernel, stride, padding, dilation, ceil_mode).long()
+        got = kernels.window_max(x, kernel, stride, padding, dilation, ceil_mode)
+        assert torch.equal(got, want), ceil_mode
+
+
 def test_window_max_of_a_non_square_window():
     x = torch.randint(0, 9, (2, 3, 4, 8))
     assert torch.equal(

@@ -46,9 +46,8 @@ class _Exp(nn.Module):
 @pytest.mark.parametrize(
     ("layer", "match"),
     [
-        (nn.MaxPool2d(2, ceil_mode=True), r"max pooling .*'1'.* has ceil_mode=True.*Fix"),
-        (nn.MaxPool2d(2, dilation=2), r"dilation=2, .*Fix"),
-        (_Exp(), "exp"),
+        (_Exp(), r"cannot quantize 'exp' \(function torch.exp\).*Fix"),
+        (nn.Upsample(scale_factor=2, mode="bilinear"), r"\(Upsample\) has mode='bilinear'.*Fix"),
     ],
 )
 def test_unsupported_layers(layer, match):

@@ -245,8 +245,10 @@ def compile_node(node: TableNode | IntNode, engine: str = "auto") -> Step:
     if isinstance(node, PoolNode):
         pool = compile_pool(node)
         return lambda x: run_pool(pool, x)
-    if isinstance(node, MaxPoolNode):  # no dilation or ceil mode (tables' prepare)
-        return lambda x: kernels.window_max(x, node.kernel_size, node.stride, node.padding)
+    if isinstance(node, MaxPoolNode):
+        return lambda x: kernels.window_max(
+            x, node.kernel_size, node.stride, node.padding, node.dilation, node.ceil_mode
+        )
     if isinstance(node, ActivationNode):
         table = compile_activation(node)
         return lambda x: run_activation(table, x)

@@ -162,14 +162,31 @@ def lookup_add(table: torch.Tensor, row_start: torch.Tensor, a: torch.Tensor, b:
 
 
 def window_max(
-    x: torch.Tensor, kernel: int | Pair, stride: int | Pair, padding: int | Pair
+    x: torch.Tensor,
+    kernel: int | Pair,
+    stride: int | Pair,
+    padding: int | Pair,
+    dilation: int | Pair = 1,
+    ceil_mode: bool = False,
 ) -> torch.Tensor:
     """Max pooling of indices (levels are increasing, so the max index is the max level;
-    padding with index 0 never wins); sizes are one number or ``(h, w)``."""
-    ph, pw = _pair(padding)
-    if ph or pw:
-        x = F.pad(x, (pw, pw, ph, ph), value=0)
-    shifts, _, _ = _windows(x, _pair(kernel), _pair(stride))
+    padding with index 0 never wins); sizes are one number or ``(h, w)``. With ``ceil_mode``
+    the last window may run past the padded input (PyTorch's rule: it starts inside the input
+    or its left padding), its missing positions padding too."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(_pair, (kernel, stride, padding, dilation))
+    extra = [0, 0]
+    if ceil_mode:
+        for axis, (size, k, s, p, d) in enumerate(
+            ((x.shape[2], kh, sh, ph, dh), (x.shape[3], kw, sw, pw, dw))
+        ):
+            span = d * (k - 1) + 1
+            out = -(-(size + 2 * p - span) // s) + 1
+            if (out - 1) * s >= size + p:
+                out -= 1
+            extra[axis] = max(0, (out - 1) * s + span - (size + 2 * p))
+    if ph or pw or any(extra):
+        x = F.pad(x, (pw, pw + extra[1], ph, ph + extra[0]), value=0)
+    shifts, _, _ = _windows(x, (kh, kw), (sh, sw), (dh, dw))
     result = shifts[0]
     for part in shifts[1:]:
         result = torch.maximum(result, part)

@@ -18,7 +18,7 @@ import torch
 from torch import fx, nn
 
 from hwquant.core.errors import UnsupportedLayerError, check_finite
-from hwquant.ir.ops import get_op, handlers
+from hwquant.ir.ops import handlers
 from hwquant.qat import fidelity
 from hwquant.qat.fusion import FusedSpec, output_signed
 from hwquant.qat.naming import describe, node_name
@@ -54,7 +54,7 @@ SUPPORTED = (
     "Hardsigmoid, Hardswish, SiLU, Tanh, LeakyReLU, Hardtanh, GELU and a ReLU after no layer as "
     "activation tables; AvgPool2d(k) / AdaptiveAvgPool2d(1) / x.mean((2, 3)) (1-D forms too) "
     "as sums and thresholds; on indices as on codes: MaxPool2d / F.max_pool2d / MaxPool1d "
-    "(no ceil_mode, no dilation), torch.cat (its inputs' producers share one codebook), "
+    "(any window, dilation, ceil_mode), torch.cat (its inputs' producers share one codebook), "
     "nearest Upsample / F.interpolate by integer factors, flatten/view/reshape/squeeze/"
     "unsqueeze, Dropout, Identity; a final Softmax/LogSoftmax kept outside (the TableModel "
     "outputs the logits). The network may end in a plain Conv2d/Linear (logits: acc + bias) "
@@ -115,27 +115,14 @@ def _kept_op(node: fx.Node, mod: nn.Module | None) -> str | None:
 def check_table_options(gm: fx.GraphModule) -> None:
     """Refuse the forms the table lowering and engine do not reproduce, naming the layer.
 
-    Max pooling of indices takes no dilation or ceil_mode; a flatten keeps the batch dimension;
-    a function or method must be one of :data:`KEPT_OPS`, a flatten or a shape query.
+    A flatten keeps the batch dimension; a function or method must be one of
+    :data:`KEPT_OPS`, a flatten or a shape query.
     """
     for node in gm.graph.nodes:
         if node.op not in ("call_module", "call_function", "call_method"):
             continue
         mod = gm.get_submodule(node.target) if node.op == "call_module" else None
         kept = _kept_op(node, mod)
-        if kept == "maxpool":
-            pool = get_op("maxpool").lower(node, mod, [], node.name)
-            option = None
-            if pool.ceil_mode:
-                option = "ceil_mode=True"
-            elif tuple(pool.dilation) != (1, 1):  # as the user wrote it
-                option = f"dilation={mod.dilation if mod is not None else pool.dilation}"
-            if option is not None:
-                raise UnsupportedLayerError(
-                    f"max pooling {describe(node, mod)} has {option}, which the table engine "
-                    "does not compute. Fix: use max pooling without ceil_mode or dilation (pad "
-                    "the input instead), or the llsq scheme."
-                )
         if isinstance(mod, nn.Flatten) and (mod.start_dim, mod.end_dim) != (1, -1):
             raise UnsupportedLayerError(
                 f"module '{node.target}' (Flatten) has start_dim={mod.start_dim}, end_dim="
