@@ -118,13 +118,6 @@ def test_the_affines_are_exact_in_qonnx():
     assert torch.equal(torch.from_numpy(out).long(), int_model.run(x_int))
 
 
-def test_the_tables_scheme_refuses_a_batchnorm_after_no_layer():
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.BatchNorm2d(2), nn.Flatten())
-    model.append(nn.Linear(72, 3))
-    with pytest.raises(UnsupportedLayerError, match="BatchNorm '2' follows no Conv2d/Linear"):
-        hwquant.prepare(model, Recipe(scheme="tables"))
-
-
 def test_a_first_batchnorm_with_first_layer_bits_none_is_refused_naming_the_option():
     model = nn.Sequential(nn.BatchNorm2d(1), nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 3))
     with pytest.raises(UnsupportedLayerError, match="first_layer_bits=None"):

@@ -16,7 +16,7 @@ from hwquant.core.errors import ConfigError, UnsupportedLayerError
 from hwquant.engine import run
 from hwquant.export import export_qonnx, run_qonnx
 from hwquant.ops.concat import ConcatNode
-from hwquant.qat.recipe import Recipe, TableOptions
+from hwquant.qat.recipe import Recipe
 from tests.helpers import trained_qat_model
 from tests.rtl.network.conftest import requires_verilator
 
@@ -136,12 +136,6 @@ def test_concat_on_the_batch_dimension_is_refused_when_lowered():
 
     with pytest.raises(UnsupportedLayerError, match="batch dimension"):
         lower(node, None, ["a", "a"], "cat")
-
-
-def test_tables_refuses_concat_naming_it():
-    recipe = Recipe(scheme="tables", tables=TableOptions(act_start=1))
-    with pytest.raises(UnsupportedLayerError, match=r"'cat'.*no table-unit form"):
-        hwquant.prepare(TwoBranches(), recipe)
 
 
 @requires_verilator

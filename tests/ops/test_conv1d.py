@@ -14,7 +14,7 @@ from torch import nn
 import hwquant
 from hwquant.core.errors import UnsupportedLayerError
 from hwquant.export import export_qonnx, run_qonnx
-from hwquant.qat.recipe import Recipe, TableOptions
+from hwquant.qat.recipe import Recipe
 from tests.helpers import trained_qat_model
 
 RECIPES = {
@@ -73,9 +73,6 @@ def test_conv1d_exports_to_qonnx_exactly():
 def test_conv1d_options_are_checked_by_name():
     with pytest.raises(UnsupportedLayerError, match=r"'conv1'.*padding_mode='reflect'"):
         hwquant.prepare(ECGNet(padding_mode="reflect"))
-    recipe = Recipe(scheme="tables", tables=TableOptions(act_start=1))
-    with pytest.raises(UnsupportedLayerError, match=r"'conv1' \(Conv1d\) has no table-unit"):
-        hwquant.prepare(ECGNet(), recipe)
 
 
 class MeanOverTime(nn.Module):

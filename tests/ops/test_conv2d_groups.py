@@ -12,7 +12,7 @@ from torch import nn
 
 import hwquant
 from hwquant.core.errors import UnsupportedLayerError
-from hwquant.qat.recipe import Recipe, TableOptions
+from hwquant.qat.recipe import Recipe
 from tests.helpers import trained_qat_model
 
 RECIPES = {
@@ -58,12 +58,6 @@ def test_grouped_convolutions_are_exact(scheme):
     assert hwquant.verify(qat, int_model, x).exact
     x_int = int_model.quantize_input(x)
     assert torch.equal(int_model.run(x_int, backend="onnxruntime"), int_model.run(x_int))
-
-
-def test_tables_refuses_grouped_convolutions_by_name():
-    recipe = Recipe(scheme="tables", tables=TableOptions(act_start=1))
-    with pytest.raises(UnsupportedLayerError, match=r"'dw' \(Conv2d\) has groups=8"):
-        hwquant.prepare(Separable(), recipe)
 
 
 def test_network_generator_refuses_grouped_convolutions_by_name(tmp_path):

@@ -127,11 +127,9 @@ class Product(nn.Module):
         return self.fc(torch.flatten(self.a(x) * self.b(x), 1))
 
 
-def test_a_constant_factor_and_the_tables_scheme_are_refused():
+def test_a_constant_factor_is_refused():
     with pytest.raises(UnsupportedLayerError, match=r"'mul' \(function operator.mul\)"):
         hwquant.prepare(Scaled())
-    with pytest.raises(UnsupportedLayerError, match=r"'mul_1' \(mul\) has no table-unit form"):
-        hwquant.prepare(Product(), Recipe(scheme="tables"))
 
 
 @requires_verilator

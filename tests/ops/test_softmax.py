@@ -95,6 +95,3 @@ def test_a_softmax_elsewhere_is_refused_naming_it():
         hwquant.prepare(SoftmaxInside())
     with pytest.raises(UnsupportedLayerError, match=r"normalises dim=0, not the classes"):
         hwquant.prepare(Classifier(nn.Softmax(dim=0)))
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3), nn.Softmax(dim=1))
-    with pytest.raises(UnsupportedLayerError, match="a TableModel has no softmax node"):
-        hwquant.prepare(model, Recipe(scheme="tables"))

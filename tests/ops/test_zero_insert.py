@@ -20,7 +20,7 @@ from hwquant.core.errors import UnsupportedLayerError
 from hwquant.engine import run
 from hwquant.export import export_qonnx, run_qonnx
 from hwquant.ops.zero_insert import ZeroInsertNode
-from hwquant.qat.recipe import Recipe, TableOptions
+from hwquant.qat.recipe import Recipe
 from tests.helpers import trained_qat_model
 from tests.rtl.network.conftest import requires_verilator
 
@@ -98,12 +98,6 @@ def test_transposed_convolution_exports_to_qonnx_exactly():
 def test_other_transposed_forms_are_refused(up, option):
     with pytest.raises(UnsupportedLayerError, match=rf"'up1' \(ConvTranspose2d\) has {option}"):
         hwquant.prepare(Decoder(up))
-
-
-def test_tables_refuses_transposed_convolutions_by_name():
-    recipe = Recipe(scheme="tables", tables=TableOptions(act_start=1))
-    with pytest.raises(UnsupportedLayerError, match=r"'up1' \(ConvTranspose2d\) has no table"):
-        hwquant.prepare(Decoder(), recipe)
 
 
 class DeconvClassifier(nn.Module):

@@ -151,22 +151,6 @@ def test_a_prepared_model_is_not_prepared_again():
         assert_refused(qat, recipe, "already made by hwquant.prepare()")
 
 
-@pytest.mark.parametrize(
-    ("layer", "option"),
-    [
-        (nn.MaxPool2d(2, ceil_mode=True), "ceil_mode=True"),
-        (nn.MaxPool2d(2, dilation=2), "dilation=2"),
-        (nn.MaxPool2d((2, 1)), "kernel_size=(2, 1)"),
-        (nn.Conv2d(4, 4, 3, groups=2), "groups=2"),
-        (nn.Conv2d(4, 4, 3, dilation=2), "dilation=(2, 2)"),
-    ],
-)
-def test_tables_refuse_what_their_lowering_drops(layer, option):
-    torch.manual_seed(0)
-    model = Features(nn.Conv2d(3, 4, 3), nn.ReLU(), layer)
-    assert_refused(model, TABLES, "'features.2'", option)
-
-
 def test_tables_take_batchnorm_without_affine_exactly():
     torch.manual_seed(0)
     x = torch.randn(6, 3, 8, 8)

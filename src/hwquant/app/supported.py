@@ -25,7 +25,9 @@ from hwquant.ir.ops import OpHandler, handlers
 from hwquant.qat.prepare import SUPPORTED
 from hwquant.qat.recipe import Recipe
 from hwquant.qat.registry import available, get_scheme
+from hwquant.schemes.tables.model import INDEX_OPS
 from hwquant.schemes.tables.model import NODE_TYPES as TABLE_NODE_TYPES
+from hwquant.schemes.tables.prepare import SUPPORTED as TABLE_SUPPORTED
 
 PAGE = Path(__file__).resolve().parents[3] / "docs" / "supported_ops.md"
 """The generated page, in the source tree."""
@@ -146,9 +148,15 @@ def render() -> str:
             lines += [f"Options (`Recipe.{field}`, TOML `[recipe.{field}]`):", ""]
             lines += [*_options_table(handler.options), ""]
         if own:
+            lines += [f"What it takes: {TABLE_SUPPORTED}.", ""]
             lines += ["| node kind | computes |", "|---|---|"]
             lines += [f"| `{k}` | {_first_line(c)} |" for k, c in sorted(TABLE_NODE_TYPES.items())]
-            lines.append("")
+            ops = ", ".join(f"`{op}`" for op in INDEX_OPS)
+            lines += [
+                "",
+                f"and the IntModel nodes of the ops {ops}, which move indices as they move codes.",
+                "",
+            ]
     scheme_tables = tuple(f.name for f in dataclasses.fields(Recipe) if f.name in available())
     lines += [
         "## Recipe options (every scheme)",

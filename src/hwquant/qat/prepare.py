@@ -363,7 +363,7 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
     feeds_last = {producer[a] for a in tensor_inputs(last)} if last_is_weight else set()
     input_node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == INPUT_NAME)
     quant_of: dict[fx.Node, LinearQuantizer] = {}
-    shared = _shared_scales(gm, producer, specs, input_node, last, feeds_last)
+    shared = shared_scales(gm, producer, specs, input_node, last, feeds_last)
 
     def out_bits(node: fx.Node) -> int:
         if node is input_node:
@@ -413,7 +413,7 @@ def _build_modules(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], recipe: 
     check_layer_names(recipe, weight_layers)
 
 
-def _shared_scales(
+def shared_scales(
     gm: fx.GraphModule,
     producer: dict[fx.Node, fx.Node],
     specs: dict[fx.Node, FusedSpec],

@@ -35,7 +35,7 @@ from torch import nn
 from hwquant.core.errors import HwquantError, VerificationError
 from hwquant.core.intmath import qrange
 from hwquant.engine import run
-from hwquant.ir.intmodel import IntModel
+from hwquant.ir.intmodel import IntModel, IntNode
 from hwquant.qat.nn.base import BoundModule, capture_outputs
 from hwquant.qat.registry import EngineTrace, get_scheme
 
@@ -228,7 +228,7 @@ def verify(
         mismatches += bad
     codes = {"network input": trace.input_codes, **qat_codes}
     warnings = tuple(_warnings(untrained, codes, trace))
-    nodes = lowered.nodes if isinstance(lowered, IntModel) else []
+    nodes = [n for n in getattr(lowered, "nodes", []) if isinstance(n, IntNode)]  # TableModel too
     notes = tuple(f"'{n.name}' ({n.op}) {n.outside}" for n in nodes if n.outside)
     report = VerifyReport(compared, mismatches, per_layer, first, trace.overflows, warnings, notes)
     if strict and (warnings or not report.exact):

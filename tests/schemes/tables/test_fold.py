@@ -36,16 +36,18 @@ def test_bad_tables_are_refused():
     st.lists(st.floats(-3, 3), min_size=3, max_size=3),
     st.lists(st.floats(-2, 2), min_size=3, max_size=3),
     st.booleans(),
+    st.sampled_from([None, 1.5]),
 )
-def test_thresholds_count_equals_nearest_level_of_the_activation(gains, offsets, relu):
+def test_thresholds_count_equals_nearest_level_of_the_activation(gains, offsets, relu, ceiling):
     gain = torch.tensor(gains, dtype=torch.float64)
     offset = torch.tensor(offsets, dtype=torch.float64)
     levels = torch.tensor([0.0, 0.4, 1.1, 2.5] if relu else [-1.5, -0.2, 0.7, 2.0]).double()
-    tau, descending = fold.thresholds(fold.Affine(gain / 16, offset, relu), levels)
+    ceiling = ceiling if relu else None  # ReLU6's clip (here at 1.5: above two levels)
+    tau, descending = fold.thresholds(fold.Affine(gain / 16, offset, relu, ceiling), levels)
     acc = torch.arange(-300, 301, dtype=torch.int64)
     value = acc[:, None].double() * (gain / 16)[None, :] + offset[None, :]
     if relu:
-        value = value.clamp_min(0)
+        value = value.clamp(0, ceiling)
     expected = nearest_index(value, levels)
     counted = count_passed(acc[:, None].expand(-1, 3), tau, descending)
     # the two agree except where float rounding puts a value exactly on a midpoint
@@ -60,6 +62,10 @@ def test_add_table_and_pool_form():
     right = torch.tensor([0.0, 2.0], dtype=torch.float64)
     out = torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64)
     assert fold.add_table(left, right, out, relu=True).tolist() == [[0, 1], [0, 2], [1, 3]]
+    clipped = fold.add_table(left, right, out, relu=True, ceiling=1.2)
+    assert clipped.tolist() == [[0, 1], [0, 1], [1, 1]]  # ReLU6-like clip at 1.2
+    product = fold.add_table(left, right, out, relu=False, product=True)
+    assert product.tolist() == [[0, 0], [0, 0], [0, 2]]  # a_i·b_j: -2 -> level 0
     values, tau = fold.pool_form(torch.tensor([0.0, 1.0, 2.0]).double(), out, 4, 8)
     assert values.tolist() == [0, 64, 127]  # s_V = 2/127
     assert tau.tolist() == [127, 381, 635]  # ceil(m·4/s_V) for m = 0.5, 1.5, 2.5

@@ -36,6 +36,42 @@ def test_patches_match_unfold(kernel, stride, padding):
     assert out_h * out_w == cols.shape[1]
 
 
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "dilation"),
+    [
+        ((1, 5), (1, 2), (0, 2), (1, 1)),
+        ((3, 3), (1, 1), (2, 2), (2, 2)),
+        ((2, 3), (2, 1), (1, 0), (1, 2)),
+    ],
+)
+def test_patches_take_every_geometry(kernel, stride, padding, dilation):
+    x = torch.randint(0, 7, (2, 3, 7, 9))
+    cols, out_h, out_w = kernels.patches(x, kernel, stride, padding, 99, dilation)
+    reference = F.unfold(x.double() + 1, kernel, dilation, padding, stride)  # pads with 0
+    reference = torch.where(reference == 0, 99.0, reference - 1).long().transpose(1, 2)
+    assert torch.equal(cols, reference)
+    assert out_h * out_w == cols.shape[1]
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "dilation"),
+    [(3, 2, 0, 1), (2, 2, 1, 1), ((3, 2), (2, 3), (1, 0), (2, 1)), (3, 3, 1, 2)],
+)
+def test_window_max_with_dilation_and_ceil_mode_matches_max_pool(kernel, stride, padding, dilation):
+    x = torch.randint(0, 9, (2, 3, 7, 8))
+    for ceil_mode in (False, True):
+        want = F.max_pool2d(x.double(), kernel, stride, padding, dilation, ceil_mode).long()
+        got = kernels.window_max(x, kernel, stride, padding, dilation, ceil_mode)
+        assert torch.equal(got, want), ceil_mode
+
+
+def test_window_max_of_a_non_square_window():
+    x = torch.randint(0, 9, (2, 3, 4, 8))
+    assert torch.equal(
+        kernels.window_max(x, (1, 2), (1, 2), 0), F.max_pool2d(x.double(), (1, 2)).long()
+    )
+
+
 def test_window_max_and_sum():
     x = torch.randint(0, 9, (2, 3, 6, 6))
     reference = F.max_pool2d(x.double(), 3, 2, 1).long()

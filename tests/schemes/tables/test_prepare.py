@@ -19,7 +19,7 @@ def test_prepare_dispatches_to_table_units():
                           nn.Linear(4 * 4 * 4, 3))  # fmt: skip
     qat = hwquant.prepare(model, Recipe(scheme="tables"))
     units = [m for m in qat.modules() if isinstance(m, TableUnit)]
-    assert len(units) == 2 and units[0].relu and units[1].out_quant is None
+    assert len(units) == 2 and units[0].act == "relu" and units[1].out_quant is None
     assert isinstance(qat.get_submodule("quant_input"), TableInput)
     assert units[0].out_quant.unsigned and units[0].input_quants[0].entries == 256
 
@@ -38,11 +38,20 @@ def test_staged_enabling_quantizes_weights_then_activations():
         assert torch.isin(w, unit.weight_quant.levels.float()).all()
 
 
+class _Exp(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(nn.functional.relu(x))
+
+
 @pytest.mark.parametrize(
-    ("layer", "match"), [(nn.ReLU6(), "ReLU6"), (nn.BatchNorm1d(2), "output layer")]
+    ("layer", "match"),
+    [
+        (_Exp(), r"cannot quantize 'exp' \(function torch.exp\).*Fix"),
+        (nn.Upsample(scale_factor=2, mode="bilinear"), r"\(Upsample\) has mode='bilinear'.*Fix"),
+    ],
 )
 def test_unsupported_layers(layer, match):
-    model = nn.Sequential(nn.Linear(4, 2), layer)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), layer)
     with pytest.raises(UnsupportedLayerError, match=match):
         hwquant.prepare(model, Recipe(scheme="tables"))
 

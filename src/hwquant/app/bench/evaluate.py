@@ -37,10 +37,11 @@ Deployed = IntModel | TableModel
 
 @dataclass(frozen=True)
 class _Engine:
-    """How to run one kind of deployed model and capture the QAT model's matching output."""
+    """How to run one kind of deployed model and capture the QAT model's matching output
+    (``run``: the output, or for a table model every node's, and accumulator peaks)."""
 
     capture: Callable[[nn.Module], AbstractContextManager[dict[str, torch.Tensor]]]
-    run: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, int]]]
+    run: Callable[[torch.Tensor], tuple[torch.Tensor | dict[str, torch.Tensor], dict[str, int]]]
     predict: Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -60,7 +61,7 @@ def _engine_of(model: Deployed) -> _Engine:
     if isinstance(model, TableModel):
         return _Engine(
             capture_indices,
-            lambda x: (run_tables(model, model.quantize_input(x.cpu())), {}),  # CPU engine
+            lambda x: (run_tables(model, model.quantize_input(x.cpu()), trace=True), {}),  # CPU
             lambda out: out.argmax(1),
         )
 
@@ -85,8 +86,15 @@ def compare(
         with engine.capture(qat) as captured:
             logits = qat(x)
         out, stats = engine.run(x)
-        out, y = out.cpu(), y.cpu()
-        unequal += int((captured[deployed.output].cpu() != out).flatten(1).any(1).sum())
+        name = deployed.output
+        if isinstance(out, dict):  # a table model's trace: its output may follow the last
+            # layer (a flatten, a softmax kept outside), so compare that layer's indices
+            name = next(n for n in reversed(list(captured)) if n in out)
+            got, out = out[name].cpu(), out[deployed.output].cpu()
+        else:
+            got = out = out.cpu()
+        y = y.cpu()
+        unequal += int((captured[name].cpu() != got).flatten(1).any(1).sum())
         fq_correct += int((logits.argmax(1).cpu() == y).sum())
         engine_correct += int((engine.predict(out) == y).sum())
         images += y.numel()

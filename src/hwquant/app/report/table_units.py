@@ -33,9 +33,9 @@ def measure_table_units(qat: nn.Module, test: Any, out_dir: Path) -> dict[str, A
     :class:`hwquant.data.BatchLoader`), compare engine and QAT model on all of it, and measure
     its compactness; return the ``"tables"`` section of the results."""
     qat.eval()
-    table_model = lower_tables(qat)
-    table_model.save(out_dir / MODEL_FILE)
     x, _ = next(iter(test))
+    table_model = lower_tables(qat, x)  # x: the shapes of reshapes and concatenations
+    table_model.save(out_dir / MODEL_FILE)
     x_idx = table_model.quantize_input(x.cpu())  # the float front end, outside the audit
     with MultiplyFreeAudit() as audit:
         run_tables(table_model, x_idx)

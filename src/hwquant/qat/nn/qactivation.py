@@ -45,6 +45,7 @@ def _gelu(x: torch.Tensor, approximate: str) -> torch.Tensor:
 
 
 FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "relu": torch.relu,  # not recognised as a lookup here (ops/relu.py); tables' index tables
     "sigmoid": torch.sigmoid,
     "hardsigmoid": F.hardsigmoid,
     "hardswish": F.hardswish,
@@ -119,7 +120,7 @@ class Elementwise:
     def nonnegative(self) -> bool:
         """Whether ``f(x) >= 0`` for every x (its output quantizer is then unsigned)."""
         options = dict(self.options)
-        if self.kind in ("sigmoid", "hardsigmoid"):
+        if self.kind in ("relu", "sigmoid", "hardsigmoid"):
             return True
         if self.kind == "hardtanh":
             return float(options["min_val"]) >= 0

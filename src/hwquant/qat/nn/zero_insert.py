@@ -18,16 +18,18 @@ def zero_insert(
     stride: tuple[int, int],
     before: tuple[int, int],
     after: tuple[int, int],
+    fill: int = 0,
 ) -> torch.Tensor:
     """``x`` ``[N, C, H, W]`` with ``stride − 1`` zeros between neighbours and ``before`` /
-    ``after`` zeros around, along height and width.
+    ``after`` zeros around, along height and width (``fill`` in their place: the table
+    scheme's padding index, whose table row is 0).
 
     >>> zero_insert(torch.tensor([[[[1, 2]]]]), (1, 2), (0, 1), (0, 0)).tolist()
     [[[[0, 1, 0, 2]]]]
     """
     n, c, h, w = x.shape
     (sh, sw), (bh, bw), (ah, aw) = stride, before, after
-    out = x.new_zeros((n, c, bh + (h - 1) * sh + 1 + ah, bw + (w - 1) * sw + 1 + aw))
+    out = x.new_full((n, c, bh + (h - 1) * sh + 1 + ah, bw + (w - 1) * sw + 1 + aw), fill)
     out[:, :, bh : bh + (h - 1) * sh + 1 : sh, bw : bw + (w - 1) * sw + 1 : sw] = x
     return out
 

@@ -16,9 +16,9 @@ from hwquant.schemes.tables.rtl import table_accumulator  # registers the unit e
 
 
 def _lower(qat_model: fx.GraphModule, example_input: torch.Tensor) -> TableModel:
-    """``hwquant.lower`` for tables: the codebooks fix every shape, so the example is unused."""
-    del example_input
-    return lower_tables(qat_model)
+    """``hwquant.lower`` for tables: the example fixes the shapes of reshapes and
+    concatenations."""
+    return lower_tables(qat_model, example_input)
 
 
 def _trace(table_model: TableModel, x: torch.Tensor) -> EngineTrace:

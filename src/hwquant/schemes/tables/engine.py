@@ -17,13 +17,16 @@ PyTorch kernels of :mod:`hwquant.schemes.tables.kernels` (the reference); ``engi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from hwquant.core.errors import ConfigError
 from hwquant.core.intmath import window_sum
-from hwquant.ir.intmodel import MaxPoolNode
+from hwquant.engine.integer import RunContext
+from hwquant.ir.intmodel import IntNode, MaxPoolNode
+from hwquant.ir.ops import get_op
+from hwquant.qat.nn.zero_insert import zero_insert
 from hwquant.schemes.tables import kernels, native
 from hwquant.schemes.tables.model import (
     ActivationNode,
@@ -55,7 +58,8 @@ def resolve_kernel(engine: str = "auto") -> str:
 @dataclass(frozen=True)
 class CompiledUnit:
     """A unit ready to run: its lookup plan and thresholds as tensors, and (``kernel ==
-    "native"``) the C kernel's form of them."""
+    "native"``) the C kernel's form of them; a grouped convolution: one compiled unit per
+    group (``parts``), each reading its own input channels."""
 
     node: UnitNode
     plan: kernels.LookupPlan
@@ -64,6 +68,7 @@ class CompiledUnit:
     bias: torch.Tensor
     kernel: str = "torch"
     native: native.NativeUnit | None = None
+    parts: tuple[CompiledUnit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,11 +90,58 @@ class CompiledPool:
     thresholds: torch.Tensor
 
 
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+def native_geometry(node: UnitNode) -> bool:
+    """Whether the native kernel computes ``node``'s window: a linear unit, or a convolution of
+    one group with a square kernel, stride and padding and no dilation (other convolutions run
+    the PyTorch kernel, which takes every geometry; the integers are the same)."""
+    if node.op != "conv":
+        return True
+    kh, kw = node.weight_index.shape[-2:]
+    stride, padding = _pair(node.stride), _pair(node.padding)
+    square = kh == kw and stride[0] == stride[1] and padding[0] == padding[1]
+    return square and node.groups == 1 and tuple(node.dilation) == (1, 1)
+
+
+def split_groups(node: UnitNode) -> list[UnitNode]:
+    """The units of a grouped convolution's groups: outputs ``[g·O/G, (g+1)·O/G)`` with their
+    thresholds and biases; each reads input channels ``[g·C/G, (g+1)·C/G)`` (after the whole
+    unit's zero insertion, done once)."""
+    size = node.weight_index.shape[0] // node.groups
+    return [
+        replace(
+            node,
+            name=f"{node.name}/group{g}",
+            weight_index=node.weight_index[start : start + size],
+            thresholds=node.thresholds[start : start + size],
+            descending=node.descending[start : start + size],
+            bias=node.bias[start : start + size],
+            groups=1,
+            insert_stride=(1, 1),
+            insert_before=(0, 0),
+            insert_after=(0, 0),
+        )
+        for g, start in enumerate(range(0, node.weight_index.shape[0], size))
+    ]
+
+
 def compile_unit(node: UnitNode, group: int | None = None, engine: str = "auto") -> CompiledUnit:
     """Precompute ``node``'s grouped lookup rows for the kernel ``engine`` resolves to
     (``group=None`` picks that kernel's group: :func:`hwquant.schemes.tables.kernels.choose_group`,
-    :func:`hwquant.schemes.tables.native.choose_group`)."""
+    :func:`hwquant.schemes.tables.native.choose_group`); a unit the native kernel does not
+    compute (:func:`native_geometry`) takes the PyTorch kernel."""
     kernel = resolve_kernel(engine)
+    if node.groups > 1:
+        parts = tuple(compile_unit(part, group, engine) for part in split_groups(node))
+        first = parts[0]
+        return CompiledUnit(
+            node, first.plan, first.thresholds, first.descending, first.bias, parts=parts
+        )
+    if not native_geometry(node):
+        kernel = "torch"
     weight_index = torch.from_numpy(node.weight_index).reshape(node.weight_index.shape[0], -1)
     table = torch.from_numpy(node.table)
     if group is None:
@@ -121,14 +173,27 @@ def run_unit(unit: CompiledUnit, x_idx: torch.Tensor) -> torch.Tensor:
     """Output indices of a unit, ``[N, O, H, W]`` or ``[N, O]`` (the last unit: ``acc + bias``)."""
     node = unit.node
     conv = node.op == "conv"
-    kernel = node.weight_index.shape[-1] if conv else 1
+    if conv and node.inserts_zeros:  # a transposed convolution: zeros read the zero row
+        x_idx = zero_insert(
+            x_idx, node.insert_stride, node.insert_before, node.insert_after, unit.plan.pad_index
+        )
+    if unit.parts:
+        inputs = x_idx.chunk(len(unit.parts), dim=1)
+        return torch.cat([run_unit(p, x) for p, x in zip(unit.parts, inputs, strict=True)], dim=1)
     if unit.native is not None:
+        kernel = node.weight_index.shape[-1] if conv else 1
         x = x_idx if conv else x_idx[:, :, None, None]
-        out = native.run(unit.native, x.to(torch.int64), kernel, node.stride, node.padding)
+        stride, padding = _pair(node.stride)[0], _pair(node.padding)[0]
+        out = native.run(unit.native, x.to(torch.int64), kernel, stride, padding)
         return out if conv else out.flatten(1)
     if conv:
         cols, out_h, out_w = kernels.patches(
-            x_idx, kernel, node.stride, node.padding, unit.plan.pad_index
+            x_idx,
+            tuple(node.weight_index.shape[-2:]),
+            node.stride,
+            node.padding,
+            unit.plan.pad_index,
+            tuple(node.dilation),
         )
     else:
         cols = x_idx.unsqueeze(1)
@@ -143,8 +208,9 @@ def run_unit(unit: CompiledUnit, x_idx: torch.Tensor) -> torch.Tensor:
 
 
 def run_add(add: CompiledAdd, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Output indices of a residual add."""
+    """Output indices of a residual add (or product; the operands broadcast)."""
     if add.kernel == "native":
+        a, b = torch.broadcast_tensors(a, b)
         return torch.ops.hwquant.lookup_add(add.table, add.row_start, a, b)
     return kernels.lookup_add(add.table, add.row_start, a, b)
 
@@ -168,7 +234,7 @@ def run_activation(table: torch.Tensor, x_idx: torch.Tensor) -> torch.Tensor:
 Step = Callable[..., torch.Tensor]
 
 
-def compile_node(node: TableNode | MaxPoolNode, engine: str = "auto") -> Step:
+def compile_node(node: TableNode | IntNode, engine: str = "auto") -> Step:
     """A function of the node's input index tensors that computes its output indices."""
     if isinstance(node, UnitNode):
         unit = compile_unit(node, engine=engine)
@@ -179,20 +245,24 @@ def compile_node(node: TableNode | MaxPoolNode, engine: str = "auto") -> Step:
     if isinstance(node, PoolNode):
         pool = compile_pool(node)
         return lambda x: run_pool(pool, x)
-    if isinstance(node, MaxPoolNode):  # square, no dilation or ceil mode (tables' prepare)
-        k, s, p = node.kernel_size[0], node.stride[0], node.padding[0]
-        return lambda x: kernels.window_max(x, k, s, p)
+    if isinstance(node, MaxPoolNode):
+        return lambda x: kernels.window_max(
+            x, node.kernel_size, node.stride, node.padding, node.dilation, node.ceil_mode
+        )
     if isinstance(node, ActivationNode):
         table = compile_activation(node)
         return lambda x: run_activation(table, x)
     if isinstance(node, FlattenNode):
         return lambda x: x.flatten(1)
+    if isinstance(node, IntNode):  # concat, upsample, reshape: the integer engine's step
+        execute = get_op(node.op).execute
+        return lambda *xs: execute(node, list(xs), RunContext())
     raise TypeError(f"no executor for table node {type(node).__name__}")
 
 
 def compile_tables(
     model: TableModel, engine: str = "auto"
-) -> list[tuple[TableNode | MaxPoolNode, Step]]:
+) -> list[tuple[TableNode | IntNode, Step]]:
     """Every node with its executor (cached on the model by :func:`run_tables`)."""
     return [(node, compile_node(node, engine)) for node in model.nodes]
 

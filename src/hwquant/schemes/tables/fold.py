@@ -17,7 +17,8 @@ The next codebook has levels ``c_0 < … < c_{n−1}`` and midpoints ``m_k``; ne
 quantization of ``y = ReLU(u)`` gives index ``#{k : y ≥ m_k}``. Each term is one comparison on
 the integer accumulator:
 
-* with ReLU and ``m_k ≤ 0``: always true (``y ≥ 0 ≥ m_k``);
+* with ReLU and ``m_k ≤ 0``: always true (``y ≥ 0 ≥ m_k``); with ReLU6 and ``m_k > 6``:
+  never (``y ≤ 6``), else ``y ≥ m_k ⟺ u ≥ m_k`` as for ReLU;
 * ``g_c > 0``: ``u ≥ m_k ⟺ acc ≥ τ = ⌈(m_k − h_c)/g_c⌉``;
 * ``g_c < 0`` (negative BN scale): the inequality flips, ``acc ≤ τ = ⌊(m_k − h_c)/g_c⌋``;
 * ``g_c = 0``: ``u = h_c``, true or false whatever ``acc`` is.
@@ -26,8 +27,9 @@ the integer accumulator:
 So the next index is the number of thresholds passed: no BN, no ReLU, no multiply at run time.
 
 **Residual add** through a shared codebook: the output index of ``ReLU(a_i + b_j)`` is a
-precomputed table ``S[i, j]`` (|A₁|·|A₂| entries). **Average pooling**: the window sum of
-integer values ``V[i] = round(a_i / s_V)``, compared with ``⌈m_k·n_window / s_V⌉``.
+precomputed table ``S[i, j]`` (|A₁|·|A₂| entries); an elementwise product (a
+squeeze-excitation gate ``x·g``) is the same table of ``a_i·b_j``. **Average pooling**: the
+window sum of integer values ``V[i] = round(a_i / s_V)``, compared with ``⌈m_k·n_window / s_V⌉``.
 """
 
 from __future__ import annotations
@@ -46,11 +48,13 @@ ACC_LIMIT = 2**31 - 1  # the engine accumulates entries in 32-bit words
 
 @dataclass(frozen=True)
 class Affine:
-    """Per-channel pre-activation ``u = gain·acc + offset`` (float64 [C]) and its ReLU."""
+    """Per-channel pre-activation ``u = gain·acc + offset`` (float64 [C]), its ReLU and the
+    ReLU's upper clip ``ceiling`` (6 for ReLU6; None: none)."""
 
     gain: torch.Tensor
     offset: torch.Tensor
     relu: bool
+    ceiling: float | None = None
 
 
 def entry_limit(entry_bits: int) -> int:
@@ -111,16 +115,25 @@ def thresholds(affine: Affine, next_levels: torch.Tensor) -> tuple[torch.Tensor,
     tau = torch.where(g == 0, torch.where(h >= m, always, never), tau)
     if affine.relu:
         tau = torch.where(m <= 0, always, tau)
+    if affine.ceiling is not None:  # y = min(ReLU(u), ceiling) never reaches m > ceiling
+        tau = torch.where(m > affine.ceiling, never, tau)
     return tau.to(torch.int64), descending
 
 
 def add_table(
-    left: torch.Tensor, right: torch.Tensor, out_levels: torch.Tensor, relu: bool
+    left: torch.Tensor,
+    right: torch.Tensor,
+    out_levels: torch.Tensor,
+    relu: bool,
+    ceiling: float | None = None,
+    product: bool = False,
 ) -> torch.Tensor:
-    """``S[i, j]`` = index of ``act(left_i + right_j)`` in ``out_levels`` (int64)."""
-    total = left.double()[:, None] + right.double()[None, :]
+    """``S[i, j]`` = index of ``act(left_i + right_j)`` (``left_i·right_j`` with ``product``)
+    in ``out_levels`` (int64); ``act`` is ReLU clipped at ``ceiling`` (ReLU6: 6), or none."""
+    left, right = left.double()[:, None], right.double()[None, :]
+    total = left * right if product else left + right
     if relu:
-        total = total.clamp_min(0.0)
+        total = total.clamp(0.0, ceiling)
     return nearest_index(total, out_levels.double())
 
 

@@ -96,34 +96,55 @@ def accumulate(plan: LookupPlan, columns: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+Pair = tuple[int, int]
+
+
 def _windows(
-    x: torch.Tensor, kernel: int, stride: int, spatial: tuple[int, int] = (2, 3)
+    x: torch.Tensor,
+    kernel: Pair,
+    stride: Pair,
+    dilation: Pair = (1, 1),
+    spatial: tuple[int, int] = (2, 3),
 ) -> tuple[list[torch.Tensor], int, int]:
-    """The ``kernel²`` strided shifts of ``x`` over its two ``spatial`` dimensions (one per
-    window offset, each with those dimensions cut to Ho, Wo), and Ho, Wo."""
+    """The ``k_h·k_w`` strided shifts of ``x`` over its two ``spatial`` dimensions (one per
+    window offset ``(d_h·u, d_w·v)``, each with those dimensions cut to Ho, Wo), and Ho, Wo."""
     dim_h, dim_w = spatial
-    out_h = (x.shape[dim_h] - kernel) // stride + 1
-    out_w = (x.shape[dim_w] - kernel) // stride + 1
-    span_h, span_w = stride * (out_h - 1) + 1, stride * (out_w - 1) + 1
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    out_h = (x.shape[dim_h] - dh * (kh - 1) - 1) // sh + 1
+    out_w = (x.shape[dim_w] - dw * (kw - 1) - 1) // sw + 1
+    span_h, span_w = sh * (out_h - 1) + 1, sw * (out_w - 1) + 1
     shifts = [
         x.narrow(dim_h, dy, span_h).narrow(dim_w, dx, span_w)[
-            (slice(None),) * dim_h + (slice(None, None, stride),)
-        ][(slice(None),) * dim_w + (slice(None, None, stride),)]
-        for dy in range(kernel)
-        for dx in range(kernel)
+            (slice(None),) * dim_h + (slice(None, None, sh),)
+        ][(slice(None),) * dim_w + (slice(None, None, sw),)]
+        for dy in range(0, dh * kh, dh)
+        for dx in range(0, dw * kw, dw)
     ]
     return shifts, out_h, out_w
 
 
+def _pair(value: int | Pair) -> Pair:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
 def patches(
-    x: torch.Tensor, kernel: int, stride: int, padding: int, pad_index: int
+    x: torch.Tensor,
+    kernel: int | Pair,
+    stride: int | Pair,
+    padding: int | Pair,
+    pad_index: int,
+    dilation: int | Pair = 1,
 ) -> tuple[torch.Tensor, int, int]:
-    """Input indices of every convolution window, ``[N, Ho·Wo, C·k·k]`` ordered as the
-    flattened weight ``[O, C, k, k]``, the padding filled with ``pad_index``; and Ho, Wo."""
-    if padding:
-        x = F.pad(x, (padding,) * 4, value=pad_index)
-    shifts, out_h, out_w = _windows(x.permute(0, 2, 3, 1), kernel, stride, spatial=(1, 2))
-    cols = torch.stack(shifts, dim=-1)  # [N, Ho, Wo, C, k·k]: one copy, already window-major
+    """Input indices of every convolution window, ``[N, Ho·Wo, C·k_h·k_w]`` ordered as the
+    flattened weight ``[O, C, k_h, k_w]``, the padding filled with ``pad_index``; and Ho, Wo.
+    ``kernel``, ``stride``, ``padding`` and ``dilation`` are one number or ``(h, w)``."""
+    ph, pw = _pair(padding)
+    if ph or pw:
+        x = F.pad(x, (pw, pw, ph, ph), value=pad_index)
+    shifts, out_h, out_w = _windows(
+        x.permute(0, 2, 3, 1), _pair(kernel), _pair(stride), _pair(dilation), spatial=(1, 2)
+    )
+    cols = torch.stack(shifts, dim=-1)  # [N, Ho, Wo, C, kh·kw]: one copy, already window-major
     return cols.reshape(x.shape[0], out_h * out_w, -1), out_h, out_w
 
 
@@ -140,12 +161,32 @@ def lookup_add(table: torch.Tensor, row_start: torch.Tensor, a: torch.Tensor, b:
     return table.flatten()[row_start[a] + b]
 
 
-def window_max(x: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
+def window_max(
+    x: torch.Tensor,
+    kernel: int | Pair,
+    stride: int | Pair,
+    padding: int | Pair,
+    dilation: int | Pair = 1,
+    ceil_mode: bool = False,
+) -> torch.Tensor:
     """Max pooling of indices (levels are increasing, so the max index is the max level;
-    padding with index 0 never wins)."""
-    if padding:
-        x = F.pad(x, (padding,) * 4, value=0)
-    shifts, _, _ = _windows(x, kernel, stride)
+    padding with index 0 never wins); sizes are one number or ``(h, w)``. With ``ceil_mode``
+    the last window may run past the padded input (PyTorch's rule: it starts inside the input
+    or its left padding), its missing positions padding too."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(_pair, (kernel, stride, padding, dilation))
+    extra = [0, 0]
+    if ceil_mode:
+        for axis, (size, k, s, p, d) in enumerate(
+            ((x.shape[2], kh, sh, ph, dh), (x.shape[3], kw, sw, pw, dw))
+        ):
+            span = d * (k - 1) + 1
+            out = -(-(size + 2 * p - span) // s) + 1
+            if (out - 1) * s >= size + p:
+                out -= 1
+            extra[axis] = max(0, (out - 1) * s + span - (size + 2 * p))
+    if ph or pw or any(extra):
+        x = F.pad(x, (pw, pw + extra[1], ph, ph + extra[0]), value=0)
+    shifts, _, _ = _windows(x, (kh, kw), (sh, sw), (dh, dw))
     result = shifts[0]
     for part in shifts[1:]:
         result = torch.maximum(result, part)

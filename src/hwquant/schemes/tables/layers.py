@@ -21,9 +21,16 @@ from torch import nn
 
 from hwquant.core.errors import UnsupportedLayerError
 from hwquant.core.intmath import round_half_up
-from hwquant.qat.nn.base import BoundModule, capture_outputs
+from hwquant.qat.nn.base import (
+    RELU6_CEILING,
+    Activation,
+    BoundModule,
+    apply_activation,
+    capture_outputs,
+)
 from hwquant.qat.nn.bn_fold import bn_multiplier, fold_bn
 from hwquant.qat.nn.qactivation import Elementwise
+from hwquant.qat.nn.zero_insert import ZeroInsert
 from hwquant.schemes.tables import engine, fold
 from hwquant.schemes.tables.codebooks import nearest_index
 from hwquant.schemes.tables.model import ActivationNode, LookupAddNode, PoolNode, UnitNode
@@ -66,34 +73,31 @@ class TableModule(BoundModule[CodebookQuantizer]):
 
 
 class TableUnit(TableModule):
-    """Conv2d (square kernel, groups 1) or Linear, with optional BN and ReLU, as a table unit."""
+    """Conv2d (any kernel, stride, padding, dilation and groups; optionally after the zero
+    insertion of a transposed convolution) or Linear, with optional BN and ReLU/ReLU6, as a
+    table unit."""
 
     def __init__(
         self,
         source: nn.Conv2d | nn.Linear,
         bn: nn.modules.batchnorm._BatchNorm | None,
-        relu: bool,
+        act: Activation,
         weight_quant: CodebookQuantizer,
         out_quant: CodebookQuantizer | None,
         entry_bits: int,
+        inserted: ZeroInsert | None = None,
     ) -> None:
         super().__init__()
         self.is_conv = isinstance(source, nn.Conv2d)
         if self.is_conv:
-            k, s, p = source.kernel_size, source.stride, source.padding
-            if (
-                source.groups != 1
-                or k[0] != k[1]
-                or s[0] != s[1]
-                or isinstance(p, str)
-                or (p[0] != p[1] or source.dilation != (1, 1))
-            ):
+            if isinstance(source.padding, str):
                 raise UnsupportedLayerError(
-                    f"table units take square, undilated, ungrouped convolutions with numeric "
-                    f"padding; got {source}. Fix: use such a Conv2d, or the llsq scheme."
+                    f"table units take numeric padding; got {source}. Fix: prepare() the "
+                    "model (it turns padding='same' into numbers)."
                 )
-            self.stride, self.padding = s[0], p[0]
-        if out_quant is None and (bn is not None or relu):
+            self.stride, self.padding = tuple(source.stride), tuple(source.padding)
+            self.dilation, self.groups = tuple(source.dilation), source.groups
+        if out_quant is None and (bn is not None or act is not None):
             raise UnsupportedLayerError(
                 "the output layer of a table network must be a plain Conv2d/Linear (no BN, no "
                 "ReLU after it). Fix: move BN/ReLU before the classifier."
@@ -101,15 +105,18 @@ class TableUnit(TableModule):
         self.weight = source.weight
         self.bias = source.bias
         self.bn = bn
-        self.relu = relu
+        self.act = act
         self.weight_quant = weight_quant
         self.out_quant = out_quant
         self.entry_bits = entry_bits
+        self.inserted = inserted
 
     def _op(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        if self.is_conv:
-            return F.conv2d(x, w, b, self.stride, self.padding)
-        return F.linear(x, w, b)
+        if not self.is_conv:
+            return F.linear(x, w, b)
+        if self.inserted is not None:
+            x = self.inserted(x)
+        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
@@ -117,14 +124,12 @@ class TableUnit(TableModule):
         y = self._op(x, self.weight_quant(self.weight), self.bias)
         if self.bn is not None:
             y = self.bn(y)
-        if self.relu:
-            y = torch.relu(y)
+        y = apply_activation(self.act, y)
         return self.out_quant(y) if self.out_quant is not None else y
 
     def float_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Float weights, BN folded with its running statistics, ReLU."""
-        y = self._op(x, *fold_bn(self.weight, self.bias, self.bn))
-        return torch.relu(y) if self.relu else y
+        """Float weights, BN folded with its running statistics, ReLU/ReLU6."""
+        return apply_activation(self.act, self._op(x, *fold_bn(self.weight, self.bias, self.bn)))
 
     @torch.no_grad()
     def to_node(self, name: str, inputs: list[str]) -> UnitNode:
@@ -132,7 +137,7 @@ class TableUnit(TableModule):
         act_levels = self.input_quants[0].codebook()
         weight_levels = self.weight_quant.codebook()
         table, scale = fold.product_table(act_levels, weight_levels, self.entry_bits)
-        fan_in = self.weight[0].numel()
+        fan_in = self.weight[0].numel()  # per group: [O, C/groups, k_h, k_w]
         fold.check_table(table, self.entry_bits, fan_in, name)
         channels = self.weight.shape[0]
         bias = self.bias.double() if self.bias is not None else torch.zeros(channels).double()
@@ -150,7 +155,8 @@ class TableUnit(TableModule):
                 gain = g_hat * scale
                 beta = self.bn.bias.double() if self.bn.bias is not None else 0.0  # affine=False
                 offset = g_hat * (bias - self.bn.running_mean.double()) + beta
-            tau, descending = fold.thresholds(fold.Affine(gain, offset, self.relu), out_levels)
+            affine = fold.Affine(gain, offset, self.act is not None, _ceiling(self.act))
+            tau, descending = fold.thresholds(affine, out_levels)
         return UnitNode(
             name,
             inputs,
@@ -165,9 +171,21 @@ class TableUnit(TableModule):
             _np(out_levels),
             float(scale),
             self.entry_bits,
-            self.stride if self.is_conv else 1,
-            self.padding if self.is_conv else 0,
+            **(self._geometry() if self.is_conv else {}),
         )
+
+    def _geometry(self) -> dict[str, object]:
+        """The convolution's fields of its :class:`UnitNode`."""
+        geometry: dict[str, object] = dict(
+            stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups
+        )
+        if self.inserted is not None:
+            geometry.update(
+                insert_stride=tuple(self.inserted.stride),
+                insert_before=tuple(self.inserted.before),
+                insert_after=tuple(self.inserted.after),
+            )
+        return geometry
 
     def compile(self) -> engine.CompiledUnit:
         return engine.compile_unit(self.to_node(self.qname, ["x"]))
@@ -182,13 +200,20 @@ class TableUnit(TableModule):
         return out.double() * scale
 
 
-class TableAdd(TableModule):
-    """Residual add (+ReLU) onto a shared output codebook, a table in eval mode."""
+def _ceiling(act: Activation) -> float | None:
+    """The upper clip of an activation: 6 for ReLU6, else None."""
+    return RELU6_CEILING if act == "relu6" else None
 
-    def __init__(self, out_quant: CodebookQuantizer, relu: bool) -> None:
+
+class TableAdd(TableModule):
+    """Residual add (+ReLU/ReLU6) onto its output codebook, a table in eval mode; with
+    ``product``, the elementwise product ``a·b`` (a squeeze-excitation gate, broadcast)."""
+
+    def __init__(self, out_quant: CodebookQuantizer, act: Activation, product: bool = False):
         super().__init__()
         self.out_quant = out_quant
-        self.relu = relu
+        self.act = act
+        self.product = product
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if not self.training:
@@ -197,17 +222,18 @@ class TableAdd(TableModule):
         return self.out_quant(self.float_forward(a, b))
 
     def float_forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """``a + b`` (then ReLU) in float."""
-        y = a + b
-        return torch.relu(y) if self.relu else y
+        """``a + b`` (``a·b``; then ReLU/ReLU6) in float."""
+        return apply_activation(self.act, a * b if self.product else a + b)
 
     @torch.no_grad()
     def to_node(self, name: str, inputs: list[str]) -> LookupAddNode:
-        """The add table ``S[i, j]``."""
+        """The add (or product) table ``S[i, j]``."""
         left, right = (q.codebook() for q in self.input_quants)
         out_levels = self.out_quant.codebook()
-        table = fold.add_table(left, right, out_levels, self.relu)
-        return LookupAddNode(name, inputs, _np(table), _np(out_levels))
+        relu, ceiling = self.act is not None, _ceiling(self.act)
+        table = fold.add_table(left, right, out_levels, relu, ceiling, self.product)
+        combine = "mul" if self.product else "add"
+        return LookupAddNode(name, inputs, _np(table), _np(out_levels), combine)
 
     def compile(self) -> engine.CompiledAdd:
         return engine.compile_add(self.to_node(self.qname, ["a", "b"]))

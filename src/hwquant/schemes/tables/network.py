@@ -40,6 +40,7 @@ from hwquant.core.errors import ConfigError, HwquantError, UnsupportedLayerError
 from hwquant.core.intmath import signed_bits
 from hwquant.hw.devices import Device, get_device
 from hwquant.hw.folding import Fold
+from hwquant.ir.intmodel import MaxPoolNode
 from hwquant.rtl.network import pool
 from hwquant.rtl.network.design import Design, check_target, write_design
 from hwquant.rtl.network.folding import widen
@@ -54,10 +55,9 @@ from hwquant.rtl.network.weight_layer import (
     emit_array,
 )
 from hwquant.rtl.unit import index_bits
-from hwquant.schemes.tables.engine import run_tables
+from hwquant.schemes.tables.engine import native_geometry, run_tables
 from hwquant.schemes.tables.model import (
     FlattenNode,
-    MaxPoolNode,
     TableModel,
     TableNode,
     UnitNode,
@@ -189,10 +189,14 @@ def unit_spec(node: UnitNode, last: bool) -> ArraySpec:
     )
 
 
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
 def _geometry(node: UnitNode, fmap: FeatureMap):
     if node.op == "conv":
-        k, s, p = node.weight_index.shape[-1], node.stride, node.padding
-        return conv_geometry((k, k), (s, s), (p, p), fmap)
+        kernel = tuple(node.weight_index.shape[-2:])
+        return conv_geometry(kernel, _pair(node.stride), _pair(node.padding), fmap)
     return dense_geometry(node.name, node.weight_index.shape[1], fmap)
 
 
@@ -229,9 +233,20 @@ def check_blocks(model: TableModel) -> None:
     block, naming the kinds that have one."""
     for node in model.nodes:
         if not isinstance(node, UnitNode | MaxPoolNode | FlattenNode):
+            kind = getattr(node, "kind", None) or node.op
             raise UnsupportedLayerError(
-                f"table node '{node.name}' is a '{node.kind}' node, which has no hardware "
+                f"table node '{node.name}' is a '{kind}' node, which has no hardware "
                 f"block. Fix: use only nodes with one: {', '.join(BLOCK_KINDS)}."
+            )
+        if isinstance(node, UnitNode) and (not native_geometry(node) or node.inserts_zeros):
+            raise UnsupportedLayerError(
+                f"table unit '{node.name}' has groups={node.groups}, kernel "
+                f"{tuple(node.weight_index.shape[2:])}, stride {node.stride}, padding "
+                f"{node.padding}, dilation {tuple(node.dilation)} and "
+                f"{'a' if node.inserts_zeros else 'no'} zero insertion; the unit block "
+                "computes one group with square kernel, stride and padding, undilated, without "
+                "zero insertion. Fix: use such convolutions for the hardware design (the table "
+                "engine runs the others)."
             )
 
 
