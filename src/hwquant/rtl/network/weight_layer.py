@@ -269,13 +269,18 @@ class Requantizer:
         return lines
 
     def record(self, lanes: list[tuple[Lane, np.ndarray]], acc_bits: int) -> dict:
-        """design.json's ``requantizer``: the widths of :meth:`lines` and, over the lanes, the
+        """design.json's ``requantizer``: the widths of :meth:`lines`; over the lanes, the
         most distinct multipliers and shifts one lane selects among (1: a constant, no
-        multiplexer)."""
+        multiplexer); and per lane ``min_shifts``, the smallest shift its shift table can
+        give (an idle fold's 0, and the table's default 0 when the fold select has codes
+        beyond the folds), below which the scaled value's bits feed nothing
+        (:mod:`hwquant.rtl.network.estimate`)."""
         mult = np.asarray(self.mult, np.int64)
         shift = np.asarray(self.shift, np.int64)
         mult_bits = int(mult.max()).bit_length() + 1
         rows = [[r for r in lane.rows if r >= 0] for lane, _ in lanes]
+        folds = len(lanes[0][0].rows)
+        default = [0] if folds > 1 and folds & (folds - 1) else []  # unreachable: none
         return {
             "requantizer": {
                 "mult_bits": mult_bits,
@@ -283,6 +288,10 @@ class Requantizer:
                 "shift_bits": max(2, int(shift.max()).bit_length() + 1),
                 "distinct_mults": max(len({int(mult[r]) for r in rs}) for rs in rows),
                 "distinct_shifts": max(len({int(shift[r]) for r in rs}) for rs in rows),
+                "min_shifts": [
+                    min([int(shift[r]) if r >= 0 else 0 for r in lane.rows] + default)
+                    for lane, _ in lanes
+                ],
             }
         }
 
