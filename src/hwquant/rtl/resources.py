@@ -9,8 +9,9 @@ Counts are in the units the synthesized counts use
 * **n:1 multiplexer** of one bit: one LUT4 for ``n = 2`` (three inputs), else ``2(n−1)/3``
   LUT4s (a 4:1 mux is two LUT4s and the slice's PFUMX) [D];
 * **constant table** of ``n`` entries (a per-row bias, multiplier or shift chosen by the neuron
-  fold): none when ``n = 1`` (a constant), else ``2⌈n/16⌉ − 1`` LUT4s per bit (a LUT4 is a
-  16-entry table) [D];
+  fold): none when ``n = 1`` (a constant), else a LUT4 per 16 entries per bit, joined by the
+  ECP5 slice's PFUMX / L6MUX21 up to 64 entries, by LUT4 multiplexers on iCE40
+  (:func:`table_luts`);
 * **memories** as Yosys 0.70 maps them: block RAM in the aspect ratio that takes fewest
   blocks (ECP5 DP16KD 16384x1 .. 512x36; iCE40 SB_RAM40_4K 2048x2 .. 256x16); on ECP5 a RAM
   goes to 16x4 LUTRAM (4 LUT4s each, and a ``depth/16``:1 output mux per bit) when that is
@@ -87,9 +88,25 @@ def mux_luts(ways: int, width: int) -> float:
     return float(width) if ways == 2 else width * 2 * (ways - 1) / 3
 
 
-def table_luts(entries: int, width: int) -> float:
-    """LUT4s of a table of ``entries`` constants of ``width`` bits (module docstring)."""
-    return 0.0 if entries <= 1 else width * (2 * math.ceil(entries / 16) - 1)
+def table_luts(entries: int, width: int, family: str) -> float:
+    """LUT4s of a table of ``entries`` constants of ``width`` bits (module docstring): per bit
+    one LUT4 per 16 entries; on ECP5 the slice's PFUMX and L6MUX21 join two and four LUT4s
+    into a 32- and a 64-entry table (a LUT5, a LUT6) at no LUT cost, elsewhere (iCE40) a
+    LUT4 multiplexer joins each pair.
+
+    >>> table_luts(1, 8, "ecp5"), table_luts(16, 8, "ecp5"), table_luts(32, 8, "ecp5")
+    (0.0, 8.0, 16.0)
+    >>> table_luts(64, 1, "ecp5"), table_luts(128, 1, "ecp5"), table_luts(32, 8, "ice40")
+    (4.0, 9.0, 24.0)
+    """
+    if entries <= 1:
+        return 0.0
+    if family != "ecp5":
+        return float(width * (2 * math.ceil(entries / 16) - 1))
+    sixes = math.ceil(entries / 64)  # LUT6s of up to 64 entries, then a multiplexer
+    if sixes == 1:
+        return float(width * 2 ** max(0, math.ceil(math.log2(entries / 16))))
+    return 4.0 * width * sixes + mux_luts(sixes, width)
 
 
 def multipliers(a: int, b: int, family: str) -> int:

@@ -154,7 +154,7 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
     # the tags (valid, padding, first, last, chunk and fold) through the pipeline's stages
     cost.ffs += int(block["depth"]) * (4 + bits(nf)) + 3 * bits(c_in // simd)
     if block["weight_rom"]["style"] == "distributed":
-        cost.luts += table_luts(words, rom_bits)
+        cost.luts += table_luts(words, rom_bits, family)
         cost.ffs += rom_bits  # the ROM's read register (block RAM holds its own)
     else:
         cost += memory(words, rom_bits, family)
@@ -162,7 +162,7 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
     for kind, pbits, wfield in lanes:
         cost += lane_cost(LaneShape(kind, simd, a, int(pbits), int(wfield), family, block))
         tree_luts, tree_regs = _adder_tree(simd, pbits, acc)
-        cost.luts += tree_luts + acc + table_luts(nf, acc)  # + accumulator
+        cost.luts += tree_luts + acc + table_luts(nf, acc, family)  # + accumulator
         cost.ffs += simd * pbits + tree_regs + 2 * acc  # products, tree, sum and result
     rq = block.get("requantizer")
     if rq:
@@ -179,9 +179,12 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
     th = block.get("thresholds")
     if th:  # per lane: the fold's thresholds, the compares and their sum
         count, width = int(th["count"]), int(th["compare_bits"])
-        per_lane = table_luts(nf, count * width + 1) + count * width + count * bits(count + 1)
-        cost.luts += pe * per_lane
-        cost.ffs += pe * (count + int(block["out_bits"]))  # the compares, then their sum
+        for live in th["live_columns"]:
+            # Yosys's proc_rom turns the fold's threshold case into a ROM and memory_dff
+            # moves the fold register behind it: its live columns (design.json) are a table
+            # and a register each
+            cost.luts += table_luts(nf, live, family) + count * width + count * bits(count + 1)
+            cost.ffs += live + count + int(block["out_bits"])  # table, compares, their sum
     cost.luts += 2 * nf + LUTS_PER_COUNTER_BIT * bits(oh * ow)  # word assembly, write address
     word = int(block["out_shape"][0]) * int(block["out_bits"])
     cost.ffs += word + bits(oh * ow) + 1  # the written word (folds assembled in it)

@@ -173,7 +173,7 @@ def codebook_lane_cost(lane: LaneShape) -> Cost:
     """
     level_bits = lane.product_bits - lane.in_bits
     return Cost(
-        lane.simd * table_luts(2**lane.weight_field, level_bits),
+        lane.simd * table_luts(2**lane.weight_field, level_bits, lane.family),
         dsps=lane.simd * multipliers(lane.in_bits + 1, level_bits, lane.family),
     )
 
