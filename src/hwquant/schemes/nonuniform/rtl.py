@@ -169,7 +169,7 @@ def codebook_lane_cost(lane: LaneShape) -> Cost:
     the code by the level.
 
     >>> codebook_lane_cost(LaneShape("codebook", 2, 4, 10, 4, "ecp5"))
-    Cost(luts=12, dsps=2, brams=0, ffs=0)
+    Cost(luts=12.0, dsps=2, brams=0, ffs=0)
     """
     level_bits = lane.product_bits - lane.in_bits
     return Cost(
