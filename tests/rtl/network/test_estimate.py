@@ -24,6 +24,7 @@ from hwquant.rtl.network.estimate import (
     weight_block_cost,
 )
 from hwquant.rtl.resources import LaneShape, bits, lane_cost, lane_kinds
+from hwquant.rtl.unit import index_bits
 
 
 @pytest.mark.parametrize(
@@ -113,7 +114,7 @@ def test_requantizer_is_costed_on_the_bits_above_its_smallest_shift(llsq_cnn, tm
     text = (tmp_path / "d" / "rtl" / f"{block['module']}.v").read_text()
     for p, low in enumerate(rq["min_shifts"]):
         arms = [int(s) for s in re.findall(rf"shift_{p} = \d+'d(\d+);", text)]
-        assert low == min(arms + ([0] if len(arms) & (len(arms) - 1) else []))
+        assert low == min(arms + ([0] if 1 << index_bits(len(arms)) > len(arms) else []))
     # every bit below the smallest shift is one a rounding adder, a shift and a clamp fewer
     full = copy.deepcopy(block)
     full["requantizer"]["min_shifts"] = [0] * len(rq["min_shifts"])

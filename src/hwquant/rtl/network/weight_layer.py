@@ -280,7 +280,7 @@ class Requantizer:
         mult_bits = int(mult.max()).bit_length() + 1
         rows = [[r for r in lane.rows if r >= 0] for lane, _ in lanes]
         folds = len(lanes[0][0].rows)
-        default = [0] if folds > 1 and folds & (folds - 1) else []  # unreachable: none
+        default = [0] if 1 << index_bits(folds) > folds else []  # the select's spare codes
         return {
             "requantizer": {
                 "mult_bits": mult_bits,

@@ -116,8 +116,7 @@ class Thresholds:
         live = []
         for lane, _ in lanes:
             words = self.fold_words(lane, acc_bits)
-            folds = len(words)
-            if folds > 1 and folds & (folds - 1):
+            if 1 << index_bits(len(words)) > len(words):  # the select's spare codes
                 words.append(0)
             columns = {tuple((w >> b) & 1 for w in words) for b in range(count * width + 1)}
             live.append(sum(len(set(c)) > 1 for c in columns))
