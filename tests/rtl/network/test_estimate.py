@@ -125,3 +125,15 @@ def test_requantizer_is_costed_on_the_bits_above_its_smallest_shift(llsq_cnn, tm
     live, wide = weight_block_cost(block, "ecp5"), weight_block_cost(full, "ecp5")
     assert np.isclose(wide.luts - live.luts, per_bit * dropped)
     assert wide.ffs - live.ffs == 3 * dropped
+
+
+def test_a_block_that_records_its_own_cost_is_taken_at_its_word(llsq_cnn, tmp_path):
+    folding = {"features.0.0": Fold(2, 1), "features.1.0": Fold(2, 4), "classifier": Fold(1, 1)}
+    design = build_design(llsq_cnn, "lfe5u-85f", tmp_path / "d", folding=folding, input_size=8)
+    record = copy.deepcopy(design.record)
+    pool = next(b for b in record["blocks"] if b["op"] == "maxpool")
+    pool["op"] = "some_new_op"  # an op this module has no formula for
+    with pytest.raises(ConfigError, match="no cost for block"):
+        estimate_design(record, "ecp5")
+    pool["cost"] = {"ecp5": {"luts": 7.0, "dsps": 1, "brams": 0, "ffs": 9}}
+    assert estimate_design(record, "ecp5").parts[pool["name"]] == Cost(7.0, 1, 0, 9)

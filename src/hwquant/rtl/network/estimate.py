@@ -234,6 +234,8 @@ def estimate_design(record: Mapping, family: str) -> DesignEstimate:
             )
         elif op == "add":
             est.parts[name] = Cost(3 * widths[name], dsps=2)
+        elif "cost" in block:  # a block that costs itself (its op module records it)
+            est.parts[name] = Cost(**block["cost"][family])
         else:
             raise ConfigError(f"no cost for block '{name}' ({op}). Fix: add one to {__name__}.")
     for edge in record["edges"]:
