@@ -13,6 +13,7 @@ from hwquant.cli import main
 from hwquant.engine import run
 from hwquant.hw.folding import Fold
 from hwquant.rtl.network import build_design, simulate_design
+from hwquant.rtl.network.design import design_sha256
 from tests.rtl.network.conftest import requires_verilator, tiny_cnn, tiny_resnet
 
 IMAGES = 6
@@ -103,3 +104,20 @@ def test_nonuniform_cnn_exact_with_codebook_lanes(tmp_path):
     report = simulate_design(design.directory, dataset_codes(model, "digits", IMAGES))
     assert report.exact and report.mismatches == [] and report.cycles_match
     assert report.intervals == [design.ii_cycles] * (IMAGES - 1)
+
+
+def test_rtl_sha256_fingerprints_the_emitted_files_and_model(llsq_cnn, tmp_path):
+    def built(name: str, folding: dict[str, Fold]):
+        out = tmp_path / name
+        design = build_design(llsq_cnn, "lfe5u-85f", out, folding=folding, input_size=8)
+        return out, design.record["rtl_sha256"]
+
+    first, digest = built("a", {"features.1.0": Fold(2, 4)})
+    assert built("b", {"features.1.0": Fold(2, 4)})[1] == digest  # the same build again
+    assert built("c", {"features.1.0": Fold(4, 4)})[1] != digest  # another folding
+    files = {p.name: p.read_text() for p in (first / "rtl").iterdir()}
+    assert any(name.endswith(".mem") for name in files)  # the ROM images count
+    assert design_sha256(files, first / "model.npz") == digest
+    rom = next(name for name in files if name.endswith("_weights.mem"))
+    files[rom] = files[rom].replace("0", "1", 1)
+    assert design_sha256(files, first / "model.npz") != digest

@@ -22,11 +22,11 @@ LUTs when at most :data:`LUTROM_DEPTH` words).
 
 **Pipeline** (one register per stage, so one stage sets Fmax): pixel address → input RAM read
 and weight ROM read → (the read word registered, when the chunk select has at least
-:data:`WIDE_CHUNKS` ways) → chunk select → products → ``⌈log2 SIMD⌉`` adder-tree levels →
-accumulator (bias on a fold's first item, wrapping at ``acc_bits``:
-:class:`hwquant.core.intmath.Accumulator` "wrap") → ``acc·M`` → ``+ 2^(s−1)`` → ``>>> s`` →
-``clamp(·, lo, hi)`` → pixel word assembly in the write register (each fold's codes into
-their fields) and write.
+:data:`WIDE_CHUNKS` ways) → chunk select → products → (the products registered again when
+they are ROM reads, table lookups) → ``⌈log2 SIMD⌉`` adder-tree levels → accumulator (bias
+on a fold's first item, wrapping at ``acc_bits``: :class:`hwquant.core.intmath.Accumulator`
+"wrap") → ``acc·M`` → ``+ 2^(s−1)`` → ``>>> s`` → ``clamp(·, lo, hi)`` → pixel word assembly
+in the write register (each fold's codes into their fields) and write.
 ``acc_bits`` is the width the engine's analysis proves (:meth:`WeightNode.worst_case_bits`),
 or the node's own narrower wrapping accumulator.
 """
@@ -498,6 +498,19 @@ def emit_array(
             ]
             level.append((f"pr_{p}_{s}", product.bits))
         tree.append(level)
+    # a product read from a ROM image (a table lookup) is a block RAM whose read port absorbs
+    # the `pr` register: its clock-to-output then feeds the adder tree (or the accumulator's
+    # carry chain) in one stage, so its output is registered once more in the fabric
+    rom_read = any(lane.product.files for lane, _ in lanes)
+    if rom_read:
+        lines += stages.advance()
+        for p, level in enumerate(tree):
+            for s, (name, bits) in enumerate(level):
+                lines += [
+                    f"    reg signed [{bits - 1}:0] pq_{p}_{s};",
+                    f"    always @(posedge clk) pq_{p}_{s} <= {name};",
+                ]
+            tree[p] = [(f"pq_{p}_{s}", bits) for s, (_, bits) in enumerate(level)]
     # adder tree: one registered level per halving
     levels = max(0, math.ceil(math.log2(simd)))
     for j in range(1, levels + 1):
@@ -581,6 +594,7 @@ def emit_array(
         "in_bits": a,
         "in_channels": c_in,
         "word_registered": cs >= WIDE_CHUNKS,
+        "product_registered": rom_read,
         "products": len(lanes) * simd,
         "weight_rom": {"words": depth_words, "width": rom_bits, "style": rom_style},
         **stage_info,
