@@ -107,12 +107,16 @@ def test_nonuniform_cnn_exact_with_codebook_lanes(tmp_path):
 
 
 @requires_verilator
-def test_banked_weight_rom_exact_with_predicted_cycles(llsq_cnn, tmp_path, monkeypatch):
+def test_banked_rom_and_operand_copies_exact_with_predicted_cycles(llsq_cnn, tmp_path, monkeypatch):
     monkeypatch.setattr(weight_layer, "ROM_BANK_WORDS", 512)  # the classifier's ROM in banks
     monkeypatch.setattr(weight_layer, "ROM_CASCADE_BANKS", 1)
-    folding = {"features.1.0": Fold(2, 4), "classifier": Fold(2, 1)}
+    monkeypatch.setattr(weight_layer, "OPERAND_COPY_LANES", 1)  # x_q copied per lane at PE 2
+    folding = {"features.0.0": Fold(1, 1), "features.1.0": Fold(2, 4), "classifier": Fold(2, 1)}
     design = build_design(llsq_cnn, "lfe5u-85f", tmp_path / "d", folding=folding, input_size=8)
-    rom = {b["name"]: b for b in design.record["blocks"]}["classifier"]["weight_rom"]
+    blocks = {b["name"]: b for b in design.record["blocks"]}
+    assert blocks["features.1.0"]["operand_copies"] == 2
+    assert blocks["features.0.0"]["operand_copies"] == 1  # PE 1: one lane, x_q itself
+    rom = blocks["classifier"]["weight_rom"]
     assert rom["banks"] == -(-rom["words"] // 512) > 2 and rom["words"] % 512  # a short last
     assert (tmp_path / "d" / "rtl" / f"hq_classifier_weights_{rom['banks'] - 1}.mem").is_file()
     report = simulate_design(design.directory, dataset_codes(llsq_cnn, "digits", IMAGES))

@@ -23,7 +23,8 @@ LUTs when at most :data:`LUTROM_DEPTH` words; a very deep one in banks of
 
 **Pipeline** (one register per stage, so one stage sets Fmax): pixel address → input RAM read
 and weight ROM read → (the read word registered, when the chunk select has at least
-:data:`WIDE_CHUNKS` ways or the ROM is banked) → bank select and chunk select → products →
+:data:`WIDE_CHUNKS` ways or the ROM is banked) → bank select and chunk select → (a copy of
+the operand per lane, beyond :data:`OPERAND_COPY_LANES` DSP lanes) → products →
 (the products registered again when they are ROM reads, table lookups) → ``⌈log2 SIMD⌉``
 adder-tree levels → accumulator (bias on a fold's first item, wrapping at ``acc_bits``:
 :class:`hwquant.core.intmath.Accumulator` "wrap") → ``acc·M`` → ``+ 2^(s−1)`` → ``>>> s`` →
@@ -76,6 +77,13 @@ ROM_CASCADE_BANKS = 8
 behind a multiplexer of as many ways (two LUT levels): the digits designs' 10,240-word
 classifier ROM (5 DP16KD deep) read through it in 8.6-9.4 ns, within 100 MHz, without the
 banks' registers (a ROM word's width in flip-flops per bank)."""
+
+OPERAND_COPY_LANES = 16
+"""A block with more DSP lanes than this (products Yosys maps to MULT18X18D, ``style`` "dsp")
+gives every lane a copy of the activation operand register ``x_q`` of its own, one stage
+after it, so that each copy sits beside its lane's multipliers: the MNIST-5k LLSQ design
+(153 of 156 MULT18X18D) routed its 32-lane ``x_q`` to the farthest DSP in 5.7 ns (88.22 MHz),
+while the digits fixed-only design's 16 DSP lanes on one ``x_q`` met 106 MHz."""
 
 LUTROM_DEPTH = 64
 """Weight ROMs at most this many words deep are marked for LUTs, deeper ones for block RAM
@@ -517,7 +525,20 @@ def emit_array(
         f"        w_q <= {weights};",
         "    end",
     ]
-    # stage 4: registered products
+    # many DSP lanes: a copy of x_q per lane (kept apart: Yosys merges equal registers)
+    dsp_lanes = sum(lane.product.params.get("style") == "dsp" for lane, _ in lanes)
+    copied = dsp_lanes > OPERAND_COPY_LANES
+    x_of, w_all = ["x_q"] * len(lanes), "w_q"
+    if copied:
+        lines += stages.advance()
+        lines += [f"    reg [{rom_bits - 1}:0] w_d;", "    always @(posedge clk) w_d <= w_q;"]
+        for p in range(len(lanes)):
+            lines += [
+                f"    reg [{simd * xb - 1}:0] x_l{p};",
+                f"    (* keep *) always @(posedge clk) x_l{p} <= x_q;",
+            ]
+        x_of, w_all = [f"x_l{p}" for p in range(len(lanes))], "w_d"
+    # registered products
     lines += stages.advance()
     prod_modules: dict[str, Product] = {}
     tree: list[list[tuple[str, int]]] = []
@@ -530,8 +551,8 @@ def emit_array(
         for s in range(simd):
             lines += [
                 f"    wire signed [{product.bits - 1}:0] pw_{p}_{s};",
-                f"    {pname} mul_{p}_{s} (.x(x_q[{s * xb} +: {xb}]), "
-                f".w(w_q[{int(offsets[p]) + s * wb} +: {wb}]), .p(pw_{p}_{s}));",
+                f"    {pname} mul_{p}_{s} (.x({x_of[p]}[{s * xb} +: {xb}]), "
+                f".w({w_all}[{int(offsets[p]) + s * wb} +: {wb}]), .p(pw_{p}_{s}));",
                 f"    reg signed [{product.bits - 1}:0] pr_{p}_{s};",
                 f"    always @(posedge clk) pr_{p}_{s} <= pw_{p}_{s};",
             ]
@@ -634,6 +655,7 @@ def emit_array(
         "in_channels": c_in,
         "word_registered": registered,
         "product_registered": rom_read,
+        "operand_copies": len(lanes) if copied else 1,
         "products": len(lanes) * simd,
         "weight_rom": {
             "words": depth_words,
