@@ -341,6 +341,7 @@ def run_design(
     design = _build(spec, model, out / "design", int(codes.shape[-1]))
     entry["build_seconds"] = round(time.perf_counter() - start, 1)
     entry["rtl_sha256"] = design.record["rtl_sha256"]
+    entry["model_sha256"] = design.record["model_sha256"]
     rtl = out / "design" / "rtl"
     files = [rtl / f for f in design.record["rtl_files"] if f.endswith(".v")]
     data = [p for p in rtl.iterdir() if not p.name.endswith(".v")]
@@ -454,6 +455,7 @@ def collect_design(spec: Spec, images: int) -> dict[str, Any]:
         "top": spec.top,
         "git": git_state(REPO_ROOT),
         "rtl_sha256": record.get("rtl_sha256"),
+        "model_sha256": record.get("model_sha256"),
         "collected": "entry assembled from WORK/name by collect_design after the benchmark's "
         "own run stopped (tool time limit); "
         + ("place and route finished by hand" if text else "place and route not finished"),
@@ -527,7 +529,8 @@ def check_rtl(name: str, entry: dict[str, Any]) -> str:
     """Whether stored entry ``name`` describes the current generator's design: the design is
     built again (no simulation, no synthesis) into ``WORK/name/check`` from the model in
     ``WORK/name/design`` (trained again when absent), and its ``rtl_sha256`` compared with the
-    entry's. Returns ``"same"``, ``"differs"`` or why it cannot tell."""
+    entry's. Returns ``"same"``, ``"differs"`` or why it cannot tell (no digest recorded, or a
+    model other than the entry's: its ``model_sha256`` differs)."""
     if entry.get("rtl_sha256") is None:
         return "unknown: the entry records no rtl_sha256 (built before it was recorded)"
     spec = next(s for s in DESIGNS if s.name == name)
@@ -540,7 +543,14 @@ def check_rtl(name: str, entry: dict[str, Any]) -> str:
         model, codes, _ = train_and_lower(spec)
         size = int(codes.shape[-1])
     record = _build(spec, model, work / "check", size).record
-    return "same" if record["rtl_sha256"] == entry["rtl_sha256"] else "differs"
+    if record["rtl_sha256"] == entry["rtl_sha256"]:
+        return "same"
+    if entry.get("model_sha256") not in (None, record["model_sha256"]):
+        return (
+            f"unknown: the model here is not the entry's (model_sha256 differs); put the model "
+            f"the entry measured at {model_file} and check again"
+        )
+    return "differs"
 
 
 COLUMNS = {

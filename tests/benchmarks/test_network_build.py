@@ -21,4 +21,8 @@ def test_check_rtl_compares_the_rebuilt_design_with_the_entry(tmp_path, monkeypa
     rom.write_text(rom.read_text().replace("0", "1", 1))  # the measured files are not re-read
     assert nb.check_rtl("tiny", entry) == "same"
     assert nb.check_rtl("tiny", {"rtl_sha256": "0" * 64}) == "differs"
+    other_model = {"rtl_sha256": "0" * 64, "model_sha256": "1" * 64}  # trained again, not equal
+    assert nb.check_rtl("tiny", other_model).startswith("unknown: the model here")
+    own_model = {"rtl_sha256": "0" * 64, "model_sha256": design.record["model_sha256"]}
+    assert nb.check_rtl("tiny", own_model) == "differs"
     assert nb.check_rtl("tiny", {"rtl_sha256": None}).startswith("unknown")

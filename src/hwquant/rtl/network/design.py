@@ -8,7 +8,7 @@ block its folding, widths, ROM and cycles, per edge its banks, and the predicted
 initiation interval (:mod:`hwquant.rtl.network.graph`); ``DIR/model.npz`` is the IntModel the
 design computes, so that ``hwquant sim DIR`` needs nothing else. design.json's ``rtl_sha256``
 fingerprints the design (:func:`design_sha256`): two builds with the same value emitted the
-same files for the same model.
+same files for the same model (``model_sha256``: :func:`model_sha256`).
 """
 
 from __future__ import annotations
@@ -130,15 +130,15 @@ def write_design(
     record = _record(scheme, device, net, sorted(files))
     record["folding"] = folding
     record["rtl_sha256"] = design_sha256(emitted, out / "model.npz")
+    record["model_sha256"] = model_sha256(out / "model.npz")
     write_atomic(out / DESIGN_FILE, (json.dumps(record, indent=2) + "\n").encode())
     return Design(out, net, record)
 
 
 def design_sha256(files: Mapping[str, str], model_file: Path) -> str:
     """The SHA-256 of a design: every emitted file (Verilog and ROM images, ``name -> text``)
-    as its name and text in name order, then every array of the model file (name, dtype,
-    shape and bytes in name order: the arrays, not the .npz's bytes, whose zip entries carry
-    the time they were written). Equal digests: the same files for the same model.
+    as its name and text in name order, then the model's arrays as :func:`model_sha256`
+    reads them. Equal digests: the same files for the same model.
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
@@ -151,19 +151,31 @@ def design_sha256(files: Mapping[str, str], model_file: Path) -> str:
     True
     """
     digest = hashlib.sha256()
-
-    def add(*parts: bytes) -> None:
-        for part in parts:  # each part with its length: no two sequences hash alike
-            digest.update(len(part).to_bytes(8, "little") + part)
-
     for name in sorted(files):
-        add(name.encode(), files[name].encode())
+        _update(digest, name.encode(), files[name].encode())
+    _update_arrays(digest, model_file)
+    return digest.hexdigest()
+
+
+def model_sha256(model_file: Path) -> str:
+    """The SHA-256 of a model file's arrays (name, dtype, shape and bytes in name order: the
+    arrays, not the .npz's bytes, whose zip entries carry the time they were written)."""
+    digest = hashlib.sha256()
+    _update_arrays(digest, model_file)
+    return digest.hexdigest()
+
+
+def _update(digest, *parts: bytes) -> None:
+    for part in parts:  # each part with its length: no two sequences hash alike
+        digest.update(len(part).to_bytes(8, "little") + part)
+
+
+def _update_arrays(digest, model_file: Path) -> None:
     with np.load(model_file, allow_pickle=False) as arrays:
         for name in sorted(arrays.files):
             value = np.ascontiguousarray(arrays[name])
-            add(name.encode(), value.dtype.str.encode(), str(value.shape).encode())
-            add(value.tobytes())
-    return digest.hexdigest()
+            _update(digest, name.encode(), value.dtype.str.encode(), str(value.shape).encode())
+            _update(digest, value.tobytes())
 
 
 def check_target(out: Path, overwrite: bool) -> None:
