@@ -86,6 +86,7 @@ def test_table_design_exact_on_digits_with_predicted_cycles_and_mutation_fails(
     for unit in units:  # lookups only: no multiplier lane, accumulators at the proven width
         assert blocks[unit.name]["lanes"] == ["table"] * blocks[unit.name]["pe"]
         assert blocks[unit.name]["acc_bits"] == table_acc_bits(unit, unit is units[-1]) < 32
+        assert blocks[unit.name]["product_registered"]  # the lookup's output in the fabric
     for unit in units:  # the products are table lookups, and no requantizer follows
         text = (out / "rtl" / f"hq_{unit.name.replace('.', '_')}.v").read_text()
         products = text.split("module hq_")[1:-1]  # the product modules precede the block
