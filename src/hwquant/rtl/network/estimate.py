@@ -44,6 +44,7 @@ beside the synthesized count and records how far off it is.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -149,13 +150,22 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
     sy, sx = block["stride"]
     cost.ffs = count_bits + 1 + bits(words) + bits(max(kh * kw, oh * ow * sy * sx))
     cost.ffs += simd * max(a, 1) + rom_bits
-    if block.get("word_registered"):  # the read word and the weight word registered first
-        cost.ffs += c_in * a + rom_bits
+    banks = int(block["weight_rom"].get("banks", 1))
+    if block.get("word_registered"):  # the read word and each bank's weight word registered
+        cost.ffs += c_in * a + banks * rom_bits
+    copies = int(block.get("operand_copies", 1))
+    if copies > 1:  # every DSP lane's own copy of the x operand, and the weight word delayed
+        cost.ffs += copies * simd * a + rom_bits
     # the tags (valid, padding, first, last, chunk and fold) through the pipeline's stages
     cost.ffs += int(block["depth"]) * (4 + bits(nf)) + 3 * bits(c_in // simd)
     if block["weight_rom"]["style"] == "distributed":
         cost.luts += table_luts(words, rom_bits, family)
         cost.ffs += rom_bits  # the ROM's read register (block RAM holds its own)
+    elif banks > 1:  # banks of 2^k words (the last one shorter), then a banks:1 select
+        bank_words = 1 << bits(math.ceil(words / banks))
+        for start in range(0, words, bank_words):
+            cost += memory(min(bank_words, words - start), rom_bits, family)
+        cost.luts += mux_luts(banks, rom_bits)
     else:
         cost += memory(words, rom_bits, family)
     lanes = zip(block["lanes"], block["product_bits"], block["weight_fields"], strict=True)
@@ -164,6 +174,8 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
         tree_luts, tree_regs = _adder_tree(simd, pbits, acc)
         cost.luts += tree_luts + acc + table_luts(nf, acc, family)  # + accumulator
         cost.ffs += simd * pbits + tree_regs + 2 * acc  # products, tree, sum and result
+        if block.get("product_registered"):  # a ROM read product registered once more
+            cost.ffs += simd * pbits
     rq = block.get("requantizer")
     if rq:
         wide, ob, shifts = int(rq["wide"]), int(block["out_bits"]), int(rq["distinct_shifts"])
