@@ -84,10 +84,26 @@ def test_block_ram_edge_has_no_address_adders_when_a_bank_is_a_power_of_two():
     assert odd.luts == 6 + 2 * bits(1568) and odd.ffs == 4
 
 
-def test_max_pool_costs_a_compare_and_a_select_per_bit():
-    block = {"op": "maxpool", "kernel": [2, 2], "out_shape": [64, 4, 4]}
-    grow = pool_block_cost(block, 257, "ecp5").luts - pool_block_cost(block, 256, "ecp5").luts
-    assert grow == 2
+def test_max_pool_costs_a_compare_and_a_select_per_bit_and_padding_where_reachable():
+    block = {
+        "op": "maxpool",
+        "kernel": [2, 2],
+        "stride": [2, 2],
+        "padding": [0, 0],
+        "out_shape": [64, 4, 4],
+    }
+
+    def grow(size):  # LUT4s of one more bit of the word
+        return (
+            pool_block_cost(block, 257, "ecp5", size).luts
+            - pool_block_cost(block, 256, "ecp5", size).luts
+        )
+
+    # 8 x 8 -> 4 x 4: iy = 2 oy + ky <= 7 for every value of the 2-bit oy: no padding mux
+    assert grow((8, 8)) == 2
+    # a 2-bit oy reaches 7 also from a 7 x 7 input: the padding test stays, a LUT4 per bit
+    assert grow((7, 7)) == 3
+    assert grow(None) == 3
 
 
 def test_design_estimate_counts_every_part_and_multiplier(llsq_cnn, tmp_path):

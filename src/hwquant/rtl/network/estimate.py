@@ -26,7 +26,9 @@ flow places (ECP5, iCE40):
   of two (else the sum is a concatenation, no logic: Yosys's ``opt_expr`` / ``wreduce``);
 * **max pool**: per bit of the word a comparator bit (half an ECP5 carry cell, CCU2C) and one
   LUT4 that selects the new or the running maximum (its inputs: both bits, the compare result
-  and the window's first-item flag);
+  and the window's first-item flag), and one more for the padding multiplexer unless the
+  window provably stays inside the map (:func:`window_stays_inside`: the digits pools, 8 x 8
+  to 4 x 4, measured 2 LUT4s per bit; the MNIST-5k pools, 28 x 28 and 14 x 14, 3);
 
 **Flip-flops** are counted register by register as the generator writes them (Yosys keeps
 every one that is read): the pipeline registers of a weight block (window address, weight and
@@ -203,13 +205,41 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
     return cost
 
 
-def pool_block_cost(block: Mapping, in_width: int, family: str) -> Cost:
+def window_stays_inside(block: Mapping, in_shape: tuple[int, int]) -> bool:
+    """Whether a window's padding test ``iy < 0 || iy >= H || ...`` is constant false *as
+    Yosys sees it*: no padding, and ``iy = oy·sy + ky`` below ``H`` for every value of the
+    ``oy`` and ``ky`` counters' bits (``2^bits(n) − 1``, not ``n − 1``: Yosys does not know a
+    counter's wrap), on both axes; then ``opt_expr`` removes the padding multiplexer.
+
+    >>> pool = {"kernel": [2, 2], "stride": [2, 2], "padding": [0, 0], "out_shape": [64, 4, 4]}
+    >>> window_stays_inside(pool, (8, 8))  # iy <= 3 * 2 + 1 < 8
+    True
+    >>> window_stays_inside(pool | {"out_shape": [64, 7, 7]}, (14, 14))  # iy <= 7 * 2 + 1
+    False
+    """
+    if any(int(p) for p in block["padding"]):
+        return False
+    _, oh, ow = block["out_shape"]
+    reach = [
+        ((1 << bits(int(o))) - 1) * int(s) + (1 << bits(int(k))) - 1
+        for o, s, k in zip((oh, ow), block["stride"], block["kernel"], strict=True)
+    ]
+    return all(r < int(size) for r, size in zip(reach, in_shape, strict=True))
+
+
+def pool_block_cost(
+    block: Mapping, in_width: int, family: str, in_shape: tuple[int, int] | None = None
+) -> Cost:
     """A max or average pooling block (:mod:`hwquant.rtl.network.pool`): per bit of the word
-    a compare and a select (max: module docstring), or an adder and requantizer (avg)."""
+    a compare and a select (max: module docstring), or an adder and requantizer (avg); and
+    per bit the padding multiplexer ``pad ? 0 : word`` unless the window cannot leave the
+    input map ``in_shape`` (:func:`window_stays_inside`; unknown: kept)."""
     kh, kw = block["kernel"]
     oc, oh, ow = block["out_shape"]
     cost = Cost(LUTS_PER_COUNTER_BIT * (bits(kh) + bits(kw) + bits(oh) + bits(ow) + 10))
     cost.ffs = 3 * in_width + 2 * (bits(kh) + bits(kw) + bits(oh) + bits(ow)) + 20
+    if in_shape is None or not window_stays_inside(block, in_shape):
+        cost.luts += in_width
     if block["op"] == "maxpool":
         cost.luts += 2 * in_width
     else:
@@ -228,12 +258,15 @@ def estimate_design(record: Mapping, family: str) -> DesignEstimate:
         raise ConfigError(f"no estimate for family {family!r}. Fix: use ecp5 or ice40.")
     est = DesignEstimate(family)
     widths = {e["to"]: int(e["width"]) for e in record["edges"]}
+    shapes = {b["name"]: b["out_shape"] for b in record["blocks"]}
     for block in record["blocks"]:
         op, name = block["op"], block["name"]
         if "pe" in block:
             est.parts[name] = weight_block_cost(block, family)
         elif op in ("maxpool", "avgpool"):
-            est.parts[name] = pool_block_cost(block, widths[name], family)
+            shape = shapes.get(block["inputs"][0])
+            size = None if shape is None else (int(shape[1]), int(shape[2]))
+            est.parts[name] = pool_block_cost(block, widths[name], family, size)
         elif op == "input":
             pixels = bits(record["input"]["pixels"])
             est.parts[name] = Cost(LUTS_PER_COUNTER_BIT * pixels, ffs=pixels)
