@@ -100,8 +100,18 @@ def main(argv: list[str] | None = None) -> int:
         help="the design directories were rebuilt from the entries' models and their Verilog "
         "checked byte-identical to the synthesized one (recorded in the result)",
     )
+    parser.add_argument(
+        "--note",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "TEXT"),
+        help="a note recorded with entry NAME (how its design or netlist was obtained)",
+    )
     args = parser.parse_args(argv)
     results = {name: compare(Path(d), Path(i)) for name, d, i in args.entry}
+    for name, text in args.note:
+        results[name]["note"] = text
     for name, entry in results.items():
         print(name, entry["synthesized"], entry["estimate"], entry["error_pct"])
     write_result(
