@@ -4,6 +4,8 @@ product and requantizer lane, every block and edge costed, lanes priced by their
 from __future__ import annotations
 
 import copy
+import functools
+import operator
 import re
 
 import numpy as np
@@ -126,11 +128,12 @@ def test_requantizer_is_costed_on_the_bits_above_its_smallest_shift(llsq_cnn, tm
     design = build_design(llsq_cnn, "lfe5u-85f", tmp_path / "d", folding=folding, input_size=8)
     block = next(b for b in design.record["blocks"] if b["name"] == "features.1.0")
     rq = block["requantizer"]
-    # the recorded smallest shift per lane is the smallest arm of the lane's shift case
+    # the recorded floor per lane is the bits common to every arm of the lane's shift case
     text = (tmp_path / "d" / "rtl" / f"{block['module']}.v").read_text()
     for p, low in enumerate(rq["min_shifts"]):
         arms = [int(s) for s in re.findall(rf"shift_{p} = \d+'d(\d+);", text)]
-        assert low == min(arms + ([0] if 1 << index_bits(len(arms)) > len(arms) else []))
+        arms += [0] if 1 << index_bits(len(arms)) > len(arms) else []
+        assert low == functools.reduce(operator.and_, arms) <= min(arms)
     # every bit below the smallest shift is one a rounding adder, a shift and a clamp fewer
     full = copy.deepcopy(block)
     full["requantizer"]["min_shifts"] = [0] * len(rq["min_shifts"])
