@@ -17,7 +17,11 @@ model (:mod:`hwquant.hw.folding`: MAC arrays and weight memories only) at the sa
 ``comparisons`` puts MSQ beside fixed-only and SP2-only on one budget (:func:`comparisons`).
 ``--reestimate`` recomputes the estimates of the stored entries from their models and foldings
 (no synthesis), after a change to the estimate, and adds the critical path of an entry's
-stored nextpnr report where the entry has none.
+stored nextpnr report where the entry has none. Every entry records ``rtl_sha256``, the
+fingerprint of the design it measured (:func:`hwquant.rtl.network.design.design_sha256`:
+Verilog, ROM images and model); ``--check-rtl`` builds each stored entry's design again with
+the current generator (no simulation or synthesis) and lists the entries whose fingerprint
+differs, the ones to place again after a change to the generator.
 
 Place and route is slow, so the benchmark resumes: an entry already in
 ``benchmarks/results/network_build.json`` is kept, and the file is rewritten atomically after
@@ -336,6 +340,8 @@ def run_design(
     out = WORK / spec.name
     design = _build(spec, model, out / "design", int(codes.shape[-1]))
     entry["build_seconds"] = round(time.perf_counter() - start, 1)
+    entry["rtl_sha256"] = design.record["rtl_sha256"]
+    entry["model_sha256"] = design.record["model_sha256"]
     rtl = out / "design" / "rtl"
     files = [rtl / f for f in design.record["rtl_files"] if f.endswith(".v")]
     data = [p for p in rtl.iterdir() if not p.name.endswith(".v")]
@@ -448,6 +454,8 @@ def collect_design(spec: Spec, images: int) -> dict[str, Any]:
         "target_ii": spec.target_ii,
         "top": spec.top,
         "git": git_state(REPO_ROOT),
+        "rtl_sha256": record.get("rtl_sha256"),
+        "model_sha256": record.get("model_sha256"),
         "collected": "entry assembled from WORK/name by collect_design after the benchmark's "
         "own run stopped (tool time limit); "
         + ("place and route finished by hand" if text else "place and route not finished"),
@@ -515,6 +523,34 @@ def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     if report.is_file():
         fields["critical_path"] = critical_path(report.read_text())
     return fields
+
+
+def check_rtl(name: str, entry: dict[str, Any]) -> str:
+    """Whether stored entry ``name`` describes the current generator's design: the design is
+    built again (no simulation, no synthesis) into ``WORK/name/check`` from the model in
+    ``WORK/name/design`` (trained again when absent), and its ``rtl_sha256`` compared with the
+    entry's. Returns ``"same"``, ``"differs"`` or why it cannot tell (no digest recorded, or a
+    model other than the entry's: its ``model_sha256`` differs)."""
+    if entry.get("rtl_sha256") is None:
+        return "unknown: the entry records no rtl_sha256 (built before it was recorded)"
+    spec = next(s for s in DESIGNS if s.name == name)
+    work = WORK / name
+    model_file = work / "design" / "model.npz"
+    if model_file.is_file():
+        model = _load(spec, model_file)
+        size = int(json.loads((work / "design" / "design.json").read_text())["input"]["shape"][-1])
+    else:
+        model, codes, _ = train_and_lower(spec)
+        size = int(codes.shape[-1])
+    record = _build(spec, model, work / "check", size).record
+    if record["rtl_sha256"] == entry["rtl_sha256"]:
+        return "same"
+    if entry.get("model_sha256") not in (None, record["model_sha256"]):
+        return (
+            f"unknown: the model here is not the entry's (model_sha256 differs); put the model "
+            f"the entry measured at {model_file} and check again"
+        )
+    return "differs"
 
 
 COLUMNS = {
@@ -676,6 +712,12 @@ def main(argv: list[str] | None = None) -> int:
         "--reestimate", action="store_true", help="recompute the stored entries' estimates"
     )
     parser.add_argument(
+        "--check-rtl",
+        action="store_true",
+        help="build the stored (--only) entries' designs again, no synthesis, and list those "
+        "whose rtl_sha256 differs from the current generator's (exit 1 if any)",
+    )
+    parser.add_argument(
         "--collect",
         action="store_true",
         help="assemble the --only entries from their work directories (collect_design)",
@@ -700,6 +742,14 @@ def main(argv: list[str] | None = None) -> int:
         print(comparison_table(results.get("comparisons") or comparisons(results["designs"])))
         return 0
     done = _stored(path)
+    if args.check_rtl:
+        names = [n for n in done if n in {s.name for s in DESIGNS} and n in (args.only or done)]
+        verdicts = {n: check_rtl(n, done[n]) for n in names if "error" not in done[n]}
+        for name, verdict in verdicts.items():
+            print(f"{name}: {verdict}")
+        stale = [n for n, v in verdicts.items() if v != "same"]
+        print("entries to re-place: " + (", ".join(stale) if stale else "none"))
+        return 1 if stale else 0
     recorder = ResultRecorder(NAME, command_line(), SEED, path=path)
     if args.router2:
         trial = router_trial(args.router2, done[args.router2])
@@ -787,25 +837,27 @@ def router_trial(name: str, entry: dict[str, Any]) -> dict[str, Any]:
 
 _BUILD_FLAGS = {"seeds": "1", "freq": None, "no_place": False, "rerun": False}
 """Options that only a build (train, simulate, synthesize, place) uses, with their defaults."""
-_MODES = ("docs", "table", "router2", "reestimate", "collect")
-"""Modes that build nothing; ``collect`` assembles entries from their work directories."""
+_MODES = ("docs", "table", "router2", "reestimate", "collect", "check_rtl")
+"""Modes that build nothing; ``collect`` assembles entries from their work directories,
+``check_rtl`` builds designs without simulating or implementing them."""
 
 
 def _refuse_unused(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse a build option given with a mode that would ignore it (never drop an option)."""
     modes = [m for m in _MODES if getattr(args, m)]
     if len(modes) > 1:
-        parser.error(f"--{modes[0]} and --{modes[1]} are separate modes: run them one at a time")
+        first, second = (m.replace("_", "-") for m in modes[:2])
+        parser.error(f"--{first} and --{second} are separate modes: run them one at a time")
     if not modes:
         return
     unused = [f for f, default in _BUILD_FLAGS.items() if getattr(args, f) != default]
     if modes[0] == "collect" and "rerun" in unused:  # collect replaces stored entries too
         unused.remove("rerun")
-    if modes[0] in ("docs", "table", "router2", "reestimate") and args.images != 100:
+    if modes[0] != "collect" and args.images != 100:
         unused.append("images")
     if unused:
-        flag = unused[0].replace("_", "-")
-        parser.error(f"--{flag} has no effect with --{modes[0]}: drop it, or run a build")
+        flag, mode = unused[0].replace("_", "-"), modes[0].replace("_", "-")
+        parser.error(f"--{flag} has no effect with --{mode}: drop it, or run a build")
 
 
 def _save(recorder, config: dict, path, designs: dict[str, Any]) -> None:

@@ -12,7 +12,8 @@ from hwquant.app.build_cli import dataset_codes
 from hwquant.cli import main
 from hwquant.engine import run
 from hwquant.hw.folding import Fold
-from hwquant.rtl.network import build_design, simulate_design
+from hwquant.rtl.network import build_design, simulate_design, weight_layer
+from hwquant.rtl.network.design import design_sha256
 from tests.rtl.network.conftest import requires_verilator, tiny_cnn, tiny_resnet
 
 IMAGES = 6
@@ -103,3 +104,37 @@ def test_nonuniform_cnn_exact_with_codebook_lanes(tmp_path):
     report = simulate_design(design.directory, dataset_codes(model, "digits", IMAGES))
     assert report.exact and report.mismatches == [] and report.cycles_match
     assert report.intervals == [design.ii_cycles] * (IMAGES - 1)
+
+
+@requires_verilator
+def test_banked_rom_and_operand_copies_exact_with_predicted_cycles(llsq_cnn, tmp_path, monkeypatch):
+    monkeypatch.setattr(weight_layer, "ROM_BANK_WORDS", 512)  # the classifier's ROM in banks
+    monkeypatch.setattr(weight_layer, "ROM_CASCADE_BANKS", 1)
+    monkeypatch.setattr(weight_layer, "OPERAND_COPY_LANES", 1)  # x_q copied per lane at PE 2
+    folding = {"features.0.0": Fold(1, 1), "features.1.0": Fold(2, 4), "classifier": Fold(2, 1)}
+    design = build_design(llsq_cnn, "lfe5u-85f", tmp_path / "d", folding=folding, input_size=8)
+    blocks = {b["name"]: b for b in design.record["blocks"]}
+    assert blocks["features.1.0"]["operand_copies"] == 2
+    assert blocks["features.0.0"]["operand_copies"] == 1  # PE 1: one lane, x_q itself
+    rom = blocks["classifier"]["weight_rom"]
+    assert rom["banks"] == -(-rom["words"] // 512) > 2 and rom["words"] % 512  # a short last
+    assert (tmp_path / "d" / "rtl" / f"hq_classifier_weights_{rom['banks'] - 1}.mem").is_file()
+    report = simulate_design(design.directory, dataset_codes(llsq_cnn, "digits", IMAGES))
+    assert report.exact and report.mismatches == [] and report.cycles_match
+
+
+def test_rtl_sha256_fingerprints_the_emitted_files_and_model(llsq_cnn, tmp_path):
+    def built(name: str, folding: dict[str, Fold]):
+        out = tmp_path / name
+        design = build_design(llsq_cnn, "lfe5u-85f", out, folding=folding, input_size=8)
+        return out, design.record["rtl_sha256"]
+
+    first, digest = built("a", {"features.1.0": Fold(2, 4)})
+    assert built("b", {"features.1.0": Fold(2, 4)})[1] == digest  # the same build again
+    assert built("c", {"features.1.0": Fold(4, 4)})[1] != digest  # another folding
+    files = {p.name: p.read_text() for p in (first / "rtl").iterdir()}
+    assert any(name.endswith(".mem") for name in files)  # the ROM images count
+    assert design_sha256(files, first / "model.npz") == digest
+    rom = next(name for name in files if name.endswith("_weights.mem"))
+    files[rom] = files[rom].replace("0", "1", 1)
+    assert design_sha256(files, first / "model.npz") != digest

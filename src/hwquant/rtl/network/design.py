@@ -6,15 +6,20 @@ edge), ``hwquant_top.v`` (and ``hwquant_argmax.v``, the same design giving the c
 relative to ``DIR/rtl``: run synthesis and simulation there). ``DIR/design.json`` records per
 block its folding, widths, ROM and cycles, per edge its banks, and the predicted latency and
 initiation interval (:mod:`hwquant.rtl.network.graph`); ``DIR/model.npz`` is the IntModel the
-design computes, so that ``hwquant sim DIR`` needs nothing else.
+design computes, so that ``hwquant sim DIR`` needs nothing else. design.json's ``rtl_sha256``
+fingerprints the design (:func:`design_sha256`): two builds with the same value emitted the
+same files for the same model (``model_sha256``: :func:`model_sha256`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from hwquant.core.atomic import write_atomic
 from hwquant.core.errors import ConfigError
@@ -116,16 +121,61 @@ def write_design(
     }
     for block in net.blocks:
         files[f"{block.module}.v"] = block.verilog
-    for name, text in files.items():
-        write_atomic(rtl / name, text.encode())
+    emitted = dict(files)
     for block in net.blocks:
-        for name, text in block.memories.items():
-            write_atomic(rtl / name, text.encode())
+        emitted.update(block.memories)
+    for name, text in emitted.items():
+        write_atomic(rtl / name, text.encode())
     save_model(out / "model.npz")
     record = _record(scheme, device, net, sorted(files))
     record["folding"] = folding
+    record["rtl_sha256"] = design_sha256(emitted, out / "model.npz")
+    record["model_sha256"] = model_sha256(out / "model.npz")
     write_atomic(out / DESIGN_FILE, (json.dumps(record, indent=2) + "\n").encode())
     return Design(out, net, record)
+
+
+def design_sha256(files: Mapping[str, str], model_file: Path) -> str:
+    """The SHA-256 of a design: every emitted file (Verilog and ROM images, ``name -> text``)
+    as its name and text in name order, then the model's arrays as :func:`model_sha256`
+    reads them. Equal digests: the same files for the same model.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> np.savez(folder / "m.npz", w=np.arange(3))
+    >>> a = design_sha256({"top.v": "module top; endmodule"}, folder / "m.npz")
+    >>> a == design_sha256({"top.v": "module top;  endmodule"}, folder / "m.npz")
+    False
+    >>> np.savez(folder / "m.npz", w=np.arange(3))  # written again: same arrays
+    >>> a == design_sha256({"top.v": "module top; endmodule"}, folder / "m.npz")
+    True
+    """
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        _update(digest, name.encode(), files[name].encode())
+    _update_arrays(digest, model_file)
+    return digest.hexdigest()
+
+
+def model_sha256(model_file: Path) -> str:
+    """The SHA-256 of a model file's arrays (name, dtype, shape and bytes in name order: the
+    arrays, not the .npz's bytes, whose zip entries carry the time they were written)."""
+    digest = hashlib.sha256()
+    _update_arrays(digest, model_file)
+    return digest.hexdigest()
+
+
+def _update(digest, *parts: bytes) -> None:
+    for part in parts:  # each part with its length: no two sequences hash alike
+        digest.update(len(part).to_bytes(8, "little") + part)
+
+
+def _update_arrays(digest, model_file: Path) -> None:
+    with np.load(model_file, allow_pickle=False) as arrays:
+        for name in sorted(arrays.files):
+            value = np.ascontiguousarray(arrays[name])
+            _update(digest, name.encode(), value.dtype.str.encode(), str(value.shape).encode())
+            _update(digest, value.tobytes())
 
 
 def check_target(out: Path, overwrite: bool) -> None:

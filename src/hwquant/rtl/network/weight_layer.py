@@ -18,12 +18,15 @@ lane ``p`` holds row ``rows[nf][p]`` during neuron fold ``nf`` (:func:`lane_layo
 layer gives its SP2 rows to shift-add lanes and its fixed rows to multiplier lanes; rows beyond
 the layer are idle lanes). The weight ROM holds one word of every lane's ``SIMD`` weight
 fields per (nf, ky, kx, cs), read synchronously from a ``$readmemh`` image (block RAM when deep,
-LUTs when at most :data:`LUTROM_DEPTH` words).
+LUTs when at most :data:`LUTROM_DEPTH` words; a very deep one in banks of
+:data:`ROM_BANK_WORDS`, one image each).
 
 **Pipeline** (one register per stage, so one stage sets Fmax): pixel address → input RAM read
 and weight ROM read → (the read word registered, when the chunk select has at least
-:data:`WIDE_CHUNKS` ways) → chunk select → products → ``⌈log2 SIMD⌉`` adder-tree levels →
-accumulator (bias on a fold's first item, wrapping at ``acc_bits``:
+:data:`WIDE_CHUNKS` ways or the ROM is banked) → bank select and chunk select → (a copy of
+the operand per lane, beyond :data:`OPERAND_COPY_LANES` DSP lanes) → products →
+(the products registered again when they are ROM reads, table lookups) → ``⌈log2 SIMD⌉``
+adder-tree levels → accumulator (bias on a fold's first item, wrapping at ``acc_bits``:
 :class:`hwquant.core.intmath.Accumulator` "wrap") → ``acc·M`` → ``+ 2^(s−1)`` → ``>>> s`` →
 ``clamp(·, lo, hi)`` → pixel word assembly in the write register (each fold's codes into
 their fields) and write.
@@ -34,7 +37,9 @@ or the node's own narrower wrapping accumulator.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
+from functools import reduce
 from typing import Protocol
 
 import numpy as np
@@ -60,6 +65,27 @@ WIDE_CHUNKS = 8
 """A chunk select over at least this many chunks of the input word (``C/SIMD``) gets its own
 register stage after the input RAM: on the fixed-only digits design (``C/SIMD = 32``) the
 DP16KD's output through the 32:1 multiplexer limited Fmax to 82.5 MHz."""
+
+ROM_BANK_WORDS = 2048
+"""A weight ROM deeper than :data:`ROM_CASCADE_BANKS` banks of this many words (a power of
+two) is emitted as banks (the last one shorter), each read into a register of its own; the
+next stage selects the bank. One bank is one DP16KD deep (2048 x 9), so its block RAMs sit
+side by side with no multiplexer between them: Yosys cascading the MNIST-5k classifier's
+31,360-word ROM 16 DP16KD deep put a 16:1 multiplexer after the block RAMs' outputs and
+limited Fmax to 68.8 MHz."""
+
+ROM_CASCADE_BANKS = 8
+"""A ROM of at most this many banks' words is left to Yosys, which cascades its block RAMs
+behind a multiplexer of as many ways (two LUT levels): the digits designs' 10,240-word
+classifier ROM (5 DP16KD deep) read through it in 8.6-9.4 ns, within 100 MHz, without the
+banks' registers (a ROM word's width in flip-flops per bank)."""
+
+OPERAND_COPY_LANES = 16
+"""A block with more DSP lanes than this (products Yosys maps to MULT18X18D, ``style`` "dsp")
+gives every lane a copy of the activation operand register ``x_q`` of its own, one stage
+after it, so that each copy sits beside its lane's multipliers: the MNIST-5k LLSQ design
+(153 of 156 MULT18X18D) routed its 32-lane ``x_q`` to the farthest DSP in 5.7 ns (88.22 MHz),
+while the digits fixed-only design's 16 DSP lanes on one ``x_q`` met 106 MHz."""
 
 LUTROM_DEPTH = 64
 """Weight ROMs at most this many words deep are marked for LUTs, deeper ones for block RAM
@@ -269,13 +295,21 @@ class Requantizer:
         return lines
 
     def record(self, lanes: list[tuple[Lane, np.ndarray]], acc_bits: int) -> dict:
-        """design.json's ``requantizer``: the widths of :meth:`lines` and, over the lanes, the
+        """design.json's ``requantizer``: the widths of :meth:`lines`; over the lanes, the
         most distinct multipliers and shifts one lane selects among (1: a constant, no
-        multiplexer)."""
+        multiplexer); and per lane ``min_shifts``, the smallest shift its registered shift
+        amount ``rshift`` can take as Yosys sees it: the bits common to every shift its table
+        can give (an idle fold's 0, and the table's default 0 when the fold select has codes
+        beyond the folds, included), since ``opt_dff`` removes the register's constant bits
+        and knows nothing of the others. The scaled value's bits below it feed nothing
+        (:mod:`hwquant.rtl.network.estimate`): shifts {17, 25} keep bits from 16 up, shifts
+        {15, 16} (no common bit) all of them."""
         mult = np.asarray(self.mult, np.int64)
         shift = np.asarray(self.shift, np.int64)
         mult_bits = int(mult.max()).bit_length() + 1
         rows = [[r for r in lane.rows if r >= 0] for lane, _ in lanes]
+        folds = len(lanes[0][0].rows)
+        default = [0] if 1 << index_bits(folds) > folds else []  # the select's spare codes
         return {
             "requantizer": {
                 "mult_bits": mult_bits,
@@ -283,6 +317,12 @@ class Requantizer:
                 "shift_bits": max(2, int(shift.max()).bit_length() + 1),
                 "distinct_mults": max(len({int(mult[r]) for r in rs}) for rs in rows),
                 "distinct_shifts": max(len({int(shift[r]) for r in rs}) for rs in rows),
+                "min_shifts": [
+                    reduce(
+                        operator.and_, [int(shift[r]) if r >= 0 else 0 for r in lane.rows] + default
+                    )
+                    for lane, _ in lanes
+                ],
             }
         }
 
@@ -405,8 +445,16 @@ def emit_array(
             for k in range(sf):
                 word = sum(int(v) << (widths[p] * s) for s, v in enumerate(fields[k]))
                 rom[f * sf + k] |= word << int(offsets[p])
-    rom_file = f"{module}_weights.mem"
     rom_style = "distributed" if depth_words <= LUTROM_DEPTH else "block"
+    banks = math.ceil(depth_words / ROM_BANK_WORDS)
+    banks = banks if banks > ROM_CASCADE_BANKS else 1
+    if banks == 1:
+        rom_files = {f"{module}_weights.mem": rom}
+    else:
+        rom_files = {
+            f"{module}_weights_{b}.mem": rom[b * ROM_BANK_WORDS : (b + 1) * ROM_BANK_WORDS]
+            for b in range(banks)
+        }
 
     stages = Stages()
     lines = counter_lines(
@@ -429,34 +477,49 @@ def emit_array(
         "first": ("ky == 0 && kx == 0 && cs == 0", 1),
         "last": (f"ky == {kh - 1} && kx == {kw - 1} && cs == {cs - 1}", 1),
     }
+    bank_low = ROM_BANK_WORDS.bit_length() - 1
+    if banks > 1:  # the bank a weight word lies in: the high bits of its address
+        tags["bank"] = (f"wa[{index_bits(depth_words) - 1}:{bank_low}]", index_bits(banks))
     lines += stages.advance(tags)
     lines += [
         f"    always @(posedge clk) rd_addr_0 <= pad ? 0 : pixel[{index_bits(fmap.pixels) - 1}:0];",
         f"    reg [{index_bits(depth_words) - 1}:0] wa_1;",
         "    always @(posedge clk) wa_1 <= wa;",
     ]
-    # stage 2: input pixel word and weight word
+    # stage 2: input pixel word and weight word (one per bank)
     lines += stages.advance()
-    lines += [
-        f'    (* rom_style = "{rom_style}" *) reg [{rom_bits - 1}:0] wrom [0:{depth_words - 1}];',
-        f'    initial $readmemh("{rom_file}", wrom);',
-        f"    reg [{rom_bits - 1}:0] w_word;",
-        "    always @(posedge clk) w_word <= wrom[wa_1];",
-    ]
+    suffixes = [""] if banks == 1 else [f"_{b}" for b in range(banks)]
+    for suffix, (rom_file, words) in zip(suffixes, rom_files.items(), strict=True):
+        address = "wa_1" if banks == 1 else f"wa_1[{index_bits(len(words)) - 1}:0]"
+        lines += [
+            f'    (* rom_style = "{rom_style}" *) '
+            f"reg [{rom_bits - 1}:0] wrom{suffix} [0:{len(words) - 1}];",
+            f'    initial $readmemh("{rom_file}", wrom{suffix});',
+            f"    reg [{rom_bits - 1}:0] w_word{suffix};",
+            f"    always @(posedge clk) w_word{suffix} <= wrom{suffix}[{address}];",
+        ]
     # a wide chunk select (C/SIMD >= WIDE_CHUNKS) first registers the read word: the input
-    # RAM's clock-to-output and a C/SIMD:1 multiplexer in one stage set Fmax otherwise
+    # RAM's clock-to-output and a C/SIMD:1 multiplexer in one stage set Fmax otherwise; a
+    # banked ROM registers every bank's word there, and the bank is selected after it
+    registered = cs >= WIDE_CHUNKS or banks > 1
     word, weights = "rd_data_0", "w_word"
-    if cs >= WIDE_CHUNKS:
+    if registered:
         lines += stages.advance()
         lines += [
             f"    reg [{fmap.word_bits - 1}:0] word_q;",
-            f"    reg [{rom_bits - 1}:0] w_hold;",
+            *(f"    reg [{rom_bits - 1}:0] w_hold{suffix};" for suffix in suffixes),
             "    always @(posedge clk) begin",
             "        word_q <= rd_data_0;",
-            "        w_hold <= w_word;",
+            *(f"        w_hold{suffix} <= w_word{suffix};" for suffix in suffixes),
             "    end",
         ]
         word, weights = "word_q", "w_hold"
+    if banks > 1:
+        lines += [
+            f"    reg [{rom_bits - 1}:0] w_bank;",
+            _case(f"bank_{stages.now}", "w_bank", [f"w_hold{suffix}" for suffix in suffixes]),
+        ]
+        weights = "w_bank"
     # stage 3 (4 after a registered read word): chunk select (padding: code 0), weights
     t = stages.now
     lines += stages.advance()
@@ -478,7 +541,20 @@ def emit_array(
         f"        w_q <= {weights};",
         "    end",
     ]
-    # stage 4: registered products
+    # many DSP lanes: a copy of x_q per lane (kept apart: Yosys merges equal registers)
+    dsp_lanes = sum(lane.product.params.get("style") == "dsp" for lane, _ in lanes)
+    copied = dsp_lanes > OPERAND_COPY_LANES
+    x_of, w_all = ["x_q"] * len(lanes), "w_q"
+    if copied:
+        lines += stages.advance()
+        lines += [f"    reg [{rom_bits - 1}:0] w_d;", "    always @(posedge clk) w_d <= w_q;"]
+        for p in range(len(lanes)):
+            lines += [
+                f"    reg [{simd * xb - 1}:0] x_l{p};",
+                f"    (* keep *) always @(posedge clk) x_l{p} <= x_q;",
+            ]
+        x_of, w_all = [f"x_l{p}" for p in range(len(lanes))], "w_d"
+    # registered products
     lines += stages.advance()
     prod_modules: dict[str, Product] = {}
     tree: list[list[tuple[str, int]]] = []
@@ -491,13 +567,26 @@ def emit_array(
         for s in range(simd):
             lines += [
                 f"    wire signed [{product.bits - 1}:0] pw_{p}_{s};",
-                f"    {pname} mul_{p}_{s} (.x(x_q[{s * xb} +: {xb}]), "
-                f".w(w_q[{int(offsets[p]) + s * wb} +: {wb}]), .p(pw_{p}_{s}));",
+                f"    {pname} mul_{p}_{s} (.x({x_of[p]}[{s * xb} +: {xb}]), "
+                f".w({w_all}[{int(offsets[p]) + s * wb} +: {wb}]), .p(pw_{p}_{s}));",
                 f"    reg signed [{product.bits - 1}:0] pr_{p}_{s};",
                 f"    always @(posedge clk) pr_{p}_{s} <= pw_{p}_{s};",
             ]
             level.append((f"pr_{p}_{s}", product.bits))
         tree.append(level)
+    # a product read from a ROM image (a table lookup) is a block RAM whose read port absorbs
+    # the `pr` register: its clock-to-output then feeds the adder tree (or the accumulator's
+    # carry chain) in one stage, so its output is registered once more in the fabric
+    rom_read = any(lane.product.files for lane, _ in lanes)
+    if rom_read:
+        lines += stages.advance()
+        for p, level in enumerate(tree):
+            for s, (name, bits) in enumerate(level):
+                lines += [
+                    f"    reg signed [{bits - 1}:0] pq_{p}_{s};",
+                    f"    always @(posedge clk) pq_{p}_{s} <= {name};",
+                ]
+            tree[p] = [(f"pq_{p}_{s}", bits) for s, (_, bits) in enumerate(level)]
     # adder tree: one registered level per halving
     levels = max(0, math.ceil(math.log2(simd)))
     for j in range(1, levels + 1):
@@ -580,9 +669,16 @@ def emit_array(
         "weight_fields": widths,
         "in_bits": a,
         "in_channels": c_in,
-        "word_registered": cs >= WIDE_CHUNKS,
+        "word_registered": registered,
+        "product_registered": rom_read,
+        "operand_copies": len(lanes) if copied else 1,
         "products": len(lanes) * simd,
-        "weight_rom": {"words": depth_words, "width": rom_bits, "style": rom_style},
+        "weight_rom": {
+            "words": depth_words,
+            "width": rom_bits,
+            "style": rom_style,
+            "banks": banks,
+        },
         **stage_info,
         **spec.info,
     }
@@ -595,7 +691,7 @@ def emit_array(
         out,
         steps,
         depth,
-        {rom_file: mem_text(rom, rom_bits)}
+        {name: mem_text(words, rom_bits) for name, words in rom_files.items()}
         | {name: text for pr in prod_modules.values() for name, text in pr.files.items()},
         info,
     )
