@@ -165,15 +165,15 @@ def block(node: ZeroInsertNode, inputs: list[FeatureMap], fold: Fold, module: st
         "stride": [sh, sw],
         "before": [bh, bw],
         "after": [ah, aw],
-        "cost": {f: asdict(cost(fmap, out)) for f in estimate.DSP_BITS},
+        "cost": {f: asdict(cost(fmap, out, f)) for f in estimate.DSP_BITS},
     }
     return Block(
         node.name, node.op, module, verilog, list(node.inputs), out, steps, depth, {}, info
     )
 
 
-def cost(fmap: FeatureMap, out: FeatureMap) -> estimate.Cost:
-    """The zero-insertion block's estimated cost (any family), in the units of
+def cost(fmap: FeatureMap, out: FeatureMap, family: str) -> estimate.Cost:
+    """The zero-insertion block's estimated cost on ``family``, in the units of
     :mod:`hwquant.rtl.network.estimate`: the schedule counter, the two walk counters and the
     read counter (three LUT4s per bit each), the two mask look-ups (constant tables of one
     bit), and flip-flops for the written word, the counters, the read and write addresses and
@@ -184,7 +184,7 @@ def cost(fmap: FeatureMap, out: FeatureMap) -> estimate.Cost:
     walk = estimate.bits(out.width) + estimate.bits(out.height) + read
     schedule = index_bits(out.pixels + 3)
     luts = estimate.LUTS_PER_COUNTER_BIT * (walk + schedule)
-    luts += estimate.table_luts(out.width, 1) + estimate.table_luts(out.height, 1)
+    luts += estimate.table_luts(out.width, 1, family) + estimate.table_luts(out.height, 1, family)
     ffs = out.word_bits + walk + schedule + read + index_bits(out.pixels) + 6
     return estimate.Cost(luts=luts, ffs=ffs)
 
