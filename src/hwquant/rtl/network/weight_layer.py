@@ -86,8 +86,10 @@ after it, so that each copy sits beside its lane's multipliers: the MNIST-5k LLS
 while the digits fixed-only design's 16 DSP lanes on one ``x_q`` met 106 MHz."""
 
 LUTROM_DEPTH = 64
-"""Weight ROMs at most this many words deep are marked for LUTs, deeper ones for block RAM
-(the same boundary as :data:`hwquant.hw.folding.LUTRAM_DEPTH`)."""
+"""Weight ROMs at most this many words deep are marked for LUTs (``rom_style = "logic"``: a
+multiplexer tree; Yosys 0.70's ``synth_ecp5`` finds no mapping for a ROM marked
+``"distributed"``, LUTRAM having a write port), deeper ones for block RAM (the same boundary
+as :data:`hwquant.hw.folding.LUTRAM_DEPTH`)."""
 
 
 @dataclass(frozen=True)
@@ -429,7 +431,7 @@ def emit_array(
             for k in range(sf):
                 word = sum(int(v) << (widths[p] * s) for s, v in enumerate(fields[k]))
                 rom[f * sf + k] |= word << int(offsets[p])
-    rom_style = "distributed" if depth_words <= LUTROM_DEPTH else "block"
+    rom_style = "logic" if depth_words <= LUTROM_DEPTH else "block"
     banks = math.ceil(depth_words / ROM_BANK_WORDS)
     banks = banks if banks > ROM_CASCADE_BANKS else 1
     if banks == 1:
