@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from hwquant.core.errors import ConfigError
 from hwquant.hw import estimate_layers as _estimate_layers
-from hwquant.hw.estimate import DESIGNS
+from hwquant.hw.estimate import DESIGN_KINDS, DESIGNS
 from hwquant.hw.mac_cost import ANALYTIC_COSTS
 from hwquant.hw.network import LayerWork
 
@@ -65,6 +65,24 @@ def test_msq_uses_the_encoded_rows_when_present() -> None:
     inner = msq.layers[1]
     assert (inner.lut_rows, inner.dsp_rows) == (4, 12)
     assert inner.dsp_cycles == -(-12 * 4608 // 220)  # the DSPs now take longer
+
+
+def test_each_design_places_rows_by_its_kind_not_its_name() -> None:
+    """DesignKind.lut_rows decides: "encoded" takes the encoding's SP2 rows, "share" and "all"
+    ignore them, a design without a LUT unit puts every row on the DSPs."""
+    assert DESIGNS == tuple(DESIGN_KINDS) == ("fixed", "sp2", "msq", "fixed_lut")
+    est = estimate_layers(_layers(sp2_rows=4), "xc7z020").designs
+    plain = estimate_layers(_layers(), "xc7z020").designs
+    for name, kind in DESIGN_KINDS.items():
+        inner, same = est[name].layers[1], plain[name].layers[1]
+        if kind.lut_unit is None:
+            assert inner.lut_rows == 0
+        elif kind.lut_rows == "all":
+            assert inner.lut_rows == 16
+        elif kind.lut_rows == "encoded":
+            assert inner.lut_rows == 4 != same.lut_rows
+        if kind.lut_rows != "encoded":
+            assert inner.lut_rows == same.lut_rows
 
 
 def test_packing_and_clock_change_the_fixed_design() -> None:

@@ -164,3 +164,32 @@ def test_concat_reads_the_axis_keyword_as_torch_does():
     from hwquant.ops.concat import lower
 
     assert lower(node, None, ["a", "b"], "cat").axis == 1
+
+
+class NonNegativeBranches(nn.Module):
+    """A concatenation of a ReLU branch, a sigmoid branch and a product of two ReLU maps: none
+    makes negative codes, so their shared quantizer is unsigned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.a = nn.Conv2d(4, 4, 1)
+        self.b = nn.Conv2d(4, 2, 1)
+        self.fc = nn.Linear(10 * 4 * 4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.stem(x))
+        a = F.relu(self.a(x))
+        x = torch.cat([a, torch.sigmoid(self.b(x)), a * x], dim=1)
+        return self.fc(torch.flatten(F.max_pool2d(x, 2), 1))
+
+
+def test_the_shared_quantizer_is_signed_as_the_ops_say():
+    """One decision (the op's ``signed`` facet, hwquant.qat.fusion.output_signed) makes both a
+    layer's own quantizer and the one a concatenation's inputs share: a sigmoid and a product
+    of unsigned codes are unsigned, so the group is (it was signed, one code bit lost, while the
+    layers asked for unsigned codes)."""
+    qat, int_model, x = _lowered(NonNegativeBranches())
+    shared = {qat.get_submodule(n).out_quant for n in ("a", "sigmoid_1", "mul_1")}
+    assert len(shared) == 1 and not next(iter(shared)).signed
+    assert hwquant.verify(qat, int_model, x, strict=True).exact

@@ -39,3 +39,19 @@ def test_lower_dispatches_tables_to_its_table_model():
     direct = lower_tables(qat)
     ours, theirs = (run_tables(m, m.quantize_input(x)) for m in (lowered, direct))
     assert torch.equal(ours, theirs)
+
+
+def test_what_a_scheme_lowers_to_and_whether_it_takes_an_accumulator_bound():
+    """The facets that replaced `scheme == "tables"` / `scheme != "llsq"` outside the registry."""
+    lowered = {name: schemes.get(name).lowered for name in schemes.available()}
+    assert lowered == {
+        "llsq": hwquant.IntModel,
+        "msq": hwquant.IntModel,
+        "nonuniform": hwquant.IntModel,
+        "tables": TableModel,
+    }
+    aware = [name for name in schemes.available() if schemes.get(name).accumulator_aware]
+    assert aware == ["llsq"]
+    assert hwquant.Recipe(accumulator_bits=16).accumulator_bits == 16
+    with pytest.raises(ConfigError, match=r"scheme='nonuniform' has no accumulator-aware.*'llsq'"):
+        hwquant.Recipe(scheme="nonuniform", scale_constraint="pow2", accumulator_bits=16)

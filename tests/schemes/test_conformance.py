@@ -123,6 +123,7 @@ def test_scheme_conforms(scheme, digits, tmp_path):
     _, _, x = digits
     qat = _trained(scheme, digits)
     lowered = hwquant.lower(qat, x)
+    assert type(lowered) is hwquant.schemes.get(scheme).lowered  # what the scheme declares
     report = hwquant.verify(qat, lowered, x, strict=True)  # exact, and no warning
     assert report.exact and report.compared > 0
 

@@ -13,11 +13,12 @@ import json
 from pathlib import Path
 
 from hwquant.app.command import parser_with_examples
+from hwquant.hw.estimate import DESIGNS
 from hwquant.hw.folding import Fold, FoldedDesign
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable
 from hwquant.ir.intmodel import IntModel
 
-DESIGN_CHOICES = ("fixed", "sp2", "msq", "fixed_lut", "all")
+DESIGN_CHOICES = (*DESIGNS, "all")
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
@@ -125,7 +126,7 @@ def _model_and_shape(
 def run(args: argparse.Namespace) -> int:
     """Handler of ``hwquant hw``."""
     from hwquant.hw.devices import get_device
-    from hwquant.hw.estimate import DESIGNS, estimate
+    from hwquant.hw.estimate import estimate
     from hwquant.hw.render import print_estimate, print_folded
 
     device = get_device(args.device)  # fail fast, before building a model

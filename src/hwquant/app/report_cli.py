@@ -8,9 +8,10 @@ fake-quant and integer accuracy, accumulator widths and overflows, and, when
 :mod:`hwquant.hw` is installed, FPGA resource estimates. The results use the schema of the demo's
 ``demo.json`` (one variant), so the demo's tables, plots and HTML render them.
 
-A table-unit run (``recipe.scheme = "tables"``) lowers to a TableModel instead: its results hold
-no variant and a ``"tables"`` section (:mod:`hwquant.app.report.table_units`: engine against
-fake-quant on the test set, the multiply-free audit and the compactness measures).
+A run whose scheme lowers to a TableModel instead (``recipe.scheme = "tables"``;
+``SchemeHandler.lowered``): its results hold no variant and a ``"tables"`` section
+(:mod:`hwquant.app.report.table_units`: engine against fake-quant on the test set, the
+multiply-free audit and the compactness measures).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def collect_run(run_dir: str | Path, device: str = HW_DEVICE) -> dict[str, Any]:
     from hwquant.app.report.table_units import measure_table_units
     from hwquant.data import BatchLoader, load_dataset
     from hwquant.hw.devices import get_device
+    from hwquant.schemes import get as get_scheme
+    from hwquant.schemes.tables.model import TableModel
 
     get_device(device)  # an unknown part is refused before any work, listing the known ones
     start = time.perf_counter()
@@ -82,7 +85,7 @@ def collect_run(run_dir: str | Path, device: str = HW_DEVICE) -> dict[str, Any]:
     }
     qat = hwquant.prepare(fp32, config.recipe)
     load_weights(qat, _weights(run_dir / CHECKPOINT_NAME, "the run"), run_dir / CHECKPOINT_NAME)
-    if config.recipe.scheme == "tables":
+    if get_scheme(config.recipe.scheme).lowered is TableModel:
         variants = []
         sections = {"tables": measure_table_units(qat, test, run_dir), "resources": TABLES_NOTE}
     else:

@@ -9,7 +9,7 @@ from hwquant.models import build
 from hwquant.qat.lower import lower
 from hwquant.qat.prepare import prepare
 from hwquant.qat.recipe import MSQOptions, Recipe
-from hwquant.qat.registry import available
+from hwquant.schemes import msq  # noqa: F401  (registers the scheme the zoo is lowered with)
 
 
 def lower_zoo_model(
@@ -25,20 +25,13 @@ def lower_zoo_model(
 ) -> IntModel:
     """The zoo model ``name`` (``hwquant.models.build``), prepared at ``weight_bits``/``act_bits``
     (first and last layers 8-bit) and lowered with a random example: an untrained model, whose
-    shapes and widths are all the cost model needs. With the "msq" scheme registered the inner
-    layers are MSQ with ``sp2_share`` of their rows SP2 (give the solver's share,
-    :func:`hwquant.hw.sp2_share_for`), and their encodings fix the rows of the MSQ design.
+    shapes and widths are all the cost model needs. The inner layers are MSQ with ``sp2_share`` of
+    their rows SP2 (give the solver's share, :func:`hwquant.hw.sp2_share_for`), and their
+    encodings fix the rows of the MSQ design.
     """
     torch.manual_seed(seed)
     model = build(name, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
-    if "msq" in available():
-        recipe = Recipe(
-            scheme="msq",
-            weight_bits=weight_bits,
-            act_bits=act_bits,
-            msq=MSQOptions(sp2_share=sp2_share),
-        )
-    else:
-        recipe = Recipe(weight_bits=weight_bits, act_bits=act_bits)
+    options = MSQOptions(sp2_share=sp2_share)
+    recipe = Recipe(scheme="msq", weight_bits=weight_bits, act_bits=act_bits, msq=options)
     example = torch.randn(2, in_channels, input_size, input_size)
     return lower(prepare(model.eval(), recipe), example)

@@ -28,12 +28,12 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from hwquant.core.errors import ConfigError
 from hwquant.hw.devices import BRAM36_BITS, Device, get_device
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable
-from hwquant.hw.memory import WeightTraffic, fit_problems, weight_traffic
+from hwquant.hw.memory import DeviceFit, WeightTraffic, weight_traffic
 from hwquant.hw.network import LayerWork, layer_work
 from hwquant.hw.solver import (
     DEFAULT_LUT_FRACTION,
@@ -45,14 +45,32 @@ from hwquant.hw.solver import (
 )
 from hwquant.ir.intmodel import IntModel
 
-DESIGNS: tuple[str, ...] = ("fixed", "sp2", "msq", "fixed_lut")
-LUT_UNIT: dict[str, str | None] = {
-    "fixed": None,
-    "sp2": "sp2_mac",
-    "msq": "sp2_mac",
-    "fixed_lut": "lut_mac",
+LutRows = Literal["all", "share", "encoded"]
+
+
+@dataclass(frozen=True)
+class DesignKind:
+    """What a design builds and how it places an inner layer's rows (module docstring).
+
+    ``lut_unit``: the kind of LUT PE it builds (:data:`hwquant.hw.solver.LUT_UNITS`; None: no
+    LUT PEs, every row on the DSPs). ``lut_rows``: which inner rows go to its LUT PEs: "all";
+    "share", the solver's share ``r*`` of each layer's rows; or "encoded", the rows the layer's
+    weight encoding marks multiply-free (``LayerWork.sp2_rows``; ``r*`` of a layer without such
+    an encoding), so that a layer's array splits its lanes between the two PE kinds
+    (:mod:`hwquant.hw.folding`).
+    """
+
+    lut_unit: str | None
+    lut_rows: LutRows = "share"
+
+
+DESIGN_KINDS: dict[str, DesignKind] = {
+    "fixed": DesignKind(None),
+    "sp2": DesignKind("sp2_mac", "all"),
+    "msq": DesignKind("sp2_mac", "encoded"),
+    "fixed_lut": DesignKind("lut_mac", "share"),
 }
-"""The kind of LUT PE each design builds (None: no LUT PEs)."""
+DESIGNS: tuple[str, ...] = tuple(DESIGN_KINDS)
 
 
 @dataclass(frozen=True)
@@ -72,10 +90,13 @@ class LayerCycles:
 
 
 @dataclass(frozen=True)
-class ArrayDesign:
+class ArrayDesign(DeviceFit):
     """One design of a network on a device: the PE arrays of the per-layer cost model, its
     clock, cycles and block RAMs (the generated RTL's estimate, block by block, is
-    ``hwquant.rtl.network.estimate.DesignEstimate``)."""
+    ``hwquant.rtl.network.estimate.DesignEstimate``); its fit on the device: :class:`DeviceFit`."""
+
+    block_key: ClassVar[str] = "bram36"
+    block_name: ClassVar[str] = "BRAM36"
 
     design: str
     arrays: PEArrays
@@ -114,35 +135,11 @@ class ArrayDesign:
         }
 
     @property
-    def logic_fits(self) -> bool:
-        """Whether the PEs fit the device's LUTs, flip-flops and DSP slices."""
-        return all(used <= have for key, (used, have) in self.usage.items() if key != "bram36")
-
-    @property
     def traffic(self) -> WeightTraffic:
         """Weights kept in the BRAM36s and streamed from DRAM (:mod:`hwquant.hw.memory`)."""
         works = [lc.work for lc in self.layers]
         blocks = [-(-w.storage_bits // BRAM36_BITS) for w in works]
         return weight_traffic([w.storage_bits for w in works], blocks, self.device.bram36)
-
-    @property
-    def weights_on_chip(self) -> bool:
-        """Whether all weights fit the block RAMs."""
-        return self.traffic.fits
-
-    @property
-    def fits(self) -> bool:
-        """Whether the design fits the device: its PEs and all its weights on chip."""
-        return self.logic_fits and self.weights_on_chip
-
-    @property
-    def dram_gbps(self) -> float:
-        """DRAM bandwidth the streamed weights need, GB/s (0 when all are on chip)."""
-        return self.traffic.bandwidth_gbps(self.images_per_s)
-
-    def problems(self) -> list[str]:
-        """One line per resource over the device's count (empty when everything fits)."""
-        return fit_problems(self.usage, self.device.name, self.traffic, "BRAM36", self.images_per_s)
 
     def to_dict(self) -> dict[str, Any]:
         """The design as JSON-ready data, with the arithmetic behind its cycles."""
@@ -249,7 +246,7 @@ def design_arrays(
     """The PE groups of ``design`` for ``layers``: solved from the budget, then overridden by
     ``lut_pes`` / ``dsp_slices`` where given (a design that may not fit)."""
     widths = _inner_widths(layers) or (8, 8, 1)
-    unit = LUT_UNIT[design]
+    unit = DESIGN_KINDS[design].lut_unit
     if unit is None:
         dsp = dsp_pe_cost(costs, device, *widths, packing)
         arrays = PEArrays(device, device.dsps, 0, None, None, *widths[:2], 0, packing, dsp)
@@ -286,11 +283,12 @@ def _cycles(macs: int, rate: int, group: str, design: str) -> int:
 
 def layer_cycles(work: LayerWork, arrays: PEArrays, design: str) -> LayerCycles:
     """Rows of ``work`` on each group of ``design`` and the cycles each group takes."""
-    if work.role != "inner" or LUT_UNIT[design] is None:
+    kind = DESIGN_KINDS[design]
+    if work.role != "inner" or kind.lut_unit is None:
         lut_rows = 0
-    elif design == "sp2":
+    elif kind.lut_rows == "all":
         lut_rows = work.rows
-    elif design == "msq" and work.sp2_rows is not None:
+    elif kind.lut_rows == "encoded" and work.sp2_rows is not None:
         lut_rows = work.sp2_rows
     else:
         lut_rows = split_rows(work.rows, arrays.share)

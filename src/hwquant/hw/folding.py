@@ -26,14 +26,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from hwquant.core.errors import ConfigError
 from hwquant.core.intmath import accumulator_bits
 from hwquant.hw.devices import Device, get_device
-from hwquant.hw.estimate import LUT_UNIT
+from hwquant.hw.estimate import DESIGN_KINDS
 from hwquant.hw.mac_cost import DEFAULT_COSTS, CostTable, UnitCost
-from hwquant.hw.memory import WeightTraffic, fit_problems, weight_traffic
+from hwquant.hw.memory import DeviceFit, WeightTraffic, weight_traffic
 from hwquant.hw.network import LayerWork
 from hwquant.hw.solver import DEFAULT_LUT_FRACTION, check_fraction, dsp_pe_cost, lut_pe_cost
 
@@ -86,29 +86,37 @@ def _mac_costs(
 ) -> tuple[UnitCost, UnitCost | None]:
     """The layer's DSP-MAC cost and its LUT-MAC cost (None when the layer has no LUT MACs)."""
     dsp = dsp_pe_cost(costs, device, work.weight_bits, work.act_bits, work.fan_in)
-    if work.role != "inner" or LUT_UNIT[design] is None:
+    unit = DESIGN_KINDS[design].lut_unit
+    if work.role != "inner" or unit is None:
         return dsp, None
-    lut, _acc = lut_pe_cost(costs, LUT_UNIT[design], work.weight_bits, work.act_bits, work.fan_in)
+    lut, _acc = lut_pe_cost(costs, unit, work.weight_bits, work.act_bits, work.fan_in)
     return dsp, lut
 
 
 def _sp2_rows(work: LayerWork) -> int:
-    """SP2 rows of an inner MSQ layer: its encoding's, else half its rows."""
+    """SP2 rows of an inner layer under an "encoded" design: its encoding's, else half its
+    rows."""
     return work.sp2_rows if work.sp2_rows is not None else work.rows // 2
 
 
 def _mixed(work: LayerWork, design: str) -> bool:
-    """Whether ``work`` is an inner MSQ layer with both SP2 and fixed-point rows."""
-    return design == "msq" and work.role == "inner" and 0 < _sp2_rows(work) < work.rows
+    """Whether ``work`` is an inner layer of an "encoded" design (``DesignKind.lut_rows``, the
+    MSQ design) with both SP2 and fixed-point rows."""
+    return (
+        DESIGN_KINDS[design].lut_rows == "encoded"
+        and work.role == "inner"
+        and 0 < _sp2_rows(work) < work.rows
+    )
 
 
 def _lanes(work: LayerWork, design: str, pe: int) -> tuple[int, int]:
-    """``(LUT lanes, DSP lanes)``, summing to ``pe``: an inner layer of sp2/fixed_lut is all LUT
-    lanes; a mixed MSQ layer splits ``pe`` by its SP2 share with at least one lane of each kind,
-    so it needs ``pe >= 2``."""
-    if work.role != "inner" or LUT_UNIT[design] is None:
+    """``(LUT lanes, DSP lanes)``, summing to ``pe``: an inner layer of a design with LUT PEs is
+    all LUT lanes, but under an "encoded" design (MSQ) a mixed layer splits ``pe`` by its SP2
+    share with at least one lane of each kind, so it needs ``pe >= 2``."""
+    kind = DESIGN_KINDS[design]
+    if work.role != "inner" or kind.lut_unit is None:
         return 0, pe
-    if design != "msq":
+    if kind.lut_rows != "encoded":
         return pe, 0
     if not _mixed(work, design):
         return (pe, 0) if _sp2_rows(work) else (0, pe)
@@ -177,8 +185,12 @@ def divisors(n: int) -> list[int]:
 
 
 @dataclass(frozen=True)
-class FoldedDesign:
-    """A design's arrays, one per layer, on a device."""
+class FoldedDesign(DeviceFit):
+    """A design's arrays, one per layer, on a device; its fit on the device: :class:`DeviceFit`
+    (block RAM in RAMB18, two per BRAM36)."""
+
+    block_key: ClassVar[str] = "bram18"
+    block_name: ClassVar[str] = "RAMB18"
 
     design: str
     device: Device
@@ -213,34 +225,10 @@ class FoldedDesign:
         }
 
     @property
-    def logic_fits(self) -> bool:
-        """Whether the arrays fit the device's LUTs, flip-flops and DSP slices."""
-        return all(u <= h for key, (u, h) in self.usage.items() if key != "bram18")
-
-    @property
     def traffic(self) -> WeightTraffic:
         """Weight memories kept in the RAMB18s and streamed from DRAM (:mod:`hwquant.hw.memory`)."""
         bits = [x.work.storage_bits for x in self.layers]
         return weight_traffic(bits, [x.bram18 for x in self.layers], 2 * self.device.bram36)
-
-    @property
-    def weights_on_chip(self) -> bool:
-        """Whether every weight memory fits the block RAMs."""
-        return self.traffic.fits
-
-    @property
-    def fits(self) -> bool:
-        """Whether the design fits the device: arrays and weight memories."""
-        return self.logic_fits and self.weights_on_chip
-
-    @property
-    def dram_gbps(self) -> float:
-        """DRAM bandwidth the streamed weights need at the pipeline's rate, GB/s."""
-        return self.traffic.bandwidth_gbps(self.images_per_s)
-
-    def problems(self) -> list[str]:
-        """One line per resource over the device's count; for the weights, the DRAM bandwidth."""
-        return fit_problems(self.usage, self.device.name, self.traffic, "RAMB18", self.images_per_s)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
@@ -336,8 +324,10 @@ def fold_network(
     """
     device = get_device(device)
     check_fraction(lut_fraction)
-    if design not in LUT_UNIT:
-        raise ConfigError(f"design {design!r} is unknown. Fix: use one of {', '.join(LUT_UNIT)}.")
+    if design not in DESIGN_KINDS:
+        raise ConfigError(
+            f"design {design!r} is unknown. Fix: use one of {', '.join(DESIGN_KINDS)}."
+        )
     names = {w.name for w in layers}
     unknown = sorted(set(folding or {}) - names)
     if unknown:

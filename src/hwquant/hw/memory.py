@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,49 @@ def fit_problems(
     if not traffic.fits:
         lines.append(traffic.line(device, block, images_per_s))
     return lines
+
+
+class DeviceFit:
+    """Whether a design fits its device, read from what the design reports: the base of the
+    cost models' designs (:class:`hwquant.hw.estimate.ArrayDesign`,
+    :class:`hwquant.hw.folding.FoldedDesign`).
+
+    A subclass gives ``usage`` (``resource -> (used, available)``, its block RAM under
+    :attr:`block_key`), ``traffic`` (its weights' :class:`WeightTraffic`), ``images_per_s`` and
+    ``device``; :attr:`block_name` names its block RAM in :meth:`problems`.
+    """
+
+    block_key: ClassVar[str]
+    block_name: ClassVar[str]
+
+    @property
+    def logic_fits(self) -> bool:
+        """Whether the design's logic fits the device's LUTs, flip-flops and DSP slices."""
+        logic = [(used, have) for key, (used, have) in self.usage.items() if key != self.block_key]
+        return all(used <= have for used, have in logic)
+
+    @property
+    def weights_on_chip(self) -> bool:
+        """Whether all weights fit the block RAMs."""
+        return self.traffic.fits
+
+    @property
+    def fits(self) -> bool:
+        """Whether the design fits the device: its logic and all its weights on chip."""
+        return self.logic_fits and self.weights_on_chip
+
+    @property
+    def dram_gbps(self) -> float:
+        """DRAM bandwidth the streamed weights need at the design's rate, GB/s (0 when all are
+        on chip)."""
+        return self.traffic.bandwidth_gbps(self.images_per_s)
+
+    def problems(self) -> list[str]:
+        """One line per resource over the device's count; for the weights, the DRAM bandwidth
+        (:func:`fit_problems`; empty when everything fits)."""
+        return fit_problems(
+            self.usage, self.device.name, self.traffic, self.block_name, self.images_per_s
+        )
 
 
 def weight_traffic(bits: Sequence[int], blocks: Sequence[int], capacity: int) -> WeightTraffic:

@@ -21,6 +21,10 @@ layers above (the engine's run context, the export graph, the RTL feature maps):
   ``build(spec, layer) -> QuantModule``: how ``prepare`` recognises the float form of an op
   that gets a QAT layer (absorbing a BatchNorm or an activation, rewriting the graph) and makes
   that layer (:mod:`hwquant.qat.fusion`);
+* ``signed(spec, input_signed) -> bool``: whether that layer's output codes are signed, given
+  ``input_signed(i)``, whether its ``i``-th input's are (default: signed unless the spec fuses
+  an activation; :func:`hwquant.qat.fusion.output_signed`, asked by the layer's quantizer and
+  by the quantizers that layers feeding one concatenation share);
 * ``execute(node, inputs, context) -> tensor``: the integer engine's step
   (:class:`hwquant.engine.integer.RunContext`);
 * ``export(graph, node, shapes, style)``: the exported graph's nodes
@@ -58,6 +62,7 @@ class OpHandler:
     keeps: Callable[..., bool] | None = None
     fuse: Callable[..., Any] | None = None
     build: Callable[..., Any] | None = None
+    signed: Callable[..., bool] | None = None
     passthrough: bool = False
     folded: bool = False
 

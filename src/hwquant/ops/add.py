@@ -63,7 +63,7 @@ def fuse(fusion: Fusion, node: fx.Node, mod: nn.Module | None) -> tuple[fx.Node,
 
 def build(spec: FusedSpec, layer: LayerContext) -> QAdd:
     """The QAT add; its output is unsigned after a ReLU."""
-    return QAdd(layer.out_quant(spec.act is None), spec.act, layer.recipe.requant_bits)
+    return QAdd(layer.out_quant(spec), spec.act, layer.recipe.requant_bits)
 
 
 def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> AddNode | None:

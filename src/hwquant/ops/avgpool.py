@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -110,9 +111,14 @@ def fuse(fusion: Fusion, node: fx.Node, mod: nn.Module | None) -> tuple[fx.Node,
 
 
 def build(spec: FusedSpec, layer: LayerContext) -> QAvgPool:
-    """The QAT average pool; its output is signed as its input is."""
-    out_q = layer.out_quant(layer.inputs[0].signed)
+    """The QAT average pool (its output signed as its input is: :func:`signed`)."""
+    out_q = layer.out_quant(spec)
     return QAvgPool(out_q, spec.options["kernel_size"], layer.recipe.requant_bits)
+
+
+def signed(spec: FusedSpec, input_signed: Callable[[int], bool]) -> bool:
+    """An average of signed codes is signed; of unsigned codes, unsigned."""
+    return input_signed(0)
 
 
 def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> AvgPoolNode | None:
@@ -204,5 +210,6 @@ register_op(
         block=block,
         fuse=fuse,
         build=build,
+        signed=signed,
     )
 )

@@ -22,6 +22,7 @@ The table scheme has its own form: an index table between two codebooks
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -87,9 +88,13 @@ def fuse(fusion: Fusion, node: fx.Node, mod: nn.Module | None) -> tuple[fx.Node,
 
 
 def build(spec: FusedSpec, layer: LayerContext) -> QActivation:
-    """The QAT activation, its output unsigned when ``f`` is never negative."""
-    function = spec.options["function"]
-    return QActivation(function, layer.out_quant(not function.nonnegative))
+    """The QAT activation (its output unsigned when ``f`` is never negative: :func:`signed`)."""
+    return QActivation(spec.options["function"], layer.out_quant(spec))
+
+
+def signed(spec: FusedSpec, input_signed: Callable[[int], bool]) -> bool:
+    """Signed unless ``f`` is never negative (a sigmoid, a ReLU-like clip)."""
+    return not spec.options["function"].nonnegative
 
 
 def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> LutNode | None:
@@ -211,5 +216,6 @@ register_op(
         block=block,
         fuse=fuse,
         build=build,
+        signed=signed,
     )
 )

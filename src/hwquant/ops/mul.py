@@ -17,6 +17,7 @@ scales each channel of ``x``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -58,9 +59,13 @@ def fuse(fusion: Fusion, node: fx.Node, mod: nn.Module | None) -> tuple[fx.Node,
 
 
 def build(spec: FusedSpec, layer: LayerContext) -> QMul:
-    """The QAT product, signed when either input is."""
-    signed = any(q.signed for q in layer.inputs)
-    return QMul(layer.out_quant(signed), layer.recipe.requant_bits)
+    """The QAT product (signed when either input is: :func:`signed`)."""
+    return QMul(layer.out_quant(spec), layer.recipe.requant_bits)
+
+
+def signed(spec: FusedSpec, input_signed: Callable[[int], bool]) -> bool:
+    """A product is signed when either factor is."""
+    return input_signed(0) or input_signed(1)
 
 
 def lower(node: fx.Node, mod: nn.Module | None, inputs: list[str], name: str) -> MulNode | None:
@@ -96,5 +101,14 @@ def export(g: Graph, node: MulNode, shapes: dict[str, tuple[int, ...]], style: Q
 
 
 register_op(
-    OpHandler("mul", MulNode, lower=lower, execute=execute, export=export, fuse=fuse, build=build)
+    OpHandler(
+        "mul",
+        MulNode,
+        lower=lower,
+        execute=execute,
+        export=export,
+        fuse=fuse,
+        build=build,
+        signed=signed,
+    )
 )

@@ -13,8 +13,11 @@ each spec's op with a :class:`LayerContext` and installs the QAT layer it return
   :meth:`Fusion.new_module_node`) and return the node that will call the QAT layer with its
   spec; None, graph untouched, when ``node`` is another op;
 * ``build(spec: FusedSpec, layer: LayerContext) -> QuantModule``: the QAT layer of a fused node
-  under the recipe, owning its output quantizer (``layer.out_quant``; none for the network's
-  last weight layer). ``prepare`` binds it to its inputs' quantizers, names it and installs it.
+  under the recipe, owning its output quantizer (``layer.out_quant(spec)``; none for the
+  network's last weight layer). ``prepare`` binds it to its inputs' quantizers, names it and
+  installs it. Whether that quantizer is signed is the op's ``signed`` facet
+  (:func:`output_signed`), the one answer for the layer and for the shared quantizer of a
+  concatenation's inputs (:mod:`hwquant.qat.shared_scales`).
 
 A scheme with its own ``prepare`` (tables) reuses the ``fuse`` pass and builds its own layers
 from the same specs. This module holds what every op's facets share.
@@ -36,6 +39,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from hwquant.core.errors import UnsupportedLayerError
+from hwquant.ir.ops import get_op
 from hwquant.qat import fidelity
 from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.nn.base import Activation
@@ -63,6 +67,22 @@ class FusedSpec:
         """Whether the layer has weights (the network's last such layer has no output
         quantizer, and its inputs take ``last_layer_bits``)."""
         return self.source is not None
+
+
+def output_signed(spec: FusedSpec, input_signed: Callable[[int], bool]) -> bool:
+    """Whether the QAT layer of ``spec`` makes signed output codes, given ``input_signed(i)``:
+    whether its ``i``-th input's codes are signed (asked only by an op whose answer depends on
+    it). Its op's ``signed`` facet decides; an op without one is signed unless ``spec`` fuses
+    an activation (a ReLU or ReLU6 clips at 0).
+
+    >>> import hwquant
+    >>> output_signed(FusedSpec("add"), bool), output_signed(FusedSpec("add", act="relu"), bool)
+    (True, False)
+    >>> output_signed(FusedSpec("avgpool"), lambda i: False)
+    False
+    """
+    facet = get_op(spec.op).signed
+    return facet(spec, input_signed) if facet is not None else spec.act is None
 
 
 class Fusion:
@@ -162,9 +182,10 @@ class LayerContext:
     """For a layer whose output feeds a concatenation with others: the one quantizer they
     share (:mod:`hwquant.qat.shared_scales`), given the signedness the layer asks for."""
 
-    def out_quant(self, signed: bool) -> LinearQuantizer:
-        """A new activation quantizer of ``out_bits`` for the layer's output (the shared one
-        where the layer has one)."""
+    def out_quant(self, spec: FusedSpec) -> LinearQuantizer:
+        """A new activation quantizer of ``out_bits`` for the output of ``spec``'s layer (the
+        shared one where the layer has one), signed as :func:`output_signed` says."""
+        signed = output_signed(spec, lambda i: self.inputs[i].signed)
         if self.shared is not None:
             return self.shared(signed)
         return act_quantizer(self.recipe, self.out_bits, signed)

@@ -42,7 +42,7 @@ from hwquant.qat.accumulator_bound import (
     layer_accumulator_bits,
 )
 from hwquant.qat.conv_forms import STANDS_FOR, rewrite_conv_forms
-from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext, act_quantizer
+from hwquant.qat.fusion import FusedSpec, Fusion, LayerContext, act_quantizer, output_signed
 from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.naming import describe, node_name
 from hwquant.qat.nn import QuantInput
@@ -431,15 +431,18 @@ def _shared_scales(
     ]
 
     def wants_signed(node: fx.Node) -> bool:
-        """Whether ``node``'s own output would be signed: the input; a layer without a fused
-        ReLU; an average pool of signed codes."""
+        """Whether ``node``'s own output would be signed: the input; a fused layer as its op
+        says (:func:`hwquant.qat.fusion.output_signed`), asking in turn its inputs' groups."""
         spec = specs.get(node)
         if spec is None:
             return node is input_node
-        if spec.op == "avgpool":
-            source = producer[tensor_inputs(node)[0]]
+        args = tensor_inputs(node)
+
+        def input_signed(i: int) -> bool:
+            source = producer[args[i]]
             return shared.signed(source) if source in shared else wants_signed(source)
-        return spec.act is None
+
+        return output_signed(spec, input_signed)
 
     shared = SharedScales(joins, wants_signed)
     if last in shared:
@@ -517,7 +520,7 @@ def build_weight_layer(
                 f"float. Fix: set {option}, or put a Conv2d/Linear before the BatchNorm."
             )
         bits = recipe.requant_bits
-    out_q = None if layer.last else layer.out_quant(spec.act is None)
+    out_q = None if layer.last else layer.out_quant(spec)
     per_channel = not layer.last
     inner = not layer.first and not layer.last and not standalone_bn
     acc_bits = layer_accumulator_bits(recipe, layer.name, bits)

@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 from hwquant.core.config_table import build_dataclass
 from hwquant.core.errors import ConfigError
 from hwquant.core.intmath import check_accumulator_bits
-from hwquant.qat.registry import available
+from hwquant.qat.registry import available, get_scheme
 
 ScaleGradient = Literal["llsq", "lsq"]
 ScaleInit = Literal["peak", "min_error"]
@@ -314,10 +314,11 @@ class Recipe:
         for name, bits in self.layer_accumulator_bits.items():
             check_accumulator_bits(f"layer_accumulator_bits[{name!r}]", bits)
         bounded = self.accumulator_bits is not None or bool(self.layer_accumulator_bits)
-        if bounded and self.scheme != "llsq":
+        if bounded and not get_scheme(self.scheme).accumulator_aware:
+            aware = ", ".join(repr(n) for n in available() if get_scheme(n).accumulator_aware)
             raise ConfigError(
-                f"accumulator_bits bounds LLSQ's linear weights; scheme={self.scheme!r} has "
-                "no accumulator-aware form. Fix: use scheme='llsq', or leave accumulator_bits "
+                f"accumulator_bits bounds linear weights; scheme={self.scheme!r} has no "
+                f"accumulator-aware form. Fix: use scheme={aware}, or leave accumulator_bits "
                 "and layer_accumulator_bits unset."
             )
         if self.accumulator_digit_planes and not bounded:

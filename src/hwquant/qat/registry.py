@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from hwquant.core.errors import ConfigError
+from hwquant.ir.intmodel import IntModel
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,14 @@ class SchemeHandler:
     inner layer; ``setup(qat_model, recipe)`` runs once its QAT layers are built; ``prepare``
     and ``lower`` replace the common passes for a scheme whose activations change too (tables),
     and ``trace(lowered, x)`` then runs what its ``lower`` returns on a float batch for
-    :func:`hwquant.verify` (an :class:`EngineTrace`).
+    :func:`hwquant.verify` (an :class:`EngineTrace`). ``lowered`` is the class of what
+    ``lower`` returns (:func:`hwquant.verify` refuses another; a report measures it as such).
+    ``accumulator_aware``: its inner weight layers take an accumulator bound
+    (``Recipe.accumulator_bits``: the A2Q-style bounded linear weights of LLSQ).
+
+    >>> from hwquant.schemes import get
+    >>> get("msq").lowered.__name__, get("tables").lowered.__name__
+    ('IntModel', 'TableModel')
     """
 
     name: str
@@ -47,6 +55,8 @@ class SchemeHandler:
     prepare: Callable[..., Any] | None = None
     lower: Callable[..., Any] | None = None
     trace: Callable[..., Any] | None = None
+    lowered: type = IntModel
+    accumulator_aware: bool = False
 
 
 _REGISTRY: dict[str, SchemeHandler] = {}

@@ -8,11 +8,12 @@ integer join moves codes without arithmetic. So the layers producing a join's in
 share a producer are merged: ``cat(x, f(x))`` followed by ``cat(that, g(that))`` (a dense
 block) puts ``x``'s, ``f``'s and ``g``'s producers into one group.
 
-A group's quantizer is signed when any member wants signed codes (a layer without a ReLU, the
-input); a member with a fused ReLU then still clips at code 0. Its bit-width is the members'
-common one: ``last_layer_bits`` when a member feeds the last layer (then all of them do, through
-the join), ``input_bits`` for the network input; members that ask for different widths are
-refused with an error naming the join.
+A group's quantizer is signed when any member wants signed codes (the input; a layer whose op
+says so, :func:`hwquant.qat.fusion.output_signed`: one without a fused ReLU, an average pool of
+signed codes, ...); a member with a fused ReLU then still clips at code 0. Its bit-width is the
+members' common one: ``last_layer_bits`` when a member feeds the last layer (then all of them
+do, through the join), ``input_bits`` for the network input; members that ask for different
+widths are refused with an error naming the join.
 """
 
 from __future__ import annotations

@@ -163,13 +163,15 @@ def _engine_trace(qat_model: nn.Module, lowered: object, x: torch.Tensor) -> Eng
             f"{type(qat_model).__name__}. Fix: verify(qat, hwquant.lower(qat, x), x)."
         )
     handler = get_scheme(recipe.scheme)
-    if handler.trace is not None:
-        return handler.trace(lowered, x)
-    if not isinstance(lowered, IntModel):
+    if not isinstance(lowered, handler.lowered):
+        kind = handler.lowered.__name__
         raise HwquantError(
             f"verify() got a {type(lowered).__name__}, but a {recipe.scheme!r} QAT model lowers "
-            "to an IntModel. Fix: verify(qat, hwquant.lower(qat, x), x)."
+            f"to {'an' if kind[0] in 'AEIOU' else 'a'} {kind}. Fix: verify(qat, "
+            "hwquant.lower(qat, x), x)."
         )
+    if handler.trace is not None:
+        return handler.trace(lowered, x)
     return intmodel_trace(lowered, x)
 
 

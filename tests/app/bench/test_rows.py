@@ -6,7 +6,15 @@ import dataclasses
 
 import pytest
 
-from hwquant.app.bench.rows import ROW_NAMES, TIER_ROWS, RowSpec, all_rows, select_rows
+from hwquant.app.bench.rows import (
+    KINDS,
+    ROW_KINDS,
+    ROW_NAMES,
+    TIER_ROWS,
+    RowSpec,
+    all_rows,
+    select_rows,
+)
 from hwquant.app.bench.tiers import CPU_FULL, TIERS
 from hwquant.core.errors import ConfigError
 
@@ -82,3 +90,16 @@ def test_the_cpu_full_settings_stay_those_of_its_stored_run():
         "channels_last": True, "width": 1.0, "input_size": 32, "step_time_steps": 3,
         "step_time_rounds": 4,
     }  # fmt: skip
+
+
+def test_row_kinds_say_their_sizes_and_how_a_row_is_named():
+    """The RowKind table replaced `kind == "tables"` / "llsq" / ... chains: a kind sized by
+    table entries names its rows by the entries; an unknown kind is refused with the list."""
+    assert tuple(KINDS) == ROW_KINDS
+    assert [k for k, kind in KINDS.items() if kind.entries] == ["tables"]
+    for name, kind in KINDS.items():
+        rows = [r for r in all_rows() if r.kind == name]
+        assert [r.size for r in rows] == [*kind.sizes, *(w for w, _ in kind.mixed)]
+        assert all(r.recipe(100).scheme == name.split("_")[0] for r in rows)
+    with pytest.raises(ConfigError, match=r"unknown row kind 'sp2'.*llsq, nonuniform, msq"):
+        RowSpec("sp2", 4)

@@ -75,3 +75,38 @@ def test_freeze_step_round_trips_and_reaches_every_quantizer():
     qat = hwquant.prepare(model, recipe)
     quants = [m for m in qat.modules() if isinstance(m, CodebookQuantizer)]
     assert len(quants) == 4 and {q.freeze_step for q in quants} == {7}
+
+
+class _Signs(nn.Module):
+    """conv (no ReLU: signed) -> sigmoid (unsigned) -> avgpool (as its input) -> linear, and a
+    ReLU conv -> add without ReLU (signed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.a(x)
+        y = torch.relu(self.b(torch.sigmoid(a))) + a
+        return self.fc(torch.nn.functional.adaptive_avg_pool2d(torch.sigmoid(y), 1).flatten(1))
+
+
+def test_codebooks_are_signed_as_the_ops_say():
+    """Table layers take their output signedness from the op's ``signed`` facet (through
+    hwquant.qat.fusion.output_signed), as the other schemes' layers do."""
+    qat = hwquant.prepare(_Signs(), Recipe(scheme="tables"))
+    unsigned = {
+        name: m.out_quant.unsigned
+        for name, m in qat.named_children()
+        if isinstance(getattr(m, "out_quant", None), CodebookQuantizer)
+    }
+    assert unsigned == {
+        "a": False,
+        "sigmoid_1": True,
+        "b": True,
+        "add_1": False,
+        "sigmoid_2": True,
+        "avgpool_1": True,
+    }

@@ -46,7 +46,6 @@ from hwquant.data.arrays import make_splits
 from hwquant.data.cifar_folder import CIFAR10_CLASSES
 from hwquant.models import build
 from hwquant.qat.recipe import Recipe
-from hwquant.schemes.tables import lower_tables
 
 NAME = "cifar10_reproduce"
 BENCH_MODELS: tuple[str, ...] = ("resnet20", "resnet18", "vgg_small", "mobilenetv2")
@@ -404,10 +403,7 @@ def _quantized_row(
     training = _fit(qat, config, data.qat_train, data, work, options, resume=False)
     qat.eval()
     qat.cpu()  # lowering reads parameters into NumPy arrays
-    if row.kind == "tables":
-        deployed = lower_tables(qat)
-    else:
-        deployed = hwquant.lower(qat, next(data.test.iter_from(0))[0][:LOWER_EXAMPLES].cpu())
+    deployed = hwquant.lower(qat, next(data.test.iter_from(0))[0][:LOWER_EXAMPLES].cpu())
     qat.to(options.tier.device)
     evaluation = compare(qat, deployed, data.test.iter_from(0))
     fp32_acc = baseline.record["test_acc"]

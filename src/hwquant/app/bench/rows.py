@@ -26,28 +26,19 @@ may run a subset of the table by default (:data:`TIER_ROWS`, by tier name, kept 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import hwquant
 from hwquant.core.errors import ConfigError
 from hwquant.qat.recipe import MSQOptions, NonUniformOptions, TableOptions
 
-ROW_KINDS: tuple[str, ...] = (
-    "llsq",
-    "nonuniform",
-    "msq",
-    "msq_fixed_only",
-    "msq_sp2_only",
-    "tables",
-)
 LINEAR_BITS = (4, 3, 2)
 MSQ_BITS = (4, 3)
-MIXED_BITS = {"nonuniform": ((2, 8),)}
-"""Rows whose weight and activation bits differ, per kind: (weight bits, activation bits)."""
 TABLE_ENTRIES = (40, 320)
 TABLE_SPLITS = {40: (8, 5), 320: (16, 20)}
 """|A| x |W| of each table size: activation levels x weight levels."""
-MSQ_SHARES = {"msq": 0.5, "msq_fixed_only": 0.0, "msq_sp2_only": 1.0}
 NONUNIFORM_STAGES = 4
 """Blocks of the gradual schedule: one per residual stage of a CIFAR ResNet-18 (methods.md §1)."""
 BN_FREEZE_FRACTION = 0.2
@@ -62,16 +53,21 @@ class RowSpec:
 
     kind: str
     size: int
-    """Weight bits, or the table entries |A|·|W| for ``tables``."""
+    """Weight bits, or the table entries |A|·|W| for a kind sized by entries (``tables``)."""
     act_bits: int | None = None
-    """Activation bits; None: the weight bits (W = A). Tables have none (their |A| is in size)."""
+    """Activation bits; None: the weight bits (W = A). A kind sized by table entries has none
+    (its |A| is in size)."""
 
     def __post_init__(self) -> None:
-        if self.kind == "tables":
+        if self.kind not in KINDS:
+            raise ConfigError(
+                f"unknown row kind {self.kind!r}. Fix: use one of {', '.join(ROW_KINDS)}."
+            )
+        if KINDS[self.kind].entries:
             if self.act_bits is not None:
                 raise ConfigError(
-                    f"a tables row has no activation bits (act_bits={self.act_bits}). Fix: give "
-                    "the table entries |A|·|W| as its size only."
+                    f"a {self.kind} row has no activation bits (act_bits={self.act_bits}). Fix: "
+                    "give the table entries |A|·|W| as its size only."
                 )
         elif self.act_bits is None:  # W = A: one row, however it is spelled
             object.__setattr__(self, "act_bits", self.size)
@@ -79,57 +75,96 @@ class RowSpec:
     @property
     def name(self) -> str:
         """``llsq_W4A4``, ``msq_sp2_only_W3A3``, ``nonuniform_W2A8``, ``tables_40``, ..."""
-        if self.kind == "tables":
-            return f"tables_{self.size}"
+        if KINDS[self.kind].entries:
+            return f"{self.kind}_{self.size}"
         return f"{self.kind}_W{self.size}A{self.act_bits}"
 
     def recipe(self, qat_steps: int) -> hwquant.Recipe:
         """The recipe of this row for a QAT run of ``qat_steps`` optimizer steps."""
-        every = max(1, round(REFRESH_FRACTION * qat_steps))
-        bn_freeze = round(BN_FREEZE_FRACTION * qat_steps)
-        if self.kind == "tables":
-            acts, weights = TABLE_SPLITS[self.size]
-            options = TableOptions(
-                act_entries=acts,
-                weight_entries=weights,
-                max_entries=self.size,
-                reestimate_every=every,
-                act_start=round(TABLE_ACT_START_FRACTION * qat_steps),
-            )
-            return hwquant.Recipe(scheme="tables", tables=options, bn_freeze_step=bn_freeze)
-        common = {
-            "weight_bits": self.size,
-            "act_bits": self.act_bits,
-            "input_bits": 8,
-            "bn_freeze_step": bn_freeze,
-        }
-        if self.kind == "llsq":
-            return hwquant.Recipe(**common)
-        if self.kind == "nonuniform":
-            options = NonUniformOptions(
-                stages=NONUNIFORM_STAGES,
-                steps_per_stage=qat_steps // (NONUNIFORM_STAGES + 1),
-            )
-            return hwquant.Recipe(
-                scheme="nonuniform", scale_constraint="pow2", nonuniform=options, **common
-            )
-        msq = MSQOptions(
-            sp2_share=MSQ_SHARES[self.kind],
-            refresh_steps=every,
-            freeze_step=round(MSQ_FREEZE_FRACTION * qat_steps),
-        )
-        return hwquant.Recipe(scheme="msq", msq=msq, **common)
+        return KINDS[self.kind].recipe(self, qat_steps)
+
+
+def _refresh_every(qat_steps: int) -> int:
+    return max(1, round(REFRESH_FRACTION * qat_steps))
+
+
+def _linear(row: RowSpec, qat_steps: int) -> dict[str, int | None]:
+    """The recipe fields of a row with weight and activation bits (8-bit input)."""
+    return {
+        "weight_bits": row.size,
+        "act_bits": row.act_bits,
+        "input_bits": 8,
+        "bn_freeze_step": round(BN_FREEZE_FRACTION * qat_steps),
+    }
+
+
+def _llsq_recipe(row: RowSpec, qat_steps: int) -> hwquant.Recipe:
+    return hwquant.Recipe(**_linear(row, qat_steps))
+
+
+def _nonuniform_recipe(row: RowSpec, qat_steps: int) -> hwquant.Recipe:
+    options = NonUniformOptions(
+        stages=NONUNIFORM_STAGES, steps_per_stage=qat_steps // (NONUNIFORM_STAGES + 1)
+    )
+    return hwquant.Recipe(
+        scheme="nonuniform", scale_constraint="pow2", nonuniform=options, **_linear(row, qat_steps)
+    )
+
+
+def _msq_recipe(sp2_share: float, row: RowSpec, qat_steps: int) -> hwquant.Recipe:
+    msq = MSQOptions(
+        sp2_share=sp2_share,
+        refresh_steps=_refresh_every(qat_steps),
+        freeze_step=round(MSQ_FREEZE_FRACTION * qat_steps),
+    )
+    return hwquant.Recipe(scheme="msq", msq=msq, **_linear(row, qat_steps))
+
+
+def _tables_recipe(row: RowSpec, qat_steps: int) -> hwquant.Recipe:
+    acts, weights = TABLE_SPLITS[row.size]
+    options = TableOptions(
+        act_entries=acts,
+        weight_entries=weights,
+        max_entries=row.size,
+        reestimate_every=_refresh_every(qat_steps),
+        act_start=round(TABLE_ACT_START_FRACTION * qat_steps),
+    )
+    bn_freeze = round(BN_FREEZE_FRACTION * qat_steps)
+    return hwquant.Recipe(scheme="tables", tables=options, bn_freeze_step=bn_freeze)
+
+
+@dataclass(frozen=True)
+class RowKind:
+    """A kind of row: the sizes it runs, the recipe of one of its rows, and whether its size
+    counts table entries |A|·|W| (then the row has no weight or activation bits)."""
+
+    sizes: tuple[int, ...]
+    recipe: Callable[[RowSpec, int], hwquant.Recipe]
+    mixed: tuple[tuple[int, int], ...] = ()
+    """Rows whose weight and activation bits differ: (weight bits, activation bits)."""
+    entries: bool = False
+
+
+KINDS: dict[str, RowKind] = {
+    "llsq": RowKind(LINEAR_BITS, _llsq_recipe),
+    "nonuniform": RowKind(LINEAR_BITS, _nonuniform_recipe, mixed=((2, 8),)),
+    "msq": RowKind(MSQ_BITS, partial(_msq_recipe, 0.5)),
+    "msq_fixed_only": RowKind(MSQ_BITS, partial(_msq_recipe, 0.0)),
+    "msq_sp2_only": RowKind(MSQ_BITS, partial(_msq_recipe, 1.0)),
+    "tables": RowKind(TABLE_ENTRIES, _tables_recipe, entries=True),
+}
+"""The row kinds in table order; the MSQ kinds differ in their SP2 share (0.5, 0, 1)."""
+ROW_KINDS: tuple[str, ...] = tuple(KINDS)
 
 
 def all_rows() -> tuple[RowSpec, ...]:
     """Every row of the table, in the order they run."""
-    sizes = {"llsq": LINEAR_BITS, "nonuniform": LINEAR_BITS, "tables": TABLE_ENTRIES}
     return tuple(
         row
-        for kind in ROW_KINDS
+        for name, kind in KINDS.items()
         for row in (
-            *(RowSpec(kind, size) for size in sizes.get(kind, MSQ_BITS)),
-            *(RowSpec(kind, w, a) for w, a in MIXED_BITS.get(kind, ())),
+            *(RowSpec(name, size) for size in kind.sizes),
+            *(RowSpec(name, w, a) for w, a in kind.mixed),
         )
     )
 

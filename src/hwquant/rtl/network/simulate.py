@@ -24,7 +24,8 @@ import torch
 
 from hwquant.core.atomic import write_atomic
 from hwquant.core.errors import ConfigError, ToolError
-from hwquant.ir.intmodel import IntModel, load
+from hwquant.core.npzfile import file_format
+from hwquant.ir.intmodel import FORMAT_NAME, IntModel, load
 from hwquant.rtl.network.testbench import TESTBENCH_TOP, testbench
 from hwquant.rtl.testbench import mem_text
 from hwquant.rtl.unit import to_words
@@ -257,13 +258,15 @@ def simulate_design(
     bounds the simulator's build and its run, each, in seconds."""
     design_dir = Path(design_dir)
     design = json.loads((design_dir / "design.json").read_text())
-    if model is None and design["scheme"] == "tables":
+    stored = design_dir / "model.npz"
+    if model is None and file_format(stored) not in (None, FORMAT_NAME):
         raise ConfigError(
-            f"'{design_dir}' is a table-model design; its model.npz is a TableModel. Fix: pass "
+            f"'{design_dir}' holds the design of a {file_format(stored)}, not of an IntModel. "
+            "Fix: pass the model whose run maps input codes to logits; for a TableModel "
             "model=TableCodeModel(load_tables(DIR / 'model.npz')) (hwquant.schemes.tables."
             "network.TableCodeModel, hwquant.schemes.tables.load_tables)."
         )
-    model = model or load(design_dir / "model.npz")
+    model = model or load(stored)
     x = torch.as_tensor(np.asarray(codes), dtype=torch.int64)
     shape = tuple(design["input"]["shape"])
     if x.dim() != 4 or tuple(x.shape[1:]) != shape:

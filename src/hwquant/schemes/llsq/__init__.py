@@ -5,4 +5,6 @@ graph serve it; it registers no weight encoding."""
 from hwquant.qat.prepare import llsq_weight_quantizer
 from hwquant.qat.registry import SchemeHandler, register_scheme
 
-register_scheme(SchemeHandler("llsq", weight_quantizer=llsq_weight_quantizer))
+register_scheme(
+    SchemeHandler("llsq", weight_quantizer=llsq_weight_quantizer, accumulator_aware=True)
+)

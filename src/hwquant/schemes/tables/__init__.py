@@ -4,7 +4,6 @@ and activations, QAT, lowering to a :class:`TableModel` and the multiply-free ta
 import torch
 from torch import fx
 
-from hwquant.core.errors import HwquantError
 from hwquant.qat.recipe import TableOptions
 from hwquant.qat.registry import EngineTrace, SchemeHandler, register_scheme
 from hwquant.schemes.tables.compactness import compactness
@@ -24,18 +23,20 @@ def _lower(qat_model: fx.GraphModule, example_input: torch.Tensor) -> TableModel
 
 def _trace(table_model: TableModel, x: torch.Tensor) -> EngineTrace:
     """``hwquant.verify``'s run of a table model: every node's indices by the table engine."""
-    if not isinstance(table_model, TableModel):
-        raise HwquantError(
-            f"verify() got a {type(table_model).__name__}, but a 'tables' QAT model lowers to "
-            "a TableModel. Fix: verify(qat, hwquant.lower(qat, x), x)."
-        )
     indices = table_model.quantize_input(x)
     values = run_tables(table_model, indices, trace=True)
     return EngineTrace(indices, (0, len(table_model.input_levels) - 1), values)
 
 
 register_scheme(
-    SchemeHandler("tables", TableOptions, prepare=prepare_tables, lower=_lower, trace=_trace)
+    SchemeHandler(
+        "tables",
+        TableOptions,
+        prepare=prepare_tables,
+        lower=_lower,
+        trace=_trace,
+        lowered=TableModel,
+    )
 )
 
 __all__ = [

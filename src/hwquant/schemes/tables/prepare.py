@@ -17,7 +17,7 @@ from torch import fx, nn
 
 from hwquant.core.errors import UnsupportedLayerError, check_finite
 from hwquant.qat.conv_forms import STANDS_FOR
-from hwquant.qat.fusion import FusedSpec
+from hwquant.qat.fusion import FusedSpec, output_signed
 from hwquant.qat.naming import describe, node_name
 from hwquant.qat.prepare import (
     INPUT_NAME,
@@ -189,19 +189,19 @@ def _build(gm: fx.GraphModule, specs: dict[fx.Node, FusedSpec], opts: TableOptio
             )
         relu = spec.act == "relu"
         inputs = [producer[a] for a in tensor_inputs(node)]
+        # the op's signedness (its `signed` facet), on the codebooks: unsigned levels start at 0
+        signs = [not quant_of[p].unsigned for p in inputs]
+        unsigned = not output_signed(spec, signs.__getitem__)
+        out_q = None if node is last else _quantizer(opts, "act", unsigned)
         module: TableModule
         if spec.has_weights:
-            out_q = None if node is last else _quantizer(opts, "act", relu)
             weight_q = _quantizer(opts, "weight")
             module = TableUnit(spec.source, spec.bn, relu, weight_q, out_q, opts.entry_bits)
         elif spec.op == "add":
-            module = TableAdd(_quantizer(opts, "act", relu), relu)
+            module = TableAdd(out_q, relu)
         elif spec.op == "lut":
-            function = spec.options["function"]
-            module = TableActivation(function, _quantizer(opts, "act", function.nonnegative))
+            module = TableActivation(spec.options["function"], out_q)
         else:
-            unsigned = quant_of[inputs[0]].unsigned
-            out_q = _quantizer(opts, "act", unsigned)
             module = TableAvgPool(out_q, spec.options["kernel_size"], opts.entry_bits)
         module.bind_inputs([quant_of[p] for p in inputs])
         module.qname = str(node.target)
