@@ -511,6 +511,10 @@ def emit_array(
     lines += stages.advance()
     chunk = f"{word}[cs_{t} * {simd * a} +: {simd * a}]"
     if xb > a or spec.pad_code:  # each field widened to the operand, padding its own code
+        # the chunk goes through a wire first: a part-select of a part-select is not
+        # Verilog-2005, and Yosys 0.70 drops its variable base (a[s*8 +: 8][4 +: 4] -> a[7:4])
+        lines.append(f"    wire [{simd * a - 1}:0] chunk_{t} = {chunk};")
+        chunk = f"chunk_{t}"
         fields = ", ".join(
             f"{{{xb - a}'d0, {chunk}[{s * a} +: {a}]}}" if xb > a else f"{chunk}[{s * a} +: {a}]"
             for s in reversed(range(simd))
