@@ -17,7 +17,12 @@ from hwquant.hw.folding import Fold
 from hwquant.rtl import implement
 from hwquant.rtl.network import build_design, simulate_design, weight_layer
 from hwquant.rtl.network.design import design_sha256
-from tests.rtl.network.conftest import requires_verilator, tiny_cnn, tiny_resnet
+from tests.rtl.network.conftest import (
+    assert_verilog_2005,
+    requires_verilator,
+    tiny_cnn,
+    tiny_resnet,
+)
 
 IMAGES = 6
 
@@ -74,6 +79,7 @@ def test_llsq_cnn_exact_on_digits_with_predicted_cycles_and_mutation_fails(
     assert summary["images"] == summary["outputs"] == IMAGES
     assert summary["mismatches"] == 0 and summary["cycles_match"]
     design = json.loads((out / "design.json").read_text())
+    assert_verilog_2005(out, design)
     blocks = {b["name"]: b for b in design["blocks"]}
     assert (blocks["features.1.0"]["pe"], blocks["features.1.0"]["simd"]) == (2, 4)
     for node in llsq_cnn.weight_nodes():  # accumulators at the proven width, not 32 bits
