@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from hwquant.core.intmath import max_magnitude
+from hwquant.rtl.resources import Cost, LaneShape, multipliers, register_lane_cost
 from hwquant.rtl.unit import (
     MAC_STYLES,
     MacStyle,
@@ -84,3 +85,18 @@ def fixed_mac(
 def encode_fixed_weights(weights: np.ndarray, weight_bits: int) -> np.ndarray:
     """Port words of integer weight codes: two's complement at ``weight_bits``."""
     return to_words(weights, weight_bits, signed=True)
+
+
+def fixed_lane_cost(lane: LaneShape) -> Cost:
+    """A fixed-point lane's cost (:mod:`hwquant.rtl.resources`): one hardware multiplier per
+    product of the code (one bit wider: a zero-extended unsigned code, :func:`signed_operand`)
+    and the weight field, as Yosys's ``mul2dsp`` cuts it
+    (:func:`~hwquant.rtl.resources.multipliers`).
+
+    >>> fixed_lane_cost(LaneShape("fixed", 4, 4, 10, 5, "ecp5")).dsps
+    4
+    """
+    return Cost(dsps=lane.simd * multipliers(lane.in_bits + 1, lane.weight_field, lane.family))
+
+
+register_lane_cost("fixed", fixed_lane_cost)

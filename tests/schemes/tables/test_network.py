@@ -130,3 +130,19 @@ def test_table_roms_over_the_luts_at_any_folding_named(tiny_tables, tmp_path):
     with pytest.raises(ConfigError, match=r"LUTs: the table ROMs need 1392 .* has 1000 \(1\.39x"):
         build_table_design(tiny_tables, small, tmp_path / "d", input_size=8)
     assert not (tmp_path / "d").exists()
+
+
+def test_threshold_table_records_its_live_columns():
+    from hwquant.rtl.network.weight_layer import Lane
+    from hwquant.schemes.tables.network import Thresholds
+
+    tau = np.array([[-5, 3], [-5, 4], [-5, 3]])  # τ_0 the same in every row: constant
+    act = Thresholds(tau, np.zeros(3, bool))
+    # acc_bits 4: 5-bit compares; τ_1 = 3 / 4 is 00011 / 00100: three columns vary, two of
+    # them equal (bits 0 and 1), so two live columns; two folds leave no default arm
+    two = act.record([(Lane(None, (0, 1)), None)], 4)["thresholds"]
+    assert two == {"count": 2, "compare_bits": 5, "live_columns": [2]}
+    # three folds: the case's default 0 is a fourth word, so τ_0 = -5 = 11011 varies too:
+    # its four 1 bits are one column (1, 1, 1, 0), its 0 bit stays constant
+    three = act.record([(Lane(None, (0, 1, 2)), None)], 4)["thresholds"]
+    assert three["live_columns"] == [2 + 1]

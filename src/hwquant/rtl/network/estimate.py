@@ -2,33 +2,33 @@
 
 The folded cost model of ``hwquant hw`` (:mod:`hwquant.hw.folding`) costs the MAC arrays and
 the weight memories; a whole design also has the blocks around them. This module costs every
-block and edge the generator emits by its structure, on the 4-input-LUT families the flow
-places (ECP5, iCE40), in the units the synthesized counts use
-(:func:`hwquant.rtl.implement.synth_utilisation`: LUT4s, a carry cell two, a 16x4 LUTRAM four):
+block and edge the generator emits by its structure, in the units of
+:mod:`hwquant.rtl.resources` (LUT4s, multipliers, block RAMs), on the 4-input-LUT families the
+flow places (ECP5, iCE40):
 
-* **adder / comparator** of ``w`` bits: ``w`` LUT4s (two bits per ECP5 carry cell, each two
-  LUT4s: Lattice FPGA-DS-02012 §2.4 "Slice"; one LUT per bit beside the iCE40 carry);
-* **n:1 multiplexer** of one bit: ``2(n−1)/3`` LUT4s (a 4:1 mux is two LUT4s and the slice's
-  PFUMX) [D];
-* **constant table** of ``n`` entries (a per-row bias, multiplier or shift chosen by the neuron
-  fold): none when ``n = 1`` (a constant), else ``2⌈n/16⌉ − 1`` LUT4s per bit (a LUT4 is a
-  16-entry table) [D];
 * **counters and control** (schedule, sliding-window address, loop counters): three LUT4s per
   counter bit (increment, wrap compare, enable) [D];
-* **memories** (edge FIFOs, weight ROMs) as Yosys 0.70 maps them: block RAM in the aspect
-  ratio that takes fewest blocks (ECP5 DP16KD 16384x1 .. 512x36; iCE40 SB_RAM40_4K 2048x2 ..
-  256x16); on ECP5 a RAM goes to 16x4 LUTRAM (4 LUT4s each, and a ``depth/16``:1 output mux per
-  bit) when that is cheaper by Yosys's own costs (4 per LUTRAM, 128 per DP16KD:
-  ``techlibs/ecp5/lutrams.txt``, ``brams.txt``); weight ROMs marked ``distributed`` become
-  constant tables; iCE40 has no LUTRAM: a RAM of at most :data:`ICE40_LOGIC_WORDS` words is
-  flip-flops and a multiplexer [D];
-* **multipliers**: one 18x18 MULT18X18D (ECP5) or 16x16 SB_MAC16 (iCE40) per fixed-point or
-  codebook product and per requantizer lane, ``⌈a/n⌉·⌈b/n⌉`` of them for a wider product
-  (on iCE40 none for a product under 11 bits or a slice under 2 bits: :func:`ice40_macs`);
-  an SP2 shift-add product four LUT4s per product bit (two shift multiplexers, an adder,
-  the sign) [D];
-  a codebook product adds its level table; a table product is a ROM image of every ``{x, w}``
-  address, a memory as above whose block RAM holds the product register.
+* **lanes**: each lane's products as its product kind registered them
+  (:func:`hwquant.rtl.resources.lane_cost`: a multiplier per fixed-point or codebook product,
+  shift-add LUTs per SP2 product, a ROM image per table product), then its adder tree, its
+  accumulator and the fold's bias table;
+* **requantizer** per lane (``code = clamp((acc·M + 2^(s−1)) >>> s)``): a multiplier, then the
+  rounding adder, the shift and the clamp on the *live* bits only. With ``s_min`` the
+  smallest shift the lane's shift table can select, bits ``0 .. s_min − 2`` of ``acc·M`` feed
+  nothing (the rounding term ``2^(s−1)`` has no lower bits, and the shift drops them), so
+  Yosys's ``opt_clean`` removes their flip-flops and ``wreduce`` the adder bits; and the top
+  ``s_min`` bits of the shifted value all copy its sign, which ``opt_merge`` keeps once. The
+  three wide stages are ``wide − s_min + 1`` bits each (design.json's
+  ``requantizer.min_shifts``; on the MSQ digits design, shifts 17-26 of a 34-bit product,
+  that is half the requantizer);
+* **edges** in block RAM: the bank and count registers and their next-state LUTs, and the
+  address adders ``bank·DEPTH + address`` only when ``DEPTH`` (words per bank) is not a power
+  of two (else the sum is a concatenation, no logic: Yosys's ``opt_expr`` / ``wreduce``);
+* **max pool**: per bit of the word a comparator bit (half an ECP5 carry cell, CCU2C) and one
+  LUT4 that selects the new or the running maximum (its inputs: both bits, the compare result
+  and the window's first-item flag), and one more for the padding multiplexer unless the
+  window provably stays inside the map (:func:`window_stays_inside`: the digits pools, 8 x 8
+  to 4 x 4, measured 2 LUT4s per bit; the MNIST-5k pools, 28 x 28 and 14 x 14, 3);
 
 **Flip-flops** are counted register by register as the generator writes them (Yosys keeps
 every one that is read): the pipeline registers of a weight block (window address, weight and
@@ -40,8 +40,8 @@ read word too, and an iCE40 edge in logic every word; a max pool holds the read
 word, the running maximum and the output word; the output interface holds the logits twice
 (the argmax tree and the top's output register) [D].
 
-[D] marks a planning figure of this module; the benchmark (benchmarks/network_build.py) puts
-every estimate beside the synthesized count and records how far off it is.
+[D] marks a planning figure; the benchmark (benchmarks/network_build.py) puts every estimate
+beside the synthesized count and records how far off it is.
 """
 
 from __future__ import annotations
@@ -51,38 +51,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hwquant.core.errors import ConfigError
+from hwquant.rtl.resources import (
+    DSP_BITS,
+    Cost,
+    LaneShape,
+    bits,
+    lane_cost,
+    memory,
+    multipliers,
+    mux_luts,
+    table_luts,
+)
 
-ECP5_BRAM_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
-"""(width, depth) of one ECP5 DP16KD / PDPW16KD (FPGA-TN-02204, ECP5 Memory Usage Guide)."""
-ICE40_BRAM_SHAPES = ((16, 256), (8, 512), (4, 1024), (2, 2048))
-"""(width, depth) of one iCE40 SB_RAM40_4K (FPGA-TN-02002, iCE40 Memory Usage Guide)."""
-ECP5_LUTRAM_COST, ECP5_BRAM_COST = 4, 128
-"""Yosys 0.70's mapping costs of a TRELLIS_DPR16X4 and a DP16KD (ECP5 techlib)."""
-ICE40_LOGIC_WORDS = 4
-"""iCE40 RAMs of at most this many words are left to flip-flops [D]."""
-DSP_BITS = {"ecp5": 18, "ice40": 16}
-"""Operand width of one hardware multiplier per family."""
 LUTS_PER_COUNTER_BIT = 3
 """Increment, wrap compare and enable per counter bit [D]."""
-LUTS_PER_SP2_BIT = 4
-"""Two shift multiplexers, one adder and the sign per SP2 product bit [D]."""
-
-
-@dataclass
-class Cost:
-    """LUT4s, hardware multipliers, block RAMs and flip-flops of one part of a design."""
-
-    luts: float = 0.0
-    dsps: int = 0
-    brams: int = 0
-    ffs: int = 0
-
-    def __iadd__(self, other: Cost) -> Cost:
-        self.luts += other.luts
-        self.dsps += other.dsps
-        self.brams += other.brams
-        self.ffs += other.ffs
-        return self
 
 
 @dataclass
@@ -112,89 +94,28 @@ class DesignEstimate:
         }
 
 
-def bits(n: int) -> int:
-    """Bits of a counter over ``0..n−1`` (at least 1)."""
-    return max(1, (n - 1).bit_length())
-
-
-def mux_luts(ways: int, width: int) -> float:
-    """LUT4s of a ``ways``:1 multiplexer of ``width`` bits (module docstring)."""
-    return 0.0 if ways <= 1 else width * 2 * (ways - 1) / 3
-
-
-def table_luts(entries: int, width: int) -> float:
-    """LUT4s of a table of ``entries`` constants of ``width`` bits (module docstring)."""
-    return 0.0 if entries <= 1 else width * (2 * math.ceil(entries / 16) - 1)
-
-
-def multipliers(a: int, b: int, family: str) -> int:
-    """Hardware multipliers of an ``a`` x ``b``-bit product. On ECP5, Yosys's ``mul2dsp``
-    cuts each operand into 18-bit slices and leaves a slice under 2 bits (its
-    ``DSP_A_MINWIDTH``) to LUTs: a 19 x 2 requantizer product is one MULT18X18D. On iCE40 as
-    ``synth_ice40 -dsp`` splits it (:func:`ice40_macs`).
-
-    >>> multipliers(19, 2, "ecp5"), multipliers(20, 17, "ecp5")
-    (1, 2)
-    >>> multipliers(17, 17, "ice40"), multipliers(5, 4, "ice40")
-    (1, 0)
-    """
-    if family == "ice40":
-        return ice40_macs(a, b)
-    n = DSP_BITS[family]
-    if family == "ecp5":
-        return _slices(a, n) * _slices(b, n)
-    return math.ceil(a / n) * math.ceil(b / n)
-
-
-def ice40_macs(a: int, b: int) -> int:
-    """SB_MAC16s of an ``a`` x ``b``-bit product as Yosys 0.70's ``synth_ice40 -dsp`` maps it
-    (``techmap +/mul2dsp.v`` with ``DSP_A/B_MAXWIDTH = 16``, ``DSP_A/B_MINWIDTH = 2``,
-    ``DSP_Y_MINWIDTH = 11``): the wider operand is cut into 16-bit slices and a remainder,
-    recursively, and a slice narrower than 2 bits or with a product under 11 bits stays in
-    LUTs. So a 5 x 4 lane product takes none and a 17 x 17 requantizer one (its 1-bit
-    remainders are LUTs).
-
-    >>> ice40_macs(9, 8), ice40_macs(5, 4), ice40_macs(17, 13), ice40_macs(32, 16)
-    (1, 0, 1, 2)
-    """
-    a, b = max(a, b), min(a, b)
-    if b < 2 or a + b < 11:
-        return 0
-    if a <= DSP_BITS["ice40"]:
-        return 1
-    n = (a - 1) // DSP_BITS["ice40"]
-    return n * ice40_macs(DSP_BITS["ice40"], b) + ice40_macs(a - n * DSP_BITS["ice40"], b)
-
-
-def _slices(width: int, n: int) -> int:
-    """``n``-bit slices of an operand that map to multipliers (a last one of 1 bit does not)."""
-    return max(1, width // n + (width % n >= 2))
-
-
-def memory(depth: int, width: int, family: str) -> Cost:
-    """A ``depth`` x ``width``-bit RAM as Yosys maps it (module docstring)."""
-    shapes = ECP5_BRAM_SHAPES if family == "ecp5" else ICE40_BRAM_SHAPES
-    blocks = min(math.ceil(width / w) * math.ceil(depth / d) for w, d in shapes)
-    if family == "ecp5":
-        lutrams = math.ceil(depth / 16) * math.ceil(width / 4)
-        if lutrams * ECP5_LUTRAM_COST < blocks * ECP5_BRAM_COST:
-            return Cost(4 * lutrams + mux_luts(math.ceil(depth / 16), width))
-        return Cost(brams=blocks)
-    if depth <= ICE40_LOGIC_WORDS:
-        return Cost(mux_luts(depth, width))
-    return Cost(brams=blocks)
-
-
 def edge_cost(edge: Mapping, family: str) -> Cost:
-    """An image FIFO: its RAM, two address adders and the bank and count control; in block
-    RAM only the bank and count registers, in LUTRAM the read word too, in iCE40 logic every
-    word and the read word (module docstring)."""
-    words, width = int(edge["words"]), int(edge["width"])
+    """An image FIFO (:func:`hwquant.rtl.network.stream.edge_module`): its RAM, the bank and
+    count registers (``2·⌈log2 banks⌉ + ⌈log2(banks + 1)⌉`` bits, a next-state LUT4 each, and
+    one each for ``avail`` and ``space``), and the two address adders ``bank·DEPTH + address``
+    when ``DEPTH`` is not a power of two (module docstring); in block RAM nothing else (its RAM
+    is ``no_rw_check``: no bypass register), in LUTRAM the read word and counters too, in iCE40
+    logic every word and the read word.
+
+    >>> edge_cost({"words": 128, "width": 256, "banks": 2}, "ecp5")
+    Cost(luts=6.0, dsps=0, brams=8, ffs=4)
+    """
+    words, width, banks = int(edge["words"]), int(edge["width"]), int(edge.get("banks", 2))
     cost = memory(words, width, family)
-    cost.luts += 2 * bits(words) + LUTS_PER_COUNTER_BIT * 4
+    depth = words // banks
+    adders = 0 if depth & (depth - 1) == 0 else 2 * bits(words)
     if cost.brams:
-        cost.ffs = 6
-    elif family == "ice40":  # no LUTRAM: the words themselves are flip-flops
+        control = 2 * bits(banks) + bits(banks + 1)
+        cost.luts += control + 2 + adders
+        cost.ffs = control
+        return cost
+    cost.luts += 2 * bits(words) + LUTS_PER_COUNTER_BIT * 4
+    if family == "ice40":  # no LUTRAM: the words themselves are flip-flops
         cost.ffs = (words + 1) * width + 4
     else:
         cost.ffs = width + 4
@@ -216,13 +137,6 @@ def _adder_tree(simd: int, product_bits: int, acc_bits: int) -> tuple[float, int
     return luts, regs
 
 
-def _table_depth(entries: int, weight_bits: int) -> int:
-    """Words of a table product's ROM image: every ``{x, w}`` address, ``x`` of
-    ``⌈log2(entries / 2^weight_bits)⌉`` bits (:func:`hwquant.schemes.tables.rtl.table_product`)."""
-    rows = -(-entries >> weight_bits)
-    return 1 << (bits(rows) + weight_bits)
-
-
 def weight_block_cost(block: Mapping, family: str) -> Cost:
     """A convolution / fully connected block (:mod:`hwquant.rtl.network.weight_layer`)."""
     pe, simd, nf = int(block["pe"]), int(block["simd"]), int(block["neuron_folds"])
@@ -238,67 +152,96 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
     sy, sx = block["stride"]
     cost.ffs = count_bits + 1 + bits(words) + bits(max(kh * kw, oh * ow * sy * sx))
     cost.ffs += simd * max(a, 1) + rom_bits
-    if block.get("word_registered"):  # the read word and the weight word registered first
-        cost.ffs += c_in * a + rom_bits
+    banks = int(block["weight_rom"].get("banks", 1))
+    if block.get("word_registered"):  # the read word and each bank's weight word registered
+        cost.ffs += c_in * a + banks * rom_bits
+    copies = int(block.get("operand_copies", 1))
+    if copies > 1:  # every DSP lane's own copy of the x operand, and the weight word delayed
+        cost.ffs += copies * simd * a + rom_bits
     # the tags (valid, padding, first, last, chunk and fold) through the pipeline's stages
     cost.ffs += int(block["depth"]) * (4 + bits(nf)) + 3 * bits(c_in // simd)
     if block["weight_rom"]["style"] == "distributed":
-        cost.luts += table_luts(words, rom_bits)
+        cost.luts += table_luts(words, rom_bits, family)
         cost.ffs += rom_bits  # the ROM's read register (block RAM holds its own)
+    elif banks > 1:  # banks of 2^k words (the last one shorter), then a banks:1 select
+        bank_words = 1 << bits(math.ceil(words / banks))
+        for start in range(0, words, bank_words):
+            cost += memory(min(bank_words, words - start), rom_bits, family)
+        cost.luts += mux_luts(banks, rom_bits)
     else:
         cost += memory(words, rom_bits, family)
     lanes = zip(block["lanes"], block["product_bits"], block["weight_fields"], strict=True)
     for kind, pbits, wfield in lanes:
-        if kind == "sp2":
-            cost.luts += simd * LUTS_PER_SP2_BIT * pbits
-        elif kind == "codebook":  # index -> level table, then the multiplier
-            cost.luts += simd * table_luts(2**wfield, pbits - a)
-            cost.dsps += simd * multipliers(a + 1, pbits - a, family)
-        elif kind == "table":  # a ROM image per product, no multiplier (module docstring)
-            rom = memory(_table_depth(int(block["table_entries"]), wfield), pbits, family)
-            cost.luts += simd * rom.luts
-            cost.brams += simd * rom.brams
-            if rom.brams:  # the block RAM's output register holds the product
-                cost.ffs -= simd * pbits
-        else:
-            cost.dsps += simd * multipliers(a + 1, wfield, family)
+        cost += lane_cost(LaneShape(kind, simd, a, int(pbits), int(wfield), family, block))
         tree_luts, tree_regs = _adder_tree(simd, pbits, acc)
-        cost.luts += tree_luts + acc + table_luts(nf, acc)  # + accumulator
+        cost.luts += tree_luts + acc + table_luts(nf, acc, family)  # + accumulator
         cost.ffs += simd * pbits + tree_regs + 2 * acc  # products, tree, sum and result
+        if block.get("product_registered"):  # a ROM read product registered once more
+            cost.ffs += simd * pbits
     rq = block.get("requantizer")
     if rq:
-        wide, ob = int(rq["wide"]), int(block["out_bits"])
-        # the per-row multiplier, shift and rounding term are constant tables that Yosys
-        # folds into the logic they feed (measured: a few LUT4s per lane); the rounding adder
-        # and the clamp take about 2.5 LUT4s per bit of the wide value, and a shift chosen
-        # among n per row about ⌈log2 n⌉ levels of 2:1 multiplexers, half a LUT4 per bit
-        # each (the shift register's constant bits drop out) [D]
-        shifts = int(rq["distinct_shifts"])
-        per_lane = 2.5 * wide + wide * bits(shifts) / 2 * (shifts > 1) + ob
-        cost.luts += pe * per_lane
+        wide, ob, shifts = int(rq["wide"]), int(block["out_bits"]), int(rq["distinct_shifts"])
+        # per lane, on its live bits (module docstring): the rounding adder and the clamp
+        # about 2.5 LUT4s per bit, a shift chosen among n per row ⌈log2 n⌉ levels of 2:1
+        # multiplexers, half a LUT4 per bit each; the per-row multiplier, shift and rounding
+        # term are constant tables that Yosys folds into the logic they feed [D]
+        for low in rq["min_shifts"]:
+            live = wide - max(int(low) - 1, 0)
+            cost.luts += 2.5 * live + live * bits(shifts) / 2 * (shifts > 1) + ob
+            cost.ffs += 3 * live + int(rq["shift_bits"]) + ob  # scaled, rounded, shifted
         cost.dsps += pe * multipliers(acc, int(rq["mult_bits"]), family)
-        cost.ffs += pe * (3 * wide + int(rq["shift_bits"]) + ob)  # scaled, rounded, shifted
     th = block.get("thresholds")
     if th:  # per lane: the fold's thresholds, the compares and their sum
         count, width = int(th["count"]), int(th["compare_bits"])
-        per_lane = table_luts(nf, count * width + 1) + count * width + count * bits(count + 1)
-        cost.luts += pe * per_lane
-        cost.ffs += pe * (count + int(block["out_bits"]))  # the compares, then their sum
+        for live in th["live_columns"]:
+            # Yosys's proc_rom turns the fold's threshold case into a ROM and memory_dff
+            # moves the fold register behind it: its live columns (design.json) are a table
+            # and a register each
+            cost.luts += table_luts(nf, live, family) + count * width + count * bits(count + 1)
+            cost.ffs += live + count + int(block["out_bits"])  # table, compares, their sum
     cost.luts += 2 * nf + LUTS_PER_COUNTER_BIT * bits(oh * ow)  # word assembly, write address
     word = int(block["out_shape"][0]) * int(block["out_bits"])
     cost.ffs += word + bits(oh * ow) + 1  # the written word (folds assembled in it)
     return cost
 
 
-def pool_block_cost(block: Mapping, in_width: int, family: str) -> Cost:
-    """A max or average pooling block (:mod:`hwquant.rtl.network.pool`): a compare (max) or
-    an adder and requantizer (avg) per channel of the word."""
+def window_stays_inside(block: Mapping, in_shape: tuple[int, int]) -> bool:
+    """Whether a window's padding test ``iy < 0 || iy >= H || ...`` is constant false *as
+    Yosys sees it*: no padding, and ``iy = oy·sy + ky`` below ``H`` for every value of the
+    ``oy`` and ``ky`` counters' bits (``2^bits(n) − 1``, not ``n − 1``: Yosys does not know a
+    counter's wrap), on both axes; then ``opt_expr`` removes the padding multiplexer.
+
+    >>> pool = {"kernel": [2, 2], "stride": [2, 2], "padding": [0, 0], "out_shape": [64, 4, 4]}
+    >>> window_stays_inside(pool, (8, 8))  # iy <= 3 * 2 + 1 < 8
+    True
+    >>> window_stays_inside(pool | {"out_shape": [64, 7, 7]}, (14, 14))  # iy <= 7 * 2 + 1
+    False
+    """
+    if any(int(p) for p in block["padding"]):
+        return False
+    _, oh, ow = block["out_shape"]
+    reach = [
+        ((1 << bits(int(o))) - 1) * int(s) + (1 << bits(int(k))) - 1
+        for o, s, k in zip((oh, ow), block["stride"], block["kernel"], strict=True)
+    ]
+    return all(r < int(size) for r, size in zip(reach, in_shape, strict=True))
+
+
+def pool_block_cost(
+    block: Mapping, in_width: int, family: str, in_shape: tuple[int, int] | None = None
+) -> Cost:
+    """A max or average pooling block (:mod:`hwquant.rtl.network.pool`): per bit of the word
+    a compare and a select (max: module docstring), or an adder and requantizer (avg); and
+    per bit the padding multiplexer ``pad ? 0 : word`` unless the window cannot leave the
+    input map ``in_shape`` (:func:`window_stays_inside`; unknown: kept)."""
     kh, kw = block["kernel"]
     oc, oh, ow = block["out_shape"]
     cost = Cost(LUTS_PER_COUNTER_BIT * (bits(kh) + bits(kw) + bits(oh) + bits(ow) + 10))
     cost.ffs = 3 * in_width + 2 * (bits(kh) + bits(kw) + bits(oh) + bits(ow)) + 20
+    if in_shape is None or not window_stays_inside(block, in_shape):
+        cost.luts += in_width
     if block["op"] == "maxpool":
-        cost.luts += 3.5 * in_width  # compare, select, first-item and padding muxes per bit [D]
+        cost.luts += 2 * in_width
     else:
         cost.luts += 4 * in_width
         cost.dsps += oc
@@ -315,12 +258,15 @@ def estimate_design(record: Mapping, family: str) -> DesignEstimate:
         raise ConfigError(f"no estimate for family {family!r}. Fix: use ecp5 or ice40.")
     est = DesignEstimate(family)
     widths = {e["to"]: int(e["width"]) for e in record["edges"]}
+    shapes = {b["name"]: b["out_shape"] for b in record["blocks"]}
     for block in record["blocks"]:
         op, name = block["op"], block["name"]
         if "pe" in block:
             est.parts[name] = weight_block_cost(block, family)
         elif op in ("maxpool", "avgpool"):
-            est.parts[name] = pool_block_cost(block, widths[name], family)
+            shape = shapes.get(block["inputs"][0])
+            size = None if shape is None else (int(shape[1]), int(shape[2]))
+            est.parts[name] = pool_block_cost(block, widths[name], family, size)
         elif op == "input":
             pixels = bits(record["input"]["pixels"])
             est.parts[name] = Cost(LUTS_PER_COUNTER_BIT * pixels, ffs=pixels)
@@ -333,6 +279,8 @@ def estimate_design(record: Mapping, family: str) -> DesignEstimate:
             )
         elif op == "add":
             est.parts[name] = Cost(3 * widths[name], dsps=2)
+        elif "cost" in block:  # a block that costs itself (its op module records it)
+            est.parts[name] = Cost(**block["cost"][family])
         else:
             raise ConfigError(f"no cost for block '{name}' ({op}). Fix: add one to {__name__}.")
     for edge in record["edges"]:

@@ -37,7 +37,9 @@ or the node's own narrower wrapping accumulator.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
+from functools import reduce
 from typing import Protocol
 
 import numpy as np
@@ -295,13 +297,21 @@ class Requantizer:
         return lines
 
     def record(self, lanes: list[tuple[Lane, np.ndarray]], acc_bits: int) -> dict:
-        """design.json's ``requantizer``: the widths of :meth:`lines` and, over the lanes, the
+        """design.json's ``requantizer``: the widths of :meth:`lines`; over the lanes, the
         most distinct multipliers and shifts one lane selects among (1: a constant, no
-        multiplexer)."""
+        multiplexer); and per lane ``min_shifts``, the smallest shift its registered shift
+        amount ``rshift`` can take as Yosys sees it: the bits common to every shift its table
+        can give (an idle fold's 0, and the table's default 0 when the fold select has codes
+        beyond the folds, included), since ``opt_dff`` removes the register's constant bits
+        and knows nothing of the others. The scaled value's bits below it feed nothing
+        (:mod:`hwquant.rtl.network.estimate`): shifts {17, 25} keep bits from 16 up, shifts
+        {15, 16} (no common bit) all of them."""
         mult = np.asarray(self.mult, np.int64)
         shift = np.asarray(self.shift, np.int64)
         mult_bits = int(mult.max()).bit_length() + 1
         rows = [[r for r in lane.rows if r >= 0] for lane, _ in lanes]
+        folds = len(lanes[0][0].rows)
+        default = [0] if 1 << index_bits(folds) > folds else []  # the select's spare codes
         return {
             "requantizer": {
                 "mult_bits": mult_bits,
@@ -309,6 +319,12 @@ class Requantizer:
                 "shift_bits": max(2, int(shift.max()).bit_length() + 1),
                 "distinct_mults": max(len({int(mult[r]) for r in rs}) for rs in rows),
                 "distinct_shifts": max(len({int(shift[r]) for r in rs}) for rs in rows),
+                "min_shifts": [
+                    reduce(
+                        operator.and_, [int(shift[r]) if r >= 0 else 0 for r in lane.rows] + default
+                    )
+                    for lane, _ in lanes
+                ],
             }
         }
 

@@ -30,6 +30,7 @@ import numpy as np
 from hwquant.core.intmath import bits_needed, max_magnitude
 from hwquant.ir.intmodel import MSQEncoding, WeightNode
 from hwquant.rtl.golden import LaneGroup, fixed_lane_group
+from hwquant.rtl.resources import Cost, LaneShape, register_lane_cost
 from hwquant.rtl.unit import (
     Port,
     Product,
@@ -141,3 +142,21 @@ def msq_lane_groups(node: WeightNode) -> list[LaneGroup]:
     if len(fixed):
         groups.append(fixed_lane_group(node, fixed))
     return groups
+
+
+LUTS_PER_SP2_BIT = 4
+"""LUT4s per bit of an SP2 product (:func:`sp2_product`): two shift multiplexers, the adder of
+the two terms and the sign. Measured: one 8-bit product of the MSQ digits design synthesized
+on its own (``synth_ecp5 -noflatten``) is 19 LUT4s and 7 CCU2C, 33 LUT4 units."""
+
+
+def sp2_lane_cost(lane: LaneShape) -> Cost:
+    """An SP2 lane's cost (:mod:`hwquant.rtl.resources`): shift-add logic, no multiplier.
+
+    >>> sp2_lane_cost(LaneShape("sp2", 2, 4, 8, 4, "ecp5"))
+    Cost(luts=64, dsps=0, brams=0, ffs=0)
+    """
+    return Cost(lane.simd * LUTS_PER_SP2_BIT * lane.product_bits)
+
+
+register_lane_cost("sp2", sp2_lane_cost)

@@ -27,6 +27,7 @@ from hwquant.core.errors import ConfigError, UnsupportedLayerError
 from hwquant.core.intmath import max_magnitude, qrange
 from hwquant.ir.intmodel import CodebookEncoding, WeightNode
 from hwquant.rtl.golden import LaneGroup
+from hwquant.rtl.resources import Cost, LaneShape, multipliers, register_lane_cost, table_luts
 from hwquant.rtl.unit import (
     MAC_STYLES,
     MacStyle,
@@ -160,3 +161,21 @@ def codebook_lane_groups(node: WeightNode) -> list[LaneGroup]:
         node.in_bits, enc.codebook[0].tolist(), enc.grid_bits, act_signed=node.in_signed
     )
     return [("codebook", rows, product, enc.indices.reshape(len(rows), -1))]
+
+
+def codebook_lane_cost(lane: LaneShape) -> Cost:
+    """A codebook lane's cost (:mod:`hwquant.rtl.resources`): per product the index -> level
+    table (``2^weight_field`` levels of ``product_bits − in_bits`` bits) and a multiplier of
+    the code by the level.
+
+    >>> codebook_lane_cost(LaneShape("codebook", 2, 4, 10, 4, "ecp5"))
+    Cost(luts=12.0, dsps=2, brams=0, ffs=0)
+    """
+    level_bits = lane.product_bits - lane.in_bits
+    return Cost(
+        lane.simd * table_luts(2**lane.weight_field, level_bits, lane.family),
+        dsps=lane.simd * multipliers(lane.in_bits + 1, level_bits, lane.family),
+    )
+
+
+register_lane_cost("codebook", codebook_lane_cost)

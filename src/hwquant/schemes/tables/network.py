@@ -90,11 +90,39 @@ class Thresholds:
         """Indices ``0..n−1``, unsigned."""
         return index_bits(self.tau.shape[1] + 1), False
 
+    def fold_words(self, lane: Lane, acc_bits: int) -> list[int]:
+        """The lane's threshold word per neuron fold, ``{descending, τ_(n−2), ..., τ_0}``
+        with each ``τ`` clipped (class docstring) in ``acc_bits + 1`` bits (0: an idle fold)."""
+        count, width = self.tau.shape[1], acc_bits + 1
+        lo, hi = -(1 << (acc_bits - 1)) - 1, 1 << (acc_bits - 1)
+        words = []
+        for r in lane.rows:
+            if r < 0:
+                words.append(0)
+                continue
+            word = int(bool(self.descending[r])) << (count * width)
+            for k, tau in enumerate(np.clip(self.tau[r], lo, hi)):
+                word |= (int(tau) & ((1 << width) - 1)) << (k * width)
+            words.append(word)
+        return words
+
     def record(self, lanes: list[tuple[Lane, np.ndarray]], acc_bits: int) -> dict:
-        """design.json's ``thresholds``: per lane ``count`` compares of ``compare_bits``."""
+        """design.json's ``thresholds``: per lane ``count`` compares of ``compare_bits``, and
+        ``live_columns``: per lane the bit columns of its fold table (:meth:`fold_words`, and
+        the ``case``'s default 0 where the fold select has codes beyond the folds) that are
+        neither constant nor a copy of another column, the bits Yosys keeps of the table
+        (:mod:`hwquant.rtl.network.estimate`)."""
+        count, width = int(self.tau.shape[1]), acc_bits + 1
+        live = []
+        for lane, _ in lanes:
+            words = self.fold_words(lane, acc_bits)
+            if 1 << index_bits(len(words)) > len(words):  # the select's spare codes
+                words.append(0)
+            columns = {tuple((w >> b) & 1 for w in words) for b in range(count * width + 1)}
+            live.append(sum(len(set(c)) > 1 for c in columns))
         return {
             "requantizer": None,
-            "thresholds": {"count": int(self.tau.shape[1]), "compare_bits": acc_bits + 1},
+            "thresholds": {"count": count, "compare_bits": width, "live_columns": live},
         }
 
     def lines(
@@ -104,19 +132,13 @@ class Thresholds:
         ``code_<p>`` = their sum."""
         count = self.tau.shape[1]
         width = acc_bits + 1
-        lo, hi = -(1 << (acc_bits - 1)) - 1, 1 << (acc_bits - 1)
         ob = self.out_format()[0]
         lines: list[str] = []
         t = stages.now
         lines += stages.advance()
         for p, (lane, _) in enumerate(lanes):
-            arms = []
-            for r in lane.rows:  # one word per fold: {descending, τ_(n−2), ..., τ_0}
-                taus = np.clip(self.tau[r], lo, hi) if r >= 0 else np.zeros(count, np.int64)
-                word = int(bool(self.descending[r])) << (count * width) if r >= 0 else 0
-                for k, tau in enumerate(taus):
-                    word |= (int(tau) & ((1 << width) - 1)) << (k * width)
-                arms.append(f"{count * width + 1}'h{word:x}")
+            words = self.fold_words(lane, acc_bits)
+            arms = [f"{count * width + 1}'h{word:x}" for word in words]
             cases = "".join(f"            {f}: row_{p} = {arm};\n" for f, arm in enumerate(arms))
             lines += [
                 f"    reg [{count * width}:0] row_{p};",

@@ -21,6 +21,7 @@ import numpy as np
 
 from hwquant.core.errors import ConfigError
 from hwquant.core.intmath import qrange
+from hwquant.rtl.resources import Cost, LaneShape, bits, memory, register_lane_cost
 from hwquant.rtl.testbench import mem_text
 from hwquant.rtl.unit import (
     Port,
@@ -97,3 +98,28 @@ def table_product(table: Sequence[Sequence[int]], entry_bits: int, image: bool =
 def table_accumulator(table: Sequence[Sequence[int]], entry_bits: int, acc_bits: int) -> Unit:
     """A table-lookup accumulator (module docstring). ``acc_bits`` must hold one entry."""
     return mac_unit("table_accumulator", table_product(table, entry_bits), acc_bits)
+
+
+def table_image_words(entries: int, weight_bits: int) -> int:
+    """Words of a table product's ROM image (:func:`table_product` with ``image``): every
+    ``{x, w}`` address, ``x`` of ``⌈log2(entries / 2^weight_bits)⌉`` bits.
+
+    >>> table_image_words(272, 4), table_image_words(4112, 4)
+    (512, 8192)
+    """
+    rows = -(-entries >> weight_bits)
+    return 1 << (bits(rows) + weight_bits)
+
+
+def table_lane_cost(lane: LaneShape) -> Cost:
+    """A table lane's cost (:mod:`hwquant.rtl.resources`): a ROM image per product, no
+    multiplier, as Yosys maps the memory; a block RAM's read port holds the product register,
+    so its flip-flops come off (negative ``ffs``). ``lane.block["table_entries"]`` is the
+    table's size."""
+    words = table_image_words(int(lane.block["table_entries"]), lane.weight_field)
+    rom = memory(words, lane.product_bits, lane.family)
+    held = lane.simd * lane.product_bits if rom.brams else 0
+    return Cost(lane.simd * rom.luts, brams=lane.simd * rom.brams, ffs=-held)
+
+
+register_lane_cost("table", table_lane_cost)
