@@ -498,7 +498,8 @@ def _load(spec: Spec, path):
 def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     """The estimate fields of a stored entry from the design.json it synthesized; a
     design.json older than the fields the estimate reads is rebuilt from the entry's model and
-    folding (the current generator, into ``WORK/name/estimate``)."""
+    folding (the current generator, into ``WORK/name/estimate``); when that build's
+    ``rtl_sha256`` differs from the entry's, the stored estimate is kept and a note says why."""
     from hwquant.hw.folding import Fold
     from hwquant.rtl.implement import critical_path, get_target
 
@@ -516,8 +517,15 @@ def reestimate(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         folding = {k: Fold(*v) for k, v in entry["folding"].items()}
         size = int(record["input"]["shape"][-1])
         record = _build(spec, model, work / "estimate", size, folding).record
+        if entry.get("rtl_sha256") not in (None, record["rtl_sha256"]):
+            return {  # the estimate would describe another circuit than the one measured
+                "estimate_note": "not re-estimated: the current generator builds another "
+                "design for this model and folding (rtl_sha256 differs)"
+            }
         fields = _estimate(record, family, counts)
         fields["estimate_from"] = "design rebuilt by the current generator (old design.json)"
+        if entry.get("rtl_sha256"):
+            fields["estimate_from"] += ", the same Verilog and ROM images (rtl_sha256 equal)"
     fields["hw_model_estimate"] = _hw_model(record, model, entry["device"])
     report = work / "impl" / "report.json"
     if report.is_file():

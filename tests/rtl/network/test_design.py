@@ -7,16 +7,32 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 
 from hwquant.app.build_cli import dataset_codes
 from hwquant.cli import main
+from hwquant.core.errors import ToolError
 from hwquant.engine import run
 from hwquant.hw.folding import Fold
+from hwquant.rtl import implement
 from hwquant.rtl.network import build_design, simulate_design, weight_layer
 from hwquant.rtl.network.design import design_sha256
-from tests.rtl.network.conftest import requires_verilator, tiny_cnn, tiny_resnet
+from tests.rtl.network.conftest import (
+    assert_verilog_2005,
+    requires_verilator,
+    tiny_cnn,
+    tiny_resnet,
+)
 
 IMAGES = 6
+
+
+def _have_yosys() -> bool:
+    try:
+        implement.tool_path(implement.YOSYS)
+    except ToolError:
+        return False
+    return True
 
 
 def _flip_classifier_bit(model, design_dir, codes) -> None:
@@ -63,6 +79,7 @@ def test_llsq_cnn_exact_on_digits_with_predicted_cycles_and_mutation_fails(
     assert summary["images"] == summary["outputs"] == IMAGES
     assert summary["mismatches"] == 0 and summary["cycles_match"]
     design = json.loads((out / "design.json").read_text())
+    assert_verilog_2005(out, design)
     blocks = {b["name"]: b for b in design["blocks"]}
     assert (blocks["features.1.0"]["pe"], blocks["features.1.0"]["simd"]) == (2, 4)
     for node in llsq_cnn.weight_nodes():  # accumulators at the proven width, not 32 bits
@@ -138,3 +155,21 @@ def test_rtl_sha256_fingerprints_the_emitted_files_and_model(llsq_cnn, tmp_path)
     rom = next(name for name in files if name.endswith("_weights.mem"))
     files[rom] = files[rom].replace("0", "1", 1)
     assert design_sha256(files, first / "model.npz") != digest
+
+
+@pytest.mark.skipif(not _have_yosys(), reason=f"yosys not found: {implement.INSTALL}")
+def test_small_weight_rom_synthesizes_in_luts_on_ecp5(llsq_cnn, tmp_path):
+    folding = {"features.0.0": Fold(2, 1)}  # 4 folds x 9 taps: a 36-word ROM
+    design = build_design(llsq_cnn, "lfe5u-85f", tmp_path / "d", folding=folding, input_size=8)
+    rom = {b["name"]: b for b in design.record["blocks"]}["features.0.0"]["weight_rom"]
+    assert rom["words"] <= weight_layer.LUTROM_DEPTH and rom["style"] == "logic"
+    rtl = tmp_path / "d" / "rtl"
+    result = implement.implement(
+        [rtl / "hq_features_0_0.v"],
+        "hq_features_0_0",
+        "lfe5u-85f",
+        tmp_path / "synth",
+        place=False,
+        data_files=[rtl / "hq_features_0_0_weights.mem"],
+    )
+    assert result.synthesized.brams == 0 and result.synthesized.luts > 0

@@ -88,8 +88,10 @@ after it, so that each copy sits beside its lane's multipliers: the MNIST-5k LLS
 while the digits fixed-only design's 16 DSP lanes on one ``x_q`` met 106 MHz."""
 
 LUTROM_DEPTH = 64
-"""Weight ROMs at most this many words deep are marked for LUTs, deeper ones for block RAM
-(the same boundary as :data:`hwquant.hw.folding.LUTRAM_DEPTH`)."""
+"""Weight ROMs at most this many words deep are marked for LUTs (``rom_style = "logic"``: a
+multiplexer tree; Yosys 0.70's ``synth_ecp5`` finds no mapping for a ROM marked
+``"distributed"``, LUTRAM having a write port), deeper ones for block RAM (the same boundary
+as :data:`hwquant.hw.folding.LUTRAM_DEPTH`)."""
 
 
 @dataclass(frozen=True)
@@ -445,7 +447,7 @@ def emit_array(
             for k in range(sf):
                 word = sum(int(v) << (widths[p] * s) for s, v in enumerate(fields[k]))
                 rom[f * sf + k] |= word << int(offsets[p])
-    rom_style = "distributed" if depth_words <= LUTROM_DEPTH else "block"
+    rom_style = "logic" if depth_words <= LUTROM_DEPTH else "block"
     banks = math.ceil(depth_words / ROM_BANK_WORDS)
     banks = banks if banks > ROM_CASCADE_BANKS else 1
     if banks == 1:
@@ -525,6 +527,10 @@ def emit_array(
     lines += stages.advance()
     chunk = f"{word}[cs_{t} * {simd * a} +: {simd * a}]"
     if xb > a or spec.pad_code:  # each field widened to the operand, padding its own code
+        # the chunk goes through a wire first: a part-select of a part-select is not
+        # Verilog-2005, and Yosys 0.70 drops its variable base (a[s*8 +: 8][4 +: 4] -> a[7:4])
+        lines.append(f"    wire [{simd * a - 1}:0] chunk_{t} = {chunk};")
+        chunk = f"chunk_{t}"
         fields = ", ".join(
             f"{{{xb - a}'d0, {chunk}[{s * a} +: {a}]}}" if xb > a else f"{chunk}[{s * a} +: {a}]"
             for s in reversed(range(simd))
