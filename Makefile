@@ -93,7 +93,7 @@ network-build: $(VENV)/.installed-test hw-tools
 # only what ConvertQONNXtoFINN, Streamline, the to_hw inference and execute_onnx import.
 INTEROP := .venv-interop
 INTEROP_RUN := runs/interop
-FINN_IMAGES := 100
+FINN_IMAGES := 1000
 INTEROP_MODELS := small_cnn_llsq_w4a4=runs/demo/w4a4.npz@mnist5k \
 	small_cnn_llsq_w2a2=runs/demo/w2a2.npz@mnist5k \
 	small_cnn_msq_w4a4=runs/interop_models/small_cnn_msq_w4a4.npz@mnist5k \
