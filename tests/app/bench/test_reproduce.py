@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+import hwquant
 from hwquant.app.bench.reproduce import Options, reproduce, select_models
 from hwquant.app.bench.rows import ROW_KINDS, all_rows, select_rows
 from hwquant.app.bench.tiers import TIERS, get_tier
 from hwquant.cli import main
-from hwquant.core.errors import ConfigError, DataError
+from hwquant.core.errors import ConfigError, DataError, UnsupportedLayerError
 from hwquant.core.provenance import file_sha256
 
 
@@ -96,15 +97,23 @@ def test_a_resumed_run_reports_the_step_times_it_measured_before(smoke: Path, mo
     assert outcome["ran"] == [] and outcome["results"]["step_time"] == stored
 
 
-def test_mobilenetv2_tables_row_is_recorded_as_refused(tmp_path: Path):
+def test_a_row_prepare_refuses_is_recorded_as_refused(tmp_path: Path, monkeypatch):
+    """Every built-in model is accepted by every scheme now (MobileNetV2's depthwise convs were
+    the last a scheme refused), so a refusal is made here: the row is recorded with the reason,
+    not trained, and the run goes on."""
+    reason = "'features.1.conv.0' (Conv2d) has no table-unit form. Fix: use another scheme."
+
+    def refuse(model, recipe):
+        raise UnsupportedLayerError(reason)
+
+    monkeypatch.setattr(hwquant, "prepare", refuse)
     outcome = reproduce(
         Options(
             TIERS["smoke"], tmp_path, ("mobilenetv2",), select_rows(["tables_40"]), step_time=False
         )
     )
     (row,) = outcome["results"]["rows"]
-    assert row["status"] == "refused"
-    assert "ReLU6" in row["reason"] or "depthwise" in row["reason"] or "group" in row["reason"]
+    assert row["status"] == "refused" and row["reason"] == reason
     assert "refused" in (tmp_path / "results.md").read_text()
 
 
