@@ -12,8 +12,8 @@ scales each channel of ``x``).
 * export: ONNX ``Mul`` of the codes (exact: the product's bound is checked below 2^24), then
   the requantization plan of :func:`hwquant.export.graph.requantize_codes`;
 * hardware: :func:`block`, one pixel of ``a`` per cycle, each channel's code times the gate's
-  code, then the requantization; its cost :func:`cost`. The table scheme refuses products in
-  ``prepare``.
+  code, then the requantization; its cost :func:`cost`. The table scheme looks products up in a
+  table of its own (``schemes/tables``), as it does residual adds.
 
 **The gate in hardware.** In a squeeze-excitation block ``a`` feeds both the product and the
 global pool whose 1x1 map becomes the gate, so the gate of an image exists only after that

@@ -269,7 +269,9 @@ def pixelwise_block(
     preamble: Sequence[str] = (),
 ) -> tuple[str, int, int]:
     """A block that maps each pixel word of ``fmap`` to one of ``out``, channel by channel:
-    output field ``c`` is ``encode(c, word)``, ``word`` being input channel ``c``'s raw code.
+    output field ``c`` is ``encode(c, word)``, ``word`` naming a wire that holds input channel
+    ``c``'s raw code (a plain name, so ``encode`` may select its bits: a part-select of a
+    part-select is not Verilog-2005, and Yosys 0.70 drops its variable base).
     One pixel per cycle through a three-stage pipeline (address → RAM read → written word);
     ``preamble`` (declarations, functions) goes before it. Returns the Verilog, the steps
     (pixels) and the depth (3)."""
@@ -288,10 +290,13 @@ def pixelwise_block(
         "        if (go) wr_addr <= 0;",
         "        else if (wr_en) wr_addr <= wr_addr + 1;",
         "    end",
-        "    always @(posedge clk) begin",
     ]
+    lines += [
+        f"    wire [{bits - 1}:0] code_{c} = rd_data_0[{c * bits} +: {bits}];"
+        for c in range(fmap.channels)
+    ]
+    lines.append("    always @(posedge clk) begin")
     for c in range(fmap.channels):
-        word = f"rd_data_0[{c * bits} +: {bits}]"
-        lines.append(f"        wr_data[{c * out.bits} +: {out.bits}] <= {encode(c, word)};")
+        lines.append(f"        wr_data[{c * out.bits} +: {out.bits}] <= {encode(c, f'code_{c}')};")
     lines.append("    end")
     return module_text(module, block_ports([fmap], out), lines), steps, depth
