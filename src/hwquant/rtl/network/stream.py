@@ -261,6 +261,17 @@ def module_text(name: str, ports: list[str], lines: list[str]) -> str:
     return f"module {name} (\n{header}\n);\n" + "\n".join(lines) + "\nendmodule\n"
 
 
+def write_address_lines() -> list[str]:
+    """The output word's address: 0 when an image starts (``go``), one more after each word
+    written (``wr_en``)."""
+    return [
+        "    always @(posedge clk) begin",
+        "        if (go) wr_addr <= 0;",
+        "        else if (wr_en) wr_addr <= wr_addr + 1;",
+        "    end",
+    ]
+
+
 def pixelwise_block(
     module: str,
     fmap: FeatureMap,
@@ -286,10 +297,7 @@ def pixelwise_block(
         "        else begin v_1 <= issue; v_2 <= v_1; wr_en <= v_2; end",
         f"        rd_addr_0 <= px[{aw - 1}:0];",
         "    end",
-        "    always @(posedge clk) begin",
-        "        if (go) wr_addr <= 0;",
-        "        else if (wr_en) wr_addr <= wr_addr + 1;",
-        "    end",
+        *write_address_lines(),
     ]
     lines += [
         f"    wire [{bits - 1}:0] code_{c} = rd_data_0[{c * bits} +: {bits}];"
