@@ -11,6 +11,7 @@ import hwquant
 from hwquant.app.demo import accuracy, demo_settings, load_data, run_demo
 from hwquant.app.report import HTML_FILE, MARKDOWN_FILE, load_results
 from hwquant.app.report.html import data_uri
+from hwquant.qat.recipe import bn_freeze_step_for
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -48,6 +49,15 @@ def test_accuracies_are_fractions_well_above_chance(results: dict[str, Any]) -> 
         assert 0.5 < acc["fake_quant"] <= 1
         assert 0.5 < acc["integer"] <= 1
         assert 0 <= acc["integer_acc16"] <= 1  # may collapse: 8-bit edge layers overflow 16 bits
+
+
+def test_every_variant_ends_on_frozen_bn(results: dict[str, Any]) -> None:
+    """BN freezes a fifth into each QAT run, so that its last steps train the deployed form
+    (docs/llsq.md §1, "The end of a run"; the W2A2 variant lost 6.7 points in its last epoch
+    when the freeze lay beyond the run)."""
+    for variant in results["variants"]:
+        steps, freeze = variant["train_steps"], variant["recipe"]["bn_freeze_step"]
+        assert freeze == bn_freeze_step_for(steps) < steps, variant["name"]
 
 
 def test_integer_engine_is_bit_exact(results: dict[str, Any]) -> None:

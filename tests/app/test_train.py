@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +13,12 @@ import pytest
 import torch
 from torch import nn
 
+import hwquant
 from hwquant.app.config import TrainConfig
 from hwquant.app.train import Trainer, build_optimizer, build_scheduler
 from hwquant.core.checkpoint import load_checkpoint
 from hwquant.core.errors import ConfigError, NonFiniteError
+from hwquant.qat.recipe import Recipe
 
 
 class TensorLoader:
@@ -183,3 +186,18 @@ def test_weight_decay_spares_biases_and_norms() -> None:
     assert [p.ndim for p in decayed["params"]] == [2, 2]
     assert spared["weight_decay"] == 0.0
     assert all(p.ndim == 1 for p in spared["params"])
+
+
+@pytest.mark.parametrize(("freeze", "warns"), [(36, True), (35, False), (None, False)])
+def test_a_bn_freeze_after_the_run_is_warned_about(tmp_path: Path, freeze, warns) -> None:
+    """3 epochs of 12 steps: a freeze at step 36 never happens (the last step is 35)."""
+    x, y = make_data()
+    qat = hwquant.prepare(make_model(), Recipe(bn_freeze_step=freeze), example_input=x[:4])
+    loaders = TensorLoader(x[:192], y[:192], 16), TensorLoader(x[192:], y[192:], 64, shuffle=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Trainer(qat, *loaders, CONFIG, tmp_path, progress=False)
+    messages = [str(w.message) for w in caught if "bn_freeze_step" in str(w.message)]
+    assert len(messages) == int(warns)
+    if warns:
+        assert "36 remaining training steps" in messages[0] and "bn_freeze_step to 7" in messages[0]

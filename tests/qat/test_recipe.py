@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hwquant.core.errors import ConfigError
-from hwquant.qat.recipe import Recipe
+from hwquant.qat.recipe import Recipe, bn_freeze_step_for
 
 
 @pytest.mark.parametrize(
@@ -64,3 +64,9 @@ sp2_share = 0.25
 def test_unknown_scheme_names_the_choices():
     with pytest.raises(ConfigError, match=r"scheme='sp3'.*'llsq', 'msq', 'nonuniform', 'tables'"):
         Recipe(scheme="sp3")
+
+
+def test_bn_freeze_step_for_freezes_after_a_fifth_of_the_run():
+    assert [bn_freeze_step_for(n) for n in (1, 5, 124, 248, 585)] == [0, 1, 25, 50, 117]
+    with pytest.raises(ConfigError, match="qat_steps=0"):
+        bn_freeze_step_for(0)

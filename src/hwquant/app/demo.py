@@ -41,7 +41,7 @@ from hwquant.ir.intmodel import IntModel
 from hwquant.models import build
 from hwquant.qat.nn import QuantWeightLayer, quant_modules
 from hwquant.qat.nn.bn_fold import fold_bn
-from hwquant.qat.recipe import Recipe
+from hwquant.qat.recipe import Recipe, bn_freeze_step_for
 
 THREADS = 2
 """CPU threads the demo trains and evaluates with (at most the machine's cores)."""
@@ -60,6 +60,12 @@ class Variant:
     name: str
     recipe: Recipe
     train: TrainConfig
+
+    def qat_recipe(self, steps_per_epoch: int) -> Recipe:
+        """The recipe with BN frozen after a fifth of the run (:func:`bn_freeze_step_for`), so
+        that the run ends on the deployed form (docs/llsq.md §1, "The end of a run")."""
+        steps = self.train.epochs * steps_per_epoch
+        return dataclasses.replace(self.recipe, bn_freeze_step=bn_freeze_step_for(steps))
 
 
 @dataclass(frozen=True)
@@ -162,14 +168,18 @@ def run_pipeline(settings: DemoSettings, out_dir: Path) -> dict[str, Any]:
         "history": history,
     }
     variants = []
-    for variant in settings.variants:
+    for planned in settings.variants:
+        steps_per_epoch = len(train_loader(planned.train, data))
+        variant = dataclasses.replace(planned, recipe=planned.qat_recipe(steps_per_epoch))
         with _timed(timings, f"qat_{variant.name}"):
             qat = hwquant.prepare(fp32, variant.recipe)
             history = train(
                 qat, variant.train, data, out_dir / "checkpoints" / variant.name
             ).history
         with _timed(timings, f"lower_verify_{variant.name}"):
-            variants.append(measure_variant(qat, variant, data, out_dir) | {"history": history})
+            measured = measure_variant(qat, variant, data, out_dir)
+        steps = {"train_steps": variant.train.epochs * steps_per_epoch}
+        variants.append(measured | steps | {"history": history})
     timings["total"] = time.perf_counter() - start
     return {
         "quick": settings.quick,
@@ -206,9 +216,9 @@ def load_data(settings: DemoSettings) -> DemoData:
     return DemoData(splits, test, torch.cat(x), torch.cat(y))
 
 
-def train(model: nn.Module, config: TrainConfig, data: DemoData, out_dir: Path) -> TrainResult:
-    """Train ``model`` in place with the hwquant trainer, with random-crop augmentation."""
-    loader = BatchLoader(
+def train_loader(config: TrainConfig, data: DemoData) -> BatchLoader:
+    """The training batches of ``config``: shuffled, random-crop augmented, full batches only."""
+    return BatchLoader(
         data.splits.train,
         config.batch_size,
         mean=data.splits.mean,
@@ -218,7 +228,11 @@ def train(model: nn.Module, config: TrainConfig, data: DemoData, out_dir: Path) 
         seed=config.seed,
         drop_last=True,
     )
-    return Trainer(model, loader, data.test, config, out_dir).fit()
+
+
+def train(model: nn.Module, config: TrainConfig, data: DemoData, out_dir: Path) -> TrainResult:
+    """Train ``model`` in place with the hwquant trainer, with random-crop augmentation."""
+    return Trainer(model, train_loader(config, data), data.test, config, out_dir).fit()
 
 
 @torch.no_grad()

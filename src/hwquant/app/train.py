@@ -19,6 +19,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,8 @@ from hwquant.core.distributed import (
 )
 from hwquant.core.errors import ConfigError, DataError, FileFormatError, NonFiniteError
 from hwquant.core.lock import directory_lock, prepare_directory
+from hwquant.qat.nn import QuantWeightLayer
+from hwquant.qat.recipe import bn_freeze_step_for
 
 StepHook = Callable[[nn.Module, int], None]
 """Called as ``hook(model, global_step)`` before every training step (must be stateless)."""
@@ -254,6 +257,7 @@ class Trainer:
         self._amp = _autocast_enabled(config, self.device)
         if resume:
             self._resume()
+        self._warn_if_bn_never_freezes()
 
     @property
     def checkpoint_path(self) -> Path:
@@ -288,6 +292,36 @@ class Trainer:
         if total == 0:
             raise DataError("the evaluation loader yields no examples. Fix: check the test set.")
         return int(correct) / total
+
+    def _warn_if_bn_never_freezes(self) -> None:
+        """Warn when a QAT model's folded BN statistics are set to freeze after this run ends.
+
+        Until the freeze, every training forward moves the running statistics and with them
+        the deployed weights and biases (``s = γ/σ_run`` scales the weights before they are
+        quantized), whatever the learning rate: the model evaluated and lowered after the last
+        step is then one draw of statistics that still move (docs/llsq.md §1, "The end of a
+        run"). ``bn_freeze_step=None`` (never) is taken as meant and not warned about.
+        """
+        total = self.config.epochs * len(self.train_loader)
+        remaining = total - self.global_step
+        late = [
+            name
+            for name, layer in self.module.named_modules()
+            if isinstance(layer, QuantWeightLayer)
+            and (steps := layer.bn_steps_to_freeze()) is not None
+            and steps >= remaining
+        ]
+        if remaining > 0 and late:
+            warnings.warn(
+                f"the folded BN statistics of {len(late)} layer(s) ('{late[0]}', ...) freeze only "
+                f"after this run's {remaining} remaining training steps (recipe.bn_freeze_step), "
+                "so they move with every batch up to the last step, also at learning rate 0, "
+                "and the model evaluated and lowered at the end is one draw of them (docs/"
+                f"llsq.md §1). Fix: set recipe.bn_freeze_step to {bn_freeze_step_for(total)} "
+                f"(hwquant.qat.recipe.bn_freeze_step_for({total})), or none to keep batch "
+                "statistics to the end.",
+                stacklevel=3,
+            )
 
     def _run_epoch(self, bars: Progress) -> None:
         """Train the rest of the current epoch, evaluate, record it and checkpoint."""

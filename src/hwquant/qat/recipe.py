@@ -35,6 +35,24 @@ CODEBOOK_FAMILIES: tuple[str, ...] = (
 
 MIN_BITS, MAX_BITS = 1, 16
 MAX_BIAS_BITS = 48  # the widest integer bias (``Recipe.bias_bits``) the engines take
+BN_FREEZE_FRACTION = 0.2
+"""Share of a QAT run that trains with batch statistics before the folded BN statistics freeze
+(:func:`bn_freeze_step_for`); the rest trains the deployed form itself."""
+
+
+def bn_freeze_step_for(qat_steps: int) -> int:
+    """``Recipe.bn_freeze_step`` for a QAT run of ``qat_steps`` training steps.
+
+    BN freezes after :data:`BN_FREEZE_FRACTION` of the run (rounded half to even), so that the
+    run ends on the deployed form, where no step changes the model unless the optimizer does
+    (docs/llsq.md §1, "The end of a run"). The demo's W2A2 run of 4 epochs of 62 steps:
+
+    >>> bn_freeze_step_for(4 * 62)
+    50
+    """
+    if isinstance(qat_steps, bool) or not isinstance(qat_steps, int) or qat_steps < 1:
+        raise ConfigError(f"qat_steps={qat_steps!r}: use an integer >= 1.")
+    return round(BN_FREEZE_FRACTION * qat_steps)
 
 
 def check_bits(name: str, bits: int | None, allow_none: bool = False) -> None:
@@ -249,7 +267,10 @@ class Recipe:
     """Bits of the integer bias, held at accumulator precision with scale α_w·α_a."""
     bn_freeze_step: int | None = 500
     """Training steps after which the BN statistics folded into the weights freeze (Jacob et al.
-    2018 §3.2); None never freezes them. BN is always folded, so what trains is what deploys."""
+    2018 §3.2); None never freezes them. BN is always folded, so what trains is what deploys.
+    Freeze before the run ends (:func:`bn_freeze_step_for`): until the freeze every training
+    step moves the running statistics, hence the deployed weights and biases, whatever the
+    learning rate (docs/llsq.md §1)."""
     accumulator_bits: int | None = None
     """P: signed accumulator bits that every weight layer (first and last included) keeps each
     partial sum within, for any input in range, by construction (accumulator-aware weights,

@@ -108,3 +108,40 @@ def test_integer_params_bias_at_accumulator_scale(freeze):
     p = conv.integer_params()
     _, b = fold_bn(conv.weight, conv.bias, conv.bn)
     assert torch.allclose(p.bias.double() * p.acc_scale, b.double(), atol=p.acc_scale.max())
+
+
+def _integer_form(layer: QConv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    p = layer.integer_params()
+    return p.weight, p.bias
+
+
+@pytest.mark.parametrize("freeze", [None, 1])
+def test_forwards_without_a_step_move_the_deployed_layer_only_before_the_freeze(freeze):
+    """The demo's W2A2 drop (docs/llsq.md §1, "The end of a run"): before the freeze a training
+    forward updates the running statistics, which scale the weights before they are quantized,
+    so the deployed integers change with no optimizer step (at learning rate 0); after it they
+    stay exactly as they are."""
+    torch.manual_seed(0)
+    model = _ConvBn()
+    _bn_with_stats(model.bn)
+    qat = hwquant.prepare(model, Recipe(weight_bits=2, act_bits=2, bn_freeze_step=freeze)).train()
+    conv = next(m for m in qat.modules() if isinstance(m, QConv2d))
+    with torch.no_grad():
+        qat(torch.randn(16, 3, 6, 6))  # step 0: initialises the scales (and freezes after it)
+        before = _integer_form(conv)
+        for _ in range(3):
+            qat(torch.randn(16, 3, 6, 6))
+    after = _integer_form(conv)
+    same = torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
+    assert conv.bn_steps_to_freeze() == (None if freeze is None else 0)
+    assert same == (freeze is not None)
+
+
+def test_steps_to_freeze_count_down_to_zero():
+    qat = hwquant.prepare(_ConvBn(), Recipe(bn_freeze_step=2)).train()
+    conv = next(m for m in qat.modules() if isinstance(m, QConv2d))
+    counts = []
+    for _ in range(3):
+        counts.append(conv.bn_steps_to_freeze())
+        qat(torch.randn(2, 3, 6, 6))
+    assert counts == [2, 1, 0] and conv.bn_frozen

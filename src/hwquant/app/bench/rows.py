@@ -32,7 +32,7 @@ from functools import partial
 
 import hwquant
 from hwquant.core.errors import ConfigError
-from hwquant.qat.recipe import MSQOptions, NonUniformOptions, TableOptions
+from hwquant.qat.recipe import MSQOptions, NonUniformOptions, TableOptions, bn_freeze_step_for
 
 LINEAR_BITS = (4, 3, 2)
 MSQ_BITS = (4, 3)
@@ -41,7 +41,6 @@ TABLE_SPLITS = {40: (8, 5), 320: (16, 20)}
 """|A| x |W| of each table size: activation levels x weight levels."""
 NONUNIFORM_STAGES = 4
 """Blocks of the gradual schedule: one per residual stage of a CIFAR ResNet-18 (methods.md §1)."""
-BN_FREEZE_FRACTION = 0.2
 MSQ_FREEZE_FRACTION = 0.5
 TABLE_ACT_START_FRACTION = 0.2
 REFRESH_FRACTION = 0.1
@@ -94,7 +93,7 @@ def _linear(row: RowSpec, qat_steps: int) -> dict[str, int | None]:
         "weight_bits": row.size,
         "act_bits": row.act_bits,
         "input_bits": 8,
-        "bn_freeze_step": round(BN_FREEZE_FRACTION * qat_steps),
+        "bn_freeze_step": bn_freeze_step_for(qat_steps),
     }
 
 
@@ -129,8 +128,9 @@ def _tables_recipe(row: RowSpec, qat_steps: int) -> hwquant.Recipe:
         reestimate_every=_refresh_every(qat_steps),
         act_start=round(TABLE_ACT_START_FRACTION * qat_steps),
     )
-    bn_freeze = round(BN_FREEZE_FRACTION * qat_steps)
-    return hwquant.Recipe(scheme="tables", tables=options, bn_freeze_step=bn_freeze)
+    return hwquant.Recipe(
+        scheme="tables", tables=options, bn_freeze_step=bn_freeze_step_for(qat_steps)
+    )
 
 
 @dataclass(frozen=True)

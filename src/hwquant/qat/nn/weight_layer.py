@@ -107,6 +107,14 @@ class QuantWeightLayer(HostMirrored, QuantModule):
         step, freeze_at = self.host("bn_step"), self.host("bn_freeze_at")
         return freeze_at >= 0 and step >= freeze_at
 
+    def bn_steps_to_freeze(self) -> int | None:
+        """Training steps (forwards in training mode) before the BN statistics freeze: 0 once
+        frozen or without BN, None when they never freeze (``bn_freeze_step=None``)."""
+        if self.bn_frozen:
+            return 0
+        freeze_at = self.host("bn_freeze_at")
+        return None if freeze_at < 0 else freeze_at - self.host("bn_step")
+
     def freeze_bn(self) -> None:
         """Freeze the BN statistics from the next step on (kept in the state dict)."""
         if not self.bn_frozen:
