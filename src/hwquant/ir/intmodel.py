@@ -406,6 +406,8 @@ class IntModel:
     output: str
     output_scale: np.ndarray  # float64: value of one output unit, per output channel
     recipe: dict[str, Any] = field(default_factory=dict)
+    format_name: ClassVar[str] = FORMAT_NAME
+    """The format its files are written in, named in their header (:meth:`save`)."""
 
     # -- execution ---------------------------------------------------------------------------
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -491,6 +493,12 @@ class IntModel:
             "nodes": [to_json(node, node.name, arrays) for node in self.nodes],
         }
         return write_npz_with_header(path, FORMAT_NAME, FORMAT_VERSION, header, arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> IntModel:
+        """The IntModel saved in ``path`` (:func:`load`); with :attr:`format_name`, what
+        :func:`hwquant.qat.registry.load_lowered` asks of a lowered model's class."""
+        return load(path)
 
 
 def to_json(obj: IntNode | WeightEncoding, prefix: str, arrays: dict[str, np.ndarray]) -> dict:

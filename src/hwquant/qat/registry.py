@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from hwquant.core.errors import ConfigError
+from hwquant.core.npzfile import file_format
 from hwquant.ir.intmodel import IntModel
 
 
@@ -39,7 +41,8 @@ class SchemeHandler:
     and ``lower`` replace the common passes for a scheme whose activations change too (tables),
     and ``trace(lowered, x)`` then runs what its ``lower`` returns on a float batch for
     :func:`hwquant.verify` (an :class:`EngineTrace`). ``lowered`` is the class of what
-    ``lower`` returns (:func:`hwquant.verify` refuses another; a report measures it as such).
+    ``lower`` returns (:func:`hwquant.verify` refuses another; a report measures it as such;
+    its ``format_name`` and ``load`` read its files back: :func:`load_lowered`).
     ``accumulator_aware``: its inner weight layers take an accumulator bound
     (``Recipe.accumulator_bits``: the A2Q-style bounded linear weights of LLSQ).
 
@@ -88,3 +91,15 @@ def get_scheme(name: str) -> SchemeHandler:
             f"unknown scheme {name!r}. Fix: use one of the registered schemes: "
             f"{', '.join(available())}."
         ) from None
+
+
+def load_lowered(path: str | Path) -> Any:
+    """The lowered model saved in ``path``, of whichever registered kind it is: the ``lowered``
+    class whose ``format_name`` the file's header names (``format``, docs/intmodel_format.md)
+    reads it. A file of no registered format (unreadable, foreign) is read as an IntModel,
+    whose reader names what is wrong and the fix."""
+    kind = file_format(path)
+    for handler in _REGISTRY.values():
+        if handler.lowered.format_name == kind:
+            return handler.lowered.load(path)
+    return IntModel.load(path)
