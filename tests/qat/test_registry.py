@@ -51,6 +51,8 @@ def test_what_a_scheme_lowers_to_and_whether_it_takes_an_accumulator_bound():
         "nonuniform": hwquant.IntModel,
         "tables": TableModel,
     }
+    to_intmodel = [name for name in schemes.available() if schemes.get(name).lowers_to_intmodel]
+    assert to_intmodel == ["llsq", "msq", "nonuniform"]
     aware = [name for name in schemes.available() if schemes.get(name).accumulator_aware]
     assert aware == ["llsq"]
     assert hwquant.Recipe(accumulator_bits=16).accumulator_bits == 16

@@ -49,6 +49,8 @@ class SchemeHandler:
     >>> from hwquant.schemes import get
     >>> get("msq").lowered.__name__, get("tables").lowered.__name__
     ('IntModel', 'TableModel')
+    >>> get("msq").lowers_to_intmodel, get("tables").lowers_to_intmodel
+    (True, False)
     """
 
     name: str
@@ -60,6 +62,12 @@ class SchemeHandler:
     trace: Callable[..., Any] | None = None
     lowered: type = IntModel
     accumulator_aware: bool = False
+
+    @property
+    def lowers_to_intmodel(self) -> bool:
+        """Whether ``lower`` returns an IntModel (what the integer engine runs and
+        :mod:`hwquant.hw` estimates), not a model of the scheme's own kind."""
+        return self.lowered is IntModel
 
 
 _REGISTRY: dict[str, SchemeHandler] = {}
