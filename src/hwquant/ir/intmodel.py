@@ -446,6 +446,17 @@ class IntModel:
         scale = torch.from_numpy(self.output_scale).to(out.device)
         return out.double() * channel_view(scale, out.dim())
 
+    @property
+    def integer_output(self) -> str:
+        """The node whose codes the integer graph outputs: :attr:`output`, or, where the model
+        ends in ops kept outside the integer graph (a final softmax: ``IntNode.outside``), the
+        node whose codes they pass on to the host unchanged."""
+        outside = {node.name: node for node in self.nodes if node.outside}
+        name = self.output
+        while name in outside:
+            name = outside[name].inputs[0]
+        return name
+
     # -- accumulators ------------------------------------------------------------------------
     def weight_nodes(self) -> list[WeightNode]:
         """The convolution and fully connected nodes, in order."""
