@@ -1,5 +1,5 @@
 """Shared helpers of the benchmark scripts: result paths, resumable results, QAT training,
-timing and printing.
+the throughput benchmarks' model, timing and printing.
 
 Every benchmark writes ``benchmarks/results/<name>.json`` through :func:`write_result` (the
 document and machine record of :mod:`hwquant.core.provenance`).
@@ -115,6 +115,24 @@ def first_test_images(splits: Any, count: int) -> tuple[Any, Any]:
     return next(iter(test))
 
 
+def w4a4_resnet20(x: Any) -> Any:
+    """ResNet-20 (fresh weights) lowered at W4A4, first and last layers 8-bit, after two QAT
+    steps on ``x[:32]`` that set its BN statistics and scales: the integer model of the engine
+    throughput benchmarks."""
+    import torch
+
+    import hwquant
+    from hwquant.models import build
+
+    qat = hwquant.prepare(build("resnet20"), hwquant.Recipe(bn_freeze_step=1)).train()
+    opt = torch.optim.SGD(qat.parameters(), lr=1e-4)
+    for _ in range(2):
+        opt.zero_grad()
+        qat(x[:32]).square().mean().backward()
+        opt.step()
+    return hwquant.lower(qat.eval(), x)
+
+
 def interleaved_median_seconds(
     variants: dict[str, Callable[[], object]], rounds: int
 ) -> dict[str, float]:
@@ -135,6 +153,15 @@ def interleaved_median_seconds(
                 fn()
                 times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def images_per_second(
+    variants: dict[str, Callable[[], object]], batch: int, rounds: int
+) -> dict[str, float]:
+    """Throughput of every variant, each running one batch of ``batch`` images: ``batch`` over
+    its :func:`interleaved_median_seconds`."""
+    median = interleaved_median_seconds(variants, rounds)
+    return {name: batch / seconds for name, seconds in median.items()}
 
 
 def print_results(results: dict[str, Any]) -> None:

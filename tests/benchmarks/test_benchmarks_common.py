@@ -33,6 +33,12 @@ def test_interleaved_median_seconds_runs_every_variant_each_round():
     assert calls == ["a", "b"] * 4  # one warm-up, then three interleaved rounds
 
 
+def test_images_per_second_is_the_batch_over_each_median(monkeypatch: pytest.MonkeyPatch):
+    medians = {"a": 0.5, "b": 2.0}
+    monkeypatch.setattr(common, "interleaved_median_seconds", lambda variants, rounds: medians)
+    assert common.images_per_second({"a": print, "b": print}, 8, 3) == {"a": 16.0, "b": 4.0}
+
+
 def test_print_results_formats_floats(capsys: pytest.CaptureFixture[str]):
     common.print_results({"ratio": 0.12345, "met": True, "n": 3})
     assert capsys.readouterr().out == "ratio: 0.123\nmet: True\nn: 3\n"
