@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from hwquant.core.errors import ConfigError
 from hwquant.core.npzfile import file_format
+from hwquant.core.registry import Registry
 from hwquant.ir.intmodel import IntModel
 
 
@@ -70,20 +70,17 @@ class SchemeHandler:
         return self.lowered is IntModel
 
 
-_REGISTRY: dict[str, SchemeHandler] = {}
+_SCHEMES: Registry[SchemeHandler] = Registry("scheme")
 
 
 def register_scheme(handler: SchemeHandler) -> SchemeHandler:
     """Register ``handler`` under its name (once)."""
-    if handler.name in _REGISTRY:
-        raise ConfigError(f"scheme {handler.name!r} is registered twice")
-    _REGISTRY[handler.name] = handler
-    return handler
+    return _SCHEMES.add(handler.name, handler)
 
 
 def available() -> tuple[str, ...]:
     """The registered scheme names, in registration order."""
-    return tuple(_REGISTRY)
+    return _SCHEMES.names()
 
 
 def get_scheme(name: str) -> SchemeHandler:
@@ -92,13 +89,7 @@ def get_scheme(name: str) -> SchemeHandler:
     Raises:
         ConfigError: no scheme of that name is registered; the message lists those that are.
     """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown scheme {name!r}. Fix: use one of the registered schemes: "
-            f"{', '.join(available())}."
-        ) from None
+    return _SCHEMES.get(name)
 
 
 def load_lowered(path: str | Path) -> Any:
@@ -107,7 +98,7 @@ def load_lowered(path: str | Path) -> Any:
     reads it. A file of no registered format (unreadable, foreign) is read as an IntModel,
     whose reader names what is wrong and the fix."""
     kind = file_format(path)
-    for handler in _REGISTRY.values():
+    for handler in _SCHEMES.entries():
         if handler.lowered.format_name == kind:
             return handler.lowered.load(path)
     return IntModel.load(path)
