@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import hwquant
 from hwquant.app.config import RunConfig
 from hwquant.core.errors import AccumulatorOverflowError, ConfigError
-from hwquant.core.intmath import interval_bits, qrange, split_nibbles
+from hwquant.core.intmath import interval_bits, qrange, round_half_up, split_nibbles
 from hwquant.engine import run
 from hwquant.engine.accumulators import adversarial_run
 from hwquant.ir.intmodel import InputSpec, IntModel, LinearNode
@@ -24,6 +24,8 @@ from hwquant.qat.accumulator_bound import (
     BoundedLinearQuantizer,
     accumulator_interval,
 )
+from hwquant.qat.nn.bn_fold import fold_bn
+from hwquant.qat.nn.weight_layer import QuantWeightLayer
 from hwquant.qat.recipe import Recipe
 from tests.helpers import trained_qat_model
 
@@ -235,16 +237,75 @@ def test_trained_model_never_overflows_its_accumulators(recipe):
 
 
 def test_unbounded_layers_keep_llsq_and_record_their_interval():
+    """At 32 bits nothing binds: every bounded layer's codes are LLSQ's at its own scale."""
     model, x = _small()
-    plain = trained_qat_model(model, Recipe(bn_freeze_step=1), x, steps=0)
-    bounded = trained_qat_model(model, Recipe(bn_freeze_step=1, accumulator_bits=32), x, steps=0)
+    plain = trained_qat_model(model, Recipe(bn_freeze_step=1), x, steps=2)
+    bounded = trained_qat_model(model, Recipe(bn_freeze_step=1, accumulator_bits=32), x, steps=2)
     assert isinstance(bounded.classifier.weight_quant, BoundedLinearQuantizer)
-    a, b = hwquant.lower(plain, x), hwquant.lower(bounded, x)  # 32 bits never binds here
+    a, b = hwquant.lower(plain, x), hwquant.lower(bounded, x)
     for na, nb in zip(a.weight_nodes(), b.weight_nodes(), strict=True):
-        assert np.array_equal(na.weight, nb.weight)
-        assert na.acc_interval == nb.acc_interval and (na.acc_bits, na.overflow) == (32, "wrap")
+        layer = bounded.get_submodule(nb.name)
+        w, _ = fold_bn(layer.weight, layer.bias, layer.bn)
+        alpha = layer.weight_quant.scale_value().detach().view(-1, *[1] * (w.dim() - 1))
+        quant = layer.weight_quant
+        llsq = round_half_up(w.detach() / alpha).clamp(quant.qmin, quant.qmax)
+        assert np.array_equal(nb.weight, llsq.to(torch.int64).numpy())
+        assert (na.acc_bits, na.overflow) == (32, "wrap")
         assert (nb.acc_bits, nb.overflow) == (32, "raise")
+        assert nb.acc_interval == nb.proved_interval()
         assert interval_bits(*na.acc_interval) <= na.worst_case_bits()
+
+
+def _binding_bn_layer() -> tuple[torch.nn.Module, torch.Tensor, QuantWeightLayer, torch.Tensor]:
+    """small_cnn at W4A4, P = 10, BN never frozen, after a training step, with its input; a
+    layer with BN folded in whose projection changes codes, and that layer's input."""
+    model, x = _small()
+    recipe = Recipe(weight_bits=4, act_bits=4, accumulator_bits=10, bn_freeze_step=None)
+    qat = trained_qat_model(model, recipe, x, steps=1).train()
+    inputs = {}
+    layer = qat.get_submodule("features.1.0")
+    handle = layer.register_forward_pre_hook(lambda m, args: inputs.update(x=args[0]))
+    with torch.no_grad():
+        qat(x)
+    handle.remove()
+    quant = layer.weight_quant
+    w, _ = fold_bn(layer.weight, layer.bias, layer.bn)
+    lazy = round_half_up(w / quant._broadcast(quant.scale_value(), w)).clamp(-8, 7)
+    assert layer.bn is not None and quant.relative
+    assert not torch.equal(quant.codes(w).double(), lazy.double())  # the projection binds
+    return qat, x, layer, inputs["x"]
+
+
+def test_bn_folded_codes_and_output_do_not_depend_on_the_fold():
+    """The BN fold's loop (docs/llsq.md §5.2) is gone by construction: a bounded layer with BN
+    quantizes ``s·W`` at ``α = |s|·a``, so ``s`` eight times larger (γ and β times 8: exact in
+    floating point, the folded bias times 8 too) gives the same integer codes, and before the
+    freeze the same ``z = op(x, Q(s·W))/s``, hence exactly 8 times the batch-normalised output.
+    With an absolute scale the codes of ``8·s·W`` would be thresholded anew."""
+    _, _, layer, x = _binding_bn_layer()
+    quant, bn = layer.weight_quant, layer.bn
+    bn.momentum = 0.0  # the forwards below keep the running statistics
+    with torch.no_grad():
+        codes = quant.codes(fold_bn(layer.weight, layer.bias, bn)[0])
+        out = layer._forward_batch_stats(x)
+        bn.weight.mul_(8)
+        bn.bias.mul_(8)
+        assert torch.equal(quant.codes(fold_bn(layer.weight, layer.bias, bn)[0]), codes)
+        assert torch.equal(layer._forward_batch_stats(x), out * 8)
+
+
+def test_relative_scale_takes_llsq_step_on_a():
+    """LLSQ's scale rule acts on the learned ``a`` of ``α = |s|·a``: its gradient is
+    ``−a²``, ``+a²`` or 0 per channel; a scale 4 times too coarse shrinks (``+a²``)."""
+    qat, x, layer, _ = _binding_bn_layer()
+    qat.zero_grad()
+    with torch.no_grad():
+        layer.weight_quant.scale.mul_(4)
+    qat(x).square().mean().backward()
+    a = layer.weight_quant.scale.detach().abs()
+    grad = layer.weight_quant.scale.grad
+    assert int((grad > 0).sum()) > len(grad) // 2
+    torch.testing.assert_close(grad.abs(), torch.where(grad != 0, a.square(), 0.0))
 
 
 def _demo_mlp() -> tuple[torch.nn.Module, torch.Tensor]:

@@ -271,6 +271,9 @@ class AccumulatorBound:
 BiasCodes = Callable[[torch.Tensor], torch.Tensor | None]
 """``weight_scale -> bias codes``: the layer's integer bias at accumulator scale
 ``weight_scale·α_in`` (``weight_scale`` shaped ``[..., C_out]``), or None without a bias."""
+FoldGain = Callable[[], torch.Tensor]
+"""``() -> |s|``: per output channel, the magnitude of the BN multiplier ``s = γ/σ_run`` folded
+into the layer's weights (detached, ``[C_out]``), the factor its weight scale is relative to."""
 
 
 class BoundedLinearQuantizer(LinearQuantizer):
@@ -283,6 +286,29 @@ class BoundedLinearQuantizer(LinearQuantizer):
     that fits, so ``α`` learns the trade-off. (With ``gradient="lsq"`` the scale gradient is
     LSQ's of the unprojected codes.) The layer binds itself with :meth:`bind_layer` (its input
     quantizer and :data:`BiasCodes`), done by ``prepare``.
+
+    **Scales relative to the BN fold** (bound with a :data:`FoldGain`; docs/llsq.md §5.2). A
+    layer with BN folded in quantizes ``s·W`` with ``s = γ/σ_run`` per channel. With an absolute
+    scale ``α``, the codes ``project(clamp(s·W/α))`` depend on ``s``; before the BN freeze the
+    layer normalises ``z = op(x, Q(s·W))/s`` with ``z``'s batch statistics, so where the
+    projection thresholds, ``z`` shrinks, ``σ_run`` follows it, ``s`` grows and ``s·W/α`` must
+    be thresholded harder: a loop (ResNet-20 at P = 12-14 reached ``s`` of 1e2-1e4 with most
+    channels dead). Bound to a gain, the learned parameter is ``a`` and the scale in use is
+
+        ``α_c = |s_c|·a_c``  (``scale_value()``; ``|s|`` held constant: no gradient reaches it)
+
+    so the codes ``project(clamp(s·W/α)) = project(clamp(sign(s)·W/a))`` and
+    ``z = sign(s)·op(x, a·q)`` do not depend on ``|s|``: the loop is gone by construction, and
+    BN keeps normalising the projected output with its own statistics (its gain and mean
+    compensated). Only the bias's share of the budget still sees ``s``: the folded bias
+    ``β − s·μ`` is ``(β/|s| − sign(s)·μ)/(a·α_in)`` accumulator units, at most
+    ``(|β|/|s| + |μ|)/(a·α_in)``, which does not grow with ``|s|``. ``α`` is a per-channel
+    scale like any other for every consumer (the bias at ``α·α_in``, the requantizer,
+    ``lower``). LLSQ's rule acts on ``a``: the errors of
+    ``s·W`` at ``α/2, α, 2α`` are ``|s|^p`` times those of ``sign(s)·W`` at ``a/2, a, 2a`` (the
+    same codes), so the comparison gives the direction LLSQ would give ``a``, and ``a`` gets
+    LLSQ's step ``∂L/∂a = ∓a²``; through ``α = |s|·a`` that is ``∂L/∂α = ∓a²/|s| =
+    ∓α²/|s|³``. LSQ's gradient reaches ``a`` by the chain rule (``∂L/∂a = |s|·∂L/∂α``).
     """
 
     def __init__(self, bits: int, *, acc_bits: int, digit_planes: bool, weight_dim: int, **kwargs):
@@ -291,15 +317,31 @@ class BoundedLinearQuantizer(LinearQuantizer):
         self.acc_bits, self.digit_planes, self.weight_dim = acc_bits, digit_planes, weight_dim
         object.__setattr__(self, "_input_quant", None)
         object.__setattr__(self, "_bias_codes", None)
+        object.__setattr__(self, "_fold_gain", None)
 
     def extra_repr(self) -> str:
         planes = ", digit planes" if self.digit_planes else ""
-        return f"{super().extra_repr()}, accumulator {self.acc_bits} bits{planes}"
+        relative = ", scale relative to the BN fold" if self.relative else ""
+        return f"{super().extra_repr()}, accumulator {self.acc_bits} bits{planes}{relative}"
 
-    def bind_layer(self, input_quant: LinearQuantizer, bias_codes: BiasCodes) -> None:
-        """Record the quantizer of the layer's input and its bias (plain attributes)."""
+    def bind_layer(
+        self, input_quant: LinearQuantizer, bias_codes: BiasCodes, fold_gain: FoldGain | None = None
+    ) -> None:
+        """Record the quantizer of the layer's input, its bias and, for a layer with BN folded
+        in, the fold's gain ``|s|`` that the scale is relative to (plain attributes)."""
         object.__setattr__(self, "_input_quant", input_quant)
         object.__setattr__(self, "_bias_codes", bias_codes)
+        object.__setattr__(self, "_fold_gain", fold_gain)
+
+    @property
+    def relative(self) -> bool:
+        """True when the learned parameter is ``a`` and the scale ``α = |s|·a`` (class doc)."""
+        return self._fold_gain is not None
+
+    def scale_value(self) -> torch.Tensor:
+        """The scale in use: LLSQ's, times the BN fold's ``|s|`` for a relative scale."""
+        alpha = super().scale_value()
+        return alpha if self._fold_gain is None else alpha * self._fold_gain().to(alpha.dtype)
 
     def bound(self) -> AccumulatorBound:
         """The layer's accumulator rule."""
@@ -333,6 +375,8 @@ class BoundedLinearQuantizer(LinearQuantizer):
         super().initialize(x)
         if x.numel() == 0:
             return
+        if self._fold_gain is not None:  # LLSQ's α, held as a = α/|s|
+            self.scale.div_(self._fold_gain().to(self.scale.dtype))
         alpha = self._broadcast(self.scale_value(), x)
         factors = torch.exp2(torch.arange(INIT_FACTORS, dtype=x.dtype) / 2)
         scales = factors.view(-1, *([1] * x.dim())) * alpha.unsqueeze(0)
@@ -368,6 +412,8 @@ class BoundedLinearQuantizer(LinearQuantizer):
                 alpha_grad = llsq_scale_gradient(
                     x.detach(), alpha.detach(), self.qmin, self.qmax, self.norm, self.code_rule
                 ).reshape(alpha.shape)
+                if self._fold_gain is not None:  # ∓a² on a = α/|s| (class docstring)
+                    alpha_grad /= self._broadcast(self._fold_gain(), x).to(x.dtype).pow(3)
             out = _LLSQFakeQuant.apply(x, alpha, self.qmin, self.qmax, False, alpha_grad)
         return replace_forward(out, codes * alpha)
 
@@ -428,7 +474,11 @@ def bounded_weight_quantizer(
 
 
 def bind_accumulator_bound(layer: QuantWeightLayer) -> None:
-    """Bind a bounded weight quantizer to its layer's input and bias (a no-op for others).
+    """Bind a bounded weight quantizer to its layer's input and bias (a no-op for others);
+    a layer with BN folded in and free per-channel scales gets its scale relative to the fold
+    (:class:`BoundedLinearQuantizer`). Power-of-two or fixed-point scales, or one scale for the
+    tensor, cannot be ``|s_c|·a_c``: those layers keep absolute scales (and, before the BN
+    freeze, the fold's feedback where the projection binds; docs/llsq.md §5.2).
 
     Raises:
         ConfigError: P is too small for any non-zero weight with this layer's inputs; the
@@ -437,7 +487,9 @@ def bind_accumulator_bound(layer: QuantWeightLayer) -> None:
     quant = layer.weight_quant
     if not isinstance(quant, BoundedLinearQuantizer):
         return
-    quant.bind_layer(layer.input_quants[0], layer.bias_codes)
+    relative = layer.bn is not None and quant.constraint == "free"
+    relative &= quant.scale.numel() == layer.weight.shape[0]  # one scale per output channel
+    quant.bind_layer(layer.input_quants[0], layer.bias_codes, layer.fold_gain if relative else None)
     bound = quant.bound()
     smallest = bound.smallest_bits()
     if quant.acc_bits < smallest:

@@ -187,6 +187,12 @@ class QuantWeightLayer(HostMirrored, QuantModule):
         bn.num_batches_tracked += 1
         return batch_norm_train(z, bn)  # global-batch statistics under DDP (SyncBN)
 
+    def fold_gain(self) -> torch.Tensor:
+        """``|s| = |γ/σ_run|`` per output channel (detached, at least 1e-12): the factor an
+        accumulator-bounded weight scale is relative to
+        (:class:`hwquant.qat.accumulator_bound.BoundedLinearQuantizer`)."""
+        return bn_multiplier(self.bn).detach().abs().clamp_min(_TINY)
+
     # -- integer form ------------------------------------------------------------------------
     @torch.no_grad()
     def integer_params(self, encode: bool = False) -> WeightLayerInts:
