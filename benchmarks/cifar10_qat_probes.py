@@ -20,6 +20,17 @@ file (``benchmarks/results/cifar10_qat_probes.json``) and not run again::
 
     python -m benchmarks.cifar10_qat_probes --steps 100 --batch 64 --variants llsq_W2A2 \\
         llsq_W2A2,scale_init=min_error
+
+``--steps 0`` is the post-training start of a row, with no optimizer step: the prepared model
+runs one forward pass in training mode on the first training batch (under bf16 autocast when
+the probe trains under it, as the trainer's first step does), which initialises every scale
+and updates the BN running statistics once, and is then evaluated on a seeded
+``--ptq-examples`` of the test images in eval mode (the integer form, as the table's
+fake-quant column; its products run with autocast disabled, so the trainer's bf16 monitor
+gives the same accuracy: the first PTQ probe measured both, 77.44 % each).
+``--lr`` (default the tier's 0.01), ``--no-amp`` (float32 training) and ``--label-smoothing``
+(default 0, as the rows) change the trainer; a probe's key in the result file names them when
+they differ from the tier's.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import copy
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +90,24 @@ def parse_variant(text: str, steps: int) -> tuple[RowSpec, hwquant.Recipe]:
     return row, hwquant.Recipe.from_dict(fields)
 
 
-def init_stats(qat: torch.nn.Module, batch: torch.Tensor) -> dict[str, Any]:
+def calibrate(qat: torch.nn.Module, batch: torch.Tensor, amp: bool) -> torch.nn.Module:
+    """``qat`` after one forward pass in training mode on ``batch`` (no gradient), under bf16
+    autocast with ``amp``: its scales initialised, its BN running statistics updated once."""
+    qat.train()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        qat(batch)
+    return qat
+
+
+def init_stats(qat: torch.nn.Module, batch: torch.Tensor, amp: bool) -> dict[str, Any]:
     """Per inner weight layer, after the quantizers' initialisation on ``batch`` (on a copy):
     the fraction of weight codes equal to 0 and the mean weight scale."""
-    probe = copy.deepcopy(qat).train()
-    with torch.no_grad():
-        probe(batch)
+    return layer_stats(calibrate(copy.deepcopy(qat), batch, amp))
+
+
+def layer_stats(probe: torch.nn.Module) -> dict[str, Any]:
+    """Per inner weight layer of an initialised ``probe``: the fraction of weight codes equal
+    to 0 and the mean weight scale."""
     layers = {}
     for name, module in probe.named_modules():
         if isinstance(module, QuantWeightLayer):
@@ -96,8 +120,67 @@ def init_stats(qat: torch.nn.Module, batch: torch.Tensor) -> dict[str, Any]:
     return layers
 
 
+@dataclass(frozen=True)
+class ProbeTraining:
+    """What a probe changes in the tier's QAT training: learning rate, bf16 autocast and label
+    smoothing (the tier's QAT rows train without; its FP32 baseline with 0.1)."""
+
+    lr: float = CPU_FULL.qat_lr
+    amp: bool = CPU_FULL.amp
+    label_smoothing: float = 0.0
+
+    def suffix(self) -> str:
+        """``,lr=...``, ``,amp=off`` and ``,ls=...`` where they differ from the tier's QAT
+        training (probe keys)."""
+        parts = [f",lr={self.lr:g}"] if self.lr != CPU_FULL.qat_lr else []
+        parts += [",amp=off"] if self.amp != CPU_FULL.amp else []
+        parts += [f",ls={self.label_smoothing:g}"] if self.label_smoothing else []
+        return "".join(parts)
+
+
+def probe_key(variant: str, steps: int, batch: int, training: ProbeTraining, ptq: int) -> str:
+    """The probe's key in the result file: ``VARIANT@STEPSxBATCH[,lr=..][,amp=off]``; a PTQ
+    probe (``steps`` 0) is ``VARIANT@ptq,N`` with N evaluated test images."""
+    if steps == 0:
+        return f"{variant}@ptq,{ptq}{training.suffix()}"
+    return f"{variant}@{steps}x{batch}{training.suffix()}"
+
+
+def run_ptq(variant: str, batch: int, examples: int, data: Any, seed: int,
+            training: ProbeTraining) -> dict[str, Any]:  # fmt: skip
+    """The start of ``variant``'s QAT with no step (module docstring): its record."""
+    start = time.perf_counter()
+    row, recipe = parse_variant(variant, 1)
+    rng = np.random.default_rng(seed)
+    index = np.sort(rng.permutation(len(data.train.labels))[:batch])
+    norm = {"mean": data.mean, "std": data.std, "device": "cpu"}
+    train = BatchLoader(ArrayDataset(data.train.images[index], data.train.labels[index]), batch,
+                        shuffle=True, augment=True, seed=seed, drop_last=True, **norm)  # fmt: skip
+    picked = np.sort(rng.permutation(len(data.test.labels))[:examples])
+    test = BatchLoader(ArrayDataset(data.test.images[picked], data.test.labels[picked]),
+                       CPU_FULL.eval_batch, shuffle=False, augment=False, **norm)  # fmt: skip
+    seed_everything(seed)
+    model = build("resnet20", num_classes=10, input_size=32)
+    model.load_state_dict(load_checkpoint(FP32_DIR / "resnet20.ckpt")["state_dict"])
+    qat = hwquant.prepare(model.train(), recipe).to(memory_format=torch.channels_last)
+    calibrate(qat, next(train.iter_from(0))[0], training.amp)
+    accuracy = fp32_accuracy(qat.eval(), test)
+    return {
+        "variant": variant,
+        "row": row.name,
+        "recipe": recipe.to_dict(),
+        "steps": 0,
+        "calibration": f"one training-mode forward on {batch} augmented training images"
+        + (" under bf16 autocast" if training.amp else ""),
+        "test_examples": examples,
+        "test_acc_float32": accuracy,
+        "init": layer_stats(qat),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+
+
 def run_probe(
-    variant: str, steps: int, evals: int, batch: int, data: Any, seed: int
+    variant: str, steps: int, evals: int, batch: int, data: Any, seed: int, training: ProbeTraining
 ) -> dict[str, Any]:
     """Train ``variant`` for ``steps`` steps from the FP32 checkpoint; its record."""
     start = time.perf_counter()
@@ -120,11 +203,11 @@ def run_probe(
     qat = hwquant.prepare(model.train(), recipe).to(memory_format=torch.channels_last)
     first = next(train.iter_from(0))[0]
     config = TrainConfig(
-        epochs=evals, batch_size=batch, optimizer="sgd", lr=tier.qat_lr,
-        weight_decay=WEIGHT_DECAY, schedule="cosine", amp=tier.amp, cpu_amp=tier.amp,
-        seed=seed, deterministic=True,
+        epochs=evals, batch_size=batch, optimizer="sgd", lr=training.lr,
+        weight_decay=WEIGHT_DECAY, schedule="cosine", amp=training.amp, cpu_amp=training.amp,
+        label_smoothing=training.label_smoothing, seed=seed, deterministic=True,
     )  # fmt: skip
-    stats = init_stats(qat, first)
+    stats = init_stats(qat, first, training.amp)
     with tempfile.TemporaryDirectory() as work:
         result = Trainer(qat, train, monitor, config, work, "cpu", progress=False).fit()
     history = [
@@ -136,6 +219,9 @@ def run_probe(
         "row": row.name,
         "recipe": recipe.to_dict(),
         "steps": steps,
+        "lr": training.lr,
+        "amp_bf16": training.amp,
+        "label_smoothing": training.label_smoothing,
         "final_test_acc": fp32_accuracy(qat.eval(), test),
         "history": history,
         "init": stats,
@@ -146,7 +232,11 @@ def run_probe(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", required=True)
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=300, help="0: the PTQ start only")
+    parser.add_argument("--ptq-examples", type=int, default=5_000)
+    parser.add_argument("--lr", type=float, default=CPU_FULL.qat_lr)
+    parser.add_argument("--no-amp", action="store_true", help="train in float32")
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--batch", type=int, default=CPU_FULL.batch_size)
     parser.add_argument("--evals", type=int, default=3, help="test evaluations (passes)")
     parser.add_argument("--seed", type=int, default=0)
@@ -170,21 +260,28 @@ def main(argv: list[str] | None = None) -> None:
         "fp32_checkpoint_sha256": digest,
         "fp32_test_acc": fp32["test_acc"],
         "batch_size": args.batch,
-        "lr": CPU_FULL.qat_lr,
+        "lr": f"{CPU_FULL.qat_lr} unless the probe records another (its lr)",
         "schedule": "cosine over the probe's steps",
-        "amp_bf16": CPU_FULL.amp,
+        "amp_bf16": f"{CPU_FULL.amp} unless the probe records another (its amp_bf16)",
         "threads": args.threads,
         "train_subset": "seeded, steps/evals batches, passed evals times",
         "test_examples": 10_000,
         "monitor_examples": MONITOR_EXAMPLES,
     }
     data = load_dataset("cifar10-folder", args.data_root, progress=False)
+    training = ProbeTraining(args.lr, CPU_FULL.amp and not args.no_amp, args.label_smoothing)
     for variant in args.variants:
-        key = f"{variant}@{args.steps}x{args.batch}"
+        key = probe_key(variant, args.steps, args.batch, training, args.ptq_examples)
         if key in probes:
             continue
-        probes[key] = run_probe(variant, args.steps, args.evals, args.batch, data, args.seed)
-        print(key, probes[key]["final_test_acc"], probes[key]["history"], flush=True)
+        if args.steps == 0:
+            probes[key] = run_ptq(variant, args.batch, args.ptq_examples, data, args.seed,
+                                  training)  # fmt: skip
+            print(key, probes[key]["test_acc_float32"], flush=True)
+        else:
+            probes[key] = run_probe(variant, args.steps, args.evals, args.batch, data,
+                                    args.seed, training)  # fmt: skip
+            print(key, probes[key]["final_test_acc"], probes[key]["history"], flush=True)
         recorder.save(config, {"probes": probes})
 
 
