@@ -9,7 +9,9 @@ autocast, as the trainer's monitor) and at the end on all 10,000 (float32, as th
 fake-quant column). The row's step-counted recipe fields (BN freeze, the non-uniform stages)
 are set for ``--steps`` steps, as :meth:`RowSpec.recipe` does for a row. Each probe also
 records, at initialisation (a copy of the prepared model run on the first training batch), the
-fraction of each inner weight layer's codes that are 0 and its weight scales. The rows of the
+fraction of each inner weight layer's codes that are 0 and its weight scales, and every
+activation scale at that start and after the last step (to see where the scale rule moves
+them; probes from before 2026-12-06 11:45 UTC lack these). The rows of the
 table train 3 epochs (585 steps of 256); these probes compare variants after a hundred or a
 few hundred steps, not final accuracies.
 
@@ -59,6 +61,7 @@ from hwquant.core.errors import ConfigError
 from hwquant.core.provenance import file_sha256
 from hwquant.data import ArrayDataset, BatchLoader, load_dataset
 from hwquant.models import build
+from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.nn.weight_layer import QuantWeightLayer
 
 NAME = "cifar10_qat_probes"
@@ -99,12 +102,6 @@ def calibrate(qat: torch.nn.Module, batch: torch.Tensor, amp: bool) -> torch.nn.
     return qat
 
 
-def init_stats(qat: torch.nn.Module, batch: torch.Tensor, amp: bool) -> dict[str, Any]:
-    """Per inner weight layer, after the quantizers' initialisation on ``batch`` (on a copy):
-    the fraction of weight codes equal to 0 and the mean weight scale."""
-    return layer_stats(calibrate(copy.deepcopy(qat), batch, amp))
-
-
 def layer_stats(probe: torch.nn.Module) -> dict[str, Any]:
     """Per inner weight layer of an initialised ``probe``: the fraction of weight codes equal
     to 0 and the mean weight scale."""
@@ -118,6 +115,16 @@ def layer_stats(probe: torch.nn.Module) -> dict[str, Any]:
                 "mean_weight_scale": float(module.weight_quant.scale_value().detach().mean()),
             }
     return layers
+
+
+def act_scales(model: torch.nn.Module) -> dict[str, float]:
+    """Every initialised per-tensor activation scale of ``model``, by quantizer name."""
+    return {
+        name: float(module.scale_value())
+        for name, module in model.named_modules()
+        if isinstance(module, LinearQuantizer) and module.is_activation
+        and module.is_initialized()
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -207,9 +214,12 @@ def run_probe(
         weight_decay=WEIGHT_DECAY, schedule="cosine", amp=training.amp, cpu_amp=training.amp,
         label_smoothing=training.label_smoothing, seed=seed, deterministic=True,
     )  # fmt: skip
-    stats = init_stats(qat, first, training.amp)
+    start_model = calibrate(copy.deepcopy(qat), first, training.amp)
+    stats, start_scales = layer_stats(start_model), act_scales(start_model)
+    del start_model
     with tempfile.TemporaryDirectory() as work:
         result = Trainer(qat, train, monitor, config, work, "cpu", progress=False).fit()
+    final_scales = act_scales(qat)
     history = [
         {"step": (i + 1) * per_pass, "monitor_acc": h["test_acc"], "train_loss": h["train_loss"]}
         for i, h in enumerate(result.history)
@@ -225,6 +235,13 @@ def run_probe(
         "final_test_acc": fp32_accuracy(qat.eval(), test),
         "history": history,
         "init": stats,
+        "act_scales": {
+            name: {"init": scale, "final": final_scales[name]}
+            for name, scale in start_scales.items()
+        },
+        "final_weight_scales": {
+            name: layer["mean_weight_scale"] for name, layer in layer_stats(qat).items()
+        },
         "wall_seconds": round(time.perf_counter() - start, 1),
     }
 
