@@ -186,6 +186,79 @@ def run_ptq(variant: str, batch: int, examples: int, data: Any, seed: int,
     }
 
 
+def run_amp_check(variant: str, batch: int, data: Any, seed: int) -> dict[str, Any]:
+    """What bf16 autocast changes in ``variant``'s training forward pass at its start.
+
+    The prepared model is calibrated on the first training batch under autocast (as the
+    trainer's first step), then run in training mode on that batch twice, on copies: under
+    bf16 autocast and in float32. Recorded: per activation quantizer, the fraction of its codes
+    that differ when ``x/α`` is computed as the trainer does under autocast (the bf16 input
+    divided in bf16: an 8-bit mantissa) rather than in float32 from the same bf16 input; and
+    for the whole network, the loss of each pass, the largest logit difference and the
+    fraction of images whose predicted class differs. Both before the BN freeze (batch
+    statistics) and after it (every BN frozen).
+    """
+    start = time.perf_counter()
+    row, recipe = parse_variant(variant, 1)
+    rng = np.random.default_rng(seed)
+    index = np.sort(rng.permutation(len(data.train.labels))[:batch])
+    norm = {"mean": data.mean, "std": data.std, "device": "cpu"}
+    train = BatchLoader(ArrayDataset(data.train.images[index], data.train.labels[index]), batch,
+                        shuffle=True, augment=True, seed=seed, drop_last=True, **norm)  # fmt: skip
+    x, y = next(train.iter_from(0))
+    seed_everything(seed)
+    model = build("resnet20", num_classes=10, input_size=32)
+    model.load_state_dict(load_checkpoint(FP32_DIR / "resnet20.ckpt")["state_dict"])
+    qat = calibrate(hwquant.prepare(model.train(), recipe), x, amp=True)
+    flips: dict[str, list[float]]
+
+    def count(name: str, module: LinearQuantizer, args: tuple[torch.Tensor, ...]) -> None:
+        (v,) = args
+        if v.dtype != torch.bfloat16:
+            return
+        alpha = module.scale_value().reshape(())
+        ours = (v / alpha).clamp(module.qmin, module.qmax).add(0.5).floor()
+        exact = (v.float() / alpha).clamp(module.qmin, module.qmax).add(0.5).floor()
+        flips.setdefault(name, []).append(float((ours.float() != exact).float().mean()))
+
+    phases = {}
+    for phase in ("bn_batch_statistics", "bn_frozen"):
+        logits, flips = {}, {}
+        for amp in (True, False):
+            copy_ = copy.deepcopy(qat)
+            for module in copy_.modules():
+                if phase == "bn_frozen" and isinstance(module, QuantWeightLayer):
+                    module.freeze_bn()
+            hooks = [
+                m.register_forward_pre_hook(lambda m, a, n=n: count(n, m, a))
+                for n, m in copy_.named_modules()
+                if isinstance(m, LinearQuantizer) and m.is_activation
+            ]
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                logits[amp] = copy_(x).float()
+            for hook in hooks:
+                hook.remove()
+        loss = {a: float(torch.nn.functional.cross_entropy(out, y)) for a, out in logits.items()}
+        phases[phase] = {
+            "code_flip_fraction": {name: round(f[0], 5) for name, f in flips.items()},
+            "loss_bf16": loss[True],
+            "loss_float32": loss[False],
+            "max_logit_difference": float((logits[True] - logits[False]).abs().max()),
+            "prediction_differs_fraction": float(
+                (logits[True].argmax(1) != logits[False].argmax(1)).float().mean()
+            ),
+        }
+    return {
+        "variant": variant,
+        "row": row.name,
+        "recipe": recipe.to_dict(),
+        "steps": 0,
+        "batch": batch,
+        **phases,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+
+
 def run_probe(
     variant: str, steps: int, evals: int, batch: int, data: Any, seed: int, training: ProbeTraining
 ) -> dict[str, Any]:
@@ -254,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=CPU_FULL.qat_lr)
     parser.add_argument("--no-amp", action="store_true", help="train in float32")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--amp-check", action="store_true",
+                        help="only compare bf16 with float32 training forward passes")  # fmt: skip
     parser.add_argument("--batch", type=int, default=CPU_FULL.batch_size)
     parser.add_argument("--evals", type=int, default=3, help="test evaluations (passes)")
     parser.add_argument("--seed", type=int, default=0)
@@ -289,9 +364,14 @@ def main(argv: list[str] | None = None) -> None:
     training = ProbeTraining(args.lr, CPU_FULL.amp and not args.no_amp, args.label_smoothing)
     for variant in args.variants:
         key = probe_key(variant, args.steps, args.batch, training, args.ptq_examples)
+        if args.amp_check:
+            key = f"{variant}@amp-check,{args.batch}"
         if key in probes:
             continue
-        if args.steps == 0:
+        if args.amp_check:
+            probes[key] = run_amp_check(variant, args.batch, data, args.seed)
+            print(key, json.dumps(probes[key]), flush=True)
+        elif args.steps == 0:
             probes[key] = run_ptq(variant, args.batch, args.ptq_examples, data, args.seed,
                                   training)  # fmt: skip
             print(key, probes[key]["test_acc_float32"], flush=True)
