@@ -24,9 +24,10 @@ file (``benchmarks/results/cifar10_qat_probes.json``) and not run again::
         llsq_W2A2,scale_init=min_error
 
 ``--steps 0`` is the post-training start of a row, with no optimizer step: the prepared model
-runs one forward pass in training mode on the first training batch (under bf16 autocast when
-the probe trains under it, as the trainer's first step does), which initialises every scale
-and updates the BN running statistics once, and is then evaluated on a seeded
+(the row's recipe for a 1-step run, so BN is frozen from step 0: the FP32 running statistics,
+folded, nothing updated but the scales) runs one forward pass in training mode on the first
+training batch (under bf16 autocast when the probe trains under it, as the trainer's first
+step does), which initialises every scale, and is then evaluated on a seeded
 ``--ptq-examples`` of the test images in eval mode (the integer form, as the table's
 fake-quant column; its products run with autocast disabled, so the trainer's bf16 monitor
 gives the same accuracy: the first PTQ probe measured both, 77.44 % each).
@@ -68,6 +69,8 @@ NAME = "cifar10_qat_probes"
 FP32_DIR = Path(__file__).resolve().parent / "results" / "cifar10_cpu_full" / "fp32"
 WEIGHT_DECAY = 5e-4  # the reproduce command's
 MONITOR_EXAMPLES = 2_000
+ROW_STEPS = 585
+"""QAT steps of a cpu-full row (3 epochs of 195 batches of 256): the recipe of an amp check."""
 
 
 def parse_variant(text: str, steps: int) -> tuple[RowSpec, hwquant.Recipe]:
@@ -120,7 +123,7 @@ def layer_stats(probe: torch.nn.Module) -> dict[str, Any]:
 def act_scales(model: torch.nn.Module) -> dict[str, float]:
     """Every initialised per-tensor activation scale of ``model``, by quantizer name."""
     return {
-        name: float(module.scale_value())
+        name: float(module.scale_value().detach())
         for name, module in model.named_modules()
         if isinstance(module, LinearQuantizer) and module.is_activation
         and module.is_initialized()
@@ -196,10 +199,11 @@ def run_amp_check(variant: str, batch: int, data: Any, seed: int) -> dict[str, A
     divided in bf16: an 8-bit mantissa) rather than in float32 from the same bf16 input; and
     for the whole network, the loss of each pass, the largest logit difference and the
     fraction of images whose predicted class differs. Both before the BN freeze (batch
-    statistics) and after it (every BN frozen).
+    statistics) and after it (every BN frozen); after it also the fraction of images whose
+    predicted class differs from the deployed form's (eval mode, exact integers) in each pass.
     """
     start = time.perf_counter()
-    row, recipe = parse_variant(variant, 1)
+    row, recipe = parse_variant(variant, ROW_STEPS)
     rng = np.random.default_rng(seed)
     index = np.sort(rng.permutation(len(data.train.labels))[:batch])
     norm = {"mean": data.mean, "std": data.std, "device": "cpu"}
@@ -239,6 +243,13 @@ def run_amp_check(variant: str, batch: int, data: Any, seed: int) -> dict[str, A
             for hook in hooks:
                 hook.remove()
         loss = {a: float(torch.nn.functional.cross_entropy(out, y)) for a, out in logits.items()}
+        if phase == "bn_frozen":  # the deployed form: eval mode, exact integers
+            with torch.no_grad():
+                deployed = copy.deepcopy(qat).eval()(x).argmax(1)
+            phases["prediction_differs_from_integer_form"] = {
+                "bf16": float((logits[True].argmax(1) != deployed).float().mean()),
+                "float32": float((logits[False].argmax(1) != deployed).float().mean()),
+            }
         phases[phase] = {
             "code_flip_fraction": {name: round(f[0], 5) for name, f in flips.items()},
             "loss_bf16": loss[True],
@@ -379,6 +390,7 @@ def main(argv: list[str] | None = None) -> None:
             probes[key] = run_probe(variant, args.steps, args.evals, args.batch, data,
                                     args.seed, training)  # fmt: skip
             print(key, probes[key]["final_test_acc"], probes[key]["history"], flush=True)
+        probes[key]["command"] = command_line()  # the file's own is the last invocation's
         recorder.save(config, {"probes": probes})
 
 
