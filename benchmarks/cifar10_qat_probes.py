@@ -96,6 +96,25 @@ def parse_variant(text: str, steps: int) -> tuple[RowSpec, hwquant.Recipe]:
     return row, hwquant.Recipe.from_dict(fields)
 
 
+def check_stored_recipe(key: str, record: dict[str, Any], variant: str, steps: int) -> None:
+    """Refuse to skip the stored probe ``key`` when ``variant`` now means another recipe (its
+    row's recipe changed in :mod:`hwquant.app.bench.rows` since the probe ran).
+
+    Raises:
+        ConfigError: names the probe and the recipe fields that differ.
+    """
+    now = json.loads(json.dumps(parse_variant(variant, steps)[1].to_dict()))
+    differ = sorted(
+        k for k in set(now) | set(record["recipe"]) if now.get(k) != record["recipe"].get(k)
+    )
+    if differ:
+        raise ConfigError(
+            f"the stored probe {key!r} was run with another recipe than {variant!r} has now "
+            f"(fields {', '.join(differ)}). Fix: name those fields in the variant, or remove "
+            "the probe from the result file to run it again."
+        )
+
+
 def calibrate(qat: torch.nn.Module, batch: torch.Tensor, amp: bool) -> torch.nn.Module:
     """``qat`` after one forward pass in training mode on ``batch`` (no gradient), under bf16
     autocast with ``amp``: its scales initialised, its BN running statistics updated once."""
@@ -373,11 +392,13 @@ def main(argv: list[str] | None = None) -> None:
     }
     data = load_dataset("cifar10-folder", args.data_root, progress=False)
     training = ProbeTraining(args.lr, CPU_FULL.amp and not args.no_amp, args.label_smoothing)
+    recipe_steps = ROW_STEPS if args.amp_check else max(args.steps, 1)
     for variant in args.variants:
         key = probe_key(variant, args.steps, args.batch, training, args.ptq_examples)
         if args.amp_check:
             key = f"{variant}@amp-check,{args.batch}"
         if key in probes:
+            check_stored_recipe(key, probes[key], variant, recipe_steps)
             continue
         if args.amp_check:
             probes[key] = run_amp_check(variant, args.batch, data, args.seed)

@@ -30,3 +30,12 @@ def test_a_variant_overrides_recipe_fields_and_refuses_unknown_ones():
         probes.parse_variant("llsq_W4A4,scale_rule=peak", 100)
     with pytest.raises(ConfigError, match="unknown row 'llsq_W5A5'"):
         probes.parse_variant("llsq_W5A5", 100)
+
+
+def test_a_stored_probe_whose_row_changed_is_not_skipped_silently():
+    _, recipe = probes.parse_variant("llsq_W4A4", 100)
+    record = {"recipe": recipe.to_dict()}
+    probes.check_stored_recipe("llsq_W4A4@100x64", record, "llsq_W4A4", 100)  # the same: skip
+    record["recipe"] = recipe.to_dict() | {"scale_init": "min_error"}
+    with pytest.raises(ConfigError, match="'llsq_W4A4@100x64'.*fields scale_init"):
+        probes.check_stored_recipe("llsq_W4A4@100x64", record, "llsq_W4A4", 100)
