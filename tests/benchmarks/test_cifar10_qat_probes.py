@@ -37,5 +37,5 @@ def test_a_stored_probe_whose_row_changed_is_not_skipped_silently():
     record = {"recipe": recipe.to_dict()}
     probes.check_stored_recipe("llsq_W4A4@100x64", record, "llsq_W4A4", 100)  # the same: skip
     record["recipe"] = recipe.to_dict() | {"scale_init": "min_error"}
-    with pytest.raises(ConfigError, match="'llsq_W4A4@100x64'.*fields scale_init"):
+    with pytest.raises(ConfigError, match=r"'llsq_W4A4@100x64'.*fields scale_init"):
         probes.check_stored_recipe("llsq_W4A4@100x64", record, "llsq_W4A4", 100)
