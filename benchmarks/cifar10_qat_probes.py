@@ -289,6 +289,40 @@ def run_amp_check(variant: str, batch: int, data: Any, seed: int) -> dict[str, A
     }
 
 
+def run_row_scales(variant: str, checkpoint: Path, batch: int, data: Any, seed: int
+                   ) -> dict[str, Any]:  # fmt: skip
+    """Where a finished row's training moved its activation scales: each scale of the row's
+    last trainer checkpoint (``checkpoint``, its ``model`` state) against the start that
+    ``variant``'s recipe calibrates on the first training batch under bf16 autocast (the
+    tier's; as in :func:`run_amp_check`)."""
+    start = time.perf_counter()
+    row, recipe = parse_variant(variant, ROW_STEPS)
+    rng = np.random.default_rng(seed)
+    index = np.sort(rng.permutation(len(data.train.labels))[:batch])
+    norm = {"mean": data.mean, "std": data.std, "device": "cpu"}
+    train = BatchLoader(ArrayDataset(data.train.images[index], data.train.labels[index]), batch,
+                        shuffle=True, augment=True, seed=seed, drop_last=True, **norm)  # fmt: skip
+    seed_everything(seed)
+    model = build("resnet20", num_classes=10, input_size=32)
+    model.load_state_dict(load_checkpoint(FP32_DIR / "resnet20.ckpt")["state_dict"])
+    qat = calibrate(hwquant.prepare(model.train(), recipe), next(train.iter_from(0))[0], True)
+    trained = load_checkpoint(checkpoint)["model"]
+    scales = {
+        name: {"start": scale, "final": float(trained[f"{name}.scale"].abs())}
+        for name, scale in act_scales(qat).items()
+    }
+    return {
+        "variant": variant,
+        "row": row.name,
+        "recipe": recipe.to_dict(),
+        "steps": ROW_STEPS,
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "act_scales": scales,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+
+
 def run_probe(
     variant: str, steps: int, evals: int, batch: int, data: Any, seed: int, training: ProbeTraining
 ) -> dict[str, Any]:
@@ -357,6 +391,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=CPU_FULL.qat_lr)
     parser.add_argument("--no-amp", action="store_true", help="train in float32")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--row-checkpoint", type=Path, default=None,
+                        help="only read a finished row's trainer checkpoint's scales")  # fmt: skip
     parser.add_argument("--amp-check", action="store_true",
                         help="only compare bf16 with float32 training forward passes")  # fmt: skip
     parser.add_argument("--batch", type=int, default=CPU_FULL.batch_size)
@@ -392,15 +428,21 @@ def main(argv: list[str] | None = None) -> None:
     }
     data = load_dataset("cifar10-folder", args.data_root, progress=False)
     training = ProbeTraining(args.lr, CPU_FULL.amp and not args.no_amp, args.label_smoothing)
-    recipe_steps = ROW_STEPS if args.amp_check else max(args.steps, 1)
+    recipe_steps = ROW_STEPS if args.amp_check or args.row_checkpoint else max(args.steps, 1)
     for variant in args.variants:
         key = probe_key(variant, args.steps, args.batch, training, args.ptq_examples)
         if args.amp_check:
             key = f"{variant}@amp-check,{args.batch}"
+        if args.row_checkpoint:
+            key = f"{variant}@row-scales"
         if key in probes:
             check_stored_recipe(key, probes[key], variant, recipe_steps)
             continue
-        if args.amp_check:
+        if args.row_checkpoint:
+            probes[key] = run_row_scales(variant, args.row_checkpoint, args.batch, data,
+                                         args.seed)  # fmt: skip
+            print(key, json.dumps(probes[key]["act_scales"]), flush=True)
+        elif args.amp_check:
             probes[key] = run_amp_check(variant, args.batch, data, args.seed)
             print(key, json.dumps(probes[key]), flush=True)
         elif args.steps == 0:
