@@ -157,13 +157,16 @@ class ProbeTraining:
     lr: float = CPU_FULL.qat_lr
     amp: bool = CPU_FULL.amp
     label_smoothing: float = 0.0
+    hold_act_scales: bool = False
+    """Keep every activation scale at its start: not trained (no optimizer step moves it)."""
 
     def suffix(self) -> str:
-        """``,lr=...``, ``,amp=off`` and ``,ls=...`` where they differ from the tier's QAT
-        training (probe keys)."""
+        """``,lr=...``, ``,amp=off``, ``,ls=...`` and ``,act-scales=held`` where they differ
+        from the tier's QAT training (probe keys)."""
         parts = [f",lr={self.lr:g}"] if self.lr != CPU_FULL.qat_lr else []
         parts += [",amp=off"] if self.amp != CPU_FULL.amp else []
         parts += [f",ls={self.label_smoothing:g}"] if self.label_smoothing else []
+        parts += [",act-scales=held"] if self.hold_act_scales else []
         return "".join(parts)
 
 
@@ -346,6 +349,10 @@ def run_probe(
     model.load_state_dict(load_checkpoint(FP32_DIR / "resnet20.ckpt")["state_dict"])
     qat = hwquant.prepare(model.train(), recipe).to(memory_format=torch.channels_last)
     first = next(train.iter_from(0))[0]
+    if training.hold_act_scales:  # initialised on the first forward all the same
+        for module in qat.modules():
+            if isinstance(module, LinearQuantizer) and module.is_activation:
+                module.scale.requires_grad_(False)
     config = TrainConfig(
         epochs=evals, batch_size=batch, optimizer="sgd", lr=training.lr,
         weight_decay=WEIGHT_DECAY, schedule="cosine", amp=training.amp, cpu_amp=training.amp,
@@ -369,6 +376,7 @@ def run_probe(
         "lr": training.lr,
         "amp_bf16": training.amp,
         "label_smoothing": training.label_smoothing,
+        "act_scales_held": training.hold_act_scales,
         "final_test_acc": fp32_accuracy(qat.eval(), test),
         "history": history,
         "init": stats,
@@ -391,6 +399,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=CPU_FULL.qat_lr)
     parser.add_argument("--no-amp", action="store_true", help="train in float32")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--hold-act-scales", action="store_true",
+                        help="train no activation scale (they keep their start)")  # fmt: skip
     parser.add_argument("--row-checkpoint", type=Path, default=None,
                         help="only read a finished row's trainer checkpoint's scales")  # fmt: skip
     parser.add_argument("--amp-check", action="store_true",
@@ -427,7 +437,9 @@ def main(argv: list[str] | None = None) -> None:
         "monitor_examples": MONITOR_EXAMPLES,
     }
     data = load_dataset("cifar10-folder", args.data_root, progress=False)
-    training = ProbeTraining(args.lr, CPU_FULL.amp and not args.no_amp, args.label_smoothing)
+    training = ProbeTraining(
+        args.lr, CPU_FULL.amp and not args.no_amp, args.label_smoothing, args.hold_act_scales
+    )
     recipe_steps = ROW_STEPS if args.amp_check or args.row_checkpoint else max(args.steps, 1)
     for variant in args.variants:
         key = probe_key(variant, args.steps, args.batch, training, args.ptq_examples)
