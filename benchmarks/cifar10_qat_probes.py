@@ -31,9 +31,12 @@ step does), which initialises every scale, and is then evaluated on a seeded
 ``--ptq-examples`` of the test images in eval mode (the integer form, as the table's
 fake-quant column; its products run with autocast disabled, so the trainer's bf16 monitor
 gives the same accuracy: the first PTQ probe measured both, 77.44 % each).
-``--lr`` (default the tier's 0.01), ``--no-amp`` (float32 training) and ``--label-smoothing``
-(default 0, as the rows) change the trainer; a probe's key in the result file names them when
-they differ from the tier's.
+``--lr`` (default the tier's 0.01), ``--no-amp`` (float32 training), ``--label-smoothing``
+(default 0, as the rows) and ``--hold-act-scales`` (no activation scale trained: each keeps
+its start) change the trainer; a probe's key in the result file names them when they differ
+from the tier's. ``--amp-check`` compares a bf16 with a float32 training forward at a row's
+start (:func:`run_amp_check`), ``--row-checkpoint`` reads a finished row's activation scales
+(:func:`run_row_scales`).
 """
 
 from __future__ import annotations
