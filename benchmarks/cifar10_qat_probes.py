@@ -9,7 +9,9 @@ autocast, as the trainer's monitor) and at the end on all 10,000 (float32, as th
 fake-quant column). The row's step-counted recipe fields (BN freeze, the non-uniform stages)
 are set for ``--steps`` steps, as :meth:`RowSpec.recipe` does for a row. Each probe also
 records, at initialisation (a copy of the prepared model run on the first training batch), the
-fraction of each inner weight layer's codes that are 0 and its weight scales. The rows of the
+fraction of each inner weight layer's codes that are 0 and its weight scales, and every
+activation scale at that start and after the last step (to see where the scale rule moves
+them; probes from before 2026-12-06 11:45 UTC lack these). The rows of the
 table train 3 epochs (585 steps of 256); these probes compare variants after a hundred or a
 few hundred steps, not final accuracies.
 
@@ -20,6 +22,21 @@ file (``benchmarks/results/cifar10_qat_probes.json``) and not run again::
 
     python -m benchmarks.cifar10_qat_probes --steps 100 --batch 64 --variants llsq_W2A2 \\
         llsq_W2A2,scale_init=min_error
+
+``--steps 0`` is the post-training start of a row, with no optimizer step: the prepared model
+(the row's recipe for a 1-step run, so BN is frozen from step 0: the FP32 running statistics,
+folded, nothing updated but the scales) runs one forward pass in training mode on the first
+training batch (under bf16 autocast when the probe trains under it, as the trainer's first
+step does), which initialises every scale, and is then evaluated on a seeded
+``--ptq-examples`` of the test images in eval mode (the integer form, as the table's
+fake-quant column; its products run with autocast disabled, so the trainer's bf16 monitor
+gives the same accuracy: the first PTQ probe measured both, 77.44 % each).
+``--lr`` (default the tier's 0.01), ``--no-amp`` (float32 training), ``--label-smoothing``
+(default 0, as the rows) and ``--hold-act-scales`` (no activation scale trained: each keeps
+its start) change the trainer; a probe's key in the result file names them when they differ
+from the tier's. ``--amp-check`` compares a bf16 with a float32 training forward at a row's
+start (:func:`run_amp_check`), ``--row-checkpoint`` reads a finished row's activation scales
+(:func:`run_row_scales`).
 """
 
 from __future__ import annotations
@@ -29,6 +46,7 @@ import copy
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +65,15 @@ from hwquant.core.errors import ConfigError
 from hwquant.core.provenance import file_sha256
 from hwquant.data import ArrayDataset, BatchLoader, load_dataset
 from hwquant.models import build
+from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.nn.weight_layer import QuantWeightLayer
 
 NAME = "cifar10_qat_probes"
 FP32_DIR = Path(__file__).resolve().parent / "results" / "cifar10_cpu_full" / "fp32"
 WEIGHT_DECAY = 5e-4  # the reproduce command's
 MONITOR_EXAMPLES = 2_000
+ROW_STEPS = 585
+"""QAT steps of a cpu-full row (3 epochs of 195 batches of 256): the recipe of an amp check."""
 
 
 def parse_variant(text: str, steps: int) -> tuple[RowSpec, hwquant.Recipe]:
@@ -78,12 +99,37 @@ def parse_variant(text: str, steps: int) -> tuple[RowSpec, hwquant.Recipe]:
     return row, hwquant.Recipe.from_dict(fields)
 
 
-def init_stats(qat: torch.nn.Module, batch: torch.Tensor) -> dict[str, Any]:
-    """Per inner weight layer, after the quantizers' initialisation on ``batch`` (on a copy):
-    the fraction of weight codes equal to 0 and the mean weight scale."""
-    probe = copy.deepcopy(qat).train()
-    with torch.no_grad():
-        probe(batch)
+def check_stored_recipe(key: str, record: dict[str, Any], variant: str, steps: int) -> None:
+    """Refuse to skip the stored probe ``key`` when ``variant`` now means another recipe (its
+    row's recipe changed in :mod:`hwquant.app.bench.rows` since the probe ran).
+
+    Raises:
+        ConfigError: names the probe and the recipe fields that differ.
+    """
+    now = json.loads(json.dumps(parse_variant(variant, steps)[1].to_dict()))
+    differ = sorted(
+        k for k in set(now) | set(record["recipe"]) if now.get(k) != record["recipe"].get(k)
+    )
+    if differ:
+        raise ConfigError(
+            f"the stored probe {key!r} was run with another recipe than {variant!r} has now "
+            f"(fields {', '.join(differ)}). Fix: name those fields in the variant, or remove "
+            "the probe from the result file to run it again."
+        )
+
+
+def calibrate(qat: torch.nn.Module, batch: torch.Tensor, amp: bool) -> torch.nn.Module:
+    """``qat`` after one forward pass in training mode on ``batch`` (no gradient), under bf16
+    autocast with ``amp``: its scales initialised, its BN running statistics updated once."""
+    qat.train()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        qat(batch)
+    return qat
+
+
+def layer_stats(probe: torch.nn.Module) -> dict[str, Any]:
+    """Per inner weight layer of an initialised ``probe``: the fraction of weight codes equal
+    to 0 and the mean weight scale."""
     layers = {}
     for name, module in probe.named_modules():
         if isinstance(module, QuantWeightLayer):
@@ -96,8 +142,195 @@ def init_stats(qat: torch.nn.Module, batch: torch.Tensor) -> dict[str, Any]:
     return layers
 
 
+def act_scales(model: torch.nn.Module) -> dict[str, float]:
+    """Every initialised per-tensor activation scale of ``model``, by quantizer name."""
+    return {
+        name: float(module.scale_value().detach())
+        for name, module in model.named_modules()
+        if isinstance(module, LinearQuantizer) and module.is_activation
+        and module.is_initialized()
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ProbeTraining:
+    """What a probe changes in the tier's QAT training: learning rate, bf16 autocast and label
+    smoothing (the tier's QAT rows train without; its FP32 baseline with 0.1)."""
+
+    lr: float = CPU_FULL.qat_lr
+    amp: bool = CPU_FULL.amp
+    label_smoothing: float = 0.0
+    hold_act_scales: bool = False
+    """Keep every activation scale at its start: not trained (no optimizer step moves it)."""
+
+    def suffix(self) -> str:
+        """``,lr=...``, ``,amp=off``, ``,ls=...`` and ``,act-scales=held`` where they differ
+        from the tier's QAT training (probe keys)."""
+        parts = [f",lr={self.lr:g}"] if self.lr != CPU_FULL.qat_lr else []
+        parts += [",amp=off"] if self.amp != CPU_FULL.amp else []
+        parts += [f",ls={self.label_smoothing:g}"] if self.label_smoothing else []
+        parts += [",act-scales=held"] if self.hold_act_scales else []
+        return "".join(parts)
+
+
+def probe_key(variant: str, steps: int, batch: int, training: ProbeTraining, ptq: int) -> str:
+    """The probe's key in the result file: ``VARIANT@STEPSxBATCH[,lr=..][,amp=off]``; a PTQ
+    probe (``steps`` 0) is ``VARIANT@ptq,N`` with N evaluated test images."""
+    if steps == 0:
+        return f"{variant}@ptq,{ptq}{training.suffix()}"
+    return f"{variant}@{steps}x{batch}{training.suffix()}"
+
+
+def run_ptq(variant: str, batch: int, examples: int, data: Any, seed: int,
+            training: ProbeTraining) -> dict[str, Any]:  # fmt: skip
+    """The start of ``variant``'s QAT with no step (module docstring): its record."""
+    start = time.perf_counter()
+    row, recipe = parse_variant(variant, 1)
+    rng = np.random.default_rng(seed)
+    index = np.sort(rng.permutation(len(data.train.labels))[:batch])
+    norm = {"mean": data.mean, "std": data.std, "device": "cpu"}
+    train = BatchLoader(ArrayDataset(data.train.images[index], data.train.labels[index]), batch,
+                        shuffle=True, augment=True, seed=seed, drop_last=True, **norm)  # fmt: skip
+    picked = np.sort(rng.permutation(len(data.test.labels))[:examples])
+    test = BatchLoader(ArrayDataset(data.test.images[picked], data.test.labels[picked]),
+                       CPU_FULL.eval_batch, shuffle=False, augment=False, **norm)  # fmt: skip
+    seed_everything(seed)
+    model = build("resnet20", num_classes=10, input_size=32)
+    model.load_state_dict(load_checkpoint(FP32_DIR / "resnet20.ckpt")["state_dict"])
+    qat = hwquant.prepare(model.train(), recipe).to(memory_format=torch.channels_last)
+    calibrate(qat, next(train.iter_from(0))[0], training.amp)
+    accuracy = fp32_accuracy(qat.eval(), test)
+    return {
+        "variant": variant,
+        "row": row.name,
+        "recipe": recipe.to_dict(),
+        "steps": 0,
+        "calibration": f"one training-mode forward on {batch} augmented training images"
+        + (" under bf16 autocast" if training.amp else ""),
+        "test_examples": examples,
+        "test_acc_float32": accuracy,
+        "init": layer_stats(qat),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def run_amp_check(variant: str, batch: int, data: Any, seed: int) -> dict[str, Any]:
+    """What bf16 autocast changes in ``variant``'s training forward pass at its start.
+
+    The prepared model is calibrated on the first training batch under autocast (as the
+    trainer's first step), then run in training mode on that batch twice, on copies: under
+    bf16 autocast and in float32. Recorded: per activation quantizer, the fraction of its codes
+    that differ when ``x/α`` is computed as the trainer does under autocast (the bf16 input
+    divided in bf16: an 8-bit mantissa) rather than in float32 from the same bf16 input; and
+    for the whole network, the loss of each pass, the largest logit difference and the
+    fraction of images whose predicted class differs. Both before the BN freeze (batch
+    statistics) and after it (every BN frozen); after it also the fraction of images whose
+    predicted class differs from the deployed form's (eval mode, exact integers) in each pass.
+    """
+    start = time.perf_counter()
+    row, recipe = parse_variant(variant, ROW_STEPS)
+    rng = np.random.default_rng(seed)
+    index = np.sort(rng.permutation(len(data.train.labels))[:batch])
+    norm = {"mean": data.mean, "std": data.std, "device": "cpu"}
+    train = BatchLoader(ArrayDataset(data.train.images[index], data.train.labels[index]), batch,
+                        shuffle=True, augment=True, seed=seed, drop_last=True, **norm)  # fmt: skip
+    x, y = next(train.iter_from(0))
+    seed_everything(seed)
+    model = build("resnet20", num_classes=10, input_size=32)
+    model.load_state_dict(load_checkpoint(FP32_DIR / "resnet20.ckpt")["state_dict"])
+    qat = calibrate(hwquant.prepare(model.train(), recipe), x, amp=True)
+    flips: dict[str, list[float]]
+
+    def count(name: str, module: LinearQuantizer, args: tuple[torch.Tensor, ...]) -> None:
+        (v,) = args
+        if v.dtype != torch.bfloat16:
+            return
+        alpha = module.scale_value().reshape(())
+        ours = (v / alpha).clamp(module.qmin, module.qmax).add(0.5).floor()
+        exact = (v.float() / alpha).clamp(module.qmin, module.qmax).add(0.5).floor()
+        flips.setdefault(name, []).append(float((ours.float() != exact).float().mean()))
+
+    phases = {}
+    for phase in ("bn_batch_statistics", "bn_frozen"):
+        logits, flips = {}, {}
+        for amp in (True, False):
+            copy_ = copy.deepcopy(qat)
+            for module in copy_.modules():
+                if phase == "bn_frozen" and isinstance(module, QuantWeightLayer):
+                    module.freeze_bn()
+            hooks = [
+                m.register_forward_pre_hook(lambda m, a, n=n: count(n, m, a))
+                for n, m in copy_.named_modules()
+                if isinstance(m, LinearQuantizer) and m.is_activation
+            ]
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                logits[amp] = copy_(x).float()
+            for hook in hooks:
+                hook.remove()
+        loss = {a: float(torch.nn.functional.cross_entropy(out, y)) for a, out in logits.items()}
+        if phase == "bn_frozen":  # the deployed form: eval mode, exact integers
+            with torch.no_grad():
+                deployed = copy.deepcopy(qat).eval()(x).argmax(1)
+            phases["prediction_differs_from_integer_form"] = {
+                "bf16": float((logits[True].argmax(1) != deployed).float().mean()),
+                "float32": float((logits[False].argmax(1) != deployed).float().mean()),
+            }
+        phases[phase] = {
+            "code_flip_fraction": {name: round(f[0], 5) for name, f in flips.items()},
+            "loss_bf16": loss[True],
+            "loss_float32": loss[False],
+            "max_logit_difference": float((logits[True] - logits[False]).abs().max()),
+            "prediction_differs_fraction": float(
+                (logits[True].argmax(1) != logits[False].argmax(1)).float().mean()
+            ),
+        }
+    return {
+        "variant": variant,
+        "row": row.name,
+        "recipe": recipe.to_dict(),
+        "steps": 0,
+        "batch": batch,
+        **phases,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def run_row_scales(variant: str, checkpoint: Path, batch: int, data: Any, seed: int
+                   ) -> dict[str, Any]:  # fmt: skip
+    """Where a finished row's training moved its activation scales: each scale of the row's
+    last trainer checkpoint (``checkpoint``, its ``model`` state) against the start that
+    ``variant``'s recipe calibrates on the first training batch under bf16 autocast (the
+    tier's; as in :func:`run_amp_check`)."""
+    start = time.perf_counter()
+    row, recipe = parse_variant(variant, ROW_STEPS)
+    rng = np.random.default_rng(seed)
+    index = np.sort(rng.permutation(len(data.train.labels))[:batch])
+    norm = {"mean": data.mean, "std": data.std, "device": "cpu"}
+    train = BatchLoader(ArrayDataset(data.train.images[index], data.train.labels[index]), batch,
+                        shuffle=True, augment=True, seed=seed, drop_last=True, **norm)  # fmt: skip
+    seed_everything(seed)
+    model = build("resnet20", num_classes=10, input_size=32)
+    model.load_state_dict(load_checkpoint(FP32_DIR / "resnet20.ckpt")["state_dict"])
+    qat = calibrate(hwquant.prepare(model.train(), recipe), next(train.iter_from(0))[0], True)
+    trained = load_checkpoint(checkpoint)["model"]
+    scales = {
+        name: {"start": scale, "final": float(trained[f"{name}.scale"].abs())}
+        for name, scale in act_scales(qat).items()
+    }
+    return {
+        "variant": variant,
+        "row": row.name,
+        "recipe": recipe.to_dict(),
+        "steps": ROW_STEPS,
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "act_scales": scales,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+
+
 def run_probe(
-    variant: str, steps: int, evals: int, batch: int, data: Any, seed: int
+    variant: str, steps: int, evals: int, batch: int, data: Any, seed: int, training: ProbeTraining
 ) -> dict[str, Any]:
     """Train ``variant`` for ``steps`` steps from the FP32 checkpoint; its record."""
     start = time.perf_counter()
@@ -119,14 +352,21 @@ def run_probe(
     model.load_state_dict(load_checkpoint(FP32_DIR / "resnet20.ckpt")["state_dict"])
     qat = hwquant.prepare(model.train(), recipe).to(memory_format=torch.channels_last)
     first = next(train.iter_from(0))[0]
+    if training.hold_act_scales:  # initialised on the first forward all the same
+        for module in qat.modules():
+            if isinstance(module, LinearQuantizer) and module.is_activation:
+                module.scale.requires_grad_(False)
     config = TrainConfig(
-        epochs=evals, batch_size=batch, optimizer="sgd", lr=tier.qat_lr,
-        weight_decay=WEIGHT_DECAY, schedule="cosine", amp=tier.amp, cpu_amp=tier.amp,
-        seed=seed, deterministic=True,
+        epochs=evals, batch_size=batch, optimizer="sgd", lr=training.lr,
+        weight_decay=WEIGHT_DECAY, schedule="cosine", amp=training.amp, cpu_amp=training.amp,
+        label_smoothing=training.label_smoothing, seed=seed, deterministic=True,
     )  # fmt: skip
-    stats = init_stats(qat, first)
+    start_model = calibrate(copy.deepcopy(qat), first, training.amp)
+    stats, start_scales = layer_stats(start_model), act_scales(start_model)
+    del start_model
     with tempfile.TemporaryDirectory() as work:
         result = Trainer(qat, train, monitor, config, work, "cpu", progress=False).fit()
+    final_scales = act_scales(qat)
     history = [
         {"step": (i + 1) * per_pass, "monitor_acc": h["test_acc"], "train_loss": h["train_loss"]}
         for i, h in enumerate(result.history)
@@ -136,9 +376,20 @@ def run_probe(
         "row": row.name,
         "recipe": recipe.to_dict(),
         "steps": steps,
+        "lr": training.lr,
+        "amp_bf16": training.amp,
+        "label_smoothing": training.label_smoothing,
+        "act_scales_held": training.hold_act_scales,
         "final_test_acc": fp32_accuracy(qat.eval(), test),
         "history": history,
         "init": stats,
+        "act_scales": {
+            name: {"init": scale, "final": final_scales[name]}
+            for name, scale in start_scales.items()
+        },
+        "final_weight_scales": {
+            name: layer["mean_weight_scale"] for name, layer in layer_stats(qat).items()
+        },
         "wall_seconds": round(time.perf_counter() - start, 1),
     }
 
@@ -146,7 +397,17 @@ def run_probe(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", required=True)
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=300, help="0: the PTQ start only")
+    parser.add_argument("--ptq-examples", type=int, default=5_000)
+    parser.add_argument("--lr", type=float, default=CPU_FULL.qat_lr)
+    parser.add_argument("--no-amp", action="store_true", help="train in float32")
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--hold-act-scales", action="store_true",
+                        help="train no activation scale (they keep their start)")  # fmt: skip
+    parser.add_argument("--row-checkpoint", type=Path, default=None,
+                        help="only read a finished row's trainer checkpoint's scales")  # fmt: skip
+    parser.add_argument("--amp-check", action="store_true",
+                        help="only compare bf16 with float32 training forward passes")  # fmt: skip
     parser.add_argument("--batch", type=int, default=CPU_FULL.batch_size)
     parser.add_argument("--evals", type=int, default=3, help="test evaluations (passes)")
     parser.add_argument("--seed", type=int, default=0)
@@ -170,21 +431,44 @@ def main(argv: list[str] | None = None) -> None:
         "fp32_checkpoint_sha256": digest,
         "fp32_test_acc": fp32["test_acc"],
         "batch_size": args.batch,
-        "lr": CPU_FULL.qat_lr,
+        "lr": f"{CPU_FULL.qat_lr} unless the probe records another (its lr)",
         "schedule": "cosine over the probe's steps",
-        "amp_bf16": CPU_FULL.amp,
+        "amp_bf16": f"{CPU_FULL.amp} unless the probe records another (its amp_bf16)",
         "threads": args.threads,
         "train_subset": "seeded, steps/evals batches, passed evals times",
         "test_examples": 10_000,
         "monitor_examples": MONITOR_EXAMPLES,
     }
     data = load_dataset("cifar10-folder", args.data_root, progress=False)
+    training = ProbeTraining(
+        args.lr, CPU_FULL.amp and not args.no_amp, args.label_smoothing, args.hold_act_scales
+    )
+    recipe_steps = ROW_STEPS if args.amp_check or args.row_checkpoint else max(args.steps, 1)
     for variant in args.variants:
-        key = f"{variant}@{args.steps}x{args.batch}"
+        key = probe_key(variant, args.steps, args.batch, training, args.ptq_examples)
+        if args.amp_check:
+            key = f"{variant}@amp-check,{args.batch}"
+        if args.row_checkpoint:
+            key = f"{variant}@row-scales"
         if key in probes:
+            check_stored_recipe(key, probes[key], variant, recipe_steps)
             continue
-        probes[key] = run_probe(variant, args.steps, args.evals, args.batch, data, args.seed)
-        print(key, probes[key]["final_test_acc"], probes[key]["history"], flush=True)
+        if args.row_checkpoint:
+            probes[key] = run_row_scales(variant, args.row_checkpoint, args.batch, data,
+                                         args.seed)  # fmt: skip
+            print(key, json.dumps(probes[key]["act_scales"]), flush=True)
+        elif args.amp_check:
+            probes[key] = run_amp_check(variant, args.batch, data, args.seed)
+            print(key, json.dumps(probes[key]), flush=True)
+        elif args.steps == 0:
+            probes[key] = run_ptq(variant, args.batch, args.ptq_examples, data, args.seed,
+                                  training)  # fmt: skip
+            print(key, probes[key]["test_acc_float32"], flush=True)
+        else:
+            probes[key] = run_probe(variant, args.steps, args.evals, args.batch, data,
+                                    args.seed, training)  # fmt: skip
+            print(key, probes[key]["final_test_acc"], probes[key]["history"], flush=True)
+        probes[key]["command"] = command_line()  # the file's own is the last invocation's
         recorder.save(config, {"probes": probes})
 
 

@@ -84,6 +84,20 @@ def test_resume_refuses_a_stored_row_whose_recipe_changed_in_code(smoke: Path, t
         reproduce(replace(options, step_time=False))
 
 
+def test_resume_refuses_a_stored_row_trained_with_other_qat_settings(smoke: Path, tmp_path):
+    """A row trained under bf16 autocast is not reported beside rows trained without it (the
+    trainer's settings changed in code since it ran): the difference is named."""
+    out = tmp_path / "run"
+    shutil.copytree(smoke, out)
+    path = out / "rows" / "resnet20" / "llsq_W4A4.json"
+    record = json.loads(path.read_text())
+    record["training"]["config"] |= {"amp": True, "cpu_amp": True}
+    path.write_text(json.dumps(record))
+    options = Options(TIERS["smoke"], out, ("resnet20",), select_rows(["llsq_W4A4"]), resume=True)
+    with pytest.raises(ConfigError, match=r"llsq_W4A4.*train\.amp: stored True, now False"):
+        reproduce(replace(options, step_time=False))
+
+
 def test_a_resumed_run_reports_the_step_times_it_measured_before(smoke: Path, monkeypatch):
     stored = json.loads((smoke / "step_time.json").read_text())
     assert set(stored) == {"resnet20"}

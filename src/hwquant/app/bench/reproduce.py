@@ -129,7 +129,7 @@ def reproduce(options: Options) -> dict[str, Any]:
             continue
         for row in options.rows:
             if row not in pending:
-                _check_stored_recipe(paths[row], row, options, data)
+                _check_stored_row(paths[row], row, options, data)
         skipped += [f"{model_name}/{row.name}" for row in options.rows if row not in pending]
         if not pending:
             continue
@@ -203,17 +203,24 @@ def _differences(stored: Any, now: Any, where: str = "") -> list[str]:
     return [] if stored == now else [f"{where.rstrip('.')}: stored {stored!r}, now {now!r}"]
 
 
-def _check_stored_recipe(path: Path, row: RowSpec, options: Options, data: _Data) -> None:
-    """Refuse to skip a stored row whose recipe is not the one this version of the row table
-    would train (the row was redefined in code since it ran): its figures would be reported
-    under a recipe they do not come from.
+def _check_stored_row(path: Path, row: RowSpec, options: Options, data: _Data) -> None:
+    """Refuse to skip a stored row whose recipe or QAT training settings are not the ones this
+    version of the row table would use (the row or the trainer was redefined in code since it
+    ran): its figures would be reported under a recipe they do not come from. A row recorded
+    as refused has no training settings; its recipe is checked.
 
     Raises:
-        ConfigError: names the row, every recipe field that differs, and the fix.
+        ConfigError: names the row, every recipe field and training setting that differs, and
+            the fix.
     """
-    stored = Recipe.from_dict(json.loads(path.read_text())["recipe"])  # later fields: defaults
-    steps = _train_config(options, False).epochs * len(data.qat_train)
+    record = json.loads(path.read_text())
+    stored = Recipe.from_dict(record["recipe"])  # later fields: defaults
+    config = _train_config(options, False)
+    steps = config.epochs * len(data.qat_train)
     differ = _differences(stored.to_dict(), row.recipe(steps).to_dict())
+    if "training" in record:  # fields added to TrainConfig since: their defaults
+        trained = dataclasses.asdict(TrainConfig(**record["training"]["config"]))
+        differ += _differences(trained, dataclasses.asdict(config), "train.")
     if differ:
         raise ConfigError(
             f"--resume: the stored row {path} was trained with another recipe than row "

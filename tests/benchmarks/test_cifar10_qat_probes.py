@@ -1,0 +1,41 @@
+"""The CIFAR-10 QAT probes' keys and variants (no data: the probes themselves are benchmarks)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import cifar10_qat_probes as probes
+from hwquant.core.errors import ConfigError
+
+
+def test_a_probe_key_names_what_differs_from_the_tier():
+    """Stored keys of default probes stay as they were; a changed trainer setting is named, so
+    a probe with other settings is never skipped as already finished."""
+    default = probes.ProbeTraining()
+    assert probes.probe_key("llsq_W4A4", 100, 64, default, 5000) == "llsq_W4A4@100x64"
+    assert probes.probe_key("llsq_W4A4", 0, 256, default, 5000) == "llsq_W4A4@ptq,5000"
+    other = probes.ProbeTraining(lr=0.002, amp=False, label_smoothing=0.1, hold_act_scales=True)
+    assert (
+        probes.probe_key("llsq_W4A4", 100, 64, other, 5000)
+        == "llsq_W4A4@100x64,lr=0.002,amp=off,ls=0.1,act-scales=held"
+    )
+
+
+def test_a_variant_overrides_recipe_fields_and_refuses_unknown_ones():
+    row, recipe = probes.parse_variant("llsq_W4A4,scale_init=min_error,bn_freeze_step=0", 100)
+    assert (row.name, recipe.scale_init, recipe.bn_freeze_step) == ("llsq_W4A4", "min_error", 0)
+    _, nested = probes.parse_variant("nonuniform_W2A8,nonuniform.stages=2", 100)
+    assert nested.nonuniform.stages == 2
+    with pytest.raises(ConfigError, match="no field 'scale_rule'"):
+        probes.parse_variant("llsq_W4A4,scale_rule=peak", 100)
+    with pytest.raises(ConfigError, match="unknown row 'llsq_W5A5'"):
+        probes.parse_variant("llsq_W5A5", 100)
+
+
+def test_a_stored_probe_whose_row_changed_is_not_skipped_silently():
+    _, recipe = probes.parse_variant("llsq_W4A4", 100)
+    record = {"recipe": recipe.to_dict()}
+    probes.check_stored_recipe("llsq_W4A4@100x64", record, "llsq_W4A4", 100)  # the same: skip
+    record["recipe"] = recipe.to_dict() | {"scale_init": "min_error"}
+    with pytest.raises(ConfigError, match=r"'llsq_W4A4@100x64'.*fields scale_init"):
+        probes.check_stored_recipe("llsq_W4A4@100x64", record, "llsq_W4A4", 100)
