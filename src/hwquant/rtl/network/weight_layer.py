@@ -80,11 +80,12 @@ behind a multiplexer of as many ways (two LUT levels): the digits designs' 10,24
 classifier ROM (5 DP16KD deep) read through it in 8.6-9.4 ns, within 100 MHz, without the
 banks' registers (a ROM word's width in flip-flops per bank)."""
 
-OPERAND_COPY_LANES = 16
+OPERAND_COPY_LANES = 8
 """A block with more DSP lanes than this (products Yosys maps to MULT18X18D, ``style`` "dsp")
 gives every lane a copy of the activation operand register ``x_q`` of its own, one stage
 after it, so that each copy sits beside its lane's multipliers: the MNIST-5k LLSQ design
 (153 of 156 MULT18X18D) routed its 32-lane ``x_q`` to the farthest DSP in 5.7 ns (88.22 MHz),
+and with copies beyond 16 lanes its 16-lane ``features.3.0`` ``x_q`` in 5.9 ns (96.46 MHz),
 while the digits fixed-only design's 16 DSP lanes on one ``x_q`` met 106 MHz."""
 
 LUTROM_DEPTH = 64
