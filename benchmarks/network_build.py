@@ -738,6 +738,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     _refuse_unused(parser, args)
+    unknown = sorted(set(args.only or ()) - {s.name for s in DESIGNS})
+    if unknown:
+        parser.error(
+            f"--only names no design: {', '.join(unknown)}. The designs: "
+            + ", ".join(s.name for s in DESIGNS)
+        )
     torch.set_num_threads(1)
     path = RESULTS_DIR / f"{NAME}.json"
     if args.docs:
@@ -751,8 +757,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     done = _stored(path)
     if args.check_rtl:
-        names = [n for n in done if n in {s.name for s in DESIGNS} and n in (args.only or done)]
-        verdicts = {n: check_rtl(n, done[n]) for n in names if "error" not in done[n]}
+        names = args.only or [n for n in done if n in {s.name for s in DESIGNS}]
+        verdicts = {
+            n: "unknown: no stored entry"
+            if n not in done
+            else "unknown: the stored entry is an error"
+            if "error" in done[n]
+            else check_rtl(n, done[n])
+            for n in names
+        }
         for name, verdict in verdicts.items():
             print(f"{name}: {verdict}")
         stale = [n for n, v in verdicts.items() if v != "same"]
@@ -772,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
         with _lock("results"):  # other runs may have saved entries meanwhile: keep them
             done = _stored(path)
             for name, fields in fresh.items():
+                done[name].pop("estimate_note", None)  # the new fields say where they come from
                 done[name].update(fields)
             _save(recorder, json.loads(path.read_text())["config"], path, done)
         return 0

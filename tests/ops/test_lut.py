@@ -17,7 +17,7 @@ from hwquant.engine import run
 from hwquant.ops.lut import LutNode
 from hwquant.qat.recipe import Recipe
 from tests.helpers import trained_qat_model
-from tests.rtl.network.conftest import requires_verilator
+from tests.rtl.network.conftest import assert_verilog_2005, requires_verilator
 
 FORMS = {
     "Sigmoid": nn.Sigmoid(),
@@ -232,6 +232,7 @@ def test_lut_block_is_exact_in_simulation(tmp_path):
 
     _, int_model, _ = _lowered(ConvAct(nn.SiLU()), Recipe(bn_freeze_step=1))
     design = build_design(int_model, "lfe5u-85f", tmp_path / "d", input_size=8)
+    assert_verilog_2005(design.directory, design.record)
     assert "lut" in [b["op"] for b in design.record["blocks"]]
     codes = dataset_codes(int_model, "digits", 4)
     lut = next(n for n in int_model.nodes if isinstance(n, LutNode))

@@ -19,7 +19,7 @@ from hwquant.engine import run
 from hwquant.ops.mul import MulNode
 from hwquant.qat.recipe import Recipe
 from tests.helpers import trained_qat_model
-from tests.rtl.network.conftest import requires_verilator
+from tests.rtl.network.conftest import assert_verilog_2005, requires_verilator
 
 
 class ConvSE(nn.Module):
@@ -140,6 +140,7 @@ def test_se_block_is_exact_in_simulation_and_a_broken_broadcast_fails(tmp_path):
 
     _, int_model, _ = _lowered(ConvSE(), RECIPES["llsq"])
     design = build_design(int_model, "lfe5u-85f", tmp_path / "d", input_size=8)
+    assert_verilog_2005(design.directory, design.record)
     (mul,) = [n for n in int_model.nodes if isinstance(n, MulNode)]
     entry = next(b for b in design.record["blocks"] if b["name"] == mul.name)
     assert entry["broadcast"] == [8, 1, 1] and entry["depth"] == 6

@@ -14,7 +14,7 @@ from hwquant.ops.relu import ReluNode
 from hwquant.qat.nn.base import capture_codes
 from hwquant.qat.recipe import Recipe
 from tests.helpers import trained_qat_model
-from tests.rtl.network.conftest import requires_verilator
+from tests.rtl.network.conftest import assert_verilog_2005, requires_verilator
 
 
 class PoolThenRelu(nn.Module):
@@ -71,6 +71,7 @@ def test_relu_block_is_exact_in_simulation(tmp_path):
     _, int_model, _ = _lowered()
     design = build_design(int_model, "lfe5u-85f", tmp_path / "d", input_size=8)
     assert "relu" in [b["op"] for b in design.record["blocks"]]
+    assert_verilog_2005(design.directory, design.record)  # the sign bit of each channel's code
     codes = dataset_codes(int_model, "digits", 4)
     relu = next(n for n in int_model.nodes if isinstance(n, ReluNode))
     assert (run(int_model, codes, trace=True).values[relu.inputs[0]] < 0).any()

@@ -21,7 +21,7 @@ from hwquant.export import export_qonnx, run_qonnx
 from hwquant.ops.upsample import UpsampleNode
 from hwquant.qat.recipe import Recipe
 from tests.helpers import trained_qat_model
-from tests.rtl.network.conftest import requires_verilator
+from tests.rtl.network.conftest import assert_verilog_2005, requires_verilator
 
 
 class TinyUNet(nn.Module):
@@ -117,6 +117,7 @@ def test_upsample_block_is_exact_in_simulation_and_a_broken_walk_fails(tmp_path)
 
     _, int_model, _ = _lowered(UpClassifier())
     design = build_design(int_model, "lfe5u-85f", tmp_path / "d", input_size=8)
+    assert_verilog_2005(design.directory, design.record)
     entry = next(b for b in design.record["blocks"] if b["op"] == "upsample")
     # one output pixel per cycle: 8 x 12 pixels, three pipeline stages, the final cycle
     assert entry["out_shape"] == [4, 8, 12] and entry["cycles"] == 96 + 3 + 1

@@ -22,7 +22,7 @@ from hwquant.export import export_qonnx, run_qonnx
 from hwquant.ops.zero_insert import ZeroInsertNode
 from hwquant.qat.recipe import Recipe
 from tests.helpers import trained_qat_model
-from tests.rtl.network.conftest import requires_verilator
+from tests.rtl.network.conftest import assert_verilog_2005, requires_verilator
 
 RECIPES = {
     "llsq": Recipe(bn_freeze_step=1, last_layer_bits=6),
@@ -126,6 +126,7 @@ def test_zero_insert_block_is_exact_in_simulation_and_a_shifted_grid_fails(tmp_p
     (node,) = [n for n in int_model.nodes if isinstance(n, ZeroInsertNode)]
     assert (node.stride, node.before, node.after) == ((2, 2), (1, 1), (2, 2))
     design = build_design(int_model, "lfe5u-85f", tmp_path / "d", input_size=8)
+    assert_verilog_2005(design.directory, design.record)
     entry = next(b for b in design.record["blocks"] if b["op"] == "zero_insert")
     # the spread 4x4 map: 1 + 3·2 + 1 + 2 = 10 each way, one pixel per cycle
     assert entry["out_shape"] == [4, 10, 10] and entry["cycles"] == 100 + 3 + 1

@@ -36,6 +36,7 @@ from hwquant.rtl.network.stream import (
     control_lines,
     counter_lines,
     module_text,
+    write_address_lines,
 )
 from hwquant.rtl.unit import index_bits
 
@@ -124,10 +125,7 @@ def block(node: ConcatNode, inputs: list[FeatureMap], fold: Fold, module: str) -
         "        else begin v_1 <= issue; v_2 <= v_1; wr_en <= v_2; end",
         f"        rd_addr_0 <= px[{aw - 1}:0]; rd_addr_1 <= px[{aw - 1}:0];",
         "    end",
-        "    always @(posedge clk) begin",
-        "        if (go) wr_addr <= 0;",
-        "        else if (wr_en) wr_addr <= wr_addr + 1;",
-        "    end",
+        *write_address_lines(),
         "    always @(posedge clk) begin",
     ]
     channel = 0

@@ -12,8 +12,8 @@ scales each channel of ``x``).
 * export: ONNX ``Mul`` of the codes (exact: the product's bound is checked below 2^24), then
   the requantization plan of :func:`hwquant.export.graph.requantize_codes`;
 * hardware: :func:`block`, one pixel of ``a`` per cycle, each channel's code times the gate's
-  code, then the requantization; its cost :func:`cost`. The table scheme refuses products in
-  ``prepare``.
+  code, then the requantization; its cost :func:`cost`. The table scheme looks products up in a
+  table of its own (``schemes/tables``), as it does residual adds.
 
 **The gate in hardware.** In a squeeze-excitation block ``a`` feeds both the product and the
 global pool whose 1x1 map becomes the gate, so the gate of an image exists only after that
@@ -55,6 +55,7 @@ from hwquant.rtl.network.stream import (
     control_lines,
     counter_lines,
     module_text,
+    write_address_lines,
 )
 from hwquant.rtl.requantizer import clamp_statement
 from hwquant.rtl.unit import index_bits, literal
@@ -185,10 +186,7 @@ def block(node: MulNode, inputs: list[FeatureMap], fold: Fold, module: str) -> B
         f"        rd_addr_0 <= px[{aw - 1}:0]; rd_addr_1 <= {b_addr};",
         "        word_0 <= rd_data_0; word_1 <= rd_data_1;",
         "    end",
-        "    always @(posedge clk) begin",
-        "        if (go) wr_addr <= 0;",
-        "        else if (wr_en) wr_addr <= wr_addr + 1;",
-        "    end",
+        *write_address_lines(),
     ]
     for c in range(a.channels):
         cb = c if b.channels > 1 else 0

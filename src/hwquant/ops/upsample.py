@@ -41,6 +41,7 @@ from hwquant.rtl.network.stream import (
     counter_lines,
     module_text,
     window_address,
+    write_address_lines,
 )
 from hwquant.rtl.unit import index_bits
 
@@ -174,10 +175,7 @@ def block(node: UpsampleNode, inputs: list[FeatureMap], fold: Fold, module: str)
         f"        rd_addr_0 <= pixel[{index_bits(fmap.pixels) - 1}:0];",
         "        wr_data <= rd_data_0;",
         "    end",
-        "    always @(posedge clk) begin",
-        "        if (go) wr_addr <= 0;",
-        "        else if (wr_en) wr_addr <= wr_addr + 1;",
-        "    end",
+        *write_address_lines(),
     ]
     verilog = module_text(module, block_ports([fmap], out), lines)
     info = {

@@ -44,6 +44,7 @@ from hwquant.rtl.network.stream import (
     control_lines,
     counter_lines,
     module_text,
+    write_address_lines,
 )
 from hwquant.rtl.unit import index_bits
 
@@ -155,10 +156,7 @@ def block(node: ZeroInsertNode, inputs: list[FeatureMap], fold: Fold, module: st
         "        rd_addr_0 <= src; code_1 <= code; code_2 <= code_1;",
         f"        wr_data <= code_2 ? rd_data_0 : {out.word_bits}'d0;",
         "    end",
-        "    always @(posedge clk) begin",
-        "        if (go) wr_addr <= 0;",
-        "        else if (wr_en) wr_addr <= wr_addr + 1;",
-        "    end",
+        *write_address_lines(),
     ]
     verilog = module_text(module, block_ports([fmap], out), lines)
     info = {

@@ -99,9 +99,10 @@ def table_luts(entries: int, width: int, family: str) -> float:
     >>> table_luts(64, 1, "ecp5"), table_luts(128, 1, "ecp5"), table_luts(32, 8, "ice40")
     (4.0, 9.0, 24.0)
     """
+    _known(family)
     if entries <= 1:
         return 0.0
-    if family != "ecp5":
+    if family == "ice40":
         return float(width * (2 * math.ceil(entries / 16) - 1))
     sixes = math.ceil(entries / 64)  # LUT6s of up to 64 entries, then a multiplexer
     if sixes == 1:
@@ -119,13 +120,24 @@ def multipliers(a: int, b: int, family: str) -> int:
     (1, 2)
     >>> multipliers(17, 17, "ice40"), multipliers(5, 4, "ice40")
     (1, 0)
+    >>> multipliers(8, 8, "xc7")
+    Traceback (most recent call last):
+    ...
+    hwquant.core.errors.ConfigError: no resource rules for the 'xc7' family (ecp5, ice40). Fix: ...
     """
+    _known(family)
     if family == "ice40":
         return ice40_macs(a, b)
-    n = DSP_BITS[family]
-    if family == "ecp5":
-        return _slices(a, n) * _slices(b, n)
-    return math.ceil(a / n) * math.ceil(b / n)
+    return _slices(a, DSP_BITS["ecp5"]) * _slices(b, DSP_BITS["ecp5"])
+
+
+def _known(family: str) -> None:
+    """Refuse a family these rules do not describe (each rule cites an ECP5 or iCE40 mapping)."""
+    if family not in DSP_BITS:
+        raise ConfigError(
+            f"no resource rules for the {family!r} family ({', '.join(DSP_BITS)}). Fix: estimate "
+            "an ECP5 or iCE40 part; other families are synthesized, not estimated."
+        )
 
 
 def ice40_macs(a: int, b: int) -> int:
@@ -155,6 +167,7 @@ def _slices(width: int, n: int) -> int:
 
 def memory(depth: int, width: int, family: str) -> Cost:
     """A ``depth`` x ``width``-bit RAM as Yosys maps it (module docstring)."""
+    _known(family)
     shapes = ECP5_BRAM_SHAPES if family == "ecp5" else ICE40_BRAM_SHAPES
     blocks = min(math.ceil(width / w) * math.ceil(depth / d) for w, d in shapes)
     if family == "ecp5":

@@ -26,7 +26,7 @@ def assert_verilog_2005(design_dir: Path, design: dict) -> None:
     Verilator takes SystemVerilog forms, such as a part-select of a part-select, that Yosys
     0.70 then mis-synthesizes silently."""
     if shutil.which("iverilog") is None:
-        return
+        pytest.skip("iverilog not found: apt-get install -y iverilog")
     sources = [str(design_dir / "rtl" / name) for name in design["rtl_files"]]
     done = subprocess.run(
         ["iverilog", "-g2005", "-o", os.devnull, *sources], capture_output=True, text=True

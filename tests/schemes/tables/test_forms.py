@@ -130,6 +130,11 @@ def sigmoid_ending() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(192, 8), nn.ReLU(), nn.Linear(8, 1), nn.Sigmoid())
 
 
+def relu_ending() -> nn.Module:
+    """A last layer with an output quantizer (a ReLU'd linear): the output is its indices."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(192, 8), nn.ReLU(), nn.Linear(8, 3), nn.ReLU())
+
+
 def softmax_ending() -> nn.Module:
     return nn.Sequential(
         nn.Flatten(), nn.Linear(192, 8), nn.ReLU(), nn.Linear(8, 3), nn.LogSoftmax(1)
@@ -146,6 +151,7 @@ MODELS = {
     "pooled_ending": (pooled_ending, (3, 8, 8)),
     "sigmoid_ending": (sigmoid_ending, (3, 8, 8)),
     "softmax_ending": (softmax_ending, (3, 8, 8)),
+    "relu_ending": (relu_ending, (3, 8, 8)),
 }
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hwquant.core.errors import ConfigError
 from hwquant.core.intmath import bits_needed
 from hwquant.engine import run as engine_run
 from hwquant.ir.intmodel import IntModel
@@ -89,7 +90,13 @@ def compare(
         name = deployed.output
         if isinstance(out, dict):  # a table model's trace: its output may follow the last
             # layer (a flatten, a softmax kept outside), so compare that layer's indices
-            name = next(n for n in reversed(list(captured)) if n in out)
+            name = next((n for n in reversed(list(captured)) if n in out), None)
+            if name is None:
+                raise ConfigError(
+                    f"the table model's trace holds none of the QAT model's {len(captured)} "
+                    "captured layers, so nothing can be compared. Fix: lower the QAT model "
+                    "that is evaluated (hwquant.lower) and evaluate the two together."
+                )
             got, out = out[name].cpu(), out[deployed.output].cpu()
         else:
             got = out = out.cpu()

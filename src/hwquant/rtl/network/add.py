@@ -21,6 +21,7 @@ from hwquant.rtl.network.stream import (
     control_lines,
     counter_lines,
     module_text,
+    write_address_lines,
 )
 from hwquant.rtl.requantizer import clamp_statement
 from hwquant.rtl.unit import index_bits, literal
@@ -53,10 +54,7 @@ def emit(node: AddNode, inputs: list[FeatureMap], module: str) -> Block:
         f"        rd_addr_0 <= px[{aw - 1}:0]; rd_addr_1 <= px[{aw - 1}:0];",
         "        word_0 <= rd_data_0; word_1 <= rd_data_1;",
         "    end",
-        "    always @(posedge clk) begin",
-        "        if (go) wr_addr <= 0;",
-        "        else if (wr_en) wr_addr <= wr_addr + 1;",
-        "    end",
+        *write_address_lines(),
     ]
     for c in range(a.channels):
         terms = []

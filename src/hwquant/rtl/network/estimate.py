@@ -160,7 +160,7 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
         cost.ffs += copies * simd * a + rom_bits
     # the tags (valid, padding, first, last, chunk and fold) through the pipeline's stages
     cost.ffs += int(block["depth"]) * (4 + bits(nf)) + 3 * bits(c_in // simd)
-    if block["weight_rom"]["style"] == "distributed":
+    if block["weight_rom"]["style"] == "logic":  # a small ROM: LUT logic
         cost.luts += table_luts(words, rom_bits, family)
         cost.ffs += rom_bits  # the ROM's read register (block RAM holds its own)
     elif banks > 1:  # banks of 2^k words (the last one shorter), then a banks:1 select

@@ -29,6 +29,7 @@ from hwquant.rtl.network.stream import (
     counter_lines,
     module_text,
     window_address,
+    write_address_lines,
 )
 from hwquant.rtl.requantizer import clamp_statement
 from hwquant.rtl.unit import index_bits, literal
@@ -59,10 +60,7 @@ def _window_walk(
         "        first_1 <= ky == 0 && kx == 0; first_2 <= first_1; first_3 <= first_2;",
         f"        last_1 <= ky == {kh - 1} && kx == {kw - 1}; last_2 <= last_1; last_3 <= last_2;",
         "    end",
-        "    always @(posedge clk) begin",
-        "        if (go) wr_addr <= 0;",
-        "        else if (wr_en) wr_addr <= wr_addr + 1;",
-        "    end",
+        *write_address_lines(),
     ]
     return lines
 

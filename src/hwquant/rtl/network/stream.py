@@ -270,6 +270,17 @@ def module_text(name: str, ports: list[str], lines: list[str]) -> str:
     return f"module {name} (\n{header}\n);\n" + "\n".join(lines) + "\nendmodule\n"
 
 
+def write_address_lines() -> list[str]:
+    """The output word's address: 0 when an image starts (``go``), one more after each word
+    written (``wr_en``)."""
+    return [
+        "    always @(posedge clk) begin",
+        "        if (go) wr_addr <= 0;",
+        "        else if (wr_en) wr_addr <= wr_addr + 1;",
+        "    end",
+    ]
+
+
 def pixelwise_block(
     module: str,
     fmap: FeatureMap,
@@ -278,7 +289,9 @@ def pixelwise_block(
     preamble: Sequence[str] = (),
 ) -> tuple[str, int, int]:
     """A block that maps each pixel word of ``fmap`` to one of ``out``, channel by channel:
-    output field ``c`` is ``encode(c, word)``, ``word`` being input channel ``c``'s raw code.
+    output field ``c`` is ``encode(c, word)``, ``word`` naming a wire that holds input channel
+    ``c``'s raw code (a plain name, so ``encode`` may select its bits: a part-select of a
+    part-select is not Verilog-2005, and Yosys 0.70 drops its variable base).
     One pixel per cycle through a three-stage pipeline (address → RAM read → written word);
     ``preamble`` (declarations, functions) goes before it. Returns the Verilog, the steps
     (pixels) and the depth (3)."""
@@ -293,14 +306,14 @@ def pixelwise_block(
         "        else begin v_1 <= issue; v_2 <= v_1; wr_en <= v_2; end",
         f"        rd_addr_0 <= px[{aw - 1}:0];",
         "    end",
-        "    always @(posedge clk) begin",
-        "        if (go) wr_addr <= 0;",
-        "        else if (wr_en) wr_addr <= wr_addr + 1;",
-        "    end",
-        "    always @(posedge clk) begin",
+        *write_address_lines(),
     ]
+    lines += [
+        f"    wire [{bits - 1}:0] code_{c} = rd_data_0[{c * bits} +: {bits}];"
+        for c in range(fmap.channels)
+    ]
+    lines.append("    always @(posedge clk) begin")
     for c in range(fmap.channels):
-        word = f"rd_data_0[{c * bits} +: {bits}]"
-        lines.append(f"        wr_data[{c * out.bits} +: {out.bits}] <= {encode(c, word)};")
+        lines.append(f"        wr_data[{c * out.bits} +: {out.bits}] <= {encode(c, f'code_{c}')};")
     lines.append("    end")
     return module_text(module, block_ports([fmap], out), lines), steps, depth

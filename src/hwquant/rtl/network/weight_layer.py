@@ -77,7 +77,8 @@ limited Fmax to 68.8 MHz."""
 ROM_CASCADE_BANKS = 8
 """A ROM of at most this many banks' words is left to Yosys, which cascades its block RAMs
 behind a multiplexer of as many ways (two LUT levels): the digits designs' 10,240-word
-classifier ROM (5 DP16KD deep) read through it in 8.6-9.4 ns, within 100 MHz, without the
+classifier ROM (5 DP16KD deep) read through it within 100 MHz (every digits design placed at
+103.85-118.20 MHz, benchmarks/results/network_build.json), without the
 banks' registers (a ROM word's width in flip-flops per bank)."""
 
 OPERAND_COPY_LANES = 8

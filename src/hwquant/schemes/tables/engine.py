@@ -27,6 +27,7 @@ from hwquant.engine.integer import RunContext
 from hwquant.ir.intmodel import IntNode, MaxPoolNode
 from hwquant.ir.ops import get_op
 from hwquant.qat.nn.zero_insert import zero_insert
+from hwquant.qat.options import pair
 from hwquant.schemes.tables import kernels, native
 from hwquant.schemes.tables.model import (
     ActivationNode,
@@ -90,10 +91,6 @@ class CompiledPool:
     thresholds: torch.Tensor
 
 
-def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (value[0], value[1])
-
-
 def native_geometry(node: UnitNode) -> bool:
     """Whether the native kernel computes ``node``'s window: a linear unit, or a convolution of
     one group with a square kernel, stride and padding and no dilation (other convolutions run
@@ -101,7 +98,7 @@ def native_geometry(node: UnitNode) -> bool:
     if node.op != "conv":
         return True
     kh, kw = node.weight_index.shape[-2:]
-    stride, padding = _pair(node.stride), _pair(node.padding)
+    stride, padding = pair(node.stride), pair(node.padding)
     square = kh == kw and stride[0] == stride[1] and padding[0] == padding[1]
     return square and node.groups == 1 and tuple(node.dilation) == (1, 1)
 
@@ -183,7 +180,7 @@ def run_unit(unit: CompiledUnit, x_idx: torch.Tensor) -> torch.Tensor:
     if unit.native is not None:
         kernel = node.weight_index.shape[-1] if conv else 1
         x = x_idx if conv else x_idx[:, :, None, None]
-        stride, padding = _pair(node.stride)[0], _pair(node.padding)[0]
+        stride, padding = pair(node.stride)[0], pair(node.padding)[0]
         out = native.run(unit.native, x.to(torch.int64), kernel, stride, padding)
         return out if conv else out.flatten(1)
     if conv:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from hwquant.qat.options import pair
+
 ROW_BUDGET = 2**22  # entries of a compiled lookup table (16 MiB of int32)
 MAX_GROUP = 4
 GATHER_CHUNK = 2**23  # gathered entries per chunk of a batch
@@ -123,10 +125,6 @@ def _windows(
     return shifts, out_h, out_w
 
 
-def _pair(value: int | Pair) -> Pair:
-    return (value, value) if isinstance(value, int) else (value[0], value[1])
-
-
 def patches(
     x: torch.Tensor,
     kernel: int | Pair,
@@ -138,11 +136,11 @@ def patches(
     """Input indices of every convolution window, ``[N, Ho·Wo, C·k_h·k_w]`` ordered as the
     flattened weight ``[O, C, k_h, k_w]``, the padding filled with ``pad_index``; and Ho, Wo.
     ``kernel``, ``stride``, ``padding`` and ``dilation`` are one number or ``(h, w)``."""
-    ph, pw = _pair(padding)
+    ph, pw = pair(padding)
     if ph or pw:
         x = F.pad(x, (pw, pw, ph, ph), value=pad_index)
     shifts, out_h, out_w = _windows(
-        x.permute(0, 2, 3, 1), _pair(kernel), _pair(stride), _pair(dilation), spatial=(1, 2)
+        x.permute(0, 2, 3, 1), pair(kernel), pair(stride), pair(dilation), spatial=(1, 2)
     )
     cols = torch.stack(shifts, dim=-1)  # [N, Ho, Wo, C, kh·kw]: one copy, already window-major
     return cols.reshape(x.shape[0], out_h * out_w, -1), out_h, out_w
@@ -173,7 +171,7 @@ def window_max(
     padding with index 0 never wins); sizes are one number or ``(h, w)``. With ``ceil_mode``
     the last window may run past the padded input (PyTorch's rule: it starts inside the input
     or its left padding), its missing positions padding too."""
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(_pair, (kernel, stride, padding, dilation))
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(pair, (kernel, stride, padding, dilation))
     extra = [0, 0]
     if ceil_mode:
         for axis, (size, k, s, p, d) in enumerate(

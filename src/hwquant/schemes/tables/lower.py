@@ -95,7 +95,9 @@ def lower_tables(qat: fx.GraphModule, example_input: torch.Tensor | None = None)
     recipe = getattr(qat, "hwquant_recipe", None)
     by_name = {n.name: n for n in nodes}
     ending = by_name.get(source.get(output, ""))
-    levels = None if isinstance(ending, UnitNode) else getattr(ending, "out_levels", None)
+    levels = getattr(ending, "out_levels", None)  # a unit without an output quantizer: empty
+    if levels is not None and levels.size == 0:
+        levels = None
     return TableModel(
         input_levels,
         nodes,

@@ -41,6 +41,7 @@ from hwquant.core.intmath import signed_bits
 from hwquant.hw.devices import Device, get_device
 from hwquant.hw.folding import Fold
 from hwquant.ir.intmodel import MaxPoolNode
+from hwquant.qat.options import pair
 from hwquant.rtl.network import pool
 from hwquant.rtl.network.design import Design, check_target, write_design
 from hwquant.rtl.network.folding import widen
@@ -211,14 +212,10 @@ def unit_spec(node: UnitNode, last: bool) -> ArraySpec:
     )
 
 
-def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (value[0], value[1])
-
-
 def _geometry(node: UnitNode, fmap: FeatureMap):
     if node.op == "conv":
         kernel = tuple(node.weight_index.shape[-2:])
-        return conv_geometry(kernel, _pair(node.stride), _pair(node.padding), fmap)
+        return conv_geometry(kernel, pair(node.stride), pair(node.padding), fmap)
     return dense_geometry(node.name, node.weight_index.shape[1], fmap)
 
 
