@@ -33,10 +33,10 @@ flow places (ECP5, iCE40):
 **Flip-flops** are counted register by register as the generator writes them (Yosys keeps
 every one that is read): the pipeline registers of a weight block (window address, weight and
 input words, one per product bit, adder-tree levels, accumulator and result, the
-requantizer's three wide stages and code, the word assembly), each stage's tags, the schedule
-and loop counters; an edge in block RAM costs its bank and count registers only (its RAM is
-``no_rw_check``: Yosys adds no bypass register beside it), an edge in LUTRAM its registered
-read word too, and an iCE40 edge in logic every word; a max pool holds the read
+requantizer's operand registers, three wide stages and code, the word assembly), each stage's
+tags, the schedule and loop counters; an edge in block RAM costs its bank and count registers
+only (its RAM is ``no_rw_check``: Yosys adds no bypass register beside it), an edge in LUTRAM
+its registered read word too, and an iCE40 edge in logic every word; a max pool holds the read
 word, the running maximum and the output word; the output interface holds the logits twice
 (the argmax tree and the top's output register) [D].
 
@@ -46,13 +46,12 @@ beside the synthesized count and records how far off it is.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hwquant.core.errors import ConfigError
 from hwquant.rtl.resources import (
-    DSP_BITS,
+    FAMILIES,
     Cost,
     LaneShape,
     bits,
@@ -163,8 +162,8 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
     if block["weight_rom"]["style"] == "logic":  # a small ROM: LUT logic
         cost.luts += table_luts(words, rom_bits, family)
         cost.ffs += rom_bits  # the ROM's read register (block RAM holds its own)
-    elif banks > 1:  # banks of 2^k words (the last one shorter), then a banks:1 select
-        bank_words = 1 << bits(math.ceil(words / banks))
+    elif banks > 1:  # banks of bank_words (the last one shorter), then a banks:1 select
+        bank_words = int(block["weight_rom"]["bank_words"])
         for start in range(0, words, bank_words):
             cost += memory(min(bank_words, words - start), rom_bits, family)
         cost.luts += mux_luts(banks, rom_bits)
@@ -189,7 +188,11 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
             live = wide - max(int(low) - 1, 0)
             cost.luts += 2.5 * live + live * bits(shifts) / 2 * (shifts > 1) + ob
             cost.ffs += 3 * live + int(rq["shift_bits"]) + ob  # scaled, rounded, shifted
-        cost.dsps += pe * multipliers(acc, int(rq["mult_bits"]), family)
+        # the multiply's operands registered beside the DSP: the result, and the multiplier
+        # (with the register it is loaded into) where a lane's rows have several
+        mult_bits = int(rq["mult_bits"])
+        cost.ffs += pe * acc + 2 * mult_bits * int(rq["mult_registers"])
+        cost.dsps += pe * multipliers(acc, mult_bits, family)
     th = block.get("thresholds")
     if th:  # per lane: the fold's thresholds, the compares and their sum
         count, width = int(th["count"]), int(th["compare_bits"])
@@ -254,7 +257,7 @@ def estimate_design(record: Mapping, family: str) -> DesignEstimate:
     Raises:
         ConfigError: a family other than ``ecp5`` / ``ice40``, or a block op it cannot cost.
     """
-    if family not in DSP_BITS:
+    if family not in FAMILIES:
         raise ConfigError(f"no estimate for family {family!r}. Fix: use ecp5 or ice40.")
     est = DesignEstimate(family)
     widths = {e["to"]: int(e["width"]) for e in record["edges"]}

@@ -27,7 +27,8 @@ and weight ROM read → (the read word registered, when the chunk select has at 
 the operand per lane, beyond :data:`OPERAND_COPY_LANES` DSP lanes) → products →
 (the products registered again when they are ROM reads, table lookups) → ``⌈log2 SIMD⌉``
 adder-tree levels → accumulator (bias on a fold's first item, wrapping at ``acc_bits``:
-:class:`hwquant.core.intmath.Accumulator` "wrap") → ``acc·M`` → ``+ 2^(s−1)`` → ``>>> s`` →
+:class:`hwquant.core.intmath.Accumulator` "wrap") → ``acc`` and ``M`` registered again (beside
+the multiplier) → ``acc·M`` → ``+ 2^(s−1)`` → ``>>> s`` →
 ``clamp(·, lo, hi)`` → pixel word assembly in the write register (each fold's codes into
 their fields) and write.
 ``acc_bits`` is the width the engine's analysis proves (:meth:`WeightNode.worst_case_bits`),
@@ -227,8 +228,9 @@ class Activation(Protocol):
 
 @dataclass(frozen=True)
 class Requantizer:
-    """``code = clamp((acc·M[row] + 2^(s[row]−1)) >>> s[row], lo, hi)`` in two stages
-    (:func:`hwquant.rtl.requantizer.clamp_statement`)."""
+    """``code = clamp((acc·M[row] + 2^(s[row]−1)) >>> s[row], lo, hi)``, one register stage
+    per step (:func:`hwquant.rtl.requantizer.clamp_statement`); ``M`` is a constant in a lane
+    whose rows share it (:func:`lane_multiplier`)."""
 
     mult: np.ndarray
     shift: np.ndarray
@@ -250,19 +252,41 @@ class Requantizer:
         wide = acc_bits + mult_bits + 1
         shift_bits = max(2, int(shift.max()).bit_length() + 1)
         lines: list[str] = []
-        # the row's multiplier is chosen in the accumulator's stage ``a`` and registered with
-        # the result (``v && last``), so the multiply reads two registers: a multiplexer
-        # before the DSP limited Fmax to 93 MHz on the SP2-only digits design
+        # a lane whose real rows share one multiplier multiplies by that constant (an idle
+        # fold's code is computed with it too, but never written: the word assembly skips
+        # idle rows); a lane choosing among several has its row's multiplier chosen in the
+        # accumulator's stage ``a`` and registered with the result (``v && last``): a
+        # multiplexer before the DSP limited Fmax to 93 MHz on the SP2-only digits design
         a = stages.now - 1
         lines += stages.advance()
+        factors = [lane_multiplier(mult, lane.rows) for lane, _ in lanes]
         for p, (lane, _) in enumerate(lanes):
-            ms = [int(mult[r]) if r >= 0 else 0 for r in lane.rows]
+            if factors[p] is None:
+                ms = [int(mult[r]) if r >= 0 else 0 for r in lane.rows]
+                lines += [
+                    f"    reg signed [{mult_bits - 1}:0] mult_sel_{p}, mult_{p};",
+                    _case(f"nf_{a}", f"mult_sel_{p}", [literal(m, mult_bits) for m in ms]),
+                    f"    always @(posedge clk) if (v_{a} && last_{a}) mult_{p} <= mult_sel_{p};",
+                ]
+        # the multiply's operands registered again, in a stage of their own, so that the
+        # placer can put these registers beside the MULT18X18D wherever a free one is: with
+        # 153 of 156 DSPs used, features.0.0's mult_3 register on the MNIST-5k LLSQ design
+        # reached its DSP through 3.2 ns of route (95.93 MHz), and on the MSQ design
+        # features.1.0's mult_24 through 4.4 ns (87.62 MHz)
+        lines += stages.advance()
+        for p in range(len(lanes)):
+            held = [f"        res_q_{p} <= res_{p};"]
+            lines.append(f"    reg signed [{acc_bits - 1}:0] res_q_{p};")
+            operand = literal(factors[p], mult_bits) if factors[p] is not None else f"mult_q_{p}"
+            if factors[p] is None:
+                lines.append(f"    reg signed [{mult_bits - 1}:0] mult_q_{p};")
+                held.append(f"        mult_q_{p} <= mult_{p};")
             lines += [
-                f"    reg signed [{mult_bits - 1}:0] mult_sel_{p}, mult_{p};",
-                _case(f"nf_{a}", f"mult_sel_{p}", [literal(m, mult_bits) for m in ms]),
-                f"    always @(posedge clk) if (v_{a} && last_{a}) mult_{p} <= mult_sel_{p};",
+                "    always @(posedge clk) begin",
+                *held,
+                "    end",
                 f"    reg signed [{wide - 1}:0] scaled_{p};",
-                f"    always @(posedge clk) scaled_{p} <= res_{p} * mult_{p};",
+                f"    always @(posedge clk) scaled_{p} <= res_q_{p} * {operand};",
             ]
         t = stages.now
         lines += stages.advance()
@@ -321,6 +345,9 @@ class Requantizer:
                 "shift_bits": max(2, int(shift.max()).bit_length() + 1),
                 "distinct_mults": max(len({int(mult[r]) for r in rs}) for rs in rows),
                 "distinct_shifts": max(len({int(shift[r]) for r in rs}) for rs in rows),
+                "mult_registers": sum(
+                    lane_multiplier(mult, lane.rows) is None for lane, _ in lanes
+                ),
                 "min_shifts": [
                     reduce(
                         operator.and_, [int(shift[r]) if r >= 0 else 0 for r in lane.rows] + default
@@ -329,6 +356,24 @@ class Requantizer:
                 ],
             }
         }
+
+
+def lane_multiplier(mult: np.ndarray, rows: tuple[int, ...]) -> int | None:
+    """The requantizer multiplier ``M`` a lane holding ``rows`` (−1: an idle fold) uses in
+    every fold with a real row, or None when its rows' multipliers differ (a lane of idle
+    folds only multiplies by 0).
+
+    >>> lane_multiplier(np.array([5, 5, 7]), (0, 1, -1))
+    5
+    >>> lane_multiplier(np.array([5, 5, 7]), (1, 2)) is None
+    True
+    >>> lane_multiplier(np.array([5]), (-1, -1))
+    0
+    """
+    factors = {int(mult[r]) for r in rows if r >= 0}
+    if len(factors) > 1:
+        return None
+    return factors.pop() if factors else 0
 
 
 @dataclass(frozen=True)
@@ -686,6 +731,7 @@ def emit_array(
             "width": rom_bits,
             "style": rom_style,
             "banks": banks,
+            "bank_words": ROM_BANK_WORDS if banks > 1 else depth_words,
         },
         **stage_info,
         **spec.info,
