@@ -121,6 +121,11 @@ def test_nonuniform_cnn_exact_with_codebook_lanes(tmp_path):
     design = build_design(model, "lfe5u-85f", tmp_path / "d", folding=folding, input_size=8)
     lanes = {lane for b in design.record["blocks"] for lane in b.get("lanes", [])}
     assert "codebook" in lanes  # codebook decode lanes (first and last layers: fixed-point)
+    # power-of-two scales: every requantizer multiplier is 1, a constant, so no lane multiplies
+    requantizers = [b["requantizer"] for b in design.record["blocks"] if b.get("requantizer")]
+    assert requantizers
+    assert all(rq["multiplies"] == rq["mult_registers"] == 0 for rq in requantizers)
+    assert "* 2'sh1;" in (tmp_path / "d" / "rtl" / "hq_features_0_0.v").read_text()
     report = simulate_design(design.directory, dataset_codes(model, "digits", IMAGES))
     assert report.exact and report.mismatches == [] and report.cycles_match
     assert report.intervals == [design.ii_cycles] * (IMAGES - 1)
@@ -166,6 +171,7 @@ def test_a_lane_of_one_multiplier_multiplies_by_a_constant_exact_with_an_idle_fo
     assert "scaled_0 <= res_q_0 * mult_q_0;" in verilog
     lane_2 = weight_layer.lane_multiplier(node.mult, (2, 5, 8, 11, 14, -1))
     assert block["requantizer"]["mult_registers"] == 1 + (lane_2 is None)
+    assert factor & (factor - 1) and block["requantizer"]["multiplies"] == 3  # no shift here
     codes = dataset_codes(model, "digits", IMAGES)
     report = simulate_design(design.directory, codes)
     assert report.exact and report.mismatches == [] and report.cycles_match

@@ -12,7 +12,8 @@ flow places (ECP5, iCE40):
   (:func:`hwquant.rtl.resources.lane_cost`: a multiplier per fixed-point or codebook product,
   shift-add LUTs per SP2 product, a ROM image per table product), then its adder tree, its
   accumulator and the fold's bias table;
-* **requantizer** per lane (``code = clamp((acc·M + 2^(s−1)) >>> s)``): a multiplier, then the
+* **requantizer** per lane (``code = clamp((acc·M + 2^(s−1)) >>> s)``): a multiplier (none
+  where ``M`` is a constant 0 or power of two: design.json's ``requantizer.multiplies``), then the
   rounding adder, the shift and the clamp on the *live* bits only. With ``s_min`` the
   smallest shift the lane's shift table can select, bits ``0 .. s_min − 2`` of ``acc·M`` feed
   nothing (the rounding term ``2^(s−1)`` has no lower bits, and the shift drops them), so
@@ -192,7 +193,7 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
         # (with the register it is loaded into) where a lane's rows have several
         mult_bits = int(rq["mult_bits"])
         cost.ffs += pe * acc + 2 * mult_bits * int(rq["mult_registers"])
-        cost.dsps += pe * multipliers(acc, mult_bits, family)
+        cost.dsps += int(rq["multiplies"]) * multipliers(acc, mult_bits, family)
     th = block.get("thresholds")
     if th:  # per lane: the fold's thresholds, the compares and their sum
         count, width = int(th["count"]), int(th["compare_bits"])

@@ -325,7 +325,11 @@ class Requantizer:
     def record(self, lanes: list[tuple[Lane, np.ndarray]], acc_bits: int) -> dict:
         """design.json's ``requantizer``: the widths of :meth:`lines`; over the lanes, the
         most distinct multipliers and shifts one lane selects among (1: a constant, no
-        multiplexer); and per lane ``min_shifts``, the smallest shift its registered shift
+        multiplexer); ``mult_registers``, the lanes that keep a multiplier register
+        (:func:`lane_multiplier`: their rows' multipliers differ), and ``multiplies``, the
+        lanes whose product is a multiplication (a constant 0 or power of two is a shift,
+        which Yosys's ``opt_expr`` makes of it: the non-uniform designs' ``M = 1``); and per
+        lane ``min_shifts``, the smallest shift its registered shift
         amount ``rshift`` can take as Yosys sees it: the bits common to every shift its table
         can give (an idle fold's 0, and the table's default 0 when the fold select has codes
         beyond the folds, included), since ``opt_dff`` removes the register's constant bits
@@ -336,6 +340,7 @@ class Requantizer:
         shift = np.asarray(self.shift, np.int64)
         mult_bits = int(mult.max()).bit_length() + 1
         rows = [[r for r in lane.rows if r >= 0] for lane, _ in lanes]
+        factors = [lane_multiplier(mult, lane.rows) for lane, _ in lanes]
         folds = len(lanes[0][0].rows)
         default = [0] if 1 << index_bits(folds) > folds else []  # the select's spare codes
         return {
@@ -345,9 +350,8 @@ class Requantizer:
                 "shift_bits": max(2, int(shift.max()).bit_length() + 1),
                 "distinct_mults": max(len({int(mult[r]) for r in rs}) for rs in rows),
                 "distinct_shifts": max(len({int(shift[r]) for r in rs}) for rs in rows),
-                "mult_registers": sum(
-                    lane_multiplier(mult, lane.rows) is None for lane, _ in lanes
-                ),
+                "mult_registers": sum(factor is None for factor in factors),
+                "multiplies": sum(f is None or f & (f - 1) != 0 for f in factors),
                 "min_shifts": [
                     reduce(
                         operator.and_, [int(shift[r]) if r >= 0 else 0 for r in lane.rows] + default
