@@ -273,18 +273,22 @@ class Requantizer:
         # 153 of 156 DSPs used, features.0.0's mult_3 register on the MNIST-5k LLSQ design
         # reached its DSP through 3.2 ns of route (95.93 MHz), and on the MSQ design
         # features.1.0's mult_24 through 4.4 ns (87.62 MHz)
+        # (``mult_q`` kept: the bits of the lanes' multiplier tables are functions of the fold
+        # alone, and Yosys merged equal ones, one flip-flop then driving DSPs of several lanes
+        # across the die: 4.3 ns of route on the LLSQ design's features.3.0, 100.46 MHz)
         lines += stages.advance()
         for p in range(len(lanes)):
-            held = [f"        res_q_{p} <= res_{p};"]
-            lines.append(f"    reg signed [{acc_bits - 1}:0] res_q_{p};")
+            lines += [
+                f"    reg signed [{acc_bits - 1}:0] res_q_{p};",
+                f"    always @(posedge clk) res_q_{p} <= res_{p};",
+            ]
             operand = literal(factors[p], mult_bits) if factors[p] is not None else f"mult_q_{p}"
             if factors[p] is None:
-                lines.append(f"    reg signed [{mult_bits - 1}:0] mult_q_{p};")
-                held.append(f"        mult_q_{p} <= mult_{p};")
+                lines += [
+                    f"    reg signed [{mult_bits - 1}:0] mult_q_{p};",
+                    f"    (* keep *) always @(posedge clk) mult_q_{p} <= mult_{p};",
+                ]
             lines += [
-                "    always @(posedge clk) begin",
-                *held,
-                "    end",
                 f"    reg signed [{wide - 1}:0] scaled_{p};",
                 f"    always @(posedge clk) scaled_{p} <= res_q_{p} * {operand};",
             ]
