@@ -165,18 +165,30 @@ def edge_parameters(fmap: FeatureMap, banks: int) -> dict[str, int]:
 def window_address(
     stride: tuple[int, int], padding: tuple[int, int], fmap: FeatureMap
 ) -> list[str]:
-    """The sliding-window unit's combinational address: input coordinates ``iy = oy·sy − py +
-    ky``, ``ix = ox·sx − px + kx``, the ``pad`` flag (outside the map) and the raster ``pixel =
-    iy·W + ix`` of ``fmap``. The constant products are sums of shifted copies, one per set bit
-    of the constant (``iy·28 = (iy <<< 4) + (iy <<< 3) + (iy <<< 2)``), so that synthesis
-    builds adders and never spends a hardware multiplier on an address."""
+    """The sliding-window unit's combinational address: :func:`window_coordinates`, then
+    :func:`window_pixel` of them."""
+    return window_coordinates(stride, padding) + window_pixel(fmap, "iy", "ix")
+
+
+def window_coordinates(stride: tuple[int, int], padding: tuple[int, int]) -> list[str]:
+    """The input coordinates ``iy = oy·sy − py + ky``, ``ix = ox·sx − px + kx`` of the window
+    position ``(oy, ox, ky, kx)`` (18-bit signed wires ``iy``, ``ix``)."""
     (sy, sx), (py, px) = stride, padding
     oy, ox = "$signed({1'b0, oy})", "$signed({1'b0, ox})"
     return [
         f"    wire signed [17:0] iy = {_times(oy, sy)} - {py} + $signed({{1'b0, ky}});",
         f"    wire signed [17:0] ix = {_times(ox, sx)} - {px} + $signed({{1'b0, kx}});",
-        f"    wire pad = iy < 0 || iy >= {fmap.height} || ix < 0 || ix >= {fmap.width};",
-        f"    wire [35:0] pixel = {_times('iy', fmap.width)} + ix;",
+    ]
+
+
+def window_pixel(fmap: FeatureMap, iy: str, ix: str) -> list[str]:
+    """The ``pad`` flag (coordinates ``iy``, ``ix`` outside ``fmap``) and the raster ``pixel =
+    iy·W + ix``. The constant products are sums of shifted copies, one per set bit of the
+    constant (``iy·28 = (iy <<< 4) + (iy <<< 3) + (iy <<< 2)``), so that synthesis builds
+    adders and never spends a hardware multiplier on an address."""
+    return [
+        f"    wire pad = {iy} < 0 || {iy} >= {fmap.height} || {ix} < 0 || {ix} >= {fmap.width};",
+        f"    wire [35:0] pixel = {_times(iy, fmap.width)} + {ix};",
     ]
 
 

@@ -21,7 +21,8 @@ fields per (nf, ky, kx, cs), read synchronously from a ``$readmemh`` image (bloc
 LUTs when at most :data:`LUTROM_DEPTH` words; a very deep one in banks of
 :data:`ROM_BANK_WORDS`, one image each).
 
-**Pipeline** (one register per stage, so one stage sets Fmax): pixel address → input RAM read
+**Pipeline** (one register per stage, so one stage sets Fmax): window coordinates → padding
+flag and pixel address → input RAM read
 and weight ROM read → (the read word registered, when the chunk select has at least
 :data:`WIDE_CHUNKS` ways or the ROM is banked) → bank select and chunk select → (a copy of
 the operand per lane, beyond :data:`OPERAND_COPY_LANES` DSP lanes) → products →
@@ -56,7 +57,8 @@ from hwquant.rtl.network.stream import (
     control_lines,
     counter_lines,
     module_text,
-    window_address,
+    window_coordinates,
+    window_pixel,
 )
 from hwquant.rtl.requantizer import clamp_statement
 from hwquant.rtl.testbench import mem_text
@@ -524,11 +526,13 @@ def emit_array(
         f"        else if (issue) wa <= (wa == {depth_words - 1}) ? 0 : wa + 1;",
         "    end",
     ]
-    lines += window_address((sy, sx), (py, px), fmap)  # the sliding-window unit
-    # stage 1: pixel address registered (the input RAM's read address), tags
+    # the sliding-window unit in two stages: the coordinates, then the padding flag and the
+    # pixel address from them (in one stage, the coordinates' adders and the address's
+    # shift-and-add chain were the MNIST-5k LLSQ design's critical path, 98.66 MHz)
+    lines += window_coordinates((sy, sx), (py, px))
+    # stage 1: the coordinates registered, tags
     tags = {
         "v": ("issue", 1),
-        "pad": ("pad", 1),
         "cs": ("cs", index_bits(cs)),
         "nf": ("nf", index_bits(nf)),
         "first": ("ky == 0 && kx == 0 && cs == 0", 1),
@@ -539,15 +543,26 @@ def emit_array(
         tags["bank"] = (f"wa[{index_bits(depth_words) - 1}:{bank_low}]", index_bits(banks))
     lines += stages.advance(tags)
     lines += [
-        f"    always @(posedge clk) rd_addr_0 <= pad ? 0 : pixel[{index_bits(fmap.pixels) - 1}:0];",
-        f"    reg [{index_bits(depth_words) - 1}:0] wa_1;",
-        "    always @(posedge clk) wa_1 <= wa;",
+        "    reg signed [17:0] iy_1, ix_1;",
+        f"    reg [{index_bits(depth_words) - 1}:0] wa_1, wa_2;",
+        "    always @(posedge clk) begin",
+        "        iy_1 <= iy;",
+        "        ix_1 <= ix;",
+        "        wa_1 <= wa;",
+        "    end",
+        *window_pixel(fmap, "iy_1", "ix_1"),
     ]
-    # stage 2: input pixel word and weight word (one per bank)
+    # stage 2: pixel address registered (the input RAM's read address), padding flag
+    lines += stages.advance({"pad": ("pad", 1)})
+    lines += [
+        f"    always @(posedge clk) rd_addr_0 <= pad ? 0 : pixel[{index_bits(fmap.pixels) - 1}:0];",
+        "    always @(posedge clk) wa_2 <= wa_1;",
+    ]
+    # stage 3: input pixel word and weight word (one per bank)
     lines += stages.advance()
     suffixes = [""] if banks == 1 else [f"_{b}" for b in range(banks)]
     for suffix, (rom_file, words) in zip(suffixes, rom_files.items(), strict=True):
-        address = "wa_1" if banks == 1 else f"wa_1[{index_bits(len(words)) - 1}:0]"
+        address = "wa_2" if banks == 1 else f"wa_2[{index_bits(len(words)) - 1}:0]"
         lines += [
             f'    (* rom_style = "{rom_style}" *) '
             f"reg [{rom_bits - 1}:0] wrom{suffix} [0:{len(words) - 1}];",
@@ -577,7 +592,7 @@ def emit_array(
             _case(f"bank_{stages.now}", "w_bank", [f"w_hold{suffix}" for suffix in suffixes]),
         ]
         weights = "w_bank"
-    # stage 3 (4 after a registered read word): chunk select (padding: code 0), weights
+    # stage 4 (5 after a registered read word): chunk select (padding: code 0), weights
     t = stages.now
     lines += stages.advance()
     chunk = f"{word}[cs_{t} * {simd * a} +: {simd * a}]"
