@@ -34,9 +34,10 @@ flow places (ECP5, iCE40):
 **Flip-flops** are counted register by register as the generator writes them (Yosys keeps
 every one that is read): the pipeline registers of a weight block (window address, weight and
 input words, one per product bit, adder-tree levels, accumulator and result, the
-requantizer's operand registers, three wide stages and code, the word assembly), each stage's
-tags, the schedule and loop counters; an edge in block RAM costs its bank and count registers
-only (its RAM is ``no_rw_check``: Yosys adds no bypass register beside it), an edge in LUTRAM
+requantizer's operand registers, three wide stages (four where a lane multiplies) and code,
+the word assembly), each stage's tags, the schedule and loop counters; an edge in block RAM
+costs its bank and count registers only (its RAM is ``no_rw_check``: Yosys adds no bypass
+register beside it), an edge in LUTRAM
 its registered read word too, and an iCE40 edge in logic every word; a max pool holds the read
 word, the running maximum and the output word; the output interface holds the logits twice
 (the argmax tree and the top's output register) [D].
@@ -191,6 +192,7 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
             live = wide - max(int(low) - 1, 0)
             cost.luts += 2.5 * live + live * bits(shifts) / 2 * (shifts > 1) + ob
             cost.ffs += 3 * live + int(rq["shift_bits"]) + ob  # scaled, rounded, shifted
+            cost.ffs += live * (int(rq["multiplies"]) > 0)  # the product registered again
         # the multiply's operands registered beside the DSP: the result, and the multiplier
         # (``mult_q``, kept) where a lane's rows have several; the registers ``mult_q`` copies
         # are not counted: their bits are functions of the fold alone, which Yosys merges
