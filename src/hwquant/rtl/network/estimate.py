@@ -196,7 +196,7 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
         # the multiply's operands registered beside the DSP: the result, and the multiplier
         # (``mult_q``, kept) where a lane's rows have several; the registers ``mult_q`` copies
         # are not counted: their bits are functions of the fold alone, which Yosys merges
-        # across the lanes (measured 12 of 38 on the tiny CNN's PE 2 layer) [D]
+        # across the lanes (the tiny CNN's PE 2 layer: 12 FFs in both, 26 in the copies) [D]
         mult_bits = int(rq["mult_bits"])
         cost.ffs += pe * acc + mult_bits * int(rq["mult_registers"])
         cost.dsps += int(rq["multiplies"]) * multipliers(acc, mult_bits, family)
