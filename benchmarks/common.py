@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmark scripts: result paths, timing and printing.
+"""Shared helpers of the benchmark scripts: result paths, resumable results, QAT training,
+the throughput benchmarks' model, timing and printing.
 
 Every benchmark writes ``benchmarks/results/<name>.json`` through :func:`write_result` (the
 document and machine record of :mod:`hwquant.core.provenance`).
@@ -7,6 +8,7 @@ document and machine record of :mod:`hwquant.core.provenance`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -43,6 +45,22 @@ class ResultRecorder:
     machine: dict[str, Any] = dataclasses.field(default_factory=machine_record)
     started: float = dataclasses.field(default_factory=time.perf_counter)
 
+    @property
+    def file(self) -> Path:
+        """The result file: ``path``, or ``benchmarks/results/<name>.json``."""
+        return RESULTS_DIR / f"{self.name}.json" if self.path is None else Path(self.path)
+
+    def stored(self, section: str) -> dict[str, Any]:
+        """The entries under ``results[section]`` of the result file already written (none
+        when there is no file): what a resumed run keeps."""
+        if not self.file.is_file():
+            return {}
+        return json.loads(self.file.read_text())["results"].get(section, {})
+
+    def run_stamp(self) -> dict[str, Any]:
+        """The commit and date of this run, for each entry it adds to a resumed result."""
+        return {"commit": self.machine["git"]["commit"], "date_utc": self.machine["date_utc"]}
+
     def save(self, config: dict[str, Any], results: dict[str, Any]) -> Path:
         """Stamp ``results["total_wall_seconds"]`` (since the start) and :func:`write_result`."""
         results["total_wall_seconds"] = round(time.perf_counter() - self.started, 1)
@@ -55,6 +73,64 @@ class ResultRecorder:
             machine=self.machine,
             path=self.path,
         )
+
+
+def train_and_lower(qat: Any, splits: Any, steps: int, lr: float = 2e-3, batch: int = 64) -> Any:
+    """The prepared model ``qat`` after ``steps`` Adam steps (``lr``) of cross-entropy on
+    shuffled, unaugmented training batches of ``splits`` (:class:`hwquant.data.DataSplits`),
+    lowered on one training batch."""
+    import torch
+    import torch.nn.functional as F
+
+    import hwquant
+    from hwquant.data import BatchLoader
+
+    loader = BatchLoader(
+        splits.train, batch, mean=splits.mean, std=splits.std, shuffle=True, augment=False
+    )
+    opt = torch.optim.Adam(qat.parameters(), lr=lr)
+    qat.train()
+    done = 0
+    while done < steps:
+        for x, y in loader:
+            opt.zero_grad()
+            F.cross_entropy(qat(x), y).backward()
+            opt.step()
+            done += 1
+            if done == steps:
+                break
+    qat.eval()
+    x, _ = next(iter(loader))
+    return hwquant.lower(qat, x)
+
+
+def first_test_images(splits: Any, count: int) -> tuple[Any, Any]:
+    """The first ``count`` test images of ``splits``, normalised as in training, and their
+    labels."""
+    from hwquant.data import BatchLoader
+
+    test = BatchLoader(
+        splits.test, count, mean=splits.mean, std=splits.std, shuffle=False, augment=False
+    )
+    return next(iter(test))
+
+
+def w4a4_resnet20(x: Any) -> Any:
+    """ResNet-20 (fresh weights) lowered at W4A4, first and last layers 8-bit, after two QAT
+    steps on ``x[:32]`` that set its BN statistics and scales: the integer model of the engine
+    throughput benchmarks."""
+    import torch
+
+    import hwquant
+    from hwquant.models import build
+
+    qat = hwquant.prepare(build("resnet20"), hwquant.Recipe(bn_freeze_step=1)).train()
+    opt = torch.optim.SGD(qat.parameters(), lr=1e-4)
+    for _ in range(2):
+        opt.zero_grad()
+        qat(x[:32]).square().mean().backward()
+        opt.step()
+    return hwquant.lower(qat.eval(), x)
 
 
 def interleaved_median_seconds(
@@ -77,6 +153,15 @@ def interleaved_median_seconds(
                 fn()
                 times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def images_per_second(
+    variants: dict[str, Callable[[], object]], batch: int, rounds: int
+) -> dict[str, float]:
+    """Throughput of every variant, each running one batch of ``batch`` images: ``batch`` over
+    its :func:`interleaved_median_seconds`."""
+    median = interleaved_median_seconds(variants, rounds)
+    return {name: batch / seconds for name, seconds in median.items()}
 
 
 def print_results(results: dict[str, Any]) -> None:

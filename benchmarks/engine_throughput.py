@@ -14,25 +14,14 @@ from pathlib import Path
 
 import torch
 
-import hwquant
 from benchmarks.common import (
     command_line,
-    interleaved_median_seconds,
+    images_per_second,
     print_results,
+    w4a4_resnet20,
     write_result,
 )
 from hwquant.models import build
-
-
-def _calibrated_qat(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
-    """A W4A4 QAT model whose BN statistics and scales were set from data (two QAT steps)."""
-    qat = hwquant.prepare(model, hwquant.Recipe(bn_freeze_step=1)).train()
-    opt = torch.optim.SGD(qat.parameters(), lr=1e-4)
-    for _ in range(2):
-        opt.zero_grad()
-        qat(x[:32]).square().mean().backward()
-        opt.step()
-    return qat.eval()
 
 
 def main() -> None:
@@ -45,15 +34,14 @@ def main() -> None:
     torch.manual_seed(args.seed)
     fp32 = build("resnet20").eval()
     x = torch.randn(args.batch, 3, 32, 32)
-    int_model = hwquant.lower(_calibrated_qat(build("resnet20"), x), x)
+    int_model = w4a4_resnet20(x)
     x_int = int_model.quantize_input(x)
     variants: dict[str, Callable[[], object]] = {
         "fp32_eval": lambda: fp32(x),
         "int_engine": lambda: int_model.run(x_int),
         "int_engine_4bit_multipliers": lambda: int_model.run(x_int, four_bit=True),
     }
-    median = interleaved_median_seconds(variants, args.rounds)
-    throughput = {name: args.batch / seconds for name, seconds in median.items()}
+    throughput = images_per_second(variants, args.batch, args.rounds)
     results = {f"{name}_images_per_s": value for name, value in throughput.items()} | {
         "ratio_int_over_fp32": throughput["int_engine"] / throughput["fp32_eval"],
         "ratio_4bit_over_fp32": throughput["int_engine_4bit_multipliers"] / throughput["fp32_eval"],

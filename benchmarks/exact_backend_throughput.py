@@ -30,9 +30,14 @@ import onnxruntime
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-import hwquant
-from benchmarks.common import command_line, interleaved_median_seconds, print_results, write_result
-from benchmarks.engine_throughput import _calibrated_qat
+from benchmarks.common import (
+    command_line,
+    images_per_second,
+    interleaved_median_seconds,
+    print_results,
+    w4a4_resnet20,
+    write_result,
+)
 from hwquant.core.intmath import requant_params
 from hwquant.export import export_qdq, runtime
 from hwquant.export.requant import one_step
@@ -145,7 +150,7 @@ def main() -> None:
     threads = torch.get_num_threads()
     fp32 = build("resnet20").eval()
     x = torch.randn(args.batch, 3, 32, 32)
-    int_model = hwquant.lower(_calibrated_qat(build("resnet20"), x), x)
+    int_model = w4a4_resnet20(x)
     x_int = int_model.quantize_input(x)
     reference = int_model.run(x_int)
     exact = torch.equal(int_model.run(x_int, backend="onnxruntime"), reference)
@@ -165,8 +170,7 @@ def main() -> None:
         "exact_backend_float_kernels": lambda: float_kernels.run(None, {"x": x_codes}),
         "onnxruntime_same_graph": lambda: same_graph.run(None, {"x": x_codes}),
     }
-    median = interleaved_median_seconds(variants, args.rounds)
-    throughput = {name: args.batch / seconds for name, seconds in median.items()}
+    throughput = images_per_second(variants, args.batch, args.rounds)
     results: dict[str, object] = {
         f"{name}_images_per_s": value for name, value in throughput.items()
     }

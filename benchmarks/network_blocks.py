@@ -36,9 +36,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import hwquant
-from benchmarks.common import RESULTS_DIR, ResultRecorder, command_line
+from benchmarks.common import (
+    ResultRecorder,
+    command_line,
+    first_test_images,
+    train_and_lower,
+)
 from hwquant.app.train import seed_everything
-from hwquant.data import BatchLoader, load_dataset
+from hwquant.data import load_dataset
 from hwquant.qat.recipe import Recipe
 from hwquant.rtl.implement import implement
 from hwquant.rtl.network import build_design, simulate_design
@@ -97,24 +102,7 @@ MODELS = {"se": (SE, "mul"), "upsample": (Upsample, "upsample"), "deconv": (Deco
 def trained(model: nn.Module, steps: int, splits) -> hwquant.IntModel:
     """``model`` after ``steps`` LLSQ QAT steps on the digits training split, lowered."""
     recipe = Recipe(bn_freeze_step=max(1, steps // 2), last_layer_bits=8)
-    qat = hwquant.prepare(model, recipe)
-    loader = BatchLoader(
-        splits.train, 64, mean=splits.mean, std=splits.std, shuffle=True, augment=False
-    )
-    opt = torch.optim.Adam(qat.parameters(), lr=2e-3)
-    qat.train()
-    done = 0
-    while done < steps:
-        for x, y in loader:
-            opt.zero_grad()
-            F.cross_entropy(qat(x), y).backward()
-            opt.step()
-            done += 1
-            if done == steps:
-                break
-    qat.eval()
-    x, _ = next(iter(loader))
-    return hwquant.lower(qat, x)
+    return train_and_lower(hwquant.prepare(model, recipe), splits, steps)
 
 
 def measure(name: str, args: argparse.Namespace) -> dict:
@@ -122,10 +110,7 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     seed_everything(0)
     cls, op = MODELS[name]
     splits = load_dataset("digits", progress=False)
-    test = BatchLoader(
-        splits.test, args.images, mean=splits.mean, std=splits.std, shuffle=False, augment=False
-    )
-    x_test, y_test = next(iter(test))
+    x_test, y_test = first_test_images(splits, args.images)
     start = time.perf_counter()
     model = trained(cls(), args.steps, splits)
     codes = model.quantize_input(x_test)
@@ -171,8 +156,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     recorder = ResultRecorder("network_blocks", command_line(), seed=0)
-    path = RESULTS_DIR / "network_blocks.json"
-    designs = json.loads(path.read_text())["results"].get("designs", {}) if path.exists() else {}
+    designs = recorder.stored("designs")
     config = {
         "images": args.images,
         "steps": args.steps,
@@ -183,10 +167,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if name in designs and not args.rerun:
             continue
         entry = measure(name, args)
-        entry["run"] = {
-            "commit": recorder.machine["git"]["commit"],
-            "date_utc": recorder.machine["date_utc"],
-        }
+        entry["run"] = recorder.run_stamp()
         designs[name] = entry
         print(name, json.dumps(entry)[:400])
         recorder.save(config, {"designs": designs})

@@ -24,7 +24,6 @@ benchmarks/results/network_sim.json).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from collections.abc import Sequence
@@ -33,9 +32,14 @@ from pathlib import Path
 import torch
 
 import hwquant
-from benchmarks.common import RESULTS_DIR, ResultRecorder, command_line
+from benchmarks.common import (
+    ResultRecorder,
+    command_line,
+    first_test_images,
+    train_and_lower,
+)
 from hwquant.app.train import seed_everything
-from hwquant.data import BatchLoader, load_dataset
+from hwquant.data import load_dataset
 from hwquant.models import build
 from hwquant.qat.recipe import Recipe, TableOptions
 from hwquant.rtl.network import build_design, simulate_design
@@ -69,34 +73,14 @@ def trained(dataset: str, scheme: str, steps: int, splits) -> hwquant.IntModel |
     """The data set's small CNN after ``steps`` QAT steps, lowered."""
     size, width = DATASETS[dataset]
     model = build("small_cnn", in_channels=1, input_size=size, width=width)
-    qat = hwquant.prepare(model, recipe(scheme, steps))
-    loader = BatchLoader(
-        splits.train, 64, mean=splits.mean, std=splits.std, shuffle=True, augment=False
-    )
-    opt = torch.optim.Adam(qat.parameters(), lr=2e-3)
-    qat.train()
-    done = 0
-    while done < steps:
-        for x, y in loader:
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(qat(x), y).backward()
-            opt.step()
-            done += 1
-            if done == steps:
-                break
-    qat.eval()
-    x, _ = next(iter(loader))
-    return hwquant.lower(qat, x)
+    return train_and_lower(hwquant.prepare(model, recipe(scheme, steps)), splits, steps)
 
 
 def measure(dataset: str, scheme: str, args: argparse.Namespace) -> dict:
     """Train, build and simulate one design; its result entry."""
     seed_everything(0)
     splits = load_dataset(dataset, progress=False)
-    test = BatchLoader(
-        splits.test, args.images, mean=splits.mean, std=splits.std, shuffle=False, augment=False
-    )
-    x_test, y_test = next(iter(test))
+    x_test, y_test = first_test_images(splits, args.images)
     start = time.perf_counter()
     model = trained(dataset, scheme, args.steps, splits)
     runner = TableCodeModel(model) if isinstance(model, TableModel) else model
@@ -136,8 +120,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     recorder = ResultRecorder("network_sim", command_line(), seed=0)
-    path = RESULTS_DIR / "network_sim.json"
-    designs = json.loads(path.read_text())["results"].get("designs", {}) if path.exists() else {}
+    designs = recorder.stored("designs")
     config = {
         "images": args.images,
         "steps": args.steps,
@@ -153,11 +136,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if key in designs and not args.rerun:
                 continue
             entry = measure(dataset, scheme, args)
-            entry["run"] = {
-                "commit": recorder.machine["git"]["commit"],
-                "date_utc": recorder.machine["date_utc"],
-                "config": config,
-            }
+            entry["run"] = {**recorder.run_stamp(), "config": config}
             designs[key] = entry
             print(key, entry)
             recorder.save(config, {"designs": designs})

@@ -23,11 +23,12 @@ import torch
 import hwquant
 from benchmarks.common import (
     command_line,
+    images_per_second,
     interleaved_median_seconds,
     print_results,
+    w4a4_resnet20,
     write_result,
 )
-from benchmarks.engine_throughput import _calibrated_qat
 from hwquant.models import build
 from hwquant.qat.recipe import TableOptions
 from hwquant.schemes.tables import capture_indices, engine, lower_tables, native, run_tables
@@ -59,8 +60,7 @@ def _audit(table_model, x_idx: torch.Tensor, engine: str) -> dict[str, list[str]
 
 def _timings(variants: dict[str, Callable[[], object]], batch: int, rounds: int) -> dict:
     """Images/s of every variant (medians of alternating rounds) and the ratios."""
-    median = interleaved_median_seconds(variants, rounds)
-    speed = {name: batch / seconds for name, seconds in median.items()}
+    speed = images_per_second(variants, batch, rounds)
     return {f"{name}_images_per_s": value for name, value in speed.items()} | {
         "ratio_table_native_over_fp32": speed["table_native"] / speed["fp32_eval"],
         "ratio_table_torch_over_fp32": speed["table_torch"] / speed["fp32_eval"],
@@ -139,7 +139,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     x = torch.randn(args.batch, 3, 32, 32)
     fp32 = build("resnet20").eval()
-    int_model = hwquant.lower(_calibrated_qat(build("resnet20"), x), x)
+    int_model = w4a4_resnet20(x)
     x_int = int_model.quantize_input(x)
     qat, table_model = _table_model(x, args.act_entries, args.weight_entries)
     x_idx = table_model.quantize_input(x)

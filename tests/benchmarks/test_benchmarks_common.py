@@ -33,6 +33,12 @@ def test_interleaved_median_seconds_runs_every_variant_each_round():
     assert calls == ["a", "b"] * 4  # one warm-up, then three interleaved rounds
 
 
+def test_images_per_second_is_the_batch_over_each_median(monkeypatch: pytest.MonkeyPatch):
+    medians = {"a": 0.5, "b": 2.0}
+    monkeypatch.setattr(common, "interleaved_median_seconds", lambda variants, rounds: medians)
+    assert common.images_per_second({"a": print, "b": print}, 8, 3) == {"a": 16.0, "b": 4.0}
+
+
 def test_print_results_formats_floats(capsys: pytest.CaptureFixture[str]):
     common.print_results({"ratio": 0.12345, "met": True, "n": 3})
     assert capsys.readouterr().out == "ratio: 0.123\nmet: True\nn: 3\n"
@@ -45,3 +51,36 @@ def test_write_result_defaults_to_the_results_directory(
     written = common.write_result("demo", command="c", seed=0, config={}, results={}, machine={})
     assert written == tmp_path / "demo.json"
     assert json.loads(written.read_text(encoding="utf-8"))["benchmark"] == "demo"
+
+
+def test_a_resumed_recorder_reads_the_stored_entries_and_stamps_its_own(tmp_path: Path):
+    machine = {"git": {"commit": "abc"}, "date_utc": "2026-12-06T11:00:00Z"}
+    recorder = common.ResultRecorder("demo", "c", 0, tmp_path / "demo.json", machine=machine)
+    assert recorder.file == tmp_path / "demo.json" and recorder.stored("designs") == {}
+    recorder.save({}, {"designs": {"a": {"run": recorder.run_stamp()}}})
+    assert recorder.stored("designs") == {
+        "a": {"run": {"commit": "abc", "date_utc": machine["date_utc"]}}
+    }
+    assert recorder.stored("other") == {}
+    assert common.ResultRecorder("x", "c", 0).file == common.RESULTS_DIR / "x.json"
+
+
+def test_train_and_lower_returns_the_lowered_model_of_the_trained_qat_model():
+    import torch
+
+    import hwquant
+    from hwquant.data import load_dataset
+    from hwquant.models import build
+
+    splits = load_dataset("digits", progress=False)
+    torch.manual_seed(0)
+    qat = hwquant.prepare(
+        build("small_cnn", in_channels=1, input_size=8, width=0.25), hwquant.Recipe()
+    )
+    before = [p.detach().clone() for p in qat.parameters()]
+    lowered = common.train_and_lower(qat, splits, steps=2, batch=16)
+    assert isinstance(lowered, hwquant.IntModel) and not qat.training
+    assert any(not torch.equal(a, b) for a, b in zip(before, qat.parameters(), strict=True))
+    x, y = common.first_test_images(splits, 5)
+    assert x.shape == (5, 1, 8, 8) and torch.equal(y, torch.from_numpy(splits.test.labels[:5]))
+    assert hwquant.verify(qat, lowered, x).exact

@@ -56,6 +56,7 @@ def test_a_final_softmax_stays_outside_the_integer_graph(form, scheme, tmp_path)
     int_model = hwquant.lower(qat, x)
     last = int_model.nodes[-1]
     assert isinstance(last, SoftmaxNode) and last.log is log and int_model.output == last.name
+    assert int_model.integer_output == "fc"  # the logits, which the softmax passes on
     report = hwquant.verify(qat, int_model, x, strict=True)  # a note, not a warning
     assert report.exact and len(report.notes) == 1 and "outside the integer graph" in str(report)
     x_int = int_model.quantize_input(x)

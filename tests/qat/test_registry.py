@@ -8,10 +8,11 @@ import torch
 
 import hwquant
 from hwquant import schemes
-from hwquant.core.errors import ConfigError
+from hwquant.core.errors import ConfigError, FileFormatError
 from hwquant.models import build
 from hwquant.qat.registry import SchemeHandler, register_scheme
 from hwquant.schemes.tables import TableModel, lower_tables, run_tables
+from tests.helpers import lowered_small_cnn
 from tests.schemes.tables.conftest import trained_tables
 
 
@@ -50,8 +51,27 @@ def test_what_a_scheme_lowers_to_and_whether_it_takes_an_accumulator_bound():
         "nonuniform": hwquant.IntModel,
         "tables": TableModel,
     }
+    to_intmodel = [name for name in schemes.available() if schemes.get(name).lowers_to_intmodel]
+    assert to_intmodel == ["llsq", "msq", "nonuniform"]
     aware = [name for name in schemes.available() if schemes.get(name).accumulator_aware]
     assert aware == ["llsq"]
     assert hwquant.Recipe(accumulator_bits=16).accumulator_bits == 16
     with pytest.raises(ConfigError, match=r"scheme='nonuniform' has no accumulator-aware.*'llsq'"):
         hwquant.Recipe(scheme="nonuniform", scale_constraint="pow2", accumulator_bits=16)
+
+
+def test_load_lowered_reads_each_kind_by_its_file_format(tmp_path):
+    """One reader for whichever lowered model a file holds: the header's format picks the
+    registered class; a file of no registered format is refused by the IntModel reader."""
+    int_model, x = lowered_small_cnn(batch=4)
+    model = build("small_cnn", num_classes=10, in_channels=1, input_size=8)
+    table_model = hwquant.lower(trained_tables(model, x), x)
+    for lowered, run in ((int_model, hwquant.IntModel.run), (table_model, run_tables)):
+        loaded = schemes.load_lowered(lowered.save(tmp_path / f"{type(lowered).__name__}.npz"))
+        assert type(loaded) is type(lowered)
+        codes = lowered.quantize_input(x)
+        assert torch.equal(run(loaded, codes), run(lowered, codes))
+    foreign = tmp_path / "foreign.npz"
+    foreign.write_bytes(b"not an npz archive")
+    with pytest.raises(FileFormatError, match="not a readable IntModel file"):
+        schemes.load_lowered(foreign)

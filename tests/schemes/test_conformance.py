@@ -24,7 +24,7 @@ from hwquant.models import build
 from hwquant.qat.recipe import Recipe, TableOptions
 from hwquant.rtl.golden import export_golden, layer_goldens
 from hwquant.rtl.simulate import run_directory, simulator_available
-from hwquant.schemes.tables import TableModel, load_tables, run_tables
+from hwquant.schemes.tables import TableModel, run_tables
 
 # a 6-bit classifier keeps its accumulator within float32's exact range (2^24), so the ONNX
 # graphs of the trained model exist (at 8 bits the export refuses it, naming the layer)
@@ -36,7 +36,6 @@ RECIPES = {
     ),
     "tables": Recipe(scheme="tables", tables=TableOptions(act_start=1, reestimate_every=2)),
 }
-LOADERS = {hwquant.IntModel: hwquant.load, TableModel: load_tables}
 STEPS, BATCH = 4, 64
 
 
@@ -127,7 +126,7 @@ def test_scheme_conforms(scheme, digits, tmp_path):
     report = hwquant.verify(qat, lowered, x, strict=True)  # exact, and no warning
     assert report.exact and report.compared > 0
 
-    loaded = LOADERS[type(lowered)](lowered.save(tmp_path / f"{scheme}.npz"))
+    loaded = hwquant.schemes.load_lowered(lowered.save(tmp_path / f"{scheme}.npz"))
     assert type(loaded) is type(lowered)
     assert hwquant.verify(qat, loaded, x, strict=True).compared == report.compared
     assert torch.equal(_outputs(loaded, x), _outputs(lowered, x))

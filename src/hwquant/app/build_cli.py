@@ -22,6 +22,7 @@ from hwquant.app.hw_cli import read_folding
 from hwquant.core.errors import ConfigError, HwquantError
 from hwquant.ir.intmodel import IntModel
 from hwquant.rtl.network.simulate import SIMULATORS, CodeModel
+from hwquant.schemes import load_lowered
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
@@ -82,22 +83,13 @@ def _sim_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def _load(path: Path):
-    """The IntModel or, for a file in the TableModel format, the TableModel in ``path``."""
-    from hwquant.core.npzfile import file_format
-    from hwquant.ir.intmodel import load
-    from hwquant.schemes.tables.model import FORMAT_NAME, load_tables
-
-    return load_tables(path) if file_format(path) == FORMAT_NAME else load(path)
-
-
 def _build(args: argparse.Namespace) -> int:
     from hwquant.rtl.network.design import build_design
     from hwquant.schemes.tables.model import TableModel
     from hwquant.schemes.tables.network import build_table_design
 
     folding = read_folding(args.folding) if args.folding else None
-    model = _load(args.model)
+    model = load_lowered(args.model)
     options = {"folding": folding, "input_size": args.input_size, "overwrite": args.force}
     if not isinstance(model, TableModel):
         design = build_design(model, args.device, args.out, target_ii=args.target_ii, **options)
@@ -130,7 +122,7 @@ def _sim(args: argparse.Namespace) -> int:
         raise HwquantError(
             f"'{args.design}' holds no design.json. Fix: build one with hwquant build -o DIR."
         )
-    model = _load(args.design / "model.npz")
+    model = load_lowered(args.design / "model.npz")
     if isinstance(model, TableModel):
         model = TableCodeModel(model)
     codes = dataset_codes(model, args.dataset, args.images)

@@ -26,6 +26,7 @@ from hwquant.app.command import (
     EXIT_OK,
     EXIT_USAGE,
     parser_with_examples,
+    subcommands,
 )
 from hwquant.app.config import load_config
 from hwquant.core.errors import ConfigError, HwquantError
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         ],
     )
     parser.add_argument("--version", action="version", version=f"hwquant {version()}")
-    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    commands = subcommands(parser)
 
     train = parser_with_examples(
         commands.add_parser,
@@ -110,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Inspect run configs.",
         examples=["hwquant config show mnist.toml", "hwquant config show mnist.toml --json"],
     )
-    config_commands = config.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    config_commands = subcommands(config)
     show = parser_with_examples(
         config_commands.add_parser,
         "show",

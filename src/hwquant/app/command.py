@@ -1,6 +1,7 @@
-"""What every ``hwquant`` subcommand shares: the exit codes and a parser whose ``--help`` ends
-with examples. :mod:`hwquant.app.cli` assembles the command from the subcommand modules; they
-import this module, not the command, so none of them depends on another.
+"""What every ``hwquant`` subcommand shares: the exit codes, a parser whose ``--help`` ends
+with examples, and the group of a command's own subcommands. :mod:`hwquant.app.cli` assembles
+the command from the subcommand modules; they import this module, not the command, so none of
+them depends on another.
 
 Exit codes: 0 success, 2 usage or config error, 1 any other hwquant error (and a failed
 exactness check), 130 interrupted.
@@ -28,3 +29,14 @@ def parser_with_examples(
     return factory(
         *args, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs
     )
+
+
+def subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    """The required group of ``parser``'s subcommands, listed under "commands" as COMMAND.
+
+    >>> parser = argparse.ArgumentParser(prog="x")
+    >>> _ = subcommands(parser).add_parser("go")
+    >>> parser.format_usage().strip()
+    'usage: x [-h] COMMAND ...'
+    """
+    return parser.add_subparsers(title="commands", required=True, metavar="COMMAND")

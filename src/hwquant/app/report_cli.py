@@ -8,9 +8,9 @@ fake-quant and integer accuracy, accumulator widths and overflows, and, when
 :mod:`hwquant.hw` is installed, FPGA resource estimates. The results use the schema of the demo's
 ``demo.json`` (one variant), so the demo's tables, plots and HTML render them.
 
-A run whose scheme lowers to a TableModel instead (``recipe.scheme = "tables"``;
-``SchemeHandler.lowered``): its results hold no variant and a ``"tables"`` section
-(:mod:`hwquant.app.report.table_units`: engine against fake-quant on the test set, the
+A run whose scheme lowers to a TableModel instead (``recipe.scheme = "tables"``; its
+``SchemeHandler.lowers_to_intmodel`` is false): its results hold no variant and a ``"tables"``
+section (:mod:`hwquant.app.report.table_units`: engine against fake-quant on the test set, the
 multiply-free audit and the compactness measures).
 """
 
@@ -58,7 +58,6 @@ def collect_run(run_dir: str | Path, device: str = HW_DEVICE) -> dict[str, Any]:
     from hwquant.data import BatchLoader, load_dataset
     from hwquant.hw.devices import get_device
     from hwquant.schemes import get as get_scheme
-    from hwquant.schemes.tables.model import TableModel
 
     get_device(device)  # an unknown part is refused before any work, listing the known ones
     start = time.perf_counter()
@@ -85,14 +84,14 @@ def collect_run(run_dir: str | Path, device: str = HW_DEVICE) -> dict[str, Any]:
     }
     qat = hwquant.prepare(fp32, config.recipe)
     load_weights(qat, _weights(run_dir / CHECKPOINT_NAME, "the run"), run_dir / CHECKPOINT_NAME)
-    if get_scheme(config.recipe.scheme).lowered is TableModel:
-        variants = []
-        sections = {"tables": measure_table_units(qat, test, run_dir), "resources": TABLES_NOTE}
-    else:
+    if get_scheme(config.recipe.scheme).lowers_to_intmodel:
         variant = Variant(MODEL_FILE.removesuffix(".npz"), config.recipe, config.train)
         variants = [measure_variant(qat, variant, data, run_dir)]
         resources = resource_estimate(run_dir / variants[0]["model_file"], data, device)
         sections = {"resources": resources}
+    else:
+        variants = []
+        sections = {"tables": measure_table_units(qat, test, run_dir), "resources": TABLES_NOTE}
     return {
         "title": f"hwquant run report: {run_dir.name}",
         "quick": False,

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from hwquant.app.cli_args import input_shape, positive_int
-from hwquant.app.command import parser_with_examples
+from hwquant.app.command import parser_with_examples, subcommands
 from hwquant.core.errors import ConfigError, FileFormatError
 from hwquant.rtl.unit import Unit, emitters, get_emitter
 
@@ -79,7 +79,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
             "hwquant rtl sim golden/",
         ],
     )
-    sub = rtl.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    sub = subcommands(rtl)
     emit_parser = parser_with_examples(
         sub.add_parser,
         "emit",

@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from hwquant.app.command import parser_with_examples
+from hwquant.app.command import parser_with_examples, subcommands
 from hwquant.hw.synthesized import PARAMS, UNIT_KINDS
 
 
@@ -37,7 +37,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
             "hwquant synth sweep --out synth_costs.json",
         ],
     )
-    sub = synth.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    sub = subcommands(synth)
     unit = parser_with_examples(
         sub.add_parser,
         "unit",

@@ -237,13 +237,7 @@ class FoldedDesign(DeviceFit):
             "ii_cycles": self.ii_cycles,
             "latency_cycles": self.latency_cycles,
             "images_per_s": self.images_per_s,
-            "usage": {k: {"used": u, "available": h} for k, (u, h) in self.usage.items()},
-            "fits": self.fits,
-            "logic_fits": self.logic_fits,
-            "weights_on_chip": self.weights_on_chip,
-            "weights_streamed_bits": self.traffic.streamed_bits,
-            "dram_gb_per_s": self.dram_gbps,
-            "problems": self.problems(),
+            **self.fit_record(),
             "layers": [
                 {
                     "name": x.work.name,

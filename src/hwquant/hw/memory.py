@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,19 @@ class DeviceFit:
         return fit_problems(
             self.usage, self.device.name, self.traffic, self.block_name, self.images_per_s
         )
+
+    def fit_record(self) -> dict[str, Any]:
+        """The fit as JSON-ready data: usage, the verdicts, the weights streamed and their DRAM
+        bandwidth, and the problems (a part of each design's ``to_dict``)."""
+        return {
+            "usage": {k: {"used": u, "available": h} for k, (u, h) in self.usage.items()},
+            "fits": self.fits,
+            "logic_fits": self.logic_fits,
+            "weights_on_chip": self.weights_on_chip,
+            "weights_streamed_bits": self.traffic.streamed_bits,
+            "dram_gb_per_s": self.dram_gbps,
+            "problems": self.problems(),
+        }
 
 
 def weight_traffic(bits: Sequence[int], blocks: Sequence[int], capacity: int) -> WeightTraffic:

@@ -406,6 +406,8 @@ class IntModel:
     output: str
     output_scale: np.ndarray  # float64: value of one output unit, per output channel
     recipe: dict[str, Any] = field(default_factory=dict)
+    format_name: ClassVar[str] = FORMAT_NAME
+    """The format its files are written in, named in their header (:meth:`save`)."""
 
     # -- execution ---------------------------------------------------------------------------
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -443,6 +445,17 @@ class IntModel:
         """Float value of integer outputs: ``output_scale · out`` (float64)."""
         scale = torch.from_numpy(self.output_scale).to(out.device)
         return out.double() * channel_view(scale, out.dim())
+
+    @property
+    def integer_output(self) -> str:
+        """The node whose codes the integer graph outputs: :attr:`output`, or, where the model
+        ends in ops kept outside the integer graph (a final softmax: ``IntNode.outside``), the
+        node whose codes they pass on to the host unchanged."""
+        outside = {node.name: node for node in self.nodes if node.outside}
+        name = self.output
+        while name in outside:
+            name = outside[name].inputs[0]
+        return name
 
     # -- accumulators ------------------------------------------------------------------------
     def weight_nodes(self) -> list[WeightNode]:
@@ -491,6 +504,12 @@ class IntModel:
             "nodes": [to_json(node, node.name, arrays) for node in self.nodes],
         }
         return write_npz_with_header(path, FORMAT_NAME, FORMAT_VERSION, header, arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> IntModel:
+        """The IntModel saved in ``path`` (:func:`load`); with :attr:`format_name`, what
+        :func:`hwquant.qat.registry.load_lowered` asks of a lowered model's class."""
+        return load(path)
 
 
 def to_json(obj: IntNode | WeightEncoding, prefix: str, arrays: dict[str, np.ndarray]) -> dict:

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwquant.core.errors import ConfigError, UnsupportedLayerError
+from hwquant.core.registry import Registry
 from hwquant.ir.intmodel import NODE_TYPES, IntNode
 
 
@@ -67,7 +68,11 @@ class OpHandler:
     folded: bool = False
 
 
-_REGISTRY: dict[str, OpHandler] = {}
+_OPS: Registry[OpHandler] = Registry(
+    "op",
+    error=UnsupportedLayerError,
+    fix="use one of the registered ops: {names} (an op is added as a module under hwquant/ops/).",
+)
 
 
 def register_op(handler: OpHandler) -> OpHandler:
@@ -76,8 +81,12 @@ def register_op(handler: OpHandler) -> OpHandler:
     A node class declared in the op's own module joins ``hwquant.ir.intmodel.NODE_TYPES`` here,
     so that :func:`hwquant.ir.intmodel.load` reads files holding it.
     """
-    if handler.name in _REGISTRY:
-        raise ConfigError(f"op {handler.name!r} is registered twice")
+    return _OPS.add(handler.name, handler, _check_node)
+
+
+def _check_node(handler: OpHandler) -> None:
+    """Refuse a handler whose node class is not its op's, or an op the IR has another node
+    class for; else enter its node class in ``NODE_TYPES``."""
     if handler.node.op != handler.name:
         raise ConfigError(
             f"op {handler.name!r} declares node class {handler.node.__name__}, whose op is "
@@ -88,18 +97,16 @@ def register_op(handler: OpHandler) -> OpHandler:
             f"op {handler.name!r}: the IR already has node class "
             f"{NODE_TYPES[handler.name].__name__} for it. Fix: declare that class."
         )
-    _REGISTRY[handler.name] = handler
-    return handler
 
 
 def available_ops() -> tuple[str, ...]:
     """The registered op names, in registration order."""
-    return tuple(_REGISTRY)
+    return _OPS.names()
 
 
 def handlers() -> Iterator[OpHandler]:
     """The registered handlers, in registration order."""
-    return iter(tuple(_REGISTRY.values()))
+    return iter(_OPS.entries())
 
 
 def get_op(name: str) -> OpHandler:
@@ -108,10 +115,4 @@ def get_op(name: str) -> OpHandler:
     Raises:
         UnsupportedLayerError: no op of that name is registered; the message lists those that are.
     """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnsupportedLayerError(
-            f"unknown op {name!r}. Fix: use one of the registered ops: "
-            f"{', '.join(available_ops())} (an op is added as a module under hwquant/ops/)."
-        ) from None
+    return _OPS.get(name)

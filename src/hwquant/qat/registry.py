@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from hwquant.core.errors import ConfigError
+from hwquant.core.npzfile import file_format
+from hwquant.core.registry import Registry
 from hwquant.ir.intmodel import IntModel
 
 
@@ -39,13 +41,16 @@ class SchemeHandler:
     and ``lower`` replace the common passes for a scheme whose activations change too (tables),
     and ``trace(lowered, x)`` then runs what its ``lower`` returns on a float batch for
     :func:`hwquant.verify` (an :class:`EngineTrace`). ``lowered`` is the class of what
-    ``lower`` returns (:func:`hwquant.verify` refuses another; a report measures it as such).
+    ``lower`` returns (:func:`hwquant.verify` refuses another; a report measures it as such;
+    its ``format_name`` and ``load`` read its files back: :func:`load_lowered`).
     ``accumulator_aware``: its inner weight layers take an accumulator bound
     (``Recipe.accumulator_bits``: the A2Q-style bounded linear weights of LLSQ).
 
     >>> from hwquant.schemes import get
     >>> get("msq").lowered.__name__, get("tables").lowered.__name__
     ('IntModel', 'TableModel')
+    >>> get("msq").lowers_to_intmodel, get("tables").lowers_to_intmodel
+    (True, False)
     """
 
     name: str
@@ -58,21 +63,24 @@ class SchemeHandler:
     lowered: type = IntModel
     accumulator_aware: bool = False
 
+    @property
+    def lowers_to_intmodel(self) -> bool:
+        """Whether ``lower`` returns an IntModel (what the integer engine runs and
+        :mod:`hwquant.hw` estimates), not a model of the scheme's own kind."""
+        return self.lowered is IntModel
 
-_REGISTRY: dict[str, SchemeHandler] = {}
+
+_SCHEMES: Registry[SchemeHandler] = Registry("scheme")
 
 
 def register_scheme(handler: SchemeHandler) -> SchemeHandler:
     """Register ``handler`` under its name (once)."""
-    if handler.name in _REGISTRY:
-        raise ConfigError(f"scheme {handler.name!r} is registered twice")
-    _REGISTRY[handler.name] = handler
-    return handler
+    return _SCHEMES.add(handler.name, handler)
 
 
 def available() -> tuple[str, ...]:
     """The registered scheme names, in registration order."""
-    return tuple(_REGISTRY)
+    return _SCHEMES.names()
 
 
 def get_scheme(name: str) -> SchemeHandler:
@@ -81,10 +89,16 @@ def get_scheme(name: str) -> SchemeHandler:
     Raises:
         ConfigError: no scheme of that name is registered; the message lists those that are.
     """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown scheme {name!r}. Fix: use one of the registered schemes: "
-            f"{', '.join(available())}."
-        ) from None
+    return _SCHEMES.get(name)
+
+
+def load_lowered(path: str | Path) -> Any:
+    """The lowered model saved in ``path``, of whichever registered kind it is: the ``lowered``
+    class whose ``format_name`` the file's header names (``format``, docs/intmodel_format.md)
+    reads it. A file of no registered format (unreadable, foreign) is read as an IntModel,
+    whose reader names what is wrong and the fix."""
+    kind = file_format(path)
+    for handler in _SCHEMES.entries():
+        if handler.lowered.format_name == kind:
+            return handler.lowered.load(path)
+    return IntModel.load(path)

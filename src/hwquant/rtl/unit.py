@@ -25,6 +25,7 @@ import numpy as np
 
 from hwquant.core.errors import ConfigError
 from hwquant.core.intmath import bits_needed, qrange
+from hwquant.core.registry import Registry
 
 Direction = Literal["input", "output"]
 MacStyle = Literal["dsp", "lut"]
@@ -278,22 +279,21 @@ def top_suffix(values: Sequence[int]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-_EMITTERS: dict[str, Callable[..., Unit]] = {}
+_EMITTERS: Registry[Callable[..., Unit]] = Registry(
+    "unit emitter", fix="use one of {names}.", sort=True
+)
 
 
 def register_emitter(emit: Callable[..., Unit]) -> Callable[..., Unit]:
     """Decorator: register a unit emitter under its function name (the synthesis sweep of
     :mod:`hwquant.rtl.sweep` builds units by name). The generic units register in this package;
     each scheme's MAC registers in ``hwquant.schemes.<name>.rtl``, which its package imports."""
-    if emit.__name__ in _EMITTERS:
-        raise ConfigError(f"unit emitter {emit.__name__!r} is registered twice")
-    _EMITTERS[emit.__name__] = emit
-    return emit
+    return _EMITTERS.add(emit.__name__, emit)
 
 
 def emitters() -> tuple[str, ...]:
     """The registered unit emitters' names, sorted (registration order follows import order)."""
-    return tuple(sorted(_EMITTERS))
+    return _EMITTERS.names()
 
 
 def get_emitter(name: str) -> Callable[..., Unit]:
@@ -302,9 +302,4 @@ def get_emitter(name: str) -> Callable[..., Unit]:
     Raises:
         ConfigError: no emitter of that name is registered; the message lists those that are.
     """
-    try:
-        return _EMITTERS[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown unit emitter {name!r}. Fix: use one of {', '.join(emitters())}."
-        ) from None
+    return _EMITTERS.get(name)

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from hwquant.app.command import parser_with_examples
+from hwquant.app.command import parser_with_examples, subcommands
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         description="Benchmark commands.",
         examples=["hwquant bench reproduce --tier smoke --out /tmp/smoke"],
     )
-    sub = bench.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    sub = subcommands(bench)
     parser = parser_with_examples(
         sub.add_parser,
         "reproduce",

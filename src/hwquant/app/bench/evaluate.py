@@ -5,7 +5,10 @@ must equal those of the engine that runs the lowered model: :class:`hwquant.IntM
 integer engine (on the batch's device), or :class:`hwquant.schemes.tables.TableModel` on the table
 engine (on the CPU). Outputs are compared on the CPU. :func:`compare` runs
 both on every test batch and counts the images whose output integers differ anywhere; the
-claim "fake-quant == engine" holds when that count is 0.
+claim "fake-quant == engine" holds when that count is 0. The integers compared are those the
+integer graph outputs: an IntModel's :attr:`~hwquant.IntModel.integer_output` (the logits,
+before a final softmax kept outside the graph), a table model's last layer that the QAT model
+captures (before a flatten or a softmax that follows it).
 
 Accumulator widths: for an integer model, per weight layer, the worst-case width of
 :meth:`WeightNode.worst_case_bits` (``Σ|w|·max|x| + |b|``) and the width the largest
@@ -78,7 +81,8 @@ def compare(
     qat: nn.Module, deployed: Deployed, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
 ) -> dict[str, Any]:
     """Accuracy of ``qat`` (eval mode) and of ``deployed`` on ``batches``, the number of images
-    whose output integers differ, and the accumulator widths (see the module docstring)."""
+    whose integer graph's outputs differ, and the accumulator widths (see the module
+    docstring)."""
     engine = _engine_of(deployed)
     qat.eval()
     images = fq_correct = engine_correct = unequal = 0
@@ -87,7 +91,6 @@ def compare(
         with engine.capture(qat) as captured:
             logits = qat(x)
         out, stats = engine.run(x)
-        name = deployed.output
         if isinstance(out, dict):  # a table model's trace: its output may follow the last
             # layer (a flatten, a softmax kept outside), so compare that layer's indices
             name = next((n for n in reversed(list(captured)) if n in out), None)
@@ -98,7 +101,8 @@ def compare(
                     "that is evaluated (hwquant.lower) and evaluate the two together."
                 )
             got, out = out[name].cpu(), out[deployed.output].cpu()
-        else:
+        else:  # an IntModel's output: its integer graph's (a final softmax passes it on)
+            name = deployed.integer_output
             got = out = out.cpu()
         y = y.cpu()
         unequal += int((captured[name].cpu() != got).flatten(1).any(1).sum())

@@ -160,6 +160,8 @@ class TableModel:
     output_scale: float
     recipe: dict[str, Any] = field(default_factory=dict)
     output_levels: np.ndarray | None = None  # float64: the output is indices into these
+    format_name: ClassVar[str] = FORMAT_NAME
+    """The format its files are written in, named in their header (:meth:`save`)."""
 
     def output_values(self, out: torch.Tensor) -> torch.Tensor:
         """Float value of the engine's outputs: ``output_levels[out]``, or ``output_scale·out``
@@ -192,6 +194,12 @@ class TableModel:
             "nodes": [to_json(node, node.name, arrays) for node in self.nodes],
         }
         return write_npz_with_header(path, FORMAT_NAME, FORMAT_VERSION, header, arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TableModel:
+        """The TableModel saved in ``path`` (:func:`load_tables`); with :attr:`format_name`,
+        what :func:`hwquant.qat.registry.load_lowered` asks of a lowered model's class."""
+        return load_tables(path)
 
 
 def load_tables(path: str | Path) -> TableModel:
