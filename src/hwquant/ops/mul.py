@@ -58,6 +58,7 @@ from hwquant.rtl.network.stream import (
     write_address_lines,
 )
 from hwquant.rtl.requantizer import clamp_statement
+from hwquant.rtl.resources import FAMILIES
 from hwquant.rtl.unit import index_bits, literal
 
 if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
@@ -216,7 +217,7 @@ def block(node: MulNode, inputs: list[FeatureMap], fold: Fold, module: str) -> B
         "mult": node.mult,
         "shift": node.shift,
         "broadcast": [b.channels, b.height, b.width],
-        "cost": {f: asdict(cost(node, a, b, f)) for f in estimate.DSP_BITS},
+        "cost": {f: asdict(cost(node, a, b, f)) for f in FAMILIES},
     }
     return Block(
         node.name, node.op, module, verilog, list(node.inputs), out, steps, depth, {}, info

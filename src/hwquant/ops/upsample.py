@@ -43,6 +43,7 @@ from hwquant.rtl.network.stream import (
     window_address,
     write_address_lines,
 )
+from hwquant.rtl.resources import FAMILIES
 from hwquant.rtl.unit import index_bits
 
 if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
@@ -180,7 +181,7 @@ def block(node: UpsampleNode, inputs: list[FeatureMap], fold: Fold, module: str)
     verilog = module_text(module, block_ports([fmap], out), lines)
     info = {
         "factor": [fh, fw],
-        "cost": {f: asdict(cost(fmap, (fh, fw))) for f in estimate.DSP_BITS},
+        "cost": {f: asdict(cost(fmap, (fh, fw))) for f in FAMILIES},
     }
     return Block(
         node.name, node.op, module, verilog, list(node.inputs), out, steps, depth, {}, info

@@ -46,6 +46,7 @@ from hwquant.rtl.network.stream import (
     module_text,
     write_address_lines,
 )
+from hwquant.rtl.resources import FAMILIES
 from hwquant.rtl.unit import index_bits
 
 if TYPE_CHECKING:  # the export needs the optional onnx package: imported on use
@@ -163,7 +164,7 @@ def block(node: ZeroInsertNode, inputs: list[FeatureMap], fold: Fold, module: st
         "stride": [sh, sw],
         "before": [bh, bw],
         "after": [ah, aw],
-        "cost": {f: asdict(cost(fmap, out, f)) for f in estimate.DSP_BITS},
+        "cost": {f: asdict(cost(fmap, out, f)) for f in FAMILIES},
     }
     return Block(
         node.name, node.op, module, verilog, list(node.inputs), out, steps, depth, {}, info

@@ -49,6 +49,8 @@ ICE40_LOGIC_WORDS = 4
 """iCE40 RAMs of at most this many words are left to flip-flops [D]."""
 DSP_BITS = {"ecp5": 18, "ice40": 16}
 """Operand width of one hardware multiplier per family."""
+FAMILIES = tuple(DSP_BITS)
+"""The families these rules describe: what a block's per-family ``cost`` record covers."""
 
 
 @dataclass
@@ -133,9 +135,9 @@ def multipliers(a: int, b: int, family: str) -> int:
 
 def _known(family: str) -> None:
     """Refuse a family these rules do not describe (each rule cites an ECP5 or iCE40 mapping)."""
-    if family not in DSP_BITS:
+    if family not in FAMILIES:
         raise ConfigError(
-            f"no resource rules for the {family!r} family ({', '.join(DSP_BITS)}). Fix: estimate "
+            f"no resource rules for the {family!r} family ({', '.join(FAMILIES)}). Fix: estimate "
             "an ECP5 or iCE40 part; other families are synthesized, not estimated."
         )
 

@@ -12,7 +12,8 @@ flow places (ECP5, iCE40):
   (:func:`hwquant.rtl.resources.lane_cost`: a multiplier per fixed-point or codebook product,
   shift-add LUTs per SP2 product, a ROM image per table product), then its adder tree, its
   accumulator and the fold's bias table;
-* **requantizer** per lane (``code = clamp((acc·M + 2^(s−1)) >>> s)``): a multiplier, then the
+* **requantizer** per lane (``code = clamp((acc·M + 2^(s−1)) >>> s)``): a multiplier (none
+  where ``M`` is a constant 0 or power of two: design.json's ``requantizer.multiplies``), then the
   rounding adder, the shift and the clamp on the *live* bits only. With ``s_min`` the
   smallest shift the lane's shift table can select, bits ``0 .. s_min − 2`` of ``acc·M`` feed
   nothing (the rounding term ``2^(s−1)`` has no lower bits, and the shift drops them), so
@@ -33,10 +34,11 @@ flow places (ECP5, iCE40):
 **Flip-flops** are counted register by register as the generator writes them (Yosys keeps
 every one that is read): the pipeline registers of a weight block (window address, weight and
 input words, one per product bit, adder-tree levels, accumulator and result, the
-requantizer's three wide stages and code, the word assembly), each stage's tags, the schedule
-and loop counters; an edge in block RAM costs its bank and count registers only (its RAM is
-``no_rw_check``: Yosys adds no bypass register beside it), an edge in LUTRAM its registered
-read word too, and an iCE40 edge in logic every word; a max pool holds the read
+requantizer's operand registers, three wide stages (four where a lane multiplies) and code,
+the word assembly), each stage's tags, the schedule and loop counters; an edge in block RAM
+costs its bank and count registers only (its RAM is ``no_rw_check``: Yosys adds no bypass
+register beside it), an edge in LUTRAM
+its registered read word too, and an iCE40 edge in logic every word; a max pool holds the read
 word, the running maximum and the output word; the output interface holds the logits twice
 (the argmax tree and the top's output register) [D].
 
@@ -46,13 +48,12 @@ beside the synthesized count and records how far off it is.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hwquant.core.errors import ConfigError
 from hwquant.rtl.resources import (
-    DSP_BITS,
+    FAMILIES,
     Cost,
     LaneShape,
     bits,
@@ -148,9 +149,11 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
     count_bits = sum(bits(n) for n in counters) + bits(block["cycles"])
     cost = Cost(LUTS_PER_COUNTER_BIT * count_bits)
     cost.luts += mux_luts(c_in // simd, simd * a)  # the chunk select
-    # schedule and loop counters, ROM address (twice), pixel address, input and weight words
+    # schedule and loop counters, ROM address (three times), the window's coordinates (and
+    # their sign bits), pixel address, input and weight words
     sy, sx = block["stride"]
-    cost.ffs = count_bits + 1 + bits(words) + bits(max(kh * kw, oh * ow * sy * sx))
+    cost.ffs = count_bits + 1 + 2 * bits(words) + bits(max(kh * kw, oh * ow * sy * sx))
+    cost.ffs += bits(oh * sy + kh) + bits(ow * sx + kw) + 2
     cost.ffs += simd * max(a, 1) + rom_bits
     banks = int(block["weight_rom"].get("banks", 1))
     if block.get("word_registered"):  # the read word and each bank's weight word registered
@@ -163,8 +166,8 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
     if block["weight_rom"]["style"] == "logic":  # a small ROM: LUT logic
         cost.luts += table_luts(words, rom_bits, family)
         cost.ffs += rom_bits  # the ROM's read register (block RAM holds its own)
-    elif banks > 1:  # banks of 2^k words (the last one shorter), then a banks:1 select
-        bank_words = 1 << bits(math.ceil(words / banks))
+    elif banks > 1:  # banks of bank_words (the last one shorter), then a banks:1 select
+        bank_words = int(block["weight_rom"]["bank_words"])
         for start in range(0, words, bank_words):
             cost += memory(min(bank_words, words - start), rom_bits, family)
         cost.luts += mux_luts(banks, rom_bits)
@@ -189,7 +192,14 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
             live = wide - max(int(low) - 1, 0)
             cost.luts += 2.5 * live + live * bits(shifts) / 2 * (shifts > 1) + ob
             cost.ffs += 3 * live + int(rq["shift_bits"]) + ob  # scaled, rounded, shifted
-        cost.dsps += pe * multipliers(acc, int(rq["mult_bits"]), family)
+            cost.ffs += live * (int(rq["multiplies"]) > 0)  # the product registered again
+        # the multiply's operands registered beside the DSP: the result, and the multiplier
+        # (``mult_q``, kept) where a lane's rows have several; the registers ``mult_q`` copies
+        # are not counted: their bits are functions of the fold alone, which Yosys merges
+        # across the lanes (the tiny CNN's PE 2 layer: 12 FFs in both, 26 in the copies) [D]
+        mult_bits = int(rq["mult_bits"])
+        cost.ffs += pe * acc + mult_bits * int(rq["mult_registers"])
+        cost.dsps += int(rq["multiplies"]) * multipliers(acc, mult_bits, family)
     th = block.get("thresholds")
     if th:  # per lane: the fold's thresholds, the compares and their sum
         count, width = int(th["count"]), int(th["compare_bits"])
@@ -254,7 +264,7 @@ def estimate_design(record: Mapping, family: str) -> DesignEstimate:
     Raises:
         ConfigError: a family other than ``ecp5`` / ``ice40``, or a block op it cannot cost.
     """
-    if family not in DSP_BITS:
+    if family not in FAMILIES:
         raise ConfigError(f"no estimate for family {family!r}. Fix: use ecp5 or ice40.")
     est = DesignEstimate(family)
     widths = {e["to"]: int(e["width"]) for e in record["edges"]}

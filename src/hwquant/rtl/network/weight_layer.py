@@ -21,13 +21,16 @@ fields per (nf, ky, kx, cs), read synchronously from a ``$readmemh`` image (bloc
 LUTs when at most :data:`LUTROM_DEPTH` words; a very deep one in banks of
 :data:`ROM_BANK_WORDS`, one image each).
 
-**Pipeline** (one register per stage, so one stage sets Fmax): pixel address → input RAM read
+**Pipeline** (one register per stage, so one stage sets Fmax): window coordinates → padding
+flag and pixel address → input RAM read
 and weight ROM read → (the read word registered, when the chunk select has at least
 :data:`WIDE_CHUNKS` ways or the ROM is banked) → bank select and chunk select → (a copy of
 the operand per lane, beyond :data:`OPERAND_COPY_LANES` DSP lanes) → products →
 (the products registered again when they are ROM reads, table lookups) → ``⌈log2 SIMD⌉``
 adder-tree levels → accumulator (bias on a fold's first item, wrapping at ``acc_bits``:
-:class:`hwquant.core.intmath.Accumulator` "wrap") → ``acc·M`` → ``+ 2^(s−1)`` → ``>>> s`` →
+:class:`hwquant.core.intmath.Accumulator` "wrap") → ``acc`` and ``M`` registered again (beside
+the multiplier) → ``acc·M`` (registered again where a lane multiplies on a DSP) →
+``+ 2^(s−1)`` → ``>>> s`` →
 ``clamp(·, lo, hi)`` → pixel word assembly in the write register (each fold's codes into
 their fields) and write.
 ``acc_bits`` is the width the engine's analysis proves (:meth:`WeightNode.worst_case_bits`),
@@ -55,7 +58,8 @@ from hwquant.rtl.network.stream import (
     control_lines,
     counter_lines,
     module_text,
-    window_address,
+    window_coordinates,
+    window_pixel,
 )
 from hwquant.rtl.requantizer import clamp_statement
 from hwquant.rtl.testbench import mem_text
@@ -81,11 +85,12 @@ classifier ROM (5 DP16KD deep) read through it within 100 MHz (every digits desi
 103.85-118.20 MHz, benchmarks/results/network_build.json), without the
 banks' registers (a ROM word's width in flip-flops per bank)."""
 
-OPERAND_COPY_LANES = 16
+OPERAND_COPY_LANES = 8
 """A block with more DSP lanes than this (products Yosys maps to MULT18X18D, ``style`` "dsp")
 gives every lane a copy of the activation operand register ``x_q`` of its own, one stage
 after it, so that each copy sits beside its lane's multipliers: the MNIST-5k LLSQ design
 (153 of 156 MULT18X18D) routed its 32-lane ``x_q`` to the farthest DSP in 5.7 ns (88.22 MHz),
+and with copies beyond 16 lanes its 16-lane ``features.3.0`` ``x_q`` in 5.9 ns (96.46 MHz),
 while the digits fixed-only design's 16 DSP lanes on one ``x_q`` met 106 MHz."""
 
 LUTROM_DEPTH = 64
@@ -226,8 +231,9 @@ class Activation(Protocol):
 
 @dataclass(frozen=True)
 class Requantizer:
-    """``code = clamp((acc·M[row] + 2^(s[row]−1)) >>> s[row], lo, hi)`` in two stages
-    (:func:`hwquant.rtl.requantizer.clamp_statement`)."""
+    """``code = clamp((acc·M[row] + 2^(s[row]−1)) >>> s[row], lo, hi)``, one register stage
+    per step (:func:`hwquant.rtl.requantizer.clamp_statement`); ``M`` is a constant in a lane
+    whose rows share it (:func:`lane_multiplier`)."""
 
     mult: np.ndarray
     shift: np.ndarray
@@ -249,20 +255,59 @@ class Requantizer:
         wide = acc_bits + mult_bits + 1
         shift_bits = max(2, int(shift.max()).bit_length() + 1)
         lines: list[str] = []
-        # the row's multiplier is chosen in the accumulator's stage ``a`` and registered with
-        # the result (``v && last``), so the multiply reads two registers: a multiplexer
-        # before the DSP limited Fmax to 93 MHz on the SP2-only digits design
+        # a lane whose real rows share one multiplier multiplies by that constant (an idle
+        # fold's code is computed with it too, but never written: the word assembly skips
+        # idle rows); a lane choosing among several has its row's multiplier chosen in the
+        # accumulator's stage ``a`` and registered with the result (``v && last``): a
+        # multiplexer before the DSP limited Fmax to 93 MHz on the SP2-only digits design
         a = stages.now - 1
         lines += stages.advance()
+        factors = [lane_multiplier(mult, lane.rows) for lane, _ in lanes]
         for p, (lane, _) in enumerate(lanes):
-            ms = [int(mult[r]) if r >= 0 else 0 for r in lane.rows]
+            if factors[p] is None:
+                ms = [int(mult[r]) if r >= 0 else 0 for r in lane.rows]
+                lines += [
+                    f"    reg signed [{mult_bits - 1}:0] mult_sel_{p}, mult_{p};",
+                    _case(f"nf_{a}", f"mult_sel_{p}", [literal(m, mult_bits) for m in ms]),
+                    f"    always @(posedge clk) if (v_{a} && last_{a}) mult_{p} <= mult_sel_{p};",
+                ]
+        # the multiply's operands registered again, in a stage of their own, so that the
+        # placer can put these registers beside the MULT18X18D wherever a free one is: with
+        # 153 of 156 DSPs used, features.0.0's mult_3 register on the MNIST-5k LLSQ design
+        # reached its DSP through 3.2 ns of route (95.93 MHz), and on the MSQ design
+        # features.1.0's mult_24 through 4.4 ns (87.62 MHz)
+        # (``mult_q`` kept: the bits of the lanes' multiplier tables are functions of the fold
+        # alone, and Yosys merged equal ones, one flip-flop then driving DSPs of several lanes
+        # across the die: 4.3 ns of route on the LLSQ design's features.3.0, 100.46 MHz)
+        lines += stages.advance()
+        for p in range(len(lanes)):
             lines += [
-                f"    reg signed [{mult_bits - 1}:0] mult_sel_{p}, mult_{p};",
-                _case(f"nf_{a}", f"mult_sel_{p}", [literal(m, mult_bits) for m in ms]),
-                f"    always @(posedge clk) if (v_{a} && last_{a}) mult_{p} <= mult_sel_{p};",
-                f"    reg signed [{wide - 1}:0] scaled_{p};",
-                f"    always @(posedge clk) scaled_{p} <= res_{p} * mult_{p};",
+                f"    reg signed [{acc_bits - 1}:0] res_q_{p};",
+                f"    always @(posedge clk) res_q_{p} <= res_{p};",
             ]
+            operand = literal(factors[p], mult_bits) if factors[p] is not None else f"mult_q_{p}"
+            if factors[p] is None:
+                lines += [
+                    f"    reg signed [{mult_bits - 1}:0] mult_q_{p};",
+                    f"    (* keep *) always @(posedge clk) mult_q_{p} <= mult_{p};",
+                ]
+            lines += [
+                f"    reg signed [{wide - 1}:0] scaled_{p};",
+                f"    always @(posedge clk) scaled_{p} <= res_q_{p} * {operand};",
+            ]
+        # where a lane multiplies on a DSP, the product is registered once more, so that
+        # `scaled` can sit beside the MULT18X18D and the copy beside the rounding adder: the
+        # MNIST-5k MSQ design's features.3.0 scaled_23 was placed 54 columns from its DSP
+        # (3.7 ns of route out of it, 95.57 MHz on 7b1f640)
+        product = "scaled"
+        if any(_multiplies(f) for f in factors):
+            lines += stages.advance()
+            for p in range(len(lanes)):
+                lines += [
+                    f"    reg signed [{wide - 1}:0] scaled_q_{p};",
+                    f"    always @(posedge clk) scaled_q_{p} <= scaled_{p};",
+                ]
+            product = "scaled_q"
         t = stages.now
         lines += stages.advance()
         for p, (lane, _) in enumerate(lanes):
@@ -276,7 +321,7 @@ class Requantizer:
                 f"    reg signed [{wide - 1}:0] rounded_{p};",
                 f"    reg [{shift_bits - 1}:0] rshift_{p};",
                 "    always @(posedge clk) begin",
-                f"        rounded_{p} <= scaled_{p} + half_{p};",
+                f"        rounded_{p} <= {product}_{p} + half_{p};",
                 f"        rshift_{p} <= shift_{p};",
                 "    end",
             ]
@@ -300,7 +345,11 @@ class Requantizer:
     def record(self, lanes: list[tuple[Lane, np.ndarray]], acc_bits: int) -> dict:
         """design.json's ``requantizer``: the widths of :meth:`lines`; over the lanes, the
         most distinct multipliers and shifts one lane selects among (1: a constant, no
-        multiplexer); and per lane ``min_shifts``, the smallest shift its registered shift
+        multiplexer); ``mult_registers``, the lanes that keep a multiplier register
+        (:func:`lane_multiplier`: their rows' multipliers differ), and ``multiplies``, the
+        lanes whose product is a multiplication (a constant 0 or power of two is a shift,
+        which Yosys's ``opt_expr`` makes of it: the non-uniform designs' ``M = 1``); and per
+        lane ``min_shifts``, the smallest shift its registered shift
         amount ``rshift`` can take as Yosys sees it: the bits common to every shift its table
         can give (an idle fold's 0, and the table's default 0 when the fold select has codes
         beyond the folds, included), since ``opt_dff`` removes the register's constant bits
@@ -311,6 +360,7 @@ class Requantizer:
         shift = np.asarray(self.shift, np.int64)
         mult_bits = int(mult.max()).bit_length() + 1
         rows = [[r for r in lane.rows if r >= 0] for lane, _ in lanes]
+        factors = [lane_multiplier(mult, lane.rows) for lane, _ in lanes]
         folds = len(lanes[0][0].rows)
         default = [0] if 1 << index_bits(folds) > folds else []  # the select's spare codes
         return {
@@ -320,6 +370,8 @@ class Requantizer:
                 "shift_bits": max(2, int(shift.max()).bit_length() + 1),
                 "distinct_mults": max(len({int(mult[r]) for r in rs}) for rs in rows),
                 "distinct_shifts": max(len({int(shift[r]) for r in rs}) for rs in rows),
+                "mult_registers": sum(factor is None for factor in factors),
+                "multiplies": sum(_multiplies(f) for f in factors),
                 "min_shifts": [
                     reduce(
                         operator.and_, [int(shift[r]) if r >= 0 else 0 for r in lane.rows] + default
@@ -328,6 +380,31 @@ class Requantizer:
                 ],
             }
         }
+
+
+def lane_multiplier(mult: np.ndarray, rows: tuple[int, ...]) -> int | None:
+    """The requantizer multiplier ``M`` a lane holding ``rows`` (−1: an idle fold) uses in
+    every fold with a real row, or None when its rows' multipliers differ (a lane of idle
+    folds only multiplies by 0).
+
+    >>> lane_multiplier(np.array([5, 5, 7]), (0, 1, -1))
+    5
+    >>> lane_multiplier(np.array([5, 5, 7]), (1, 2)) is None
+    True
+    >>> lane_multiplier(np.array([5]), (-1, -1))
+    0
+    """
+    factors = {int(mult[r]) for r in rows if r >= 0}
+    if len(factors) > 1:
+        return None
+    return factors.pop() if factors else 0
+
+
+def _multiplies(factor: int | None) -> bool:
+    """Whether a lane of requantizer multiplier ``factor`` (:func:`lane_multiplier`; None: a
+    register) multiplies: a constant 0 or power of two is a shift, which Yosys's ``opt_expr``
+    makes of it (no DSP)."""
+    return factor is None or factor & (factor - 1) != 0
 
 
 @dataclass(frozen=True)
@@ -470,11 +547,13 @@ def emit_array(
         f"        else if (issue) wa <= (wa == {depth_words - 1}) ? 0 : wa + 1;",
         "    end",
     ]
-    lines += window_address((sy, sx), (py, px), fmap)  # the sliding-window unit
-    # stage 1: pixel address registered (the input RAM's read address), tags
+    # the sliding-window unit in two stages: the coordinates, then the padding flag and the
+    # pixel address from them (in one stage, the coordinates' adders and the address's
+    # shift-and-add chain were the MNIST-5k LLSQ design's critical path, 98.66 MHz)
+    lines += window_coordinates((sy, sx), (py, px))
+    # stage 1: the coordinates registered, tags
     tags = {
         "v": ("issue", 1),
-        "pad": ("pad", 1),
         "cs": ("cs", index_bits(cs)),
         "nf": ("nf", index_bits(nf)),
         "first": ("ky == 0 && kx == 0 && cs == 0", 1),
@@ -485,15 +564,26 @@ def emit_array(
         tags["bank"] = (f"wa[{index_bits(depth_words) - 1}:{bank_low}]", index_bits(banks))
     lines += stages.advance(tags)
     lines += [
-        f"    always @(posedge clk) rd_addr_0 <= pad ? 0 : pixel[{index_bits(fmap.pixels) - 1}:0];",
-        f"    reg [{index_bits(depth_words) - 1}:0] wa_1;",
-        "    always @(posedge clk) wa_1 <= wa;",
+        "    reg signed [17:0] iy_1, ix_1;",
+        f"    reg [{index_bits(depth_words) - 1}:0] wa_1, wa_2;",
+        "    always @(posedge clk) begin",
+        "        iy_1 <= iy;",
+        "        ix_1 <= ix;",
+        "        wa_1 <= wa;",
+        "    end",
+        *window_pixel(fmap, "iy_1", "ix_1"),
     ]
-    # stage 2: input pixel word and weight word (one per bank)
+    # stage 2: pixel address registered (the input RAM's read address), padding flag
+    lines += stages.advance({"pad": ("pad", 1)})
+    lines += [
+        f"    always @(posedge clk) rd_addr_0 <= pad ? 0 : pixel[{index_bits(fmap.pixels) - 1}:0];",
+        "    always @(posedge clk) wa_2 <= wa_1;",
+    ]
+    # stage 3: input pixel word and weight word (one per bank)
     lines += stages.advance()
     suffixes = [""] if banks == 1 else [f"_{b}" for b in range(banks)]
     for suffix, (rom_file, words) in zip(suffixes, rom_files.items(), strict=True):
-        address = "wa_1" if banks == 1 else f"wa_1[{index_bits(len(words)) - 1}:0]"
+        address = "wa_2" if banks == 1 else f"wa_2[{index_bits(len(words)) - 1}:0]"
         lines += [
             f'    (* rom_style = "{rom_style}" *) '
             f"reg [{rom_bits - 1}:0] wrom{suffix} [0:{len(words) - 1}];",
@@ -523,7 +613,7 @@ def emit_array(
             _case(f"bank_{stages.now}", "w_bank", [f"w_hold{suffix}" for suffix in suffixes]),
         ]
         weights = "w_bank"
-    # stage 3 (4 after a registered read word): chunk select (padding: code 0), weights
+    # stage 4 (5 after a registered read word): chunk select (padding: code 0), weights
     t = stages.now
     lines += stages.advance()
     chunk = f"{word}[cs_{t} * {simd * a} +: {simd * a}]"
@@ -685,6 +775,7 @@ def emit_array(
             "width": rom_bits,
             "style": rom_style,
             "banks": banks,
+            "bank_words": ROM_BANK_WORDS if banks > 1 else depth_words,
         },
         **stage_info,
         **spec.info,
