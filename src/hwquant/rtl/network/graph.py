@@ -185,10 +185,8 @@ def assemble(
 def network(model: IntModel, folding: dict[str, Fold], shape: tuple[int, int, int]) -> Network:
     """Blocks and edges of ``model`` for input images of ``shape`` (module docstring);
     ``folding`` gives every weight layer's PE x SIMD."""
-    outside = {n.name: n for n in model.nodes if n.outside}  # a final softmax: the host's
-    output = model.output
-    while output in outside:
-        output = outside[output].inputs[0]
+    outside = {n.name for n in model.nodes if n.outside}  # a final softmax: the host's
+    output = model.integer_output
     inner = [n for n in model.nodes if n.name not in outside]
     last = inner[-1] if inner else None
     if not isinstance(last, WeightNode) or last.mult is not None or output != last.name:
