@@ -105,14 +105,6 @@ LLSQ design that fills the DSPs, since every table product is a ROM of its own (
 a 16 x 16 table, eight for the first layer's 256 x 16) and the EBR run out first."""
 
 
-MNIST_MSQ_BUDGET = {"dsps": 124}
-"""The MNIST-5k MSQ design's folding leaves a fifth of the LFE5U-85F's 156 MULT18X18D free: with
-153 of them used, nextpnr placed the requantizer's operand and product registers up to 45
-columns from their DSP and the design closed at 87.6-102.0 MHz depending on where the DSPs
-landed (docs/accelerator.md, session 8); the budget is the folding's, the RTL generator is the
-same."""
-
-
 DESIGNS: tuple[Spec, ...] = (
     Spec("digits-llsq-ecp5", "digits", "llsq", "lfe5u-85f"),
     Spec("digits-msq-ecp5", "digits", "msq", "lfe5u-85f"),
@@ -148,15 +140,7 @@ DESIGNS: tuple[Spec, ...] = (
     Spec("digits-msq-budget-ecp5", "digits", "msq", "lfe5u-85f", target_ii=None, budget=BUDGET),
     Spec("digits-llsq-xc7", "digits", "llsq", "xc7z020"),
     Spec("mnist5k-llsq-ecp5", "mnist5k", "llsq", "lfe5u-85f", steps=200, target_ii=None),
-    Spec(
-        "mnist5k-msq-ecp5",
-        "mnist5k",
-        "msq",
-        "lfe5u-85f",
-        steps=200,
-        target_ii=None,
-        budget=MNIST_MSQ_BUDGET,
-    ),
+    Spec("mnist5k-msq-ecp5", "mnist5k", "msq", "lfe5u-85f", steps=200, target_ii=None),
     Spec(
         "mnist5k-nonuniform-ecp5", "mnist5k", "nonuniform", "lfe5u-85f", POW2, 200, target_ii=None
     ),
