@@ -29,8 +29,8 @@ the operand per lane, beyond :data:`OPERAND_COPY_LANES` DSP lanes) → products 
 (the products registered again when they are ROM reads, table lookups) → ``⌈log2 SIMD⌉``
 adder-tree levels → accumulator (bias on a fold's first item, wrapping at ``acc_bits``:
 :class:`hwquant.core.intmath.Accumulator` "wrap") → ``acc`` and ``M`` registered again (beside
-the multiplier) → ``acc·M`` (registered again where a lane multiplies on a DSP) →
-``+ 2^(s−1)`` → ``>>> s`` →
+the multiplier) → ``acc·M`` (registered again, in every lane, when any lane of the block
+multiplies on a DSP) → ``+ 2^(s−1)`` → ``>>> s`` →
 ``clamp(·, lo, hi)`` → pixel word assembly in the write register (each fold's codes into
 their fields) and write.
 ``acc_bits`` is the width the engine's analysis proves (:meth:`WeightNode.worst_case_bits`),
@@ -90,8 +90,8 @@ OPERAND_COPY_LANES = 8
 gives every lane a copy of the activation operand register ``x_q`` of its own, one stage
 after it, so that each copy sits beside its lane's multipliers: the MNIST-5k LLSQ design
 (153 of 156 MULT18X18D) routed its 32-lane ``x_q`` to the farthest DSP in 5.7 ns (88.22 MHz),
-and with copies beyond 16 lanes its 16-lane ``features.3.0`` ``x_q`` in 5.9 ns (96.46 MHz),
-while the digits fixed-only design's 16 DSP lanes on one ``x_q`` met 106 MHz."""
+and with copies beyond 16 lanes its 16-lane ``features.3.0`` ``x_q`` in 5.9 ns (96.46 MHz);
+with copies beyond 8 lanes that design closes at 106.03 MHz (session 8)."""
 
 LUTROM_DEPTH = 64
 """Weight ROMs at most this many words deep are marked for LUTs (``rom_style = "logic"``: a
