@@ -118,6 +118,15 @@ def check_stored_recipe(key: str, record: dict[str, Any], variant: str, steps: i
         )
 
 
+def prepared_fp32(recipe: hwquant.Recipe, seed: int) -> torch.nn.Module:
+    """The committed cpu-full FP32 ResNet-20 (:data:`FP32_DIR`), seeded with ``seed`` and
+    prepared for ``recipe`` in training mode: every probe's start."""
+    seed_everything(seed)
+    model = build("resnet20", num_classes=10, input_size=32)
+    model.load_state_dict(load_checkpoint(FP32_DIR / "resnet20.ckpt")["state_dict"])
+    return hwquant.prepare(model.train(), recipe)
+
+
 def calibrate(qat: torch.nn.Module, batch: torch.Tensor, amp: bool) -> torch.nn.Module:
     """``qat`` after one forward pass in training mode on ``batch`` (no gradient), under bf16
     autocast with ``amp``: its scales initialised, its BN running statistics updated once."""
@@ -194,10 +203,7 @@ def run_ptq(variant: str, batch: int, examples: int, data: Any, seed: int,
     picked = np.sort(rng.permutation(len(data.test.labels))[:examples])
     test = BatchLoader(ArrayDataset(data.test.images[picked], data.test.labels[picked]),
                        CPU_FULL.eval_batch, shuffle=False, augment=False, **norm)  # fmt: skip
-    seed_everything(seed)
-    model = build("resnet20", num_classes=10, input_size=32)
-    model.load_state_dict(load_checkpoint(FP32_DIR / "resnet20.ckpt")["state_dict"])
-    qat = hwquant.prepare(model.train(), recipe).to(memory_format=torch.channels_last)
+    qat = prepared_fp32(recipe, seed).to(memory_format=torch.channels_last)
     calibrate(qat, next(train.iter_from(0))[0], training.amp)
     accuracy = fp32_accuracy(qat.eval(), test)
     return {
@@ -235,10 +241,7 @@ def run_amp_check(variant: str, batch: int, data: Any, seed: int) -> dict[str, A
     train = BatchLoader(ArrayDataset(data.train.images[index], data.train.labels[index]), batch,
                         shuffle=True, augment=True, seed=seed, drop_last=True, **norm)  # fmt: skip
     x, y = next(train.iter_from(0))
-    seed_everything(seed)
-    model = build("resnet20", num_classes=10, input_size=32)
-    model.load_state_dict(load_checkpoint(FP32_DIR / "resnet20.ckpt")["state_dict"])
-    qat = calibrate(hwquant.prepare(model.train(), recipe), x, amp=True)
+    qat = calibrate(prepared_fp32(recipe, seed), x, amp=True)
     flips: dict[str, list[float]]
 
     def count(name: str, module: LinearQuantizer, args: tuple[torch.Tensor, ...]) -> None:
@@ -308,10 +311,7 @@ def run_row_scales(variant: str, checkpoint: Path, batch: int, data: Any, seed: 
     norm = {"mean": data.mean, "std": data.std, "device": "cpu"}
     train = BatchLoader(ArrayDataset(data.train.images[index], data.train.labels[index]), batch,
                         shuffle=True, augment=True, seed=seed, drop_last=True, **norm)  # fmt: skip
-    seed_everything(seed)
-    model = build("resnet20", num_classes=10, input_size=32)
-    model.load_state_dict(load_checkpoint(FP32_DIR / "resnet20.ckpt")["state_dict"])
-    qat = calibrate(hwquant.prepare(model.train(), recipe), next(train.iter_from(0))[0], True)
+    qat = calibrate(prepared_fp32(recipe, seed), next(train.iter_from(0))[0], True)
     trained = load_checkpoint(checkpoint)["model"]
     scales = {
         name: {"start": scale, "final": float(trained[f"{name}.scale"].abs())}
@@ -347,10 +347,7 @@ def run_probe(
     picked = np.sort(rng.permutation(len(data.test.labels))[:MONITOR_EXAMPLES])
     monitor = BatchLoader(ArrayDataset(data.test.images[picked], data.test.labels[picked]),
                           tier.eval_batch, shuffle=False, augment=False, **norm)  # fmt: skip
-    seed_everything(seed)
-    model = build("resnet20", num_classes=10, input_size=32)
-    model.load_state_dict(load_checkpoint(FP32_DIR / "resnet20.ckpt")["state_dict"])
-    qat = hwquant.prepare(model.train(), recipe).to(memory_format=torch.channels_last)
+    qat = prepared_fp32(recipe, seed).to(memory_format=torch.channels_last)
     first = next(train.iter_from(0))[0]
     if training.hold_act_scales:  # initialised on the first forward all the same
         for module in qat.modules():

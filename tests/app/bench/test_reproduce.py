@@ -98,6 +98,22 @@ def test_resume_refuses_a_stored_row_trained_with_other_qat_settings(smoke: Path
         reproduce(replace(options, step_time=False))
 
 
+def test_resume_refuses_a_stored_row_with_a_training_setting_that_no_longer_exists(
+    smoke: Path, tmp_path
+):
+    """A stored row's training setting that the trainer no longer has is named, not a
+    TypeError from rebuilding the stored configuration."""
+    out = tmp_path / "run"
+    shutil.copytree(smoke, out)
+    path = out / "rows" / "resnet20" / "llsq_W4A4.json"
+    record = json.loads(path.read_text())
+    record["training"]["config"]["mixup_alpha"] = 2
+    path.write_text(json.dumps(record))
+    options = Options(TIERS["smoke"], out, ("resnet20",), select_rows(["llsq_W4A4"]), resume=True)
+    with pytest.raises(ConfigError, match=r"train\.mixup_alpha: stored 2, no longer a setting"):
+        reproduce(replace(options, step_time=False))
+
+
 def test_a_resumed_run_reports_the_step_times_it_measured_before(smoke: Path, monkeypatch):
     stored = json.loads((smoke / "step_time.json").read_text())
     assert set(stored) == {"resnet20"}

@@ -219,8 +219,12 @@ def _check_stored_row(path: Path, row: RowSpec, options: Options, data: _Data) -
     steps = config.epochs * len(data.qat_train)
     differ = _differences(stored.to_dict(), row.recipe(steps).to_dict())
     if "training" in record:  # fields added to TrainConfig since: their defaults
-        trained = dataclasses.asdict(TrainConfig(**record["training"]["config"]))
-        differ += _differences(trained, dataclasses.asdict(config), "train.")
+        stored_config = record["training"]["config"]
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        differ += [f"train.{k}: stored {stored_config[k]!r}, no longer a setting"
+                   for k in sorted(set(stored_config) - known)]  # fmt: skip
+        trained = TrainConfig(**{k: v for k, v in stored_config.items() if k in known})
+        differ += _differences(dataclasses.asdict(trained), dataclasses.asdict(config), "train.")
     if differ:
         raise ConfigError(
             f"--resume: the stored row {path} was trained with another recipe than row "
