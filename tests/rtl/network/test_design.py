@@ -16,7 +16,7 @@ from hwquant.core.errors import ToolError
 from hwquant.engine import run
 from hwquant.hw.folding import Fold
 from hwquant.rtl import implement
-from hwquant.rtl.network import build_design, simulate_design, weight_layer
+from hwquant.rtl.network import build_design, multiplier, simulate_design, weight_layer
 from hwquant.rtl.network.design import design_sha256
 from hwquant.rtl.network.estimate import estimate_design
 from hwquant.rtl.unit import literal
@@ -167,8 +167,13 @@ def test_a_lane_of_one_multiplier_multiplies_by_a_constant_exact_with_an_idle_fo
     factor = weight_layer.lane_multiplier(node.mult, (1, 4, 7, 10, 13, -1))
     assert factor == int(node.mult[1])
     assert "mult_1" not in verilog
-    assert f"scaled_1 <= res_q_1 * {literal(factor, block['requantizer']['mult_bits'])};" in verilog
-    assert "scaled_0 <= res_q_0 * mult_q_0;" in verilog
+    rq = block["requantizer"]
+    widths = (block["acc_bits"], rq["mult_bits"], rq["wide"])
+    constant = literal(factor, rq["mult_bits"])
+    assert multiplier.instance("mul_1", "res_1", constant, "scaled_1", widths) in verilog
+    assert multiplier.instance("mul_0", "res_0", "mult_0", "scaled_0", widths) in verilog
+    assert rq["multiply_lanes"] == [0, 1, 2]
+    assert multiplier.FILE in design.record["rtl_files"]
     lane_2 = weight_layer.lane_multiplier(node.mult, (2, 5, 8, 11, 14, -1))
     assert block["requantizer"]["mult_registers"] == 1 + (lane_2 is None)
     assert factor & (factor - 1) and block["requantizer"]["multiplies"] == 3  # no shift here
@@ -202,7 +207,7 @@ def test_small_weight_rom_synthesizes_in_luts_on_ecp5(llsq_cnn, tmp_path):
     assert rom["words"] <= weight_layer.LUTROM_DEPTH and rom["style"] == "logic"
     rtl = tmp_path / "d" / "rtl"
     result = implement.implement(
-        [rtl / "hq_features_0_0.v"],
+        [rtl / "hq_features_0_0.v", rtl / multiplier.FILE],
         "hq_features_0_0",
         "lfe5u-85f",
         tmp_path / "synth",

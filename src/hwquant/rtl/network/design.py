@@ -121,6 +121,7 @@ def write_design(
     }
     for block in net.blocks:
         files[f"{block.module}.v"] = block.verilog
+        files.update(block.modules)
     emitted = dict(files)
     for block in net.blocks:
         emitted.update(block.memories)

@@ -34,7 +34,8 @@ flow places (ECP5, iCE40):
 **Flip-flops** are counted register by register as the generator writes them (Yosys keeps
 every one that is read): the pipeline registers of a weight block (window address, weight and
 input words, one per product bit, adder-tree levels, accumulator and result, the
-requantizer's operand registers, three wide stages (four where a lane multiplies) and code,
+requantizer's operand registers and three wide stages (four where a lane multiplies; on
+ECP5 the operand and product registers of a multiplying lane are its DSP's) and code,
 the word assembly), each stage's tags, the schedule and loop counters; an edge in block RAM
 costs its bank and count registers only (its RAM is ``no_rw_check``: Yosys adds no bypass
 register beside it), an edge in LUTRAM
@@ -52,6 +53,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hwquant.core.errors import ConfigError
+from hwquant.rtl.network.multiplier import DSP_OPERAND_BITS
 from hwquant.rtl.resources import (
     FAMILIES,
     Cost,
@@ -140,7 +142,7 @@ def _adder_tree(simd: int, product_bits: int, acc_bits: int) -> tuple[float, int
 
 def weight_block_cost(block: Mapping, family: str) -> Cost:
     """A convolution / fully connected block (:mod:`hwquant.rtl.network.weight_layer`)."""
-    pe, simd, nf = int(block["pe"]), int(block["simd"]), int(block["neuron_folds"])
+    simd, nf = int(block["simd"]), int(block["neuron_folds"])
     acc, a, c_in = int(block["acc_bits"]), int(block["in_bits"]), int(block["in_channels"])
     kh, kw = block["kernel"]
     _, oh, ow = block["out_shape"]
@@ -188,17 +190,20 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
         # about 2.5 LUT4s per bit, a shift chosen among n per row ⌈log2 n⌉ levels of 2:1
         # multiplexers, half a LUT4 per bit each; the per-row multiplier, shift and rounding
         # term are constant tables that Yosys folds into the logic they feed [D]
-        for low in rq["min_shifts"]:
+        # a multiplying lane's operand and product registers are the MULT18X18D's own on
+        # ECP5 (:mod:`hwquant.rtl.network.multiplier`), flip-flops elsewhere
+        mult_bits = int(rq["mult_bits"])
+        in_dsp = family == "ecp5" and max(acc, mult_bits) <= DSP_OPERAND_BITS
+        dsp_lanes = set(rq.get("multiply_lanes", [])) if in_dsp else set()
+        for p, low in enumerate(rq["min_shifts"]):
             live = wide - max(int(low) - 1, 0)
             cost.luts += 2.5 * live + live * bits(shifts) / 2 * (shifts > 1) + ob
-            cost.ffs += 3 * live + int(rq["shift_bits"]) + ob  # scaled, rounded, shifted
+            cost.ffs += 2 * live + int(rq["shift_bits"]) + ob  # rounded, shifted, code
             cost.ffs += live * (int(rq["multiplies"]) > 0)  # the product registered again
-        # the multiply's operands registered beside the DSP: the result, and the multiplier
-        # (``mult_q``, kept) where a lane's rows have several; the registers ``mult_q`` copies
-        # are not counted: their bits are functions of the fold alone, which Yosys merges
-        # across the lanes (the tiny CNN's PE 2 layer: 12 FFs in both, 26 in the copies) [D]
-        mult_bits = int(rq["mult_bits"])
-        cost.ffs += pe * acc + mult_bits * int(rq["mult_registers"])
+            cost.ffs += 0 if p in dsp_lanes else acc + live  # the result operand, the product
+        # the multiplier register (kept) where a lane's rows have several; its copy in the
+        # fabric form is not counted: Yosys packs it into the DSP (iCE40, 7-series) [D]
+        cost.ffs += mult_bits * int(rq["mult_registers"])
         cost.dsps += int(rq["multiplies"]) * multipliers(acc, mult_bits, family)
     th = block.get("thresholds")
     if th:  # per lane: the fold's thresholds, the compares and their sum

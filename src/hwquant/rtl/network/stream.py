@@ -76,8 +76,10 @@ class Block:
 
     ``inputs`` are the names of the blocks it reads (one edge each, in port order ``0, 1``);
     ``output`` the feature map it writes (None for the output interface); ``memories`` the
-    ``$readmemh`` images it needs (file name -> text); ``info`` the figures design.json
-    records (folding, widths, ROM sizes).
+    ``$readmemh`` images it needs (file name -> text); ``modules`` the shared Verilog modules
+    it instantiates (file name -> text: written once however many blocks use them, e.g.
+    :mod:`hwquant.rtl.network.multiplier`); ``info`` the figures design.json records (folding,
+    widths, ROM sizes).
     """
 
     name: str
@@ -90,6 +92,7 @@ class Block:
     depth: int
     memories: dict[str, str] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    modules: dict[str, str] = field(default_factory=dict)
 
     @property
     def cycles(self) -> int:

@@ -51,6 +51,7 @@ from hwquant.core.errors import ConfigError, UnsupportedLayerError
 from hwquant.core.intmath import code_format
 from hwquant.ir.intmodel import WeightNode
 from hwquant.rtl.golden import lane_groups
+from hwquant.rtl.network import multiplier
 from hwquant.rtl.network.stream import (
     Block,
     FeatureMap,
@@ -269,36 +270,33 @@ class Requantizer:
                 lines += [
                     f"    reg signed [{mult_bits - 1}:0] mult_sel_{p}, mult_{p};",
                     _case(f"nf_{a}", f"mult_sel_{p}", [literal(m, mult_bits) for m in ms]),
-                    f"    always @(posedge clk) if (v_{a} && last_{a}) mult_{p} <= mult_sel_{p};",
+                    f"    (* keep *) always @(posedge clk) if (v_{a} && last_{a}) "
+                    f"mult_{p} <= mult_sel_{p};",
                 ]
-        # the multiply's operands registered again, in a stage of their own, so that the
-        # placer can put these registers beside the MULT18X18D wherever a free one is: with
-        # 153 of 156 DSPs used, features.0.0's mult_3 register on the MNIST-5k LLSQ design
-        # reached its DSP through 3.2 ns of route (95.93 MHz), and on the MSQ design
-        # features.1.0's mult_24 through 4.4 ns (87.62 MHz)
-        # (``mult_q`` kept: the bits of the lanes' multiplier tables are functions of the fold
-        # alone, and Yosys merged equal ones, one flip-flop then driving DSPs of several lanes
-        # across the die: 4.3 ns of route on the LLSQ design's features.3.0, 100.46 MHz)
+        # the multiply's operands registered again, in a stage of their own, then the product
+        # registered: on a DSP lane these are the MULT18X18D's own input and output registers
+        # on ECP5 (:mod:`hwquant.rtl.network.multiplier`), which the placer cannot put away
+        # from the DSP (fabric registers there, with 153 of 156 DSPs used: features.1.0's
+        # mult_24 on the MNIST-5k MSQ design reached its DSP through 4.4 ns of route, 87.62
+        # MHz, and features.3.0's res_q_28 through 3.7 ns, 92.24 MHz). A lane multiplying by a
+        # constant 0 or power of two shifts in the fabric (no DSP).
         lines += stages.advance()
         for p in range(len(lanes)):
+            operand = literal(factors[p], mult_bits) if factors[p] is not None else f"mult_{p}"
+            if _multiplies(factors[p]):
+                lines += [
+                    f"    wire signed [{wide - 1}:0] scaled_{p};",
+                    multiplier.instance(
+                        f"mul_{p}", f"res_{p}", operand, f"scaled_{p}", (acc_bits, mult_bits, wide)
+                    ),
+                ]
+                continue
             lines += [
                 f"    reg signed [{acc_bits - 1}:0] res_q_{p};",
                 f"    always @(posedge clk) res_q_{p} <= res_{p};",
-            ]
-            operand = literal(factors[p], mult_bits) if factors[p] is not None else f"mult_q_{p}"
-            if factors[p] is None:
-                lines += [
-                    f"    reg signed [{mult_bits - 1}:0] mult_q_{p};",
-                    f"    (* keep *) always @(posedge clk) mult_q_{p} <= mult_{p};",
-                ]
-            lines += [
                 f"    reg signed [{wide - 1}:0] scaled_{p};",
                 f"    always @(posedge clk) scaled_{p} <= res_q_{p} * {operand};",
             ]
-        # where a lane multiplies on a DSP, the product is registered once more, so that
-        # `scaled` can sit beside the MULT18X18D and the copy beside the rounding adder: the
-        # MNIST-5k MSQ design's features.3.0 scaled_23 was placed 54 columns from its DSP
-        # (3.7 ns of route out of it, 95.57 MHz on 7b1f640)
         product = "scaled"
         if any(_multiplies(f) for f in factors):
             lines += stages.advance()
@@ -348,8 +346,9 @@ class Requantizer:
         multiplexer); ``mult_registers``, the lanes that keep a multiplier register
         (:func:`lane_multiplier`: their rows' multipliers differ), and ``multiplies``, the
         lanes whose product is a multiplication (a constant 0 or power of two is a shift,
-        which Yosys's ``opt_expr`` makes of it: the non-uniform designs' ``M = 1``); and per
-        lane ``min_shifts``, the smallest shift its registered shift
+        which Yosys's ``opt_expr`` makes of it: the non-uniform designs' ``M = 1``), on
+        :mod:`~hwquant.rtl.network.multiplier` (``multiply_lanes``: which); and per lane
+        ``min_shifts``, the smallest shift its registered shift
         amount ``rshift`` can take as Yosys sees it: the bits common to every shift its table
         can give (an idle fold's 0, and the table's default 0 when the fold select has codes
         beyond the folds, included), since ``opt_dff`` removes the register's constant bits
@@ -372,6 +371,7 @@ class Requantizer:
                 "distinct_shifts": max(len({int(shift[r]) for r in rs}) for rs in rows),
                 "mult_registers": sum(factor is None for factor in factors),
                 "multiplies": sum(_multiplies(f) for f in factors),
+                "multiply_lanes": [p for p, f in enumerate(factors) if _multiplies(f)],
                 "min_shifts": [
                     reduce(
                         operator.and_, [int(shift[r]) if r >= 0 else 0 for r in lane.rows] + default
@@ -724,6 +724,7 @@ def emit_array(
         lines += spec.activation.lines(lanes, stages, acc_bits)
         result = [f"code_{p}" for p in range(len(lanes))]
         stage_info = spec.activation.record(lanes, acc_bits)
+    multiplies = (stage_info.get("requantizer") or {}).get("multiplies", 0) > 0
     # assembly: each fold's lane codes go straight into their fields of `wr_data`, which is
     # written (wr_en) one cycle after the last fold's: no second copy of the word
     t = stages.now
@@ -792,6 +793,7 @@ def emit_array(
         {name: mem_text(words, rom_bits) for name, words in rom_files.items()}
         | {name: text for pr in prod_modules.values() for name, text in pr.files.items()},
         info,
+        {multiplier.FILE: multiplier.module_text()} if multiplies else {},
     )
 
 
