@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import hwquant
 from hwquant.app.config import RunConfig
-from hwquant.core.errors import AccumulatorOverflowError, ConfigError
+from hwquant.core.errors import AccumulatorOverflowError, ConfigError, FileFormatError
 from hwquant.core.intmath import interval_bits, qrange, round_half_up, split_nibbles
 from hwquant.engine import run
 from hwquant.engine.accumulators import adversarial_run
@@ -405,3 +405,25 @@ def test_a_bias_beyond_the_accumulator_names_the_accumulator_fix():
         layer.bias.fill_(1e6)
     with pytest.raises(ConfigError, match=r"16-bit accumulator.*layer_accumulator_bits = \{'7' = "):
         hwquant.lower(qat, x)
+
+
+def test_a_checkpoint_of_the_other_scale_kind_is_refused():
+    """A relative scale stores ``a``, an absolute one ``α``: a state dict of the other kind
+    (or one written before relative scales, with no ``relative_scale``) is refused naming the
+    layer, so ``a`` is never read as ``α``; the same kind loads."""
+    qat, _, layer, _ = _binding_bn_layer()
+    state = qat.state_dict()
+    key = "features.1.0.weight_quant.relative_scale"
+    assert bool(state[key]) and layer.weight_quant.relative
+    qat.load_state_dict(state)  # the same kind
+    older = {k: v for k, v in state.items() if k != key}
+    with pytest.raises(FileFormatError, match=r"'features\.1\.0'.*written before relative"):
+        qat.load_state_dict(older)
+    absolute = dict(state) | {key: torch.tensor(False)}
+    with pytest.raises(FileFormatError, match=r"absolute \(α\); this model's is relative"):
+        qat.load_state_dict(absolute)
+    # an absolute layer (no BN folded in: the classifier) loads a state without the marker
+    assert not qat.get_submodule("classifier").weight_quant.relative
+    del older["classifier.weight_quant.relative_scale"]
+    older[key] = state[key]
+    qat.load_state_dict(older)

@@ -51,11 +51,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from hwquant.core.errors import ConfigError, HwquantError, check_finite
+from hwquant.core.errors import ConfigError, FileFormatError, HwquantError, check_finite
 from hwquant.core.intmath import (
     ACC_MAX_BITS,
     ACC_MIN_BITS,
@@ -318,6 +318,8 @@ class BoundedLinearQuantizer(LinearQuantizer):
         object.__setattr__(self, "_input_quant", None)
         object.__setattr__(self, "_bias_codes", None)
         object.__setattr__(self, "_fold_gain", None)
+        # saved with the scale: what the stored parameter means (``a`` or ``α``)
+        self.register_buffer("relative_scale", torch.zeros((), dtype=torch.bool))
 
     def extra_repr(self) -> str:
         planes = ", digit planes" if self.digit_planes else ""
@@ -332,6 +334,28 @@ class BoundedLinearQuantizer(LinearQuantizer):
         object.__setattr__(self, "_input_quant", input_quant)
         object.__setattr__(self, "_bias_codes", bias_codes)
         object.__setattr__(self, "_fold_gain", fold_gain)
+        self.relative_scale.fill_(fold_gain is not None)
+
+    def _load_from_state_dict(
+        self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        """Refuse a stored scale of the other kind (relative ``a`` against absolute ``α``): a
+        checkpoint written before relative scales existed stores ``α`` and no
+        ``relative_scale``; it loads into an absolute layer only."""
+        key = prefix + "relative_scale"
+        stored = bool(state_dict[key]) if key in state_dict else False
+        if stored != self.relative:
+            kinds = {True: "relative to the BN fold (a, α = |s|·a)", False: "absolute (α)"}
+            layer = prefix.removesuffix(".").removesuffix(".weight_quant") or "the layer"
+            older = "" if key in state_dict else ", written before relative scales existed"
+            raise FileFormatError(
+                f"layer '{layer}': the checkpoint stores its accumulator-bounded weight scale "
+                f"as {kinds[stored]}{older}; this model's is {kinds[self.relative]} "
+                "(docs/llsq.md §5.2). Fix: train the model again from its float or FP32 "
+                "checkpoint instead of resuming this one."
+            )
+        state_dict.setdefault(key, self.relative_scale.clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def relative(self) -> bool:

@@ -13,7 +13,7 @@ import pytest
 
 from hwquant.core.errors import ConfigError
 from hwquant.hw.folding import Fold
-from hwquant.rtl.network import build_design
+from hwquant.rtl.network import build_design, estimate, weight_layer
 from hwquant.rtl.network.estimate import (
     Cost,
     edge_cost,
@@ -163,3 +163,27 @@ def test_a_block_that_records_its_own_cost_is_taken_at_its_word(llsq_cnn, tmp_pa
         estimate_design(record, "ecp5")
     pool["cost"] = {"ecp5": {"luts": 7.0, "dsps": 1, "brams": 0, "ffs": 9}}
     assert estimate_design(record, "ecp5").parts[pool["name"]] == Cost(7.0, 1, 0, 9)
+
+
+def test_a_design_json_without_the_newer_fields_is_costed_as_its_generator_built_it(
+    llsq_cnn, tmp_path, monkeypatch
+):
+    # records written before a ROM's bank size (session 8) and the multiplying lanes (session
+    # 9) were recorded: banks of the default size, and every requantizer register in the fabric
+    folding = {"features.0.0": Fold(1, 1), "features.1.0": Fold(2, 4), "classifier": Fold(1, 1)}
+    for module in (weight_layer, estimate):  # the classifier's 256-word ROM in banks of 64
+        monkeypatch.setattr(module, "ROM_BANK_WORDS", 64)
+    monkeypatch.setattr(weight_layer, "ROM_CASCADE_BANKS", 1)
+    design = build_design(llsq_cnn, "lfe5u-85f", tmp_path / "d", folding=folding, input_size=8)
+    block = next(b for b in design.record["blocks"] if b["name"] == "classifier")
+    assert block["weight_rom"]["banks"] > 1
+    old = copy.deepcopy(block)
+    del old["weight_rom"]["bank_words"]
+    assert weight_block_cost(old, "ecp5") == weight_block_cost(block, "ecp5")
+    conv = next(b for b in design.record["blocks"] if b["name"] == "features.1.0")
+    unrecorded = copy.deepcopy(conv)
+    del unrecorded["requantizer"]["multiply_lanes"]
+    fabric = weight_block_cost(unrecorded, "ecp5").ffs - weight_block_cost(conv, "ecp5").ffs
+    rq = conv["requantizer"]
+    live = [rq["wide"] - max(low - 1, 0) for low in rq["min_shifts"]]
+    assert fabric == sum(conv["acc_bits"] + live[p] for p in rq["multiply_lanes"]) > 0

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 
 from hwquant.core.errors import ConfigError
 from hwquant.rtl.network.multiplier import DSP_OPERAND_BITS
+from hwquant.rtl.network.weight_layer import ROM_BANK_WORDS
 from hwquant.rtl.resources import (
     FAMILIES,
     Cost,
@@ -169,7 +170,8 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
         cost.luts += table_luts(words, rom_bits, family)
         cost.ffs += rom_bits  # the ROM's read register (block RAM holds its own)
     elif banks > 1:  # banks of bank_words (the last one shorter), then a banks:1 select
-        bank_words = int(block["weight_rom"]["bank_words"])
+        # (a design.json written before the bank size was recorded banked at the default)
+        bank_words = int(block["weight_rom"].get("bank_words", ROM_BANK_WORDS))
         for start in range(0, words, bank_words):
             cost += memory(min(bank_words, words - start), rom_bits, family)
         cost.luts += mux_luts(banks, rom_bits)
