@@ -21,14 +21,6 @@ from hwquant.rtl import implement as impl
 DATA = Path(__file__).parent / "data" / "implement"
 
 
-def _have(tool: impl.Tool) -> bool:
-    try:
-        impl.tool_path(tool)
-    except ToolError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize(
     ("family", "expected"),
     [
@@ -93,7 +85,7 @@ def test_bad_target_top_and_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(
-    not (_have(impl.YOSYS) and _have(impl.NEXTPNR_ICE40)),
+    not (impl.installed(impl.YOSYS) and impl.installed(impl.NEXTPNR_ICE40)),
     reason=f"yosys or nextpnr-ice40 not found: {impl.INSTALL}",
 )
 def test_implement_ice40_end_to_end(tmp_path: Path) -> None:
@@ -109,7 +101,7 @@ def test_implement_ice40_end_to_end(tmp_path: Path) -> None:
 
 
 def test_failed_tool_run_carries_its_error(tmp_path: Path) -> None:
-    if not _have(impl.YOSYS):
+    if not impl.installed(impl.YOSYS):
         pytest.skip(f"yosys not found: {impl.INSTALL}")
     bad = tmp_path / "bad.v"
     bad.write_text("module mac4(input wire a); assign b = ; endmodule\n")

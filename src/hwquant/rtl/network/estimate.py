@@ -53,7 +53,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hwquant.core.errors import ConfigError
-from hwquant.rtl.network.multiplier import DSP_OPERAND_BITS
+from hwquant.rtl.network import multiplier
 from hwquant.rtl.network.weight_layer import ROM_BANK_WORDS
 from hwquant.rtl.resources import (
     FAMILIES,
@@ -195,7 +195,7 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
         # a multiplying lane's operand and product registers are the MULT18X18D's own on
         # ECP5 (:mod:`hwquant.rtl.network.multiplier`), flip-flops elsewhere
         mult_bits = int(rq["mult_bits"])
-        in_dsp = family == "ecp5" and max(acc, mult_bits) <= DSP_OPERAND_BITS
+        in_dsp = multiplier.in_dsp(family, acc, mult_bits)
         dsp_lanes = set(rq.get("multiply_lanes", [])) if in_dsp else set()
         for p, low in enumerate(rq["min_shifts"]):
             live = wide - max(int(low) - 1, 0)
@@ -203,8 +203,11 @@ def weight_block_cost(block: Mapping, family: str) -> Cost:
             cost.ffs += 2 * live + int(rq["shift_bits"]) + ob  # rounded, shifted, code
             cost.ffs += live * (int(rq["multiplies"]) > 0)  # the product registered again
             cost.ffs += 0 if p in dsp_lanes else acc + live  # the result operand, the product
-        # the multiplier register (kept) where a lane's rows have several; its copy in the
-        # fabric form is not counted: Yosys packs it into the DSP (iCE40, 7-series) [D]
+        # the multiplier register (kept) where a lane's rows have several; the fabric form's
+        # copy of it (``b_q``) is not counted: every placed design with such lanes multiplies
+        # inside its MULT18X18D (ECP5, operands of at most 18 bits). On iCE40 ``synth_ice40
+        # -dsp`` packs a product's registers of up to 16 bits into its SB_MAC16, which these
+        # counts do not model (they count the flip-flops) [D]
         cost.ffs += mult_bits * int(rq["mult_registers"])
         cost.dsps += int(rq["multiplies"]) * multipliers(acc, mult_bits, family)
     th = block.get("thresholds")

@@ -1,9 +1,9 @@
 """The registered multiplier of the requantizers: ``p = a·b`` two cycles after ``a`` and ``b``.
 
 **Behaviour** (every target, and every simulation): ``a`` and ``b`` are registered, their
-product is registered, so ``p(t) = a(t − 2) · b(t − 2)``, signed, ``PW`` bits. This is the
-requantizer's operand stage (``res_q``, ``mult_q``) and product stage (``scaled``) of
-:class:`hwquant.rtl.network.weight_layer.Requantizer`, three registers around one multiply.
+product is registered, so ``p(t) = a(t − 2) · b(t − 2)``, signed, ``PW`` bits: the
+requantizer's operand stage and product stage
+(:class:`hwquant.rtl.network.weight_layer.Requantizer`), three registers around one multiply.
 
 **On ECP5** (Verilog macro :data:`ECP5_MACRO`, which the implementation flow defines for the
 ECP5 targets: :func:`hwquant.rtl.implement.family_macro`) the same two stages are the sysDSP
@@ -14,14 +14,18 @@ ECP5-5G sysDSP Usage Guide: the multiplier's input, pipeline and output register
 optional). Yosys 0.70's ``synth_ecp5`` maps a ``*`` to a ``MULT18X18D`` with every register
 off (``dsp_map_18x18.v``: a combinational multiplier between fabric flip-flops), and the
 placer, with 153 of the 85F's 156 DSPs taken, put those flip-flops tens of columns from their
-DSP: the MNIST-5k MSQ design's critical path was ``res_q`` → 3.7 ns of route → the DSP's
-3.9 ns → ``scaled`` (92.24 MHz). Inside the DSP the registers cannot wander, and nextpnr times
-the block by its registered mode (``MULT18X18D_REGS_ALL``: setup to the input registers,
-clock-to-out of the output register). Operands wider than 18 bits (two DSPs and an adder,
-Yosys's ``mul2dsp``) keep the behavioural form.
+DSP: the MNIST-5k MSQ design's critical path was ``res_q`` → 3.1 ns of route → the DSP's
+3.9 ns → 3.3 ns of route → ``scaled`` (92.24 MHz). Inside the DSP the registers cannot
+wander, and nextpnr times the block by its registered mode (``MULT18X18D_REGS_ALL``: setup
+into the input registers, clock-to-out of the output register; it has no arc for the
+multiply between them, about the 3.9 ns of the combinational mode, which the reported Fmax
+therefore does not bound: within 10 ns at 100 MHz). Operands wider than 18 bits (two DSPs
+and an adder, Yosys's ``mul2dsp``), and the other families, whose synthesis packs registers
+into SB_MAC16 and DSP48E1 itself, keep the behavioural form (:func:`in_dsp`).
 
 Simulation runs the behavioural form (the macro is not defined); the ``MULT18X18D`` wiring is
-checked in tests against a model of that mode (tests/rtl/network/mult18x18d_model.v).
+checked in tests against a model of that mode (tests/rtl/network/mult18x18d_model.v), on the
+Verilog and on Yosys's synthesized netlist.
 """
 
 from __future__ import annotations
@@ -39,6 +43,16 @@ ECP5_MACRO = family_macro("ecp5")
 
 DSP_OPERAND_BITS = 18
 """The widest operand one ``MULT18X18D`` takes (18 x 18 bits, signed)."""
+
+
+def in_dsp(family: str, a_bits: int, b_bits: int) -> bool:
+    """Whether an ``a_bits`` x ``b_bits`` multiplier's registers are its DSP's own on
+    ``family`` (the module's ECP5 form).
+
+    >>> in_dsp("ecp5", 18, 17), in_dsp("ecp5", 19, 17), in_dsp("ice40", 16, 16)
+    (True, False, False)
+    """
+    return family == "ecp5" and max(a_bits, b_bits) <= DSP_OPERAND_BITS
 
 
 def instance(name: str, a: str, b: str, p: str, widths: tuple[int, int, int]) -> str:

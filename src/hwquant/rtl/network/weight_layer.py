@@ -28,9 +28,10 @@ and weight ROM read → (the read word registered, when the chunk select has at 
 the operand per lane, beyond :data:`OPERAND_COPY_LANES` DSP lanes) → products →
 (the products registered again when they are ROM reads, table lookups) → ``⌈log2 SIMD⌉``
 adder-tree levels → accumulator (bias on a fold's first item, wrapping at ``acc_bits``:
-:class:`hwquant.core.intmath.Accumulator` "wrap") → ``acc`` and ``M`` registered again (beside
-the multiplier) → ``acc·M`` (registered again, in every lane, when any lane of the block
-multiplies on a DSP) → ``+ 2^(s−1)`` → ``>>> s`` →
+:class:`hwquant.core.intmath.Accumulator` "wrap") → ``acc`` and ``M`` registered, ``acc·M``
+registered (:mod:`~hwquant.rtl.network.multiplier`: on ECP5 the MULT18X18D's own registers)
+→ the product registered again, in every lane, when any lane of the block multiplies →
+``+ 2^(s−1)`` → ``>>> s`` →
 ``clamp(·, lo, hi)`` → pixel word assembly in the write register (each fold's codes into
 their fields) and write.
 ``acc_bits`` is the width the engine's analysis proves (:meth:`WeightNode.worst_case_bits`),
@@ -83,7 +84,7 @@ ROM_CASCADE_BANKS = 8
 """A ROM of at most this many banks' words is left to Yosys, which cascades its block RAMs
 behind a multiplexer of as many ways (two LUT levels): the digits designs' 10,240-word
 classifier ROM (5 DP16KD deep) read through it within 100 MHz (every digits design placed at
-103.85-118.20 MHz, benchmarks/results/network_build.json), without the
+100.81-116.86 MHz, none with that path critical: benchmarks/results/network_build.json), without the
 banks' registers (a ROM word's width in flip-flops per bank)."""
 
 OPERAND_COPY_LANES = 8
@@ -270,6 +271,10 @@ class Requantizer:
                 lines += [
                     f"    reg signed [{mult_bits - 1}:0] mult_sel_{p}, mult_{p};",
                     _case(f"nf_{a}", f"mult_sel_{p}", [literal(m, mult_bits) for m in ms]),
+                    # kept: the bits of the lanes' multiplier tables are functions of the fold
+                    # alone, and Yosys merged equal ones, one flip-flop then driving DSPs of
+                    # several lanes across the die (4.3 ns of route on the MNIST-5k LLSQ
+                    # design's features.3.0, 100.46 MHz)
                     f"    (* keep *) always @(posedge clk) if (v_{a} && last_{a}) "
                     f"mult_{p} <= mult_sel_{p};",
                 ]
@@ -278,8 +283,8 @@ class Requantizer:
         # on ECP5 (:mod:`hwquant.rtl.network.multiplier`), which the placer cannot put away
         # from the DSP (fabric registers there, with 153 of 156 DSPs used: features.1.0's
         # mult_24 on the MNIST-5k MSQ design reached its DSP through 4.4 ns of route, 87.62
-        # MHz, and features.3.0's res_q_28 through 3.7 ns, 92.24 MHz). A lane multiplying by a
-        # constant 0 or power of two shifts in the fabric (no DSP).
+        # MHz; features.3.0's res_q_28 through 3.1 ns, and 3.3 ns on to scaled_28, 92.24
+        # MHz). A lane multiplying by a constant 0 or power of two shifts in the fabric.
         lines += stages.advance()
         for p in range(len(lanes)):
             operand = literal(factors[p], mult_bits) if factors[p] is not None else f"mult_{p}"
