@@ -127,6 +127,17 @@ def prepared_fp32(recipe: hwquant.Recipe, seed: int) -> torch.nn.Module:
     return hwquant.prepare(model.train(), recipe)
 
 
+def first_batch(data: Any, batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first augmented batch of ``batch`` training images drawn with ``seed``: the batch
+    the probes calibrate on."""
+    rng = np.random.default_rng(seed)
+    index = np.sort(rng.permutation(len(data.train.labels))[:batch])
+    norm = {"mean": data.mean, "std": data.std, "device": "cpu"}
+    train = BatchLoader(ArrayDataset(data.train.images[index], data.train.labels[index]), batch,
+                        shuffle=True, augment=True, seed=seed, drop_last=True, **norm)  # fmt: skip
+    return next(train.iter_from(0))
+
+
 def calibrate(qat: torch.nn.Module, batch: torch.Tensor, amp: bool) -> torch.nn.Module:
     """``qat`` after one forward pass in training mode on ``batch`` (no gradient), under bf16
     autocast with ``amp``: its scales initialised, its BN running statistics updated once."""
@@ -235,12 +246,7 @@ def run_amp_check(variant: str, batch: int, data: Any, seed: int) -> dict[str, A
     """
     start = time.perf_counter()
     row, recipe = parse_variant(variant, ROW_STEPS)
-    rng = np.random.default_rng(seed)
-    index = np.sort(rng.permutation(len(data.train.labels))[:batch])
-    norm = {"mean": data.mean, "std": data.std, "device": "cpu"}
-    train = BatchLoader(ArrayDataset(data.train.images[index], data.train.labels[index]), batch,
-                        shuffle=True, augment=True, seed=seed, drop_last=True, **norm)  # fmt: skip
-    x, y = next(train.iter_from(0))
+    x, y = first_batch(data, batch, seed)
     qat = calibrate(prepared_fp32(recipe, seed), x, amp=True)
     flips: dict[str, list[float]]
 
@@ -306,12 +312,7 @@ def run_row_scales(variant: str, checkpoint: Path, batch: int, data: Any, seed: 
     tier's; as in :func:`run_amp_check`)."""
     start = time.perf_counter()
     row, recipe = parse_variant(variant, ROW_STEPS)
-    rng = np.random.default_rng(seed)
-    index = np.sort(rng.permutation(len(data.train.labels))[:batch])
-    norm = {"mean": data.mean, "std": data.std, "device": "cpu"}
-    train = BatchLoader(ArrayDataset(data.train.images[index], data.train.labels[index]), batch,
-                        shuffle=True, augment=True, seed=seed, drop_last=True, **norm)  # fmt: skip
-    qat = calibrate(prepared_fp32(recipe, seed), next(train.iter_from(0))[0], True)
+    qat = calibrate(prepared_fp32(recipe, seed), first_batch(data, batch, seed)[0], True)
     trained = load_checkpoint(checkpoint)["model"]
     scales = {
         name: {"start": scale, "final": float(trained[f"{name}.scale"].abs())}
