@@ -31,12 +31,11 @@ step does), which initialises every scale, and is then evaluated on a seeded
 ``--ptq-examples`` of the test images in eval mode (the integer form, as the table's
 fake-quant column; its products run with autocast disabled, so the trainer's bf16 monitor
 gives the same accuracy: the first PTQ probe measured both, 77.44 % each).
-``--lr`` (default the tier's 0.01), ``--no-amp`` (float32 training), ``--label-smoothing``
-(default 0, as the rows) and ``--hold-act-scales`` (no activation scale trained: each keeps
-its start) change the trainer; a probe's key in the result file names them when they differ
-from the tier's. ``--amp-check`` compares a bf16 with a float32 training forward at a row's
-start (:func:`run_amp_check`), ``--row-checkpoint`` reads a finished row's activation scales
-(:func:`run_row_scales`).
+``--lr`` (default the tier's 0.01), ``--no-amp`` (float32 training) and ``--label-smoothing``
+(default 0, as the rows) change the trainer; a probe's key in the result file names them when
+they differ from the tier's. ``--amp-check`` compares a bf16 with a float32 training forward at
+a row's start (:func:`run_amp_check`), ``--row-checkpoint`` reads a finished row's activation
+scales (:func:`run_row_scales`).
 """
 
 from __future__ import annotations
@@ -107,9 +106,8 @@ def check_stored_recipe(key: str, record: dict[str, Any], variant: str, steps: i
         ConfigError: names the probe and the recipe fields that differ.
     """
     now = json.loads(json.dumps(parse_variant(variant, steps)[1].to_dict()))
-    differ = sorted(
-        k for k in set(now) | set(record["recipe"]) if now.get(k) != record["recipe"].get(k)
-    )
+    stored = json.loads(json.dumps(hwquant.Recipe.from_dict(record["recipe"]).to_dict()))
+    differ = sorted(k for k in now if now[k] != stored[k])  # later fields: their defaults
     if differ:
         raise ConfigError(
             f"the stored probe {key!r} was run with another recipe than {variant!r} has now "
@@ -180,16 +178,15 @@ class ProbeTraining:
     lr: float = CPU_FULL.qat_lr
     amp: bool = CPU_FULL.amp
     label_smoothing: float = 0.0
-    hold_act_scales: bool = False
-    """Keep every activation scale at its start: not trained (no optimizer step moves it)."""
 
     def suffix(self) -> str:
-        """``,lr=...``, ``,amp=off``, ``,ls=...`` and ``,act-scales=held`` where they differ
-        from the tier's QAT training (probe keys)."""
+        """``,lr=...``, ``,amp=off`` and ``,ls=...`` where they differ from the tier's QAT
+        training (probe keys). Keys ending ``,act-scales=held`` were written before the recipe
+        field ``act_scales`` existed, by an option that held every activation scale at its
+        start as ``act_scales=calibrated`` does."""
         parts = [f",lr={self.lr:g}"] if self.lr != CPU_FULL.qat_lr else []
         parts += [",amp=off"] if self.amp != CPU_FULL.amp else []
         parts += [f",ls={self.label_smoothing:g}"] if self.label_smoothing else []
-        parts += [",act-scales=held"] if self.hold_act_scales else []
         return "".join(parts)
 
 
@@ -350,10 +347,6 @@ def run_probe(
                           tier.eval_batch, shuffle=False, augment=False, **norm)  # fmt: skip
     qat = prepared_fp32(recipe, seed).to(memory_format=torch.channels_last)
     first = next(train.iter_from(0))[0]
-    if training.hold_act_scales:  # initialised on the first forward all the same
-        for module in qat.modules():
-            if isinstance(module, LinearQuantizer) and module.is_activation:
-                module.scale.requires_grad_(False)
     config = TrainConfig(
         epochs=evals, batch_size=batch, optimizer="sgd", lr=training.lr,
         weight_decay=WEIGHT_DECAY, schedule="cosine", amp=training.amp, cpu_amp=training.amp,
@@ -377,7 +370,6 @@ def run_probe(
         "lr": training.lr,
         "amp_bf16": training.amp,
         "label_smoothing": training.label_smoothing,
-        "act_scales_held": training.hold_act_scales,
         "final_test_acc": fp32_accuracy(qat.eval(), test),
         "history": history,
         "init": stats,
@@ -400,8 +392,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=CPU_FULL.qat_lr)
     parser.add_argument("--no-amp", action="store_true", help="train in float32")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
-    parser.add_argument("--hold-act-scales", action="store_true",
-                        help="train no activation scale (they keep their start)")  # fmt: skip
     parser.add_argument("--row-checkpoint", type=Path, default=None,
                         help="only read a finished row's trainer checkpoint's scales")  # fmt: skip
     parser.add_argument("--amp-check", action="store_true",
@@ -438,9 +428,7 @@ def main(argv: list[str] | None = None) -> None:
         "monitor_examples": MONITOR_EXAMPLES,
     }
     data = load_dataset("cifar10-folder", args.data_root, progress=False)
-    training = ProbeTraining(
-        args.lr, CPU_FULL.amp and not args.no_amp, args.label_smoothing, args.hold_act_scales
-    )
+    training = ProbeTraining(args.lr, CPU_FULL.amp and not args.no_amp, args.label_smoothing)
     recipe_steps = ROW_STEPS if args.amp_check or args.row_checkpoint else max(args.steps, 1)
     for variant in args.variants:
         key = probe_key(variant, args.steps, args.batch, training, args.ptq_examples)

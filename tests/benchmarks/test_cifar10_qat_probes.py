@@ -14,10 +14,10 @@ def test_a_probe_key_names_what_differs_from_the_tier():
     default = probes.ProbeTraining()
     assert probes.probe_key("llsq_W4A4", 100, 64, default, 5000) == "llsq_W4A4@100x64"
     assert probes.probe_key("llsq_W4A4", 0, 256, default, 5000) == "llsq_W4A4@ptq,5000"
-    other = probes.ProbeTraining(lr=0.002, amp=False, label_smoothing=0.1, hold_act_scales=True)
+    other = probes.ProbeTraining(lr=0.002, amp=False, label_smoothing=0.1)
     assert (
         probes.probe_key("llsq_W4A4", 100, 64, other, 5000)
-        == "llsq_W4A4@100x64,lr=0.002,amp=off,ls=0.1,act-scales=held"
+        == "llsq_W4A4@100x64,lr=0.002,amp=off,ls=0.1"
     )
 
 

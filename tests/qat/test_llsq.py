@@ -193,6 +193,37 @@ def test_llsq_scale_learns_towards_the_data():
     assert 0.1 < q.scale.item() < 1.0  # a 4-bit scale for N(0,1) data is about 0.3
 
 
+@pytest.mark.parametrize("gradient", ["llsq", "lsq"])
+def test_calibrated_scale_holds_its_first_batch_value(gradient):
+    """A calibrated activation scale is set by its init rule on the first batch and then held
+    under any optimizer step, while x keeps the trained quantizer's masked STE and forward."""
+    torch.manual_seed(0)
+    first = torch.rand(256) * 8  # x is narrower, and one value of it is out of range
+    x = torch.cat([torch.rand(255) * 2, torch.tensor([20.0])]).requires_grad_()
+    held = LinearQuantizer(4, False, is_activation=True, gradient=gradient, trained=False)
+    trained = LinearQuantizer(4, False, is_activation=True, gradient=gradient)
+    held.train(), trained.train()
+    held(first), trained(first)
+    start = held.scale.detach().clone()
+    assert torch.equal(start, trained.scale.detach()) and not held.scale.requires_grad
+    opt = torch.optim.SGD([*held.parameters(), *trained.parameters()], lr=0.5, momentum=0.9)
+    for _ in range(5):
+        opt.zero_grad()
+        (held(x).square().sum() + trained(x).square().sum()).backward()
+        opt.step()
+    assert torch.equal(held.scale.detach(), start)
+    assert not torch.equal(trained.scale.detach(), start)  # the trained one does move here
+    x.grad = None
+    with torch.no_grad():
+        trained.scale.copy_(start)
+    out_held, out_trained = held(x), trained(x)
+    assert torch.equal(out_held, out_trained)
+    out_held.sum().backward()
+    inside = (x.detach() > 0) & (x.detach() < 15 * start)
+    assert torch.equal(x.grad, inside.float())
+    assert "calibrated" in repr(held)
+
+
 def test_lsq_gradient_matches_its_formula():
     x = torch.tensor([-3.0, -0.26, 0.1, 0.74, 3.0], requires_grad=True)
     q = _quantizer(2, True, 0.5, is_activation=True, gradient="lsq").train()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 
 import pytest
@@ -12,6 +13,7 @@ from torch import nn
 import hwquant
 from hwquant.core.errors import NonFiniteError, UnsupportedLayerError
 from hwquant.models import build
+from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.nn import QAdd, QAvgPool, QConv2d, QLinear, QuantInput
 from hwquant.qat.recipe import Recipe
 
@@ -40,6 +42,22 @@ def test_resnet20_structure_and_bits():
     no_relu = [m for m in convs if m.act is None]
     assert no_relu and all(m.out_quant.signed for m in no_relu)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in qat.children())
+
+
+@pytest.mark.parametrize("scheme", ["llsq", "msq", "nonuniform"])
+def test_calibrated_act_scales_hold_every_activation_scale(scheme):
+    """act_scales="calibrated" holds every activation scale, the network input's and the pooled
+    one feeding the last layer included; every weight scale still trains."""
+    constraint = "pow2" if scheme == "nonuniform" else "free"
+    recipe = Recipe(scheme=scheme, scale_constraint=constraint, act_scales="calibrated")
+    qat = hwquant.prepare(build("resnet20"), recipe)
+    quantizers = [m for m in qat.modules() if isinstance(m, LinearQuantizer)]
+    acts = [q for q in quantizers if q.is_activation]
+    assert len(acts) == 32 and not any(q.trained or q.scale.requires_grad for q in acts)
+    weights = [q for q in quantizers if not q.is_activation]
+    assert weights and all(q.trained and q.scale.requires_grad for q in weights)
+    default = hwquant.prepare(build("resnet20"), dataclasses.replace(recipe, act_scales="trained"))
+    assert all(m.trained for m in default.modules() if isinstance(m, LinearQuantizer))
 
 
 def test_prepare_leaves_the_float_model_alone():

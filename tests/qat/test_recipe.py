@@ -18,6 +18,8 @@ from hwquant.qat.recipe import Recipe, bn_freeze_step_for
         ({"first_layer_bits": 0}, r"or None"),
         ({"scale_gradient": "adam"}, "llsq, lsq"),
         ({"scale_init": "max"}, "peak, min_error"),
+        ({"act_scales": "fixed"}, "trained, calibrated"),
+        ({"scheme": "tables", "act_scales": "calibrated"}, "act_scales='calibrated'.*'tables'"),
         ({"scale_constraint": "log"}, "free, pow2, fixed"),
         ({"weight_granularity": "row"}, "tensor, channel"),
         ({"llsq_norm": 3}, "1 or 2"),

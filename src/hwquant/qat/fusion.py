@@ -200,6 +200,7 @@ def act_quantizer(recipe: Recipe, bits: int, signed: bool) -> LinearQuantizer:
         gradient=recipe.scale_gradient,
         norm=recipe.llsq_norm,
         init=recipe.scale_init,
+        trained=recipe.act_scales == "trained",
         error_samples=recipe.act_error_samples,
         constraint=recipe.scale_constraint,
         mantissa_bits=recipe.scale_mantissa_bits,

@@ -245,6 +245,8 @@ class LinearQuantizer(HostMirrored):
         constraint: "free", "pow2" or "fixed" scales (:mod:`hwquant.qat.scale`).
         mantissa_bits: mantissa width of "fixed" scales.
         init: the initial scale's rule, "peak" (LLSQ's) or "min_error" (module docstring).
+        trained: False holds the scale where ``init`` set it on the first batch ("calibrated"):
+            no gradient reaches it, and ``x`` keeps its straight-through estimator.
     """
 
     def __init__(
@@ -260,6 +262,7 @@ class LinearQuantizer(HostMirrored):
         constraint: str = "free",
         mantissa_bits: int = 8,
         init: str = "peak",
+        trained: bool = True,
     ) -> None:
         super().__init__()
         check_bits("bits", bits)
@@ -275,7 +278,8 @@ class LinearQuantizer(HostMirrored):
         self.is_activation = is_activation
         self.gradient, self.norm, self.error_samples = gradient, norm, error_samples
         self.constraint, self.mantissa_bits = constraint, mantissa_bits
-        self.scale = nn.Parameter(torch.ones(channels))
+        self.trained = trained
+        self.scale = nn.Parameter(torch.ones(channels), requires_grad=trained)
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
 
     def is_initialized(self) -> bool:
@@ -290,7 +294,8 @@ class LinearQuantizer(HostMirrored):
     def extra_repr(self) -> str:
         kind = "act" if self.is_activation else "weight"
         sign = "signed" if self.signed else "unsigned"
-        return f"{kind}, bits={self.bits}, {sign}, scales={self.scale.numel()}, {self.gradient}"
+        rule = self.gradient if self.trained else "calibrated"
+        return f"{kind}, bits={self.bits}, {sign}, scales={self.scale.numel()}, {rule}"
 
     def scale_value(self) -> torch.Tensor:
         """The scale in use: |parameter| projected onto the scale constraint."""
@@ -349,6 +354,11 @@ class LinearQuantizer(HostMirrored):
         alpha = self._broadcast(self.scale_value(), x)
         if not (self.training and torch.is_grad_enabled()):
             return round_half_up(x / alpha).clamp(self.qmin, self.qmax) * alpha
+        if not self.trained:  # the STE for x alone: α is a constant
+            held = alpha.detach()
+            return _LLSQFakeQuant.apply(
+                x, held, self.qmin, self.qmax, self.is_activation, torch.zeros_like(held)
+            )
         if self.gradient == "lsq":
             grad_factor = 1.0 / math.sqrt(x.numel() // self.scale.numel() * max(self.qmax, 1))
             return _LSQFakeQuant.apply(x, alpha, self.qmin, self.qmax, grad_factor)

@@ -18,6 +18,7 @@ from hwquant.qat.registry import available, get_scheme
 
 ScaleGradient = Literal["llsq", "lsq"]
 ScaleInit = Literal["peak", "min_error"]
+ActScales = Literal["trained", "calibrated"]
 ScaleConstraint = Literal["free", "pow2", "fixed"]
 Granularity = Literal["tensor", "channel"]
 MSQAssignment = Literal["variance", "kurtosis"]
@@ -257,6 +258,10 @@ class Recipe:
     scale_init: ScaleInit = "peak"
     """Initial scales of the linear quantizers: "peak" (LLSQ's, from the largest magnitude) or
     "min_error" (the least Lp error, p = llsq_norm; docs/llsq.md §1)."""
+    act_scales: ActScales = "trained"
+    """Activation scales "trained" by ``scale_gradient`` (LLSQ's rule), or "calibrated": set
+    from the first batch by ``scale_init`` and then held, with no gradient (weight scales are
+    trained either way; docs/llsq.md §1)."""
     scale_constraint: ScaleConstraint = "free"
     """Scales are free floats, powers of two, or short fixed-point numbers (mantissa·2^-e)."""
     scale_mantissa_bits: int = 8
@@ -300,6 +305,7 @@ class Recipe:
         _check_choice("weight_granularity", self.weight_granularity, ("tensor", "channel"))
         _check_choice("scale_gradient", self.scale_gradient, ("llsq", "lsq"))
         _check_choice("scale_init", self.scale_init, get_args(ScaleInit))
+        _check_choice("act_scales", self.act_scales, get_args(ActScales))
         _check_choice("scale_constraint", self.scale_constraint, ("free", "pow2", "fixed"))
         if self.llsq_norm not in (1, 2):
             raise ConfigError(f"llsq_norm={self.llsq_norm!r} is not allowed. Fix: use 1 or 2.")
@@ -322,6 +328,12 @@ class Recipe:
                 f"bn_freeze_step={self.bn_freeze_step!r}: use an integer >= 0, or None."
             )
 
+        if self.act_scales != "trained" and get_scheme(self.scheme).prepare is not None:
+            raise ConfigError(
+                f"act_scales={self.act_scales!r} holds linear activation scales; scheme="
+                f"{self.scheme!r} prepares its own activation quantizers. Fix: leave act_scales "
+                "at 'trained' (the scheme's options say how its activations train)."
+            )
         self._check_accumulators()
 
     def _check_accumulators(self) -> None:

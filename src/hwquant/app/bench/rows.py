@@ -53,6 +53,15 @@ after 100 QAT steps of 64 at 40.81 % with ``min_error``, 10.00 % (dead) with ``p
 right after calibration, before any step, at 72.26 % with ``min_error``, 77.44 % with
 ``peak``. W3A3 is not measured and keeps the authors' rule."""
 
+ACT_SCALES = "calibrated"
+"""Every row with linear activation quantizers (all but ``tables``) sets its activation scales
+on the first training batch by its init rule and holds them (``Recipe.act_scales``); weight
+scales train by LLSQ's rule. Measured from the cpu-full checkpoint
+(``benchmarks/results/cifar10_qat_probes.json``, the row's 585 steps of 256): ``llsq_W4A4``
+ends at 86.21 % with held activation scales against the trained-scale row's 83.66 %. Under
+this trainer's SGD (lr 0.01, momentum 0.9) LLSQ's ±α² step moves an activation scale by
+several per cent a step, to the least-error band within the first epoch (docs/llsq.md §1)."""
+
 
 @dataclass(frozen=True)
 class RowSpec:
@@ -95,12 +104,14 @@ def _refresh_every(qat_steps: int) -> int:
     return max(1, round(REFRESH_FRACTION * qat_steps))
 
 
-def _linear(row: RowSpec, qat_steps: int) -> dict[str, int | None]:
-    """The recipe fields of a row with weight and activation bits (8-bit input)."""
+def _linear(row: RowSpec, qat_steps: int) -> dict[str, int | str | None]:
+    """The recipe fields of a row with weight and activation bits (8-bit input; activation
+    scales calibrated on the first batch and held, :data:`ACT_SCALES`)."""
     return {
         "weight_bits": row.size,
         "act_bits": row.act_bits,
         "input_bits": 8,
+        "act_scales": ACT_SCALES,
         "bn_freeze_step": bn_freeze_step_for(qat_steps),
     }
 
