@@ -1,10 +1,10 @@
 """CIFAR-10 ResNet-20: accuracy against the accumulator width P of accumulator-aware LLSQ.
 
-Every row starts from issue 19's committed FP32 checkpoint
-(``benchmarks/results/cifar10_cpu_full/fp32/resnet20.ckpt``, its sha256 checked against the
-record beside it) and QAT-trains exactly like the ``llsq_W4A4`` row of
-``hwquant bench reproduce --tier cpu-full`` (the tier's data, schedule, epochs and the row's
-recipe: 4-bit weights and activations, 8-bit first and last layers, 8-bit signed input), with
+Every row starts from issue 19's committed FP32 checkpoint of ``--tier`` (cpu-long, the
+default: ``benchmarks/results/cifar10_cpu_long/fp32/resnet20.ckpt``; or cpu-full), its sha256
+checked against the record beside it, and QAT-trains exactly like that tier's ``llsq_W4A4`` row
+of ``hwquant bench reproduce`` (the tier's data, schedule, epochs and the row's recipe: 4-bit
+weights and activations, 8-bit first and last layers, 8-bit signed input), with
 ``accumulator_bits = P`` and ``accumulator_digit_planes = true`` added: every partial sum of
 every weight layer, first and last included, and every 4-bit digit plane, fits P signed bits for
 any input in range (docs/llsq.md §5). At P = 32 the rule does not bind on this model, so that
@@ -17,8 +17,9 @@ multipliers (every digit plane at P bits, ``raise``), and every layer alone on i
 inputs, whose sums must reach the proved extremes exactly (``layer_proofs`` of
 ``accumulator_aware_fashion_mnist.py``).
 
-The rows run one after another; the result file is rewritten (atomically) after each, and a
-second invocation skips the rows it holds, so a stopped run resumes::
+The rows run one after another; the result file (one per tier, :data:`OUTPUTS`) is rewritten
+(atomically) after each, and a second invocation skips the rows it holds, so a stopped run
+resumes; a stored row whose recipe is not the one its P has now is refused, not skipped::
 
     python -m benchmarks.accumulator_aware_cifar10 --acc-bits 16,14,12,32  # ~12 min a row, 1 core
     python -m benchmarks.accumulator_aware_cifar10 --acc-bits 20,10         # more rows, same file
@@ -54,18 +55,27 @@ from hwquant.app.bench.reproduce import (
     _train_config,
 )
 from hwquant.app.bench.rows import RowSpec
-from hwquant.app.bench.tiers import CPU_FULL
+from hwquant.app.bench.tiers import get_tier
 from hwquant.core.checkpoint import load_checkpoint
 from hwquant.core.provenance import file_sha256
+from hwquant.qat.recipe import Recipe
 
 NAME = "accumulator_aware_cifar10"
-DEFAULT_OUT = RESULTS_DIR / f"{NAME}.json"
-FP32_DIR = RESULTS_DIR / "cifar10_cpu_full" / "fp32"
+TIERS = ("cpu-long", "cpu-full")
+OUTPUTS = {
+    "cpu-full": RESULTS_DIR / f"{NAME}.json",
+    "cpu-long": RESULTS_DIR / f"{NAME}_cpu_long.json",
+}
+"""The published result file of each tier (the cpu-full one holds the rows of sessions 6-9)."""
 MODEL = "resnet20"
 BASE_ROW = RowSpec("llsq", 4)
-"""The cpu-full row every point of the curve trains like (W4A4, 8-bit first and last layers)."""
+"""The tier's row every point of the curve trains like (W4A4, 8-bit first and last layers)."""
 ACC_BITS = (32, 20, 16, 14, 12, 10)
-UNCONSTRAINED_ROW = RESULTS_DIR / "cifar10_cpu_full" / "rows" / MODEL / "llsq_W4A4.json"
+
+
+def tier_dir(tier: str) -> Path:
+    """The tier's committed reproduce run: ``fp32/`` and ``rows/`` (issue 19)."""
+    return RESULTS_DIR / f"cifar10_{tier.replace('-', '_')}"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -76,6 +86,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated accumulator widths P to run, in this order (from "
         f"{', '.join(map(str, ACC_BITS))})",
     )
+    p.add_argument("--tier", choices=TIERS, default=TIERS[0], help="FP32 start and schedule")
     p.add_argument("--four-bit-examples", type=int, default=1000)
     p.add_argument("--data-root", type=Path, default=None, help="CIFAR-10 image-folder copy")
     p.add_argument(
@@ -83,15 +94,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="result JSON")
+    p.add_argument("--out", type=Path, default=None, help="result JSON (default: the tier's)")
     p.add_argument(
         "--quick",
         action="store_true",
         help="smoke run: 512 training images, one QAT epoch (give another --out)",
     )
     args = p.parse_args(argv)
-    if args.quick and args.out == DEFAULT_OUT:
+    if args.quick and args.out in (None, *OUTPUTS.values()):
         p.error("--quick writes a smoke result: give it another --out")
+    args.out = args.out or OUTPUTS[args.tier]
     try:
         args.acc_bits = [int(b) for b in args.acc_bits.split(",")]
     except ValueError:
@@ -103,15 +115,31 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def recipe_at(acc_bits: int, qat_steps: int) -> hwquant.Recipe:
-    """The cpu-full ``llsq_W4A4`` recipe with every layer's accumulator bounded to ``acc_bits``."""
+    """The ``llsq_W4A4`` row's recipe with every layer's accumulator bounded to ``acc_bits``."""
     return dataclasses.replace(
         BASE_ROW.recipe(qat_steps), accumulator_bits=acc_bits, accumulator_digit_planes=True
     )
 
 
-def fp32_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The committed FP32 weights and their record; the checkpoint's sha256 must match it."""
-    path = FP32_DIR / f"{MODEL}.ckpt"
+def check_stored_row(name: str, stored: dict[str, Any], qat_steps: int) -> None:
+    """Refuse to skip the stored row ``name`` when its recipe is not the one its P has now.
+
+    Raises:
+        SystemExit: names the row and every recipe field that differs.
+    """
+    now = recipe_at(int(stored["acc_bits"]), qat_steps).to_dict()
+    then = Recipe.from_dict(stored["recipe"]).to_dict()  # later fields: their defaults
+    differ = sorted(k for k in now if now[k] != then[k])
+    if differ:
+        raise SystemExit(
+            f"the stored row {name} was trained with another recipe than it has now (fields "
+            f"{', '.join(differ)}). Fix: choose another --out, or remove the row to train it again."
+        )
+
+
+def fp32_state(tier: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tier's committed FP32 weights and their record; the checkpoint's sha256 must match."""
+    path = tier_dir(tier) / "fp32" / f"{MODEL}.ckpt"
     record = json.loads(path.with_suffix(".json").read_text())
     digest = file_sha256(path)
     if digest != record["checkpoint_sha256"]:
@@ -180,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     command = command_line([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
     recorder = ResultRecorder(NAME, command, args.seed, args.out)
     work = args.work or Path(tempfile.mkdtemp(prefix="a2q_cifar10_"))
-    tier = CPU_FULL
+    tier = get_tier(args.tier)
     if args.quick:
         tier = dataclasses.replace(tier, train_examples=512, qat_train_examples=512, epochs_qat=1)
     options = Options(
@@ -192,17 +220,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         data_root=args.data_root,
         command=command,
     )
-    state, fp32_record = fp32_state()
+    state, fp32_record = fp32_state(args.tier)
+    fp32_path = tier_dir(args.tier) / "fp32" / f"{MODEL}.ckpt"
     config = {
         "tier": dataclasses.asdict(tier),
         "model": MODEL,
         "base_row": BASE_ROW.name,
-        "fp32_checkpoint": str((FP32_DIR / f"{MODEL}.ckpt").relative_to(RESULTS_DIR.parent.parent)),
+        "fp32_checkpoint": str(fp32_path.relative_to(RESULTS_DIR.parent.parent)),
         "fp32_checkpoint_sha256": fp32_record["checkpoint_sha256"],
         "four_bit_examples": args.four_bit_examples,
         "threads": args.threads,
         "notes": [
-            "Each row is the cpu-full llsq_W4A4 row (same FP32 weights, data, 3 QAT epochs, "
+            f"Each row is the {args.tier} llsq_W4A4 row (same FP32 weights, data, QAT epochs, "
             "optimizer, schedule, recipe: 8-bit first and last layers) with "
             "accumulator_bits=P and accumulator_digit_planes=true on every weight layer.",
             "engine_acc: the integer engine over the 10,000 test images with every accumulator "
@@ -221,12 +250,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         results["rows"] = old["results"]["rows"]
         commands = old["config"].get("commands", [old["command"]])
     config["commands"] = [*commands, command]
-    if UNCONSTRAINED_ROW.exists():
-        row = json.loads(UNCONSTRAINED_ROW.read_text())
-        results["cpu_full_llsq_W4A4"] = {
+    unconstrained = tier_dir(args.tier) / "rows" / MODEL / f"{BASE_ROW.name}.json"
+    if unconstrained.exists():
+        row = json.loads(unconstrained.read_text())
+        results[f"{args.tier.replace('-', '_')}_{BASE_ROW.name}"] = {
             k: row[k] for k in ("engine_acc", "fake_quant_acc", "exact", "command")
         }
     data = _load(options)
+    qat_steps = tier.epochs_qat * len(data.qat_train)
+    for name, row in results["rows"].items():
+        check_stored_row(name, row, qat_steps)
     for acc_bits in args.acc_bits:
         name = f"W4A4_P{acc_bits}"
         if name in results["rows"]:

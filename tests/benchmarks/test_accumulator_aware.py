@@ -36,3 +36,17 @@ def test_cifar10_rows_are_the_cpu_full_row_with_a_bound():
         cifar.parse_args(["--acc-bits", "15"])
     with pytest.raises(SystemExit):
         cifar.parse_args(["--quick"])  # a smoke run never writes the published file
+    with pytest.raises(SystemExit):
+        cifar.parse_args(["--quick", "--out", str(cifar.OUTPUTS["cpu-full"])])
+    assert cifar.parse_args([]).out == cifar.OUTPUTS["cpu-long"]
+    assert cifar.parse_args(["--tier", "cpu-full"]).out == cifar.OUTPUTS["cpu-full"]
+
+
+def test_a_stored_cifar10_row_of_another_recipe_is_refused_not_skipped():
+    """The published cpu-full rows trained their activation scales; the row's recipe now holds
+    them, so a resume into that file names the field instead of mixing two recipes."""
+    stored = {"acc_bits": 14, "recipe": cifar.recipe_at(14, 585).to_dict()}
+    cifar.check_stored_row("W4A4_P14", stored, 585)  # the same recipe: skipped
+    stored["recipe"].pop("act_scales")  # a row from before the field: its default, "trained"
+    with pytest.raises(SystemExit, match=r"W4A4_P14.*fields act_scales"):
+        cifar.check_stored_row("W4A4_P14", stored, 585)
