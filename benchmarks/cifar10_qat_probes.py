@@ -116,13 +116,18 @@ def check_stored_recipe(key: str, record: dict[str, Any], variant: str, steps: i
         )
 
 
-def prepared_fp32(recipe: hwquant.Recipe, seed: int) -> torch.nn.Module:
-    """The committed cpu-full FP32 ResNet-20 (:data:`FP32_DIR`), seeded with ``seed`` and
-    prepared for ``recipe`` in training mode: every probe's start."""
-    seed_everything(seed)
+def fp32_model() -> torch.nn.Module:
+    """The committed cpu-full FP32 ResNet-20 (:data:`FP32_DIR`)."""
     model = build("resnet20", num_classes=10, input_size=32)
     model.load_state_dict(load_checkpoint(FP32_DIR / "resnet20.ckpt")["state_dict"])
-    return hwquant.prepare(model.train(), recipe)
+    return model
+
+
+def prepared_fp32(recipe: hwquant.Recipe, seed: int) -> torch.nn.Module:
+    """The FP32 model, seeded with ``seed`` and prepared for ``recipe`` in training mode:
+    every probe's start."""
+    seed_everything(seed)
+    return hwquant.prepare(fp32_model().train(), recipe)
 
 
 def first_batch(data: Any, batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,6 +183,8 @@ class ProbeTraining:
     lr: float = CPU_FULL.qat_lr
     amp: bool = CPU_FULL.amp
     label_smoothing: float = 0.0
+    distill_weight: float = 0.0
+    """λ of distillation from the FP32 model (``TrainConfig.distill_weight``, T = 1)."""
 
     def suffix(self) -> str:
         """``,lr=...``, ``,amp=off`` and ``,ls=...`` where they differ from the tier's QAT
@@ -187,6 +194,7 @@ class ProbeTraining:
         parts = [f",lr={self.lr:g}"] if self.lr != CPU_FULL.qat_lr else []
         parts += [",amp=off"] if self.amp != CPU_FULL.amp else []
         parts += [f",ls={self.label_smoothing:g}"] if self.label_smoothing else []
+        parts += [f",kd={self.distill_weight:g}"] if self.distill_weight else []
         return "".join(parts)
 
 
@@ -350,13 +358,18 @@ def run_probe(
     config = TrainConfig(
         epochs=evals, batch_size=batch, optimizer="sgd", lr=training.lr,
         weight_decay=WEIGHT_DECAY, schedule="cosine", amp=training.amp, cpu_amp=training.amp,
-        label_smoothing=training.label_smoothing, seed=seed, deterministic=True,
+        label_smoothing=training.label_smoothing, distill_weight=training.distill_weight,
+        seed=seed, deterministic=True,
     )  # fmt: skip
     start_model = calibrate(copy.deepcopy(qat), first, training.amp)
     stats, start_scales = layer_stats(start_model), act_scales(start_model)
     del start_model
     with tempfile.TemporaryDirectory() as work:
-        result = Trainer(qat, train, monitor, config, work, "cpu", progress=False).fit()
+        teacher = (
+            fp32_model().to(memory_format=torch.channels_last) if config.distill_weight else None
+        )
+        result = Trainer(qat, train, monitor, config, work, "cpu", progress=False,
+                         teacher=teacher).fit()  # fmt: skip
     final_scales = act_scales(qat)
     history = [
         {"step": (i + 1) * per_pass, "monitor_acc": h["test_acc"], "train_loss": h["train_loss"]}
@@ -370,6 +383,7 @@ def run_probe(
         "lr": training.lr,
         "amp_bf16": training.amp,
         "label_smoothing": training.label_smoothing,
+        "distill_weight": training.distill_weight,
         "final_test_acc": fp32_accuracy(qat.eval(), test),
         "history": history,
         "init": stats,
@@ -392,6 +406,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=CPU_FULL.qat_lr)
     parser.add_argument("--no-amp", action="store_true", help="train in float32")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--distill", type=float, default=0.0,
+                        help="λ of distillation from the FP32 model (0: none)")  # fmt: skip
     parser.add_argument("--row-checkpoint", type=Path, default=None,
                         help="only read a finished row's trainer checkpoint's scales")  # fmt: skip
     parser.add_argument("--amp-check", action="store_true",
@@ -428,7 +444,9 @@ def main(argv: list[str] | None = None) -> None:
         "monitor_examples": MONITOR_EXAMPLES,
     }
     data = load_dataset("cifar10-folder", args.data_root, progress=False)
-    training = ProbeTraining(args.lr, CPU_FULL.amp and not args.no_amp, args.label_smoothing)
+    training = ProbeTraining(
+        args.lr, CPU_FULL.amp and not args.no_amp, args.label_smoothing, args.distill
+    )
     recipe_steps = ROW_STEPS if args.amp_check or args.row_checkpoint else max(args.steps, 1)
     for variant in args.variants:
         key = probe_key(variant, args.steps, args.batch, training, args.ptq_examples)

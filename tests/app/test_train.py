@@ -15,7 +15,7 @@ from torch import nn
 
 import hwquant
 from hwquant.app.config import TrainConfig
-from hwquant.app.train import Trainer, build_optimizer, build_scheduler
+from hwquant.app.train import Trainer, build_optimizer, build_scheduler, distillation_loss
 from hwquant.core.checkpoint import load_checkpoint
 from hwquant.core.errors import ConfigError, NonFiniteError
 from hwquant.qat.recipe import Recipe
@@ -201,3 +201,40 @@ def test_a_bn_freeze_after_the_run_is_warned_about(tmp_path: Path, freeze, warns
     assert len(messages) == int(warns)
     if warns:
         assert "36 remaining training steps" in messages[0] and "bn_freeze_step to 7" in messages[0]
+
+
+def test_distillation_needs_a_teacher_and_a_teacher_needs_distillation(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"distill_weight = 0\.5 needs a teacher"):
+        make_trainer(tmp_path, dataclasses.replace(CONFIG, distill_weight=0.5))
+    with pytest.raises(ConfigError, match=r"distill_weight = 0\.0 with a teacher"):
+        make_trainer(tmp_path, CONFIG, teacher=make_model())
+    with pytest.raises(ConfigError, match=r"distill_weight=1\.5"):
+        TrainConfig(distill_weight=1.5)
+
+
+def test_distillation_loss_is_the_weighted_sum_of_its_terms() -> None:
+    """``(1 − λ)·CE + λ·T²·KL``, KL(t ‖ s) = Σ p_t·(log p_t − log p_s), computed by hand."""
+    s = torch.tensor([[1.0, -0.5, 0.2], [0.3, 0.3, 2.0]])
+    t = torch.tensor([[0.5, 0.1, -1.0], [1.0, -2.0, 0.0]])
+    ce = torch.tensor(0.7)
+    config = TrainConfig(distill_weight=0.25, distill_temperature=2.0)
+    p_t, log_t, log_s = (t / 2).softmax(1), (t / 2).log_softmax(1), (s / 2).log_softmax(1)
+    kl = (p_t * (log_t - log_s)).sum(1).mean()
+    expected = 0.75 * ce + 0.25 * 4.0 * kl
+    assert math.isclose(float(distillation_loss(ce, s, t, config)), float(expected), rel_tol=1e-6)
+
+
+def test_a_student_distils_towards_its_teacher(tmp_path: Path) -> None:
+    """Pure distillation (λ = 1) from a trained teacher: the student's predictions come to agree
+    with the teacher's on the test set."""
+    teacher = make_trainer(tmp_path / "teacher", CONFIG).fit()
+    trained = load_checkpoint(teacher.checkpoint)["model"]
+    model = make_model()
+    model.load_state_dict(trained)
+    config = dataclasses.replace(CONFIG, distill_weight=1.0, distill_temperature=2.0)
+    student = make_trainer(tmp_path / "student", config, teacher=model)
+    assert student.fit().final_accuracy > 0.9
+    x = make_data()[0][192:]
+    with torch.no_grad():
+        agree = student.module.eval()(x).argmax(1) == model.eval()(x).argmax(1)
+    assert agree.float().mean() > 0.95

@@ -193,3 +193,34 @@ def test_two_runs_cannot_write_one_directory(tmp_path: Path, prepared: Calls) ->
         train_from_config(run_config(out), progress=False)
     assert list(out.iterdir()) == [out / ".hwquant.lock"]
     train_from_config(run_config(out), progress=False)  # the lock went with its holder
+
+
+def test_qat_distils_from_its_float_weights(
+    tmp_path: Path, prepared: Calls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train.distill_weight > 0 makes the float model (model.init's weights, before prepare) the
+    teacher, left untrained; a run without a QAT model or without float weights is refused."""
+    fp32 = train_from_config(run_config(tmp_path / "fp32"), progress=False)
+    distil = dataclasses.replace(TrainConfig(epochs=2, batch_size=16, lr=0.05), distill_weight=0.5)
+    float_run = dataclasses.replace(run_config(tmp_path / "float"), train=distil)
+    with pytest.raises(ConfigError, match=r"\[recipe\] is missing"):
+        train_from_config(float_run, progress=False)
+    no_init = dataclasses.replace(float_run, recipe=Recipe())
+    with pytest.raises(ConfigError, match=r"model\.init is missing"):
+        train_from_config(no_init, progress=False)
+
+    teachers: list[nn.Module] = []
+    student_of = sys.modules["hwquant.qat.prepare"].prepare
+
+    def prepare(model: nn.Module, recipe: Recipe) -> nn.Module:
+        teachers.append(model)
+        return copy.deepcopy(student_of(model, recipe))
+
+    monkeypatch.setattr(sys.modules["hwquant.qat.prepare"], "prepare", prepare)
+    qat = dataclasses.replace(
+        run_config(tmp_path / "qat", init=str(fp32.checkpoint)), train=distil, recipe=Recipe()
+    )
+    assert train_from_config(qat, progress=False).final_accuracy == 1.0
+    [teacher] = teachers
+    saved = load_checkpoint(fp32.checkpoint)["model"]
+    assert all(torch.equal(p, saved[name]) for name, p in teacher.state_dict().items())

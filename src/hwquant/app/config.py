@@ -68,6 +68,13 @@ class TrainConfig:
     """Linear warm-up length; for "onecycle" the rising phase (0: 30% of the run)."""
     label_smoothing: float = 0.0
     """Label smoothing of the cross-entropy loss, in [0, 1)."""
+    distill_weight: float = 0.0
+    """λ of knowledge distillation from a float teacher (Hinton et al. 2015): the loss is
+    ``(1 − λ)·CE(s, y) + λ·T²·KL(softmax(t/T) ‖ softmax(s/T))`` with ``s`` the model's and
+    ``t`` the teacher's logits. 0: cross-entropy alone. A QAT run of ``hwquant train`` takes
+    its float model (``model.init``) as the teacher."""
+    distill_temperature: float = 1.0
+    """T of the distillation term."""
     amp: bool = True
     """bfloat16 autocast on CUDA (on the CPU only with ``cpu_amp``)."""
     cpu_amp: bool = False
@@ -102,6 +109,10 @@ class TrainConfig:
             self.label_smoothing,
             "a float in [0, 1)",
         )
+        _check(0 <= self.distill_weight <= 1, "distill_weight", self.distill_weight,
+               "a float in [0, 1]")  # fmt: skip
+        _check(self.distill_temperature > 0, "distill_temperature", self.distill_temperature,
+               "a float > 0")  # fmt: skip
         _check(0 <= self.seed < 2**32, "seed", self.seed, "an integer in 0..2^32-1 (NumPy's range)")
         _check(
             self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, "an integer >= 0"

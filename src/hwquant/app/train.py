@@ -171,6 +171,26 @@ def _cosine(start: float, end: float, fraction: float) -> float:
     return end + (start - end) * (1 + math.cos(math.pi * fraction)) / 2
 
 
+def distillation_loss(
+    cross_entropy: torch.Tensor, logits: torch.Tensor, taught: torch.Tensor, config: TrainConfig
+) -> torch.Tensor:
+    """``(1 − λ)·CE + λ·T²·KL(softmax(t/T) ‖ softmax(s/T))`` per example, averaged (Hinton et
+    al. 2015; the T² keeps the term's gradient scale independent of T).
+
+    >>> s = torch.tensor([[2.0, 0.0]])
+    >>> float(distillation_loss(torch.tensor(0.5), s, s, TrainConfig(distill_weight=1.0)))
+    0.0
+    """
+    t, weight = config.distill_temperature, config.distill_weight
+    kl = F.kl_div(
+        F.log_softmax(logits / t, dim=1),
+        F.log_softmax(taught / t, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    )
+    return (1 - weight) * cross_entropy + weight * t * t * kl
+
+
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD or Adam; weight decay applies to the weight matrices and kernels only."""
     decay, no_decay = [], []
@@ -216,6 +236,9 @@ class Trainer:
         run_config: the whole run's config, stored in checkpoints for reference.
         dist: this process's place in a data-parallel run (see :mod:`hwquant.core.distributed`):
             the model is wrapped in DDP, the loaders must be sharded, only rank 0 writes.
+        teacher: the float network whose logits the model distils from (``config
+            .distill_weight`` > 0; required then, refused otherwise); run in eval mode, under the
+            same autocast, without gradients.
     """
 
     def __init__(
@@ -232,12 +255,22 @@ class Trainer:
         resume: bool = False,
         run_config: RunConfig | None = None,
         dist: DistContext | None = None,
+        teacher: nn.Module | None = None,
     ) -> None:
         if len(train_loader) == 0:
             raise DataError("the training loader yields no batches. Fix: use a smaller batch_size.")
+        if (teacher is None) != (config.distill_weight == 0):
+            raise ConfigError(
+                f"train.distill_weight = {config.distill_weight} "
+                + ("needs a teacher network. Fix: train a QAT model from float weights "
+                   "(model.init), or set distill_weight = 0." if teacher is None else
+                   "with a teacher given: the teacher would be unused. Fix: set distill_weight "
+                   "> 0, or pass no teacher.")
+            )  # fmt: skip
         self.device = torch.device(device)
         self.dist = dist or DistContext()
         self.module = model.to(self.device)  # the model itself; `model` may be its DDP wrapper
+        self.teacher = None if teacher is None else teacher.to(self.device).eval()
         self.model = wrap(self.module, self.dist, hasattr(model, "hwquant_recipe"))
         self._ranks_synced = not self.dist.enabled
         self.train_loader, self.test_loader = train_loader, test_loader
@@ -386,7 +419,12 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             logits = self.model(x)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    taught = self.teacher(x).float()
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
+        if self.teacher is not None:
+            loss = distillation_loss(loss, logits.float(), taught, self.config)
         correct = (logits.argmax(1) == y).sum()
         sums = torch.stack([loss.detach() * y.numel(), correct.float(), loss.new_tensor(y.numel())])
         loss_sum, correct_value, seen = all_reduce_sum(sums).tolist()
@@ -626,6 +664,17 @@ def _train_in(
                 "`hwquant train`."
             )
         load_weights(model, state["model"], init)
+    teacher = None
+    if config.train.distill_weight > 0:
+        if config.recipe is None or config.model.init is None:
+            raise ConfigError(
+                f"train.distill_weight = {config.train.distill_weight} distils a QAT model from "
+                "its float weights, but this run "
+                + ("trains no QAT model ([recipe] is missing)" if config.recipe is None
+                   else "starts from no float weights (model.init is missing)")
+                + ". Fix: set [recipe] and model.init, or set distill_weight = 0."
+            )  # fmt: skip
+        teacher = model  # prepare() leaves the float model as it is
     if config.recipe is not None:
         from hwquant.qat.prepare import prepare
 
@@ -655,6 +704,7 @@ def _train_in(
         resume=resume,
         run_config=config,
         dist=dist,
+        teacher=teacher,
     )
     if dist.is_main:  # after the resume checks: the config of the checkpoint's run
         (out_dir / CONFIG_NAME).write_text(config.to_toml(), encoding="utf-8")
