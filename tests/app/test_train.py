@@ -16,7 +16,7 @@ from torch import nn
 import hwquant
 from hwquant.app.config import TrainConfig
 from hwquant.app.train import Trainer, build_optimizer, build_scheduler, distillation_loss
-from hwquant.core.checkpoint import load_checkpoint
+from hwquant.core.checkpoint import load_checkpoint, save_checkpoint
 from hwquant.core.errors import ConfigError, NonFiniteError
 from hwquant.qat.recipe import Recipe
 
@@ -134,6 +134,19 @@ def test_resume_with_changed_config_is_refused(tmp_path: Path) -> None:
         make_trainer(tmp_path, CONFIG, resume=True)
 
 
+def test_a_checkpoint_from_before_a_train_field_resumes_at_its_default(tmp_path: Path) -> None:
+    """A [train] field added after a checkpoint was written counts at its default there (the
+    behaviour from before it): the run resumes; a value other than the default is refused."""
+    config = dataclasses.replace(CONFIG, epochs=1)
+    make_trainer(tmp_path, config).fit()
+    state = load_checkpoint(tmp_path / "last.pt")
+    del state["train_config"]["distill_weight"], state["train_config"]["distill_temperature"]
+    save_checkpoint(tmp_path / "last.pt", state)
+    assert make_trainer(tmp_path, config, resume=True).epoch == 1
+    with pytest.raises(ConfigError, match=r"distill_temperature: 1\.0 -> 2\.0"):
+        make_trainer(tmp_path, dataclasses.replace(config, distill_temperature=2.0), resume=True)
+
+
 def test_non_finite_loss_names_the_step(tmp_path: Path) -> None:
     def poison(model: nn.Module, global_step: int) -> None:
         if global_step == 14:
@@ -234,6 +247,8 @@ def test_a_student_distils_towards_its_teacher(tmp_path: Path) -> None:
     config = dataclasses.replace(CONFIG, distill_weight=1.0, distill_temperature=2.0)
     student = make_trainer(tmp_path / "student", config, teacher=model)
     assert student.fit().final_accuracy > 0.9
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(t, trained[name]) for name, t in model.state_dict().items())
     x = make_data()[0][192:]
     with torch.no_grad():
         agree = student.module.eval()(x).argmax(1) == model.eval()(x).argmax(1)

@@ -224,3 +224,26 @@ def test_qat_distils_from_its_float_weights(
     [teacher] = teachers
     saved = load_checkpoint(fp32.checkpoint)["model"]
     assert all(torch.equal(p, saved[name]) for name, p in teacher.state_dict().items())
+
+
+def test_a_resumed_distilling_run_keeps_its_teacher(tmp_path: Path, prepared: Calls) -> None:
+    """A recipe field the checkpoint predates counts at its default; a distilling run may not
+    resume with other float weights (model.init is its teacher), a plain QAT run may."""
+    fp32 = train_from_config(run_config(tmp_path / "fp32"), progress=False).checkpoint
+    other = tmp_path / "other.pt"
+    other.write_bytes(fp32.read_bytes())
+    distil = dataclasses.replace(TrainConfig(epochs=1, batch_size=16, lr=0.05), distill_weight=0.5)
+    qat = dataclasses.replace(
+        run_config(tmp_path / "qat", init=str(fp32)), train=distil, recipe=Recipe()
+    )
+    checkpoint = train_from_config(qat, progress=False).checkpoint
+    state = load_checkpoint(checkpoint)
+    del state["run_config"]["recipe"]["act_scales"]
+    save_checkpoint(checkpoint, state)
+    train_from_config(qat, progress=False, resume=True)  # finished, nothing to train
+    moved = dataclasses.replace(qat, model=ModelConfig(name="tiny", init=str(other)))
+    with pytest.raises(ConfigError, match=r"model\.init: .*fp32.* -> .*other\.pt"):
+        train_from_config(moved, progress=False, resume=True)
+    plain = dataclasses.replace(moved, train=dataclasses.replace(distil, distill_weight=0.0))
+    with pytest.raises(ConfigError, match=r"distill_weight: 0\.5 -> 0\.0"):
+        train_from_config(plain, progress=False, resume=True)

@@ -45,7 +45,7 @@ from hwquant.core.distributed import (
 from hwquant.core.errors import ConfigError, DataError, FileFormatError, NonFiniteError
 from hwquant.core.lock import directory_lock, prepare_directory
 from hwquant.qat.nn import QuantWeightLayer
-from hwquant.qat.recipe import bn_freeze_step_for
+from hwquant.qat.recipe import Recipe, bn_freeze_step_for
 
 StepHook = Callable[[nn.Module, int], None]
 """Called as ``hook(model, global_step)`` before every training step (must be stateless)."""
@@ -526,7 +526,10 @@ class Trainer:
 
 
 def _check_same_config(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """An exact resume needs the training config that wrote the checkpoint."""
+    """An exact resume needs the training config that wrote the checkpoint. A field that the
+    checkpoint predates counts at its default (an added field's default is the behaviour from
+    before it)."""
+    saved = dataclasses.asdict(TrainConfig()) | saved
     changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]
     if changed:
         raise ConfigError(
@@ -537,14 +540,20 @@ def _check_same_config(path: Path, saved: dict[str, Any], current: dict[str, Any
 
 RUN_FIELDS = {"model": ("name", "width"), "data": ("name",), "recipe": None}
 """The run config fields a resumed run must share with its checkpoint's (None: every field):
-what the weights mean. ``model.init`` (read only at the start), data paths and evaluation
-settings may change."""
+what the weights mean. ``model.init`` (read only at the start; a distilling run's teacher, so
+such a run keeps it), data paths and evaluation settings may change."""
 
 
 def _check_same_run(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """A resumed run continues the model and recipe that wrote the checkpoint, not others."""
+    """A resumed run continues the model and recipe that wrote the checkpoint, not others (a
+    recipe field that the checkpoint predates counts at its default)."""
+    if saved.get("recipe") is not None:
+        saved = saved | {"recipe": Recipe.from_dict(saved["recipe"]).to_dict()}
+    fields = dict(RUN_FIELDS)
+    if current.get("train", {}).get("distill_weight"):  # model.init is the teacher's weights
+        fields["model"] = (*RUN_FIELDS["model"], "init")
     changed = []
-    for table, names in RUN_FIELDS.items():
+    for table, names in fields.items():
         before, now = _flat(saved.get(table), table), _flat(current.get(table), table)
         keys = sorted(set(before) | set(now)) if names is None else [f"{table}.{n}" for n in names]
         changed += [
