@@ -140,6 +140,12 @@ def check_stored_row(name: str, stored: dict[str, Any], qat_steps: int) -> None:
 def fp32_state(tier: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The tier's committed FP32 weights and their record; the checkpoint's sha256 must match."""
     path = tier_dir(tier) / "fp32" / f"{MODEL}.ckpt"
+    if not path.with_suffix(".json").exists():
+        raise SystemExit(
+            f"{path.with_suffix('.json')} does not exist: the {tier} FP32 baseline is not "
+            f"committed yet. Fix: finish it (`hwquant bench reproduce --tier {tier} --fp32-only "
+            f"--resume --out {tier_dir(tier)}`), or choose another --tier."
+        )
     record = json.loads(path.with_suffix(".json").read_text())
     digest = file_sha256(path)
     if digest != record["checkpoint_sha256"]:

@@ -419,6 +419,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / f"{NAME}.json")
     args = parser.parse_args(argv)
+    if not 0 <= args.distill <= 1:
+        parser.error(f"--distill {args.distill}: use a weight in [0, 1]")
+    if args.distill and (args.amp_check or args.row_checkpoint or args.steps == 0):
+        parser.error(
+            "--distill trains: it has no meaning with --amp-check, --row-checkpoint or --steps 0"
+        )
     torch.set_num_threads(args.threads)
     for variant in args.variants:
         parse_variant(variant, args.steps)  # refuse a bad variant before any work

@@ -14,11 +14,14 @@ def test_a_probe_key_names_what_differs_from_the_tier():
     default = probes.ProbeTraining()
     assert probes.probe_key("llsq_W4A4", 100, 64, default, 5000) == "llsq_W4A4@100x64"
     assert probes.probe_key("llsq_W4A4", 0, 256, default, 5000) == "llsq_W4A4@ptq,5000"
-    other = probes.ProbeTraining(lr=0.002, amp=False, label_smoothing=0.1)
+    other = probes.ProbeTraining(lr=0.002, amp=False, label_smoothing=0.1, distill_weight=1.0)
     assert (
         probes.probe_key("llsq_W4A4", 100, 64, other, 5000)
-        == "llsq_W4A4@100x64,lr=0.002,amp=off,ls=0.1"
+        == "llsq_W4A4@100x64,lr=0.002,amp=off,ls=0.1,kd=1"
     )
+    for mode in (["--steps", "0"], ["--amp-check"]):  # distillation needs training
+        with pytest.raises(SystemExit):
+            probes.main(["--variants", "llsq_W4A4", "--distill", "0.5", *mode])
 
 
 def test_a_variant_overrides_recipe_fields_and_refuses_unknown_ones():
@@ -39,3 +42,13 @@ def test_a_stored_probe_whose_row_changed_is_not_skipped_silently():
     record["recipe"] = recipe.to_dict() | {"scale_init": "min_error"}
     with pytest.raises(ConfigError, match=r"'llsq_W4A4@100x64'.*fields scale_init"):
         probes.check_stored_recipe("llsq_W4A4@100x64", record, "llsq_W4A4", 100)
+
+
+def test_a_stored_probe_from_before_a_recipe_field_reads_it_at_its_default():
+    """Probes stored before ``act_scales`` existed trained their activation scales (the
+    field's default): they match a variant that names that value, not the row's today."""
+    _, recipe = probes.parse_variant("llsq_W4A4,act_scales=trained", 100)
+    record = {"recipe": {k: v for k, v in recipe.to_dict().items() if k != "act_scales"}}
+    probes.check_stored_recipe("k", record, "llsq_W4A4,act_scales=trained", 100)
+    with pytest.raises(ConfigError, match="fields act_scales"):
+        probes.check_stored_recipe("k", record, "llsq_W4A4", 100)
