@@ -3,8 +3,7 @@
 Each quantized row starts from its model's FP32 checkpoint and is trained by QAT with one
 :class:`hwquant.Recipe`. The row kinds and the bit-widths each method defines:
 
-* ``llsq``: linear quantization with learned scales (LLSQ; methods.md §4) at W4A4, W3A3, W2A2;
-  the 2-bit row starts from the least-error scales (:data:`MIN_ERROR_INIT_BITS`).
+* ``llsq``: linear quantization with learned scales (LLSQ; methods.md §4) at W4A4, W3A3, W2A2.
 * ``nonuniform``: k-quantile levels on a single power-of-two-scale integer grid, trained by the
   gradual noisy schedule (Liss et al. / UNIQ; methods.md §1) at W4A4, W3A3, W2A2, and W2A8
   (2-bit weights under 8-bit activations: UNIQ's own setting, which quantizes activations at 8).
@@ -46,12 +45,14 @@ MSQ_FREEZE_FRACTION = 0.5
 TABLE_ACT_START_FRACTION = 0.2
 REFRESH_FRACTION = 0.1
 MIN_ERROR_INIT_BITS = 2
-"""LLSQ rows with weights of at most this many bits start from the least-error scales
-(``scale_init = "min_error"``, docs/llsq.md §1), wider ones from the authors' peak rule.
-Measured from the cpu-full checkpoint (``benchmarks/results/cifar10_qat_probes.json``): W2A2
-after 100 QAT steps of 64 at 40.81 % with ``min_error``, 10.00 % (dead) with ``peak``; W4A4
-right after calibration, before any step, at 72.26 % with ``min_error``, 77.44 % with
-``peak``. W3A3 is not measured and keeps the authors' rule."""
+"""Rows with activations of at most this many bits start every linear quantizer from the
+least-error scales (``scale_init = "min_error"``, docs/llsq.md §1), wider ones from the authors'
+peak rule. Measured from the cpu-full checkpoint (``benchmarks/results/cifar10_qat_probes.json``):
+``llsq_W2A2`` after 100 QAT steps of 64 at 40.81 % with ``min_error``, 10.00 % (dead) with
+``peak``; ``llsq_W4A4`` right after calibration, before any step, at 72.26 % with ``min_error``,
+77.44 % with ``peak``. W3A3 is not measured and keeps the authors' rule. With the activation
+scales held (:data:`ACT_SCALES`) a dead start stays dead: the cpu-long ``nonuniform_W2A2`` row
+from the peak rule was at chance from its first epoch (docs/results.md)."""
 
 ACT_SCALES = "calibrated"
 """Every row with linear activation quantizers (all but ``tables``) sets its activation scales
@@ -106,19 +107,21 @@ def _refresh_every(qat_steps: int) -> int:
 
 def _linear(row: RowSpec, qat_steps: int) -> dict[str, int | str | None]:
     """The recipe fields of a row with weight and activation bits (8-bit input; activation
-    scales calibrated on the first batch and held, :data:`ACT_SCALES`)."""
+    scales calibrated on the first batch and held, :data:`ACT_SCALES`, from the least-error
+    scales at :data:`MIN_ERROR_INIT_BITS`)."""
+    assert row.act_bits is not None  # a row with bits has activation bits
     return {
         "weight_bits": row.size,
         "act_bits": row.act_bits,
         "input_bits": 8,
+        "scale_init": "min_error" if row.act_bits <= MIN_ERROR_INIT_BITS else "peak",
         "act_scales": ACT_SCALES,
         "bn_freeze_step": bn_freeze_step_for(qat_steps),
     }
 
 
 def _llsq_recipe(row: RowSpec, qat_steps: int) -> hwquant.Recipe:
-    init = "min_error" if row.size <= MIN_ERROR_INIT_BITS else "peak"
-    return hwquant.Recipe(scale_init=init, **_linear(row, qat_steps))
+    return hwquant.Recipe(**_linear(row, qat_steps))
 
 
 def _nonuniform_recipe(row: RowSpec, qat_steps: int) -> hwquant.Recipe:
