@@ -58,7 +58,7 @@ from hwquant.app.bench.rows import RowSpec
 from hwquant.app.bench.tiers import get_tier
 from hwquant.core.checkpoint import load_checkpoint
 from hwquant.core.provenance import file_sha256
-from hwquant.qat.recipe import Recipe
+from hwquant.qat.recipe import changed_fields
 
 NAME = "accumulator_aware_cifar10"
 TIERS = ("cpu-long", "cpu-full")
@@ -127,9 +127,7 @@ def check_stored_row(name: str, stored: dict[str, Any], qat_steps: int) -> None:
     Raises:
         SystemExit: names the row and every recipe field that differs.
     """
-    now = recipe_at(int(stored["acc_bits"]), qat_steps).to_dict()
-    then = Recipe.from_dict(stored["recipe"]).to_dict()  # later fields: their defaults
-    differ = sorted(k for k in now if now[k] != then[k])
+    differ = changed_fields(stored["recipe"], recipe_at(int(stored["acc_bits"]), qat_steps))
     if differ:
         raise SystemExit(
             f"the stored row {name} was trained with another recipe than it has now (fields "

@@ -66,6 +66,7 @@ from hwquant.data import ArrayDataset, BatchLoader, load_dataset
 from hwquant.models import build
 from hwquant.qat.llsq import LinearQuantizer
 from hwquant.qat.nn.weight_layer import QuantWeightLayer
+from hwquant.qat.recipe import changed_fields
 
 NAME = "cifar10_qat_probes"
 FP32_DIR = Path(__file__).resolve().parent / "results" / "cifar10_cpu_full" / "fp32"
@@ -105,9 +106,7 @@ def check_stored_recipe(key: str, record: dict[str, Any], variant: str, steps: i
     Raises:
         ConfigError: names the probe and the recipe fields that differ.
     """
-    now = json.loads(json.dumps(parse_variant(variant, steps)[1].to_dict()))
-    stored = json.loads(json.dumps(hwquant.Recipe.from_dict(record["recipe"]).to_dict()))
-    differ = sorted(k for k in now if now[k] != stored[k])  # later fields: their defaults
+    differ = changed_fields(record["recipe"], parse_variant(variant, steps)[1])
     if differ:
         raise ConfigError(
             f"the stored probe {key!r} was run with another recipe than {variant!r} has now "

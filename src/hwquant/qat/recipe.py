@@ -8,6 +8,7 @@ table maps onto it one to one.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -369,3 +370,15 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         """The recipe as a plain dict (JSON/TOML friendly)."""
         return dataclasses.asdict(self)
+
+
+def changed_fields(stored: dict[str, Any], now: Recipe) -> list[str]:
+    """The fields of ``now`` that differ from ``stored``, a recipe saved by :meth:`Recipe.to_dict`
+    (and read back from JSON); a field ``stored`` predates counts at its default.
+
+    >>> changed_fields(Recipe().to_dict() | {"act_bits": 2}, Recipe())
+    ['act_bits']
+    """
+    then = json.loads(json.dumps(Recipe.from_dict(stored).to_dict()))
+    current = json.loads(json.dumps(now.to_dict()))
+    return sorted(k for k in current if current[k] != then[k])
