@@ -425,8 +425,9 @@ def main(argv: list[str] | None = None) -> None:
             "--distill trains: it has no meaning with --amp-check, --row-checkpoint or --steps 0"
         )
     torch.set_num_threads(args.threads)
+    recipe_steps = ROW_STEPS if args.amp_check or args.row_checkpoint else max(args.steps, 1)
     for variant in args.variants:
-        parse_variant(variant, args.steps)  # refuse a bad variant before any work
+        parse_variant(variant, recipe_steps)  # refuse a bad variant before any work
     stored = json.loads(args.out.read_text())["results"] if args.out.exists() else {}
     probes: dict[str, Any] = stored.get("probes", {})
     fp32 = json.loads((FP32_DIR / "resnet20.json").read_text())
@@ -452,7 +453,6 @@ def main(argv: list[str] | None = None) -> None:
     training = ProbeTraining(
         args.lr, CPU_FULL.amp and not args.no_amp, args.label_smoothing, args.distill
     )
-    recipe_steps = ROW_STEPS if args.amp_check or args.row_checkpoint else max(args.steps, 1)
     for variant in args.variants:
         key = probe_key(variant, args.steps, args.batch, training, args.ptq_examples)
         if args.amp_check:

@@ -52,3 +52,12 @@ def test_a_stored_probe_from_before_a_recipe_field_reads_it_at_its_default():
     probes.check_stored_recipe("k", record, "llsq_W4A4,act_scales=trained", 100)
     with pytest.raises(ConfigError, match="fields act_scales"):
         probes.check_stored_recipe("k", record, "llsq_W4A4", 100)
+
+
+def test_a_ptq_probe_checks_its_variants_with_a_one_step_recipe(tmp_path):
+    """``--steps 0`` (the PTQ start) builds each variant's recipe for one step, as the probe
+    itself does: its variant check gets past the recipe to the data, which is missing here."""
+    with pytest.raises(Exception) as raised:
+        probes.main(["--variants", "llsq_W4A4", "--steps", "0", "--data-root",
+                     str(tmp_path / "absent"), "--out", str(tmp_path / "probes.json")])  # fmt: skip
+    assert "qat_steps" not in str(raised.value)
