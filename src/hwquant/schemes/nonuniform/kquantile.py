@@ -129,4 +129,4 @@ def kquantile_levels(cdf: FittedCDF, k: int) -> torch.Tensor:
 
 def assign_bins(w: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     """Index ``j`` of the bin ``t_j ≤ w < t_{j+1}`` of every weight (int64, ``w``'s shape)."""
-    return torch.bucketize(w.detach(), thresholds.to(w.device, w.dtype), right=True)
+    return torch.bucketize(w.detach().contiguous(), thresholds.to(w.device, w.dtype), right=True)
