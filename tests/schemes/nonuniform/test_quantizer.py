@@ -213,17 +213,21 @@ def _folded_codes_and_scales(qat) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 @pytest.mark.parametrize("bits", [2, 3])
 def test_a_folded_bn_gain_stays_per_channel_and_leaves_the_codes_alone(bits):
-    """``bn_gain = "per_channel"``: the codebook is of ``sign(s)·W``, one per layer, and the
-    deployed weight of channel c is ``|s_c|·s_grid·code``. Scaling γ (hence ``s``) by 8 in one
-    channel leaves every code unchanged and multiplies that channel's scale by 8, exactly;
-    the quantized training forward is the codes times those scales."""
+    """``bn_gain = "per_channel"``: the codebook is of ``w/g``, one per layer, with ``g`` the
+    power of two nearest ``|s|``, and the deployed weight of channel c is ``g_c·s_grid·code``.
+    Scaling γ (hence ``s``) by 8 in one channel leaves every code unchanged and multiplies that
+    channel's scale by 8, exactly; the quantized training forward is the codes times those
+    scales, every scale a power of two."""
     x = torch.randn(8, 1, 6, 6)
     qat = prepared(nonuniform_recipe(bits, steps_per_stage=0), x).eval()
     before = _folded_codes_and_scales(qat)
     for _, layer in nonuniform_layers(qat):
-        assert layer.weight_quant.gain_per_channel
-        gain = layer.fold_gain()
-        assert torch.equal(layer.weight_quant.scale_value(), layer.weight_quant.grid_scale * gain)
+        quant = layer.weight_quant
+        assert quant.gain_per_channel
+        gain = quant.gain()
+        assert torch.equal(gain, torch.exp2(torch.round(torch.log2(layer.fold_gain()))))
+        assert torch.equal(quant.scale_value(), quant.grid_scale * gain)
+        assert torch.equal(torch.exp2(torch.log2(quant.scale_value()).round()), quant.scale_value())
         assert layer.weight_quant.levels().shape == (layer.weight.shape[0], 2**bits)
         with torch.no_grad():
             layer.bn.weight[0] *= 8.0
@@ -231,12 +235,12 @@ def test_a_folded_bn_gain_stays_per_channel_and_leaves_the_codes_alone(bits):
     for (codes0, scale0), (codes1, scale1) in zip(before, after, strict=True):
         assert torch.equal(codes0, codes1)
         assert torch.equal(scale1[1:], scale0[1:])
-        assert torch.allclose(scale1[0], 8.0 * scale0[0], rtol=1e-6)  # γ·8/σ in float32
+        assert torch.equal(scale1[0], 8.0 * scale0[0])
     for _, layer in nonuniform_layers(qat):
         quant = layer.weight_quant.train()
         folded = fold_bn(layer.weight, layer.bias, layer.bn)[0]
         hard = quant(folded)
-        gain = layer.fold_gain().view(-1, 1, 1, 1)
+        gain = quant.gain().view(-1, 1, 1, 1)
         assert torch.equal(hard, quant.codes(folded).to(hard.dtype) * quant.grid_scale * gain)
 
 

@@ -130,11 +130,14 @@ def _nonuniform_recipe(row: RowSpec, qat_steps: int) -> hwquant.Recipe:
     final fine-tune of ``T`` (``T = qat_steps // (stages + 1)``); BN freezes halfway through the
     fine-tune, once every block is hard-quantized. Frozen at the tier's 20 % instead, as the
     first block turned hard, the cpu-long ``nonuniform_W2A2`` and ``W2A8`` rows fell to chance
-    (measured: docs/nonuniform.md §2, :func:`hwquant.schemes.nonuniform.quantizer.setup_schedule`)."""
+    (measured: docs/nonuniform.md §2,
+    :func:`hwquant.schemes.nonuniform.quantizer.setup_schedule`)."""
     stage = qat_steps // (NONUNIFORM_STAGES + 1)
     options = NonUniformOptions(stages=NONUNIFORM_STAGES, steps_per_stage=stage)
     fields = _linear(row, qat_steps) | {"bn_freeze_step": NONUNIFORM_STAGES * stage + stage // 2}
-    return hwquant.Recipe(scheme="nonuniform", scale_constraint="pow2", nonuniform=options, **fields)
+    return hwquant.Recipe(
+        scheme="nonuniform", scale_constraint="pow2", nonuniform=options, **fields
+    )
 
 
 def _msq_recipe(sp2_share: float, row: RowSpec, qat_steps: int) -> hwquant.Recipe:

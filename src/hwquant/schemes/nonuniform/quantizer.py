@@ -25,18 +25,18 @@ set ``scale_constraint = "pow2"`` (checked by :func:`setup_schedule`).
 default). A layer with BN folded in has weights ``w = s·W``, ``s_c = γ_c/σ_c`` per output
 channel (:mod:`hwquant.qat.nn.bn_fold`), and ``|s|`` spans 0.39-4.1 within one layer of the
 cpu-long CIFAR ResNet-20. One codebook for the folded ``w`` gives a low-gain channel the
-layer's levels, up to 10x its own weights, and after the BN freeze nothing can shrink them:
-the 2-bit rows fell to chance. Bound to the layer's gain ``g = |s|`` (held constant, no
-gradient), the codebook quantizes ``u = w/g = sign(s)·W`` and the deployed weight is::
+layer's levels, up to 10x its own weights. Bound to the layer's gain (held constant, no
+gradient), rounded to a power of two, ``g_c = 2^round(log2 |s_c|)``, the codebook quantizes
+``u = w/g`` (``sign(s)·W`` within a factor √2) and the deployed weight is::
 
     Q(w)_c = g_c · s_grid · c_{j(u)}          scale_value() = g · s_grid, one per channel
 
-so the multipliers still see one codebook of B-bit integers (``codes``, ``encode``) and ``g``
-lives in the per-channel requantizer, as LLSQ's folded scales do. The codes do not depend on
-``g``; before the freeze BN normalises ``op(x, Q(w))/s``, which is ``sign(s)·op(x, s_grid·c)``,
-with its own statistics, so it absorbs each channel's gain. A marker buffer
-(``gain_per_channel``) records the form in the state dict: a checkpoint of the other form is
-refused on load.
+so the multipliers still see one codebook of B-bit integers (``codes``, ``encode``), every
+scale stays a power of two and ``g`` is a per-channel shift in the requantizer. The codes
+change with ``|s|`` only where ``g`` steps to the next power of two; between steps BN, before
+its freeze, normalises ``op(x, Q(w))/s`` with its own statistics and absorbs the rest. A marker
+buffer (``gain_per_channel``) records the form in the state dict: a checkpoint of the other
+form is refused on load.
 """
 
 from __future__ import annotations
@@ -140,9 +140,9 @@ class NonUniformQuantizer(HostMirrored):
         )
 
     def bind_fold_gain(self, fold_gain: Callable[[], torch.Tensor] | None) -> None:
-        """Quantize ``w/g`` with ``g = fold_gain()`` (``|γ/σ_run|`` per output channel, at
-        least 1e-12, detached) and scale the levels by ``g`` (module docstring); None: quantize
-        ``w`` itself."""
+        """Quantize ``w/g`` with ``g`` the power of two nearest ``fold_gain()`` (``|γ/σ_run|``
+        per output channel, at least 1e-12, detached) and scale the levels by ``g`` (module
+        docstring); None: quantize ``w`` itself."""
         object.__setattr__(self, "_fold_gain", fold_gain)
         self.gain_per_channel.fill_(fold_gain is not None)
 
@@ -170,11 +170,17 @@ class NonUniformQuantizer(HostMirrored):
         state_dict.setdefault(key, self.gain_per_channel.clone())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def _gain(self, w: torch.Tensor) -> torch.Tensor | None:
-        """``g`` broadcast against the weights ``w`` (output channels first), or None."""
+    def gain(self) -> torch.Tensor | None:
+        """``g = 2^round(log2 |s|)`` per output channel (module docstring), or None when the
+        codebook quantizes the weights themselves."""
         if self._fold_gain is None:
             return None
-        return self._fold_gain().to(w.device, w.dtype).view(-1, *([1] * (w.dim() - 1)))
+        return torch.exp2(torch.round(torch.log2(self._fold_gain().float())))
+
+    def _gain(self, w: torch.Tensor) -> torch.Tensor | None:
+        """:meth:`gain` broadcast against the weights ``w`` (output channels first), or None."""
+        gain = self.gain()
+        return None if gain is None else gain.to(w.device, w.dtype).view(-1, *([1] * (w.dim() - 1)))
 
     def _unit(self, w: torch.Tensor) -> torch.Tensor:
         """The weights the codebook quantizes: ``w/g`` when bound to a gain, else ``w``."""
@@ -238,9 +244,10 @@ class NonUniformQuantizer(HostMirrored):
     def scale_value(self) -> torch.Tensor:
         """The power-of-two scale s (shape [1]), times the gain ``g`` when bound to one (shape
         [C], per output channel)."""
-        if self._fold_gain is None:
-            return self.grid_scale
-        return self.grid_scale * self._fold_gain().to(self.grid_scale.device)
+        gain = self.gain()
+        return (
+            self.grid_scale if gain is None else self.grid_scale * gain.to(self.grid_scale.device)
+        )
 
     @torch.no_grad()
     def encode(self, w: torch.Tensor) -> CodebookEncoding:
