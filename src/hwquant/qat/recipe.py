@@ -25,7 +25,6 @@ Granularity = Literal["tensor", "channel"]
 MSQAssignment = Literal["variance", "kurtosis"]
 CDFKind = Literal["gaussian", "empirical"]
 QuantSchedule = Literal["gradual", "all_at_once"]
-BNGain = Literal["per_channel", "in_codebook"]
 CODEBOOK_FAMILIES: tuple[str, ...] = (
     "fixed-uniform",
     "fixed-pow2",
@@ -147,19 +146,11 @@ class NonUniformOptions:
     (the final fine-tune). 0: hard quantization from the first step."""
     freeze_quantized: bool = False
     """Stop the gradient of layers once hard-quantized (else they train on with the STE)."""
-    bn_gain: BNGain = "per_channel"
-    """Where the gain ``s = γ/σ_run`` of a BN folded into the layer goes. "per_channel": the
-    codebook quantizes the layer's own weights ``sign(s)·W`` and ``|s|`` multiplies each output
-    channel's scale (the requantizer absorbs it; the multipliers still see one codebook of
-    B-bit integers per layer). "in_codebook": the codebook quantizes the folded ``s·W``, whose
-    channels differ in gain (up to 10x in a CIFAR ResNet-20), so one set of 2^b levels serves
-    them all (the only form before 2026-12-06; docs/nonuniform.md)."""
 
     def __post_init__(self) -> None:
         check_bits("grid_bits", self.grid_bits)
         _check_choice("cdf", self.cdf, ("gaussian", "empirical"))
         _check_choice("schedule", self.schedule, ("gradual", "all_at_once"))
-        _check_choice("bn_gain", self.bn_gain, ("per_channel", "in_codebook"))
         if self.stages is not None and (
             isinstance(self.stages, bool) or not isinstance(self.stages, int) or self.stages < 1
         ):

@@ -20,37 +20,18 @@ as :class:`~hwquant.ir.intmodel.CodebookEncoding` (indices and the codebook).
 The codebook is one per layer (the "single scale" of the paper); ``per_channel`` granularity
 does not apply. Activations stay uniform with power-of-two scales: a recipe of this scheme must
 set ``scale_constraint = "pow2"`` (checked by :func:`setup_schedule`).
-
-**A folded BN's gain stays per channel** (``NonUniformOptions.bn_gain = "per_channel"``, the
-default). A layer with BN folded in has weights ``w = s·W``, ``s_c = γ_c/σ_c`` per output
-channel (:mod:`hwquant.qat.nn.bn_fold`), and ``|s|`` spans 0.39-4.1 within one layer of the
-cpu-long CIFAR ResNet-20. One codebook for the folded ``w`` gives a low-gain channel the
-layer's levels, up to 10x its own weights. Bound to the layer's gain (held constant, no
-gradient), rounded to a power of two, ``g_c = 2^round(log2 |s_c|)``, the codebook quantizes
-``u = w/g`` (``sign(s)·W`` within a factor √2) and the deployed weight is::
-
-    Q(w)_c = g_c · s_grid · c_{j(u)}          scale_value() = g · s_grid, one per channel
-
-so the multipliers still see one codebook of B-bit integers (``codes``, ``encode``), every
-scale stays a power of two and ``g`` is a per-channel shift in the requantizer. The codes
-change with ``|s|`` only where ``g`` steps to the next power of two; between steps BN, before
-its freeze, normalises ``op(x, Q(w))/s`` with its own statistics and absorbs the rest. A marker
-buffer (``gain_per_channel``) records the form in the state dict: a checkpoint of the other
-form is refused on load.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import fx, nn
 
-from hwquant.core.errors import ConfigError, FileFormatError
+from hwquant.core.errors import ConfigError
 from hwquant.ir.intmodel import CodebookEncoding
 from hwquant.qat.host_mirror import HostMirrored
 from hwquant.qat.nn.bn_fold import fold_bn
@@ -73,7 +54,7 @@ class CodebookSpec:
 
     bits: int  # b: index bits, k = 2^b levels
     grid_bits: int  # B: signed bits of the codebook integers
-    scale: np.ndarray  # float64 [1] (the power-of-two s) or [C] (g·s, per channel)
+    scale: float  # the power-of-two scale s
     codebook: np.ndarray  # int64 [k], ascending
 
 
@@ -102,9 +83,9 @@ class NonUniformQuantizer(HostMirrored):
         steps_per_stage: T, training steps of the noisy stage.
         freeze_quantized: no gradient once hard-quantized (else the STE).
 
-    ``block`` (the layer's block in the schedule), ``layer_name`` (for error messages) and the
-    BN fold's gain (:meth:`bind_fold_gain`, module docstring) are set by :func:`setup_schedule`;
-    the training-step counter ``step`` is a buffer, saved with the model.
+    ``block`` (the layer's block in the schedule) and ``layer_name`` (for error messages) are
+    set by :func:`setup_schedule`; the training-step counter ``step`` is a buffer, saved with the
+    model.
     """
 
     def __init__(
@@ -128,64 +109,12 @@ class NonUniformQuantizer(HostMirrored):
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.register_buffer("grid_scale", torch.ones(1))
         self.register_buffer("codebook", torch.zeros(self.k, dtype=torch.int64))
-        object.__setattr__(self, "_fold_gain", None)
-        # saved with the model: whether the codebook is of w/|s| (per-channel gain) or of w
-        self.register_buffer("gain_per_channel", torch.zeros((), dtype=torch.bool))
 
     def extra_repr(self) -> str:
-        gain = ", BN gain per channel" if self._fold_gain is not None else ""
         return (
             f"bits={self.bits}, grid_bits={self.grid_bits}, cdf={self.cdf_kind}, "
-            f"block={self.block}, steps_per_stage={self.steps_per_stage}{gain}"
+            f"block={self.block}, steps_per_stage={self.steps_per_stage}"
         )
-
-    def bind_fold_gain(self, fold_gain: Callable[[], torch.Tensor] | None) -> None:
-        """Quantize ``w/g`` with ``g`` the power of two nearest ``fold_gain()`` (``|γ/σ_run|``
-        per output channel, at least 1e-12, detached) and scale the levels by ``g`` (module
-        docstring); None: quantize ``w`` itself."""
-        object.__setattr__(self, "_fold_gain", fold_gain)
-        self.gain_per_channel.fill_(fold_gain is not None)
-
-    def _load_from_state_dict(
-        self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any
-    ) -> None:
-        """Refuse a checkpoint trained with the other ``bn_gain`` form (its weights were
-        trained for another function). A state dict without this quantizer's step (a partial
-        load) is not checked; one without the marker was written before it existed, when the
-        codebook always quantized the folded weights."""
-        key = prefix + "gain_per_channel"
-        if prefix + "step" in state_dict:
-            stored = bool(state_dict[key]) if key in state_dict else False
-            if stored != (self._fold_gain is not None):
-                forms = {True: '"per_channel"', False: '"in_codebook"'}
-                layer = prefix.removesuffix(".").removesuffix(".weight_quant") or "the layer"
-                raise FileFormatError(
-                    f"layer '{layer}': the checkpoint was trained with recipe.nonuniform.bn_gain"
-                    f" = {forms[stored]}"
-                    + ("" if key in state_dict else " (it has no gain_per_channel marker)")
-                    + f", this model is prepared with {forms[not stored]}. Fix: set "
-                    f"recipe.nonuniform.bn_gain = {forms[stored]} to load it, or train again "
-                    "from the float checkpoint."
-                )
-        state_dict.setdefault(key, self.gain_per_channel.clone())
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def gain(self) -> torch.Tensor | None:
-        """``g = 2^round(log2 |s|)`` per output channel (module docstring), or None when the
-        codebook quantizes the weights themselves."""
-        if self._fold_gain is None:
-            return None
-        return torch.exp2(torch.round(torch.log2(self._fold_gain().float())))
-
-    def _gain(self, w: torch.Tensor) -> torch.Tensor | None:
-        """:meth:`gain` broadcast against the weights ``w`` (output channels first), or None."""
-        gain = self.gain()
-        return None if gain is None else gain.to(w.device, w.dtype).view(-1, *([1] * (w.dim() - 1)))
-
-    def _unit(self, w: torch.Tensor) -> torch.Tensor:
-        """The weights the codebook quantizes: ``w/g`` when bound to a gain, else ``w``."""
-        gain = self._gain(w)
-        return w if gain is None else w / gain
 
     @property
     def int_bits(self) -> int:
@@ -220,21 +149,16 @@ class NonUniformQuantizer(HostMirrored):
             self.advance("step")
         if stage == "float":  # not fitted yet: a float layer cannot fail on its codebook
             return w
-        gain, u = self._gain(w), self._unit(w)
-        cdf, thresholds = self._fit(u)
+        cdf, thresholds = self._fit(w)
         if stage == "noisy":
-            noisy = uniformized_noise(u, cdf, self.k)
-            return noisy if gain is None else noisy * gain
-        hard = self.codebook[assign_bins(u, thresholds)].to(w.dtype) * self.grid_scale.to(w.dtype)
-        if gain is not None:
-            hard = hard * gain
+            return uniformized_noise(w, cdf, self.k)
+        hard = self.codebook[assign_bins(w, thresholds)].to(w.dtype) * self.grid_scale.to(w.dtype)
         return hard if self.freeze_quantized else _ExactStraightThrough.apply(w, hard)
 
     @torch.no_grad()
     def indices(self, w: torch.Tensor) -> torch.Tensor:
         """The b-bit index (bin) of every weight, int64."""
-        u = self._unit(w)
-        return assign_bins(u, self._fit(u)[1])
+        return assign_bins(w, self._fit(w)[1])
 
     @torch.no_grad()
     def codes(self, w: torch.Tensor) -> torch.Tensor:
@@ -242,12 +166,8 @@ class NonUniformQuantizer(HostMirrored):
         return self.codebook[self.indices(w)]
 
     def scale_value(self) -> torch.Tensor:
-        """The power-of-two scale s (shape [1]), times the gain ``g`` when bound to one (shape
-        [C], per output channel)."""
-        gain = self.gain()
-        return (
-            self.grid_scale if gain is None else self.grid_scale * gain.to(self.grid_scale.device)
-        )
+        """The power-of-two scale s (shape [1])."""
+        return self.grid_scale
 
     @torch.no_grad()
     def encode(self, w: torch.Tensor) -> CodebookEncoding:
@@ -262,15 +182,15 @@ class NonUniformQuantizer(HostMirrored):
 
     @torch.no_grad()
     def levels(self) -> torch.Tensor:
-        """The k representable values ``s·c`` of the last weights seen, as a [1, k] row, or one
-        row per output channel (``g_c·s·c``) when bound to a gain."""
-        return self.scale_value().double().view(-1, 1) * self.codebook.double().view(1, -1)
+        """The k representable values ``s·c`` of the last weights seen, as a [1, k] row."""
+        return (self.grid_scale.double() * self.codebook.double()).view(1, -1)
 
     @torch.no_grad()
     def export(self) -> CodebookSpec:
-        """bits, grid bits, scale(s) and codebook of the last weights seen."""
-        scale = self.scale_value().double().cpu().numpy().copy()
-        return CodebookSpec(self.bits, self.grid_bits, scale, self.codebook.cpu().numpy().copy())
+        """bits, grid bits, scale and codebook of the last weights seen."""
+        return CodebookSpec(
+            self.bits, self.grid_bits, float(self.grid_scale), self.codebook.cpu().numpy().copy()
+        )
 
 
 def nonuniform_weight_quantizer(
@@ -301,17 +221,16 @@ def nonuniform_layers(model: fx.GraphModule) -> list[tuple[str, nn.Module]]:
 
 def setup_schedule(model: fx.GraphModule, recipe: Recipe) -> None:
     """Called by ``prepare`` for scheme "nonuniform": check the recipe, give every quantizer its
-    block of the schedule, its layer name and (``bn_gain = "per_channel"``, a layer with BN
-    folded in) the fold's gain, and check that each layer's weights make a codebook (raising at
-    prepare time rather than at the first step).
+    block of the schedule and its layer name, and check that each layer's weights make a
+    codebook (raising at prepare time rather than at the first step).
 
     Warns when the BN statistics freeze (``recipe.bn_freeze_step``) before the last block is
     hard-quantized in a model with BN folded into a scheduled layer: a block that turns hard
-    under frozen statistics keeps the noisy stage's statistics, with nothing to absorb the
-    change. Measured on the cpu-long CIFAR-10 ResNet-20 at W2A8 (585 steps of 64, freeze at step
-    117 as the first block turned hard): the loss rose from 0.34 to 4.08 in that step and the
-    run ended at chance; with the freeze at step 526, after every block, step 117 went 0.38 →
-    0.43 (docs/nonuniform.md §2).
+    under frozen statistics keeps its noisy stage's statistics, with nothing to absorb the
+    change. Measured on CIFAR-10 ResNet-20 at W2A8 (585 steps of 64 from the cpu-full
+    checkpoint, freeze at step 117 as the first of four blocks turned hard): the loss rose from
+    0.51 to 2.99 in that step and the network died within four steps; with the freeze at step
+    526, after every block, it ended at 83.37 % (docs/nonuniform.md §1).
 
     Raises:
         ConfigError: ``scale_constraint`` is not "pow2"; the schedule's blocks do not match the
@@ -325,8 +244,8 @@ def setup_schedule(model: fx.GraphModule, recipe: Recipe) -> None:
         )
     layers = nonuniform_layers(model)
     blocks = schedule_blocks([name for name, _ in layers], recipe.nonuniform)
-    options, freeze = recipe.nonuniform, recipe.bn_freeze_step
-    all_hard = (max(blocks.values(), default=-1) + 1) * options.steps_per_stage
+    freeze = recipe.bn_freeze_step
+    all_hard = (max(blocks.values(), default=-1) + 1) * recipe.nonuniform.steps_per_stage
     if (
         freeze is not None
         and freeze < all_hard
@@ -343,7 +262,5 @@ def setup_schedule(model: fx.GraphModule, recipe: Recipe) -> None:
     for name, layer in layers:
         quant = layer.weight_quant
         quant.block, quant.layer_name = blocks[name], name
-        per_channel = recipe.nonuniform.bn_gain == "per_channel" and layer.bn is not None
-        quant.bind_fold_gain(layer.fold_gain if per_channel else None)
         with torch.no_grad():
             quant.indices(fold_bn(layer.weight, layer.bias, layer.bn)[0])
