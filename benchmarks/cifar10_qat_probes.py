@@ -425,16 +425,27 @@ def main(argv: list[str] | None = None) -> None:
             "--distill trains: it has no meaning with --amp-check, --row-checkpoint or --steps 0"
         )
     torch.set_num_threads(args.threads)
-    recipe_steps = ROW_STEPS if args.amp_check or args.row_checkpoint else max(args.steps, 1)
     for variant in args.variants:
-        parse_variant(variant, recipe_steps)  # refuse a bad variant before any work
+        parse_variant(variant, recipe_steps(args))  # refuse a bad variant before any work
+    recorder = ResultRecorder(NAME, command_line(), args.seed, path=args.out)
+    with recorder.exclusive():  # each save rewrites the file from what this run read
+        run_all(args, recorder)
+
+
+def recipe_steps(args: argparse.Namespace) -> int:
+    """The QAT steps a variant's recipe is built for: a row's for the checks that read a row's
+    start or checkpoint, the probe's own (at least 1; 0 is the PTQ start) otherwise."""
+    return ROW_STEPS if args.amp_check or args.row_checkpoint else max(args.steps, 1)
+
+
+def run_all(args: argparse.Namespace, recorder: ResultRecorder) -> None:
+    """Every requested probe not yet in the result file, each saved as it finishes."""
     stored = json.loads(args.out.read_text())["results"] if args.out.exists() else {}
     probes: dict[str, Any] = stored.get("probes", {})
     fp32 = json.loads((FP32_DIR / "resnet20.json").read_text())
     digest = file_sha256(FP32_DIR / "resnet20.ckpt")
     if digest != fp32["checkpoint_sha256"]:
         raise ConfigError(f"{FP32_DIR / 'resnet20.ckpt'} does not match its recorded sha256.")
-    recorder = ResultRecorder(NAME, command_line(), args.seed, path=args.out)
     config = {
         "model": "resnet20",
         "fp32_checkpoint": str(FP32_DIR.relative_to(RESULTS_DIR.parent.parent) / "resnet20.ckpt"),
@@ -460,7 +471,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.row_checkpoint:
             key = f"{variant}@row-scales"
         if key in probes:
-            check_stored_recipe(key, probes[key], variant, recipe_steps)
+            check_stored_recipe(key, probes[key], variant, recipe_steps(args))
             continue
         if args.row_checkpoint:
             probes[key] = run_row_scales(variant, args.row_checkpoint, args.batch, data,

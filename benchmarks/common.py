@@ -7,15 +7,18 @@ document and machine record of :mod:`hwquant.core.provenance`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from hwquant.core import provenance
+from hwquant.core.errors import ConfigError
 from hwquant.core.provenance import RESULT_KEYS, command_line, git_state, machine_record
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +59,31 @@ class ResultRecorder:
         if not self.file.is_file():
             return {}
         return json.loads(self.file.read_text())["results"].get(section, {})
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the result file for this process (an advisory lock on ``<file>.lock``, released
+        when the process ends, however it ends). Each save rewrites the whole file from what
+        this process read at its start, so two processes on one file lose each other's entries.
+
+        Raises:
+            ConfigError: another process holds the file; the message names it and the fix.
+        """
+        lock = self.file.with_name(self.file.name + ".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConfigError(
+                    f"another process is writing {self.file}: two runs on one result file "
+                    "overwrite each other's entries. Fix: wait for it to finish, or give this "
+                    "run another output file."
+                ) from None
+            try:
+                yield
+            finally:
+                lock.unlink(missing_ok=True)
 
     def run_stamp(self) -> dict[str, Any]:
         """The commit and date of this run, for each entry it adds to a resumed result."""

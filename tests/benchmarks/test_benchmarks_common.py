@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks import common
+from hwquant.core.errors import ConfigError
 
 
 def test_result_recorder_rewrites_the_file_with_the_wall_time(tmp_path: Path):
@@ -84,3 +87,37 @@ def test_train_and_lower_returns_the_lowered_model_of_the_trained_qat_model():
     x, y = common.first_test_images(splits, 5)
     assert x.shape == (5, 1, 8, 8) and torch.equal(y, torch.from_numpy(splits.test.labels[:5]))
     assert hwquant.verify(qat, lowered, x).exact
+
+
+def test_a_result_file_held_by_another_process_is_refused_naming_it(tmp_path: Path):
+    """Two processes on one result file would each rewrite it from what they read first; the
+    second is refused while the first holds it, and the file is free again afterwards."""
+    path = tmp_path / "probes.json"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD.format(root=str(common.REPO_ROOT), path=str(path))],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        second = common.ResultRecorder("probes", "cmd", 0, path, machine={})
+        with (
+            pytest.raises(ConfigError, match=r"another process is writing .*probes\.json.*Fix"),
+            second.exclusive(),
+        ):
+            pass
+    finally:
+        holder.terminate()
+        holder.wait()
+    with common.ResultRecorder("probes", "cmd", 0, path, machine={}).exclusive():
+        pass
+    assert not (tmp_path / "probes.json.lock").exists()
+
+
+HOLD = """
+import sys, time
+sys.path.insert(0, {root!r})
+from benchmarks.common import ResultRecorder
+with ResultRecorder("probes", "cmd", 0, {path!r}, machine={{}}).exclusive():
+    print("held", flush=True)
+    time.sleep(60)
+"""
