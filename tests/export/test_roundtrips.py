@@ -14,6 +14,8 @@ import hwquant
 from hwquant.engine import run
 from hwquant.export import export_qdq, export_qonnx, run_onnxruntime, run_qonnx
 from hwquant.export.graph import BATCH, IR_VERSION, OPSET
+from hwquant.qat.recipe import Recipe
+from tests.export.conftest import scheme_cnn
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("qonnx")
@@ -71,6 +73,24 @@ def test_qonnx_round_trips_equal_the_engine(exported_model, codes):
     assert np.array_equal(execute(cleaned, inputs), want)
     assert any(n.op_type == "Transpose" for n in channels_last.graph.node)
     assert np.array_equal(execute(channels_last, inputs), want)
+
+
+@pytest.mark.parametrize("codes", [False, True], ids=["values", "codes"])
+def test_limb_requantizers_survive_qonnx_channels_last(codes):
+    """W8A8 accumulators times 16-bit per-channel multipliers pass float32's 2^24, so the
+    requantizer is written in limbs (several exact products of the accumulator). The products
+    come from one tiled tensor: a fork of the accumulator into several products is rewired
+    wrongly by qonnx's channels-last pass (it failed shape inference, W6A6 and W8A8 alike)."""
+    model, x = scheme_cnn(Recipe(weight_bits=8, act_bits=8, bn_freeze_step=1))
+    proto = export_qonnx(model, tuple(x.shape), quantize_input=not codes)
+    assert any(node.op_type == "Tile" for node in proto.graph.node)  # the limb form is in use
+    inputs, want = graph_input(model, x, codes), engine_codes(model, x)
+    assert np.array_equal(run_qonnx(proto, inputs), want)
+    cleaned, channels_last = qonnx_pipeline(proto, len(x))
+    assert np.array_equal(execute(cleaned, inputs), want)
+    assert np.array_equal(execute(channels_last, inputs), want)
+    qdq = export_qdq(model, tuple(x.shape), quantize_input=not codes)
+    assert np.array_equal(run_onnxruntime(qdq, inputs), want)
 
 
 @pytest.mark.parametrize("codes", [False, True], ids=["values", "codes"])

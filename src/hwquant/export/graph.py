@@ -472,6 +472,17 @@ def _emit(
         return style.round_step(g, u, offset, *_bits_of(lo, hi), out)
     positions = plan.form.positions
     pieces = [plan.form.split(m) for m in mults]
+    factors = [[] for _ in xs]  # factors[t][j]: the factor of term t in limb j, per channel
+    for j in range(len(positions)):
+        if j + 1 < len(positions):
+            unit = np.exp2(-float(positions[j + 1] - positions[j]))
+        else:
+            unit = np.exp2(-(shift - positions[j]).astype(np.float64))
+        for t in range(len(xs)):
+            factors[t].append(pieces[t][j] * unit)
+    products = [
+        _limb_products(g, x, factors[t], f"{out}/limbs{t}", shape) for t, x in enumerate(xs)
+    ]
     carry = None
     for j in range(len(positions)):
         if j + 1 < len(positions):
@@ -480,15 +491,7 @@ def _emit(
         else:
             unit = np.exp2(-(shift - positions[j]).astype(np.float64))
             name = f"{out}/scaled"
-        parts = [
-            g.op(
-                "Mul",
-                [x, g.f32(f"{name}/m{t}", channel_const(pieces[t][j] * unit, ndim))],
-                f"{name}/term{t}",
-                shape,
-            )
-            for t, x in enumerate(xs)
-        ]
+        parts = [terms[j] for terms in products]
         if carry is not None:
             scale = g.f32(f"{name}/unit", channel_const(unit, ndim))
             parts.append(g.op("Mul", [carry, scale], f"{name}/carried", shape))
@@ -498,6 +501,53 @@ def _emit(
     frac_bits = np.maximum(shift - positions[-1], 1)
     offset = channel_const(np.exp2(-(frac_bits + 1.0)), ndim)
     return style.round_step(g, total, offset, *_bits_of(lo, hi), out)
+
+
+def _limb_products(
+    g: Graph, x: str, factors: list[np.ndarray], name: str, shape: Shape
+) -> list[str]:
+    """``x · factors[j]`` for every limb ``j`` (each exact in float32, by the plan), as tensors.
+
+    The products are one ``Mul`` on ``x`` tiled ``L`` times along the channel axis, sliced back
+    into the ``L`` limbs, so that ``x`` has one consumer: qonnx 1.0's channels-last pass
+    (``MoveChanFirstDownstream``) moves a transpose past the first consumer of a tensor that
+    feeds several and rewires the others to that consumer's output (and rewires only the first
+    of several inputs of one node that name the same tensor), and ``Tile`` (not elementwise)
+    stops the transpose before it. One limb, or a tensor without spatial axes (``[N, C]``, no
+    layout to convert; FINN's ``to_hw`` reads its limbs as ``ElementwiseMul`` layers,
+    docs/deploy_finn.md), is one plain ``Mul`` per limb.
+    """
+    if len(factors) == 1 or len(shape) <= 2:  # no layout to convert: one Mul per limb
+        return [
+            g.op(
+                "Mul",
+                [x, g.f32(f"{name}/m{j}", channel_const(f, len(shape)))],
+                f"{name}/term{j}",
+                shape,
+            )
+            for j, f in enumerate(factors)
+        ]
+    channels = shape[1]
+    assert isinstance(channels, int)  # the channel dimension is static
+    stacked_shape = (shape[0], channels * len(factors), *shape[2:])
+    repeats = g.const(
+        f"{name}/repeats", np.array([1, len(factors)] + [1] * (len(shape) - 2), np.int64)
+    )
+    stacked = g.op("Tile", [x, repeats], f"{name}/stacked", stacked_shape)
+    flat = np.concatenate(
+        [np.broadcast_to(np.asarray(f).reshape(-1), (channels,)) for f in factors]
+    )
+    scaled = g.op(
+        "Mul", [stacked, g.f32(f"{name}/m", flat.reshape(1, -1, *([1] * (len(shape) - 2))))],
+        f"{name}/scaled", stacked_shape,
+    )  # fmt: skip
+    axis = g.const(f"{name}/axis", np.array([1], np.int64))
+    terms = []
+    for j in range(len(factors)):
+        start = g.const(f"{name}/start{j}", np.array([j * channels], np.int64))
+        end = g.const(f"{name}/end{j}", np.array([(j + 1) * channels], np.int64))
+        terms.append(g.op("Slice", [scaled, start, end, axis], f"{name}/term{j}", shape))
+    return terms
 
 
 def _bits_of(lo: int, hi: int) -> tuple[int, bool]:
