@@ -51,9 +51,9 @@ peak rule. Measured from the cpu-full checkpoint (``benchmarks/results/cifar10_q
 ``llsq_W2A2`` after 100 QAT steps of 64 at 40.81 % with ``min_error``, 10.00 % (dead) with
 ``peak``; ``llsq_W4A4`` right after calibration, before any step, at 72.26 % with ``min_error``,
 77.44 % with ``peak``. W3A3 is not measured and keeps the authors' rule. With the activation
-scales held (:data:`ACT_SCALES`) no step can revive a dead start. The cpu-long
-``nonuniform_W2A2`` row was at chance from the peak rule, and also from this start: its collapse
-in the first epoch is still open (docs/results.md)."""
+scales held (:data:`ACT_SCALES`) no step can revive a dead start. (The cpu-long non-uniform
+2-bit rows were at chance from either start for another reason: BN froze as their first block
+turned hard; see :func:`_nonuniform_recipe`.)"""
 
 ACT_SCALES = "calibrated"
 """Every row with linear activation quantizers (all but ``tables``) sets its activation scales
