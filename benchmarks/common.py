@@ -62,9 +62,10 @@ class ResultRecorder:
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
-        """Hold the result file for this process (an advisory lock on ``<file>.lock``, released
-        when the process ends, however it ends). Each save rewrites the whole file from what
-        this process read at its start, so two processes on one file lose each other's entries.
+        """Hold the result file for this process (``fcntl.flock`` on ``<file>.lock``, which the
+        kernel releases when the process ends, however it ends; the file itself stays, so that
+        every process locks the same one). Each save rewrites the whole file from what this
+        process read at its start, so two processes on one file lose each other's entries.
 
         Raises:
             ConfigError: another process holds the file; the message names it and the fix.
@@ -80,10 +81,7 @@ class ResultRecorder:
                     "overwrite each other's entries. Fix: wait for it to finish, or give this "
                     "run another output file."
                 ) from None
-            try:
-                yield
-            finally:
-                lock.unlink(missing_ok=True)
+            yield
 
     def run_stamp(self) -> dict[str, Any]:
         """The commit and date of this run, for each entry it adds to a resumed result."""

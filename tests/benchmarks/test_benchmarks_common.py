@@ -109,8 +109,7 @@ def test_a_result_file_held_by_another_process_is_refused_naming_it(tmp_path: Pa
         holder.terminate()
         holder.wait()
     with common.ResultRecorder("probes", "cmd", 0, path, machine={}).exclusive():
-        pass
-    assert not (tmp_path / "probes.json.lock").exists()
+        pass  # free again once its holder has ended
 
 
 HOLD = """

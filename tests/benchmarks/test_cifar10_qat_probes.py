@@ -54,10 +54,13 @@ def test_a_stored_probe_from_before_a_recipe_field_reads_it_at_its_default():
         probes.check_stored_recipe("k", record, "llsq_W4A4", 100)
 
 
-def test_a_ptq_probe_checks_its_variants_with_a_one_step_recipe(tmp_path):
+def test_a_ptq_probe_builds_its_variants_for_one_step():
     """``--steps 0`` (the PTQ start) builds each variant's recipe for one step, as the probe
-    itself does: its variant check gets past the recipe to the data, which is missing here."""
-    with pytest.raises(Exception) as raised:
-        probes.main(["--variants", "llsq_W4A4", "--steps", "0", "--data-root",
-                     str(tmp_path / "absent"), "--out", str(tmp_path / "probes.json")])  # fmt: skip
-    assert "qat_steps" not in str(raised.value)
+    itself does (a recipe for 0 steps has no BN freeze step and is an error)."""
+    args = probes.argparse.Namespace(steps=0, amp_check=False, row_checkpoint=None)
+    assert probes.recipe_steps(args) == 1
+    _, recipe = probes.parse_variant("llsq_W4A4", probes.recipe_steps(args))
+    assert recipe.bn_freeze_step == 0
+    with pytest.raises(ConfigError, match="qat_steps=0"):
+        probes.parse_variant("llsq_W4A4", 0)
+    assert probes.recipe_steps(probes.argparse.Namespace(steps=0, amp_check=True)) == 585

@@ -471,26 +471,22 @@ def _emit(
         offset = channel_const(plan.form.offset, ndim) if plan.form.offset.any() else None
         return style.round_step(g, u, offset, *_bits_of(lo, hi), out)
     positions = plan.form.positions
-    pieces = [plan.form.split(m) for m in mults]
-    factors = [[] for _ in xs]  # factors[t][j]: the factor of term t in limb j, per channel
-    for j in range(len(positions)):
-        if j + 1 < len(positions):
-            unit = np.exp2(-float(positions[j + 1] - positions[j]))
-        else:
-            unit = np.exp2(-(shift - positions[j]).astype(np.float64))
-        for t in range(len(xs)):
-            factors[t].append(pieces[t][j] * unit)
+    last = len(positions) - 1
+    units = [np.exp2(-float(positions[j + 1] - positions[j])) for j in range(last)]
+    units.append(np.exp2(-(shift - positions[last]).astype(np.float64)))
     products = [
-        _limb_products(g, x, factors[t], f"{out}/limbs{t}", shape) for t, x in enumerate(xs)
+        _limb_products(
+            g,
+            x,
+            [p * u for p, u in zip(plan.form.split(m), units, strict=True)],
+            f"{out}/limbs{t}",
+            shape,
+        )
+        for t, (x, m) in enumerate(zip(xs, mults, strict=True))
     ]
     carry = None
-    for j in range(len(positions)):
-        if j + 1 < len(positions):
-            unit = np.exp2(-float(positions[j + 1] - positions[j]))
-            name = f"{out}/limb{j}"
-        else:
-            unit = np.exp2(-(shift - positions[j]).astype(np.float64))
-            name = f"{out}/scaled"
+    for j, unit in enumerate(units):
+        name = f"{out}/limb{j}" if j < last else f"{out}/scaled"
         parts = [terms[j] for terms in products]
         if carry is not None:
             scale = g.f32(f"{name}/unit", channel_const(unit, ndim))
@@ -509,7 +505,8 @@ def _limb_products(
     """``x · factors[j]`` for every limb ``j`` (each exact in float32, by the plan), as tensors.
 
     The products are one ``Mul`` on ``x`` tiled ``L`` times along the channel axis, sliced back
-    into the ``L`` limbs, so that ``x`` has one consumer: qonnx 1.0's channels-last pass
+    into the ``L`` limbs, so that the limbs add no fork of ``x`` (an accumulator has no other
+    consumer; a residual add's input keeps its own): qonnx 1.0's channels-last pass
     (``MoveChanFirstDownstream``) moves a transpose past the first consumer of a tensor that
     feeds several and rewires the others to that consumer's output (and rewires only the first
     of several inputs of one node that name the same tensor), and ``Tile`` (not elementwise)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -199,13 +196,3 @@ def test_levels_collapsing_on_the_grid_are_an_error_at_prepare():
 def test_a_grid_too_small_for_the_codebook_is_an_error_at_prepare():
     with pytest.raises(ConfigError, match=r"b = 4.*B = 4.*grid_bits >= 5"):
         hwquant.prepare(three_conv_net(), nonuniform_recipe(bits=4, grid_bits=4))
-
-
-def test_a_bn_freeze_before_the_last_hard_block_warns_with_the_step_that_fits():
-    x = torch.randn(8, 1, 6, 6)
-    early = dataclasses.replace(nonuniform_recipe(2, steps_per_stage=2), bn_freeze_step=3)
-    with pytest.warns(UserWarning, match=r"bn_freeze_step = 3 .*step 4\).*bn_freeze_step >= 4"):
-        prepared(early, x)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        prepared(dataclasses.replace(early, bn_freeze_step=4), x)

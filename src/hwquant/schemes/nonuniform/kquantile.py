@@ -129,4 +129,5 @@ def kquantile_levels(cdf: FittedCDF, k: int) -> torch.Tensor:
 
 def assign_bins(w: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     """Index ``j`` of the bin ``t_j ≤ w < t_{j+1}`` of every weight (int64, ``w``'s shape)."""
+    # contiguous: channels-last weights (the CIFAR benchmarks) would make bucketize copy and warn
     return torch.bucketize(w.detach().contiguous(), thresholds.to(w.device, w.dtype), right=True)

@@ -24,7 +24,6 @@ set ``scale_constraint = "pow2"`` (checked by :func:`setup_schedule`).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -224,14 +223,6 @@ def setup_schedule(model: fx.GraphModule, recipe: Recipe) -> None:
     block of the schedule and its layer name, and check that each layer's weights make a
     codebook (raising at prepare time rather than at the first step).
 
-    Warns when the BN statistics freeze (``recipe.bn_freeze_step``) before the last block is
-    hard-quantized in a model with BN folded into a scheduled layer: a block that turns hard
-    under frozen statistics keeps its noisy stage's statistics, with nothing to absorb the
-    change. Measured on CIFAR-10 ResNet-20 at W2A8 (585 steps of 64 from the cpu-full
-    checkpoint, freeze at step 117 as the first of four blocks turned hard): the loss rose from
-    0.51 to 2.99 in that step and the network died within four steps; with the freeze at step
-    526, after every block, it ended at 83.37 % (docs/nonuniform.md §1).
-
     Raises:
         ConfigError: ``scale_constraint`` is not "pow2"; the schedule's blocks do not match the
             inner layers; a layer's weights have zero variance or collapse on the grid.
@@ -244,21 +235,6 @@ def setup_schedule(model: fx.GraphModule, recipe: Recipe) -> None:
         )
     layers = nonuniform_layers(model)
     blocks = schedule_blocks([name for name, _ in layers], recipe.nonuniform)
-    freeze = recipe.bn_freeze_step
-    all_hard = (max(blocks.values(), default=-1) + 1) * recipe.nonuniform.steps_per_stage
-    if (
-        freeze is not None
-        and freeze < all_hard
-        and any(layer.bn is not None for _, layer in layers)
-    ):
-        warnings.warn(
-            f"recipe.bn_freeze_step = {freeze} freezes the BN statistics before the gradual "
-            f"schedule has hard-quantized every block (step {all_hard}); blocks that turn hard "
-            "later keep the noisy stage's statistics (at 2 bits a CIFAR-10 ResNet-20 fell to "
-            f"chance that way). Fix: set bn_freeze_step >= {all_hard}, or fewer or shorter "
-            "stages (recipe.nonuniform.stages, steps_per_stage).",
-            stacklevel=3,  # the caller of prepare()
-        )
     for name, layer in layers:
         quant = layer.weight_quant
         quant.block, quant.layer_name = blocks[name], name
