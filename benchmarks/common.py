@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import statistics
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 from hwquant.core import provenance
 from hwquant.core.errors import ConfigError
+from hwquant.core.lock import file_lock
 from hwquant.core.provenance import RESULT_KEYS, command_line, git_state, machine_record
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,25 +62,25 @@ class ResultRecorder:
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
-        """Hold the result file for this process (``fcntl.flock`` on ``<file>.lock``, which the
-        kernel releases when the process ends, however it ends; the file itself stays, so that
-        every process locks the same one). Each save rewrites the whole file from what this
-        process read at its start, so two processes on one file lose each other's entries.
+        """Hold the result file for this process (:func:`hwquant.core.lock.file_lock` on
+        ``<file>.lock``). Each save rewrites the whole file from what this process read at its
+        start, so two processes on one file lose each other's entries.
 
         Raises:
             ConfigError: another process holds the file; the message names it and the fix.
         """
         lock = self.file.with_name(self.file.name + ".lock")
         lock.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock, "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ConfigError(
-                    f"another process is writing {self.file}: two runs on one result file "
-                    "overwrite each other's entries. Fix: wait for it to finish, or give this "
-                    "run another output file."
-                ) from None
+        with file_lock(
+            lock,
+            self.command,
+            unwritable=f"the lock file {lock} cannot be written ({{reason}}). Fix: give this "
+            "run a writable output file.",
+            busy=f"another process is writing {self.file} ({{other}}): two runs on one result "
+            "file overwrite each other's entries. Fix: wait for it to finish, or give this run "
+            "another output file.",
+            busy_error=ConfigError,
+        ):
             yield
 
     def run_stamp(self) -> dict[str, Any]:

@@ -50,24 +50,46 @@ def directory_lock(directory: Path, what: str, holder: str) -> Iterator[None]:
         ConfigError: ``directory`` cannot be written (``what`` names the option that chose it).
         DirectoryLockedError: another process holds the lock.
     """
-    path = directory / LOCK_NAME
+    with file_lock(
+        directory / LOCK_NAME,
+        holder,
+        unwritable=f"{what} '{directory}' cannot be written ({{reason}}). Fix: name a writable "
+        "directory.",
+        busy=f"{what} '{directory}' is in use by {{other}}; two runs writing one directory "
+        "would overwrite each other's checkpoints. Fix: wait for that run to end, or name "
+        "another directory.",
+    ):
+        yield
+
+
+@contextlib.contextmanager
+def file_lock(
+    path: Path,
+    holder: str,
+    *,
+    unwritable: str,
+    busy: str,
+    busy_error: type[HwquantError] = DirectoryLockedError,
+) -> Iterator[None]:
+    """Hold ``fcntl.flock`` on the file ``path`` (made if missing, never removed, so that every
+    process locks the same file) for the block, with ``holder`` written into it for the message
+    of a process refused. ``unwritable`` and ``busy`` are those messages, ``{reason}`` and
+    ``{other}`` in them replaced by the OS error and the holder's description.
+
+    Raises:
+        ConfigError: ``path`` cannot be opened for writing.
+        busy_error: another process holds the lock.
+    """
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise ConfigError(
-            f"{what} '{directory}' cannot be written ({exc.strerror}). Fix: name a writable "
-            "directory."
-        ) from None
+        raise ConfigError(unwritable.replace("{reason}", str(exc.strerror))) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             other = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
-            raise DirectoryLockedError(
-                f"{what} '{directory}' is in use by {other}; two runs writing one directory "
-                "would overwrite each other's checkpoints. Fix: wait for that run to end, or "
-                "name another directory."
-            ) from None
+            raise busy_error(busy.replace("{other}", other)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{holder} (pid {os.getpid()} on {socket.gethostname()})\n".encode(), 0)
         yield
