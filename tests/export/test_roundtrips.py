@@ -75,13 +75,23 @@ def test_qonnx_round_trips_equal_the_engine(exported_model, codes):
     assert np.array_equal(execute(channels_last, inputs), want)
 
 
+LIMB_RECIPES = {
+    "llsq_W8A8": Recipe(weight_bits=8, act_bits=8, bn_freeze_step=1),
+    "nonuniform_W2A8": Recipe(  # 8-bit codebook integers, the BN gain per channel
+        scheme="nonuniform", scale_constraint="pow2", weight_bits=2, act_bits=8, bn_freeze_step=1
+    ),
+}
+
+
 @pytest.mark.parametrize("codes", [False, True], ids=["values", "codes"])
-def test_limb_requantizers_survive_qonnx_channels_last(codes):
-    """W8A8 accumulators times 16-bit per-channel multipliers pass float32's 2^24, so the
-    requantizer is written in limbs (several exact products of the accumulator). The products
-    come from one tiled tensor: a fork of the accumulator into several products is rewired
-    wrongly by qonnx's channels-last pass (it failed shape inference, W6A6 and W8A8 alike)."""
-    model, x = scheme_cnn(Recipe(weight_bits=8, act_bits=8, bn_freeze_step=1))
+@pytest.mark.parametrize("recipe", LIMB_RECIPES.values(), ids=LIMB_RECIPES.keys())
+def test_limb_requantizers_survive_qonnx_channels_last(recipe, codes):
+    """W8A8 accumulators (or 8-bit codebook integers times 8-bit activations) times 16-bit
+    per-channel multipliers pass float32's 2^24, so the requantizer is written in limbs (several
+    exact products of the accumulator). The products come from one tiled tensor: a fork of the
+    accumulator into several products is rewired wrongly by qonnx's channels-last pass (it
+    failed shape inference, W6A6 and W8A8 alike)."""
+    model, x = scheme_cnn(recipe)
     proto = export_qonnx(model, tuple(x.shape), quantize_input=not codes)
     assert any(node.op_type == "Tile" for node in proto.graph.node)  # the limb form is in use
     inputs, want = graph_input(model, x, codes), engine_codes(model, x)

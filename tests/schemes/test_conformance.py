@@ -1,4 +1,5 @@
-"""Conformance: every registered scheme through the whole pipeline, with exact equality.
+"""Conformance: every registered scheme (and each form a scheme's options change the
+integer model of) through the whole pipeline, with exact equality.
 
 prepare (with its fidelity check) -> real training steps on real images (scikit-learn's 8x8
 digits) -> lower -> verify(strict=True) -> save/load (and verify the loaded model) -> export
@@ -21,7 +22,7 @@ from hwquant.data import load_dataset
 from hwquant.engine import run
 from hwquant.export import export_qdq, export_qonnx
 from hwquant.models import build
-from hwquant.qat.recipe import Recipe, TableOptions
+from hwquant.qat.recipe import NonUniformOptions, Recipe, TableOptions
 from hwquant.rtl.golden import export_golden, layer_goldens
 from hwquant.rtl.simulate import run_directory, simulator_available
 from hwquant.schemes.tables import TableModel, run_tables
@@ -33,6 +34,13 @@ RECIPES = {
     "msq": Recipe(scheme="msq", bn_freeze_step=3, last_layer_bits=6),
     "nonuniform": Recipe(
         scheme="nonuniform", scale_constraint="pow2", bn_freeze_step=3, last_layer_bits=6
+    ),
+    "nonuniform_bn_gain_per_channel": Recipe(
+        scheme="nonuniform",
+        scale_constraint="pow2",
+        bn_freeze_step=3,
+        last_layer_bits=6,
+        nonuniform=NonUniformOptions(bn_gain="per_channel"),
     ),
     "tables": Recipe(scheme="tables", tables=TableOptions(act_start=1, reestimate_every=2)),
 }
@@ -52,10 +60,10 @@ def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return images(splits.train, STEPS * BATCH), labels, images(splits.test, 32)
 
 
-def _trained(scheme: str, digits) -> torch.nn.Module:
+def _trained(recipe: Recipe, digits) -> torch.nn.Module:
     x, y, _ = digits
     torch.manual_seed(0)
-    qat = hwquant.prepare(build("small_cnn", in_channels=1, input_size=8), RECIPES[scheme])
+    qat = hwquant.prepare(build("small_cnn", in_channels=1, input_size=8), recipe)
     qat.train()
     opt = torch.optim.SGD(qat.parameters(), lr=0.05, momentum=0.9)
     for step in range(STEPS):
@@ -117,16 +125,23 @@ def _check_goldens(model, x: torch.Tensor, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("scheme", hwquant.schemes.available())
-def test_scheme_conforms(scheme, digits, tmp_path):
-    assert scheme in RECIPES, f"scheme {scheme!r} has no conformance recipe: add one to RECIPES"
+def test_every_scheme_has_a_conformance_recipe(scheme):
+    assert scheme in {recipe.scheme for recipe in RECIPES.values()}, (
+        f"scheme {scheme!r} has no conformance recipe: add one to RECIPES"
+    )
+
+
+@pytest.mark.parametrize("case", sorted(RECIPES))
+def test_scheme_conforms(case, digits, tmp_path):
+    recipe = RECIPES[case]
     _, _, x = digits
-    qat = _trained(scheme, digits)
+    qat = _trained(recipe, digits)
     lowered = hwquant.lower(qat, x)
-    assert type(lowered) is hwquant.schemes.get(scheme).lowered  # what the scheme declares
+    assert type(lowered) is hwquant.schemes.get(recipe.scheme).lowered  # what it declares
     report = hwquant.verify(qat, lowered, x, strict=True)  # exact, and no warning
     assert report.exact and report.compared > 0
 
-    loaded = hwquant.schemes.load_lowered(lowered.save(tmp_path / f"{scheme}.npz"))
+    loaded = hwquant.schemes.load_lowered(lowered.save(tmp_path / f"{case}.npz"))
     assert type(loaded) is type(lowered)
     assert hwquant.verify(qat, loaded, x, strict=True).compared == report.compared
     assert torch.equal(_outputs(loaded, x), _outputs(lowered, x))

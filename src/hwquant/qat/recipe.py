@@ -25,6 +25,7 @@ Granularity = Literal["tensor", "channel"]
 MSQAssignment = Literal["variance", "kurtosis"]
 CDFKind = Literal["gaussian", "empirical"]
 QuantSchedule = Literal["gradual", "all_at_once"]
+BNGain = Literal["per_channel", "in_codebook"]
 CODEBOOK_FAMILIES: tuple[str, ...] = (
     "fixed-uniform",
     "fixed-pow2",
@@ -146,11 +147,21 @@ class NonUniformOptions:
     (the final fine-tune). 0: hard quantization from the first step."""
     freeze_quantized: bool = False
     """Stop the gradient of layers once hard-quantized (else they train on with the STE)."""
+    bn_gain: BNGain = "in_codebook"
+    """Where the gain ``s = γ/σ_run`` of a BN folded into a layer goes. "in_codebook": the
+    codebook quantizes the folded weights ``s·W`` with one power-of-two scale per layer, so the
+    requantizer is a shift (no multiplier); the channels differ in gain (|s| spans 0.39-4.1
+    within one layer of the cpu-long CIFAR-10 ResNet-20), so one set of 2^b levels serves them
+    all. "per_channel": the codebook quantizes ``sign(s)·W`` and ``|s|`` multiplies each output
+    channel's scale, as LLSQ's folded scales do (the multipliers still see one codebook of B-bit
+    integers; each requantizer needs a multiplier). At 2-bit weights on that ResNet-20 only
+    "per_channel" trains (docs/nonuniform.md §2)."""
 
     def __post_init__(self) -> None:
         check_bits("grid_bits", self.grid_bits)
         _check_choice("cdf", self.cdf, ("gaussian", "empirical"))
         _check_choice("schedule", self.schedule, ("gradual", "all_at_once"))
+        _check_choice("bn_gain", self.bn_gain, ("per_channel", "in_codebook"))
         if self.stages is not None and (
             isinstance(self.stages, bool) or not isinstance(self.stages, int) or self.stages < 1
         ):

@@ -34,16 +34,16 @@ def assert_verilog_2005(design_dir: Path, design: dict) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def tiny_cnn(scheme: str = "llsq") -> hwquant.IntModel:
+def tiny_cnn(scheme: str = "llsq", **recipe_fields: object) -> hwquant.IntModel:
     """The 8x8 small CNN at a quarter width (conv 8, conv 16, max pool, flatten, linear 10),
-    trained two QAT steps with ``scheme`` and lowered."""
+    trained two QAT steps with ``scheme`` (and further recipe fields) and lowered."""
     torch.manual_seed(0)
     x = torch.randn(8, 1, 8, 8)
     model = build("small_cnn", in_channels=1, input_size=8, width=0.25)
-    extra = {"scale_constraint": "pow2"} if scheme == "nonuniform" else {}
-    return hwquant.lower(
-        trained_qat_model(model, Recipe(scheme=scheme, bn_freeze_step=1, **extra), x), x
-    )
+    if scheme == "nonuniform":
+        recipe_fields = {"scale_constraint": "pow2", **recipe_fields}
+    recipe = Recipe(scheme=scheme, bn_freeze_step=1, **recipe_fields)
+    return hwquant.lower(trained_qat_model(model, recipe, x), x)
 
 
 def tiny_resnet(scheme: str = "llsq") -> hwquant.IntModel:

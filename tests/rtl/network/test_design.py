@@ -14,6 +14,7 @@ from hwquant.app.build_cli import dataset_codes
 from hwquant.cli import main
 from hwquant.engine import run
 from hwquant.hw.folding import Fold
+from hwquant.qat.recipe import NonUniformOptions
 from hwquant.rtl import implement
 from hwquant.rtl.network import build_design, multiplier, simulate_design, weight_layer
 from hwquant.rtl.network.design import design_sha256
@@ -106,17 +107,25 @@ def test_msq_residual_network_exact_with_skip_fifo(tmp_path):
 
 
 @requires_verilator
-def test_nonuniform_cnn_exact_with_codebook_lanes(tmp_path):
-    model = tiny_cnn("nonuniform")
+@pytest.mark.parametrize("bn_gain", ["in_codebook", "per_channel"])
+def test_nonuniform_cnn_exact_with_codebook_lanes(bn_gain, tmp_path):
+    model = tiny_cnn("nonuniform", nonuniform=NonUniformOptions(bn_gain=bn_gain))
     folding = {node.name: Fold(1, 1) for node in model.weight_nodes()}  # a quick build
     design = build_design(model, "lfe5u-85f", tmp_path / "d", folding=folding, input_size=8)
     lanes = {lane for b in design.record["blocks"] for lane in b.get("lanes", [])}
     assert "codebook" in lanes  # codebook decode lanes (first and last layers: fixed-point)
-    # power-of-two scales: every requantizer multiplier is 1, a constant, so no lane multiplies
-    requantizers = [b["requantizer"] for b in design.record["blocks"] if b.get("requantizer")]
-    assert requantizers
-    assert all(rq["multiplies"] == rq["mult_registers"] == 0 for rq in requantizers)
+    requantizers = {
+        b["name"]: b["requantizer"] for b in design.record["blocks"] if b.get("requantizer")
+    }
+    assert set(requantizers) == {"features.0.0", "features.1.0"}  # the classifier has none
+    codebook = requantizers.pop("features.1.0")
+    # power-of-two scales: a requantizer multiplier of 1, a constant, so no lane multiplies ...
+    assert all(rq["multiplies"] == rq["mult_registers"] == 0 for rq in requantizers.values())
     assert "* 2'sh1;" in (tmp_path / "d" / "rtl" / "hq_features_0_0.v").read_text()
+    if bn_gain == "in_codebook":
+        assert codebook["multiplies"] == codebook["mult_registers"] == 0
+    else:  # ... but the codebook layer's BN gain |γ/σ| per output channel needs a multiplier
+        assert codebook["multiplies"] == codebook["mult_registers"] == 1
     report = simulate_design(design.directory, dataset_codes(model, "digits", IMAGES))
     assert report.exact and report.mismatches == [] and report.cycles_match
     assert report.intervals == [design.ii_cycles] * (IMAGES - 1)

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 import hwquant
-from hwquant.core.errors import ConfigError
+from hwquant.core.errors import ConfigError, FileFormatError
 from hwquant.ir.intmodel import CodebookEncoding
+from hwquant.qat.nn.bn_fold import fold_bn
 from hwquant.qat.quantizer import WeightQuantizer
 from hwquant.qat.recipe import NonUniformOptions, Recipe
 from hwquant.schemes.nonuniform.quantizer import NonUniformQuantizer, nonuniform_layers
@@ -196,3 +197,66 @@ def test_levels_collapsing_on_the_grid_are_an_error_at_prepare():
 def test_a_grid_too_small_for_the_codebook_is_an_error_at_prepare():
     with pytest.raises(ConfigError, match=r"b = 4.*B = 4.*grid_bits >= 5"):
         hwquant.prepare(three_conv_net(), nonuniform_recipe(bits=4, grid_bits=4))
+
+
+def _folded_codes_and_scales(qat) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per inner layer: the integer codes of the folded weights and the per-channel scale."""
+    out = []
+    for _, layer in nonuniform_layers(qat):
+        ints = layer.integer_params()
+        out.append((ints.weight, layer.weight_quant.scale_value().detach().clone()))
+    return out
+
+
+@pytest.mark.parametrize("bits", [2, 3])
+def test_a_folded_bn_gain_stays_per_channel_and_leaves_the_codes_alone(bits):
+    """``bn_gain = "per_channel"``: the codebook is of ``sign(s)·W``, one per layer, and the
+    deployed weight of channel c is ``|s_c|·s_grid·code``. Scaling γ (hence ``s``) by 8 in one
+    channel leaves every code unchanged and multiplies that channel's scale by 8, exactly;
+    the quantized training forward is the codes times those scales."""
+    x = torch.randn(8, 1, 6, 6)
+    qat = prepared(nonuniform_recipe(bits, steps_per_stage=0, bn_gain="per_channel"), x).eval()
+    before = _folded_codes_and_scales(qat)
+    for _, layer in nonuniform_layers(qat):
+        assert layer.weight_quant.gain_per_channel
+        gain = layer.fold_gain()
+        assert torch.equal(layer.weight_quant.scale_value(), layer.weight_quant.grid_scale * gain)
+        assert layer.weight_quant.levels().shape == (layer.weight.shape[0], 2**bits)
+        with torch.no_grad():
+            layer.bn.weight[0] *= 8.0
+    after = _folded_codes_and_scales(qat)
+    for (codes0, scale0), (codes1, scale1) in zip(before, after, strict=True):
+        assert torch.equal(codes0, codes1)
+        assert torch.equal(scale1[1:], scale0[1:])
+        assert torch.allclose(scale1[0], 8.0 * scale0[0], rtol=1e-6)  # γ·8/σ in float32
+    for _, layer in nonuniform_layers(qat):
+        quant = layer.weight_quant.train()
+        folded = fold_bn(layer.weight, layer.bias, layer.bn)[0]
+        hard = quant(folded)
+        gain = layer.fold_gain().view(-1, 1, 1, 1)
+        assert torch.equal(hard, quant.codes(folded).to(hard.dtype) * quant.grid_scale * gain)
+
+
+def test_in_codebook_quantizes_the_folded_weights_with_one_scale():
+    x = torch.randn(8, 1, 6, 6)
+    qat = prepared(nonuniform_recipe(2, steps_per_stage=0), x)  # the default form
+    for _, layer in nonuniform_layers(qat):
+        quant = layer.weight_quant
+        assert not quant.gain_per_channel and quant.scale_value().shape == (1,)
+        folded = fold_bn(layer.weight, layer.bias, layer.bn)[0]
+        assert set(quant.codes(folded).unique().tolist()) <= set(quant.codebook.tolist())
+
+
+def test_a_checkpoint_of_the_other_bn_gain_form_is_refused_naming_the_option():
+    x = torch.randn(8, 1, 6, 6)
+    old = prepared(nonuniform_recipe(2, bn_gain="in_codebook"), x).state_dict()
+    new = prepared(nonuniform_recipe(2, bn_gain="per_channel"), x)
+    with pytest.raises(FileFormatError, match=r"layer '3'.*bn_gain = \"in_codebook\".*Fix"):
+        new.load_state_dict(old)
+    unmarked = {k: v for k, v in old.items() if not k.endswith("gain_per_channel")}
+    with pytest.raises(FileFormatError, match="no gain_per_channel marker"):
+        new.load_state_dict(unmarked)
+    prepared(nonuniform_recipe(2), x).load_state_dict(unmarked)  # written before the marker
+    with pytest.raises(FileFormatError, match=r"bn_gain = \"per_channel\".*Fix"):
+        prepared(nonuniform_recipe(2), x).load_state_dict(new.state_dict())
+    new.load_state_dict(prepared(nonuniform_recipe(2, bn_gain="per_channel"), x).state_dict())

@@ -20,17 +20,42 @@ as :class:`~hwquant.ir.intmodel.CodebookEncoding` (indices and the codebook).
 The codebook is one per layer (the "single scale" of the paper); ``per_channel`` granularity
 does not apply. Activations stay uniform with power-of-two scales: a recipe of this scheme must
 set ``scale_constraint = "pow2"`` (checked by :func:`setup_schedule`).
+
+**Where a folded BN's gain goes** (``NonUniformOptions.bn_gain``). A layer with BN folded in
+has weights ``w = s·W``, ``s_c = γ_c/σ_c`` per output channel (:mod:`hwquant.qat.nn.bn_fold`).
+
+* ``"in_codebook"`` (the default): the codebook quantizes the folded ``w`` itself, with the one
+  power-of-two scale above, so every requantizer is a shift. ``|s|`` spans 0.39-4.1 within one
+  layer of the cpu-long CIFAR-10 ResNet-20, so a low-gain channel gets the layer's levels, up to
+  10x its own weights; the codes depend on ``σ_run``, and when BN freezes the folded running
+  statistics no longer describe the network the batch statistics normalised. At 2-bit weights
+  that ResNet-20 fell to chance at the freeze step (loss 0.28 → 6.06, docs/nonuniform.md §2).
+* ``"per_channel"``: the codebook is bound to the layer's gain ``g = |s|`` (held constant, no
+  gradient) and quantizes ``u = w/g = sign(s)·W``; the deployed weight is::
+
+      Q(w)_c = g_c · s_grid · c_{j(u)}          scale_value() = g · s_grid, one per channel
+
+  so the multipliers still see one codebook of B-bit integers (``codes``, ``encode``) and ``g``
+  lives in the per-channel requantizer, as LLSQ's folded scales do (a multiplier per
+  requantizer). The codes do not depend on ``g``; before the freeze BN normalises
+  ``op(x, Q(w))/s = sign(s)·op(x, s_grid·c)`` with its own statistics, so it absorbs each
+  channel's gain, and the freeze changes no code (the same step: loss 0.17 → 0.18).
+
+A marker buffer (``gain_per_channel``) records the form in the state dict: a checkpoint of the
+other form is refused on load.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import fx, nn
 
-from hwquant.core.errors import ConfigError
+from hwquant.core.errors import ConfigError, FileFormatError
 from hwquant.ir.intmodel import CodebookEncoding
 from hwquant.qat.host_mirror import HostMirrored
 from hwquant.qat.nn.bn_fold import fold_bn
@@ -53,7 +78,7 @@ class CodebookSpec:
 
     bits: int  # b: index bits, k = 2^b levels
     grid_bits: int  # B: signed bits of the codebook integers
-    scale: float  # the power-of-two scale s
+    scale: np.ndarray  # float64 [1] (the power-of-two s) or [C] (g·s, per channel)
     codebook: np.ndarray  # int64 [k], ascending
 
 
@@ -82,9 +107,9 @@ class NonUniformQuantizer(HostMirrored):
         steps_per_stage: T, training steps of the noisy stage.
         freeze_quantized: no gradient once hard-quantized (else the STE).
 
-    ``block`` (the layer's block in the schedule) and ``layer_name`` (for error messages) are
-    set by :func:`setup_schedule`; the training-step counter ``step`` is a buffer, saved with the
-    model.
+    ``block`` (the layer's block in the schedule), ``layer_name`` (for error messages) and the
+    BN fold's gain (:meth:`bind_fold_gain`, module docstring) are set by :func:`setup_schedule`;
+    the training-step counter ``step`` is a buffer, saved with the model.
     """
 
     def __init__(
@@ -108,12 +133,58 @@ class NonUniformQuantizer(HostMirrored):
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.register_buffer("grid_scale", torch.ones(1))
         self.register_buffer("codebook", torch.zeros(self.k, dtype=torch.int64))
+        object.__setattr__(self, "_fold_gain", None)
+        # saved with the model: whether the codebook is of w/|s| (per-channel gain) or of w
+        self.register_buffer("gain_per_channel", torch.zeros((), dtype=torch.bool))
 
     def extra_repr(self) -> str:
+        gain = ", BN gain per channel" if self._fold_gain is not None else ""
         return (
             f"bits={self.bits}, grid_bits={self.grid_bits}, cdf={self.cdf_kind}, "
-            f"block={self.block}, steps_per_stage={self.steps_per_stage}"
+            f"block={self.block}, steps_per_stage={self.steps_per_stage}{gain}"
         )
+
+    def bind_fold_gain(self, fold_gain: Callable[[], torch.Tensor] | None) -> None:
+        """Quantize ``w/g`` with ``g = fold_gain()`` (``|γ/σ_run|`` per output channel, at
+        least 1e-12, detached) and scale the levels by ``g`` (module docstring); None: quantize
+        ``w`` itself."""
+        object.__setattr__(self, "_fold_gain", fold_gain)
+        self.gain_per_channel.fill_(fold_gain is not None)
+
+    def _load_from_state_dict(
+        self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        """Refuse a checkpoint trained with the other ``bn_gain`` form (its weights were
+        trained for another function). A state dict without this quantizer's step (a partial
+        load) is not checked; one without the marker was written before it existed, when the
+        codebook always quantized the folded weights."""
+        key = prefix + "gain_per_channel"
+        if prefix + "step" in state_dict:
+            stored = bool(state_dict[key]) if key in state_dict else False
+            if stored != (self._fold_gain is not None):
+                forms = {True: '"per_channel"', False: '"in_codebook"'}
+                layer = prefix.removesuffix(".").removesuffix(".weight_quant") or "the layer"
+                raise FileFormatError(
+                    f"layer '{layer}': the checkpoint was trained with recipe.nonuniform.bn_gain"
+                    f" = {forms[stored]}"
+                    + ("" if key in state_dict else " (it has no gain_per_channel marker)")
+                    + f", this model is prepared with {forms[not stored]}. Fix: set "
+                    f"recipe.nonuniform.bn_gain = {forms[stored]} to load it, or train again "
+                    "from the float checkpoint."
+                )
+        state_dict.setdefault(key, self.gain_per_channel.clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _gain(self, w: torch.Tensor) -> torch.Tensor | None:
+        """``g`` broadcast against the weights ``w`` (output channels first), or None."""
+        if self._fold_gain is None:
+            return None
+        return self._fold_gain().to(w.device, w.dtype).view(-1, *([1] * (w.dim() - 1)))
+
+    def _unit(self, w: torch.Tensor) -> torch.Tensor:
+        """The weights the codebook quantizes: ``w/g`` when bound to a gain, else ``w``."""
+        gain = self._gain(w)
+        return w if gain is None else w / gain
 
     @property
     def int_bits(self) -> int:
@@ -148,16 +219,21 @@ class NonUniformQuantizer(HostMirrored):
             self.advance("step")
         if stage == "float":  # not fitted yet: a float layer cannot fail on its codebook
             return w
-        cdf, thresholds = self._fit(w)
+        gain, u = self._gain(w), self._unit(w)
+        cdf, thresholds = self._fit(u)
         if stage == "noisy":
-            return uniformized_noise(w, cdf, self.k)
-        hard = self.codebook[assign_bins(w, thresholds)].to(w.dtype) * self.grid_scale.to(w.dtype)
+            noisy = uniformized_noise(u, cdf, self.k)
+            return noisy if gain is None else noisy * gain
+        hard = self.codebook[assign_bins(u, thresholds)].to(w.dtype) * self.grid_scale.to(w.dtype)
+        if gain is not None:
+            hard = hard * gain
         return hard if self.freeze_quantized else _ExactStraightThrough.apply(w, hard)
 
     @torch.no_grad()
     def indices(self, w: torch.Tensor) -> torch.Tensor:
         """The b-bit index (bin) of every weight, int64."""
-        return assign_bins(w, self._fit(w)[1])
+        u = self._unit(w)
+        return assign_bins(u, self._fit(u)[1])
 
     @torch.no_grad()
     def codes(self, w: torch.Tensor) -> torch.Tensor:
@@ -165,8 +241,11 @@ class NonUniformQuantizer(HostMirrored):
         return self.codebook[self.indices(w)]
 
     def scale_value(self) -> torch.Tensor:
-        """The power-of-two scale s (shape [1])."""
-        return self.grid_scale
+        """The power-of-two scale s (shape [1]), times the gain ``g`` when bound to one (shape
+        [C], per output channel)."""
+        if self._fold_gain is None:
+            return self.grid_scale
+        return self.grid_scale * self._fold_gain().to(self.grid_scale.device)
 
     @torch.no_grad()
     def encode(self, w: torch.Tensor) -> CodebookEncoding:
@@ -181,15 +260,15 @@ class NonUniformQuantizer(HostMirrored):
 
     @torch.no_grad()
     def levels(self) -> torch.Tensor:
-        """The k representable values ``s·c`` of the last weights seen, as a [1, k] row."""
-        return (self.grid_scale.double() * self.codebook.double()).view(1, -1)
+        """The k representable values ``s·c`` of the last weights seen, as a [1, k] row, or one
+        row per output channel (``g_c·s·c``) when bound to a gain."""
+        return self.scale_value().double().view(-1, 1) * self.codebook.double().view(1, -1)
 
     @torch.no_grad()
     def export(self) -> CodebookSpec:
-        """bits, grid bits, scale and codebook of the last weights seen."""
-        return CodebookSpec(
-            self.bits, self.grid_bits, float(self.grid_scale), self.codebook.cpu().numpy().copy()
-        )
+        """bits, grid bits, scale(s) and codebook of the last weights seen."""
+        scale = self.scale_value().double().cpu().numpy().copy()
+        return CodebookSpec(self.bits, self.grid_bits, scale, self.codebook.cpu().numpy().copy())
 
 
 def nonuniform_weight_quantizer(
@@ -220,8 +299,9 @@ def nonuniform_layers(model: fx.GraphModule) -> list[tuple[str, nn.Module]]:
 
 def setup_schedule(model: fx.GraphModule, recipe: Recipe) -> None:
     """Called by ``prepare`` for scheme "nonuniform": check the recipe, give every quantizer its
-    block of the schedule and its layer name, and check that each layer's weights make a
-    codebook (raising at prepare time rather than at the first step).
+    block of the schedule, its layer name and (``bn_gain = "per_channel"``, a layer with BN
+    folded in) the fold's gain, and check that each layer's weights make a codebook (raising at
+    prepare time rather than at the first step).
 
     Raises:
         ConfigError: ``scale_constraint`` is not "pow2"; the schedule's blocks do not match the
@@ -238,5 +318,7 @@ def setup_schedule(model: fx.GraphModule, recipe: Recipe) -> None:
     for name, layer in layers:
         quant = layer.weight_quant
         quant.block, quant.layer_name = blocks[name], name
+        per_channel = recipe.nonuniform.bn_gain == "per_channel" and layer.bn is not None
+        quant.bind_fold_gain(layer.fold_gain if per_channel else None)
         with torch.no_grad():
             quant.indices(fold_bn(layer.weight, layer.bias, layer.bn)[0])
