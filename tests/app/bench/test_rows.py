@@ -17,13 +17,14 @@ from hwquant.app.bench.rows import (
 )
 from hwquant.app.bench.tiers import CPU_FULL, TIERS
 from hwquant.core.errors import ConfigError
+from hwquant.qat.recipe import bn_freeze_step_for
 
 
 def test_each_method_has_its_bit_widths_and_the_tables_their_sizes():
-    assert len(set(ROW_NAMES)) == len(ROW_NAMES) == 15
+    assert len(set(ROW_NAMES)) == len(ROW_NAMES) == 16
     assert {r.size for r in all_rows() if r.kind in ("llsq", "nonuniform")} == {4, 3, 2}
     mixed = [r.name for r in all_rows() if r.act_bits not in (None, r.size)]
-    assert mixed == ["nonuniform_W2A8"]
+    assert mixed == ["llsq_W2A8", "nonuniform_W2A8"]
     assert {r.size for r in all_rows() if r.kind.startswith("msq")} == {4, 3}
     assert [r.name for r in all_rows() if r.kind == "tables"] == ["tables_40", "tables_320"]
 
@@ -35,6 +36,11 @@ def test_recipe_steps_scale_with_the_qat_run():
     nonuniform = RowSpec("nonuniform", 2).recipe(200)
     assert nonuniform.scale_constraint == "pow2"
     assert (nonuniform.nonuniform.stages, nonuniform.nonuniform.steps_per_stage) == (4, 40)
+    assert nonuniform.nonuniform.bn_gain == "per_channel"
+    assert nonuniform.bn_freeze_step == 4 * 40 + 20  # 2 bits: halfway through the fine-tune
+    cpu_long = RowSpec("nonuniform", 2, 8).recipe(585)  # after every block is hard (4 x 117)
+    assert (cpu_long.nonuniform.steps_per_stage, cpu_long.bn_freeze_step) == (117, 526)
+    assert RowSpec("nonuniform", 4).recipe(585).bn_freeze_step == bn_freeze_step_for(585)
     tables = RowSpec("tables", 320).recipe(200).tables
     assert tables.act_entries * tables.weight_entries == tables.max_entries == 320
     assert tables.act_start == 40
@@ -61,7 +67,7 @@ def test_every_row_with_linear_activations_holds_its_calibrated_scales():
 
 def test_select_rows_takes_names_and_kinds_in_table_order():
     assert [r.name for r in select_rows(["tables_40", "llsq"])] == [
-        "llsq_W4A4", "llsq_W3A3", "llsq_W2A2", "tables_40",
+        "llsq_W4A4", "llsq_W3A3", "llsq_W2A2", "llsq_W2A8", "tables_40",
     ]  # fmt: skip
 
 
@@ -77,7 +83,7 @@ def test_weight_and_activation_bits_may_differ_and_equal_bits_are_one_row():
 
 def test_cpu_full_runs_the_issue_set_by_default_and_other_tiers_every_row():
     assert [r.name for r in select_rows(None, "cpu-full")] == [
-        "llsq_W4A4", "llsq_W3A3", "llsq_W2A2",
+        "llsq_W4A4", "llsq_W3A3", "llsq_W2A2", "llsq_W2A8",
         "nonuniform_W4A4", "nonuniform_W2A2", "nonuniform_W2A8",
         "msq_W4A4", "msq_fixed_only_W4A4", "msq_sp2_only_W4A4",
         "tables_40", "tables_320",
