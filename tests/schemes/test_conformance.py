@@ -35,9 +35,8 @@ RECIPES = {
     "nonuniform": Recipe(
         scheme="nonuniform", scale_constraint="pow2", bn_freeze_step=3, last_layer_bits=6
     ),
-    "nonuniform_bn_gain_per_channel": Recipe(
+    "nonuniform_bn_gain_per_channel": Recipe(  # free activation scales: it multiplies anyway
         scheme="nonuniform",
-        scale_constraint="pow2",
         bn_freeze_step=3,
         last_layer_bits=6,
         nonuniform=NonUniformOptions(bn_gain="per_channel"),

@@ -173,9 +173,15 @@ def test_a_schedule_naming_unknown_layers_is_an_error_listing_the_layers():
         prepared(nonuniform_recipe(blocks="3;6;conv9"), x)
 
 
-def test_the_scheme_needs_power_of_two_scales():
-    with pytest.raises(ConfigError, match=r"scale_constraint='free'.*Fix: set scale_constraint"):
+def test_the_single_scale_form_needs_power_of_two_scales():
+    with pytest.raises(
+        ConfigError,
+        match=r"in_codebook.*scale_constraint='free'.*Fix: set scale_constraint.*"
+        r"per_channel",
+    ):
         hwquant.prepare(three_conv_net(), Recipe(scheme="nonuniform"))
+    per_channel = NonUniformOptions(bn_gain="per_channel")  # multiplies anyway: any constraint
+    hwquant.prepare(three_conv_net(), Recipe(scheme="nonuniform", nonuniform=per_channel))
 
 
 def test_zero_variance_weights_are_an_error_naming_the_layer():

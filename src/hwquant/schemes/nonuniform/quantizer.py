@@ -18,8 +18,9 @@ so what trains is what deploys. The integer weights are ``codes(w) = c_{j(w)}``;
 as :class:`~hwquant.ir.intmodel.CodebookEncoding` (indices and the codebook).
 
 The codebook is one per layer (the "single scale" of the paper); ``per_channel`` granularity
-does not apply. Activations stay uniform with power-of-two scales: a recipe of this scheme must
-set ``scale_constraint = "pow2"`` (checked by :func:`setup_schedule`).
+does not apply. Activations stay uniform; with ``bn_gain = "in_codebook"`` (below) a recipe of
+this scheme must set ``scale_constraint = "pow2"`` (checked by :func:`setup_schedule`), so that
+every scale is a power of two and every requantizer a shift.
 
 **Where a folded BN's gain goes** (``NonUniformOptions.bn_gain``). A layer with BN folded in
 has weights ``w = s·W``, ``s_c = γ_c/σ_c`` per output channel (:mod:`hwquant.qat.nn.bn_fold`).
@@ -304,14 +305,17 @@ def setup_schedule(model: fx.GraphModule, recipe: Recipe) -> None:
     prepare time rather than at the first step).
 
     Raises:
-        ConfigError: ``scale_constraint`` is not "pow2"; the schedule's blocks do not match the
-            inner layers; a layer's weights have zero variance or collapse on the grid.
+        ConfigError: ``scale_constraint`` is not "pow2" with ``bn_gain = "in_codebook"`` (the
+            single-scale form; "per_channel" puts a multiplier in every requantizer, so it
+            takes any scale constraint); the schedule's blocks do not match the inner layers; a
+            layer's weights have zero variance or collapse on the grid.
     """
-    if recipe.scale_constraint != "pow2":
+    if recipe.scale_constraint != "pow2" and recipe.nonuniform.bn_gain == "in_codebook":
         raise ConfigError(
-            f"scheme 'nonuniform' uses single-scale integers with power-of-two scales, but "
-            f"scale_constraint={recipe.scale_constraint!r}. Fix: set scale_constraint = "
-            '"pow2" in the recipe.'
+            f"scheme 'nonuniform' with bn_gain = \"in_codebook\" uses single-scale integers "
+            f"with power-of-two scales, but scale_constraint={recipe.scale_constraint!r}. Fix: "
+            'set scale_constraint = "pow2" in the recipe, or nonuniform.bn_gain = '
+            '"per_channel" (its requantizers multiply per channel).'
         )
     layers = nonuniform_layers(model)
     blocks = schedule_blocks([name for name, _ in layers], recipe.nonuniform)
