@@ -14,7 +14,7 @@ import hwquant
 from hwquant.engine import run
 from hwquant.export import export_qdq, export_qonnx, run_onnxruntime, run_qonnx
 from hwquant.export.graph import BATCH, IR_VERSION, OPSET
-from hwquant.qat.recipe import Recipe
+from hwquant.qat.recipe import NonUniformOptions, Recipe
 from tests.export.conftest import scheme_cnn
 
 pytest.importorskip("onnxruntime")
@@ -78,7 +78,12 @@ def test_qonnx_round_trips_equal_the_engine(exported_model, codes):
 LIMB_RECIPES = {
     "llsq_W8A8": Recipe(weight_bits=8, act_bits=8, bn_freeze_step=1),
     "nonuniform_W2A8": Recipe(  # 8-bit codebook integers, the BN gain per channel
-        scheme="nonuniform", scale_constraint="pow2", weight_bits=2, act_bits=8, bn_freeze_step=1
+        scheme="nonuniform",
+        scale_constraint="pow2",
+        weight_bits=2,
+        act_bits=8,
+        bn_freeze_step=1,
+        nonuniform=NonUniformOptions(bn_gain="per_channel"),
     ),
 }
 

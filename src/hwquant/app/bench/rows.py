@@ -5,9 +5,10 @@ Each quantized row starts from its model's FP32 checkpoint and is trained by QAT
 
 * ``llsq``: linear quantization with learned scales (LLSQ; methods.md §4) at W4A4, W3A3, W2A2,
   and W2A8 (the bits of ``nonuniform_W2A8``).
-* ``nonuniform``: k-quantile levels on a single power-of-two-scale integer grid, trained by the
-  gradual noisy schedule (Liss et al. / UNIQ; methods.md §1) at W4A4, W3A3, W2A2, and W2A8
-  (2-bit weights under 8-bit activations: UNIQ's own setting, which quantizes activations at 8).
+* ``nonuniform``: k-quantile levels on a single power-of-two-scale integer grid (a folded BN's
+  gain in each channel's scale, :data:`NONUNIFORM_BN_GAIN`), trained by the gradual noisy
+  schedule (Liss et al. / UNIQ; methods.md §1) at W4A4, W3A3, W2A2, and W2A8 (2-bit weights
+  under 8-bit activations: UNIQ's own setting, which quantizes activations at 8).
 * ``msq``, ``msq_fixed_only``, ``msq_sp2_only``: Mix and Match row-wise SP2 / fixed-point
   (methods.md §2) with an SP2 share of 0.5, 0 and 1, at W4A4 and W3A3 (an SP2 weight of m bits
   is the sum of two powers of two with m1 + m2 = m − 1 exponent bits, m1 ≥ m2 ≥ 1, so W2 has no

@@ -13,8 +13,9 @@ The forward pass depends on the layer's stage in the gradual schedule
 (:mod:`~hwquant.schemes.nonuniform.gradual`): float (``w``), noisy (UNIQ's noise in ``u = F(w)``,
 :mod:`~hwquant.schemes.nonuniform.noise`, no STE) or quantized (``Q(w)`` with the straight-through
 gradient, or no gradient with ``freeze_quantized``). Evaluation is always quantized, and
-``Q(w) = s · c_j`` is exactly the product the integer engine computes (``s`` is a power of two),
-so what trains is what deploys. The integer weights are ``codes(w) = c_{j(w)}``; they are stored
+``Q(w) = s · c_j`` is exactly the product the integer engine computes (``s`` is a power of two;
+the per-channel form below adds a per-channel factor ``g_c`` that the requantizer carries), so
+what trains is what deploys. The integer weights are ``codes(w) = c_{j(w)}``; they are stored
 as :class:`~hwquant.ir.intmodel.CodebookEncoding` (indices and the codebook).
 
 The codebook is one per layer (the "single scale" of the paper); ``per_channel`` granularity
@@ -32,9 +33,10 @@ has weights ``w = s·W``, ``s_c = γ_c/σ_c`` per output channel (:mod:`hwquant.
   statistics no longer describe the network the batch statistics normalised. At 2-bit weights
   that ResNet-20 fell to chance at the freeze step (loss 0.28 → 6.06, docs/nonuniform.md §2).
 * ``"per_channel"``: the codebook is bound to the layer's gain ``g = |s|`` (held constant, no
-  gradient) and quantizes ``u = w/g = sign(s)·W``; the deployed weight is::
+  gradient) and quantizes ``ŵ = w/g = sign(s)·W`` (its fit, noise and bins); the deployed
+  weight is::
 
-      Q(w)_c = g_c · s_grid · c_{j(u)}          scale_value() = g · s_grid, one per channel
+      Q(w)_c = g_c · s_grid · c_{j(ŵ)}          scale_value() = g · s_grid, one per channel
 
   so the multipliers still see one codebook of B-bit integers (``codes``, ``encode``) and ``g``
   lives in the per-channel requantizer, as LLSQ's folded scales do (a multiplier per
@@ -158,7 +160,8 @@ class NonUniformQuantizer(HostMirrored):
         """Refuse a checkpoint trained with the other ``bn_gain`` form (its weights were
         trained for another function). A state dict without this quantizer's step (a partial
         load) is not checked; one without the marker was written before it existed, when the
-        codebook always quantized the folded weights."""
+        codebook always quantized the folded weights. The marker itself is never loaded: it
+        follows this model's binding."""
         key = prefix + "gain_per_channel"
         if prefix + "step" in state_dict:
             stored = bool(state_dict[key]) if key in state_dict else False
@@ -173,7 +176,7 @@ class NonUniformQuantizer(HostMirrored):
                     f"recipe.nonuniform.bn_gain = {forms[stored]} to load it, or train again "
                     "from the float checkpoint."
                 )
-        state_dict.setdefault(key, self.gain_per_channel.clone())
+        state_dict[key] = self.gain_per_channel.clone()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _gain(self, w: torch.Tensor) -> torch.Tensor | None:
