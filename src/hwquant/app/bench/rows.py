@@ -60,15 +60,16 @@ MSQ_FREEZE_FRACTION = 0.5
 TABLE_ACT_START_FRACTION = 0.2
 REFRESH_FRACTION = 0.1
 MIN_ERROR_INIT_BITS = 2
-"""Rows with activations of at most this many bits start every linear quantizer from the
+"""Rows whose LLSQ-scaled quantizers (activations, and the weights of every scheme but the
+non-uniform codebook) have at most this many bits start every linear quantizer from the
 least-error scales (``scale_init = "min_error"``, docs/llsq.md §1), wider ones from the authors'
-peak rule. Measured from the cpu-full checkpoint (``benchmarks/results/cifar10_qat_probes.json``):
-``llsq_W2A2`` after 100 QAT steps of 64 at 40.81 % with ``min_error``, 10.00 % (dead) with
-``peak``; ``llsq_W4A4`` right after calibration, before any step, at 72.26 % with ``min_error``,
-77.44 % with ``peak``. W3A3 is not measured and keeps the authors' rule. With the activation
-scales held (:data:`ACT_SCALES`) no step can revive a dead start. The cpu-long
-``nonuniform_W2A2`` row was at chance from the peak rule, and also from this start: its collapse
-in the first epoch is still open (docs/results.md)."""
+peak rule (at 2 bits it rounds every weight below half its channel's peak to 0). Measured from
+the cpu-full checkpoint (``benchmarks/results/cifar10_qat_probes.json``): ``llsq_W2A2`` after
+100 QAT steps of 64 at 40.81 % with ``min_error``, 10.00 % (dead) with ``peak``; ``llsq_W4A4``
+right after calibration, before any step, at 72.26 % with ``min_error``, 77.44 % with ``peak``.
+W3A3 is not measured and keeps the authors' rule. With the activation scales held
+(:data:`ACT_SCALES`) no step can revive a dead start. The cpu-long ``nonuniform_W2A2`` row's
+collapse, from either start, was the BN fold's (:data:`NONUNIFORM_BN_GAIN`)."""
 
 ACT_SCALES = "calibrated"
 """Every row with linear activation quantizers (all but ``tables``) sets its activation scales
@@ -121,16 +122,21 @@ def _refresh_every(qat_steps: int) -> int:
     return max(1, round(REFRESH_FRACTION * qat_steps))
 
 
-def _linear(row: RowSpec, qat_steps: int) -> dict[str, int | str | None]:
+def _linear(
+    row: RowSpec, qat_steps: int, linear_weights: bool = True
+) -> dict[str, int | str | None]:
     """The recipe fields of a row with weight and activation bits (8-bit input; activation
     scales calibrated on the first batch and held, :data:`ACT_SCALES`, from the least-error
-    scales at :data:`MIN_ERROR_INIT_BITS`)."""
+    scales at :data:`MIN_ERROR_INIT_BITS`). ``linear_weights``: the scheme quantizes the row's
+    weight bits with LLSQ's scales (False for the non-uniform codebook), so they count for the
+    start too."""
     assert row.act_bits is not None  # a row with bits has activation bits
+    linear_bits = min(row.size, row.act_bits) if linear_weights else row.act_bits
     return {
         "weight_bits": row.size,
         "act_bits": row.act_bits,
         "input_bits": 8,
-        "scale_init": "min_error" if row.act_bits <= MIN_ERROR_INIT_BITS else "peak",
+        "scale_init": "min_error" if linear_bits <= MIN_ERROR_INIT_BITS else "peak",
         "act_scales": ACT_SCALES,
         "bn_freeze_step": bn_freeze_step_for(qat_steps),
     }
@@ -149,7 +155,7 @@ def _nonuniform_recipe(row: RowSpec, qat_steps: int) -> hwquant.Recipe:
     options = NonUniformOptions(
         stages=NONUNIFORM_STAGES, steps_per_stage=stage, bn_gain=NONUNIFORM_BN_GAIN
     )
-    fields = _linear(row, qat_steps)
+    fields = _linear(row, qat_steps, linear_weights=False)
     if row.size <= NONUNIFORM_LATE_FREEZE_BITS:
         fields["bn_freeze_step"] = NONUNIFORM_STAGES * stage + stage // 2
     return hwquant.Recipe(
