@@ -34,7 +34,7 @@ def test_recipe_steps_scale_with_the_qat_run():
     assert (msq.weight_bits, msq.act_bits, msq.msq.sp2_share) == (3, 3, 1.0)
     assert (msq.msq.freeze_step, msq.msq.refresh_steps, msq.bn_freeze_step) == (100, 20, 40)
     nonuniform = RowSpec("nonuniform", 2).recipe(200)
-    assert nonuniform.scale_constraint == "pow2"
+    assert nonuniform.scale_constraint == "free"  # as LLSQ's rows: it multiplies per channel
     assert (nonuniform.nonuniform.stages, nonuniform.nonuniform.steps_per_stage) == (4, 40)
     assert nonuniform.nonuniform.bn_gain == "per_channel"
     assert nonuniform.bn_freeze_step == 4 * 40 + 20  # 2 bits: halfway through the fine-tune

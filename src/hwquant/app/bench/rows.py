@@ -48,7 +48,14 @@ NONUNIFORM_BN_GAIN = "per_channel"
 per-channel requantizer (``NonUniformOptions.bn_gain``, docs/nonuniform.md §2). Measured on
 the cpu-long ResNet-20 (``benchmarks/results/cifar10_cpu_long_trials/``): ``nonuniform_W4A4``
 85.53 % against 85.47 % with one codebook of the folded weights (``"in_codebook"``); at 2-bit
-weights the folded codebook fell to chance at the BN freeze."""
+weights the folded codebook fell to chance at the BN freeze.
+
+Its requantizers multiply per channel anyway, so the rows give the non-uniform rows LLSQ's free
+scales (``scale_constraint = "free"``; the single-scale form needs ``"pow2"``): they then differ
+from the LLSQ rows of the same bits only in the inner layers' weight quantizer. Power-of-two
+activation scales cost 2-bit activations most: ``llsq_W2A2`` with them ended at TRIALPOW2 %
+against 66.90 % free, and ``nonuniform_W2A2`` at 65.67 % against TRIALFREE % free
+(``benchmarks/results/cifar10_cpu_long_trials/``)."""
 NONUNIFORM_LATE_FREEZE_BITS = 2
 """Non-uniform rows with at most this many weight bits freeze BN after the gradual schedule has
 hard-quantized every block (:func:`_nonuniform_recipe`). Measured on the cpu-long ResNet-20
@@ -158,9 +165,7 @@ def _nonuniform_recipe(row: RowSpec, qat_steps: int) -> hwquant.Recipe:
     fields = _linear(row, qat_steps, linear_weights=False)
     if row.size <= NONUNIFORM_LATE_FREEZE_BITS:
         fields["bn_freeze_step"] = NONUNIFORM_STAGES * stage + stage // 2
-    return hwquant.Recipe(
-        scheme="nonuniform", scale_constraint="pow2", nonuniform=options, **fields
-    )
+    return hwquant.Recipe(scheme="nonuniform", nonuniform=options, **fields)
 
 
 def _msq_recipe(sp2_share: float, row: RowSpec, qat_steps: int) -> hwquant.Recipe:
