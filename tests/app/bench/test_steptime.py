@@ -19,9 +19,12 @@ def _measure(compile_: bool) -> dict:
 def test_every_scheme_is_timed_against_fp32():
     result = _measure(False)
     assert set(result["median_step_ms"]) == {"fp32", "llsq", "nonuniform", "msq", "tables"}
+    half = 5e-4  # the medians and the ratios are rounded to 3 decimals
+    fp32 = result["median_step_ms"]["fp32"]
     for kind, ratio in result["qat_over_fp32"].items():
-        expected = result["median_step_ms"][kind] / result["median_step_ms"]["fp32"]
-        assert abs(ratio - expected) < 1e-2
+        qat = result["median_step_ms"][kind]  # the ratio of the unrounded medians, rounded:
+        low, high = (qat - half) / (fp32 + half), (qat + half) / (fp32 - half)
+        assert low - half <= ratio <= high + half
     assert set(result["mode"].values()) == {"eager"}
 
 

@@ -45,7 +45,7 @@ NONUNIFORM_STAGES = 4
 """Blocks of the gradual schedule: one per residual stage of a CIFAR ResNet-18 (methods.md §1)."""
 NONUNIFORM_BN_GAIN = "per_channel"
 """The codebook quantizes each layer's ``sign(γ/σ)·W`` and the BN gain ``|γ/σ|`` goes to the
-per-channel requantizer (``NonUniformOptions.bn_gain``, docs/nonuniform.md §2). Measured on
+per-channel requantizer (``NonUniformOptions.bn_gain``, docs/nonuniform.md §1). Measured on
 the cpu-long ResNet-20 (``benchmarks/results/cifar10_cpu_long_trials/``): ``nonuniform_W4A4``
 85.53 % against 85.47 % with one codebook of the folded weights (``"in_codebook"``); at 2-bit
 weights the folded codebook fell to chance at the BN freeze.
@@ -53,8 +53,8 @@ weights the folded codebook fell to chance at the BN freeze.
 Its requantizers multiply per channel anyway, so the rows give the non-uniform rows LLSQ's free
 scales (``scale_constraint = "free"``; the single-scale form needs ``"pow2"``): they then differ
 from the LLSQ rows of the same bits only in the inner layers' weight quantizer. Power-of-two
-activation scales cost 2-bit activations most: ``llsq_W2A2`` with them ended at TRIALPOW2 %
-against 66.90 % free, and ``nonuniform_W2A2`` at 65.67 % against TRIALFREE % free
+scales cost most at 2 bits: ``llsq_W2A2`` with them ended at 21.68 % against 66.90 % free, and
+``nonuniform_W2A2`` (activations and 8-bit layers) at 65.67 % against 69.50 % free
 (``benchmarks/results/cifar10_cpu_long_trials/``)."""
 NONUNIFORM_LATE_FREEZE_BITS = 2
 """Non-uniform rows with at most this many weight bits freeze BN after the gradual schedule has
