@@ -48,8 +48,8 @@ def test_recipe_steps_scale_with_the_qat_run():
 
 def test_only_the_2_bit_activation_rows_start_from_the_least_error_scales():
     """The measured dead start of 2-bit activations under the peak rule (docs/results.md) is the
-    one change, and 2-bit LLSQ weights take it too (``llsq_W2A8``: from the peak rule its
-    monitor images were at 8.30 % after the first epoch); the 4-bit start, where the least-error
+    one change, and 2-bit LLSQ weights take it too, for consistency with W2A2 (``llsq_W2A8``
+    collapsed from either start: not measured to help); the 4-bit start, where the least-error
     scales measured worse, keeps the authors' rule, and so do the non-uniform codebook's 2-bit
     weights under 8-bit activations (no LLSQ scale of 2 bits)."""
     inits = {r.name: r.recipe(100).scale_init for r in all_rows()}

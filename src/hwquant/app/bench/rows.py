@@ -46,9 +46,10 @@ NONUNIFORM_STAGES = 4
 NONUNIFORM_BN_GAIN = "per_channel"
 """The codebook quantizes each layer's ``sign(γ/σ)·W`` and the BN gain ``|γ/σ|`` goes to the
 per-channel requantizer (``NonUniformOptions.bn_gain``, docs/nonuniform.md §1). Measured on
-the cpu-long ResNet-20 (``benchmarks/results/cifar10_cpu_long_trials/``): ``nonuniform_W4A4``
-85.53 % against 85.47 % with one codebook of the folded weights (``"in_codebook"``); at 2-bit
-weights the folded codebook fell to chance at the BN freeze.
+the cpu-long ResNet-20 with power-of-two scales
+(``benchmarks/results/cifar10_cpu_long_trials/``): ``nonuniform_W4A4`` 85.53 % against 85.47 %
+with one codebook of the folded weights (``"in_codebook"``); at 2-bit weights the folded
+codebook fell to chance at the BN freeze.
 
 Its requantizers multiply per channel anyway, so the rows give the non-uniform rows LLSQ's free
 scales (``scale_constraint = "free"``; the single-scale form needs ``"pow2"``): they then differ
@@ -59,7 +60,8 @@ scales cost most at 2 bits: ``llsq_W2A2`` with them ended at 21.68 % against 66.
 NONUNIFORM_LATE_FREEZE_BITS = 2
 """Non-uniform rows with at most this many weight bits freeze BN after the gradual schedule has
 hard-quantized every block (:func:`_nonuniform_recipe`). Measured on the cpu-long ResNet-20
-with the per-channel gain (``benchmarks/results/cifar10_cpu_long_trials/``): ``W2A8`` at
+with the per-channel gain and power-of-two scales
+(``benchmarks/results/cifar10_cpu_long_trials/``): ``W2A8`` at
 85.69 % with the late freeze; frozen at the tier's 20 % it fell to chance in the first epoch,
 under the gradual schedule and with every layer hard from the first step alike.
 ``W4A4`` keeps the tier's freeze (85.53 %; 82.97 % with the late one)."""
@@ -75,8 +77,10 @@ the cpu-full checkpoint (``benchmarks/results/cifar10_qat_probes.json``): ``llsq
 100 QAT steps of 64 at 40.81 % with ``min_error``, 10.00 % (dead) with ``peak``; ``llsq_W4A4``
 right after calibration, before any step, at 72.26 % with ``min_error``, 77.44 % with ``peak``.
 W3A3 is not measured and keeps the authors' rule. With the activation scales held
-(:data:`ACT_SCALES`) no step can revive a dead start. The cpu-long ``nonuniform_W2A2`` row's
-collapse, from either start, was the BN fold's (:data:`NONUNIFORM_BN_GAIN`)."""
+(:data:`ACT_SCALES`) no step can revive a dead start. The cpu-long ``nonuniform_W2A2`` row
+with one codebook of the folded weights collapsed from either start; with the BN gain per
+channel (:data:`NONUNIFORM_BN_GAIN`) it trains from the least-error start. ``llsq_W2A8`` takes
+the least-error start for its 2-bit weights, as ``llsq_W2A2``; it collapsed from either start."""
 
 ACT_SCALES = "calibrated"
 """Every row with linear activation quantizers (all but ``tables``) sets its activation scales
