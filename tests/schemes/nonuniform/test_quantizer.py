@@ -270,21 +270,9 @@ def test_a_checkpoint_of_the_other_bn_gain_form_is_refused_naming_the_option():
 
 def four_conv_net() -> nn.Sequential:
     """:func:`three_conv_net` with an inner conv without BN ('6'): inner layers '3', '6', '8'."""
-    return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1),
-        nn.BatchNorm2d(4),
-        nn.ReLU(),
-        nn.Conv2d(4, 6, 3, padding=1, bias=False),
-        nn.BatchNorm2d(6),
-        nn.ReLU(),
-        nn.Conv2d(6, 6, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(6, 6, 3, padding=1, bias=False),
-        nn.BatchNorm2d(6),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(6 * 6 * 6, 5),
-    )
+    layers = list(three_conv_net())
+    layers[6:6] = [nn.Conv2d(6, 6, 3, padding=1), nn.ReLU()]
+    return nn.Sequential(*layers)
 
 
 def test_a_layer_without_bn_keeps_one_scale_under_the_per_channel_form():
