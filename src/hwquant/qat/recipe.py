@@ -155,7 +155,7 @@ class NonUniformOptions:
     all. "per_channel": the codebook quantizes ``sign(s)·W`` and ``|s|`` multiplies each output
     channel's scale, as LLSQ's folded scales do (the multipliers still see one codebook of B-bit
     integers; each requantizer needs a multiplier). At 2-bit weights on that ResNet-20 only
-    "per_channel" trains (docs/nonuniform.md §2)."""
+    "per_channel" trains (docs/nonuniform.md §1)."""
 
     def __post_init__(self) -> None:
         check_bits("grid_bits", self.grid_bits)

@@ -31,7 +31,7 @@ has weights ``w = s·W``, ``s_c = γ_c/σ_c`` per output channel (:mod:`hwquant.
   layer of the cpu-long CIFAR-10 ResNet-20, so a low-gain channel gets the layer's levels, up to
   10x its own weights; the codes depend on ``σ_run``, and when BN freezes the folded running
   statistics no longer describe the network the batch statistics normalised. At 2-bit weights
-  that ResNet-20 fell to chance at the freeze step (loss 0.28 → 6.06, docs/nonuniform.md §2).
+  that ResNet-20 fell to chance at the freeze step (loss 0.28 → 6.06, docs/nonuniform.md §1).
 * ``"per_channel"``: the codebook is bound to the layer's gain ``g = |s|`` (held constant, no
   gradient) and quantizes ``ŵ = w/g = sign(s)·W`` (its fit, noise and bins); the deployed
   weight is::
@@ -223,7 +223,8 @@ class NonUniformQuantizer(HostMirrored):
             self.advance("step")
         if stage == "float":  # not fitted yet: a float layer cannot fail on its codebook
             return w
-        gain, u = self._gain(w), self._unit(w)
+        gain = self._gain(w)
+        u = w if gain is None else w / gain
         cdf, thresholds = self._fit(u)
         if stage == "noisy":
             noisy = uniformized_noise(u, cdf, self.k)
