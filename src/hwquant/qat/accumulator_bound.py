@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from hwquant.core.errors import ConfigError, FileFormatError, HwquantError, check_finite
+from hwquant.core.errors import ConfigError, HwquantError, check_finite
 from hwquant.core.intmath import (
     ACC_MAX_BITS,
     ACC_MIN_BITS,
@@ -72,6 +72,7 @@ from hwquant.qat.llsq import (
     _LSQFakeQuant,
     llsq_scale_gradient,
 )
+from hwquant.qat.nn.bn_fold import FoldGain, load_fold_marker
 from hwquant.qat.ste import replace_forward
 
 if TYPE_CHECKING:
@@ -271,9 +272,6 @@ class AccumulatorBound:
 BiasCodes = Callable[[torch.Tensor], torch.Tensor | None]
 """``weight_scale -> bias codes``: the layer's integer bias at accumulator scale
 ``weight_scale·α_in`` (``weight_scale`` shaped ``[..., C_out]``), or None without a bias."""
-FoldGain = Callable[[], torch.Tensor]
-"""``() -> |s|``: per output channel, the magnitude of the BN multiplier ``s = γ/σ_run`` folded
-into the layer's weights (detached, ``[C_out]``), the factor its weight scale is relative to."""
 
 
 class BoundedLinearQuantizer(LinearQuantizer):
@@ -287,8 +285,9 @@ class BoundedLinearQuantizer(LinearQuantizer):
     LSQ's of the unprojected codes.) The layer binds itself with :meth:`bind_layer` (its input
     quantizer and :data:`BiasCodes`), done by ``prepare``.
 
-    **Scales relative to the BN fold** (bound with a :data:`FoldGain`; docs/llsq.md §5.2). A
-    layer with BN folded in quantizes ``s·W`` with ``s = γ/σ_run`` per channel. With an absolute
+    **Scales relative to the BN fold** (bound with a :data:`~hwquant.qat.nn.bn_fold.FoldGain`;
+    docs/llsq.md §5.2). A layer with BN folded in quantizes ``s·W`` with ``s = γ/σ_run`` per
+    channel. With an absolute
     scale ``α``, the codes ``project(clamp(s·W/α))`` depend on ``s``; before the BN freeze the
     layer normalises ``z = op(x, Q(s·W))/s`` with ``z``'s batch statistics, so where the
     projection thresholds, ``z`` shrinks, ``σ_run`` follows it, ``s`` grows and ``s·W/α`` must
@@ -343,25 +342,30 @@ class BoundedLinearQuantizer(LinearQuantizer):
         state dict without this layer's scale (a partial load, ``strict=False``) is not
         checked. A checkpoint with no ``relative_scale`` (written before the marker existed)
         is taken as absolute: it loads into an absolute layer only."""
-        key = prefix + "relative_scale"
-        if prefix + "scale" in state_dict:
-            stored = bool(state_dict[key]) if key in state_dict else False
-            if stored != self.relative:
-                kinds = {True: "relative to the BN fold (a, α = |s|·a)", False: "absolute (α)"}
-                layer = prefix.removesuffix(".").removesuffix(".weight_quant") or "the layer"
-                kind = (
-                    f"as {kinds[stored]}"
-                    if key in state_dict
-                    else "with no relative_scale marker, so its kind is not recorded (taken as "
-                    "absolute)"
-                )
-                raise FileFormatError(
-                    f"layer '{layer}': the checkpoint stores its accumulator-bounded weight "
-                    f"scale {kind}; this model's is {kinds[self.relative]} (docs/llsq.md "
-                    "§5.2). Fix: train the model again from its float or FP32 checkpoint "
-                    "instead of resuming this one."
-                )
-        state_dict.setdefault(key, self.relative_scale.clone())
+        kinds = {True: "relative to the BN fold (a, α = |s|·a)", False: "absolute (α)"}
+
+        def refusal(layer: str, stored: bool, has_marker: bool) -> str:
+            kind = (
+                f"as {kinds[stored]}"
+                if has_marker
+                else "with no relative_scale marker, so its kind is not recorded (taken as "
+                "absolute)"
+            )
+            return (
+                f"layer '{layer}': the checkpoint stores its accumulator-bounded weight "
+                f"scale {kind}; this model's is {kinds[self.relative]} (docs/llsq.md "
+                "§5.2). Fix: train the model again from its float or FP32 checkpoint "
+                "instead of resuming this one."
+            )
+
+        load_fold_marker(
+            state_dict,
+            prefix,
+            marker="relative_scale",
+            checked="scale",
+            bound=self.relative,
+            refusal=refusal,
+        )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property

@@ -15,8 +15,16 @@ corrected to batch statistics (Jacob et al. 2018, fig. C.8), see
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
+
+from hwquant.core.errors import FileFormatError
+
+FoldGain = Callable[[], torch.Tensor]
+"""``() -> |s|``: per output channel, the magnitude of the BN multiplier ``s = γ/σ_run`` folded
+into a layer's weights (detached, ``[C_out]``), which a weight quantizer may be bound to."""
 
 
 def bn_multiplier(bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
@@ -60,3 +68,30 @@ def identity_layer(bn: nn.BatchNorm1d | nn.BatchNorm2d) -> nn.Conv2d | nn.Linear
             layer.weight.copy_(torch.eye(channels))
     layer.weight.requires_grad_(False)
     return layer
+
+
+def load_fold_marker(
+    state_dict: dict,
+    prefix: str,
+    *,
+    marker: str,
+    checked: str,
+    bound: bool,
+    refusal: Callable[[str, bool, bool], str],
+) -> None:
+    """Check a weight quantizer's stored fold-gain marker before its state dict loads.
+
+    A quantizer bound to a :data:`FoldGain` stores its parameters in another form than an
+    unbound one, and records which in the boolean buffer ``marker``. A checkpoint whose marker
+    differs from ``bound`` is refused (``FileFormatError`` with ``refusal(layer, stored,
+    has_marker)``); one without the marker was written before it existed and is taken as
+    unbound. A state dict without ``checked`` (a partial load) is not checked. The marker itself
+    is never taken from the checkpoint: it is set to ``bound``, so it follows the model.
+    """
+    key = prefix + marker
+    if prefix + checked in state_dict:
+        stored = bool(state_dict[key]) if key in state_dict else False
+        if stored != bound:
+            layer = prefix.removesuffix(".").removesuffix(".weight_quant") or "the layer"
+            raise FileFormatError(refusal(layer, stored, key in state_dict))
+    state_dict[key] = torch.tensor(bound)

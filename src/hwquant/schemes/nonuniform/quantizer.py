@@ -50,7 +50,6 @@ other form is refused on load.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,10 +57,10 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from hwquant.core.errors import ConfigError, FileFormatError
+from hwquant.core.errors import ConfigError
 from hwquant.ir.intmodel import CodebookEncoding
 from hwquant.qat.host_mirror import HostMirrored
-from hwquant.qat.nn.bn_fold import fold_bn
+from hwquant.qat.nn.bn_fold import FoldGain, fold_bn, load_fold_marker
 from hwquant.qat.recipe import Recipe, check_bits
 from hwquant.schemes.nonuniform.gradual import Stage, schedule_blocks, stage_at
 from hwquant.schemes.nonuniform.integer_grid import check_codebook_fits, snap_levels
@@ -147,7 +146,7 @@ class NonUniformQuantizer(HostMirrored):
             f"block={self.block}, steps_per_stage={self.steps_per_stage}{gain}"
         )
 
-    def bind_fold_gain(self, fold_gain: Callable[[], torch.Tensor] | None) -> None:
+    def bind_fold_gain(self, fold_gain: FoldGain | None) -> None:
         """Quantize ``w/g`` with ``g = fold_gain()`` (``|γ/σ_run|`` per output channel, at
         least 1e-12, detached) and scale the levels by ``g`` (module docstring); None: quantize
         ``w`` itself."""
@@ -162,21 +161,26 @@ class NonUniformQuantizer(HostMirrored):
         load) is not checked; one without the marker was written before it existed, when the
         codebook always quantized the folded weights. The marker itself is never loaded: it
         follows this model's binding."""
-        key = prefix + "gain_per_channel"
-        if prefix + "step" in state_dict:
-            stored = bool(state_dict[key]) if key in state_dict else False
-            if stored != (self._fold_gain is not None):
-                forms = {True: '"per_channel"', False: '"in_codebook"'}
-                layer = prefix.removesuffix(".").removesuffix(".weight_quant") or "the layer"
-                raise FileFormatError(
-                    f"layer '{layer}': the checkpoint was trained with recipe.nonuniform.bn_gain"
-                    f" = {forms[stored]}"
-                    + ("" if key in state_dict else " (it has no gain_per_channel marker)")
-                    + f", this model is prepared with {forms[not stored]}. Fix: set "
-                    f"recipe.nonuniform.bn_gain = {forms[stored]} to load it, or train again "
-                    "from the float checkpoint."
-                )
-        state_dict[key] = self.gain_per_channel.clone()
+        forms = {True: '"per_channel"', False: '"in_codebook"'}
+
+        def refusal(layer: str, stored: bool, has_marker: bool) -> str:
+            return (
+                f"layer '{layer}': the checkpoint was trained with recipe.nonuniform.bn_gain"
+                f" = {forms[stored]}"
+                + ("" if has_marker else " (it has no gain_per_channel marker)")
+                + f", this model is prepared with {forms[not stored]}. Fix: set "
+                f"recipe.nonuniform.bn_gain = {forms[stored]} to load it, or train again from "
+                "the float checkpoint."
+            )
+
+        load_fold_marker(
+            state_dict,
+            prefix,
+            marker="gain_per_channel",
+            checked="step",
+            bound=self._fold_gain is not None,
+            refusal=refusal,
+        )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _gain(self, w: torch.Tensor) -> torch.Tensor | None:
