@@ -13,6 +13,7 @@ from hwquant.app.bench.rows import (
     TIER_ROWS,
     RowSpec,
     all_rows,
+    late_bn_freeze_step,
     select_rows,
 )
 from hwquant.app.bench.tiers import CPU_FULL, TIERS
@@ -44,6 +45,15 @@ def test_recipe_steps_scale_with_the_qat_run():
     tables = RowSpec("tables", 320).recipe(200).tables
     assert tables.act_entries * tables.weight_entries == tables.max_entries == 320
     assert tables.act_start == 40
+
+
+def test_every_row_with_2_bit_weights_freezes_bn_late_and_the_others_at_the_tiers_fraction():
+    """One BN-freeze rule for every kind (rows.LATE_FREEZE_WEIGHT_BITS): the measured collapse
+    of 2-bit weights under 8-bit activations at the early freeze, LLSQ and non-uniform alike."""
+    freezes = {r.name: r.recipe(585).bn_freeze_step for r in all_rows()}
+    late = {name for name, step in freezes.items() if step == late_bn_freeze_step(585) == 526}
+    assert late == {"llsq_W2A2", "llsq_W2A8", "nonuniform_W2A2", "nonuniform_W2A8"}
+    assert {freezes[name] for name in set(freezes) - late} == {bn_freeze_step_for(585)}
 
 
 def test_only_the_2_bit_activation_rows_start_from_the_least_error_scales():

@@ -57,14 +57,29 @@ from the LLSQ rows of the same bits only in the inner layers' weight quantizer. 
 scales cost most at 2 bits: ``llsq_W2A2`` with them ended at 21.68 % against 66.90 % free, and
 ``nonuniform_W2A2`` (activations and 8-bit layers) at 65.67 % against 69.50 % free
 (``benchmarks/results/cifar10_cpu_long_trials/``)."""
-NONUNIFORM_LATE_FREEZE_BITS = 2
-"""Non-uniform rows with at most this many weight bits freeze BN after the gradual schedule has
-hard-quantized every block (:func:`_nonuniform_recipe`). Measured on the cpu-long ResNet-20
-with the per-channel gain and power-of-two scales
-(``benchmarks/results/cifar10_cpu_long_trials/``): ``W2A8`` at
-85.69 % with the late freeze; frozen at the tier's 20 % it fell to chance in the first epoch,
-under the gradual schedule and with every layer hard from the first step alike.
-``W4A4`` keeps the tier's freeze (85.53 %; 82.97 % with the late one)."""
+LATE_FREEZE_WEIGHT_BITS = 2
+"""Rows with at most this many weight bits (LLSQ and non-uniform alike) freeze BN late, halfway
+through the last of ``NONUNIFORM_STAGES + 1`` equal parts of the run (:func:`late_bn_freeze_step`:
+step 526 of 585), when the non-uniform gradual schedule has hard-quantized every block; the
+others freeze at the tier's fraction (:func:`hwquant.qat.recipe.bn_freeze_step_for`: step 117
+of 585). Measured on the cpu-long ResNet-20, one seed each
+(``benchmarks/results/cifar10_cpu_long_trials/`` and the rows of
+``benchmarks/results/cifar10_cpu_long/``; the non-uniform figures with the per-channel gain and
+power-of-two scales):
+
+===================  ====================  ===================
+row                  BN frozen at 117      BN frozen at 526
+===================  ====================  ===================
+``llsq_W2A8``        10.00 % (collapsed)   86.81 %
+``nonuniform_W2A8``  chance by epoch 1     85.69 %
+``llsq_W2A2``        66.90 %               66.80 %
+``llsq_W4A4``        86.45 %               84.09 %
+``nonuniform_W4A4``  85.53 %               82.97 %
+===================  ====================  ===================
+
+With 2-bit weights under 8-bit activations the early freeze is fatal for both weight quantizers;
+at W2A2 it makes no difference; at 4 bits the late freeze costs 2.4-2.6 points, so those rows
+keep the tier's freeze."""
 MSQ_FREEZE_FRACTION = 0.5
 TABLE_ACT_START_FRACTION = 0.2
 REFRESH_FRACTION = 0.1
@@ -149,8 +164,25 @@ def _linear(
         "input_bits": 8,
         "scale_init": "min_error" if linear_bits <= MIN_ERROR_INIT_BITS else "peak",
         "act_scales": ACT_SCALES,
-        "bn_freeze_step": bn_freeze_step_for(qat_steps),
+        "bn_freeze_step": (
+            late_bn_freeze_step(qat_steps)
+            if row.size <= LATE_FREEZE_WEIGHT_BITS
+            else bn_freeze_step_for(qat_steps)
+        ),
     }
+
+
+def late_bn_freeze_step(qat_steps: int) -> int:
+    """The BN freeze of a row with at most :data:`LATE_FREEZE_WEIGHT_BITS` weight bits: with
+    ``T = qat_steps // (NONUNIFORM_STAGES + 1)`` the non-uniform gradual schedule's stage,
+    step ``NONUNIFORM_STAGES·T + T // 2``, halfway through the final fine-tune that follows the
+    noisy stages.
+
+    >>> late_bn_freeze_step(585)
+    526
+    """
+    stage = qat_steps // (NONUNIFORM_STAGES + 1)
+    return NONUNIFORM_STAGES * stage + stage // 2
 
 
 def _llsq_recipe(row: RowSpec, qat_steps: int) -> hwquant.Recipe:
@@ -159,16 +191,13 @@ def _llsq_recipe(row: RowSpec, qat_steps: int) -> hwquant.Recipe:
 
 def _nonuniform_recipe(row: RowSpec, qat_steps: int) -> hwquant.Recipe:
     """UNIQ's gradual schedule in :data:`NONUNIFORM_STAGES` noisy stages of ``T`` steps and a
-    final fine-tune of ``T`` (``T = qat_steps // (stages + 1)``); rows with at most
-    :data:`NONUNIFORM_LATE_FREEZE_BITS` weight bits freeze BN halfway through the fine-tune,
-    once every block is hard-quantized, the others at the tier's fraction."""
+    final fine-tune of ``T`` (``T = qat_steps // (stages + 1)``); BN freezes as in every row
+    (:data:`LATE_FREEZE_WEIGHT_BITS`)."""
     stage = qat_steps // (NONUNIFORM_STAGES + 1)
     options = NonUniformOptions(
         stages=NONUNIFORM_STAGES, steps_per_stage=stage, bn_gain=NONUNIFORM_BN_GAIN
     )
     fields = _linear(row, qat_steps, linear_weights=False)
-    if row.size <= NONUNIFORM_LATE_FREEZE_BITS:
-        fields["bn_freeze_step"] = NONUNIFORM_STAGES * stage + stage // 2
     return hwquant.Recipe(scheme="nonuniform", nonuniform=options, **fields)
 
 
