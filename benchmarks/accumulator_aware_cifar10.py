@@ -3,12 +3,14 @@
 Every row starts from issue 19's committed FP32 checkpoint of ``--tier`` (cpu-long, the
 default: ``benchmarks/results/cifar10_cpu_long/fp32/resnet20.ckpt``; or cpu-full), its sha256
 checked against the record beside it, and QAT-trains exactly like that tier's ``llsq_W4A4`` row
-of ``hwquant bench reproduce`` (the tier's data, schedule, epochs and the row's recipe: 4-bit
-weights and activations, 8-bit first and last layers, 8-bit signed input), with
-``accumulator_bits = P`` and ``accumulator_digit_planes = true`` added: every partial sum of
-every weight layer, first and last included, and every 4-bit digit plane, fits P signed bits for
-any input in range (docs/llsq.md §5). At P = 32 the rule does not bind on this model, so that
-row is the unconstrained one.
+of ``hwquant bench reproduce`` (the tier's data, schedule, epochs and the row's recipe: 8-bit
+first and last layers, 8-bit signed input), at ``--bits`` weight and activation bits (4: the
+row's own; 8: the same recipe at W8A8), with ``accumulator_bits = P`` and
+``accumulator_digit_planes = true`` added: every partial sum of every weight layer, first and
+last included, and every 4-bit digit plane, fits P signed bits for any input in range
+(docs/llsq.md §5). At P = 32 the rule does not bind on this model, so that row is the
+unconstrained one. A P too small for one weight of ±1 in some layer is recorded as refused, with
+the error that names the layer and the smallest P.
 
 Each row is lowered and compared, image by image over the 10,000 test images, with the integer
 engine whose accumulators ``lower`` makes P bits wide under ``overflow="raise"`` (an overflow
@@ -23,6 +25,7 @@ resumes; a stored row whose recipe is not the one its P has now is refused, not 
 
     python -m benchmarks.accumulator_aware_cifar10 --acc-bits 16,14,12,32  # ~12 min a row, 1 core
     python -m benchmarks.accumulator_aware_cifar10 --acc-bits 20,10         # more rows, same file
+    python -m benchmarks.accumulator_aware_cifar10 --bits 8 --acc-bits 32,20,16,14,12,10
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from hwquant.app.bench.reproduce import (
 from hwquant.app.bench.rows import RowSpec
 from hwquant.app.bench.tiers import get_tier
 from hwquant.core.checkpoint import load_checkpoint
+from hwquant.core.errors import ConfigError
 from hwquant.core.provenance import file_sha256
 from hwquant.qat.recipe import changed_fields
 
@@ -66,11 +70,27 @@ OUTPUTS = {
     "cpu-full": RESULTS_DIR / f"{NAME}.json",
     "cpu-long": RESULTS_DIR / f"{NAME}_cpu_long.json",
 }
-"""The published result file of each tier (the cpu-full one holds the rows of sessions 6-9)."""
+"""The published W4A4 result file of each tier (the cpu-full one holds the rows of sessions
+6-9); the curve at other bits has its own, :func:`default_output`."""
 MODEL = "resnet20"
 BASE_ROW = RowSpec("llsq", 4)
 """The tier's row every point of the curve trains like (W4A4, 8-bit first and last layers)."""
 ACC_BITS = (32, 20, 16, 14, 12, 10)
+BITS = (4, 8)
+"""Weight and activation bits of the curves (``--bits``)."""
+
+
+def default_output(tier: str, bits: int) -> Path:
+    """The published result file of ``tier``'s curve at ``bits``: :data:`OUTPUTS` at 4 bits,
+    ``<name>_<tier>_w<bits>a<bits>.json`` otherwise (one curve a file, so that the two curves
+    run as two processes).
+
+    >>> default_output("cpu-long", 8).name
+    'accumulator_aware_cifar10_cpu_long_w8a8.json'
+    """
+    if bits == BASE_ROW.size:
+        return OUTPUTS[tier]
+    return RESULTS_DIR / f"{NAME}_{tier.replace('-', '_')}_w{bits}a{bits}.json"
 
 
 def tier_dir(tier: str) -> Path:
@@ -85,6 +105,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="16,14,12,32",
         help="comma-separated accumulator widths P to run, in this order (from "
         f"{', '.join(map(str, ACC_BITS))})",
+    )
+    p.add_argument(
+        "--bits",
+        type=int,
+        choices=BITS,
+        default=BITS[0],
+        help="weight and activation bits of the inner layers (the recipe is the tier's "
+        "llsq_W4A4 row's at these bits)",
     )
     p.add_argument("--tier", choices=TIERS, default=TIERS[0], help="FP32 start and schedule")
     p.add_argument("--four-bit-examples", type=int, default=1000)
@@ -101,9 +129,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="smoke run: 512 training images, one QAT epoch (give another --out)",
     )
     args = p.parse_args(argv)
-    if args.quick and args.out in (None, *OUTPUTS.values()):
+    published = {default_output(tier, bits) for tier in TIERS for bits in BITS}
+    if args.quick and (args.out is None or args.out in published):
         p.error("--quick writes a smoke result: give it another --out")
-    args.out = args.out or OUTPUTS[args.tier]
+    args.out = args.out or default_output(args.tier, args.bits)
     try:
         args.acc_bits = [int(b) for b in args.acc_bits.split(",")]
     except ValueError:
@@ -114,20 +143,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def recipe_at(acc_bits: int, qat_steps: int) -> hwquant.Recipe:
-    """The ``llsq_W4A4`` row's recipe with every layer's accumulator bounded to ``acc_bits``."""
+def recipe_at(acc_bits: int, qat_steps: int, bits: int = BASE_ROW.size) -> hwquant.Recipe:
+    """The ``llsq_W4A4`` row's recipe at ``bits`` weight and activation bits, with every
+    layer's accumulator bounded to ``acc_bits``."""
     return dataclasses.replace(
-        BASE_ROW.recipe(qat_steps), accumulator_bits=acc_bits, accumulator_digit_planes=True
+        BASE_ROW.recipe(qat_steps),
+        weight_bits=bits,
+        act_bits=bits,
+        accumulator_bits=acc_bits,
+        accumulator_digit_planes=True,
     )
 
 
-def check_stored_row(name: str, stored: dict[str, Any], qat_steps: int) -> None:
-    """Refuse to skip the stored row ``name`` when its recipe is not the one its P has now.
+def row_name(bits: int, acc_bits: int) -> str:
+    """``W4A4_P16``, ``W8A8_P10``, ..."""
+    return f"W{bits}A{bits}_P{acc_bits}"
+
+
+def check_stored_row(
+    name: str, stored: dict[str, Any], qat_steps: int, bits: int = BASE_ROW.size
+) -> None:
+    """Refuse to skip the stored row ``name`` when its recipe is not the one its P has now at
+    ``bits`` (the curve's: a row of other bits differs in ``weight_bits``).
 
     Raises:
         SystemExit: names the row and every recipe field that differs.
     """
-    differ = changed_fields(stored["recipe"], recipe_at(int(stored["acc_bits"]), qat_steps))
+    differ = changed_fields(stored["recipe"], recipe_at(int(stored["acc_bits"]), qat_steps, bits))
     if differ:
         raise SystemExit(
             f"the stored row {name} was trained with another recipe than it has now (fields "
@@ -153,33 +195,46 @@ def fp32_state(tier: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def run_row(
     acc_bits: int,
+    bits: int,
     state: dict[str, torch.Tensor],
     data: Any,
     options: Options,
     four_bit_examples: int,
 ) -> dict[str, Any]:
-    """QAT-train, lower and check one point of the curve."""
+    """QAT-train, lower and check one point of the curve; a P that ``prepare`` refuses (too
+    small for one weight of ±1 in some layer) is recorded as refused, with its error."""
     start = time.perf_counter()
     config = _train_config(options, False)
-    recipe = recipe_at(acc_bits, config.epochs * len(data.qat_train))
+    recipe = recipe_at(acc_bits, config.epochs * len(data.qat_train), bits)
     model = _build(MODEL, options)
     model.load_state_dict(state)
-    qat = hwquant.prepare(model.train(), recipe)
+    name = row_name(bits, acc_bits)
+    try:
+        qat = hwquant.prepare(model.train(), recipe)
+    except ConfigError as error:
+        print(f"[{name}] refused: {error}", file=sys.stderr)
+        return {
+            "acc_bits": acc_bits,
+            "recipe": recipe.to_dict(),
+            "status": "refused",
+            "error": str(error),
+        }
     qat = qat.to(memory_format=_memory_format(options.tier))
-    work = options.out / f"P{acc_bits}"
-    print(f"[P={acc_bits}] QAT {config.epochs} epochs", file=sys.stderr)
+    work = options.out / name
+    print(f"[{name}] QAT {config.epochs} epochs", file=sys.stderr)
     training = _fit(qat, config, data.qat_train, data, work, options, resume=False)
     qat.eval()
     int_model = hwquant.lower(qat, next(data.test.iter_from(0))[0][:8])
     evaluation = compare(qat, int_model, data.test.iter_from(0))
     print(
-        f"[P={acc_bits}] fake-quant {evaluation['fake_quant_acc']:.4f} engine "
+        f"[{name}] fake-quant {evaluation['fake_quant_acc']:.4f} engine "
         f"{evaluation['engine_acc']:.4f} exact {evaluation['exact']}",
         file=sys.stderr,
     )
     return {
         "acc_bits": acc_bits,
         "recipe": recipe.to_dict(),
+        "status": "done",
         "engine_policies": sorted({n.overflow for n in int_model.weight_nodes()}),
         "engine_acc_bits": sorted({n.acc_bits for n in int_model.weight_nodes()}),
         **evaluation,
@@ -191,14 +246,18 @@ def run_row(
 
 
 def summary(rows: dict[str, Any], fp32_acc: float) -> dict[str, Any]:
-    """Engine accuracy by P, the loss from FP32 and from the P = 32 row."""
-    curve = {int(r["acc_bits"]): r["engine_acc"] for r in rows.values()}
+    """Engine accuracy by P, the loss from FP32 and from the P = 32 row; the refused P's."""
+    done = [r for r in rows.values() if r.get("status", "done") == "done"]
+    curve = {int(r["acc_bits"]): r["engine_acc"] for r in done}
     curve = dict(sorted(curve.items(), reverse=True))
     out: dict[str, Any] = {
         "engine_acc_by_acc_bits": curve,
         "loss_from_fp32_points": {p: round(100 * (fp32_acc - a), 2) for p, a in curve.items()},
-        "all_exact": all(r["exact"] for r in rows.values()),
+        "all_exact": all(r["exact"] for r in done),
     }
+    refused = [r for r in rows.values() if r.get("status") == "refused"]
+    if refused:
+        out["refused"] = {int(r["acc_bits"]): r["error"] for r in refused}
     if 32 in curve:
         out["loss_from_unconstrained_points"] = {
             p: round(100 * (curve[32] - a), 2) for p, a in curve.items()
@@ -230,14 +289,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "tier": dataclasses.asdict(tier),
         "model": MODEL,
         "base_row": BASE_ROW.name,
+        "bits": args.bits,
         "fp32_checkpoint": str(fp32_path.relative_to(RESULTS_DIR.parent.parent)),
         "fp32_checkpoint_sha256": fp32_record["checkpoint_sha256"],
         "four_bit_examples": args.four_bit_examples,
         "threads": args.threads,
         "notes": [
             f"Each row is the {args.tier} llsq_W4A4 row (same FP32 weights, data, QAT epochs, "
-            "optimizer, schedule, recipe: 8-bit first and last layers) with "
-            "accumulator_bits=P and accumulator_digit_planes=true on every weight layer.",
+            "optimizer, schedule, recipe: 8-bit first and last layers) at "
+            f"W{args.bits}A{args.bits}, with accumulator_bits=P and "
+            "accumulator_digit_planes=true on every weight layer.",
             "engine_acc: the integer engine over the 10,000 test images with every accumulator "
             "P bits wide under overflow='raise'; images_with_unequal_outputs compares its "
             "output integers with the fake-quant model's, image by image.",
@@ -255,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         commands = old["config"].get("commands", [old["command"]])
     config["commands"] = [*commands, command]
     unconstrained = tier_dir(args.tier) / "rows" / MODEL / f"{BASE_ROW.name}.json"
-    if unconstrained.exists():
+    if unconstrained.exists() and args.bits == BASE_ROW.size:
         row = json.loads(unconstrained.read_text())
         results[f"{args.tier.replace('-', '_')}_{BASE_ROW.name}"] = {
             k: row[k] for k in ("engine_acc", "fake_quant_acc", "exact", "command")
@@ -263,13 +324,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     data = _load(options)
     qat_steps = tier.epochs_qat * len(data.qat_train)
     for name, row in results["rows"].items():
-        check_stored_row(name, row, qat_steps)
+        check_stored_row(name, row, qat_steps, args.bits)
     for acc_bits in args.acc_bits:
-        name = f"W4A4_P{acc_bits}"
+        name = row_name(args.bits, acc_bits)
         if name in results["rows"]:
-            print(f"[P={acc_bits}] in {args.out} already: skipped", file=sys.stderr)
+            print(f"[{name}] in {args.out} already: skipped", file=sys.stderr)
             continue
-        results["rows"][name] = run_row(acc_bits, state, data, options, args.four_bit_examples)
+        results["rows"][name] = run_row(
+            acc_bits, args.bits, state, data, options, args.four_bit_examples
+        )
         results["summary"] = summary(results["rows"], fp32_record["test_acc"])
         recorder.save(config, results)
     results["summary"] = summary(results["rows"], fp32_record["test_acc"])

@@ -40,6 +40,38 @@ def test_cifar10_rows_are_the_cpu_full_row_with_a_bound():
         cifar.parse_args(["--quick", "--out", str(cifar.OUTPUTS["cpu-full"])])
     assert cifar.parse_args([]).out == cifar.OUTPUTS["cpu-long"]
     assert cifar.parse_args(["--tier", "cpu-full"]).out == cifar.OUTPUTS["cpu-full"]
+    eight = cifar.parse_args(["--bits", "8"]).out
+    assert eight == cifar.default_output("cpu-long", 8) != cifar.OUTPUTS["cpu-long"]
+    with pytest.raises(SystemExit):
+        cifar.parse_args(["--quick", "--bits", "8", "--out", str(eight)])
+    with pytest.raises(SystemExit):
+        cifar.parse_args(["--bits", "6"])
+
+
+def test_cifar10_w8a8_rows_are_the_same_recipe_at_8_bits():
+    """The W8A8 curve changes the inner layers' bits and nothing else; its rows are not
+    accepted into the W4A4 curve, nor the W4A4 rows into it."""
+    w8 = cifar.recipe_at(16, 585, bits=8)
+    assert (w8.weight_bits, w8.act_bits) == (8, 8)
+    assert dataclasses.replace(w8, weight_bits=4, act_bits=4) == cifar.recipe_at(16, 585)
+    assert cifar.row_name(8, 10) == "W8A8_P10"
+    stored = {"acc_bits": 16, "recipe": w8.to_dict()}
+    cifar.check_stored_row("W8A8_P16", stored, 585, bits=8)
+    with pytest.raises(SystemExit, match=r"W8A8_P16.*act_bits, weight_bits"):
+        cifar.check_stored_row("W8A8_P16", stored, 585)
+
+
+def test_cifar10_summary_keeps_refused_widths_apart_from_the_curve():
+    rows = {
+        "W8A8_P32": {"acc_bits": 32, "engine_acc": 0.87, "exact": True, "status": "done"},
+        "W4A4_P16": {"acc_bits": 16, "engine_acc": 0.86, "exact": True},  # stored before status
+        "W8A8_P8": {"acc_bits": 8, "status": "refused", "error": "layer 'stem': use 9"},
+    }
+    out = cifar.summary(rows, 0.88)
+    assert out["engine_acc_by_acc_bits"] == {32: 0.87, 16: 0.86}
+    assert out["loss_from_fp32_points"] == {32: 1.0, 16: 2.0}
+    assert out["loss_from_unconstrained_points"] == {32: 0.0, 16: 1.0}
+    assert out["refused"] == {8: "layer 'stem': use 9"} and out["all_exact"]
 
 
 def test_a_stored_cifar10_row_of_another_recipe_is_refused_not_skipped():
