@@ -392,18 +392,48 @@ def test_engine_bounds_each_digit_plane():
     assert int(wrapped.output) == -30 and wrapped.stats["fc"].overflows == 2
 
 
-def test_a_bias_beyond_the_accumulator_names_the_accumulator_fix():
-    """A bounded layer keeps its bias to P bits (bias_bits = min(bias_bits, P)); a float bias
-    that needs more at the layer's scale is refused, naming the accumulator, not bias_bits
-    (which cannot widen past P)."""
+def test_a_bias_beyond_the_accumulator_is_clipped_to_it_in_training_and_deployment():
+    """A bounded layer's bias lives in its P-bit accumulator (bias_bits = min(bias_bits, P)):
+    the layer's function clips it there, in the training forward (zero gradient beyond) and in
+    the integer form alike, so a bias that has grown past P bits still lowers, exactly, with
+    every sum inside P bits (a W8A8 ResNet-20 at P = 10 grew one to 716 units of a 10-bit
+    accumulator in its first epoch; before, the trainer's first evaluation refused it)."""
     model, x = _demo_mlp()
     recipe = Recipe(weight_bits=4, act_bits=4, accumulator_bits=16, bn_freeze_step=1)
     qat = trained_qat_model(model, recipe, x, steps=1)
     layer = qat.get_submodule(hwquant.lower(qat, x).weight_nodes()[-1].name)
-    assert layer.bias_bits == 16
+    assert layer.bias_bits == 16 and layer.bias_clipped
+    with torch.no_grad():
+        layer.bias[:3] = torch.tensor([1e6, -1e6, 0.0])
+    lo, hi = qrange(16, True)
+    biased = layer.bias.detach().clone().requires_grad_()
+    clipped = layer._quant_bias(biased)
+    scale = clipped[0] / hi
+    assert torch.equal(
+        torch.round(clipped[:2] / scale), torch.tensor([hi, lo], dtype=clipped.dtype)
+    )
+    clipped.sum().backward()
+    assert biased.grad[:2].tolist() == [0.0, 0.0] and float(biased.grad[2]) == 1.0
+    int_model = hwquant.lower(qat, x)
+    node = int_model.weight_nodes()[-1]
+    assert (int(node.bias[0]), int(node.bias[1])) == (hi, lo)
+    assert node.proved_bits() <= 16
+    report = hwquant.verify(qat, int_model, x * 4)
+    assert report.exact, str(report)
+    adversarial_run(node)  # raises on an overflow
+
+
+def test_a_bias_narrower_than_the_accumulator_is_refused_not_clipped():
+    """``Recipe.bias_bits`` below P is the user's width: a bias beyond it is refused, naming
+    bias_bits, as in an unbounded layer, never clipped."""
+    model, x = _demo_mlp()
+    recipe = Recipe(weight_bits=4, act_bits=4, accumulator_bits=16, bias_bits=15, bn_freeze_step=1)
+    qat = trained_qat_model(model, recipe, x, steps=1)
+    layer = qat.get_submodule(hwquant.lower(qat, x).weight_nodes()[-1].name)
+    assert layer.bias_bits == 15 and not layer.bias_clipped
     with torch.no_grad():
         layer.bias.fill_(1e6)
-    with pytest.raises(ConfigError, match=r"16-bit accumulator.*layer_accumulator_bits = \{'7' = "):
+    with pytest.raises(ConfigError, match=r"15-bit bias range.*accumulator_bits\), so give"):
         hwquant.lower(qat, x)
 
 

@@ -32,8 +32,9 @@ the bias does (the layer clamps its bias to ``P`` bits), so the bisection always
 this projection's output (training, eval and ``integer_params`` all call
 :meth:`BoundedLinearQuantizer.code_rule`), and the bias it budgets is the layer's
 ``bias_codes`` at the same weight scale, the integer bias ``lower`` stores (clamped to
-``bias_bits ≤ P``; a float bias beyond P bits at that scale is refused by ``lower`` with the
-layer's name, never clipped silently). Every consumer checks that interval and no other: the
+``bias_bits ≤ P``; where that is P, the layer's training forward clips the bias there too,
+:meth:`hwquant.qat.nn.weight_layer.QuantWeightLayer._quant_bias`, so the trained function is the
+deployed one). Every consumer checks that interval and no other: the
 engine's accumulator holds ``Σ q·x + b`` and nothing else (the requantizer's rounding term
 ``2^(s−1)`` is added to ``acc·M`` in the requantizer's wider register, in the engine, the RTL
 and the exports alike), so ``proved_bits() ≤ P`` on every bounded layer, with the bias at

@@ -5,8 +5,9 @@ Training forward (methods.md §4; Jacob et al. 2018 §3.2 for the BN fold)::
     s   = γ / σ_run                       W' = s · W        (BN folded, running σ)
     y   = op(x_q, Q_w(W'))                                  (x_q arrives fake-quantized)
     before the freeze:  y ← y · σ_run/σ_B + (β − γ μ_B/σ_B)  (batch statistics, taken from y/s)
-    after the freeze:   y ← y + Q_b(b')    with Q_b at scale α_w·α_in (rounded, never clipped;
-                                           a bias beyond ``bias_bits`` fails in the integer form)
+    after the freeze:   y ← y + Q_b(b')    with Q_b at scale α_w·α_in (rounded; never clipped,
+                                           a bias beyond ``bias_bits`` fails in the integer
+                                           form, but in a P-bit accumulator clipped to P bits)
     out = Q_out(act(y))
 
 Integer form (eval mode and :func:`hwquant.lower`)::
@@ -121,15 +122,33 @@ class QuantWeightLayer(HostMirrored, QuantModule):
             self.set_host("bn_freeze_at", self.host("bn_step"))
 
     def _quant_bias(self, bias: torch.Tensor) -> torch.Tensor:
-        """Fake-quantize the bias at accumulator scale α_w·α_in (straight-through).
+        """Fake-quantize the bias at accumulator scale α_w·α_in (straight-through rounding).
 
-        The codes are rounded, never clipped to ``bias_bits``: a clipped bias would train
-        another function than the one written. A bias that does not fit ``bias_bits`` is an
-        error, with the width that fits, wherever the integer form is made (the eval forward,
-        hence the trainer's evaluation after the first epoch, and ``lower``).
+        In an unbounded layer the codes are rounded, never clipped to ``bias_bits``: a clipped
+        bias would train another function than the one written, so a bias that does not fit
+        is an error, with the width that fits, wherever the integer form is made (the eval
+        forward, hence the trainer's evaluation after the first epoch, and ``lower``).
+
+        In a layer whose accumulator is bounded to P bits (``accumulator_bits``;
+        ``bias_bits = min(bias_bits, P)``, here P) the bias lives in that accumulator, so the
+        layer's function clips it there, ``b_q = clamp(round(b/α), −2^(P−1), 2^(P−1) − 1)·α`` (zero
+        gradient outside the range, as any clamp), in training and in the integer form alike:
+        the whole accumulation fits P bits by construction (docs/llsq.md §5).
         """
         scale = (self.weight_quant.scale_value() * self._input_quants[0].scale_value()).detach()
-        return replace_forward(bias, round_half_up(bias / scale) * scale)
+        units = bias / scale
+        codes = replace_forward(units, round_half_up(units))
+        if self.bias_clipped:
+            codes = codes.clamp(*qrange(self.bias_bits, signed=True))
+        return codes * scale
+
+    @property
+    def bias_clipped(self) -> bool:
+        """Whether the bias is clipped to ``bias_bits``: where that is the layer's P-bit
+        accumulator (its weight quantizer bounds the accumulator,
+        :class:`hwquant.qat.accumulator_bound.BoundedLinearQuantizer`, and ``Recipe.bias_bits``
+        is not narrower than P, which would be refused as in an unbounded layer)."""
+        return getattr(self.weight_quant, "acc_bits", None) == self.bias_bits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """QAT forward in training mode, the integer form in eval mode."""
@@ -209,7 +228,8 @@ class QuantWeightLayer(HostMirrored, QuantModule):
         acc_scale = (self.weight_quant.scale_value().double() * alpha_in).expand(w.shape[0])
         b_int = self.bias_codes(self.weight_quant.scale_value())
         if b_int is not None:
-            self._check_bias_fits(b, round_half_up(b.double() / acc_scale))
+            if not self.bias_clipped:
+                self._check_bias_fits(b, round_half_up(b.double() / acc_scale))
             b_int = b_int.to(torch.int64)
         requant = None
         if self.out_quant is not None:
