@@ -11,6 +11,7 @@ import pytest
 
 import hwquant
 from hwquant.app.bench.reproduce import Options, reproduce, select_models
+from hwquant.app.bench.reproduce import settings_of as reproduce_settings
 from hwquant.app.bench.rows import ROW_KINDS, all_rows, select_rows
 from hwquant.app.bench.tiers import TIERS, get_tier
 from hwquant.cli import main
@@ -208,6 +209,30 @@ def test_resume_with_other_settings_is_refused_naming_the_difference(tmp_path):
         reproduce(replace(_options(tmp_path), seed=1, resume=True))
     with pytest.raises(ConfigError, match=r"tier\.epochs_qat: stored 1, now 2"):
         reproduce(replace(_options(tmp_path), tier=get_tier("smoke", epochs_qat=2), resume=True))
+
+
+def test_a_row_seed_resamples_the_rows_from_the_same_fp32_weights(tmp_path):
+    """--row-seed trains the rows again from the FP32 checkpoint of --seed (copied, not
+    retrained) with another QAT seed: recorded per row and in the settings, which then refuse
+    a resume with another row seed, and a resume into the seed-0 run refuses it too."""
+    first_out, out = tmp_path / "seed0", tmp_path / "seed1"
+    args = ["bench", "reproduce", "--tier", "smoke", "--rows", "llsq_W4A4", "--no-step-time"]
+    assert main([*args, "--out", str(first_out)]) == 0
+    shutil.copytree(first_out / "fp32", out / "fp32")
+    assert main([*args, "--out", str(out), "--row-seed", "1", "--resume"]) == 0
+    assert json.loads((out / "settings.json").read_text())["row_seed"] == 1
+    row = json.loads((out / "rows" / "resnet20" / "llsq_W4A4.json").read_text())
+    first = json.loads((first_out / "rows" / "resnet20" / "llsq_W4A4.json").read_text())
+    assert (row["seed"], row["training"]["config"]["seed"], first["seed"]) == (1, 1, 0)
+    assert row["fp32_acc"] == first["fp32_acc"] and row["exact"]
+    assert row["training"]["history"] != first["training"]["history"]
+    assert "--row-seed 1" in row["command"]
+    with pytest.raises(ConfigError, match=r"row_seed: stored 1, now None"):
+        reproduce(replace(_options(out), resume=True))
+    with pytest.raises(ConfigError, match=r"row_seed: stored None, now 2"):
+        reproduce(replace(_options(first_out), row_seed=2, resume=True))
+    assert replace(_options(out), row_seed=0).qat_seed == 0  # equal to --seed: the default
+    assert "row_seed" not in reproduce_settings(replace(_options(out), row_seed=0))
 
 
 def test_fp32_checkpoint_with_another_sha256_is_refused(tmp_path):

@@ -71,6 +71,13 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs-fp32", type=int, default=None, help="override the tier's")
     parser.add_argument("--epochs-qat", type=int, default=None, help="override the tier's")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--row-seed",
+        type=int,
+        default=None,
+        help="seed of the rows' QAT runs from the FP32 weights of --seed (default: --seed); a "
+        "second sample of each row, in its own --out holding a copy of fp32/",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
         "--data-root",
@@ -113,6 +120,7 @@ def _command(args: argparse.Namespace) -> str:
         ("--epochs-fp32", args.epochs_fp32),
         ("--epochs-qat", args.epochs_qat),
         ("--seed", args.seed),
+        ("--row-seed", args.row_seed),
         ("--threads", args.threads),
         ("--data-root", args.data_root),
         ("--stop-after", args.stop_after),
@@ -146,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         resume=args.resume,
         compile=args.compile,
         seed=args.seed,
+        row_seed=args.row_seed,
         data_root=args.data_root,
         progress=args.progress,
         step_time=args.step_time,

@@ -65,6 +65,10 @@ class Options:
     resume: bool = False
     compile: bool = False
     seed: int = 0
+    row_seed: int | None = None
+    """Seed of every row's QAT run (its training subset, data order, augmentation, random
+    initialisations) from the FP32 weights of ``seed``; None: ``seed``. Rows of another seed
+    are a second sample of the same row, to tell its spread from a difference."""
     data_root: Path | None = None
     progress: bool = False
     step_time: bool = True
@@ -73,6 +77,11 @@ class Options:
     fp32_only: bool = False
     """Train (or resume, or load) the FP32 baselines only; no row runs and no step time."""
     command: str = "hwquant bench reproduce"
+
+    @property
+    def qat_seed(self) -> int:
+        """The seed the rows' QAT runs use: ``row_seed``, or ``seed``."""
+        return self.seed if self.row_seed is None else self.row_seed
 
 
 @dataclass
@@ -159,8 +168,11 @@ def reproduce(options: Options) -> dict[str, Any]:
 
 def settings_of(options: Options) -> dict[str, Any]:
     """What every stored row and FP32 record of ``options.out`` depends on: the tier (schedule,
-    data, epochs) and the seed."""
-    return {"tier": dataclasses.asdict(options.tier), "seed": options.seed}
+    data, epochs) and the seed, and the rows' seed where it is another."""
+    settings: dict[str, Any] = {"tier": dataclasses.asdict(options.tier), "seed": options.seed}
+    if options.qat_seed != options.seed:
+        settings["row_seed"] = options.qat_seed
+    return settings
 
 
 def _check_settings(options: Options) -> None:
@@ -256,14 +268,14 @@ def _load(options: Options) -> _Data:
     if tier.train_examples is not None:
         splits = dataclasses.replace(splits, train=_subset(splits.train, tier.train_examples, seed))
     norm = {"mean": splits.mean, "std": splits.std, "device": tier.device}
-    train = {"shuffle": True, "augment": tier.data != "synthetic", "seed": seed, "drop_last": True}
+    train = {"shuffle": True, "augment": tier.data != "synthetic", "drop_last": True}
     qat_train = splits.train
     if tier.qat_train_examples is not None:
-        qat_train = _subset(qat_train, tier.qat_train_examples, seed)
+        qat_train = _subset(qat_train, tier.qat_train_examples, options.qat_seed)
     return _Data(
         splits,
-        BatchLoader(splits.train, tier.batch_size, **train, **norm),
-        BatchLoader(qat_train, tier.batch_size, **train, **norm),
+        BatchLoader(splits.train, tier.batch_size, seed=seed, **train, **norm),
+        BatchLoader(qat_train, tier.batch_size, seed=options.qat_seed, **train, **norm),
         BatchLoader(
             _subset(splits.test, tier.monitor_examples, seed), tier.eval_batch, shuffle=False,
             augment=False, **norm,
@@ -303,9 +315,11 @@ class _Baseline:
     record: dict[str, Any]
 
 
-def _build(model_name: str, options: Options) -> nn.Module:
+def _build(model_name: str, options: Options, seed: int | None = None) -> nn.Module:
+    """``model_name`` at the tier's width, its initialisation drawn after seeding ``seed``
+    (None: ``options.seed``)."""
     tier = options.tier
-    seed_everything(options.seed)
+    seed_everything(options.seed if seed is None else seed)
     model = build(model_name, num_classes=10, input_size=tier.input_size, width=tier.width)
     return model.to(device=tier.device, memory_format=_memory_format(tier))
 
@@ -326,7 +340,7 @@ def _train_config(options: Options, fp32: bool) -> TrainConfig:
         label_smoothing=tier.label_smoothing if fp32 else 0.0,
         amp=tier.amp,
         cpu_amp=tier.amp and tier.device == "cpu",
-        seed=options.seed,
+        seed=options.seed if fp32 else options.qat_seed,
         deterministic=tier.device == "cpu",
     )
 
@@ -400,10 +414,10 @@ def _quantized_row(
         "kind": row.kind,
         "size": row.size,
         "recipe": recipe.to_dict(),
-        "seed": options.seed,
+        "seed": options.qat_seed,
         "command": options.command,
     }
-    model = _build(model_name, options)
+    model = _build(model_name, options, options.qat_seed)  # the draws that prepare makes follow
     model.load_state_dict(baseline.state)
     try:
         qat = hwquant.prepare(model.train(), recipe)
@@ -497,6 +511,7 @@ def _write(
         "test_examples": len(data.splits.test.labels),
         "models": list(options.models),
         "rows": [r.name for r in options.rows],
+        "row_seed": options.qat_seed,
         "compile": options.compile,
         "threads": torch.get_num_threads(),
     }
