@@ -62,18 +62,18 @@ LATE_FREEZE_WEIGHT_BITS = 2
 through the last of ``NONUNIFORM_STAGES + 1`` equal parts of the run (:func:`late_bn_freeze_step`:
 step 526 of 585), when the non-uniform gradual schedule has hard-quantized every block; the
 others freeze at the tier's fraction (:func:`hwquant.qat.recipe.bn_freeze_step_for`: step 117
-of 585). Measured on the cpu-long ResNet-20, one seed each
-(``benchmarks/results/cifar10_cpu_long_trials/`` and the rows of
-``benchmarks/results/cifar10_cpu_long/``; the non-uniform figures with the per-channel gain and
-power-of-two scales):
+of 585). Measured on the cpu-long ResNet-20, one seed each (the rows of
+``benchmarks/results/cifar10_cpu_long/`` and the trials of
+``benchmarks/results/cifar10_cpu_long_trials/``; the non-uniform W4A4 pair with the per-channel
+gain and power-of-two scales):
 
 ===================  ====================  ===================
 row                  BN frozen at 117      BN frozen at 526
 ===================  ====================  ===================
-``llsq_W2A8``        10.00 % (collapsed)   86.81 %
-``nonuniform_W2A8``  chance by epoch 1     85.69 %
-``llsq_W2A2``        66.90 %               66.80 %
-``llsq_W4A4``        86.45 %               84.09 %
+``llsq_W2A8``        10.00 % (collapsed)   87.29 % (the row)
+``nonuniform_W2A8``  chance by epoch 1     85.21 % (the row)
+``llsq_W2A2``        66.90 %               66.93 % (the row)
+``llsq_W4A4``        86.45 % (the row)     84.09 %
 ``nonuniform_W4A4``  85.53 %               82.97 %
 ===================  ====================  ===================
 
