@@ -45,6 +45,8 @@ def test_recipe_steps_scale_with_the_qat_run():
     tables = RowSpec("tables", 320).recipe(200).tables
     assert tables.act_entries * tables.weight_entries == tables.max_entries == 320
     assert tables.act_start == 40
+    assert tables.freeze_step == 133  # the last third fine-tunes the final tables
+    assert RowSpec("tables", 40).recipe(1).tables.freeze_step == 1  # step 0 estimates them
 
 
 def test_every_row_with_2_bit_weights_freezes_bn_late_and_the_others_at_the_tiers_fraction():
