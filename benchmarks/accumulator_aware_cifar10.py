@@ -5,7 +5,7 @@ default: ``benchmarks/results/cifar10_cpu_long/fp32/resnet20.ckpt``; or cpu-full
 checked against the record beside it, and QAT-trains exactly like that tier's ``llsq_W4A4`` row
 of ``hwquant bench reproduce`` (the tier's data, schedule, epochs and the row's recipe: 8-bit
 first and last layers, 8-bit signed input), at ``--bits`` weight and activation bits (4: the
-row's own; 8: the same recipe at W8A8), with ``accumulator_bits = P`` and
+row's own; 8: the LLSQ row's rules at W8A8, which freeze BN late), with ``accumulator_bits = P`` and
 ``accumulator_digit_planes = true`` added: every partial sum of every weight layer, first and
 last included, and every 4-bit digit plane, fits P signed bits for any input in range
 (docs/llsq.md §5). At P = 32 the rule does not bind on this model, so that row is the
@@ -144,12 +144,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def recipe_at(acc_bits: int, qat_steps: int, bits: int = BASE_ROW.size) -> hwquant.Recipe:
-    """The ``llsq_W4A4`` row's recipe at ``bits`` weight and activation bits, with every
-    layer's accumulator bounded to ``acc_bits``."""
+    """The recipe of the table's LLSQ row at ``bits`` weight and activation bits (``llsq_W4A4``
+    at 4; at 8 the same rules give BN its late freeze, ``rows.LATE_FREEZE_ACT_BITS``), with
+    every layer's accumulator bounded to ``acc_bits``."""
     return dataclasses.replace(
-        BASE_ROW.recipe(qat_steps),
-        weight_bits=bits,
-        act_bits=bits,
+        RowSpec(BASE_ROW.kind, bits).recipe(qat_steps),
         accumulator_bits=acc_bits,
         accumulator_digit_planes=True,
     )

@@ -8,7 +8,9 @@ import pytest
 
 from benchmarks import accumulator_aware_cifar10 as cifar
 from benchmarks import accumulator_aware_fashion_mnist as fashion
+from hwquant.app.bench.rows import late_bn_freeze_step
 from hwquant.core.provenance import file_sha256
+from hwquant.qat.recipe import bn_freeze_step_for
 
 
 def test_fashion_mnist_starts_from_the_committed_fp32_weights():
@@ -49,15 +51,17 @@ def test_cifar10_rows_are_the_cpu_full_row_with_a_bound():
 
 
 def test_cifar10_w8a8_rows_are_the_same_recipe_at_8_bits():
-    """The W8A8 curve changes the inner layers' bits and nothing else; its rows are not
-    accepted into the W4A4 curve, nor the W4A4 rows into it."""
+    """The W8A8 curve is the LLSQ row's recipe at 8 bits (BN frozen late, as every row with
+    8-bit activations); its rows are not accepted into the W4A4 curve, nor the W4A4 rows
+    into it."""
     w8 = cifar.recipe_at(16, 585, bits=8)
-    assert (w8.weight_bits, w8.act_bits) == (8, 8)
-    assert dataclasses.replace(w8, weight_bits=4, act_bits=4) == cifar.recipe_at(16, 585)
+    assert (w8.weight_bits, w8.act_bits, w8.bn_freeze_step) == (8, 8, late_bn_freeze_step(585))
+    w4 = dataclasses.replace(w8, weight_bits=4, act_bits=4, bn_freeze_step=bn_freeze_step_for(585))
+    assert w4 == cifar.recipe_at(16, 585)
     assert cifar.row_name(8, 10) == "W8A8_P10"
     stored = {"acc_bits": 16, "recipe": w8.to_dict()}
     cifar.check_stored_row("W8A8_P16", stored, 585, bits=8)
-    with pytest.raises(SystemExit, match=r"W8A8_P16.*act_bits, weight_bits"):
+    with pytest.raises(SystemExit, match=r"W8A8_P16.*act_bits, bn_freeze_step, weight_bits"):
         cifar.check_stored_row("W8A8_P16", stored, 585)
 
 

@@ -58,7 +58,8 @@ scales cost most at 2 bits: ``llsq_W2A2`` with them ended at 21.68 % against 66.
 ``nonuniform_W2A2`` (activations and 8-bit layers) at 65.67 % against 69.50 % free
 (``benchmarks/results/cifar10_cpu_long_trials/``)."""
 LATE_FREEZE_WEIGHT_BITS = 2
-"""Rows with at most this many weight bits (LLSQ and non-uniform alike) freeze BN late, halfway
+"""Rows with at most this many weight bits, or at least :data:`LATE_FREEZE_ACT_BITS` activation
+bits (LLSQ and non-uniform alike), freeze BN late, halfway
 through the last of ``NONUNIFORM_STAGES + 1`` equal parts of the run (:func:`late_bn_freeze_step`:
 step 526 of 585), when the non-uniform gradual schedule has hard-quantized every block; the
 others freeze at the tier's fraction (:func:`hwquant.qat.recipe.bn_freeze_step_for`: step 117
@@ -79,7 +80,11 @@ row                  BN frozen at 117      BN frozen at 526
 
 With 2-bit weights under 8-bit activations the early freeze is fatal for both weight quantizers;
 at W2A2 it makes no difference; at 4 bits the late freeze costs 2.4-2.6 points, so those rows
-keep the tier's freeze."""
+keep the tier's freeze. LLSQ at W8A8 (the accumulator-aware curve of
+``benchmarks/accumulator_aware_cifar10.py``, no row of the table) collapsed as well with the
+early freeze (10.00 %, running train accuracy 64 % in its first epoch, chance from the second):
+what the collapsing runs share is 8-bit activations, hence :data:`LATE_FREEZE_ACT_BITS`."""
+LATE_FREEZE_ACT_BITS = 8
 MSQ_FREEZE_FRACTION = 0.5
 TABLE_ACT_START_FRACTION = 0.2
 TABLE_FREEZE_FRACTION = 2 / 3
@@ -172,14 +177,15 @@ def _linear(
         "act_scales": ACT_SCALES,
         "bn_freeze_step": (
             late_bn_freeze_step(qat_steps)
-            if row.size <= LATE_FREEZE_WEIGHT_BITS
+            if row.size <= LATE_FREEZE_WEIGHT_BITS or row.act_bits >= LATE_FREEZE_ACT_BITS
             else bn_freeze_step_for(qat_steps)
         ),
     }
 
 
 def late_bn_freeze_step(qat_steps: int) -> int:
-    """The BN freeze of a row with at most :data:`LATE_FREEZE_WEIGHT_BITS` weight bits: with
+    """The BN freeze of a row with at most :data:`LATE_FREEZE_WEIGHT_BITS` weight bits or at
+    least :data:`LATE_FREEZE_ACT_BITS` activation bits: with
     ``T = qat_steps // (NONUNIFORM_STAGES + 1)`` the non-uniform gradual schedule's stage,
     step ``NONUNIFORM_STAGES·T + T // 2``, halfway through the final fine-tune that follows the
     noisy stages.
