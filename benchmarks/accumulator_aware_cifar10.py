@@ -19,7 +19,8 @@ multipliers (every digit plane at P bits, ``raise``), and every layer alone on i
 inputs, whose sums must reach the proved extremes exactly (``layer_proofs`` of
 ``accumulator_aware_fashion_mnist.py``).
 
-The rows run one after another; the result file (one per tier, :data:`OUTPUTS`) is rewritten
+The rows run one after another; the result file (one per tier and bits, :func:`default_output`)
+is rewritten
 (atomically) after each, and a second invocation skips the rows it holds, so a stopped run
 resumes; a stored row whose recipe is not the one its P has now is refused, not skipped::
 
@@ -60,7 +61,7 @@ from hwquant.app.bench.reproduce import (
 from hwquant.app.bench.rows import RowSpec
 from hwquant.app.bench.tiers import get_tier
 from hwquant.core.checkpoint import load_checkpoint
-from hwquant.core.errors import ConfigError
+from hwquant.core.errors import AccumulatorBitsError
 from hwquant.core.provenance import file_sha256
 from hwquant.qat.recipe import changed_fields
 
@@ -111,8 +112,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         choices=BITS,
         default=BITS[0],
-        help="weight and activation bits of the inner layers (the recipe is the tier's "
-        "llsq_W4A4 row's at these bits)",
+        help="weight and activation bits of the inner layers (the recipe is the tier's LLSQ "
+        "row's at these bits: llsq_W4A4 at 4; at 8 its BN freezes late)",
     )
     p.add_argument("--tier", choices=TIERS, default=TIERS[0], help="FP32 start and schedule")
     p.add_argument("--four-bit-examples", type=int, default=1000)
@@ -210,7 +211,7 @@ def run_row(
     name = row_name(bits, acc_bits)
     try:
         qat = hwquant.prepare(model.train(), recipe)
-    except ConfigError as error:
+    except AccumulatorBitsError as error:
         print(f"[{name}] refused: {error}", file=sys.stderr)
         return {
             "acc_bits": acc_bits,
@@ -287,17 +288,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = {
         "tier": dataclasses.asdict(tier),
         "model": MODEL,
-        "base_row": BASE_ROW.name,
+        "base_row": RowSpec(BASE_ROW.kind, args.bits).name,
         "bits": args.bits,
         "fp32_checkpoint": str(fp32_path.relative_to(RESULTS_DIR.parent.parent)),
         "fp32_checkpoint_sha256": fp32_record["checkpoint_sha256"],
         "four_bit_examples": args.four_bit_examples,
         "threads": args.threads,
         "notes": [
-            f"Each row is the {args.tier} llsq_W4A4 row (same FP32 weights, data, QAT epochs, "
-            "optimizer, schedule, recipe: 8-bit first and last layers) at "
-            f"W{args.bits}A{args.bits}, with accumulator_bits=P and "
-            "accumulator_digit_planes=true on every weight layer.",
+            f"Each row is the {args.tier} LLSQ row at W{args.bits}A{args.bits} (same FP32 "
+            "weights, data, QAT epochs, optimizer, schedule; the row's recipe: 8-bit first and "
+            "last layers, BN frozen where rows.py freezes it, late at 8-bit activations) with "
+            "accumulator_bits=P and accumulator_digit_planes=true on every weight layer.",
             "engine_acc: the integer engine over the 10,000 test images with every accumulator "
             "P bits wide under overflow='raise'; images_with_unequal_outputs compares its "
             "output integers with the fake-quant model's, image by image.",

@@ -15,6 +15,11 @@ class ConfigError(HwquantError, ValueError):
     """A recipe or config field is unknown, mistyped or out of range."""
 
 
+class AccumulatorBitsError(ConfigError):
+    """``accumulator_bits`` is too small for even one non-zero weight of a layer, given its
+    input bits; the message names the layer and the smallest width that works."""
+
+
 class UnsupportedLayerError(HwquantError, TypeError):
     """``prepare`` met a module or operation it cannot quantize."""
 

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from hwquant.core.errors import ConfigError, HwquantError, check_finite
+from hwquant.core.errors import AccumulatorBitsError, ConfigError, HwquantError, check_finite
 from hwquant.core.intmath import (
     ACC_MAX_BITS,
     ACC_MIN_BITS,
@@ -517,8 +517,8 @@ def bind_accumulator_bound(layer: QuantWeightLayer) -> None:
     freeze, the fold's feedback where the projection binds; docs/llsq.md §5.2).
 
     Raises:
-        ConfigError: P is too small for any non-zero weight with this layer's inputs; the
-            message names the layer and the smallest P that works.
+        AccumulatorBitsError: P is too small for any non-zero weight with this layer's inputs;
+            the message names the layer and the smallest P that works.
     """
     quant = layer.weight_quant
     if not isinstance(quant, BoundedLinearQuantizer):
@@ -531,7 +531,7 @@ def bind_accumulator_bound(layer: QuantWeightLayer) -> None:
     if quant.acc_bits < smallest:
         kind = "signed" if bound.in_signed else "unsigned"
         planes = " and 4-bit digit planes" if bound.weight_bits is not None else ""
-        raise ConfigError(
+        raise AccumulatorBitsError(
             f"layer '{layer.qname}': a {quant.acc_bits}-bit accumulator cannot hold even one "
             f"weight of ±1 times its {bound.in_bits}-bit {kind} inputs{planes}; the smallest "
             f"accumulator_bits that works for this layer is {smallest}. Fix: use "

@@ -291,7 +291,9 @@ class Recipe:
     accumulator_bits: int | None = None
     """P: signed accumulator bits that every weight layer (first and last included) keeps each
     partial sum within, for any input in range, by construction (accumulator-aware weights,
-    :mod:`hwquant.qat.accumulator_bound`; docs/llsq.md §5). None: unconstrained."""
+    :mod:`hwquant.qat.accumulator_bound`; docs/llsq.md §5). The bias is part of that sum: a
+    bounded layer holds it in ``min(bias_bits, P)`` bits, and where that is P its function
+    clips the bias to them, in training and deployed alike. None: unconstrained."""
     layer_accumulator_bits: dict[str, int] = dataclasses.field(default_factory=dict)
     """Per-layer P by layer name (``[recipe.layer_accumulator_bits]``, e.g.
     ``"features.0.0" = 20``), overriding ``accumulator_bits`` for those layers."""

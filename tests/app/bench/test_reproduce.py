@@ -231,6 +231,10 @@ def test_a_row_seed_resamples_the_rows_from_the_same_fp32_weights(tmp_path):
         reproduce(replace(_options(out), resume=True))
     with pytest.raises(ConfigError, match=r"row_seed: stored None, now 2"):
         reproduce(replace(_options(first_out), row_seed=2, resume=True))
+    other = tmp_path / "other"  # a copied baseline is not relabelled with another --seed
+    shutil.copytree(first_out / "fp32", other / "fp32")
+    with pytest.raises(ConfigError, match=r"trained with --seed 0, this run has --seed 1"):
+        reproduce(replace(_options(other), seed=1, resume=True))
     assert replace(_options(out), row_seed=0).qat_seed == 0  # equal to --seed: the default
     assert "row_seed" not in reproduce_settings(replace(_options(out), row_seed=0))
 

@@ -378,6 +378,12 @@ def _fp32(model_name: str, data: _Data, options: Options) -> _Baseline:
                 f"{record['checkpoint_sha256']}: the FP32 checkpoint is not the one its rows "
                 "were trained from. Fix: restore that checkpoint, or start a new --out."
             )
+        if record.get("seed") != options.seed:  # a copied fp32/ of another run (--row-seed)
+            raise ConfigError(
+                f"{record_path} was trained with --seed {record.get('seed')}, this run has "
+                f"--seed {options.seed}. Fix: resume with --seed {record.get('seed')} (and "
+                "--row-seed for the rows), or train the baseline in a new --out."
+            )
         return _Baseline(load_checkpoint(path)["state_dict"], record)
     model = _build(model_name, options)
     work = options.out / "work" / model_name / "fp32"

@@ -5,9 +5,10 @@ Training forward (methods.md §4; Jacob et al. 2018 §3.2 for the BN fold)::
     s   = γ / σ_run                       W' = s · W        (BN folded, running σ)
     y   = op(x_q, Q_w(W'))                                  (x_q arrives fake-quantized)
     before the freeze:  y ← y · σ_run/σ_B + (β − γ μ_B/σ_B)  (batch statistics, taken from y/s)
-    after the freeze:   y ← y + Q_b(b')    with Q_b at scale α_w·α_in (rounded; never clipped,
-                                           a bias beyond ``bias_bits`` fails in the integer
-                                           form, but in a P-bit accumulator clipped to P bits)
+    after the freeze:   y ← y + Q_b(b')    with Q_b at scale α_w·α_in (rounded; clipped to P
+                                           bits where the accumulator bounds it, bias_bits = P;
+                                           otherwise never clipped, and a bias beyond
+                                           ``bias_bits`` fails in the integer form)
     out = Q_out(act(y))
 
 Integer form (eval mode and :func:`hwquant.lower`)::
@@ -136,11 +137,13 @@ class QuantWeightLayer(HostMirrored, QuantModule):
         the whole accumulation fits P bits by construction (docs/llsq.md §5).
         """
         scale = (self.weight_quant.scale_value() * self._input_quants[0].scale_value()).detach()
-        units = bias / scale
-        codes = replace_forward(units, round_half_up(units))
-        if self.bias_clipped:
-            codes = codes.clamp(*qrange(self.bias_bits, signed=True))
-        return codes * scale
+        codes = round_half_up(bias / scale)
+        if not self.bias_clipped:
+            return replace_forward(bias, codes * scale)
+        lo, hi = qrange(self.bias_bits, signed=True)
+        clipped = codes.clamp(lo, hi) * scale
+        inside = (codes >= lo) & (codes <= hi)
+        return torch.where(inside, replace_forward(bias, clipped), clipped.detach())
 
     @property
     def bias_clipped(self) -> bool:
@@ -263,12 +266,11 @@ class QuantWeightLayer(HostMirrored, QuantModule):
         needed = max(max(b_max, 0).bit_length(), max(-b_min - 1, 0).bit_length()) + 1
         worst = int(b_int.abs().argmax())
         acc_bits = getattr(self.weight_quant, "acc_bits", None)  # accumulator-aware weights
-        if acc_bits is not None and needed > acc_bits:
-            # the bias lives in the P-bit accumulator: bias_bits is min(bias_bits, P) here
+        if acc_bits is not None:  # bias_bits < P: the user's width, narrower than the accumulator
             fix = (
-                f"the bias is inside this layer's {acc_bits}-bit accumulator "
-                f"(accumulator_bits), so give the layer a wider one, layer_accumulator_bits = "
-                f"{{'{self.qname}' = {needed}}} or more, or a smaller bias"
+                f"set bias_bits={acc_bits} (or more) in the recipe, and the bias is clipped to "
+                f"this layer's {acc_bits}-bit accumulator (docs/llsq.md §5.1), or use a "
+                "smaller bias"
             )
         elif needed <= MAX_BIAS_BITS:
             fix = f"set bias_bits={needed} or more in the recipe"
