@@ -183,17 +183,27 @@ def _linear(
     }
 
 
+def nonuniform_stage_steps(qat_steps: int) -> int:
+    """``T``: the steps of one of the :data:`NONUNIFORM_STAGES` noisy stages of UNIQ's gradual
+    schedule and of its final fine-tune, ``qat_steps // (NONUNIFORM_STAGES + 1)``.
+
+    >>> nonuniform_stage_steps(585)
+    117
+    """
+    return qat_steps // (NONUNIFORM_STAGES + 1)
+
+
 def late_bn_freeze_step(qat_steps: int) -> int:
     """The BN freeze of a row with at most :data:`LATE_FREEZE_WEIGHT_BITS` weight bits or at
-    least :data:`LATE_FREEZE_ACT_BITS` activation bits: with
-    ``T = qat_steps // (NONUNIFORM_STAGES + 1)`` the non-uniform gradual schedule's stage,
-    step ``NONUNIFORM_STAGES·T + T // 2``, halfway through the final fine-tune that follows the
+    least :data:`LATE_FREEZE_ACT_BITS` activation bits: with ``T``
+    (:func:`nonuniform_stage_steps`) the non-uniform gradual schedule's stage, step
+    ``NONUNIFORM_STAGES·T + T // 2``, halfway through the final fine-tune that follows the
     noisy stages.
 
     >>> late_bn_freeze_step(585)
     526
     """
-    stage = qat_steps // (NONUNIFORM_STAGES + 1)
+    stage = nonuniform_stage_steps(qat_steps)
     return NONUNIFORM_STAGES * stage + stage // 2
 
 
@@ -205,7 +215,7 @@ def _nonuniform_recipe(row: RowSpec, qat_steps: int) -> hwquant.Recipe:
     """UNIQ's gradual schedule in :data:`NONUNIFORM_STAGES` noisy stages of ``T`` steps and a
     final fine-tune of ``T`` (``T = qat_steps // (stages + 1)``); BN freezes as in every row
     (:data:`LATE_FREEZE_WEIGHT_BITS`)."""
-    stage = qat_steps // (NONUNIFORM_STAGES + 1)
+    stage = nonuniform_stage_steps(qat_steps)
     options = NonUniformOptions(
         stages=NONUNIFORM_STAGES, steps_per_stage=stage, bn_gain=NONUNIFORM_BN_GAIN
     )
