@@ -53,6 +53,7 @@ from hwquant.app.bench.evaluate import compare
 from hwquant.app.bench.reproduce import (
     Options,
     _build,
+    _check_device,
     _fit,
     _load,
     _memory_format,
@@ -120,6 +121,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--data-root", type=Path, default=None, help="CIFAR-10 image-folder copy")
     p.add_argument(
         "--work", type=Path, default=None, help="trainer work directory (default: a temp dir)"
+    )
+    p.add_argument(
+        "--no-amp",
+        dest="amp",
+        action="store_false",
+        help="train in float32 instead of the tier's bf16 autocast (a CPU without native bf16 "
+        "kernels); a result file is one setting: give it its own --out",
     )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
@@ -265,15 +273,31 @@ def summary(rows: dict[str, Any], fp32_acc: float) -> dict[str, Any]:
     return out
 
 
+def check_stored_tier(path: Path, stored: dict[str, Any], now: dict[str, Any]) -> None:
+    """Refuse to add rows to the result file ``path`` whose rows were trained under other tier
+    settings (``--no-amp`` against bf16, another schedule): one file is one setting.
+
+    Raises:
+        SystemExit: names every tier field that differs.
+    """
+    differ = sorted(k for k, v in now.items() if stored.get(k) != v)
+    if differ:
+        named = ", ".join(f"{k}: stored {stored.get(k)!r}, now {now[k]!r}" for k in differ)
+        raise SystemExit(
+            f"{path} holds rows trained with other tier settings ({named}); choose another --out"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     command = command_line([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
     recorder = ResultRecorder(NAME, command, args.seed, args.out)
     work = args.work or Path(tempfile.mkdtemp(prefix="a2q_cifar10_"))
-    tier = get_tier(args.tier)
+    tier = get_tier(args.tier, amp=None if args.amp else False)
     if args.quick:
         tier = dataclasses.replace(tier, train_examples=512, qat_train_examples=512, epochs_qat=1)
+    _check_device(tier)  # a bf16 tier on a CPU without native bf16 names --no-amp
     options = Options(
         tier=tier,
         out=work,
@@ -312,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         old = json.loads(args.out.read_text())
         if old["config"]["fp32_checkpoint_sha256"] != config["fp32_checkpoint_sha256"]:
             raise SystemExit(f"{args.out} was made from other FP32 weights; choose another --out")
+        check_stored_tier(args.out, old["config"]["tier"], config["tier"])
         results["rows"] = old["results"]["rows"]
         commands = old["config"].get("commands", [old["command"]])
     config["commands"] = [*commands, command]

@@ -9,6 +9,8 @@ import pytest
 from benchmarks import accumulator_aware_cifar10 as cifar
 from benchmarks import accumulator_aware_fashion_mnist as fashion
 from hwquant.app.bench.rows import late_bn_freeze_step
+from hwquant.app.bench.tiers import get_tier
+from hwquant.core.errors import ConfigError
 from hwquant.core.provenance import file_sha256
 from hwquant.qat.recipe import bn_freeze_step_for
 
@@ -86,3 +88,18 @@ def test_a_stored_cifar10_row_of_another_recipe_is_refused_not_skipped():
     stored["recipe"].pop("act_scales")  # a row from before the field: its default, "trained"
     with pytest.raises(SystemExit, match=r"W4A4_P14.*fields act_scales"):
         cifar.check_stored_row("W4A4_P14", stored, 585)
+
+
+def test_a_result_file_of_other_tier_settings_is_refused(tmp_path, monkeypatch):
+    """A float32 run (--no-amp) is not appended to a curve trained under bf16, and a bf16 tier
+    on a CPU without native bf16 kernels names --no-amp before anything is read."""
+    bf16 = dataclasses.asdict(get_tier("cpu-long"))
+    cifar.check_stored_tier(tmp_path / "a.json", bf16, dict(bf16))
+    with pytest.raises(SystemExit, match=r"a\.json .*amp: stored True, now False"):
+        cifar.check_stored_tier(tmp_path / "a.json", bf16, dataclasses.asdict(get_tier(
+            "cpu-long", amp=False)))  # fmt: skip
+    assert cifar.parse_args(["--no-amp"]).amp is False and cifar.parse_args([]).amp is True
+    monkeypatch.setattr("hwquant.app.bench.reproduce.cpu_has_native_bf16", lambda: False)
+    with pytest.raises(ConfigError, match=r"Fix: add --no-amp"):
+        cifar.main(["--acc-bits", "16", "--out", str(tmp_path / "b.json")])
+    assert not (tmp_path / "b.json").exists()

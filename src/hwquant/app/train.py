@@ -590,6 +590,12 @@ def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: Path)
         ) from None
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU runs bf16 autocast on native kernels (oneDNN's avx512_bf16 or AMX);
+    elsewhere bf16 would be emulated, slower than float32."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def _autocast_enabled(config: TrainConfig, device: torch.device) -> bool:
     """Whether training on ``device`` runs under bf16 autocast (see ``TrainConfig.amp``).
 
@@ -600,7 +606,7 @@ def _autocast_enabled(config: TrainConfig, device: torch.device) -> bool:
         return config.amp
     if not (config.amp and config.cpu_amp):
         return False
-    if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if device.type == "cpu" and not cpu_has_native_bf16():
         raise ConfigError(
             "train.cpu_amp: this CPU has no native bf16 kernels (oneDNN reports none), so bf16 "
             "autocast would be emulated and slow. Fix: set train.cpu_amp = false."

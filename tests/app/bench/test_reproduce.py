@@ -193,6 +193,27 @@ def test_gpu_tier_without_cuda_names_the_fix(tmp_path: Path, monkeypatch):
         reproduce(options)
 
 
+def test_bf16_tier_on_a_cpu_without_native_bf16_names_no_amp(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr("hwquant.app.bench.reproduce.cpu_has_native_bf16", lambda: False)
+    rows = select_rows(["llsq_W4A4"])
+    missing = tmp_path / "missing.tar.gz"
+    with pytest.raises(ConfigError, match=r"no native bf16 kernels.*Fix: add --no-amp"):
+        reproduce(Options(TIERS["cpu-long"], tmp_path, ("resnet20",), rows, data_root=missing))
+    assert not (tmp_path / "settings.json").exists()  # refused before anything is written
+    float32 = Options(get_tier("cpu-long", amp=False), tmp_path, ("resnet20",), rows,
+                      data_root=missing)  # fmt: skip
+    with pytest.raises(DataError):  # past the check: it goes on to read the data
+        reproduce(float32)
+    assert json.loads((tmp_path / "settings.json").read_text())["tier"]["amp"] is False
+
+
+def test_no_amp_is_spelled_out_in_the_recorded_command(tmp_path: Path):
+    args = ["bench", "reproduce", "--tier", "smoke", "--out", str(tmp_path), "--rows", "llsq_W4A4"]
+    assert main([*args, "--no-step-time", "--no-amp"]) == 0
+    row = json.loads((tmp_path / "rows" / "resnet20" / "llsq_W4A4.json").read_text())
+    assert row["command"].endswith("--no-amp") and row["training"]["config"]["amp"] is False
+
+
 def test_a_spent_time_budget_starts_nothing_and_leaves_the_run_incomplete(tmp_path: Path):
     options = Options(TIERS["smoke"], tmp_path, ("resnet20",), select_rows(None), stop_after=0)
     outcome = reproduce(options)
@@ -201,7 +222,7 @@ def test_a_spent_time_budget_starts_nothing_and_leaves_the_run_incomplete(tmp_pa
     assert not (tmp_path / "fp32").exists()
 
 
-def test_resume_with_other_settings_is_refused_naming_the_difference(tmp_path):
+def test_resume_with_other_settings_is_refused_naming_the_difference(tmp_path, monkeypatch):
     args = ["bench", "reproduce", "--tier", "smoke", "--out", str(tmp_path), "--rows", "llsq_W4A4"]
     assert main([*args, "--no-step-time"]) == 0
     assert main([*args, "--no-step-time"]) == 2  # a finished run is not overwritten
@@ -209,6 +230,9 @@ def test_resume_with_other_settings_is_refused_naming_the_difference(tmp_path):
         reproduce(replace(_options(tmp_path), seed=1, resume=True))
     with pytest.raises(ConfigError, match=r"tier\.epochs_qat: stored 1, now 2"):
         reproduce(replace(_options(tmp_path), tier=get_tier("smoke", epochs_qat=2), resume=True))
+    monkeypatch.setattr("hwquant.app.bench.reproduce.cpu_has_native_bf16", lambda: True)
+    with pytest.raises(ConfigError, match=r"tier\.amp: stored False, now True"):
+        reproduce(replace(_options(tmp_path), tier=get_tier("smoke", amp=True), resume=True))
 
 
 def test_a_row_seed_resamples_the_rows_from_the_same_fp32_weights(tmp_path):

@@ -70,6 +70,13 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--epochs-fp32", type=int, default=None, help="override the tier's")
     parser.add_argument("--epochs-qat", type=int, default=None, help="override the tier's")
+    parser.add_argument(
+        "--no-amp",
+        dest="amp",
+        action="store_false",
+        help="train in float32 instead of the tier's bf16 autocast (for a CPU without native "
+        "bf16 kernels); recorded in the run's settings, so a resume into a bf16 run is refused",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--row-seed",
@@ -132,6 +139,7 @@ def _command(args: argparse.Namespace) -> str:
         "--compile": args.compile,
         "--no-step-time": not args.step_time,
         "--fp32-only": args.fp32_only,
+        "--no-amp": not args.amp,
     }
     return shlex.join(words + [flag for flag, on in switches.items() if on])
 
@@ -145,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    tier = get_tier(args.tier, args.epochs_fp32, args.epochs_qat)
+    tier = get_tier(args.tier, args.epochs_fp32, args.epochs_qat, amp=None if args.amp else False)
     options = Options(
         tier=tier,
         out=args.out or Path("runs") / f"reproduce-{tier.name}",

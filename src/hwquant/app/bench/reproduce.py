@@ -36,7 +36,7 @@ from hwquant.app.bench.rows import RowSpec
 from hwquant.app.bench.steptime import measure_step_times
 from hwquant.app.bench.tiers import Tier
 from hwquant.app.config import TrainConfig
-from hwquant.app.train import Trainer, seed_everything
+from hwquant.app.train import Trainer, cpu_has_native_bf16, seed_everything
 from hwquant.core.atomic import write_atomic
 from hwquant.core.checkpoint import load_checkpoint, save_checkpoint
 from hwquant.core.errors import ConfigError, UnsupportedLayerError
@@ -250,10 +250,23 @@ def _out_of_time(options: Options, started: float) -> bool:
 
 
 def _check_device(tier: Tier) -> None:
+    """Refuse a tier this machine cannot train as defined, before any data is read.
+
+    Raises:
+        ConfigError: a CUDA tier without a GPU; a CPU tier under bf16 autocast on a CPU
+            without native bf16 kernels (the fix names ``--no-amp``).
+    """
     if tier.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             "tier 'gpu' needs a CUDA device and torch sees none. Fix: run it on a machine with "
             "a GPU, or use --tier cpu (ResNet-20, reduced schedule) or --tier smoke."
+        )
+    if tier.device == "cpu" and tier.amp and not cpu_has_native_bf16():
+        raise ConfigError(
+            f"tier {tier.name!r} trains under bf16 autocast, and this CPU has no native bf16 "
+            "kernels (oneDNN reports none: no avx512_bf16 or AMX), so bf16 would be emulated "
+            "and slow. Fix: add --no-amp to train in float32; its settings record amp false, "
+            "so --resume refuses to mix its rows with a run trained under bf16 (use a new --out)."
         )
 
 

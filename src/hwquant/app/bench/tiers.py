@@ -65,7 +65,9 @@ class Tier:
     qat_lr: float
     label_smoothing: float
     amp: bool
-    """bf16 autocast while training (on a CPU tier: where the CPU has native bf16 kernels)."""
+    """bf16 autocast while training. On a CPU it needs native bf16 kernels (avx512_bf16 or
+    AMX); elsewhere ``hwquant bench reproduce`` refuses the tier and names ``--no-amp``
+    (:func:`get_tier` with ``amp=False``: float32 training)."""
     channels_last: bool
     width: float = 1.0
     """Channel multiplier of the models."""
@@ -150,8 +152,19 @@ SMOKE = replace(
 TIERS: dict[str, Tier] = {tier.name: tier for tier in (GPU, CPU, CPU_FULL, CPU_LONG, SMOKE)}
 
 
-def get_tier(name: str, epochs_fp32: int | None = None, epochs_qat: int | None = None) -> Tier:
-    """The tier ``name`` of :data:`TIERS`, with its epochs overridden where given.
+def get_tier(
+    name: str,
+    epochs_fp32: int | None = None,
+    epochs_qat: int | None = None,
+    amp: bool | None = None,
+) -> Tier:
+    """The tier ``name`` of :data:`TIERS`, with its epochs and its bf16 autocast (``amp``;
+    ``--no-amp``: float32 training, for a CPU without native bf16 kernels) overridden where
+    given. The overrides are fields of the returned tier, so a run's ``settings.json`` records
+    them and ``--resume`` refuses to mix them with rows trained otherwise.
+
+    >>> get_tier("cpu-long", amp=False).amp, get_tier("cpu-long").amp
+    (False, True)
 
     Raises:
         ConfigError: unknown tier (the message lists them) or an epoch count below 1.
@@ -167,4 +180,4 @@ def get_tier(name: str, epochs_fp32: int | None = None, epochs_qat: int | None =
                     "Fix: use an integer >= 1."
                 )
             tier = replace(tier, **{field: value})
-    return tier
+    return tier if amp is None else replace(tier, amp=amp)
