@@ -71,6 +71,18 @@ def brevitas_version(python: str) -> str:
     return subprocess.run([python, "-c", code], check=True, capture_output=True, text=True).stdout
 
 
+def run_worker(python: str, data: Path, acc_bits: int, options: Sequence[str]) -> dict[str, Any]:
+    """One A2Q+ run of :data:`WORKER` in Brevitas's venv (``python``) on the driver's ``data``
+    directory at a ``acc_bits``-bit accumulator, with the worker ``options``: its JSON line,
+    or ``{"error": ...}`` with the tail of its stderr when it fails."""
+    worker = [python, str(WORKER), "--data", str(data), "--acc-bits", str(acc_bits), *options]
+    print(f"[A2Q+ P={acc_bits}] {' '.join(worker)}", file=sys.stderr)
+    done = subprocess.run(worker, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": done.stderr[-2000:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(1)
@@ -106,24 +118,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             np.save(data / f"y_{name}.npy", y.astype(np.int64))
         torch.save(torch.load(args.init_fp32, weights_only=True), data / "fp32.pt")
         for bits in (int(b) for b in args.acc_bits.split(",")):
-            worker = [
-                args.brevitas_python,
-                str(WORKER),
-                "--data",
-                str(data),
-                "--acc-bits",
-                str(bits),
-                "--epochs",
-                str(args.epochs),
-                "--seed",
-                str(args.seed),
-            ]
-            print(f"[A2Q+ P={bits}] {' '.join(worker)}", file=sys.stderr)
-            done = subprocess.run(worker, capture_output=True, text=True)
-            if done.returncode != 0:
-                results["rows"][f"W4A4_P{bits}"] = {"error": done.stderr[-2000:]}
-            else:
-                results["rows"][f"W4A4_P{bits}"] = json.loads(done.stdout.strip().splitlines()[-1])
+            options = ["--epochs", str(args.epochs), "--seed", str(args.seed)]
+            results["rows"][f"W4A4_P{bits}"] = run_worker(args.brevitas_python, data, bits, options)
             print(f"[A2Q+ P={bits}] {results['rows'][f'W4A4_P{bits}']}", file=sys.stderr)
             recorder.save(config, results)
     results["complete"] = True
