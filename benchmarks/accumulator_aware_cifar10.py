@@ -22,7 +22,9 @@ inputs, whose sums must reach the proved extremes exactly (``layer_proofs`` of
 The rows run one after another; the result file (one per tier and bits, :func:`default_output`)
 is rewritten
 (atomically) after each, and a second invocation skips the rows it holds, so a stopped run
-resumes; a stored row whose recipe is not the one its P has now is refused, not skipped::
+resumes; a stored row whose recipe is not the one its P has now is refused, not skipped, and
+so is a file of other tier settings. On a CPU without native bf16 kernels the tier's bf16
+autocast is refused; ``--no-amp`` trains in float32, into a result file of its own::
 
     python -m benchmarks.accumulator_aware_cifar10 --acc-bits 16,14,12,32  # ~12 min a row, 1 core
     python -m benchmarks.accumulator_aware_cifar10 --acc-bits 20,10         # more rows, same file
@@ -54,6 +56,7 @@ from hwquant.app.bench.reproduce import (
     Options,
     _build,
     _check_device,
+    _differences,
     _fit,
     _load,
     _memory_format,
@@ -276,15 +279,16 @@ def summary(rows: dict[str, Any], fp32_acc: float) -> dict[str, Any]:
 def check_stored_tier(path: Path, stored: dict[str, Any], now: dict[str, Any]) -> None:
     """Refuse to add rows to the result file ``path`` whose rows were trained under other tier
     settings (``--no-amp`` against bf16, another schedule): one file is one setting.
+    ``stored`` is the file's ``config["tier"]`` (JSON: lists), ``now`` the tier as a dict.
 
     Raises:
         SystemExit: names every tier field that differs.
     """
-    differ = sorted(k for k, v in now.items() if stored.get(k) != v)
+    differ = _differences(stored, now, "tier.")
     if differ:
-        named = ", ".join(f"{k}: stored {stored.get(k)!r}, now {now[k]!r}" for k in differ)
         raise SystemExit(
-            f"{path} holds rows trained with other tier settings ({named}); choose another --out"
+            f"{path} holds rows trained with other tier settings ({'; '.join(differ)}); "
+            "choose another --out"
         )
 
 
@@ -293,11 +297,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     command = command_line([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
     recorder = ResultRecorder(NAME, command, args.seed, args.out)
-    work = args.work or Path(tempfile.mkdtemp(prefix="a2q_cifar10_"))
     tier = get_tier(args.tier, amp=None if args.amp else False)
     if args.quick:
         tier = dataclasses.replace(tier, train_examples=512, qat_train_examples=512, epochs_qat=1)
     _check_device(tier)  # a bf16 tier on a CPU without native bf16 names --no-amp
+    work = args.work or Path(tempfile.mkdtemp(prefix="a2q_cifar10_"))
     options = Options(
         tier=tier,
         out=work,

@@ -15,13 +15,16 @@ penalty (weight 1e-3) as in Brevitas's a2q example; the input is 8-bit signed, t
 
 Differences that remain (Brevitas's own flow): BatchNorm stays a float layer in training mode
 to the end (A2Q bounds the conv's integer sum; hwquant folds BN into the weights, freezes it at
-the tier's step and bounds that sum with the bias), weights round towards zero, the activation
-quantizers are Brevitas's defaults (learned scales, trained) where hwquant's rows hold theirs,
-the residual sum is quantized by the block's ReLU alone, the data order is the worker's own,
-training runs in float32 (hwquant's rows under bf16 where the CPU has native kernels), and the
-accuracy is Brevitas's fake-quantized model's (hwquant's is its integer engine's). The worker
-also reports each layer's exact worst-case accumulator interval of its integer weights
-(hwquant's rule), to check the bound.
+the tier's step and bounds that sum with the folded bias included); the classifier's bias is a
+float outside the bound (hwquant's is an integer inside it); the classifier has a weight scale
+per output (hwquant's last layer one per tensor); weights round towards zero; the activation
+quantizers are Brevitas's defaults (learned scales, trained) where hwquant's rows hold theirs;
+the two operands of each residual sum stay float, the sum quantized by the block's ReLU alone
+(hwquant requantizes both operands to 4-bit signed codes first: Brevitas keeps more precision
+there); the data order is the worker's own; training runs in float32 (hwquant's rows under bf16
+where the CPU has native kernels); and the accuracy is Brevitas's fake-quantized model's
+(hwquant's is its integer engine's). The worker also reports each layer's exact worst-case
+accumulator interval of its integer weights (hwquant's rule), to check the bound.
 
 Each width is one worker process of one thread (``--jobs`` of them at a time); the result file
 is rewritten after each, and a second invocation skips the widths it holds (a stored run of
@@ -36,6 +39,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -177,7 +181,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     tier = get_tier(args.tier)
     epochs = 1 if args.quick else tier.epochs_qat
     state, fp32_record = ours.fp32_state(args.tier)
-    versions = brevitas_version(args.brevitas_python).split()
+    try:
+        versions = brevitas_version(args.brevitas_python).split()
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise SystemExit(
+            f"--brevitas-python {args.brevitas_python}: no Python with Brevitas there ({err}). "
+            "Fix: build its venv (`make accumulator-aware` makes .venv-brevitas) or point "
+            "--brevitas-python at one."
+        ) from None
     options = worker_options(epochs, tier.batch_size, tier.qat_lr, args.seed)
     curve = ours.default_output(args.tier, WEIGHT_BITS)
     ours_summary = json.loads(curve.read_text())["results"]["summary"] if curve.exists() else {}
@@ -201,10 +212,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "notes": [" ".join(__doc__.split("\n\n")[2].split())],
         }
         rows: dict[str, Any] = {}
+        commands: list[str] = []
         if args.out.exists():
             stored = json.loads(args.out.read_text())
             check_resume(args.out, stored["config"], config)
             rows = {k: v for k, v in stored["results"]["rows"].items() if "test_acc" in v}
+            commands = stored["config"].get("commands", [stored["command"]])
+        config["commands"] = [*commands, command]  # every invocation that added to the file
         results: dict[str, Any] = {"complete": False, "rows": rows}
 
         def save() -> None:

@@ -80,7 +80,10 @@ def run_worker(python: str, data: Path, acc_bits: int, options: Sequence[str]) -
     done = subprocess.run(worker, capture_output=True, text=True)
     if done.returncode != 0:
         return {"error": done.stderr[-2000:]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {"error": f"no JSON line in the worker's output: {done.stdout[-500:]!r}"}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

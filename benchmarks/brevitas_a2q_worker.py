@@ -11,11 +11,11 @@ Euclidean-projection init (EP-init), trains with Brevitas's A2Q recipe's norm pe
 the driver's optimizer settings, and prints one JSON line: the test accuracy and, per layer, the
 integer weights' accumulator bound.
 
-The data is ``x_train.npy`` / ``x_test.npy`` (float32, normalised, NCHW) with ``y_*.npy``, or,
-with ``--augment``, ``u8_train.npy`` / ``u8_test.npy`` (uint8 NHWC pixels) and ``norm.json``
-(mean and std per channel): each training batch is then randomly cropped from a copy padded
-with 4 black pixels and mirrored at random, as hwquant's loader augments CIFAR-10, and
-normalised.
+The data is ``x_train.npy`` / ``x_test.npy`` (float32, normalised, NCHW) with ``y_*.npy``,
+or, with ``--augment`` (CIFAR-10's ResNet-20 only), ``u8_train.npy`` / ``u8_test.npy`` (uint8
+NHWC pixels) and ``norm.json`` (mean and std per channel): each training batch is then randomly
+cropped from a copy padded with 4 black pixels and mirrored at random, as hwquant's loader
+augments CIFAR-10, and normalised.
 
     python benchmarks/brevitas_a2q_worker.py --data DIR --acc-bits 12 ...
 """
@@ -111,7 +111,7 @@ def quant_resnet20(weight_bits: int, act_bits: int, acc_bits: int, edge_bits: in
                 )
             self.relu2 = relu()
 
-        def forward(self, x):  # x: the QuantTensor of the previous ReLU
+        def forward(self, x: QuantTensor) -> QuantTensor:  # x: the previous ReLU's
             out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
             shortcut = value(x) if self.shortcut is None else self.shortcut(x)
             return self.relu2(out + shortcut)
@@ -231,11 +231,19 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", choices=("small_cnn", "resnet20"), default="small_cnn")
     p.add_argument(
-        "--first-last-bits", type=int, default=None, help="resnet20: stem and classifier bits"
+        "--first-last-bits",
+        type=int,
+        default=None,
+        help="resnet20: weight bits of the stem and the classifier, and the classifier's input "
+        "bits (default --weight-bits)",
     )
     p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--augment", action="store_true", help="uint8 data, random crop and flip")
+    p.add_argument(
+        "--augment", action="store_true", help="resnet20: uint8 data, CIFAR's crop and flip"
+    )
     args = p.parse_args()
+    if args.augment and args.model != "resnet20":
+        p.error("--augment is CIFAR-10's crop (4-pixel pad) and mirror: --model resnet20 only")
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
     generator = torch.Generator().manual_seed(args.seed)
@@ -246,7 +254,8 @@ def main() -> None:
         train_batch = augmented.batch
         test_pixels = torch.from_numpy(np.load(args.data / "u8_test.npy")).permute(0, 3, 1, 2)
         x_test = normalised(test_pixels, augmented.mean, augmented.std)
-        start = normalised(augmented.padded[: args.batch_size, :, 4:-4, 4:-4],
+        pad = Augmented.PAD
+        start = normalised(augmented.padded[: args.batch_size, :, pad:-pad, pad:-pad],
                            augmented.mean, augmented.std)  # fmt: skip
     else:
         x_train = torch.from_numpy(np.load(args.data / "x_train.npy"))

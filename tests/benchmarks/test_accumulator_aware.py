@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -91,15 +92,20 @@ def test_a_stored_cifar10_row_of_another_recipe_is_refused_not_skipped():
 
 
 def test_a_result_file_of_other_tier_settings_is_refused(tmp_path, monkeypatch):
-    """A float32 run (--no-amp) is not appended to a curve trained under bf16, and a bf16 tier
-    on a CPU without native bf16 kernels names --no-amp before anything is read."""
+    """A float32 run (--no-amp) is not appended to a curve trained under bf16 (the published
+    files resume), and a bf16 tier on a CPU without native bf16 kernels names --no-amp before
+    anything is read or written."""
     bf16 = dataclasses.asdict(get_tier("cpu-long"))
-    cifar.check_stored_tier(tmp_path / "a.json", bf16, dict(bf16))
-    with pytest.raises(SystemExit, match=r"a\.json .*amp: stored True, now False"):
-        cifar.check_stored_tier(tmp_path / "a.json", bf16, dataclasses.asdict(get_tier(
-            "cpu-long", amp=False)))  # fmt: skip
+    for published in (cifar.OUTPUTS["cpu-long"], cifar.default_output("cpu-long", 8)):
+        stored = json.loads(published.read_text())["config"]["tier"]
+        cifar.check_stored_tier(published, stored, bf16)  # as JSON: lists, not tuples
+    float32 = dataclasses.asdict(get_tier("cpu-long", amp=False))
+    with pytest.raises(SystemExit, match=r"a\.json .*tier\.amp: stored True, now False"):
+        cifar.check_stored_tier(tmp_path / "a.json", json.loads(json.dumps(bf16)), float32)
     assert cifar.parse_args(["--no-amp"]).amp is False and cifar.parse_args([]).amp is True
     monkeypatch.setattr("hwquant.app.bench.reproduce.cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("torch.set_num_threads", lambda n: None)
+    argv = ["--acc-bits", "16", "--out", str(tmp_path / "b.json"), "--work", str(tmp_path / "w")]
     with pytest.raises(ConfigError, match=r"Fix: add --no-amp"):
-        cifar.main(["--acc-bits", "16", "--out", str(tmp_path / "b.json")])
-    assert not (tmp_path / "b.json").exists()
+        cifar.main(argv)
+    assert not (tmp_path / "b.json").exists() and not (tmp_path / "w").exists()

@@ -28,13 +28,25 @@ def test_the_worker_trains_like_the_tier_w4a4_row():
 
 
 @pytest.mark.parametrize(
-    "argv",
-    [["--quick"], ["--jobs", "0"], ["--acc-bits", "16,x"]],
+    ("argv", "message"),
+    [
+        (["--quick"], "--quick writes a smoke result"),
+        (["--jobs", "0"], "--jobs 0: use an integer >= 1"),
+        (["--acc-bits", "16,x"], "is not a comma-separated list of integers"),
+    ],
     ids=["quick-into-the-published-file", "no-jobs", "bad-widths"],
 )
-def test_bad_arguments_are_refused(argv):
+def test_bad_arguments_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit):
         driver.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_a_missing_brevitas_venv_names_the_fix(tmp_path):
+    argv = ["--brevitas-python", str(tmp_path / "none" / "python"), "--out", str(tmp_path / "r")]
+    with pytest.raises(SystemExit, match=r"--brevitas-python .*Fix: build its venv"):
+        driver.main(argv)
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_resume_with_other_settings_names_them(tmp_path):

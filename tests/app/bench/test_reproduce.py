@@ -207,11 +207,20 @@ def test_bf16_tier_on_a_cpu_without_native_bf16_names_no_amp(tmp_path: Path, mon
     assert json.loads((tmp_path / "settings.json").read_text())["tier"]["amp"] is False
 
 
-def test_no_amp_is_spelled_out_in_the_recorded_command(tmp_path: Path):
-    args = ["bench", "reproduce", "--tier", "smoke", "--out", str(tmp_path), "--rows", "llsq_W4A4"]
-    assert main([*args, "--no-step-time", "--no-amp"]) == 0
-    row = json.loads((tmp_path / "rows" / "resnet20" / "llsq_W4A4.json").read_text())
-    assert row["command"].endswith("--no-amp") and row["training"]["config"]["amp"] is False
+def test_no_amp_reaches_the_tier_from_the_command_line(tmp_path: Path, monkeypatch, capsys):
+    """--no-amp on a bf16 tier: past the bf16 check (the run stops at the missing data) with
+    the tier's amp off in settings.json, and spelled out in the command a row records."""
+    monkeypatch.setattr("hwquant.app.bench.reproduce.cpu_has_native_bf16", lambda: False)
+    missing = ["--data-root", str(tmp_path / "missing.tar.gz"), "--rows", "llsq_W4A4"]
+    out = tmp_path / "long"
+    args = ["bench", "reproduce", "--tier", "cpu-long", "--out", str(out), *missing]
+    assert main(args) == 2 and "Fix: add --no-amp" in capsys.readouterr().err
+    assert main([*args, "--no-amp"]) == 1 and "does not exist" in capsys.readouterr().err
+    assert json.loads((out / "settings.json").read_text())["tier"]["amp"] is False
+    smoke = ["bench", "reproduce", "--tier", "smoke", "--out", str(tmp_path / "smoke")]
+    assert main([*smoke, "--rows", "llsq_W4A4", "--no-step-time", "--no-amp"]) == 0
+    row = json.loads((tmp_path / "smoke" / "rows" / "resnet20" / "llsq_W4A4.json").read_text())
+    assert row["command"].endswith("--no-amp")
 
 
 def test_a_spent_time_budget_starts_nothing_and_leaves_the_run_incomplete(tmp_path: Path):

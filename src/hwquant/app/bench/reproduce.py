@@ -265,8 +265,8 @@ def _check_device(tier: Tier) -> None:
         raise ConfigError(
             f"tier {tier.name!r} trains under bf16 autocast, and this CPU has no native bf16 "
             "kernels (oneDNN reports none: no avx512_bf16 or AMX), so bf16 would be emulated "
-            "and slow. Fix: add --no-amp to train in float32; its settings record amp false, "
-            "so --resume refuses to mix its rows with a run trained under bf16 (use a new --out)."
+            "and slow. Fix: add --no-amp to train in float32; the run records amp false, and a "
+            "run of other settings is refused, so give it a new --out."
         )
 
 
