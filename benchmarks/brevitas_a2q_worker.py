@@ -172,6 +172,12 @@ class Augmented:
         images = torch.where(flip.reshape(-1, 1, 1, 1), images.flip(-1), images)
         return normalised(images, self.mean, self.std)
 
+    def first(self, count: int) -> torch.Tensor:
+        """The first ``count`` training images as they are, normalised (EP-init's batch)."""
+        pad, size = self.PAD, self.size
+        return normalised(self.padded[:count, :, pad : pad + size, pad : pad + size],
+                          self.mean, self.std)  # fmt: skip
+
 
 def normalised(pixels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """uint8 NCHW pixels as float32 in [0, 1], normalised per channel."""
@@ -242,8 +248,9 @@ def main() -> None:
         "--augment", action="store_true", help="resnet20: uint8 data, CIFAR's crop and flip"
     )
     args = p.parse_args()
-    if args.augment and args.model != "resnet20":
-        p.error("--augment is CIFAR-10's crop (4-pixel pad) and mirror: --model resnet20 only")
+    if args.model != "resnet20" and (args.augment or args.first_last_bits is not None):
+        p.error("--augment (CIFAR-10's crop and mirror) and --first-last-bits are for --model "
+                "resnet20 only: small_cnn quantizes every layer at --weight-bits")  # fmt: skip
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
     generator = torch.Generator().manual_seed(args.seed)
@@ -254,9 +261,7 @@ def main() -> None:
         train_batch = augmented.batch
         test_pixels = torch.from_numpy(np.load(args.data / "u8_test.npy")).permute(0, 3, 1, 2)
         x_test = normalised(test_pixels, augmented.mean, augmented.std)
-        pad = Augmented.PAD
-        start = normalised(augmented.padded[: args.batch_size, :, pad:-pad, pad:-pad],
-                           augmented.mean, augmented.std)  # fmt: skip
+        start = augmented.first(args.batch_size)
     else:
         x_train = torch.from_numpy(np.load(args.data / "x_train.npy"))
         x_test = torch.from_numpy(np.load(args.data / "x_test.npy"))
@@ -265,8 +270,6 @@ def main() -> None:
     if args.model == "resnet20":
         edge_bits = args.first_last_bits or args.weight_bits
         model = quant_resnet20(args.weight_bits, args.act_bits, args.acc_bits, edge_bits)
-    elif args.first_last_bits is not None:
-        raise SystemExit("--first-last-bits: small_cnn quantizes every layer at --weight-bits")
     else:
         model = quant_small_cnn(args.weight_bits, args.act_bits, args.acc_bits)
     state = torch.load(args.data / "fp32.pt", weights_only=True)
