@@ -145,3 +145,32 @@ def test_invalid_arguments_are_rejected() -> None:
 def test_sharding_needs_whole_batches() -> None:
     with pytest.raises(ConfigError, match=r"needs drop_last=True.*Fix: pass drop_last=True"):
         BatchLoader(make_data(), 4, mean=MEAN, std=STD, shuffle=False, augment=False, shard=(0, 2))
+
+
+def test_cutout_zeroes_one_clipped_square_after_normalisation() -> None:
+    """Each image keeps its crop and flip (the draws before Cutout's) and loses exactly one
+    c x c square, clipped at the border, to 0 (the mean pixel)."""
+    data = make_data(n=16, side=8)
+    plain = BatchLoader(data, 16, mean=MEAN, std=STD, shuffle=True, augment=True, seed=2)
+    cut = BatchLoader(data, 16, mean=MEAN, std=STD, shuffle=True, augment=True, seed=2, cutout=4)
+    (x, y), (xc, yc) = next(plain.iter_from(0)), next(cut.iter_from(0))
+    assert torch.equal(y, yc)
+    changed = xc != x
+    assert torch.equal(xc[changed], torch.zeros_like(xc[changed]))
+    masks = (xc == 0).all(dim=1) & (x != 0).any(dim=1)  # [B, H, W]: the square, where visible
+    for mask in masks:
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        assert 1 <= len(rows) <= 4 and 1 <= len(cols) <= 4
+        assert mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
+        assert int(mask.sum()) == len(rows) * len(cols)
+    sides = [int(m.any(1).sum()) for m in masks]
+    assert 4 in sides and min(sides) < 4  # whole squares, and squares clipped at the border
+    assert torch.equal(torch.cat([b for b, _ in cut.iter_from(0)]),
+                       torch.cat([b for b, _ in cut.iter_from(0)]))  # fmt: skip
+
+
+def test_cutout_needs_augmentation_and_a_side() -> None:
+    with pytest.raises(ConfigError, match="augment=False"):
+        BatchLoader(make_data(), 4, mean=MEAN, std=STD, shuffle=False, augment=False, cutout=4)
+    with pytest.raises(ConfigError, match="cutout=-1"):
+        BatchLoader(make_data(), 4, mean=MEAN, std=STD, shuffle=False, augment=True, cutout=-1)

@@ -143,11 +143,17 @@ class DataConfig:
     """Examples per evaluation batch."""
     augment: bool = True
     """Random training-set augmentation (the test set is never augmented)."""
+    cutout: int = 0
+    """Side in pixels of the square Cutout sets to the mean pixel in each augmented training
+    image (DeVries & Taylor 2017; 16 for CIFAR-10); 0: none. Needs ``augment``."""
 
     def __post_init__(self) -> None:
         _check(
             self.batch_size_eval >= 1, "batch_size_eval", self.batch_size_eval, "an integer >= 1"
         )
+        _check(self.cutout >= 0, "cutout", self.cutout, "an integer >= 0 (0: no Cutout)")
+        _check(not (self.cutout and not self.augment), "cutout", self.cutout,
+               "0 when augment = false (Cutout is an augmentation)")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -700,6 +700,7 @@ def _train_in(
         config.train.batch_size,
         shuffle=True,
         augment=config.data.augment,
+        cutout=config.data.cutout,
         seed=config.train.seed,
         drop_last=True,
         shard=(dist.rank, dist.world_size),

@@ -61,7 +61,12 @@ class BatchLoader:
     ``[0, 1]`` pixel units), labels as int64 ``[B]``. With ``augment``, each image is randomly
     cropped from a zero-padded copy (see :func:`crop_padding`) and, when it has more than one
     channel, mirrored left-right with probability 1/2 (grey-scale sets here are digits, which
-    are not mirror-symmetric).
+    are not mirror-symmetric). With ``cutout`` = c > 0 as well, each augmented image then has
+    one c x c square set to 0 after normalisation, i.e. to the data set's mean pixel (Cutout,
+    DeVries & Taylor 2017, arXiv:1708.04552 §3: the square's centre is drawn uniformly over the
+    whole image, so part of it may fall outside; 16 pixels is their CIFAR-10 size). Its draws
+    follow the crop and flip draws of the same batch generator, so a loader without cutout
+    gives the same batches as before the option existed.
 
     Call :meth:`set_epoch` before each pass; iterating twice in one epoch repeats its batches.
     """
@@ -79,6 +84,7 @@ class BatchLoader:
         seed: int = 0,
         drop_last: bool = False,
         shard: tuple[int, int] = (0, 1),
+        cutout: int = 0,
     ) -> None:
         """Validate the arguments and move ``data`` to ``device``."""
         channels = data.images.shape[3]
@@ -96,6 +102,16 @@ class BatchLoader:
                 f"{len(data)} examples make no full batch of {batch_size} with drop_last=True. "
                 "Fix: lower batch_size or set drop_last=False."
             )
+        if isinstance(cutout, bool) or not isinstance(cutout, int) or cutout < 0:
+            raise ConfigError(
+                f"cutout={cutout!r} is not a square side. Fix: pass 0 (no Cutout) or a positive "
+                "number of pixels."
+            )
+        if cutout and not augment:
+            raise ConfigError(
+                f"cutout={cutout} is an augmentation, but augment=False. Fix: set augment=True, "
+                "or cutout=0."
+            )
         rank, world = shard
         if not 0 <= rank < world or batch_size % world:
             raise ConfigError(
@@ -111,6 +127,7 @@ class BatchLoader:
         self.shard = shard
         self.shuffle = shuffle
         self.augment = augment
+        self.cutout = cutout
         self.seed = seed
         self.drop_last = drop_last
         self.device = torch.device(device)
@@ -164,6 +181,8 @@ class BatchLoader:
                 generator = batch_generator(self.seed, epoch, step)
                 images = self._crop_and_flip(images, generator, len(index), rows)
             images = images.float().div_(PIXEL_MAX).sub_(self._mean).div_(self._std)
+            if self.cutout:
+                images = self._cut_out(images, generator, len(index), rows)
             yield images, self._labels[mine]
 
     def _shard_rows(self, batch: int) -> slice:
@@ -194,3 +213,24 @@ class BatchLoader:
         source = rows[:, :, None] * (width + 2 * pad) + cols[:, None, :]  # [B, H, W]
         source = source.view(batch, 1, height * width).expand(-1, channels, -1)
         return padded.flatten(2).gather(2, source).view(batch, channels, height, width)
+
+    def _cut_out(
+        self, images: Tensor, generator: torch.Generator, drawn: int, mine: slice
+    ) -> Tensor:
+        """Zero one ``cutout`` x ``cutout`` square of each normalised image, its centre
+        ``(cy, cx)`` uniform over the pixels: rows ``[cy − ⌊c/2⌋, cy − ⌊c/2⌋ + c)`` and the same
+        for columns, clipped to the image. The centres are drawn for all ``drawn`` examples of
+        the global batch; these ``images`` are its rows ``mine``.
+        """
+        _, _, height, width = images.shape
+        centres = torch.stack([
+            torch.randint(0, height, (drawn,), generator=generator),
+            torch.randint(0, width, (drawn,), generator=generator),
+        ])[:, mine].to(self.device)  # fmt: skip
+        first = centres - self.cutout // 2
+        rows = torch.arange(height, device=self.device)
+        cols = torch.arange(width, device=self.device)
+        inside_rows = (rows >= first[0, :, None]) & (rows < first[0, :, None] + self.cutout)
+        inside_cols = (cols >= first[1, :, None]) & (cols < first[1, :, None] + self.cutout)
+        square = inside_rows[:, :, None] & inside_cols[:, None, :]  # [B, H, W]
+        return images.masked_fill(square[:, None], 0.0)

@@ -1,0 +1,58 @@
+"""The FP32 fine-tune benchmark on the smoke tier: it trains, writes a baseline that QAT rows can
+start from, reports a finished run without training it again, and refuses other settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import cifar10_fp32_finetune as finetune
+from hwquant.app.bench.reproduce import Options, _build
+from hwquant.app.bench.tiers import get_tier
+from hwquant.core.checkpoint import load_checkpoint
+from hwquant.core.errors import ConfigError
+from hwquant.core.provenance import file_sha256
+
+
+@pytest.fixture
+def smoke(monkeypatch, tmp_path):
+    """The benchmark on the smoke tier (synthetic 16x16 images, quarter-width ResNet-20),
+    started from a freshly initialised model standing in for the committed checkpoint."""
+    tier = get_tier("smoke")
+    options = Options(tier=tier, out=tmp_path, models=("resnet20",), rows=())
+    state = _build("resnet20", options).state_dict()
+    start = {"test_acc": 0.1, "checkpoint_sha256": "0" * 64}
+    monkeypatch.setattr(finetune, "get_tier", lambda name, amp=None: tier)
+    monkeypatch.setattr(finetune, "fp32_state", lambda name: (state, start))
+    monkeypatch.setattr("torch.set_num_threads", lambda n: None)
+    return tmp_path
+
+
+def argv(root, *more: str) -> list[str]:
+    paths = ["--out", str(root / "run"), "--result", str(root / "r.json")]
+    return ["--epochs", "2", "--warmup-epochs", "0.5", *paths, *more]
+
+
+def test_a_run_writes_a_baseline_and_a_finished_run_is_not_trained_again(smoke):
+    results = finetune.main(argv(smoke, "--cutout", "4"))
+    ckpt = smoke / "run" / "fp32" / "resnet20.ckpt"
+    record = json.loads(ckpt.with_suffix(".json").read_text())
+    assert record["checkpoint_sha256"] == file_sha256(ckpt) == results["checkpoint_sha256"]
+    assert set(load_checkpoint(ckpt)) == {"state_dict"}  # the reproduce baselines' format
+    assert len(results["history"]) == 2 and results["test_acc"] == record["test_acc"]
+    document = json.loads((smoke / "r.json").read_text())
+    assert document["config"]["cutout"] == 4 and document["config"]["train"]["epochs"] == 2
+    assert document["results"]["start_test_acc"] == 0.1
+    ckpt.write_bytes(ckpt.read_bytes())  # untouched by the second run: same bytes, same record
+    again = finetune.main(argv(smoke, "--cutout", "4"))
+    assert again["checkpoint_sha256"] == results["checkpoint_sha256"]
+    assert again["history"] == results["history"]
+
+
+def test_a_run_of_other_settings_is_refused(smoke):
+    finetune.main(argv(smoke, "--cutout", "4"))
+    with pytest.raises(
+        ConfigError, match=r"cutout: stored 4, now 0.*train\.lr: stored 0\.05, now 0\.1"
+    ):
+        finetune.main(argv(smoke, "--cutout", "0", "--lr", "0.1"))
