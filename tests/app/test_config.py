@@ -124,6 +124,22 @@ def test_bad_field_names_table_field_and_fix(tmp_path: Path, text: str, match: s
     assert str(info.value).startswith(f"{path}: ")
 
 
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ("cutout = -2", r"data.cutout=-2 is out of range\. Fix: use an integer >= 0"),
+        ("cutout = 16\naugment = false", r"data.cutout=16 .*0 when augment = false"),
+    ],
+)
+def test_cutout_is_a_side_of_an_augmentation(tmp_path: Path, data: str, match: str) -> None:
+    """Cutout is refused without the augmentation it is part of, and with a negative side."""
+    path = write(tmp_path, f'[model]\nname = "m"\n[data]\nname = "d"\n{data}\n')
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)
+    path = write(tmp_path, '[model]\nname = "m"\n[data]\nname = "d"\ncutout = 16\n')
+    assert load_config(path).data.cutout == 16
+
+
 def test_missing_table_and_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"data is required\. Fix: add a \[data\] table"):
         load_config(write(tmp_path, '[model]\nname = "m"\n'))

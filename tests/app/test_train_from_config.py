@@ -17,7 +17,7 @@ from torch import nn
 from hwquant.app.config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_config
 from hwquant.app.train import train_from_config
 from hwquant.core.checkpoint import load_checkpoint, save_checkpoint
-from hwquant.core.errors import ConfigError
+from hwquant.core.errors import ConfigError, FileFormatError
 from hwquant.qat.recipe import Recipe
 
 
@@ -107,6 +107,26 @@ def test_float_run_then_qat_from_its_weights(tmp_path: Path, prepared: Calls) ->
     [(weights, used_recipe)] = prepared
     assert used_recipe == recipe
     assert all(torch.equal(weights[name], saved["model"][name]) for name in weights)
+
+
+def test_init_takes_a_bench_baseline_and_refuses_a_file_without_weights(
+    tmp_path: Path, prepared: Calls
+) -> None:
+    """model.init reads the ``state_dict`` of a ``hwquant bench reproduce`` baseline (the
+    committed FP32 checkpoints) as it reads a last.pt's ``model``; a checkpoint with neither is
+    refused, naming both."""
+    fp32 = train_from_config(run_config(tmp_path / "fp32"), progress=False)
+    baseline = tmp_path / "resnet.ckpt"
+    save_checkpoint(baseline, {"state_dict": load_checkpoint(fp32.checkpoint)["model"]})
+    qat = dataclasses.replace(run_config(tmp_path / "qat", init=str(baseline)), recipe=Recipe())
+    train_from_config(qat, progress=False)
+    [(weights, _)] = prepared
+    saved = load_checkpoint(fp32.checkpoint)["model"]
+    assert all(torch.equal(weights[name], saved[name]) for name in weights)
+    empty = tmp_path / "empty.pt"
+    save_checkpoint(empty, {"history": []})
+    with pytest.raises(FileFormatError, match=r"empty.pt' holds no model weights.*state_dict"):
+        train_from_config(run_config(tmp_path / "run", init=str(empty)), progress=False)
 
 
 def test_init_checkpoint_must_fit_the_model(tmp_path: Path, prepared: Calls) -> None:

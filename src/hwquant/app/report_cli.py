@@ -27,7 +27,7 @@ import torch
 import hwquant
 from hwquant.app.command import parser_with_examples
 from hwquant.app.config import RunConfig, load_config
-from hwquant.app.train import CHECKPOINT_NAME, load_weights
+from hwquant.app.train import CHECKPOINT_NAME, init_weights, load_weights
 from hwquant.core.checkpoint import load_checkpoint
 from hwquant.core.errors import FileFormatError, HwquantError
 
@@ -75,7 +75,7 @@ def collect_run(run_dir: str | Path, device: str = HW_DEVICE) -> dict[str, Any]:
     x, y = zip(*test, strict=True)
     data = DemoData(splits, test, torch.cat(x), torch.cat(y))
     fp32 = _float_model(config, data)
-    fp32_weights = _weights(Path(config.model.init), "model.init") if config.model.init else None
+    fp32_weights = init_weights(Path(config.model.init)) if config.model.init else None
     if fp32_weights is not None:
         load_weights(fp32, fp32_weights, Path(config.model.init))
     fp32_results = {

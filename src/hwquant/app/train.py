@@ -579,6 +579,25 @@ def _flat(table: dict[str, Any] | None, prefix: str) -> dict[str, Any]:
     return flat
 
 
+def init_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The float weights of a ``model.init`` checkpoint: ``model`` of a ``last.pt`` written by
+    ``hwquant train``, or ``state_dict`` of a ``hwquant bench reproduce`` baseline (such as the
+    committed ``benchmarks/results/cifar10_cpu_long/fp32/resnet20.ckpt``).
+
+    Raises:
+        FileFormatError: the checkpoint holds neither; the message names the two it takes.
+    """
+    state = load_checkpoint(path)
+    for key in ("model", "state_dict"):
+        if key in state:
+            return state[key]
+    raise FileFormatError(
+        f"'{path}' holds no model weights (neither 'model' nor 'state_dict'). Fix: set "
+        "model.init to a last.pt written by `hwquant train` or to a baseline checkpoint of "
+        "`hwquant bench reproduce` (OUT/fp32/<model>.ckpt)."
+    )
+
+
 def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
     """Load a state dict read from checkpoint ``path``, explaining a mismatch."""
     try:
@@ -672,13 +691,7 @@ def _train_in(
     )
     if config.model.init is not None:
         init = Path(config.model.init)
-        state = load_checkpoint(init)
-        if "model" not in state:
-            raise FileFormatError(
-                f"'{init}' holds no model weights. Fix: set model.init to a last.pt written by "
-                "`hwquant train`."
-            )
-        load_weights(model, state["model"], init)
+        load_weights(model, init_weights(init), init)
     teacher = None
     if config.train.distill_weight > 0:
         if config.recipe is None or config.model.init is None:
