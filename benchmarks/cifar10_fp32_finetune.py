@@ -83,6 +83,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "kernels); recorded in settings.json",
     )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--progress", action="store_true", help="print each epoch's line (stderr)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data order and Cutout")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: by options)")
     p.add_argument("--result", type=Path, default=None, help="result JSON (default: by options)")
@@ -170,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "checkpoint": shown(path),
         "checkpoint_sha256": record["checkpoint_sha256"],
         "history": record["training"]["history"],
-        "train_wall_seconds": record["training"]["wall_seconds"],
+        "train_seconds_sum_of_epochs": round(
+            sum(h["seconds"] for h in record["training"]["history"]), 1
+        ),
     }
     recorder.save({**settings, "threads": args.threads, "out": shown(args.out)}, results)
     print(f"wrote {args.result}: {results['start_test_acc']:.4f} -> {results['test_acc']:.4f}",
@@ -188,8 +191,10 @@ def finetune(
 ) -> dict[str, Any]:
     """Train the start ``state`` by ``config`` with Cutout, evaluate it on the whole test set
     and write its checkpoint and record (the record last, so that it marks a finished run)."""
-    options = Options(tier=tier, out=args.out, models=(MODEL,), rows=(), seed=args.seed,
-                      data_root=args.data_root, command=command)  # fmt: skip
+    options = Options(
+        tier=tier, out=args.out, models=(MODEL,), rows=(), seed=args.seed,
+        data_root=args.data_root, progress=args.progress, command=command,
+    )  # fmt: skip
     data = _load(options)
     splits = data.splits
     train = BatchLoader(
