@@ -23,8 +23,11 @@ The rows run one after another; the result file (one per tier and bits, :func:`d
 is rewritten
 (atomically) after each, and a second invocation skips the rows it holds, so a stopped run
 resumes; a stored row whose recipe is not the one its P has now is refused, not skipped, and
-so is a file of other tier settings. On a CPU without native bf16 kernels the tier's bf16
-autocast is refused; ``--no-amp`` trains in float32, into a result file of its own::
+so is a file of other tier settings. ``--epochs-qat N`` trains every row N epochs instead of
+the tier's 3 (a tier setting: into a result file of its own); with ``--work DIR`` a row stopped
+mid-training resumes from its trainer checkpoint in ``DIR/<row>`` when the command is run
+again, so that a long row can span sessions. On a CPU without native bf16 kernels the tier's
+bf16 autocast is refused; ``--no-amp`` trains in float32, into a result file of its own::
 
     python -m benchmarks.accumulator_aware_cifar10 --acc-bits 16,14,12,32  # ~12 min a row, 1 core
     python -m benchmarks.accumulator_aware_cifar10 --acc-bits 20,10         # more rows, same file
@@ -123,7 +126,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--four-bit-examples", type=int, default=1000)
     p.add_argument("--data-root", type=Path, default=None, help="CIFAR-10 image-folder copy")
     p.add_argument(
-        "--work", type=Path, default=None, help="trainer work directory (default: a temp dir)"
+        "--work",
+        type=Path,
+        default=None,
+        help="trainer work directory (default: a temp dir); a row stopped mid-training resumes "
+        "from its trainer checkpoint there",
+    )
+    p.add_argument(
+        "--epochs-qat",
+        type=int,
+        default=None,
+        help="QAT epochs of every row instead of the tier's (recorded in the tier; a result "
+        "file of other epochs is refused)",
     )
     p.add_argument(
         "--no-amp",
@@ -211,9 +225,12 @@ def run_row(
     data: Any,
     options: Options,
     four_bit_examples: int,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """QAT-train, lower and check one point of the curve; a P that ``prepare`` refuses (too
-    small for one weight of ±1 in some layer) is recorded as refused, with its error."""
+    small for one weight of ±1 in some layer) is recorded as refused, with its error. With
+    ``resume`` the training continues from the trainer checkpoint in ``options.out/<row>``
+    where there is one (bit-exactly; the trainer refuses one of other training settings)."""
     start = time.perf_counter()
     config = _train_config(options, False)
     recipe = recipe_at(acc_bits, config.epochs * len(data.qat_train), bits)
@@ -233,7 +250,7 @@ def run_row(
     qat = qat.to(memory_format=_memory_format(options.tier))
     work = options.out / name
     print(f"[{name}] QAT {config.epochs} epochs", file=sys.stderr)
-    training = _fit(qat, config, data.qat_train, data, work, options, resume=False)
+    training = _fit(qat, config, data.qat_train, data, work, options, resume=resume)
     qat.eval()
     int_model = hwquant.lower(qat, next(data.test.iter_from(0))[0][:8])
     evaluation = compare(qat, int_model, data.test.iter_from(0))
@@ -297,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     command = command_line([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
     recorder = ResultRecorder(NAME, command, args.seed, args.out)
-    tier = get_tier(args.tier, amp=None if args.amp else False)
+    tier = get_tier(args.tier, epochs_qat=args.epochs_qat, amp=None if args.amp else False)
     if args.quick:
         tier = dataclasses.replace(tier, train_examples=512, qat_train_examples=512, epochs_qat=1)
     _check_device(tier)  # a bf16 tier on a CPU without native bf16 names --no-amp
@@ -360,8 +377,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print(f"[{name}] in {args.out} already: skipped", file=sys.stderr)
             continue
         results["rows"][name] = run_row(
-            acc_bits, args.bits, state, data, options, args.four_bit_examples
-        )
+            acc_bits, args.bits, state, data, options, args.four_bit_examples,
+            resume=args.work is not None,
+        )  # fmt: skip
         results["summary"] = summary(results["rows"], fp32_record["test_acc"])
         recorder.save(config, results)
     results["summary"] = summary(results["rows"], fp32_record["test_acc"])

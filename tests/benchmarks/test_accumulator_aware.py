@@ -109,3 +109,32 @@ def test_a_result_file_of_other_tier_settings_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"Fix: add --no-amp"):
         cifar.main(argv)
     assert not (tmp_path / "b.json").exists() and not (tmp_path / "w").exists()
+
+
+def test_a_cifar10_row_resumes_from_its_trainer_checkpoint_in_work(tmp_path, monkeypatch):
+    """With --work, a second invocation finds the row's trainer checkpoint and continues it (here
+    finished: nothing is trained, the row is the same); --epochs-qat is a tier setting, so the
+    checkpoint of a 1-epoch row is refused for a 2-epoch one, naming the epochs."""
+    from hwquant.app.bench.reproduce import Options, _build
+
+    smoke = get_tier("smoke")
+    state = _build("resnet20", Options(smoke, tmp_path, ("resnet20",), ())).state_dict()
+    start = {"test_acc": 0.1, "checkpoint_sha256": "0" * 64}
+    monkeypatch.setattr(cifar, "fp32_state", lambda tier: (state, start))
+    monkeypatch.setattr(
+        cifar,
+        "get_tier",
+        lambda name, epochs_qat=None, amp=None: get_tier("smoke", None, epochs_qat, amp),
+    )
+    monkeypatch.setattr("torch.set_num_threads", lambda n: None)
+
+    def run(out: str, epochs: str) -> dict:
+        argv = ["--acc-bits", "32", "--epochs-qat", epochs, "--four-bit-examples", "4"]
+        return cifar.main([*argv, "--work", str(tmp_path / "w"), "--out", str(tmp_path / out)])
+
+    first = run("a.json", "1")["rows"]["W4A4_P32"]
+    again = run("b.json", "1")["rows"]["W4A4_P32"]
+    assert first["training"]["history"] == again["training"]["history"]
+    assert first["engine_acc"] == again["engine_acc"] and again["exact"]
+    with pytest.raises(ConfigError, match=r"epochs"):
+        run("c.json", "2")
