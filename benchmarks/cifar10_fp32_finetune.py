@@ -9,7 +9,9 @@ beside it) and trains ``--epochs`` more epochs of the tier's FP32 recipe (SGD-Ne
 256, weight decay 5e-4, label smoothing 0.1, random crop and flip, the whole training set) with
 a cosine learning rate from ``--lr`` after ``--warmup-epochs`` of linear warm-up and Cutout of
 ``--cutout`` pixels (DeVries & Taylor 2017; :class:`hwquant.data.BatchLoader`). ``--cutout 0``
-is the control: the same restart without Cutout.
+is the control: the same restart without Cutout. ``--swa-epochs N`` averages the weights of
+the last N epochs (stochastic weight averaging, Izmailov et al. 2018; ``train.swa_epochs``),
+best with ``--schedule constant``, the paper's setting.
 
 It writes, in ``--out`` (a run directory):
 
@@ -74,6 +76,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.05, help="peak learning rate of the cosine")
     p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up length")
     p.add_argument("--cutout", type=int, default=16, help="Cutout square side (0: none)")
+    p.add_argument(
+        "--schedule",
+        choices=("cosine", "constant"),
+        default="cosine",
+        help="learning rate after the warm-up: cosine to 0, or constant (SWA's setting)",
+    )
+    p.add_argument(
+        "--swa-epochs",
+        type=int,
+        default=0,
+        help="average the weights of the last N epochs (SWA; BN statistics recomputed)",
+    )
     p.add_argument("--data-root", type=Path, default=None, help="CIFAR-10 image-folder copy")
     p.add_argument(
         "--no-amp",
@@ -92,14 +106,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"--epochs {args.epochs}: use 1 or more")
     if args.cutout < 0:
         p.error(f"--cutout {args.cutout}: use 0 (no Cutout) or a positive number of pixels")
+    if not 0 <= args.swa_epochs <= args.epochs:
+        p.error(f"--swa-epochs {args.swa_epochs}: use 0 (no averaging) up to --epochs")
     variant = f"{args.tier.replace('-', '_')}_cutout{args.cutout}"
+    variant += f"_{args.schedule}_swa{args.swa_epochs}" if args.swa_epochs else ""
     args.out = args.out or RESULTS_DIR / f"{NAME}_{variant}"
     args.result = args.result or RESULTS_DIR / f"{NAME}_{variant}.json"
     return args
 
 
 def train_config(args: argparse.Namespace, amp: bool) -> TrainConfig:
-    """The tier's FP32 recipe, restarted: cosine from ``--lr`` after ``--warmup-epochs``."""
+    """The tier's FP32 recipe, restarted: ``--schedule`` from ``--lr`` after ``--warmup-epochs``,
+    the last ``--swa-epochs`` averaged."""
     tier = get_tier(args.tier)
     return TrainConfig(
         epochs=args.epochs,
@@ -107,12 +125,13 @@ def train_config(args: argparse.Namespace, amp: bool) -> TrainConfig:
         optimizer="sgd",
         lr=args.lr,
         weight_decay=WEIGHT_DECAY,
-        schedule="cosine",
+        schedule=args.schedule,
         warmup_epochs=args.warmup_epochs,
         label_smoothing=tier.label_smoothing,
         amp=amp,
         cpu_amp=amp,
         seed=args.seed,
+        swa_epochs=args.swa_epochs,
     )
 
 
@@ -123,13 +142,18 @@ def shown(path: Path) -> str:
 
 
 def check_settings(path: Path, settings: dict[str, Any]) -> None:
-    """Write ``settings`` to ``path`` on the first run; refuse another run's settings.
+    """Write ``settings`` to ``path`` on the first run; refuse another run's settings. A
+    training field the stored settings predate counts at its default (the behaviour from before
+    it existed), as the trainer's own resume check does.
 
     Raises:
         ConfigError: names every setting that differs and the fix.
     """
     if path.exists():
-        differ = _differences(json.loads(path.read_text()), settings)
+        stored = json.loads(path.read_text())
+        defaults = dataclasses.asdict(TrainConfig())  # a field added since: at its default
+        stored["train"] = {**{k: defaults[k] for k in settings["train"]}, **stored["train"]}
+        differ = _differences(stored, settings)
         if differ:
             raise ConfigError(
                 f"{path.parent} holds a run with other settings: {'; '.join(differ)}. Fix: rerun "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import math
@@ -253,3 +254,53 @@ def test_a_student_distils_towards_its_teacher(tmp_path: Path) -> None:
     with torch.no_grad():
         agree = student.module.eval()(x).argmax(1) == model.eval()(x).argmax(1)
     assert agree.float().mean() > 0.95
+
+
+SWA = dataclasses.replace(CONFIG, schedule="constant", warmup_epochs=0.0)
+
+
+def test_swa_ends_on_the_mean_of_the_last_epochs_weights_with_bn_recomputed(
+    tmp_path: Path,
+) -> None:
+    """With swa_epochs = 2 of 3 the weights are the mean of those a plain run has after epochs 2
+    and 3 (the averaging does not change the training), the BN statistics are recomputed for
+    them, and the last epoch's test accuracy is the averaged model's."""
+    ends = []
+    for epochs in (2, 3):
+        plain = make_trainer(tmp_path / f"plain{epochs}", dataclasses.replace(SWA, epochs=epochs))
+        plain.fit()
+        ends.append(copy.deepcopy(plain.module.state_dict()))
+    averaged = make_trainer(tmp_path / "swa", dataclasses.replace(SWA, swa_epochs=2))
+    result = averaged.fit()
+    weights = averaged.module.state_dict()
+    for name, param in averaged.module.named_parameters():
+        torch.testing.assert_close(param.detach(), (ends[0][name] + ends[1][name]) / 2)
+    assert not torch.equal(weights["1.running_mean"], ends[1]["1.running_mean"])
+    assert int(weights["1.num_batches_tracked"]) == len(averaged.train_loader)  # one pass
+    assert result.final_accuracy == averaged.evaluate(averaged.test_loader)
+    saved = load_checkpoint(result.checkpoint)
+    assert all(torch.equal(saved["model"][k], v) for k, v in weights.items())
+
+
+def test_swa_resumes_exactly_and_is_refused_for_a_qat_model(tmp_path: Path) -> None:
+    """A run stopped inside the averaged epochs resumes its average from the checkpoint and ends
+    where an uninterrupted run ends; a QAT model has no average and is refused by name."""
+    config = dataclasses.replace(SWA, swa_epochs=2, checkpoint_every=5)
+    reference = make_trainer(tmp_path / "reference", config)
+    reference.fit()
+
+    def kill_at_step_31(model: nn.Module, global_step: int) -> None:
+        if global_step == 31:  # epoch 3, after the checkpoint at step 30 (epoch 2 averaged)
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        make_trainer(tmp_path / "run", config, recipe_hooks=[kill_at_step_31]).fit()
+    resumed = make_trainer(tmp_path / "run", config, resume=True)
+    resumed.fit()
+    for name, tensor in reference.module.state_dict().items():
+        assert torch.equal(tensor, resumed.module.state_dict()[name]), name
+    qat = hwquant.prepare(make_model(), Recipe())
+    x, y = make_data()
+    loader = TensorLoader(x, y, 16)
+    with pytest.raises(ConfigError, match=r"swa_epochs = 2 averages float weights.*QAT model"):
+        Trainer(qat, loader, loader, config, tmp_path / "qat", progress=False)

@@ -56,3 +56,22 @@ def test_a_run_of_other_settings_is_refused(smoke):
         ConfigError, match=r"cutout: stored 4, now 0.*train\.lr: stored 0\.05, now 0\.1"
     ):
         finetune.main(argv(smoke, "--cutout", "0", "--lr", "0.1"))
+
+
+def test_a_run_from_before_a_training_field_resumes_at_its_default(smoke):
+    """settings.json written before ``train.swa_epochs`` existed: the run is the same one."""
+    finetune.main(argv(smoke, "--cutout", "4"))
+    path = smoke / "run" / "settings.json"
+    settings = json.loads(path.read_text())
+    del settings["train"]["swa_epochs"]
+    path.write_text(json.dumps(settings))
+    finetune.main(argv(smoke, "--cutout", "4"))
+    with pytest.raises(ConfigError, match=r"train\.swa_epochs: stored 0, now 1"):
+        finetune.main(argv(smoke, "--cutout", "4", "--swa-epochs", "1"))
+
+
+def test_default_paths_name_the_variant():
+    args = finetune.parse_args(["--cutout", "8", "--schedule", "constant", "--swa-epochs", "4"])
+    assert args.out.name == "cifar10_fp32_finetune_cpu_long_cutout8_constant_swa4"
+    assert args.result.name == f"{args.out.name}.json"
+    assert finetune.parse_args([]).out.name == "cifar10_fp32_finetune_cpu_long_cutout16"

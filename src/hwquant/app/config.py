@@ -90,6 +90,14 @@ class TrainConfig:
     """Also checkpoint every this many steps (0: only at the end of each epoch)."""
     grad_clip: float | None = None
     """Clip the global gradient norm to this value; None does not clip."""
+    swa_epochs: int = 0
+    """Stochastic weight averaging (Izmailov et al. 2018, SWA): the weights at the end of each
+    of the last ``swa_epochs`` epochs are averaged equally, ``w̄ ← (n·w̄ + w)/(n + 1)`` (their
+    eq. 2, one model an epoch), and the last epoch ends with the model set to ``w̄``, its BN
+    running statistics recomputed over one pass of that epoch's training batches (their §3.2);
+    the epoch's test accuracy is then that model's. 0: off. Float models only (a quantizer's
+    scales, codebooks and row assignments have no average); the paper pairs it with a constant
+    or cyclic learning rate over the averaged epochs."""
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
@@ -113,6 +121,8 @@ class TrainConfig:
                "a float in [0, 1]")  # fmt: skip
         _check(self.distill_temperature > 0, "distill_temperature", self.distill_temperature,
                "a float > 0")  # fmt: skip
+        _check(0 <= self.swa_epochs <= self.epochs, "swa_epochs", self.swa_epochs,
+               f"an integer in [0, epochs={self.epochs}] (0: no averaging)")  # fmt: skip
         _check(0 <= self.seed < 2**32, "seed", self.seed, "an integer in 0..2^32-1 (NumPy's range)")
         _check(
             self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, "an integer >= 0"

@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.swa_utils import AveragedModel, update_bn
 
 from hwquant.app.config import RunConfig, Schedule, TrainConfig
 from hwquant.core.checkpoint import load_checkpoint, resume_path, save_checkpoint
@@ -288,6 +289,7 @@ class Trainer:
         self._console = Console(stderr=True, quiet=not (progress and self.dist.is_main))
         self._bars = progress and sys.stderr.isatty() and not os.environ.get("CI")
         self._amp = _autocast_enabled(config, self.device)
+        self._swa = self._averaged_model(model)
         if resume:
             self._resume()
         self._warn_if_bn_never_freezes()
@@ -366,6 +368,7 @@ class Trainer:
         )
         self._train_steps(bars, task)
         broadcast_state(self.module)  # ranks evaluate and keep rank 0's buffers (BN statistics)
+        self._average_weights()
         test_acc = self.evaluate(self.test_loader)
         bars.remove_task(task)
         stats = self._stats
@@ -462,6 +465,42 @@ class Trainer:
             disable=not self._bars,
         )
 
+    def _averaged_model(self, model: nn.Module) -> AveragedModel | None:
+        """The running average of ``train.swa_epochs`` (None when off); refused for a QAT model.
+
+        Raises:
+            ConfigError: ``swa_epochs`` > 0 on a model prepared by :func:`hwquant.prepare`.
+        """
+        if self.config.swa_epochs == 0:
+            return None
+        if hasattr(model, "hwquant_recipe"):
+            raise ConfigError(
+                f"train.swa_epochs = {self.config.swa_epochs} averages float weights, and this "
+                "is a QAT model: its quantizers' scales, codebooks and row assignments have no "
+                "average. Fix: set swa_epochs = 0 for a run with a [recipe], or average the "
+                "float run it starts from (model.init)."
+            )
+        return AveragedModel(self.module, use_buffers=False)
+
+    def _average_weights(self) -> None:
+        """At the end of an averaged epoch: add the weights to the average; at the end of the
+        last: set the model to it and recompute its BN statistics over this epoch's batches
+        (:func:`torch.optim.swa_utils.update_bn`, one pass in training mode), rank 0's kept."""
+        if self._swa is None or self.epoch < self.config.epochs - self.config.swa_epochs:
+            return
+        self._swa.update_parameters(self.module)
+        if self.epoch + 1 < self.config.epochs:
+            return
+        with torch.no_grad():
+            for mine, averaged in zip(
+                self.module.parameters(), self._swa.module.parameters(), strict=True
+            ):
+                mine.copy_(averaged)
+        batches = (x.to(self.device) for x, _ in self.train_loader.iter_from(0))
+        with self._autocast():
+            update_bn(batches, self.module)
+        broadcast_state(self.module)
+
     def _result(self) -> TrainResult:
         best = max(self.history, key=lambda record: record["test_acc"])
         return TrainResult(
@@ -490,6 +529,8 @@ class Trainer:
             "train_config": dataclasses.asdict(self.config),
             "run_config": self.run_config.to_dict() if self.run_config else None,
         }
+        if self._swa is not None:
+            state["swa"] = self._swa.state_dict()
         save_checkpoint(self.checkpoint_path, state)
 
     def _resume(self) -> None:
@@ -510,6 +551,8 @@ class Trainer:
                 "new out_dir."
             )
         load_weights(self.module, state["model"], path)
+        if self._swa is not None:
+            self._swa.load_state_dict(state["swa"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
