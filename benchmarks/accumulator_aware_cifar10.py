@@ -64,12 +64,11 @@ from hwquant.app.bench.reproduce import (
     _load,
     _memory_format,
     _train_config,
+    load_baseline,
 )
 from hwquant.app.bench.rows import RowSpec
 from hwquant.app.bench.tiers import get_tier
-from hwquant.core.checkpoint import load_checkpoint
 from hwquant.core.errors import AccumulatorBitsError
-from hwquant.core.provenance import file_sha256
 from hwquant.qat.recipe import changed_fields
 
 NAME = "accumulator_aware_cifar10"
@@ -203,7 +202,8 @@ def check_stored_row(
 
 
 def fp32_state(tier: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The tier's committed FP32 weights and their record; the checkpoint's sha256 must match."""
+    """The tier's committed FP32 weights and their record (sha256 checked:
+    :func:`~hwquant.app.bench.reproduce.load_baseline`)."""
     path = tier_dir(tier) / "fp32" / f"{MODEL}.ckpt"
     if not path.with_suffix(".json").exists():
         raise SystemExit(
@@ -211,11 +211,7 @@ def fp32_state(tier: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             f"committed yet. Fix: finish it (`hwquant bench reproduce --tier {tier} --fp32-only "
             f"--resume --out {tier_dir(tier)}`), or choose another --tier."
         )
-    record = json.loads(path.with_suffix(".json").read_text())
-    digest = file_sha256(path)
-    if digest != record["checkpoint_sha256"]:
-        raise SystemExit(f"{path}: sha256 {digest}, its record says {record['checkpoint_sha256']}")
-    return load_checkpoint(path)["state_dict"], record
+    return load_baseline(path)
 
 
 def run_row(

@@ -13,6 +13,9 @@ is the control: the same restart without Cutout. ``--swa-epochs N`` averages the
 the last N epochs (stochastic weight averaging, Izmailov et al. 2018; ``train.swa_epochs``),
 best with ``--schedule constant``, the paper's setting.
 
+``--start DIR`` continues a finished run of this benchmark instead (its ``--out``; the same
+sha256 check), so that schedules can be chained.
+
 It writes, in ``--out`` (a run directory):
 
 * ``fp32/resnet20.ckpt`` and ``resnet20.json``: the continued weights, their sha256, test
@@ -57,6 +60,7 @@ from hwquant.app.bench.reproduce import (
     _differences,
     _fit,
     _load,
+    load_baseline,
 )
 from hwquant.app.bench.tiers import get_tier
 from hwquant.app.config import TrainConfig
@@ -72,6 +76,13 @@ NAME = "cifar10_fp32_finetune"
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tier", choices=TIERS, default=TIERS[0], help="FP32 start and recipe")
+    p.add_argument(
+        "--start",
+        type=Path,
+        default=None,
+        help="start from this finished run of the benchmark (its --out) instead of the tier's "
+        "committed baseline",
+    )
     p.add_argument("--epochs", type=int, default=16, help="epochs added to the start")
     p.add_argument("--lr", type=float, default=0.05, help="peak learning rate of the cosine")
     p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up length")
@@ -108,7 +119,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"--cutout {args.cutout}: use 0 (no Cutout) or a positive number of pixels")
     if not 0 <= args.swa_epochs <= args.epochs:
         p.error(f"--swa-epochs {args.swa_epochs}: use 0 (no averaging) up to --epochs")
-    variant = f"{args.tier.replace('-', '_')}_cutout{args.cutout}"
+    variant = args.tier.replace("-", "_")
+    if args.start is not None:
+        variant = f"{args.start.name.removeprefix(f'{NAME}_')}_then"
+    variant += f"_cutout{args.cutout}"
     variant += f"_{args.schedule}_swa{args.swa_epochs}" if args.swa_epochs else ""
     args.out = args.out or RESULTS_DIR / f"{NAME}_{variant}"
     args.result = args.result or RESULTS_DIR / f"{NAME}_{variant}.json"
@@ -171,11 +185,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     recorder = ResultRecorder(NAME, command, args.seed, args.result)
     tier = get_tier(args.tier, amp=None if args.amp else False)
     _check_device(tier)  # a bf16 tier on a CPU without native bf16 names --no-amp
-    state, start = fp32_state(args.tier)
+    start_path = tier_dir(args.tier) / "fp32" / f"{MODEL}.ckpt"
+    if args.start is not None:
+        start_path = args.start / "fp32" / f"{MODEL}.ckpt"
+        state, start = load_baseline(start_path)
+    else:
+        state, start = fp32_state(args.tier)
     config = train_config(args, tier.amp)
     settings = {
         "tier": dataclasses.asdict(tier),
-        "start_checkpoint": shown(tier_dir(args.tier) / "fp32" / f"{MODEL}.ckpt"),
+        "start_checkpoint": shown(start_path),
         "start_checkpoint_sha256": start["checkpoint_sha256"],
         "cutout": args.cutout,
         "train": dataclasses.asdict(config),

@@ -55,6 +55,7 @@ import torch
 import hwquant
 from benchmarks.common import RESULTS_DIR, ResultRecorder, command_line
 from hwquant.app.bench.evaluate import fp32_accuracy
+from hwquant.app.bench.reproduce import load_baseline
 from hwquant.app.bench.rows import ROW_NAMES, RowSpec, all_rows
 from hwquant.app.bench.tiers import CPU_FULL
 from hwquant.app.config import TrainConfig
@@ -442,10 +443,8 @@ def run_all(args: argparse.Namespace, recorder: ResultRecorder) -> None:
     """Every requested probe not yet in the result file, each saved as it finishes."""
     stored = json.loads(args.out.read_text())["results"] if args.out.exists() else {}
     probes: dict[str, Any] = stored.get("probes", {})
-    fp32 = json.loads((FP32_DIR / "resnet20.json").read_text())
-    digest = file_sha256(FP32_DIR / "resnet20.ckpt")
-    if digest != fp32["checkpoint_sha256"]:
-        raise ConfigError(f"{FP32_DIR / 'resnet20.ckpt'} does not match its recorded sha256.")
+    _, fp32 = load_baseline(FP32_DIR / "resnet20.ckpt")  # sha256 checked
+    digest = fp32["checkpoint_sha256"]
     config = {
         "model": "resnet20",
         "fp32_checkpoint": str(FP32_DIR.relative_to(RESULTS_DIR.parent.parent) / "resnet20.ckpt"),

@@ -75,3 +75,22 @@ def test_default_paths_name_the_variant():
     assert args.out.name == "cifar10_fp32_finetune_cpu_long_cutout8_constant_swa4"
     assert args.result.name == f"{args.out.name}.json"
     assert finetune.parse_args([]).out.name == "cifar10_fp32_finetune_cpu_long_cutout16"
+
+
+def test_a_run_continues_a_finished_run_whose_checkpoint_matches_its_record(smoke):
+    """--start chains schedules: the second run starts from the first one's weights (their
+    accuracy is its start) and refuses them once they no longer match their sha256."""
+    first = finetune.main(argv(smoke, "--cutout", "4"))
+    paths = ["--out", str(smoke / "second"), "--result", str(smoke / "second.json")]
+    second = finetune.main(["--epochs", "2", "--start", str(smoke / "run"), *paths])
+    assert second["start_test_acc"] == first["test_acc"]
+    document = json.loads((smoke / "second.json").read_text())
+    assert document["config"]["start_checkpoint_sha256"] == first["checkpoint_sha256"]
+    ckpt = smoke / "run" / "fp32" / "resnet20.ckpt"
+    ckpt.write_bytes(ckpt.read_bytes() + b"\0")
+    with pytest.raises(ConfigError, match=r"resnet20.ckpt has sha256 .* records"):
+        finetune.main(["--epochs", "2", "--start", str(smoke / "run"), "--out", str(smoke / "x")])
+    named = finetune.parse_args(
+        ["--start", "benchmarks/results/cifar10_fp32_finetune_cpu_long_cutout16"]
+    )
+    assert named.out.name == "cifar10_fp32_finetune_cpu_long_cutout16_then_cutout16"

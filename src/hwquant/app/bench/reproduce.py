@@ -377,27 +377,46 @@ def _fit(model: nn.Module, config: TrainConfig, train: BatchLoader, data: _Data,
     }
 
 
+def load_baseline(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The weights and the record of the FP32 baseline ``path`` (``OUT/fp32/<model>.ckpt``, its
+    record ``<model>.json`` beside it, written after it), the checkpoint's sha256 checked
+    against the record, so that whatever starts from it starts from the weights the record
+    describes.
+
+    Raises:
+        ConfigError: no record (an unfinished or missing baseline), or another sha256.
+    """
+    record_path = path.with_suffix(".json")
+    if not record_path.is_file():
+        raise ConfigError(
+            f"{record_path} does not exist: {path} is not a finished baseline (its record is "
+            "written last). Fix: finish its run, or name another baseline."
+        )
+    record = json.loads(record_path.read_text())
+    digest = file_sha256(path)
+    if digest != record["checkpoint_sha256"]:
+        raise ConfigError(
+            f"{path} has sha256 {digest}, but {record_path.name} records "
+            f"{record['checkpoint_sha256']}: it is not the checkpoint its record (and whatever "
+            "started from it) describes. Fix: restore that checkpoint, or start anew elsewhere."
+        )
+    return load_checkpoint(path)["state_dict"], record
+
+
 def _fp32(model_name: str, data: _Data, options: Options) -> _Baseline:
     """The FP32 weights (``OUT/fp32/<model>.ckpt``) and record (``<model>.json``, written after
     the weights) of ``model_name``: loaded when resuming and present, else trained."""
     path = options.out / "fp32" / f"{model_name}.ckpt"
     record_path = path.with_suffix(".json")
     if options.resume and record_path.exists():
-        record = json.loads(record_path.read_text())
-        digest = file_sha256(path)
-        if digest != record["checkpoint_sha256"]:
-            raise ConfigError(
-                f"{path} has sha256 {digest}, but {record_path.name} recorded "
-                f"{record['checkpoint_sha256']}: the FP32 checkpoint is not the one its rows "
-                "were trained from. Fix: restore that checkpoint, or start a new --out."
-            )
+        state, record = load_baseline(path)
         if record.get("seed") != options.seed:  # a copied fp32/ of another run (--row-seed)
             raise ConfigError(
                 f"{record_path} was trained with --seed {record.get('seed')}, this run has "
                 f"--seed {options.seed}. Fix: resume with --seed {record.get('seed')} (and "
                 "--row-seed for the rows), or train the baseline in a new --out."
             )
-        return _Baseline(load_checkpoint(path)["state_dict"], record)
+        return _Baseline(state, record)
     model = _build(model_name, options)
     work = options.out / "work" / model_name / "fp32"
     training = _fit(
