@@ -267,3 +267,40 @@ def test_a_resumed_distilling_run_keeps_its_teacher(tmp_path: Path, prepared: Ca
     plain = dataclasses.replace(moved, train=dataclasses.replace(distil, distill_weight=0.0))
     with pytest.raises(ConfigError, match=r"distill_weight: 0\.5 -> 0\.0"):
         train_from_config(plain, progress=False, resume=True)
+
+
+def test_the_data_table_reaches_the_training_batches_and_a_resume_keeps_it(
+    tmp_path: Path, prepared: Calls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """data.augment and data.cutout reach the training loader (the test loader gets neither),
+    and a resume with another cutout is refused: it would train on other batches."""
+    made: list[dict[str, object]] = []
+
+    class Recording(FakeLoader):
+        def __init__(self, data: types.SimpleNamespace, batch_size: int, **kwargs: object) -> None:
+            made.append(kwargs)
+            super().__init__(data, batch_size, **kwargs)
+
+    monkeypatch.setattr(sys.modules["hwquant.data"], "BatchLoader", Recording)
+    data = DataConfig(name="fake", batch_size_eval=32, cutout=3)
+    config = dataclasses.replace(run_config(tmp_path / "run"), data=data)
+    train_from_config(config, progress=False)
+    train_kwargs, test_kwargs = made
+    assert (train_kwargs["augment"], train_kwargs["cutout"]) == (True, 3)
+    assert test_kwargs["augment"] is False and "cutout" not in test_kwargs
+    other = dataclasses.replace(config, data=dataclasses.replace(data, cutout=0))
+    with pytest.raises(ConfigError, match=r"data\.cutout: 3 -> 0"):
+        train_from_config(other, progress=False, resume=True)
+
+
+def test_swa_with_a_recipe_is_refused_before_any_data_is_read(
+    tmp_path: Path, prepared: Calls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_data(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(sys.modules["hwquant.data"], "load_dataset", no_data)
+    swa = TrainConfig(epochs=2, batch_size=16, lr=0.05, swa_epochs=1)
+    config = dataclasses.replace(run_config(tmp_path / "run"), train=swa, recipe=Recipe())
+    with pytest.raises(ConfigError, match=r"swa_epochs = 1 averages float weights.*QAT model"):
+        train_from_config(config, progress=False)

@@ -174,3 +174,18 @@ def test_cutout_needs_augmentation_and_a_side() -> None:
         BatchLoader(make_data(), 4, mean=MEAN, std=STD, shuffle=False, augment=False, cutout=4)
     with pytest.raises(ConfigError, match="cutout=-1"):
         BatchLoader(make_data(), 4, mean=MEAN, std=STD, shuffle=False, augment=True, cutout=-1)
+    with pytest.raises(ConfigError, match=r"cutout=9 is wider than the 8-pixel images"):
+        BatchLoader(make_data(), 4, mean=MEAN, std=STD, shuffle=False, augment=True, cutout=9)
+
+
+def test_cutout_shards_as_one_process() -> None:
+    """The two shards of a global batch together are the one-process batch, Cutout included."""
+    data = make_data(n=16, side=8)
+    kwargs = {"mean": MEAN, "std": STD, "shuffle": True, "augment": True, "seed": 4, "cutout": 4}
+    whole = next(BatchLoader(data, 8, drop_last=True, **kwargs).iter_from(1))
+    shards = [
+        next(BatchLoader(data, 8, drop_last=True, shard=(r, 2), **kwargs).iter_from(1))
+        for r in (0, 1)
+    ]
+    assert torch.equal(torch.cat([x for x, _ in shards]), whole[0])
+    assert torch.equal(torch.cat([y for _, y in shards]), whole[1])

@@ -94,8 +94,9 @@ class TrainConfig:
     """Stochastic weight averaging (Izmailov et al. 2018, SWA): the weights at the end of each
     of the last ``swa_epochs`` epochs are averaged equally, ``w̄ ← (n·w̄ + w)/(n + 1)`` (their
     eq. 2, one model an epoch), and the last epoch ends with the model set to ``w̄``, its BN
-    running statistics recomputed over one pass of that epoch's training batches (their §3.2);
-    the epoch's test accuracy is then that model's. 0: off. Float models only (a quantizer's
+    running statistics recomputed over one pass of that epoch's training batches (their §3.2;
+    under DDP on CPUs, without SyncBN, over rank 0's shard of them); the epoch's test accuracy
+    is then that model's. 0: off. Float models only (a quantizer's
     scales, codebooks and row assignments have no average); the paper pairs it with a constant
     or cyclic learning rate over the averaged epochs."""
 
@@ -162,8 +163,11 @@ class DataConfig:
             self.batch_size_eval >= 1, "batch_size_eval", self.batch_size_eval, "an integer >= 1"
         )
         _check(self.cutout >= 0, "cutout", self.cutout, "an integer >= 0 (0: no Cutout)")
-        _check(not (self.cutout and not self.augment), "cutout", self.cutout,
-               "0 when augment = false (Cutout is an augmentation)")  # fmt: skip
+        if self.cutout and not self.augment:
+            raise ConfigError(
+                f"cutout={self.cutout} with augment=False: Cutout is part of the training "
+                "augmentation. Fix: set augment = true, or cutout = 0."
+            )
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,16 @@ class RunConfig:
     def to_toml(self) -> str:
         """The config as TOML text that :func:`load_config` reads back to an equal config."""
         return "\n".join(_toml_lines(self.to_dict(), "")).strip() + "\n"
+
+
+def train_fields_with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored ``[train]`` table (a checkpoint's, a result's) with every field it predates at
+    its default, the behaviour from before that field existed, so that it compares with today's.
+
+    >>> train_fields_with_defaults({"epochs": 3})["swa_epochs"]
+    0
+    """
+    return dataclasses.asdict(TrainConfig()) | stored
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -34,7 +34,13 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, update_bn
 
-from hwquant.app.config import RunConfig, Schedule, TrainConfig
+from hwquant.app.config import (
+    DataConfig,
+    RunConfig,
+    Schedule,
+    TrainConfig,
+    train_fields_with_defaults,
+)
 from hwquant.core.checkpoint import load_checkpoint, resume_path, save_checkpoint
 from hwquant.core.distributed import (
     DistContext,
@@ -474,12 +480,7 @@ class Trainer:
         if self.config.swa_epochs == 0:
             return None
         if hasattr(model, "hwquant_recipe"):
-            raise ConfigError(
-                f"train.swa_epochs = {self.config.swa_epochs} averages float weights, and this "
-                "is a QAT model: its quantizers' scales, codebooks and row assignments have no "
-                "average. Fix: set swa_epochs = 0 for a run with a [recipe], or average the "
-                "float run it starts from (model.init)."
-            )
+            raise swa_refusal(self.config.swa_epochs)
         return AveragedModel(self.module, use_buffers=False)
 
     def _average_weights(self) -> None:
@@ -568,11 +569,20 @@ class Trainer:
             )
 
 
+def swa_refusal(swa_epochs: int) -> ConfigError:
+    """The error for ``train.swa_epochs`` on a QAT model, whose quantizer state has no average."""
+    return ConfigError(
+        f"train.swa_epochs = {swa_epochs} averages float weights, and this is a QAT model "
+        "([recipe]): its quantizers' scales, codebooks and row assignments have no average. "
+        "Fix: set swa_epochs = 0, or average the float run it starts from (model.init)."
+    )
+
+
 def _check_same_config(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
     """An exact resume needs the training config that wrote the checkpoint. A field that the
     checkpoint predates counts at its default (an added field's default is the behaviour from
     before it)."""
-    saved = dataclasses.asdict(TrainConfig()) | saved
+    saved = train_fields_with_defaults(saved)
     changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]
     if changed:
         raise ConfigError(
@@ -581,17 +591,26 @@ def _check_same_config(path: Path, saved: dict[str, Any], current: dict[str, Any
         )
 
 
-RUN_FIELDS = {"model": ("name", "width"), "data": ("name",), "recipe": None}
+DATA_DEFAULTS = {
+    f.name: f.default
+    for f in dataclasses.fields(DataConfig)
+    if f.default is not dataclasses.MISSING
+}
+"""The ``[data]`` fields with defaults: what a checkpoint that predates one of them used."""
+RUN_FIELDS = {"model": ("name", "width"), "data": ("name", "augment", "cutout"), "recipe": None}
 """The run config fields a resumed run must share with its checkpoint's (None: every field):
-what the weights mean. ``model.init`` (read only at the start; a distilling run's teacher, so
-such a run keeps it), data paths and evaluation settings may change."""
+what the weights mean and the batches that train them. ``model.init`` (read only at the start;
+a distilling run's teacher, so such a run keeps it), data paths and evaluation settings may
+change."""
 
 
 def _check_same_run(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """A resumed run continues the model and recipe that wrote the checkpoint, not others (a
-    recipe field that the checkpoint predates counts at its default)."""
+    """A resumed run continues the model, recipe and training batches that wrote the checkpoint,
+    not others (a recipe or data field that the checkpoint predates counts at its default)."""
     if saved.get("recipe") is not None:
         saved = saved | {"recipe": Recipe.from_dict(saved["recipe"]).to_dict()}
+    if saved.get("data") is not None:
+        saved = saved | {"data": DATA_DEFAULTS | saved["data"]}
     fields = dict(RUN_FIELDS)
     if current.get("train", {}).get("distill_weight"):  # model.init is the teacher's weights
         fields["model"] = (*RUN_FIELDS["model"], "init")
@@ -721,6 +740,8 @@ def _train_in(
     from hwquant.data import BatchLoader, load_dataset
     from hwquant.models import build
 
+    if config.train.swa_epochs and config.recipe is not None:  # before any data is read
+        raise swa_refusal(config.train.swa_epochs)
     seed_everything(config.train.seed)
     device = dist.device()
     splits = load_dataset(config.data.name, config.data.root, progress=progress and dist.is_main)

@@ -107,6 +107,12 @@ class BatchLoader:
                 f"cutout={cutout!r} is not a square side. Fix: pass 0 (no Cutout) or a positive "
                 "number of pixels."
             )
+        side = min(data.images.shape[1:3])
+        if cutout > side:
+            raise ConfigError(
+                f"cutout={cutout} is wider than the {side}-pixel images: it would blank them. "
+                f"Fix: use a side up to {side} (DeVries & Taylor use 16 on 32x32 CIFAR-10)."
+            )
         if cutout and not augment:
             raise ConfigError(
                 f"cutout={cutout} is an augmentation, but augment=False. Fix: set augment=True, "
@@ -219,8 +225,9 @@ class BatchLoader:
     ) -> Tensor:
         """Zero one ``cutout`` x ``cutout`` square of each normalised image, its centre
         ``(cy, cx)`` uniform over the pixels: rows ``[cy − ⌊c/2⌋, cy − ⌊c/2⌋ + c)`` and the same
-        for columns, clipped to the image. The centres are drawn for all ``drawn`` examples of
-        the global batch; these ``images`` are its rows ``mine``.
+        for columns, clipped to the image (c wide for odd c too, where the authors' code, which
+        clips ``[cy − ⌊c/2⌋, cy + ⌊c/2⌋)``, gives c − 1). The centres are drawn for all
+        ``drawn`` examples of the global batch; these ``images`` are its rows ``mine``.
         """
         _, _, height, width = images.shape
         centres = torch.stack([
