@@ -68,7 +68,8 @@ from hwquant.app.bench.reproduce import (
 )
 from hwquant.app.bench.rows import RowSpec
 from hwquant.app.bench.tiers import get_tier
-from hwquant.core.errors import AccumulatorBitsError
+from hwquant.core.atomic import write_atomic
+from hwquant.core.errors import AccumulatorBitsError, ConfigError
 from hwquant.qat.recipe import changed_fields
 
 NAME = "accumulator_aware_cifar10"
@@ -155,6 +156,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     published = {default_output(tier, bits) for tier in TIERS for bits in BITS}
+    if args.quick and args.epochs_qat is not None:
+        p.error("--quick trains one QAT epoch: it takes no --epochs-qat")
+    if args.epochs_qat is not None and (args.out is None or args.out in published):
+        p.error("--epochs-qat makes rows of other settings: give them another --out")
     if args.quick and (args.out is None or args.out in published):
         p.error("--quick writes a smoke result: give it another --out")
     args.out = args.out or default_output(args.tier, args.bits)
@@ -221,12 +226,14 @@ def run_row(
     data: Any,
     options: Options,
     four_bit_examples: int,
+    start_sha256: str,
     resume: bool = False,
 ) -> dict[str, Any]:
     """QAT-train, lower and check one point of the curve; a P that ``prepare`` refuses (too
     small for one weight of ±1 in some layer) is recorded as refused, with its error. With
     ``resume`` the training continues from the trainer checkpoint in ``options.out/<row>``
-    where there is one (bit-exactly; the trainer refuses one of other training settings)."""
+    where there is one (bit-exactly), if that directory trains this row (:func:`check_work`).
+    ``training.wall_seconds`` is this invocation's; ``seconds_sum_of_epochs`` all of them."""
     start = time.perf_counter()
     config = _train_config(options, False)
     recipe = recipe_at(acc_bits, config.epochs * len(data.qat_train), bits)
@@ -245,8 +252,12 @@ def run_row(
         }
     qat = qat.to(memory_format=_memory_format(options.tier))
     work = options.out / name
+    identity = {"tier": dataclasses.asdict(options.tier), "seed": options.seed,
+                "fp32_checkpoint_sha256": start_sha256, "recipe": recipe.to_dict()}  # fmt: skip
+    check_work(work, json.loads(json.dumps(identity)))
     print(f"[{name}] QAT {config.epochs} epochs", file=sys.stderr)
     training = _fit(qat, config, data.qat_train, data, work, options, resume=resume)
+    training["seconds_sum_of_epochs"] = round(sum(h["seconds"] for h in training["history"]), 1)
     qat.eval()
     int_model = hwquant.lower(qat, next(data.test.iter_from(0))[0][:8])
     evaluation = compare(qat, int_model, data.test.iter_from(0))
@@ -267,6 +278,28 @@ def run_row(
         "training": training,
         "wall_seconds": round(time.perf_counter() - start, 1),
     }
+
+
+def check_work(work: Path, identity: dict[str, Any]) -> None:
+    """Record what the row's trainer directory ``work`` trains (``row.json``: tier, seed, FP32
+    start, recipe) on its first use, and refuse one that trains another row: its checkpoint
+    would be continued as this one (a directory from before ``row.json`` is taken as the row's).
+
+    Raises:
+        ConfigError: names every difference and the fix (another ``--work``).
+    """
+    path = work / "row.json"
+    if path.exists():
+        differ = _differences(json.loads(path.read_text()), identity)
+        if differ:
+            raise ConfigError(
+                f"--work: {work} trains another row ({'; '.join(differ)}); its checkpoint would "
+                f"be continued as this one. Fix: give another --work, or delete {work} to train "
+                "the row anew."
+            )
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, (json.dumps(identity, indent=2) + "\n").encode())
 
 
 def summary(rows: dict[str, Any], fp32_acc: float) -> dict[str, Any]:
@@ -374,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             continue
         results["rows"][name] = run_row(
             acc_bits, args.bits, state, data, options, args.four_bit_examples,
-            resume=args.work is not None,
+            fp32_record["checkpoint_sha256"], resume=args.work is not None,
         )  # fmt: skip
         results["summary"] = summary(results["rows"], fp32_record["test_acc"])
         recorder.save(config, results)

@@ -113,8 +113,8 @@ def test_a_result_file_of_other_tier_settings_is_refused(tmp_path, monkeypatch):
 
 def test_a_cifar10_row_resumes_from_its_trainer_checkpoint_in_work(tmp_path, monkeypatch):
     """With --work, a second invocation finds the row's trainer checkpoint and continues it (here
-    finished: nothing is trained, the row is the same); --epochs-qat is a tier setting, so the
-    checkpoint of a 1-epoch row is refused for a 2-epoch one, naming the epochs."""
+    finished: nothing is trained, the row is the same); the directory of a 1-epoch row is
+    refused for a 2-epoch one, naming the difference; --epochs-qat needs its own --out."""
     from hwquant.app.bench.reproduce import Options, _build
 
     smoke = get_tier("smoke")
@@ -136,5 +136,11 @@ def test_a_cifar10_row_resumes_from_its_trainer_checkpoint_in_work(tmp_path, mon
     again = run("b.json", "1")["rows"]["W4A4_P32"]
     assert first["training"]["history"] == again["training"]["history"]
     assert first["engine_acc"] == again["engine_acc"] and again["exact"]
-    with pytest.raises(ConfigError, match=r"epochs"):
+    with pytest.raises(
+        ConfigError, match=r"--work: .*W4A4_P32 trains another row .*tier\.epochs_qat: stored 1, now 2"
+    ):
         run("c.json", "2")
+    with pytest.raises(SystemExit):
+        cifar.parse_args(["--quick", "--epochs-qat", "2", "--out", str(tmp_path / "q.json")])
+    with pytest.raises(SystemExit):
+        cifar.parse_args(["--epochs-qat", "2"])  # would add to a published file
