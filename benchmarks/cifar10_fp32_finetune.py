@@ -39,7 +39,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,23 +50,21 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks.accumulator_aware_cifar10 import MODEL, TIERS, fp32_state, tier_dir
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, ResultRecorder, command_line
-from hwquant.app.bench.evaluate import fp32_accuracy
 from hwquant.app.bench.reproduce import (
-    WEIGHT_DECAY,
     Options,
     _build,
     _check_device,
     _differences,
     _fit,
     _load,
+    _train_config,
     load_baseline,
+    save_baseline,
 )
 from hwquant.app.bench.tiers import get_tier
-from hwquant.app.config import TrainConfig
+from hwquant.app.config import TrainConfig, train_fields_with_defaults
 from hwquant.core.atomic import write_atomic
-from hwquant.core.checkpoint import save_checkpoint
 from hwquant.core.errors import ConfigError
-from hwquant.core.provenance import file_sha256
 from hwquant.data import BatchLoader
 
 NAME = "cifar10_fp32_finetune"
@@ -123,28 +120,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.start is not None:
         variant = f"{args.start.name.removeprefix(f'{NAME}_')}_then"
     variant += f"_cutout{args.cutout}"
-    variant += f"_{args.schedule}_swa{args.swa_epochs}" if args.swa_epochs else ""
+    variant += f"_{args.schedule}" if args.schedule != "cosine" else ""
+    variant += f"_swa{args.swa_epochs}" if args.swa_epochs else ""
     args.out = args.out or RESULTS_DIR / f"{NAME}_{variant}"
     args.result = args.result or RESULTS_DIR / f"{NAME}_{variant}.json"
     return args
 
 
-def train_config(args: argparse.Namespace, amp: bool) -> TrainConfig:
-    """The tier's FP32 recipe, restarted: ``--schedule`` from ``--lr`` after ``--warmup-epochs``,
-    the last ``--swa-epochs`` averaged."""
-    tier = get_tier(args.tier)
-    return TrainConfig(
+def train_config(args: argparse.Namespace, options: Options) -> TrainConfig:
+    """The tier's FP32 training (:func:`~hwquant.app.bench.reproduce._train_config`), restarted:
+    ``--epochs`` of ``--schedule`` from ``--lr`` after ``--warmup-epochs``, the last
+    ``--swa-epochs`` averaged."""
+    return dataclasses.replace(
+        _train_config(options, True),
         epochs=args.epochs,
-        batch_size=tier.batch_size,
-        optimizer="sgd",
         lr=args.lr,
-        weight_decay=WEIGHT_DECAY,
         schedule=args.schedule,
         warmup_epochs=args.warmup_epochs,
-        label_smoothing=tier.label_smoothing,
-        amp=amp,
-        cpu_amp=amp,
-        seed=args.seed,
         swa_epochs=args.swa_epochs,
     )
 
@@ -165,8 +157,7 @@ def check_settings(path: Path, settings: dict[str, Any]) -> None:
     """
     if path.exists():
         stored = json.loads(path.read_text())
-        defaults = dataclasses.asdict(TrainConfig())  # a field added since: at its default
-        stored["train"] = {**{k: defaults[k] for k in settings["train"]}, **stored["train"]}
+        stored["train"] = train_fields_with_defaults(stored["train"])
         differ = _differences(stored, settings)
         if differ:
             raise ConfigError(
@@ -185,38 +176,44 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     recorder = ResultRecorder(NAME, command, args.seed, args.result)
     tier = get_tier(args.tier, amp=None if args.amp else False)
     _check_device(tier)  # a bf16 tier on a CPU without native bf16 names --no-amp
-    start_path = tier_dir(args.tier) / "fp32" / f"{MODEL}.ckpt"
-    if args.start is not None:
-        start_path = args.start / "fp32" / f"{MODEL}.ckpt"
-        state, start = load_baseline(start_path)
-    else:
-        state, start = fp32_state(args.tier)
-    config = train_config(args, tier.amp)
+    options = Options(
+        tier=tier, out=args.out, models=(MODEL,), rows=(), seed=args.seed,
+        data_root=args.data_root, progress=args.progress, command=command,
+    )  # fmt: skip
+    state, start, start_path = start_of(args, tier)
+    config = train_config(args, options)
     settings = {
         "tier": dataclasses.asdict(tier),
         "start_checkpoint": shown(start_path),
         "start_checkpoint_sha256": start["checkpoint_sha256"],
         "cutout": args.cutout,
         "train": dataclasses.asdict(config),
-    }  # fmt: skip
+    }
     check_settings(args.out / "settings.json", settings)
     path = args.out / "fp32" / f"{MODEL}.ckpt"
     if path.with_suffix(".json").exists():
-        record = json.loads(path.with_suffix(".json").read_text())
+        _, record = load_baseline(path)
         print(f"{path} is finished: {record['test_acc']:.4f} (not trained again)", file=sys.stderr)
     else:
-        record = finetune(args, tier, config, state, path, command)
+        record = finetune(options, config, args.cutout, state, path)
+    history = record["training"]["history"]
     results = {
         "start_test_acc": start["test_acc"],
         "test_acc": record["test_acc"],
         "gain_points": round(100 * (record["test_acc"] - start["test_acc"]), 2),
-        "final_train_acc": record["training"]["history"][-1].get("train_acc"),
+        "final_train_acc": history[-1]["train_acc"],
         "checkpoint": shown(path),
         "checkpoint_sha256": record["checkpoint_sha256"],
-        "history": record["training"]["history"],
-        "train_seconds_sum_of_epochs": round(
-            sum(h["seconds"] for h in record["training"]["history"]), 1
-        ),
+        "history": history,
+        "train_seconds_sum_of_epochs": round(sum(h["seconds"] for h in history), 1),
+        "notes": [
+            "final_train_acc is the last epoch's running accuracy over its augmented batches "
+            "(with SWA: of the weights before averaging); history.test_acc is on the tier's "
+            "monitor images (with SWA, in the last epoch: of the averaged model), test_acc on "
+            "the 10,000 test images.",
+            "train_seconds_sum_of_epochs: each epoch's training, its monitor evaluation and, "
+            "with SWA, the BN pass, over every invocation.",
+        ],
     }
     recorder.save({**settings, "threads": args.threads, "out": shown(args.out)}, results)
     print(f"wrote {args.result}: {results['start_test_acc']:.4f} -> {results['test_acc']:.4f}",
@@ -224,45 +221,49 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return results
 
 
+def start_of(
+    args: argparse.Namespace, tier: Any
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], Path]:
+    """The start's weights, record and path: the tier's committed baseline, or with ``--start``
+    a finished run of this benchmark made under the same tier settings (its sha256 checked).
+
+    Raises:
+        ConfigError: the ``--start`` run was trained under other tier settings (named).
+    """
+    if args.start is None:
+        return (*fp32_state(args.tier), tier_dir(args.tier) / "fp32" / f"{MODEL}.ckpt")
+    path = args.start / "fp32" / f"{MODEL}.ckpt"
+    state, record = load_baseline(path)
+    stored = json.loads((args.start / "settings.json").read_text())["tier"]
+    differ = _differences(stored, json.loads(json.dumps(dataclasses.asdict(tier))))
+    if differ:
+        raise ConfigError(
+            f"--start {args.start} was trained under other tier settings ({'; '.join(differ)}). "
+            "Fix: continue it with its own --tier and --no-amp setting."
+        )
+    return state, record, path
+
+
 def finetune(
-    args: argparse.Namespace,
-    tier: Any,
+    options: Options,
     config: TrainConfig,
+    cutout: int,
     state: dict[str, torch.Tensor],
     path: Path,
-    command: str,
 ) -> dict[str, Any]:
-    """Train the start ``state`` by ``config`` with Cutout, evaluate it on the whole test set
-    and write its checkpoint and record (the record last, so that it marks a finished run)."""
-    options = Options(
-        tier=tier, out=args.out, models=(MODEL,), rows=(), seed=args.seed,
-        data_root=args.data_root, progress=args.progress, command=command,
-    )  # fmt: skip
+    """Train the start ``state`` by ``config`` with ``cutout``, then evaluate it on the whole
+    test set and write it as a baseline (:func:`~hwquant.app.bench.reproduce.save_baseline`)."""
     data = _load(options)
     splits = data.splits
     train = BatchLoader(
         splits.train, config.batch_size, mean=splits.mean, std=splits.std, shuffle=True,
-        augment=True, cutout=args.cutout, seed=args.seed, drop_last=True, device=tier.device,
+        augment=True, cutout=cutout, seed=options.seed, drop_last=True,
+        device=options.tier.device,
     )  # fmt: skip
     model = _build(MODEL, options)
     model.load_state_dict(state)
-    started = time.perf_counter()
-    training = _fit(model, config, train, data, args.out / "work", options, resume=True)
-    record = {
-        "model": MODEL,
-        "test_acc": fp32_accuracy(model, data.test),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "seed": args.seed,
-        "training": training,
-        "eval_wall_seconds": round(time.perf_counter() - started - training["wall_seconds"], 1),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_checkpoint(path, {"state_dict": weights})
-    record["checkpoint"] = path.name
-    record["checkpoint_sha256"] = file_sha256(path)
-    write_atomic(path.with_suffix(".json"), (json.dumps(record, indent=2) + "\n").encode())
-    return record
+    training = _fit(model, config, train, data, options.out / "work", options, resume=True)
+    return save_baseline(path, model, data.test, options.seed, training)[1]
 
 
 if __name__ == "__main__":

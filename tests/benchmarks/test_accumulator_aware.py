@@ -137,7 +137,7 @@ def test_a_cifar10_row_resumes_from_its_trainer_checkpoint_in_work(tmp_path, mon
     assert first["training"]["history"] == again["training"]["history"]
     assert first["engine_acc"] == again["engine_acc"] and again["exact"]
     with pytest.raises(
-        ConfigError, match=r"--work: .*W4A4_P32 trains another row .*tier\.epochs_qat: stored 1, now 2"
+        ConfigError, match=r"--work: .*W4A4_P32 trains another row .*epochs_qat: stored 1, now 2"
     ):
         run("c.json", "2")
     with pytest.raises(SystemExit):

@@ -422,20 +422,37 @@ def _fp32(model_name: str, data: _Data, options: Options) -> _Baseline:
     training = _fit(
         model, _train_config(options, True), data.train, data, work, options, options.resume
     )
+    return _Baseline(*save_baseline(path, model, data.test, options.seed, training))
+
+
+def save_baseline(
+    path: Path,
+    model: nn.Module,
+    test: BatchLoader,
+    seed: int,
+    training: dict[str, Any],
+    **more: Any,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Evaluate the trained FP32 ``model`` on ``test`` and write it as a baseline: the weights
+    to ``path`` (``OUT/fp32/<model>.ckpt``, ``{"state_dict"}``), then its record (test accuracy, parameters, seed,
+    ``training``, ``more``, the checkpoint's name and sha256) to ``path.with_suffix(".json")``,
+    last and atomically, so that a record marks a finished baseline (:func:`load_baseline`).
+    Returns the weights and the record."""
     record = {
-        "model": model_name,
-        "test_acc": fp32_accuracy(model, data.test),
+        "model": path.stem,
+        "test_acc": fp32_accuracy(model, test),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "seed": options.seed,
+        "seed": seed,
         "training": training,
+        **more,
     }
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, {"state_dict": state})
     record["checkpoint"] = path.name
     record["checkpoint_sha256"] = file_sha256(path)
-    write_atomic(record_path, (json.dumps(record, indent=2) + "\n").encode())
-    return _Baseline(state, record)
+    write_atomic(path.with_suffix(".json"), (json.dumps(record, indent=2) + "\n").encode())
+    return state, record
 
 
 # -- quantized rows -----------------------------------------------------------------------------
