@@ -434,9 +434,10 @@ def save_baseline(
     **more: Any,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Evaluate the trained FP32 ``model`` on ``test`` and write it as a baseline: the weights
-    to ``path`` (``OUT/fp32/<model>.ckpt``, ``{"state_dict"}``), then its record (test accuracy, parameters, seed,
-    ``training``, ``more``, the checkpoint's name and sha256) to ``path.with_suffix(".json")``,
-    last and atomically, so that a record marks a finished baseline (:func:`load_baseline`).
+    to ``path`` (``OUT/fp32/<model>.ckpt``, ``{"state_dict"}``), then its record (test
+    accuracy, parameters, seed, ``training``, ``more``, the checkpoint's name and sha256) to
+    ``path.with_suffix(".json")``, last and atomically, so that a record marks a finished
+    baseline (:func:`load_baseline`).
     Returns the weights and the record."""
     record = {
         "model": path.stem,
