@@ -53,7 +53,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 import hwquant
 from benchmarks.accumulator_aware_fashion_mnist import four_bit_run, layer_proofs
-from benchmarks.common import RESULTS_DIR, ResultRecorder, command_line
+from benchmarks.common import RESULTS_DIR, ResultRecorder, command_line, settings_differences
 from hwquant.app.bench.evaluate import compare
 from hwquant.app.bench.reproduce import (
     Options,
@@ -68,7 +68,6 @@ from hwquant.app.bench.reproduce import (
 )
 from hwquant.app.bench.rows import RowSpec
 from hwquant.app.bench.tiers import get_tier
-from hwquant.core.atomic import write_atomic
 from hwquant.core.errors import AccumulatorBitsError, ConfigError
 from hwquant.qat.recipe import changed_fields
 
@@ -288,18 +287,13 @@ def check_work(work: Path, identity: dict[str, Any]) -> None:
     Raises:
         ConfigError: names every difference and the fix (another ``--work``).
     """
-    path = work / "row.json"
-    if path.exists():
-        differ = _differences(json.loads(path.read_text()), identity)
-        if differ:
-            raise ConfigError(
-                f"--work: {work} trains another row ({'; '.join(differ)}); its checkpoint would "
-                f"be continued as this one. Fix: give another --work, or delete {work} to train "
-                "the row anew."
-            )
-        return
-    work.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, (json.dumps(identity, indent=2) + "\n").encode())
+    differ = settings_differences(work / "row.json", identity)
+    if differ:
+        raise ConfigError(
+            f"--work: {work} trains another row ({'; '.join(differ)}); its checkpoint would be "
+            f"continued as this one. Fix: give another --work, or delete {work} to train the row "
+            "anew."
+        )
 
 
 def summary(rows: dict[str, Any], fp32_acc: float) -> dict[str, Any]:

@@ -49,7 +49,13 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.accumulator_aware_cifar10 import MODEL, TIERS, fp32_state, tier_dir
-from benchmarks.common import REPO_ROOT, RESULTS_DIR, ResultRecorder, command_line
+from benchmarks.common import (
+    REPO_ROOT,
+    RESULTS_DIR,
+    ResultRecorder,
+    command_line,
+    settings_differences,
+)
 from hwquant.app.bench.reproduce import (
     Options,
     _build,
@@ -63,7 +69,6 @@ from hwquant.app.bench.reproduce import (
 )
 from hwquant.app.bench.tiers import get_tier
 from hwquant.app.config import TrainConfig, train_fields_with_defaults
-from hwquant.core.atomic import write_atomic
 from hwquant.core.errors import ConfigError
 from hwquant.data import BatchLoader
 
@@ -148,25 +153,23 @@ def shown(path: Path) -> str:
 
 
 def check_settings(path: Path, settings: dict[str, Any]) -> None:
-    """Write ``settings`` to ``path`` on the first run; refuse another run's settings. A
-    training field the stored settings predate counts at its default (the behaviour from before
-    it existed), as the trainer's own resume check does.
+    """Record ``settings`` on the first run (:func:`benchmarks.common.settings_differences`);
+    refuse another run's. A training field the stored settings predate counts at its default
+    (the behaviour from before it existed), as the trainer's own resume check does.
 
     Raises:
         ConfigError: names every setting that differs and the fix.
     """
-    if path.exists():
-        stored = json.loads(path.read_text())
-        stored["train"] = train_fields_with_defaults(stored["train"])
-        differ = _differences(stored, settings)
-        if differ:
-            raise ConfigError(
-                f"{path.parent} holds a run with other settings: {'; '.join(differ)}. Fix: rerun "
-                "with its settings, or give this run another --out and --result."
-            )
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, (json.dumps(settings, indent=2) + "\n").encode())
+    differ = settings_differences(
+        path,
+        settings,
+        lambda stored: stored | {"train": train_fields_with_defaults(stored["train"])},
+    )
+    if differ:
+        raise ConfigError(
+            f"{path.parent} holds a run with other settings: {'; '.join(differ)}. Fix: rerun "
+            "with its settings, or give this run another --out and --result."
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

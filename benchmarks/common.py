@@ -35,6 +35,25 @@ def write_result(name: str, *, path: str | Path | None = None, **fields: Any) ->
     )
 
 
+def settings_differences(
+    path: Path,
+    settings: dict[str, Any],
+    stored_as_now: Callable[[dict[str, Any]], dict[str, Any]] = lambda stored: stored,
+) -> list[str]:
+    """What a run directory's recorded settings (``path``, JSON) differ in from ``settings``:
+    ``key: stored X, now Y`` for each, after ``stored_as_now`` (e.g. fields the record predates
+    at their defaults); none on first use, when ``settings`` is written (atomically) as the
+    record. The caller refuses a difference in its own words."""
+    from hwquant.app.bench.reproduce import _differences
+    from hwquant.core.atomic import write_atomic
+
+    if path.exists():
+        return _differences(stored_as_now(json.loads(path.read_text())), settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, (json.dumps(settings, indent=2) + "\n").encode())
+    return []
+
+
 @dataclasses.dataclass
 class ResultRecorder:
     """A long benchmark's result file, rewritten after every finished piece of work so that the
