@@ -54,6 +54,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 import hwquant
 from benchmarks.accumulator_aware_fashion_mnist import four_bit_run, layer_proofs
 from benchmarks.common import RESULTS_DIR, ResultRecorder, command_line, settings_differences
+from hwquant.app.bench.cli import add_no_amp_argument
 from hwquant.app.bench.evaluate import compare
 from hwquant.app.bench.reproduce import (
     Options,
@@ -138,13 +139,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="QAT epochs of every row instead of the tier's (recorded in the tier; a result "
         "file of other epochs is refused)",
     )
-    p.add_argument(
-        "--no-amp",
-        dest="amp",
-        action="store_false",
-        help="train in float32 instead of the tier's bf16 autocast (a CPU without native bf16 "
-        "kernels); a result file is one setting: give it its own --out",
-    )
+    add_no_amp_argument(p, "a result file is one setting: give it its own --out")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="result JSON (default: the tier's)")

@@ -56,6 +56,7 @@ from benchmarks.common import (
     command_line,
     settings_differences,
 )
+from hwquant.app.bench.cli import add_no_amp_argument
 from hwquant.app.bench.reproduce import (
     Options,
     _build,
@@ -102,13 +103,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="average the weights of the last N epochs (SWA; BN statistics recomputed)",
     )
     p.add_argument("--data-root", type=Path, default=None, help="CIFAR-10 image-folder copy")
-    p.add_argument(
-        "--no-amp",
-        dest="amp",
-        action="store_false",
-        help="train in float32 instead of the tier's bf16 autocast (a CPU without native bf16 "
-        "kernels); recorded in settings.json",
-    )
+    add_no_amp_argument(p, "recorded in settings.json")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--progress", action="store_true", help="print each epoch's line (stderr)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data order and Cutout")

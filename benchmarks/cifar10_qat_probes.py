@@ -54,6 +54,7 @@ import torch
 
 import hwquant
 from benchmarks.common import RESULTS_DIR, ResultRecorder, command_line
+from hwquant.app.bench.cli import add_no_amp_argument
 from hwquant.app.bench.evaluate import fp32_accuracy
 from hwquant.app.bench.reproduce import load_baseline
 from hwquant.app.bench.rows import ROW_NAMES, RowSpec, all_rows
@@ -404,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=300, help="0: the PTQ start only")
     parser.add_argument("--ptq-examples", type=int, default=5_000)
     parser.add_argument("--lr", type=float, default=CPU_FULL.qat_lr)
-    parser.add_argument("--no-amp", action="store_true", help="train in float32")
+    add_no_amp_argument(parser, 'its key in the result file ends in ",amp=off"')
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--distill", type=float, default=0.0,
                         help="λ of distillation from the FP32 model (0: none)")  # fmt: skip
@@ -460,9 +461,7 @@ def run_all(args: argparse.Namespace, recorder: ResultRecorder) -> None:
         "monitor_examples": MONITOR_EXAMPLES,
     }
     data = load_dataset("cifar10-folder", args.data_root, progress=False)
-    training = ProbeTraining(
-        args.lr, CPU_FULL.amp and not args.no_amp, args.label_smoothing, args.distill
-    )
+    training = ProbeTraining(args.lr, CPU_FULL.amp and args.amp, args.label_smoothing, args.distill)
     for variant in args.variants:
         key = probe_key(variant, args.steps, args.batch, training, args.ptq_examples)
         if args.amp_check:

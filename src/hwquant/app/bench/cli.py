@@ -10,6 +10,19 @@ from pathlib import Path
 from hwquant.app.command import parser_with_examples, subcommands
 
 
+def add_no_amp_argument(parser: argparse.ArgumentParser, recorded: str) -> None:
+    """Add ``--no-amp`` (``args.amp`` false): float32 training instead of a tier's bf16
+    autocast, for a CPU without native bf16 kernels. ``recorded`` ends the help: where the
+    command keeps the setting, so that runs of the two settings are not mixed."""
+    parser.add_argument(
+        "--no-amp",
+        dest="amp",
+        action="store_false",
+        help="train in float32 instead of the tier's bf16 autocast (a CPU without native bf16 "
+        f"kernels); {recorded}",
+    )
+
+
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register ``bench`` and its ``reproduce`` subcommand."""
     from hwquant.app.bench.rows import ROW_KINDS
@@ -70,12 +83,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--epochs-fp32", type=int, default=None, help="override the tier's")
     parser.add_argument("--epochs-qat", type=int, default=None, help="override the tier's")
-    parser.add_argument(
-        "--no-amp",
-        dest="amp",
-        action="store_false",
-        help="train in float32 instead of the tier's bf16 autocast (for a CPU without native "
-        "bf16 kernels); recorded in the run's settings, so a resume into a bf16 run is refused",
+    add_no_amp_argument(
+        parser, "recorded in the run's settings, so a resume into a bf16 run is refused"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
