@@ -22,7 +22,7 @@ ScaleInit = Literal["peak", "min_error"]
 ActScales = Literal["trained", "calibrated"]
 ScaleConstraint = Literal["free", "pow2", "fixed"]
 Granularity = Literal["tensor", "channel"]
-MSQAssignment = Literal["variance", "kurtosis"]
+MSQAssignment = Literal["variance", "kurtosis", "error"]
 CDFKind = Literal["gaussian", "empirical"]
 QuantSchedule = Literal["gradual", "all_at_once"]
 BNGain = Literal["per_channel", "in_codebook"]
@@ -89,8 +89,8 @@ class MSQOptions:
     device: str | None = None
     """FPGA profile whose LUT:DSP balance sets the SP2 share when ``sp2_share`` is None."""
     assignment: MSQAssignment = "variance"
-    """Row test: "variance" of the max-normalised row (smallest → SP2) or "kurtosis" (largest,
-    most peaked → SP2)."""
+    """Row test: "variance" of the max-normalised row (smallest → SP2), "kurtosis" (largest,
+    most peaked → SP2) or "error" (the rows SP2 quantizes with the least extra error → SP2)."""
     refresh_steps: int = 100
     """Training steps between re-assignments of the rows while the assignment is not frozen."""
     freeze_step: int = 500
@@ -111,7 +111,7 @@ class MSQOptions:
                 f"sp2_share={share!r} is outside [0, 1]. Fix: use a number in [0, 1] "
                 "(0: fixed-point only, 1: SP2 only), or None with a device."
             )
-        _check_choice("assignment", self.assignment, ("variance", "kurtosis"))
+        _check_choice("assignment", self.assignment, ("variance", "kurtosis", "error"))
         for name, least in (("refresh_steps", 1), ("freeze_step", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:

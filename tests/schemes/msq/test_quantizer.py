@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -67,6 +68,50 @@ def test_variance_test_sends_peaked_rows_to_sp2():
     # variance of the max-normalised row, as defined
     row = w[0] / w[0].abs().max()
     assert torch.isclose(row_scores(w, "variance")[0], row.double().var(unbiased=False))
+
+
+@given(
+    bits=bits_st,
+    rows=st.integers(1, 7),
+    share=share_st,
+    seed=st.integers(0, 99),
+    per_row=st.booleans(),
+    constraint=st.sampled_from(["free", "pow2"]),
+)
+def test_error_assignment_minimises_the_layers_weight_error(
+    bits, rows, share, seed, per_row, constraint
+):
+    """Of every assignment with the share's row count, the ``error`` test's has the least
+    squared error of the fake-quantized weights (the exchange argument of the module
+    docstring), per-row or per-tensor α, under a scale constraint too."""
+    w = _weights(rows, 9, seed).double()
+    q = _quantizer(
+        bits, rows, share, assignment="error", channels=rows if per_row else 1,
+        constraint=constraint,
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        q(w)  # initialises α and the assignment
+    chosen = q.sp2_rows.clone()
+
+    def error(mask: torch.Tensor) -> float:
+        q.sp2_rows.copy_(mask)
+        with torch.no_grad():
+            return float((q(w) - w).square().sum())
+
+    k = sp2_row_count(rows, share)
+    assert int(chosen.sum()) == k
+    masks = []
+    for sp2 in itertools.combinations(range(rows), k):
+        mask = torch.zeros(rows, dtype=torch.bool)
+        mask[list(sp2)] = True
+        masks.append(mask)
+    least = min(error(m) for m in masks)
+    assert error(chosen) <= least * (1 + 1e-12)  # the same sums up to their rounding
+
+
+def test_error_test_needs_the_quantizer():
+    with pytest.raises(ConfigError, match=r"distribution test 'error'.*variance, kurtosis"):
+        row_scores(torch.ones(2, 3), "error")
 
 
 @given(bits=bits_st, share=share_st, seed=st.integers(0, 99), per_row=st.booleans())

@@ -29,7 +29,13 @@ Assignment (methods.md §2.2): every row is scored by a distribution test and th
 (a stable sort: equal scores go by row index):
 
 * ``variance``: ``var(w_r / max|w_r|)``; a small variance means mass near 0 (Gaussian-like);
-* ``kurtosis``: ``−E[(w_r − μ)^4] / σ^4``; a large kurtosis means a sharp peak.
+* ``kurtosis``: ``−E[(w_r − μ)^4] / σ^4``; a large kurtosis means a sharp peak;
+* ``error``: ``e_SP2(r) − e_fixed(r)``, the squared error ``Σ_k (w_q[r,k] − w[r,k])²`` of the
+  row on each scheme's levels at the row's current ``α_r``. With ``k`` rows to give SP2, the
+  layer's total error ``Σ_r e_fixed(r) + Σ_{r ∈ S} (e_SP2(r) − e_fixed(r))`` is least for the
+  ``k`` lowest scores, so this assignment minimises the weight error for the share (the two
+  distribution tests only guess which rows SP2 fits; at 4 bits fixed-point is the closer fit
+  for 98 % of a CIFAR-10 ResNet-20's rows, docs/msq.md §1).
 
 The assignment is a buffer (``sp2_rows``, in the state dict, so checkpoints keep it and DDP
 broadcasts it with the other buffers): it is set from the first weights seen, re-computed every
@@ -54,12 +60,15 @@ from hwquant.qat.scale import constrain_scale
 from hwquant.schemes.msq.fixed_point import FixedPointLevels
 from hwquant.schemes.msq.sp2 import SP2Levels
 
-ASSIGNMENT_TESTS: tuple[str, ...] = ("variance", "kurtosis")
+ASSIGNMENT_TESTS: tuple[str, ...] = ("variance", "kurtosis", "error")
+DISTRIBUTION_TESTS: tuple[str, ...] = ("variance", "kurtosis")
 _TINY = 1e-12
 
 
 def row_scores(w: torch.Tensor, test: str) -> torch.Tensor:
-    """Distribution test of every row of ``w`` (``[C_out, ...]``): low score = SP2 first."""
+    """Distribution test (``variance`` or ``kurtosis``) of every row of ``w`` (``[C_out,
+    ...]``): low score = SP2 first. The ``error`` test needs the quantizer's scales:
+    :meth:`MixedSchemeQuantizer.error_scores`."""
     rows = w.detach().reshape(w.shape[0], -1).double()
     if test == "variance":
         peak = rows.abs().amax(dim=1, keepdim=True).clamp_min(_TINY)
@@ -69,7 +78,8 @@ def row_scores(w: torch.Tensor, test: str) -> torch.Tensor:
         variance = centred.square().mean(dim=1)
         return -(centred.pow(4).mean(dim=1) / variance.square().clamp_min(_TINY))
     raise ConfigError(
-        f"assignment test {test!r} is not allowed. Fix: use one of {', '.join(ASSIGNMENT_TESTS)}."
+        f"distribution test {test!r} is not allowed. Fix: use one of "
+        f"{', '.join(DISTRIBUTION_TESTS)}."
     )
 
 
@@ -131,7 +141,7 @@ class MixedSchemeQuantizer(HostMirrored):
         rows: output channels C_out of the weight.
         sp2_share: fraction of the rows that get SP2 (0: fixed-point only, 1: SP2 only).
         channels: learned scales α: ``rows`` (one per row) or 1 (one for the tensor).
-        assignment: row test, "variance" or "kurtosis".
+        assignment: row test, "variance", "kurtosis" or "error".
         refresh_steps: training steps between re-assignments before the freeze.
         freeze_step: training step from which the assignment is frozen.
         sp2_m1: m1 of the SP2 split (None: ``ceil((m-1)/2)``).
@@ -191,8 +201,23 @@ class MixedSchemeQuantizer(HostMirrored):
 
     @torch.no_grad()
     def assign(self, w: torch.Tensor) -> None:
-        """Re-assign the rows from the weights ``w`` with the distribution test."""
-        self.sp2_rows.copy_(assign_sp2_rows(row_scores(w, self.assignment), self.sp2_share))
+        """Re-assign the rows from the weights ``w`` with the row test."""
+        if self.assignment == "error":
+            scores = self.error_scores(w)
+        else:
+            scores = row_scores(w, self.assignment)
+        self.sp2_rows.copy_(assign_sp2_rows(scores, self.sp2_share))
+
+    @torch.no_grad()
+    def error_scores(self, w: torch.Tensor) -> torch.Tensor:
+        """``e_SP2(r) − e_fixed(r)`` for every row of ``w`` (float64): each row's squared error
+        on the SP2 and on the fixed-point levels of its current ``α_r`` (module docstring)."""
+        rows = w.detach().reshape(self.rows, -1).double()
+        errors = []
+        for scheme in (self.sp2, self.fixed):
+            unit = self._unit(self.scale.new_tensor(float(scheme.max_int))).double().view(-1, 1)
+            errors.append((scheme.project(rows / unit) * unit - rows).square().sum(dim=1))
+        return errors[0] - errors[1]
 
     @torch.no_grad()
     def initialize(self, w: torch.Tensor) -> None:
@@ -224,8 +249,12 @@ class MixedSchemeQuantizer(HostMirrored):
 
     def scale_value(self) -> torch.Tensor:
         """``u_r = α_r / D_r`` ([C_out]): the value of one integer unit of each row."""
+        return self._unit(self.divisors())
+
+    def _unit(self, divisors: torch.Tensor) -> torch.Tensor:
+        """``α_r / divisors`` under the scale constraint ([C_out])."""
         alpha = self.scale.abs().clamp_min(_TINY).expand(self.rows)
-        return constrain_scale(alpha / self.divisors(), self.constraint, self.mantissa_bits)
+        return constrain_scale(alpha / divisors, self.constraint, self.mantissa_bits)
 
     def _rows(self, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return t.view(-1, *([1] * (w.dim() - 1)))
