@@ -58,14 +58,14 @@ from hwquant.app.bench.cli import add_no_amp_argument
 from hwquant.app.bench.evaluate import compare
 from hwquant.app.bench.reproduce import (
     Options,
-    _build,
-    _check_device,
-    _differences,
-    _fit,
-    _load,
-    _memory_format,
-    _train_config,
+    build_model,
+    check_device,
+    fit_model,
+    json_differences,
     load_baseline,
+    load_tier_data,
+    tier_memory_format,
+    tier_train_config,
 )
 from hwquant.app.bench.rows import RowSpec
 from hwquant.app.bench.tiers import get_tier
@@ -229,9 +229,9 @@ def run_row(
     where there is one (bit-exactly), if that directory trains this row (:func:`check_work`).
     ``training.wall_seconds`` is this invocation's; ``seconds_sum_of_epochs`` all of them."""
     start = time.perf_counter()
-    config = _train_config(options, False)
+    config = tier_train_config(options, False)
     recipe = recipe_at(acc_bits, config.epochs * len(data.qat_train), bits)
-    model = _build(MODEL, options)
+    model = build_model(MODEL, options)
     model.load_state_dict(state)
     name = row_name(bits, acc_bits)
     try:
@@ -244,13 +244,13 @@ def run_row(
             "status": "refused",
             "error": str(error),
         }
-    qat = qat.to(memory_format=_memory_format(options.tier))
+    qat = qat.to(memory_format=tier_memory_format(options.tier))
     work = options.out / name
     identity = {"tier": dataclasses.asdict(options.tier), "seed": options.seed,
                 "fp32_checkpoint_sha256": start_sha256, "recipe": recipe.to_dict()}  # fmt: skip
     check_work(work, json.loads(json.dumps(identity)))
     print(f"[{name}] QAT {config.epochs} epochs", file=sys.stderr)
-    training = _fit(qat, config, data.qat_train, data, work, options, resume=resume)
+    training = fit_model(qat, config, data.qat_train, data, work, options, resume=resume)
     training["seconds_sum_of_epochs"] = round(sum(h["seconds"] for h in training["history"]), 1)
     qat.eval()
     int_model = hwquant.lower(qat, next(data.test.iter_from(0))[0][:8])
@@ -319,7 +319,7 @@ def check_stored_tier(path: Path, stored: dict[str, Any], now: dict[str, Any]) -
     Raises:
         SystemExit: names every tier field that differs.
     """
-    differ = _differences(stored, now, "tier.")
+    differ = json_differences(stored, now, "tier.")
     if differ:
         raise SystemExit(
             f"{path} holds rows trained with other tier settings ({'; '.join(differ)}); "
@@ -335,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     tier = get_tier(args.tier, epochs_qat=args.epochs_qat, amp=None if args.amp else False)
     if args.quick:
         tier = dataclasses.replace(tier, train_examples=512, qat_train_examples=512, epochs_qat=1)
-    _check_device(tier)  # a bf16 tier on a CPU without native bf16 names --no-amp
+    check_device(tier)  # a bf16 tier on a CPU without native bf16 names --no-amp
     work = args.work or Path(tempfile.mkdtemp(prefix="a2q_cifar10_"))
     options = Options(
         tier=tier,
@@ -385,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         results[f"{args.tier.replace('-', '_')}_{BASE_ROW.name}"] = {
             k: row[k] for k in ("engine_acc", "fake_quant_acc", "exact", "command")
         }
-    data = _load(options)
+    data = load_tier_data(options)
     qat_steps = tier.epochs_qat * len(data.qat_train)
     for name, row in results["rows"].items():
         check_stored_row(name, row, qat_steps, args.bits)

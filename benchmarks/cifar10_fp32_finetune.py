@@ -59,14 +59,14 @@ from benchmarks.common import (
 from hwquant.app.bench.cli import add_no_amp_argument
 from hwquant.app.bench.reproduce import (
     Options,
-    _build,
-    _check_device,
-    _differences,
-    _fit,
-    _load,
-    _train_config,
+    build_model,
+    check_device,
+    fit_model,
+    json_differences,
     load_baseline,
+    load_tier_data,
     save_baseline,
+    tier_train_config,
 )
 from hwquant.app.bench.tiers import get_tier
 from hwquant.app.config import TrainConfig, train_fields_with_defaults
@@ -128,11 +128,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def train_config(args: argparse.Namespace, options: Options) -> TrainConfig:
-    """The tier's FP32 training (:func:`~hwquant.app.bench.reproduce._train_config`), restarted:
+    """The tier's FP32 training (:func:`~hwquant.app.bench.reproduce.tier_train_config`), restarted:
     ``--epochs`` of ``--schedule`` from ``--lr`` after ``--warmup-epochs``, the last
     ``--swa-epochs`` averaged."""
     return dataclasses.replace(
-        _train_config(options, True),
+        tier_train_config(options, True),
         epochs=args.epochs,
         lr=args.lr,
         schedule=args.schedule,
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     command = command_line([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
     recorder = ResultRecorder(NAME, command, args.seed, args.result)
     tier = get_tier(args.tier, amp=None if args.amp else False)
-    _check_device(tier)  # a bf16 tier on a CPU without native bf16 names --no-amp
+    check_device(tier)  # a bf16 tier on a CPU without native bf16 names --no-amp
     options = Options(
         tier=tier, out=args.out, models=(MODEL,), rows=(), seed=args.seed,
         data_root=args.data_root, progress=args.progress, command=command,
@@ -233,7 +233,7 @@ def start_of(
     path = args.start / "fp32" / f"{MODEL}.ckpt"
     state, record = load_baseline(path)
     stored = json.loads((args.start / "settings.json").read_text())["tier"]
-    differ = _differences(stored, json.loads(json.dumps(dataclasses.asdict(tier))))
+    differ = json_differences(stored, json.loads(json.dumps(dataclasses.asdict(tier))))
     if differ:
         raise ConfigError(
             f"--start {args.start} was trained under other tier settings ({'; '.join(differ)}). "
@@ -251,16 +251,16 @@ def finetune(
 ) -> dict[str, Any]:
     """Train the start ``state`` by ``config`` with ``cutout``, then evaluate it on the whole
     test set and write it as a baseline (:func:`~hwquant.app.bench.reproduce.save_baseline`)."""
-    data = _load(options)
+    data = load_tier_data(options)
     splits = data.splits
     train = BatchLoader(
         splits.train, config.batch_size, mean=splits.mean, std=splits.std, shuffle=True,
         augment=True, cutout=cutout, seed=options.seed, drop_last=True,
         device=options.tier.device,
     )  # fmt: skip
-    model = _build(MODEL, options)
+    model = build_model(MODEL, options)
     model.load_state_dict(state)
-    training = _fit(model, config, train, data, options.out / "work", options, resume=True)
+    training = fit_model(model, config, train, data, options.out / "work", options, resume=True)
     return save_baseline(path, model, data.test, options.seed, training)[1]
 
 

@@ -44,11 +44,11 @@ def settings_differences(
     ``key: stored X, now Y`` for each, after ``stored_as_now`` (e.g. fields the record predates
     at their defaults); none on first use, when ``settings`` is written (atomically) as the
     record. The caller refuses a difference in its own words."""
-    from hwquant.app.bench.reproduce import _differences
+    from hwquant.app.bench.reproduce import json_differences
     from hwquant.core.atomic import write_atomic
 
     if path.exists():
-        return _differences(stored_as_now(json.loads(path.read_text())), settings)
+        return json_differences(stored_as_now(json.loads(path.read_text())), settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, (json.dumps(settings, indent=2) + "\n").encode())
     return []

@@ -115,10 +115,10 @@ def test_a_cifar10_row_resumes_from_its_trainer_checkpoint_in_work(tmp_path, mon
     """With --work, a second invocation finds the row's trainer checkpoint and continues it (here
     finished: nothing is trained, the row is the same); the directory of a 1-epoch row is
     refused for a 2-epoch one, naming the difference; --epochs-qat needs its own --out."""
-    from hwquant.app.bench.reproduce import Options, _build
+    from hwquant.app.bench.reproduce import Options, build_model
 
     smoke = get_tier("smoke")
-    state = _build("resnet20", Options(smoke, tmp_path, ("resnet20",), ())).state_dict()
+    state = build_model("resnet20", Options(smoke, tmp_path, ("resnet20",), ())).state_dict()
     start = {"test_acc": 0.1, "checkpoint_sha256": "0" * 64}
     monkeypatch.setattr(cifar, "fp32_state", lambda tier: (state, start))
     monkeypatch.setattr(

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from benchmarks import cifar10_fp32_finetune as finetune
-from hwquant.app.bench.reproduce import Options, _build
+from hwquant.app.bench.reproduce import Options, build_model
 from hwquant.app.bench.tiers import get_tier
 from hwquant.core.checkpoint import load_checkpoint
 from hwquant.core.errors import ConfigError
@@ -21,7 +21,7 @@ def smoke(monkeypatch, tmp_path):
     started from a freshly initialised model standing in for the committed checkpoint."""
     tier = get_tier("smoke")
     options = Options(tier=tier, out=tmp_path, models=("resnet20",), rows=())
-    state = _build("resnet20", options).state_dict()
+    state = build_model("resnet20", options).state_dict()
     start = {"test_acc": 0.1, "checkpoint_sha256": "0" * 64}
     monkeypatch.setattr(finetune, "get_tier", lambda name, amp=None: tier)
     monkeypatch.setattr(finetune, "fp32_state", lambda name: (state, start))

@@ -26,7 +26,7 @@ def test_the_error_split_is_the_least_of_the_three_in_every_layer(measured):
             errors = record[start]["msq_by_test"]
             assert set(errors) == set(ASSIGNMENT_TESTS)
             assert all(errors["error"] <= errors[test] for test in ASSIGNMENT_TESTS)
-            assert 0 < record[start]["fixed_only"] and 0 < record[start]["sp2_only"]
+            assert record[start]["fixed_only"] > 0 and record[start]["sp2_only"] > 0
             assert 0 <= record[start]["rows_sp2_fits_better"] <= record[start]["rows"]
     assert result["network"]["alpha_max"]["rows"] == sum(
         r["alpha_max"]["rows"] for r in result["layers"].values()

@@ -85,7 +85,7 @@ class Options:
 
 
 @dataclass
-class _Data:
+class TierData:
     """Loaders on the tier's device: FP32 and QAT training, per-epoch monitor, whole test set."""
 
     splits: DataSplits
@@ -120,10 +120,10 @@ def reproduce(options: Options) -> dict[str, Any]:
     FP32 baselines are trained (an interrupted one continues from its last finished epoch with
     ``resume``); the rows and the step times are left for a later run."""
     tier = options.tier
-    _check_device(tier)
+    check_device(tier)
     _check_settings(options)
     started = time.perf_counter()
-    data = _load(options)
+    data = load_tier_data(options)
     machine = machine_record()
     ran, skipped, stopped = [], [], False
     for model_name in options.models:
@@ -191,7 +191,7 @@ def _check_settings(options: Options) -> None:
                 "overwrite its rows. Fix: add --resume to continue it, or choose a new --out."
             )
         stored = json.loads(path.read_text())
-        differ = _differences(stored, settings)
+        differ = json_differences(stored, settings)
         if differ:
             raise ConfigError(
                 f"--resume into {options.out} with other settings than its stored rows: "
@@ -203,19 +203,19 @@ def _check_settings(options: Options) -> None:
     write_atomic(path, (json.dumps(settings, indent=2) + "\n").encode())
 
 
-def _differences(stored: Any, now: Any, where: str = "") -> list[str]:
+def json_differences(stored: Any, now: Any, where: str = "") -> list[str]:
     """``key: stored -> now`` for every leaf of two JSON-like dicts that differs."""
     if isinstance(stored, dict) and isinstance(now, dict):
         return [
             line
             for key in sorted(set(stored) | set(now))
-            for line in _differences(stored.get(key), now.get(key), f"{where}{key}.")
+            for line in json_differences(stored.get(key), now.get(key), f"{where}{key}.")
         ]
     now = list(now) if isinstance(now, tuple) else now
     return [] if stored == now else [f"{where.rstrip('.')}: stored {stored!r}, now {now!r}"]
 
 
-def _check_stored_row(path: Path, row: RowSpec, options: Options, data: _Data) -> None:
+def _check_stored_row(path: Path, row: RowSpec, options: Options, data: TierData) -> None:
     """Refuse to skip a stored row whose recipe or QAT training settings are not the ones this
     version of the row table would use (the row or the trainer was redefined in code since it
     ran): its figures would be reported under a recipe they do not come from. A row recorded
@@ -227,16 +227,18 @@ def _check_stored_row(path: Path, row: RowSpec, options: Options, data: _Data) -
     """
     record = json.loads(path.read_text())
     stored = Recipe.from_dict(record["recipe"])  # later fields: defaults
-    config = _train_config(options, False)
+    config = tier_train_config(options, False)
     steps = config.epochs * len(data.qat_train)
-    differ = _differences(stored.to_dict(), row.recipe(steps).to_dict())
+    differ = json_differences(stored.to_dict(), row.recipe(steps).to_dict())
     if "training" in record:  # fields added to TrainConfig since: their defaults
         stored_config = record["training"]["config"]
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         differ += [f"train.{k}: stored {stored_config[k]!r}, no longer a setting"
                    for k in sorted(set(stored_config) - known)]  # fmt: skip
         trained = TrainConfig(**{k: v for k, v in stored_config.items() if k in known})
-        differ += _differences(dataclasses.asdict(trained), dataclasses.asdict(config), "train.")
+        differ += json_differences(
+            dataclasses.asdict(trained), dataclasses.asdict(config), "train."
+        )
     if differ:
         raise ConfigError(
             f"--resume: the stored row {path} was trained with another recipe than row "
@@ -249,7 +251,7 @@ def _out_of_time(options: Options, started: float) -> bool:
     return options.stop_after is not None and time.perf_counter() - started >= options.stop_after
 
 
-def _check_device(tier: Tier) -> None:
+def check_device(tier: Tier) -> None:
     """Refuse a tier this machine cannot train as defined, before any data is read.
 
     Raises:
@@ -271,7 +273,7 @@ def _check_device(tier: Tier) -> None:
 
 
 # -- data ---------------------------------------------------------------------------------------
-def _load(options: Options) -> _Data:
+def load_tier_data(options: Options) -> TierData:
     """The tier's data set (CIFAR-10 JPEG copy or synthetic) and its loaders."""
     tier, seed = options.tier, options.seed
     if tier.data == "synthetic":
@@ -285,7 +287,7 @@ def _load(options: Options) -> _Data:
     qat_train = splits.train
     if tier.qat_train_examples is not None:
         qat_train = _subset(qat_train, tier.qat_train_examples, options.qat_seed)
-    return _Data(
+    return TierData(
         splits,
         BatchLoader(splits.train, tier.batch_size, seed=seed, **train, **norm),
         BatchLoader(qat_train, tier.batch_size, seed=options.qat_seed, **train, **norm),
@@ -328,20 +330,22 @@ class _Baseline:
     record: dict[str, Any]
 
 
-def _build(model_name: str, options: Options, seed: int | None = None) -> nn.Module:
+def build_model(model_name: str, options: Options, seed: int | None = None) -> nn.Module:
     """``model_name`` at the tier's width, its initialisation drawn after seeding ``seed``
     (None: ``options.seed``)."""
     tier = options.tier
     seed_everything(options.seed if seed is None else seed)
     model = build(model_name, num_classes=10, input_size=tier.input_size, width=tier.width)
-    return model.to(device=tier.device, memory_format=_memory_format(tier))
+    return model.to(device=tier.device, memory_format=tier_memory_format(tier))
 
 
-def _memory_format(tier: Tier) -> torch.memory_format:
+def tier_memory_format(tier: Tier) -> torch.memory_format:
+    """Channels-last where the tier trains so, else the tensor's own layout."""
     return torch.channels_last if tier.channels_last else torch.preserve_format
 
 
-def _train_config(options: Options, fp32: bool) -> TrainConfig:
+def tier_train_config(options: Options, fp32: bool) -> TrainConfig:
+    """The trainer's settings of the tier's FP32 baseline (``fp32``) or of its QAT rows."""
     tier = options.tier
     return TrainConfig(
         epochs=tier.epochs_fp32 if fp32 else tier.epochs_qat,
@@ -358,8 +362,15 @@ def _train_config(options: Options, fp32: bool) -> TrainConfig:
     )
 
 
-def _fit(model: nn.Module, config: TrainConfig, train: BatchLoader, data: _Data, work: Path,
-         options: Options, resume: bool) -> dict[str, Any]:  # fmt: skip
+def fit_model(
+    model: nn.Module,
+    config: TrainConfig,
+    train: BatchLoader,
+    data: TierData,
+    work: Path,
+    options: Options,
+    resume: bool,
+) -> dict[str, Any]:
     """Train ``model`` on ``train`` in ``work``; return its per-epoch history and wall time."""
     start = time.perf_counter()
     result = Trainer(
@@ -403,7 +414,7 @@ def load_baseline(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return load_checkpoint(path)["state_dict"], record
 
 
-def _fp32(model_name: str, data: _Data, options: Options) -> _Baseline:
+def _fp32(model_name: str, data: TierData, options: Options) -> _Baseline:
     """The FP32 weights (``OUT/fp32/<model>.ckpt``) and record (``<model>.json``, written after
     the weights) of ``model_name``: loaded when resuming and present, else trained."""
     path = options.out / "fp32" / f"{model_name}.ckpt"
@@ -417,10 +428,10 @@ def _fp32(model_name: str, data: _Data, options: Options) -> _Baseline:
                 "--row-seed for the rows), or train the baseline in a new --out."
             )
         return _Baseline(state, record)
-    model = _build(model_name, options)
+    model = build_model(model_name, options)
     work = options.out / "work" / model_name / "fp32"
-    training = _fit(
-        model, _train_config(options, True), data.train, data, work, options, options.resume
+    training = fit_model(
+        model, tier_train_config(options, True), data.train, data, work, options, options.resume
     )
     return _Baseline(*save_baseline(path, model, data.test, options.seed, training))
 
@@ -458,11 +469,11 @@ def save_baseline(
 
 # -- quantized rows -----------------------------------------------------------------------------
 def _quantized_row(
-    model_name: str, row: RowSpec, baseline: _Baseline, data: _Data, options: Options
+    model_name: str, row: RowSpec, baseline: _Baseline, data: TierData, options: Options
 ) -> dict[str, Any]:
     """QAT-train ``row`` from the FP32 weights, lower it and compare fake-quant with engine."""
     start = time.perf_counter()
-    config = _train_config(options, False)
+    config = tier_train_config(options, False)
     recipe = row.recipe(config.epochs * len(data.qat_train))
     record: dict[str, Any] = {
         "model": model_name,
@@ -473,15 +484,16 @@ def _quantized_row(
         "seed": options.qat_seed,
         "command": options.command,
     }
-    model = _build(model_name, options, options.qat_seed)  # the draws that prepare makes follow
+    # the draws that prepare makes follow the model's
+    model = build_model(model_name, options, options.qat_seed)
     model.load_state_dict(baseline.state)
     try:
         qat = hwquant.prepare(model.train(), recipe)
     except UnsupportedLayerError as err:
         return {**record, "status": "refused", "reason": str(err)}
-    qat = qat.to(device=options.tier.device, memory_format=_memory_format(options.tier))
+    qat = qat.to(device=options.tier.device, memory_format=tier_memory_format(options.tier))
     work = options.out / "work" / model_name / row.name
-    training = _fit(qat, config, data.qat_train, data, work, options, resume=False)
+    training = fit_model(qat, config, data.qat_train, data, work, options, resume=False)
     qat.eval()
     qat.cpu()  # lowering reads parameters into NumPy arrays
     deployed = hwquant.lower(qat, next(data.test.iter_from(0))[0][:LOWER_EXAMPLES].cpu())
@@ -509,7 +521,7 @@ def _step_time(options: Options) -> dict[str, Any]:
     stored = json.loads(path.read_text()) if options.resume and path.exists() else {}
     measured = {
         name: measure_step_times(
-            _build(name, options),
+            build_model(name, options),
             (3, size, size),
             batch=tier.batch_size,
             device=tier.device,
@@ -530,7 +542,7 @@ def _step_time(options: Options) -> dict[str, Any]:
 
 def _write(
     options: Options,
-    data: _Data,
+    data: TierData,
     machine: dict[str, Any],
     started: float,
     step_time: dict[str, Any] | None = None,
