@@ -426,6 +426,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(
             "--distill trains: it has no meaning with --amp-check, --row-checkpoint or --steps 0"
         )
+    if not args.amp and (args.amp_check or args.row_checkpoint):
+        parser.error(
+            "--no-amp sets the probes' training: it has no meaning with --amp-check (which "
+            "compares the two) or --row-checkpoint (which does not train)"
+        )
     torch.set_num_threads(args.threads)
     for variant in args.variants:
         parse_variant(variant, recipe_steps(args))  # refuse a bad variant before any work

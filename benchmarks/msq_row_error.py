@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hwquant
 from benchmarks.accumulator_aware_cifar10 import MODEL, fp32_state
@@ -86,7 +90,9 @@ STARTS = {"alpha_max": row_errors, "alpha_least_error": least_clip_errors}
 """The two scale settings the errors are measured at (module docstring)."""
 
 
-def error_sums(w: torch.Tensor, quantizer: MixedSchemeQuantizer) -> dict[str, dict[str, float]]:
+def error_sums(
+    w: torch.Tensor, quantizer: MixedSchemeQuantizer
+) -> dict[str, dict[str, float | int]]:
     """Per start of :data:`STARTS`: the layer's ``Σ w²``, its summed squared error with
     fixed-point only, SP2 only and each row test's split, and the rows SP2 fits better."""
     quantizer.initialize(w.float())  # α_r = max|w_r|, as training starts
@@ -103,7 +109,7 @@ def error_sums(w: torch.Tensor, quantizer: MixedSchemeQuantizer) -> dict[str, di
     return sums
 
 
-def relative(sums: dict[str, float]) -> dict[str, Any]:
+def relative(sums: dict[str, float | int]) -> dict[str, Any]:
     """Summed errors over ``Σ w²``, and the row counts."""
     return {
         "rows": int(sums["rows"]),
@@ -131,6 +137,7 @@ def measure(state: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Measure the tier's FP32 ResNet-20 and write the result file; return its results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tier", default="cpu-long", choices=("cpu-long", "cpu-full"))
     parser.add_argument("--out", type=Path, default=None, help="result JSON")

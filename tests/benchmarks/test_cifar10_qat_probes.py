@@ -22,6 +22,9 @@ def test_a_probe_key_names_what_differs_from_the_tier():
     for mode in (["--steps", "0"], ["--amp-check"]):  # distillation needs training
         with pytest.raises(SystemExit):
             probes.main(["--variants", "llsq_W4A4", "--distill", "0.5", *mode])
+    for mode in (["--row-checkpoint", "x.ckpt"], ["--amp-check"]):  # no float32 training
+        with pytest.raises(SystemExit):
+            probes.main(["--variants", "llsq_W4A4", "--no-amp", *mode])
 
 
 def test_a_variant_overrides_recipe_fields_and_refuses_unknown_ones():

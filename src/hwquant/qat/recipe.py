@@ -111,7 +111,7 @@ class MSQOptions:
                 f"sp2_share={share!r} is outside [0, 1]. Fix: use a number in [0, 1] "
                 "(0: fixed-point only, 1: SP2 only), or None with a device."
             )
-        _check_choice("assignment", self.assignment, ("variance", "kurtosis", "error"))
+        _check_choice("assignment", self.assignment, get_args(MSQAssignment))
         for name, least in (("refresh_steps", 1), ("freeze_step", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:

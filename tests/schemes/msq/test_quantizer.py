@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import hwquant
@@ -76,15 +76,18 @@ def test_variance_test_sends_peaked_rows_to_sp2():
     share=share_st,
     seed=st.integers(0, 99),
     per_row=st.booleans(),
-    constraint=st.sampled_from(["free", "pow2"]),
+    constraint=st.sampled_from(["free", "pow2", "fixed"]),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
 )
 def test_error_assignment_minimises_the_layers_weight_error(
-    bits, rows, share, seed, per_row, constraint
+    bits, rows, share, seed, per_row, constraint, dtype
 ):
     """Of every assignment with the share's row count, the ``error`` test's has the least
     squared error of the fake-quantized weights (the exchange argument of the module
-    docstring), per-row or per-tensor α, under a scale constraint too."""
-    w = _weights(rows, 9, seed).double()
+    docstring), per-row or per-tensor α, under a scale constraint too, on float32 weights
+    (as trained) and float64."""
+    assume(0 < sp2_row_count(rows, share) < rows)  # else one split only: nothing to choose
+    w = _weights(rows, 9, seed).to(dtype)
     q = _quantizer(
         bits, rows, share, assignment="error", channels=rows if per_row else 1,
         constraint=constraint,
@@ -238,7 +241,7 @@ def test_levels_pad_sp2_rows_with_nan():
         (dict(sp2_share=-0.1), r"outside \[0, 1\]"),
         (dict(sp2_share=float("nan")), r"outside \[0, 1\]"),
         (dict(sp2_share=None), r"needs a device.*Fix: set device"),
-        (dict(assignment="ks"), r"assignment='ks' is not allowed.*variance, kurtosis"),
+        (dict(assignment="ks"), r"assignment='ks' is not allowed.*variance, kurtosis, error"),
         (dict(refresh_steps=0), r"refresh_steps=0: use an integer >= 1"),
         (dict(freeze_step=-1), r"freeze_step=-1: use an integer >= 0"),
         (dict(sp2_m1=0), r"sp2_m1=0: use an integer >= 1"),
@@ -254,6 +257,27 @@ def test_bad_split_is_refused_at_prepare_with_the_allowed_splits():
     model = build("small_cnn", in_channels=1, input_size=8)
     with pytest.raises(ConfigError, match=r"m1=1, m2=2.*\(m1=2, m2=1\), \(m1=3, m2=0\)"):
         hwquant.prepare(model, recipe)
+
+
+def test_error_assignment_through_the_recipe_assigns_and_reassigns_by_error():
+    """``MSQOptions(assignment="error")`` reaches every inner layer's quantizer, whose rows are
+    the error test's split of the weights it is given, at the start and at each refresh."""
+    recipe = Recipe(scheme="msq", msq=MSQOptions(assignment="error", refresh_steps=1))
+    qat = hwquant.prepare(build("small_cnn", in_channels=1, input_size=28), recipe).train()
+    inner = [m for m in qat.modules() if isinstance(m, MixedSchemeQuantizer)]
+    assert len(inner) == 2 and all(q.assignment == "error" for q in inner)
+    seen = {}
+    for q in inner:
+        q.register_forward_hook(lambda q, args, out: seen.__setitem__(q, args[0].detach()))
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    optimizer = torch.optim.SGD(qat.parameters(), lr=0.5)
+    for _ in range(2):  # the first forward assigns; the second re-assigns the stepped weights
+        qat(x).square().mean().backward()
+        for q in inner:
+            expected = assign_sp2_rows(q.error_scores(seen[q]), q.sp2_share)
+            assert torch.equal(q.sp2_rows, expected)
+        optimizer.step()
+        optimizer.zero_grad()
 
 
 def test_toml_table_builds_the_options():
