@@ -147,7 +147,8 @@ class SP2Levels:
         Returns float integers of ``v``'s dtype.
         """
         cuts = self._midpoints.to(device=v.device, dtype=v.dtype)
-        index = torch.bucketize(v, cuts, right=True)
+        # contiguous: channels-last weights would make bucketize copy and warn
+        index = torch.bucketize(v.contiguous(), cuts, right=True)
         return self._integers.to(device=v.device, dtype=v.dtype)[index]
 
     @cached_property
