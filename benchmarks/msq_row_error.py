@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hwquant
-from benchmarks.accumulator_aware_cifar10 import MODEL, fp32_state
+from benchmarks.accumulator_aware_cifar10 import MODEL, TIERS, fp32_state
 from benchmarks.common import command_line, write_result
 from hwquant.app.bench.rows import RowSpec
 from hwquant.models import build
@@ -46,7 +46,8 @@ from hwquant.schemes.msq.quantizer import (
 
 NAME = "msq_row_error"
 ROW = RowSpec("msq", 4, 4)
-SHARE = 0.5
+SHARE = ROW.recipe(qat_steps=1).msq.sp2_share
+"""The row's SP2 share (one half)."""
 CLIP_GRID = torch.linspace(0.2, 1.0, 41)
 """``α_r / max|w_r|`` tried for each scheme's least-error clip."""
 
@@ -139,7 +140,7 @@ def measure(state: dict[str, torch.Tensor]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Measure the tier's FP32 ResNet-20 and write the result file; return its results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tier", default="cpu-long", choices=("cpu-long", "cpu-full"))
+    parser.add_argument("--tier", default="cpu-long", choices=TIERS)
     parser.add_argument("--out", type=Path, default=None, help="result JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
