@@ -272,6 +272,35 @@ def test_a_row_seed_resamples_the_rows_from_the_same_fp32_weights(tmp_path):
     assert "row_seed" not in reproduce_settings(replace(_options(out), row_seed=0))
 
 
+def test_fp32_from_starts_the_rows_from_another_runs_baseline(tmp_path):
+    """--fp32-from copies a finished baseline into --out (no --resume needed) and the rows
+    start from it: with the same seeds the row is the one trained in the source run. The
+    baseline's sha256 is in the settings, so a resume from other weights is refused."""
+    first_out, out, other = tmp_path / "first", tmp_path / "from", tmp_path / "other"
+    args = ["bench", "reproduce", "--tier", "smoke", "--rows", "llsq_W4A4", "--no-step-time"]
+    assert main([*args, "--out", str(first_out)]) == 0
+    assert main([*args, "--out", str(out), "--fp32-from", str(first_out)]) == 0
+    source = first_out / "fp32" / "resnet20.json"
+    assert (out / "fp32" / "resnet20.json").read_bytes() == source.read_bytes()
+    digest = json.loads(source.read_text())["checkpoint_sha256"]
+    assert file_sha256(out / "fp32" / "resnet20.ckpt") == digest
+    assert json.loads((out / "settings.json").read_text())["fp32_from"] == {"resnet20": digest}
+    row = json.loads((out / "rows" / "resnet20" / "llsq_W4A4.json").read_text())
+    first = json.loads((first_out / "rows" / "resnet20" / "llsq_W4A4.json").read_text())
+    untimed = [[{k: v for k, v in h.items() if k != "seconds"} for h in r["training"]["history"]]
+               for r in (row, first)]  # fmt: skip
+    assert untimed[0] == untimed[1]
+    assert (row["engine_acc"], row["fp32_acc"]) == (first["engine_acc"], first["fp32_acc"])
+    assert f"--fp32-from {first_out}" in row["command"]
+    assert main([*args, "--out", str(other), "--seed", "1", "--fp32-only"]) == 0
+    with pytest.raises(ConfigError, match=r"fp32_from\.resnet20: stored '\w+', now '\w+'"):
+        reproduce(replace(_options(out), fp32_from=other, resume=True))
+    with pytest.raises(ConfigError, match=r"no finished baseline in .*empty"):
+        reproduce(replace(_options(tmp_path / "x"), fp32_from=tmp_path / "empty"))
+    with pytest.raises(ConfigError, match=r"--fp32-only trains .* --fp32-from brings"):
+        reproduce(replace(_options(tmp_path / "y"), fp32_only=True, fp32_from=first_out))
+
+
 def test_fp32_checkpoint_with_another_sha256_is_refused(tmp_path):
     assert main(["bench", "reproduce", "--tier", "smoke", "--out", str(tmp_path),
                  "--rows", "llsq_W4A4", "--no-step-time"]) == 0  # fmt: skip

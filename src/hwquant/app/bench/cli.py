@@ -92,7 +92,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="seed of the rows' QAT runs from the FP32 weights of --seed (default: --seed); a "
-        "second sample of each row, in its own --out holding a copy of fp32/",
+        "second sample of each row, in its own --out (with --fp32-from the first run's)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
@@ -123,6 +123,15 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help="train (or, with --resume, continue) the FP32 baselines only; run the rows later "
         "with --resume into the same --out",
     )
+    parser.add_argument(
+        "--fp32-from",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="start the rows from the finished baselines in DIR/fp32/ (another run's --out, or "
+        "a benchmark run directory such as cifar10_fp32_average's) instead of training them; "
+        "copied into --out, their sha256 recorded and checked on resume",
+    )
     parser.set_defaults(run=_run)
 
 
@@ -140,6 +149,7 @@ def _command(args: argparse.Namespace) -> str:
         ("--threads", args.threads),
         ("--data-root", args.data_root),
         ("--stop-after", args.stop_after),
+        ("--fp32-from", args.fp32_from),
     ):
         if value is not None:
             words += [flag, *map(str, value if isinstance(value, list) else [value])]
@@ -177,6 +187,7 @@ def _run(args: argparse.Namespace) -> int:
         step_time=args.step_time,
         stop_after=args.stop_after,
         fp32_only=args.fp32_only,
+        fp32_from=args.fp32_from,
         command=_command(args),
     )
     outcome = reproduce(options)

@@ -76,6 +76,12 @@ class Options:
     """Seconds after which no further model or row starts (None: no budget)."""
     fp32_only: bool = False
     """Train (or resume, or load) the FP32 baselines only; no row runs and no step time."""
+    fp32_from: Path | None = None
+    """A directory whose ``fp32/<model>.ckpt`` are finished baselines (another run's ``OUT``,
+    or a benchmark's run directory in the same format): the rows start from them instead of
+    from a trained one. Each is copied into ``OUT/fp32/`` (sha256 checked) when first needed,
+    and their sha256 are recorded in ``settings.json``, so a resume from other weights is
+    refused."""
     command: str = "hwquant bench reproduce"
 
     @property
@@ -121,6 +127,11 @@ def reproduce(options: Options) -> dict[str, Any]:
     ``resume``); the rows and the step times are left for a later run."""
     tier = options.tier
     check_device(tier)
+    if options.fp32_only and options.fp32_from is not None:
+        raise ConfigError(
+            "--fp32-only trains the FP32 baselines and --fp32-from brings finished ones: they "
+            "exclude each other. Fix: drop one."
+        )
     _check_settings(options)
     started = time.perf_counter()
     data = load_tier_data(options)
@@ -172,7 +183,29 @@ def settings_of(options: Options) -> dict[str, Any]:
     settings: dict[str, Any] = {"tier": dataclasses.asdict(options.tier), "seed": options.seed}
     if options.qat_seed != options.seed:
         settings["row_seed"] = options.qat_seed
+    if options.fp32_from is not None:
+        settings["fp32_from"] = source_baselines(options.fp32_from)
     return settings
+
+
+def source_baselines(directory: Path) -> dict[str, str]:
+    """``{model: sha256}`` of the finished baselines in ``directory/fp32/`` (each checkpoint's
+    sha256 checked against its record by :func:`load_baseline`).
+
+    Raises:
+        ConfigError: ``directory`` holds no finished baseline.
+    """
+    records = sorted((directory / "fp32").glob("*.json"))
+    if not records:
+        raise ConfigError(
+            f"--fp32-from {directory}: no finished baseline in {directory / 'fp32'} (a "
+            "<model>.ckpt with its <model>.json record). Fix: name a reproduce --out or a "
+            "benchmark run directory whose fp32/ holds them."
+        )
+    return {
+        path.stem: load_baseline(path.with_suffix(".ckpt"))[1]["checkpoint_sha256"]
+        for path in records
+    }
 
 
 def _check_settings(options: Options) -> None:
@@ -419,7 +452,9 @@ def _fp32(model_name: str, data: TierData, options: Options) -> _Baseline:
     the weights) of ``model_name``: loaded when resuming and present, else trained."""
     path = options.out / "fp32" / f"{model_name}.ckpt"
     record_path = path.with_suffix(".json")
-    if options.resume and record_path.exists():
+    if options.fp32_from is not None:
+        _adopt_baseline(options.fp32_from / "fp32" / path.name, path)
+    if (options.resume or options.fp32_from is not None) and record_path.exists():
         state, record = load_baseline(path)
         if record.get("seed") != options.seed:  # a copied fp32/ of another run (--row-seed)
             raise ConfigError(
@@ -434,6 +469,28 @@ def _fp32(model_name: str, data: TierData, options: Options) -> _Baseline:
         model, tier_train_config(options, True), data.train, data, work, options, options.resume
     )
     return _Baseline(*save_baseline(path, model, data.test, options.seed, training))
+
+
+def _adopt_baseline(source: Path, path: Path) -> None:
+    """Copy the finished baseline ``source`` (sha256 checked) to ``path``, checkpoint first and
+    record last, each atomically; a copy already there is kept (``settings.json`` holds the
+    sha256 it must have, checked on every run).
+
+    Raises:
+        ConfigError: ``source`` is not a finished baseline of this model.
+    """
+    if path.with_suffix(".json").exists():
+        return
+    if not source.with_suffix(".json").is_file():
+        raise ConfigError(
+            f"--fp32-from: {source.with_suffix('.json')} does not exist, so there is no "
+            f"{source.stem} baseline to start from. Fix: name a directory whose fp32/ holds "
+            f"one, or leave {source.stem} out of --models."
+        )
+    load_baseline(source)  # sha256 checked
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, source.read_bytes())
+    write_atomic(path.with_suffix(".json"), source.with_suffix(".json").read_bytes())
 
 
 def save_baseline(
