@@ -3,7 +3,8 @@
 Stochastic weight averaging over the ends of learning-rate cycles (Izmailov et al. 2018, SWA
 with a cyclical schedule, their Algorithm 1): the runs of :mod:`benchmarks.cifar10_fp32_finetune`
 chained with ``--start`` are such cycles, each a cosine from a raised learning rate down to 0
-that starts from the last one's end. Their weights are averaged,
+that starts from the last one's end (checked: each run's start sha256 is the one before it's,
+its schedule a cosine without SWA of its own). Their weights are averaged,
 
     w_SWA = (1/n) · Σ_i w_i      (every parameter, summed in float64),
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import sys
 import time
@@ -78,12 +80,12 @@ NAME = "cifar10_fp32_average"
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One finished fine-tune run: its directory, weights, record and Cutout."""
+    """One finished fine-tune run: its directory, weights, record and settings."""
 
     path: Path
     state: dict[str, torch.Tensor]
     record: dict[str, Any]
-    cutout: int
+    settings: dict[str, Any]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -129,6 +131,11 @@ def read_run(path: Path, tier: Tier) -> Run:
             "directory of a finished fine-tune run."
         )
     settings = json.loads(settings_path.read_text())
+    if not {"tier", "cutout", "start_checkpoint_sha256", "train"} <= settings.keys():
+        raise ConfigError(
+            f"{settings_path} is not the settings of a {FINETUNE} run (it lacks its cutout, "
+            "start or training). Fix: name the --out directory of a finished fine-tune run."
+        )
     state, record = load_baseline(path / "fp32" / f"{MODEL}.ckpt")
     differ = json_differences(settings["tier"], json.loads(json.dumps(dataclasses.asdict(tier))))
     if differ:
@@ -136,18 +143,35 @@ def read_run(path: Path, tier: Tier) -> Run:
             f"{path} was trained under other tier settings ({'; '.join(differ)}). Fix: average "
             "it with its own --tier and --no-amp setting."
         )
-    return Run(path, state, record, settings["cutout"])
+    return Run(path, state, record, settings)
 
 
-def bn_cutout(runs: Sequence[Run]) -> int:
-    """The Cutout the runs trained with, which the BN pass repeats.
+def check_cycles(runs: Sequence[Run]) -> int:
+    """Check that ``runs`` are the ends of successive cycles, as the average assumes: each a
+    cosine to 0 without averaging of its own, each started from the one before it, all with one
+    Cutout; return that Cutout, which the BN pass repeats.
 
     Raises:
-        ConfigError: the runs trained with different Cutout (each named).
+        ConfigError: names the run that breaks the chain, and how.
     """
-    sides = {run.cutout for run in runs}
+    for run in runs:
+        train = run.settings["train"]
+        if train["schedule"] != "cosine" or train.get("swa_epochs", 0):
+            raise ConfigError(
+                f"{run.path.name} ran schedule {train['schedule']!r} with swa_epochs "
+                f"{train.get('swa_epochs', 0)}: it is not the end of a cosine cycle. Fix: average "
+                "runs of --schedule cosine without --swa-epochs."
+            )
+    for before, run in itertools.pairwise(runs):
+        if run.settings["start_checkpoint_sha256"] != before.record["checkpoint_sha256"]:
+            raise ConfigError(
+                f"{run.path.name} did not start from {before.path.name}'s checkpoint, so the two "
+                "are not successive cycles. Fix: name the runs in the order of their --start "
+                "chain."
+            )
+    sides = {run.settings["cutout"] for run in runs}
     if len(sides) > 1:
-        named = ", ".join(f"{run.path.name}: {run.cutout}" for run in runs)
+        named = ", ".join(f"{run.path.name}: {run.settings['cutout']}" for run in runs)
         raise ConfigError(
             f"the runs trained with different Cutout ({named}), so no one BN pass matches their "
             "training batches. Fix: average runs of one Cutout."
@@ -201,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     tier = get_tier(args.tier, amp=None if args.amp else False)
     check_device(tier)
     runs = [read_run(path, tier) for path in args.runs]
-    cutout = bn_cutout(runs)
+    cutout = check_cycles(runs)
     options = Options(
         tier=tier, out=args.out, models=(MODEL,), rows=(), seed=args.seed,
         data_root=args.data_root, progress=args.progress, command=command,

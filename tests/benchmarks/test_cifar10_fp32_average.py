@@ -9,13 +9,16 @@ import json
 import pytest
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from benchmarks import cifar10_fp32_average as average
 from benchmarks import cifar10_fp32_finetune as finetune
-from hwquant.app.bench.reproduce import Options, build_model, load_baseline
+from hwquant.app.bench.evaluate import fp32_accuracy
+from hwquant.app.bench.reproduce import Options, build_model, load_baseline, load_tier_data
 from hwquant.app.bench.tiers import get_tier
 from hwquant.core.errors import ConfigError
 from hwquant.core.provenance import file_sha256
+from hwquant.data import BatchLoader
 
 
 @pytest.fixture
@@ -57,7 +60,6 @@ def test_the_average_is_the_runs_mean_with_bn_recomputed(runs, monkeypatch):
     assert bn and all(
         not torch.equal(state[f"{n}.running_mean"], second[f"{n}.running_mean"]) for n in bn
     )
-    assert all(int(state[f"{n}.num_batches_tracked"]) >= 1 for n in bn)  # one pass, counted
     assert results["test_acc"] == record["test_acc"]
     assert results["checkpoint_sha256"] == file_sha256(ckpt)
     assert [r["run"].rsplit("/", 1)[-1] for r in results["runs"]] == ["a", "b"]
@@ -75,13 +77,22 @@ def test_the_average_is_the_runs_mean_with_bn_recomputed(runs, monkeypatch):
 
 
 def test_the_control_is_the_last_run_with_bn_recomputed(runs):
-    """The control differs from the last run's own accuracy only through the BN pass, so it
-    is measured, not copied from the run's record."""
+    """The control is measured: the last run's weights, BN recomputed by the same seeded pass
+    (one cumulative average over every batch of the training set), then the test set."""
     results = average.main(argv(runs))
-    assert 0 <= results["last_run_bn_recomputed_test_acc"] <= 1
-    record = json.loads((runs / "avg" / "fp32" / "resnet20.json").read_text())
-    assert record["training"]["control_test_acc"] == results["last_run_bn_recomputed_test_acc"]
-    assert record["training"]["bn_pass_seconds"] > 0
+    options = Options(tier=get_tier("smoke"), out=runs, models=("resnet20",), rows=())
+    data = load_tier_data(options)
+    document = json.loads((runs / "avg.json").read_text())
+    loader = BatchLoader(data.splits.train, mean=data.splits.mean, std=data.splits.std,
+                         **document["config"]["bn_pass"])  # fmt: skip
+    control = build_model("resnet20", options)
+    control.load_state_dict(load_baseline(runs / "b" / "fp32" / "resnet20.ckpt")[0])
+    update_bn((x for x, _ in loader.iter_from(0)), control)
+    assert int(control.stem[1].num_batches_tracked) == len(loader) > 1
+    expected = fp32_accuracy(control.eval(), data.test)
+    assert results["last_run_bn_recomputed_test_acc"] == expected
+    state = load_baseline(runs / "avg" / "fp32" / "resnet20.ckpt")[0]
+    assert int(state["stem.1.num_batches_tracked"]) == len(loader)
 
 
 def test_runs_that_cannot_be_averaged_are_refused(runs):
@@ -99,6 +110,20 @@ def test_runs_that_cannot_be_averaged_are_refused(runs):
     settings.write_text(json.dumps(stored | {"tier": stored["tier"] | {"width": 1.0}}))
     with pytest.raises(ConfigError, match=r"other tier settings \(width: stored 1\.0"):
         average.main(argv(runs))
+    train = stored["train"]
+    settings.write_text(json.dumps(stored | {"train": train | {"schedule": "constant"}}))
+    with pytest.raises(ConfigError, match=r"b ran schedule 'constant' .* not the end of a cosine"):
+        average.main(argv(runs))
+    settings.write_text(json.dumps(stored | {"start_checkpoint_sha256": "0" * 64}))
+    with pytest.raises(ConfigError, match=r"b did not start from a's checkpoint"):
+        average.main(argv(runs))
+    settings.write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match=r"a did not start from b's checkpoint"):
+        average.main(argv(runs, "b", "a"))  # the chain's order
+    reproduce_settings = {"tier": stored["tier"], "seed": 0}
+    settings.write_text(json.dumps(reproduce_settings))
+    with pytest.raises(ConfigError, match=r"not the settings of a cifar10_fp32_finetune run"):
+        average.main(argv(runs))
     settings.write_text(json.dumps(stored))
     ckpt = runs / "b" / "fp32" / "resnet20.ckpt"
     ckpt.write_bytes(ckpt.read_bytes() + b"\0")
@@ -108,8 +133,24 @@ def test_runs_that_cannot_be_averaged_are_refused(runs):
 
 def test_a_finished_average_of_other_runs_is_not_overwritten(runs):
     average.main(argv(runs))
-    with pytest.raises(ConfigError, match=r"runs: stored .*, now"):
-        average.main(argv(runs, "b", "a"))
+    paths = ["--out", str(runs / "c"), "--result", str(runs / "c.json")]
+    finetune.main(
+        [
+            "--epochs",
+            "1",
+            "--warmup-epochs",
+            "0.5",
+            "--cutout",
+            "4",
+            "--start",
+            str(runs / "b"),
+            *paths,
+        ]
+    )
+    with pytest.raises(
+        ConfigError, match=r"holds an average of other settings: runs: stored .*/a'"
+    ):
+        average.main(argv(runs, "b", "c"))
 
 
 def test_a_floating_buffer_outside_bn_is_refused():

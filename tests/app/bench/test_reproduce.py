@@ -276,7 +276,7 @@ def test_fp32_from_starts_the_rows_from_another_runs_baseline(tmp_path):
     """--fp32-from copies a finished baseline into --out (no --resume needed) and the rows
     start from it: with the same seeds the row is the one trained in the source run. The
     baseline's sha256 is in the settings, so a resume from other weights is refused."""
-    first_out, out, other = tmp_path / "first", tmp_path / "from", tmp_path / "other"
+    first_out, out = tmp_path / "first", tmp_path / "from"
     args = ["bench", "reproduce", "--tier", "smoke", "--rows", "llsq_W4A4", "--no-step-time"]
     assert main([*args, "--out", str(first_out)]) == 0
     assert main([*args, "--out", str(out), "--fp32-from", str(first_out)]) == 0
@@ -292,13 +292,44 @@ def test_fp32_from_starts_the_rows_from_another_runs_baseline(tmp_path):
     assert untimed[0] == untimed[1]
     assert (row["engine_acc"], row["fp32_acc"]) == (first["engine_acc"], first["fp32_acc"])
     assert f"--fp32-from {first_out}" in row["command"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["fp32_from"] == str(first_out)
+    assert f"FP32 baselines copied from `{first_out}`" in (out / "results.md").read_text()
+
+
+def test_fp32_from_refuses_other_weights_seeds_and_sources(tmp_path):
+    """Every way --fp32-from could start rows from weights other than the source's, or write
+    into a directory it cannot finish, is refused before anything is written, naming it."""
+    first_out, other = tmp_path / "first", tmp_path / "other"
+    args = ["bench", "reproduce", "--tier", "smoke", "--rows", "llsq_W4A4", "--no-step-time"]
+    assert main([*args, "--out", str(first_out), "--fp32-only"]) == 0
     assert main([*args, "--out", str(other), "--seed", "1", "--fp32-only"]) == 0
+    fresh = tmp_path / "fresh"
+    with pytest.raises(ConfigError, match=r"records seed 1 .*this run has --seed 0"):
+        reproduce(replace(_options(fresh), fp32_from=other))
+    assert not fresh.exists()
+    record = other / "fp32" / "resnet20.json"  # another baseline of seed 0
+    record.write_text(json.dumps(json.loads(record.read_text()) | {"seed": 0}))
+    out = tmp_path / "from"
+    reproduce(replace(_options(out), fp32_only=False, fp32_from=first_out))
     with pytest.raises(ConfigError, match=r"fp32_from\.resnet20: stored '\w+', now '\w+'"):
         reproduce(replace(_options(out), fp32_from=other, resume=True))
-    with pytest.raises(ConfigError, match=r"no finished baseline in .*empty"):
+    by_hand = tmp_path / "by_hand"  # the old way: a copy of another baseline already there
+    shutil.copytree(first_out / "fp32", by_hand / "fp32")
+    with pytest.raises(ConfigError, match=r"resnet20\.ckpt is another baseline .* --fp32-from's"):
+        reproduce(replace(_options(by_hand), fp32_from=other))
+    (tmp_path / "empty" / "fp32").mkdir(parents=True)
+    (tmp_path / "empty" / "fp32" / "vgg_small.json").write_text(record.read_text())
+    with pytest.raises(ConfigError, match=r"no resnet20 baseline to start from"):
         reproduce(replace(_options(tmp_path / "x"), fp32_from=tmp_path / "empty"))
+    (tmp_path / "empty" / "fp32" / "resnet20.json").write_text('{"seed": 0}')
+    with pytest.raises(ConfigError, match=r"record\(s\) resnet20 in fp32/ have no checkpoint_sha"):
+        reproduce(replace(_options(tmp_path / "x"), fp32_from=tmp_path / "empty"))
+    with pytest.raises(ConfigError, match=r"is --out itself"):
+        reproduce(replace(_options(first_out), fp32_from=first_out, resume=True))
     with pytest.raises(ConfigError, match=r"--fp32-only trains .* --fp32-from brings"):
         reproduce(replace(_options(tmp_path / "y"), fp32_only=True, fp32_from=first_out))
+    assert not any((tmp_path / name).exists() for name in ("x", "y"))
 
 
 def test_fp32_checkpoint_with_another_sha256_is_refused(tmp_path):

@@ -45,6 +45,13 @@ def _row_line(row: dict[str, Any]) -> list[str]:
     ]
 
 
+def _fp32_origin(config: dict[str, Any]) -> str:
+    """How the FP32 baselines were made: the tier's epochs, or copied (``--fp32-from``)."""
+    if source := config.get("fp32_from"):
+        return f"FP32 baselines copied from `{source}` (their records say how they were made)"
+    return f"FP32 {config['tier']['epochs_fp32']} epochs"
+
+
 def render(config: dict[str, Any], results: dict[str, Any], machine: dict[str, Any]) -> str:
     """Markdown of one run: what ran where, the FP32 baselines, the rows, the step times."""
     tier = config["tier"]
@@ -54,7 +61,7 @@ def render(config: dict[str, Any], results: dict[str, Any], machine: dict[str, A
         f"- date (UTC): {machine.get('date_utc')}; CPU: {machine.get('cpu_model')}; "
         f"torch {machine.get('torch')}; device: {tier['device']}; threads {config['threads']}",
         f"- data: {config['data']}, {config['train_examples']} training / "
-        f"{config['test_examples']} test images; FP32 {tier['epochs_fp32']} epochs, QAT "
+        f"{config['test_examples']} test images; {_fp32_origin(config)}, QAT "
         f"{tier['epochs_qat']} epoch(s) per row of {config['qat_train_batches_per_epoch']} batches "
         f"of {tier['batch_size']}",
         f"- complete: {results['complete']}; every row fake-quant == engine: "

@@ -1,6 +1,7 @@
 """``hwquant bench reproduce``: the four methods' table on CIFAR-10 in one command.
 
-For each model: train the FP32 baseline (or load it from ``OUT/fp32/<model>.ckpt``), then for
+For each model: train the FP32 baseline (or load it from ``OUT/fp32/<model>.ckpt``, or copy a
+finished one there from ``--fp32-from DIR``), then for
 each row of :mod:`hwquant.app.bench.rows` start from that checkpoint, QAT-train with the row's
 recipe, lower (integer engine, or table engine for ``tables``) and evaluate both the fake-quant
 model and the engine on the whole test set (:func:`hwquant.app.bench.evaluate.compare`). Every
@@ -18,6 +19,7 @@ the figures measured then instead of timing again; remove the file to time again
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -127,11 +129,7 @@ def reproduce(options: Options) -> dict[str, Any]:
     ``resume``); the rows and the step times are left for a later run."""
     tier = options.tier
     check_device(tier)
-    if options.fp32_only and options.fp32_from is not None:
-        raise ConfigError(
-            "--fp32-only trains the FP32 baselines and --fp32-from brings finished ones: they "
-            "exclude each other. Fix: drop one."
-        )
+    _check_fp32_from(options)
     _check_settings(options)
     started = time.perf_counter()
     data = load_tier_data(options)
@@ -189,23 +187,61 @@ def settings_of(options: Options) -> dict[str, Any]:
 
 
 def source_baselines(directory: Path) -> dict[str, str]:
-    """``{model: sha256}`` of the finished baselines in ``directory/fp32/`` (each checkpoint's
-    sha256 checked against its record by :func:`load_baseline`).
+    """``{model: sha256}`` of the baselines in ``directory/fp32/``, as their records give them
+    (each checkpoint is checked against its record when it is copied:
+    :func:`_adopt_baseline`).
 
     Raises:
-        ConfigError: ``directory`` holds no finished baseline.
+        ConfigError: a record without a sha256.
     """
-    records = sorted((directory / "fp32").glob("*.json"))
-    if not records:
+    records = sorted((directory / "fp32").glob("*.json"))  # non-empty: _check_fp32_from
+    digests = {path.stem: json.loads(path.read_text()).get("checkpoint_sha256") for path in records}
+    if missing := [name for name, digest in digests.items() if digest is None]:
         raise ConfigError(
-            f"--fp32-from {directory}: no finished baseline in {directory / 'fp32'} (a "
-            "<model>.ckpt with its <model>.json record). Fix: name a reproduce --out or a "
-            "benchmark run directory whose fp32/ holds them."
+            f"--fp32-from {directory}: the record(s) {', '.join(missing)} in fp32/ have no "
+            "checkpoint_sha256, so they are not finished baselines. Fix: remove them, or name "
+            "another directory."
         )
-    return {
-        path.stem: load_baseline(path.with_suffix(".ckpt"))[1]["checkpoint_sha256"]
-        for path in records
-    }
+    return digests
+
+
+def _check_fp32_from(options: Options) -> None:
+    """Refuse, before anything is written to ``options.out``, an ``--fp32-from`` that cannot
+    give every selected model its baseline: the source is ``--out`` itself, a model has no
+    finished baseline there, or one records another seed than ``--seed`` (the seed of the
+    FP32 weights, which the rows' QAT seed defaults to).
+
+    Raises:
+        ConfigError: names the problem and the fix.
+    """
+    source = options.fp32_from
+    if source is None:
+        return
+    if options.fp32_only:
+        raise ConfigError(
+            "--fp32-only trains the FP32 baselines and --fp32-from brings finished ones: they "
+            "exclude each other. Fix: drop one."
+        )
+    if source.resolve() == options.out.resolve():
+        raise ConfigError(
+            f"--fp32-from {source} is --out itself. Fix: name the directory that holds the "
+            "baselines, and a new --out for the rows (or resume this one without --fp32-from)."
+        )
+    for model in options.models:
+        record_path = source / "fp32" / f"{model}.json"
+        if not record_path.is_file():
+            raise ConfigError(
+                f"--fp32-from {source}: {record_path} does not exist, so there is no {model} "
+                f"baseline to start from. Fix: name a directory whose fp32/ holds one, or leave "
+                f"{model} out of --models."
+            )
+        seed = json.loads(record_path.read_text()).get("seed")
+        if seed != options.seed:
+            raise ConfigError(
+                f"--fp32-from: {record_path} records seed {seed} (its training's; for an "
+                f"average, its BN pass's), this run has --seed {options.seed}. Fix: run with "
+                f"--seed {seed}, and --row-seed K for another QAT seed of the rows."
+            )
 
 
 def _check_settings(options: Options) -> None:
@@ -453,8 +489,8 @@ def _fp32(model_name: str, data: TierData, options: Options) -> _Baseline:
     path = options.out / "fp32" / f"{model_name}.ckpt"
     record_path = path.with_suffix(".json")
     if options.fp32_from is not None:
-        _adopt_baseline(options.fp32_from / "fp32" / path.name, path)
-    if (options.resume or options.fp32_from is not None) and record_path.exists():
+        return _Baseline(*_adopt_baseline(options.fp32_from / "fp32" / path.name, path))
+    if options.resume and record_path.exists():
         state, record = load_baseline(path)
         if record.get("seed") != options.seed:  # a copied fp32/ of another run (--row-seed)
             raise ConfigError(
@@ -471,26 +507,36 @@ def _fp32(model_name: str, data: TierData, options: Options) -> _Baseline:
     return _Baseline(*save_baseline(path, model, data.test, options.seed, training))
 
 
-def _adopt_baseline(source: Path, path: Path) -> None:
-    """Copy the finished baseline ``source`` (sha256 checked) to ``path``, checkpoint first and
-    record last, each atomically; a copy already there is kept (``settings.json`` holds the
-    sha256 it must have, checked on every run).
+def _adopt_baseline(source: Path, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The baseline ``source`` as its copy ``path``: copied on first use (the bytes written
+    are the bytes whose sha256 is checked against ``source``'s record; checkpoint first, record
+    last, each atomically), and on every use checked to be that baseline, whatever put it
+    there (``settings.json`` holds the same sha256, from ``source``'s record).
+    Returns the weights and the record.
 
     Raises:
-        ConfigError: ``source`` is not a finished baseline of this model.
+        ConfigError: ``source`` does not match its record, or ``path`` holds another baseline.
     """
-    if path.with_suffix(".json").exists():
-        return
-    if not source.with_suffix(".json").is_file():
+    expected = json.loads(source.with_suffix(".json").read_text())["checkpoint_sha256"]
+    if not path.with_suffix(".json").exists():
+        data = source.read_bytes()
+        if (digest := hashlib.sha256(data).hexdigest()) != expected:
+            raise ConfigError(
+                f"{source} has sha256 {digest}, but its record gives {expected}: it is not the "
+                "baseline its record describes. Fix: restore that checkpoint, or name another "
+                "--fp32-from."
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+        write_atomic(path.with_suffix(".json"), source.with_suffix(".json").read_bytes())
+    state, record = load_baseline(path)  # the copy against its own record
+    if record["checkpoint_sha256"] != expected:
         raise ConfigError(
-            f"--fp32-from: {source.with_suffix('.json')} does not exist, so there is no "
-            f"{source.stem} baseline to start from. Fix: name a directory whose fp32/ holds "
-            f"one, or leave {source.stem} out of --models."
+            f"{path} is another baseline (sha256 {record['checkpoint_sha256']}) than "
+            f"--fp32-from's {source} ({expected}). Fix: choose a new --out for the rows from "
+            f"{source}."
         )
-    load_baseline(source)  # sha256 checked
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, source.read_bytes())
-    write_atomic(path.with_suffix(".json"), source.with_suffix(".json").read_bytes())
+    return state, record
 
 
 def save_baseline(
@@ -637,6 +683,7 @@ def _write(
         "models": list(options.models),
         "rows": [r.name for r in options.rows],
         "row_seed": options.qat_seed,
+        "fp32_from": None if options.fp32_from is None else str(options.fp32_from),
         "compile": options.compile,
         "threads": torch.get_num_threads(),
     }
