@@ -57,21 +57,20 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks.accumulator_aware_cifar10 import MODEL, TIERS
 from benchmarks.cifar10_fp32_finetune import NAME as FINETUNE
-from benchmarks.cifar10_fp32_finetune import shown
-from benchmarks.common import RESULTS_DIR, ResultRecorder, command_line, settings_differences
+from benchmarks.cifar10_fp32_finetune import begin, shown
+from benchmarks.common import RESULTS_DIR, settings_differences
 from hwquant.app.bench.cli import add_no_amp_argument
 from hwquant.app.bench.evaluate import fp32_accuracy
 from hwquant.app.bench.reproduce import (
     Options,
     TierData,
     build_model,
-    check_device,
     json_differences,
     load_baseline,
     load_tier_data,
     save_baseline,
 )
-from hwquant.app.bench.tiers import Tier, get_tier
+from hwquant.app.bench.tiers import Tier
 from hwquant.core.errors import ConfigError
 from hwquant.data import BatchLoader
 
@@ -219,17 +218,10 @@ def recompute_bn(model: nn.Module, loader: BatchLoader, amp: bool) -> float:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    command = command_line([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
-    recorder = ResultRecorder(NAME, command, args.seed, args.result)
-    tier = get_tier(args.tier, amp=None if args.amp else False)
-    check_device(tier)
+    recorder, options = begin(NAME, args, argv)
+    tier = options.tier
     runs = [read_run(path, tier) for path in args.runs]
     cutout = check_cycles(runs)
-    options = Options(
-        tier=tier, out=args.out, models=(MODEL,), rows=(), seed=args.seed,
-        data_root=args.data_root, progress=args.progress, command=command,
-    )  # fmt: skip
     bn_pass = {"batch_size": tier.batch_size, "shuffle": True, "augment": True,
                "cutout": cutout, "seed": args.seed, "drop_last": True}  # fmt: skip
     settings = {

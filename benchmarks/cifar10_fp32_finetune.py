@@ -167,17 +167,32 @@ def check_settings(path: Path, settings: dict[str, Any]) -> None:
         )
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
+def begin(
+    name: str, args: argparse.Namespace, argv: Sequence[str] | None
+) -> tuple[ResultRecorder, Options]:
+    """Set torch's threads and return the result recorder of benchmark ``name`` (the command
+    as invoked) and the options of one ResNet-20 on ``--tier`` (with ``--no-amp``: float32),
+    shared by this benchmark and :mod:`benchmarks.cifar10_fp32_average`.
+
+    Raises:
+        ConfigError: a bf16 tier on a CPU without native bf16 (naming ``--no-amp``).
+    """
     torch.set_num_threads(args.threads)
     command = command_line([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
-    recorder = ResultRecorder(NAME, command, args.seed, args.result)
+    recorder = ResultRecorder(name, command, args.seed, args.result)
     tier = get_tier(args.tier, amp=None if args.amp else False)
-    check_device(tier)  # a bf16 tier on a CPU without native bf16 names --no-amp
+    check_device(tier)
     options = Options(
         tier=tier, out=args.out, models=(MODEL,), rows=(), seed=args.seed,
         data_root=args.data_root, progress=args.progress, command=command,
     )  # fmt: skip
+    return recorder, options
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    recorder, options = begin(NAME, args, argv)
+    tier = options.tier
     state, start, start_path = start_of(args, tier)
     config = train_config(args, options)
     settings = {
