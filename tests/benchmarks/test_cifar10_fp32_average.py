@@ -30,7 +30,7 @@ def runs(monkeypatch, tmp_path):
     options = Options(tier=tier, out=tmp_path, models=("resnet20",), rows=())
     state = build_model("resnet20", options).state_dict()
     start = {"test_acc": 0.1, "checkpoint_sha256": "0" * 64}
-    monkeypatch.setattr(finetune, "get_tier", lambda name, amp=None: tier)  # both benchmarks'
+    monkeypatch.setattr(finetune, "get_tier", lambda name, amp=None: tier)  # begin() of both
     monkeypatch.setattr(finetune, "fp32_state", lambda name: (state, start))
     monkeypatch.setattr("torch.set_num_threads", lambda n: None)
     common = ["--epochs", "2", "--warmup-epochs", "0.5", "--cutout", "4"]

@@ -325,6 +325,11 @@ def test_fp32_from_refuses_other_weights_seeds_and_sources(tmp_path):
     (tmp_path / "empty" / "fp32" / "resnet20.json").write_text('{"seed": 0}')
     with pytest.raises(ConfigError, match=r"record\(s\) resnet20 in fp32/ have no checkpoint_sha"):
         reproduce(replace(_options(tmp_path / "x"), fp32_from=tmp_path / "empty"))
+    ckpt = first_out / "fp32" / "resnet20.ckpt"
+    ckpt.write_bytes(ckpt.read_bytes() + b"\0")
+    with pytest.raises(ConfigError, match=r"resnet20\.ckpt has sha256 \w+, but its record gives"):
+        reproduce(replace(_options(tmp_path / "z"), fp32_from=first_out))
+    assert not (tmp_path / "z" / "fp32").exists()
     with pytest.raises(ConfigError, match=r"is --out itself"):
         reproduce(replace(_options(first_out), fp32_from=first_out, resume=True))
     with pytest.raises(ConfigError, match=r"--fp32-only trains .* --fp32-from brings"):

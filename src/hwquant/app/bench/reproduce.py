@@ -182,25 +182,29 @@ def settings_of(options: Options) -> dict[str, Any]:
     if options.qat_seed != options.seed:
         settings["row_seed"] = options.qat_seed
     if options.fp32_from is not None:
-        settings["fp32_from"] = source_baselines(options.fp32_from)
+        settings["fp32_from"] = source_baselines(options.fp32_from, options.models)
     return settings
 
 
-def source_baselines(directory: Path) -> dict[str, str]:
-    """``{model: sha256}`` of the baselines in ``directory/fp32/``, as their records give them
-    (each checkpoint is checked against its record when it is copied:
-    :func:`_adopt_baseline`).
+def source_baselines(directory: Path, models: Sequence[str]) -> dict[str, str]:
+    """``{model: sha256}`` of ``models``' baselines in ``directory/fp32/``, as their records
+    give them (each checkpoint is checked against its record when it is copied:
+    :func:`_adopt_baseline`; each record's presence by :func:`_check_fp32_from`).
 
     Raises:
         ConfigError: a record without a sha256.
     """
-    records = sorted((directory / "fp32").glob("*.json"))  # non-empty: _check_fp32_from
-    digests = {path.stem: json.loads(path.read_text()).get("checkpoint_sha256") for path in records}
+    digests = {
+        model: json.loads((directory / "fp32" / f"{model}.json").read_text()).get(
+            "checkpoint_sha256"
+        )
+        for model in models
+    }
     if missing := [name for name, digest in digests.items() if digest is None]:
         raise ConfigError(
             f"--fp32-from {directory}: the record(s) {', '.join(missing)} in fp32/ have no "
-            "checkpoint_sha256, so they are not finished baselines. Fix: remove them, or name "
-            "another directory."
+            "checkpoint_sha256, so they are not finished baselines. Fix: name a directory "
+            "whose fp32/ holds finished baselines."
         )
     return digests
 
@@ -225,7 +229,8 @@ def _check_fp32_from(options: Options) -> None:
     if source.resolve() == options.out.resolve():
         raise ConfigError(
             f"--fp32-from {source} is --out itself. Fix: name the directory that holds the "
-            "baselines, and a new --out for the rows (or resume this one without --fp32-from)."
+            "baselines and a new --out for the rows, or resume this --out as it was started "
+            "(its settings.json records any fp32_from)."
         )
     for model in options.models:
         record_path = source / "fp32" / f"{model}.json"
@@ -485,7 +490,8 @@ def load_baseline(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def _fp32(model_name: str, data: TierData, options: Options) -> _Baseline:
     """The FP32 weights (``OUT/fp32/<model>.ckpt``) and record (``<model>.json``, written after
-    the weights) of ``model_name``: loaded when resuming and present, else trained."""
+    the weights) of ``model_name``: copied from ``--fp32-from`` (:func:`_adopt_baseline`), or
+    loaded when resuming and present, else trained."""
     path = options.out / "fp32" / f"{model_name}.ckpt"
     record_path = path.with_suffix(".json")
     if options.fp32_from is not None:
