@@ -186,16 +186,19 @@ class ProbeTraining:
     label_smoothing: float = 0.0
     distill_weight: float = 0.0
     """λ of distillation from the FP32 model (``TrainConfig.distill_weight``, T = 1)."""
+    bn_freeze_lr_factor: float = 1.0
+    """ρ of ``TrainConfig.bn_freeze_lr_factor``: the learning rate times ρ once BN freezes."""
 
     def suffix(self) -> str:
-        """``,lr=...``, ``,amp=off`` and ``,ls=...`` where they differ from the tier's QAT
-        training (probe keys). Keys ending ``,act-scales=held`` were written before the recipe
-        field ``act_scales`` existed, by an option that held every activation scale at its
-        start as ``act_scales=calibrated`` does."""
+        """``,lr=...``, ``,amp=off``, ``,ls=...``, ``,kd=...`` and ``,bnlr=...`` where they
+        differ from the tier's QAT training (probe keys). Keys ending ``,act-scales=held`` were
+        written before the recipe field ``act_scales`` existed, by an option that held every
+        activation scale at its start as ``act_scales=calibrated`` does."""
         parts = [f",lr={self.lr:g}"] if self.lr != CPU_FULL.qat_lr else []
         parts += [",amp=off"] if self.amp != CPU_FULL.amp else []
         parts += [f",ls={self.label_smoothing:g}"] if self.label_smoothing else []
         parts += [f",kd={self.distill_weight:g}"] if self.distill_weight else []
+        parts += [f",bnlr={self.bn_freeze_lr_factor:g}"] if self.bn_freeze_lr_factor != 1 else []
         return "".join(parts)
 
 
@@ -360,6 +363,7 @@ def run_probe(
         epochs=evals, batch_size=batch, optimizer="sgd", lr=training.lr,
         weight_decay=WEIGHT_DECAY, schedule="cosine", amp=training.amp, cpu_amp=training.amp,
         label_smoothing=training.label_smoothing, distill_weight=training.distill_weight,
+        bn_freeze_lr_factor=training.bn_freeze_lr_factor,
         seed=seed, deterministic=True,
     )  # fmt: skip
     start_model = calibrate(copy.deepcopy(qat), first, training.amp)
@@ -385,6 +389,7 @@ def run_probe(
         "amp_bf16": training.amp,
         "label_smoothing": training.label_smoothing,
         "distill_weight": training.distill_weight,
+        "bn_freeze_lr_factor": training.bn_freeze_lr_factor,
         "final_test_acc": fp32_accuracy(qat.eval(), test),
         "history": history,
         "init": stats,
@@ -409,6 +414,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--distill", type=float, default=0.0,
                         help="λ of distillation from the FP32 model (0: none)")  # fmt: skip
+    parser.add_argument("--bn-freeze-lr-factor", type=float, default=1.0,
+                        help="the learning rate times this from the BN freeze on")  # fmt: skip
     parser.add_argument("--row-checkpoint", type=Path, default=None,
                         help="only read a finished row's trainer checkpoint's scales")  # fmt: skip
     parser.add_argument("--amp-check", action="store_true",
@@ -422,10 +429,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 0 <= args.distill <= 1:
         parser.error(f"--distill {args.distill}: use a weight in [0, 1]")
-    if args.distill and (args.amp_check or args.row_checkpoint or args.steps == 0):
-        parser.error(
-            "--distill trains: it has no meaning with --amp-check, --row-checkpoint or --steps 0"
-        )
+    for option, set_ in (
+        ("--distill", args.distill),
+        ("--bn-freeze-lr-factor", args.bn_freeze_lr_factor != 1),
+    ):
+        if set_ and (args.amp_check or args.row_checkpoint or args.steps == 0):
+            parser.error(
+                f"{option} trains: it has no meaning with --amp-check, --row-checkpoint or "
+                "--steps 0"
+            )
     if not args.amp and (args.amp_check or args.row_checkpoint):
         parser.error(
             "--no-amp sets the probes' training: it has no meaning with --amp-check (which "
@@ -466,7 +478,8 @@ def run_all(args: argparse.Namespace, recorder: ResultRecorder) -> None:
         "monitor_examples": MONITOR_EXAMPLES,
     }
     data = load_dataset("cifar10-folder", args.data_root, progress=False)
-    training = ProbeTraining(args.lr, CPU_FULL.amp and args.amp, args.label_smoothing, args.distill)
+    training = ProbeTraining(args.lr, CPU_FULL.amp and args.amp, args.label_smoothing,
+                             args.distill, args.bn_freeze_lr_factor)  # fmt: skip
     for variant in args.variants:
         key = probe_key(variant, args.steps, args.batch, training, args.ptq_examples)
         if args.amp_check:

@@ -16,9 +16,16 @@ from torch import nn
 
 import hwquant
 from hwquant.app.config import TrainConfig
-from hwquant.app.train import Trainer, build_optimizer, build_scheduler, distillation_loss
+from hwquant.app.train import (
+    Trainer,
+    build_optimizer,
+    build_scheduler,
+    distillation_loss,
+    lr_factor,
+)
 from hwquant.core.checkpoint import load_checkpoint, save_checkpoint
 from hwquant.core.errors import ConfigError, NonFiniteError
+from hwquant.qat.nn import QuantWeightLayer
 from hwquant.qat.recipe import Recipe
 
 
@@ -215,6 +222,65 @@ def test_a_bn_freeze_after_the_run_is_warned_about(tmp_path: Path, freeze, warns
     assert len(messages) == int(warns)
     if warns:
         assert "36 remaining training steps" in messages[0] and "bn_freeze_step to 7" in messages[0]
+
+
+def qat_trainer(out_dir: Path, config: TrainConfig, freeze: int | None, **kwargs) -> Trainer:
+    """The tiny MLP prepared with BN freezing at step ``freeze``, in a Trainer."""
+    x, y = make_data()
+    qat = hwquant.prepare(make_model(), Recipe(bn_freeze_step=freeze), example_input=x[:4])
+    loaders = TensorLoader(x[:192], y[:192], 16), TensorLoader(x[192:], y[192:], 64, shuffle=False)
+    return Trainer(qat, *loaders, config, out_dir, progress=False, **kwargs)
+
+
+def test_the_lr_is_scaled_on_exactly_the_steps_with_frozen_bn(tmp_path: Path) -> None:
+    """12 steps, BN frozen from step 5: steps 5..11 run at ρ times the schedule's rate."""
+    config = dataclasses.replace(CONFIG, epochs=1, bn_freeze_lr_factor=0.25)
+    seen: list[tuple[int, float, bool]] = []
+    trainers: list[Trainer] = []
+
+    def record(model: nn.Module, step: int) -> None:
+        layer = next(m for m in model.modules() if isinstance(m, QuantWeightLayer) and m.bn)
+        seen.append((step, trainers[0].optimizer.param_groups[0]["lr"], layer.bn_frozen))
+
+    trainers.append(qat_trainer(tmp_path, config, 5, recipe_hooks=[record]))
+    trainers[0].fit()
+    warmup = round(config.warmup_epochs * 12)
+    assert [frozen for _, _, frozen in seen] == [step >= 5 for step in range(12)]
+    assert [lr for _, lr, _ in seen] == [
+        config.lr * (lr_factor("cosine", step, 12, warmup) * (0.25 if step >= 5 else 1.0))
+        for step in range(12)
+    ]
+
+
+def test_a_run_with_the_freeze_lr_factor_resumes_exactly(tmp_path: Path) -> None:
+    """Killed after the checkpoint at step 15, with BN frozen from step 14, and resumed."""
+    config = dataclasses.replace(CONFIG, checkpoint_every=5, bn_freeze_lr_factor=0.5)
+    reference = qat_trainer(tmp_path / "reference", config, 14)
+    reference.fit()
+
+    def kill_at_step_19(model: nn.Module, global_step: int) -> None:
+        if global_step == 19:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        qat_trainer(tmp_path / "run", config, 14, recipe_hooks=[kill_at_step_19]).fit()
+    resumed = qat_trainer(tmp_path / "run", config, 14, resume=True)
+    resumed.fit()
+    for name, tensor in reference.module.state_dict().items():
+        assert torch.equal(tensor, resumed.module.state_dict()[name]), name
+    assert reference.optimizer.state_dict()["param_groups"] == (
+        resumed.optimizer.state_dict()["param_groups"]
+    )
+
+
+def test_the_freeze_lr_factor_is_refused_where_no_bn_freezes(tmp_path: Path) -> None:
+    config = dataclasses.replace(CONFIG, bn_freeze_lr_factor=0.5)
+    with pytest.raises(ConfigError, match=r"bn_freeze_lr_factor = 0\.5 applies .* Fix: set"):
+        make_trainer(tmp_path, config)  # a float model
+    with pytest.raises(ConfigError, match=r"bn_freeze_lr_factor = 0\.5"):
+        qat_trainer(tmp_path, config, None)
+    with pytest.raises(ConfigError, match=r"bn_freeze_lr_factor=0 is out of range"):
+        TrainConfig(bn_freeze_lr_factor=0)
 
 
 def test_distillation_needs_a_teacher_and_a_teacher_needs_distillation(tmp_path: Path) -> None:

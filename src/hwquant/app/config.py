@@ -90,6 +90,14 @@ class TrainConfig:
     """Also checkpoint every this many steps (0: only at the end of each epoch)."""
     grad_clip: float | None = None
     """Clip the global gradient norm to this value; None does not clip."""
+    bn_freeze_lr_factor: float = 1.0
+    """ρ: a QAT model's learning rate is multiplied by ρ on every step whose forward runs with
+    its folded BN statistics frozen (``recipe.bn_freeze_step`` on): η_t ← ρ·η_t for t ≥ t_f,
+    t_f the step of the first layer's freeze. The freeze replaces each layer's batch
+    normalization, which makes the loss invariant to the scale and mean of the layer's
+    pre-activations, by a fixed affine map; those directions then carry curvature, and a
+    learning rate that was stable before can diverge within a few steps (docs/llsq.md §1, "The
+    step the BN statistics freeze"). 1: no change. A model without a BN freeze is refused."""
     swa_epochs: int = 0
     """Stochastic weight averaging (Izmailov et al. 2018, SWA): the weights at the end of each
     of the last ``swa_epochs`` epochs are averaged equally, ``w̄ ← (n·w̄ + w)/(n + 1)`` (their
@@ -122,6 +130,8 @@ class TrainConfig:
                "a float in [0, 1]")  # fmt: skip
         _check(self.distill_temperature > 0, "distill_temperature", self.distill_temperature,
                "a float > 0")  # fmt: skip
+        _check(0 < self.bn_freeze_lr_factor <= 1, "bn_freeze_lr_factor",
+               self.bn_freeze_lr_factor, "a float in (0, 1] (1: no change)")  # fmt: skip
         _check(0 <= self.swa_epochs <= self.epochs, "swa_epochs", self.swa_epochs,
                f"an integer in [0, epochs={self.epochs}] (0: no averaging)")  # fmt: skip
         _check(0 <= self.seed < 2**32, "seed", self.seed, "an integer in 0..2^32-1 (NumPy's range)")

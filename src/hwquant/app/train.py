@@ -216,15 +216,28 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    steps_per_epoch: int,
+    bn_frozen: Callable[[], bool] = lambda: False,
 ) -> LambdaLR:
-    """The per-batch schedule of ``config`` (see :func:`lr_factor`); step it after every batch."""
+    """The per-batch schedule of ``config`` (see :func:`lr_factor`); step it after every batch.
+
+    The factor of a step whose forward runs with frozen BN statistics (``bn_frozen()``, asked
+    when the step's learning rate is set, before its forward) is multiplied by
+    ``config.bn_freeze_lr_factor``.
+    """
     total = config.epochs * steps_per_epoch
     rise = config.warmup_epochs
     if config.schedule == "onecycle" and rise == 0:
         rise = ONECYCLE_RISE * config.epochs
     warmup = min(round(rise * steps_per_epoch), total - 1)
-    return LambdaLR(optimizer, lambda step: lr_factor(config.schedule, step, total, warmup))
+
+    def factor(step: int) -> float:
+        frozen = config.bn_freeze_lr_factor if bn_frozen() else 1.0
+        return lr_factor(config.schedule, step, total, warmup) * frozen
+
+    return LambdaLR(optimizer, factor)
 
 
 class Trainer:
@@ -286,7 +299,11 @@ class Trainer:
         self.recipe_hooks = tuple(recipe_hooks)
         self.run_config = run_config
         self.optimizer = build_optimizer(model, config)
-        self.scheduler = build_scheduler(self.optimizer, config, len(train_loader))
+        bn_layers = self._check_bn_freeze_lr_factor()
+        self.scheduler = build_scheduler(
+            self.optimizer, config, len(train_loader),
+            lambda: any(layer.bn_frozen for layer in bn_layers),
+        )  # fmt: skip
         self.epoch = self.step_in_epoch = self.global_step = 0
         self.history: list[dict[str, float]] = []
         self._stats = _EpochStats()
@@ -333,6 +350,28 @@ class Trainer:
         if total == 0:
             raise DataError("the evaluation loader yields no examples. Fix: check the test set.")
         return int(correct) / total
+
+    def _check_bn_freeze_lr_factor(self) -> list[QuantWeightLayer]:
+        """The model's layers with a folded BN (whose freeze ``bn_freeze_lr_factor`` follows).
+
+        Raises:
+            ConfigError: ``bn_freeze_lr_factor`` is set (not 1) and no layer's BN statistics
+                are set to freeze, so the factor would never apply.
+        """
+        layers = [
+            layer for layer in self.module.modules()
+            if isinstance(layer, QuantWeightLayer) and layer.bn is not None
+        ]  # fmt: skip
+        if self.config.bn_freeze_lr_factor != 1 and all(
+            layer.bn_steps_to_freeze() is None for layer in layers
+        ):
+            raise ConfigError(
+                f"train.bn_freeze_lr_factor = {self.config.bn_freeze_lr_factor} applies from the "
+                "step a QAT model's folded BN statistics freeze, and this model has none set to "
+                "freeze (a float model, no BatchNorm, or recipe.bn_freeze_step = none). Fix: "
+                "set bn_freeze_lr_factor = 1, or set recipe.bn_freeze_step."
+            )
+        return layers
 
     def _warn_if_bn_never_freezes(self) -> None:
         """Warn when a QAT model's folded BN statistics are set to freeze after this run ends.
