@@ -268,8 +268,9 @@ def test_a_run_with_the_freeze_lr_factor_resumes_exactly(tmp_path: Path) -> None
     resumed.fit()
     for name, tensor in reference.module.state_dict().items():
         assert torch.equal(tensor, resumed.module.state_dict()[name]), name
-    assert reference.optimizer.state_dict()["param_groups"] == (
-        resumed.optimizer.state_dict()["param_groups"]
+    assert (
+        reference.optimizer.state_dict()["param_groups"]
+        == (resumed.optimizer.state_dict()["param_groups"])
     )
 
 
