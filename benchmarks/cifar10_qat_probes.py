@@ -142,6 +142,17 @@ def first_batch(data: Any, batch: int, seed: int) -> tuple[torch.Tensor, torch.T
     return next(train.iter_from(0))
 
 
+def probe_train_loader(
+    data: Any, batches: int, batch: int, seed: int, rng: np.random.Generator
+) -> BatchLoader:
+    """The probes' training batches: a subset of ``batches·batch`` training images drawn by
+    ``rng``, shuffled and augmented with ``seed`` (passed once per epoch)."""
+    index = np.sort(rng.permutation(len(data.train.labels))[: batches * batch])
+    subset = ArrayDataset(data.train.images[index], data.train.labels[index])
+    return BatchLoader(subset, batch, shuffle=True, augment=True, seed=seed, drop_last=True,
+                       mean=data.mean, std=data.std, device="cpu")  # fmt: skip
+
+
 def calibrate(qat: torch.nn.Module, batch: torch.Tensor, amp: bool) -> torch.nn.Module:
     """``qat`` after one forward pass in training mode on ``batch`` (no gradient), under bf16
     autocast with ``amp``: its scales initialised, its BN running statistics updated once."""
@@ -348,11 +359,8 @@ def run_probe(
     tier = CPU_FULL
     per_pass = steps // evals
     rng = np.random.default_rng(seed)
-    index = np.sort(rng.permutation(len(data.train.labels))[: per_pass * batch])
-    subset = ArrayDataset(data.train.images[index], data.train.labels[index])
+    train = probe_train_loader(data, per_pass, batch, seed, rng)
     norm = {"mean": data.mean, "std": data.std, "device": "cpu"}
-    train = BatchLoader(subset, batch, shuffle=True, augment=True, seed=seed,
-                        drop_last=True, **norm)  # fmt: skip
     test = BatchLoader(data.test, tier.eval_batch, shuffle=False, augment=False, **norm)
     picked = np.sort(rng.permutation(len(data.test.labels))[:MONITOR_EXAMPLES])
     monitor = BatchLoader(ArrayDataset(data.test.images[picked], data.test.labels[picked]),

@@ -14,14 +14,16 @@ def test_a_probe_key_names_what_differs_from_the_tier():
     default = probes.ProbeTraining()
     assert probes.probe_key("llsq_W4A4", 100, 64, default, 5000) == "llsq_W4A4@100x64"
     assert probes.probe_key("llsq_W4A4", 0, 256, default, 5000) == "llsq_W4A4@ptq,5000"
-    other = probes.ProbeTraining(lr=0.002, amp=False, label_smoothing=0.1, distill_weight=1.0)
+    other = probes.ProbeTraining(lr=0.002, amp=False, label_smoothing=0.1, distill_weight=1.0,
+                                 bn_freeze_lr_factor=0.5)  # fmt: skip
     assert (
         probes.probe_key("llsq_W4A4", 100, 64, other, 5000)
-        == "llsq_W4A4@100x64,lr=0.002,amp=off,ls=0.1,kd=1"
+        == "llsq_W4A4@100x64,lr=0.002,amp=off,ls=0.1,kd=1,bnlr=0.5"
     )
-    for mode in (["--steps", "0"], ["--amp-check"]):  # distillation needs training
-        with pytest.raises(SystemExit):
-            probes.main(["--variants", "llsq_W4A4", "--distill", "0.5", *mode])
+    for option in (["--distill", "0.5"], ["--bn-freeze-lr-factor", "0.5"]):  # they train
+        for mode in (["--steps", "0"], ["--amp-check"]):
+            with pytest.raises(SystemExit):
+                probes.main(["--variants", "llsq_W4A4", *option, *mode])
     for mode in (["--row-checkpoint", "x.ckpt"], ["--amp-check"]):  # no float32 training
         with pytest.raises(SystemExit):
             probes.main(["--variants", "llsq_W4A4", "--no-amp", *mode])
