@@ -11,10 +11,11 @@ which makes the loss invariant to the scale and mean of ``z``, so the gradient h
 component along them; after it, ``y = conv(x, Q(s·W)) + b'`` with fixed ``s``, ``b'``, and
 those directions carry curvature. This benchmark trains a probe (:mod:`benchmarks
 .cifar10_qat_probes`: the same subset, schedule and FP32 start) to ``--before`` steps ahead of
-its freeze, and from that one state continues through the freeze under each learning-rate
-factor ρ of ``TrainConfig.bn_freeze_lr_factor`` (1: the run as it is), recording every step's
-loss, its batch accuracy, the learning rate, whether BN was frozen, and the gradient norm of
-every weight layer. It uses the trainer's own optimizer and schedule
+its freeze, and from that one state (weights, optimizer, schedule and random generators; the
+steps before the freeze must then agree, or the run fails) continues through the freeze under
+each learning-rate factor ρ of ``TrainConfig.bn_freeze_lr_factor`` (1: the run as it is),
+recording every step's loss, its batch accuracy, the learning rate, whether BN was frozen, and
+the gradient norm of every weight layer. It uses the trainer's own optimizer and schedule
 (:func:`hwquant.app.train.build_optimizer`, :func:`build_scheduler`) and the trainer's step
 (cross-entropy, no autocast: float32 only), in a loop of its own, because the trainer does not
 report per-step gradients::
@@ -45,7 +46,13 @@ from benchmarks.cifar10_qat_probes import (
 from benchmarks.common import RESULTS_DIR, command_line, write_result
 from hwquant.app.bench.tiers import CPU_FULL
 from hwquant.app.config import TrainConfig
-from hwquant.app.train import build_optimizer, build_scheduler, seed_everything
+from hwquant.app.train import (
+    build_optimizer,
+    build_scheduler,
+    capture_rng_state,
+    restore_rng_state,
+    seed_everything,
+)
 from hwquant.core.errors import ConfigError
 from hwquant.data import load_dataset
 from hwquant.qat.nn import QuantWeightLayer
@@ -137,16 +144,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     optimizer = build_optimizer(model, config(1.0))
     scheduler = build_scheduler(optimizer, config(1.0), per_pass, lambda: bn_frozen(model))
     train_steps(model, optimizer, scheduler, batches(0, branch), trace=False)
-    state = copy.deepcopy((model.state_dict(), optimizer.state_dict(), scheduler.state_dict()))
     traced = list(batches(branch, freeze + args.after))
+    state = copy.deepcopy((model.state_dict(), optimizer.state_dict(), scheduler.state_dict()))
+    rng = capture_rng_state()  # LLSQ's scale rule samples activations with torch's generator
     traces = {}
     for factor in args.factors:
         model.load_state_dict(state[0])
         optimizer = build_optimizer(model, config(factor))
-        optimizer.load_state_dict(state[1])
         scheduler = build_scheduler(optimizer, config(factor), per_pass,
                                     lambda: bn_frozen(model))  # fmt: skip
+        optimizer.load_state_dict(state[1])  # after the schedule, as the trainer resumes
         scheduler.load_state_dict(state[2])
+        restore_rng_state(rng)
         records = train_steps(model, optimizer, scheduler, traced, trace=True)
         for step, record in zip(range(branch, freeze + args.after), records, strict=True):
             record["step"] = step
@@ -154,6 +163,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         last = records[-1]
         print(f"rho {factor:g}: loss {records[0]['loss']:.4f} at step {branch} -> "
               f"{last['loss']:.4f} at step {last['step']}", flush=True)  # fmt: skip
+    before = [[r["loss"] for r in records[: args.before]] for records in traces.values()]
+    if any(losses != before[0] for losses in before):
+        raise RuntimeError(
+            "the traces differ before the freeze, where the factor does not act: the branches "
+            f"did not start from one state (losses {before})"
+        )
     return {
         "variant": args.variant,
         "row": row.name,
