@@ -11,8 +11,9 @@ which makes the loss invariant to the scale and mean of ``z``, so the gradient h
 component along them; after it, ``y = conv(x, Q(s·W)) + b'`` with fixed ``s``, ``b'``, and
 those directions carry curvature. This benchmark trains a probe (:mod:`benchmarks
 .cifar10_qat_probes`: the same subset, schedule and FP32 start) to ``--before`` steps ahead of
-its freeze, and from that one state (weights, optimizer, schedule and random generators; the
-steps before the freeze must then agree, or the run fails) continues through the freeze under
+its freeze, and from that one state (a deep copy of the model, the optimizer's and schedule's
+state, the random generators; the steps before the freeze must then agree, or the run fails)
+continues through the freeze under
 each learning-rate factor ρ of ``TrainConfig.bn_freeze_lr_factor`` (1: the run as it is),
 recording every step's loss, its batch accuracy, the learning rate, whether BN was frozen, and
 the gradient norm of every weight layer. It uses the trainer's own optimizer and schedule
@@ -145,18 +146,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     scheduler = build_scheduler(optimizer, config(1.0), per_pass, lambda: bn_frozen(model))
     train_steps(model, optimizer, scheduler, batches(0, branch), trace=False)
     traced = list(batches(branch, freeze + args.after))
-    state = copy.deepcopy((model.state_dict(), optimizer.state_dict(), scheduler.state_dict()))
-    rng = capture_rng_state()  # LLSQ's scale rule samples activations with torch's generator
+    # a deep copy of the model, not its state dict loaded into the traced one: reloading the
+    # model of the last branch did not reproduce the first branch's steps before the freeze
+    # (the generators are restored too: LLSQ's scale rule samples activations with them)
+    state = copy.deepcopy((model, optimizer.state_dict(), scheduler.state_dict()))
+    rng = capture_rng_state()
     traces = {}
     for factor in args.factors:
-        model.load_state_dict(state[0])
-        optimizer = build_optimizer(model, config(factor))
+        branch_model = copy.deepcopy(state[0])
+        optimizer = build_optimizer(branch_model, config(factor))
         scheduler = build_scheduler(optimizer, config(factor), per_pass,
-                                    lambda: bn_frozen(model))  # fmt: skip
+                                    lambda m=branch_model: bn_frozen(m))  # fmt: skip
         optimizer.load_state_dict(state[1])  # after the schedule, as the trainer resumes
         scheduler.load_state_dict(state[2])
         restore_rng_state(rng)
-        records = train_steps(model, optimizer, scheduler, traced, trace=True)
+        records = train_steps(branch_model, optimizer, scheduler, traced, trace=True)
         for step, record in zip(range(branch, freeze + args.after), records, strict=True):
             record["step"] = step
         traces[f"{factor:g}"] = records
