@@ -13,10 +13,10 @@ those directions carry curvature. This benchmark trains a probe (:mod:`benchmark
 .cifar10_qat_probes`: the same subset, schedule and FP32 start) to ``--before`` steps ahead of
 its freeze, and from that one state (a deep copy of the model, the optimizer's and schedule's
 state, the random generators; the steps before the freeze must then agree, or the run fails)
-continues through the freeze under
-each learning-rate factor ρ of ``TrainConfig.bn_freeze_lr_factor`` (1: the run as it is),
-recording every step's loss, its batch accuracy, the learning rate, whether BN was frozen, and
-the gradient norm of every weight layer. It uses the trainer's own optimizer and schedule
+continues through the freeze under each learning-rate factor ρ of
+``TrainConfig.bn_freeze_lr_factor`` (1: the run as it is), recording every step's loss, its
+batch accuracy, the learning rate, whether BN was frozen, and the gradient norm of every weight
+layer. It uses the trainer's own optimizer and schedule
 (:func:`hwquant.app.train.build_optimizer`, :func:`build_scheduler`) and the trainer's step
 (cross-entropy, no autocast: float32 only), in a loop of its own, because the trainer does not
 report per-step gradients::
@@ -146,19 +146,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     scheduler = build_scheduler(optimizer, config(1.0), per_pass, lambda: bn_frozen(model))
     train_steps(model, optimizer, scheduler, batches(0, branch), trace=False)
     traced = list(batches(branch, freeze + args.after))
-    # a deep copy of the model, not its state dict loaded into the traced one: reloading the
-    # model of the last branch did not reproduce the first branch's steps before the freeze
-    # (the generators are restored too: LLSQ's scale rule samples activations with them)
     state = copy.deepcopy((model, optimizer.state_dict(), scheduler.state_dict()))
-    rng = capture_rng_state()
+    rng = capture_rng_state()  # LLSQ's scale rule samples activations with torch's generator
     traces = {}
     for factor in args.factors:
-        branch_model = copy.deepcopy(state[0])
+        # every branch gets copies: load_state_dict keeps the tensors it is given, and SGD
+        # updates its momentum buffers in place
+        branch_model, optimizer_state, scheduler_state = copy.deepcopy(state)
         optimizer = build_optimizer(branch_model, config(factor))
         scheduler = build_scheduler(optimizer, config(factor), per_pass,
                                     lambda m=branch_model: bn_frozen(m))  # fmt: skip
-        optimizer.load_state_dict(state[1])  # after the schedule, as the trainer resumes
-        scheduler.load_state_dict(state[2])
+        optimizer.load_state_dict(optimizer_state)  # after the schedule, as the trainer resumes
+        scheduler.load_state_dict(scheduler_state)
         restore_rng_state(rng)
         records = train_steps(branch_model, optimizer, scheduler, traced, trace=True)
         for step, record in zip(range(branch, freeze + args.after), records, strict=True):
