@@ -12,7 +12,8 @@ component along them; after it, ``y = conv(x, Q(s·W)) + b'`` with fixed ``s``, 
 those directions carry curvature. This benchmark trains a probe (:mod:`benchmarks
 .cifar10_qat_probes`: the same subset, schedule and FP32 start) to ``--before`` steps ahead of
 its freeze, and from that one state (a deep copy of the model, the optimizer's and schedule's
-state, the random generators; the steps before the freeze must then agree, or the run fails)
+state, the random generators; their steps before the freeze must equal the unbranched run's,
+or the run fails)
 continues through the freeze under each learning-rate factor ρ of
 ``TrainConfig.bn_freeze_lr_factor`` (1: the run as it is), recording every step's loss, its
 batch accuracy, the learning rate, whether BN was frozen, and the gradient norm of every weight
@@ -57,6 +58,7 @@ from hwquant.app.train import (
 from hwquant.core.errors import ConfigError
 from hwquant.data import load_dataset
 from hwquant.qat.nn import QuantWeightLayer
+from hwquant.qat.prepare import bn_frozen
 
 NAME = "bn_freeze_sharpness"
 PASSES = 3
@@ -66,11 +68,6 @@ PASSES = 3
 def weight_layers(model: torch.nn.Module) -> dict[str, QuantWeightLayer]:
     """Every layer with weights, by name."""
     return {n: m for n, m in model.named_modules() if isinstance(m, QuantWeightLayer)}
-
-
-def bn_frozen(model: torch.nn.Module) -> bool:
-    """Whether the next training forward runs with a layer's folded BN statistics frozen."""
-    return any(m.bn_frozen for m in weight_layers(model).values() if m.bn is not None)
 
 
 def train_steps(
@@ -148,6 +145,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     traced = list(batches(branch, freeze + args.after))
     state = copy.deepcopy((model, optimizer.state_dict(), scheduler.state_dict()))
     rng = capture_rng_state()  # LLSQ's scale rule samples activations with torch's generator
+    # the unbranched run's steps up to the freeze: every branch must repeat them exactly
+    reference = train_steps(model, optimizer, scheduler, traced[: args.before], trace=True)
     traces = {}
     for factor in args.factors:
         # every branch gets copies: load_state_dict keeps the tensors it is given, and SGD
@@ -166,12 +165,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         last = records[-1]
         print(f"rho {factor:g}: loss {records[0]['loss']:.4f} at step {branch} -> "
               f"{last['loss']:.4f} at step {last['step']}", flush=True)  # fmt: skip
-    before = [[r["loss"] for r in records[: args.before]] for records in traces.values()]
-    if any(losses != before[0] for losses in before):
-        raise RuntimeError(
-            "the traces differ before the freeze, where the factor does not act: the branches "
-            f"did not start from one state (losses {before})"
-        )
+    for factor, records in traces.items():
+        if records[: args.before] != reference:
+            raise RuntimeError(
+                f"the trace of factor {factor} differs from the unbranched run before the "
+                "freeze, where the factor does not act: the branch did not start from the "
+                "run's state"
+            )
     return {
         "variant": args.variant,
         "row": row.name,
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "grad_norm_growth": max(
                     max(r["weight_grad_norm"].values()) for r in records[args.before :]
                 )
-                / max(records[args.before - 1]["weight_grad_norm"].values()),
+                / max(max(r["weight_grad_norm"].values()) for r in records[: args.before]),
             }
             for factor, records in traces.items()
         },

@@ -437,6 +437,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 0 <= args.distill <= 1:
         parser.error(f"--distill {args.distill}: use a weight in [0, 1]")
+    if not 0 < args.bn_freeze_lr_factor <= 1:
+        parser.error(f"--bn-freeze-lr-factor {args.bn_freeze_lr_factor}: use a factor in (0, 1]")
     for option, set_ in (
         ("--distill", args.distill),
         ("--bn-freeze-lr-factor", args.bn_freeze_lr_factor != 1),

@@ -252,10 +252,34 @@ def test_the_lr_is_scaled_on_exactly_the_steps_with_frozen_bn(tmp_path: Path) ->
     ]
 
 
-def test_a_run_with_the_freeze_lr_factor_resumes_exactly(tmp_path: Path) -> None:
-    """Killed after the checkpoint at step 15, with BN frozen from step 14, and resumed."""
+def test_a_freeze_made_by_a_hook_gets_the_factor_from_its_own_step(tmp_path: Path) -> None:
+    config = dataclasses.replace(CONFIG, epochs=1, bn_freeze_lr_factor=0.25)
+    lrs: list[float] = []
+    trainers: list[Trainer] = []
+
+    def freeze_at_5(model: nn.Module, step: int) -> None:
+        if step == 5:
+            hwquant.freeze_bn(model)
+
+    def record(model: nn.Module, args: tuple) -> None:  # each training forward's lr
+        if model.training:
+            lrs.append(trainers[0].optimizer.param_groups[0]["lr"])
+
+    trainers.append(qat_trainer(tmp_path, config, 9, recipe_hooks=[freeze_at_5]))
+    trainers[0].module.register_forward_pre_hook(record)
+    trainers[0].fit()
+    warmup = round(config.warmup_epochs * 12)
+    assert lrs == [
+        config.lr * (lr_factor("cosine", step, 12, warmup) * (0.25 if step >= 5 else 1.0))
+        for step in range(12)
+    ]
+
+
+@pytest.mark.parametrize("freeze", [14, 17])  # before and after the checkpoint at step 15
+def test_a_run_with_the_freeze_lr_factor_resumes_exactly(tmp_path: Path, freeze: int) -> None:
+    """Killed after the checkpoint at step 15 and resumed, BN frozen from step ``freeze``."""
     config = dataclasses.replace(CONFIG, checkpoint_every=5, bn_freeze_lr_factor=0.5)
-    reference = qat_trainer(tmp_path / "reference", config, 14)
+    reference = qat_trainer(tmp_path / "reference", config, freeze)
     reference.fit()
 
     def kill_at_step_19(model: nn.Module, global_step: int) -> None:
@@ -263,8 +287,8 @@ def test_a_run_with_the_freeze_lr_factor_resumes_exactly(tmp_path: Path) -> None
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        qat_trainer(tmp_path / "run", config, 14, recipe_hooks=[kill_at_step_19]).fit()
-    resumed = qat_trainer(tmp_path / "run", config, 14, resume=True)
+        qat_trainer(tmp_path / "run", config, freeze, recipe_hooks=[kill_at_step_19]).fit()
+    resumed = qat_trainer(tmp_path / "run", config, freeze, resume=True)
     resumed.fit()
     for name, tensor in reference.module.state_dict().items():
         assert torch.equal(tensor, resumed.module.state_dict()[name]), name
@@ -278,8 +302,10 @@ def test_the_freeze_lr_factor_is_refused_where_no_bn_freezes(tmp_path: Path) -> 
     config = dataclasses.replace(CONFIG, bn_freeze_lr_factor=0.5)
     with pytest.raises(ConfigError, match=r"bn_freeze_lr_factor = 0\.5 applies .* Fix: set"):
         make_trainer(tmp_path, config)  # a float model
-    with pytest.raises(ConfigError, match=r"bn_freeze_lr_factor = 0\.5"):
-        qat_trainer(tmp_path, config, None)
+    for freeze in (None, 36):  # never, or after the run's last step (35)
+        with pytest.raises(ConfigError, match=r"bn_freeze_lr_factor = 0\.5 .* 36 remaining"):
+            qat_trainer(tmp_path, config, freeze)
+    qat_trainer(tmp_path, config, 35)  # the last step runs frozen: accepted
     with pytest.raises(ConfigError, match=r"bn_freeze_lr_factor=0 is out of range"):
         TrainConfig(bn_freeze_lr_factor=0)
 

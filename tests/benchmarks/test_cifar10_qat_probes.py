@@ -24,6 +24,8 @@ def test_a_probe_key_names_what_differs_from_the_tier():
         for mode in (["--steps", "0"], ["--amp-check"]):
             with pytest.raises(SystemExit):
                 probes.main(["--variants", "llsq_W4A4", *option, *mode])
+    with pytest.raises(SystemExit):  # refused before any data is read
+        probes.main(["--variants", "llsq_W4A4", "--bn-freeze-lr-factor", "0"])
     for mode in (["--row-checkpoint", "x.ckpt"], ["--amp-check"]):  # no float32 training
         with pytest.raises(SystemExit):
             probes.main(["--variants", "llsq_W4A4", "--no-amp", *mode])

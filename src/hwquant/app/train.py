@@ -52,6 +52,7 @@ from hwquant.core.distributed import (
 from hwquant.core.errors import ConfigError, DataError, FileFormatError, NonFiniteError
 from hwquant.core.lock import directory_lock, prepare_directory
 from hwquant.qat.nn import QuantWeightLayer
+from hwquant.qat.prepare import bn_frozen
 from hwquant.qat.recipe import Recipe, bn_freeze_step_for
 
 StepHook = Callable[[nn.Module, int], None]
@@ -299,11 +300,9 @@ class Trainer:
         self.recipe_hooks = tuple(recipe_hooks)
         self.run_config = run_config
         self.optimizer = build_optimizer(model, config)
-        bn_layers = self._check_bn_freeze_lr_factor()
         self.scheduler = build_scheduler(
-            self.optimizer, config, len(train_loader),
-            lambda: any(layer.bn_frozen for layer in bn_layers),
-        )  # fmt: skip
+            self.optimizer, config, len(train_loader), lambda: bn_frozen(self.module)
+        )
         self.epoch = self.step_in_epoch = self.global_step = 0
         self.history: list[dict[str, float]] = []
         self._stats = _EpochStats()
@@ -315,6 +314,7 @@ class Trainer:
         self._swa = self._averaged_model(model)
         if resume:
             self._resume()
+        self._check_bn_freeze_lr_factor()
         self._warn_if_bn_never_freezes()
 
     @property
@@ -351,27 +351,32 @@ class Trainer:
             raise DataError("the evaluation loader yields no examples. Fix: check the test set.")
         return int(correct) / total
 
-    def _check_bn_freeze_lr_factor(self) -> list[QuantWeightLayer]:
-        """The model's layers with a folded BN (whose freeze ``bn_freeze_lr_factor`` follows).
+    def _check_bn_freeze_lr_factor(self) -> None:
+        """Refuse ``bn_freeze_lr_factor`` (not 1) where no step of the run left would get it.
 
         Raises:
-            ConfigError: ``bn_freeze_lr_factor`` is set (not 1) and no layer's BN statistics
-                are set to freeze, so the factor would never apply.
+            ConfigError: no layer's folded BN statistics are frozen or set to freeze within the
+                remaining steps (a float model, no BatchNorm, table units, which normalize
+                with batch statistics throughout, or ``recipe.bn_freeze_step`` none or beyond
+                the run).
         """
-        layers = [
-            layer for layer in self.module.modules()
+        if self.config.bn_freeze_lr_factor == 1:
+            return
+        remaining = self.config.epochs * len(self.train_loader) - self.global_step
+        steps = [
+            left for layer in self.module.modules()
             if isinstance(layer, QuantWeightLayer) and layer.bn is not None
+            and (left := layer.bn_steps_to_freeze()) is not None
         ]  # fmt: skip
-        if self.config.bn_freeze_lr_factor != 1 and all(
-            layer.bn_steps_to_freeze() is None for layer in layers
-        ):
+        if not steps or min(steps) >= remaining:
             raise ConfigError(
                 f"train.bn_freeze_lr_factor = {self.config.bn_freeze_lr_factor} applies from the "
-                "step a QAT model's folded BN statistics freeze, and this model has none set to "
-                "freeze (a float model, no BatchNorm, or recipe.bn_freeze_step = none). Fix: "
-                "set bn_freeze_lr_factor = 1, or set recipe.bn_freeze_step."
+                "step a QAT model's folded BN statistics freeze, and no layer of this model "
+                f"freezes within the run's {remaining} remaining steps (a float model, no "
+                "BatchNorm, table units, which normalize with batch statistics throughout, or "
+                "recipe.bn_freeze_step none or beyond the run). Fix: set bn_freeze_lr_factor = "
+                "1, or set recipe.bn_freeze_step within the run."
             )
-        return layers
 
     def _warn_if_bn_never_freezes(self) -> None:
         """Warn when a QAT model's folded BN statistics are set to freeze after this run ends.
@@ -445,6 +450,8 @@ class Trainer:
         for x, y in self.train_loader.iter_from(self.step_in_epoch):
             for hook in self.recipe_hooks:
                 hook(self.module, self.global_step)
+            if self.config.bn_freeze_lr_factor != 1:  # a hook may have frozen BN just now
+                self._set_scheduled_lr()
             loss, correct, seen = self._step(x.to(self.device), y.to(self.device))
             if not self._ranks_synced:  # quantizers initialised from each rank's own shard
                 broadcast_state(self.module)
@@ -460,6 +467,17 @@ class Trainer:
             if every and self.global_step % every == 0:
                 self._save()
             bars.update(task, advance=1, info=f"loss {loss:.4f}")
+
+    def _set_scheduled_lr(self) -> None:
+        """Set every group's learning rate to the schedule's for this step, asked now: the
+        schedule set it after the last step, before this step's hooks ran."""
+        for group, base, factor in zip(
+            self.optimizer.param_groups,
+            self.scheduler.base_lrs,
+            self.scheduler.lr_lambdas,
+            strict=True,
+        ):
+            group["lr"] = base * factor(self.scheduler.last_epoch)
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int, int]:
         """One optimizer step; returns the (global) batch's mean loss, number of correct
