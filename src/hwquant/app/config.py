@@ -97,7 +97,8 @@ class TrainConfig:
     normalization, which makes the loss invariant to the scale and mean of the layer's
     pre-activations, by a fixed affine map; those directions then carry curvature, and a
     learning rate that was stable before can diverge within a few steps (docs/llsq.md §1, "The
-    step the BN statistics freeze"). 1: no change. A model without a BN freeze is refused."""
+    step the BN statistics freeze"). 1: no change. Refused where no layer's BN freezes within
+    the run."""
     swa_epochs: int = 0
     """Stochastic weight averaging (Izmailov et al. 2018, SWA): the weights at the end of each
     of the last ``swa_epochs`` epochs are averaged equally, ``w̄ ← (n·w̄ + w)/(n + 1)`` (their

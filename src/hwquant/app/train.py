@@ -234,8 +234,10 @@ def build_scheduler(
         rise = ONECYCLE_RISE * config.epochs
     warmup = min(round(rise * steps_per_epoch), total - 1)
 
+    rho = config.bn_freeze_lr_factor
+
     def factor(step: int) -> float:
-        frozen = config.bn_freeze_lr_factor if bn_frozen() else 1.0
+        frozen = rho if rho != 1 and bn_frozen() else 1.0  # the model is asked only for ρ ≠ 1
         return lr_factor(config.schedule, step, total, warmup) * frozen
 
     return LambdaLR(optimizer, factor)

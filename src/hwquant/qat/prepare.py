@@ -149,7 +149,9 @@ def freeze_bn(model: nn.Module) -> None:
 def bn_frozen(model: nn.Module) -> bool:
     """Whether the next training forward of ``model`` runs with a layer's folded BN statistics
     frozen (False for a model without folded BN)."""
-    return any(m.bn_frozen for m in model.modules() if isinstance(m, QuantWeightLayer) and m.bn)
+    return any(
+        m.bn_frozen for m in model.modules() if isinstance(m, QuantWeightLayer) and m.bn is not None
+    )
 
 
 # -- tracing and fusion -----------------------------------------------------------------------
