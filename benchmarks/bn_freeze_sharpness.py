@@ -159,20 +159,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         scheduler.load_state_dict(scheduler_state)
         restore_rng_state(rng)
         records = train_steps(branch_model, optimizer, scheduler, traced, trace=True)
+        if records[: args.before] != reference:
+            raise RuntimeError(
+                f"the trace of factor {factor:g} differs from the unbranched run before the "
+                "freeze, where the factor does not act: the branch did not start from the "
+                "run's state"
+            )
         for step, record in zip(range(branch, freeze + args.after), records, strict=True):
             record["step"] = step
         traces[f"{factor:g}"] = records
         last = records[-1]
         print(f"rho {factor:g}: loss {records[0]['loss']:.4f} at step {branch} -> "
               f"{last['loss']:.4f} at step {last['step']}", flush=True)  # fmt: skip
-    for factor, records in traces.items():
-        steps = [{k: v for k, v in r.items() if k != "step"} for r in records[: args.before]]
-        if steps != reference:
-            raise RuntimeError(
-                f"the trace of factor {factor} differs from the unbranched run before the "
-                "freeze, where the factor does not act: the branch did not start from the "
-                "run's state"
-            )
     return {
         "variant": args.variant,
         "row": row.name,

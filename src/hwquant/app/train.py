@@ -353,6 +353,19 @@ class Trainer:
             raise DataError("the evaluation loader yields no examples. Fix: check the test set.")
         return int(correct) / total
 
+    def _remaining_steps(self) -> int:
+        """Training steps left in the run."""
+        return self.config.epochs * len(self.train_loader) - self.global_step
+
+    def _bn_steps_to_freeze(self) -> dict[str, int]:
+        """Steps before each layer's folded BN statistics freeze (0 once frozen), by layer
+        name, for the layers with BN set to freeze."""
+        return {
+            name: steps for name, layer in self.module.named_modules()
+            if isinstance(layer, QuantWeightLayer) and layer.bn is not None
+            and (steps := layer.bn_steps_to_freeze()) is not None
+        }  # fmt: skip
+
     def _check_bn_freeze_lr_factor(self) -> None:
         """Refuse ``bn_freeze_lr_factor`` (not 1) where no step of the run left would get it.
 
@@ -364,13 +377,8 @@ class Trainer:
         """
         if self.config.bn_freeze_lr_factor == 1:
             return
-        remaining = self.config.epochs * len(self.train_loader) - self.global_step
-        steps = [
-            left for layer in self.module.modules()
-            if isinstance(layer, QuantWeightLayer) and layer.bn is not None
-            and (left := layer.bn_steps_to_freeze()) is not None
-        ]  # fmt: skip
-        if not steps or min(steps) >= remaining:
+        remaining, steps = self._remaining_steps(), self._bn_steps_to_freeze()
+        if not steps or min(steps.values()) >= remaining:
             raise ConfigError(
                 f"train.bn_freeze_lr_factor = {self.config.bn_freeze_lr_factor} applies from the "
                 "step a QAT model's folded BN statistics freeze, and no layer of this model "
@@ -390,14 +398,8 @@ class Trainer:
         run"). ``bn_freeze_step=None`` (never) is taken as meant and not warned about.
         """
         total = self.config.epochs * len(self.train_loader)
-        remaining = total - self.global_step
-        late = [
-            name
-            for name, layer in self.module.named_modules()
-            if isinstance(layer, QuantWeightLayer)
-            and (steps := layer.bn_steps_to_freeze()) is not None
-            and steps >= remaining
-        ]
+        remaining = self._remaining_steps()
+        late = [name for name, steps in self._bn_steps_to_freeze().items() if steps >= remaining]
         if remaining > 0 and late:
             warnings.warn(
                 f"the folded BN statistics of {len(late)} layer(s) ('{late[0]}', ...) freeze only "
