@@ -28,14 +28,14 @@ default). Relative paths are relative to the working directory.
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hwquant.core.config_table import NONE, build_dataclass, join_path
+import tomli_w
+
+from hwquant.core.config_table import NONE, build_dataclass
 from hwquant.core.errors import ConfigError
 from hwquant.qat.recipe import Recipe
 
@@ -222,7 +222,7 @@ class RunConfig:
 
     def to_toml(self) -> str:
         """The config as TOML text that :func:`load_config` reads back to an equal config."""
-        return "\n".join(_toml_lines(self.to_dict(), "")).strip() + "\n"
+        return tomli_w.dumps(_with_none_marked(self.to_dict()))
 
 
 def train_fields_with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
@@ -262,29 +262,15 @@ def _check(ok: bool, name: str, value: object, expected: str) -> None:
         raise ConfigError(f"{name}={value!r} is out of range. Fix: use {expected}.")
 
 
-def _toml_lines(table: dict[str, Any], where: str) -> list[str]:
-    """``table`` as TOML: its values, then each sub-table under its dotted header."""
-    lines = [f"[{where}]"] if where else []
-    lines += [
-        f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)
-    ]
-    for name, sub in table.items():
-        if isinstance(sub, dict):
-            lines += ["", *_toml_lines(sub, join_path(where, name))]
-    return lines
+def _with_none_marked(value: object) -> object:
+    """``value`` with every None replaced by the :data:`NONE` marker, which TOML lacks a literal
+    for and :func:`build_dataclass` reads back as None.
 
-
-def _toml_key(key: str) -> str:
-    """A bare TOML key, or a quoted one where the name needs it (a layer name with dots)."""
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
-
-
-def _toml_value(value: object) -> str:
+    >>> _with_none_marked({"a": None, "b": {"c": 1}}) == {"a": NONE, "b": {"c": 1}}
+    True
+    """
     if value is None:
-        return f'"{NONE}"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        # raw UTF-8 (JSON's surrogate-pair escapes are not TOML); DEL must be escaped in TOML
-        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
-    return repr(value)
+        return NONE
+    if isinstance(value, dict):
+        return {key: _with_none_marked(sub) for key, sub in value.items()}
+    return value
