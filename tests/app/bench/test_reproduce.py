@@ -155,6 +155,10 @@ def test_a_row_prepare_refuses_is_recorded_as_refused(tmp_path: Path, monkeypatc
         (["--models", "alexnet"], "resnet20, resnet18, vgg_small, mobilenetv2"),
         (["--rows", "llsq_W8A8"], "llsq_W4A4"),
         (["--epochs-qat", "0"], ">= 1"),
+        (["--qat-lr", "0"], "finite number above 0"),
+        (["--qat-lr", "-0.01"], "finite number above 0"),
+        (["--qat-lr", "nan"], "finite number above 0"),
+        (["--qat-lr", "inf"], "finite number above 0"),
     ],
 )
 def test_bad_arguments_are_config_errors(argv, allowed, capsys):
@@ -239,6 +243,8 @@ def test_resume_with_other_settings_is_refused_naming_the_difference(tmp_path, m
         reproduce(replace(_options(tmp_path), seed=1, resume=True))
     with pytest.raises(ConfigError, match=r"tier\.epochs_qat: stored 1, now 2"):
         reproduce(replace(_options(tmp_path), tier=get_tier("smoke", epochs_qat=2), resume=True))
+    with pytest.raises(ConfigError, match=r"tier\.qat_lr: stored 0\.005, now 0\.02"):
+        reproduce(replace(_options(tmp_path), tier=get_tier("smoke", qat_lr=0.02), resume=True))
     monkeypatch.setattr("hwquant.app.bench.reproduce.cpu_has_native_bf16", lambda: True)
     with pytest.raises(ConfigError, match=r"tier\.amp: stored False, now True"):
         reproduce(replace(_options(tmp_path), tier=get_tier("smoke", amp=True), resume=True))
@@ -370,3 +376,15 @@ def test_fp32_only_trains_the_baseline_alone_and_a_resume_continues_it(tmp_path)
 
 def _options(out: Path) -> Options:
     return Options(TIERS["smoke"], out, ("resnet20",), select_rows(["llsq_W4A4"]), step_time=False)
+
+
+def test_qat_lr_is_the_rows_peak_learning_rate_recorded_in_settings_and_command(tmp_path):
+    args = ["--tier", "smoke", "--out", str(tmp_path), "--rows", "llsq_W4A4", "--no-step-time"]
+    assert main(["bench", "reproduce", *args, "--qat-lr", "0.02"]) == 0
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    assert settings["tier"]["qat_lr"] == 0.02
+    row = json.loads((tmp_path / "rows" / "resnet20" / "llsq_W4A4.json").read_text())
+    assert row["training"]["config"]["lr"] == 0.02
+    assert "--qat-lr 0.02" in row["command"]
+    fp32 = json.loads((tmp_path / "fp32" / "resnet20.json").read_text())
+    assert fp32["training"]["config"]["lr"] == TIERS["smoke"].fp32_lr  # the baseline keeps its own

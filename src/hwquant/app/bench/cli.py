@@ -83,6 +83,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--epochs-fp32", type=int, default=None, help="override the tier's")
     parser.add_argument("--epochs-qat", type=int, default=None, help="override the tier's")
+    parser.add_argument(
+        "--qat-lr",
+        type=float,
+        default=None,
+        help="the rows' peak learning rate, overriding the tier's (recorded in settings.json)",
+    )
     add_no_amp_argument(
         parser, "recorded in the run's settings, so a resume into a bf16 run is refused"
     )
@@ -144,6 +150,7 @@ def _command(args: argparse.Namespace) -> str:
         ("--rows", args.rows),
         ("--epochs-fp32", args.epochs_fp32),
         ("--epochs-qat", args.epochs_qat),
+        ("--qat-lr", args.qat_lr),
         ("--seed", args.seed),
         ("--row-seed", args.row_seed),
         ("--threads", args.threads),
@@ -172,7 +179,13 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    tier = get_tier(args.tier, args.epochs_fp32, args.epochs_qat, amp=None if args.amp else False)
+    tier = get_tier(
+        args.tier,
+        args.epochs_fp32,
+        args.epochs_qat,
+        amp=None if args.amp else False,
+        qat_lr=args.qat_lr,
+    )
     options = Options(
         tier=tier,
         out=args.out or Path("runs") / f"reproduce-{tier.name}",

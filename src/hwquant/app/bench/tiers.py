@@ -35,6 +35,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from hwquant.core.errors import ConfigError
@@ -157,17 +158,22 @@ def get_tier(
     epochs_fp32: int | None = None,
     epochs_qat: int | None = None,
     amp: bool | None = None,
+    qat_lr: float | None = None,
 ) -> Tier:
-    """The tier ``name`` of :data:`TIERS`, with its epochs and its bf16 autocast (``amp``;
-    ``--no-amp``: float32 training, for a CPU without native bf16 kernels) overridden where
-    given. The overrides are fields of the returned tier, so a run's ``settings.json`` records
-    them and ``--resume`` refuses to mix them with rows trained otherwise.
+    """The tier ``name`` of :data:`TIERS`, with its epochs, its rows' peak learning rate
+    (``qat_lr``) and its bf16 autocast (``amp``; ``--no-amp``: float32 training, for a CPU
+    without native bf16 kernels) overridden where given. The overrides are fields of the
+    returned tier, so a run's ``settings.json`` records them and ``--resume`` refuses to mix
+    them with rows trained otherwise.
 
     >>> get_tier("cpu-long", amp=False).amp, get_tier("cpu-long").amp
     (False, True)
+    >>> get_tier("cpu-long", qat_lr=0.03).qat_lr, get_tier("cpu-long").qat_lr
+    (0.03, 0.01)
 
     Raises:
-        ConfigError: unknown tier (the message lists them) or an epoch count below 1.
+        ConfigError: unknown tier (the message lists them), an epoch count below 1, or a
+            learning rate that is not a finite number above 0.
     """
     if name not in TIERS:
         raise ConfigError(f"unknown tier {name!r}. Fix: use one of {', '.join(TIERS)}.")
@@ -180,4 +186,11 @@ def get_tier(
                     "Fix: use an integer >= 1."
                 )
             tier = replace(tier, **{field: value})
+    if qat_lr is not None:
+        if not (math.isfinite(qat_lr) and qat_lr > 0):
+            raise ConfigError(
+                f"--qat-lr={qat_lr} is not a learning rate. Fix: use a finite number above 0 "
+                f"(the tier's is {tier.qat_lr})."
+            )
+        tier = replace(tier, qat_lr=qat_lr)
     return tier if amp is None else replace(tier, amp=amp)
