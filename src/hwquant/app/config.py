@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import tomli_w
-
 from hwquant.core.config_table import NONE, build_dataclass
 from hwquant.core.errors import ConfigError
 from hwquant.qat.recipe import Recipe
@@ -222,6 +220,10 @@ class RunConfig:
 
     def to_toml(self) -> str:
         """The config as TOML text that :func:`load_config` reads back to an equal config."""
+        # Imported here: only writing a config needs it, and benchmarks/gpu_tier.sh runs every
+        # other command from src/ on a device image that has no tomli-w.
+        import tomli_w
+
         return tomli_w.dumps(_with_none_marked(self.to_dict()))
 
 
@@ -262,15 +264,18 @@ def _check(ok: bool, name: str, value: object, expected: str) -> None:
         raise ConfigError(f"{name}={value!r} is out of range. Fix: use {expected}.")
 
 
-def _with_none_marked(value: object) -> object:
-    """``value`` with every None replaced by the :data:`NONE` marker, which TOML lacks a literal
-    for and :func:`build_dataclass` reads back as None.
+def _with_none_marked(value: Any) -> Any:
+    """``value`` with every None, in tables and arrays at any depth, replaced by the
+    :data:`NONE` marker, which TOML lacks a literal for and :func:`build_dataclass` reads back
+    as None.
 
-    >>> _with_none_marked({"a": None, "b": {"c": 1}}) == {"a": NONE, "b": {"c": 1}}
+    >>> _with_none_marked({"a": None, "b": {"c": [1, None]}}) == {"a": NONE, "b": {"c": [1, NONE]}}
     True
     """
     if value is None:
         return NONE
     if isinstance(value, dict):
         return {key: _with_none_marked(sub) for key, sub in value.items()}
+    if isinstance(value, list | tuple):
+        return [_with_none_marked(item) for item in value]
     return value

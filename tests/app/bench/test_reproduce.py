@@ -374,10 +374,6 @@ def test_fp32_only_trains_the_baseline_alone_and_a_resume_continues_it(tmp_path)
     assert outcome["results"]["rows"][0]["fp32_acc"] == results["fp32"]["resnet20"]["test_acc"]
 
 
-def _options(out: Path) -> Options:
-    return Options(TIERS["smoke"], out, ("resnet20",), select_rows(["llsq_W4A4"]), step_time=False)
-
-
 def test_qat_lr_is_the_rows_peak_learning_rate_recorded_in_settings_and_command(tmp_path):
     args = ["--tier", "smoke", "--out", str(tmp_path), "--rows", "llsq_W4A4", "--no-step-time"]
     assert main(["bench", "reproduce", *args, "--qat-lr", "0.02"]) == 0
@@ -386,5 +382,10 @@ def test_qat_lr_is_the_rows_peak_learning_rate_recorded_in_settings_and_command(
     row = json.loads((tmp_path / "rows" / "resnet20" / "llsq_W4A4.json").read_text())
     assert row["training"]["config"]["lr"] == 0.02
     assert "--qat-lr 0.02" in row["command"]
+    assert "peak lr 0.02 (cosine)" in (tmp_path / "results.md").read_text()
     fp32 = json.loads((tmp_path / "fp32" / "resnet20.json").read_text())
     assert fp32["training"]["config"]["lr"] == TIERS["smoke"].fp32_lr  # the baseline keeps its own
+
+
+def _options(out: Path) -> Options:
+    return Options(TIERS["smoke"], out, ("resnet20",), select_rows(["llsq_W4A4"]), step_time=False)
