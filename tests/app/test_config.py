@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +161,27 @@ def test_toml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope.toml' does not exist\. Fix: check the path"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_commands_load_without_tomli_w_which_only_writing_a_config_needs() -> None:
+    """benchmarks/gpu_tier.sh runs hwquant from src/ on a device image that has no tomli-w."""
+    blocked = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'tomli_w':\n"
+        "            raise ImportError('tomli_w blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import hwquant.app.cli, hwquant.app.bench.reproduce\n"
+        "from hwquant.app.config import RunConfig, ModelConfig, DataConfig\n"
+        "config = RunConfig(model=ModelConfig(name='m'), data=DataConfig(name='d'))\n"
+        "try:\n"
+        "    config.to_toml()\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", blocked], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "tomli_w blocked"  # only the writer needs it
