@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 import hwquant
 from hwquant.app.bench.reproduce import Options, reproduce, select_models
 from hwquant.app.bench.reproduce import settings_of as reproduce_settings
 from hwquant.app.bench.rows import ROW_KINDS, all_rows, select_rows
 from hwquant.app.bench.tiers import TIERS, get_tier
+from hwquant.app.train import Trainer
 from hwquant.cli import main
+from hwquant.core.checkpoint import load_checkpoint
 from hwquant.core.errors import ConfigError, DataError, UnsupportedLayerError
 from hwquant.core.provenance import file_sha256
 
@@ -385,6 +390,85 @@ def test_qat_lr_is_the_rows_peak_learning_rate_recorded_in_settings_and_command(
     assert "peak lr 0.02 (cosine)" in (tmp_path / "results.md").read_text()
     fp32 = json.loads((tmp_path / "fp32" / "resnet20.json").read_text())
     assert fp32["training"]["config"]["lr"] == TIERS["smoke"].fp32_lr  # the baseline keeps its own
+
+
+class Interrupt(Exception):
+    """Stands in for a kill between two epochs of a row."""
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A smoke run holding a finished FP32 baseline only (the rows start from it)."""
+    out = tmp_path_factory.mktemp("baseline")
+    reproduce(replace(_options(out), fp32_only=True))
+    return out
+
+
+@pytest.mark.parametrize("row", ["llsq_W4A4", "nonuniform_W2A2", "msq_W4A4", "tables_40"])
+def test_a_row_killed_between_epochs_resumes_to_the_weights_of_a_run_that_never_stopped(
+    row: str, baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A row stopped after its first of two QAT epochs (the trainer's checkpoint written), then
+    run again with --resume, continues from that checkpoint: its weights and quantizer state
+    (scales, codebooks, SP2 rows, ring buffers, step counters) equal those of a run that never
+    stopped, and so does the row's record but for the seconds and the step it resumed at."""
+    tier = get_tier("smoke", epochs_qat=2)
+    options = replace(_options(tmp_path), tier=tier, rows=select_rows([row]), fp32_from=baseline)
+    whole = replace(options, out=tmp_path / "whole")
+    reproduce(whole)
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_run_epoch", _interrupt_at_the_second_epoch(Trainer._run_epoch))
+        with pytest.raises(Interrupt):
+            reproduce(options)
+    assert not (tmp_path / "rows" / "resnet20" / f"{row}.json").exists()
+    assert reproduce(replace(options, resume=True))["ran"] == [f"resnet20/{row}"]
+
+    work = [out / "work" / "resnet20" / row for out in (tmp_path, whole.out)]
+    resumed, uninterrupted = (load_checkpoint(w / "last.pt")["model"] for w in work)
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
+    records = [json.loads((out / "rows" / "resnet20" / f"{row}.json").read_text())
+               for out in (tmp_path, whole.out)]  # fmt: skip
+    assert records[0]["training"]["resumed_at_step"] == 2  # 64 synthetic images, batches of 32
+    assert "resumed_at_step" not in records[1]["training"]
+    for record in records:
+        record["training"].pop("resumed_at_step", None)
+        for key in ("wall_seconds", "command"):
+            record.pop(key)
+            record["training"].pop(key, None)
+        for epoch in record["training"]["history"]:
+            epoch.pop("seconds")
+    assert records[0] == records[1]
+
+
+def test_a_resumed_row_refuses_a_checkpoint_of_another_or_an_unknown_recipe(
+    baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    tier = get_tier("smoke", epochs_qat=2)
+    options = replace(_options(tmp_path), tier=tier, fp32_from=baseline)
+    monkeypatch.setattr(Trainer, "_run_epoch", _interrupt_at_the_second_epoch(Trainer._run_epoch))
+    with pytest.raises(Interrupt):
+        reproduce(options)
+    work = tmp_path / "work" / "resnet20" / "llsq_W4A4"
+    record = json.loads((work / "recipe.json").read_text())
+    (work / "recipe.json").write_text(json.dumps(record | {"weight_bits": 8}))
+    with pytest.raises(ConfigError, match=r"another recipe.*weight_bits: stored 8, now 4.*delete"):
+        reproduce(replace(options, resume=True))
+    (work / "recipe.json").unlink()
+    with pytest.raises(ConfigError, match=r"without the recipe\.json.*Fix: delete the folder"):
+        reproduce(replace(options, resume=True))
+    assert (work / "last.pt").exists()  # refused before anything was trained or overwritten
+
+
+def _interrupt_at_the_second_epoch(train_epoch: Callable[..., None]) -> Callable[..., None]:
+    """``Trainer._run_epoch`` that stops the run when its second epoch would start."""
+
+    def run_epoch(trainer: Trainer, bars: Any) -> None:
+        if trainer.epoch == 1:
+            raise Interrupt
+        train_epoch(trainer, bars)
+
+    return run_epoch
 
 
 def _options(out: Path) -> Options:

@@ -8,9 +8,11 @@ model and the engine on the whole test set (:func:`hwquant.app.bench.evaluate.co
 finished row is written atomically to ``OUT/rows/<model>/<row>.json``; with ``resume`` a row
 whose file exists is not run again, a model with no pending row needs neither its FP32
 checkpoint nor training (its FP32 record is ``OUT/fp32/<model>.json``), and an interrupted
-FP32 run continues from its trainer checkpoint. After every row ``OUT/results.json`` (machine,
-command, seed, config, results; :func:`hwquant.core.provenance.write_result`) and ``OUT/results.md``
-are rewritten from those files. Finally the FP32 and W4A4 QAT training steps are timed side by
+FP32 run or row continues from its trainer checkpoint (``OUT/work/<model>/<row>/``, written at
+every epoch end; a row's recipe is kept beside it and checked). After every row
+``OUT/results.json`` (machine, command, seed, config, results;
+:func:`hwquant.core.provenance.write_result`) and ``OUT/results.md`` are rewritten from those
+files. Finally the FP32 and W4A4 QAT training steps are timed side by
 side (:func:`hwquant.app.bench.steptime.measure_step_times`) and kept in ``OUT/step_time.json``, so
 that a resumed run (one that finishes the rows left by an earlier, time-limited command) reports
 the figures measured then instead of timing again; remove the file to time again.
@@ -38,9 +40,9 @@ from hwquant.app.bench.rows import RowSpec
 from hwquant.app.bench.steptime import measure_step_times
 from hwquant.app.bench.tiers import Tier
 from hwquant.app.config import TrainConfig
-from hwquant.app.train import Trainer, cpu_has_native_bf16, seed_everything
+from hwquant.app.train import CHECKPOINT_NAME, Trainer, cpu_has_native_bf16, seed_everything
 from hwquant.core.atomic import write_atomic
-from hwquant.core.checkpoint import load_checkpoint, save_checkpoint
+from hwquant.core.checkpoint import load_checkpoint, resume_path, save_checkpoint
 from hwquant.core.errors import ConfigError, UnsupportedLayerError
 from hwquant.core.provenance import file_sha256, machine_record, write_result
 from hwquant.data import ArrayDataset, BatchLoader, DataSplits, load_dataset
@@ -445,21 +447,29 @@ def fit_model(
     options: Options,
     resume: bool,
 ) -> dict[str, Any]:
-    """Train ``model`` on ``train`` in ``work``; return its per-epoch history and wall time."""
+    """Train ``model`` on ``train`` in ``work`` (with ``resume``, from the trainer's checkpoint
+    there, if any); return its per-epoch history and the wall time of this call, and the global
+    step it resumed at (``resumed_at_step``) when it continued a checkpoint: the epochs' own
+    seconds, in the history, then span the calls."""
     start = time.perf_counter()
-    result = Trainer(
+    trainer = Trainer(
         model, train, data.monitor, config, work, options.tier.device,
         progress=options.progress, resume=resume,
-    ).fit()  # fmt: skip
+    )  # fmt: skip
+    resumed_at = trainer.global_step
+    result = trainer.fit()
     history = [
         {k: round(v, 5) if isinstance(v, float) else v for k, v in h.items()}
         for h in result.history
     ]
-    return {
+    training: dict[str, Any] = {
         "config": dataclasses.asdict(config),
         "history": history,
         "wall_seconds": round(time.perf_counter() - start, 1),
     }
+    if resumed_at:
+        training["resumed_at_step"] = resumed_at
+    return training
 
 
 def load_baseline(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -602,7 +612,8 @@ def _quantized_row(
         return {**record, "status": "refused", "reason": str(err)}
     qat = qat.to(device=options.tier.device, memory_format=tier_memory_format(options.tier))
     work = options.out / "work" / model_name / row.name
-    training = fit_model(qat, config, data.qat_train, data, work, options, resume=False)
+    _claim_row_work(work, recipe, row, options.resume)
+    training = fit_model(qat, config, data.qat_train, data, work, options, options.resume)
     qat.eval()
     qat.cpu()  # lowering reads parameters into NumPy arrays
     deployed = hwquant.lower(qat, next(data.test.iter_from(0))[0][:LOWER_EXAMPLES].cpu())
@@ -618,6 +629,35 @@ def _quantized_row(
         "training": training,
         "wall_seconds": round(time.perf_counter() - start, 1),
     }
+
+
+def _claim_row_work(work: Path, recipe: Recipe, row: RowSpec, resume: bool) -> None:
+    """Record ``recipe`` in ``work/recipe.json``, the trainer folder of ``row``. With ``resume``
+    a trainer checkpoint left there by an interrupted run of the row is continued (exactly: the
+    checkpoint holds the quantizers' state with the weights, and the trainer checks its own
+    settings); this refuses one written under another recipe, or under one it cannot check.
+
+    Raises:
+        ConfigError: names the checkpoint, every recipe field that differs, and the fix.
+    """
+    record = work / "recipe.json"
+    if resume and resume_path(work / CHECKPOINT_NAME) is not None:
+        if not record.exists():
+            raise ConfigError(
+                f"--resume: {work} holds a trainer checkpoint of row '{row.name}' without the "
+                "recipe.json that says which recipe it was trained with. Fix: delete the folder "
+                "to train the row from its start."
+            )
+        stored = Recipe.from_dict(json.loads(record.read_text()))  # later fields: defaults
+        differ = json_differences(stored.to_dict(), recipe.to_dict())
+        if differ:
+            raise ConfigError(
+                f"--resume: the trainer checkpoint in {work} was trained with another recipe "
+                f"than row '{row.name}' has now: " + "; ".join(differ) + ". Fix: delete the "
+                "folder to train the row from its start with its current recipe."
+            )
+    work.mkdir(parents=True, exist_ok=True)
+    write_atomic(record, (json.dumps(recipe.to_dict(), indent=2) + "\n").encode())
 
 
 # -- step time and results ----------------------------------------------------------------------
