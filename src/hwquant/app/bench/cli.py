@@ -75,7 +75,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help=f"row names or kinds ({kinds}); default the tier's rows (every row but for the "
         "tiers named in hwquant.app.bench.rows.TIER_ROWS)",
     )
-    parser.add_argument("--resume", action="store_true", help="skip rows already in --out")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip rows already in --out, and continue a baseline or row stopped part-way "
+        "from its last finished epoch",
+    )
     parser.add_argument(
         "--compile",
         action="store_true",

@@ -8,8 +8,9 @@ model and the engine on the whole test set (:func:`hwquant.app.bench.evaluate.co
 finished row is written atomically to ``OUT/rows/<model>/<row>.json``; with ``resume`` a row
 whose file exists is not run again, a model with no pending row needs neither its FP32
 checkpoint nor training (its FP32 record is ``OUT/fp32/<model>.json``), and an interrupted
-FP32 run or row continues from its trainer checkpoint (``OUT/work/<model>/<row>/``, written at
-every epoch end; a row's recipe is kept beside it and checked). After every row
+FP32 run or row continues from its trainer checkpoint (``OUT/work/<model>/fp32/`` and
+``OUT/work/<model>/<row>/``, written at every epoch end; a row's recipe, training settings and
+FP32 sha256 are kept beside it and checked before anything is trained). After every row
 ``OUT/results.json`` (machine, command, seed, config, results;
 :func:`hwquant.core.provenance.write_result`) and ``OUT/results.md`` are rewritten from those
 files. Finally the FP32 and W4A4 QAT training steps are timed side by
@@ -56,6 +57,8 @@ BENCH_MODELS: tuple[str, ...] = ("resnet20", "resnet18", "vgg_small", "mobilenet
 SYNTHETIC_TRAIN, SYNTHETIC_TEST = 64, 32
 LOWER_EXAMPLES = 8
 WEIGHT_DECAY = 5e-4
+ROW_START = "start.json"
+"""A row's start record in its trainer folder: recipe, training settings, FP32 sha256."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,8 @@ def reproduce(options: Options) -> dict[str, Any]:
         for row in options.rows:
             if row not in pending:
                 _check_stored_row(paths[row], row, options, data)
+            else:
+                _check_row_work(model_name, row, options, data, _fp32_sha256(model_name, options))
         skipped += [f"{model_name}/{row.name}" for row in options.rows if row not in pending]
         if not pending:
             continue
@@ -302,25 +307,37 @@ def _check_stored_row(path: Path, row: RowSpec, options: Options, data: TierData
             the fix.
     """
     record = json.loads(path.read_text())
-    stored = Recipe.from_dict(record["recipe"])  # later fields: defaults
     config = tier_train_config(options, False)
-    steps = config.epochs * len(data.qat_train)
-    differ = json_differences(stored.to_dict(), row.recipe(steps).to_dict())
-    if "training" in record:  # fields added to TrainConfig since: their defaults
-        stored_config = record["training"]["config"]
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        differ += [f"train.{k}: stored {stored_config[k]!r}, no longer a setting"
-                   for k in sorted(set(stored_config) - known)]  # fmt: skip
-        trained = TrainConfig(**{k: v for k, v in stored_config.items() if k in known})
-        differ += json_differences(
-            dataclasses.asdict(trained), dataclasses.asdict(config), "train."
-        )
+    differ = _recipe_differences(record["recipe"], row.recipe(_qat_steps(config, data)))
+    if "training" in record:
+        differ += _training_differences(record["training"]["config"], config)
     if differ:
+        work = _row_work(options, path.parent.name, row)
         raise ConfigError(
             f"--resume: the stored row {path} was trained with another recipe than row "
-            f"'{row.name}' has now: " + "; ".join(differ) + f". Fix: delete {path.name} to "
-            "train the row again with its current recipe, or choose a new --out."
+            f"'{row.name}' has now: " + "; ".join(differ) + f". Fix: delete {path.name} and "
+            f"the row's trainer folder {work} to train the row again with its current recipe, "
+            "or choose a new --out."
         )
+
+
+def _recipe_differences(stored: dict[str, Any], recipe: Recipe) -> list[str]:
+    """The fields of a stored recipe that differ from ``recipe`` (fields added since: their
+    defaults)."""
+    return json_differences(Recipe.from_dict(stored).to_dict(), recipe.to_dict(), "recipe.")
+
+
+def _training_differences(stored: dict[str, Any], config: TrainConfig) -> list[str]:
+    """``train.<field>: stored ..., now ...`` for every stored training setting that differs
+    from ``config`` or no longer exists (fields added to :class:`TrainConfig` since: their
+    defaults)."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    gone = [f"train.{k}: stored {stored[k]!r}, no longer a setting"
+            for k in sorted(set(stored) - known)]  # fmt: skip
+    trained = TrainConfig(**{k: v for k, v in stored.items() if k in known})
+    return gone + json_differences(
+        dataclasses.asdict(trained), dataclasses.asdict(config), "train."
+    )
 
 
 def _out_of_time(options: Options, started: float) -> bool:
@@ -447,10 +464,10 @@ def fit_model(
     options: Options,
     resume: bool,
 ) -> dict[str, Any]:
-    """Train ``model`` on ``train`` in ``work`` (with ``resume``, from the trainer's checkpoint
-    there, if any); return its per-epoch history and the wall time of this call, and the global
-    step it resumed at (``resumed_at_step``) when it continued a checkpoint: the epochs' own
-    seconds, in the history, then span the calls."""
+    """Train ``model`` (a baseline or a row) on ``train`` in ``work`` (with ``resume``, from the
+    trainer's checkpoint there, if any); return its per-epoch history and the wall time of this
+    call, and the global step it resumed at (``resumed_at_step``) when it continued a
+    checkpoint: the epochs' own seconds, in the history, then span the calls."""
     start = time.perf_counter()
     trainer = Trainer(
         model, train, data.monitor, config, work, options.tier.device,
@@ -593,7 +610,7 @@ def _quantized_row(
     """QAT-train ``row`` from the FP32 weights, lower it and compare fake-quant with engine."""
     start = time.perf_counter()
     config = tier_train_config(options, False)
-    recipe = row.recipe(config.epochs * len(data.qat_train))
+    recipe = row.recipe(_qat_steps(config, data))
     record: dict[str, Any] = {
         "model": model_name,
         "row": row.name,
@@ -611,8 +628,10 @@ def _quantized_row(
     except UnsupportedLayerError as err:
         return {**record, "status": "refused", "reason": str(err)}
     qat = qat.to(device=options.tier.device, memory_format=tier_memory_format(options.tier))
-    work = options.out / "work" / model_name / row.name
-    _claim_row_work(work, recipe, row, options.resume)
+    work = _row_work(options, model_name, row)
+    start_record = _row_start(recipe, config, baseline.record["checkpoint_sha256"])
+    work.mkdir(parents=True, exist_ok=True)
+    write_atomic(work / ROW_START, (json.dumps(start_record, indent=2) + "\n").encode())
     training = fit_model(qat, config, data.qat_train, data, work, options, options.resume)
     qat.eval()
     qat.cpu()  # lowering reads parameters into NumPy arrays
@@ -631,33 +650,76 @@ def _quantized_row(
     }
 
 
-def _claim_row_work(work: Path, recipe: Recipe, row: RowSpec, resume: bool) -> None:
-    """Record ``recipe`` in ``work/recipe.json``, the trainer folder of ``row``. With ``resume``
-    a trainer checkpoint left there by an interrupted run of the row is continued (exactly: the
-    checkpoint holds the quantizers' state with the weights, and the trainer checks its own
-    settings); this refuses one written under another recipe, or under one it cannot check.
+def _qat_steps(config: TrainConfig, data: TierData) -> int:
+    """The QAT steps of every row: the rows' schedules (freezes, refreshes) are fractions of it."""
+    return config.epochs * len(data.qat_train)
+
+
+def _row_work(options: Options, model_name: str, row: RowSpec) -> Path:
+    """The trainer folder of ``row``: ``OUT/work/<model>/<row>/`` (checkpoint and start record)."""
+    return options.out / "work" / model_name / row.name
+
+
+def _row_start(recipe: Recipe, config: TrainConfig, fp32_sha256: str | None) -> dict[str, Any]:
+    """What a row's trainer checkpoint continues: its recipe, its training settings and the
+    sha256 of the FP32 checkpoint it started from (kept in :data:`ROW_START` beside it)."""
+    return {
+        "recipe": recipe.to_dict(),
+        "train": dataclasses.asdict(config),
+        "fp32_checkpoint_sha256": fp32_sha256,
+    }
+
+
+def _fp32_sha256(model_name: str, options: Options) -> str | None:
+    """The sha256 of ``model_name``'s baseline as ``OUT/fp32/<model>.json`` records it; None
+    before the baseline is trained or copied there."""
+    path = options.out / "fp32" / f"{model_name}.json"
+    return json.loads(path.read_text()).get("checkpoint_sha256") if path.exists() else None
+
+
+def _check_row_work(
+    model_name: str, row: RowSpec, options: Options, data: TierData, fp32_sha256: str | None
+) -> None:
+    """Before anything is trained, refuse a pending row's trainer checkpoint (left by a run
+    stopped part-way through the row) that this run would not continue exactly: any, without
+    ``resume``; with it, one whose start record (:data:`ROW_START`) is missing or differs from
+    the row as now defined (recipe, training settings, FP32 weights). A checkpoint that passes
+    is continued by the trainer from its last finished epoch: it holds the quantizers' state
+    (scales, codebooks, SP2 rows, sample buffers, step counters) with the weights, and the
+    random generators.
 
     Raises:
-        ConfigError: names the checkpoint, every recipe field that differs, and the fix.
+        ConfigError: names the row's folder, every field that differs, and the fix.
     """
-    record = work / "recipe.json"
-    if resume and resume_path(work / CHECKPOINT_NAME) is not None:
-        if not record.exists():
-            raise ConfigError(
-                f"--resume: {work} holds a trainer checkpoint of row '{row.name}' without the "
-                "recipe.json that says which recipe it was trained with. Fix: delete the folder "
-                "to train the row from its start."
-            )
-        stored = Recipe.from_dict(json.loads(record.read_text()))  # later fields: defaults
-        differ = json_differences(stored.to_dict(), recipe.to_dict())
-        if differ:
-            raise ConfigError(
-                f"--resume: the trainer checkpoint in {work} was trained with another recipe "
-                f"than row '{row.name}' has now: " + "; ".join(differ) + ". Fix: delete the "
-                "folder to train the row from its start with its current recipe."
-            )
-    work.mkdir(parents=True, exist_ok=True)
-    write_atomic(record, (json.dumps(recipe.to_dict(), indent=2) + "\n").encode())
+    work = _row_work(options, model_name, row)
+    if resume_path(work / CHECKPOINT_NAME) is None:
+        return
+    if not options.resume:
+        raise ConfigError(
+            f"{work} holds a trainer checkpoint of row '{row.name}' from an earlier run, and "
+            "this run was not started with --resume. Fix: add --resume to continue it, or "
+            "delete the folder to train the row from its start."
+        )
+    path = work / ROW_START
+    if not path.exists():
+        raise ConfigError(
+            f"--resume: {work} holds a trainer checkpoint of row '{row.name}' without the "
+            f"{ROW_START} that says what it was trained with (a run from before it was "
+            "recorded). Fix: delete the folder to train the row from its start."
+        )
+    stored = json.loads(path.read_text())
+    config = tier_train_config(options, False)
+    differ = _recipe_differences(stored["recipe"], row.recipe(_qat_steps(config, data)))
+    differ += _training_differences(stored["train"], config)
+    differ += json_differences(
+        stored["fp32_checkpoint_sha256"], fp32_sha256, "fp32_checkpoint_sha256."
+    )
+    if differ:
+        raise ConfigError(
+            f"--resume: the trainer checkpoint in {work} was trained otherwise than row "
+            f"'{row.name}' is now: " + "; ".join(differ) + ". Fix: delete the folder to "
+            "train the row from its start as now defined."
+        )
 
 
 # -- step time and results ----------------------------------------------------------------------
