@@ -68,7 +68,7 @@ from hwquant.app.bench.reproduce import (
     tier_train_config,
 )
 from hwquant.app.bench.rows import RowSpec
-from hwquant.app.bench.tiers import get_tier
+from hwquant.app.bench.tiers import TIER_DEFAULTS, get_tier
 from hwquant.core.errors import AccumulatorBitsError, ConfigError
 from hwquant.qat.recipe import changed_fields
 
@@ -319,7 +319,7 @@ def check_stored_tier(path: Path, stored: dict[str, Any], now: dict[str, Any]) -
     Raises:
         SystemExit: names every tier field that differs.
     """
-    differ = json_differences(stored, now, "tier.")
+    differ = json_differences(TIER_DEFAULTS | stored, now, "tier.")  # later fields: defaults
     if differ:
         raise SystemExit(
             f"{path} holds rows trained with other tier settings ({'; '.join(differ)}); "

@@ -70,7 +70,7 @@ from hwquant.app.bench.reproduce import (
     load_tier_data,
     save_baseline,
 )
-from hwquant.app.bench.tiers import Tier
+from hwquant.app.bench.tiers import TIER_DEFAULTS, Tier
 from hwquant.core.errors import ConfigError
 from hwquant.data import BatchLoader
 
@@ -136,7 +136,8 @@ def read_run(path: Path, tier: Tier) -> Run:
             "start or training). Fix: name the --out directory of a finished fine-tune run."
         )
     state, record = load_baseline(path / "fp32" / f"{MODEL}.ckpt")
-    differ = json_differences(settings["tier"], json.loads(json.dumps(dataclasses.asdict(tier))))
+    stored = TIER_DEFAULTS | settings["tier"]  # a tier field the run predates: its default
+    differ = json_differences(stored, json.loads(json.dumps(dataclasses.asdict(tier))))
     if differ:
         raise ConfigError(
             f"{path} was trained under other tier settings ({'; '.join(differ)}). Fix: average "

@@ -68,7 +68,7 @@ from hwquant.app.bench.reproduce import (
     save_baseline,
     tier_train_config,
 )
-from hwquant.app.bench.tiers import get_tier
+from hwquant.app.bench.tiers import TIER_DEFAULTS, get_tier
 from hwquant.app.config import TrainConfig, train_fields_with_defaults
 from hwquant.core.errors import ConfigError
 from hwquant.data import BatchLoader
@@ -248,6 +248,7 @@ def start_of(
     path = args.start / "fp32" / f"{MODEL}.ckpt"
     state, record = load_baseline(path)
     stored = json.loads((args.start / "settings.json").read_text())["tier"]
+    stored = TIER_DEFAULTS | stored  # a tier field the run predates: its default
     differ = json_differences(stored, json.loads(json.dumps(dataclasses.asdict(tier))))
     if differ:
         raise ConfigError(

@@ -13,7 +13,13 @@ import pytest
 import torch
 
 import hwquant
-from hwquant.app.bench.reproduce import Options, reproduce, select_models
+from hwquant.app.bench.reproduce import (
+    Options,
+    load_tier_data,
+    reproduce,
+    select_models,
+    synthetic_splits,
+)
 from hwquant.app.bench.reproduce import settings_of as reproduce_settings
 from hwquant.app.bench.rows import ROW_KINDS, all_rows, select_rows
 from hwquant.app.bench.tiers import TIERS, get_tier
@@ -390,6 +396,48 @@ def test_qat_lr_is_the_rows_peak_learning_rate_recorded_in_settings_and_command(
     assert "peak lr 0.02 (cosine)" in (tmp_path / "results.md").read_text()
     fp32 = json.loads((tmp_path / "fp32" / "resnet20.json").read_text())
     assert fp32["training"]["config"]["lr"] == TIERS["smoke"].fp32_lr  # the baseline keeps its own
+
+
+def test_qat_cutout_reaches_the_rows_batches_only_and_is_recorded(tmp_path: Path, monkeypatch):
+    """--qat-cutout N: the rows' QAT batches get a Cutout square of N pixels, the FP32 batches
+    and the test sets none; the side is in settings.json, the command and results.md."""
+    smoke = synthetic_splits(16, 0)
+    monkeypatch.setattr("hwquant.app.bench.reproduce.load_dataset", lambda *a, **k: smoke)
+    cifar = replace(TIERS["smoke"], data="cifar10")  # the synthetic images, augmented
+    data = load_tier_data(replace(_options(tmp_path), tier=replace(cifar, qat_cutout=8)))
+    assert data.qat_train.cutout == 8 and data.qat_train.augment
+    assert (data.train.cutout, data.monitor.cutout, data.test.cutout) == (0, 0, 0)
+    monkeypatch.setitem(TIERS, "smoke", cifar)  # the command line picks it by name
+    out = tmp_path / "cut"
+    args = ["bench", "reproduce", "--tier", "smoke", "--out", str(out), "--rows", "llsq_W4A4"]
+    assert main([*args, "--no-step-time", "--qat-cutout", "8"]) == 0
+    assert json.loads((out / "settings.json").read_text())["tier"]["qat_cutout"] == 8
+    row = json.loads((out / "rows" / "resnet20" / "llsq_W4A4.json").read_text())
+    assert "--qat-cutout 8" in row["command"]
+    assert "peak lr 0.005 (cosine), Cutout 8" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("tier", "side", "match"),
+    [
+        ("smoke", 4, r"--qat-cutout=4: tier 'smoke' trains on synthetic images"),
+        ("cpu-long", 33, r"--qat-cutout=33 is not a square side within .* 32-pixel"),
+        ("cpu-long", -1, r"--qat-cutout=-1 is not a square side"),
+    ],
+)
+def test_qat_cutout_outside_the_images_or_on_synthetic_data_is_refused(tier, side, match):
+    with pytest.raises(ConfigError, match=match):
+        get_tier(tier, qat_cutout=side)
+    assert get_tier("smoke", qat_cutout=0).qat_cutout == 0  # none: allowed everywhere
+
+
+def test_a_run_stored_before_qat_cutout_existed_resumes_at_its_default(tmp_path: Path):
+    args = ["bench", "reproduce", "--tier", "smoke", "--out", str(tmp_path), "--rows", "llsq_W4A4"]
+    assert main([*args, "--no-step-time"]) == 0
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    del settings["tier"]["qat_cutout"]  # as written before the field existed
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    assert main([*args, "--no-step-time", "--resume"]) == 0
 
 
 class Interrupt(Exception):

@@ -94,6 +94,14 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="the rows' peak learning rate, overriding the tier's (recorded in settings.json)",
     )
+    parser.add_argument(
+        "--qat-cutout",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="Cutout square of the rows' QAT batches (0: none, the tiers'; recorded in "
+        "settings.json)",
+    )
     add_no_amp_argument(
         parser, "recorded in the run's settings, so a resume into a bf16 run is refused"
     )
@@ -156,6 +164,7 @@ def _command(args: argparse.Namespace) -> str:
         ("--epochs-fp32", args.epochs_fp32),
         ("--epochs-qat", args.epochs_qat),
         ("--qat-lr", args.qat_lr),
+        ("--qat-cutout", args.qat_cutout),
         ("--seed", args.seed),
         ("--row-seed", args.row_seed),
         ("--threads", args.threads),
@@ -190,6 +199,7 @@ def _run(args: argparse.Namespace) -> int:
         args.epochs_qat,
         amp=None if args.amp else False,
         qat_lr=args.qat_lr,
+        qat_cutout=args.qat_cutout,
     )
     options = Options(
         tier=tier,

@@ -63,7 +63,8 @@ def render(config: dict[str, Any], results: dict[str, Any], machine: dict[str, A
         f"- data: {config['data']}, {config['train_examples']} training / "
         f"{config['test_examples']} test images; {_fp32_origin(config)}, QAT "
         f"{tier['epochs_qat']} epoch(s) per row of {config['qat_train_batches_per_epoch']} batches "
-        f"of {tier['batch_size']}, peak lr {tier['qat_lr']} (cosine)",
+        f"of {tier['batch_size']}, peak lr {tier['qat_lr']} (cosine)"
+        + (f", Cutout {tier['qat_cutout']}" if tier.get("qat_cutout") else ""),
         f"- complete: {results['complete']}; every row fake-quant == engine: "
         f"{results['all_exact']}",
         "",

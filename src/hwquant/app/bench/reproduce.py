@@ -39,7 +39,7 @@ from hwquant.app.bench.evaluate import compare, fp32_accuracy
 from hwquant.app.bench.markdown import render
 from hwquant.app.bench.rows import RowSpec
 from hwquant.app.bench.steptime import measure_step_times
-from hwquant.app.bench.tiers import Tier
+from hwquant.app.bench.tiers import TIER_DEFAULTS, Tier
 from hwquant.app.config import TrainConfig
 from hwquant.app.train import CHECKPOINT_NAME, Trainer, cpu_has_native_bf16, seed_everything
 from hwquant.core.atomic import write_atomic
@@ -272,6 +272,7 @@ def _check_settings(options: Options) -> None:
                 "overwrite its rows. Fix: add --resume to continue it, or choose a new --out."
             )
         stored = json.loads(path.read_text())
+        stored["tier"] = TIER_DEFAULTS | stored["tier"]  # a field the run predates: its default
         differ = json_differences(stored, settings)
         if differ:
             raise ConfigError(
@@ -383,7 +384,10 @@ def load_tier_data(options: Options) -> TierData:
     return TierData(
         splits,
         BatchLoader(splits.train, tier.batch_size, seed=seed, **train, **norm),
-        BatchLoader(qat_train, tier.batch_size, seed=options.qat_seed, **train, **norm),
+        BatchLoader(
+            qat_train, tier.batch_size, seed=options.qat_seed, cutout=tier.qat_cutout, **train,
+            **norm,
+        ),
         BatchLoader(
             _subset(splits.test, tier.monitor_examples, seed), tier.eval_batch, shuffle=False,
             augment=False, **norm,

@@ -36,7 +36,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, fields, replace
 
 from hwquant.core.errors import ConfigError
 
@@ -76,6 +76,10 @@ class Tier:
     step_time_steps: int = 5
     """Steps per variant per round of the FP32-vs-QAT step-time comparison."""
     step_time_rounds: int = 5
+    qat_cutout: int = 0
+    """Side of the Cutout square (DeVries & Taylor 2017) of the rows' QAT training batches; 0:
+    none (crop and flip only). The FP32 baselines keep their own augmentation. A field added
+    after runs were stored: a stored run without it counts at this default."""
 
 
 GPU = Tier(
@@ -151,6 +155,10 @@ SMOKE = replace(
     step_time_rounds=2,
 )
 TIERS: dict[str, Tier] = {tier.name: tier for tier in (GPU, CPU, CPU_FULL, CPU_LONG, SMOKE)}
+TIER_DEFAULTS: dict[str, object] = {
+    f.name: f.default for f in fields(Tier) if f.default is not MISSING
+}
+"""The :class:`Tier` fields with defaults: what a stored run that predates one of them used."""
 
 
 def get_tier(
@@ -159,6 +167,7 @@ def get_tier(
     epochs_qat: int | None = None,
     amp: bool | None = None,
     qat_lr: float | None = None,
+    qat_cutout: int | None = None,
 ) -> Tier:
     """The tier ``name`` of :data:`TIERS`, with its epochs, its rows' peak learning rate
     (``qat_lr``) and its bf16 autocast (``amp``; ``--no-amp``: float32 training, for a CPU
@@ -170,10 +179,13 @@ def get_tier(
     (False, True)
     >>> get_tier("cpu-long", qat_lr=0.03).qat_lr, get_tier("cpu-long").qat_lr
     (0.03, 0.01)
+    >>> get_tier("cpu-long", qat_cutout=16).qat_cutout, get_tier("cpu-long").qat_cutout
+    (16, 0)
 
     Raises:
-        ConfigError: unknown tier (the message lists them), an epoch count below 1, or a
-            learning rate that is not a finite number above 0.
+        ConfigError: unknown tier (the message lists them), an epoch count below 1, a
+            learning rate that is not a finite number above 0, or a Cutout side below 0, above
+            the tier's image side, or on a tier trained without augmentation (synthetic data).
     """
     if name not in TIERS:
         raise ConfigError(f"unknown tier {name!r}. Fix: use one of {', '.join(TIERS)}.")
@@ -193,4 +205,18 @@ def get_tier(
                 f"(the tier's is {tier.qat_lr})."
             )
         tier = replace(tier, qat_lr=qat_lr)
+    if qat_cutout is not None:
+        if tier.data == "synthetic" and qat_cutout:
+            raise ConfigError(
+                f"--qat-cutout={qat_cutout}: tier {tier.name!r} trains on synthetic images "
+                "without augmentation, and Cutout is one. Fix: leave --qat-cutout out, or use "
+                "a CIFAR-10 tier."
+            )
+        if not 0 <= qat_cutout <= tier.input_size:
+            raise ConfigError(
+                f"--qat-cutout={qat_cutout} is not a square side within the tier's "
+                f"{tier.input_size}-pixel images. Fix: use 0 (none) to {tier.input_size} "
+                "(DeVries & Taylor use 16 on CIFAR-10)."
+            )
+        tier = replace(tier, qat_cutout=qat_cutout)
     return tier if amp is None else replace(tier, amp=amp)
