@@ -68,7 +68,7 @@ from hwquant.app.bench.reproduce import (
     tier_train_config,
 )
 from hwquant.app.bench.rows import RowSpec
-from hwquant.app.bench.tiers import TIER_DEFAULTS, get_tier
+from hwquant.app.bench.tiers import get_tier, settings_with_tier_defaults, with_tier_defaults
 from hwquant.core.errors import AccumulatorBitsError, ConfigError
 from hwquant.qat.recipe import changed_fields
 
@@ -282,7 +282,7 @@ def check_work(work: Path, identity: dict[str, Any]) -> None:
     Raises:
         ConfigError: names every difference and the fix (another ``--work``).
     """
-    differ = settings_differences(work / "row.json", identity)
+    differ = settings_differences(work / "row.json", identity, settings_with_tier_defaults)
     if differ:
         raise ConfigError(
             f"--work: {work} trains another row ({'; '.join(differ)}); its checkpoint would be "
@@ -319,7 +319,7 @@ def check_stored_tier(path: Path, stored: dict[str, Any], now: dict[str, Any]) -
     Raises:
         SystemExit: names every tier field that differs.
     """
-    differ = json_differences(TIER_DEFAULTS | stored, now, "tier.")  # later fields: defaults
+    differ = json_differences(with_tier_defaults(stored), now, "tier.")
     if differ:
         raise SystemExit(
             f"{path} holds rows trained with other tier settings ({'; '.join(differ)}); "

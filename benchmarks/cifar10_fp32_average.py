@@ -70,7 +70,7 @@ from hwquant.app.bench.reproduce import (
     load_tier_data,
     save_baseline,
 )
-from hwquant.app.bench.tiers import TIER_DEFAULTS, Tier
+from hwquant.app.bench.tiers import Tier, settings_with_tier_defaults, with_tier_defaults
 from hwquant.core.errors import ConfigError
 from hwquant.data import BatchLoader
 
@@ -136,7 +136,7 @@ def read_run(path: Path, tier: Tier) -> Run:
             "start or training). Fix: name the --out directory of a finished fine-tune run."
         )
     state, record = load_baseline(path / "fp32" / f"{MODEL}.ckpt")
-    stored = TIER_DEFAULTS | settings["tier"]  # a tier field the run predates: its default
+    stored = with_tier_defaults(settings["tier"])
     differ = json_differences(stored, json.loads(json.dumps(dataclasses.asdict(tier))))
     if differ:
         raise ConfigError(
@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ],
         "bn_pass": bn_pass,
     }
-    differ = settings_differences(args.out / "settings.json", settings)
+    differ = settings_differences(args.out / "settings.json", settings, settings_with_tier_defaults)
     if differ:
         raise ConfigError(
             f"{args.out} holds an average of other settings: {'; '.join(differ)}. Fix: rerun "

@@ -68,7 +68,7 @@ from hwquant.app.bench.reproduce import (
     save_baseline,
     tier_train_config,
 )
-from hwquant.app.bench.tiers import TIER_DEFAULTS, get_tier
+from hwquant.app.bench.tiers import get_tier, settings_with_tier_defaults, with_tier_defaults
 from hwquant.app.config import TrainConfig, train_fields_with_defaults
 from hwquant.core.errors import ConfigError
 from hwquant.data import BatchLoader
@@ -149,8 +149,8 @@ def shown(path: Path) -> str:
 
 def check_settings(path: Path, settings: dict[str, Any]) -> None:
     """Record ``settings`` on the first run (:func:`benchmarks.common.settings_differences`);
-    refuse another run's. A training field the stored settings predate counts at its default
-    (the behaviour from before it existed), as the trainer's own resume check does.
+    refuse another run's. A training or tier field the stored settings predate counts at its
+    default (the behaviour from before it existed), as the trainer's own resume check does.
 
     Raises:
         ConfigError: names every setting that differs and the fix.
@@ -158,7 +158,10 @@ def check_settings(path: Path, settings: dict[str, Any]) -> None:
     differ = settings_differences(
         path,
         settings,
-        lambda stored: stored | {"train": train_fields_with_defaults(stored["train"])},
+        lambda stored: (
+            settings_with_tier_defaults(stored)
+            | {"train": train_fields_with_defaults(stored["train"])}
+        ),
     )
     if differ:
         raise ConfigError(
@@ -248,7 +251,7 @@ def start_of(
     path = args.start / "fp32" / f"{MODEL}.ckpt"
     state, record = load_baseline(path)
     stored = json.loads((args.start / "settings.json").read_text())["tier"]
-    stored = TIER_DEFAULTS | stored  # a tier field the run predates: its default
+    stored = with_tier_defaults(stored)
     differ = json_differences(stored, json.loads(json.dumps(dataclasses.asdict(tier))))
     if differ:
         raise ConfigError(

@@ -152,6 +152,19 @@ def test_a_finished_average_of_other_runs_is_not_overwritten(runs):
         average.main(argv(runs, "b", "c"))
 
 
+def test_runs_and_an_average_stored_before_a_tier_field_are_read_at_its_default(runs):
+    """Settings written before ``tier.qat_cutout`` existed, in the runs and in the average's
+    own --out: the finished average of the same runs is reported again, not refused."""
+    first = average.main(argv(runs))
+    for path in (runs / "a" / "settings.json", runs / "b" / "settings.json",
+                 runs / "avg" / "settings.json"):  # fmt: skip
+        settings = json.loads(path.read_text())
+        del settings["tier"]["qat_cutout"]
+        path.write_text(json.dumps(settings))
+    again = average.main(argv(runs))
+    assert again | {"total_wall_seconds": 0} == first | {"total_wall_seconds": 0}
+
+
 def test_a_floating_buffer_outside_bn_is_refused():
     model = nn.Sequential(nn.Linear(1, 1))
     model.register_buffer("scale", torch.ones(1))

@@ -59,13 +59,18 @@ def test_a_run_of_other_settings_is_refused(smoke):
 
 
 def test_a_run_from_before_a_training_field_resumes_at_its_default(smoke):
-    """settings.json written before ``train.swa_epochs`` existed: the run is the same one."""
+    """settings.json written before ``train.swa_epochs`` and ``tier.qat_cutout`` existed: the
+    run is the same one, and a run continuing it (``--start``) starts from it."""
     finetune.main(argv(smoke, "--cutout", "4"))
     path = smoke / "run" / "settings.json"
     settings = json.loads(path.read_text())
-    del settings["train"]["swa_epochs"]
+    del settings["train"]["swa_epochs"], settings["tier"]["qat_cutout"]
     path.write_text(json.dumps(settings))
     finetune.main(argv(smoke, "--cutout", "4"))
+    paths = ["--out", str(smoke / "next"), "--result", str(smoke / "next.json")]
+    finetune.main(
+        ["--epochs", "1", "--warmup-epochs", "0.5", "--start", str(smoke / "run"), *paths]
+    )
     with pytest.raises(ConfigError, match=r"train\.swa_epochs: stored 0, now 1"):
         finetune.main(argv(smoke, "--cutout", "4", "--swa-epochs", "1"))
 

@@ -398,7 +398,9 @@ def test_qat_lr_is_the_rows_peak_learning_rate_recorded_in_settings_and_command(
     assert fp32["training"]["config"]["lr"] == TIERS["smoke"].fp32_lr  # the baseline keeps its own
 
 
-def test_qat_cutout_reaches_the_rows_batches_only_and_is_recorded(tmp_path: Path, monkeypatch):
+def test_qat_cutout_reaches_the_rows_batches_only_and_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """--qat-cutout N: the rows' QAT batches get a Cutout square of N pixels, the FP32 batches
     and the test sets none; the side is in settings.json, the command and results.md."""
     smoke = synthetic_splits(16, 0)
@@ -425,7 +427,9 @@ def test_qat_cutout_reaches_the_rows_batches_only_and_is_recorded(tmp_path: Path
         ("cpu-long", -1, r"--qat-cutout=-1 is not a square side"),
     ],
 )
-def test_qat_cutout_outside_the_images_or_on_synthetic_data_is_refused(tier, side, match):
+def test_qat_cutout_outside_the_images_or_on_synthetic_data_is_refused(
+    tier: str, side: int, match: str
+):
     with pytest.raises(ConfigError, match=match):
         get_tier(tier, qat_cutout=side)
     assert get_tier("smoke", qat_cutout=0).qat_cutout == 0  # none: allowed everywhere
@@ -501,7 +505,11 @@ def test_a_row_killed_between_epochs_resumes_to_the_weights_of_a_run_that_never_
     ],
 )
 def test_a_checkpoint_the_run_would_not_continue_exactly_is_refused_before_any_row_trains(
-    edit, match: str, baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    edit: Callable[[dict[str, Any]], None],
+    match: str,
+    baseline: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     """A row's trainer checkpoint of another recipe, training setting or FP32 baseline, one
     without its start record, or any in a run started without --resume, is refused with the

@@ -39,7 +39,7 @@ from hwquant.app.bench.evaluate import compare, fp32_accuracy
 from hwquant.app.bench.markdown import render
 from hwquant.app.bench.rows import RowSpec
 from hwquant.app.bench.steptime import measure_step_times
-from hwquant.app.bench.tiers import TIER_DEFAULTS, Tier
+from hwquant.app.bench.tiers import Tier, settings_with_tier_defaults
 from hwquant.app.config import TrainConfig
 from hwquant.app.train import CHECKPOINT_NAME, Trainer, cpu_has_native_bf16, seed_everything
 from hwquant.core.atomic import write_atomic
@@ -140,21 +140,25 @@ def reproduce(options: Options) -> dict[str, Any]:
     data = load_tier_data(options)
     machine = machine_record()
     ran, skipped, stopped = [], [], False
-    for model_name in options.models:
-        paths = {
+    paths_of = {
+        model_name: {
             row: options.out / "rows" / model_name / f"{row.name}.json" for row in options.rows
         }
-        pending = [row for row, path in paths.items() if not (options.resume and path.exists())]
+        for model_name in options.models
+    }
+    pending_of = {
+        model_name: [row for row, path in paths.items() if not (options.resume and path.exists())]
+        for model_name, paths in paths_of.items()
+    }
+    if not options.fp32_only:
+        _check_rows(paths_of, pending_of, options, data)
+    for model_name in options.models:
+        paths, pending = paths_of[model_name], pending_of[model_name]
         if options.fp32_only:
             if stopped := _out_of_time(options, started):
                 break
             _fp32(model_name, data, options)
             continue
-        for row in options.rows:
-            if row not in pending:
-                _check_stored_row(paths[row], row, options, data)
-            else:
-                _check_row_work(model_name, row, options, data, _fp32_sha256(model_name, options))
         skipped += [f"{model_name}/{row.name}" for row in options.rows if row not in pending]
         if not pending:
             continue
@@ -271,8 +275,7 @@ def _check_settings(options: Options) -> None:
                 f"{options.out} already holds a reproduce run ({path.name}); running again would "
                 "overwrite its rows. Fix: add --resume to continue it, or choose a new --out."
             )
-        stored = json.loads(path.read_text())
-        stored["tier"] = TIER_DEFAULTS | stored["tier"]  # a field the run predates: its default
+        stored = settings_with_tier_defaults(json.loads(path.read_text()))
         differ = json_differences(stored, settings)
         if differ:
             raise ConfigError(
@@ -295,6 +298,28 @@ def json_differences(stored: Any, now: Any, where: str = "") -> list[str]:
         ]
     now = list(now) if isinstance(now, tuple) else now
     return [] if stored == now else [f"{where.rstrip('.')}: stored {stored!r}, now {now!r}"]
+
+
+def _check_rows(
+    paths_of: dict[str, dict[RowSpec, Path]],
+    pending_of: dict[str, list[RowSpec]],
+    options: Options,
+    data: TierData,
+) -> None:
+    """Before anything trains, check every model's rows: a stored row (:func:`_check_stored_row`)
+    and a pending row's trainer checkpoint (:func:`_check_row_work`).
+
+    Raises:
+        ConfigError: the first row that this run would not skip or continue as it is now
+            defined.
+    """
+    for model_name, paths in paths_of.items():
+        fp32_sha256 = _fp32_sha256(model_name, options)
+        for row, path in paths.items():
+            if row in pending_of[model_name]:
+                _check_row_work(model_name, row, options, data, fp32_sha256)
+            else:
+                _check_stored_row(path, row, options, data)
 
 
 def _check_stored_row(path: Path, row: RowSpec, options: Options, data: TierData) -> None:

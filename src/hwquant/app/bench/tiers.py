@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, dataclass, fields, replace
+from typing import Any
 
 from hwquant.core.errors import ConfigError
 
@@ -155,10 +156,26 @@ SMOKE = replace(
     step_time_rounds=2,
 )
 TIERS: dict[str, Tier] = {tier.name: tier for tier in (GPU, CPU, CPU_FULL, CPU_LONG, SMOKE)}
-TIER_DEFAULTS: dict[str, object] = {
+TIER_DEFAULTS: dict[str, Any] = {
     f.name: f.default for f in fields(Tier) if f.default is not MISSING
 }
 """The :class:`Tier` fields with defaults: what a stored run that predates one of them used."""
+
+
+def with_tier_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """A tier as a run stored it (its fields as JSON), with every field the run predates at its
+    default (the behaviour from before the field existed), so that it compares equal to the
+    tier it was run with.
+
+    >>> with_tier_defaults({"name": "cpu-long"})["qat_cutout"]
+    0
+    """
+    return TIER_DEFAULTS | stored
+
+
+def settings_with_tier_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """Stored run settings whose ``"tier"`` gets :func:`with_tier_defaults`."""
+    return settings | {"tier": with_tier_defaults(settings["tier"])}
 
 
 def get_tier(
@@ -206,17 +223,17 @@ def get_tier(
             )
         tier = replace(tier, qat_lr=qat_lr)
     if qat_cutout is not None:
-        if tier.data == "synthetic" and qat_cutout:
-            raise ConfigError(
-                f"--qat-cutout={qat_cutout}: tier {tier.name!r} trains on synthetic images "
-                "without augmentation, and Cutout is one. Fix: leave --qat-cutout out, or use "
-                "a CIFAR-10 tier."
-            )
         if not 0 <= qat_cutout <= tier.input_size:
             raise ConfigError(
                 f"--qat-cutout={qat_cutout} is not a square side within the tier's "
                 f"{tier.input_size}-pixel images. Fix: use 0 (none) to {tier.input_size} "
                 "(DeVries & Taylor use 16 on CIFAR-10)."
+            )
+        if tier.data == "synthetic" and qat_cutout:
+            raise ConfigError(
+                f"--qat-cutout={qat_cutout}: tier {tier.name!r} trains on synthetic images "
+                "without augmentation, and Cutout is one. Fix: leave --qat-cutout out, or use "
+                "a CIFAR-10 tier."
             )
         tier = replace(tier, qat_cutout=qat_cutout)
     return tier if amp is None else replace(tier, amp=amp)
