@@ -250,8 +250,7 @@ def start_of(
         return (*fp32_state(args.tier), tier_dir(args.tier) / "fp32" / f"{MODEL}.ckpt")
     path = args.start / "fp32" / f"{MODEL}.ckpt"
     state, record = load_baseline(path)
-    stored = json.loads((args.start / "settings.json").read_text())["tier"]
-    stored = with_tier_defaults(stored)
+    stored = with_tier_defaults(json.loads((args.start / "settings.json").read_text())["tier"])
     differ = json_differences(stored, json.loads(json.dumps(dataclasses.asdict(tier))))
     if differ:
         raise ConfigError(

@@ -319,10 +319,12 @@ def _check_rows(
             if row in pending_of[model_name]:
                 _check_row_work(model_name, row, options, data, fp32_sha256)
             else:
-                _check_stored_row(path, row, options, data)
+                _check_stored_row(path, model_name, row, options, data)
 
 
-def _check_stored_row(path: Path, row: RowSpec, options: Options, data: TierData) -> None:
+def _check_stored_row(
+    path: Path, model_name: str, row: RowSpec, options: Options, data: TierData
+) -> None:
     """Refuse to skip a stored row whose recipe or QAT training settings are not the ones this
     version of the row table would use (the row or the trainer was redefined in code since it
     ran): its figures would be reported under a recipe they do not come from. A row recorded
@@ -338,7 +340,7 @@ def _check_stored_row(path: Path, row: RowSpec, options: Options, data: TierData
     if "training" in record:
         differ += _training_differences(record["training"]["config"], config)
     if differ:
-        work = _row_work(options, path.parent.name, row)
+        work = _row_work(options, model_name, row)
         raise ConfigError(
             f"--resume: the stored row {path} was trained with another recipe than row "
             f"'{row.name}' has now: " + "; ".join(differ) + f". Fix: delete {path.name} and "
