@@ -435,13 +435,73 @@ def test_qat_cutout_outside_the_images_or_on_synthetic_data_is_refused(
     assert get_tier("smoke", qat_cutout=0).qat_cutout == 0  # none: allowed everywhere
 
 
-def test_a_run_stored_before_qat_cutout_existed_resumes_at_its_default(tmp_path: Path):
+def test_a_run_stored_before_the_later_tier_fields_existed_resumes_at_their_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     args = ["bench", "reproduce", "--tier", "smoke", "--out", str(tmp_path), "--rows", "llsq_W4A4"]
     assert main([*args, "--no-step-time"]) == 0
     settings = json.loads((tmp_path / "settings.json").read_text())
-    del settings["tier"]["qat_cutout"]  # as written before the field existed
+    for field in ("qat_cutout", "qat_distill", "qat_distill_temperature"):
+        del settings["tier"][field]  # as written before the fields existed
     (tmp_path / "settings.json").write_text(json.dumps(settings))
     assert main([*args, "--no-step-time", "--resume"]) == 0
+    assert main([*args, "--no-step-time", "--resume", "--qat-distill", "0.5"]) == 2
+    assert "tier.qat_distill: stored 0.0, now 0.5" in capsys.readouterr().err  # not as another
+
+
+def test_qat_distill_trains_the_rows_from_their_fp32_baseline_and_is_recorded(
+    baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """--qat-distill λ --qat-distill-temperature T: each row's trainer distils from a teacher
+    holding the FP32 baseline's weights, with λ and T in its config; both are in settings.json,
+    the row's training config, its command and results.md; the loss is not the plain row's."""
+    teachers: list[torch.nn.Module] = []
+
+    class Recording(Trainer):
+        def __init__(self, *args: Any, teacher: torch.nn.Module | None = None, **kwargs: Any):
+            teachers.append(teacher)
+            super().__init__(*args, teacher=teacher, **kwargs)
+
+    monkeypatch.setattr("hwquant.app.bench.reproduce.Trainer", Recording)
+    args = ["bench", "reproduce", "--tier", "smoke", "--rows", "llsq_W4A4", "--no-step-time"]
+    args += ["--fp32-from", str(baseline)]
+    plain, distilled = tmp_path / "plain", tmp_path / "distilled"
+    assert main([*args, "--out", str(plain)]) == 0
+    assert teachers == [None]
+    distill = ["--qat-distill", "0.5", "--qat-distill-temperature", "2.0"]
+    assert main([*args, "--out", str(distilled), *distill]) == 0
+    teacher = teachers[1]
+    fp32 = load_checkpoint(baseline / "fp32" / "resnet20.ckpt")["state_dict"]
+    assert teacher is not None and not teacher.training
+    assert all(torch.equal(v, fp32[k]) for k, v in teacher.state_dict().items())
+    tier = json.loads((distilled / "settings.json").read_text())["tier"]
+    assert (tier["qat_distill"], tier["qat_distill_temperature"]) == (0.5, 2.0)
+    row = json.loads((distilled / "rows" / "resnet20" / "llsq_W4A4.json").read_text())
+    config = row["training"]["config"]
+    assert (config["distill_weight"], config["distill_temperature"]) == (0.5, 2.0)
+    assert "--qat-distill 0.5 --qat-distill-temperature 2.0" in row["command"]
+    assert "distilled from the FP32 model (λ 0.5, T 2.0)" in (distilled / "results.md").read_text()
+    plain_row = json.loads((plain / "rows" / "resnet20" / "llsq_W4A4.json").read_text())
+    losses = [[h["train_loss"] for h in r["training"]["history"]] for r in (plain_row, row)]
+    assert losses[0] != losses[1]
+
+
+@pytest.mark.parametrize(
+    ("weight", "temperature", "match"),
+    [
+        (1.5, None, r"--qat-distill=1.5 is not a distillation weight"),
+        (-0.1, None, r"--qat-distill=-0.1 is not a distillation weight"),
+        (float("nan"), None, r"--qat-distill=nan is not a distillation weight"),
+        (0.5, 0.0, r"--qat-distill-temperature=0.0 is not a temperature"),
+        (None, 4.0, r"--qat-distill-temperature=4.0 without --qat-distill"),
+        (0.0, 4.0, r"--qat-distill-temperature=4.0 without --qat-distill"),
+    ],
+)
+def test_qat_distill_out_of_range_or_a_temperature_alone_is_refused(
+    weight: float | None, temperature: float | None, match: str
+):
+    with pytest.raises(ConfigError, match=match):
+        get_tier("cpu-long", qat_distill=weight, qat_distill_temperature=temperature)
 
 
 class Interrupt(Exception):

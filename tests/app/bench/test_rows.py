@@ -120,15 +120,16 @@ def test_cpu_long_is_cpu_full_with_a_longer_fp32_schedule():
 
 def test_the_cpu_full_settings_stay_those_of_its_stored_run():
     """A stored cpu-full run resumes only with the settings it recorded (settings.json): the
-    default rows live outside the Tier, which keeps its fields (``qat_cutout`` came later, and
-    a stored run without it counts at its default 0)."""
+    default rows live outside the Tier, which keeps its fields (``qat_cutout`` and the
+    distillation's came later, and a stored run without them counts at their defaults)."""
     assert dataclasses.asdict(CPU_FULL) == {
         "name": "cpu-full", "models": ("resnet20",), "device": "cpu", "data": "cifar10",
         "train_examples": None, "qat_train_examples": None, "monitor_examples": 1000,
         "epochs_fp32": 50, "epochs_qat": 3, "batch_size": 256, "eval_batch": 1000,
         "fp32_lr": 0.2, "qat_lr": 0.01, "label_smoothing": 0.1, "amp": True,
         "channels_last": True, "width": 1.0, "input_size": 32, "step_time_steps": 3,
-        "step_time_rounds": 4, "qat_cutout": 0,
+        "step_time_rounds": 4, "qat_cutout": 0, "qat_distill": 0.0,
+        "qat_distill_temperature": 1.0,
     }  # fmt: skip
 
 

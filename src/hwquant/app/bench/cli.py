@@ -102,6 +102,21 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help="Cutout square of the rows' QAT batches (0: none, the tiers'; recorded in "
         "settings.json)",
     )
+    parser.add_argument(
+        "--qat-distill",
+        type=float,
+        default=None,
+        metavar="WEIGHT",
+        help="distil the rows from their FP32 baseline: the loss is (1 - WEIGHT)*CE + "
+        "WEIGHT*T^2*KL (0: none, the tiers'; recorded in settings.json)",
+    )
+    parser.add_argument(
+        "--qat-distill-temperature",
+        type=float,
+        default=None,
+        metavar="T",
+        help="temperature T of --qat-distill (default 1; recorded in settings.json)",
+    )
     add_no_amp_argument(
         parser, "recorded in the run's settings, so a resume into a bf16 run is refused"
     )
@@ -165,6 +180,8 @@ def _command(args: argparse.Namespace) -> str:
         ("--epochs-qat", args.epochs_qat),
         ("--qat-lr", args.qat_lr),
         ("--qat-cutout", args.qat_cutout),
+        ("--qat-distill", args.qat_distill),
+        ("--qat-distill-temperature", args.qat_distill_temperature),
         ("--seed", args.seed),
         ("--row-seed", args.row_seed),
         ("--threads", args.threads),
@@ -200,6 +217,8 @@ def _run(args: argparse.Namespace) -> int:
         amp=None if args.amp else False,
         qat_lr=args.qat_lr,
         qat_cutout=args.qat_cutout,
+        qat_distill=args.qat_distill,
+        qat_distill_temperature=args.qat_distill_temperature,
     )
     options = Options(
         tier=tier,

@@ -64,7 +64,13 @@ def render(config: dict[str, Any], results: dict[str, Any], machine: dict[str, A
         f"{config['test_examples']} test images; {_fp32_origin(config)}, QAT "
         f"{tier['epochs_qat']} epoch(s) per row of {config['qat_train_batches_per_epoch']} batches "
         f"of {tier['batch_size']}, peak lr {tier['qat_lr']} (cosine)"
-        + (f", Cutout {tier['qat_cutout']}" if tier.get("qat_cutout") else ""),
+        + (f", Cutout {tier['qat_cutout']}" if tier.get("qat_cutout") else "")
+        + (
+            f", distilled from the FP32 model (λ {tier['qat_distill']}, T "
+            f"{tier['qat_distill_temperature']})"
+            if tier.get("qat_distill")
+            else ""
+        ),
         f"- complete: {results['complete']}; every row fake-quant == engine: "
         f"{results['all_exact']}",
         "",

@@ -21,6 +21,7 @@ the figures measured then instead of timing again; remove the file to time again
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -479,6 +480,8 @@ def tier_train_config(options: Options, fp32: bool) -> TrainConfig:
         weight_decay=WEIGHT_DECAY,
         schedule="onecycle" if fp32 else "cosine",
         label_smoothing=tier.label_smoothing if fp32 else 0.0,
+        distill_weight=0.0 if fp32 else tier.qat_distill,
+        distill_temperature=1.0 if fp32 else tier.qat_distill_temperature,
         amp=tier.amp,
         cpu_amp=tier.amp and tier.device == "cpu",
         seed=options.seed if fp32 else options.qat_seed,
@@ -494,15 +497,17 @@ def fit_model(
     work: Path,
     options: Options,
     resume: bool,
+    teacher: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` (a baseline or a row) on ``train`` in ``work`` (with ``resume``, from the
-    trainer's checkpoint there, if any); return its per-epoch history and the wall time of this
-    call, and the global step it resumed at (``resumed_at_step``) when it continued a
-    checkpoint: the epochs' own seconds, in the history, then span the calls."""
+    trainer's checkpoint there, if any; distilling from ``teacher`` where ``config`` says so);
+    return its per-epoch history and the wall time of this call, and the global step it
+    resumed at (``resumed_at_step``) when it continued a checkpoint: the epochs' own seconds,
+    in the history, then span the calls."""
     start = time.perf_counter()
     trainer = Trainer(
         model, train, data.monitor, config, work, options.tier.device,
-        progress=options.progress, resume=resume,
+        progress=options.progress, resume=resume, teacher=teacher,
     )  # fmt: skip
     resumed_at = trainer.global_step
     result = trainer.fit()
@@ -654,6 +659,7 @@ def _quantized_row(
     # the draws that prepare makes follow the model's
     model = build_model(model_name, options, options.qat_seed)
     model.load_state_dict(baseline.state)
+    teacher = copy.deepcopy(model) if config.distill_weight else None
     try:
         qat = hwquant.prepare(model.train(), recipe)
     except UnsupportedLayerError as err:
@@ -663,7 +669,7 @@ def _quantized_row(
     start_record = _row_start(recipe, config, baseline.record["checkpoint_sha256"])
     work.mkdir(parents=True, exist_ok=True)
     write_atomic(work / ROW_START, (json.dumps(start_record, indent=2) + "\n").encode())
-    training = fit_model(qat, config, data.qat_train, data, work, options, options.resume)
+    training = fit_model(qat, config, data.qat_train, data, work, options, options.resume, teacher)
     qat.eval()
     qat.cpu()  # lowering reads parameters into NumPy arrays
     deployed = hwquant.lower(qat, next(data.test.iter_from(0))[0][:LOWER_EXAMPLES].cpu())

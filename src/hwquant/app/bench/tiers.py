@@ -81,6 +81,13 @@ class Tier:
     """Side of the Cutout square (DeVries & Taylor 2017) of the rows' QAT training batches; 0:
     none (crop and flip only). The FP32 baselines keep their own augmentation. A field added
     after runs were stored: a stored run without it counts at this default."""
+    qat_distill: float = 0.0
+    """λ of the rows' knowledge distillation from their FP32 baseline (Hinton et al. 2015;
+    ``TrainConfig.distill_weight``): the QAT loss is ``(1 − λ)·CE + λ·T²·KL`` with the FP32
+    model, in eval mode, as the teacher. 0: cross-entropy alone. Added after runs were stored,
+    like ``qat_cutout``."""
+    qat_distill_temperature: float = 1.0
+    """T of that distillation (``TrainConfig.distill_temperature``)."""
 
 
 GPU = Tier(
@@ -185,6 +192,8 @@ def get_tier(
     amp: bool | None = None,
     qat_lr: float | None = None,
     qat_cutout: int | None = None,
+    qat_distill: float | None = None,
+    qat_distill_temperature: float | None = None,
 ) -> Tier:
     """The tier ``name`` of :data:`TIERS`, with its epochs, its rows' peak learning rate
     (``qat_lr``) and its bf16 autocast (``amp``; ``--no-amp``: float32 training, for a CPU
@@ -198,11 +207,16 @@ def get_tier(
     (0.03, 0.01)
     >>> get_tier("cpu-long", qat_cutout=16).qat_cutout, get_tier("cpu-long").qat_cutout
     (16, 0)
+    >>> tier = get_tier("cpu-long", qat_distill=0.5, qat_distill_temperature=4.0)
+    >>> tier.qat_distill, tier.qat_distill_temperature, get_tier("cpu-long").qat_distill
+    (0.5, 4.0, 0.0)
 
     Raises:
         ConfigError: unknown tier (the message lists them), an epoch count below 1, a
-            learning rate that is not a finite number above 0, or a Cutout side below 0, above
-            the tier's image side, or on a tier trained without augmentation (synthetic data).
+            learning rate that is not a finite number above 0, a Cutout side below 0, above
+            the tier's image side, or on a tier trained without augmentation (synthetic data),
+            a distillation weight outside [0, 1], or a distillation temperature that is not
+            above 0 or is given without a weight above 0 (it would be unused).
     """
     if name not in TIERS:
         raise ConfigError(f"unknown tier {name!r}. Fix: use one of {', '.join(TIERS)}.")
@@ -236,4 +250,30 @@ def get_tier(
                 "a CIFAR-10 tier."
             )
         tier = replace(tier, qat_cutout=qat_cutout)
+    tier = _with_distillation(tier, qat_distill, qat_distill_temperature)
     return tier if amp is None else replace(tier, amp=amp)
+
+
+def _with_distillation(tier: Tier, weight: float | None, temperature: float | None) -> Tier:
+    """``tier`` with the rows' distillation weight and temperature where given, checked."""
+    if weight is not None:
+        if not (math.isfinite(weight) and 0 <= weight <= 1):
+            raise ConfigError(
+                f"--qat-distill={weight} is not a distillation weight. Fix: use a number in "
+                "[0, 1] (0: cross-entropy alone, 1: the teacher's soft targets alone)."
+            )
+        tier = replace(tier, qat_distill=weight)
+    if temperature is not None:
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ConfigError(
+                f"--qat-distill-temperature={temperature} is not a temperature. Fix: use a "
+                "finite number above 0 (1: the teacher's own softmax)."
+            )
+        if tier.qat_distill == 0:
+            raise ConfigError(
+                f"--qat-distill-temperature={temperature} without --qat-distill: the rows "
+                "would not distil, so the temperature would be unused. Fix: add --qat-distill "
+                "with a weight above 0, or leave the temperature out."
+            )
+        tier = replace(tier, qat_distill_temperature=temperature)
+    return tier
