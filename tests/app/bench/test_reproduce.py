@@ -523,7 +523,10 @@ def test_a_row_killed_between_epochs_resumes_to_the_weights_of_a_run_that_never_
     """A row stopped after its first of two QAT epochs (the trainer's checkpoint written), then
     run again with --resume, continues from that checkpoint: its weights and quantizer state
     (scales, codebooks, SP2 rows, ring buffers, step counters) equal those of a run that never
-    stopped, and so does the row's record but for the seconds and the step it resumed at."""
+    stopped, and so does the row's record but for the seconds and the step it resumed at. It
+    resumes parked (docs/results.md): from a copy of the run folder elsewhere, as a clone of
+    the repository has it, whose trainer folder holds only the committed ``last.pt`` and
+    ``start.json`` (no ``last.prev.pt``)."""
     options = _two_epoch_options(tmp_path / "stopped", baseline, row)
     whole = replace(options, out=tmp_path / "whole")
     reproduce(whole)
@@ -532,7 +535,14 @@ def test_a_row_killed_between_epochs_resumes_to_the_weights_of_a_run_that_never_
         with pytest.raises(Interrupt):
             reproduce(options)
     assert not (options.out / "rows" / "resnet20" / f"{row}.json").exists()
-    assert reproduce(replace(options, resume=True))["ran"] == [f"resnet20/{row}"]
+    stopped_work = options.out / "work" / "resnet20" / row
+    options = replace(options, out=tmp_path / "parked", resume=True)
+    shutil.copytree(stopped_work.parents[2], options.out, ignore=shutil.ignore_patterns("work"))
+    parked_work = options.out / "work" / "resnet20" / row
+    parked_work.mkdir(parents=True)
+    for name in ("last.pt", "start.json"):
+        shutil.copy2(stopped_work / name, parked_work / name)
+    assert reproduce(options)["ran"] == [f"resnet20/{row}"]
 
     work = [out / "work" / "resnet20" / row for out in (options.out, whole.out)]
     resumed, uninterrupted = (load_checkpoint(w / "last.pt")["model"] for w in work)
