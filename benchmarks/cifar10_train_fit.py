@@ -20,13 +20,15 @@ from the row's stored recipe, and its test accuracy must equal the row's recorde
 accuracy exactly (and the baseline's its record's), or the row is refused. Rows whose trainer
 folder is gone (runs committed without ``work/``) cannot be measured; they are named.
 
-Each ``--runs`` directory's finished rows with a checkpoint (or ``--rows``) are measured and
-added to the result file (default ``benchmarks/results/cifar10_train_fit.json``), keyed
-``<run folder>/<model>/<row>``; the baseline under ``fp32/<model>/<sha256 prefix>``. An entry
-already there is kept, not measured again::
+Each ``--runs`` directory's finished rows with a checkpoint (or ``--rows``, which every run
+must have finished) are measured and added to the result file (default
+``benchmarks/results/cifar10_train_fit.json``), keyed ``<run folder>/<model>/<row>``; the
+baseline under ``fp32/<model>/<sha256 prefix>``. An entry already there is kept, not measured
+again, if it is of the same row record (its sha256, stored in the entry); another record under
+that key (a row trained again, or a run folder of the same name elsewhere) is refused before
+anything is measured::
 
-    python -m benchmarks.cifar10_train_fit --threads 1 \\
-        --runs benchmarks/results/cifar10_cpu_long_from_average_qat10_cutout16
+    python -m benchmarks.cifar10_train_fit --threads 1 --runs OUT [OUT ...]
 """
 
 from __future__ import annotations
@@ -57,9 +59,11 @@ from hwquant.app.bench.reproduce import (
     tier_memory_format,
 )
 from hwquant.app.bench.tiers import Tier, with_tier_defaults
+from hwquant.app.config import train_fields_with_defaults
 from hwquant.app.train import CHECKPOINT_NAME, load_weights
 from hwquant.core.checkpoint import load_checkpoint
 from hwquant.core.errors import ConfigError
+from hwquant.core.provenance import file_sha256
 from hwquant.data import BatchLoader
 from hwquant.qat.recipe import Recipe
 
@@ -74,6 +78,8 @@ class Row:
     model: str
     name: str
     record: dict[str, Any]
+    record_sha256: str
+    """sha256 of the row's JSON file: which training of the row an entry measured."""
 
     @property
     def key(self) -> str:
@@ -115,7 +121,7 @@ def finished_rows(run: Path, names: Sequence[str] | None) -> tuple[list[Row], li
         record = json.loads(path.read_text())
         if (names is not None and path.stem not in names) or record.get("status") != "done":
             continue
-        row = Row(run, path.parent.name, path.stem, record)
+        row = Row(run, path.parent.name, path.stem, record, file_sha256(path))
         (rows if row.checkpoint.is_file() else missing).append(row)
     unknown = set(names or ()) - {row.name for row in rows + missing}
     if unknown:
@@ -134,14 +140,15 @@ def row_model(row: Row, options: Options) -> nn.Module:
         ConfigError: the checkpoint is not of a finished run of the row's epochs.
     """
     state = load_checkpoint(row.checkpoint)
-    epochs = row.record["training"]["config"]["epochs"]
-    if state["epoch"] != epochs or state["train_config"] != row.record["training"]["config"]:
+    config = train_fields_with_defaults(row.record["training"]["config"])
+    epochs = config["epochs"]
+    if state["epoch"] != epochs or train_fields_with_defaults(state["train_config"]) != config:
         raise ConfigError(
             f"{row.checkpoint} is not the end of row {row.key} (epoch {state['epoch']} of "
             f"{epochs}, or other training settings). Fix: finish the row with --resume first."
         )
     qat = prepare(build_model(row.model, options).train(), Recipe.from_dict(row.record["recipe"]))
-    qat = qat.to(memory_format=tier_memory_format(options.tier))
+    qat = qat.to(device=options.tier.device, memory_format=tier_memory_format(options.tier))
     load_weights(qat, state["model"], row.checkpoint)
     return qat.eval()
 
@@ -169,7 +176,7 @@ def fit(
 
 def row_entry(row: Row, measured: dict[str, float], baseline: dict[str, float]) -> dict:
     """A row's entry: its accuracies, and its gap split into fit deficit and excess."""
-    config = row.record["training"]["config"]
+    config = train_fields_with_defaults(row.record["training"]["config"])
     return {
         **measured,
         "test_gap": baseline["test_acc"] - measured["test_acc"],
@@ -183,32 +190,78 @@ TRAINING_KEYS = ("epochs", "lr", "distill_weight", "distill_temperature")
 """The row's training settings copied into its entry (Cutout is the tier's ``qat_cutout``)."""
 
 
-def measure_run(
-    run: Path, names: Sequence[str] | None, recorder: ResultRecorder, document: dict
-) -> None:
-    """Measure ``run``'s baselines and rows into ``document`` (saved after each).
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What measuring one run takes."""
+
+    run: Path
+    tier: Tier
+    settings: dict[str, Any]
+    pending: list[Row]
+    """Its finished rows with a checkpoint that the result file does not hold yet."""
+    missing: list[str]
+    """The keys of its finished rows without a checkpoint."""
+
+
+def plan_run(run: Path, names: Sequence[str] | None, stored: dict[str, Any]) -> Plan:
+    """What measuring ``run`` takes, checked against the entries ``stored``.
 
     Raises:
-        ConfigError: the run's rows trained on a subset of the training images (the ``cpu``
-            tier), whose loader this benchmark does not rebuild.
+        ConfigError: a tier this machine cannot evaluate, or whose rows trained on a subset
+            of the training images (the ``cpu`` tier, whose loader this benchmark does not
+            rebuild); a row stored from another record of the same key.
     """
     tier, settings = run_tier(run)
+    if tier.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{run} is a run of tier 'gpu'. Fix: measure it on a machine with a GPU.")
     if tier.qat_train_examples is not None:
         raise ConfigError(
             f"{run}: tier {tier.name!r} trains its rows on a subset of the training images. "
             "Fix: measure a run of a tier that trains on all of them (cpu-full, cpu-long)."
         )
-    results = document["results"]
     rows, missing = finished_rows(run, names)
-    results["rows_without_checkpoint"] = sorted(
-        set(results["rows_without_checkpoint"]) | set(missing)
-    )
-    pending = [row for row in rows if row.key not in results["rows"]]
+    for row in rows:
+        entry = stored.get(row.key)
+        if entry is not None and entry["row_record_sha256"] != row.record_sha256:
+            raise ConfigError(
+                f"the result file holds {row.key} measured from {entry['run']} (row record "
+                f"sha256 {entry['row_record_sha256'][:12]}), and {run} has another record of "
+                "it (a row trained again, or another run folder of that name). Fix: give this "
+                "measurement another --out, or remove that entry from the result file."
+            )
+    return Plan(run, tier, settings, [row for row in rows if row.key not in stored], missing)
+
+
+def check_plans(plans: Sequence[Plan]) -> None:
+    """Refuse two runs of one invocation that would write one key (same folder name).
+
+    Raises:
+        ConfigError: the key and both runs.
+    """
+    seen: dict[str, Path] = {}
+    for plan in plans:
+        for row in plan.pending:
+            if row.key in seen:
+                raise ConfigError(
+                    f"{seen[row.key]} and {plan.run} both have row {row.key}: their entries "
+                    "would share one key. Fix: measure them into separate --out files."
+                )
+            seen[row.key] = plan.run
+
+
+def measure_run(
+    plan: Plan, data_root: Path | None, recorder: ResultRecorder, document: dict[str, Any]
+) -> None:
+    """Measure the baselines and pending rows of ``plan`` into ``document`` (saved after
+    each)."""
+    run, tier, settings, pending = plan.run, plan.tier, plan.settings, plan.pending
     if not pending:
         return
+    results = document["results"]
     options = Options(
-        tier, run, tier.models, (), seed=settings["seed"], row_seed=settings.get("row_seed")
-    )
+        tier, run, tier.models, (), seed=settings["seed"], row_seed=settings.get("row_seed"),
+        data_root=data_root,
+    )  # fmt: skip
     data = load_tier_data(options)
     splits = data.splits
     train = BatchLoader(
@@ -226,7 +279,10 @@ def measure_run(
         for row in (r for r in pending if r.model == model_name):
             measured = fit(row_model(row, options), train, data, row.record["fake_quant_acc"])
             entry = row_entry(row, measured, results["fp32"][key])
-            entry |= {"fp32": key, "qat_cutout": tier.qat_cutout, **recorder.run_stamp()}
+            entry |= {
+                "fp32": key, "qat_cutout": tier.qat_cutout, "run": str(run),
+                "row_record_sha256": row.record_sha256, **recorder.run_stamp(),
+            }  # fmt: skip
             results["rows"][row.key] = entry
             recorder.save(document["config"], results)
 
@@ -238,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rows", nargs="+", default=None, metavar="ROW",
                         help="rows to measure, finished in every run (default: every finished "
                         "row with a checkpoint)")  # fmt: skip
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="CIFAR-10 JPEG tarball or folder (default $HWQUANT_DATA or "
+                        "../shared/data/cifar10/cifar10-jpeg-q75.tar.gz)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=None, help="result file")
     args = parser.parse_args(argv)
@@ -245,22 +304,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     recorder = ResultRecorder(NAME, command_line(argv), seed=0, path=args.out)
     with recorder.exclusive():
+        stored_rows = recorder.stored("rows")
+        plans = [plan_run(run, args.rows, stored_rows) for run in args.runs]
+        check_plans(plans)
         stored = json.loads(recorder.file.read_text()) if recorder.file.is_file() else {}
         runs = set(stored.get("config", {}).get("runs", [])) | {str(run) for run in args.runs}
+        missing = set(recorder.stored("rows_without_checkpoint") or [])
+        missing |= {key for plan in plans for key in plan.missing}
         document: dict[str, Any] = {
             "config": {"runs": sorted(runs)},
             "results": {
                 "fp32": recorder.stored("fp32"),
-                "rows": recorder.stored("rows"),
-                "rows_without_checkpoint": [],
+                "rows": stored_rows,
+                "rows_without_checkpoint": sorted(missing - set(stored_rows)),
             },
         }
-        for run in args.runs:
-            measure_run(run, args.rows, recorder, document)
+        for plan in plans:
+            measure_run(plan, args.data_root, recorder, document)
         results = document["results"]
-        results["rows_without_checkpoint"] = sorted(
-            set(results["rows_without_checkpoint"]) - set(results["rows"])
-        )
+        results["rows_without_checkpoint"] = sorted(missing - set(results["rows"]))
         recorder.save(document["config"], results)
     return results
 

@@ -493,6 +493,7 @@ def test_qat_distill_trains_the_rows_from_their_fp32_baseline_and_is_recorded(
         (-0.1, None, r"--qat-distill=-0.1 is not a distillation weight"),
         (float("nan"), None, r"--qat-distill=nan is not a distillation weight"),
         (0.5, 0.0, r"--qat-distill-temperature=0.0 is not a temperature"),
+        (0.5, float("inf"), r"--qat-distill-temperature=inf is not a temperature"),
         (None, 4.0, r"--qat-distill-temperature=4.0 without --qat-distill"),
         (0.0, 4.0, r"--qat-distill-temperature=4.0 without --qat-distill"),
     ],
@@ -516,9 +517,13 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("row", ["llsq_W4A4", "nonuniform_W2A2", "msq_W4A4", "tables_40"])
+@pytest.mark.parametrize(
+    ("row", "distill"),
+    [("llsq_W4A4", 0.0), ("nonuniform_W2A2", 0.0), ("msq_W4A4", 0.0), ("tables_40", 0.0),
+     ("llsq_W4A4", 0.5)],
+)  # fmt: skip
 def test_a_row_killed_between_epochs_resumes_to_the_weights_of_a_run_that_never_stopped(
-    row: str, baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    row: str, distill: float, baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """A row stopped after its first of two QAT epochs (the trainer's checkpoint written), then
     run again with --resume, continues from that checkpoint: its weights and quantizer state
@@ -526,8 +531,9 @@ def test_a_row_killed_between_epochs_resumes_to_the_weights_of_a_run_that_never_
     stopped, and so does the row's record but for the seconds and the step it resumed at. It
     resumes parked (docs/results.md): from a copy of the run folder elsewhere, as a clone of
     the repository has it, whose trainer folder holds only the committed ``last.pt`` and
-    ``start.json`` (no ``last.prev.pt``)."""
+    ``start.json`` (no ``last.prev.pt``). A distilled row resumes with its teacher too."""
     options = _two_epoch_options(tmp_path / "stopped", baseline, row)
+    options = replace(options, tier=replace(options.tier, qat_distill=distill))
     whole = replace(options, out=tmp_path / "whole")
     reproduce(whole)
     with monkeypatch.context() as patch:

@@ -111,4 +111,7 @@ def render(config: dict[str, Any], results: dict[str, Any], machine: dict[str, A
                 for name, m in step_time.items()
             ],
         )
+        if tier.get("qat_distill"):
+            note = "The steps timed are cross-entropy steps: the rows' distillation adds the "
+            lines += ["", note + "teacher's forward pass to each, which is not timed here."]
     return "\n".join(lines) + "\n"

@@ -21,7 +21,6 @@ the figures measured then instead of timing again; remove the file to time again
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -659,7 +658,7 @@ def _quantized_row(
     # the draws that prepare makes follow the model's
     model = build_model(model_name, options, options.qat_seed)
     model.load_state_dict(baseline.state)
-    teacher = copy.deepcopy(model) if config.distill_weight else None
+    teacher = model if config.distill_weight else None  # prepare quantizes a copy of it
     try:
         qat = hwquant.prepare(model.train(), recipe)
     except UnsupportedLayerError as err:
