@@ -174,7 +174,7 @@ def fit(
     return {"train_acc": train_acc, "test_acc": test, "generalisation_gap": train_acc - test}
 
 
-def row_entry(row: Row, measured: dict[str, float], baseline: dict[str, float]) -> dict:
+def row_entry(row: Row, measured: dict[str, float], baseline: dict[str, float]) -> dict[str, Any]:
     """A row's entry: its accuracies, and its gap split into fit deficit and excess."""
     config = train_fields_with_defaults(row.record["training"]["config"])
     return {
